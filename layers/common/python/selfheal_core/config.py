@@ -1,0 +1,115 @@
+"""Configuration as validated models.
+
+`Settings` comes from the function's environment at cold start and fails fast naming the
+missing variable. `RuntimeParameters` are the hot-reloadable thresholds kept in SSM under
+`PARAMETER_PREFIX`, cached by Powertools Parameters for `PARAMETERS_MAX_AGE` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+AutomationLevel = Literal["manual", "semi_auto", "full_auto"]
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+class Settings(BaseModel):
+    environment: str = Field(min_length=1)
+    event_bus_name: str = Field(min_length=1)
+    decisions_table_name: str = Field(min_length=1)
+    monitoring_table_name: str = Field(min_length=1)
+    idempotency_table_name: str = Field(min_length=1)
+    artifacts_bucket: str = Field(min_length=1)
+    alerts_topic_arn: str = Field(min_length=1)
+    secret_name: str = Field(min_length=1)
+    parameter_prefix: str = Field(min_length=1)
+    parameters_max_age: int = 60
+
+
+_ENV_KEYS = {
+    "environment": "ENVIRONMENT",
+    "event_bus_name": "EVENT_BUS_NAME",
+    "decisions_table_name": "DECISIONS_TABLE_NAME",
+    "monitoring_table_name": "MONITORING_TABLE_NAME",
+    "idempotency_table_name": "IDEMPOTENCY_TABLE_NAME",
+    "artifacts_bucket": "ARTIFACTS_BUCKET",
+    "alerts_topic_arn": "ALERTS_TOPIC_ARN",
+    "secret_name": "SECRET_NAME",
+    "parameter_prefix": "PARAMETER_PREFIX",
+    "parameters_max_age": "PARAMETERS_MAX_AGE",
+}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    raw = {field: os.environ[var] for field, var in _ENV_KEYS.items() if var in os.environ}
+    missing = [var for field, var in _ENV_KEYS.items() if var not in os.environ and Settings.model_fields[field].is_required()]
+    if missing:
+        raise ConfigError(f"missing environment variables: {', '.join(missing)}")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+class ScanThresholds(BaseModel):
+    """Thresholds for the scheduled metric scan (DESIGN §9)."""
+
+    error_rate_pct: float = Field(default=5.0, gt=0)
+    latency_p95_ms: float = Field(default=3_000.0, gt=0)
+    throttles: float = Field(default=10.0, ge=0)
+    memory_used_pct: float = Field(default=90.0, gt=0, le=100)
+
+
+class RuntimeParameters(BaseModel):
+    automation_level: AutomationLevel = "semi_auto"
+    max_fix_attempts: int = Field(default=3, ge=1, le=10)
+    daily_llm_budget_usd: float = Field(default=5.0, ge=0)
+    engineer_provider: Literal["runbook", "anthropic"] = "runbook"
+    engineer_model: str = "claude-sonnet-4-5"
+    manager_model: str = "claude-haiku-4-5"
+    scan_thresholds: ScanThresholds = Field(default_factory=ScanThresholds)
+
+
+# SSM parameter name (below the prefix) -> RuntimeParameters field
+PARAMETER_NAMES = {
+    "automation-level": "automation_level",
+    "max-fix-attempts": "max_fix_attempts",
+    "daily-llm-budget-usd": "daily_llm_budget_usd",
+    "engineer-provider": "engineer_provider",
+    "engineer-model": "engineer_model",
+    "manager-model": "manager_model",
+    "scan-thresholds": "scan_thresholds",
+}
+
+
+def parse_parameters(values: dict[str, str]) -> RuntimeParameters:
+    """Map SSM values (by short name) onto the validated model; bad values fail loudly."""
+    import json
+
+    raw: dict[str, Any] = {}
+    for name, value in values.items():
+        field = PARAMETER_NAMES.get(name.rsplit("/", 1)[-1])
+        if field is None:
+            continue
+        raw[field] = json.loads(value) if field == "scan_thresholds" else value
+    try:
+        return RuntimeParameters.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid SSM parameters: {exc}") from exc
+
+
+def get_runtime_parameters(settings: Settings | None = None) -> RuntimeParameters:
+    """Fetch every parameter under the prefix in one call (cached, hot-reloadable)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    settings = settings or get_settings()
+    values = parameters.get_parameters(settings.parameter_prefix, max_age=settings.parameters_max_age, recursive=True)
+    return parse_parameters(values)

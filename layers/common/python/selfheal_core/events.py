@@ -1,0 +1,278 @@
+"""The event contract (DESIGN §4): one envelope, one versioned pydantic model per detail-type.
+
+`detail = {"metadata": {...}, "data": {...}}`. Unknown detail-types or versions are rejected
+with a reason by `parse_detail`; nothing here touches AWS.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+EVENT_VERSION = "1"
+MAX_SUMMARY_CHARS = 2_000
+MAX_EVIDENCE_ITEMS = 200
+
+
+class DetailType(str, Enum):
+    ISSUE_REPORTED = "IssueReported"
+    ISSUE_DETECTED = "IssueDetected"
+    REMEDIATION_REQUESTED = "RemediationRequested"
+    FIX_PROPOSED = "FixProposed"
+    REMEDIATION_FAILED = "RemediationFailed"
+    FIX_VALIDATED = "FixValidated"
+    FIX_REJECTED = "FixRejected"
+    REMEDIATION_APPROVED = "RemediationApproved"
+    APPROVAL_REQUESTED = "ApprovalRequested"
+    INCIDENT_ESCALATED = "IncidentEscalated"
+    INCIDENT_RESOLVED = "IncidentResolved"
+    APPROVAL_GRANTED = "ApprovalGranted"
+    APPROVAL_DENIED = "ApprovalDenied"
+
+
+class Source(str, Enum):
+    MANAGER = "agentops.manager"
+    ENGINEER = "agentops.engineer"
+    QA = "agentops.qa"
+    OPERATOR = "agentops.operator"
+
+
+class IssueType(str, Enum):
+    HIGH_ERROR_RATE = "high_error_rate"
+    LATENCY = "latency"
+    EXCEPTION = "exception"
+    THROTTLING = "throttling"
+    MEMORY = "memory"
+    UNKNOWN = "unknown"
+
+
+class Severity(str, Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class RiskLevel(str, Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Metadata(_Model):
+    incident_id: str = Field(min_length=1, max_length=64)
+    correlation_id: str = Field(min_length=1, max_length=128)
+    event_version: Literal["1"] = EVENT_VERSION
+    attempt: int = Field(default=1, ge=1, le=20)
+    created_at: str = Field(default_factory=utc_now)
+    producer: str = Field(min_length=1, max_length=64)
+
+
+# ---------------------------------------------------------------------------------- payloads
+
+
+class ArtifactRef(_Model):
+    """Claim check: content too large for an event lives in the artifacts store."""
+
+    bucket: str
+    key: str
+    size_bytes: int = Field(ge=0)
+    sha256: str | None = None
+
+
+class CodeBundle(_Model):
+    """Source under repair: small files inline, otherwise an artifact reference."""
+
+    files: dict[str, str] = Field(default_factory=dict)
+    test_command: str = "python -m pytest -q"
+    artifact: ArtifactRef | None = None
+
+    @field_validator("files")
+    @classmethod
+    def _relative_paths_only(cls, files: dict[str, str]) -> dict[str, str]:
+        for path in files:
+            if path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"file path must be relative and inside the project: {path!r}")
+        return files
+
+
+class IssueReportedV1(_Model):
+    service: str = Field(min_length=1, max_length=128)
+    issue_type: IssueType
+    severity: Severity = Severity.MEDIUM
+    summary: str = Field(min_length=1, max_length=MAX_SUMMARY_CHARS)
+    signals: dict[str, float] = Field(default_factory=dict)
+    evidence: list[str] = Field(default_factory=list, max_length=MAX_EVIDENCE_ITEMS)
+    code: CodeBundle | None = None
+    idempotency_key: str | None = Field(default=None, max_length=256)
+    resource: str | None = Field(default=None, max_length=512, description="alarm name, function …")
+
+
+class RemediationRequestedV1(_Model):
+    issue: IssueReportedV1
+    feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
+    fingerprint: str
+
+
+class ConfigChange(_Model):
+    setting: Literal["memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size"]
+    target: str = Field(min_length=1, max_length=256, description="function or resource to change")
+    current: float | None = None
+    proposed: float
+
+
+class Fix(_Model):
+    kind: Literal["config", "code"]
+    provider: str
+    model: str | None = None
+    rationale: str = Field(max_length=8_000)
+    risk_level: RiskLevel
+    changes: list[ConfigChange] = Field(default_factory=list)
+    patch: str | None = Field(default=None, description="unified diff, inline when small")
+    files: dict[str, str] = Field(default_factory=dict, description="whole files, when not a diff")
+    tests: dict[str, str] = Field(default_factory=dict, description="new test files")
+    artifact: ArtifactRef | None = Field(default=None, description="claim check for a large fix")
+
+
+class FixProposedV1(_Model):
+    issue: IssueReportedV1
+    fix: Fix
+    fingerprint: str
+
+
+class RemediationFailedV1(_Model):
+    reason: str = Field(max_length=4_000)
+    category: Literal["max_attempts", "budget", "provider_error", "invalid_output", "unsupported"]
+    fingerprint: str | None = None
+
+
+class Evidence(_Model):
+    check: str
+    passed: bool
+    command: str | None = None
+    exit_code: int | None = None
+    duration_ms: float | None = None
+    excerpt: str = Field(default="", max_length=4_000)
+
+
+class FixValidatedV1(_Model):
+    issue: IssueReportedV1
+    fix: Fix
+    evidence: list[Evidence]
+    fingerprint: str
+    evidence_artifact: ArtifactRef | None = None
+
+
+class FixRejectedV1(FixValidatedV1):
+    reason: str = Field(max_length=4_000)
+    weak_evidence: bool = False
+
+
+class ApprovalV1(_Model):
+    """ApprovalGranted / ApprovalDenied from the operator CLI."""
+
+    approver: str = Field(min_length=1, max_length=256)
+    comment: str = Field(default="", max_length=2_000)
+
+
+class InfoV1(_Model):
+    """Informational events (IssueDetected, ApprovalRequested, …) for people and the audit log."""
+
+    status: str
+    summary: str = Field(max_length=4_000)
+    service: str | None = None
+    issue_type: str | None = None
+    severity: str | None = None
+    risk_level: str | None = None
+    fingerprint: str | None = None
+    duplicates: int | None = None
+
+
+DATA_MODELS: dict[str, dict[str, type[_Model]]] = {
+    DetailType.ISSUE_REPORTED.value: {"1": IssueReportedV1},
+    DetailType.REMEDIATION_REQUESTED.value: {"1": RemediationRequestedV1},
+    DetailType.FIX_PROPOSED.value: {"1": FixProposedV1},
+    DetailType.REMEDIATION_FAILED.value: {"1": RemediationFailedV1},
+    DetailType.FIX_VALIDATED.value: {"1": FixValidatedV1},
+    DetailType.FIX_REJECTED.value: {"1": FixRejectedV1},
+    DetailType.APPROVAL_GRANTED.value: {"1": ApprovalV1},
+    DetailType.APPROVAL_DENIED.value: {"1": ApprovalV1},
+    **{
+        t.value: {"1": InfoV1}
+        for t in (
+            DetailType.ISSUE_DETECTED,
+            DetailType.REMEDIATION_APPROVED,
+            DetailType.APPROVAL_REQUESTED,
+            DetailType.INCIDENT_ESCALATED,
+            DetailType.INCIDENT_RESOLVED,
+        )
+    },
+}
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be processed; `reason` is safe to show an operator."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class Envelope(BaseModel):
+    """A parsed agent-to-agent event."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    detail_type: str
+    source: str
+    event_id: str | None = None
+    metadata: Metadata
+    data: Any
+
+
+def parse_detail(detail_type: str, detail: dict[str, Any], source: str = "", event_id: str | None = None) -> Envelope:
+    """Validate an envelope detail; raise InvalidEvent with a readable reason."""
+    versions = DATA_MODELS.get(detail_type)
+    if versions is None:
+        raise InvalidEvent(f"unknown detail-type {detail_type!r}")
+    if not isinstance(detail, dict) or "metadata" not in detail or "data" not in detail:
+        raise InvalidEvent("detail must be an object with 'metadata' and 'data'")
+    raw_meta = detail["metadata"]
+    version = str(raw_meta.get("event_version", "")) if isinstance(raw_meta, dict) else ""
+    model = versions.get(version)
+    if model is None:
+        raise InvalidEvent(f"unsupported event_version {version!r} for {detail_type}; supported: {sorted(versions)}")
+    try:
+        metadata = Metadata.model_validate(raw_meta)
+        data = model.model_validate(detail["data"])
+    except ValidationError as exc:
+        raise InvalidEvent(f"{detail_type} v{version} is invalid: {describe_validation_error(exc)}") from exc
+    return Envelope(detail_type=detail_type, source=source, event_id=event_id, metadata=metadata, data=data)
+
+
+def build_detail(metadata: Metadata, data: BaseModel) -> dict[str, Any]:
+    return {"metadata": metadata.model_dump(mode="json"), "data": data.model_dump(mode="json", exclude_none=True)}

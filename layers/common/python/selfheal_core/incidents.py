@@ -1,0 +1,282 @@
+"""Incident state in the decisions table. Every transition is a conditional write (DESIGN §3).
+
+A replayed or duplicated event can never move an incident backwards: `transition` only
+succeeds from the statuses that may precede the target (and, when given, at the expected
+attempt); otherwise it returns None and the caller drops the stale event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from . import aws, keys
+from .ddb import from_item, to_item
+from .events import utc_now
+
+
+class Status(str, Enum):
+    DETECTED = "DETECTED"
+    REMEDIATING = "REMEDIATING"
+    FIX_PROPOSED = "FIX_PROPOSED"
+    VALIDATING = "VALIDATING"
+    VALIDATED = "VALIDATED"
+    APPROVED = "APPROVED"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    RESOLVED = "RESOLVED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+    ESCALATED = "ESCALATED"
+    BUDGET_PAUSED = "BUDGET_PAUSED"
+
+
+TERMINAL = frozenset({Status.RESOLVED, Status.FAILED, Status.ESCALATED})
+OPEN_STATUSES = frozenset(Status) - TERMINAL
+
+# target status -> statuses it may be reached from
+ALLOWED_FROM: dict[Status, frozenset[Status]] = {
+    Status.REMEDIATING: frozenset({Status.DETECTED, Status.REJECTED, Status.BUDGET_PAUSED}),
+    Status.FIX_PROPOSED: frozenset({Status.REMEDIATING}),
+    Status.VALIDATING: frozenset({Status.FIX_PROPOSED}),
+    Status.VALIDATED: frozenset({Status.VALIDATING}),
+    Status.REJECTED: frozenset({Status.VALIDATING}),
+    Status.APPROVED: frozenset({Status.VALIDATED, Status.AWAITING_APPROVAL}),
+    Status.AWAITING_APPROVAL: frozenset({Status.VALIDATED}),
+    Status.BUDGET_PAUSED: frozenset({Status.REMEDIATING}),
+    Status.FAILED: frozenset({Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED}),
+    Status.ESCALATED: frozenset(OPEN_STATUSES),
+    Status.RESOLVED: frozenset(OPEN_STATUSES),
+}
+
+
+@dataclass(frozen=True)
+class Incident:
+    incident_id: str
+    status: str
+    attempts: int
+    cost_usd: float
+    duplicates: int
+    fingerprint: str
+    correlation_id: str
+    service: str
+    issue_type: str
+    severity: str
+    summary: str
+    created_at: str
+    updated_at: str
+    origin: str
+    issue: dict[str, Any]
+    last_reason: str = ""
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Incident:
+        item = from_item(item)
+        return cls(**{f: item.get(f, _DEFAULTS.get(f)) for f in cls.__dataclass_fields__})
+
+    def public(self) -> dict[str, Any]:
+        """The stable JSON shape the CLI prints (README documents it)."""
+        return {
+            "incident_id": self.incident_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "cost_usd": round(self.cost_usd, 6),
+            "duplicates": self.duplicates,
+            "service": self.service,
+            "issue_type": self.issue_type,
+            "severity": self.severity,
+            "summary": self.summary,
+            "correlation_id": self.correlation_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_reason": self.last_reason,
+        }
+
+
+_DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": ""}
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class IncidentStore:
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @property
+    def _table(self) -> Any:
+        return aws.table(self.table_name)
+
+    # ------------------------------------------------------------------ open / fold
+    def open_or_fold(
+        self,
+        *,
+        incident_id: str,
+        fingerprint: str,
+        correlation_id: str,
+        issue: dict[str, Any],
+        origin: str,
+    ) -> tuple[Incident, bool]:
+        """Open a new incident for the fingerprint, or fold into the open one (count only).
+
+        The fingerprint lock and the incident are written in one transaction, so two
+        concurrent reports of the same issue can never open two incidents.
+        """
+        now = utc_now()
+        incident_item = {
+            "pk": keys.incident_pk(incident_id),
+            "sk": keys.META,
+            "gsi2pk": f"INCIDENTS#{keys.day_of(now)}",
+            "gsi2sk": now,
+            "incident_id": incident_id,
+            "status": Status.DETECTED.value,
+            "attempts": 0,
+            "cost_usd": 0,
+            "duplicates": 0,
+            "fingerprint": fingerprint,
+            "correlation_id": correlation_id,
+            "service": issue.get("service", ""),
+            "issue_type": issue.get("issue_type", ""),
+            "severity": issue.get("severity", ""),
+            "summary": issue.get("summary", "")[:500],
+            "created_at": now,
+            "updated_at": now,
+            "origin": origin,
+            "issue": issue,
+            "status_history": [{"status": Status.DETECTED.value, "at": now, "reason": "opened"}],
+        }
+        lock_item = {"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN, "incident_id": incident_id, "created_at": now}
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": to_item(lock_item),
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Put": {"TableName": self.table_name, "Item": to_item(incident_item),
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                ]
+            )
+            return Incident.from_item(incident_item), True
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+        existing_id = self.open_incident_for(fingerprint)
+        if existing_id is None:  # closed between our attempt and now: try once more
+            return self.open_or_fold(
+                incident_id=incident_id, fingerprint=fingerprint, correlation_id=correlation_id, issue=issue, origin=origin
+            )
+        folded = self._table.update_item(
+            Key={"pk": keys.incident_pk(existing_id), "sk": keys.META},
+            UpdateExpression="ADD duplicates :one SET updated_at = :now",
+            ExpressionAttributeValues={":one": 1, ":now": now},
+            ReturnValues="ALL_NEW",
+        )
+        return Incident.from_item(folded["Attributes"]), False
+
+    def open_incident_for(self, fingerprint: str) -> str | None:
+        item = self._table.get_item(Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, ConsistentRead=True).get("Item")
+        return item["incident_id"] if item else None
+
+    # ------------------------------------------------------------------ transitions
+    def transition(
+        self,
+        incident_id: str,
+        to: Status,
+        *,
+        reason: str,
+        expected_attempt: int | None = None,
+        new_attempt: int | None = None,
+        allowed_from: frozenset[Status] | None = None,
+    ) -> Incident | None:
+        """Move forward, or return None when the incident is not in a state that may precede `to`."""
+        sources = allowed_from or ALLOWED_FROM[to]
+        now = utc_now()
+        values: dict[str, Any] = {
+            ":to": to.value,
+            ":now": now,
+            ":reason": reason[:1000],
+            ":hist": [{"status": to.value, "at": now, "reason": reason[:300]}],
+        }
+        names = {"#status": "status"}
+        placeholders = []
+        for i, status in enumerate(sorted(s.value for s in sources)):
+            values[f":from{i}"] = status
+            placeholders.append(f":from{i}")
+        condition = f"#status IN ({', '.join(placeholders)})"
+        if expected_attempt is not None:
+            condition += " AND attempts = :expected"
+            values[":expected"] = expected_attempt
+        update = "SET #status = :to, updated_at = :now, last_reason = :reason, status_history = list_append(status_history, :hist)"
+        if new_attempt is not None:
+            update += ", attempts = :attempt"
+            values[":attempt"] = new_attempt
+        try:
+            result = self._table.update_item(
+                Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        incident = Incident.from_item(result["Attributes"])
+        if to in TERMINAL:
+            self._release(incident)
+        return incident
+
+    def _release(self, incident: Incident) -> None:
+        """Free the fingerprint so a later recurrence opens a new incident."""
+        try:
+            self._table.delete_item(
+                Key={"pk": keys.fingerprint_pk(incident.fingerprint), "sk": keys.OPEN},
+                ConditionExpression="incident_id = :id",
+                ExpressionAttributeValues={":id": incident.incident_id},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    # ------------------------------------------------------------------ reads
+    def get(self, incident_id: str) -> Incident | None:
+        item = self._table.get_item(Key={"pk": keys.incident_pk(incident_id), "sk": keys.META}, ConsistentRead=True).get("Item")
+        return Incident.from_item(item) if item else None
+
+    def list_recent(self, days: int = 7, limit: int = 100) -> list[Incident]:
+        """Newest first, one query per day on GSI2 (no scans)."""
+        from boto3.dynamodb.conditions import Key
+
+        found: list[Incident] = []
+        today = datetime.now(timezone.utc).date()
+        for offset in range(days):
+            day = (today - timedelta(days=offset)).isoformat()
+            kwargs: dict[str, Any] = {
+                "IndexName": "gsi2",
+                "KeyConditionExpression": Key("gsi2pk").eq(f"INCIDENTS#{day}"),
+                "ScanIndexForward": False,
+            }
+            while len(found) < limit:
+                page = self._table.query(**kwargs)
+                found.extend(Incident.from_item(i) for i in page["Items"])
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    def add_cost(self, incident_id: str, cost_usd: float) -> None:
+        self._table.update_item(
+            Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
+            UpdateExpression="ADD cost_usd :c",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=to_item({":c": cost_usd}),
+        )

@@ -1,0 +1,44 @@
+"""Builds every stack for an app (used by app.py and by the infrastructure tests)."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+
+from .data_stack import DataStack
+from .pipeline_stack import PipelineStack
+from .settings import DeploySettings
+
+
+def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
+    settings = DeploySettings.from_context(app.node)
+    prefix = f"Selfheal-{settings.env_name}"
+    data = DataStack(app, f"{prefix}-Data", settings=settings, description="Selfheal state, alerts and configuration")
+    pipeline = PipelineStack(app, f"{prefix}-Pipeline", settings=settings, data=data, description="Selfheal agents and routes")
+    stacks: dict[str, cdk.Stack] = {"data": data, "pipeline": pipeline}
+    try:
+        from .monitoring_stack import MonitoringStack
+    except ImportError:  # pragma: no cover - only while the monitoring stack is being written
+        MonitoringStack = None  # noqa: N806
+    if MonitoringStack is not None:
+        stacks["monitoring"] = MonitoringStack(
+            app,
+            f"{prefix}-Monitoring",
+            env_name=settings.env_name,
+            functions=pipeline.functions,
+            dead_letter_queues=[*pipeline.routes.dead_letter_queues.values(), *(a.failures for a in pipeline.agents.values())],
+            event_bus=pipeline.bus,
+            rules=pipeline.routes.rules,
+            alerts_topic=data.alerts_topic,
+            cost_alert_threshold=settings.cost_alert_threshold,
+            layer=pipeline.layer,
+            analyzer_environment=pipeline.agent_environment,
+            decisions_table=data.decisions_table,
+            monitoring_table=data.monitoring_table,
+            description="Selfheal dashboards, alarms and analyzer",
+        )
+    for stack in stacks.values():
+        cdk.Tags.of(stack).add("project", "selfheal")
+        cdk.Tags.of(stack).add("environment", settings.env_name)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
+    return stacks

@@ -1,0 +1,113 @@
+"""One agent = one function with its own role, explicit log group and on-failure queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack, aws_iam as iam, aws_lambda as lambda_, aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs, aws_sqs as sqs
+from constructs import Construct
+
+from ..nag import acknowledge
+
+from .. import constants
+
+LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
+AGENT_PACKAGES = ("manager", "engineer", "qa", "analyzer")
+
+
+def agent_code(agent: str) -> lambda_.Code:
+    """Ship only this agent's package (handler `<agent>.handler.handler`)."""
+    others = [name for name in AGENT_PACKAGES if name != agent]
+    return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=[*others, "**/__pycache__", "*.pyc"])
+
+
+def dead_letter_queue(scope: Construct, construct_id: str, name: str) -> sqs.Queue:
+    """A terminal queue for failed deliveries; operators read and redrive it by hand."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        queue_name=name,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    reason = "This queue is itself the dead-letter queue: a DLQ of a DLQ would only hide failures further away."
+    for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+        acknowledge(queue, rule, reason)
+    return queue
+
+
+class AgentFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        agent: str,
+        layer: lambda_.ILayerVersion,
+        environment: dict[str, str],
+        timeout: Duration,
+        memory_size: int = 256,
+        description: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = constants.function_name(env_name, agent)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{name}",
+            retention=constants.LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # No managed policy: log permissions are scoped to this function's own log group.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Least-privilege role of the {agent} agent",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn, f"{self.log_group.log_group_arn}:*"],
+            )
+        )
+        self.failures = dead_letter_queue(self, "OnFailure", f"{name}-failures")
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=name,
+            description=description,
+            runtime=constants.RUNTIME,
+            architecture=constants.ARCHITECTURE,
+            handler=f"{agent}.handler.handler",
+            code=agent_code(agent),
+            layers=[layer],
+            role=self.role,
+            timeout=timeout,
+            memory_size=memory_size,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": agent,
+                "POWERTOOLS_METRICS_NAMESPACE": "AgentOps/Events",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                "AGENT_NAME": agent,
+                **environment,
+            },
+            retry_attempts=constants.ASYNC_RETRY_ATTEMPTS,
+            max_event_age=constants.TARGET_MAX_EVENT_AGE,
+            on_failure=destinations.SqsDestination(self.failures),
+        )
+        acknowledge(self.function, "Serverless-LambdaDLQ",
+            reason="Async failures go to an SQS on-failure destination, which records the error as well as the event.",
+        )
+        log_streams = f"<{Stack.of(self).get_logical_id(self.log_group.node.default_child)}.Arn>:*"
+        acknowledge(self.role, f"AwsSolutions-IAM5[Resource::{log_streams}]",
+            reason="Log streams are created at run time inside this function's own log group.",
+        )
+        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
+            reason="X-Ray PutTraceSegments/PutTelemetryRecords and CloudWatch GetMetricData support no resource scoping.",
+        )

@@ -1,0 +1,183 @@
+"""Routing: every detail-type has a rule; every target has a retry policy and a dead-letter queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jsii
+
+from aws_cdk import aws_events as events, aws_events_targets as targets, aws_lambda as lambda_, aws_logs as logs
+from aws_cdk import RemovalPolicy, aws_iam as iam, aws_sns as sns, aws_sqs as sqs
+from constructs import Construct
+
+from .. import constants
+from .agent_function import dead_letter_queue
+
+S = constants.AGENT_SOURCES
+
+
+@dataclass(frozen=True)
+class Route:
+    rule_id: str
+    description: str
+    detail_types: list[str]
+    sources: list[str] | None  # None = any producer
+    agent: str
+
+
+# Agent-to-agent flow of DESIGN §3. IssueReported may come from any producer.
+AGENT_ROUTES = [
+    Route("IssueReported", "Injected issues to the Manager", ["IssueReported"], None, "manager"),
+    Route("RemediationRequested", "Manager asks the Engineer for a fix", ["RemediationRequested"], [S["manager"]], "engineer"),
+    Route("FixProposed", "Engineer hands a fix to QA", ["FixProposed"], [S["engineer"]], "qa"),
+    Route("FixRejected", "QA sends a rejected fix back to the Engineer", ["FixRejected"], [S["qa"]], "engineer"),
+    Route("FixValidated", "QA reports a validated fix to the Manager", ["FixValidated"], [S["qa"]], "manager"),
+    Route("RemediationFailed", "Engineer gives up; the Manager closes", ["RemediationFailed"], [S["engineer"], S["qa"]], "manager"),
+    Route("OperatorApproval", "Human approval decisions to the Manager", ["ApprovalGranted", "ApprovalDenied"], [S["operator"]], "manager"),
+]
+# Events people must read: delivered to the alerts topic (email).
+NOTIFY_DETAIL_TYPES = ["ApprovalRequested", "IncidentEscalated"]
+
+
+@jsii.implements(events.IRuleTarget)
+class LogGroupTarget:
+    """Log group target with retry policy and DLQ, without the L2 target's custom resource."""
+
+    def __init__(self, log_group: logs.ILogGroup, dead_letter_queue: sqs.IQueue) -> None:
+        self.log_group = log_group
+        self.dead_letter_queue = dead_letter_queue
+
+    def bind(self, rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        self.dead_letter_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+            )
+        )
+        return events.RuleTargetConfig(
+            arn=self.log_group.log_group_arn,
+            dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.dead_letter_queue.queue_arn),
+            retry_policy=events.CfnRule.RetryPolicyProperty(
+                maximum_retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
+                maximum_event_age_in_seconds=int(constants.TARGET_MAX_EVENT_AGE.to_seconds()),
+            ),
+        )
+
+
+class EventRoutes(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        bus: events.IEventBus,
+        functions: dict[str, lambda_.IFunction],
+        alerts_topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.rules: list[events.Rule] = []
+        self.dead_letter_queues: dict[str, sqs.Queue] = {
+            agent: dead_letter_queue(self, f"{agent.title()}TargetDlq", f"selfheal-{env_name}-{agent}-events-dlq")
+            for agent in functions
+        }
+        self.dead_letter_queues["notifications"] = dead_letter_queue(
+            self, "NotificationsDlq", f"selfheal-{env_name}-notifications-dlq"
+        )
+
+        for route in AGENT_ROUTES:
+            pattern = events.EventPattern(detail_type=route.detail_types, source=route.sources)
+            self._rule(route.rule_id, route.description, bus, pattern, self._lambda_target(functions, route.agent))
+
+        self._rule(
+            "AlarmStateChange",
+            "Forwards CloudWatch alarm state changes (not Selfheal's own alarms) to the Manager",
+            events.EventBus.from_event_bus_name(self, "DefaultBus", "default"),
+            events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                detail={"alarmName": [{"anything-but": {"prefix": constants.ALARM_PREFIX}}]},
+            ),
+            self._lambda_target(functions, "manager"),
+        )
+        self._rule(
+            "Notify",
+            "Approval requests and escalations to the alerts topic",
+            bus,
+            events.EventPattern(detail_type=NOTIFY_DETAIL_TYPES, source=[S["manager"], S["engineer"]]),
+            targets.SnsTopic(
+                alerts_topic,
+                message=events.RuleTargetInput.from_text(
+                    f"Selfheal {events.EventField.detail_type}: {events.EventField.from_path('$.detail.data.summary')} "
+                    f"(incident {events.EventField.from_path('$.detail.metadata.incident_id')})"
+                ),
+                dead_letter_queue=self.dead_letter_queues["notifications"],
+                retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
+                max_event_age=constants.TARGET_MAX_EVENT_AGE,
+            ),
+        )
+        self.audit_log = logs.LogGroup(
+            self,
+            "AuditLog",
+            log_group_name=f"/selfheal/{env_name}/events",
+            retention=constants.LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self._rule(
+            "Audit",
+            "Every agent event, including informational ones, to the audit log",
+            bus,
+            events.EventPattern(source=events.Match.prefix("agentops.")),
+            LogGroupTarget(self.audit_log, self.dead_letter_queues["notifications"]),
+        )
+        # A native resource policy instead of the target's custom resource (no extra Lambda).
+        logs.ResourcePolicy(
+            self,
+            "AuditLogPolicy",
+            resource_policy_name=f"selfheal-{env_name}-audit-events",
+            policy_statements=[
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("delivery.logs.amazonaws.com")],
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.audit_log.log_group_arn],
+                )
+            ],
+        )
+        self._rule(
+            "MetricScan",
+            "Scheduled metric scan by the Manager",
+            None,
+            None,
+            self._lambda_target(functions, "manager"),
+            schedule=events.Schedule.rate(constants.SCAN_RATE),
+        )
+
+    def _lambda_target(self, functions: dict[str, lambda_.IFunction], agent: str) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            functions[agent],
+            dead_letter_queue=self.dead_letter_queues[agent],
+            retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
+            max_event_age=constants.TARGET_MAX_EVENT_AGE,
+        )
+
+    def _rule(
+        self,
+        rule_id: str,
+        description: str,
+        bus: events.IEventBus | None,
+        pattern: events.EventPattern | None,
+        target: events.IRuleTarget,
+        schedule: events.Schedule | None = None,
+    ) -> None:
+        rule = events.Rule(
+            self,
+            rule_id,
+            description=description,
+            event_bus=bus,
+            event_pattern=pattern,
+            schedule=schedule,
+            targets=[target],
+        )
+        self.rules.append(rule)

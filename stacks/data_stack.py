@@ -1,0 +1,151 @@
+"""Durable state: decision log, monitoring records, idempotency, artifacts, alerts, secret, parameters."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb, aws_iam as iam, aws_kms as kms, aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager, aws_sns as sns, aws_sns_subscriptions as subs, aws_ssm as ssm
+from constructs import Construct
+
+from .nag import acknowledge
+
+from . import constants
+from .settings import DeploySettings
+
+
+class DataStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        env_name = self.env_name = settings.env_name
+        self.decisions_table = self._build_table("DecisionsTable", constants.decisions_table_name(env_name))
+        self.monitoring_table = self._build_table("MonitoringTable", constants.monitoring_table_name(env_name))
+        self.idempotency_table = dynamodb.TableV2(
+            self,
+            "IdempotencyTable",
+            table_name=constants.idempotency_table_name(env_name),
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing=dynamodb.Billing.on_demand(),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            time_to_live_attribute="expiration",
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.artifacts_bucket = self._build_artifacts_bucket()
+        self.alerts_topic = self._build_alerts_topic(settings)
+        self.secret = secretsmanager.Secret(
+            self,
+            "ApiKeys",
+            secret_name=constants.secret_name(env_name),
+            description="Anthropic and AgentOps API keys as JSON: {anthropic_api_key, agentops_api_key}",
+            # Placeholder JSON; operators set real keys with `aws secretsmanager put-secret-value`.
+            secret_object_value={},
+        )
+        acknowledge(self.secret, "AwsSolutions-SMG4",
+            reason="Third-party API keys (Anthropic, AgentOps) are issued by their vendors; they cannot be rotated by a Lambda here.",
+        )
+        self.parameter_prefix = constants.parameter_prefix(env_name)
+        self.parameters = self._build_parameters(settings)
+
+        for name, value in {
+            "DecisionsTableName": self.decisions_table.table_name,
+            "MonitoringTableName": self.monitoring_table.table_name,
+            "AlertsTopicArn": self.alerts_topic.topic_arn,
+            "ArtifactsBucketName": self.artifacts_bucket.bucket_name,
+            "ApiKeysSecretName": constants.secret_name(env_name),
+        }.items():
+            CfnOutput(self, name, value=value)
+
+    def _build_table(self, construct_id: str, name: str) -> dynamodb.TableV2:
+        # pk/sk plus two overloaded GSIs serve the six access patterns (see selfheal_core/keys.py).
+        return dynamodb.TableV2(
+            self,
+            construct_id,
+            table_name=name,
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing=dynamodb.Billing.on_demand(),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            time_to_live_attribute="ttl",
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=index,
+                    partition_key=dynamodb.Attribute(name=f"{index}pk", type=dynamodb.AttributeType.STRING),
+                    sort_key=dynamodb.Attribute(name=f"{index}sk", type=dynamodb.AttributeType.STRING),
+                    projection_type=dynamodb.ProjectionType.ALL,
+                )
+                for index in ("gsi1", "gsi2")
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _build_artifacts_bucket(self) -> s3.Bucket:
+        access_logs = s3.Bucket(
+            self,
+            "ArtifactsAccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        acknowledge(access_logs, "AwsSolutions-S1", "This is the access-log bucket itself; logging it would recurse."
+        )
+        return s3.Bucket(
+            self,
+            "Artifacts",
+            bucket_name=constants.artifacts_bucket_name(self.env_name),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=False,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="artifacts/",
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(30))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _build_alerts_topic(self, settings: DeploySettings) -> sns.Topic:
+        key = self.alerts_key = kms.Key(self, "AlertsKey", enable_key_rotation=True, description="Encrypts the Selfheal alerts topic")
+        # CloudWatch alarms and EventBridge must be able to publish to the encrypted topic.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
+                resources=["*"],
+            )
+        )
+        topic = sns.Topic(
+            self,
+            "Alerts",
+            topic_name=f"selfheal-{settings.env_name}-alerts",
+            display_name="Selfheal alerts",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        if settings.alert_email:
+            topic.add_subscription(subs.EmailSubscription(settings.alert_email))
+        return topic
+
+    def _build_parameters(self, settings: DeploySettings) -> list[ssm.StringParameter]:
+        values = {
+            "automation-level": settings.automation_level,
+            "max-fix-attempts": str(settings.max_fix_attempts),
+            "daily-llm-budget-usd": str(settings.daily_llm_budget_usd),
+            "engineer-provider": settings.engineer_provider,
+            "engineer-model": settings.engineer_model,
+            "manager-model": settings.manager_model,
+            "scan-thresholds": json.dumps(
+                {"error_rate_pct": 5.0, "latency_p95_ms": 3000.0, "throttles": 10.0, "memory_used_pct": 90.0}
+            ),
+        }
+        return [
+            ssm.StringParameter(
+                self,
+                f"Param{name.title().replace('-', '')}",
+                parameter_name=f"{self.parameter_prefix}{name}",
+                string_value=value,
+                description=f"Selfheal hot-reloadable setting '{name}' (read every 60 s)",
+            )
+            for name, value in values.items()
+        ]

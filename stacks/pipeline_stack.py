@@ -1,0 +1,116 @@
+"""The agents: bus, shared layer, Manager / Engineer / QA functions, routes and their permissions."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack, aws_events as events, aws_iam as iam
+from constructs import Construct
+
+from .nag import acknowledge
+
+from . import constants
+from .constructs.agent_function import AgentFunction
+from .constructs.common_layer import CommonLayer
+from .constructs.event_routes import EventRoutes
+from .data_stack import DataStack
+from .settings import DeploySettings
+
+AGENTS = {
+    # agent: (timeout, memory MB, description)
+    "manager": (Duration.seconds(30), 256, "Detects, triages and folds issues; decides and closes incidents"),
+    "engineer": (Duration.seconds(180), 512, "Writes fixes with Claude or deterministic runbooks"),
+    "qa": (Duration.seconds(180), 1024, "Proves or disproves fixes: policy checks and a code sandbox"),
+}
+
+
+class PipelineStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, data: DataStack, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        env_name = settings.env_name
+        self.bus = events.EventBus(self, "AgentsBus", event_bus_name=constants.bus_name(env_name))
+        self.layer = CommonLayer(self, "CommonLayer").layer
+        self.agent_environment = {
+            "ENVIRONMENT": env_name,
+            "EVENT_BUS_NAME": self.bus.event_bus_name,
+            "DECISIONS_TABLE_NAME": data.decisions_table.table_name,
+            "MONITORING_TABLE_NAME": data.monitoring_table.table_name,
+            "IDEMPOTENCY_TABLE_NAME": data.idempotency_table.table_name,
+            "ARTIFACTS_BUCKET": data.artifacts_bucket.bucket_name,
+            "ALERTS_TOPIC_ARN": data.alerts_topic.topic_arn,
+            "SECRET_NAME": constants.secret_name(env_name),
+            "PARAMETER_PREFIX": data.parameter_prefix,
+        }
+        self.agents = {
+            agent: AgentFunction(
+                self,
+                f"{agent.title()}Agent",
+                env_name=env_name,
+                agent=agent,
+                layer=self.layer,
+                environment=self.agent_environment,
+                timeout=timeout,
+                memory_size=memory,
+                description=description,
+            )
+            for agent, (timeout, memory, description) in AGENTS.items()
+        }
+        self.functions = {agent: a.function for agent, a in self.agents.items()}
+        self.routes = EventRoutes(
+            self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic
+        )
+        self._grant(data)
+        CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
+        for agent, function in self.functions.items():
+            CfnOutput(self, f"{agent.title()}FunctionName", value=function.function_name)
+
+    def _grant(self, data: DataStack) -> None:
+        """Least privilege per agent: inline, resource-scoped statements with no wildcards but log streams."""
+        read_write = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+        tables = {"decisions": data.decisions_table, "monitoring": data.monitoring_table}
+        prefix = data.parameter_prefix.strip("/")
+        artifacts = f"arn:{Aws.PARTITION}:s3:::{constants.artifacts_bucket_name(data.env_name)}"
+        for agent, construct in self.agents.items():
+            role = construct.role
+            for kind, table in tables.items():
+                actions = [*read_write, "dynamodb:DeleteItem"] if (agent, kind) == ("manager", "decisions") else read_write
+                role.add_to_policy(iam.PolicyStatement(
+                    actions=actions,
+                    resources=[table.table_arn, f"{table.table_arn}/index/gsi1", f"{table.table_arn}/index/gsi2"],
+                ))
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                resources=[data.idempotency_table.table_arn],
+            ))
+            # Each agent may only publish events under its own source.
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[self.bus.event_bus_arn],
+                conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES[agent]}},
+            ))
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["ssm:GetParametersByPath"],
+                resources=[self.format_arn(service="ssm", resource="parameter", resource_name=prefix)],
+            ))
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["ssm:GetParameter", "ssm:GetParameters"],
+                resources=[p.parameter_arn for p in data.parameters],
+            ))
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[data.secret.secret_arn],
+            ))
+            role.add_to_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[data.alerts_topic.topic_arn]))
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[data.alerts_key.key_arn]
+            ))
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
+            ))
+            object_actions = ["s3:GetObject"] if agent == "manager" else ["s3:GetObject", "s3:PutObject"]
+            role.add_to_policy(iam.PolicyStatement(actions=object_actions, resources=[f"{artifacts}/*"]))
+            acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::selfheal-{data.env_name}-artifacts-<AWS::AccountId>-<AWS::Region>/*]",
+                reason="Artifact keys are per incident (claim checks) and created at run time; access is limited to this one bucket.",
+            )
+        # The metric scan reads CloudWatch metrics; GetMetricData has no resource-level scoping.
+        self.agents["manager"].role.add_to_policy(iam.PolicyStatement(
+            actions=["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], resources=["*"]
+        ))

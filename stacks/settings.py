@@ -1,0 +1,62 @@
+"""CDK context keys (`-c key=value` or cdk.json), validated once for every stack."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from constructs import Node
+
+AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
+PROVIDERS = ("runbook", "anthropic")
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    env_name: str
+    alert_email: str
+    cost_alert_threshold: float
+    daily_llm_budget_usd: float
+    automation_level: str
+    engineer_provider: str
+    engineer_model: str
+    manager_model: str
+    max_fix_attempts: int
+
+    @classmethod
+    def from_context(cls, node: Node) -> DeploySettings:
+        def ctx(key: str, default: Any) -> Any:
+            value = node.try_get_context(key)
+            return default if value in (None, "") else value
+
+        settings = cls(
+            env_name=str(ctx("environment", "dev")),
+            alert_email=str(ctx("alertEmail", "")),
+            cost_alert_threshold=float(ctx("costAlertThreshold", 10)),
+            daily_llm_budget_usd=float(ctx("dailyLlmBudgetUsd", 5)),
+            automation_level=str(ctx("automationLevel", "semi_auto")),
+            engineer_provider=str(ctx("engineerProvider", "runbook")),
+            engineer_model=str(ctx("engineerModel", "claude-sonnet-4-5")),
+            manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
+            max_fix_attempts=int(ctx("maxFixAttempts", 3)),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        problems = []
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", self.env_name):
+            problems.append(f"environment {self.env_name!r}: lowercase letters, digits and '-', at most 16")
+        if self.alert_email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alert_email):
+            problems.append(f"alertEmail {self.alert_email!r} is not an email address")
+        if self.automation_level not in AUTOMATION_LEVELS:
+            problems.append(f"automationLevel must be one of {AUTOMATION_LEVELS}")
+        if self.engineer_provider not in PROVIDERS:
+            problems.append(f"engineerProvider must be one of {PROVIDERS}")
+        if self.cost_alert_threshold <= 0 or self.daily_llm_budget_usd < 0:
+            problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
+        if not 1 <= self.max_fix_attempts <= 10:
+            problems.append("maxFixAttempts must be between 1 and 10")
+        if problems:
+            raise ValueError("invalid CDK context: " + "; ".join(problems))
