@@ -154,6 +154,7 @@ class FixProposedV1(_Model):
     issue: IssueReportedV1
     fix: Fix
     fingerprint: str
+    feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
 
 
 class RemediationFailedV1(_Model):
@@ -177,6 +178,7 @@ class FixValidatedV1(_Model):
     evidence: list[Evidence]
     fingerprint: str
     evidence_artifact: ArtifactRef | None = None
+    feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
 
 
 class FixRejectedV1(FixValidatedV1):
@@ -262,7 +264,7 @@ def parse_detail(detail_type: str, detail: dict[str, Any], source: str = "", eve
     if not isinstance(detail, dict) or "metadata" not in detail or "data" not in detail:
         raise InvalidEvent("detail must be an object with 'metadata' and 'data'")
     raw_meta = detail["metadata"]
-    version = str(raw_meta.get("event_version", "")) if isinstance(raw_meta, dict) else ""
+    version = str(raw_meta.get("event_version", EVENT_VERSION)) if isinstance(raw_meta, dict) else ""
     model = versions.get(version)
     if model is None:
         raise InvalidEvent(f"unsupported event_version {version!r} for {detail_type}; supported: {sorted(versions)}")

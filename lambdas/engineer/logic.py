@@ -1,0 +1,188 @@
+"""The Engineer's work: turn a remediation request (or QA's rejection) into a proposed fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from selfheal_core.artifacts import ArtifactStore, too_large
+from selfheal_core.config import RuntimeParameters
+from selfheal_core.events import (
+    DetailType,
+    FixProposedV1,
+    FixRejectedV1,
+    IssueReportedV1,
+    Metadata,
+    RemediationFailedV1,
+    RemediationRequestedV1,
+)
+from selfheal_core.incidents import IncidentStore, Status
+from selfheal_core.messaging import Messenger, follow_up
+
+from .providers.base import BudgetRefused, FixProvider, FixRequest, ProviderError, ProviderResult
+from .providers.runbook import RunbookProvider
+
+AGENT = "engineer"
+SOURCE = "agentops.engineer"
+FEEDBACK_ITEM_CHARS = 1_500
+
+
+@dataclass
+class EngineerPorts:
+    incidents: IncidentStore
+    monitor: Any  # agentops_monitoring.AgentOpsMonitor
+    messenger: Messenger
+    params: RuntimeParameters
+    artifacts: ArtifactStore
+    choose_provider: Callable[[IssueReportedV1], tuple[FixProvider, str]]
+    notify_budget_paused: Callable[[str, str], None]
+
+
+def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV1, ports: EngineerPorts) -> dict[str, Any]:
+    incident = ports.incidents.get(metadata.incident_id)
+    if incident is None or incident.status != Status.REMEDIATING.value or incident.attempts != metadata.attempt:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports)
+
+
+def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: EngineerPorts) -> dict[str, Any]:
+    feedback = [*data.feedback, rejection_feedback(metadata.attempt, data)]
+    if metadata.attempt >= ports.params.max_fix_attempts:
+        ports.monitor.record_decision(
+            "give_up",
+            [{"thought": f"QA rejected attempt {metadata.attempt} of {ports.params.max_fix_attempts}",
+              "action": "stop retrying", "observation": data.reason[:300]}],
+            {"attempt": metadata.attempt}, {"next": "RemediationFailed"}, 0.9,
+        )
+        ports.messenger.send(
+            DetailType.REMEDIATION_FAILED,
+            follow_up(metadata, AGENT),
+            RemediationFailedV1(reason=f"QA rejected {metadata.attempt} attempts; last: {data.reason}"[:4000],
+                                category="max_attempts", fingerprint=data.fingerprint),
+        )
+        return {"action": "gave_up", "incident_id": metadata.incident_id}
+    next_attempt = metadata.attempt + 1
+    moved = ports.incidents.transition(
+        metadata.incident_id, Status.REMEDIATING, reason=f"retry {next_attempt} with QA feedback",
+        expected_attempt=metadata.attempt, new_attempt=next_attempt, allowed_from=frozenset({Status.REJECTED}),
+    )
+    if moved is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    return _remediate(follow_up(metadata, AGENT, attempt=next_attempt), data.issue, data.fingerprint, feedback, ports)
+
+
+def rejection_feedback(attempt: int, data: FixRejectedV1) -> str:
+    failed = [e for e in data.evidence if not e.passed]
+    lines = [f"attempt {attempt} rejected: {data.reason}"]
+    lines += [f"- {e.check} (exit {e.exit_code}): {e.excerpt[-400:]}" for e in failed[:4]]
+    return "\n".join(lines)[:FEEDBACK_ITEM_CHARS]
+
+
+def _remediate(
+    metadata: Metadata, issue: IssueReportedV1, fingerprint: str, feedback: list[str], ports: EngineerPorts
+) -> dict[str, Any]:
+    code_files, test_command = _code_of(issue, ports.artifacts)
+    request = FixRequest(
+        incident_id=metadata.incident_id, correlation_id=metadata.correlation_id, attempt=metadata.attempt,
+        issue=issue, code_files=code_files, test_command=test_command, feedback=feedback,
+    )
+    provider, why = ports.choose_provider(issue)
+    try:
+        result = _propose(provider, request, ports)
+    except BudgetRefused as exc:
+        if not RunbookProvider().supports(issue):
+            return _pause_for_budget(metadata, exc.reason, ports)
+        why = f"budget guard refused the LLM call ({exc.reason}); runbook fallback"
+        ports.notify_budget_paused(metadata.incident_id, why)
+        result = _propose(RunbookProvider(), request, ports)
+    except ProviderError as exc:
+        return _fail(metadata, fingerprint, exc, why, ports)
+
+    fix = result.fix
+    if too_large(fix.model_dump(mode="json")):
+        ref = ports.artifacts.put_json(f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json"))
+        fix = fix.model_copy(update={"patch": None, "files": {}, "tests": {}, "artifact": ref})
+    moved = ports.incidents.transition(
+        metadata.incident_id, Status.FIX_PROPOSED, reason=f"{fix.kind} fix by {fix.provider}", expected_attempt=metadata.attempt
+    )
+    if moved is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    ports.monitor.record_event("code_generated", {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level})
+    chain = [
+        {"thought": f"Attempt {metadata.attempt}: fix {issue.issue_type} on {issue.service}",
+         "action": f"choose provider: {provider.name}", "observation": why},
+        *result.reasoning,
+    ]
+    if feedback:
+        chain.append({"thought": "Earlier attempts were rejected by QA", "action": "include QA evidence in the request",
+                      "observation": f"{len(feedback)} feedback item(s) considered"})
+    ports.monitor.record_decision(
+        "propose_fix",
+        chain,
+        {"issue_type": issue.issue_type, "attempt": metadata.attempt, "feedback_items": len(feedback)},
+        {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level, "rationale": fix.rationale[:500],
+         "changes": [c.model_dump() for c in fix.changes]},
+        result.confidence,
+        model=fix.model,
+    )
+    ports.messenger.send(
+        DetailType.FIX_PROPOSED, follow_up(metadata, AGENT),
+        FixProposedV1(issue=issue, fix=fix, fingerprint=fingerprint, feedback=feedback),
+    )
+    return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
+
+
+def _propose(provider: FixProvider, request: FixRequest, ports: EngineerPorts) -> ProviderResult:
+    try:
+        result = provider.propose(request)
+    except ProviderError as exc:
+        _track_usage(getattr(exc, "usage", []), ports)
+        raise
+    _track_usage(result.usage, ports)
+    return result
+
+
+def _track_usage(usage: list[Any], ports: EngineerPorts) -> None:
+    for u in usage:
+        ports.monitor.track_llm_usage(
+            u.model, u.input_tokens, u.output_tokens,
+            cache_creation_input_tokens=u.cache_creation_input_tokens, cache_read_input_tokens=u.cache_read_input_tokens,
+        )
+
+
+def _pause_for_budget(metadata: Metadata, reason: str, ports: EngineerPorts) -> dict[str, Any]:
+    paused = ports.incidents.transition(metadata.incident_id, Status.BUDGET_PAUSED, reason=reason, expected_attempt=metadata.attempt)
+    if paused is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    ports.monitor.record_decision(
+        "budget_pause",
+        [{"thought": "The daily LLM budget cannot cover this call", "action": "pause the incident; no call made",
+          "observation": reason[:300]}],
+        {"attempt": metadata.attempt}, {"status": Status.BUDGET_PAUSED.value}, 1.0,
+    )
+    ports.notify_budget_paused(metadata.incident_id, reason)
+    return {"action": "budget_paused", "incident_id": metadata.incident_id}
+
+
+def _fail(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str, ports: EngineerPorts) -> dict[str, Any]:
+    ports.monitor.record_decision(
+        "remediation_failed",
+        [{"thought": "The provider could not produce a valid fix", "action": why, "observation": exc.reason[:300]}],
+        {"attempt": metadata.attempt}, {"category": exc.category}, 0.9,
+    )
+    category = exc.category if exc.category in ("budget", "provider_error", "invalid_output", "unsupported") else "provider_error"
+    ports.messenger.send(
+        DetailType.REMEDIATION_FAILED, follow_up(metadata, AGENT),
+        RemediationFailedV1(reason=exc.reason[:4000], category=category, fingerprint=fingerprint),
+    )
+    return {"action": "failed", "incident_id": metadata.incident_id, "category": category}
+
+
+def _code_of(issue: IssueReportedV1, artifacts: ArtifactStore) -> tuple[dict[str, str], str | None]:
+    if issue.code is None:
+        return {}, None
+    files = dict(issue.code.files)
+    if issue.code.artifact is not None:
+        files.update(artifacts.get_json(issue.code.artifact))
+    return files, issue.code.test_command

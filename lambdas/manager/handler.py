@@ -1,0 +1,73 @@
+"""Manager Lambda: parse at the edge, one logic call, emit. Inputs: alarms, IssueReported, scans, outcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import idempotent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from agentops_monitoring import AgentOpsMonitor, instrument
+from selfheal_core.bus import EventPublisher
+from selfheal_core.config import get_runtime_parameters, get_settings
+from selfheal_core.edge import idempotency, reject
+from selfheal_core.events import DetailType, InvalidEvent, parse_detail
+from selfheal_core.incidents import IncidentStore
+from selfheal_core.messaging import Messenger
+from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, tracer
+
+from . import logic
+from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, parse_alarm, parse_issue_reported
+from .scan import scan_lambda_metrics
+
+settings = get_settings()
+monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
+persistence, idempotency_config = idempotency(settings)
+
+
+def ports() -> logic.ManagerPorts:
+    return logic.ManagerPorts(
+        incidents=IncidentStore(settings.decisions_table_name),
+        monitor=monitor,
+        messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
+        params=get_runtime_parameters(settings),
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@instrument(monitor)
+@idempotent(persistence_store=persistence, config=idempotency_config)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        return route(event, ports())
+    except InvalidEvent as exc:
+        return reject(event, exc.reason, agent=logic.AGENT, settings=settings, monitor=monitor)
+
+
+def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
+    detail_type = event.get("detail-type") if isinstance(event, dict) else None
+    correlation_id = str(event.get("id") or "") if isinstance(event, dict) else ""
+    if detail_type == DetailType.ISSUE_REPORTED.value:
+        intake = parse_issue_reported(event)
+        return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id)
+    if detail_type == ALARM_DETAIL_TYPE:
+        return logic.handle_intake(parse_alarm(event), p, correlation_id=correlation_id)
+    if detail_type == SCHEDULED_DETAIL_TYPE:
+        results = [
+            logic.handle_intake(intake, p, correlation_id=f"{correlation_id}:{intake.issue.service}")
+            for intake in scan_lambda_metrics(p.params.scan_thresholds, exclude_prefix=f"selfheal-{settings.environment}-")
+        ]
+        return {"action": "scanned", "results": results}
+    if not isinstance(detail_type, str):
+        raise InvalidEvent("event has no detail-type")
+    envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
+    monitor.bind(incident_id=envelope.metadata.incident_id, correlation_id=envelope.metadata.correlation_id)
+    if detail_type == DetailType.FIX_VALIDATED.value:
+        return logic.handle_fix_validated(envelope.metadata, envelope.data, p)
+    if detail_type == DetailType.REMEDIATION_FAILED.value:
+        return logic.handle_remediation_failed(envelope.metadata, envelope.data, p)
+    if detail_type in (DetailType.APPROVAL_GRANTED.value, DetailType.APPROVAL_DENIED.value):
+        return logic.handle_approval(envelope.metadata, envelope.data, detail_type == DetailType.APPROVAL_GRANTED.value, p)
+    raise InvalidEvent(f"the Manager does not handle {detail_type!r}")

@@ -1,0 +1,148 @@
+"""Edge parsing for the Manager's three inputs: alarm state changes, IssueReported, metric scans.
+
+Everything becomes an `Intake`: a validated issue plus where it came from and its fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.cloud_watch_alarm_event import CloudWatchAlarmData
+from pydantic import ValidationError
+
+from selfheal_core.events import (
+    DetailType,
+    InvalidEvent,
+    IssueReportedV1,
+    IssueType,
+    Severity,
+    describe_validation_error,
+    parse_detail,
+)
+
+ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
+SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+
+# CloudWatch metric name -> issue type (first match wins; checked case-insensitively).
+METRIC_ISSUE_TYPES = [
+    ("throttl", IssueType.THROTTLING),
+    ("error", IssueType.HIGH_ERROR_RATE),
+    ("fault", IssueType.HIGH_ERROR_RATE),
+    ("5xx", IssueType.HIGH_ERROR_RATE),
+    ("duration", IssueType.LATENCY),
+    ("latency", IssueType.LATENCY),
+    ("memory", IssueType.MEMORY),
+    ("exception", IssueType.EXCEPTION),
+]
+SERVICE_DIMENSIONS = ("FunctionName", "ServiceName", "service", "Service", "ApiName", "QueueName", "TableName")
+
+
+@dataclass(frozen=True)
+class Intake:
+    issue: IssueReportedV1
+    fingerprint: str
+    origin: str  # "issue" | "alarm" | "scan"
+    alarm_state: str | None = None  # for alarms: ALARM / OK / INSUFFICIENT_DATA
+
+
+def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
+    """Same service + type + resource = the same problem, however many times it is reported."""
+    basis = "|".join([service.lower(), issue_type, (resource or "").lower()])
+    return hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def parse_issue_reported(event: dict[str, Any]) -> Intake:
+    """`IssueReported` may carry its fields as the whole detail or inside the envelope's data."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise InvalidEvent("IssueReported detail must be a JSON object")
+    if "metadata" in detail and "data" in detail:
+        envelope = parse_detail(DetailType.ISSUE_REPORTED.value, detail, source=event.get("source", ""))
+        issue = envelope.data
+    else:
+        try:
+            issue = IssueReportedV1.model_validate(detail)
+        except ValidationError as exc:
+            raise InvalidEvent(f"IssueReported is invalid: {describe_validation_error(exc)}") from exc
+    resource = issue.resource or (issue.idempotency_key if issue.idempotency_key and not issue.code else None)
+    return Intake(issue=issue, fingerprint=fingerprint(issue.service, issue.issue_type, resource), origin="issue")
+
+
+def parse_alarm(event: dict[str, Any]) -> Intake:
+    detail = event.get("detail")
+    if not isinstance(detail, dict) or "alarmName" not in detail or "state" not in detail:
+        raise InvalidEvent("alarm state change must have detail.alarmName and detail.state")
+    alarm = CloudWatchAlarmData(detail)
+    try:
+        state = alarm.state.value
+        reason = alarm.state.reason
+        metrics = _alarm_metrics(alarm)
+    except (KeyError, TypeError) as exc:
+        raise InvalidEvent(f"alarm state change is missing {exc}") from exc
+    metric_names = [m.get("name", "") for m in metrics]
+    issue_type = _issue_type_for(metric_names + [alarm.alarm_name])
+    service = _service_for(metrics) or alarm.alarm_name
+    description = alarm.configuration.description or "" if "configuration" in detail else ""
+    severity = _severity_for(alarm.alarm_name + " " + description, issue_type)
+    signals = _reason_signals(alarm.state.reason_data_decoded if alarm.state.get("reasonData") else None)
+    issue = IssueReportedV1(
+        service=service[:128],
+        issue_type=issue_type,
+        severity=severity,
+        summary=f"Alarm {alarm.alarm_name} is {state}: {reason}"[:2000],
+        signals=signals,
+        evidence=[f"metrics: {', '.join(n for n in metric_names if n) or 'expression'}"],
+        resource=alarm.alarm_name,
+    )
+    return Intake(
+        issue=issue, fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name), origin="alarm", alarm_state=state
+    )
+
+
+def _alarm_metrics(alarm: CloudWatchAlarmData) -> list[dict[str, Any]]:
+    """Single-metric and metric-math alarms both list metrics; math entries have no metricStat."""
+    found = []
+    for metric in alarm.configuration.metrics if "configuration" in alarm else []:
+        if "metricStat" in metric:
+            found.append(metric.metric_stat.metric)
+    return found
+
+
+def _issue_type_for(names: list[str]) -> IssueType:
+    for name in names:
+        lowered = name.lower()
+        for needle, issue_type in METRIC_ISSUE_TYPES:
+            if needle in lowered:
+                return issue_type
+    return IssueType.UNKNOWN
+
+
+def _service_for(metrics: list[dict[str, Any]]) -> str | None:
+    for metric in metrics:
+        dimensions = metric.get("dimensions") or {}
+        for key in SERVICE_DIMENSIONS:
+            if dimensions.get(key):
+                return str(dimensions[key])
+    return None
+
+
+def _severity_for(text: str, issue_type: IssueType) -> Severity:
+    lowered = text.lower()
+    for level in (Severity.CRITICAL, Severity.HIGH, Severity.LOW):
+        if level.value in lowered or (level is Severity.CRITICAL and "sev1" in lowered):
+            return level
+    return Severity.HIGH if issue_type in (IssueType.HIGH_ERROR_RATE, IssueType.EXCEPTION) else Severity.MEDIUM
+
+
+def _reason_signals(reason_data: Any) -> dict[str, float]:
+    if not isinstance(reason_data, dict):
+        return {}
+    signals: dict[str, float] = {}
+    points = reason_data.get("recentDatapoints") or []
+    if points and isinstance(points[-1], (int, float)):
+        signals["latest_datapoint"] = float(points[-1])
+    if isinstance(reason_data.get("threshold"), (int, float)):
+        signals["threshold"] = float(reason_data["threshold"])
+    return signals

@@ -1,0 +1,254 @@
+"""The Manager's decisions: open or fold incidents, triage, and close per automation level.
+
+Plain Python over ports (incident store, monitor, messenger); no boto3 here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from selfheal_core.config import RuntimeParameters
+from selfheal_core.events import (
+    ApprovalV1,
+    DetailType,
+    FixValidatedV1,
+    InfoV1,
+    IssueReportedV1,
+    IssueType,
+    Metadata,
+    RemediationFailedV1,
+    RemediationRequestedV1,
+    RiskLevel,
+    new_id,
+)
+from selfheal_core.incidents import Incident, IncidentStore, Status
+from selfheal_core.messaging import Messenger, follow_up
+
+from .intake import Intake
+
+AGENT = "manager"
+SOURCE = "agentops.manager"
+
+
+@dataclass
+class ManagerPorts:
+    incidents: IncidentStore
+    monitor: Any  # agentops_monitoring.AgentOpsMonitor
+    messenger: Messenger
+    params: RuntimeParameters
+
+
+def step(thought: str, action: str, observation: str) -> dict[str, str]:
+    return {"thought": thought, "action": action, "observation": observation}
+
+
+# ------------------------------------------------------------------------------ intake
+
+
+def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str) -> dict[str, Any]:
+    if intake.origin == "alarm" and intake.alarm_state != "ALARM":
+        return _alarm_recovered(intake, ports) if intake.alarm_state == "OK" else {"action": "ignored", "reason": intake.alarm_state}
+
+    incident, is_new = ports.incidents.open_or_fold(
+        incident_id=new_id("inc"),
+        fingerprint=intake.fingerprint,
+        correlation_id=correlation_id,
+        issue=intake.issue.model_dump(mode="json", exclude_none=True),
+        origin=intake.origin,
+    )
+    ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+    if not is_new:
+        return _fold(intake, incident, ports)
+    return _open(intake, incident, ports)
+
+
+def _fold(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
+    ports.monitor.record_decision(
+        "fold_duplicate",
+        [
+            step(
+                f"{intake.origin} report for {intake.issue.service} ({intake.issue.issue_type})",
+                f"look up the open incident for fingerprint {intake.fingerprint}",
+                f"{incident.incident_id} is open ({incident.status}); counted as duplicate #{incident.duplicates}",
+            ),
+            step("A second run would spend tokens on a problem already being handled", "fold, do not start a run", "no event emitted"),
+        ],
+        {"fingerprint": intake.fingerprint, "origin": intake.origin},
+        {"incident_id": incident.incident_id, "duplicates": incident.duplicates},
+        0.99,
+    )
+    return {"action": "folded", "incident_id": incident.incident_id, "duplicates": incident.duplicates}
+
+
+def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
+    issue = intake.issue
+    chain, confidence = triage(intake, ports.params)
+    ports.monitor.record_event("issue_detected", {"service": issue.service, "issue_type": issue.issue_type, "severity": issue.severity, "origin": intake.origin})
+    ports.monitor.record_decision(
+        "triage",
+        chain,
+        {"origin": intake.origin, "summary": issue.summary, "signals": issue.signals},
+        {"incident_id": incident.incident_id, "issue_type": issue.issue_type, "severity": issue.severity, "next": "RemediationRequested"},
+        confidence,
+    )
+    remediating = ports.incidents.transition(incident.incident_id, Status.REMEDIATING, reason="triaged; fix requested", new_attempt=1)
+    if remediating is None:  # someone else already moved it on: nothing to do twice
+        return {"action": "stale", "incident_id": incident.incident_id}
+    metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1)
+    ports.messenger.send(DetailType.ISSUE_DETECTED, metadata, _info(remediating, issue.summary))
+    ports.messenger.send(
+        DetailType.REMEDIATION_REQUESTED, metadata, RemediationRequestedV1(issue=issue, fingerprint=intake.fingerprint)
+    )
+    return {"action": "opened", "incident_id": incident.incident_id}
+
+
+def triage(intake: Intake, params: RuntimeParameters) -> tuple[list[dict[str, str]], float]:
+    """Reasoning chain and confidence for a new incident."""
+    issue = intake.issue
+    known_type = issue.issue_type != IssueType.UNKNOWN.value
+    has_code = issue.code is not None
+    plan = "a code patch with tests" if has_code else "a configuration remediation"
+    chain = [
+        step(
+            f"New {intake.origin} report: {issue.summary[:200]}",
+            f"fingerprint service/type/resource -> {intake.fingerprint}",
+            "no open incident with this fingerprint; opened a new one",
+        ),
+        step(
+            "What kind of problem is this, and how bad?",
+            "classify from metric names, signals and evidence",
+            f"type={issue.issue_type}, severity={issue.severity}, signals={sorted(issue.signals)[:6]}",
+        ),
+        step(
+            "Which remediation fits?",
+            f"ask the Engineer for {plan}",
+            f"automation={params.automation_level}, up to {params.max_fix_attempts} attempts",
+        ),
+    ]
+    confidence = 0.55 + (0.2 if known_type else 0.0) + (0.1 if issue.signals else 0.0) + (0.1 if issue.evidence or has_code else 0.0)
+    return chain, round(min(confidence, 0.95), 2)
+
+
+def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
+    incident_id = ports.incidents.open_incident_for(intake.fingerprint)
+    if incident_id is None:
+        return {"action": "ignored", "reason": "alarm OK with no open incident"}
+    incident = ports.incidents.transition(incident_id, Status.RESOLVED, reason=f"alarm {intake.issue.resource} returned to OK")
+    if incident is None:
+        return {"action": "stale", "incident_id": incident_id}
+    ports.monitor.bind(incident_id=incident_id, correlation_id=incident.correlation_id)
+    ports.monitor.record_decision(
+        "resolve_on_recovery",
+        [step("The alarm that opened this incident is OK again", "resolve the incident", "fingerprint released")],
+        {"alarm": intake.issue.resource},
+        {"status": Status.RESOLVED.value},
+        0.9,
+    )
+    _announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
+    return {"action": "resolved", "incident_id": incident_id}
+
+
+# ------------------------------------------------------------------------------ outcomes
+
+
+def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts) -> dict[str, Any]:
+    incident = ports.incidents.get(metadata.incident_id)
+    if incident is None or incident.status != Status.VALIDATED.value or incident.attempts != metadata.attempt:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    level = ports.params.automation_level
+    risk = data.fix.risk_level
+    auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
+    chain = [
+        step("QA validated the fix with evidence", "check the evidence", f"{sum(e.passed for e in data.evidence)}/{len(data.evidence)} checks passed"),
+        step(
+            f"Automation level is {level}; fix risk is {risk}",
+            "approve automatically" if auto else "ask a human to approve",
+            "RemediationApproved" if auto else "ApprovalRequested sent to the alerts topic",
+        ),
+    ]
+    ports.monitor.record_decision(
+        "close_incident",
+        chain,
+        {"automation_level": level, "risk_level": risk, "attempt": metadata.attempt},
+        {"decision": "auto_approve" if auto else "await_approval"},
+        0.9 if auto else 0.75,
+    )
+    if auto:
+        return _approve_and_resolve(incident, ports, reason=f"auto-approved ({level}, risk {risk})")
+    waiting = ports.incidents.transition(incident.incident_id, Status.AWAITING_APPROVAL, reason="human approval required")
+    if waiting is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    _announce(ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk)
+    return {"action": "awaiting_approval", "incident_id": incident.incident_id}
+
+
+def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: ManagerPorts) -> dict[str, Any]:
+    incident = ports.incidents.get(metadata.incident_id)
+    if incident is None or incident.status != Status.AWAITING_APPROVAL.value:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+    ports.monitor.record_decision(
+        "human_approval",
+        [step(f"{data.approver} {'approved' if granted else 'denied'} the fix", "apply the human decision", data.comment or "no comment")],
+        {"approver": data.approver},
+        {"granted": granted},
+        1.0,
+    )
+    if granted:
+        return _approve_and_resolve(incident, ports, reason=f"approved by {data.approver}")
+    escalated = ports.incidents.transition(incident.incident_id, Status.ESCALATED, reason=f"denied by {data.approver}")
+    if escalated:
+        _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, f"fix denied by {data.approver}: {data.comment}")
+    return {"action": "escalated", "incident_id": incident.incident_id}
+
+
+def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, ports: ManagerPorts) -> dict[str, Any]:
+    failed = ports.incidents.transition(metadata.incident_id, Status.FAILED, reason=f"{data.category}: {data.reason}")
+    if failed is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    ports.monitor.record_decision(
+        "fail_incident",
+        [step("The Engineer could not produce a fix that QA accepts", f"mark FAILED ({data.category})", data.reason[:300]),
+         step("A person must take over", "escalate by notification", "IncidentEscalated sent")],
+        {"category": data.category, "attempt": metadata.attempt},
+        {"status": Status.FAILED.value},
+        0.95,
+    )
+    _announce(ports, failed, DetailType.INCIDENT_ESCALATED, f"remediation failed ({data.category}): {data.reason[:300]}")
+    return {"action": "failed", "incident_id": metadata.incident_id}
+
+
+def _approve_and_resolve(incident: Incident, ports: ManagerPorts, *, reason: str) -> dict[str, Any]:
+    approved = ports.incidents.transition(incident.incident_id, Status.APPROVED, reason=reason)
+    if approved is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    _announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
+    resolved = ports.incidents.transition(incident.incident_id, Status.RESOLVED, reason="validated fix approved")
+    if resolved:
+        _announce(ports, resolved, DetailType.INCIDENT_RESOLVED, reason)
+    return {"action": "resolved", "incident_id": incident.incident_id}
+
+
+def _info(incident: Incident, summary: str, risk: str | None = None) -> InfoV1:
+    return InfoV1(
+        status=incident.status,
+        summary=summary[:4000],
+        service=incident.service,
+        issue_type=incident.issue_type,
+        severity=incident.severity,
+        risk_level=risk,
+        fingerprint=incident.fingerprint,
+        duplicates=incident.duplicates,
+    )
+
+
+def _announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, summary: str, risk: str | None = None) -> None:
+    metadata = Metadata(
+        incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=max(incident.attempts, 1)
+    )
+    ports.messenger.send(detail_type, follow_up(metadata, AGENT), _info(incident, summary, risk))
+
+
+def issue_from_incident(incident: Incident) -> IssueReportedV1:
+    return IssueReportedV1.model_validate(incident.issue)

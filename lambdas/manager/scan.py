@@ -1,0 +1,70 @@
+"""Scheduled metric scan: Lambda functions whose metrics breach the SSM thresholds become issues."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from selfheal_core import aws
+from selfheal_core.config import ScanThresholds
+from selfheal_core.events import IssueReportedV1, IssueType, Severity
+
+from .intake import Intake, fingerprint
+
+WINDOW = timedelta(minutes=5)
+MAX_FUNCTIONS = 100  # GetMetricData takes 500 queries; 4 per function
+
+
+def scan_lambda_metrics(thresholds: ScanThresholds, *, exclude_prefix: str, cloudwatch: Any = None) -> list[Intake]:
+    cloudwatch = cloudwatch or aws.client("cloudwatch")
+    names = sorted(
+        {
+            d["Value"]
+            for m in cloudwatch.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations").get("Metrics", [])
+            for d in m.get("Dimensions", [])
+            if d["Name"] == "FunctionName" and not d["Value"].startswith(exclude_prefix)
+        }
+    )[:MAX_FUNCTIONS]
+    if not names:
+        return []
+    queries = []
+    for i, name in enumerate(names):
+        for metric, stat in (("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("Duration", "p95")):
+            queries.append({
+                "Id": f"{metric.lower()}_{i}",
+                "MetricStat": {
+                    "Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": [{"Name": "FunctionName", "Value": name}]},
+                    "Period": int(WINDOW.total_seconds()),
+                    "Stat": stat,
+                },
+            })
+    end = datetime.now(timezone.utc)
+    result = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=end - WINDOW, EndTime=end)
+    values = {r["Id"]: (r["Values"][0] if r.get("Values") else 0.0) for r in result.get("MetricDataResults", [])}
+    intakes = []
+    for i, name in enumerate(names):
+        breach = _breach(name, {m: values.get(f"{m}_{i}", 0.0) for m in ("invocations", "errors", "throttles", "duration")}, thresholds)
+        if breach:
+            intakes.append(breach)
+    return intakes
+
+
+def _breach(function: str, v: dict[str, float], t: ScanThresholds) -> Intake | None:
+    error_rate = 100.0 * v["errors"] / v["invocations"] if v["invocations"] else 0.0
+    checks = [
+        (error_rate > t.error_rate_pct, IssueType.HIGH_ERROR_RATE, f"error rate {error_rate:.1f}% > {t.error_rate_pct}%"),
+        (v["throttles"] > t.throttles, IssueType.THROTTLING, f"{v['throttles']:.0f} throttles > {t.throttles:.0f}"),
+        (v["duration"] > t.latency_p95_ms, IssueType.LATENCY, f"p95 duration {v['duration']:.0f} ms > {t.latency_p95_ms:.0f} ms"),
+    ]
+    for breached, issue_type, summary in checks:
+        if breached:
+            issue = IssueReportedV1(
+                service=function,
+                issue_type=issue_type,
+                severity=Severity.HIGH if issue_type is IssueType.HIGH_ERROR_RATE else Severity.MEDIUM,
+                summary=f"Metric scan: {function} {summary}",
+                signals={"error_rate_pct": round(error_rate, 3), **{k: float(x) for k, x in v.items()}},
+                resource=f"scan:{function}",
+            )
+            return Intake(issue=issue, fingerprint=fingerprint(function, issue_type.value, f"scan:{function}"), origin="scan")
+    return None

@@ -1,0 +1,60 @@
+"""QA Lambda: FixProposed in, FixValidated or FixRejected (with evidence) out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import idempotent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from agentops_monitoring import AgentOpsMonitor, instrument
+from selfheal_core.artifacts import ArtifactStore
+from selfheal_core.bus import EventPublisher
+from selfheal_core.config import get_settings
+from selfheal_core.edge import idempotency, reject
+from selfheal_core.events import DetailType, Fix, InvalidEvent, parse_detail
+from selfheal_core.incidents import IncidentStore
+from selfheal_core.messaging import Messenger
+from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, tracer
+
+from . import logic
+from .validators.base import Validator
+from .validators.policy import PolicyValidator
+
+settings = get_settings()
+monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
+persistence, idempotency_config = idempotency(settings)
+
+
+def validator_for(fix: Fix) -> Validator:
+    if fix.kind == "config":
+        return PolicyValidator()
+    from .validators.code import CodeValidator  # sandbox code is loaded only for code fixes
+
+    return CodeValidator()
+
+
+def ports() -> logic.QaPorts:
+    return logic.QaPorts(
+        incidents=IncidentStore(settings.decisions_table_name),
+        monitor=monitor,
+        messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
+        artifacts=ArtifactStore(settings.artifacts_bucket),
+        validator_for=validator_for,
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@instrument(monitor)
+@idempotent(persistence_store=persistence, config=idempotency_config)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        detail_type = event.get("detail-type", "")
+        if detail_type != DetailType.FIX_PROPOSED.value:
+            raise InvalidEvent(f"QA does not handle {detail_type!r}")
+        envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
+    except InvalidEvent as exc:
+        return reject(event, exc.reason, agent=logic.AGENT, settings=settings, monitor=monitor)
+    return logic.handle_fix_proposed(envelope.metadata, envelope.data, ports())

@@ -1,0 +1,90 @@
+"""QA's work: run the proposed fix through a validator and report evidence, not a verdict alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from selfheal_core.artifacts import ArtifactStore
+from selfheal_core.events import DetailType, Fix, FixProposedV1, FixRejectedV1, FixValidatedV1, Metadata
+from selfheal_core.incidents import IncidentStore, Status
+from selfheal_core.messaging import Messenger, follow_up
+
+from .validators.base import ValidationResult, Validator
+
+AGENT = "qa"
+SOURCE = "agentops.qa"
+MAX_EVIDENCE_IN_EVENT = 12
+
+
+@dataclass
+class QaPorts:
+    incidents: IncidentStore
+    monitor: Any  # agentops_monitoring.AgentOpsMonitor
+    messenger: Messenger
+    artifacts: ArtifactStore
+    validator_for: Callable[[Fix], Validator]
+
+
+def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts) -> dict[str, Any]:
+    validating = ports.incidents.transition(
+        metadata.incident_id, Status.VALIDATING, reason="QA started", expected_attempt=metadata.attempt
+    )
+    if validating is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    fix = _resolve_fix(data.fix, ports.artifacts)
+    code_files = dict(data.issue.code.files) if data.issue.code else {}
+    if data.issue.code and data.issue.code.artifact:
+        code_files.update(ports.artifacts.get_json(data.issue.code.artifact))
+
+    result = ports.validator_for(fix).validate(fix, data.issue, code_files)
+    evidence_ref = ports.artifacts.put_json(
+        f"incidents/{metadata.incident_id}/qa-evidence-{metadata.attempt}.json",
+        {"passed": result.passed, "reason": result.reason, "weak_evidence": result.weak_evidence,
+         "evidence": [e.model_dump(mode="json") for e in result.evidence]},
+    )
+    passed = result.passed and not result.weak_evidence
+    moved = ports.incidents.transition(
+        metadata.incident_id, Status.VALIDATED if passed else Status.REJECTED,
+        reason=result.reason, expected_attempt=metadata.attempt,
+    )
+    if moved is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    _record(metadata, fix, result, passed, ports)
+    evidence = result.evidence[:MAX_EVIDENCE_IN_EVENT]
+    common = {"issue": data.issue, "fix": data.fix, "evidence": evidence, "fingerprint": data.fingerprint,
+              "evidence_artifact": evidence_ref, "feedback": data.feedback}
+    if passed:
+        ports.messenger.send(DetailType.FIX_VALIDATED, follow_up(metadata, AGENT), FixValidatedV1(**common))
+        return {"action": "validated", "incident_id": metadata.incident_id}
+    ports.messenger.send(
+        DetailType.FIX_REJECTED, follow_up(metadata, AGENT),
+        FixRejectedV1(**common, reason=result.reason[:4000], weak_evidence=result.weak_evidence),
+    )
+    return {"action": "rejected", "incident_id": metadata.incident_id, "weak_evidence": result.weak_evidence}
+
+
+def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool, ports: QaPorts) -> None:
+    ports.monitor.record_event("test_passed" if passed else "test_failed", {"kind": fix.kind, "attempt": metadata.attempt})
+    checks = ", ".join(f"{e.check}={'ok' if e.passed else 'FAIL'}" for e in result.evidence[:10])
+    verdict = "weak evidence: the tests also pass without the fix" if result.weak_evidence else result.reason
+    ports.monitor.record_decision(
+        "validate_fix",
+        [
+            {"thought": f"The Engineer proposes a {fix.kind} fix ({fix.risk_level} risk); its claim proves nothing",
+             "action": "validate it independently", "observation": checks[:1000]},
+            {"thought": "Does the evidence support the fix?", "action": "accept" if passed else "reject with feedback",
+             "observation": verdict[:500]},
+        ],
+        {"kind": fix.kind, "attempt": metadata.attempt, "provider": fix.provider},
+        {"passed": passed, "weak_evidence": result.weak_evidence, "reason": result.reason[:500],
+         "evidence": [e.model_dump(mode="json") for e in result.evidence[:MAX_EVIDENCE_IN_EVENT]]},
+        0.95 if passed else 0.9,
+    )
+
+
+def _resolve_fix(fix: Fix, artifacts: ArtifactStore) -> Fix:
+    if fix.artifact is None:
+        return fix
+    return Fix.model_validate(artifacts.get_json(fix.artifact))

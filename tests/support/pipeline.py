@@ -1,0 +1,161 @@
+"""Runs the real handlers as a chain under moto.
+
+Routes come from the CDK route table (stacks/constructs/event_routes.py); moto's EventBridge
+matches the patterns and delivers to one SQS queue per agent, and `run()` pumps those queues
+into the handlers until the chain is quiet. Nothing is short-circuited: every hop is a real
+PutEvents, a real pattern match and a real handler invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from selfheal_core import aws
+from selfheal_core.config import PARAMETER_NAMES
+from stacks.constants import ALARM_PREFIX
+from stacks.constructs.event_routes import AGENT_ROUTES
+from tests.support.context import FakeLambdaContext
+from tests.support.tables import create_tables
+
+AGENTS = ("manager", "engineer", "qa")
+
+
+@dataclass
+class Delivery:
+    agent: str
+    event: dict[str, Any]
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class Pipeline:
+    parameters: dict[str, str] = field(default_factory=dict)
+    secret: dict[str, str] = field(default_factory=dict)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        aws.reset_clients()
+        self.env = os.environ
+        self.events = boto3.client("events")
+        self.sqs = boto3.client("sqs")
+        self.queues: dict[str, str] = {}
+        self._provision()
+
+    # ------------------------------------------------------------------ set-up
+    def _provision(self) -> None:
+        env = self.env
+        create_tables(env["DECISIONS_TABLE_NAME"], env["MONITORING_TABLE_NAME"], env["IDEMPOTENCY_TABLE_NAME"])
+        boto3.client("s3").create_bucket(Bucket=env["ARTIFACTS_BUCKET"])
+        topic_arn = boto3.client("sns").create_topic(Name=env["ALERTS_TOPIC_ARN"].rsplit(":", 1)[-1])["TopicArn"]
+        self.notifications_queue = self._queue("notifications")
+        boto3.client("sns").subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=self._queue_arn(self.notifications_queue),
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        ssm = boto3.client("ssm")
+        defaults = {"automation-level": "full_auto", "max-fix-attempts": "3", "daily-llm-budget-usd": "5",
+                    "engineer-provider": "runbook"}
+        for name, value in {**defaults, **self.parameters}.items():
+            assert name in PARAMETER_NAMES, name
+            ssm.put_parameter(Name=f"{env['PARAMETER_PREFIX']}{name}", Value=value, Type="String", Overwrite=True)
+        boto3.client("secretsmanager").create_secret(Name=env["SECRET_NAME"], SecretString=json.dumps(self.secret))
+        self.events.create_event_bus(Name=env["EVENT_BUS_NAME"])
+        for agent in AGENTS:
+            self.queues[agent] = self._queue(agent)
+        for route in AGENT_ROUTES:
+            pattern: dict[str, Any] = {"detail-type": route.detail_types}
+            if route.sources:
+                pattern["source"] = route.sources
+            self._rule(route.rule_id, env["EVENT_BUS_NAME"], pattern, self.queues[route.agent])
+        self._rule(
+            "AlarmStateChange", "default",
+            {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+             "detail": {"alarmName": [{"anything-but": {"prefix": ALARM_PREFIX}}]}},
+            self.queues["manager"],
+        )
+
+    def _queue(self, name: str) -> str:
+        return self.sqs.create_queue(QueueName=f"test-{name}")["QueueUrl"]
+
+    def _queue_arn(self, url: str) -> str:
+        return self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def _rule(self, name: str, bus: str, pattern: dict[str, Any], queue_url: str) -> None:
+        self.events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern), State="ENABLED")
+        self.events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": self._queue_arn(queue_url)}])
+
+    # ------------------------------------------------------------------ driving
+    def put(self, detail_type: str, detail: dict[str, Any], *, source: str = "acme.monitoring", bus: str | None = None) -> None:
+        response = self.events.put_events(Entries=[{
+            "Source": source, "DetailType": detail_type, "Detail": json.dumps(detail),
+            "EventBusName": bus or self.env["EVENT_BUS_NAME"],
+        }])
+        assert response["FailedEntryCount"] == 0, response
+
+    def put_raw_event(self, event: dict[str, Any]) -> None:
+        """A full EventBridge event as AWS would deliver it (e.g. tests/events/*.json)."""
+        bus = "default" if event.get("source", "").startswith("aws.") else self.env["EVENT_BUS_NAME"]
+        self.put(event["detail-type"], event["detail"], source=event["source"], bus=bus)
+
+    def run(self, max_deliveries: int = 500) -> list[Delivery]:
+        """Deliver queued events to their handlers until every queue is empty."""
+        handled: list[Delivery] = []
+        while len(handled) < max_deliveries:
+            batch = self._receive()
+            if not batch:
+                break
+            for agent, event in batch:
+                handled.append(self.invoke(agent, event))
+        self.deliveries.extend(handled)
+        return handled
+
+    def invoke(self, agent: str, event: dict[str, Any]) -> Delivery:
+        delivery = Delivery(agent, event)
+        try:
+            delivery.result = handler_of(agent)(event, FakeLambdaContext(function_name=f"selfheal-test-{agent}"))
+        except Exception as exc:  # noqa: BLE001 - recorded; in AWS the retry policy then the DLQ take over
+            delivery.error = f"{type(exc).__name__}: {exc}"
+        return delivery
+
+    def _receive(self) -> list[tuple[str, dict[str, Any]]]:
+        batch = []
+        for agent, url in self.queues.items():
+            messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            for message in messages:
+                batch.append((agent, json.loads(message["Body"])))
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return batch
+
+    def notifications(self) -> list[str]:
+        found = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.notifications_queue, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                found.append(message["Body"])
+                self.sqs.delete_message(QueueUrl=self.notifications_queue, ReceiptHandle=message["ReceiptHandle"])
+
+    # ------------------------------------------------------------------ reading state
+    def decisions(self, incident_id: str) -> list[dict[str, Any]]:
+        from boto3.dynamodb.conditions import Key
+
+        table = boto3.resource("dynamodb").Table(self.env["DECISIONS_TABLE_NAME"])
+        items = table.query(KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident_id}") & Key("sk").begins_with("DECISION#"))["Items"]
+        return items
+
+    def incidents(self) -> list[Any]:
+        from selfheal_core.incidents import IncidentStore
+
+        return IncidentStore(self.env["DECISIONS_TABLE_NAME"]).list_recent(days=1, limit=1000)
+
+
+def handler_of(agent: str) -> Any:
+    module = __import__(f"lambdas.{agent}.handler", fromlist=["handler"])
+    return module.handler
