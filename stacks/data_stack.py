@@ -12,6 +12,7 @@ from constructs import Construct
 from .nag import acknowledge
 
 from . import constants
+from .constructs.agent_function import dead_letter_queue
 from .settings import DeploySettings
 
 
@@ -124,7 +125,9 @@ class DataStack(Stack):
             enforce_ssl=True,
         )
         if settings.alert_email:
-            topic.add_subscription(subs.EmailSubscription(settings.alert_email))
+            # Undeliverable emails are kept, not dropped.
+            undelivered = dead_letter_queue(self, "AlertsEmailDlq", f"selfheal-{settings.env_name}-alerts-email-dlq")
+            topic.add_subscription(subs.EmailSubscription(settings.alert_email, dead_letter_queue=undelivered))
         return topic
 
     def _build_parameters(self, settings: DeploySettings) -> list[ssm.StringParameter]:

@@ -1,0 +1,119 @@
+"""Template assertions on counts and the properties a platform team relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from aws_cdk.assertions import Match
+
+from stacks.constructs.event_routes import AGENT_ROUTES
+
+
+def test_tables_are_on_demand_with_pitr_ttl_and_two_gsis(templates):
+    data = templates["data"]
+    data.resource_count_is("AWS::DynamoDB::GlobalTable", 3)
+    for name in ("agent-decisions-dev", "agent-monitoring-dev"):
+        data.has_resource_properties("AWS::DynamoDB::GlobalTable", {
+            "TableName": name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+            "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})],
+            "GlobalSecondaryIndexes": [Match.object_like({"IndexName": "gsi1"}), Match.object_like({"IndexName": "gsi2"})],
+        })
+    data.has_resource_properties("AWS::DynamoDB::GlobalTable", {
+        "TableName": "selfheal-idempotency-dev",
+        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+    })
+
+
+def test_alerts_topic_has_the_email_subscription_and_secret_and_parameters_exist(templates):
+    data = templates["data"]
+    data.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+    data.resource_count_is("AWS::SecretsManager::Secret", 1)
+    data.has_resource_properties("AWS::SSM::Parameter", {"Name": "/selfheal/dev/daily-llm-budget-usd"})
+    data.has_resource_properties("AWS::SSM::Parameter", {"Name": "/selfheal/dev/automation-level"})
+
+
+def test_three_agents_share_one_layer_and_each_has_its_own_role_log_group_and_failure_queue(templates):
+    pipeline = templates["pipeline"]
+    functions = pipeline.find_resources("AWS::Lambda::Function")
+    assert len(functions) == 3
+    roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}
+    assert len(roles) == 3
+    layers = {json.dumps(f["Properties"]["Layers"]) for f in functions.values()}
+    assert len(layers) == 1
+    pipeline.resource_count_is("AWS::Logs::LogGroup", 4)  # 3 agents + audit log
+    pipeline.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+    pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 3)
+    pipeline.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
+        "MaximumRetryAttempts": 2,
+        "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+    })
+
+
+def test_every_rule_target_has_retry_policy_and_dead_letter_queue(templates):
+    rules = templates["pipeline"].find_resources("AWS::Events::Rule")
+    assert len(rules) == len(AGENT_ROUTES) + 4  # + alarm forwarding, notify, audit, scan
+    for logical_id, rule in rules.items():
+        for target in rule["Properties"]["Targets"]:
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4, logical_id
+            assert "Arn" in target["DeadLetterConfig"], logical_id
+
+
+def test_alarm_forwarding_rule_is_on_the_default_bus_and_skips_our_own_alarms(templates):
+    templates["pipeline"].has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {
+            "source": ["aws.cloudwatch"],
+            "detail-type": ["CloudWatch Alarm State Change"],
+            "detail": {"alarmName": [{"anything-but": {"prefix": "selfheal-"}}]},
+        },
+        "EventBusName": "default",
+    })
+
+
+def test_each_agent_may_only_publish_under_its_own_source(templates):
+    policies = templates["pipeline"].find_resources("AWS::IAM::Policy")
+    sources = set()
+    for policy in policies.values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement.get("Action") == "events:PutEvents":
+                sources.add(statement["Condition"]["StringEquals"]["events:source"])
+    assert sources == {"agentops.manager", "agentops.engineer", "agentops.qa"}
+
+
+def test_no_secret_values_in_function_environment(templates):
+    for function in templates["pipeline"].find_resources("AWS::Lambda::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert not any("KEY" in name and name != "SECRET_NAME" for name in variables)
+        assert "SECRET_NAME" in variables
+
+
+def test_cdk_nag_reports_no_unacknowledged_findings(synthesized):
+    report = json.loads((synthesized["outdir"] / "validation-report.json").read_text()) if (
+        synthesized["outdir"] / "validation-report.json").exists() else {"pluginReports": []}
+    violations = [v["ruleName"] for p in report["pluginReports"] for v in p.get("violations", [])]
+    assert violations == []
+
+
+def test_cdk_nag_runs_on_every_synth_and_fails_on_a_finding(tmp_path):
+    """Proves the packs are wired in: an unacknowledged finding makes synth fail."""
+    import aws_cdk as cdk
+    import pytest
+    from aws_cdk import aws_sqs as sqs
+
+    from stacks.app_builder import build_app
+
+    app = cdk.App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": []})
+    stacks = build_app(app)
+    sqs.Queue(stacks["data"], "QueueWithoutSsl")
+    with pytest.raises(RuntimeError, match="AwsSolutions-SQS4"):
+        app.synth()
+
+
+def test_cfn_lint_finds_no_errors(synthesized):
+    templates = sorted(str(p) for p in synthesized["outdir"].glob("*.template.json"))
+    result = subprocess.run([sys.executable, "-m", "cfnlint", *templates], capture_output=True, text=True)
+    # Exit code is a bitmask: 2 = errors; warnings (4) and informational (8) do not fail.
+    assert result.returncode & 2 == 0, result.stdout
