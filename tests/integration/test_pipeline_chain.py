@@ -1,0 +1,204 @@
+"""The whole Manager -> Engineer -> QA -> Manager chain under moto, with the real handlers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.conftest import load_event
+from tests.support.pipeline import Pipeline
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+def latency_issue(service="orders-api", **signals):
+    return {"service": service, "issue_type": "latency", "severity": "high", "summary": f"p95 latency of {service} is 4.2 s",
+            "signals": {"p95_ms": 4200.0, "memory_mb": 512.0, **signals}}
+
+
+def agents_of(deliveries):
+    return [d.agent for d in deliveries]
+
+
+def test_issue_reported_runs_the_whole_chain_and_records_every_decision(aws):
+    # Given a pipeline on full automation
+    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+
+    # When an external producer reports a latency issue
+    pipeline.put("IssueReported", latency_issue())
+    deliveries = pipeline.run()
+
+    # Then Manager -> Engineer -> QA -> Manager ran once each and the incident is resolved
+    assert agents_of(deliveries) == ["manager", "engineer", "qa", "manager"]
+    assert all(d.error is None for d in deliveries), [d.error for d in deliveries]
+    [incident] = pipeline.incidents()
+    assert incident.status == "RESOLVED" and incident.attempts == 1
+    decisions = pipeline.decisions(incident.incident_id)
+    by_agent = {d["agent"] for d in decisions}
+    assert by_agent == {"manager", "engineer", "qa"}
+    assert {d["correlation_id"] for d in decisions} == {incident.correlation_id}
+    for decision in decisions:
+        assert decision["reasoning_chain"] and set(decision["reasoning_chain"][0]) == {"thought", "action", "observation"}
+        assert 0 <= float(decision["confidence_score"]) <= 1
+    assert {d["decision_type"] for d in decisions} >= {"triage", "propose_fix", "validate_fix", "close_incident"}
+
+
+def test_real_shaped_alarm_opens_an_incident_and_recovery_resolves_it(aws):
+    pipeline = Pipeline(parameters={"automation-level": "manual"})
+    alarm = load_event("alarm_state_change")
+
+    pipeline.put_raw_event(alarm)
+    deliveries = pipeline.run()
+
+    assert agents_of(deliveries) == ["manager", "engineer", "qa", "manager"]
+    [incident] = pipeline.incidents()
+    assert incident.status == "AWAITING_APPROVAL"
+    assert incident.issue_type == "high_error_rate" and incident.service == "orders-api"
+
+    # The same alarm returning to OK resolves its incident.
+    recovered = copy.deepcopy(alarm)
+    recovered["detail"]["previousState"], recovered["detail"]["state"] = alarm["detail"]["state"], {
+        "value": "OK", "reason": "Threshold no longer crossed", "timestamp": "2025-11-20T17:20:00.000+0000"}
+    pipeline.put_raw_event(recovered)
+    pipeline.run()
+    [incident] = pipeline.incidents()
+    assert incident.status == "RESOLVED"
+
+
+def test_metric_math_alarm_is_parsed_at_the_edge(aws):
+    pipeline = Pipeline()
+
+    pipeline.put_raw_event(load_event("alarm_state_change_metric_math"))
+    pipeline.run()
+
+    [incident] = pipeline.incidents()
+    assert incident.issue_type != "unknown"
+    assert incident.status in {"RESOLVED", "AWAITING_APPROVAL"}
+
+
+def test_duplicate_alarms_fold_into_one_incident_and_one_engineer_call(aws):
+    pipeline = Pipeline(parameters={"automation-level": "manual"})
+    alarm = load_event("alarm_state_change")
+
+    for _ in range(40):
+        pipeline.put_raw_event(alarm)
+    deliveries = pipeline.run()
+
+    [incident] = pipeline.incidents()
+    assert incident.duplicates == 39
+    assert agents_of(deliveries).count("engineer") == 1
+    assert agents_of(deliveries).count("qa") == 1
+    folds = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "fold_duplicate"]
+    assert len(folds) == 39
+
+
+def test_replayed_events_never_run_a_step_twice(aws):
+    pipeline = Pipeline(parameters={"automation-level": "manual"})
+    pipeline.put("IssueReported", latency_issue())
+    first = pipeline.run()
+    [incident] = pipeline.incidents()
+    decisions_before = len(pipeline.decisions(incident.incident_id))
+
+    # Every event of the run delivered again: same ids (replay) ...
+    replayed = [pipeline.invoke(d.agent, d.event) for d in first]
+    # ... and as new deliveries with fresh ids (an at-least-once duplicate).
+    duplicated = [pipeline.invoke(d.agent, {**d.event, "id": str(uuid.uuid4())}) for d in first[1:]]
+
+    assert all(d.error is None for d in replayed + duplicated)
+    assert pipeline.run() == []  # nothing new was emitted
+    [after] = pipeline.incidents()
+    assert after.status == incident.status == "AWAITING_APPROVAL"
+    assert after.attempts == 1
+    assert len(pipeline.decisions(incident.incident_id)) == decisions_before
+
+
+def test_malformed_events_are_rejected_visibly_and_valid_work_carries_on(aws):
+    from selfheal_core.rejections import RejectionLog
+
+    pipeline = Pipeline()
+    pipeline.put_raw_event(load_event("malformed"))
+    pipeline.put("IssueReported", latency_issue())
+    pipeline.put("FixProposed", {"metadata": {"incident_id": "inc-x", "correlation_id": "c", "producer": "engineer",
+                                              "event_version": "7"}, "data": {}}, source="agentops.engineer")
+    deliveries = pipeline.run()
+
+    assert all(d.error is None for d in deliveries)
+    rejected = RejectionLog(pipeline.env["MONITORING_TABLE_NAME"]).list(days=1)
+    reasons = " | ".join(r["reason"] for r in rejected)
+    assert len(rejected) == 2
+    assert "issue_type" in reasons and "unsupported event_version '7'" in reasons
+    assert {r["agent"] for r in rejected} == {"manager", "qa"}
+    [incident] = pipeline.incidents()
+    assert incident.status == "RESOLVED"
+
+
+def test_rejected_fix_loops_back_with_feedback_until_qa_accepts(aws):
+    # Reserved concurrency 1 -> the runbook's first proposals are steps QA's blast-radius policy refuses.
+    pipeline = Pipeline(parameters={"max-fix-attempts": "3"})
+    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled",
+                                   "signals": {"reserved_concurrency": 1.0}})
+    deliveries = pipeline.run()
+
+    assert agents_of(deliveries) == ["manager", "engineer", "qa", "engineer", "qa", "engineer", "qa", "manager"]
+    [incident] = pipeline.incidents()
+    assert incident.status == "RESOLVED" and incident.attempts == 3
+    proposals = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "propose_fix"]
+    assert [int(p["inputs"]["feedback_items"]) for p in sorted(proposals, key=lambda p: p["sk"])] == [0, 1, 2]
+
+
+def test_fix_that_never_passes_ends_failed_after_max_attempts(aws):
+    pipeline = Pipeline(parameters={"max-fix-attempts": "2"})
+    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled",
+                                   "signals": {"reserved_concurrency": 1.0}})
+    deliveries = pipeline.run()
+
+    assert agents_of(deliveries).count("engineer") == 2
+    [incident] = pipeline.incidents()
+    assert incident.status == "FAILED" and incident.attempts == 2
+    assert "max_attempts" in incident.last_reason
+
+
+@pytest.mark.parametrize("granted, final", [(True, "RESOLVED"), (False, "ESCALATED")])
+def test_manual_approval_closes_the_incident(aws, granted, final):
+    pipeline = Pipeline(parameters={"automation-level": "manual"})
+    pipeline.put("IssueReported", latency_issue())
+    pipeline.run()
+    [incident] = pipeline.incidents()
+    assert incident.status == "AWAITING_APPROVAL"
+
+    pipeline.put(
+        "ApprovalGranted" if granted else "ApprovalDenied",
+        {"metadata": {"incident_id": incident.incident_id, "correlation_id": incident.correlation_id,
+                      "producer": "operator", "attempt": incident.attempts},
+         "data": {"approver": "alice@example.com", "comment": "looks right" if granted else "not during the sale"}},
+        source="agentops.operator",
+    )
+    pipeline.run()
+
+    [closed] = pipeline.incidents()
+    assert closed.status == final
+
+
+def test_code_issue_offline_fails_honestly_and_qa_evidence_is_stored(aws):
+    pipeline = Pipeline()
+    pipeline.put_raw_event(load_event("issue_reported"))  # a real bug; the runbook cannot write code
+    deliveries = pipeline.run()
+
+    assert agents_of(deliveries) == ["manager", "engineer", "manager"]
+    [incident] = pipeline.incidents()
+    assert incident.status == "FAILED" and "unsupported" in incident.last_reason
+
+    # A config issue's QA evidence lands in the artifacts store (claim check).
+    pipeline.put("IssueReported", latency_issue())
+    pipeline.run()
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=pipeline.env["ARTIFACTS_BUCKET"]).get("Contents", [])]
+    assert any(k.endswith("qa-evidence-1.json") for k in keys)
