@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_dynamodb as dynamodb, aws_iam as iam, aws_kms as kms, aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager, aws_sns as sns, aws_sns_subscriptions as subs, aws_ssm as ssm
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
-
-from .nag import acknowledge
 
 from . import constants
 from .constructs.agent_function import dead_letter_queue
+from .nag import acknowledge
 from .settings import DeploySettings
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack, aws_events as events, aws_iam as iam
+from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from constructs import Construct
-
-from .nag import acknowledge
 
 from . import constants
 from .constructs.agent_function import AgentFunction
 from .constructs.common_layer import CommonLayer
 from .constructs.event_routes import EventRoutes
 from .data_stack import DataStack
+from .nag import acknowledge
 from .settings import DeploySettings
 
 AGENTS = {

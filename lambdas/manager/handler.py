@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from agentops_monitoring import AgentOpsMonitor, instrument
+from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
 from selfheal_core.edge import idempotency, reject
@@ -31,6 +32,7 @@ def ports() -> logic.ManagerPorts:
         monitor=monitor,
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=get_runtime_parameters(settings),
+        artifacts=ArtifactStore(settings.artifacts_bucket),
     )
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from selfheal_core.artifacts import ArtifactStore, too_large
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     ApprovalV1,
+    CodeBundle,
     DetailType,
     FixValidatedV1,
     InfoV1,
@@ -37,6 +39,7 @@ class ManagerPorts:
     monitor: Any  # agentops_monitoring.AgentOpsMonitor
     messenger: Messenger
     params: RuntimeParameters
+    artifacts: ArtifactStore
 
 
 def step(thought: str, action: str, observation: str) -> dict[str, str]:
@@ -54,7 +57,7 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str) -
         incident_id=new_id("inc"),
         fingerprint=intake.fingerprint,
         correlation_id=correlation_id,
-        issue=intake.issue.model_dump(mode="json", exclude_none=True),
+        issue=intake.issue.model_dump(mode="json", exclude_none=True, exclude={"code": {"files"}}),  # item size cap
         origin=intake.origin,
     )
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
@@ -96,6 +99,7 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
     if remediating is None:  # someone else already moved it on: nothing to do twice
         return {"action": "stale", "incident_id": incident.incident_id}
     metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1)
+    issue = _claim_check_code(issue, incident.incident_id, ports.artifacts)
     ports.messenger.send(DetailType.ISSUE_DETECTED, metadata, _info(remediating, issue.summary))
     ports.messenger.send(
         DetailType.REMEDIATION_REQUESTED, metadata, RemediationRequestedV1(issue=issue, fingerprint=intake.fingerprint)
@@ -250,5 +254,10 @@ def _announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, 
     ports.messenger.send(detail_type, follow_up(metadata, AGENT), _info(incident, summary, risk))
 
 
-def issue_from_incident(incident: Incident) -> IssueReportedV1:
-    return IssueReportedV1.model_validate(incident.issue)
+def _claim_check_code(issue: IssueReportedV1, incident_id: str, artifacts: ArtifactStore) -> IssueReportedV1:
+    """Source files too large for an event travel as an artifact reference from here on."""
+    if issue.code is None or not too_large(issue.code.files):
+        return issue
+    ref = artifacts.put_json(f"incidents/{incident_id}/code.json", issue.code.files)
+    code = CodeBundle(files={}, test_command=issue.code.test_command, artifact=ref)
+    return issue.model_copy(update={"code": code})

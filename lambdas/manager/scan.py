@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from selfheal_core import aws
@@ -38,7 +38,7 @@ def scan_lambda_metrics(thresholds: ScanThresholds, *, exclude_prefix: str, clou
                     "Stat": stat,
                 },
             })
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
     result = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=end - WINDOW, EndTime=end)
     values = {r["Id"]: (r["Values"][0] if r.get("Values") else 0.0) for r in result.get("MetricDataResults", [])}
     intakes = []

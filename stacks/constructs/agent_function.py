@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack, aws_iam as iam, aws_lambda as lambda_, aws_lambda_destinations as destinations
-from aws_cdk import aws_logs as logs, aws_sqs as sqs
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from ..nag import acknowledge
-
 from .. import constants
+from ..nag import acknowledge
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 AGENT_PACKAGES = ("manager", "engineer", "qa", "analyzer")

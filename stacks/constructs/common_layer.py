@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, ILocalBundling, aws_lambda as lambda_
+from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from .. import constants

@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jsii
-
-from aws_cdk import aws_events as events, aws_events_targets as targets, aws_lambda as lambda_, aws_logs as logs
-from aws_cdk import RemovalPolicy, aws_iam as iam, aws_sns as sns, aws_sqs as sqs
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from .. import constants

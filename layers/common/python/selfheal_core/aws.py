@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     import boto3
 
     return boto3.client(service)
 
 
-@lru_cache(maxsize=None)
+@cache
 def table(name: str) -> Any:
     import boto3
 

@@ -7,8 +7,8 @@ with a reason by `parse_detail`; nothing here touches AWS.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -18,7 +18,7 @@ MAX_SUMMARY_CHARS = 2_000
 MAX_EVIDENCE_ITEMS = 200
 
 
-class DetailType(str, Enum):
+class DetailType(StrEnum):
     ISSUE_REPORTED = "IssueReported"
     ISSUE_DETECTED = "IssueDetected"
     REMEDIATION_REQUESTED = "RemediationRequested"
@@ -34,14 +34,14 @@ class DetailType(str, Enum):
     APPROVAL_DENIED = "ApprovalDenied"
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     MANAGER = "agentops.manager"
     ENGINEER = "agentops.engineer"
     QA = "agentops.qa"
     OPERATOR = "agentops.operator"
 
 
-class IssueType(str, Enum):
+class IssueType(StrEnum):
     HIGH_ERROR_RATE = "high_error_rate"
     LATENCY = "latency"
     EXCEPTION = "exception"
@@ -50,14 +50,14 @@ class IssueType(str, Enum):
     UNKNOWN = "unknown"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
 
 
-class RiskLevel(str, Enum):
+class RiskLevel(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
@@ -68,7 +68,7 @@ class _Model(BaseModel):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_id(prefix: str) -> str:

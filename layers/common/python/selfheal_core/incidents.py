@@ -8,8 +8,8 @@ attempt); otherwise it returns None and the caller drops the stale event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,7 +19,7 @@ from .ddb import from_item, to_item
 from .events import utc_now
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     DETECTED = "DETECTED"
     REMEDIATING = "REMEDIATING"
     FIX_PROPOSED = "FIX_PROPOSED"
@@ -255,7 +255,7 @@ class IncidentStore:
         from boto3.dynamodb.conditions import Key
 
         found: list[Incident] = []
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         for offset in range(days):
             day = (today - timedelta(days=offset)).isoformat()
             kwargs: dict[str, Any] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import aws, keys
@@ -41,7 +41,7 @@ class RejectionLog:
         from boto3.dynamodb.conditions import Key
 
         items: list[dict[str, Any]] = []
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         for offset in range(days):
             day = (today - timedelta(days=offset)).isoformat()
             resp = aws.table(self.table_name).query(KeyConditionExpression=Key("pk").eq(f"REJECTED#{day}"), ScanIndexForward=False)
