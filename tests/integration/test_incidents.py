@@ -10,11 +10,13 @@ from moto import mock_aws
 
 from selfheal_core import aws
 from selfheal_core.incidents import IncidentStore, Status
+from tests.support.atomic import make_dynamodb_requests_atomic
 from tests.support.tables import create_tables
 
 
 @pytest.fixture
-def store():
+def store(monkeypatch):
+    make_dynamodb_requests_atomic(monkeypatch)
     with mock_aws():
         aws.reset_clients()
         create_tables(os.environ["DECISIONS_TABLE_NAME"], os.environ["MONITORING_TABLE_NAME"], os.environ["IDEMPOTENCY_TABLE_NAME"])
@@ -45,7 +47,9 @@ def test_concurrent_reports_open_exactly_one_incident(store):
         results = list(pool.map(lambda i: open_one(store, incident_id=f"inc-{i}"), range(24)))
 
     opened = [incident for incident, is_new in results if is_new]
+    folded = [incident for incident, is_new in results if not is_new]
     assert len(opened) == 1
+    assert len(folded) == 23 and {i.incident_id for i in folded} == {opened[0].incident_id}
     assert store.get(opened[0].incident_id).duplicates == 23
 
 

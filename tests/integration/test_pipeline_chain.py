@@ -160,7 +160,8 @@ def test_fix_that_never_passes_ends_failed_after_max_attempts(aws):
                                    "signals": {"reserved_concurrency": 1.0}})
     deliveries = pipeline.run()
 
-    assert agents_of(deliveries).count("engineer") == 2
+    engineer_actions = [d.result["action"] for d in deliveries if d.agent == "engineer"]
+    assert engineer_actions == ["proposed", "proposed", "gave_up"]
     [incident] = pipeline.incidents()
     assert incident.status == "FAILED" and incident.attempts == 2
     assert "max_attempts" in incident.last_reason
