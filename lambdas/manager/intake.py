@@ -21,6 +21,7 @@ from selfheal_core.events import (
     describe_validation_error,
     parse_detail,
 )
+from selfheal_core.redact import scrub
 
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
@@ -66,8 +67,14 @@ def parse_issue_reported(event: dict[str, Any]) -> Intake:
             issue = IssueReportedV1.model_validate(detail)
         except ValidationError as exc:
             raise InvalidEvent(f"IssueReported is invalid: {describe_validation_error(exc)}") from exc
+    issue = redact_issue(issue)
     resource = issue.resource or (issue.idempotency_key if issue.idempotency_key and not issue.code else None)
     return Intake(issue=issue, fingerprint=fingerprint(issue.service, issue.issue_type, resource), origin="issue")
+
+
+def redact_issue(issue: IssueReportedV1) -> IssueReportedV1:
+    """Log text is untrusted: secrets are removed before it is stored, sent on or shown to a model."""
+    return issue.model_copy(update={"summary": scrub(issue.summary), "evidence": [scrub(line) for line in issue.evidence]})
 
 
 def parse_alarm(event: dict[str, Any]) -> Intake:

@@ -1,0 +1,240 @@
+"""Run untrusted code (a proposed fix and its tests) in a separate, limited process.
+
+Layers, each protecting against something the others do not:
+- environment built from an allow-list: the child never sees AWS credentials or API keys;
+- rlimits (CPU seconds, address space, file size, processes, no core files): runaway loops,
+  memory bombs, disk filling and fork bombs die inside the child;
+- a wall-clock timeout that kills the whole process group: hangs and sleeping children;
+- output read through a head+tail cap: a flood of output cannot exhaust the parent's memory;
+- `unshare` namespaces when available (root, util-linux; not in Lambda): no network device at
+  all, and a private /proc where the parent's /proc/<pid>/environ does not exist;
+- a Python guard (`sitecustomize` audit hook) in every Python child: blocks sockets, reading any
+  `environ` file under /proc, and spawning processes (curl / cat would bypass the other Python
+  checks). Audit hooks are not a security boundary against native code (ctypes, C extensions);
+  where `unshare` is unavailable the QA role's least privilege is the backstop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    # Sized for the QA Lambda (180 s, 1024 MB): a validation makes up to five runs, and the
+    # child's memory must leave room for the parent's.
+    wall_seconds: float = 30.0
+    cpu_seconds: int = 20
+    memory_bytes: int = 512 * _MIB  # address space; a pytest run needs ~100-200 MiB of it
+    file_size_bytes: int = 16 * _MIB
+    max_processes: int = 64  # per user; not enforced for root
+    output_bytes: int = 64 * 1024  # kept per stream: head + tail
+    allow_subprocess: bool = False
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    command: list[str]
+    exit_code: int
+    duration_ms: float
+    stdout_excerpt: str
+    stderr_excerpt: str
+    timed_out: bool
+    killed_reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+GUARD_SOURCE = '''\
+"""Selfheal sandbox guard, loaded by every Python child through sitecustomize."""
+import os as _os
+import socket as _socket
+import sys as _sys
+
+_ALLOW_SPAWN = _os.environ.get("SELFHEAL_SANDBOX_ALLOW_SPAWN") == "1"
+_SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                 "os.forkpty", "pty.spawn"}
+_NET_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
+               "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"}
+
+
+def _is_environ(path):
+    # Any file named "environ" (also via symlinks or a dir_fd): /proc/<pid>/environ of the parent
+    # holds the credentials this child's scrubbed environment does not.
+    try:
+        path = _os.fsdecode(path)
+    except TypeError:
+        return False
+    return _os.path.basename(path) == "environ" or _os.path.basename(_os.path.realpath(path)) == "environ"
+
+
+def _guard(event, args):
+    if event == "socket.__new__" and args[1] != _socket.AF_UNIX:
+        raise PermissionError("network access is blocked in the Selfheal sandbox")
+    if event in _NET_EVENTS:
+        raise PermissionError("network access is blocked in the Selfheal sandbox")
+    if event == "open" and args and isinstance(args[0], (str, bytes)) and _is_environ(args[0]):
+        raise PermissionError("reading process environments is blocked in the Selfheal sandbox")
+    if event in _SPAWN_EVENTS and not _ALLOW_SPAWN:
+        raise PermissionError("starting processes is blocked in the Selfheal sandbox")
+
+
+_sys.addaudithook(_guard)
+'''
+
+# Each candidate is tried once per process; the first that works is used for every run.
+# In a new pid namespace the first process is its init, which ignores SIGXCPU and friends;
+# a shell that runs the command as a child (not exec: `; exit $?`) takes that role instead.
+_NAMESPACE_CANDIDATES = (
+    ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", '"$@"; exit $?', "sh"],
+    ["unshare", "--net"],
+)
+
+
+@functools.cache
+def namespace_prefix() -> tuple[str, ...]:
+    """The `unshare` prefix that works here (root with util-linux), or () (Lambda, containers)."""
+    for candidate in _NAMESPACE_CANDIDATES:
+        try:
+            probe = subprocess.run([*candidate, "true"], capture_output=True, timeout=5, check=False)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if probe.returncode == 0:
+            return tuple(candidate)
+    return ()
+
+
+def _child_env(workdir: Path, guard_dir: Path, allow_subprocess: bool) -> dict[str, str]:
+    """Built from scratch, never copied: nothing AWS_*, no keys, secrets or tokens."""
+    python_dir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": f"{python_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONPATH": os.pathsep.join([str(guard_dir), *_support_paths()]),
+        "TMPDIR": str(workdir / ".tmp"),
+    }
+    if allow_subprocess:
+        env["SELFHEAL_SANDBOX_ALLOW_SPAWN"] = "1"
+    return env
+
+
+@functools.cache
+def _support_paths() -> tuple[str, ...]:
+    # In Lambda pytest lives in a layer that the runtime puts on PYTHONPATH, which the
+    # scrubbed environment drops; hand the child exactly the directory that holds it.
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytest")
+    if spec is None or spec.origin is None:
+        return ()
+    return (str(Path(spec.origin).parent.parent),)
+
+
+def _limit_child(limits: SandboxLimits) -> None:
+    """Runs in the child between fork and exec: only async-signal-safe-ish setrlimit calls."""
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_bytes, limits.file_size_bytes))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+class _CappedReader(threading.Thread):
+    """Drains a pipe keeping at most `cap` bytes: the first half and the latest half."""
+
+    def __init__(self, stream: IO[bytes], cap: int) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.half = stream, max(cap // 2, 1)
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+
+    def run(self) -> None:
+        while chunk := self.stream.read1(65536):  # type: ignore[attr-defined]
+            self.total += len(chunk)
+            room = self.half - len(self.head)
+            self.head += chunk[:room]
+            self.tail += chunk[max(room, 0):]
+            del self.tail[: max(len(self.tail) - self.half, 0)]
+
+    def text(self) -> str:
+        omitted = self.total - len(self.head) - len(self.tail)
+        middle = f"\n[... {omitted} bytes omitted ...]\n".encode() if omitted else b""
+        return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
+
+
+def run_in_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits) -> SandboxRun:
+    """Run `command` in `workdir` under every layer above; never raises for what the child does."""
+    workdir = Path(workdir).resolve()
+    (workdir / ".tmp").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="selfheal-guard-") as guard:
+        guard_dir = Path(guard)
+        (guard_dir / "sitecustomize.py").write_text(GUARD_SOURCE)
+        argv = [*namespace_prefix(), *command]
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=workdir, env=_child_env(workdir, guard_dir, limits.allow_subprocess),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True,  # own process group, killed as a whole
+                preexec_fn=functools.partial(_limit_child, limits),  # only setrlimit calls: safe enough
+                close_fds=True,
+            )
+        except OSError as exc:
+            return SandboxRun(list(command), 127, 0.0, "", f"cannot start: {exc}", False, "not started")
+        readers = [_CappedReader(proc.stdout, limits.output_bytes), _CappedReader(proc.stderr, limits.output_bytes)]  # type: ignore[arg-type]
+        for reader in readers:
+            reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        _kill_group(proc.pid)  # also reaps background processes a test left behind
+        exit_code = proc.wait()
+        duration_ms = (time.monotonic() - started) * 1000
+        for reader in readers:
+            # A grandchild that escaped the group may hold a pipe open; do not wait on it forever.
+            reader.join(timeout=2)
+        stdout, stderr = readers[0].text(), readers[1].text()
+    return SandboxRun(list(command), exit_code, round(duration_ms, 1), stdout, stderr, timed_out,
+                      _killed_reason(exit_code, timed_out, stderr, limits))
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _killed_reason(exit_code: int, timed_out: bool, stderr: str, limits: SandboxLimits) -> str | None:
+    if timed_out:
+        return f"wall-clock timeout ({limits.wall_seconds:g}s)"
+    # `unshare --fork` exits with 128+N when its child dies of signal N.
+    signum = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else 0
+    if signum in (signal.SIGXCPU, signal.SIGKILL) and exit_code != 0:
+        return f"cpu time limit ({limits.cpu_seconds}s)" if signum == signal.SIGXCPU else "killed (SIGKILL)"
+    if signum == signal.SIGXFSZ:
+        return f"file size limit ({limits.file_size_bytes} bytes)"
+    if exit_code != 0 and "MemoryError" in stderr[-4000:]:
+        return f"memory limit ({limits.memory_bytes // _MIB} MiB)"
+    if signum == signal.SIGSEGV:
+        return "crashed (SIGSEGV; possibly the memory limit)"
+    return None
