@@ -19,9 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from selfheal_core.events import ConfigChange, Fix, RiskLevel, describe_validation_error
+from selfheal_core.redact import REDACTED, fence_untrusted, scrub
 
 from .base import BudgetGuard, BudgetRefused, FixRequest, LlmUsage, ProviderError, ProviderResult, Reservation
-from selfheal_core.redact import REDACTED, fence_untrusted, scrub
 
 TOOL_NAME = "submit_fix"
 CALL_TIMEOUT_CAP_S = 60.0

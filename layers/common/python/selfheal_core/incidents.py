@@ -7,6 +7,7 @@ attempt); otherwise it returns None and the caller drops the stale event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -105,8 +106,10 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 class IncidentStore:
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, on_transition: Callable[[Incident], None] | None = None) -> None:
         self.table_name = table_name
+        # Called with the incident after every status it enters (metrics hook; see the handlers).
+        self.on_transition = on_transition or (lambda _incident: None)
 
     @property
     def _table(self) -> Any:
@@ -161,7 +164,9 @@ class IncidentStore:
                              "ConditionExpression": "attribute_not_exists(pk)"}},
                 ]
             )
-            return Incident.from_item(incident_item), True
+            opened = Incident.from_item(incident_item)
+            self.on_transition(opened)
+            return opened, True
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
@@ -231,6 +236,7 @@ class IncidentStore:
         incident = Incident.from_item(result["Attributes"])
         if to in TERMINAL:
             self._release(incident)
+        self.on_transition(incident)
         return incident
 
     def _release(self, incident: Incident) -> None:

@@ -1,0 +1,296 @@
+"""AgentOpsMonitor: every agent's one port for events, decisions, collaboration and cost.
+
+Each call writes one record (keys per selfheal_core/keys.py) and adds EMF metrics to the
+monitor's sink; `instrument` flushes the sink once per invocation. One monitor lives per
+function (module level) and is re-bound at the start of every invocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from selfheal_core import aws
+from selfheal_core.config import Settings, get_runtime_parameters, get_settings
+from selfheal_core.ddb import to_item
+from selfheal_core.incidents import IncidentStore
+from selfheal_core.observability import logger
+
+from . import names, records
+from .budget import BudgetGuard
+from .costs import PriceTable, load_price_table
+from .emf import MetricSink
+from .store import timeline
+from .tracing import AgentOpsTracing
+
+_EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+class AgentEventType(StrEnum):
+    ISSUE_DETECTED = names.ISSUE_DETECTED
+    CODE_GENERATED = names.CODE_GENERATED
+    TEST_PASSED = names.TEST_PASSED
+    TEST_FAILED = names.TEST_FAILED
+    DECISION_MADE = names.DECISION_MADE
+    COLLABORATION = "collaboration"
+    EVENT_REJECTED = names.EVENT_REJECTED
+
+
+class AgentOpsMonitor:
+    def __init__(
+        self,
+        agent_name: str,
+        settings: Settings | None = None,
+        *,
+        prices: PriceTable | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.agent = agent_name
+        self.settings = settings or get_settings()
+        self.environment = self.settings.environment
+        self.sink = MetricSink()
+        self.tracing = AgentOpsTracing(self.settings.secret_name, agent=agent_name, environment=self.environment)
+        self._prices = prices
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.incident_id: str | None = None
+        self.correlation_id: str | None = None
+        self._requests: Counter[str] = Counter()
+        self._llm_cost_since_decision = 0.0
+
+    # ------------------------------------------------------------------ binding
+    def bind(self, *, incident_id: str | None = None, correlation_id: str | None = None) -> None:
+        """Attribute what follows to this incident (agents call it once they know the id)."""
+        if incident_id:
+            self.incident_id = incident_id
+        if correlation_id:
+            self.correlation_id = correlation_id
+        self.tracing.bind(incident_id=incident_id, correlation_id=correlation_id)
+
+    def begin_invocation(self, event: Any) -> None:
+        self.incident_id = self.correlation_id = None
+        self._reset_invocation()
+        detail = event.get("detail") if isinstance(event, dict) else None
+        metadata = detail.get("metadata") if isinstance(detail, dict) else None
+        if isinstance(metadata, dict):
+            self.incident_id = metadata.get("incident_id") or None
+            self.correlation_id = metadata.get("correlation_id") or None
+        self.tracing.start(incident_id=self.incident_id, correlation_id=self.correlation_id)
+
+    def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None:
+        """Price the invocation, end the trace, flush every namespace; never raises."""
+        for step in (lambda: self.track_lambda_execution(context, duration_s),
+                     lambda: self.tracing.end(success=success), self.flush):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - monitoring must not replace the handler's outcome
+                logger.exception("monitoring step failed at the end of the invocation")
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    # ------------------------------------------------------------------ records
+    def record_event(self, event_type: AgentEventType | str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        name = event_type.value if isinstance(event_type, AgentEventType) else str(event_type)
+        if not _EVENT_NAME.fullmatch(name):
+            raise ValueError(f"event type must be snake_case: {name!r}")
+        item = records.event_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
+                                  event_type=name, data=data, now=self._now())
+        self._put(self.settings.monitoring_table_name, item)
+        self._count(names.EVENTS, name, {names.AGENT: self.agent})
+        return item
+
+    def record_decision(
+        self,
+        decision_type: str,
+        reasoning_chain: list[dict[str, Any]],
+        inputs: Any,
+        outputs: Any,
+        confidence_score: float,
+        *,
+        model: str | None = None,
+        cost_usd: float | None = None,
+    ) -> dict[str, Any]:
+        """`cost_usd` defaults to the LLM cost tracked since this invocation's previous decision."""
+        decision = records.Decision.model_validate(
+            {"decision_type": decision_type, "reasoning_chain": reasoning_chain, "confidence_score": confidence_score})
+        cost = self._llm_cost_since_decision if cost_usd is None else cost_usd
+        self._llm_cost_since_decision = 0.0
+        item = records.decision_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
+                                     decision=decision, inputs=inputs, outputs=outputs, model=model,
+                                     cost_usd=cost, now=self._now())
+        self._put(self.settings.decisions_table_name, item)
+        self._count(names.EVENTS, names.DECISION_MADE, {names.AGENT: self.agent})
+        return item
+
+    def record_collaboration(self, from_agent: str, to_agent: str, message_type: str) -> dict[str, Any]:
+        item = records.message_item(from_agent=from_agent, to_agent=to_agent, message_type=message_type,
+                                    incident_id=self.incident_id, correlation_id=self.correlation_id, now=self._now())
+        self._put(self.settings.monitoring_table_name, item)
+        self._requests["eventbridge_events"] += 1  # each message is one PutEvents entry
+        self._count(names.COLLABORATION, names.MESSAGE_COUNT, {names.FLOW: names.flow(from_agent, to_agent)})
+        self._count(names.COLLABORATION, names.AGENT_COMMUNICATION, {names.MESSAGE_TYPE: message_type})
+        return item
+
+    def record_status(self, status: str, *, incident_cost_usd: float | None = None) -> None:
+        """Call after every successful IncidentStore.transition (feeds "incidents by status").
+
+        On RESOLVED pass the incident's cost_usd: one ResolvedIncidentCost sample per incident.
+        """
+        status = getattr(status, "value", status)
+        self._count(names.EVENTS, names.INCIDENT_TRANSITIONS, {names.STATUS: status})
+        if status == "RESOLVED" and incident_cost_usd is not None:
+            self.sink.add(names.COSTS, names.RESOLVED_INCIDENT_COST, float(incident_cost_usd),
+                          dimensions=[self._dims()], unit="None")
+
+    # ------------------------------------------------------------------ costs
+    def prices(self) -> PriceTable:
+        if self._prices is not None:
+            return self._prices
+        return load_price_table(parameter_prefix=self.settings.parameter_prefix, max_age=self.settings.parameters_max_age)
+
+    def price_call(self, usage: Any) -> float:
+        """Price an LlmUsage without recording it (worst-case reservations)."""
+        return self.prices().llm_cost(
+            usage.model, usage.input_tokens, usage.output_tokens,
+            getattr(usage, "cache_creation_input_tokens", 0), getattr(usage, "cache_read_input_tokens", 0),
+        ).cost_usd
+
+    def track_llm_usage(
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_creation_input_tokens: int = 0,
+        cache_read_input_tokens: int = 0,
+        *,
+        cache_write_1h_input_tokens: int = 0,
+    ) -> float:
+        """Record one model call's usage, priced by the table; returns its cost in USD."""
+        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                 "cache_creation_input_tokens": cache_creation_input_tokens,
+                 "cache_read_input_tokens": cache_read_input_tokens,
+                 "cache_write_1h_input_tokens": cache_write_1h_input_tokens}
+        priced = self.prices().price_usage(model, usage)
+        if priced.unknown_model:
+            logger.warning("unknown model priced by the fallback rule",
+                           extra={"model": model, "priced_as": priced.priced_as, "cost_usd": priced.cost_usd})
+            self._count(names.COSTS, names.UNPRICED_MODEL_CALLS, {names.AGENT: self.agent})
+        self._record_cost("llm", priced.cost_usd, model=model, usage=usage, pricing=priced.pricing(),
+                          unknown_model=priced.unknown_model, breakdown=priced.breakdown)
+        self.sink.add(names.COSTS, names.LLM_COST, priced.cost_usd, unit="None",
+                      dimensions=[self._dims({names.AGENT: self.agent}), self._dims({names.MODEL: priced.priced_as})])
+        for token_type, count in (("input", input_tokens), ("output", output_tokens),
+                                  ("cache_write", cache_creation_input_tokens), ("cache_read", cache_read_input_tokens)):
+            self.sink.add(names.COSTS, names.LLM_TOKENS, count,
+                          dimensions=[self._dims({names.MODEL: priced.priced_as, names.TOKEN_TYPE: token_type})])
+        self._llm_cost_since_decision += priced.cost_usd
+        self.tracing.llm_span(model, usage, priced.cost_usd)
+        return priced.cost_usd
+
+    def track_lambda_execution(self, context: Any, duration: float) -> float:
+        """Price this invocation (compute + the requests it made) and record it; returns USD."""
+        memory_mb = int(getattr(context, "memory_limit_in_mb", 0) or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128))
+        architecture = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+        prices = self.prices()
+        compute = prices.lambda_cost(duration, memory_mb, architecture)
+        self._record_cost("lambda", compute, duration_s=round(duration, 6), memory_mb=memory_mb,
+                          architecture=architecture, function_name=getattr(context, "function_name", None))
+        self.sink.add(names.COSTS, names.LAMBDA_COST, compute, unit="None", dimensions=[self._dims({names.AGENT: self.agent})])
+        requests = dict(self._requests)
+        self._requests.clear()
+        # The "events" cost record below, and its add to the incident, are writes of this invocation too.
+        requests["dynamodb_writes"] = requests.get("dynamodb_writes", 0) + (2 if self.incident_id else 1)
+        events = prices.request_cost(**requests)
+        self._record_cost("events", events, requests=requests)
+        self.sink.add(names.COSTS, names.EVENT_COST, events, unit="None", dimensions=[self._dims({names.AGENT: self.agent})])
+        return compute + events
+
+    def budget_guard(self) -> BudgetGuard:
+        """Today's LLM budget; the limit is re-read from SSM (cached) at every reservation."""
+        return BudgetGuard(
+            self.settings.monitoring_table_name,
+            lambda: get_runtime_parameters(self.settings).daily_llm_budget_usd,
+            environment=self.environment,
+            sink=self.sink,
+            clock=self._clock,
+        )
+
+    # ------------------------------------------------------------------ reads / tracing
+    def timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        return timeline(incident_id, decisions_table=self.settings.decisions_table_name,
+                        monitoring_table=self.settings.monitoring_table_name)
+
+    @contextlib.contextmanager
+    def step(self, name: str, **attributes: Any) -> Iterator[None]:
+        """A tool step as an AgentOps span when tracing is on; a no-op otherwise."""
+        with self.tracing.step(name, **attributes):
+            yield
+
+    # ------------------------------------------------------------------ internals
+    def _reset_invocation(self) -> None:
+        self._requests = Counter()
+        self._llm_cost_since_decision = 0.0
+
+    def _now(self) -> str:
+        return self._clock().astimezone(UTC).isoformat(timespec="milliseconds")
+
+    def _dims(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {names.ENVIRONMENT: self.environment, **(extra or {})}
+
+    def _count(self, namespace: str, name: str, extra: dict[str, str]) -> None:
+        self.sink.add(namespace, name, 1, dimensions=[self._dims(extra)])
+
+    def _put(self, table_name: str, item: dict[str, Any]) -> None:
+        aws.table(table_name).put_item(Item=to_item(item))
+        self._requests["dynamodb_writes"] += 1
+
+    def _record_cost(self, kind: str, cost_usd: float, **details: Any) -> None:
+        item = records.cost_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
+                                 kind=kind, cost_usd=cost_usd, now=self._now(), environment=self.environment, **details)
+        self._put(self.settings.monitoring_table_name, item)
+        if self.incident_id:
+            self._add_to_incident(self.incident_id, cost_usd)
+        # TotalCost rolls up to (environment) alone: the cost alarm needs one series.
+        self.sink.add(names.COSTS, names.TOTAL_COST, cost_usd, unit="None",
+                      dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
+
+    def _add_to_incident(self, incident_id: str, cost_usd: float) -> None:
+        try:
+            IncidentStore(self.settings.decisions_table_name).add_cost(incident_id, cost_usd)
+            self._requests["dynamodb_writes"] += 1
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            logger.warning("cost not added: incident not found", extra={"incident_id": incident_id})
+
+
+def instrument(monitor: AgentOpsMonitor) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Lambda handler decorator: bind ids, trace, measure, price and flush every invocation."""
+    import functools
+    import time
+
+    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def wrapper(event: Any, context: Any) -> Any:
+            monitor.begin_invocation(event)
+            started = time.perf_counter()
+            success = False
+            try:
+                result = handler(event, context)
+                success = True
+                return result
+            finally:
+                monitor.end_invocation(context, time.perf_counter() - started, success=success)
+
+        return wrapper
+
+    return decorator
