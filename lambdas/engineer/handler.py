@@ -54,7 +54,7 @@ def ports(context: LambdaContext) -> logic.EngineerPorts:
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
 @instrument(monitor)
 @idempotent(persistence_store=persistence, config=idempotency_config)

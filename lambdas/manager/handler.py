@@ -43,7 +43,7 @@ def ports() -> logic.ManagerPorts:
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
 @instrument(monitor)
 @idempotent(persistence_store=persistence, config=idempotency_config)
@@ -67,7 +67,9 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
             logic.handle_intake(intake, p, correlation_id=f"{correlation_id}:{intake.issue.service}")
             for intake in scan_lambda_metrics(p.params.scan_thresholds, exclude_prefix=f"selfheal-{settings.environment}-")
         ]
-        return {"action": "scanned", "results": results}
+        budget = monitor.budget_guard().budget_status()
+        resumed = logic.resume_budget_paused(p, budget_remaining_usd=budget.remaining_usd)
+        return {"action": "scanned", "results": results, "resumed": resumed}
     if not isinstance(detail_type, str):
         raise InvalidEvent("event has no detail-type")
     envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from selfheal_core.artifacts import ArtifactStore, too_large
+from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     ApprovalV1,
@@ -53,17 +53,21 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str) -
     if intake.origin == "alarm" and intake.alarm_state != "ALARM":
         return _alarm_recovered(intake, ports) if intake.alarm_state == "OK" else {"action": "ignored", "reason": intake.alarm_state}
 
+    incident_id = new_id("inc")
+    # Source code lives in the artifacts store from the start: the incident item stays small and
+    # a paused incident can be resumed from the item alone.
+    issue = _claim_check_code(intake.issue, incident_id, ports.artifacts)
     incident, is_new = ports.incidents.open_or_fold(
-        incident_id=new_id("inc"),
+        incident_id=incident_id,
         fingerprint=intake.fingerprint,
         correlation_id=correlation_id,
-        issue=intake.issue.model_dump(mode="json", exclude_none=True, exclude={"code": {"files"}}),  # item size cap
+        issue=issue.model_dump(mode="json", exclude_none=True),
         origin=intake.origin,
     )
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
     if not is_new:
         return _fold(intake, incident, ports)
-    return _open(intake, incident, ports)
+    return _open(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin), incident, ports)
 
 
 def _fold(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
@@ -99,7 +103,6 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
     if remediating is None:  # someone else already moved it on: nothing to do twice
         return {"action": "stale", "incident_id": incident.incident_id}
     metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1)
-    issue = _claim_check_code(issue, incident.incident_id, ports.artifacts)
     ports.messenger.send(DetailType.ISSUE_DETECTED, metadata, _info(remediating, issue.summary))
     ports.messenger.send(
         DetailType.REMEDIATION_REQUESTED, metadata, RemediationRequestedV1(issue=issue, fingerprint=intake.fingerprint)
@@ -151,6 +154,40 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     )
     _announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
     return {"action": "resolved", "incident_id": incident_id}
+
+
+def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) -> list[str]:
+    """On the scheduled scan: paused incidents go back to the Engineer once budget is available."""
+    if budget_remaining_usd <= 0:
+        return []
+    resumed = []
+    for incident in ports.incidents.list_recent(days=2, limit=500):
+        if incident.status != Status.BUDGET_PAUSED.value:
+            continue
+        moved = ports.incidents.transition(
+            incident.incident_id, Status.REMEDIATING, reason=f"budget available (${budget_remaining_usd:.2f} left)",
+            expected_attempt=incident.attempts,
+        )
+        if moved is None:
+            continue
+        ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+        ports.monitor.record_decision(
+            "resume_after_budget_pause",
+            [step("The LLM budget has room again", "resume the paused incident", f"${budget_remaining_usd:.2f} left today")],
+            {"attempt": incident.attempts}, {"status": Status.REMEDIATING.value}, 0.9,
+        )
+        metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
+                            attempt=incident.attempts)
+        issue = IssueReportedV1.model_validate(incident.issue)
+        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata,
+                             RemediationRequestedV1(issue=issue, fingerprint=incident.fingerprint,
+                                                    resumed=_times_paused(incident)))
+        resumed.append(incident.incident_id)
+    return resumed
+
+
+def _times_paused(incident: Incident) -> int:
+    return sum(1 for h in incident.status_history if h.get("status") == Status.BUDGET_PAUSED.value)
 
 
 # ------------------------------------------------------------------------------ outcomes
@@ -255,8 +292,7 @@ def _announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, 
 
 
 def _claim_check_code(issue: IssueReportedV1, incident_id: str, artifacts: ArtifactStore) -> IssueReportedV1:
-    """Source files too large for an event travel as an artifact reference from here on."""
-    if issue.code is None or not too_large(issue.code.files):
+    if issue.code is None or not issue.code.files:
         return issue
     ref = artifacts.put_json(f"incidents/{incident_id}/code.json", issue.code.files)
     code = CodeBundle(files={}, test_command=issue.code.test_command, artifact=ref)

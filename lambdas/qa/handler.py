@@ -51,7 +51,7 @@ def ports() -> logic.QaPorts:
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
 @instrument(monitor)
 @idempotent(persistence_store=persistence, config=idempotency_config)

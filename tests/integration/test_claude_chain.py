@@ -170,3 +170,28 @@ def test_prompt_injection_and_secrets_in_evidence_are_contained(pipeline, server
 
 def scan_table(name):
     return boto3.resource("dynamodb").Table(name).scan()["Items"]  # test-only read of everything stored
+
+
+def test_budget_refusal_pauses_alerts_and_resumes_when_budget_is_raised(pipeline, server):
+    # Given no LLM budget left today
+    boto3.client("ssm").put_parameter(Name=f"{pipeline.env['PARAMETER_PREFIX']}daily-llm-budget-usd", Value="0",
+                                      Type="String", Overwrite=True)
+    pipeline.put("IssueReported", code_issue())
+    pipeline.run()
+
+    # Then no call was made, the incident is paused and people are told
+    [incident] = pipeline.incidents()
+    assert incident.status == "BUDGET_PAUSED"
+    assert server.requests == []
+    assert any(incident.incident_id in message for message in pipeline.notifications())
+
+    # When the budget is raised, the next scheduled scan resumes it and the fix goes through
+    boto3.client("ssm").put_parameter(Name=f"{pipeline.env['PARAMETER_PREFIX']}daily-llm-budget-usd", Value="5",
+                                      Type="String", Overwrite=True)
+    server.script.append(good_fix())
+    scan = pipeline.invoke("manager", load_event("scheduled_event"))
+    assert scan.error is None and scan.result["resumed"] == [incident.incident_id]
+    pipeline.run()
+
+    [resumed] = pipeline.incidents()
+    assert resumed.status == "RESOLVED" and len(server.requests) == 1

@@ -9,10 +9,11 @@ from .observability import logger
 from .rejections import RejectionLog
 
 # A step is identified by what it is about, not by the delivery: replays and duplicate
-# deliveries of the same step share a key. Alarms and schedules fall back to the event id.
+# deliveries of the same step share a key. Alarms and schedules fall back to the event id; a
+# request resumed after a budget pause is a new step (`resumed` counts them).
 IDEMPOTENCY_KEY = (
     '["detail-type", detail.metadata.incident_id || detail.data.idempotency_key || detail.idempotency_key || id,'
-    " detail.metadata.attempt]"
+    " detail.metadata.attempt, detail.data.resumed]"
 )
 
 

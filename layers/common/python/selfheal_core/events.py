@@ -128,6 +128,7 @@ class RemediationRequestedV1(_Model):
     issue: IssueReportedV1
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
     fingerprint: str
+    resumed: int = Field(default=0, ge=0, description="times this attempt was resumed after a budget pause")
 
 
 class ConfigChange(_Model):

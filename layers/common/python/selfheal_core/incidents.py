@@ -8,7 +8,7 @@ attempt); otherwise it returns None and the caller drops the stale event.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -72,6 +72,7 @@ class Incident:
     origin: str
     issue: dict[str, Any]
     last_reason: str = ""
+    status_history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Incident:
@@ -97,7 +98,7 @@ class Incident:
         }
 
 
-_DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": ""}
+_DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": "", "status_history": []}
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
