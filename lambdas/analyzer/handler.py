@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from agentops_monitoring.analyzer import AgentOpsAnalyzer
 from agentops_monitoring.emf import MetricSink
 from selfheal_core.config import get_settings
-from selfheal_core.observability import logger, tracer
+from selfheal_core.observability import logger, traced
 
 from .logic import run_hourly
 
@@ -18,7 +18,7 @@ sink = MetricSink()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = run_hourly(AgentOpsAnalyzer(settings), sink, settings.environment)
     logger.info("analysis", extra={"result": result})

@@ -17,7 +17,7 @@ from selfheal_core.edge import idempotency, reject
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
 from selfheal_core.incidents import Incident, IncidentStore, Status
 from selfheal_core.messaging import Messenger
-from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, tracer
+from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import logic
 from .providers.select import api_keys, choose_provider
@@ -55,7 +55,7 @@ def ports(context: LambdaContext) -> logic.EngineerPorts:
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@traced
 @instrument(monitor)
 @idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

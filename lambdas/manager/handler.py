@@ -15,7 +15,7 @@ from selfheal_core.edge import idempotency, reject
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
 from selfheal_core.incidents import Incident, IncidentStore, Status
 from selfheal_core.messaging import Messenger
-from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, tracer
+from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import logic
 from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, parse_alarm, parse_issue_reported
@@ -44,7 +44,7 @@ def ports() -> logic.ManagerPorts:
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@traced
 @instrument(monitor)
 @idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

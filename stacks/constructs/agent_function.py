@@ -98,6 +98,7 @@ class AgentFunction(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "AgentOps/Events",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "AGENT_NAME": agent,
+                "SELFHEAL_XRAY_SDK": "false",
                 **environment,
             },
             retry_attempts=constants.ASYNC_RETRY_ATTEMPTS,
