@@ -1,0 +1,83 @@
+"""Fixes to moto 5.2.5 that a long-running, concurrent emulator needs (installed by the runtime).
+
+1. Requests are served one at a time (`REQUEST_LOCK`, taken by the runtime's WSGI layer):
+   moto's backends are plain dicts and lists, not made for concurrent mutation; under a storm
+   two workers' writes raced into 500s and lost updates.
+2. DynamoDB TransactWriteItems backs up only the items it touches. moto deep-copies every
+   table named in the transaction to roll back on failure: O(table size) per call, so a
+   1,000-alarm storm slowed down quadratically, and restoring the copy also threw away any
+   write made meanwhile.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+REQUEST_LOCK = threading.RLock()
+_installed = False
+
+
+class _NoTableCopy:
+    """Stands in for the `copy` module inside moto.dynamodb.models during a transaction."""
+
+    def __init__(self, table_type: type) -> None:
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value  # rollback is done per item below
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    from moto.dynamodb import models as ddb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    original = DynamoDBBackend.transact_write_items
+    shim = _NoTableCopy(Table)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with REQUEST_LOCK:
+            backups: list[tuple[Any, Any, Any, Any]] = []
+            for entry in transact_items:
+                op_type, op = next(iter(entry.items()))
+                table = self.tables.get(op.get("TableName"))
+                if table is None:
+                    continue
+                key = op.get("Key")
+                if op_type == "Put":
+                    attrs = op.get("Item", {})
+                    key = {table.hash_key_attr: attrs.get(table.hash_key_attr)}
+                    if table.range_key_attr:
+                        key[table.range_key_attr] = attrs.get(table.range_key_attr)
+                if not key or any(v is None for v in key.values()):
+                    continue
+                hash_key = DynamoType(key[table.hash_key_attr])
+                range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                current = table.get_item(hash_key, range_key)
+                backups.append((table, hash_key, range_key, copy.deepcopy(current)))
+            ddb_models.copy = shim  # type: ignore[attr-defined]
+            try:
+                return original(self, transact_items)
+            except Exception:
+                for table, hash_key, range_key, item in reversed(backups):
+                    if item is None:
+                        table.delete_item(hash_key, range_key)
+                    else:
+                        table.put_item(item.to_json()["Attributes"])
+                raise
+            finally:
+                ddb_models.copy = copy  # type: ignore[attr-defined]
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _installed = True

@@ -1,0 +1,571 @@
+"""The local runtime: moto in-process on 127.0.0.1, provisioned from the synthesized
+templates, with the Lambda platform, EventBridge delivery and CloudWatch alarms emulated.
+
+One process holds the emulator (a threaded werkzeug server over moto's backends), the
+router, the alarm evaluator, the schedule clock and the worker pools. Because moto's
+backends live in this process, the runtime writes platform data (EMF metrics, Lambda and
+EventBridge metrics, logs, alarm events) straight into them: only the agents' own calls go
+over HTTP, and those are counted per function at the endpoint.
+
+Control endpoints live under `/_selfheal/` on the same port (status, notifications,
+api-calls, invocations, idle, alarms/evaluate, schedules/fire, shutdown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from . import moto_patches
+from .alarms import AlarmEvaluator
+from .assembly import ACCOUNT, REGION, Assembly
+from .functions import FunctionPool, FunctionSpec, Invocation, InvocationResult, function_specs
+from .metrics import Datum, MetricStore, install_get_metric_data_patch, parse_emf
+from .provision import Provisioner, ProvisionReport
+from .router import Router, Scheduler
+
+PLATFORM_KEY = "ASIALOCALPLATFORM00"
+CONTROL_PREFIX = "/_selfheal/"
+
+
+@dataclass
+class RuntimeOptions:
+    host: str = "127.0.0.1"
+    port: int = 4566
+    state_dir: Path = Path(".selfheal")
+    concurrency: int = 2  # workers per function unless the template reserves concurrency
+    schedule_speedup: float = 1.0
+    alarm_interval_s: float = 10.0
+    sample_interval_s: float = 5.0
+    retry_base_s: float = 0.2
+    verbose: bool = False
+    quiet: bool = False
+
+
+class LocalRuntime:
+    def __init__(self, assembly: Assembly, options: RuntimeOptions, echo: Callable[[str], None] = print) -> None:
+        self.assembly = assembly
+        self.options = options
+        self.endpoint = f"http://{options.host}:{options.port}"
+        echo_lock = threading.Lock()
+
+        def locked_echo(line: str) -> None:
+            with echo_lock:  # whole lines only: pool threads print concurrently
+                echo(line)
+
+        self.echo = locked_echo
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.pools: dict[str, FunctionPool] = {}
+        self.specs: dict[str, FunctionSpec] = {}
+        self.api_calls: Counter[tuple[str, str, str]] = Counter()
+        self.api_call_ms: Counter[tuple[str, str, str]] = Counter()  # time moto spent serving them
+        self.invocations: deque[dict[str, Any]] = deque(maxlen=50_000)
+        self.notifications: list[dict[str, Any]] = []
+        self.event_first_seen: dict[str, float] = {}
+        self.report = ProvisionReport()
+        self._log_buffer: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._log_lock = threading.Lock()
+        self._origin = threading.local()
+        self._stop = threading.Event()
+        self._server: Any = None
+        self._server_thread: threading.Thread | None = None
+        self._sampler: threading.Thread | None = None
+        self.metric_store: MetricStore
+        self.router = Router(self, retry_base_s=options.retry_base_s)
+        self.scheduler = Scheduler(self, self.router, speedup=options.schedule_speedup)
+        self.alarms = AlarmEvaluator(self, interval_s=options.alarm_interval_s)
+        self.stopped = threading.Event()
+        self.ready = threading.Event()  # set once everything is provisioned and the pools run
+        state = Path(options.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "logs").mkdir(exist_ok=True)
+        self.state_dir = state
+        self._notifications_file = state / "notifications.jsonl"
+        self._notifications_file.write_text("")
+
+    # ------------------------------------------------------------------ moto access
+    def backend(self, service: str) -> Any:
+        from moto.backends import get_backend
+
+        return get_backend(service)[ACCOUNT][REGION]  # type: ignore[call-overload]
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+        self._install_patches()
+        self._start_server()
+        self.metric_store = MetricStore(self.backend("cloudwatch"))
+        self._provision()
+        for spec in function_specs(self.assembly):
+            self.specs[spec.name] = spec
+            concurrency = int(spec.reserved_concurrency) if spec.reserved_concurrency else self.options.concurrency
+            self.pools[spec.name] = FunctionPool(
+                spec, self.endpoint, max(1, concurrency), self._on_output, self._on_result
+            )
+        self.scheduler.start()
+        self.alarms.start()
+        self._sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
+        self._sampler.start()
+        self.write_state_file()
+        self.ready.set()
+
+    def stop(self) -> None:
+        if self.stopped.is_set():
+            return
+        self._stop.set()
+        self.scheduler.stop()
+        self.alarms.stop()
+        self.router.stop()
+        for pool in self.pools.values():
+            pool.stop()
+        self._flush_logs()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=5)
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "runtime.json").unlink()
+        self.stopped.set()
+
+    def write_state_file(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "endpoint": self.endpoint,
+            "started_at": self.started_at,
+            "assembly": str(self.assembly.directory),
+            "stacks": [s.name for s in self.assembly.stacks],
+            "outputs": self.assembly.outputs(),
+        }
+        (self.state_dir / "runtime.json").write_text(json.dumps(state, indent=2))
+
+    def _start_server(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        class QuietHandler(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            self.options.host, self.options.port, self._wsgi(moto_app), threaded=True, request_handler=QuietHandler
+        )
+        self._server_thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+        self._server_thread.start()
+
+    def _provision(self) -> None:
+        import boto3
+
+        session = boto3.Session(
+            aws_access_key_id=PLATFORM_KEY,
+            aws_secret_access_key="selfheal-local",  # noqa: S106 - the emulator accepts any credentials
+            region_name=REGION,
+        )
+        self.report = Provisioner(session, self.endpoint).provision(self.assembly)
+        for item in self.report.failed:
+            self.log_platform(f"could not create {item['type']} {item['physical_id']}: {item['error']}")
+
+    def _install_patches(self) -> None:
+        from moto.sns.models import Topic
+
+        moto_patches.install()
+        self.router.install()
+        install_get_metric_data_patch(lambda _backend: self.metric_store)
+        runtime = self
+        original_publish = Topic.publish
+        if getattr(original_publish, "_selfheal", False):
+            original_publish = original_publish.__wrapped__  # type: ignore[attr-defined]
+
+        def publish(topic: Any, message: str, subject: str | None = None, *args: Any, **kwargs: Any) -> str:
+            message_id = original_publish(topic, message, subject, *args, **kwargs)
+            runtime._record_notification(topic, message_id, message, subject)
+            return message_id
+
+        publish._selfheal = True  # type: ignore[attr-defined]
+        publish.__wrapped__ = original_publish  # type: ignore[attr-defined]
+        Topic.publish = publish  # type: ignore[method-assign]
+
+    # ------------------------------------------------------------------ platform services
+    def publish_sns(self, topic_arn: str, message: str, subject: str | None, origin: str) -> str:
+        self._origin.value = origin
+        try:
+            with moto_patches.REQUEST_LOCK:
+                return self.backend("sns").publish(message=message, arn=topic_arn, subject=subject)
+        finally:
+            self._origin.value = None
+
+    def _record_notification(self, topic: Any, message_id: str, message: str, subject: str | None) -> None:
+        subscriptions, _ = topic.sns_backend.list_subscriptions_by_topic(topic_arn=topic.arn)
+        deliveries = []
+        for sub in subscriptions:
+            status = {
+                "email": "not sent: no mail server locally (readable here)",
+                "email-json": "not sent: no mail server locally (readable here)",
+                "sqs": "delivered",
+                "sms": "not sent locally",
+            }.get(sub.protocol, "not emulated locally")
+            deliveries.append({"protocol": sub.protocol, "endpoint": sub.endpoint, "status": status})
+        record = {
+            "notification_id": message_id,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "topic_arn": topic.arn,
+            "subject": subject,
+            "message": message,
+            "origin": getattr(self._origin, "value", None) or "api",
+            "deliveries": deliveries,
+        }
+        self.notifications.append(record)
+        with contextlib.suppress(OSError), self._notifications_file.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def put_platform_event(
+        self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str], bus: str = "default"
+    ) -> None:
+        with moto_patches.REQUEST_LOCK:
+            self._put_platform_event(source, detail_type, detail, resources, bus)
+
+    def _put_platform_event(
+        self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str], bus: str
+    ) -> None:
+        self.backend("events").put_events(
+            [
+                {
+                    "Source": source,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail),
+                    "Resources": resources,
+                    "EventBusName": bus,
+                }
+            ]
+        )
+
+    def platform_metric(
+        self, namespace: str, name: str, value: float, dimension_sets: list[dict[str, str]], unit: str | None = None
+    ) -> None:
+        now = time.time()
+        self.metric_store.ingest(
+            Datum(namespace, name, value, tuple(sorted(d.items())), now, unit) for d in dimension_sets
+        )
+
+    def log_platform(self, message: str) -> None:
+        line = f"{datetime.now(UTC):%H:%M:%S} [platform] {message}"
+        if not self.options.quiet:
+            self.echo(line)
+
+    def note_event(self, event: dict[str, Any], rule_name: str, function: str) -> None:
+        eid = str(event.get("id", ""))
+        self.event_first_seen.setdefault(eid, time.time())
+
+    # ------------------------------------------------------------------ workers
+    def _on_output(self, spec: FunctionSpec, stream: str, line: str) -> None:
+        if line.startswith("{") and '"_aws"' in line:
+            with contextlib.suppress(ValueError):
+                self.metric_store.ingest(parse_emf(json.loads(line)))
+        with self._log_lock:
+            self._log_buffer.setdefault((spec.log_group, stream), []).append(
+                {"timestamp": int(time.time() * 1000), "message": line}
+            )
+        with contextlib.suppress(OSError), (self.state_dir / "logs" / f"{spec.name}.log").open("a") as fh:
+            fh.write(line + "\n")
+        if self.options.verbose:
+            self.echo(f"  {spec.name} | {line[:400]}")
+
+    def _on_result(self, spec: FunctionSpec, invocation: Invocation, result: InvocationResult, started: float) -> None:
+        ended = time.time()
+        event = invocation.event if isinstance(invocation.event, dict) else {}
+        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+        meta = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
+        record = {
+            "function": spec.name,
+            "request_id": result.request_id,
+            "event_id": event.get("id"),
+            "detail_type": event.get("detail-type"),
+            "source": event.get("source"),
+            "incident_id": meta.get("incident_id"),
+            "correlation_id": meta.get("correlation_id"),
+            "rule": invocation.source.rsplit("/", 1)[-1],
+            "attempt": invocation.attempt,
+            "ok": result.ok,
+            "error": result.error,
+            "result": result.result
+            if isinstance(result.result, (dict, list, str, int, float, type(None)))
+            else str(result.result),
+            "enqueued_at": invocation.enqueued_at,
+            "first_seen": invocation.first_seen,
+            "started_at": started,
+            "ended_at": ended,
+            "duration_ms": round(result.duration_ms, 3),
+            "init_ms": round(result.init_ms, 3) if result.init_ms is not None else None,
+            "max_memory_mb": result.max_memory_mb,
+        }
+        self.invocations.append(record)
+        dims = [{"FunctionName": spec.name}, {}]
+        self.platform_metric("AWS/Lambda", "Invocations", 1.0, dims, "Count")
+        self.platform_metric("AWS/Lambda", "Errors", 0.0 if result.ok else 1.0, dims, "Count")
+        self.platform_metric("AWS/Lambda", "Duration", result.duration_ms, dims, "Milliseconds")
+        self.platform_metric("AWS/Lambda", "Throttles", 0.0, dims, "Count")  # local pools queue instead of throttling
+        billed = max(1, int(result.duration_ms + 0.999))
+        init = f" Init Duration: {result.init_ms:.2f} ms" if result.init_ms is not None else ""
+        self._on_output(
+            spec,
+            "-",
+            f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
+            f"Memory Size: {spec.memory_mb} MB\tMax Memory Used: {result.max_memory_mb} MB{init}",
+        )
+        if not self.options.quiet:
+            status = (
+                "ok"
+                if result.ok
+                else f"ERROR {((result.error or {}).get('errorType') or '')}: {((result.error or {}).get('errorMessage') or '')[:120]}"
+            )
+            cold = f" (cold start {result.init_ms:.0f} ms)" if result.init_ms is not None else ""
+            retry = f" retry {invocation.attempt}" if invocation.attempt else ""
+            self.echo(
+                f"{datetime.now(UTC):%H:%M:%S} {spec.name:<24} {str(event.get('detail-type', '-')):<30} {status} {result.duration_ms:.0f} ms{cold}{retry}"
+            )
+        self.router.on_function_result(invocation, result)
+
+    # ------------------------------------------------------------------ background
+    def _sample_loop(self) -> None:
+        while not self._stop.wait(min(1.0, self.options.sample_interval_s)):
+            with contextlib.suppress(Exception), moto_patches.REQUEST_LOCK:
+                self._flush_logs()
+            now = time.time()
+            if now - getattr(self, "_last_sample", 0) >= self.options.sample_interval_s:
+                self._last_sample = now
+                with contextlib.suppress(Exception), moto_patches.REQUEST_LOCK:
+                    self._sample_queues()
+
+    def _sample_queues(self) -> None:
+        sqs = self.backend("sqs")
+        for name, queue in list(sqs.queues.items()):
+            visible = float(getattr(queue, "approximate_number_of_messages", 0) or 0)
+            self.platform_metric(
+                "AWS/SQS", "ApproximateNumberOfMessagesVisible", visible, [{"QueueName": name}], "Count"
+            )
+
+    def _flush_logs(self) -> None:
+        with self._log_lock:
+            buffered, self._log_buffer = self._log_buffer, {}
+        if not buffered:
+            return
+        logs = self.backend("logs")
+        for (group, stream), events in buffered.items():
+            if stream == "-":
+                stream = "platform"
+            with contextlib.suppress(Exception):
+                if group not in logs.groups:
+                    logs.create_log_group(group, {})
+                if stream not in logs.groups[group].streams:
+                    logs.create_log_stream(group, stream)
+                logs.put_log_events(group, stream, events)
+
+    # ------------------------------------------------------------------ queries
+    def idle(self) -> bool:
+        pending = sum(p.pending for p in self.pools.values())
+        with self.router._lock:
+            timers = len(self.router._timers)
+        return pending == 0 and timers == 0
+
+    def wait_idle(self, timeout: float = 60.0, quiet_s: float = 1.0) -> bool:
+        deadline = time.time() + timeout
+        calm_since: float | None = None
+        while time.time() < deadline:
+            if self.idle():
+                calm_since = calm_since or time.time()
+                if time.time() - calm_since >= quiet_s:
+                    return True
+            else:
+                calm_since = None
+            time.sleep(0.05)
+        return False
+
+    def status(self) -> dict[str, Any]:
+        functions = {}
+        for name, pool in self.pools.items():
+            with pool.lock:
+                stats = dict(pool.stats)
+            functions[name] = {**self.specs[name].public(), **stats, "pending": pool.pending, "workers": pool.pids()}
+        cw = self.backend("cloudwatch")
+        return {
+            "pid": os.getpid(),
+            "endpoint": self.endpoint,
+            "started_at": self.started_at,
+            "assembly": str(self.assembly.directory),
+            "stacks": [s.name for s in self.assembly.stacks],
+            "outputs": self.assembly.outputs(),
+            "functions": functions,
+            "resources": self.report.public(),
+            "router": dict(self.router.counts),
+            "schedules_fired": dict(self.scheduler.fired),
+            "alarms": {a.name: a.state_value for a in cw.alarms.values()},
+            "alarm_errors": dict(self.alarms.errors),
+            "alarm_transitions": list(self.alarms.transitions),
+            "notifications": len(self.notifications),
+            "idle": self.idle(),
+        }
+
+    def api_call_summary(self) -> dict[str, Any]:
+        by_caller: dict[str, dict[str, int]] = {}
+        for (caller, service, action), n in self.api_calls.items():
+            by_caller.setdefault(caller, {})[f"{service}:{action}"] = n
+        totals = {caller: sum(v.values()) for caller, v in by_caller.items()}
+        put_metric_data = sum(
+            n
+            for (caller, _s, action), n in self.api_calls.items()
+            if action == "PutMetricData" and caller not in ("platform",)
+        )
+        slowest = sorted(self.api_call_ms.items(), key=lambda kv: -kv[1])[:15]
+        serve_ms = {
+            f"{c}:{s}:{a}": {
+                "calls": self.api_calls[(c, s, a)],
+                "total_ms": round(ms, 1),
+                "mean_ms": round(ms / max(1, self.api_calls[(c, s, a)]), 2),
+            }
+            for (c, s, a), ms in slowest
+        }
+        return {
+            "by_caller": by_caller,
+            "totals": totals,
+            "put_metric_data_calls": put_metric_data,
+            "serve_ms": serve_ms,
+        }
+
+    # ------------------------------------------------------------------ HTTP
+    def _caller(self, environ: dict[str, Any]) -> tuple[str, str]:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        m = re.search(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/", auth)
+        if not m:
+            return "anonymous", "unknown"
+        key, service = m.group(1), m.group(2)
+        if key == PLATFORM_KEY:
+            return "platform", service
+        for spec in self.specs.values():
+            if spec.access_key == key:
+                return spec.name, service
+        return "client", service
+
+    def _action(self, environ: dict[str, Any]) -> str:
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target:
+            return target.rsplit(".", 1)[-1]
+        path = environ.get("PATH_INFO", "")
+        m = re.search(r"/operation/([A-Za-z]+)", path)
+        if m:
+            return m.group(1)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if "Action" in query:
+            return query["Action"][0]
+        if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            form = parse_qs(body.decode("utf-8", "replace"))
+            if "Action" in form:
+                return form["Action"][0]
+        method = environ.get("REQUEST_METHOD", "")
+        if environ.get("selfheal.service") == "s3":
+            has_key = "/" in path.strip("/")
+            return {"GET": "Get", "PUT": "Put", "HEAD": "Head", "DELETE": "Delete", "POST": "Post"}.get(
+                method, method
+            ) + ("Object" if has_key else "Bucket")
+        return f"{method} {path.split('?')[0][:40]}"
+
+    def _wsgi(self, moto_app: Any) -> Callable[..., Any]:
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(CONTROL_PREFIX):
+                return self._control(environ, start_response, path[len(CONTROL_PREFIX) :])
+            caller, service = self._caller(environ)
+            environ["selfheal.service"] = service
+            if caller == "platform":
+                with moto_patches.REQUEST_LOCK:
+                    return list(moto_app(environ, start_response))
+            key = (caller, service, self._action(environ))
+            self.api_calls[key] += 1
+            started = time.perf_counter()
+            # moto's backends are not safe for concurrent mutation: one request at a time.
+            with moto_patches.REQUEST_LOCK:
+                try:
+                    return list(moto_app(environ, start_response))
+                finally:
+                    self.api_call_ms[key] += (time.perf_counter() - started) * 1000
+
+        return app
+
+    def _control(self, environ: dict[str, Any], start_response: Callable[..., Any], route: str) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body: dict[str, Any] = {}
+        if length:
+            with contextlib.suppress(ValueError):
+                body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        status, payload = "200 OK", None
+        try:
+            if not self.ready.is_set():
+                status, payload = "503 Service Unavailable", {"error": "starting: provisioning from the templates"}
+            elif route == "status":
+                payload = self.status()
+            elif route == "notifications":
+                payload = {"notifications": self.notifications}
+            elif route == "api-calls":
+                payload = self.api_call_summary()
+            elif route == "api-calls/reset" and method == "POST":
+                self.api_calls.clear()
+                self.api_call_ms.clear()
+                payload = {"reset": True}
+            elif route == "invocations":
+                since = float(query.get("since", 0))
+                payload = {"invocations": [r for r in list(self.invocations) if r["ended_at"] >= since]}
+            elif route == "idle" and method == "POST":
+                timeout = float(body.get("timeout", query.get("timeout", 60)))
+                quiet = float(body.get("quiet", query.get("quiet", 1.0)))
+                payload = {"idle": self.wait_idle(timeout, quiet)}
+            elif route == "alarms/evaluate" and method == "POST":
+                payload = {"changes": self.alarms.evaluate_all()}
+            elif route == "schedules/fire" and method == "POST":
+                payload = {"fired": self._fire_schedule(str(body.get("rule", "")))}
+            elif route == "shutdown" and method == "POST":
+                threading.Thread(target=self._shutdown_soon, daemon=True).start()
+                payload = {"stopping": True}
+            else:
+                status, payload = "404 Not Found", {"error": f"unknown control route {route!r}"}
+        except Exception as exc:  # noqa: BLE001
+            status, payload = "500 Internal Server Error", {"error": f"{type(exc).__name__}: {exc}"}
+        data = json.dumps(payload, default=str).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def _fire_schedule(self, name: str) -> list[str]:
+        fired = []
+        for bus in self.backend("events").event_buses.values():
+            for rule in bus.rules.values():
+                if rule.scheduled_expression and (not name or name in rule.name):
+                    self.scheduler.fire(rule)
+                    fired.append(rule.name)
+        return fired
+
+    def _shutdown_soon(self) -> None:
+        time.sleep(0.2)
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())

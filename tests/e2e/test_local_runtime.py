@@ -1,0 +1,223 @@
+"""The local runtime end to end: a child process, the stock AWS CLI, the real agents.
+
+Given the app synthesized with a very low costAlertThreshold, when an issue is put on the
+bus with `aws events put-events`, then all three agents decide under one correlation id, the
+agents' EMF metrics are in the emulator's CloudWatch (without a single PutMetricData call),
+the cost alarm goes to ALARM, notifies the alerts topic and emits a real-shaped state
+change event, and stopping the runtime leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from selfheal.local.harness import RuntimeProcess
+
+pytestmark = pytest.mark.e2e
+
+TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL"}
+
+
+@pytest.fixture(scope="module")
+def runtime(e2e_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    rt = RuntimeProcess(
+        state_dir=tmp_path_factory.mktemp("runtime"),
+        assembly=e2e_assembly,
+        extra_args=["--alarm-interval", "1", "--quiet"],
+    )
+    rt.start()
+    yield rt
+    rt.stop()
+
+
+def _wait(predicate: Any, timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def _incidents(rt: Any) -> list[dict[str, Any]]:
+    proc = rt.selfheal("incidents", "--json")
+    return json.loads(proc.stdout)["incidents"]
+
+
+def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: Any, tmp_path: Path) -> None:
+    # Given an alarm-state-change listener (a rule with an SQS target, created through the API)
+    sqs, events = runtime.client("sqs"), runtime.client("events")
+    queue_url = sqs.create_queue(QueueName="e2e-alarm-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="e2e-alarm-listener", EventPattern=json.dumps({"source": ["aws.cloudwatch"]}))
+    events.put_targets(Rule="e2e-alarm-listener", Targets=[{"Id": "q", "Arn": queue_arn}])
+
+    # When an IssueReported is put with the stock AWS CLI
+    issue = {
+        "service": "orders-api",
+        "issue_type": "high_error_rate",
+        "severity": "high",
+        "summary": "orders-api 5xx above 8 % since the last deploy",
+        "signals": {"error_rate_pct": 8.4},
+        "idempotency_key": f"e2e-{time.time_ns()}",
+    }
+    entries = tmp_path / "issue.json"
+    entries.write_text(
+        json.dumps(
+            [
+                {
+                    "EventBusName": "agentops-dev",
+                    "Source": "com.example.orders",
+                    "DetailType": "IssueReported",
+                    "Detail": json.dumps(issue),
+                }
+            ]
+        )
+    )
+    result = runtime.aws("events", "put-events", "--entries", f"file://{entries}")
+    assert result["FailedEntryCount"] == 0
+
+    # Then an incident opens and reaches a decision
+    incident = _wait(
+        lambda: next(
+            (i for i in _incidents(runtime) if i["service"] == "orders-api" and i["status"] in TERMINAL), None
+        ),
+        90,
+    )
+    assert incident, f"no terminal incident; runtime log:\n{runtime.log()[-3000:]}"
+
+    # and Manager, Engineer and QA each recorded decisions under the one correlation id
+    trace = json.loads(runtime.selfheal("trace", incident["incident_id"], "--json").stdout)
+    agents = {d["agent"] for d in trace["decisions"]}
+    assert {"manager", "engineer", "qa"} <= agents, trace["decisions"]
+    assert trace["correlation_ids"] == [incident["correlation_id"]]
+    assert all(d["reasoning_chain"] and 0 <= d["confidence_score"] <= 1 for d in trace["decisions"])
+    assert any(d["evidence"] for d in trace["decisions"] if d["agent"] == "qa"), "QA must return evidence"
+
+    # and the agents' EMF output is in the emulator's CloudWatch
+    cw = runtime.client("cloudwatch")
+    namespaces = {m["Namespace"] for m in cw.list_metrics()["Metrics"]}
+    assert {"AgentOps/Events", "AgentOps/Costs"} <= namespaces
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    data = cw.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "cost",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AgentOps/Costs",
+                        "MetricName": "TotalCost",
+                        "Dimensions": [{"Name": "environment", "Value": "dev"}],
+                    },
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        StartTime=end - timedelta(hours=1),
+        EndTime=end,
+    )["MetricDataResults"][0]
+    assert sum(data["Values"]) > 0
+
+    # and not one PutMetricData call was made by an agent
+    calls = runtime.control("api-calls")
+    assert calls["put_metric_data_calls"] == 0
+    assert all(not k.endswith("PutMetricData") for per in calls["by_caller"].values() for k in per)
+
+    # and the cost alarm crossed its threshold, notified the alerts topic ...
+    cost_alarm = _wait(
+        lambda: next(
+            (
+                a
+                for a in cw.describe_alarms()["MetricAlarms"]
+                if "TotalCost" in json.dumps(a.get("Metrics", [])) + a.get("MetricName", "")
+                and a["StateValue"] == "ALARM"
+            ),
+            None,
+        ),
+        30,
+    )
+    assert cost_alarm, cw.describe_alarms()["MetricAlarms"]
+    notes = _wait(
+        lambda: [
+            n
+            for n in runtime.control("notifications")["notifications"]
+            if (n.get("subject") or "").startswith(f'ALARM: "{cost_alarm["AlarmName"]}"')
+        ],
+        10,
+    )
+    assert notes, runtime.control("notifications")
+    message = json.loads(notes[0]["message"])
+    assert message["NewStateValue"] == "ALARM" and message["AlarmName"] == cost_alarm["AlarmName"]
+    assert any(d["protocol"] == "email" for d in notes[0]["deliveries"]) or notes[0]["deliveries"] == []
+
+    # ... and put a real-shaped state change event on the default bus
+    received: list[dict[str, Any]] = []
+
+    def alarm_event() -> bool:
+        for m in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            received.append(json.loads(m["Body"]))
+        return any(
+            e["detail"]["alarmName"] == cost_alarm["AlarmName"] and e["detail"]["state"]["value"] == "ALARM"
+            for e in received
+        )
+
+    assert _wait(alarm_event, 15)
+    event = next(
+        e
+        for e in received
+        if e["detail"]["alarmName"] == cost_alarm["AlarmName"] and e["detail"]["state"]["value"] == "ALARM"
+    )
+    assert event["detail-type"] == "CloudWatch Alarm State Change" and event["source"] == "aws.cloudwatch"
+    assert event["resources"] == [cost_alarm["AlarmArn"]]
+    assert {"reason", "reasonData", "timestamp", "value"} <= set(event["detail"]["state"])
+    assert event["detail"]["configuration"]["metrics"]
+
+    # and because it is one of Selfheal's own alarms (prefix selfheal-), the Manager never saw it
+    manager_alarm_calls = [
+        i for i in runtime.control("invocations")["invocations"] if i["detail_type"] == "CloudWatch Alarm State Change"
+    ]
+    assert manager_alarm_calls == []
+
+
+def test_the_cli_reads_notifications_and_agents(runtime: Any) -> None:
+    out = runtime.selfheal("notifications").stdout
+    assert "ALARM" in out
+    agents = json.loads(runtime.selfheal("agents", "--json").stdout)["agents"]
+    by_name = {a["agent"]: a for a in agents}
+    assert by_name["manager"]["invocations"] >= 1 and by_name["manager"]["state"] == "ENABLED"
+    assert all("dlq_depth" in a and "last_activity" in a for a in agents)
+
+
+def test_stopping_leaves_no_process(e2e_assembly: Path, tmp_path: Path) -> None:
+    # A separate runtime whose workers are all warm when it is stopped with Ctrl-C (SIGINT)
+    rt = RuntimeProcess(
+        state_dir=tmp_path / "state", assembly=e2e_assembly, extra_args=["--quiet", "--alarm-interval", "3600"]
+    )
+    rt.start()
+    try:
+        rt.client("events").put_events(
+            Entries=[
+                {
+                    "EventBusName": "agentops-dev",
+                    "Source": "com.example.tests",
+                    "DetailType": "IssueReported",
+                    "Detail": json.dumps({"service": "stop-test", "issue_type": "latency", "summary": "p95 over 3 s"}),
+                }
+            ]
+        )
+        assert rt.idle(timeout=60)
+        status = rt.control("status")
+        workers = [pid for f in status["functions"].values() for pid in f["workers"]]
+        assert workers, "expected warm workers before the stop"
+    finally:
+        leftover = rt.stop()
+    assert rt.proc is not None and rt.proc.returncode == 0
+    assert leftover == []
