@@ -142,6 +142,8 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     if incident_id is None:
         return {"action": "ignored", "reason": "alarm OK with no open incident"}
     incident = ports.incidents.transition(incident_id, Status.RESOLVED, reason=f"alarm {intake.issue.resource} returned to OK")
+    # The alarm is OK: its next ALARM is a new occurrence, not a late duplicate.
+    ports.incidents.release_now(intake.fingerprint, incident_id)
     if incident is None:
         return {"action": "stale", "incident_id": incident_id}
     ports.monitor.bind(incident_id=incident_id, correlation_id=incident.correlation_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -53,14 +54,27 @@ def test_concurrent_reports_open_exactly_one_incident(store):
     assert store.get(opened[0].incident_id).duplicates == 23
 
 
-def test_closing_releases_the_fingerprint_so_a_recurrence_opens_a_new_incident(store):
+def test_late_duplicates_fold_into_a_closed_incident_during_its_cooldown(store):
     open_one(store)
     store.transition("inc-1", Status.RESOLVED, reason="fixed")
 
     incident, is_new = open_one(store, incident_id="inc-2")
 
+    assert not is_new and incident.incident_id == "inc-1" and incident.duplicates == 1
+
+
+def test_after_the_cooldown_or_an_explicit_release_a_recurrence_opens_a_new_incident(store):
+    no_cooldown = IncidentStore(store.table_name, cooldown_seconds=0)
+    open_one(no_cooldown)
+    no_cooldown.transition("inc-1", Status.RESOLVED, reason="fixed")
+    time.sleep(0.01)
+    incident, is_new = open_one(no_cooldown, incident_id="inc-2")
     assert is_new and incident.incident_id == "inc-2"
-    assert store.open_incident_for("fp-1") == "inc-2"
+
+    store.transition("inc-2", Status.RESOLVED, reason="alarm OK")
+    store.release_now("fp-1", "inc-2")
+    incident, is_new = open_one(store, incident_id="inc-3")
+    assert is_new and store.open_incident_for("fp-1") == "inc-3"
 
 
 def test_list_recent_and_cost_total(store):

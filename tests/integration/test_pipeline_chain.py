@@ -202,3 +202,20 @@ def test_code_issue_offline_fails_honestly_and_qa_evidence_is_stored(aws):
     pipeline.run()
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=pipeline.env["ARTIFACTS_BUCKET"]).get("Contents", [])]
     assert any(k.endswith("qa-evidence-1.json") for k in keys)
+
+
+def test_alarms_arriving_after_the_fix_still_fold_until_the_alarm_recovers(aws):
+    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    alarm = load_event("alarm_state_change")
+    pipeline.put_raw_event(alarm)
+    pipeline.run()
+    [incident] = pipeline.incidents()
+    assert incident.status == "RESOLVED"
+
+    for _ in range(20):  # the tail of the storm, after the pipeline already closed the incident
+        pipeline.put_raw_event(alarm)
+    late = pipeline.run()
+
+    assert [d.agent for d in late] == ["manager"] * 20
+    [still_one] = pipeline.incidents()
+    assert still_one.incident_id == incident.incident_id and still_one.duplicates == 20

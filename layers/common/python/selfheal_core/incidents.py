@@ -54,6 +54,11 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
 }
 
 
+# After an incident closes, reports with its fingerprint keep folding into it for this long:
+# alarm storms outlast the pipeline (1,000 alarms arrive over seconds; a fix takes one).
+COOLDOWN_SECONDS = 15 * 60
+
+
 @dataclass(frozen=True)
 class Incident:
     incident_id: str
@@ -107,8 +112,14 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 class IncidentStore:
-    def __init__(self, table_name: str, on_transition: Callable[[Incident], None] | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        on_transition: Callable[[Incident], None] | None = None,
+        cooldown_seconds: int = COOLDOWN_SECONDS,
+    ) -> None:
         self.table_name = table_name
+        self.cooldown_seconds = cooldown_seconds
         # Called with the incident after every status it enters (metrics hook; see the handlers).
         self.on_transition = on_transition or (lambda _incident: None)
 
@@ -160,7 +171,8 @@ class IncidentStore:
             client.transact_write_items(
                 TransactItems=[
                     {"Put": {"TableName": self.table_name, "Item": to_item(lock_item),
-                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                             "ConditionExpression": "attribute_not_exists(pk) OR cooldown_until < :now",
+                             "ExpressionAttributeValues": to_item({":now": now})}},
                     {"Put": {"TableName": self.table_name, "Item": to_item(incident_item),
                              "ConditionExpression": "attribute_not_exists(pk)"}},
                 ]
@@ -185,6 +197,7 @@ class IncidentStore:
         return Incident.from_item(folded["Attributes"]), False
 
     def open_incident_for(self, fingerprint: str) -> str | None:
+        """The incident reports with this fingerprint fold into (open, or closed and cooling down)."""
         item = self._table.get_item(Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, ConsistentRead=True).get("Item")
         return item["incident_id"] if item else None
 
@@ -241,12 +254,28 @@ class IncidentStore:
         return incident
 
     def _release(self, incident: Incident) -> None:
-        """Free the fingerprint so a later recurrence opens a new incident."""
+        """Start the fingerprint's cool-down; after it, a recurrence opens a new incident."""
+        until = datetime.now(UTC) + timedelta(seconds=self.cooldown_seconds)
+        try:
+            self._table.update_item(
+                Key={"pk": keys.fingerprint_pk(incident.fingerprint), "sk": keys.OPEN},
+                UpdateExpression="SET cooldown_until = :until, #ttl = :ttl",
+                ConditionExpression="incident_id = :id",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":until": until.isoformat(timespec="milliseconds"),
+                                           ":ttl": int(until.timestamp()) + 3600, ":id": incident.incident_id},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def release_now(self, fingerprint: str, incident_id: str) -> None:
+        """End the cool-down: the source says the problem is gone, so the next report is new."""
         try:
             self._table.delete_item(
-                Key={"pk": keys.fingerprint_pk(incident.fingerprint), "sk": keys.OPEN},
+                Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN},
                 ConditionExpression="incident_id = :id",
-                ExpressionAttributeValues={":id": incident.incident_id},
+                ExpressionAttributeValues={":id": incident_id},
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
