@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
+from . import constants
 from .data_stack import DataStack
 from .pipeline_stack import PipelineStack
 from .settings import DeploySettings
@@ -12,9 +13,9 @@ from .settings import DeploySettings
 
 def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     settings = DeploySettings.from_context(app.node)
-    prefix = f"Selfheal-{settings.env_name}"
-    data = DataStack(app, f"{prefix}-Data", settings=settings, description="Selfheal state, alerts and configuration")
-    pipeline = PipelineStack(app, f"{prefix}-Pipeline", settings=settings, data=data, description="Selfheal agents and routes")
+    names = constants.stack_names(settings.env_name)
+    data = DataStack(app, names["data"], settings=settings, description="Selfheal state, alerts and configuration")
+    pipeline = PipelineStack(app, names["pipeline"], settings=settings, data=data, description="Selfheal agents and routes")
     stacks: dict[str, cdk.Stack] = {"data": data, "pipeline": pipeline}
     try:
         from .monitoring_stack import MonitoringStack
@@ -23,7 +24,7 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     if MonitoringStack is not None:
         stacks["monitoring"] = MonitoringStack(
             app,
-            f"{prefix}-Monitoring",
+            names["monitoring"],
             env_name=settings.env_name,
             functions=pipeline.functions,
             dead_letter_queues=[*pipeline.routes.dead_letter_queues.values(), *(a.failures for a in pipeline.agents.values())],

@@ -15,43 +15,20 @@ TARGET_MAX_EVENT_AGE = Duration.hours(2)
 ASYNC_RETRY_ATTEMPTS = 2
 SCAN_RATE = Duration.minutes(5)
 
-AGENT_SOURCES = {
-    "manager": "agentops.manager",
-    "engineer": "agentops.engineer",
-    "qa": "agentops.qa",
-    "operator": "agentops.operator",
-}
-
-# Our own monitoring alarms carry this prefix; the Manager ignores them (no feedback loop).
-ALARM_PREFIX = "selfheal-"
-
-
-def bus_name(env_name: str) -> str:
-    return f"agentops-{env_name}"
-
-
-def decisions_table_name(env_name: str) -> str:
-    return f"agent-decisions-{env_name}"
-
-
-def monitoring_table_name(env_name: str) -> str:
-    return f"agent-monitoring-{env_name}"
-
-
-def idempotency_table_name(env_name: str) -> str:
-    return f"selfheal-idempotency-{env_name}"
-
-
-def parameter_prefix(env_name: str) -> str:
-    return f"/selfheal/{env_name}/"
-
-
-def secret_name(env_name: str) -> str:
-    return f"selfheal/{env_name}/api-keys"
-
-
-def function_name(env_name: str, agent: str) -> str:
-    return f"selfheal-{env_name}-{agent}"
+# Names live in naming.py (no CDK import, shared with the CLI); re-exported for the stacks.
+from .naming import (  # noqa: E402,F401
+    AGENT_SOURCES,
+    ALARM_PREFIX,
+    alerts_topic_name,
+    bus_name,
+    decisions_table_name,
+    function_name,
+    idempotency_table_name,
+    monitoring_table_name,
+    parameter_prefix,
+    secret_name,
+    stack_names,
+)
 
 
 def artifacts_bucket_name(env_name: str) -> str:

@@ -124,7 +124,7 @@ class DataStack(Stack):
         topic = sns.Topic(
             self,
             "Alerts",
-            topic_name=f"selfheal-{settings.env_name}-alerts",
+            topic_name=constants.alerts_topic_name(settings.env_name),
             display_name="Selfheal alerts",
             master_key=key,
             enforce_ssl=True,

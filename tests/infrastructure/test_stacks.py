@@ -117,3 +117,18 @@ def test_cfn_lint_finds_no_errors(synthesized):
     result = subprocess.run([sys.executable, "-m", "cfnlint", *templates], capture_output=True, text=True)
     # Exit code is a bitmask: 2 = errors; warnings (4) and informational (8) do not fail.
     assert result.returncode & 2 == 0, result.stdout
+
+
+def test_resources_carry_the_names_the_cli_and_local_runtime_expect(synthesized, templates):
+    """stacks/naming.py is the one naming convention; the templates must really use it."""
+    from stacks import naming
+
+    assert {s.stack_name for s in synthesized["stacks"].values()} == set(naming.stack_names("dev").values())
+    pipeline, data = templates["pipeline"], templates["data"]
+    pipeline.has_resource_properties("AWS::Events::EventBus", {"Name": naming.bus_name("dev")})
+    for agent in naming.AGENTS:
+        pipeline.has_resource_properties("AWS::Lambda::Function", {"FunctionName": naming.function_name("dev", agent)})
+    data.has_resource_properties("AWS::SNS::Topic", {"TopicName": naming.alerts_topic_name("dev")})
+    for table in (naming.decisions_table_name("dev"), naming.monitoring_table_name("dev"), naming.idempotency_table_name("dev")):
+        data.has_resource_properties("AWS::DynamoDB::GlobalTable", {"TableName": table})
+    data.has_resource_properties("AWS::SSM::Parameter", {"Name": naming.parameter_prefix("dev") + "automation-level"})

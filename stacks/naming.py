@@ -1,0 +1,55 @@
+"""Resource names derived from the environment: the one definition used by the stacks and the CLI.
+
+No aws_cdk import here: the CLI imports this and must start fast.
+"""
+
+from __future__ import annotations
+
+AGENTS = ("manager", "engineer", "qa")
+AGENT_SOURCES = {
+    "manager": "agentops.manager",
+    "engineer": "agentops.engineer",
+    "qa": "agentops.qa",
+    "operator": "agentops.operator",
+}
+OPERATOR_SOURCE = AGENT_SOURCES["operator"]
+
+# Our own monitoring alarms carry this prefix; the Manager ignores them (no feedback loop).
+ALARM_PREFIX = "selfheal-"
+
+
+def bus_name(env_name: str) -> str:
+    return f"agentops-{env_name}"
+
+
+def decisions_table_name(env_name: str) -> str:
+    return f"agent-decisions-{env_name}"
+
+
+def monitoring_table_name(env_name: str) -> str:
+    return f"agent-monitoring-{env_name}"
+
+
+def idempotency_table_name(env_name: str) -> str:
+    return f"selfheal-idempotency-{env_name}"
+
+
+def parameter_prefix(env_name: str) -> str:
+    return f"/selfheal/{env_name}/"
+
+
+def secret_name(env_name: str) -> str:
+    return f"selfheal/{env_name}/api-keys"
+
+
+def function_name(env_name: str, agent: str) -> str:
+    return f"selfheal-{env_name}-{agent}"
+
+
+def alerts_topic_name(env_name: str) -> str:
+    return f"selfheal-{env_name}-alerts"
+
+
+def stack_names(env_name: str) -> dict[str, str]:
+    prefix = f"Selfheal-{env_name}"
+    return {"data": f"{prefix}-Data", "pipeline": f"{prefix}-Pipeline", "monitoring": f"{prefix}-Monitoring"}
