@@ -63,7 +63,13 @@ def lambda_metrics(functions: dict[str, lambda_.IFunction], metric_name: str, *,
 
 def queue_depth(queues: list[sqs.IQueue]) -> list[cw.IMetric]:
     return [q.metric_approximate_number_of_messages_visible(statistic="Maximum", period=FIVE_MINUTES,
-                                                            label=q.node.id) for q in queues]
+                                                            label=queue_label(q)) for q in queues]
+
+
+def queue_label(queue: sqs.IQueue) -> str:
+    """`ManagerAgent/OnFailure` rather than a bare `OnFailure`: say whose queue it is."""
+    parent = queue.node.scope
+    return queue.node.id if parent is None or parent.node.id == "Routes" else f"{parent.node.id}/{queue.node.id}"
 
 
 def failed_invocations(rule: events.IRule, event_bus: events.IEventBus) -> cw.Metric:
