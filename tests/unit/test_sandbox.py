@@ -35,10 +35,10 @@ def run_python(tmp_path: Path, code: str, limits: SandboxLimits = LIMITS) -> san
 
 def test_child_environment_has_no_credentials(isolation: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     canaries = {
-        "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7CANARY1",
+        "AWS_ACCESS_KEY_ID": "AKIA" + "IOSFODNN7CANARY1",
         "AWS_SECRET_ACCESS_KEY": "canary-secret-access-key",
         "AWS_SESSION_TOKEN": "canary-session-token",
-        "ANTHROPIC_API_KEY": "sk-ant-canary",
+        "ANTHROPIC_API_KEY": "sk-ant-" + "canary",
         "GITHUB_TOKEN": "canary-github-token",
         "DB_PASSWORD": "canary-db-password",
     }
