@@ -41,7 +41,9 @@ class EngineerPorts:
 
 def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV1, ports: EngineerPorts) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
-    if incident is None or incident.status != Status.REMEDIATING.value or incident.attempts != metadata.attempt:
+    # FIX_PROPOSED at this attempt: a retry of this very step, whose event may not have gone out.
+    redoable = {Status.REMEDIATING.value, Status.FIX_PROPOSED.value}
+    if incident is None or incident.status not in redoable or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
     return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports)
 
@@ -66,6 +68,7 @@ def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: Engineer
     moved = ports.incidents.transition(
         metadata.incident_id, Status.REMEDIATING, reason=f"retry {next_attempt} with QA feedback",
         expected_attempt=metadata.attempt, new_attempt=next_attempt, allowed_from=frozenset({Status.REJECTED}),
+        redo_from=frozenset({Status.REMEDIATING, Status.FIX_PROPOSED}),
     )
     if moved is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
@@ -104,7 +107,8 @@ def _remediate(
         ref = ports.artifacts.put_json(f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json"))
         fix = fix.model_copy(update={"patch": None, "files": {}, "tests": {}, "artifact": ref})
     moved = ports.incidents.transition(
-        metadata.incident_id, Status.FIX_PROPOSED, reason=f"{fix.kind} fix by {fix.provider}", expected_attempt=metadata.attempt
+        metadata.incident_id, Status.FIX_PROPOSED, reason=f"{fix.kind} fix by {fix.provider}",
+        expected_attempt=metadata.attempt, redo_from=frozenset({Status.FIX_PROPOSED}),
     )
     if moved is None:
         return {"action": "stale", "incident_id": metadata.incident_id}

@@ -5,6 +5,7 @@ Plain Python over ports (incident store, monitor, messenger); no boto3 here.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,6 @@ from selfheal_core.events import (
     RemediationFailedV1,
     RemediationRequestedV1,
     RiskLevel,
-    new_id,
 )
 from selfheal_core.incidents import Incident, IncidentStore, Status
 from selfheal_core.messaging import Messenger, follow_up
@@ -53,7 +53,8 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str) -
     if intake.origin == "alarm" and intake.alarm_state != "ALARM":
         return _alarm_recovered(intake, ports) if intake.alarm_state == "OK" else {"action": "ignored", "reason": intake.alarm_state}
 
-    incident_id = new_id("inc")
+    # Derived from the delivery, so a retry of this invocation reopens the same incident.
+    incident_id = "inc-" + hashlib.sha256(f"{correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
     # Source code lives in the artifacts store from the start: the incident item stays small and
     # a paused incident can be resumed from the item alone.
     issue = _claim_check_code(intake.issue, incident_id, ports.artifacts)
@@ -99,7 +100,8 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
         {"incident_id": incident.incident_id, "issue_type": issue.issue_type, "severity": issue.severity, "next": "RemediationRequested"},
         confidence,
     )
-    remediating = ports.incidents.transition(incident.incident_id, Status.REMEDIATING, reason="triaged; fix requested", new_attempt=1)
+    remediating = ports.incidents.transition(incident.incident_id, Status.REMEDIATING, reason="triaged; fix requested", new_attempt=1,
+                                              redo_from=frozenset({Status.REMEDIATING}))
     if remediating is None:  # someone else already moved it on: nothing to do twice
         return {"action": "stale", "incident_id": incident.incident_id}
     metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1)

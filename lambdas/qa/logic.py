@@ -29,7 +29,8 @@ class QaPorts:
 
 def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts) -> dict[str, Any]:
     validating = ports.incidents.transition(
-        metadata.incident_id, Status.VALIDATING, reason="QA started", expected_attempt=metadata.attempt
+        metadata.incident_id, Status.VALIDATING, reason="QA started", expected_attempt=metadata.attempt,
+        redo_from=frozenset({Status.VALIDATING, Status.VALIDATED, Status.REJECTED}),
     )
     if validating is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
@@ -48,6 +49,7 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     moved = ports.incidents.transition(
         metadata.incident_id, Status.VALIDATED if passed else Status.REJECTED,
         reason=result.reason, expected_attempt=metadata.attempt,
+        redo_from=frozenset({Status.VALIDATED if passed else Status.REJECTED}),
     )
     if moved is None:
         return {"action": "stale", "incident_id": metadata.incident_id}

@@ -219,3 +219,31 @@ def test_alarms_arriving_after_the_fix_still_fold_until_the_alarm_recovers(aws):
     assert [d.agent for d in late] == ["manager"] * 20
     [still_one] = pipeline.incidents()
     assert still_one.incident_id == incident.incident_id and still_one.duplicates == 20
+
+
+@pytest.mark.parametrize("failing_agent", ["manager", "engineer", "qa"])
+def test_a_retry_after_a_failed_publish_finishes_the_step(aws, monkeypatch, failing_agent):
+    """Status written, then PutEvents fails: Lambda retries the event and the step must complete."""
+    from selfheal_core.bus import EventPublisher, PublishError
+
+    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    original = EventPublisher.publish
+    failed = []
+
+    def flaky(self, *messages):
+        if self.source == f"agentops.{failing_agent}" and not failed:
+            failed.append(messages[0].detail_type)
+            raise PublishError("PutEvents throttled")
+        return original(self, *messages)
+
+    monkeypatch.setattr(EventPublisher, "publish", flaky)
+    pipeline.put("IssueReported", latency_issue())
+    first = pipeline.run()
+    [broken] = [d for d in first if d.error]
+
+    retried = pipeline.invoke(broken.agent, broken.event)  # the Lambda async retry of the same event
+    pipeline.run()
+
+    assert failed and retried.error is None, retried.error
+    [incident] = pipeline.incidents()
+    assert incident.status == "RESOLVED" and incident.attempts == 1 and incident.duplicates == 0

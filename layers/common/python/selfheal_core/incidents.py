@@ -184,6 +184,8 @@ class IncidentStore:
             if not _is_condition_failure(exc):
                 raise
         existing_id = self.open_incident_for(fingerprint)
+        if existing_id == incident_id:  # a retry of the delivery that opened it: carry on opening
+            return self.get(incident_id), True
         if existing_id is None:  # closed between our attempt and now: try once more
             return self.open_or_fold(
                 incident_id=incident_id, fingerprint=fingerprint, correlation_id=correlation_id, issue=issue, origin=origin
@@ -211,8 +213,15 @@ class IncidentStore:
         expected_attempt: int | None = None,
         new_attempt: int | None = None,
         allowed_from: frozenset[Status] | None = None,
+        redo_from: frozenset[Status] = frozenset(),
     ) -> Incident | None:
-        """Move forward, or return None when the incident is not in a state that may precede `to`."""
+        """Move forward, or return None when the incident is not in a state that may precede `to`.
+
+        `redo_from`: statuses this same step itself produces, accepted at the attempt the step
+        leads to. A Lambda retry after the status was written but before the event went out
+        must finish the step, not drop it. (Duplicates never get here: Powertools idempotency
+        holds them while a step runs and answers them once it has finished.)
+        """
         sources = allowed_from or ALLOWED_FROM[to]
         now = utc_now()
         values: dict[str, Any] = {
@@ -230,6 +239,14 @@ class IncidentStore:
         if expected_attempt is not None:
             condition += " AND attempts = :expected"
             values[":expected"] = expected_attempt
+        landing_attempt = new_attempt if new_attempt is not None else expected_attempt
+        if redo_from and landing_attempt is not None:
+            redo = []
+            for i, status in enumerate(sorted(s.value for s in redo_from)):
+                values[f":redo{i}"] = status
+                redo.append(f":redo{i}")
+            condition = f"({condition}) OR (#status IN ({', '.join(redo)}) AND attempts = :landing)"
+            values[":landing"] = landing_attempt
         update = "SET #status = :to, updated_at = :now, last_reason = :reason, status_history = list_append(status_history, :hist)"
         if new_attempt is not None:
             update += ", attempts = :attempt"
