@@ -144,7 +144,7 @@ class DataStack(Stack):
             "engineer-model": settings.engineer_model,
             "manager-model": settings.manager_model,
             "scan-thresholds": json.dumps(
-                {"error_rate_pct": 5.0, "latency_p95_ms": 3000.0, "throttles": 10.0, "memory_used_pct": 90.0}
+                {"error_rate_pct": 5.0, "latency_p95_ms": 3000.0, "throttles": 10.0}
             ),
         }
         return [

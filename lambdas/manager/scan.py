@@ -20,7 +20,7 @@ def scan_lambda_metrics(thresholds: ScanThresholds, *, exclude_prefix: str, clou
     names = sorted(
         {
             d["Value"]
-            for m in cloudwatch.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations").get("Metrics", [])
+            for m in _all_pages(cloudwatch.list_metrics, "Metrics", Namespace="AWS/Lambda", MetricName="Invocations")
             for d in m.get("Dimensions", [])
             if d["Name"] == "FunctionName" and not d["Value"].startswith(exclude_prefix)
         }
@@ -39,14 +39,25 @@ def scan_lambda_metrics(thresholds: ScanThresholds, *, exclude_prefix: str, clou
                 },
             })
     end = datetime.now(UTC)
-    result = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=end - WINDOW, EndTime=end)
-    values = {r["Id"]: (r["Values"][0] if r.get("Values") else 0.0) for r in result.get("MetricDataResults", [])}
+    results = _all_pages(cloudwatch.get_metric_data, "MetricDataResults", MetricDataQueries=queries,
+                         StartTime=end - WINDOW, EndTime=end)
+    values = {r["Id"]: (r["Values"][0] if r.get("Values") else 0.0) for r in results}
     intakes = []
     for i, name in enumerate(names):
         breach = _breach(name, {m: values.get(f"{m}_{i}", 0.0) for m in ("invocations", "errors", "throttles", "duration")}, thresholds)
         if breach:
             intakes.append(breach)
     return intakes
+
+
+def _all_pages(call: Any, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = call(**kwargs)
+        items.extend(page.get(key, []))
+        if not page.get("NextToken"):
+            return items
+        kwargs["NextToken"] = page["NextToken"]
 
 
 def _breach(function: str, v: dict[str, float], t: ScanThresholds) -> Intake | None:

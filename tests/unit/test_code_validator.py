@@ -215,3 +215,11 @@ def test_patch_creates_and_deletes_files() -> None:
 def test_malformed_or_stale_patches_raise_with_a_reason(patch: str, reason: str) -> None:
     with pytest.raises(FixError, match=reason):
         apply_patch(SERVICE, patch)
+
+
+@pytest.mark.parametrize("command", ["sh -c 'cat /proc/$PPID/environ'", "curl http://example.com", "bash run_tests.sh"])
+def test_test_commands_other_than_python_or_pytest_are_refused(command):
+    from lambdas.qa.validators.code import FixError, command_argv
+
+    with pytest.raises(FixError, match="must start with python"):
+        command_argv(command)

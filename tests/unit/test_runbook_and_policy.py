@@ -56,3 +56,13 @@ def test_policy_rejects_out_of_bounds_other_targets_and_huge_steps():
     assert not huge_step.passed and "x32.00" in huge_step.reason
     assert not no_change.passed
     assert all(e.check for e in huge_step.evidence)
+
+
+def test_policy_measures_the_step_from_observed_signals_not_from_the_claim():
+    observed = issue(signals={"memory_mb": 128.0})
+    inflated_claim = _fix(ConfigChange(setting="memory_mb", target="orders-api", current=3000, proposed=4096))
+    unknown = _fix(ConfigChange(setting="memory_mb", target="orders-api", proposed=4096))
+
+    assert not PolicyValidator().validate(inflated_claim, observed, {}).passed
+    result = PolicyValidator().validate(unknown, issue(), {})
+    assert not result.passed and "unknown" in result.reason

@@ -187,6 +187,9 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+PYTEST_TESTS_FAILED = 1
+
+
 def command_argv(test_command: str) -> list[str]:
     """The test command with `python`/`pytest` bound to this interpreter (which has pytest)."""
     try:
@@ -199,7 +202,9 @@ def command_argv(test_command: str) -> list[str]:
         return [sys.executable, *argv[1:]]
     if argv[0] == "pytest":
         return [sys.executable, "-m", "pytest", *argv[1:]]
-    return argv
+    # The command arrives in an event anyone with PutEvents may send; outside Python the
+    # sandbox's audit-hook guard does not apply, so nothing else runs.
+    raise FixError(f"test command must start with python, python3 or pytest, not {argv[0]!r}")
 
 
 def _shown(argv: Sequence[str]) -> str:
@@ -255,7 +260,7 @@ class CodeValidator:
         def run(check: str, workdir: Path, command: list[str], want_success: bool = True) -> SandboxRun:
             left = max(deadline - time.monotonic(), 1.0)
             result = self.sandbox(workdir, command, replace(self.limits, wall_seconds=min(self.limits.wall_seconds, left)))
-            evidence.append(_evidence(check, result, result.ok == want_success))
+            evidence.append(_evidence(check, result, result.ok if want_success else result.exit_code == PYTEST_TESTS_FAILED))
             return result
 
         compiled = run("compile", patched_dir, [sys.executable, "-m", "compileall", "-q", "-x", r"/\.tmp/", "."])
@@ -270,7 +275,9 @@ class CodeValidator:
                 return ValidationResult(False, f"the fix's new tests fail on the patched code: {_last_line(added)}", evidence)
         # Without the fix the same tests must fail; the new tests are the likeliest to, so they go first.
         for check, command in ([("new_tests_unpatched", new_tests_argv)] if new_tests else []) + [("tests_unpatched", argv)]:
-            if not run(check, original_dir, command, want_success=False).ok:
+            # Exit 1 = pytest ran and tests failed; collection errors (2), time-outs or a missing
+            # module only the fix adds do not show that the fix changes behaviour.
+            if run(check, original_dir, command, want_success=False).exit_code == PYTEST_TESTS_FAILED:
                 return ValidationResult(True, "compiles; tests pass with the fix and fail without it", evidence)
         return ValidationResult(False, "weak evidence: the tests also pass on the unpatched code, so they do not show "
                                        "that the fix changes anything", evidence, weak_evidence=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfheal_core.events import Evidence, Fix, IssueReportedV1
+from selfheal_core.events import ConfigChange, Evidence, Fix, IssueReportedV1
 
 from .base import ValidationResult
 
@@ -43,17 +43,25 @@ class PolicyValidator:
                 passed=change.target == issue.service,
                 excerpt=f"target {change.target!r} must be the incident's service {issue.service!r}",
             ))
-            if change.current:
-                factor = change.proposed / change.current
-                evidence.append(Evidence(
-                    check=f"step:{change.setting}",
-                    passed=self.blast_radius.max_decrease_factor <= factor <= self.blast_radius.max_increase_factor,
-                    excerpt=f"{change.current:g} -> {change.proposed:g} is a x{factor:.2f} step "
-                            f"(allowed x{self.blast_radius.max_decrease_factor:g}..x{self.blast_radius.max_increase_factor:g})",
-                ))
+            evidence.append(self._step_check(change, issue))
         failed = [e for e in evidence if not e.passed]
         reason = "; ".join(e.excerpt for e in failed) if failed else f"{len(fix.changes)} change(s) within policy"
         return ValidationResult(passed=not failed, reason=reason, evidence=evidence)
+
+    def _step_check(self, change: ConfigChange, issue: IssueReportedV1) -> Evidence:
+        """The step is measured from the observed value (signals) when there is one, never from
+        a claim alone; with no known current value the step cannot be bounded, so it fails."""
+        current = issue.signals.get(change.setting, change.current)
+        if not current:
+            return Evidence(check=f"step:{change.setting}", passed=False,
+                            excerpt=f"current {change.setting} unknown: the size of the change cannot be checked")
+        factor = change.proposed / current
+        low, high = self.blast_radius.max_decrease_factor, self.blast_radius.max_increase_factor
+        return Evidence(
+            check=f"step:{change.setting}",
+            passed=low <= factor <= high,
+            excerpt=f"{current:g} -> {change.proposed:g} is a x{factor:.2f} step (allowed x{low:g}..x{high:g})",
+        )
 
     def _count_check(self, fix: Fix) -> Evidence:
         n = len(fix.changes)

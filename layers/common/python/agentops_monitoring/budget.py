@@ -64,9 +64,9 @@ class Reservation:
         with self._lock:
             if self._done:
                 return
+            # Marked done only once settled: a failed write can be retried, not leaked.
+            self.guard._settle(self.period, reserved=self._amount, actual=_usd(max(0.0, actual_cost_usd)))
             self._done = True
-        actual = _usd(max(0.0, actual_cost_usd))
-        self.guard._settle(self.period, reserved=self._amount, actual=actual)
 
     def release(self) -> None:
         """The call was not made (or failed before any token was billed)."""

@@ -65,7 +65,6 @@ class ScanThresholds(BaseModel):
     error_rate_pct: float = Field(default=5.0, gt=0)
     latency_p95_ms: float = Field(default=3_000.0, gt=0)
     throttles: float = Field(default=10.0, ge=0)
-    memory_used_pct: float = Field(default=90.0, gt=0, le=100)
 
 
 class RuntimeParameters(BaseModel):
