@@ -11,5 +11,6 @@ from stacks.naming import (  # noqa: F401
     idempotency_table_name,
     monitoring_table_name,
     parameter_prefix,
+    secret_name,
     stack_names,
 )

@@ -524,7 +524,7 @@ def analyze(target: Target, hours: int = 24) -> dict[str, Any]:
         artifacts_bucket=target.output("ArtifactsBucketName") or f"selfheal-{target.env}-artifacts",
         alerts_topic_arn=target.alerts_topic_arn
         or f"arn:aws:sns:{target.region}:000000000000:{names.alerts_topic_name(target.env)}",
-        secret_name=f"selfheal/{target.env}/api-keys",
+        secret_name=names.secret_name(target.env),
         parameter_prefix=names.parameter_prefix(target.env),
     )
     analyzer = AgentOpsAnalyzer(settings)

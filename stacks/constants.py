@@ -20,6 +20,7 @@ from .naming import (  # noqa: E402,F401
     AGENT_SOURCES,
     ALARM_PREFIX,
     alerts_topic_name,
+    anthropic_secret_name,
     bus_name,
     decisions_table_name,
     function_name,

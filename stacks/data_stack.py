@@ -39,16 +39,10 @@ class DataStack(Stack):
         )
         self.artifacts_bucket = self._build_artifacts_bucket()
         self.alerts_topic = self._build_alerts_topic(settings)
-        self.secret = secretsmanager.Secret(
-            self,
-            "ApiKeys",
-            secret_name=constants.secret_name(env_name),
-            description="Anthropic and AgentOps API keys as JSON: {anthropic_api_key, agentops_api_key}",
-            # Placeholder JSON; operators set real keys with `aws secretsmanager put-secret-value`.
-            secret_object_value={},
-        )
-        acknowledge(self.secret, "AwsSolutions-SMG4",
-            reason="Third-party API keys (Anthropic, AgentOps) are issued by their vendors; they cannot be rotated by a Lambda here.",
+        # Two secrets so that only the Engineer can read the Anthropic key (QA runs untrusted code).
+        self.secret = self._build_secret("AgentOpsKey", constants.secret_name(env_name), "AgentOps API key: {agentops_api_key}")
+        self.anthropic_secret = self._build_secret(
+            "AnthropicKey", constants.anthropic_secret_name(env_name), "Anthropic API key: {anthropic_api_key}"
         )
         self.parameter_prefix = constants.parameter_prefix(env_name)
         self.parameters = self._build_parameters(settings)
@@ -58,9 +52,23 @@ class DataStack(Stack):
             "MonitoringTableName": self.monitoring_table.table_name,
             "AlertsTopicArn": self.alerts_topic.topic_arn,
             "ArtifactsBucketName": self.artifacts_bucket.bucket_name,
-            "ApiKeysSecretName": constants.secret_name(env_name),
+            "AgentOpsSecretName": constants.secret_name(env_name),
+            "AnthropicSecretName": constants.anthropic_secret_name(env_name),
         }.items():
             CfnOutput(self, name, value=value)
+
+    def _build_secret(self, construct_id: str, name: str, description: str) -> secretsmanager.Secret:
+        secret = secretsmanager.Secret(
+            self,
+            construct_id,
+            secret_name=name,
+            description=description,
+            # Placeholder JSON; operators set the real key with `aws secretsmanager put-secret-value`.
+            secret_object_value={},
+        )
+        acknowledge(secret, "AwsSolutions-SMG4",
+                    "Third-party API keys are issued by their vendors; a rotation Lambda here cannot rotate them.")
+        return secret
 
     def _build_table(self, construct_id: str, name: str) -> dynamodb.TableV2:
         # pk/sk plus two overloaded GSIs serve the six access patterns (see selfheal_core/keys.py).

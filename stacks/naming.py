@@ -39,7 +39,13 @@ def parameter_prefix(env_name: str) -> str:
 
 
 def secret_name(env_name: str) -> str:
-    return f"selfheal/{env_name}/api-keys"
+    """AgentOps key, readable by every agent (`{"agentops_api_key": …}`)."""
+    return f"selfheal/{env_name}/agentops"
+
+
+def anthropic_secret_name(env_name: str) -> str:
+    """Anthropic key, readable by the Engineer only (`{"anthropic_api_key": …}`)."""
+    return f"selfheal/{env_name}/anthropic"
 
 
 def function_name(env_name: str, agent: str) -> str:

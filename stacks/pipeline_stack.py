@@ -40,6 +40,8 @@ class PipelineStack(Stack):
             "SECRET_NAME": constants.secret_name(env_name),
             "PARAMETER_PREFIX": data.parameter_prefix,
         }
+        # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant).
+        ENGINEER_ONLY = {"engineer": {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)}}  # noqa: N806
         self.agents = {
             agent: AgentFunction(
                 self,
@@ -47,7 +49,7 @@ class PipelineStack(Stack):
                 env_name=env_name,
                 agent=agent,
                 layer=self.layer,
-                environment=self.agent_environment,
+                environment={**self.agent_environment, **ENGINEER_ONLY.get(agent, {})},
                 timeout=timeout,
                 memory_size=memory,
                 description=description,
@@ -95,9 +97,10 @@ class PipelineStack(Stack):
                 actions=["ssm:GetParameter", "ssm:GetParameters"],
                 resources=[p.parameter_arn for p in data.parameters],
             ))
+            secrets = [data.secret, data.anthropic_secret] if agent == "engineer" else [data.secret]
             role.add_to_policy(iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[data.secret.secret_arn],
+                resources=[s.secret_arn for s in secrets],
             ))
             role.add_to_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[data.alerts_topic.topic_arn]))
             role.add_to_policy(iam.PolicyStatement(

@@ -45,7 +45,7 @@ def ports(context: LambdaContext) -> logic.EngineerPorts:
         choose_provider=partial(
             choose_provider,
             params=params,
-            keys=lambda: api_keys(settings.secret_name),
+            keys=lambda: api_keys(settings.anthropic_secret_name) if settings.anthropic_secret_name else {},
             monitor=monitor,
             remaining_time_s=lambda: context.get_remaining_time_in_millis() / 1000,
         ),

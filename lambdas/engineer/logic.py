@@ -96,8 +96,8 @@ def _remediate(
     except BudgetRefused as exc:
         if not RunbookProvider().supports(issue):
             return _pause_for_budget(metadata, exc.reason, ports)
+        # Not paused: the runbook carries on, the decision says why, and the cost dashboard counts refusals.
         why = f"budget guard refused the LLM call ({exc.reason}); runbook fallback"
-        ports.notify_budget_paused(metadata.incident_id, why)
         result = _propose(RunbookProvider(), request, ports)
     except ProviderError as exc:
         return _fail(metadata, fingerprint, exc, why, ports)

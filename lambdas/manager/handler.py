@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import idempotent
@@ -21,6 +22,7 @@ from . import logic
 from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, parse_alarm, parse_issue_reported
 from .scan import scan_lambda_metrics
 
+RESUME_INPUT_TOKENS, RESUME_OUTPUT_TOKENS = 30_000, 4_096
 settings = get_settings()
 monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
 persistence, idempotency_config = idempotency(settings)
@@ -67,8 +69,11 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
             logic.handle_intake(intake, p, correlation_id=f"{correlation_id}:{intake.issue.service}")
             for intake in scan_lambda_metrics(p.params.scan_thresholds, exclude_prefix=f"selfheal-{settings.environment}-")
         ]
-        budget = monitor.budget_guard().budget_status()
-        resumed = logic.resume_budget_paused(p, budget_remaining_usd=budget.remaining_usd)
+        # Resume only when one worst-case Engineer call fits, else every scan would pause it again.
+        one_call = monitor.price_call(SimpleNamespace(model=p.params.engineer_model, input_tokens=RESUME_INPUT_TOKENS,
+                                                      output_tokens=RESUME_OUTPUT_TOKENS))
+        remaining = monitor.budget_guard().budget_status().remaining_usd
+        resumed = logic.resume_budget_paused(p, budget_remaining_usd=remaining if remaining >= one_call else 0.0)
         return {"action": "scanned", "results": results, "resumed": resumed}
     if not isinstance(detail_type, str):
         raise InvalidEvent("event has no detail-type")

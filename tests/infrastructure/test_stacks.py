@@ -31,7 +31,7 @@ def test_tables_are_on_demand_with_pitr_ttl_and_two_gsis(templates):
 def test_alerts_topic_has_the_email_subscription_and_secret_and_parameters_exist(templates):
     data = templates["data"]
     data.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
-    data.resource_count_is("AWS::SecretsManager::Secret", 1)
+    data.resource_count_is("AWS::SecretsManager::Secret", 2)  # AgentOps (all agents), Anthropic (Engineer)
     data.has_resource_properties("AWS::SSM::Parameter", {"Name": "/selfheal/dev/daily-llm-budget-usd"})
     data.has_resource_properties("AWS::SSM::Parameter", {"Name": "/selfheal/dev/automation-level"})
 
@@ -86,8 +86,23 @@ def test_each_agent_may_only_publish_under_its_own_source(templates):
 def test_no_secret_values_in_function_environment(templates):
     for function in templates["pipeline"].find_resources("AWS::Lambda::Function").values():
         variables = function["Properties"]["Environment"]["Variables"]
-        assert not any("KEY" in name and name != "SECRET_NAME" for name in variables)
+        assert not any("KEY" in name for name in variables)
         assert "SECRET_NAME" in variables
+
+
+def test_only_the_engineer_can_read_the_anthropic_key(templates):
+    pipeline = templates["pipeline"]
+    functions = pipeline.find_resources("AWS::Lambda::Function")
+    with_anthropic = [f["Properties"]["FunctionName"] for f in functions.values()
+                      if "ANTHROPIC_SECRET_NAME" in f["Properties"]["Environment"]["Variables"]]
+    assert with_anthropic == ["selfheal-dev-engineer"]
+    readers = 0
+    for policy in pipeline.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "secretsmanager:GetSecretValue" in statement["Action"] and "AnthropicKey" in json.dumps(statement["Resource"]):
+                readers += 1
+                assert "Engineer" in json.dumps(policy["Properties"]["Roles"])
+    assert readers == 1
 
 
 def test_cdk_nag_reports_no_unacknowledged_findings(synthesized):

@@ -64,7 +64,9 @@ class Pipeline:
         for name, value in {**defaults, **self.parameters}.items():
             assert name in PARAMETER_NAMES, name
             ssm.put_parameter(Name=f"{env['PARAMETER_PREFIX']}{name}", Value=value, Type="String", Overwrite=True)
-        boto3.client("secretsmanager").create_secret(Name=env["SECRET_NAME"], SecretString=json.dumps(self.secret))
+        secrets = boto3.client("secretsmanager")
+        secrets.create_secret(Name=env["SECRET_NAME"], SecretString="{}")
+        secrets.create_secret(Name=env["ANTHROPIC_SECRET_NAME"], SecretString=json.dumps(self.secret))
         self.events.create_event_bus(Name=env["EVENT_BUS_NAME"])
         for agent in AGENTS:
             self.queues[agent] = self._queue(agent)

@@ -1,7 +1,7 @@
 """AgentOps SDK traces, only when an AgentOps key is configured (DESIGN §9).
 
 The key comes from the Secrets Manager secret named by Settings.secret_name (JSON with
-optional `anthropic_api_key` / `agentops_api_key`), cached by Powertools Parameters.
+`agentops_api_key`), cached by Powertools Parameters.
 Without a key `agentops` is never imported: it costs ~0.7 s and `agentops.init()` starts
 threads and calls the network even without one.
 

@@ -28,7 +28,8 @@ class Settings(BaseModel):
     idempotency_table_name: str = Field(min_length=1)
     artifacts_bucket: str = Field(min_length=1)
     alerts_topic_arn: str = Field(min_length=1)
-    secret_name: str = Field(min_length=1)
+    secret_name: str = Field(min_length=1)  # the AgentOps key (every agent)
+    anthropic_secret_name: str = ""  # the Anthropic key: set for the Engineer only
     parameter_prefix: str = Field(min_length=1)
     parameters_max_age: int = 60
 
@@ -42,6 +43,7 @@ _ENV_KEYS = {
     "artifacts_bucket": "ARTIFACTS_BUCKET",
     "alerts_topic_arn": "ALERTS_TOPIC_ARN",
     "secret_name": "SECRET_NAME",
+    "anthropic_secret_name": "ANTHROPIC_SECRET_NAME",
     "parameter_prefix": "PARAMETER_PREFIX",
     "parameters_max_age": "PARAMETERS_MAX_AGE",
 }
