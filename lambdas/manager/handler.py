@@ -14,7 +14,7 @@ from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
 from selfheal_core.edge import idempotency, reject
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
-from selfheal_core.incidents import Incident, IncidentStore, Status
+from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
@@ -28,15 +28,10 @@ monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
 persistence, idempotency_config = idempotency(settings)
 
 
-def record_status(incident: Incident) -> None:
-    """Every status an incident enters becomes a metric (dashboards: transitions, cost per resolved incident)."""
-    resolved = incident.status == Status.RESOLVED.value
-    monitor.record_status(incident.status, incident_cost_usd=incident.cost_usd if resolved else None)
-
 
 def ports() -> logic.ManagerPorts:
     return logic.ManagerPorts(
-        incidents=IncidentStore(settings.decisions_table_name, on_transition=record_status),
+        incidents=IncidentStore(settings.decisions_table_name, on_transition=monitor.record_incident),
         monitor=monitor,
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=get_runtime_parameters(settings),

@@ -13,7 +13,7 @@ from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_settings
 from selfheal_core.edge import idempotency, reject
 from selfheal_core.events import DetailType, Fix, InvalidEvent, parse_detail
-from selfheal_core.incidents import Incident, IncidentStore, Status
+from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
@@ -26,11 +26,6 @@ monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
 persistence, idempotency_config = idempotency(settings)
 
 
-def record_status(incident: Incident) -> None:
-    """Every status an incident enters becomes a metric (dashboards: transitions, cost per resolved incident)."""
-    resolved = incident.status == Status.RESOLVED.value
-    monitor.record_status(incident.status, incident_cost_usd=incident.cost_usd if resolved else None)
-
 
 def validator_for(fix: Fix) -> Validator:
     if fix.kind == "config":
@@ -42,7 +37,7 @@ def validator_for(fix: Fix) -> Validator:
 
 def ports() -> logic.QaPorts:
     return logic.QaPorts(
-        incidents=IncidentStore(settings.decisions_table_name, on_transition=record_status),
+        incidents=IncidentStore(settings.decisions_table_name, on_transition=monitor.record_incident),
         monitor=monitor,
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         artifacts=ArtifactStore(settings.artifacts_bucket),

@@ -151,6 +151,10 @@ class AgentOpsMonitor:
             self.sink.add(names.COSTS, names.RESOLVED_INCIDENT_COST, float(incident_cost_usd),
                           dimensions=[self._dims()], unit="None")
 
+    def record_incident(self, incident: Any) -> None:
+        """`IncidentStore(on_transition=monitor.record_incident)`: every status an incident enters."""
+        self.record_status(incident.status, incident_cost_usd=incident.cost_usd if incident.status == "RESOLVED" else None)
+
     # ------------------------------------------------------------------ costs
     def prices(self) -> PriceTable:
         if self._prices is not None:
