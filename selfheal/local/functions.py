@@ -49,6 +49,8 @@ class FunctionSpec:
     access_key: str
     reserved_concurrency: int | None = None
     runtime: str = "python3.x"
+    # "PER_TENANT": an execution environment only ever serves one tenant id (Lambda tenant isolation).
+    tenant_isolation: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -112,6 +114,7 @@ def _spec(assembly: Assembly, res: Resource, layers: dict[str, Resource]) -> Fun
         access_key=access_key_for(res.physical_id),
         reserved_concurrency=p.get("ReservedConcurrentExecutions"),
         runtime=str(p.get("Runtime", "python3.x")),
+        tenant_isolation=(p.get("TenancyConfig") or {}).get("TenantIsolationMode"),
     )
 
 
@@ -175,6 +178,7 @@ class Worker:
             t.start()
         self.ready: dict[str, Any] | None = None
         self.cold = True
+        self.tenant_id: str | None = None  # set on first use when the function isolates tenants
 
     def _environment(self) -> dict[str, str]:
         spec = self.spec
@@ -335,6 +339,9 @@ class Invocation:
     attempt: int = 0
     first_seen: float = field(default_factory=time.time)
     enqueued_at: float = field(default_factory=time.time)
+    tenant_id: str | None = None
+    # Synchronous (RequestResponse) invocations get their result here instead of the router.
+    reply: queue.Queue[InvocationResult] | None = None
 
 
 class FunctionPool:
@@ -383,10 +390,12 @@ class FunctionPool:
             with self.lock:
                 self.busy += 1
                 # Like Lambda: reuse an idle warm worker; start a new one (cold) only if none is free.
-                worker = self.idle.pop() if self.idle else None
+                # With tenant isolation a worker only ever serves the tenant it first served.
+                worker = self._take_idle(item.tenant_id)
             try:
                 if worker is None or not worker.alive:
                     worker = Worker(self.spec, self.endpoint, self.on_output)
+                    worker.tenant_id = item.tenant_id
                     with self.lock:
                         self.workers.append(worker)
                         self.stats["cold_starts"] += 1
@@ -408,6 +417,16 @@ class FunctionPool:
             finally:
                 with self.lock:
                     self.busy -= 1
+
+    def _take_idle(self, tenant_id: str | None) -> Worker | None:
+        """Called with the lock held."""
+        for worker in reversed(self.idle):
+            if self.spec.tenant_isolation != "PER_TENANT" or worker.tenant_id == tenant_id:
+                self.idle.remove(worker)
+                return worker
+        if self.spec.tenant_isolation == "PER_TENANT" and len(self.idle) >= self.concurrency:
+            self.idle.pop(0).stop(grace=0.5)  # an environment of an older tenant makes room
+        return None
 
     def stop(self) -> None:
         self._stopping = True

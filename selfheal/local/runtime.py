@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import os
+import queue
 import re
 import threading
 import time
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from . import moto_patches
 from .alarms import AlarmEvaluator
@@ -39,6 +40,7 @@ from .router import Router, Scheduler
 
 PLATFORM_KEY = "ASIALOCALPLATFORM00"
 CONTROL_PREFIX = "/_selfheal/"
+INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
 @dataclass
@@ -337,7 +339,59 @@ class LocalRuntime:
             self.echo(
                 f"{datetime.now(UTC):%H:%M:%S} {spec.name:<24} {str(event.get('detail-type', '-')):<30} {status} {result.duration_ms:.0f} ms{cold}{retry}"
             )
+        if invocation.reply is not None:  # RequestResponse: the caller has the result, no retries
+            invocation.reply.put(result)
+            return
         self.router.on_function_result(invocation, result)
+
+    def invoke_sync(self, function_name: str, event: Any, *, tenant_id: str | None = None) -> InvocationResult:
+        """A RequestResponse invocation: queue it on the function's pool and wait for its result."""
+        name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
+        pool = self.pools.get(name)
+        if pool is None:
+            raise KeyError(f"Function not found: {function_name}")
+        if pool.spec.tenant_isolation == "PER_TENANT" and not tenant_id:
+            raise ValueError("The invoked function is enabled with tenancy configuration. Add a valid tenant ID")
+        reply: queue.Queue[InvocationResult] = queue.Queue(maxsize=1)
+        pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id, reply=reply))
+        return reply.get(timeout=pool.spec.timeout_s + 30)
+
+    def _lambda_invoke(self, environ: dict[str, Any], start_response: Callable[..., Any], function_name: str) -> list[bytes]:
+        """`lambda:Invoke` (RequestResponse or Event), served by the worker pools rather than moto."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        invocation_type = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
+        tenant_id = environ.get("HTTP_X_AMZ_TENANT_ID") or None
+        headers = [("Content-Type", "application/json")]
+        try:
+            event = json.loads(raw or b"{}")
+            if invocation_type == "Event":
+                name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
+                pool = self.pools[name]
+                pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id,
+                                       max_retries=2))
+                start_response("202 Accepted", [*headers, ("Content-Length", "0")])
+                return [b""]
+            result = self.invoke_sync(function_name, event, tenant_id=tenant_id)
+        except KeyError as exc:
+            return self._aws_error(start_response, "404 Not Found", "ResourceNotFoundException", str(exc.args[0]))
+        except ValueError as exc:
+            return self._aws_error(start_response, "400 Bad Request", "InvalidParameterValueException", str(exc))
+        if result.ok:
+            body = json.dumps(result.result, default=str).encode()
+        else:
+            body = json.dumps(result.error or {"errorMessage": "unknown error"}).encode()
+            headers.append(("X-Amz-Function-Error", "Unhandled"))
+        headers += [("X-Amz-Executed-Version", "$LATEST"), ("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return [body]
+
+    @staticmethod
+    def _aws_error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
+        body = json.dumps({"__type": code, "Type": "User", "message": message}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("X-Amzn-ErrorType", code),
+                                ("Content-Length", str(len(body)))])
+        return [body]
 
     # ------------------------------------------------------------------ background
     def _sample_loop(self) -> None:
@@ -352,8 +406,8 @@ class LocalRuntime:
 
     def _sample_queues(self) -> None:
         sqs = self.backend("sqs")
-        for name, queue in list(sqs.queues.items()):
-            visible = float(getattr(queue, "approximate_number_of_messages", 0) or 0)
+        for name, sqs_queue in list(sqs.queues.items()):
+            visible = float(getattr(sqs_queue, "approximate_number_of_messages", 0) or 0)
             self.platform_metric(
                 "AWS/SQS", "ApproximateNumberOfMessagesVisible", visible, [{"QueueName": name}], "Count"
             )
@@ -492,6 +546,11 @@ class LocalRuntime:
                 return self._control(environ, start_response, path[len(CONTROL_PREFIX) :])
             caller, service = self._caller(environ)
             environ["selfheal.service"] = service
+            invoke = INVOKE_PATH.match(path)
+            if invoke and environ.get("REQUEST_METHOD") == "POST":
+                # Outside the request lock: the invoked function makes API calls of its own.
+                self.api_calls[(caller, "lambda", "Invoke")] += 1
+                return self._lambda_invoke(environ, start_response, unquote(invoke.group(1)))
             if caller == "platform":
                 with moto_patches.REQUEST_LOCK:
                     return list(moto_app(environ, start_response))

@@ -73,12 +73,30 @@ def build_extended_app(app: Any) -> dict[str, Any]:
         event_pattern=events.EventPattern(detail_type=[FAILING_PROBE]),
         targets=[targets.LambdaFunction(failing, dead_letter_queue=failing_dlq, retry_attempts=RETRIES)],
     )
-    for rule_id in (
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "AwsSolutions-IAM5[Resource::*]",
-        "Serverless-LambdaDLQ",
-    ):
-        acknowledge(failing, rule_id, "test-only probe function")
+    isolated = lambda_.Function(
+        pipeline,
+        "LocalTenantProbe",
+        function_name="selfheal-dev-tenant-probe",
+        runtime=constants.RUNTIME,
+        handler="index.handler",
+        memory_size=128,
+        timeout=Duration.seconds(5),
+        tracing=lambda_.Tracing.ACTIVE,
+        tenancy_config=lambda_.TenancyConfig.PER_TENANT,
+        code=lambda_.Code.from_inline(
+            "import os\nSEEN = []\n"
+            "def handler(event, context):\n"
+            "    SEEN.append(event['n'])\n"
+            "    return {'pid': os.getpid(), 'seen': SEEN}\n"
+        ),
+    )
+    for fn in (failing, isolated):
+        for rule_id in (
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "AwsSolutions-IAM5[Resource::*]",
+            "Serverless-LambdaDLQ",
+        ):
+            acknowledge(fn, rule_id, "test-only probe function")
     return stacks
 
 
@@ -240,3 +258,36 @@ def test_platform_metrics_follow_the_invocations(runtime: Any) -> None:
     results = {r["Id"]: r for r in resp["MetricDataResults"]}
     assert sum(results["invocations"]["Values"]) >= 1
     assert all(0 <= v <= 100 for v in results["rate"]["Values"])
+
+
+def test_request_response_invoke_returns_the_result_and_isolates_tenants(runtime: Any) -> None:
+    # Given a function with tenant isolation (PER_TENANT) and one without
+    lam = runtime.client("lambda")
+
+    def invoke(n: int, tenant: str | None) -> dict[str, Any]:
+        kwargs = {"TenantId": tenant} if tenant else {}
+        resp = lam.invoke(FunctionName="selfheal-dev-tenant-probe", Payload=json.dumps({"n": n}), **kwargs)
+        assert "FunctionError" not in resp, resp["Payload"].read()
+        return json.loads(resp["Payload"].read())
+
+    # When the same tenant invokes twice, its environment is reused; another tenant never sees it
+    first, again, other = invoke(1, "tenant-a"), invoke(2, "tenant-a"), invoke(3, "tenant-b")
+    assert again["pid"] == first["pid"] and again["seen"] == [1, 2]
+    assert other["pid"] != first["pid"] and other["seen"] == [3]
+    # And a call without a tenant id is refused, as Lambda refuses it
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.invoke(FunctionName="selfheal-dev-tenant-probe", Payload=b"{}")
+
+
+def test_request_response_invoke_reports_function_errors_without_retrying(runtime: Any) -> None:
+    lam = runtime.client("lambda")
+    failing = next(f for f in runtime.control("status")["functions"].values() if "LocalFailingProbe" in f["name"])
+    before = runtime.control("invocations")["invocations"]
+    resp = lam.invoke(FunctionName=failing["name"], Payload=json.dumps({"id": "sync-1"}))
+    assert resp["FunctionError"] == "Unhandled"
+    assert "probe failure for sync-1" in json.loads(resp["Payload"].read())["errorMessage"]
+    after = runtime.control("invocations")["invocations"]
+    assert len([r for r in after if r["function"] == failing["name"]]) == len(
+        [r for r in before if r["function"] == failing["name"]]) + 1
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.invoke(FunctionName="no-such-function", Payload=b"{}")
