@@ -50,6 +50,14 @@ def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV
 
 def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: EngineerPorts) -> dict[str, Any]:
     feedback = [*data.feedback, rejection_feedback(metadata.attempt, data)]
+    incident = ports.incidents.get(metadata.incident_id)
+    # Only a rejection QA really recorded for this attempt counts (and REMEDIATING/FIX_PROPOSED at the
+    # next attempt is a retry of this step): an event alone cannot make the Engineer give up.
+    rejected_here = incident is not None and incident.status == Status.REJECTED.value and incident.attempts == metadata.attempt
+    retry_in_flight = (incident is not None and incident.attempts == metadata.attempt + 1
+                       and incident.status in (Status.REMEDIATING.value, Status.FIX_PROPOSED.value))
+    if not (rejected_here or retry_in_flight):
+        return {"action": "stale", "incident_id": metadata.incident_id}
     if metadata.attempt >= ports.params.max_fix_attempts:
         ports.monitor.record_decision(
             "give_up",

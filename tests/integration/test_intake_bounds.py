@@ -151,3 +151,20 @@ def test_rejected_lists_every_page(pipeline):
         log.record(reason=f"bad {i}", event={"id": str(i), "pad": "x" * 6_000}, agent="manager")
     assert len(log.list(days=1)) == 300
     assert len(log.list(days=1, limit=7)) == 7
+
+
+def test_a_final_attempt_rejection_for_an_incident_qa_never_rejected_does_not_make_the_engineer_give_up(pipeline):
+    # Given an incident being remediated at attempt 1
+    pipeline.put("IssueReported", issue())
+    pipeline.invoke("manager", pipeline._receive()[0][1])
+    [incident] = pipeline.incidents()
+    assert incident.status == "REMEDIATING"
+    # When a FixRejected at the final attempt arrives (even from QA's source) while QA rejected nothing
+    fix = {"kind": "config", "provider": "runbook", "rationale": "r", "risk_level": "low",
+           "changes": [{"setting": "timeout_s", "target": "orders-api", "proposed": 10}]}
+    detail = {"metadata": {"incident_id": incident.incident_id, "correlation_id": "c", "producer": "qa", "attempt": 3},
+              "data": {"issue": issue(), "fix": fix, "evidence": [], "fingerprint": incident.fingerprint, "reason": "no"}}
+    delivery = pipeline.invoke("engineer", manager_event(detail, detail_type="FixRejected", source="agentops.qa"))
+    # Then the Engineer answers stale and sends no RemediationFailed
+    assert delivery.result["action"] == "stale"
+    assert pipeline.incidents()[0].status == "REMEDIATING"
