@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-EVENT_VERSION = "1"
+EVENT_VERSION: Literal["1"] = "1"
 MAX_SUMMARY_CHARS = 2_000
 MAX_EVIDENCE_ITEMS = 200
 

@@ -82,7 +82,8 @@ class Incident:
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Incident:
         item = from_item(item)
-        return cls(**{f: item.get(f, _DEFAULTS.get(f)) for f in cls.__dataclass_fields__})
+        values: dict[str, Any] = {f: item.get(f, _DEFAULTS.get(f)) for f in cls.__dataclass_fields__}
+        return cls(**values)
 
     def public(self) -> dict[str, Any]:
         """The stable JSON shape the CLI prints (README documents it)."""
