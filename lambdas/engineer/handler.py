@@ -20,6 +20,7 @@ from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import logic
+from .proposals import ProposalStore
 from .providers.select import api_keys, choose_provider
 
 settings = get_settings()
@@ -37,6 +38,7 @@ def ports(context: LambdaContext) -> logic.EngineerPorts:
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=params,
         artifacts=ArtifactStore(settings.artifacts_bucket),
+        proposals=ProposalStore(settings.decisions_table_name),
         choose_provider=partial(
             choose_provider,
             params=params,
