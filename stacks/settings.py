@@ -23,6 +23,7 @@ class DeploySettings:
     engineer_model: str
     manager_model: str
     max_fix_attempts: int
+    archive_retention_days: int = 30
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -40,6 +41,7 @@ class DeploySettings:
             engineer_model=str(ctx("engineerModel", "claude-sonnet-4-5")),
             manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
+            archive_retention_days=int(ctx("archiveRetentionDays", 30)),
         )
         settings.validate()
         return settings
@@ -58,5 +60,7 @@ class DeploySettings:
             problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
         if not 1 <= self.max_fix_attempts <= 10:
             problems.append("maxFixAttempts must be between 1 and 10")
+        if not 1 <= self.archive_retention_days <= 3650:
+            problems.append("archiveRetentionDays must be between 1 and 3650")
         if problems:
             raise ValueError("invalid CDK context: " + "; ".join(problems))

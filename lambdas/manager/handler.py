@@ -19,7 +19,7 @@ from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import logic
-from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, parse_alarm, parse_issue_reported
+from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, delivery_key, parse_alarm, parse_issue_reported
 from .scan import scan_lambda_metrics
 
 RESUME_INPUT_TOKENS, RESUME_OUTPUT_TOKENS = 30_000, 4_096
@@ -58,7 +58,7 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
     if detail_type == DetailType.ISSUE_REPORTED.value:
         intake = parse_issue_reported(event)
         return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id,
-                                   delivery_id=correlation_id)
+                                   delivery_id=delivery_key(event), replayed="replay-name" in event)
     if detail_type == ALARM_DETAIL_TYPE:
         return logic.handle_intake(parse_alarm(event), p, correlation_id=correlation_id)
     if detail_type == SCHEDULED_DETAIL_TYPE:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,17 @@ def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
     """Same service + type + resource = the same problem, however many times it is reported."""
     basis = "|".join([service.lower(), issue_type, (resource or "").lower()])
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def delivery_key(event: dict[str, Any]) -> str:
+    """What identifies one report: its source, its time and its content, not the event id.
+
+    A Lambda retry has the same id; an EventBridge replay has a new id but the same source, time
+    and detail. Both must land on the same incident rather than open a second one.
+    """
+    detail = json.dumps(event.get("detail"), sort_keys=True, default=str)
+    basis = f"{event.get('source', '')}|{event.get('time', '')}|{detail}"
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
 def parse_issue_reported(event: dict[str, Any]) -> Intake:

@@ -49,7 +49,8 @@ def step(thought: str, action: str, observation: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------ intake
 
 
-def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None) -> dict[str, Any]:
+def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None,
+                  replayed: bool = False) -> dict[str, Any]:
     if intake.origin == "alarm" and intake.alarm_state != "ALARM":
         return _alarm_recovered(intake, ports) if intake.alarm_state == "OK" else {"action": "ignored", "reason": intake.alarm_state}
 
@@ -65,14 +66,17 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, d
         correlation_id=correlation_id,
         issue=issue.model_dump(mode="json", exclude_none=True),
         origin=intake.origin,
+        count_duplicate=not replayed,  # a replay was counted the first time it arrived
     )
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+    if not is_new and incident.incident_id == incident_id:
+        return {"action": "stale", "incident_id": incident_id}  # this very report, delivered again; it is closed
     if not is_new:
-        return _fold(intake, incident, ports)
+        return _fold(intake, incident, ports, delivery=incident_id)
     return _open(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin), incident, ports)
 
 
-def _fold(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
+def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: str) -> dict[str, Any]:
     ports.monitor.record_decision(
         "fold_duplicate",
         [
@@ -86,6 +90,7 @@ def _fold(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
         {"fingerprint": intake.fingerprint, "origin": intake.origin},
         {"incident_id": incident.incident_id, "duplicates": incident.duplicates},
         0.99,
+        once=f"fold#{delivery}",
     )
     return {"action": "folded", "incident_id": incident.incident_id, "duplicates": incident.duplicates}
 
@@ -100,6 +105,7 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
         {"origin": intake.origin, "summary": issue.summary, "signals": issue.signals},
         {"incident_id": incident.incident_id, "issue_type": issue.issue_type, "severity": issue.severity, "next": "RemediationRequested"},
         confidence,
+        once="triage",
     )
     remediating = ports.incidents.transition(incident.incident_id, Status.REMEDIATING, reason="triaged; fix requested", new_attempt=1,
                                               redo_from=frozenset({Status.REMEDIATING}))

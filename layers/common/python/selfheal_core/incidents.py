@@ -155,6 +155,7 @@ class IncidentStore:
         correlation_id: str,
         issue: dict[str, Any],
         origin: str,
+        count_duplicate: bool = True,
     ) -> tuple[Incident, bool]:
         """Open a new incident for the fingerprint, or fold into the open one (count only).
 
@@ -212,7 +213,7 @@ class IncidentStore:
             existing_id = self.open_incident_for(fingerprint)
             if existing_id is None:
                 continue  # the lock was released or expired between our write and the read: try again
-            folded = self._fold(existing_id, now)
+            folded = self._fold(existing_id, now) if count_duplicate else self.get(existing_id)
             if folded is not None:
                 return folded, False
             # The lock points at an incident that does not exist: remove that dangling lock, try again.
