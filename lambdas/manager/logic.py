@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
@@ -24,7 +25,7 @@ from selfheal_core.events import (
     RemediationRequestedV1,
     RiskLevel,
 )
-from selfheal_core.incidents import Incident, IncidentStore, Status
+from selfheal_core.incidents import Incident, IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
 
 from .intake import Intake
@@ -192,13 +193,51 @@ def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) ->
         issue = IssueReportedV1.model_validate(incident.issue)
         ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata,
                              RemediationRequestedV1(issue=issue, fingerprint=incident.fingerprint,
-                                                    resumed=_times_paused(incident)))
+                                                    resumed=_times_paused(moved)))
         resumed.append(incident.incident_id)
     return resumed
 
 
 def _times_paused(incident: Incident) -> int:
-    return sum(1 for h in incident.status_history if h.get("status") == Status.BUDGET_PAUSED.value)
+    """Resumes so far (budget pauses and provider waits): each resumed request is a new step."""
+    return count_status(incident, Status.BUDGET_PAUSED) + count_status(incident, Status.RETRY_WAIT)
+
+
+# Wait n (1-based) of an incident whose model provider was unreachable ends after this long.
+PROVIDER_BACKOFF_S = (60, 300, 900, 1_800, 3_600)
+
+
+def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[str]:
+    """On the scheduled scan: incidents waiting out a provider outage go back to the Engineer."""
+    resumed = []
+    for incident in ports.incidents.list_recent(days=2, limit=500):
+        if incident.status != Status.RETRY_WAIT.value:
+            continue
+        waits = count_status(incident, Status.RETRY_WAIT)
+        entered = datetime.fromisoformat(incident.status_history[-1]["at"]) if incident.status_history else now
+        backoff = PROVIDER_BACKOFF_S[min(waits, len(PROVIDER_BACKOFF_S)) - 1]
+        if now < entered + timedelta(seconds=backoff):
+            continue
+        moved = ports.incidents.transition(
+            incident.incident_id, Status.REMEDIATING, reason=f"provider wait {waits} over ({backoff}s); retrying",
+            expected_attempt=incident.attempts,
+        )
+        if moved is None:
+            continue
+        ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+        ports.monitor.record_decision(
+            "resume_after_provider_wait",
+            [step("The model provider was unreachable", "ask the Engineer again", f"after wait {waits} of {backoff}s")],
+            {"attempt": incident.attempts, "waits": waits}, {"status": Status.REMEDIATING.value}, 0.8,
+            once=f"resume_after_provider_wait#{incident.attempts}#{waits}",
+        )
+        metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
+                            attempt=incident.attempts)
+        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata,
+                             RemediationRequestedV1(issue=IssueReportedV1.model_validate(incident.issue),
+                                                    fingerprint=incident.fingerprint, resumed=_times_paused(moved)))
+        resumed.append(incident.incident_id)
+    return resumed
 
 
 # ------------------------------------------------------------------------------ outcomes

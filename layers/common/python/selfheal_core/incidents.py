@@ -33,6 +33,7 @@ class Status(StrEnum):
     FAILED = "FAILED"
     ESCALATED = "ESCALATED"
     BUDGET_PAUSED = "BUDGET_PAUSED"
+    RETRY_WAIT = "RETRY_WAIT"  # the model provider was unreachable; the scheduled scan resumes it
 
 
 TERMINAL = frozenset({Status.RESOLVED, Status.FAILED, Status.ESCALATED})
@@ -40,7 +41,7 @@ OPEN_STATUSES = frozenset(Status) - TERMINAL
 
 # target status -> statuses it may be reached from
 ALLOWED_FROM: dict[Status, frozenset[Status]] = {
-    Status.REMEDIATING: frozenset({Status.DETECTED, Status.REJECTED, Status.BUDGET_PAUSED}),
+    Status.REMEDIATING: frozenset({Status.DETECTED, Status.REJECTED, Status.BUDGET_PAUSED, Status.RETRY_WAIT}),
     Status.FIX_PROPOSED: frozenset({Status.REMEDIATING}),
     Status.VALIDATING: frozenset({Status.FIX_PROPOSED}),
     Status.VALIDATED: frozenset({Status.VALIDATING}),
@@ -48,7 +49,9 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.APPROVED: frozenset({Status.VALIDATED, Status.AWAITING_APPROVAL}),
     Status.AWAITING_APPROVAL: frozenset({Status.VALIDATED}),
     Status.BUDGET_PAUSED: frozenset({Status.REMEDIATING}),
-    Status.FAILED: frozenset({Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED}),
+    Status.RETRY_WAIT: frozenset({Status.REMEDIATING}),
+    Status.FAILED: frozenset({Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED,
+                              Status.RETRY_WAIT}),
     Status.ESCALATED: frozenset(OPEN_STATUSES),
     Status.RESOLVED: frozenset(OPEN_STATUSES),
 }
@@ -102,6 +105,11 @@ class Incident:
             "updated_at": self.updated_at,
             "last_reason": self.last_reason,
         }
+
+
+def count_status(incident: Incident, status: Status) -> int:
+    """How many times the incident entered `status` (pauses and waits are counted this way)."""
+    return sum(1 for h in incident.status_history if h.get("status") == status.value)
 
 
 _DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": "", "status_history": []}
