@@ -82,10 +82,10 @@ def parse_issue_reported(event: dict[str, Any]) -> Intake:
             issue = IssueReportedV1.model_validate(detail)
         except ValidationError as exc:
             raise InvalidEvent(f"IssueReported is invalid: {describe_validation_error(exc)}") from exc
-    if issue.code is not None and issue.code.artifact is not None:
+    if (issue.code is not None and issue.code.artifact is not None) or issue.evidence_artifact is not None:
         # Claim checks are created by the Manager only: a producer's artifact key could point at
         # another incident's code, or at nothing.
-        raise InvalidEvent("code.artifact is set by Selfheal only; send the source as code.files")
+        raise InvalidEvent("code.artifact and evidence_artifact are set by Selfheal only; send code.files and evidence")
     issue = redact_issue(issue)
     resource = issue.resource or (issue.idempotency_key if issue.idempotency_key and not issue.code else None)
     return Intake(issue=issue, fingerprint=fingerprint(issue.service, issue.issue_type, resource), origin="issue")

@@ -60,7 +60,7 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, d
     incident_id = "inc-" + hashlib.sha256(f"{delivery_id or correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
     # Source code lives in the artifacts store from the start: the incident item stays small and
     # a paused incident can be resumed from the item alone.
-    issue = _claim_check_code(intake.issue, incident_id, ports.artifacts)
+    issue = _claim_check(intake.issue, incident_id, ports.artifacts)
     incident, is_new = ports.incidents.open_or_fold(
         incident_id=incident_id,
         fingerprint=intake.fingerprint,
@@ -341,9 +341,25 @@ def _announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, 
     ports.messenger.send(detail_type, follow_up(metadata, AGENT), _info(incident, summary, risk))
 
 
-def _claim_check_code(issue: IssueReportedV1, incident_id: str, artifacts: ArtifactStore) -> IssueReportedV1:
-    if issue.code is None or not issue.code.files:
-        return issue
-    ref = artifacts.put_json(f"incidents/{incident_id}/code.json", issue.code.files)
-    code = CodeBundle(files={}, test_command=issue.code.test_command, artifact=ref)
-    return issue.model_copy(update={"code": code})
+# Evidence kept inline on the incident and in every event; the model sees at most 8,000 characters.
+EVIDENCE_INLINE_CHARS = 16_000
+
+
+def _claim_check(issue: IssueReportedV1, incident_id: str, artifacts: ArtifactStore) -> IssueReportedV1:
+    """Source code and long evidence go to the artifacts store, so every event stays far below
+    EventBridge's 256 KB however large a valid report was (it grows with each agent's additions)."""
+    update: dict[str, Any] = {}
+    if issue.code is not None and issue.code.files:
+        ref = artifacts.put_json(f"incidents/{incident_id}/code.json", issue.code.files)
+        update["code"] = CodeBundle(files={}, test_command=issue.code.test_command, artifact=ref)
+    if sum(len(line) for line in issue.evidence) > EVIDENCE_INLINE_CHARS:
+        update["evidence_artifact"] = artifacts.put_json(f"incidents/{incident_id}/evidence.json", issue.evidence)
+        inline, used = [], 0
+        for line in issue.evidence:
+            room = EVIDENCE_INLINE_CHARS - used
+            if room <= 0:
+                break
+            inline.append(line[:room])
+            used += len(inline[-1])
+        update["evidence"] = inline
+    return issue.model_copy(update=update) if update else issue
