@@ -13,7 +13,7 @@ from agentops_monitoring import AgentOpsMonitor, instrument
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
-from selfheal_core.edge import bounded, idempotency, reject
+from selfheal_core.edge import idempotency, reject, screened, step_validator
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
@@ -44,13 +44,28 @@ def ports() -> logic.ManagerPorts:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
-@bounded(agent=logic.AGENT, settings=settings, monitor=monitor)
+@screened(agent=logic.AGENT, settings=settings, monitor=monitor, validate=lambda event: validate(event))
 @idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         return route(event, ports())
     except InvalidEvent as exc:
         return reject(event, exc.reason, agent=logic.AGENT, settings=settings, monitor=monitor)
+
+
+STEP_TYPES = frozenset({DetailType.FIX_VALIDATED.value, DetailType.REMEDIATION_FAILED.value,
+                        DetailType.APPROVAL_GRANTED.value, DetailType.APPROVAL_DENIED.value})
+
+
+def validate(event: dict[str, Any]) -> None:
+    """What route() would refuse, refused before idempotency caches an answer under its key."""
+    detail_type = event.get("detail-type")
+    if detail_type == DetailType.ISSUE_REPORTED.value:
+        parse_issue_reported(event)
+    elif detail_type == ALARM_DETAIL_TYPE:
+        parse_alarm(event)
+    elif detail_type != SCHEDULED_DETAIL_TYPE:
+        step_validator("the Manager", STEP_TYPES)(event)
 
 
 def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
