@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import idempotent
@@ -26,13 +27,14 @@ monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
 persistence, idempotency_config = idempotency(settings)
 
 
-
 def validator_for(fix: Fix) -> Validator:
     if fix.kind == "config":
         return PolicyValidator()
-    from .validators.code import CodeValidator  # sandbox code is loaded only for code fixes
+    from .validators.code import CodeValidator  # loaded only for code fixes
+    from .validators.runner import LambdaRunner
 
-    return CodeValidator()
+    # QA never runs fix code itself: every run is an invocation of the isolated runner function.
+    return CodeValidator(LambdaRunner(os.environ["QA_RUNNER_FUNCTION_NAME"]), on_run=monitor.record_qa_run)
 
 
 def ports() -> logic.QaPorts:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.qa.sandbox import SandboxLimits, SandboxRun
+
 from lambdas.qa.validators.code import CodeValidator, FixError, apply_patch
 from selfheal_core.events import CodeBundle, Fix, IssueReportedV1
 
