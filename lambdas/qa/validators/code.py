@@ -300,7 +300,8 @@ class _Session:
             judge: Callable[[StepResult], bool] = lambda r: r.ok) -> list[StepResult]:
         """One runner invocation; `judge` says whether a step's result supports the fix."""
         left = max(self.deadline - time.monotonic(), 1.0)
-        limits = self.limits.model_copy(update={"wall_seconds": min(self.limits.wall_seconds, left)})
+        # Each step of the invocation gets its share of what is left of the budget.
+        limits = self.limits.model_copy(update={"wall_seconds": min(self.limits.wall_seconds, left / len(steps))})
         try:
             reply: RunReply = self.runner.run(RunBundle(files=files, steps=steps, limits=limits))
         except RunnerError as exc:
