@@ -111,8 +111,11 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
         target = (base / path).resolve()
         if path.startswith("/") or ".." in path.split("/") or not target.is_relative_to(base) or target == base:
             raise BundleError(f"path {path!r} escapes the project directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        except OSError as exc:  # e.g. "a" and "a/b.py" both given
+            raise BundleError(f"cannot write {path!r}: {exc.strerror}") from exc
     return root
 
 

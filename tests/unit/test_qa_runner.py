@@ -80,12 +80,23 @@ def test_everything_else_is_refused(command: str) -> None:
         parse_test_command(command)
 
 
-def test_the_runner_reply_for_a_path_escaping_the_tree_is_a_refusal() -> None:
-    bundle = RunBundle(files={"../x.py": "x = 1\n"}, steps=[RunStep(check="tests", argv=["python", "-m", "pytest"])])
+@pytest.mark.parametrize("files", [{"../x.py": "x = 1\n"}, {"a": "x", "a/b.py": "y = 1\n"}])
+def test_files_that_cannot_be_laid_out_are_a_refusal_not_a_crash(files: dict[str, str]) -> None:
+    bundle = RunBundle(files=files, steps=[RunStep(check="tests", argv=["python", "-m", "pytest"])])
 
     reply = logic.run_bundle(bundle.model_dump(mode="json"), mode=lambda: "namespaces")
 
     assert reply["refused"].startswith("the files cannot be laid out") and reply["steps"] == []
+
+
+def test_a_bundle_too_large_for_one_invocation_is_not_sent() -> None:
+    client = FakeLambda({})
+    runner = LambdaRunner("selfheal-dev-qa-runner", client=client)
+    big = RunBundle(files={"big.py": "#" * 6_100_000}, steps=[RunStep(check="tests", argv=["python", "-m", "pytest"])])
+
+    with pytest.raises(RunnerError, match="at most"):
+        runner.run(big)
+    assert client.calls == []
 
 
 class FakeLambda:

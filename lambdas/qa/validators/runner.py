@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from selfheal_core.qa_run import RunBundle, RunReply
 
+MAX_PAYLOAD_BYTES = 6 * 1000 * 1000  # Lambda's limit for a RequestResponse request
+
 
 class RunnerError(RuntimeError):
     """The runner function failed (crashed, timed out) rather than reporting a run."""
@@ -42,18 +44,22 @@ class LambdaRunner:
         return self._client
 
     def run(self, bundle: RunBundle) -> RunReply:
+        payload = json.dumps(bundle.model_dump(mode="json")).encode()
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise RunnerError(f"the bundle is {len(payload)} bytes; a synchronous invocation carries at most "
+                              f"{MAX_PAYLOAD_BYTES}")
         response = self.client.invoke(
             FunctionName=self.function_name,
             InvocationType="RequestResponse",
-            Payload=json.dumps(bundle.model_dump(mode="json")).encode(),
+            Payload=payload,
             TenantId=str(uuid.uuid4()),
         )
-        payload = response["Payload"].read()
+        answer = response["Payload"].read()
         if response.get("FunctionError"):
             try:
-                error = json.loads(payload)
+                error = json.loads(answer)
             except ValueError:
                 error = {}
             raise RunnerError(f"the QA runner failed: {error.get('errorType', 'error')}: "
                               f"{str(error.get('errorMessage', ''))[:300]}")
-        return RunReply.model_validate_json(payload)
+        return RunReply.model_validate_json(answer)
