@@ -180,3 +180,24 @@ def test_allowed_test_commands_run(command: str, validator: CodeValidator) -> No
     result = validator.validate(fix(files={MODULE: CASE.fix}, tests=NEW_TEST), issue(test_command=command), CASE.files)
 
     assert result.passed, result.reason
+
+
+def test_test_files_named_by_the_projects_own_python_files_setting_are_protected(validator: CodeValidator) -> None:
+    # Given a project whose pytest.ini names its test files check_*.py
+    files = {CASE.module: CASE.files[CASE.module], "pytest.ini": "[pytest]\npython_files = check_*.py\n",
+             "check_shipping.py": CASE.files[TEST_FILE]}
+
+    # When a fix rewrites that test file
+    answer = fix(files={CASE.module: CASE.nonfix, "check_shipping.py": "def test_ok():\n    assert True\n"}, tests=NEW_TEST)
+    result = validator.validate(answer, issue(files), files)
+
+    # Then it is tampering
+    assert result.reason == "tampers with tests: check_shipping.py"
+
+
+@pytest.mark.parametrize("path", ["__pycache__/test_shipping.cpython-311-pytest-9.2.0.pyc", "shipping.pyc",
+                                  "tests/__pycache__/x.pyc"])
+def test_bytecode_caches_are_protected(path: str, validator: CodeValidator) -> None:
+    result = validator.validate(fix(files={CASE.module: CASE.fix, path: "x"}, tests=NEW_TEST), issue(), CASE.files)
+
+    assert result.reason == f"tampers with tests: {path}"

@@ -19,6 +19,8 @@ Patches go through a small strict applier (`apply_patch`).
 
 from __future__ import annotations
 
+import configparser
+import fnmatch
 import posixpath
 import re
 import shlex
@@ -185,21 +187,43 @@ def _outside(path: str) -> bool:
             or normal == "." or normal.startswith("../") or normal == ".." or ".." in path.split("/"))
 
 
-def is_test_file(path: str) -> bool:
+def project_test_patterns(code_files: dict[str, str]) -> tuple[str, ...]:
+    """`python_files` globs the project's own pytest configuration adds to test_*.py / *_test.py."""
+    found: list[str] = []
+    for path, text in code_files.items():
+        name = path.split("/")[-1]
+        if name == "pyproject.toml":
+            section = _pytest_section(text)
+            options = section.get("ini_options", {}) if isinstance(section, dict) else {}
+            value = options.get("python_files", []) if isinstance(options, dict) else []
+            found += value.split() if isinstance(value, str) else [str(v) for v in value]
+        elif name in ("pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"):
+            parser = configparser.ConfigParser(interpolation=None, strict=False)
+            try:
+                parser.read_string(text)
+            except configparser.Error:
+                continue
+            for section_name in ("pytest", "tool:pytest"):
+                if parser.has_option(section_name, "python_files"):
+                    found += parser.get(section_name, "python_files").split()
+    return tuple(found)
+
+
+def is_test_file(path: str, patterns: tuple[str, ...] = ()) -> bool:
     parts = path.split("/")
     name = parts[-1]
     return (name.startswith("test_") and name.endswith(".py")) or name.endswith("_test.py") \
-        or any(part in ("tests", "test") for part in parts[:-1])
+        or any(part in ("tests", "test") for part in parts[:-1]) or any(fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def is_test_infrastructure(path: str) -> bool:
+def is_test_infrastructure(path: str, patterns: tuple[str, ...] = ()) -> bool:
     """Tests, their configuration, and what Python or pytest load before any test runs."""
     parts = path.split("/")
     name = parts[-1]
-    stem = name.removesuffix(".py")
-    return (is_test_file(path) or name in _CONFIG_FILES or name.endswith(".pth")
+    return (is_test_file(path, patterns) or name in _CONFIG_FILES or name.endswith((".pth", ".pyc", ".pyo"))
+            or "__pycache__" in parts
             or any(part.removesuffix(".py") in _CUSTOMIZE for part in parts)
-            or (parts[0].removesuffix(".py") in _SHADOWS) or stem in _CUSTOMIZE)
+            or parts[0].removesuffix(".py") in _SHADOWS)
 
 
 def _pytest_section(text: str | None) -> Any:
@@ -211,11 +235,11 @@ def _pytest_section(text: str | None) -> Any:
         return "<unparsable>"
 
 
-def _tampers(path: str, before: str | None, after: str | None) -> bool:
+def _tampers(path: str, before: str | None, after: str | None, patterns: tuple[str, ...]) -> bool:
     """Does creating, changing or deleting `path` (None = absent) touch the tests?"""
     if before == after:
         return False
-    if _outside(path) or is_test_infrastructure(path):
+    if _outside(path) or is_test_infrastructure(path, patterns):
         return True
     if path.split("/")[-1] == "pyproject.toml":
         return _pytest_section(before) != _pytest_section(after) or _pytest_section(after) == "<unparsable>"
@@ -224,21 +248,24 @@ def _tampers(path: str, before: str | None, after: str | None) -> bool:
 
 def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
     """The first path by which the fix would change the tests or how they run, else None."""
+    patterns = project_test_patterns(code_files)
     if fix.patch:
         sections = parse_patch(fix.patch)
-        for path in sorted({p for old, new, _ in sections for p in (old, new) if p is not None}):
-            if _outside(path) or is_test_infrastructure(path):
+        paths = sorted({p for old, new, _ in sections for p in (old, new) if p is not None})
+        for path in paths:
+            if _outside(path) or is_test_infrastructure(path, patterns):
                 return path  # a patch section always creates, changes or deletes its file
         patched = apply_patch(code_files, fix.patch)
-        for path in sorted({p for old, new, _ in sections for p in (old, new) if p is not None}):
-            if _tampers(path, code_files.get(path), patched.get(path)):
+        for path in paths:
+            if _tampers(path, code_files.get(path), patched.get(path), patterns):
                 return path
     for path, text in sorted(fix.files.items()):
-        if _outside(path) or _tampers(path, code_files.get(path), text):
+        if _outside(path) or _tampers(path, code_files.get(path), text, patterns):
             return path
     for path in sorted(fix.tests):  # new tests are new test_*.py files, nothing else
         name = path.split("/")[-1]
         if _outside(path) or path in code_files or not (name.startswith("test_") and name.endswith(".py")) \
+                or "__pycache__" in path.split("/") \
                 or any(part.removesuffix(".py") in _CUSTOMIZE | _SHADOWS for part in path.split("/")):
             return path
     return None
@@ -339,8 +366,9 @@ class CodeValidator:
                 return ValidationResult(False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])])
             patched = patched_files(code_files, fix)
             # The pre-existing tests and their configuration, as the project has them, over the patched source.
-            untouched = {p: t for p, t in code_files.items() if is_test_infrastructure(p)}
-            patched_tree = {**{p: t for p, t in patched.items() if not is_test_infrastructure(p)}, **untouched}
+            patterns = project_test_patterns(code_files)
+            untouched = {p: t for p, t in code_files.items() if is_test_infrastructure(p, patterns)}
+            patched_tree = {**{p: t for p, t in patched.items() if not is_test_infrastructure(p, patterns)}, **untouched}
             for tree in (patched_tree, {**patched_tree, **fix.tests}, {**code_files, **fix.tests}):
                 _check_size(tree)
         except FixError as exc:
