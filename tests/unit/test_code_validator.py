@@ -270,3 +270,20 @@ def test_test_commands_other_than_python_or_pytest_are_refused(validator: CodeVa
     assert not result.passed
     assert result.reason.startswith("the test command is refused")
     assert [e.check for e in result.evidence] == ["command"]
+
+
+def test_a_pre_existing_test_module_that_could_not_even_be_collected_before_may_pass_after(validator: CodeValidator) -> None:
+    # Given a reported project whose test imports the function the fix is asked to add
+    files = {"stats.py": "def total(values):\n    return sum(values)\n",
+             "tests/test_stats.py": "from stats import average\n\n\ndef test_average():\n    assert average([2, 4]) == 3\n"}
+    issue = ISSUE.model_copy(update={"code": CodeBundle(files=files, test_command="python -m pytest -q")})
+    fixed = files["stats.py"] + "\n\ndef average(values):\n    return sum(values) / len(values) if values else 0.0\n"
+    new_test = {"tests/test_average_empty.py": "import stats\n\n\ndef test_empty():\n"
+                                              "    assert getattr(stats, 'average', lambda v: None)([]) == 0.0\n"}
+
+    # When the fix adds it (the module errored at collection before, passes after)
+    result = validator.validate(code_fix(files={"stats.py": fixed}, tests=new_test), issue, files)
+
+    # Then the collection error before is not a "missing" test after
+    assert result.passed, result.reason
+    assert {e.check: e.exit_code for e in result.evidence}["tests_unpatched"] == 2

@@ -418,7 +418,10 @@ class CodeValidator:
         [before] = s.run(dict(code_files), [RunStep(check="tests_unpatched", argv=argv, junit=True)],
                          judge=lambda r: r.tests is not None)  # a record of what failed before
         after = {t.id: t.outcome for t in patched_run.tests}
-        broken = [t.id for t in before.tests or [] if t.outcome in ("passed", "failed", "error") and after.get(t.id) != "passed"]
+        # A collection error has no test identity (its id names the module), so it may be absent after.
+        broken = [t.id for t in before.tests or []
+                  if (t.outcome in ("passed", "failed") and after.get(t.id) != "passed")
+                  or (t.outcome == "error" and after.get(t.id) not in (None, "passed"))]
         if broken:
             return ValidationResult(False, "pre-existing tests do not pass with the fix (or are missing from its run): "
                                            f"{', '.join(broken)[:500]}", s.evidence)
