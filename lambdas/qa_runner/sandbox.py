@@ -109,15 +109,24 @@ NOBODY = 65534
 # Runs as the init of the new pid namespace (so not `exec`: init ignores SIGXCPU and friends;
 # the shell runs the command as its child and exits with its status, which kills the rest).
 # Arguments: the writable directories, "--", the command. Every mount is made read-only, then
-# each writable directory is bound read-write over itself, then the command runs as nobody
+# each writable directory is bound read-write over itself; if any other visible mount is still
+# writable (e.g. a path the loop could not name) nothing runs. Then the command runs as nobody
 # with no capabilities (it cannot remount anything back).
 _NAMESPACE_INIT = r"""
 for m in $(awk '{print $5}' /proc/self/mountinfo); do mount -o remount,bind,ro "$m" 2>/dev/null; done
+writable=" "
 while [ "$1" != "--" ]; do
   mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" || { echo "cannot bind $1" >&2; exit 125; }
+  writable="$writable$1 "
   shift
 done
 shift
+for m in $(awk '{id[NR]=$1; parent[NR]=$2; at[NR]=$5; opts[NR]=$6}
+    END {for (i = 1; i <= NR; i++) {hidden = 0
+         for (j = 1; j <= NR; j++) if (at[j] == at[i] && parent[j] == id[i]) hidden = 1
+         if (!hidden && opts[i] ~ /(^|,)rw(,|$)/) print at[i]}}' /proc/self/mountinfo); do
+  case "$writable" in *" $m "*) ;; *) echo "selfheal sandbox: $m stays writable; not running" >&2; exit 125;; esac
+done
 cd "$PWD" || exit 125  # the working directory as seen through the new (writable) mount
 setpriv --reuid=65534 --regid=65534 --clear-groups --bounding-set=-all --inh-caps=-all --no-new-privs "$@"
 exit $?
