@@ -186,19 +186,22 @@ def victim_dir() -> Iterator[Path]:
 
 def test_writes_outside_the_work_directory_do_not_land(victim_dir: Path) -> None:
     marker = f"/tmp/selfheal-marker-{uuid.uuid4().hex}"
+    shared = [f"/dev/shm/selfheal-marker-{uuid.uuid4().hex}", f"/var/tmp/selfheal-marker-{uuid.uuid4().hex}"]
     attack = (
         f"print('TMP', native_write('{marker}'))\n"
+        f"print('SHARED', [native_write(p) for p in {shared!r}])\n"
         f"print('VICTIM', native_write('{victim_dir}/planted.py'))\n"
         "print('SIBLING', native_write('../original/app.py', b'VALUE = 2'))\n"
         "os.makedirs('../original', exist_ok=True)\n"
     )
 
-    # Given a fix whose test writes to /tmp, to a world-writable directory and to a sibling tree
+    # Given a fix whose test writes to /tmp, /dev/shm, /var/tmp, a world-writable directory and a sibling tree
     reply = run_in_runner_process(bundle_for(attack))
 
     # Then it ran and none of the writes landed
     assert reply.isolation == "namespaces" and reply.steps
     assert not Path(marker).exists()
+    assert not [p for p in shared if Path(p).exists()]
     assert list(victim_dir.iterdir()) == []
     assert "TMP True" not in everything_returned(reply)
 
