@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import idempotent
@@ -20,19 +21,26 @@ from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, tr
 from . import logic
 from .validators.base import Validator
 from .validators.policy import PolicyValidator
+from .validators.runner import Runner
 
 settings = get_settings()
 monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
 persistence, idempotency_config = idempotency(settings)
 
 
+def make_runner() -> Runner:
+    """QA never runs fix code itself: every run is an invocation of the isolated runner function."""
+    from .validators.runner import LambdaRunner
+
+    return LambdaRunner(os.environ["QA_RUNNER_FUNCTION_NAME"])
+
 
 def validator_for(fix: Fix) -> Validator:
     if fix.kind == "config":
         return PolicyValidator()
-    from .validators.code import CodeValidator  # sandbox code is loaded only for code fixes
+    from .validators.code import CodeValidator  # loaded only for code fixes
 
-    return CodeValidator()
+    return CodeValidator(make_runner(), on_run=monitor.record_qa_run)
 
 
 def ports() -> logic.QaPorts:

@@ -39,12 +39,12 @@ def test_alerts_topic_has_the_email_subscription_and_secret_and_parameters_exist
 def test_three_agents_share_one_layer_and_each_has_its_own_role_log_group_and_failure_queue(templates):
     pipeline = templates["pipeline"]
     functions = pipeline.find_resources("AWS::Lambda::Function")
-    assert len(functions) == 3
+    assert len(functions) == 4  # 3 agents + the QA runner
     roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}
-    assert len(roles) == 3
+    assert len(roles) == 4
     layers = {json.dumps(f["Properties"]["Layers"]) for f in functions.values()}
     assert len(layers) == 1
-    pipeline.resource_count_is("AWS::Logs::LogGroup", 4)  # 3 agents + audit log
+    pipeline.resource_count_is("AWS::Logs::LogGroup", 5)  # 3 agents + QA runner + audit log
     pipeline.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
     pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 3)
     pipeline.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
@@ -87,7 +87,9 @@ def test_no_secret_values_in_function_environment(templates):
     for function in templates["pipeline"].find_resources("AWS::Lambda::Function").values():
         variables = function["Properties"]["Environment"]["Variables"]
         assert not any("KEY" in name for name in variables)
-        assert "SECRET_NAME" in variables
+        # QA and its runner read no secret, so they are not even told where one is.
+        has_secret = function["Properties"]["FunctionName"] not in ("selfheal-dev-qa", "selfheal-dev-qa-runner")
+        assert ("SECRET_NAME" in variables) == has_secret
 
 
 def test_only_the_engineer_can_read_the_anthropic_key(templates):

@@ -159,6 +159,10 @@ class AgentOpsMonitor:
             self.sink.add(names.COSTS, names.RESOLVED_INCIDENT_COST, float(incident_cost_usd),
                           dimensions=[self._dims()], unit="None")
 
+    def record_qa_run(self, isolation: str) -> None:
+        """One QA runner invocation, by the isolation it ran under (namespaces, microvm, none)."""
+        self._count(names.EVENTS, names.QA_RUNS, {names.ISOLATION_MODE: isolation})
+
     def record_incident(self, incident: Any) -> None:
         """`IncidentStore(on_transition=monitor.record_incident)`: every status an incident enters."""
         self.record_status(incident.status, incident_cost_usd=incident.cost_usd if incident.status == "RESOLVED" else None)

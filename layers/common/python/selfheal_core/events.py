@@ -191,6 +191,8 @@ class Evidence(_Model):
     exit_code: int | None = None
     duration_ms: Number | None = None
     excerpt: str = Field(default="", max_length=4_000)
+    # How the QA runner isolated this run: "namespaces", "microvm" or "none" (None: nothing ran).
+    isolation: str | None = None
 
 
 class FixValidatedV1(_Model):
