@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .redact import scrub
+
 EVENT_VERSION = "1"
 MAX_SUMMARY_CHARS = 2_000
 MAX_EVIDENCE_ITEMS = 200
@@ -158,10 +160,16 @@ class FixProposedV1(_Model):
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
 
 
+def _scrubbed(value: str) -> str:
+    return scrub(value)
+
+
 class RemediationFailedV1(_Model):
     reason: str = Field(max_length=4_000)
     category: Literal["max_attempts", "budget", "provider_error", "invalid_output", "unsupported"]
     fingerprint: str | None = None
+
+    _scrub_reason = field_validator("reason")(_scrubbed)
 
 
 class Evidence(_Model):
@@ -171,6 +179,9 @@ class Evidence(_Model):
     exit_code: int | None = None
     duration_ms: float | None = None
     excerpt: str = Field(default="", max_length=4_000)
+
+    # Every path that carries test output (events, artifacts, decisions) builds this model.
+    _scrub_excerpt = field_validator("excerpt")(_scrubbed)
 
 
 class FixValidatedV1(_Model):
@@ -186,6 +197,8 @@ class FixRejectedV1(FixValidatedV1):
     reason: str = Field(max_length=4_000)
     weak_evidence: bool = False
 
+    _scrub_reason = field_validator("reason")(_scrubbed)
+
 
 class ApprovalV1(_Model):
     """ApprovalGranted / ApprovalDenied from the operator CLI."""
@@ -193,12 +206,17 @@ class ApprovalV1(_Model):
     approver: str = Field(min_length=1, max_length=256)
     comment: str = Field(default="", max_length=2_000)
 
+    _scrub_comment = field_validator("comment")(_scrubbed)
+
 
 class InfoV1(_Model):
     """Informational events (IssueDetected, ApprovalRequested, …) for people and the audit log."""
 
     status: str
     summary: str = Field(max_length=4_000)
+
+    # The notification text: people read it in email, so nothing secret goes out in it.
+    _scrub_summary = field_validator("summary")(_scrubbed)
     service: str | None = None
     issue_type: str | None = None
     severity: str | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import aws, keys
 from .events import utc_now
+from .redact import scrub
 
 RAW_CAP_CHARS = 8_000
 RETENTION_DAYS = 30
@@ -20,7 +21,8 @@ class RejectionLog:
 
     def record(self, *, reason: str, event: Any, agent: str) -> dict[str, Any]:
         now = utc_now()
-        raw = json.dumps(event, default=str)
+        raw = scrub(json.dumps(event, default=str))
+        reason = scrub(reason)
         item = {
             "pk": f"REJECTED#{keys.day_of(now)}",
             "sk": f"{now}#{keys.uid()}",
