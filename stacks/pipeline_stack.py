@@ -9,6 +9,7 @@ from constructs import Construct
 
 from . import constants
 from .constructs.agent_function import AgentFunction
+from .constructs.approvals import Approvals, restrict_agent_sources
 from .constructs.common_layer import CommonLayer
 from .constructs.event_routes import EventRoutes
 from .data_stack import DataStack
@@ -61,6 +62,9 @@ class PipelineStack(Stack):
             self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic
         )
         self._grant(data)
+        self.approvals = Approvals(self, "Approvals", env_name=env_name, layer=self.layer, bus=self.bus,
+                                   decisions_table=data.decisions_table)
+        restrict_agent_sources(self.bus, {**{a: c.role for a, c in self.agents.items()}, "operator": self.approvals.role})
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
         for agent, function in self.functions.items():
             CfnOutput(self, f"{agent.title()}FunctionName", value=function.function_name)
