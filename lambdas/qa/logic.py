@@ -42,17 +42,20 @@ class QaPorts:
 
 
 def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts) -> dict[str, Any]:
+    fix = _resolve_fix(data.fix, ports.artifacts)
+    recorded = ports.verdicts.get(metadata.incident_id, metadata.attempt)
+    if recorded is not None and recorded.fix_sha256 != fix_sha256(fix):
+        # Another fix already holds this attempt's verdict (a second proposal at the same
+        # attempt): keep that verdict and leave the incident alone.
+        ports.monitor.record_event("duplicate_proposal_ignored", {"attempt": metadata.attempt,
+                                                                  "validated_fix": recorded.fix_sha256[:12]})
+        return {"action": "stale", "incident_id": metadata.incident_id}
     validating = ports.incidents.transition(
         metadata.incident_id, Status.VALIDATING, reason="QA started", expected_attempt=metadata.attempt,
         redo_from=frozenset({Status.VALIDATING, Status.VALIDATED, Status.REJECTED}),
     )
     if validating is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    fix = _resolve_fix(data.fix, ports.artifacts)
-    recorded = ports.verdicts.get(metadata.incident_id, metadata.attempt)
-    if recorded is not None and recorded.fix_sha256 != fix_sha256(fix):
-        # Another fix already holds this attempt's verdict (a duplicate proposal): keep that one.
-        return _settle_to_record(metadata, recorded, ports)
     code_files = dict(data.issue.code.files) if data.issue.code else {}
     if data.issue.code and data.issue.code.artifact:
         code_files.update(ports.artifacts.get_json(data.issue.code.artifact))
@@ -120,8 +123,9 @@ def _scrubbed(result: ValidationResult) -> ValidationResult:
 
 
 def _settle_to_record(metadata: Metadata, recorded: ValidationRecord, ports: QaPorts) -> dict[str, Any]:
-    """This attempt's verdict is already recorded for another fix: leave the incident where that
-    verdict put it (never stuck in VALIDATING) and publish nothing for this duplicate."""
+    """Another fix's verdict was recorded while this one was validated (two proposals at the same
+    attempt racing): put the incident where that verdict leads (never stuck in VALIDATING) and
+    publish nothing for this one."""
     target = Status.VALIDATED if recorded.passed else Status.REJECTED
     settled: Incident | None = ports.incidents.transition(
         metadata.incident_id, target, reason=f"attempt {metadata.attempt} was already validated for another fix",

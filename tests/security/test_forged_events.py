@@ -30,7 +30,7 @@ def latency_issue() -> dict[str, Any]:
             "signals": {"p95_ms": 4200.0, "memory_mb": 512.0}}
 
 
-def run_until_fix_validated(pipeline: Pipeline) -> dict[str, Any]:
+def run_until_fix_validated(pipeline: Pipeline, delivered: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Deliver everything except the genuine FixValidated, which is returned undelivered."""
     held: dict[str, Any] | None = None
     for _ in range(20):
@@ -43,6 +43,8 @@ def run_until_fix_validated(pipeline: Pipeline) -> dict[str, Any]:
                 continue
             delivery = pipeline.invoke(agent, event)
             assert delivery.error is None, delivery.error
+            if delivered is not None:
+                delivered.append(event)
     assert held is not None, "QA never validated the fix"
     return held
 
@@ -156,3 +158,57 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
         store.put(incident_id=incident.incident_id, attempt=1, fix=other, original_fix=other, passed=True,
                   reason="forged", evidence_artifact=None)
     assert store.get(incident.incident_id, 1).risk_level == "medium"
+
+
+def test_a_second_proposal_at_the_same_attempt_cannot_replace_the_validated_fix(aws):
+    # Given QA validated attempt 1's fix and its FixValidated is still on its way
+    pipeline = Pipeline(parameters={"automation-level": "semi_auto"})
+    pipeline.put("IssueReported", latency_issue())
+    delivered: list[dict[str, Any]] = []
+    genuine = run_until_fix_validated(pipeline, delivered)
+    [proposal] = [e for e in delivered if e["detail-type"] == "FixProposed"]
+
+    # When a second FixProposed for the same attempt arrives with another fix at low risk
+    second = json.loads(json.dumps(proposal))
+    second["id"] = "another-delivery"
+    second["detail"]["data"]["fix"].update({"risk_level": "low", "rationale": "a different fix"})
+    outcome = pipeline.invoke("qa", second)
+
+    # Then QA keeps the recorded verdict: no status change, no second FixValidated
+    assert outcome.error is None and outcome.result["action"] == "stale"
+    assert status_of(pipeline) == "VALIDATED"
+    assert pipeline._receive() == []
+    # and the genuine event is still acted on, at the recorded (medium) risk
+    assert pipeline.invoke("manager", genuine).result["action"] == "awaiting_approval"
+
+
+def test_two_proposals_racing_at_one_attempt_never_leave_the_incident_validating(aws, monkeypatch):
+    # Given QA validated attempt 1's fix
+    pipeline = Pipeline(parameters={"automation-level": "semi_auto"})
+    pipeline.put("IssueReported", latency_issue())
+    delivered: list[dict[str, Any]] = []
+    genuine = run_until_fix_validated(pipeline, delivered)
+    [proposal] = [e for e in delivered if e["detail-type"] == "FixProposed"]
+
+    # When a second proposal's QA run did not see the record yet (it is written concurrently)
+    original_get = ValidationStore.get
+    calls = []
+
+    def racing_get(self, incident_id, attempt):
+        calls.append(attempt)
+        return None if len(calls) == 1 else original_get(self, incident_id, attempt)
+
+    monkeypatch.setattr(ValidationStore, "get", racing_get)
+    second = json.loads(json.dumps(proposal))
+    second["id"] = "racing-delivery"
+    second["detail"]["data"]["fix"].update({"risk_level": "low", "rationale": "a racing fix"})
+    outcome = pipeline.invoke("qa", second)
+
+    # Then its verdict is not recorded over the first, the incident goes back to VALIDATED
+    # (where the recorded verdict leads), and nothing is published for the second fix
+    assert outcome.error is None and outcome.result == {"action": "stale", "incident_id": genuine["detail"]["metadata"]["incident_id"],
+                                                        "settled": True}
+    assert status_of(pipeline) == "VALIDATED"
+    assert pipeline._receive() == []
+    monkeypatch.setattr(ValidationStore, "get", original_get)
+    assert pipeline.invoke("manager", genuine).result["action"] == "awaiting_approval"
