@@ -59,11 +59,20 @@ class Approvals(Construct):
             self, "ApproverPolicy",
             managed_policy_name=approver_policy_name(env_name),
             description=f"May approve or reject Selfheal ({env_name}) fixes through the approvals function URL",
-            statements=[iam.PolicyStatement(
-                actions=["lambda:InvokeFunctionUrl"],
-                resources=[self.function.function_arn],
-                conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
-            )],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunctionUrl"],
+                    resources=[self.function.function_arn],
+                    conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+                ),
+                # Function URLs created since October 2025 also need InvokeFunction; only through
+                # the URL, since a direct Invoke could carry a made-up request context.
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"],
+                    resources=[self.function.function_arn],
+                    conditions={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+                ),
+            ],
         )
         CfnOutput(scope, "ApprovalsUrl", value=self.url.url)
         CfnOutput(scope, "ApprovalsFunctionName", value=self.function.function_name)

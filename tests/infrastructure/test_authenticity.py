@@ -49,6 +49,12 @@ def test_approver_managed_policy_grants_only_invoking_the_approvals_url(template
             "Effect": "Allow",
             "Resource": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalsFunction"), "Arn"]},
             "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+        }, {
+            # never a direct Invoke, whose event could carry any request context
+            "Action": "lambda:InvokeFunction",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalsFunction"), "Arn"]},
+            "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
         }], "Version": "2012-10-17"},
     })
 
