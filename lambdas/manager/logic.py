@@ -276,6 +276,8 @@ def _refuse_validation(metadata: Metadata, reason: str, ports: ManagerPorts) -> 
 
 
 def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: ManagerPorts) -> dict[str, Any]:
+    """`data.approver` is believed only because the bus policy lets no principal but the approvals
+    function send `agentops.operator`, and that function sets it from the SigV4-authenticated caller."""
     incident = ports.incidents.get(metadata.incident_id)
     if incident is None or incident.status != Status.AWAITING_APPROVAL.value:
         return {"action": "stale", "incident_id": metadata.incident_id}
