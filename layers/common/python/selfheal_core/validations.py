@@ -44,8 +44,9 @@ class ValidationRecord:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> ValidationRecord:
-        item = from_item(item)
-        return cls(**{name: item.get(name) for name in cls.__dataclass_fields__})
+        plain: dict[str, Any] = from_item(item)
+        fields: dict[str, Any] = {name: plain.get(name) for name in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 class ValidationConflict(RuntimeError):
