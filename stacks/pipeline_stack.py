@@ -9,6 +9,7 @@ from constructs import Construct
 
 from . import constants
 from .constructs.agent_function import AgentFunction
+from .constructs.approvals import Approvals, restrict_agent_sources
 from .constructs.common_layer import CommonLayer
 from .constructs.event_routes import EventRoutes
 from .constructs.qa_runner import QaRunner
@@ -75,6 +76,9 @@ class PipelineStack(Stack):
             archive_retention_days=settings.archive_retention_days,
         )
         self._grant(data)
+        self.approvals = Approvals(self, "Approvals", env_name=env_name, layer=self.layer, bus=self.bus,
+                                   decisions_table=data.decisions_table)
+        restrict_agent_sources(self.bus, {**{a: c.role for a, c in self.agents.items()}, "operator": self.approvals.role})
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
         CfnOutput(self, "ArchiveArn", value=self.routes.archive.archive_arn)
         CfnOutput(self, "AuditLogGroupArn", value=self.routes.audit_log.log_group_arn)

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .redact import scrub
+
 EVENT_VERSION: Literal["1"] = "1"
 MAX_SUMMARY_CHARS = 2_000
 MAX_EVIDENCE_ITEMS = 200
@@ -178,10 +180,16 @@ class FixProposedV1(_Model):
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
 
 
+def _scrubbed(value: str) -> str:
+    return scrub(value)
+
+
 class RemediationFailedV1(_Model):
     reason: str = Field(max_length=4_000)
     category: Literal["max_attempts", "budget", "provider_error", "invalid_output", "unsupported"]
     fingerprint: str | None = None
+
+    _scrub_reason = field_validator("reason")(_scrubbed)
 
 
 class Evidence(_Model):
@@ -193,6 +201,9 @@ class Evidence(_Model):
     excerpt: str = Field(default="", max_length=4_000)
     # How the QA runner isolated this run: "namespaces", "microvm" or "none" (None: nothing ran).
     isolation: str | None = None
+
+    # Every path that carries test output (events, artifacts, decisions) builds this model.
+    _scrub_excerpt = field_validator("excerpt")(_scrubbed)
 
 
 class FixValidatedV1(_Model):
@@ -208,6 +219,8 @@ class FixRejectedV1(FixValidatedV1):
     reason: str = Field(max_length=4_000)
     weak_evidence: bool = False
 
+    _scrub_reason = field_validator("reason")(_scrubbed)
+
 
 class ApprovalV1(_Model):
     """ApprovalGranted / ApprovalDenied from the operator CLI."""
@@ -215,12 +228,17 @@ class ApprovalV1(_Model):
     approver: str = Field(min_length=1, max_length=256)
     comment: str = Field(default="", max_length=2_000)
 
+    _scrub_comment = field_validator("comment")(_scrubbed)
+
 
 class InfoV1(_Model):
     """Informational events (IssueDetected, ApprovalRequested, …) for people and the audit log."""
 
     status: str
     summary: str = Field(max_length=4_000)
+
+    # The notification text: people read it in email, so nothing secret goes out in it.
+    _scrub_summary = field_validator("summary")(_scrubbed)
     service: str | None = None
     issue_type: str | None = None
     severity: str | None = None
