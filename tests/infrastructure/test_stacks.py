@@ -46,7 +46,7 @@ def test_three_agents_share_one_layer_and_each_has_its_own_role_log_group_and_fa
     assert len(layers) == 1
     pipeline.resource_count_is("AWS::Logs::LogGroup", 6)  # 3 agents + QA runner + approvals + audit log
     pipeline.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
-    pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 5)
+    pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 4)  # not the runner: invoked synchronously only
     pipeline.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
         "MaximumRetryAttempts": 2,
         "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},

@@ -311,7 +311,7 @@ class Envelope(BaseModel):
     data: Any
 
 
-def parse_detail(detail_type: str, detail: dict[str, Any], source: str = "", event_id: str | None = None) -> Envelope:
+def parse_detail(detail_type: str, detail: Any, source: str = "", event_id: str | None = None) -> Envelope:
     """Validate an envelope detail; raise InvalidEvent with a readable reason."""
     versions = DATA_MODELS.get(detail_type)
     if versions is None:
