@@ -1,4 +1,4 @@
-"""Dashboards, alarms to the alerts topic, and the hourly analyzer (DESIGN §6)."""
+"""Dashboards, alarms to the alerts topic, and the hourly analyzer (docs/architecture.md, "Monitoring and cost")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The cost model (DESIGN §7): prices are data (prices.json), merged with optional overrides.
+"""The cost model (docs/architecture.md, "Monitoring and cost"): prices are data (prices.json), merged with optional overrides.
 
 Overrides, later wins, each a JSON object of the same shape as prices.json:
   1. env `AGENTOPS_PRICES_OVERRIDE` (set on the function; no code change)

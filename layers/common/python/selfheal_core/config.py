@@ -62,7 +62,7 @@ def get_settings() -> Settings:
 
 
 class ScanThresholds(BaseModel):
-    """Thresholds for the scheduled metric scan (DESIGN §9)."""
+    """Thresholds for the scheduled metric scan (docs/architecture.md, "The flow")."""
 
     error_rate_pct: float = Field(default=5.0, gt=0)
     latency_p95_ms: float = Field(default=3_000.0, gt=0)

@@ -1,4 +1,4 @@
-"""Incident state in the decisions table. Every transition is a conditional write (DESIGN §3).
+"""Incident state in the decisions table. Every transition is a conditional write (docs/architecture.md, "Incident states").
 
 A replayed or duplicated event can never move an incident backwards: `transition` only
 succeeds from the statuses that may precede the target (and, when given, at the expected
