@@ -8,8 +8,10 @@ from typing import Any
 
 from constructs import Node
 
+from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL
+
 AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
-PROVIDERS = ("runbook", "anthropic")
+PROVIDERS = ("runbook", "anthropic", "bedrock")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class DeploySettings:
     engineer_model: str
     manager_model: str
     max_fix_attempts: int
+    anthropic_base_url: str = ""
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -37,9 +40,10 @@ class DeploySettings:
             daily_llm_budget_usd=float(ctx("dailyLlmBudgetUsd", 5)),
             automation_level=str(ctx("automationLevel", "semi_auto")),
             engineer_provider=str(ctx("engineerProvider", "runbook")),
-            engineer_model=str(ctx("engineerModel", "claude-sonnet-4-5")),
-            manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
+            engineer_model=str(ctx("engineerModel", DEFAULT_ENGINEER_MODEL)),
+            manager_model=str(ctx("managerModel", DEFAULT_MANAGER_MODEL)),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
+            anthropic_base_url=str(ctx("anthropicBaseUrl", "")),
         )
         settings.validate()
         return settings
@@ -56,6 +60,8 @@ class DeploySettings:
             problems.append(f"engineerProvider must be one of {PROVIDERS}")
         if self.cost_alert_threshold <= 0 or self.daily_llm_budget_usd < 0:
             problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
+        if self.anthropic_base_url and not re.fullmatch(r"https?://\S+", self.anthropic_base_url):
+            problems.append(f"anthropicBaseUrl {self.anthropic_base_url!r} must be an http(s) URL")
         if not 1 <= self.max_fix_attempts <= 10:
             problems.append("maxFixAttempts must be between 1 and 10")
         if problems:
