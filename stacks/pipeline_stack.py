@@ -7,8 +7,11 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from selfheal_core.config import bedrock_model_id
+
 from . import constants
 from .constructs.agent_function import AgentFunction
+from .constructs.bedrock_access import grant_bedrock_invoke
 from .constructs.common_layer import CommonLayer
 from .constructs.event_routes import EventRoutes
 from .data_stack import DataStack
@@ -40,8 +43,11 @@ class PipelineStack(Stack):
             "SECRET_NAME": constants.secret_name(env_name),
             "PARAMETER_PREFIX": data.parameter_prefix,
         }
-        # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant).
-        ENGINEER_ONLY = {"engineer": {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)}}  # noqa: N806
+        # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant);
+        # on Bedrock it signs with its role and has no key at all.
+        self.uses_anthropic_key = settings.engineer_provider != "bedrock"
+        ENGINEER_ONLY = {"engineer": {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)}  # noqa: N806
+                         if self.uses_anthropic_key else {}}
         self.agents = {
             agent: AgentFunction(
                 self,
@@ -61,6 +67,8 @@ class PipelineStack(Stack):
             self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic
         )
         self._grant(data)
+        if settings.engineer_provider == "bedrock":
+            grant_bedrock_invoke(self.agents["engineer"].role, bedrock_model_id(settings.engineer_model))
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
         for agent, function in self.functions.items():
             CfnOutput(self, f"{agent.title()}FunctionName", value=function.function_name)
@@ -97,7 +105,7 @@ class PipelineStack(Stack):
                 actions=["ssm:GetParameter", "ssm:GetParameters"],
                 resources=[p.parameter_arn for p in data.parameters],
             ))
-            secrets = [data.secret, data.anthropic_secret] if agent == "engineer" else [data.secret]
+            secrets = [data.secret, data.anthropic_secret] if agent == "engineer" and self.uses_anthropic_key else [data.secret]
             role.add_to_policy(iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
                 resources=[s.secret_arn for s in secrets],

@@ -8,7 +8,7 @@ from typing import Any
 
 from constructs import Node
 
-from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL
+from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, ConfigError, bedrock_model_id
 
 AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
 PROVIDERS = ("runbook", "anthropic", "bedrock")
@@ -58,6 +58,11 @@ class DeploySettings:
             problems.append(f"automationLevel must be one of {AUTOMATION_LEVELS}")
         if self.engineer_provider not in PROVIDERS:
             problems.append(f"engineerProvider must be one of {PROVIDERS}")
+        elif self.engineer_provider == "bedrock":
+            try:
+                bedrock_model_id(self.engineer_model)
+            except ConfigError as exc:
+                problems.append(f"engineerModel: {exc}")
         if self.cost_alert_threshold <= 0 or self.daily_llm_budget_usd < 0:
             problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
         if self.anthropic_base_url and not re.fullmatch(r"https?://\S+", self.anthropic_base_url):

@@ -8,6 +8,7 @@ missing variable. `RuntimeParameters` are the hot-reloadable thresholds kept in 
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -20,6 +21,20 @@ Provider = Literal["runbook", "anthropic", "bedrock"]
 # start from these, and a test fails when either is missing from the price table.
 DEFAULT_ENGINEER_MODEL = "claude-sonnet-4-6"
 DEFAULT_MANAGER_MODEL = "claude-haiku-4-5"
+# With engineerProvider=bedrock an Anthropic model id is called through the global cross-Region
+# inference profile; a Bedrock id (anthropic.…, us./eu./apac./jp./au./global.anthropic.…) is used as is.
+BEDROCK_DEFAULT_PROFILE = "global"
+_BEDROCK_ID = re.compile(r"^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?anthropic\.claude-[a-z0-9.-]+(?::\d+)?$")
+
+
+def bedrock_model_id(model: str) -> str:
+    """The Bedrock model or inference-profile id for a configured model id."""
+    model = model.strip()
+    if _BEDROCK_ID.fullmatch(model):
+        return model
+    if re.fullmatch(r"claude-[a-z0-9-]+", model):
+        return f"{BEDROCK_DEFAULT_PROFILE}.anthropic.{model}"
+    raise ConfigError(f"{model!r} is neither an Anthropic nor a Bedrock Claude model id")
 
 
 class ConfigError(RuntimeError):
