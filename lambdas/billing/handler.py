@@ -18,12 +18,13 @@ from agentops_monitoring.costs import load_price_table
 from selfheal_core.observability import logger
 
 PARAMETER_PREFIX = os.environ.get("PARAMETER_PREFIX") or None
+PARAMETERS_MAX_AGE = int(os.environ.get("PARAMETERS_MAX_AGE", "60"))
 
 reconciler = BilledCostReconciler(
     environment=os.environ["ENVIRONMENT"],
     monitoring_table=os.environ["MONITORING_TABLE_NAME"],
     decisions_table=os.environ["DECISIONS_TABLE_NAME"],
-    prices=lambda: load_price_table(parameter_prefix=PARAMETER_PREFIX),
+    prices=lambda: load_price_table(parameter_prefix=PARAMETER_PREFIX, max_age=PARAMETERS_MAX_AGE),
     agents_by_log_group=json.loads(os.environ["AGENT_LOG_GROUPS"]),
     architecture=os.environ.get("AGENT_ARCHITECTURE", "x86_64"),
 )
