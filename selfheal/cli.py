@@ -670,6 +670,12 @@ def cmd_local_status(args: argparse.Namespace) -> int:
             ],
         )
     )
+    engineer = status.get("engineer_endpoint") or {}
+    if engineer:
+        model = f", model {engineer['model']}" if engineer.get("model") and engineer["provider"] != "runbook" else ""
+        print(f"engineer: {engineer['provider']} provider{model}, endpoint {engineer['endpoint']} ({engineer['source']})")
+    for sub in status.get("subscription_filters") or []:
+        print(f"subscription: {sub['log_group']} -> {sub['destination']} ({sub['name']})")
     res = status["resources"]
     print(
         "resources: "
