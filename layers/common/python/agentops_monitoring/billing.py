@@ -24,6 +24,9 @@ Log text is untrusted (a handler can print anything, including a line that looks
 REPORT line). A line only changes a record when its request id was linked by the same agent's
 monitor, its `Memory Size` is the one that invocation ran with and its `Billed Duration`
 covers the duration the handler measured; otherwise it is counted as implausible and logged.
+What remains possible is a handler printing a plausible line for its own request before the
+platform does: the first line wins, so such a forgery can overstate that invocation's cost
+(the safe direction for budgets and alarms) but understate it by at most its init phase.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from botocore.exceptions import ClientError
 
 from selfheal_core import aws, keys
 from selfheal_core.ddb import from_item, to_item
+from selfheal_core.observability import logger
 
 from . import names, records
 from .costs import PriceTable
@@ -184,8 +188,6 @@ class BilledCostReconciler:
         else:
             outcome = self._apply(report, link, billed)
         if outcome is Outcome.IMPLAUSIBLE:
-            from selfheal_core.observability import logger
-
             logger.warning("REPORT line does not match the invocation it names; ignored",
                            extra={"request_id": report.request_id, "agent": agent,
                                   "linked_agent": (link or {}).get("agent")})
