@@ -455,10 +455,13 @@ def format_costs(c: dict[str, Any]) -> str:
     lines = [f"Total over {c['window_days']} day(s): {usd(c['total_usd'])}"]
     lam = c.get("lambda") or {}
     if lam.get("billed_invocations") or lam.get("awaiting_report"):
+        def fine(v: float) -> str:  # Lambda figures are fractions of a cent
+            return f"${v:.6f}"
+
         lines.append(
-            f"  Lambda {usd(lam['total_usd'])}: billed {usd(lam['billed_usd'])} for {lam['billed_invocations']} "
-            f"invocation(s) from their REPORT lines (the handlers had estimated {usd(lam['billed_estimate_usd'])}), "
-            f"estimated {usd(lam['estimated_usd'])} for {lam['awaiting_report']} awaiting their REPORT line"
+            f"  Lambda {fine(lam['total_usd'])}: billed {fine(lam['billed_usd'])} for {lam['billed_invocations']} "
+            f"invocation(s) from their REPORT lines (the handlers had estimated {fine(lam['billed_estimate_usd'])}), "
+            f"estimated {fine(lam['estimated_usd'])} for {lam['awaiting_report']} awaiting their REPORT line"
         )
     for title, key in (
         ("by agent", "by_agent"),

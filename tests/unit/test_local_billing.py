@@ -150,3 +150,13 @@ def test_local_status_names_the_engineers_endpoint(values, environ, expected):
     found = engineer_endpoint(FakeSsm(values), environ)
     assert (found["provider"], found["source"]) == (expected[0], expected[2])
     assert found["endpoint"].startswith(expected[1])
+
+
+def test_selfheal_costs_says_how_much_lambda_cost_is_billed_and_how_much_still_estimated():
+    from selfheal.cli import format_costs
+
+    text = format_costs({"window_days": 1, "total_usd": 0.01, "by_kind": {"lambda": 0.000146}, "lambda": {
+        "total_usd": 0.000146, "billed_usd": 0.000143, "billed_invocations": 4, "estimated_usd": 0.000003,
+        "awaiting_report": 1, "billed_estimate_usd": 0.00004}})
+    assert ("Lambda $0.000146: billed $0.000143 for 4 invocation(s) from their REPORT lines "
+            "(the handlers had estimated $0.000040), estimated $0.000003 for 1 awaiting their REPORT line") in text
