@@ -177,6 +177,8 @@ class DataStack(Stack):
                 {"error_rate_pct": 5.0, "latency_p95_ms": 3000.0, "throttles": 10.0}
             ),
         }
+        if settings.anthropic_base_url:  # SSM has no empty values: absent means the SDK's default endpoint
+            values["anthropic-base-url"] = settings.anthropic_base_url
         return [
             ssm.StringParameter(
                 self,
