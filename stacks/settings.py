@@ -12,6 +12,18 @@ AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
 PROVIDERS = ("runbook", "anthropic")
 
 
+def _flag(value: Any, key: str) -> bool:
+    """A boolean context value: JSON true/false from cdk.json, or the string from `-c key=true`."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"invalid CDK context: {key} must be true or false, not {value!r}")
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     env_name: str
@@ -23,6 +35,7 @@ class DeploySettings:
     engineer_model: str
     manager_model: str
     max_fix_attempts: int
+    sample_workload: bool = False
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -40,6 +53,7 @@ class DeploySettings:
             engineer_model=str(ctx("engineerModel", "claude-sonnet-4-5")),
             manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
+            sample_workload=_flag(ctx("sampleWorkload", False), "sampleWorkload"),
         )
         settings.validate()
         return settings
