@@ -9,6 +9,9 @@ over HTTP, and those are counted per function at the endpoint.
 
 Control endpoints live under `/_selfheal/` on the same port (status, notifications,
 api-calls, invocations, idle, alarms/evaluate, schedules/fire, shutdown).
+
+The Lambda API (list/get functions, configuration, tags, concurrency, event invoke config,
+invoke) is served from the template's functions, not by moto: see lambda_api.py.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from . import moto_patches
 from .alarms import AlarmEvaluator
 from .assembly import ACCOUNT, REGION, Assembly
 from .functions import FunctionPool, FunctionSpec, Invocation, InvocationResult, function_specs
+from .lambda_api import LambdaControlPlane
 from .metrics import Datum, MetricStore, install_get_metric_data_patch, parse_emf
 from .provision import Provisioner, ProvisionReport
 from .router import Router, Scheduler
@@ -86,6 +90,7 @@ class LocalRuntime:
         self._server_thread: threading.Thread | None = None
         self._sampler: threading.Thread | None = None
         self.metric_store: MetricStore
+        self.lambda_api = LambdaControlPlane(self)
         self.router = Router(self, retry_base_s=options.retry_base_s)
         self.scheduler = Scheduler(self, self.router, speedup=options.schedule_speedup)
         self.alarms = AlarmEvaluator(self, interval_s=options.alarm_interval_s)
@@ -113,10 +118,10 @@ class LocalRuntime:
         self._provision()
         for spec in function_specs(self.assembly):
             self.specs[spec.name] = spec
-            concurrency = int(spec.reserved_concurrency) if spec.reserved_concurrency else self.options.concurrency
-            self.pools[spec.name] = FunctionPool(
-                spec, self.endpoint, max(1, concurrency), self._on_output, self._on_result
-            )
+        self.lambda_api.load(self.assembly, self.specs)
+        for name, spec in self.specs.items():
+            concurrency = self.lambda_api.pool_size(name, self.options.concurrency)
+            self.pools[name] = FunctionPool(spec, self.endpoint, concurrency, self._on_output, self._on_result)
         self.scheduler.start()
         self.alarms.start()
         self._sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
@@ -352,6 +357,9 @@ class LocalRuntime:
             raise KeyError(f"Function not found: {function_name}")
         if pool.spec.tenant_isolation == "PER_TENANT" and not tenant_id:
             raise ValueError("The invoked function is enabled with tenancy configuration. Add a valid tenant ID")
+        if pool.concurrency == 0:  # reserved concurrency 0: Lambda throttles every synchronous call
+            self.platform_metric("AWS/Lambda", "Throttles", 1.0, [{"FunctionName": name}, {}], "Count")
+            raise Throttled("Rate Exceeded.")
         reply: queue.Queue[InvocationResult] = queue.Queue(maxsize=1)
         pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id, reply=reply))
         return reply.get(timeout=pool.spec.timeout_s + 30)
@@ -368,13 +376,17 @@ class LocalRuntime:
             if invocation_type == "Event":
                 name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
                 pool = self.pools[name]
+                # The function's event invoke config (as the Lambda API shows it now) governs retries.
+                retries, max_age_s, on_failure = self.lambda_api.async_policy(name)
                 pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id,
-                                       max_retries=2))
+                                       max_retries=retries, max_age_s=max_age_s, dead_letter_arn=on_failure))
                 start_response("202 Accepted", [*headers, ("Content-Length", "0")])
                 return [b""]
             result = self.invoke_sync(function_name, event, tenant_id=tenant_id)
         except KeyError as exc:
             return self._aws_error(start_response, "404 Not Found", "ResourceNotFoundException", str(exc.args[0]))
+        except Throttled as exc:
+            return self._aws_error(start_response, "429 Too Many Requests", "TooManyRequestsException", str(exc))
         except ValueError as exc:
             return self._aws_error(start_response, "400 Bad Request", "InvalidParameterValueException", str(exc))
         if result.ok:
@@ -466,6 +478,8 @@ class LocalRuntime:
             "resources": self.report.public(),
             "router": dict(self.router.counts),
             "schedules_fired": dict(self.scheduler.fired),
+            "one_time_schedules": list(self.scheduler.one_time),
+            "lambda_changes": list(self.lambda_api.changes),
             "alarms": {a.name: a.state_value for a in cw.alarms.values()},
             "alarm_errors": dict(self.alarms.errors),
             "alarm_transitions": list(self.alarms.transitions),
@@ -546,6 +560,11 @@ class LocalRuntime:
                 return self._control(environ, start_response, path[len(CONTROL_PREFIX) :])
             caller, service = self._caller(environ)
             environ["selfheal.service"] = service
+            if service == "lambda":
+                operation = self.lambda_api.route(environ.get("REQUEST_METHOD", "GET"), path)
+                if operation is not None:  # the template's functions: never moto's (empty) Lambda backend
+                    self.api_calls[(caller, "lambda", operation[0])] += 1
+                    return self.lambda_api.handle(environ, start_response, operation[0], operation[1], caller)
             invoke = INVOKE_PATH.match(path)
             if invoke and environ.get("REQUEST_METHOD") == "POST":
                 # Outside the request lock: the invoked function makes API calls of its own.
@@ -624,6 +643,10 @@ class LocalRuntime:
         import signal
 
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Throttled(Exception):
+    """A synchronous invocation of a function whose reserved concurrency is 0."""
 
 
 def new_request_id() -> str:
