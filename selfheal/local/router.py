@@ -15,7 +15,8 @@ a rule's state and never fires schedules. The router replaces moto's per-rule de
   error in EventBridge's DLQ message attributes;
 * rules with `rate(...)`/`cron(...)` fire on schedule (optionally sped up);
 * EventBridge Scheduler one-time schedules (`at(yyyy-mm-ddThh:mm:ss)`, created through the
-  scheduler API and stored by moto) fire at their time, sped up like rate() schedules, to
+  scheduler API and stored by moto) fire at their time (never sped up: whoever created one
+  compares it with its own clock when it arrives, as the Manager does with a verify deadline), to
   their target (a Lambda function, an event bus with EventBridgeParameters, the universal
   `aws-sdk:eventbridge:putEvents` target, SQS or SNS) with their Input, and are deleted
   afterwards when ActionAfterCompletion is DELETE;
@@ -452,10 +453,8 @@ def at_time(expression: str, timezone: str | None = None) -> float | None:
 
 
 class Scheduler(threading.Thread):
-    """Fires scheduled rules and one-time schedules; `speedup` divides the wait (demos and tests).
-
-    A one-time schedule created at t0 for time T fires at t0 + (T - t0) / speedup.
-    """
+    """Fires scheduled rules (`speedup` divides rate() intervals for demos and tests) and
+    one-time schedules, at their real time."""
 
     def __init__(self, runtime: LocalRuntime, router: Router, speedup: float = 1.0, tick_s: float = 0.5) -> None:
         super().__init__(name="schedules", daemon=True)
@@ -503,12 +502,9 @@ class Scheduler(threading.Thread):
                         self.fire(rule)
 
     # one-time schedules (EventBridge Scheduler) ---------------------------------------
-    def due(self, schedule: Any) -> float | None:
-        at = at_time(schedule.schedule_expression, schedule.schedule_expression_timezone)
-        if at is None:
-            return None
-        created = float(schedule.last_modified_date or time.time())
-        return created + max(0.0, at - created) / self.speedup
+    @staticmethod
+    def due(schedule: Any) -> float | None:
+        return at_time(schedule.schedule_expression, schedule.schedule_expression_timezone)
 
     def tick_one_time(self, now: float) -> None:
         with REQUEST_LOCK:
