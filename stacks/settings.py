@@ -23,6 +23,7 @@ class DeploySettings:
     engineer_model: str
     manager_model: str
     max_fix_attempts: int
+    verify_window_seconds: int = 900
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -40,6 +41,7 @@ class DeploySettings:
             engineer_model=str(ctx("engineerModel", "claude-sonnet-4-5")),
             manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
+            verify_window_seconds=int(ctx("verifyWindowSeconds", 900)),
         )
         settings.validate()
         return settings
@@ -58,5 +60,7 @@ class DeploySettings:
             problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
         if not 1 <= self.max_fix_attempts <= 10:
             problems.append("maxFixAttempts must be between 1 and 10")
+        if not 30 <= self.verify_window_seconds <= 86_400:
+            problems.append("verifyWindowSeconds must be between 30 and 86400")
         if problems:
             raise ValueError("invalid CDK context: " + "; ".join(problems))
