@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import ArnFormat, Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -40,8 +40,13 @@ class PipelineStack(Stack):
             "SECRET_NAME": constants.secret_name(env_name),
             "PARAMETER_PREFIX": data.parameter_prefix,
         }
-        # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant).
-        ENGINEER_ONLY = {"engineer": {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)}}  # noqa: N806
+        self.scheduler_role = self._scheduler_role(env_name)
+        # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant);
+        # only the Manager schedules ApplyDue / VerifyDue through the scheduler role.
+        ENGINEER_ONLY = {  # noqa: N806
+            "engineer": {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)},
+            "manager": {"EVENT_BUS_ARN": self.bus.event_bus_arn, "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn},
+        }
         self.agents = {
             agent: AgentFunction(
                 self,
@@ -61,6 +66,7 @@ class PipelineStack(Stack):
             self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic
         )
         self._grant(data)
+        self._grant_heal(env_name)
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
         for agent, function in self.functions.items():
             CfnOutput(self, f"{agent.title()}FunctionName", value=function.function_name)
@@ -109,8 +115,8 @@ class PipelineStack(Stack):
             role.add_to_policy(iam.PolicyStatement(
                 actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
             ))
-            object_actions = ["s3:GetObject"] if agent == "manager" else ["s3:GetObject", "s3:PutObject"]
-            role.add_to_policy(iam.PolicyStatement(actions=object_actions, resources=[f"{artifacts}/*"]))
+            # Every agent writes claim checks (the Manager: source code, validated fixes, patches).
+            role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[f"{artifacts}/*"]))
             acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::selfheal-{data.env_name}-artifacts-<AWS::AccountId>-<AWS::Region>/*]",
                 reason="Artifact keys are per incident (claim checks) and created at run time; access is limited to this one bucket.",
             )
@@ -118,3 +124,77 @@ class PipelineStack(Stack):
         self.agents["manager"].role.add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], resources=["*"]
         ))
+
+    def _scheduler_role(self, env_name: str) -> iam.Role:
+        """EventBridge Scheduler's role for the Manager's one-time schedules: it may put exactly
+        ApplyDue and VerifyDue, as the Manager, on the agents bus, and nothing else."""
+        role = iam.Role(
+            self, "HealSchedulerRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            }),
+            description="Delivers the Manager's ApplyDue / VerifyDue schedules to the agents bus",
+        )
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["events:PutEvents"],
+            resources=[self.bus.event_bus_arn],
+            conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES["manager"],
+                                         "events:detail-type": ["ApplyDue", "VerifyDue"]}},
+        ))
+        return role
+
+    def _grant_heal(self, env_name: str) -> None:
+        """The Manager investigates any function, and changes only those tagged selfheal:managed=true."""
+        role = self.agents["manager"].role
+        functions = self.format_arn(service="lambda", resource="function", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        role.add_to_policy(iam.PolicyStatement(
+            sid="InvestigateFunctions",
+            actions=["lambda:GetFunctionConfiguration", "lambda:GetFunctionConcurrency",
+                     "lambda:GetFunctionEventInvokeConfig", "lambda:ListTags"],
+            resources=[functions],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ChangeManagedFunctionsOnly",
+            actions=["lambda:UpdateFunctionConfiguration", "lambda:PutFunctionConcurrency",
+                     "lambda:PutFunctionEventInvokeConfig"],
+            resources=[functions],
+            conditions={"StringEquals": {"aws:ResourceTag/selfheal:managed": "true"}},
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ReadFunctionErrorLines",
+            actions=["logs:FilterLogEvents"],
+            resources=[self.format_arn(service="logs", resource="log-group", resource_name="/aws/lambda/*",
+                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+        ))
+        role.add_to_policy(iam.PolicyStatement(sid="RecentChanges", actions=["cloudtrail:LookupEvents"], resources=["*"]))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="VerifyAgainstTheAlarm",
+            actions=["cloudwatch:DescribeAlarms"],
+            resources=[self.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
+                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="OneTimeSchedules",
+            actions=["scheduler:CreateSchedule"],
+            resources=[self.format_arn(service="scheduler", resource="schedule", resource_name=f"default/selfheal-{env_name}-*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PassOnlyTheSchedulerRole",
+            actions=["iam:PassRole"],
+            resources=[self.scheduler_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+        ))
+        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:*]",
+            reason="The functions to heal are the account's, named by alarms at run time. Reads cover any function so an "
+                   "unmanaged target can be reported with its values; writes are conditioned on aws:ResourceTag/selfheal:managed=true.",
+        )
+        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/*]",
+            reason="FilterLogEvents reads the error lines of the function under investigation, whose name is known only at run time; "
+                   "limited to Lambda log groups.",
+        )
+        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*]",
+            reason="DescribeAlarms reads the state of the alarm that opened the incident, named at run time (read only).",
+        )
+        acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/selfheal-{env_name}-*]",
+            reason="One-time schedules are named per incident at run time; only names under this environment's prefix.",
+        )

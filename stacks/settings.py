@@ -35,6 +35,7 @@ class DeploySettings:
     engineer_model: str
     manager_model: str
     max_fix_attempts: int
+    verify_window_seconds: int = 900
     sample_workload: bool = False
 
     @classmethod
@@ -53,6 +54,7 @@ class DeploySettings:
             engineer_model=str(ctx("engineerModel", "claude-sonnet-4-5")),
             manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
+            verify_window_seconds=int(ctx("verifyWindowSeconds", 900)),
             sample_workload=_flag(ctx("sampleWorkload", False), "sampleWorkload"),
         )
         settings.validate()
@@ -72,5 +74,7 @@ class DeploySettings:
             problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
         if not 1 <= self.max_fix_attempts <= 10:
             problems.append("maxFixAttempts must be between 1 and 10")
+        if not 30 <= self.verify_window_seconds <= 86_400:
+            problems.append("verifyWindowSeconds must be between 30 and 86400")
         if problems:
             raise ValueError("invalid CDK context: " + "; ".join(problems))

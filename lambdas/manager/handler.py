@@ -18,7 +18,7 @@ from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
-from . import logic
+from . import heal, logic
 from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, parse_alarm, parse_issue_reported
 from .scan import scan_lambda_metrics
 
@@ -36,6 +36,7 @@ def ports() -> logic.ManagerPorts:
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=get_runtime_parameters(settings),
         artifacts=ArtifactStore(settings.artifacts_bucket),
+        schedules=heal.ScheduleTarget(settings.environment, settings.event_bus_arn, settings.scheduler_role_arn),
     )
 
 
@@ -78,6 +79,10 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
         return logic.handle_fix_validated(envelope.metadata, envelope.data, p)
     if detail_type == DetailType.REMEDIATION_FAILED.value:
         return logic.handle_remediation_failed(envelope.metadata, envelope.data, p)
+    if detail_type == DetailType.APPLY_DUE.value:
+        return heal.handle_apply_due(envelope.metadata, envelope.data, p)
+    if detail_type == DetailType.VERIFY_DUE.value:
+        return heal.handle_verify_due(envelope.metadata, envelope.data, p)
     if detail_type in (DetailType.APPROVAL_GRANTED.value, DetailType.APPROVAL_DENIED.value):
         return logic.handle_approval(envelope.metadata, envelope.data, detail_type == DetailType.APPROVAL_GRANTED.value, p)
     raise InvalidEvent(f"the Manager does not handle {detail_type!r}")

@@ -46,6 +46,7 @@ class Intake:
     fingerprint: str
     origin: str  # "issue" | "alarm" | "scan"
     alarm_state: str | None = None  # for alarms: ALARM / OK / INSUFFICIENT_DATA
+    alarm_function: str | None = None  # for alarms: the FunctionName dimension, the function to investigate
 
 
 def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
@@ -104,7 +105,9 @@ def parse_alarm(event: dict[str, Any]) -> Intake:
         resource=alarm.alarm_name,
     )
     return Intake(
-        issue=issue, fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name), origin="alarm", alarm_state=state
+        issue=issue, fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name), origin="alarm", alarm_state=state,
+        alarm_function=next((str(m["dimensions"]["FunctionName"]) for m in metrics if (m.get("dimensions") or {}).get("FunctionName")),
+                            None),
     )
 
 

@@ -12,7 +12,7 @@ from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_settings
 from selfheal_core.edge import idempotency, reject
-from selfheal_core.events import DetailType, Fix, InvalidEvent, parse_detail
+from selfheal_core.events import DetailType, Fix, InvalidEvent, Investigation, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
@@ -27,9 +27,9 @@ persistence, idempotency_config = idempotency(settings)
 
 
 
-def validator_for(fix: Fix) -> Validator:
+def validator_for(fix: Fix, investigation: Investigation | None = None) -> Validator:
     if fix.kind == "config":
-        return PolicyValidator()
+        return PolicyValidator(investigation=investigation)
     from .validators.code import CodeValidator  # sandbox code is loaded only for code fixes
 
     return CodeValidator()

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from . import moto_patches
+from . import lambda_revisions, moto_patches
 from .alarms import AlarmEvaluator
 from .assembly import ACCOUNT, REGION, Assembly
 from .functions import FunctionPool, FunctionSpec, Invocation, InvocationResult, function_specs
@@ -190,6 +190,7 @@ class LocalRuntime:
         from moto.sns.models import Topic
 
         moto_patches.install()
+        lambda_revisions.install()  # RevisionId on functions: the heal loop's optimistic lock
         self.router.install()
         install_get_metric_data_patch(lambda _backend: self.metric_store)
         runtime = self

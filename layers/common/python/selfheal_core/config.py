@@ -32,6 +32,9 @@ class Settings(BaseModel):
     anthropic_secret_name: str = ""  # the Anthropic key: set for the Engineer only
     parameter_prefix: str = Field(min_length=1)
     parameters_max_age: int = 60
+    # Manager only: one-time schedules (ApplyDue / VerifyDue) put events on the bus with this role.
+    event_bus_arn: str = ""
+    scheduler_role_arn: str = ""
 
 
 _ENV_KEYS = {
@@ -46,6 +49,8 @@ _ENV_KEYS = {
     "anthropic_secret_name": "ANTHROPIC_SECRET_NAME",
     "parameter_prefix": "PARAMETER_PREFIX",
     "parameters_max_age": "PARAMETERS_MAX_AGE",
+    "event_bus_arn": "EVENT_BUS_ARN",
+    "scheduler_role_arn": "SCHEDULER_ROLE_ARN",
 }
 
 
@@ -77,6 +82,9 @@ class RuntimeParameters(BaseModel):
     engineer_model: str = "claude-sonnet-4-5"
     manager_model: str = "claude-haiku-4-5"
     scan_thresholds: ScanThresholds = Field(default_factory=ScanThresholds)
+    # service -> "any" or ["HH:MM-HH:MM", ...] in UTC; "*" is every other service; absent = "any".
+    apply_windows: dict[str, str | list[str]] = Field(default_factory=dict)
+    verify_window_seconds: int = Field(default=900, ge=30, le=86_400)
 
 
 # SSM parameter name (below the prefix) -> RuntimeParameters field
@@ -88,7 +96,10 @@ PARAMETER_NAMES = {
     "engineer-model": "engineer_model",
     "manager-model": "manager_model",
     "scan-thresholds": "scan_thresholds",
+    "apply-windows": "apply_windows",
+    "verify-window-seconds": "verify_window_seconds",
 }
+JSON_PARAMETERS = frozenset({"scan_thresholds", "apply_windows"})
 
 
 def parse_parameters(values: dict[str, str]) -> RuntimeParameters:
@@ -100,7 +111,7 @@ def parse_parameters(values: dict[str, str]) -> RuntimeParameters:
         field = PARAMETER_NAMES.get(name.rsplit("/", 1)[-1])
         if field is None:
             continue
-        raw[field] = json.loads(value) if field == "scan_thresholds" else value
+        raw[field] = json.loads(value) if field in JSON_PARAMETERS else value
     try:
         return RuntimeParameters.model_validate(raw)
     except ValidationError as exc:
