@@ -20,7 +20,8 @@ UpdateFunctionConfiguration honours `RevisionId` (a stale one gets
 PreconditionFailedException, HTTP 412) and gives the function a new RevisionId. Settings the
 runtime cannot apply locally (role, runtime, layers, VPC, ...) are refused rather than
 stored and ignored. No IAM is evaluated locally: any caller may call these operations.
-Every change is kept in `changes` (who, what, before, after), like a CloudTrail record.
+Every change is kept in `changes` (who, what, before, after) and served as CloudTrail
+`LookupEvents` management events (the local trail holds the Lambda API's changes only).
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ RETRY_RANGE = (0, 2)
 EVENT_AGE_RANGE = (60, 21600)
 DEFAULT_ASYNC_RETRIES = 2
 DEFAULT_ASYNC_MAX_AGE_S = 21600
+# CloudTrail's names for the Lambda API's write operations.
+TRAIL_EVENT_NAMES = {
+    "UpdateFunctionConfiguration": "UpdateFunctionConfiguration20150331v2",
+    "PutFunctionConcurrency": "PutFunctionConcurrency20171031",
+    "DeleteFunctionConcurrency": "DeleteFunctionConcurrency20171031",
+    "PutFunctionEventInvokeConfig": "PutFunctionEventInvokeConfig20190925",
+    "DeleteFunctionEventInvokeConfig": "DeleteFunctionEventInvokeConfig20190925",
+    "TagResource": "TagResource20170331v2",
+    "UntagResource": "UntagResource20170331v2",
+}
 UPDATABLE = {"FunctionName", "RevisionId", "Timeout", "MemorySize", "Description", "Environment"}
 
 
@@ -534,6 +545,66 @@ class LambdaControlPlane:
                 live.tags.pop(key, None)
             self._record(caller, "UntagResource", live, {"Tags": before}, {"Tags": dict.fromkeys(keys)})
 
+    # ------------------------------------------------------------------ CloudTrail
+    def lookup_events(self, body: dict[str, Any]) -> dict[str, Any]:
+        """CloudTrail LookupEvents over the recorded changes (newest first, as CloudTrail returns them)."""
+        attributes = body.get("LookupAttributes") or []
+        if not isinstance(attributes, list) or len(attributes) > 1:
+            raise _invalid("LookupAttributes takes at most one attribute")
+
+        def number(key: str, default: float) -> float:
+            value = body.get(key)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+        start, end = number("StartTime", 0.0), number("EndTime", time.time() + 1)
+        limit = int(number("MaxResults", 50))
+        if not 1 <= limit <= 50:
+            raise _invalid("MaxResults must be between 1 and 50")
+        matching = []
+        for change in reversed(self.changes):
+            if not start <= change["epoch"] <= end:
+                continue
+            event_name = TRAIL_EVENT_NAMES.get(change["operation"], change["operation"])
+            if attributes:
+                key, value = attributes[0].get("AttributeKey"), attributes[0].get("AttributeValue")
+                if key == "ResourceName" and value not in (change["function"], change["function_arn"]):
+                    continue
+                if key == "EventName" and value != event_name:
+                    continue
+                if key == "Username" and value != change["caller"]:
+                    continue
+                if key not in ("ResourceName", "EventName", "Username"):
+                    continue
+            resources = [{"ResourceType": "AWS::Lambda::Function", "ResourceName": change["function"]}]
+            record = {
+                "eventVersion": "1.08",
+                "eventTime": change["time"],
+                "eventSource": "lambda.amazonaws.com",
+                "eventName": event_name,
+                "awsRegion": REGION,
+                "userIdentity": {"type": "AssumedRole", "principalId": change["caller"]},
+                "requestParameters": {"functionName": change["function"], **_jsonable(change["after"])},
+                "responseElements": {"revisionId": change["revision_id"]},
+                "eventID": change["event_id"],
+                "readOnly": False,
+                "eventType": "AwsApiCall",
+                "managementEvent": True,
+                "recipientAccountId": ACCOUNT,
+            }
+            matching.append({
+                "EventId": change["event_id"],
+                "EventName": event_name,
+                "ReadOnly": "false",
+                "EventTime": change["epoch"],
+                "EventSource": "lambda.amazonaws.com",
+                "Username": change["caller"],
+                "Resources": resources,
+                "CloudTrailEvent": json.dumps(record, default=str),
+            })
+            if len(matching) >= limit:
+                break
+        return {"Events": matching}
+
     def _record(self, caller: str, operation: str, live: LiveFunction, before: dict[str, Any], after: dict[str, Any]) -> None:
         when = time.time()
         self.changes.append({
@@ -551,3 +622,8 @@ class LambdaControlPlane:
         summary = ", ".join(f"{k} {before.get(k)!r} -> {v!r}" for k, v in after.items() if k != "EventInvokeConfig")
         self.rt.log_platform(f"{operation} {live.spec.name} by {caller}" + (f": {summary}" if summary else ""))
 
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    """requestParameters keys in CloudTrail's camelCase (timeout, memorySize, ...)."""
+    return {k[:1].lower() + k[1:]: v for k, v in value.items()}

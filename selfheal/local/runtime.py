@@ -326,6 +326,13 @@ class LocalRuntime:
         self.platform_metric("AWS/Lambda", "Errors", 0.0 if result.ok else 1.0, dims, "Count")
         self.platform_metric("AWS/Lambda", "Duration", result.duration_ms, dims, "Milliseconds")
         self.platform_metric("AWS/Lambda", "Throttles", 0.0, dims, "Count")  # local pools queue instead of throttling
+        if result.timed_out:  # what Lambda writes to the function's log on a timeout
+            self._on_output(
+                spec,
+                "-",
+                f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3]
+                + f"Z {result.request_id} Task timed out after {spec.timeout_s:.2f} seconds",
+            )
         billed = max(1, int(result.duration_ms + 0.999))
         init = f" Init Duration: {result.init_ms:.2f} ms" if result.init_ms is not None else ""
         self._on_output(
@@ -398,6 +405,20 @@ class LocalRuntime:
         headers += [("X-Amz-Executed-Version", "$LATEST"), ("Content-Length", str(len(body)))]
         start_response("200 OK", headers)
         return [body]
+
+    def _lookup_events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """CloudTrail LookupEvents (moto has none): the Lambda API changes recorded locally."""
+        from .lambda_api import LambdaApiError
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            payload = self.lambda_api.lookup_events(body if isinstance(body, dict) else {})
+        except (ValueError, LambdaApiError) as exc:
+            return self._aws_error(start_response, "400 Bad Request", "InvalidLookupAttributesException", str(exc))
+        data = json.dumps(payload, default=str).encode()
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
+        return [data]
 
     @staticmethod
     def _aws_error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
@@ -566,6 +587,9 @@ class LocalRuntime:
                 if operation is not None:  # the template's functions: never moto's (empty) Lambda backend
                     self.api_calls[(caller, "lambda", operation[0])] += 1
                     return self.lambda_api.handle(environ, start_response, operation[0], operation[1], caller)
+            if service == "cloudtrail" and self._action(environ) == "LookupEvents":
+                self.api_calls[(caller, "cloudtrail", "LookupEvents")] += 1
+                return self._lookup_events(environ, start_response)
             invoke = INVOKE_PATH.match(path)
             if invoke and environ.get("REQUEST_METHOD") == "POST":
                 # Outside the request lock: the invoked function makes API calls of its own.

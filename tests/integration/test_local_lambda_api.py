@@ -258,6 +258,25 @@ def test_changes_are_kept_with_who_made_them(runtime, lam):
     changes = runtime.control("status")["lambda_changes"]
     last = [c for c in changes if c["operation"] == "UpdateFunctionConfiguration"][-1]
     assert last["function"] == SAMPLE and last["after"] == {"Description": "audited"} and last["caller"] == "client"
+    # And CloudTrail LookupEvents returns them by resource name, newest first, as an investigation reads them
+    trail = runtime.client("cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": SAMPLE}], MaxResults=50)["Events"]
+    assert trail[0]["EventName"] == "UpdateFunctionConfiguration20150331v2" and trail[0]["Username"] == "client"
+    assert json.loads(trail[0]["CloudTrailEvent"])["requestParameters"]["description"] == "audited"
+    other = runtime.client("cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": "selfheal-dev-qa"}])["Events"]
+    assert other == []
+
+
+def test_a_timeout_is_written_to_the_function_log_like_lambda(lam, runtime):
+    # Given a request longer than the timeout / When it times out
+    ok, body = invoke(lam, {"sleep_s": 4})
+    assert not ok
+    # Then the function's log group has Lambda's "Task timed out" line (what an investigation looks for)
+    logs = runtime.client("logs")
+    lines = wait_for(lambda: [e["message"] for e in logs.filter_log_events(
+        logGroupName=f"/aws/lambda/{SAMPLE}", filterPattern='"Task timed out"')["events"]])
+    assert any("Task timed out after 3.00 seconds" in line for line in lines)
 
 
 # ------------------------------------------------------------------ one-time schedules
