@@ -40,12 +40,28 @@ def ports() -> logic.ManagerPorts:
     )
 
 
+# Due events are guarded by conditional writes on the incident's change id and phase instead of
+# the idempotency store: a due event that came early is answered "not due" and must not become
+# the cached answer to the schedule that fires on time with the same content.
+DUE_TYPES = frozenset({DetailType.APPLY_DUE.value, DetailType.VERIFY_DUE.value})
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
-@idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, dict) and event.get("detail-type") in DUE_TYPES:
+        return _handle(event)
+    return _idempotent_handler(event, context)
+
+
+@idempotent(persistence_store=persistence, config=idempotency_config)
+def _idempotent_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _handle(event)
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
     try:
         return route(event, ports())
     except InvalidEvent as exc:

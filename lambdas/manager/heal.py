@@ -322,7 +322,8 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     cid = change["change_id"]
     sources = frozenset({Status.APPROVED, Status.SCHEDULED})
     redo = incident.heal_phase == "applying"
-    claimed = ports.incidents.record(incident.incident_id, statuses=sources, require={"change_id": cid},
+    claimed = ports.incidents.record(incident.incident_id, statuses=sources,
+                                     require={"change_id": cid, "heal_phase": incident.heal_phase},
                                      values={"heal_phase": "applying"})
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -375,7 +376,7 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
     retry of a step whose write already landed, the guard fails and the values read back are ours."""
     lam = cloud.client("lambda")
     if check_fresh:
-        _check_unguarded(lam, target, values, base, redo=redo)
+        _check_unguarded(lam, target, values, base)
     config = {k: v for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items() if v is not None}
     result: dict[str, Any] = {}
     if config:
@@ -391,13 +392,15 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
                 raise HealAbort(f"UpdateFunctionConfiguration on {target} failed ({code}); nothing was changed") from exc
             current = lam.get_function_configuration(FunctionName=target)
             landed = {"MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout")}
-            if not (redo and all(landed[k] == int(v) for k, v in config.items())):
+            # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step).
+            if not all(landed[k] == int(v) for k, v in config.items()):
                 raise HealAbort(
                     f"{target} changed since it was read (RevisionId {revision_id} is stale, now {current.get('RevisionId')}): "
                     f"fail safe, nothing was changed; values now timeout {landed['Timeout']} s, memory {landed['MemorySize']} MB"
                 ) from exc
             result["revision_after"] = current.get("RevisionId")
-            chain.append(step("A retry: did the interrupted write land?", "GetFunctionConfiguration", "yes; carry on"))
+            chain.append(step("The revision moved: is it our own earlier write?", "GetFunctionConfiguration",
+                              "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else "")))
     done: list[str] = list(config)
     try:
         if "reserved_concurrency" in values:
@@ -413,11 +416,11 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
     return result
 
 
-def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float], *, redo: bool) -> None:
+def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
     """Concurrency and retries have no RevisionId: read them again and refuse if someone moved them."""
     if "reserved_concurrency" in values:
         now_value = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
-        if not _same(now_value, base["reserved_concurrency"]) and not (redo and _same(now_value, values["reserved_concurrency"])):
+        if not _same(now_value, base["reserved_concurrency"]) and not _same(now_value, values["reserved_concurrency"]):
             raise HealAbort(f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
                             "that was validated: fail safe, nothing was changed")
     if "max_retries" in values:
@@ -425,7 +428,7 @@ def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict
             now_value = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
         except ClientError:
             now_value = None
-        if not _same(now_value, base["max_retries"]) and not (redo and _same(now_value, values["max_retries"])):
+        if not _same(now_value, base["max_retries"]) and not _same(now_value, values["max_retries"]):
             raise HealAbort(f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
                             "that was validated: fail safe, nothing was changed")
 
