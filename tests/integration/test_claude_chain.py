@@ -84,6 +84,16 @@ def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server
     assert qa["outputs"]["passed"] is True and all(checks.values()), checks
     assert any("unpatched" in c or "original" in c for c in checks), checks  # the weak-evidence run happened
 
+    # The kept patch is what `selfheal patch` prints: an mbox for git am with QA's evidence in the message
+    from selfheal import ops
+
+    target = ops.Target(env="test", region="us-east-1", endpoint_url=None, local=False,
+                        outputs={"data": {"DecisionsTableName": os.environ["DECISIONS_TABLE_NAME"]}})
+    printed = ops.patch(target, incident.incident_id)
+    assert printed["mbox"].startswith("From 0000000000000000000000000000000000000000")
+    assert f"Selfheal-Incident: {incident.incident_id}" in printed["mbox"]
+    assert "diff --git a/" in printed["mbox"] and "PASS" in printed["mbox"]
+
 
 def test_usage_recorded_equals_what_the_server_reported(pipeline, server):
     server.script.append(good_fix(input_tokens=2_000, output_tokens=512, cache_creation_input_tokens=0,
