@@ -523,31 +523,47 @@ METRICS = {
 
 def _metric_recovery(incident: Incident, issue: IssueReportedV1, figures: dict[str, float],
                      ports: HealPorts) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
+    """Per minute since the change: Duration p95 or Throttles against their threshold; Errors
+    against the issue's threshold when it gave one, else the error rate against the scan's."""
     change = incident.change or {}
     target = change["target"]
     metric, stat = METRICS.get(issue.issue_type, ("Errors", "Sum"))
     thresholds = ports.params.scan_thresholds
-    threshold = issue.signals.get("threshold") or {
-        "Duration": thresholds.latency_p95_ms, "Throttles": thresholds.throttles, "Errors": 0.0}[metric]
+    explicit = issue.signals.get("threshold")
+    as_rate = metric == "Errors" and explicit is None
+    threshold = float(explicit if explicit is not None else {
+        "Duration": thresholds.latency_p95_ms, "Throttles": thresholds.throttles, "Errors": thresholds.error_rate_pct}[metric])
     start = _parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
     end = max(now(), start + timedelta(minutes=1))
     dims = [{"Name": "FunctionName", "Value": target}]
+    queries = [(metric.lower(), metric, stat)] + ([("invocations", "Invocations", "Sum")] if as_rate else [])
     try:
         results = ports.cloud.client("cloudwatch").get_metric_data(
-            MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": dims},
-                                                         "Period": 60, "Stat": stat}}],
+            MetricDataQueries=[{"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dims},
+                                                           "Period": 60, "Stat": st}} for qid, name, st in queries],
             StartTime=start, EndTime=end,
         ).get("MetricDataResults", [])
     except ClientError as exc:
         return False, figures, [step(f"Did {metric} stay under {threshold:g}?", "GetMetricData",
                                      f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery")]
-    values = [float(v) for r in results for v in r.get("Values", [])]
-    worst = max(values) if values else 0.0
-    figures.update({f"after_{metric.lower()}_max": worst, "threshold": float(threshold), "after_datapoints": float(len(values))})
+    series = {r["Id"]: dict(zip(r.get("Timestamps", []), r.get("Values", []), strict=False)) for r in results}
+    measured = series.get(metric.lower(), {})
+    if as_rate:
+        calls = series.get("invocations", {})
+        values = [100.0 * float(v) / float(calls[t]) if calls.get(t) else (100.0 if v else 0.0) for t, v in measured.items()]
+        label = "error rate %"
+        figures["after_error_rate_pct_max"] = max(values, default=0.0)
+    else:
+        values = [float(v) for v in measured.values()]
+        label = f"{metric} ({stat})"
+        figures[f"after_{metric.lower()}_max"] = max(values, default=0.0)
+    worst = max(values, default=0.0)
+    figures.update({"threshold": threshold, "after_datapoints": float(len(values))})
     recovered = worst <= threshold
-    return recovered, figures, [step(f"Did {target}'s {metric} ({stat}) stay under {threshold:g} for the window?",
-                                     f"GetMetricData {metric} per minute since the change",
-                                     f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}")]
+    return recovered, figures, [step(f"Did {target}'s {label} stay under {threshold:g} for the window?",
+                                     "GetMetricData per minute since the change",
+                                     f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}"
+                                     + ("" if values else " (no traffic: nothing shows the change harmful)"))]
 
 
 def _before_figures(incident: Incident) -> dict[str, float]:

@@ -385,6 +385,26 @@ def test_an_issue_without_an_alarm_resolves_when_its_metric_stays_under_the_thre
     assert [e["type"] for e in dependant.events()] == ["FixApplied", "FixVerified"]
 
 
+@pytest.mark.parametrize("errors, final, timeout_after", [(3.0, "RESOLVED", 10), (20.0, "ESCALATED", 3)])
+def test_an_error_issue_without_a_threshold_is_verified_on_the_scan_error_rate(aws, errors, final, timeout_after):
+    # Given a reported error-rate issue (no alarm, no threshold) whose timeout fix 3 -> 10 s was applied
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"})
+    pipeline.run()
+    at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=30)
+    dims = [{"Name": "FunctionName", "Value": FUNCTION}]
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Errors", "Dimensions": dims, "Timestamp": at, "Value": errors},
+        {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Value": 100.0}])
+
+    # When the window ends: 3 % stays under the scan's 5 %, 20 % does not
+    pipeline.fire_due("verify", after_seconds=1000)
+
+    incident = only_incident(pipeline)
+    assert incident.status == final
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == timeout_after
+
+
 # ------------------------------------------------------------------------------ replays and crashes
 
 
