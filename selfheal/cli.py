@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rejected", help="events the agents refused, with the reason", epilog=EPILOG)
     _common(p)
     p.add_argument("--days", type=int, default=7)
+    p.add_argument("--limit", type=int, default=None, help="at most this many, newest first (default: all)")
     p.set_defaults(func=cmd_rejected)
 
     p = sub.add_parser(
@@ -536,7 +537,7 @@ def cmd_rejected(args: argparse.Namespace) -> int:
     from . import ops
 
     target = _target(args)
-    items = ops.rejected(target, days=args.days)
+    items = ops.rejected(target, days=args.days, limit=args.limit)
     if args.json:
         emit_json({"rejected": items})
         return 0

@@ -576,13 +576,11 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def rejected(target: Target, days: int = 7) -> list[dict[str, Any]]:
-    from selfheal_core.ddb import from_item
+def rejected(target: Target, days: int = 7, limit: int | None = None) -> list[dict[str, Any]]:
     from selfheal_core.rejections import RejectionLog
 
     out = []
-    for item in RejectionLog(target.monitoring_table).list(days=days):
-        item = from_item(item)
+    for item in RejectionLog(target.monitoring_table).list(days=days, limit=limit):
         out.append(
             {
                 k: item.get(k)

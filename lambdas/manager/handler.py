@@ -12,7 +12,7 @@ from agentops_monitoring import AgentOpsMonitor, instrument
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
-from selfheal_core.edge import idempotency, reject
+from selfheal_core.edge import bounded, idempotency, reject
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
@@ -50,6 +50,7 @@ DUE_TYPES = frozenset({DetailType.APPLY_DUE.value, DetailType.VERIFY_DUE.value})
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
+@bounded(agent=logic.AGENT, settings=settings, monitor=monitor)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(event, dict) and event.get("detail-type") in DUE_TYPES:
         return _handle(event)
@@ -73,7 +74,8 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
     correlation_id = str(event.get("id") or "") if isinstance(event, dict) else ""
     if detail_type == DetailType.ISSUE_REPORTED.value:
         intake = parse_issue_reported(event)
-        return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id)
+        return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id,
+                                   delivery_id=correlation_id)
     if detail_type == ALARM_DETAIL_TYPE:
         return logic.handle_intake(parse_alarm(event), p, correlation_id=correlation_id)
     if detail_type == SCHEDULED_DETAIL_TYPE:

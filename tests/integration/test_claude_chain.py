@@ -205,3 +205,42 @@ def test_budget_refusal_pauses_alerts_and_resumes_when_budget_is_raised(pipeline
 
     [resumed] = pipeline.incidents()
     assert resumed.status == "PATCH_READY" and len(server.requests) == 1
+
+
+def test_a_retry_after_the_model_answered_reuses_the_answer(pipeline, server, monkeypatch):
+    """The model is called at most once per (incident, attempt); its decision is written once."""
+    from selfheal_core.bus import EventPublisher, PublishError
+
+    server.script.append(good_fix(input_tokens=1_000, output_tokens=200))
+    original = EventPublisher.publish
+    failed = []
+
+    def flaky(self, *messages):
+        if self.source == "agentops.engineer" and not failed:
+            failed.append(messages[0].detail_type)
+            raise PublishError("PutEvents throttled")
+        return original(self, *messages)
+
+    monkeypatch.setattr(EventPublisher, "publish", flaky)
+    # Given the Engineer's publish fails after Claude answered
+    pipeline.put("IssueReported", code_issue())
+    [broken] = [d for d in pipeline.run() if d.error]
+    assert broken.agent == "engineer" and len(server.requests) == 1
+    # When Lambda retries the event, twice (a retry, then a replay of the same delivery)
+    for _ in range(2):
+        assert pipeline.invoke("engineer", broken.event).error is None
+    pipeline.run()
+    # Then no second model call, one propose_fix decision, and the LLM cost was counted once
+    assert len(server.requests) == 1
+    [incident] = pipeline.incidents()
+    proposals = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "propose_fix"]
+    assert len(proposals) == 1
+    llm = [c for c in pipeline_costs(incident.incident_id) if c["kind"] == "llm"]
+    assert len(llm) == 1
+
+
+def pipeline_costs(incident_id):
+    from boto3.dynamodb.conditions import Key
+
+    table = boto3.resource("dynamodb").Table(os.environ["MONITORING_TABLE_NAME"])
+    return table.query(KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident_id}") & Key("sk").begins_with("COST#"))["Items"]
