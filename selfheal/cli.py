@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("incident_id")
     p.set_defaults(func=cmd_trace)
 
+    p = sub.add_parser(
+        "patch", help="print a PATCH_READY incident's validated patch for `git am` (QA evidence in the message)",
+        epilog=EPILOG,
+    )
+    _common(p)
+    p.add_argument("incident_id")
+    p.set_defaults(func=cmd_patch)
+
     for verb, granted in (("approve", True), ("reject", False)):
         p = sub.add_parser(
             verb,
@@ -137,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rejected", help="events the agents refused, with the reason", epilog=EPILOG)
     _common(p)
     p.add_argument("--days", type=int, default=7)
+    p.add_argument("--limit", type=int, default=None, help="at most this many, newest first (default: all)")
     p.set_defaults(func=cmd_rejected)
 
     p = sub.add_parser(
@@ -390,6 +399,18 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_patch(args: argparse.Namespace) -> int:
+    from . import ops
+
+    target = _target(args)
+    result = ops.patch(target, args.incident_id)
+    if args.json:
+        emit_json(result)
+    else:
+        sys.stdout.write(result["mbox"])
+    return 0
+
+
 def cmd_approval(args: argparse.Namespace) -> int:
     from . import ops
 
@@ -516,7 +537,7 @@ def cmd_rejected(args: argparse.Namespace) -> int:
     from . import ops
 
     target = _target(args)
-    items = ops.rejected(target, days=args.days)
+    items = ops.rejected(target, days=args.days, limit=args.limit)
     if args.json:
         emit_json({"rejected": items})
         return 0

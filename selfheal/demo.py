@@ -21,7 +21,8 @@ from typing import Any
 from .output import emit_json, table, usd
 
 TERMINAL = {"RESOLVED", "FAILED", "ESCALATED"}
-SETTLED = TERMINAL | {"AWAITING_APPROVAL", "BUDGET_PAUSED"}
+# Waiting on a person, a budget, a low-traffic window or a merge: nothing more happens on its own soon.
+SETTLED = TERMINAL | {"AWAITING_APPROVAL", "BUDGET_PAUSED", "SCHEDULED", "PATCH_READY"}
 
 
 def _free_port(preferred: int) -> int:

@@ -13,13 +13,14 @@ from agentops_monitoring.budget import notify_budget_paused
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
-from selfheal_core.edge import idempotency, reject
+from selfheal_core.edge import bounded, idempotency, reject
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import logic
+from .proposals import ProposalStore
 from .providers.select import api_keys, choose_provider
 
 settings = get_settings()
@@ -37,6 +38,7 @@ def ports(context: LambdaContext) -> logic.EngineerPorts:
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=params,
         artifacts=ArtifactStore(settings.artifacts_bucket),
+        proposals=ProposalStore(settings.decisions_table_name),
         choose_provider=partial(
             choose_provider,
             params=params,
@@ -52,6 +54,7 @@ def ports(context: LambdaContext) -> logic.EngineerPorts:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
+@bounded(agent=logic.AGENT, settings=settings, monitor=monitor)
 @idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:

@@ -21,6 +21,7 @@ from selfheal_core.events import (
 from selfheal_core.incidents import IncidentStore, Status
 from selfheal_core.messaging import Messenger, follow_up
 
+from .proposals import ProposalStore
 from .providers.base import BudgetRefused, FixProvider, FixRequest, ProviderError, ProviderResult
 from .providers.runbook import RunbookProvider
 
@@ -38,6 +39,7 @@ class EngineerPorts:
     artifacts: ArtifactStore
     choose_provider: Callable[[IssueReportedV1], tuple[FixProvider, str]]
     notify_budget_paused: Callable[[str, str], None]
+    proposals: ProposalStore
 
 
 def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV1, ports: EngineerPorts) -> dict[str, Any]:
@@ -51,12 +53,21 @@ def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV
 
 def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: EngineerPorts) -> dict[str, Any]:
     feedback = [*data.feedback, rejection_feedback(metadata.attempt, data)]
+    incident = ports.incidents.get(metadata.incident_id)
+    # Only a rejection QA really recorded for this attempt counts (and REMEDIATING/FIX_PROPOSED at the
+    # next attempt is a retry of this step): an event alone cannot make the Engineer give up.
+    rejected_here = incident is not None and incident.status == Status.REJECTED.value and incident.attempts == metadata.attempt
+    retry_in_flight = (incident is not None and incident.attempts == metadata.attempt + 1
+                       and incident.status in (Status.REMEDIATING.value, Status.FIX_PROPOSED.value))
+    if not (rejected_here or retry_in_flight):
+        return {"action": "stale", "incident_id": metadata.incident_id}
     if metadata.attempt >= ports.params.max_fix_attempts:
         ports.monitor.record_decision(
             "give_up",
             [{"thought": f"QA rejected attempt {metadata.attempt} of {ports.params.max_fix_attempts}",
               "action": "stop retrying", "observation": data.reason[:300]}],
             {"attempt": metadata.attempt}, {"next": "RemediationFailed"}, 0.9,
+            once=f"give_up#{metadata.attempt}",
         )
         ports.messenger.send(
             DetailType.REMEDIATION_FAILED,
@@ -93,17 +104,28 @@ def _remediate(
         incident_id=metadata.incident_id, correlation_id=metadata.correlation_id, attempt=metadata.attempt,
         issue=issue, code_files=code_files, test_command=test_command, feedback=feedback, investigation=investigation,
     )
-    provider, why = ports.choose_provider(issue)
-    try:
-        result = _propose(provider, request, ports)
-    except BudgetRefused as exc:
-        if not RunbookProvider().supports(issue):
-            return _pause_for_budget(metadata, exc.reason, ports)
-        # Not paused: the runbook carries on, the decision says why, and the cost dashboard counts refusals.
-        why = f"budget guard refused the LLM call ({exc.reason}); runbook fallback"
-        result = _propose(RunbookProvider(), request, ports)
-    except ProviderError as exc:
-        return _fail(metadata, fingerprint, exc, why, ports)
+    stored = ports.proposals.get(metadata.incident_id, metadata.attempt)
+    if stored is not None:  # a retry or replay of this step: the model is not asked twice
+        provider_name, why = "stored", "reused the answer stored for this attempt (no new model call)"
+        outcome = stored
+    else:
+        provider, why = ports.choose_provider(issue)
+        provider_name = provider.name
+        try:
+            outcome = _propose(provider, request, ports)
+        except BudgetRefused as exc:
+            if not RunbookProvider().supports(issue):
+                return _pause_for_budget(metadata, exc.reason, ports)
+            # Not paused: the runbook carries on, the decision says why, and the cost dashboard counts refusals.
+            why = f"budget guard refused the LLM call ({exc.reason}); runbook fallback"
+            provider_name = RunbookProvider.name
+            outcome = _propose_or_error(RunbookProvider(), request, ports)
+        except ProviderError as exc:
+            outcome = exc
+        outcome = ports.proposals.put(metadata.incident_id, metadata.attempt, outcome)
+    if isinstance(outcome, ProviderError):
+        return _fail(metadata, fingerprint, outcome, why, ports)
+    result = outcome
 
     fix = result.fix
     if too_large(fix.model_dump(mode="json")):
@@ -118,7 +140,7 @@ def _remediate(
     ports.monitor.record_event("code_generated", {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level})
     chain = [
         {"thought": f"Attempt {metadata.attempt}: fix {issue.issue_type} on {issue.service}",
-         "action": f"choose provider: {provider.name}", "observation": why},
+         "action": f"choose provider: {provider_name}", "observation": why},
         *result.reasoning,
     ]
     if feedback:
@@ -132,12 +154,20 @@ def _remediate(
          "changes": [c.model_dump() for c in fix.changes]},
         result.confidence,
         model=fix.model,
+        once=f"propose_fix#{metadata.attempt}",
     )
     ports.messenger.send(
         DetailType.FIX_PROPOSED, follow_up(metadata, AGENT),
         FixProposedV1(issue=issue, fix=fix, fingerprint=fingerprint, feedback=feedback, investigation=investigation),
     )
     return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
+
+
+def _propose_or_error(provider: FixProvider, request: FixRequest, ports: EngineerPorts) -> ProviderResult | ProviderError:
+    try:
+        return _propose(provider, request, ports)
+    except ProviderError as exc:
+        return exc
 
 
 def _propose(provider: FixProvider, request: FixRequest, ports: EngineerPorts) -> ProviderResult:
@@ -167,6 +197,7 @@ def _pause_for_budget(metadata: Metadata, reason: str, ports: EngineerPorts) -> 
         [{"thought": "The daily LLM budget cannot cover this call", "action": "pause the incident; no call made",
           "observation": reason[:300]}],
         {"attempt": metadata.attempt}, {"status": Status.BUDGET_PAUSED.value}, 1.0,
+        once=f"budget_pause#{metadata.attempt}#{_pauses(paused)}",
     )
     ports.notify_budget_paused(metadata.incident_id, reason)
     return {"action": "budget_paused", "incident_id": metadata.incident_id}
@@ -177,6 +208,7 @@ def _fail(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str, po
         "remediation_failed",
         [{"thought": "The provider could not produce a valid fix", "action": why, "observation": exc.reason[:300]}],
         {"attempt": metadata.attempt}, {"category": exc.category}, 0.9,
+        once=f"remediation_failed#{metadata.attempt}",
     )
     category = exc.category if exc.category in ("budget", "provider_error", "invalid_output", "unsupported") else "provider_error"
     ports.messenger.send(
@@ -193,3 +225,7 @@ def _code_of(issue: IssueReportedV1, artifacts: ArtifactStore) -> tuple[dict[str
     if issue.code.artifact is not None:
         files.update(artifacts.get_json(issue.code.artifact))
     return files, issue.code.test_command
+
+
+def _pauses(incident: Any) -> int:
+    return sum(1 for h in incident.status_history if h.get("status") == Status.BUDGET_PAUSED.value)

@@ -12,7 +12,7 @@ from agentops_monitoring import AgentOpsMonitor, instrument
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
-from selfheal_core.edge import idempotency, reject
+from selfheal_core.edge import bounded, idempotency, reject
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
@@ -40,12 +40,29 @@ def ports() -> logic.ManagerPorts:
     )
 
 
+# Due events are guarded by conditional writes on the incident's change id and phase instead of
+# the idempotency store: a due event that came early is answered "not due" and must not become
+# the cached answer to the schedule that fires on time with the same content.
+DUE_TYPES = frozenset({DetailType.APPLY_DUE.value, DetailType.VERIFY_DUE.value})
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
-@idempotent(persistence_store=persistence, config=idempotency_config)
+@bounded(agent=logic.AGENT, settings=settings, monitor=monitor)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, dict) and event.get("detail-type") in DUE_TYPES:
+        return _handle(event)
+    return _idempotent_handler(event, context)
+
+
+@idempotent(persistence_store=persistence, config=idempotency_config)
+def _idempotent_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _handle(event)
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
     try:
         return route(event, ports())
     except InvalidEvent as exc:
@@ -57,7 +74,8 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
     correlation_id = str(event.get("id") or "") if isinstance(event, dict) else ""
     if detail_type == DetailType.ISSUE_REPORTED.value:
         intake = parse_issue_reported(event)
-        return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id)
+        return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id,
+                                   delivery_id=correlation_id)
     if detail_type == ALARM_DETAIL_TYPE:
         return logic.handle_intake(parse_alarm(event), p, correlation_id=correlation_id)
     if detail_type == SCHEDULED_DETAIL_TYPE:

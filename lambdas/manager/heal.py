@@ -322,7 +322,8 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     cid = change["change_id"]
     sources = frozenset({Status.APPROVED, Status.SCHEDULED})
     redo = incident.heal_phase == "applying"
-    claimed = ports.incidents.record(incident.incident_id, statuses=sources, require={"change_id": cid},
+    claimed = ports.incidents.record(incident.incident_id, statuses=sources,
+                                     require={"change_id": cid, "heal_phase": incident.heal_phase},
                                      values={"heal_phase": "applying"})
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -375,7 +376,7 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
     retry of a step whose write already landed, the guard fails and the values read back are ours."""
     lam = cloud.client("lambda")
     if check_fresh:
-        _check_unguarded(lam, target, values, base, redo=redo)
+        _check_unguarded(lam, target, values, base)
     config = {k: v for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items() if v is not None}
     result: dict[str, Any] = {}
     if config:
@@ -391,13 +392,15 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
                 raise HealAbort(f"UpdateFunctionConfiguration on {target} failed ({code}); nothing was changed") from exc
             current = lam.get_function_configuration(FunctionName=target)
             landed = {"MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout")}
-            if not (redo and all(landed[k] == int(v) for k, v in config.items())):
+            # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step).
+            if not all(landed[k] == int(v) for k, v in config.items()):
                 raise HealAbort(
                     f"{target} changed since it was read (RevisionId {revision_id} is stale, now {current.get('RevisionId')}): "
                     f"fail safe, nothing was changed; values now timeout {landed['Timeout']} s, memory {landed['MemorySize']} MB"
                 ) from exc
             result["revision_after"] = current.get("RevisionId")
-            chain.append(step("A retry: did the interrupted write land?", "GetFunctionConfiguration", "yes; carry on"))
+            chain.append(step("The revision moved: is it our own earlier write?", "GetFunctionConfiguration",
+                              "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else "")))
     done: list[str] = list(config)
     try:
         if "reserved_concurrency" in values:
@@ -413,11 +416,11 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
     return result
 
 
-def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float], *, redo: bool) -> None:
+def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
     """Concurrency and retries have no RevisionId: read them again and refuse if someone moved them."""
     if "reserved_concurrency" in values:
         now_value = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
-        if not _same(now_value, base["reserved_concurrency"]) and not (redo and _same(now_value, values["reserved_concurrency"])):
+        if not _same(now_value, base["reserved_concurrency"]) and not _same(now_value, values["reserved_concurrency"]):
             raise HealAbort(f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
                             "that was validated: fail safe, nothing was changed")
     if "max_retries" in values:
@@ -425,7 +428,7 @@ def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict
             now_value = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
         except ClientError:
             now_value = None
-        if not _same(now_value, base["max_retries"]) and not (redo and _same(now_value, values["max_retries"])):
+        if not _same(now_value, base["max_retries"]) and not _same(now_value, values["max_retries"]):
             raise HealAbort(f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
                             "that was validated: fail safe, nothing was changed")
 
@@ -520,31 +523,47 @@ METRICS = {
 
 def _metric_recovery(incident: Incident, issue: IssueReportedV1, figures: dict[str, float],
                      ports: HealPorts) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
+    """Per minute since the change: Duration p95 or Throttles against their threshold; Errors
+    against the issue's threshold when it gave one, else the error rate against the scan's."""
     change = incident.change or {}
     target = change["target"]
     metric, stat = METRICS.get(issue.issue_type, ("Errors", "Sum"))
     thresholds = ports.params.scan_thresholds
-    threshold = issue.signals.get("threshold") or {
-        "Duration": thresholds.latency_p95_ms, "Throttles": thresholds.throttles, "Errors": 0.0}[metric]
+    explicit = issue.signals.get("threshold")
+    as_rate = metric == "Errors" and explicit is None
+    threshold = float(explicit if explicit is not None else {
+        "Duration": thresholds.latency_p95_ms, "Throttles": thresholds.throttles, "Errors": thresholds.error_rate_pct}[metric])
     start = _parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
     end = max(now(), start + timedelta(minutes=1))
     dims = [{"Name": "FunctionName", "Value": target}]
+    queries = [(metric.lower(), metric, stat)] + ([("invocations", "Invocations", "Sum")] if as_rate else [])
     try:
         results = ports.cloud.client("cloudwatch").get_metric_data(
-            MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": dims},
-                                                         "Period": 60, "Stat": stat}}],
+            MetricDataQueries=[{"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dims},
+                                                           "Period": 60, "Stat": st}} for qid, name, st in queries],
             StartTime=start, EndTime=end,
         ).get("MetricDataResults", [])
     except ClientError as exc:
         return False, figures, [step(f"Did {metric} stay under {threshold:g}?", "GetMetricData",
                                      f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery")]
-    values = [float(v) for r in results for v in r.get("Values", [])]
-    worst = max(values) if values else 0.0
-    figures.update({f"after_{metric.lower()}_max": worst, "threshold": float(threshold), "after_datapoints": float(len(values))})
+    series = {r["Id"]: dict(zip(r.get("Timestamps", []), r.get("Values", []), strict=False)) for r in results}
+    measured = series.get(metric.lower(), {})
+    if as_rate:
+        calls = series.get("invocations", {})
+        values = [100.0 * float(v) / float(calls[t]) if calls.get(t) else (100.0 if v else 0.0) for t, v in measured.items()]
+        label = "error rate %"
+        figures["after_error_rate_pct_max"] = max(values, default=0.0)
+    else:
+        values = [float(v) for v in measured.values()]
+        label = f"{metric} ({stat})"
+        figures[f"after_{metric.lower()}_max"] = max(values, default=0.0)
+    worst = max(values, default=0.0)
+    figures.update({"threshold": threshold, "after_datapoints": float(len(values))})
     recovered = worst <= threshold
-    return recovered, figures, [step(f"Did {target}'s {metric} ({stat}) stay under {threshold:g} for the window?",
-                                     f"GetMetricData {metric} per minute since the change",
-                                     f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}")]
+    return recovered, figures, [step(f"Did {target}'s {label} stay under {threshold:g} for the window?",
+                                     "GetMetricData per minute since the change",
+                                     f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}"
+                                     + ("" if values else " (no traffic: nothing shows the change harmful)"))]
 
 
 def _before_figures(incident: Incident) -> dict[str, float]:

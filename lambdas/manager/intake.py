@@ -5,6 +5,7 @@ Everything becomes an `Intake`: a validated issue plus where it came from and it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,12 @@ from selfheal_core.events import (
     Severity,
     describe_validation_error,
     parse_detail,
+    storable_number,
 )
 from selfheal_core.redact import scrub
 
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
+ALARM_STATES = frozenset({"ALARM", "OK", "INSUFFICIENT_DATA"})
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 
 # CloudWatch metric name -> issue type (first match wins; checked case-insensitively).
@@ -68,6 +71,10 @@ def parse_issue_reported(event: dict[str, Any]) -> Intake:
             issue = IssueReportedV1.model_validate(detail)
         except ValidationError as exc:
             raise InvalidEvent(f"IssueReported is invalid: {describe_validation_error(exc)}") from exc
+    if issue.code is not None and issue.code.artifact is not None:
+        # Claim checks are created by the Manager only: a producer's artifact key could point at
+        # another incident's code, or at nothing.
+        raise InvalidEvent("code.artifact is set by Selfheal only; send the source as code.files")
     issue = redact_issue(issue)
     resource = issue.resource or (issue.idempotency_key if issue.idempotency_key and not issue.code else None)
     return Intake(issue=issue, fingerprint=fingerprint(issue.service, issue.issue_type, resource), origin="issue")
@@ -85,6 +92,8 @@ def parse_alarm(event: dict[str, Any]) -> Intake:
     alarm = CloudWatchAlarmData(detail)
     try:
         state = alarm.state.value
+        if state not in ALARM_STATES:
+            raise InvalidEvent(f"unknown alarm state {str(state)[:40]!r}; expected one of {sorted(ALARM_STATES)}")
         reason = alarm.state.reason
         metrics = _alarm_metrics(alarm)
     except (KeyError, TypeError) as exc:
@@ -94,16 +103,22 @@ def parse_alarm(event: dict[str, Any]) -> Intake:
     service = _service_for(metrics) or alarm.alarm_name
     description = alarm.configuration.description or "" if "configuration" in detail else ""
     severity = _severity_for(alarm.alarm_name + " " + description, issue_type)
-    signals = _reason_signals(alarm.state.reason_data_decoded if alarm.state.get("reasonData") else None)
-    issue = IssueReportedV1(
-        service=service[:128],
-        issue_type=issue_type,
-        severity=severity,
-        summary=f"Alarm {alarm.alarm_name} is {state}: {reason}"[:2000],
-        signals=signals,
-        evidence=[f"metrics: {', '.join(n for n in metric_names if n) or 'expression'}"],
-        resource=alarm.alarm_name,
-    )
+    try:
+        signals = _reason_signals(alarm.state.reason_data_decoded if alarm.state.get("reasonData") else None)
+    except (ValueError, TypeError):  # reasonData is a JSON string; a malformed one just carries no signals
+        signals = {}
+    try:
+        issue = IssueReportedV1(
+            service=service[:128],
+            issue_type=issue_type,
+            severity=severity,
+            summary=f"Alarm {alarm.alarm_name} is {state}: {reason}"[:2000],
+            signals=signals,
+            evidence=[f"metrics: {', '.join(n for n in metric_names if n) or 'expression'}"],
+            resource=alarm.alarm_name,
+        )
+    except ValidationError as exc:
+        raise InvalidEvent(f"alarm state change is invalid: {describe_validation_error(exc)}") from exc
     return Intake(
         issue=issue, fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name), origin="alarm", alarm_state=state,
         alarm_function=next((str(m["dimensions"]["FunctionName"]) for m in metrics if (m.get("dimensions") or {}).get("FunctionName")),
@@ -149,10 +164,12 @@ def _severity_for(text: str, issue_type: IssueType) -> Severity:
 def _reason_signals(reason_data: Any) -> dict[str, float]:
     if not isinstance(reason_data, dict):
         return {}
-    signals: dict[str, float] = {}
     points = reason_data.get("recentDatapoints") or []
-    if points and isinstance(points[-1], (int, float)):
-        signals["latest_datapoint"] = float(points[-1])
-    if isinstance(reason_data.get("threshold"), (int, float)):
-        signals["threshold"] = float(reason_data["threshold"])
+    candidates = {"latest_datapoint": points[-1] if isinstance(points, list) and points else None,
+                  "threshold": reason_data.get("threshold")}
+    signals: dict[str, float] = {}
+    for name, value in candidates.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError, OverflowError):
+                signals[name] = storable_number(float(value))
     return signals

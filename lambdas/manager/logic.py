@@ -55,12 +55,13 @@ def step(thought: str, action: str, observation: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------ intake
 
 
-def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str) -> dict[str, Any]:
+def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None) -> dict[str, Any]:
     if intake.origin == "alarm" and intake.alarm_state != "ALARM":
         return _alarm_recovered(intake, ports) if intake.alarm_state == "OK" else {"action": "ignored", "reason": intake.alarm_state}
 
-    # Derived from the delivery, so a retry of this invocation reopens the same incident.
-    incident_id = "inc-" + hashlib.sha256(f"{correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
+    # Derived from the delivery (its event id), so a retry of this invocation reopens the same
+    # incident, while the same producer key reported again later is a new delivery.
+    incident_id = "inc-" + hashlib.sha256(f"{delivery_id or correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
     # Source code lives in the artifacts store from the start: the incident item stays small and
     # a paused incident can be resumed from the item alone.
     issue = _claim_check_code(intake.issue, incident_id, ports.artifacts)

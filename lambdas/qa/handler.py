@@ -11,7 +11,7 @@ from agentops_monitoring import AgentOpsMonitor, instrument
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_settings
-from selfheal_core.edge import idempotency, reject
+from selfheal_core.edge import bounded, idempotency, reject
 from selfheal_core.events import DetailType, Fix, InvalidEvent, Investigation, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
@@ -49,6 +49,7 @@ def ports() -> logic.QaPorts:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
+@bounded(agent=logic.AGENT, settings=settings, monitor=monitor)
 @idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:

@@ -21,7 +21,7 @@ from selfheal.local.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL"}
+TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "SCHEDULED", "PATCH_READY", "VERIFYING"}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from selfheal_core import aws
-from selfheal_core.incidents import IncidentStore, Status
+from selfheal_core.incidents import IncidentContention, IncidentStore, Status
 from tests.support.atomic import make_dynamodb_requests_atomic
 from tests.support.tables import create_tables
 
@@ -85,3 +85,49 @@ def test_list_recent_and_cost_total(store):
     [incident] = store.list_recent(days=1)
     assert incident.public()["cost_usd"] == pytest.approx(0.013)
     assert set(incident.public()) >= {"incident_id", "status", "attempts", "cost_usd"}
+
+
+def test_a_report_that_recurs_after_the_lock_expired_opens_a_new_incident(store):
+    # Given an incident that closed, and its fingerprint lock removed by DynamoDB's TTL
+    open_one(store)
+    store.transition("inc-1", Status.RESOLVED, reason="fixed")
+    store._table.delete_item(Key={"pk": "FINGERPRINT#fp-1", "sk": "#OPEN"})
+    # When a retry of the delivery that opened it arrives, it finds its own (closed) incident, no recursion
+    again, is_new = open_one(store)
+    assert (again.incident_id, again.status, is_new) == ("inc-1", "RESOLVED", False)
+    # And a new report (a new delivery) opens a new incident
+    fresh, is_new = open_one(store, incident_id="inc-2")
+    assert is_new and fresh.incident_id == "inc-2" and store.open_incident_for("fp-1") == "inc-2"
+
+
+def test_a_dangling_lock_never_creates_a_partial_incident(store):
+    # Given a lock whose incident item does not exist (written by hand, or a bug)
+    store._table.put_item(Item={"pk": "FINGERPRINT#fp-1", "sk": "#OPEN", "incident_id": "inc-ghost"})
+    # When a report arrives, it is not folded into the ghost (no partial item is created)
+    incident, is_new = open_one(store)
+    assert "Item" not in store._table.get_item(Key={"pk": "INCIDENT#inc-ghost", "sk": "#META"})
+    # Then the dangling lock is replaced and the report opens its own incident
+    assert is_new and store.open_incident_for("fp-1") == incident.incident_id == "inc-1"
+
+
+def test_a_lock_that_keeps_changing_is_raised_for_the_lambda_retry(store, monkeypatch):
+    # Given a lock that is always held, yet never readable (it changes under every read)
+    monkeypatch.setattr(store, "open_incident_for", lambda fingerprint: None)
+    store._table.put_item(Item={"pk": "FINGERPRINT#fp-1", "sk": "#OPEN", "incident_id": "inc-other"})
+    # Then the tries are bounded and the delivery fails visibly (retry, then DLQ), no RecursionError
+    with pytest.raises(IncidentContention):
+        open_one(store)
+
+
+def test_throttling_is_raised_for_the_lambda_retry_not_taken_for_a_held_lock(store, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    client = store._table.meta.client
+
+    def throttled(**kwargs):
+        raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "x"},
+                           "CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}]}, "TransactWriteItems")
+
+    monkeypatch.setattr(client, "transact_write_items", throttled)
+    with pytest.raises(ClientError):
+        open_one(store)

@@ -140,6 +140,20 @@ class Pipeline:
             fired.append(schedule["Name"])
         return fired
 
+    def fire_due(self, kind: str | None = None, *, after_seconds: int = 2 * 86_400) -> list[Delivery]:
+        """Move the heal loop's clock past every due time, fire the schedules, run the chain."""
+        from datetime import timedelta
+
+        from lambdas.manager import heal
+
+        original = heal.now
+        heal.now = lambda: original() + timedelta(seconds=after_seconds)  # type: ignore[assignment]
+        try:
+            self.fire_schedules(kind)
+            return self.run()
+        finally:
+            heal.now = original  # type: ignore[assignment]
+
     def _queue(self, name: str) -> str:
         return self.sqs.create_queue(QueueName=f"test-{name}")["QueueUrl"]
 

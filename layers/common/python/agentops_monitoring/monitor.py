@@ -118,16 +118,24 @@ class AgentOpsMonitor:
         *,
         model: str | None = None,
         cost_usd: float | None = None,
+        once: str | None = None,
     ) -> dict[str, Any]:
-        """`cost_usd` defaults to the LLM cost tracked since this invocation's previous decision."""
+        """`cost_usd` defaults to the LLM cost tracked since this invocation's previous decision.
+
+        `once`: a key for this step of this incident (e.g. "propose_fix#2"). The decision is then
+        written at most once, whatever retries and replays run the step again.
+        """
         decision = records.Decision.model_validate(
             {"decision_type": decision_type, "reasoning_chain": reasoning_chain, "confidence_score": confidence_score})
         cost = self._llm_cost_since_decision if cost_usd is None else cost_usd
         self._llm_cost_since_decision = 0.0
         item = records.decision_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
                                      decision=decision, inputs=inputs, outputs=outputs, model=model,
-                                     cost_usd=cost, now=self._now())
-        self._put(self.settings.decisions_table_name, item)
+                                     cost_usd=cost, now=self._now(), once=once)
+        if once is None:
+            self._put(self.settings.decisions_table_name, item)
+        elif not self._put_once(self.settings.decisions_table_name, item):
+            return item  # already recorded by an earlier run of this step
         self._count(names.EVENTS, names.DECISION_MADE, {names.AGENT: self.agent})
         return item
 
@@ -256,6 +264,19 @@ class AgentOpsMonitor:
     def _put(self, table_name: str, item: dict[str, Any]) -> None:
         aws.table(table_name).put_item(Item=to_item(item))
         self._requests["dynamodb_writes"] += 1
+
+    def _put_once(self, table_name: str, item: dict[str, Any]) -> bool:
+        """False when an item with this key exists already."""
+        from botocore.exceptions import ClientError
+
+        self._requests["dynamodb_writes"] += 1
+        try:
+            aws.table(table_name).put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def _record_cost(self, kind: str, cost_usd: float, **details: Any) -> None:
         item = records.cost_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,

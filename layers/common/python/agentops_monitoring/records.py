@@ -57,10 +57,13 @@ def _ttl(days: int) -> int:
 
 
 def decision_item(*, agent: str, incident_id: str | None, correlation_id: str | None, decision: Decision,
-                  inputs: Any, outputs: Any, model: str | None, cost_usd: float, now: str) -> dict[str, Any]:
+                  inputs: Any, outputs: Any, model: str | None, cost_usd: float, now: str,
+                  once: str | None = None) -> dict[str, Any]:
+    # A step's decision has a key of its own (written once); others are keyed by time.
     uid = keys.uid()
+    sk = f"DECISION#ONCE#{agent}#{once}"[:1024] if once else f"DECISION#{now}#{uid}"
     return {
-        "pk": keys.owner_pk(incident_id, agent), "sk": f"DECISION#{now}#{uid}",
+        "pk": keys.owner_pk(incident_id, agent), "sk": sk,
         "gsi1pk": f"AGENT#{agent}", "gsi1sk": now,
         "record_type": "decision", "decision_id": uid, "agent": agent,
         "incident_id": incident_id, "correlation_id": correlation_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from .config import Settings
@@ -11,10 +13,20 @@ from .rejections import RejectionLog
 # A step is identified by what it is about, not by the delivery: replays and duplicate
 # deliveries of the same step share a key. Alarms and schedules fall back to the event id; a
 # request resumed after a budget pause is a new step (`resumed` counts them).
+# An external IssueReported is keyed by its producer's idempotency_key or the event id, never by
+# a metadata.incident_id the producer chose (two different reports could share one).
 IDEMPOTENCY_KEY = (
-    '["detail-type", detail.metadata.incident_id || detail.data.idempotency_key || detail.idempotency_key || id,'
+    "[\"detail-type\","
+    " (\"detail-type\" == 'IssueReported' && (detail.data.idempotency_key || detail.idempotency_key || id))"
+    " || detail.metadata.incident_id || id,"
     " detail.metadata.attempt, detail.data.resumed]"
 )
+
+# Checked before anything copies or stores the event. EventBridge delivers up to 256 KB and
+# 1,000 levels of nesting; no valid event of ours comes near these.
+MAX_EVENT_DEPTH = 32
+MAX_KEY_CHARS = 256
+MAX_EVENT_CHARS = 262_144
 
 
 def idempotency(settings: Settings) -> tuple[Any, Any]:
@@ -28,6 +40,46 @@ def idempotency(settings: Settings) -> tuple[Any, Any]:
 def reject(event: Any, reason: str, *, agent: str, settings: Settings, monitor: Any) -> dict[str, Any]:
     """Keep the refused event with its reason (operators list them), count it, carry on."""
     RejectionLog(settings.monitoring_table_name).record(reason=reason, event=event, agent=agent)
-    logger.warning("event rejected", extra={"reason": reason})
+    logger.warning("event rejected", extra={"reason": reason[:1000]})
     monitor.record_event("event_rejected", {"reason": reason[:300]})
-    return {"action": "rejected", "reason": reason}
+    return {"action": "rejected", "reason": reason[:500]}  # stored as the idempotent answer: kept small
+
+
+def bounds_problem(event: Any) -> str | None:
+    """Why an event is too deep, too large or has oversized keys; iterative, so depth cannot crash it."""
+    stack: list[tuple[Any, int]] = [(event, 1)]
+    size = 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EVENT_DEPTH:
+            return f"event is nested deeper than {MAX_EVENT_DEPTH} levels"
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if len(str(key)) > MAX_KEY_CHARS:
+                    return f"event has a field name longer than {MAX_KEY_CHARS} characters"
+                size += len(str(key)) + 4
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+            size += 2
+        else:
+            size += len(node) if isinstance(node, str) else 8
+        if size > MAX_EVENT_CHARS:
+            return f"event is larger than {MAX_EVENT_CHARS} characters"
+    return None
+
+
+def bounded(*, agent: str, settings: Settings, monitor: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Refuse out-of-bounds events (with a recorded reason) before idempotency copies them."""
+
+    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def wrapper(event: Any, context: Any) -> Any:
+            problem = bounds_problem(event)
+            if problem is not None:
+                return reject(event, problem, agent=agent, settings=settings, monitor=monitor)
+            return handler(event, context)
+
+        return wrapper
+
+    return decorator

@@ -6,14 +6,15 @@ with a reason by `parse_detail`; nothing here touches AWS.
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-EVENT_VERSION = "1"
+EVENT_VERSION: Literal["1"] = "1"
 MAX_SUMMARY_CHARS = 2_000
 MAX_EVIDENCE_ITEMS = 200
 
@@ -66,6 +67,24 @@ class RiskLevel(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+
+
+# DynamoDB stores numbers with magnitudes from 1e-130 to below 1e126; NaN and infinity not at all.
+DYNAMODB_MAX_MAGNITUDE = 1e126
+DYNAMODB_MIN_MAGNITUDE = 1e-130
+
+
+def storable_number(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if value != 0 and not DYNAMODB_MIN_MAGNITUDE <= abs(value) < DYNAMODB_MAX_MAGNITUDE:
+        raise ValueError("is outside the storable range (magnitude 1e-130 to 1e126, or 0)")
+    return value
+
+
+Number = Annotated[float, AfterValidator(storable_number)]
+SignalName = Annotated[str, Field(min_length=1, max_length=128)]
+MAX_SIGNALS = 64
 
 
 class _Model(BaseModel):
@@ -122,7 +141,7 @@ class IssueReportedV1(_Model):
     issue_type: IssueType
     severity: Severity = Severity.MEDIUM
     summary: str = Field(min_length=1, max_length=MAX_SUMMARY_CHARS)
-    signals: dict[str, float] = Field(default_factory=dict)
+    signals: dict[SignalName, Number] = Field(default_factory=dict, max_length=MAX_SIGNALS)
     evidence: list[str] = Field(default_factory=list, max_length=MAX_EVIDENCE_ITEMS)
     code: CodeBundle | None = None
     idempotency_key: str | None = Field(default=None, max_length=256)
@@ -172,8 +191,8 @@ class RemediationRequestedV1(_Model):
 class ConfigChange(_Model):
     setting: Literal["memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size"]
     target: str = Field(min_length=1, max_length=256, description="function or resource to change")
-    current: float | None = None
-    proposed: float
+    current: Number | None = None
+    proposed: Number
 
 
 class Fix(_Model):
@@ -208,7 +227,7 @@ class Evidence(_Model):
     passed: bool
     command: str | None = None
     exit_code: int | None = None
-    duration_ms: float | None = None
+    duration_ms: Number | None = None
     excerpt: str = Field(default="", max_length=4_000)
 
 
@@ -323,6 +342,19 @@ DATA_MODELS: dict[str, dict[str, type[_Model]]] = {
 }
 
 
+# Who may send each agent-to-agent detail-type (the bus rules and IAM say the same; handlers check
+# it too, so a mis-scoped rule or role is not enough to forge a step). IssueReported: anyone.
+CONTRACT_SOURCES: dict[str, frozenset[str]] = {
+    DetailType.REMEDIATION_REQUESTED.value: frozenset({Source.MANAGER.value}),
+    DetailType.FIX_PROPOSED.value: frozenset({Source.ENGINEER.value}),
+    DetailType.FIX_REJECTED.value: frozenset({Source.QA.value}),
+    DetailType.FIX_VALIDATED.value: frozenset({Source.QA.value}),
+    DetailType.REMEDIATION_FAILED.value: frozenset({Source.ENGINEER.value, Source.QA.value}),
+    DetailType.APPROVAL_GRANTED.value: frozenset({Source.OPERATOR.value}),
+    DetailType.APPROVAL_DENIED.value: frozenset({Source.OPERATOR.value}),
+}
+
+
 class InvalidEvent(ValueError):
     """An event that cannot be processed; `reason` is safe to show an operator."""
 
@@ -334,8 +366,9 @@ class InvalidEvent(ValueError):
 def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{loc}: {err['msg']}")
+        # Field names come from the sender: capped, so a huge key cannot bloat the stored answer.
+        loc = ".".join(str(p)[:64] for p in err["loc"])[:200] or "<root>"
+        parts.append(f"{loc}: {err['msg'][:200]}")
     return "; ".join(parts)
 
 
@@ -355,7 +388,10 @@ def parse_detail(detail_type: str, detail: dict[str, Any], source: str = "", eve
     """Validate an envelope detail; raise InvalidEvent with a readable reason."""
     versions = DATA_MODELS.get(detail_type)
     if versions is None:
-        raise InvalidEvent(f"unknown detail-type {detail_type!r}")
+        raise InvalidEvent(f"unknown detail-type {detail_type[:100]!r}")
+    allowed = CONTRACT_SOURCES.get(detail_type)
+    if allowed is not None and source not in allowed:
+        raise InvalidEvent(f"{detail_type} must come from {sorted(allowed)}, not {source[:100]!r}")
     if not isinstance(detail, dict) or "metadata" not in detail or "data" not in detail:
         raise InvalidEvent("detail must be an object with 'metadata' and 'data'")
     raw_meta = detail["metadata"]

@@ -97,7 +97,8 @@ class Incident:
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Incident:
         item = from_item(item)
-        return cls(**{f: item.get(f, _DEFAULTS.get(f)) for f in cls.__dataclass_fields__})
+        values: dict[str, Any] = {f: item.get(f, _DEFAULTS.get(f)) for f in cls.__dataclass_fields__}
+        return cls(**values)
 
     def public(self) -> dict[str, Any]:
         """The stable JSON shape the CLI prints (README documents it)."""
@@ -120,6 +121,24 @@ class Incident:
 
 
 _DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": "", "status_history": []}
+
+
+OPEN_TRIES = 4
+
+
+class IncidentContention(RuntimeError):
+    """The fingerprint lock kept changing under us; the Lambda retry tries again later."""
+
+
+def _cancellation(exc: ClientError) -> tuple[bool, bool]:
+    """(lock held, incident exists) from a cancelled open transaction; (False, False) for anything else."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False, False
+    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+    if len(reasons) != 2:
+        # No reasons (older emulators): only a condition can cancel this pair; assume the lock.
+        return True, False
+    return reasons[0] == "ConditionalCheckFailed", reasons[1] == "ConditionalCheckFailed"
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -183,36 +202,54 @@ class IncidentStore:
         }
         lock_item = {"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN, "incident_id": incident_id, "created_at": now}
         client = self._table.meta.client
+        for _ in range(OPEN_TRIES):
+            try:
+                client.transact_write_items(
+                    TransactItems=[
+                        {"Put": {"TableName": self.table_name, "Item": to_item(lock_item),
+                                 "ConditionExpression": "attribute_not_exists(pk) OR cooldown_until < :now",
+                                 "ExpressionAttributeValues": to_item({":now": now})}},
+                        {"Put": {"TableName": self.table_name, "Item": to_item(incident_item),
+                                 "ConditionExpression": "attribute_not_exists(pk)"}},
+                    ]
+                )
+                opened = Incident.from_item(incident_item)
+                self.on_transition(opened)
+                return opened, True
+            except ClientError as exc:
+                lock_held, incident_exists = _cancellation(exc)
+                if not (lock_held or incident_exists):
+                    raise  # throttling, a transaction conflict, ...: the Lambda retry redoes the step
+            if incident_exists:
+                # This delivery opened it before (a retry): carry on with that incident, open or not.
+                existing = self.get(incident_id)
+                if existing is not None:
+                    return existing, existing.status not in TERMINAL
+            existing_id = self.open_incident_for(fingerprint)
+            if existing_id is None:
+                continue  # the lock was released or expired between our write and the read: try again
+            folded = self._fold(existing_id, now)
+            if folded is not None:
+                return folded, False
+            # The lock points at an incident that does not exist: remove that dangling lock, try again.
+            self.release_now(fingerprint, existing_id)
+        raise IncidentContention(f"could not open or fold fingerprint {fingerprint} after {OPEN_TRIES} tries")
+
+    def _fold(self, incident_id: str, now: str) -> Incident | None:
+        """Count a duplicate in one conditional write; None if the incident item is gone."""
         try:
-            client.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": self.table_name, "Item": to_item(lock_item),
-                             "ConditionExpression": "attribute_not_exists(pk) OR cooldown_until < :now",
-                             "ExpressionAttributeValues": to_item({":now": now})}},
-                    {"Put": {"TableName": self.table_name, "Item": to_item(incident_item),
-                             "ConditionExpression": "attribute_not_exists(pk)"}},
-                ]
+            folded = self._table.update_item(
+                Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
+                UpdateExpression="ADD duplicates :one SET updated_at = :now",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":one": 1, ":now": now},
+                ReturnValues="ALL_NEW",
             )
-            opened = Incident.from_item(incident_item)
-            self.on_transition(opened)
-            return opened, True
         except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
-        existing_id = self.open_incident_for(fingerprint)
-        if existing_id == incident_id:  # a retry of the delivery that opened it: carry on opening
-            return self.get(incident_id), True
-        if existing_id is None:  # closed between our attempt and now: try once more
-            return self.open_or_fold(
-                incident_id=incident_id, fingerprint=fingerprint, correlation_id=correlation_id, issue=issue, origin=origin
-            )
-        folded = self._table.update_item(
-            Key={"pk": keys.incident_pk(existing_id), "sk": keys.META},
-            UpdateExpression="ADD duplicates :one SET updated_at = :now",
-            ExpressionAttributeValues={":one": 1, ":now": now},
-            ReturnValues="ALL_NEW",
-        )
-        return Incident.from_item(folded["Attributes"]), False
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return Incident.from_item(folded["Attributes"])
 
     def open_incident_for(self, fingerprint: str) -> str | None:
         """The incident reports with this fingerprint fold into (open, or closed and cooling down)."""

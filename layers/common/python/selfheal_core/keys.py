@@ -2,7 +2,7 @@
 
 Decisions table (pk, sk) + GSI1 (gsi1pk, gsi1sk) + GSI2 (gsi2pk, gsi2sk):
   incident        INCIDENT#<id>        | #META                      GSI2 INCIDENTS#<day> | <created_at>
-  decision        INCIDENT#<id>        | DECISION#<ts>#<uid>        GSI1 AGENT#<agent>   | <ts>          (2)
+  decision        INCIDENT#<id>        | DECISION#<ts>#<uid> or DECISION#ONCE#<agent>#<step>#<attempt> GSI1 AGENT#<agent>   | <ts>          (2)
   fingerprint     FINGERPRINT#<fp>     | #OPEN   -> incident_id                                          (5)
 
 Monitoring table (pk, sk) + GSI1 + GSI2:

@@ -8,10 +8,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import aws, keys
+from .ddb import from_item
 from .events import utc_now
 
 RAW_CAP_CHARS = 8_000
 RETENTION_DAYS = 30
+
+
+def _raw(event: Any) -> str:
+    try:
+        return json.dumps(event, default=str)
+    except (RecursionError, ValueError):  # nested too deeply to serialise: keep what identifies it
+        keys = sorted(str(k)[:64] for k in event) if isinstance(event, dict) else []
+        return json.dumps({"unserialisable": "nested too deeply", "top_level_keys": keys[:20]})
 
 
 class RejectionLog:
@@ -20,15 +29,16 @@ class RejectionLog:
 
     def record(self, *, reason: str, event: Any, agent: str) -> dict[str, Any]:
         now = utc_now()
-        raw = json.dumps(event, default=str)
+        raw = _raw(event)
+        field = (lambda name: str(event.get(name, ""))[:256]) if isinstance(event, dict) else (lambda name: "")
         item = {
             "pk": f"REJECTED#{keys.day_of(now)}",
             "sk": f"{now}#{keys.uid()}",
             "reason": reason[:2_000],
             "agent": agent,
-            "detail_type": event.get("detail-type", "") if isinstance(event, dict) else "",
-            "source": event.get("source", "") if isinstance(event, dict) else "",
-            "event_id": event.get("id", "") if isinstance(event, dict) else "",
+            "detail_type": field("detail-type"),
+            "source": field("source"),
+            "event_id": field("id"),
             "raw": raw[:RAW_CAP_CHARS],
             "truncated": len(raw) > RAW_CAP_CHARS,
             "rejected_at": now,
@@ -37,13 +47,24 @@ class RejectionLog:
         aws.table(self.table_name).put_item(Item=item)
         return item
 
-    def list(self, days: int = 7) -> list[dict[str, Any]]:
-        from boto3.dynamodb.conditions import Key
+    def list(self, days: int = 7, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first, every page of every day (a day can hold more than one 1 MB page)."""
+        from boto3.dynamodb.types import TypeDeserializer
 
+        deserialize = TypeDeserializer().deserialize
+        paginator = aws.client("dynamodb").get_paginator("query")
         items: list[dict[str, Any]] = []
         today = datetime.now(UTC).date()
         for offset in range(days):
             day = (today - timedelta(days=offset)).isoformat()
-            resp = aws.table(self.table_name).query(KeyConditionExpression=Key("pk").eq(f"REJECTED#{day}"), ScanIndexForward=False)
-            items.extend(resp["Items"])
+            pages = paginator.paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"REJECTED#{day}"}},
+                ScanIndexForward=False,
+            )
+            for page in pages:
+                items.extend(from_item({k: deserialize(v) for k, v in item.items()}) for item in page["Items"])
+                if limit is not None and len(items) >= limit:
+                    return items[:limit]
         return items

@@ -1,0 +1,53 @@
+"""The model's answer for one (incident, attempt), stored before anything else happens with it.
+
+A Lambda retry or a replay of the same step reuses the stored answer: the model is called at
+most once per attempt, and its cost is counted once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from selfheal_core import aws, keys
+from selfheal_core.ddb import from_item, to_item
+from selfheal_core.events import Fix, utc_now
+
+from .providers.base import ProviderError, ProviderResult
+
+
+def _key(incident_id: str, attempt: int) -> dict[str, str]:
+    return {"pk": keys.incident_pk(incident_id), "sk": f"PROPOSAL#{attempt:03d}"}
+
+
+class ProposalStore:
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def get(self, incident_id: str, attempt: int) -> ProviderResult | ProviderError | None:
+        item = aws.table(self.table_name).get_item(Key=_key(incident_id, attempt), ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        item = from_item(item)
+        if "error" in item:
+            return ProviderError(item["error"]["reason"], item["error"]["category"])
+        return ProviderResult(fix=Fix.model_validate(item["fix"]), reasoning=item.get("reasoning", []),
+                              confidence=float(item.get("confidence", 0.5)))
+
+    def put(self, incident_id: str, attempt: int, outcome: ProviderResult | ProviderError) -> ProviderResult | ProviderError:
+        """Store the outcome unless one is stored already; returns the stored one (first writer wins)."""
+        body: dict[str, Any]
+        if isinstance(outcome, ProviderError):
+            body = {"error": {"reason": outcome.reason[:4000], "category": outcome.category}}
+        else:
+            body = {"fix": outcome.fix.model_dump(mode="json"), "reasoning": outcome.reasoning,
+                    "confidence": outcome.confidence}
+        item = {**_key(incident_id, attempt), "record_type": "proposal", "created_at": utc_now(), **body}
+        try:
+            aws.table(self.table_name).put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return self.get(incident_id, attempt) or outcome
+        return outcome

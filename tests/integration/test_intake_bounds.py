@@ -1,0 +1,170 @@
+"""Intake refuses what it cannot safely hold, with a recorded reason, and never crashes or drops.
+
+Each test is a shape a producer (or an attacker with PutEvents) can really deliver.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+
+import pytest
+from moto import mock_aws
+
+from tests.conftest import load_event
+from tests.support.pipeline import Pipeline
+
+
+@pytest.fixture
+def pipeline():
+    with mock_aws():
+        yield Pipeline(parameters={"automation-level": "full_auto"})
+
+
+def issue(**overrides):
+    return {"service": "orders-api", "issue_type": "latency", "severity": "high", "summary": "p95 is 4 s",
+            "signals": {"p95_ms": 4000.0}, **overrides}
+
+
+def rejections(pipeline):
+    from selfheal_core.rejections import RejectionLog
+
+    return RejectionLog(pipeline.env["MONITORING_TABLE_NAME"]).list(days=1)
+
+
+def manager_event(detail, detail_type="IssueReported", source="acme.monitoring"):
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": source,
+            "account": "123456789012", "time": "2026-11-27T10:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": detail}
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity", "1e999", 1e126, -3e200, 1e-131])
+def test_non_finite_or_unstorable_numbers_are_refused_with_a_reason(pipeline, value):
+    # Given a report whose signal pydantic would turn into NaN/inf, or DynamoDB cannot store
+    delivery = pipeline.invoke("manager", manager_event(issue(signals={"p95_ms": value})))
+    # Then the handler answers (no crash, no on-failure queue), refuses it with a reason, opens nothing
+    assert delivery.error is None and delivery.result["action"] == "rejected"
+    [rejected] = rejections(pipeline)
+    assert "signals.p95_ms" in rejected["reason"]
+    assert pipeline.incidents() == []
+
+
+def test_deeply_nested_events_are_refused_before_anything_copies_them(pipeline):
+    # Given an IssueReported with 500 levels of nesting (EventBridge accepts 1,000)
+    nested: dict = {}
+    cursor = nested
+    for _ in range(500):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    delivery = pipeline.invoke("manager", manager_event(issue(extra=nested)))
+    assert delivery.error is None and delivery.result == {"action": "rejected", "reason": delivery.result["reason"]}
+    assert "nested deeper" in delivery.result["reason"]
+    [rejected] = rejections(pipeline)
+    assert rejected["reason"] == "event is nested deeper than 32 levels"
+
+
+def test_a_rejection_of_an_unserialisable_event_is_still_recorded(pipeline):
+    from selfheal_core.rejections import RejectionLog
+
+    nested: dict = {}
+    cursor = nested
+    for _ in range(5_000):  # deeper than json can serialise
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    RejectionLog(pipeline.env["MONITORING_TABLE_NAME"]).record(reason="too deep", event={"id": "x", "detail": nested},
+                                                               agent="manager")
+    [rejected] = rejections(pipeline)
+    assert "nested too deeply" in rejected["raw"] and rejected["event_id"] == "x"
+
+
+def test_a_huge_field_name_is_refused_and_the_stored_answer_stays_small(pipeline):
+    # Given a 200 KB non-ASCII field name
+    delivery = pipeline.invoke("manager", manager_event(issue(**{"é" * 200_000: 1})))
+    assert delivery.error is None
+    assert len(json.dumps(delivery.result)) < 1_000
+    assert len(rejections(pipeline)) == 1
+
+
+def test_a_producer_cannot_point_at_an_artifact(pipeline):
+    # Given a report that carries a claim check to another incident's code
+    code = {"test_command": "python -m pytest -q",
+            "artifact": {"bucket": pipeline.env["ARTIFACTS_BUCKET"], "key": "incidents/inc-other/code.json",
+                         "size_bytes": 10}}
+    delivery = pipeline.invoke("manager", manager_event(issue(issue_type="exception", code=code)))
+    assert delivery.result["action"] == "rejected" and "code.artifact" in delivery.result["reason"]
+    assert pipeline.incidents() == []
+
+
+def test_two_reports_with_the_same_producer_incident_id_are_two_reports(pipeline):
+    # Given two different envelope-form reports that both carry metadata.incident_id "1"
+    def envelope(service):
+        return {"metadata": {"incident_id": "1", "correlation_id": "c", "producer": "acme"},
+                "data": issue(service=service)}
+
+    first = pipeline.invoke("manager", manager_event(envelope("orders-api")))
+    second = pipeline.invoke("manager", manager_event(envelope("billing-api")))
+    # Then both open an incident: neither gets the other's cached answer
+    assert first.result["action"] == second.result["action"] == "opened"
+    assert {i.service for i in pipeline.incidents()} == {"orders-api", "billing-api"}
+
+
+def test_the_same_idempotency_key_redelivered_is_answered_once(pipeline):
+    event = manager_event(issue(idempotency_key="acme-42"))
+    first = pipeline.invoke("manager", event)
+    again = pipeline.invoke("manager", {**event, "id": str(uuid.uuid4())})
+    assert first.result == again.result and len(pipeline.incidents()) == 1
+
+
+def test_an_unknown_alarm_state_is_recorded_as_a_rejection(pipeline):
+    alarm = load_event("alarm_state_change")
+    alarm["detail"]["state"]["value"] = "BROKEN"
+    delivery = pipeline.invoke("manager", alarm)
+    assert delivery.result["action"] == "rejected" and "unknown alarm state" in delivery.result["reason"]
+    assert len(rejections(pipeline)) == 1
+
+
+def test_alarm_datapoints_outside_the_storable_range_are_dropped_not_fatal(pipeline):
+    alarm = copy.deepcopy(load_event("alarm_state_change"))
+    alarm["detail"]["state"]["reasonData"] = json.dumps({"recentDatapoints": [1e300], "threshold": 5.0})
+    delivery = pipeline.invoke("manager", alarm)
+    assert delivery.error is None and delivery.result["action"] == "opened"
+    [incident] = pipeline.incidents()
+    assert incident.issue["signals"] == {"threshold": 5.0}
+
+
+@pytest.mark.parametrize(("detail_type", "agent"), [("FixValidated", "manager"), ("FixProposed", "qa"),
+                                                    ("ApprovalGranted", "manager"), ("FixRejected", "engineer")])
+def test_handlers_refuse_a_step_from_the_wrong_source(pipeline, detail_type, agent):
+    # Given a well-formed step event sent by a producer outside the contract
+    detail = {"metadata": {"incident_id": "inc-x", "correlation_id": "c", "producer": "evil"}, "data": {}}
+    delivery = pipeline.invoke(agent, manager_event(detail, detail_type=detail_type, source="evil.producer"))
+    assert delivery.result["action"] == "rejected"
+    assert "must come from" in delivery.result["reason"]
+
+
+def test_rejected_lists_every_page(pipeline):
+    from selfheal_core.rejections import RejectionLog
+
+    log = RejectionLog(pipeline.env["MONITORING_TABLE_NAME"])
+    for i in range(300):
+        log.record(reason=f"bad {i}", event={"id": str(i), "pad": "x" * 6_000}, agent="manager")
+    assert len(log.list(days=1)) == 300
+    assert len(log.list(days=1, limit=7)) == 7
+
+
+def test_a_final_attempt_rejection_for_an_incident_qa_never_rejected_does_not_make_the_engineer_give_up(pipeline):
+    # Given an incident being remediated at attempt 1
+    pipeline.put("IssueReported", issue())
+    pipeline.invoke("manager", pipeline._receive()[0][1])
+    [incident] = pipeline.incidents()
+    assert incident.status == "REMEDIATING"
+    # When a FixRejected at the final attempt arrives (even from QA's source) while QA rejected nothing
+    fix = {"kind": "config", "provider": "runbook", "rationale": "r", "risk_level": "low",
+           "changes": [{"setting": "timeout_s", "target": "orders-api", "proposed": 10}]}
+    detail = {"metadata": {"incident_id": incident.incident_id, "correlation_id": "c", "producer": "qa", "attempt": 3},
+              "data": {"issue": issue(), "fix": fix, "evidence": [], "fingerprint": incident.fingerprint, "reason": "no"}}
+    delivery = pipeline.invoke("engineer", manager_event(detail, detail_type="FixRejected", source="agentops.qa"))
+    # Then the Engineer answers stale and sends no RemediationFailed
+    assert delivery.result["action"] == "stale"
+    assert pipeline.incidents()[0].status == "REMEDIATING"
