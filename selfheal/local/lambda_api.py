@@ -405,6 +405,7 @@ class LambdaControlPlane:
         except ValueError as exc:
             raise _invalid(f"invalid Marker or MaxItems: {exc}") from exc
         limit = max(1, min(limit, 50))
+        start = max(0, start)
         page = names[start : start + limit]
         out: dict[str, Any] = {"Functions": [self.functions[n].configuration() for n in page]}
         if start + limit < len(names):
@@ -549,7 +550,11 @@ class LambdaControlPlane:
     def lookup_events(self, body: dict[str, Any]) -> dict[str, Any]:
         """CloudTrail LookupEvents over the recorded changes (newest first, as CloudTrail returns them)."""
         attributes = body.get("LookupAttributes") or []
-        if not isinstance(attributes, list) or len(attributes) > 1:
+        if (
+            not isinstance(attributes, list)
+            or len(attributes) > 1
+            or not all(isinstance(a, dict) for a in attributes)
+        ):
             raise _invalid("LookupAttributes takes at most one attribute")
 
         def number(key: str, default: float) -> float:

@@ -42,3 +42,16 @@ def test_anything_but_a_valid_at_expression_is_not_a_one_time_schedule(expressio
 )
 def test_lambda_rest_paths_map_to_operations(method, path, expected):
     assert LambdaControlPlane.route(method, path) == expected
+
+
+def test_cloudtrail_lookup_refuses_malformed_attributes_instead_of_failing():
+    # Given a hostile LookupEvents body / Then a client error (400), never a server error
+    from selfheal.local.lambda_api import LambdaApiError
+
+    plane = LambdaControlPlane(runtime=None)  # type: ignore[arg-type]
+    for body in ({"LookupAttributes": ["ResourceName"]}, {"LookupAttributes": [{}, {}]}, {"LookupAttributes": "x"},
+                 {"MaxResults": 0}):
+        with pytest.raises(LambdaApiError) as err:
+            plane.lookup_events(body)
+        assert err.value.status == 400
+    assert plane.lookup_events({}) == {"Events": []}
