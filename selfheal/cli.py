@@ -676,6 +676,8 @@ def cmd_local_status(args: argparse.Namespace) -> int:
             [
                 ("function", "FUNCTION"),
                 ("handler", "HANDLER"),
+                ("timeout_s", "TIMEOUT S"),
+                ("memory_mb", "MEMORY MB"),
                 ("invocations", "INVOCATIONS"),
                 ("errors", "ERRORS"),
                 ("cold_starts", "COLD STARTS"),
