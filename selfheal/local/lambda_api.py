@@ -5,6 +5,7 @@ pools, see functions.py), has no RevisionId and would try to reach Docker to run
 the runtime serves these operations itself, from the synthesized template:
 
   ListFunctions, GetFunction, GetFunctionConfiguration, UpdateFunctionConfiguration,
+  CreateFunction (a Python zip, inline or from the emulator's S3: it runs like the others),
   ListTags, TagResource, UntagResource, GetFunctionConcurrency, PutFunctionConcurrency,
   DeleteFunctionConcurrency, Get/Put/Update/DeleteFunctionEventInvokeConfig.
 
@@ -28,23 +29,31 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
+import shutil
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 from .assembly import ACCOUNT, REGION, Assembly, Resource
-from .functions import FunctionSpec
+from .functions import FunctionSpec, access_key_for
 
 if TYPE_CHECKING:
     from .runtime import LocalRuntime
 
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+HANDLER = re.compile(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*")
+MAX_ZIP_BYTES = 50 * 1024 * 1024  # Lambda's limit for a zip uploaded directly
+MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 UNRESERVED_MINIMUM = 100  # Lambda keeps this much of the account's concurrency unreserved
 ACCOUNT_CONCURRENCY = 1000
 TIMEOUT_RANGE = (1, 900)
@@ -61,6 +70,7 @@ TRAIL_EVENT_NAMES = {
     "PutFunctionEventInvokeConfig": "PutFunctionEventInvokeConfig20190925",
     "DeleteFunctionEventInvokeConfig": "DeleteFunctionEventInvokeConfig20190925",
     "TagResource": "TagResource20170331v2",
+    "CreateFunction": "CreateFunction20150331",
     "UntagResource": "UntagResource20170331v2",
 }
 UPDATABLE = {"FunctionName", "RevisionId", "Timeout", "MemorySize", "Description", "Environment"}
@@ -172,6 +182,7 @@ class LiveFunction:
 Route = tuple[str, re.Pattern[str], str]
 ROUTES: list[Route] = [
     ("GET", re.compile(r"^/2015-03-31/functions/?$"), "ListFunctions"),
+    ("POST", re.compile(r"^/2015-03-31/functions/?$"), "CreateFunction"),
     ("GET", re.compile(r"^/2015-03-31/functions/([^/]+)/configuration$"), "GetFunctionConfiguration"),
     ("PUT", re.compile(r"^/2015-03-31/functions/([^/]+)/configuration$"), "UpdateFunctionConfiguration"),
     ("GET", re.compile(r"^/2015-03-31/functions/([^/]+)$"), "GetFunction"),
@@ -331,6 +342,8 @@ class LambdaControlPlane:
             )
         if operation == "ListFunctions":
             return 200, self._list(query)
+        if operation == "CreateFunction":
+            return 201, self._create(body, caller)
         if operation in ("ListTags", "TagResource", "UntagResource"):
             live = self._function(target or "", allow_qualifier=False)
             if operation == "ListTags":
@@ -396,6 +409,82 @@ class LambdaControlPlane:
                 f"Function not found: {live.arn}:{qualifier} (the local runtime runs $LATEST only)"
             )
         return live
+
+    def _create(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
+        """A function created through the API: unpacked under the state directory, run by a new pool."""
+        name = body.get("FunctionName")
+        if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
+            raise _invalid("FunctionName must be 1 to 64 letters, digits, '-' or '_'")
+        runtime = body.get("Runtime")
+        if not isinstance(runtime, str) or not runtime.startswith("python3"):
+            raise _invalid("the local runtime runs Python functions only (Runtime python3.x)")
+        if body.get("PackageType", "Zip") != "Zip" or body.get("Layers") or body.get("VpcConfig"):
+            raise _invalid("the local runtime cannot apply container images, layers or VPC settings")
+        handler = body.get("Handler")
+        if not isinstance(handler, str) or not HANDLER.fullmatch(handler):
+            raise _invalid("Handler must look like module.function")
+        role = body.get("Role")
+        if not isinstance(role, str) or not role.startswith("arn:"):
+            raise _invalid("Role must be a role ARN")
+        timeout = _int_in(body, "Timeout", TIMEOUT_RANGE) if "Timeout" in body else 3
+        memory = _int_in(body, "MemorySize", MEMORY_RANGE) if "MemorySize" in body else 128
+        variables = ((body.get("Environment") or {}).get("Variables") or {}) if isinstance(body.get("Environment"), dict) else {}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
+            raise _invalid("Environment.Variables must map strings to strings")
+        tags = body.get("Tags") or {}
+        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise _invalid("Tags must map strings to strings")
+        archive = self._code_archive(body.get("Code"))
+        with self._lock:
+            if name in self.functions:
+                raise LambdaApiError(409, "ResourceConflictException", f"Function already exist: {name}")
+            code_dir = self.rt.state_dir / "functions" / name
+            _unzip(archive, code_dir)
+            spec = FunctionSpec(
+                name=name,
+                arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+                logical_key=f"api/{name}",
+                handler=handler,
+                timeout_s=float(timeout),
+                memory_mb=memory,
+                environment=dict(variables),
+                code_dir=code_dir,
+                layer_dirs=[],
+                log_group=f"/aws/lambda/{name}",
+                access_key=access_key_for(name),
+                runtime=runtime,
+            )
+            sha, size = _code_digest(spec)
+            live = LiveFunction(
+                spec=spec, role=role, runtime=runtime, description=str(body.get("Description", ""))[:256],
+                architectures=list(body.get("Architectures") or ["x86_64"]), layers=[],
+                tracing_mode=str((body.get("TracingConfig") or {}).get("Mode", "PassThrough")),
+                logging_config={"LogFormat": "Text", "LogGroup": spec.log_group}, ephemeral_storage_mb=512,
+                tags=dict(tags), code_sha256=sha, code_size=size, reserved_concurrency=None, event_invoke=None,
+            )
+            self.functions[name] = live
+            self._record(caller, "CreateFunction", live, {}, {"Timeout": timeout, "MemorySize": memory})
+        self.rt.add_function(spec)
+        return live.configuration()
+
+    def _code_archive(self, code: Any) -> bytes:
+        if not isinstance(code, dict):
+            raise _invalid("Code must give ZipFile, or S3Bucket and S3Key")
+        if code.get("ZipFile"):
+            try:
+                data = base64.b64decode(code["ZipFile"], validate=True)
+            except (ValueError, TypeError) as exc:
+                raise _invalid("Code.ZipFile is not base64") from exc
+        elif code.get("S3Bucket") and code.get("S3Key"):
+            try:
+                data = bytes(self.rt.backend("s3").get_object(code["S3Bucket"], code["S3Key"]).value)
+            except Exception as exc:  # noqa: BLE001 - any lookup failure is the caller's bad reference
+                raise _invalid(f"cannot read s3://{code['S3Bucket']}/{code['S3Key']}: {exc}") from exc
+        else:
+            raise _invalid("Code must give ZipFile, or S3Bucket and S3Key")
+        if len(data) > MAX_ZIP_BYTES:
+            raise LambdaApiError(413, "RequestEntityTooLargeException", "the zip is larger than 50 MB")
+        return data
 
     def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
         names = sorted(self.functions)
@@ -632,3 +721,30 @@ class LambdaControlPlane:
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     """requestParameters keys in CloudTrail's camelCase (timeout, memorySize, ...)."""
     return {k[:1].lower() + k[1:]: v for k, v in value.items()}
+
+
+def _unzip(data: bytes, target: Path) -> None:
+    """Unpack a function zip, refusing entries that would land outside `target` or blow up in size."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise _invalid("Code.ZipFile is not a zip archive") from exc
+    root = target.resolve()
+    total = 0
+    members = archive.infolist()
+    for info in members:
+        destination = (root / info.filename).resolve()
+        if destination != root and root not in destination.parents:
+            raise _invalid(f"zip entry escapes the function directory: {info.filename!r}")
+        total += info.file_size
+    if total > MAX_UNZIPPED_BYTES:
+        raise LambdaApiError(413, "RequestEntityTooLargeException", "unzipped code is larger than 250 MB")
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for info in members:
+        if info.is_dir():
+            continue
+        destination = root / info.filename
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(archive.read(info))

@@ -129,6 +129,13 @@ class LocalRuntime:
         self.write_state_file()
         self.ready.set()
 
+    def add_function(self, spec: FunctionSpec) -> None:
+        """A function created through the Lambda API: a pool like the template's functions."""
+        self.specs[spec.name] = spec
+        self.pools[spec.name] = FunctionPool(
+            spec, self.endpoint, self.options.concurrency, self._on_output, self._on_result
+        )
+
     def stop(self) -> None:
         if self.stopped.is_set():
             return

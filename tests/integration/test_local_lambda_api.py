@@ -244,12 +244,64 @@ def test_unknown_functions_qualifiers_and_unsupported_operations_are_errors_not_
         lam.get_function_configuration(FunctionName=SAMPLE, Qualifier="7")
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.list_tags(Resource="arn:aws:lambda:us-east-1:123456789012:function:no-such-function")
-    # When someone tries to create a function beside the template's / Then the local API says it cannot
+    # When someone tries an operation the local API does not emulate / Then it says so, and nothing changes
     with pytest.raises(ClientError) as err:
-        lam.create_function(FunctionName="sneaky", Role="arn:aws:iam::123456789012:role/x", Handler="x.h",
-                            Runtime="python3.12", Code={"ZipFile": b"PK"})
+        lam.delete_function(FunctionName=SAMPLE)
     assert err.value.response["Error"]["Code"] == "UnsupportedOperation"
-    assert "sneaky" not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    assert SAMPLE in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def test_a_function_created_through_the_api_is_listed_configured_and_runs(lam, runtime):
+    # Given a Python function created with CreateFunction (as a user or a test would, outside the template)
+    code = zipped({"app.py": "import os\ndef handler(event, context):\n"
+                             "    return {'echo': event, 'memory': os.environ['AWS_LAMBDA_FUNCTION_MEMORY_SIZE']}\n"})
+    created = lam.create_function(FunctionName="orders-api", Runtime="python3.12", Handler="app.handler",
+                                  Role="arn:aws:iam::123456789012:role/orders", Code={"ZipFile": code}, Timeout=7,
+                                  MemorySize=192, Tags={"team": "orders"})
+    # Then it is configured as given, untagged for Selfheal, listed, and it runs like the others
+    assert (created["Timeout"], created["MemorySize"], created["RevisionId"]) == (7, 192, created["RevisionId"])
+    assert lam.list_tags(Resource=created["FunctionArn"])["Tags"] == {"team": "orders"}
+    assert "orders-api" in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    ok, body = invoke(lam, {"n": 1}, name="orders-api")
+    assert ok and body == {"echo": {"n": 1}, "memory": "192"}
+    # And creating it twice is a conflict
+    with pytest.raises(lam.exceptions.ResourceConflictException):
+        lam.create_function(FunctionName="orders-api", Runtime="python3.12", Handler="app.handler",
+                            Role="arn:aws:iam::123456789012:role/orders", Code={"ZipFile": code})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"Code": {"ZipFile": zipped({"../../escape.py": "x = 1\n"})}}, "escapes"),
+        ({"Code": {"ZipFile": b"not a zip"}}, "not a zip"),
+        ({"Runtime": "nodejs20.x"}, "Python"),
+        ({"Handler": "app.handler; rm -rf /"}, "Handler"),
+        ({"FunctionName": "../etc"}, "FunctionName"),
+    ],
+)
+def test_hostile_create_function_requests_are_refused(lam, runtime, overrides, expected):
+    # Given a CreateFunction with a zip-slip entry, a non-zip, a runtime we cannot run or hostile names
+    request = {"FunctionName": "hostile-fn", "Runtime": "python3.12", "Handler": "app.handler",
+               "Role": "arn:aws:iam::123456789012:role/x", "Code": {"ZipFile": zipped({"app.py": "x = 1\n"})},
+               **overrides}
+    # Then it is refused, nothing is written outside the state directory and no function appears
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as err:
+        lam.create_function(**request)
+    assert expected in err.value.response["Error"]["Message"]
+    assert not (runtime.state_dir / "escape.py").exists() and not (runtime.state_dir.parent / "escape.py").exists()
+    assert "hostile-fn" not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
 
 
 def test_changes_are_kept_with_who_made_them(runtime, lam):

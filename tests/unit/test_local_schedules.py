@@ -35,7 +35,8 @@ def test_anything_but_a_valid_at_expression_is_not_a_one_time_schedule(expressio
         ("GET", "/2017-03-31/tags/arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3Ax",
          ("ListTags", "arn:aws:lambda:us-east-1:1:function:x")),
         ("PUT", "/2017-10-31/functions/x/concurrency", ("PutFunctionConcurrency", "x")),
-        ("POST", "/2015-03-31/functions", ("Unsupported", None)),  # CreateFunction: never moto's
+        ("POST", "/2015-03-31/functions", ("CreateFunction", None)),  # served here, never by moto
+        ("DELETE", "/2015-03-31/functions/x", ("Unsupported", None)),
         ("POST", "/2015-03-31/functions/x/invocations", None),  # Invoke: served by the worker pools
         ("GET", "/2015-03-31/functions/x/aliases", ("Unsupported", None)),
     ],
