@@ -471,6 +471,45 @@ def test_a_crash_between_the_lambda_write_and_the_status_write_is_finished_by_th
     assert incident.change["previous"] == {"timeout_s": 3}
 
 
+def test_a_crash_inside_the_rollback_is_finished_by_the_retry_and_an_ok_meanwhile_does_not_resolve(aws, monkeypatch):
+    # Given an applied fix with no recovery, and the Manager crashing right after it claimed the rollback
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    original = heal._write
+    crashed = []
+
+    def crash_once(*args, **kwargs):
+        if not crashed:
+            crashed.append(True)
+            raise RuntimeError("Lambda timed out")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(heal, "_write", crash_once)
+    [broken] = pipeline.fire_due("verify")
+    assert broken.error and only_incident(pipeline).heal_phase == "rolling_back"
+
+    # When the alarm's OK arrives in between (it may be the restore's own doing), then Lambda retries
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [ok] = pipeline.run()
+    assert ok.result["action"] == "stale"
+    later = datetime.now(UTC) + timedelta(days=2)
+    monkeypatch.setattr(heal, "now", lambda: later)  # the retry comes after the deadline, like the schedule did
+    retried = pipeline.invoke(broken.agent, broken.event)
+    pipeline.run()
+
+    # Then the rollback finishes once: values restored, ROLLED_BACK then ESCALATED
+    assert retried.error is None and retried.result["action"] == "rolled_back", retried.result
+    incident = only_incident(pipeline)
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+    assert incident.status == "ESCALATED"
+    assert [h["status"] for h in incident.status_history][-2:] == ["ROLLED_BACK", "ESCALATED"]
+    assert len(decisions_of(pipeline, incident.incident_id, "rollback")) == 1
+
+
 def test_a_due_event_for_another_change_is_ignored(aws):
     pipeline = Pipeline(functions={FUNCTION: {"memory": 512}})
     pipeline.put_raw_event(alarm_event())
