@@ -313,6 +313,38 @@ def handle_apply_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict[
     return apply_change(incident, ports)
 
 
+# ------------------------------------------------------------------------------ safety net
+
+# A due event may be lost (schedule deleted by hand, delivery retries exhausted); the scheduled
+# scan then does the step once it is this late. The steps are the same guarded ones, so a late
+# schedule arriving afterwards is stale.
+OVERDUE = timedelta(minutes=10)
+
+
+def sweep_overdue(ports: HealPorts) -> list[str]:
+    """On the scheduled scan: finish heal steps whose due event never came."""
+    swept = []
+    late = now() - OVERDUE
+    for incident in ports.incidents.list_recent(days=2, limit=500):
+        if incident.status not in (Status.APPROVED.value, Status.SCHEDULED.value, Status.VERIFYING.value, Status.ROLLED_BACK.value):
+            continue
+        change = incident.change or {}
+        due_at = _parse_time(change.get("verify_until") if incident.status in (Status.VERIFYING.value, Status.ROLLED_BACK.value)
+                             else change.get("scheduled_for")) or _parse_time(incident.updated_at)
+        if due_at is None or due_at > late:
+            continue
+        ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+        if incident.status == Status.APPROVED.value:
+            result = after_approval(incident, ports)
+        else:
+            due = DueV1(change_id=str(incident.change_id), due_at=due_at.isoformat(timespec="seconds"))
+            handle = handle_apply_due if incident.status == Status.SCHEDULED.value else handle_verify_due
+            result = handle(_metadata(incident), due, ports)
+        if result.get("action") not in ("stale", "not_due"):
+            swept.append(incident.incident_id)
+    return swept
+
+
 # ------------------------------------------------------------------------------ apply
 
 

@@ -510,6 +510,33 @@ def test_a_crash_inside_the_rollback_is_finished_by_the_retry_and_an_ok_meanwhil
     assert len(decisions_of(pipeline, incident.incident_id, "rollback")) == 1
 
 
+def test_a_lost_verify_schedule_is_caught_by_the_scheduled_scan(aws, monkeypatch):
+    # Given an applied fix whose VerifyDue schedule was deleted by hand, and no recovery
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    for schedule in pipeline.schedules():
+        boto3.client("scheduler").delete_schedule(Name=schedule["Name"])
+
+    # When the scheduled scan runs before the deadline, nothing happens; well after it, the step is done
+    early = pipeline.invoke("manager", load_event("scheduled_event"))
+    assert early.error is None and early.result["swept"] == []
+    assert only_incident(pipeline).status == "VERIFYING"
+    later = datetime.now(UTC) + timedelta(days=1)
+    monkeypatch.setattr(heal, "now", lambda: later)
+    swept = pipeline.invoke("manager", {**load_event("scheduled_event"), "id": "scan-2"})
+    pipeline.run()
+
+    # Then the change is rolled back and escalated, once
+    incident = only_incident(pipeline)
+    assert swept.error is None and swept.result["swept"] == [incident.incident_id]
+    assert incident.status == "ESCALATED"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
 def test_a_due_event_for_another_change_is_ignored(aws):
     pipeline = Pipeline(functions={FUNCTION: {"memory": 512}})
     pipeline.put_raw_event(alarm_event())
