@@ -24,6 +24,7 @@ from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     ArtifactRef,
+    ConfigChange,
     DetailType,
     DueV1,
     Fix,
@@ -362,6 +363,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     chain = [step("The validated change is approved and due", f"apply {cid} to {change['target']}",
                   _describe(change["previous"], change["proposed"]))]
     try:
+        _check_still_managed(change, ports.cloud, by_hand=_by_hand_values(change["target"], change["proposed"]))
         written = _write(change["target"], change["proposed"], change["previous"], change.get("revision_id"), ports.cloud,
                          redo=redo, check_fresh=True, chain=chain)
     except HealAbort as exc:
@@ -446,6 +448,23 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
         raise HealAbort(f"{target}: writing {', '.join(sorted(set(values) - set(done)))} failed ({code}) after "
                         f"{', '.join(done) or 'nothing'} was written; values to restore: {base}") from exc
     return result
+
+
+def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: str) -> None:
+    """The opt-in is read again right before the write (a scheduled change may wait a day); the
+    IAM condition enforces the same on AWS."""
+    try:
+        tags = cloud.client("lambda").list_tags(Resource=change.get("target_arn") or change["target"]).get("Tags", {})
+    except ClientError as exc:
+        raise HealAbort(f"target not managed (its tags could not be read: {exc.response.get('Error', {}).get('Code')}); "
+                        f"make the change by hand: {by_hand}") from exc
+    if tags.get(MANAGED_TAG) != "true":
+        raise HealAbort(f"target not managed: {change['target']} no longer has {MANAGED_TAG}=true; make the change by hand: {by_hand}")
+
+
+def _by_hand_values(target: str, values: dict[str, float]) -> str:
+    return _by_hand(target, Fix(kind="config", provider="selfheal", rationale="by hand", risk_level="low",
+                                changes=[ConfigChange(setting=k, target=target, proposed=v) for k, v in sorted(values.items())]))
 
 
 def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
@@ -664,9 +683,7 @@ def _rollback_failed(incident: Incident, ports: HealPorts, figures: dict[str, fl
                      error: str) -> dict[str, Any]:
     change = incident.change or {}
     restore = _changes(change["proposed"], change["previous"])
-    by_hand = _by_hand(change["target"], Fix(kind="config", provider="rollback", rationale="restore", risk_level="low",
-                                             changes=[{"setting": c.setting, "target": change["target"], "proposed": c.after}
-                                                      for c in restore]))
+    by_hand = _by_hand_values(change["target"], {c.setting: c.after for c in restore})
     reason = f"ROLLBACK FAILED ({error}); restore by hand: {by_hand}"
     escalated = ports.incidents.transition(
         incident.incident_id, Status.ESCALATED, reason=reason, allowed_from=frozenset({Status.VERIFYING}),

@@ -251,6 +251,31 @@ def test_a_medium_issue_waits_for_its_window_and_a_forged_early_due_event_change
     assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
 
 
+def test_a_scheduled_change_is_refused_when_the_tag_was_removed_while_it_waited(aws, monkeypatch):
+    # Given a change SCHEDULED for the 02:00 window on a managed function
+    from lambdas.manager import heal
+
+    ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(heal, "now", lambda: ten)
+    pipeline = Pipeline(parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"})
+    pipeline.run()
+    assert only_incident(pipeline).status == "SCHEDULED"
+
+    # When the owner opts out before the window opens
+    lam = boto3.client("lambda")
+    lam.untag_resource(Resource=lam.get_function(FunctionName=FUNCTION)["Configuration"]["FunctionArn"], TagKeys=["selfheal:managed"])
+    monkeypatch.setattr(heal, "now", lambda: ten + timedelta(days=1))
+    pipeline.fire_schedules("apply")
+    pipeline.run()
+
+    # Then nothing is changed and a person gets the exact command
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED" and "no longer has selfheal:managed=true" in incident.last_reason
+    assert "--memory-size 1024" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+
+
 def test_critical_and_high_severity_do_not_wait_for_a_window(aws, monkeypatch):
     from lambdas.manager import heal
 
