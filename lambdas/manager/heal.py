@@ -50,7 +50,7 @@ APPLICABLE = ("memory_mb", "timeout_s", "reserved_concurrency", "max_retries")
 URGENT = frozenset({"critical", "high"})
 # A schedule may fire a little early or late; a due event earlier than this is not honoured.
 DUE_SLACK = timedelta(seconds=60)
-ERRORS_ALARM_LINES = 10
+EVIDENCE_EXCERPT_LINES = 10
 
 
 def now() -> datetime:
@@ -435,7 +435,7 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
             result["revision_after"] = current.get("RevisionId")
             chain.append(step("The revision moved: is it our own earlier write?", "GetFunctionConfiguration",
                               "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else "")))
-    done: list[str] = list(config)
+    done = [k for k in ("memory_mb", "timeout_s") if k in values]
     try:
         if "reserved_concurrency" in values:
             lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(values["reserved_concurrency"]))
@@ -445,9 +445,26 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
             done.append("max_retries")
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
+        undone = _undo(lam, target, done, base, result.get("revision_after"))
         raise HealAbort(f"{target}: writing {', '.join(sorted(set(values) - set(done)))} failed ({code}) after "
-                        f"{', '.join(done) or 'nothing'} was written; values to restore: {base}") from exc
+                        f"{', '.join(done) or 'nothing'} was written; {undone}") from exc
     return result
+
+
+def _undo(lam: Any, target: str, done: list[str], base: dict[str, float], revision_id: str | None) -> str:
+    """Best effort: put back what this step wrote before a later write of the same step failed."""
+    if not done:
+        return "nothing to put back"
+    try:
+        config = {k: int(base[s]) for s, k in (("memory_mb", "MemorySize"), ("timeout_s", "Timeout")) if s in done}
+        if config:
+            lam.update_function_configuration(FunctionName=target, **({"RevisionId": revision_id} if revision_id else {}), **config)
+        if "reserved_concurrency" in done:
+            lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(base["reserved_concurrency"]))
+    except ClientError as exc:
+        return f"putting back {', '.join(done)} failed too ({exc.response.get('Error', {}).get('Code')}): set by hand to " + \
+            ", ".join(f"{k}={base[k]:g}" for k in done)
+    return "put back " + ", ".join(f"{k}={base[k]:g}" for k in done)
 
 
 def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: str) -> None:
@@ -751,7 +768,7 @@ def format_patch(incident: Incident, fix: Fix, record: dict[str, Any], originals
         status = "PASS" if e.get("passed") else "FAIL"
         exit_code = f", exit {e['exit_code']}" if e.get("exit_code") is not None else ""
         lines.append(f"- {e.get('check')}: {status}{exit_code}" + (f" ({e['command']})" if e.get("command") else ""))
-        lines.extend("    " + x for x in str(e.get("excerpt", "")).splitlines()[-ERRORS_ALARM_LINES:])
+        lines.extend("    " + x for x in str(e.get("excerpt", "")).splitlines()[-EVIDENCE_EXCERPT_LINES:])
     lines += ["", f"Selfheal-Incident: {incident.incident_id}", f"Selfheal-Provider: {fix.provider}"
               + (f" ({fix.model})" if fix.model else ""), "---", diff.rstrip("\n"), "-- ", "selfheal", ""]
     return "\n".join(lines)

@@ -575,3 +575,23 @@ def test_a_due_event_for_another_change_is_ignored(aws):
 
     assert delivery.result["action"] == "stale"
     assert only_incident(pipeline).status == "VERIFYING"
+
+
+def test_a_write_failing_halfway_puts_back_what_the_step_already_wrote(aws):
+    # Given a two-setting change where the second write is denied
+    from lambdas.manager import heal
+    from lambdas.manager.investigate import CloudPort
+
+    pipeline = Pipeline(functions={FUNCTION: {"memory": 512, "reserved": 5}})
+    before = pipeline.function_config(FUNCTION)
+    cloud = CloudPort(overrides={"lambda": Denying(boto3.client("lambda"), {"put_function_concurrency"})})
+
+    # When the step writes memory, then fails on the reservation
+    with pytest.raises(heal.HealAbort) as aborted:
+        heal._write(FUNCTION, {"memory_mb": 1024.0, "reserved_concurrency": 10.0}, {"memory_mb": 512.0, "reserved_concurrency": 5.0},
+                    before["revision_id"], cloud, redo=False, check_fresh=True, chain=[])
+
+    # Then the memory it wrote is put back and the reason says exactly what happened
+    assert "reserved_concurrency failed (AccessDeniedException) after memory_mb was written; put back memory_mb=512" in aborted.value.reason
+    after = pipeline.function_config(FUNCTION)
+    assert (after["memory_mb"], after["reserved_concurrency"]) == (512, 5)
