@@ -435,7 +435,7 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
             result["revision_after"] = current.get("RevisionId")
             chain.append(step("The revision moved: is it our own earlier write?", "GetFunctionConfiguration",
                               "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else "")))
-    done = [k for k in ("memory_mb", "timeout_s") if k in values]
+    done: list[str] = [k for k in ("memory_mb", "timeout_s") if k in values]
     try:
         if "reserved_concurrency" in values:
             lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(values["reserved_concurrency"]))
