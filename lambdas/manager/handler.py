@@ -88,7 +88,8 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
                                                       output_tokens=RESUME_OUTPUT_TOKENS))
         remaining = monitor.budget_guard().budget_status().remaining_usd
         resumed = logic.resume_budget_paused(p, budget_remaining_usd=remaining if remaining >= one_call else 0.0)
-        return {"action": "scanned", "results": results, "resumed": resumed}
+        swept = heal.sweep_overdue(p)  # heal steps whose one-time schedule never delivered
+        return {"action": "scanned", "results": results, "resumed": resumed, "swept": swept}
     if not isinstance(detail_type, str):
         raise InvalidEvent("event has no detail-type")
     envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))

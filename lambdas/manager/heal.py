@@ -24,6 +24,7 @@ from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     ArtifactRef,
+    ConfigChange,
     DetailType,
     DueV1,
     Fix,
@@ -49,7 +50,7 @@ APPLICABLE = ("memory_mb", "timeout_s", "reserved_concurrency", "max_retries")
 URGENT = frozenset({"critical", "high"})
 # A schedule may fire a little early or late; a due event earlier than this is not honoured.
 DUE_SLACK = timedelta(seconds=60)
-ERRORS_ALARM_LINES = 10
+EVIDENCE_EXCERPT_LINES = 10
 
 
 def now() -> datetime:
@@ -313,6 +314,38 @@ def handle_apply_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict[
     return apply_change(incident, ports)
 
 
+# ------------------------------------------------------------------------------ safety net
+
+# A due event may be lost (schedule deleted by hand, delivery retries exhausted); the scheduled
+# scan then does the step once it is this late. The steps are the same guarded ones, so a late
+# schedule arriving afterwards is stale.
+OVERDUE = timedelta(minutes=10)
+
+
+def sweep_overdue(ports: HealPorts) -> list[str]:
+    """On the scheduled scan: finish heal steps whose due event never came."""
+    swept = []
+    late = now() - OVERDUE
+    for incident in ports.incidents.list_recent(days=2, limit=500):
+        if incident.status not in (Status.APPROVED.value, Status.SCHEDULED.value, Status.VERIFYING.value, Status.ROLLED_BACK.value):
+            continue
+        change = incident.change or {}
+        due_at = _parse_time(change.get("verify_until") if incident.status in (Status.VERIFYING.value, Status.ROLLED_BACK.value)
+                             else change.get("scheduled_for")) or _parse_time(incident.updated_at)
+        if due_at is None or due_at > late:
+            continue
+        ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+        if incident.status == Status.APPROVED.value:
+            result = after_approval(incident, ports)
+        else:
+            due = DueV1(change_id=str(incident.change_id), due_at=due_at.isoformat(timespec="seconds"))
+            handle = handle_apply_due if incident.status == Status.SCHEDULED.value else handle_verify_due
+            result = handle(_metadata(incident), due, ports)
+        if result.get("action") not in ("stale", "not_due"):
+            swept.append(incident.incident_id)
+    return swept
+
+
 # ------------------------------------------------------------------------------ apply
 
 
@@ -330,6 +363,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     chain = [step("The validated change is approved and due", f"apply {cid} to {change['target']}",
                   _describe(change["previous"], change["proposed"]))]
     try:
+        _check_still_managed(change, ports.cloud, by_hand=_by_hand_values(change["target"], change["proposed"]))
         written = _write(change["target"], change["proposed"], change["previous"], change.get("revision_id"), ports.cloud,
                          redo=redo, check_fresh=True, chain=chain)
     except HealAbort as exc:
@@ -401,7 +435,7 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
             result["revision_after"] = current.get("RevisionId")
             chain.append(step("The revision moved: is it our own earlier write?", "GetFunctionConfiguration",
                               "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else "")))
-    done: list[str] = list(config)
+    done: list[str] = [k for k in ("memory_mb", "timeout_s") if k in values]
     try:
         if "reserved_concurrency" in values:
             lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(values["reserved_concurrency"]))
@@ -411,9 +445,43 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
             done.append("max_retries")
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
+        undone = _undo(lam, target, done, base, result.get("revision_after"))
         raise HealAbort(f"{target}: writing {', '.join(sorted(set(values) - set(done)))} failed ({code}) after "
-                        f"{', '.join(done) or 'nothing'} was written; values to restore: {base}") from exc
+                        f"{', '.join(done) or 'nothing'} was written; {undone}") from exc
     return result
+
+
+def _undo(lam: Any, target: str, done: list[str], base: dict[str, float], revision_id: str | None) -> str:
+    """Best effort: put back what this step wrote before a later write of the same step failed."""
+    if not done:
+        return "nothing to put back"
+    try:
+        config = {k: int(base[s]) for s, k in (("memory_mb", "MemorySize"), ("timeout_s", "Timeout")) if s in done}
+        if config:
+            lam.update_function_configuration(FunctionName=target, **({"RevisionId": revision_id} if revision_id else {}), **config)
+        if "reserved_concurrency" in done:
+            lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(base["reserved_concurrency"]))
+    except ClientError as exc:
+        return f"putting back {', '.join(done)} failed too ({exc.response.get('Error', {}).get('Code')}): set by hand to " + \
+            ", ".join(f"{k}={base[k]:g}" for k in done)
+    return "put back " + ", ".join(f"{k}={base[k]:g}" for k in done)
+
+
+def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: str) -> None:
+    """The opt-in is read again right before the write (a scheduled change may wait a day); the
+    IAM condition enforces the same on AWS."""
+    try:
+        tags = cloud.client("lambda").list_tags(Resource=change.get("target_arn") or change["target"]).get("Tags", {})
+    except ClientError as exc:
+        raise HealAbort(f"target not managed (its tags could not be read: {exc.response.get('Error', {}).get('Code')}); "
+                        f"make the change by hand: {by_hand}") from exc
+    if tags.get(MANAGED_TAG) != "true":
+        raise HealAbort(f"target not managed: {change['target']} no longer has {MANAGED_TAG}=true; make the change by hand: {by_hand}")
+
+
+def _by_hand_values(target: str, values: dict[str, float]) -> str:
+    return _by_hand(target, Fix(kind="config", provider="selfheal", rationale="by hand", risk_level="low",
+                                changes=[ConfigChange(setting=k, target=target, proposed=v) for k, v in sorted(values.items())]))
 
 
 def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
@@ -632,9 +700,7 @@ def _rollback_failed(incident: Incident, ports: HealPorts, figures: dict[str, fl
                      error: str) -> dict[str, Any]:
     change = incident.change or {}
     restore = _changes(change["proposed"], change["previous"])
-    by_hand = _by_hand(change["target"], Fix(kind="config", provider="rollback", rationale="restore", risk_level="low",
-                                             changes=[{"setting": c.setting, "target": change["target"], "proposed": c.after}
-                                                      for c in restore]))
+    by_hand = _by_hand_values(change["target"], {c.setting: c.after for c in restore})
     reason = f"ROLLBACK FAILED ({error}); restore by hand: {by_hand}"
     escalated = ports.incidents.transition(
         incident.incident_id, Status.ESCALATED, reason=reason, allowed_from=frozenset({Status.VERIFYING}),
@@ -702,7 +768,7 @@ def format_patch(incident: Incident, fix: Fix, record: dict[str, Any], originals
         status = "PASS" if e.get("passed") else "FAIL"
         exit_code = f", exit {e['exit_code']}" if e.get("exit_code") is not None else ""
         lines.append(f"- {e.get('check')}: {status}{exit_code}" + (f" ({e['command']})" if e.get("command") else ""))
-        lines.extend("    " + x for x in str(e.get("excerpt", "")).splitlines()[-ERRORS_ALARM_LINES:])
+        lines.extend("    " + x for x in str(e.get("excerpt", "")).splitlines()[-EVIDENCE_EXCERPT_LINES:])
     lines += ["", f"Selfheal-Incident: {incident.incident_id}", f"Selfheal-Provider: {fix.provider}"
               + (f" ({fix.model})" if fix.model else ""), "---", diff.rstrip("\n"), "-- ", "selfheal", ""]
     return "\n".join(lines)

@@ -173,7 +173,9 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     if incident_id is None:
         return {"action": "ignored", "reason": "alarm OK with no open incident"}
     before = ports.incidents.get(incident_id)
-    incident = ports.incidents.transition(incident_id, Status.RESOLVED, reason=f"alarm {intake.issue.resource} returned to OK")
+    # Not while a rollback is under way: the restore finishes and escalates (the OK may be its own doing).
+    incident = ports.incidents.transition(incident_id, Status.RESOLVED, reason=f"alarm {intake.issue.resource} returned to OK",
+                                          forbid={"heal_phase": "rolling_back"})
     # The alarm is OK: its next ALARM is a new occurrence, not a late duplicate.
     ports.incidents.release_now(intake.fingerprint, incident_id)
     if incident is None:

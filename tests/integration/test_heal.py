@@ -251,6 +251,31 @@ def test_a_medium_issue_waits_for_its_window_and_a_forged_early_due_event_change
     assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
 
 
+def test_a_scheduled_change_is_refused_when_the_tag_was_removed_while_it_waited(aws, monkeypatch):
+    # Given a change SCHEDULED for the 02:00 window on a managed function
+    from lambdas.manager import heal
+
+    ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(heal, "now", lambda: ten)
+    pipeline = Pipeline(parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"})
+    pipeline.run()
+    assert only_incident(pipeline).status == "SCHEDULED"
+
+    # When the owner opts out before the window opens
+    lam = boto3.client("lambda")
+    lam.untag_resource(Resource=lam.get_function(FunctionName=FUNCTION)["Configuration"]["FunctionArn"], TagKeys=["selfheal:managed"])
+    monkeypatch.setattr(heal, "now", lambda: ten + timedelta(days=1))
+    pipeline.fire_schedules("apply")
+    pipeline.run()
+
+    # Then nothing is changed and a person gets the exact command
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED" and "no longer has selfheal:managed=true" in incident.last_reason
+    assert "--memory-size 1024" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+
+
 def test_critical_and_high_severity_do_not_wait_for_a_window(aws, monkeypatch):
     from lambdas.manager import heal
 
@@ -471,6 +496,72 @@ def test_a_crash_between_the_lambda_write_and_the_status_write_is_finished_by_th
     assert incident.change["previous"] == {"timeout_s": 3}
 
 
+def test_a_crash_inside_the_rollback_is_finished_by_the_retry_and_an_ok_meanwhile_does_not_resolve(aws, monkeypatch):
+    # Given an applied fix with no recovery, and the Manager crashing right after it claimed the rollback
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    original = heal._write
+    crashed = []
+
+    def crash_once(*args, **kwargs):
+        if not crashed:
+            crashed.append(True)
+            raise RuntimeError("Lambda timed out")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(heal, "_write", crash_once)
+    [broken] = pipeline.fire_due("verify")
+    assert broken.error and only_incident(pipeline).heal_phase == "rolling_back"
+
+    # When the alarm's OK arrives in between (it may be the restore's own doing), then Lambda retries
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [ok] = pipeline.run()
+    assert ok.result["action"] == "stale"
+    later = datetime.now(UTC) + timedelta(days=2)
+    monkeypatch.setattr(heal, "now", lambda: later)  # the retry comes after the deadline, like the schedule did
+    retried = pipeline.invoke(broken.agent, broken.event)
+    pipeline.run()
+
+    # Then the rollback finishes once: values restored, ROLLED_BACK then ESCALATED
+    assert retried.error is None and retried.result["action"] == "rolled_back", retried.result
+    incident = only_incident(pipeline)
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+    assert incident.status == "ESCALATED"
+    assert [h["status"] for h in incident.status_history][-2:] == ["ROLLED_BACK", "ESCALATED"]
+    assert len(decisions_of(pipeline, incident.incident_id, "rollback")) == 1
+
+
+def test_a_lost_verify_schedule_is_caught_by_the_scheduled_scan(aws, monkeypatch):
+    # Given an applied fix whose VerifyDue schedule was deleted by hand, and no recovery
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    for schedule in pipeline.schedules():
+        boto3.client("scheduler").delete_schedule(Name=schedule["Name"])
+
+    # When the scheduled scan runs before the deadline, nothing happens; well after it, the step is done
+    early = pipeline.invoke("manager", load_event("scheduled_event"))
+    assert early.error is None and early.result["swept"] == []
+    assert only_incident(pipeline).status == "VERIFYING"
+    later = datetime.now(UTC) + timedelta(days=1)
+    monkeypatch.setattr(heal, "now", lambda: later)
+    swept = pipeline.invoke("manager", {**load_event("scheduled_event"), "id": "scan-2"})
+    pipeline.run()
+
+    # Then the change is rolled back and escalated, once
+    incident = only_incident(pipeline)
+    assert swept.error is None and swept.result["swept"] == [incident.incident_id]
+    assert incident.status == "ESCALATED"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
 def test_a_due_event_for_another_change_is_ignored(aws):
     pipeline = Pipeline(functions={FUNCTION: {"memory": 512}})
     pipeline.put_raw_event(alarm_event())
@@ -484,3 +575,23 @@ def test_a_due_event_for_another_change_is_ignored(aws):
 
     assert delivery.result["action"] == "stale"
     assert only_incident(pipeline).status == "VERIFYING"
+
+
+def test_a_write_failing_halfway_puts_back_what_the_step_already_wrote(aws):
+    # Given a two-setting change where the second write is denied
+    from lambdas.manager import heal
+    from lambdas.manager.investigate import CloudPort
+
+    pipeline = Pipeline(functions={FUNCTION: {"memory": 512, "reserved": 5}})
+    before = pipeline.function_config(FUNCTION)
+    cloud = CloudPort(overrides={"lambda": Denying(boto3.client("lambda"), {"put_function_concurrency"})})
+
+    # When the step writes memory, then fails on the reservation
+    with pytest.raises(heal.HealAbort) as aborted:
+        heal._write(FUNCTION, {"memory_mb": 1024.0, "reserved_concurrency": 10.0}, {"memory_mb": 512.0, "reserved_concurrency": 5.0},
+                    before["revision_id"], cloud, redo=False, check_fresh=True, chain=[])
+
+    # Then the memory it wrote is put back and the reason says exactly what happened
+    assert "reserved_concurrency failed (AccessDeniedException) after memory_mb was written; put back memory_mb=512" in aborted.value.reason
+    after = pipeline.function_config(FUNCTION)
+    assert (after["memory_mb"], after["reserved_concurrency"]) == (512, 5)

@@ -117,3 +117,12 @@ def test_policy_scope_is_the_investigated_function_not_the_service_name():
     assert PolicyValidator(investigation=inv).validate(to_function, issue(), {}).passed
     refused = PolicyValidator(investigation=inv).validate(to_service, issue(), {})
     assert not refused.passed and "investigated function 'orders-fn'" in refused.reason
+
+
+def test_policy_refuses_an_unbounded_step_from_zero_instead_of_calling_it_unknown():
+    # Given a function read with no retries and a proposal to add one
+    inv = investigated(max_retries=0.0)
+    result = PolicyValidator(investigation=inv).validate(_fix(ConfigChange(setting="max_retries", target="orders-api", proposed=1)),
+                                                       issue(), {})
+    # Then the refusal says why (a factor from 0), not "unknown"
+    assert not result.passed and "step from 0" in result.reason and "unknown" not in result.reason

@@ -58,10 +58,13 @@ class PolicyValidator:
         proposer's `current` or a reporter's signal); with no reading the step cannot be bounded."""
         inv = self.investigation
         current = inv.values.get(change.setting) if inv else None
-        if not current:
+        if current is None:
             why = inv.gap_for(change.setting) if inv else "the target was not investigated"
             return Evidence(check=f"step:{change.setting}", passed=False,
                             excerpt=f"current {change.setting} unknown ({why}): the size of the change cannot be checked")
+        if current == 0:
+            return Evidence(check=f"step:{change.setting}", passed=change.proposed == 0,
+                            excerpt=f"{change.setting} is 0: a step from 0 cannot be bounded by a factor; change it by hand")
         factor = change.proposed / current
         low, high = self.blast_radius.max_decrease_factor, self.blast_radius.max_increase_factor
         return Evidence(

@@ -268,6 +268,7 @@ class IncidentStore:
         allowed_from: frozenset[Status] | None = None,
         redo_from: frozenset[Status] = frozenset(),
         require: dict[str, Any] | None = None,
+        forbid: dict[str, Any] | None = None,
         also_set: dict[str, Any] | None = None,
     ) -> Incident | None:
         """Move forward, or return None when the incident is not in a state that may precede `to`.
@@ -278,7 +279,8 @@ class IncidentStore:
         holds them while a step runs and answers them once it has finished.)
 
         `require`: top-level attributes that must hold these values (None = must not exist), on
-        top of the status condition; `also_set`: attributes written in the same update.
+        top of the status condition; `forbid`: values they must not hold (absent is fine);
+        `also_set`: attributes written in the same update.
         """
         sources = allowed_from or ALLOWED_FROM[to]
         now = utc_now()
@@ -312,6 +314,10 @@ class IncidentStore:
             else:
                 values[f":req{i}"] = value
                 condition = f"({condition}) AND #req{i} = :req{i}"
+        for i, (attr, value) in enumerate(sorted((forbid or {}).items())):
+            names[f"#not{i}"] = attr
+            values[f":not{i}"] = value
+            condition = f"({condition}) AND (attribute_not_exists(#not{i}) OR #not{i} <> :not{i})"
         update = "SET #status = :to, updated_at = :now, last_reason = :reason, status_history = list_append(status_history, :hist)"
         for i, (attr, value) in enumerate(sorted((also_set or {}).items())):
             names[f"#set{i}"] = attr
