@@ -177,6 +177,28 @@ def test_reserved_concurrency_zero_throttles_and_deleting_it_restores_service(la
     assert invoke(lam, {})[0]
 
 
+def test_reserved_concurrency_one_runs_invocations_one_at_a_time(lam, runtime):
+    # Given the sample limited to one concurrent execution
+    lam.put_function_concurrency(FunctionName=SAMPLE, ReservedConcurrentExecutions=1)
+    try:
+        since = time.time()
+        # When three requests arrive at once (asynchronously)
+        for n in range(3):
+            lam.invoke(FunctionName=SAMPLE, InvocationType="Event", Payload=json.dumps({"sleep_s": 0.5, "n": n}).encode())
+
+        def runs() -> list[dict[str, Any]]:
+            done = [r for r in runtime.control("invocations")["invocations"]
+                    if r["function"] == SAMPLE and r["enqueued_at"] >= since]
+            return done if len(done) == 3 else []
+
+        done = sorted(wait_for(runs), key=lambda r: r["started_at"])
+        # Then each started only after the previous one ended: never two at once
+        assert all(later["started_at"] >= earlier["ended_at"] for earlier, later in zip(done, done[1:], strict=False))
+        assert all(r["ok"] for r in done), [r["error"] for r in done]
+    finally:
+        lam.delete_function_concurrency(FunctionName=SAMPLE)
+
+
 def test_event_invoke_config_changes_govern_the_next_async_invocation(lam, runtime):
     # Given the sample's async retries raised from 0 to 1
     lam.put_function_event_invoke_config(FunctionName=SAMPLE, MaximumRetryAttempts=1)
