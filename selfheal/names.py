@@ -5,6 +5,8 @@ from stacks.naming import (  # noqa: F401
     ALARM_PREFIX,
     OPERATOR_SOURCE,
     alerts_topic_name,
+    archive_name,
+    audit_log_group_name,
     bus_name,
     decisions_table_name,
     function_name,

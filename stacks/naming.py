@@ -52,6 +52,16 @@ def function_name(env_name: str, agent: str) -> str:
     return f"selfheal-{env_name}-{agent}"
 
 
+def archive_name(env_name: str) -> str:
+    """EventBridge archive of the agents bus (replays)."""
+    return f"selfheal-{env_name}-agents"
+
+
+def audit_log_group_name(env_name: str) -> str:
+    """Every bus event, as delivered (the audit trail; `selfheal tail` follows it)."""
+    return f"/selfheal/{env_name}/events"
+
+
 def alerts_topic_name(env_name: str) -> str:
     return f"selfheal-{env_name}-alerts"
 

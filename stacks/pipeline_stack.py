@@ -63,11 +63,14 @@ class PipelineStack(Stack):
         }
         self.functions = {agent: a.function for agent, a in self.agents.items()}
         self.routes = EventRoutes(
-            self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic
+            self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic,
+            archive_retention_days=settings.archive_retention_days,
         )
         self._grant(data)
         self._grant_heal(env_name)
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
+        CfnOutput(self, "ArchiveArn", value=self.routes.archive.archive_arn)
+        CfnOutput(self, "AuditLogGroupArn", value=self.routes.audit_log.log_group_arn)
         for agent, function in self.functions.items():
             CfnOutput(self, f"{agent.title()}FunctionName", value=function.function_name)
 

@@ -24,6 +24,7 @@ class DeploySettings:
     manager_model: str
     max_fix_attempts: int
     verify_window_seconds: int = 900
+    archive_retention_days: int = 30
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -42,6 +43,7 @@ class DeploySettings:
             manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
             verify_window_seconds=int(ctx("verifyWindowSeconds", 900)),
+            archive_retention_days=int(ctx("archiveRetentionDays", 30)),
         )
         settings.validate()
         return settings
@@ -62,5 +64,7 @@ class DeploySettings:
             problems.append("maxFixAttempts must be between 1 and 10")
         if not 30 <= self.verify_window_seconds <= 86_400:
             problems.append("verifyWindowSeconds must be between 30 and 86400")
+        if not 1 <= self.archive_retention_days <= 3650:
+            problems.append("archiveRetentionDays must be between 1 and 3650")
         if problems:
             raise ValueError("invalid CDK context: " + "; ".join(problems))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +20,7 @@ from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import heal, logic
-from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, parse_alarm, parse_issue_reported
+from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, delivery_key, parse_alarm, parse_issue_reported
 from .scan import scan_lambda_metrics
 
 RESUME_INPUT_TOKENS, RESUME_OUTPUT_TOKENS = 30_000, 4_096
@@ -75,7 +76,7 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
     if detail_type == DetailType.ISSUE_REPORTED.value:
         intake = parse_issue_reported(event)
         return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id,
-                                   delivery_id=correlation_id)
+                                   delivery_id=delivery_key(event), replayed="replay-name" in event)
     if detail_type == ALARM_DETAIL_TYPE:
         return logic.handle_intake(parse_alarm(event), p, correlation_id=correlation_id)
     if detail_type == SCHEDULED_DETAIL_TYPE:
@@ -88,8 +89,9 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
                                                       output_tokens=RESUME_OUTPUT_TOKENS))
         remaining = monitor.budget_guard().budget_status().remaining_usd
         resumed = logic.resume_budget_paused(p, budget_remaining_usd=remaining if remaining >= one_call else 0.0)
+        retried = logic.resume_after_provider_wait(p, now=datetime.now(UTC))
         swept = heal.sweep_overdue(p)  # heal steps whose one-time schedule never delivered
-        return {"action": "scanned", "results": results, "resumed": resumed, "swept": swept}
+        return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried, "swept": swept}
     if not isinstance(detail_type, str):
         raise InvalidEvent("event has no detail-type")
     envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))

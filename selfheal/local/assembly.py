@@ -117,6 +117,9 @@ def _name_and_attrs(
     if rtype == "AWS::Events::EventBus":
         name = p["Name"]
         return name, {"Arn": arn("events", f"event-bus/{name}"), "Name": name}
+    if rtype == "AWS::Events::Archive":
+        name = p.get("ArchiveName") or generated_name(stack, logical_id, 48)
+        return name, {"Arn": arn("events", f"archive/{name}"), "ArchiveName": name}
     if rtype == "AWS::Events::Rule":
         name = p.get("Name") or generated_name(stack, logical_id, 64)
         bus = p.get("EventBusName") or "default"
@@ -432,6 +435,7 @@ _NAME_PROPS = {
     "LogGroupName",
     "BucketName",
     "AlarmName",
+    "ArchiveName",
     "DashboardName",
     "RoleName",
     "ManagedPolicyName",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jsii
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -80,9 +80,10 @@ class EventRoutes(Construct):
         construct_id: str,
         *,
         env_name: str,
-        bus: events.IEventBus,
+        bus: events.EventBus,
         functions: dict[str, lambda_.IFunction],
         alerts_topic: sns.ITopic,
+        archive_retention_days: int = 30,
     ) -> None:
         super().__init__(scope, construct_id)
         self.rules: list[events.Rule] = []
@@ -109,7 +110,16 @@ class EventRoutes(Construct):
             ),
             self._lambda_target(functions, "manager"),
         )
-        self._rule(
+        # Every bus event is archived, so a run can be replayed (`selfheal replay`). Replays are
+        # safe by design (idempotent steps, conditional transitions); people are not paged twice.
+        self.archive = bus.archive(
+            "Archive",
+            archive_name=constants.archive_name(env_name),
+            description="Every event on the agents bus, for replay",
+            event_pattern=events.EventPattern(account=[Stack.of(self).account]),
+            retention=Duration.days(archive_retention_days),
+        )
+        notify = self._rule(
             "Notify",
             "Approval requests and escalations to the alerts topic",
             bus,
@@ -125,10 +135,14 @@ class EventRoutes(Construct):
                 max_event_age=constants.TARGET_MAX_EVENT_AGE,
             ),
         )
+        # Replayed events carry "replay-name": a replay must not page anyone again.
+        notify_rule = notify.node.default_child
+        assert isinstance(notify_rule, events.CfnRule)
+        notify_rule.add_property_override("EventPattern.replay-name", [{"exists": False}])
         self.audit_log = logs.LogGroup(
             self,
             "AuditLog",
-            log_group_name=f"/selfheal/{env_name}/events",
+            log_group_name=constants.audit_log_group_name(env_name),
             retention=constants.LOG_RETENTION,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -177,7 +191,7 @@ class EventRoutes(Construct):
         pattern: events.EventPattern | None,
         target: events.IRuleTarget,
         schedule: events.Schedule | None = None,
-    ) -> None:
+    ) -> events.Rule:
         rule = events.Rule(
             self,
             rule_id,
@@ -188,3 +202,4 @@ class EventRoutes(Construct):
             targets=[target],
         )
         self.rules.append(rule)
+        return rule

@@ -147,3 +147,16 @@ def test_resources_carry_the_names_the_cli_and_local_runtime_expect(synthesized,
     for table in (naming.decisions_table_name("dev"), naming.monitoring_table_name("dev"), naming.idempotency_table_name("dev")):
         data.has_resource_properties("AWS::DynamoDB::GlobalTable", {"TableName": table})
     data.has_resource_properties("AWS::SSM::Parameter", {"Name": naming.parameter_prefix("dev") + "automation-level"})
+
+
+def test_the_agents_bus_is_archived_and_replays_page_nobody(templates):
+    pipeline = templates["pipeline"]
+    pipeline.has_resource_properties("AWS::Events::Archive", {
+        "ArchiveName": "selfheal-dev-agents",
+        "RetentionDays": 30,
+        "SourceArn": {"Fn::GetAtt": [Match.string_like_regexp("AgentsBus"), "Arn"]},
+    })
+    pipeline.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": Match.object_like({"detail-type": ["ApprovalRequested", "IncidentEscalated"],
+                                           "replay-name": [{"exists": False}]}),
+    })

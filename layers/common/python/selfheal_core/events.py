@@ -124,7 +124,7 @@ class CodeBundle(_Model):
     """Source under repair: small files inline, otherwise an artifact reference."""
 
     files: dict[str, str] = Field(default_factory=dict)
-    test_command: str = "python -m pytest -q"
+    test_command: str = Field(default="python -m pytest -q", max_length=1_000)
     artifact: ArtifactRef | None = None
 
     @field_validator("files")
@@ -146,6 +146,7 @@ class IssueReportedV1(_Model):
     code: CodeBundle | None = None
     idempotency_key: str | None = Field(default=None, max_length=256)
     resource: str | None = Field(default=None, max_length=512, description="alarm name, function …")
+    evidence_artifact: ArtifactRef | None = Field(default=None, description="all evidence lines, when long (set by Selfheal)")
 
 
 # Settings a configuration remediation may change; the first three are limits (lowering one breaks callers).
