@@ -130,6 +130,8 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
 
 def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Investigation:
     """Read the target before anyone proposes a change to it; stored on the incident for the apply step."""
+    if incident.investigation:  # a retry or replay of this step: read once, decided once
+        return Investigation.model_validate(incident.investigation)
     target, how = target_of(intake.issue, intake.origin, intake.alarm_function)
     inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
     ports.incidents.record(incident.incident_id, statuses=frozenset({Status.DETECTED, Status.REMEDIATING}),
@@ -143,6 +145,7 @@ def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Inv
         {"values": inv.values, "managed": inv.managed, "revision_id": inv.revision_id, "gaps": inv.gaps,
          "error_lines": len(inv.error_lines), "recent_changes": inv.recent_changes[:5]},
         0.9 if not inv.gaps else 0.6,
+        once="investigate",
     )
     return inv
 
