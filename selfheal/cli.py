@@ -7,7 +7,6 @@ else AWS with the default credential chain. `--json` prints stable, documented J
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -112,13 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, granted in (("approve", True), ("reject", False)):
         p = sub.add_parser(
             verb,
-            help=f"emit Approval{'Granted' if granted else 'Denied'} for an incident awaiting approval",
+            help=f"{verb} a fix awaiting approval (signed call to the approvals function URL; "
+                 "you are the approver by your IAM identity)",
             epilog=EPILOG,
         )
         _common(p)
         p.add_argument("incident_id")
         p.add_argument("--comment", default="")
-        p.add_argument("--approver", default=None, help="default: your user name")
+        p.add_argument("--approver", default=None, help=argparse.SUPPRESS)  # old flag: now only part of the comment
         p.set_defaults(func=cmd_approval, granted=granted)
 
     p = sub.add_parser(
@@ -306,7 +306,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
                 )
                 entries = [
                     {
-                        "Source": names.OPERATOR_SOURCE,
+                        "Source": names.INJECT_SOURCE,
                         "DetailType": "IssueReported",
                         "Detail": json.dumps(detail),
                         "EventBusName": target.bus,
@@ -430,13 +430,12 @@ def cmd_approval(args: argparse.Namespace) -> int:
     from . import ops
 
     target = _target(args)
-    approver = args.approver or os.environ.get("USER") or getpass.getuser()
-    result = ops.approval(target, args.incident_id, granted=args.granted, approver=approver, comment=args.comment)
+    result = ops.approval(target, args.incident_id, granted=args.granted, comment=args.comment, typed_name=args.approver)
     if args.json:
         emit_json(result)
     else:
-        print(f"{result['detail_type']} sent for {args.incident_id} (was {result['status_before']}) as {approver}")
-    return 1 if result["failed"] else 0
+        print(f"{result['detail_type']} sent for {args.incident_id} (was {result['status_before']}) as {result['approver']}")
+    return 0
 
 
 def cmd_agents(args: argparse.Namespace) -> int:

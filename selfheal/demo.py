@@ -184,7 +184,6 @@ def run_demo(
                     target,
                     inc["incident_id"],
                     granted=True,
-                    approver="demo-operator",
                     comment="approved by selfheal demo",
                 )
                 approved.add(inc["incident_id"])

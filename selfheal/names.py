@@ -3,6 +3,7 @@
 from stacks.naming import (  # noqa: F401
     AGENTS,
     ALARM_PREFIX,
+    INJECT_SOURCE,
     OPERATOR_SOURCE,
     alerts_topic_name,
     archive_name,

@@ -12,7 +12,10 @@ AGENT_SOURCES = {
     "qa": "agentops.qa",
     "operator": "agentops.operator",
 }
+# Only the approvals function may send agentops.operator (bus policy); `selfheal inject` reports
+# issues under its own source, like any other producer.
 OPERATOR_SOURCE = AGENT_SOURCES["operator"]
+INJECT_SOURCE = "selfheal.cli"
 
 # Our own monitoring alarms carry this prefix; the Manager ignores them (no feedback loop).
 ALARM_PREFIX = "selfheal-"

@@ -98,9 +98,21 @@ def redact_issue(issue: IssueReportedV1) -> IssueReportedV1:
 
 
 def parse_alarm(event: dict[str, Any]) -> Intake:
+    """A CloudWatch alarm state change; any shape it should not have is refused with the reason."""
+    try:
+        return _parse_alarm(event)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, InvalidEvent):
+            raise
+        raise InvalidEvent(f"alarm state change has an unexpected shape: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def _parse_alarm(event: dict[str, Any]) -> Intake:
     detail = event.get("detail")
     if not isinstance(detail, dict) or "alarmName" not in detail or "state" not in detail:
         raise InvalidEvent("alarm state change must have detail.alarmName and detail.state")
+    if not isinstance(detail["alarmName"], str) or not detail["alarmName"] or not isinstance(detail["state"], dict):
+        raise InvalidEvent("alarm state change must have a non-empty detail.alarmName and a detail.state object")
     alarm = CloudWatchAlarmData(detail)
     try:
         state = alarm.state.value

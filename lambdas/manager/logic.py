@@ -16,6 +16,7 @@ from selfheal_core.events import (
     ApprovalV1,
     CodeBundle,
     DetailType,
+    Fix,
     FixValidatedV1,
     InfoV1,
     Investigation,
@@ -28,6 +29,7 @@ from selfheal_core.events import (
 )
 from selfheal_core.incidents import Incident, IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha256
 
 from . import heal
 from .intake import Intake
@@ -46,6 +48,17 @@ class ManagerPorts:
     artifacts: ArtifactStore
     cloud: CloudPort = field(default_factory=CloudPort)
     schedules: heal.ScheduleTarget = field(default_factory=lambda: heal.ScheduleTarget("", "", ""))
+    # QA's verdicts live next to the incident (same table); derived so the handler needs no change.
+    validations: ValidationStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.validations is None:
+            self.validations = ValidationStore(self.incidents.table_name)
+
+    @property
+    def verdicts(self) -> ValidationStore:
+        assert self.validations is not None
+        return self.validations
 
 
 def step(thought: str, action: str, observation: str) -> dict[str, str]:
@@ -287,12 +300,17 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
         return heal.after_approval(incident, ports)  # a retry after approval: finish the step
     if incident is None or incident.status != Status.VALIDATED.value or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
+    record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
+    refusal = _refusal(record, data, ports)
+    if refusal is not None or record is None:
+        return _refuse_validation(metadata, refusal or "no validation record", ports)
     heal.remember_validated(incident, data, ports)
     level = ports.params.automation_level
-    risk = data.fix.risk_level
+    risk = record.risk_level  # QA's record, never the event
     auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
     chain = [
-        step("QA validated the fix with evidence", "check the evidence", f"{sum(e.passed for e in data.evidence)}/{len(data.evidence)} checks passed"),
+        step("QA validated the fix with evidence", "read QA's validation record; compare the fix hash",
+             f"record for attempt {metadata.attempt} passed; fix {record.fix_sha256[:12]} matches the event"),
         step(
             f"Automation level is {level}; fix risk is {risk}",
             "approve automatically" if auto else "ask a human to approve",
@@ -315,7 +333,38 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
     return {"action": "awaiting_approval", "incident_id": incident.incident_id}
 
 
+def _refusal(record: ValidationRecord | None, data: FixValidatedV1, ports: ManagerPorts) -> str | None:
+    """Why a FixValidated event cannot be acted on, or None when QA's record backs it."""
+    if record is None:
+        return "no validation record from QA for this attempt"
+    if not record.passed:
+        return f"QA's record for attempt {record.attempt} is not a pass"
+    try:
+        fix = data.fix if data.fix.artifact is None else Fix.model_validate(ports.artifacts.get_json(data.fix.artifact))
+    except Exception as exc:  # noqa: BLE001 - an unreadable claim check is a refusal, not a crash loop
+        return f"the event's fix cannot be read: {type(exc).__name__}"
+    if fix_sha256(fix) != record.fix_sha256:
+        return f"the event's fix (sha256 {fix_sha256(fix)[:12]}) is not the fix QA validated ({record.fix_sha256[:12]})"
+    return None
+
+
+def _refuse_validation(metadata: Metadata, reason: str, ports: ManagerPorts) -> dict[str, Any]:
+    """Record why, change nothing: a forged event must neither approve nor close the incident
+    (the genuine FixValidated for this attempt may still arrive and is handled normally)."""
+    ports.monitor.record_decision(
+        "refuse_validation",
+        [step("A FixValidated event arrived", "compare it with QA's stored validation record", reason),
+         step("The event is not backed by QA's record", "refuse: no approval, no status change", "nothing emitted")],
+        {"attempt": metadata.attempt, "producer": metadata.producer},
+        {"decision": "refused", "reason": reason},
+        0.99,
+    )
+    return {"action": "refused", "incident_id": metadata.incident_id, "reason": reason}
+
+
 def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: ManagerPorts) -> dict[str, Any]:
+    """`data.approver` is believed only because the bus policy lets no principal but the approvals
+    function send `agentops.operator`, and that function sets it from the SigV4-authenticated caller."""
     incident = ports.incidents.get(metadata.incident_id)
     if granted and incident is not None and incident.status == Status.APPROVED.value and incident.attempts == metadata.attempt:
         return heal.after_approval(incident, ports)  # a retry after approval: finish the step

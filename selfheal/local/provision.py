@@ -20,7 +20,8 @@ from typing import Any
 from .assembly import Assembly, Resource
 
 # Types the runtime implements itself rather than provisioning in moto.
-HANDLED_ELSEWHERE = {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion"}
+# Served or enforced by the runtime itself (function URLs, the bus resource policy).
+HANDLED_ELSEWHERE = {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion", "AWS::Lambda::Url", "AWS::Events::EventBusPolicy"}
 
 
 @dataclass

@@ -73,6 +73,36 @@ class LogGroupTarget:
         )
 
 
+@jsii.implements(events.IRuleTarget)
+class SnsTopicTarget:
+    """SNS target whose topic and key policies were granted in the data stack with
+    aws:SourceAccount / aws:SourceArn conditions (the L2 target adds an unconditioned grant)."""
+
+    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput, dead_letter_queue: sqs.IQueue) -> None:
+        self.topic = topic
+        self.message = message
+        self.dead_letter_queue = dead_letter_queue
+
+    def bind(self, rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        self.dead_letter_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+            )
+        )
+        return events.RuleTargetConfig(
+            arn=self.topic.topic_arn,
+            input=self.message,
+            dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.dead_letter_queue.queue_arn),
+            retry_policy=events.CfnRule.RetryPolicyProperty(
+                maximum_retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
+                maximum_event_age_in_seconds=int(constants.TARGET_MAX_EVENT_AGE.to_seconds()),
+            ),
+        )
+
+
 class EventRoutes(Construct):
     def __init__(
         self,
@@ -124,15 +154,13 @@ class EventRoutes(Construct):
             "Approval requests and escalations to the alerts topic",
             bus,
             events.EventPattern(detail_type=NOTIFY_DETAIL_TYPES, source=[S["manager"], S["engineer"]]),
-            targets.SnsTopic(
+            SnsTopicTarget(
                 alerts_topic,
-                message=events.RuleTargetInput.from_text(
+                events.RuleTargetInput.from_text(
                     f"Selfheal {events.EventField.detail_type}: {events.EventField.from_path('$.detail.data.summary')} "
                     f"(incident {events.EventField.from_path('$.detail.metadata.incident_id')})"
                 ),
-                dead_letter_queue=self.dead_letter_queues["notifications"],
-                retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
-                max_event_age=constants.TARGET_MAX_EVENT_AGE,
+                self.dead_letter_queues["notifications"],
             ),
         )
         # Replayed events carry "replay-name": a replay must not page anyone again.

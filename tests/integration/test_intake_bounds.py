@@ -198,3 +198,13 @@ def test_a_report_near_256_kb_runs_to_the_end_without_growing_past_the_limit(pip
 
     ref = ArtifactRef.model_validate(incident.issue["evidence_artifact"])
     assert ArtifactStore(pipeline.env["ARTIFACTS_BUCKET"]).get_json(ref) == evidence
+
+
+def test_a_corrected_report_sent_again_with_the_same_key_is_not_answered_from_a_cached_refusal(pipeline):
+    # Given a malformed report with a producer idempotency key (refused)
+    bad = pipeline.invoke("manager", manager_event(issue(issue_type="nonsense", idempotency_key="acme-7")))
+    assert bad.result["action"] == "rejected"
+    # When the producer fixes it and sends it again with the same key
+    good = pipeline.invoke("manager", manager_event(issue(idempotency_key="acme-7")))
+    # Then it runs: the refusal was not cached under the key
+    assert good.result["action"] == "opened" and len(pipeline.incidents()) == 1

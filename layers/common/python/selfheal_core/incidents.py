@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from . import aws, keys
 from .ddb import from_item, to_item
 from .events import utc_now
+from .redact import scrub
 
 
 class Status(StrEnum):
@@ -293,6 +294,7 @@ class IncidentStore:
         """
         sources = allowed_from or ALLOWED_FROM[to]
         now = utc_now()
+        reason = scrub(reason)  # reasons quote QA and provider output
         values: dict[str, Any] = {
             ":to": to.value,
             ":now": now,
