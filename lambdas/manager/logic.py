@@ -296,14 +296,16 @@ def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[st
 
 def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
-    if incident is not None and incident.status == Status.APPROVED.value and incident.attempts == metadata.attempt:
-        return heal.after_approval(incident, ports)  # a retry after approval: finish the step
-    if incident is None or incident.status != Status.VALIDATED.value or incident.attempts != metadata.attempt:
+    redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
+    if incident is None or incident.status not in (Status.VALIDATED.value, Status.APPROVED.value) \
+            or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
     record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
     refusal = _refusal(record, data, ports)
     if refusal is not None or record is None:
         return _refuse_validation(metadata, refusal or "no validation record", ports)
+    if redo:
+        return heal.after_approval(incident, ports)  # finish the step the crash interrupted
     heal.remember_validated(incident, data, ports)
     level = ports.params.automation_level
     risk = record.risk_level  # QA's record, never the event
