@@ -7,7 +7,6 @@ else AWS with the default credential chain. `--json` prints stable, documented J
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -112,13 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, granted in (("approve", True), ("reject", False)):
         p = sub.add_parser(
             verb,
-            help=f"emit Approval{'Granted' if granted else 'Denied'} for an incident awaiting approval",
+            help=f"{verb} a fix awaiting approval (signed call to the approvals function URL; "
+                 "you are the approver by your IAM identity)",
             epilog=EPILOG,
         )
         _common(p)
         p.add_argument("incident_id")
         p.add_argument("--comment", default="")
-        p.add_argument("--approver", default=None, help="default: your user name")
+        p.add_argument("--approver", default=None, help=argparse.SUPPRESS)  # old flag: now only part of the comment
         p.set_defaults(func=cmd_approval, granted=granted)
 
     p = sub.add_parser(
@@ -141,6 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--hours", type=int, default=24)
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("replay", help="replay archived bus events (idempotent: nothing done runs again)", epilog=EPILOG)
+    _common(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--incident", help="replay the window of this incident's events")
+    which.add_argument("--since", type=_when, help="start: ISO time or an age such as 30m, 2h, 1d")
+    p.add_argument("--until", type=_when, help="end: ISO time or an age (default now)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("tail", help="follow the pipeline's events as they happen", epilog=EPILOG)
+    _common(p)
+    p.add_argument("--incident", help="only this incident's events")
+    p.add_argument("--agent", choices=[*names.AGENTS, "operator"], help="only events from or to this agent")
+    p.add_argument("--for", dest="seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("rejected", help="events the agents refused, with the reason", epilog=EPILOG)
     _common(p)
@@ -291,7 +306,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
                 )
                 entries = [
                     {
-                        "Source": names.OPERATOR_SOURCE,
+                        "Source": names.INJECT_SOURCE,
                         "DetailType": "IssueReported",
                         "Detail": json.dumps(detail),
                         "EventBusName": target.bus,
@@ -415,13 +430,12 @@ def cmd_approval(args: argparse.Namespace) -> int:
     from . import ops
 
     target = _target(args)
-    approver = args.approver or os.environ.get("USER") or getpass.getuser()
-    result = ops.approval(target, args.incident_id, granted=args.granted, approver=approver, comment=args.comment)
+    result = ops.approval(target, args.incident_id, granted=args.granted, comment=args.comment, typed_name=args.approver)
     if args.json:
         emit_json(result)
     else:
-        print(f"{result['detail_type']} sent for {args.incident_id} (was {result['status_before']}) as {approver}")
-    return 1 if result["failed"] else 0
+        print(f"{result['detail_type']} sent for {args.incident_id} (was {result['status_before']}) as {result['approver']}")
+    return 0
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
@@ -531,6 +545,49 @@ def format_analysis(report: dict[str, Any]) -> str:
     if open_by_status:
         lines.append("  open incidents: " + ", ".join(f"{k} {v}" for k, v in open_by_status.items()))
     return "\n".join(lines)
+
+
+def _when(value: str) -> Any:
+    """ISO 8601 time, or an age before now: 30m, 2h, 1d."""
+    from datetime import UTC, datetime, timedelta
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time or an age: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from . import bus_history
+
+    target = _target(args)
+    if args.incident:
+        since, until = bus_history.replay_window(target, args.incident)
+    else:
+        since, until = args.since, args.until
+    with progress("replaying", enabled=not args.json):
+        result = bus_history.replay(target, since=since, until=until)
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"replay {result['replay_name']}: {result['state']} ({result['since']} .. {result['until']})")
+    return 0 if result["state"] == "COMPLETED" else 1
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from . import bus_history
+
+    target = _target(args)
+
+    def emit(line: dict[str, Any]) -> None:
+        print(json.dumps(line, default=str) if args.json else bus_history.format_tail_line(line), flush=True)
+
+    bus_history.tail(target, incident_id=args.incident, agent=args.agent, seconds=args.seconds, emit=emit)
+    return 0
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from .output import emit_json, table, usd
 
 TERMINAL = {"RESOLVED", "FAILED", "ESCALATED"}
 # Waiting on a person, a budget, a low-traffic window or a merge: nothing more happens on its own soon.
-SETTLED = TERMINAL | {"AWAITING_APPROVAL", "BUDGET_PAUSED", "SCHEDULED", "PATCH_READY"}
+SETTLED = TERMINAL | {"AWAITING_APPROVAL", "BUDGET_PAUSED", "RETRY_WAIT", "SCHEDULED", "PATCH_READY"}
 
 
 def _free_port(preferred: int) -> int:
@@ -189,7 +189,6 @@ def run_demo(
                     target,
                     inc["incident_id"],
                     granted=True,
-                    approver="demo-operator",
                     comment="approved by selfheal demo",
                 )
                 approved.add(inc["incident_id"])

@@ -3,8 +3,11 @@
 from stacks.naming import (  # noqa: F401
     AGENTS,
     ALARM_PREFIX,
+    INJECT_SOURCE,
     OPERATOR_SOURCE,
     alerts_topic_name,
+    archive_name,
+    audit_log_group_name,
     bus_name,
     decisions_table_name,
     function_name,

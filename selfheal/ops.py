@@ -210,7 +210,7 @@ def entries_from_file(target: Target, path: Path) -> list[dict[str, Any]]:
         bus = "default" if str(raw.get("source", "")).startswith("aws.") else target.bus
         return [
             {
-                "Source": raw.get("source") or names.OPERATOR_SOURCE,
+                "Source": raw.get("source") or names.INJECT_SOURCE,
                 "DetailType": raw["detail-type"],
                 "Detail": json.dumps(raw["detail"]),
                 "Resources": raw.get("resources", []),
@@ -220,7 +220,7 @@ def entries_from_file(target: Target, path: Path) -> list[dict[str, Any]]:
     if isinstance(raw, dict):
         return [
             {
-                "Source": names.OPERATOR_SOURCE,
+                "Source": names.INJECT_SOURCE,
                 "DetailType": "IssueReported",
                 "Detail": json.dumps(raw),
                 "EventBusName": target.bus,
@@ -329,34 +329,63 @@ def inject_alarm(target: Target, *, alarm_name: str, count: int = 1, **kwargs: A
     return result
 
 
-def approval(target: Target, incident_id: str, *, granted: bool, approver: str, comment: str = "") -> dict[str, Any]:
-    """ApprovalGranted / ApprovalDenied in the envelope of events.py (data = ApprovalV1)."""
-    from selfheal_core.events import ApprovalV1, DetailType, Metadata, build_detail
-    from selfheal_core.incidents import IncidentStore
+LOCAL_USER_HEADER = "X-Selfheal-Local-User"
 
-    incident = IncidentStore(target.decisions_table).get(incident_id)
-    if incident is None:
-        raise OperatorError(f"incident {incident_id!r} not found in {target.decisions_table}")
-    metadata = Metadata(
-        incident_id=incident_id,
-        correlation_id=incident.correlation_id or incident_id,
-        attempt=max(1, incident.attempts),
-        producer="operator",
-    )
-    data = ApprovalV1(approver=approver, comment=comment)
-    detail_type = DetailType.APPROVAL_GRANTED if granted else DetailType.APPROVAL_DENIED
-    result = _put(
-        target,
-        [
-            {
-                "Source": names.OPERATOR_SOURCE,
-                "DetailType": detail_type.value,
-                "Detail": json.dumps(build_detail(metadata, data)),
-                "EventBusName": target.bus,
-            }
-        ],
-    )
-    return {"incident_id": incident_id, "detail_type": detail_type.value, "status_before": incident.status, **result}
+
+def approvals_url(target: Target) -> str:
+    """The approvals function URL: the stack output, else Lambda's URL config for the function."""
+    url = target.output("ApprovalsUrl")
+    if url:
+        return str(url)
+    try:
+        return str(target.client("lambda").get_function_url_config(FunctionName=target.function("approvals"))["FunctionUrl"])
+    except Exception as exc:  # noqa: BLE001 - explained to the operator
+        raise OperatorError(f"cannot find the approvals function URL for env {target.env!r} ({type(exc).__name__}); "
+                            "is the pipeline stack deployed?") from exc
+
+
+def approval(target: Target, incident_id: str, *, granted: bool, comment: str = "",
+             typed_name: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """Approve or reject through the approvals function URL, SigV4-signed with the operator's
+    credentials. The function records the caller's IAM ARN as the approver (locally
+    `local:<user>`); a typed name only travels as part of the comment."""
+    import getpass
+    import urllib.error
+    import urllib.request
+
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    url = approvals_url(target)
+    body: dict[str, Any] = {"incident_id": incident_id, "decision": "approve" if granted else "reject", "comment": comment}
+    if typed_name:
+        body["approver"] = typed_name
+    credentials = boto3.Session(region_name=target.region).get_credentials()
+    if credentials is None:
+        raise OperatorError("no AWS credentials: approvals are signed with your IAM identity")
+    headers = {"Content-Type": "application/json"}
+    if target.local:  # no IAM locally: the runtime names the approver local:<user> from this signed header
+        headers[LOCAL_USER_HEADER] = os.environ.get("USER") or getpass.getuser()
+    request = AWSRequest(method="POST", url=url, data=json.dumps(body).encode(), headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "lambda", target.region).add_auth(request)
+    prepared = request.prepare()
+    http_request = urllib.request.Request(url, data=prepared.body, headers=dict(prepared.headers), method="POST")  # noqa: S310 - the URL is our stack's output
+    try:
+        with urllib.request.urlopen(http_request, timeout=timeout) as response:  # noqa: S310
+            status, answer = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, answer = exc.code, exc.read()
+    try:
+        result = json.loads(answer or b"{}")
+    except ValueError:
+        result = {"error": answer.decode("utf-8", "replace")[:500]}
+    if status == 403:
+        raise OperatorError("the approvals URL refused your credentials: attach the "
+                            f"selfheal-{target.env}-approver policy to your IAM identity")
+    if status >= 400:
+        raise OperatorError(f"approval refused ({status}): {result.get('error') or result.get('Message') or result}")
+    return {"incident_id": incident_id, **result, "http_status": status}
 
 
 # ============================================================================ reads

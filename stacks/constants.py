@@ -21,6 +21,8 @@ from .naming import (  # noqa: E402,F401
     ALARM_PREFIX,
     alerts_topic_name,
     anthropic_secret_name,
+    archive_name,
+    audit_log_group_name,
     bus_name,
     decisions_table_name,
     function_name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -19,6 +19,19 @@ from . import constants
 from .constructs.agent_function import dead_letter_queue
 from .nag import acknowledge
 from .settings import DeploySettings
+
+
+def service_publishers(env_name: str) -> dict[str, str]:
+    """Service principal -> the only source ARNs it may act for: our alarms, our bus's rules."""
+    region_account = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
+    return {
+        "cloudwatch.amazonaws.com": f"arn:{Aws.PARTITION}:cloudwatch:{region_account}:alarm:{constants.ALARM_PREFIX}{env_name}-*",
+        "events.amazonaws.com": f"arn:{Aws.PARTITION}:events:{region_account}:rule/{constants.bus_name(env_name)}/*",
+    }
+
+
+def source_conditions(source_arn: str) -> dict[str, dict[str, str]]:
+    return {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnLike": {"aws:SourceArn": source_arn}}
 
 
 class DataStack(Stack):
@@ -121,14 +134,16 @@ class DataStack(Stack):
 
     def _build_alerts_topic(self, settings: DeploySettings) -> sns.Topic:
         key = self.alerts_key = kms.Key(self, "AlertsKey", enable_key_rotation=True, description="Encrypts the Selfheal alerts topic")
-        # CloudWatch alarms and EventBridge must be able to publish to the encrypted topic.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
+        # Our alarms and our bus's rules publish to the encrypted topic; the service principals act
+        # only on behalf of this account's Selfheal resources (no confused deputy).
+        publishers = service_publishers(settings.env_name)
+        for service, source_arn in publishers.items():
+            key.add_to_resource_policy(iam.PolicyStatement(
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
+                principals=[iam.ServicePrincipal(service)],
                 resources=["*"],
-            )
-        )
+                conditions=source_conditions(source_arn),
+            ))
         topic = sns.Topic(
             self,
             "Alerts",
@@ -137,6 +152,13 @@ class DataStack(Stack):
             master_key=key,
             enforce_ssl=True,
         )
+        for service, source_arn in publishers.items():
+            topic.add_to_resource_policy(iam.PolicyStatement(
+                actions=["sns:Publish"],
+                principals=[iam.ServicePrincipal(service)],
+                resources=[topic.topic_arn],
+                conditions=source_conditions(source_arn),
+            ))
         if settings.alert_email:
             # Undeliverable emails are kept, not dropped.
             undelivered = dead_letter_queue(self, "AlertsEmailDlq", f"selfheal-{settings.env_name}-alerts-email-dlq")

@@ -12,7 +12,10 @@ AGENT_SOURCES = {
     "qa": "agentops.qa",
     "operator": "agentops.operator",
 }
+# Only the approvals function may send agentops.operator (bus policy); `selfheal inject` reports
+# issues under its own source, like any other producer.
 OPERATOR_SOURCE = AGENT_SOURCES["operator"]
+INJECT_SOURCE = "selfheal.cli"
 
 # Our own monitoring alarms carry this prefix; the Manager ignores them (no feedback loop).
 ALARM_PREFIX = "selfheal-"
@@ -50,6 +53,16 @@ def anthropic_secret_name(env_name: str) -> str:
 
 def function_name(env_name: str, agent: str) -> str:
     return f"selfheal-{env_name}-{agent}"
+
+
+def archive_name(env_name: str) -> str:
+    """EventBridge archive of the agents bus (replays)."""
+    return f"selfheal-{env_name}-agents"
+
+
+def audit_log_group_name(env_name: str) -> str:
+    """Every bus event, as delivered (the audit trail; `selfheal tail` follows it)."""
+    return f"/selfheal/{env_name}/events"
 
 
 def alerts_topic_name(env_name: str) -> str:

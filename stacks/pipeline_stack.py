@@ -9,8 +9,10 @@ from constructs import Construct
 
 from . import constants
 from .constructs.agent_function import AgentFunction
+from .constructs.approvals import Approvals, restrict_agent_sources
 from .constructs.common_layer import CommonLayer
 from .constructs.event_routes import EventRoutes
+from .constructs.qa_runner import QaRunner
 from .data_stack import DataStack
 from .nag import acknowledge
 from .settings import DeploySettings
@@ -19,7 +21,7 @@ AGENTS = {
     # agent: (timeout, memory MB, description)
     "manager": (Duration.seconds(30), 256, "Detects, triages and folds issues; decides and closes incidents"),
     "engineer": (Duration.seconds(180), 512, "Writes fixes with Claude or deterministic runbooks"),
-    "qa": (Duration.seconds(180), 1024, "Proves or disproves fixes: policy checks and a code sandbox"),
+    "qa": (Duration.seconds(180), 512, "Proves or disproves fixes: policy checks, and code runs in the QA runner"),
 }
 
 
@@ -41,11 +43,22 @@ class PipelineStack(Stack):
             "PARAMETER_PREFIX": data.parameter_prefix,
         }
         self.scheduler_role = self._scheduler_role(env_name)
+        # The one function that executes fix code; QA reaches it by lambda:Invoke only.
+        self.qa_runner = QaRunner(
+            self, "QaRunner", env_name=env_name, layer=self.layer, vpc_id=settings.qa_runner_vpc_id,
+            subnet_ids=settings.qa_runner_subnet_ids, allow_unisolated=settings.allow_unisolated_qa,
+        )
         # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant);
         # only the Manager schedules ApplyDue / VerifyDue through the scheduler role.
-        ENGINEER_ONLY = {  # noqa: N806
-            "engineer": {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)},
-            "manager": {"EVENT_BUS_ARN": self.bus.event_bus_arn, "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn},
+        # QA reads no secret at all (so no AgentOps key: its AgentOps traces are off; metrics and
+        # records are unaffected) and learns only the runner's name.
+        anthropic = {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)}
+        per_agent: dict[str, dict[str, str]] = {
+            "engineer": {**self.agent_environment, **anthropic},
+            "qa": {**{k: v for k, v in self.agent_environment.items() if k != "SECRET_NAME"},
+                   "QA_RUNNER_FUNCTION_NAME": self.qa_runner.function.function_name},
+            "manager": {**self.agent_environment, "EVENT_BUS_ARN": self.bus.event_bus_arn,
+                        "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn},
         }
         self.agents = {
             agent: AgentFunction(
@@ -54,7 +67,7 @@ class PipelineStack(Stack):
                 env_name=env_name,
                 agent=agent,
                 layer=self.layer,
-                environment={**self.agent_environment, **ENGINEER_ONLY.get(agent, {})},
+                environment=per_agent.get(agent, self.agent_environment),
                 timeout=timeout,
                 memory_size=memory,
                 description=description,
@@ -63,13 +76,23 @@ class PipelineStack(Stack):
         }
         self.functions = {agent: a.function for agent, a in self.agents.items()}
         self.routes = EventRoutes(
-            self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic
+            self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic,
+            archive_retention_days=settings.archive_retention_days,
         )
         self._grant(data)
         self._grant_heal(env_name)
+        self.approvals = Approvals(self, "Approvals", env_name=env_name, layer=self.layer, bus=self.bus,
+                                   decisions_table=data.decisions_table)
+        # The scheduler role puts the Manager's ApplyDue / VerifyDue, so it may send as the Manager too.
+        senders: dict[str, iam.IRole | list[iam.IRole]] = {a: c.role for a, c in self.agents.items()}
+        senders["manager"] = [self.agents["manager"].role, self.scheduler_role]
+        restrict_agent_sources(self.bus, {**senders, "operator": self.approvals.role})
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
+        CfnOutput(self, "ArchiveArn", value=self.routes.archive.archive_arn)
+        CfnOutput(self, "AuditLogGroupArn", value=self.routes.audit_log.log_group_arn)
         for agent, function in self.functions.items():
             CfnOutput(self, f"{agent.title()}FunctionName", value=function.function_name)
+        CfnOutput(self, "QaRunnerFunctionName", value=self.qa_runner.function.function_name)
 
     def _grant(self, data: DataStack) -> None:
         """Least privilege per agent: inline, resource-scoped statements with no wildcards but log streams."""
@@ -103,11 +126,12 @@ class PipelineStack(Stack):
                 actions=["ssm:GetParameter", "ssm:GetParameters"],
                 resources=[p.parameter_arn for p in data.parameters],
             ))
-            secrets = [data.secret, data.anthropic_secret] if agent == "engineer" else [data.secret]
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[s.secret_arn for s in secrets],
-            ))
+            secrets = {"engineer": [data.secret, data.anthropic_secret], "qa": []}.get(agent, [data.secret])
+            if secrets:
+                role.add_to_policy(iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=[s.secret_arn for s in secrets],
+                ))
             role.add_to_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[data.alerts_topic.topic_arn]))
             role.add_to_policy(iam.PolicyStatement(
                 actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[data.alerts_key.key_arn]
@@ -120,6 +144,10 @@ class PipelineStack(Stack):
             acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::selfheal-{data.env_name}-artifacts-<AWS::AccountId>-<AWS::Region>/*]",
                 reason="Artifact keys are per incident (claim checks) and created at run time; access is limited to this one bucket.",
             )
+        # QA may invoke the runner and no other function.
+        self.agents["qa"].role.add_to_policy(iam.PolicyStatement(
+            actions=["lambda:InvokeFunction"], resources=[self.qa_runner.function.function_arn],
+        ))
         # The metric scan reads CloudWatch metrics; GetMetricData has no resource-level scoping.
         self.agents["manager"].role.add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], resources=["*"]

@@ -10,9 +10,15 @@ from constructs import Node
 
 AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
 PROVIDERS = ("runbook", "anthropic")
+# Set only by the local runtime's synth (selfheal/local/synth.py): this app will not be deployed.
+LOCAL_SYNTH_MARKER = "selfheal:localSynth"
 
 
-def _flag(value: Any, key: str) -> bool:
+def _flag(value: Any) -> bool:
+    return value is True or str(value).strip().lower() == "true"
+
+
+def _strict_flag(value: Any, key: str) -> bool:
     """A boolean context value: JSON true/false from cdk.json, or the string from `-c key=true`."""
     if isinstance(value, bool):
         return value
@@ -36,6 +42,13 @@ class DeploySettings:
     manager_model: str
     max_fix_attempts: int
     verify_window_seconds: int = 900
+    archive_retention_days: int = 30
+    # QA runner: an existing VPC (and its subnets) instead of the isolated one the stack creates.
+    qa_runner_vpc_id: str = ""
+    qa_runner_subnet_ids: tuple[str, ...] = ()
+    # Run fix code where neither namespaces nor a microVM isolate it (local runtime only).
+    allow_unisolated_qa: bool = False
+    local_synth: bool = False
     sample_workload: bool = False
 
     @classmethod
@@ -55,7 +68,12 @@ class DeploySettings:
             manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
             verify_window_seconds=int(ctx("verifyWindowSeconds", 900)),
-            sample_workload=_flag(ctx("sampleWorkload", False), "sampleWorkload"),
+            archive_retention_days=int(ctx("archiveRetentionDays", 30)),
+            qa_runner_vpc_id=str(ctx("qaRunnerVpcId", "")),
+            qa_runner_subnet_ids=tuple(s.strip() for s in str(ctx("qaRunnerSubnetIds", "")).split(",") if s.strip()),
+            allow_unisolated_qa=_flag(ctx("allowUnisolatedQa", False)),
+            local_synth=_flag(ctx(LOCAL_SYNTH_MARKER, False)),
+            sample_workload=_strict_flag(ctx("sampleWorkload", False), "sampleWorkload"),
         )
         settings.validate()
         return settings
@@ -76,5 +94,16 @@ class DeploySettings:
             problems.append("maxFixAttempts must be between 1 and 10")
         if not 30 <= self.verify_window_seconds <= 86_400:
             problems.append("verifyWindowSeconds must be between 30 and 86400")
+        if not 1 <= self.archive_retention_days <= 3650:
+            problems.append("archiveRetentionDays must be between 1 and 3650")
+        if self.allow_unisolated_qa and not self.local_synth:
+            problems.append("allowUnisolatedQa runs fix code without isolation and is only for the local runtime, "
+                            "never for a deployment")
+        if bool(self.qa_runner_vpc_id) != bool(self.qa_runner_subnet_ids):
+            problems.append("qaRunnerVpcId and qaRunnerSubnetIds (comma-separated) are given together or not at all")
+        if self.qa_runner_vpc_id and not re.fullmatch(r"vpc-[0-9a-f]{8,17}", self.qa_runner_vpc_id):
+            problems.append(f"qaRunnerVpcId {self.qa_runner_vpc_id!r} is not a VPC id")
+        if any(not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s) for s in self.qa_runner_subnet_ids):
+            problems.append("qaRunnerSubnetIds must be subnet ids")
         if problems:
             raise ValueError("invalid CDK context: " + "; ".join(problems))

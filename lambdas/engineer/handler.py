@@ -13,8 +13,8 @@ from agentops_monitoring.budget import notify_budget_paused
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
-from selfheal_core.edge import bounded, idempotency, reject
-from selfheal_core.events import DetailType, InvalidEvent, parse_detail
+from selfheal_core.edge import idempotency, screened, step_validator
+from selfheal_core.events import DetailType, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
@@ -27,7 +27,7 @@ settings = get_settings()
 monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
 persistence, idempotency_config = idempotency(settings)
 
-HANDLED = {DetailType.REMEDIATION_REQUESTED.value, DetailType.FIX_REJECTED.value}
+HANDLED = frozenset({DetailType.REMEDIATION_REQUESTED.value, DetailType.FIX_REJECTED.value})
 
 
 def ports(context: LambdaContext) -> logic.EngineerPorts:
@@ -54,16 +54,11 @@ def ports(context: LambdaContext) -> logic.EngineerPorts:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
-@bounded(agent=logic.AGENT, settings=settings, monitor=monitor)
+@screened(agent=logic.AGENT, settings=settings, monitor=monitor, validate=step_validator("the Engineer", HANDLED))
 @idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        detail_type = event.get("detail-type", "")
-        if detail_type not in HANDLED:
-            raise InvalidEvent(f"the Engineer does not handle {detail_type!r}")
-        envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
-    except InvalidEvent as exc:
-        return reject(event, exc.reason, agent=logic.AGENT, settings=settings, monitor=monitor)
+    detail_type = event["detail-type"]  # screened: a detail-type we handle, from its source, valid
+    envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
     if detail_type == DetailType.REMEDIATION_REQUESTED.value:
         return logic.handle_remediation_requested(envelope.metadata, envelope.data, ports(context))
     return logic.handle_fix_rejected(envelope.metadata, envelope.data, ports(context))

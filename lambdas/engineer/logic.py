@@ -18,7 +18,7 @@ from selfheal_core.events import (
     RemediationFailedV1,
     RemediationRequestedV1,
 )
-from selfheal_core.incidents import IncidentStore, Status
+from selfheal_core.incidents import IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
 
 from .proposals import ProposalStore
@@ -28,6 +28,7 @@ from .providers.runbook import RunbookProvider
 AGENT = "engineer"
 SOURCE = "agentops.engineer"
 FEEDBACK_ITEM_CHARS = 1_500
+MAX_PROVIDER_WAITS = 5  # provider outages waited out (with backoff) before the incident is FAILED
 
 
 @dataclass
@@ -48,7 +49,7 @@ def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV
     redoable = {Status.REMEDIATING.value, Status.FIX_PROPOSED.value}
     if incident is None or incident.status not in redoable or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports, data.investigation)
+    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports, data.investigation, resumed=data.resumed)
 
 
 def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: EngineerPorts) -> dict[str, Any]:
@@ -97,14 +98,14 @@ def rejection_feedback(attempt: int, data: FixRejectedV1) -> str:
 
 def _remediate(
     metadata: Metadata, issue: IssueReportedV1, fingerprint: str, feedback: list[str], ports: EngineerPorts,
-    investigation: Investigation | None = None,
+    investigation: Investigation | None = None, *, resumed: int = 0,
 ) -> dict[str, Any]:
     code_files, test_command = _code_of(issue, ports.artifacts)
     request = FixRequest(
         incident_id=metadata.incident_id, correlation_id=metadata.correlation_id, attempt=metadata.attempt,
         issue=issue, code_files=code_files, test_command=test_command, feedback=feedback, investigation=investigation,
     )
-    stored = ports.proposals.get(metadata.incident_id, metadata.attempt)
+    stored = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed)
     if stored is not None:  # a retry or replay of this step: the model is not asked twice
         provider_name, why = "stored", "reused the answer stored for this attempt (no new model call)"
         outcome = stored
@@ -122,8 +123,10 @@ def _remediate(
             outcome = _propose_or_error(RunbookProvider(), request, ports)
         except ProviderError as exc:
             outcome = exc
-        outcome = ports.proposals.put(metadata.incident_id, metadata.attempt, outcome)
+        outcome = ports.proposals.put(metadata.incident_id, metadata.attempt, outcome, resumed)
     if isinstance(outcome, ProviderError):
+        if outcome.category == "provider_error":
+            return _wait_for_provider(metadata, fingerprint, outcome, why, ports)
         return _fail(metadata, fingerprint, outcome, why, ports)
     result = outcome
 
@@ -197,10 +200,34 @@ def _pause_for_budget(metadata: Metadata, reason: str, ports: EngineerPorts) -> 
         [{"thought": "The daily LLM budget cannot cover this call", "action": "pause the incident; no call made",
           "observation": reason[:300]}],
         {"attempt": metadata.attempt}, {"status": Status.BUDGET_PAUSED.value}, 1.0,
-        once=f"budget_pause#{metadata.attempt}#{_pauses(paused)}",
+        once=f"budget_pause#{metadata.attempt}#{count_status(paused, Status.BUDGET_PAUSED)}",
     )
     ports.notify_budget_paused(metadata.incident_id, reason)
     return {"action": "budget_paused", "incident_id": metadata.incident_id}
+
+
+def _wait_for_provider(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str,
+                       ports: EngineerPorts) -> dict[str, Any]:
+    """An outage waits (the scheduled scan resumes it with backoff); only after MAX_PROVIDER_WAITS it fails."""
+    incident = ports.incidents.get(metadata.incident_id)
+    waits = count_status(incident, Status.RETRY_WAIT) if incident else 0
+    if waits >= MAX_PROVIDER_WAITS:
+        return _fail(metadata, fingerprint, exc, f"{why}; the provider failed after {waits} waits", ports)
+    waiting = ports.incidents.transition(
+        metadata.incident_id, Status.RETRY_WAIT, reason=f"provider unavailable: {exc.reason[:300]}",
+        expected_attempt=metadata.attempt,
+    )
+    if waiting is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    ports.monitor.record_decision(
+        "wait_for_provider",
+        [{"thought": "The model provider failed after the client's own retries",
+          "action": f"wait; the scheduled scan resumes this attempt (wait {waits + 1} of {MAX_PROVIDER_WAITS})",
+          "observation": exc.reason[:300]}],
+        {"attempt": metadata.attempt}, {"status": Status.RETRY_WAIT.value}, 0.9,
+        once=f"wait_for_provider#{metadata.attempt}#{waits + 1}",
+    )
+    return {"action": "retry_wait", "incident_id": metadata.incident_id}
 
 
 def _fail(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str, ports: EngineerPorts) -> dict[str, Any]:
@@ -225,7 +252,3 @@ def _code_of(issue: IssueReportedV1, artifacts: ArtifactStore) -> tuple[dict[str
     if issue.code.artifact is not None:
         files.update(artifacts.get_json(issue.code.artifact))
     return files, issue.code.test_command
-
-
-def _pauses(incident: Any) -> int:
-    return sum(1 for h in incident.status_history if h.get("status") == Status.BUDGET_PAUSED.value)

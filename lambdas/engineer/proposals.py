@@ -17,16 +17,17 @@ from selfheal_core.events import Fix, utc_now
 from .providers.base import ProviderError, ProviderResult
 
 
-def _key(incident_id: str, attempt: int) -> dict[str, str]:
-    return {"pk": keys.incident_pk(incident_id), "sk": f"PROPOSAL#{attempt:03d}"}
+def _key(incident_id: str, attempt: int, resumed: int) -> dict[str, str]:
+    # A resumed request (after a budget pause or a provider outage) is a new step: its own key.
+    return {"pk": keys.incident_pk(incident_id), "sk": f"PROPOSAL#{attempt:03d}#{resumed:03d}"}
 
 
 class ProposalStore:
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
 
-    def get(self, incident_id: str, attempt: int) -> ProviderResult | ProviderError | None:
-        item = aws.table(self.table_name).get_item(Key=_key(incident_id, attempt), ConsistentRead=True).get("Item")
+    def get(self, incident_id: str, attempt: int, resumed: int = 0) -> ProviderResult | ProviderError | None:
+        item = aws.table(self.table_name).get_item(Key=_key(incident_id, attempt, resumed), ConsistentRead=True).get("Item")
         if item is None:
             return None
         item = from_item(item)
@@ -35,19 +36,26 @@ class ProposalStore:
         return ProviderResult(fix=Fix.model_validate(item["fix"]), reasoning=item.get("reasoning", []),
                               confidence=float(item.get("confidence", 0.5)))
 
-    def put(self, incident_id: str, attempt: int, outcome: ProviderResult | ProviderError) -> ProviderResult | ProviderError:
-        """Store the outcome unless one is stored already; returns the stored one (first writer wins)."""
+    def put(self, incident_id: str, attempt: int, outcome: ProviderResult | ProviderError,
+            resumed: int = 0) -> ProviderResult | ProviderError:
+        """Store the outcome unless one is stored already; returns the stored one (first writer wins).
+
+        An unreachable provider (`provider_error`) is not an answer: it is not stored, so the
+        step resumed after the outage asks again.
+        """
+        if isinstance(outcome, ProviderError) and outcome.category == "provider_error":
+            return outcome
         body: dict[str, Any]
         if isinstance(outcome, ProviderError):
             body = {"error": {"reason": outcome.reason[:4000], "category": outcome.category}}
         else:
             body = {"fix": outcome.fix.model_dump(mode="json"), "reasoning": outcome.reasoning,
                     "confidence": outcome.confidence}
-        item = {**_key(incident_id, attempt), "record_type": "proposal", "created_at": utc_now(), **body}
+        item = {**_key(incident_id, attempt, resumed), "record_type": "proposal", "created_at": utc_now(), **body}
         try:
             aws.table(self.table_name).put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            return self.get(incident_id, attempt) or outcome
+            return self.get(incident_id, attempt, resumed) or outcome
         return outcome

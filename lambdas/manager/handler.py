@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,14 +13,14 @@ from agentops_monitoring import AgentOpsMonitor, instrument
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_runtime_parameters, get_settings
-from selfheal_core.edge import bounded, idempotency, reject
+from selfheal_core.edge import idempotency, reject, screened, step_validator
 from selfheal_core.events import DetailType, InvalidEvent, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import heal, logic
-from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, parse_alarm, parse_issue_reported
+from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, delivery_key, parse_alarm, parse_issue_reported
 from .scan import scan_lambda_metrics
 
 RESUME_INPUT_TOKENS, RESUME_OUTPUT_TOKENS = 30_000, 4_096
@@ -50,7 +51,7 @@ DUE_TYPES = frozenset({DetailType.APPLY_DUE.value, DetailType.VERIFY_DUE.value})
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 @instrument(monitor)
-@bounded(agent=logic.AGENT, settings=settings, monitor=monitor)
+@screened(agent=logic.AGENT, settings=settings, monitor=monitor, validate=lambda event: validate(event))
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(event, dict) and event.get("detail-type") in DUE_TYPES:
         return _handle(event)
@@ -69,13 +70,28 @@ def _handle(event: dict[str, Any]) -> dict[str, Any]:
         return reject(event, exc.reason, agent=logic.AGENT, settings=settings, monitor=monitor)
 
 
+STEP_TYPES = frozenset({DetailType.FIX_VALIDATED.value, DetailType.REMEDIATION_FAILED.value,
+                        DetailType.APPROVAL_GRANTED.value, DetailType.APPROVAL_DENIED.value, *DUE_TYPES})
+
+
+def validate(event: dict[str, Any]) -> None:
+    """What route() would refuse, refused before idempotency caches an answer under its key."""
+    detail_type = event.get("detail-type")
+    if detail_type == DetailType.ISSUE_REPORTED.value:
+        parse_issue_reported(event)
+    elif detail_type == ALARM_DETAIL_TYPE:
+        parse_alarm(event)
+    elif detail_type != SCHEDULED_DETAIL_TYPE:
+        step_validator("the Manager", STEP_TYPES)(event)
+
+
 def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
     detail_type = event.get("detail-type") if isinstance(event, dict) else None
     correlation_id = str(event.get("id") or "") if isinstance(event, dict) else ""
     if detail_type == DetailType.ISSUE_REPORTED.value:
         intake = parse_issue_reported(event)
         return logic.handle_intake(intake, p, correlation_id=intake.issue.idempotency_key or correlation_id,
-                                   delivery_id=correlation_id)
+                                   delivery_id=delivery_key(event), replayed="replay-name" in event)
     if detail_type == ALARM_DETAIL_TYPE:
         return logic.handle_intake(parse_alarm(event), p, correlation_id=correlation_id)
     if detail_type == SCHEDULED_DETAIL_TYPE:
@@ -88,14 +104,18 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
                                                       output_tokens=RESUME_OUTPUT_TOKENS))
         remaining = monitor.budget_guard().budget_status().remaining_usd
         resumed = logic.resume_budget_paused(p, budget_remaining_usd=remaining if remaining >= one_call else 0.0)
+        retried = logic.resume_after_provider_wait(p, now=datetime.now(UTC))
         swept = heal.sweep_overdue(p)  # heal steps whose one-time schedule never delivered
-        return {"action": "scanned", "results": results, "resumed": resumed, "swept": swept}
+        return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried, "swept": swept}
     if not isinstance(detail_type, str):
         raise InvalidEvent("event has no detail-type")
     envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
     monitor.bind(incident_id=envelope.metadata.incident_id, correlation_id=envelope.metadata.correlation_id)
     if detail_type == DetailType.FIX_VALIDATED.value:
-        return logic.handle_fix_validated(envelope.metadata, envelope.data, p)
+        outcome = logic.handle_fix_validated(envelope.metadata, envelope.data, p)
+        if outcome["action"] == "refused":  # listed by `selfheal rejected`, counted as a rejected event
+            reject(event, f"FixValidated refused: {outcome['reason']}", agent=logic.AGENT, settings=settings, monitor=monitor)
+        return outcome
     if detail_type == DetailType.REMEDIATION_FAILED.value:
         return logic.handle_remediation_failed(envelope.metadata, envelope.data, p)
     if detail_type == DetailType.APPLY_DUE.value:

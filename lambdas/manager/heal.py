@@ -261,7 +261,7 @@ def _schedule_apply(incident: Incident, due: datetime, ports: HealPorts) -> dict
         {"severity": incident.severity, "windows": ports.params.apply_windows.get(incident.service,
                                                                                   ports.params.apply_windows.get("*", "any"))},
         {"status": Status.SCHEDULED.value, "apply_at": change["scheduled_for"], "change_id": change["change_id"]},
-        0.9,
+        0.9, once=f"schedule_apply#{change['change_id']}",
     )
     _announce(ports, scheduled, DetailType.REMEDIATION_APPROVED, f"change {change['change_id']} scheduled for {change['scheduled_for']}")
     return {"action": "scheduled", "incident_id": incident.incident_id, "apply_at": change["scheduled_for"]}
@@ -388,7 +388,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
         {"change_id": cid, "target": change["target"], "previous": change["previous"]},
         {"status": Status.VERIFYING.value, "applied": change["proposed"], "breaking_change": is_breaking(changes),
          "revision_after": change.get("revision_after")},
-        0.9,
+        0.9, once=f"apply#{cid}",
     )
     return _announce_applied(verifying, ports)
 
@@ -545,7 +545,7 @@ def _verified(incident: Incident, ports: HealPorts, figures: dict[str, float], c
     changes = _changes(change["previous"], change["proposed"])
     ports.monitor.record_decision(
         "verify", chain, {"change_id": change["change_id"], "verify_until": change.get("verify_until")},
-        {"status": Status.RESOLVED.value, "recovered": True, "figures": figures}, 0.9,
+        {"status": Status.RESOLVED.value, "recovered": True, "figures": figures}, 0.9, once=f"verify#{change['change_id']}",
     )
     _send(ports, incident, DetailType.FIX_VERIFIED, FixVerifiedV1(
         change_id=change["change_id"], service=incident.service, target=change["target"], target_arn=change.get("target_arn"),
@@ -671,7 +671,7 @@ def rollback(incident: Incident, ports: HealPorts, figures: dict[str, float], wh
         return {"action": "stale", "incident_id": incident.incident_id}
     ports.monitor.record_decision(
         "rollback", chain, {"change_id": cid, "figures": figures},
-        {"status": Status.ROLLED_BACK.value, "restored": change["previous"]}, 0.9,
+        {"status": Status.ROLLED_BACK.value, "restored": change["previous"]}, 0.9, once=f"rollback#{cid}",
     )
     return _finish_rollback(rolled, ports)
 
@@ -710,7 +710,8 @@ def _rollback_failed(incident: Incident, ports: HealPorts, figures: dict[str, fl
         return {"action": "stale", "incident_id": incident.incident_id}
     chain.append(step("The restore did not go through", "escalate with the exact values to restore", reason))
     ports.monitor.record_decision("rollback", chain, {"change_id": change["change_id"], "figures": figures},
-                                  {"status": Status.ESCALATED.value, "restored": False, "restore_by_hand": change["previous"]}, 0.95)
+                                  {"status": Status.ESCALATED.value, "restored": False, "restore_by_hand": change["previous"]}, 0.95,
+                                  once=f"rollback#{change['change_id']}")
     _send(ports, escalated, DetailType.FIX_ROLLED_BACK, FixRolledBackV1(
         change_id=change["change_id"], service=escalated.service, target=change["target"], target_arn=change.get("target_arn"),
         changes=restore, breaking_change=is_breaking(restore), restored=False, figures=figures, summary=reason[:2000],
@@ -744,6 +745,7 @@ def _patch_ready(incident: Incident, fix: Fix, record: dict[str, Any], ports: He
               f"selfheal patch {incident.incident_id} | git am"),
          step("When is it done?", "resolve when the originating alarm returns to OK", "PATCH_READY")],
         {"kind": "code", "files": sorted({*fix.files, *fix.tests})}, {"status": Status.PATCH_READY.value, "patch": ref.key}, 0.9,
+        once="keep_patch",
     )
     # A person merges and deploys it: the notification route tells them.
     _announce(ports, ready, DetailType.INCIDENT_ESCALATED,

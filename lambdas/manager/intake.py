@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,17 @@ def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
 
 
+def delivery_key(event: dict[str, Any]) -> str:
+    """What identifies one report: its source, its time and its content, not the event id.
+
+    A Lambda retry has the same id; an EventBridge replay has a new id but the same source, time
+    and detail. Both must land on the same incident rather than open a second one.
+    """
+    detail = json.dumps(event.get("detail"), sort_keys=True, default=str)
+    basis = f"{event.get('source', '')}|{event.get('time', '')}|{detail}"
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
 def parse_issue_reported(event: dict[str, Any]) -> Intake:
     """`IssueReported` may carry its fields as the whole detail or inside the envelope's data."""
     detail = event.get("detail")
@@ -71,10 +83,10 @@ def parse_issue_reported(event: dict[str, Any]) -> Intake:
             issue = IssueReportedV1.model_validate(detail)
         except ValidationError as exc:
             raise InvalidEvent(f"IssueReported is invalid: {describe_validation_error(exc)}") from exc
-    if issue.code is not None and issue.code.artifact is not None:
+    if (issue.code is not None and issue.code.artifact is not None) or issue.evidence_artifact is not None:
         # Claim checks are created by the Manager only: a producer's artifact key could point at
         # another incident's code, or at nothing.
-        raise InvalidEvent("code.artifact is set by Selfheal only; send the source as code.files")
+        raise InvalidEvent("code.artifact and evidence_artifact are set by Selfheal only; send code.files and evidence")
     issue = redact_issue(issue)
     resource = issue.resource or (issue.idempotency_key if issue.idempotency_key and not issue.code else None)
     return Intake(issue=issue, fingerprint=fingerprint(issue.service, issue.issue_type, resource), origin="issue")
@@ -86,9 +98,21 @@ def redact_issue(issue: IssueReportedV1) -> IssueReportedV1:
 
 
 def parse_alarm(event: dict[str, Any]) -> Intake:
+    """A CloudWatch alarm state change; any shape it should not have is refused with the reason."""
+    try:
+        return _parse_alarm(event)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, InvalidEvent):
+            raise
+        raise InvalidEvent(f"alarm state change has an unexpected shape: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def _parse_alarm(event: dict[str, Any]) -> Intake:
     detail = event.get("detail")
     if not isinstance(detail, dict) or "alarmName" not in detail or "state" not in detail:
         raise InvalidEvent("alarm state change must have detail.alarmName and detail.state")
+    if not isinstance(detail["alarmName"], str) or not detail["alarmName"] or not isinstance(detail["state"], dict):
+        raise InvalidEvent("alarm state change must have a non-empty detail.alarmName and a detail.state object")
     alarm = CloudWatchAlarmData(detail)
     try:
         state = alarm.state.value

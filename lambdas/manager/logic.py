@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
@@ -16,6 +16,7 @@ from selfheal_core.events import (
     ApprovalV1,
     CodeBundle,
     DetailType,
+    Fix,
     FixValidatedV1,
     InfoV1,
     Investigation,
@@ -26,8 +27,9 @@ from selfheal_core.events import (
     RemediationRequestedV1,
     RiskLevel,
 )
-from selfheal_core.incidents import Incident, IncidentStore, Status
+from selfheal_core.incidents import Incident, IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha256
 
 from . import heal
 from .intake import Intake
@@ -46,6 +48,17 @@ class ManagerPorts:
     artifacts: ArtifactStore
     cloud: CloudPort = field(default_factory=CloudPort)
     schedules: heal.ScheduleTarget = field(default_factory=lambda: heal.ScheduleTarget("", "", ""))
+    # QA's verdicts live next to the incident (same table); derived so the handler needs no change.
+    validations: ValidationStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.validations is None:
+            self.validations = ValidationStore(self.incidents.table_name)
+
+    @property
+    def verdicts(self) -> ValidationStore:
+        assert self.validations is not None
+        return self.validations
 
 
 def step(thought: str, action: str, observation: str) -> dict[str, str]:
@@ -55,7 +68,8 @@ def step(thought: str, action: str, observation: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------ intake
 
 
-def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None) -> dict[str, Any]:
+def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None,
+                  replayed: bool = False) -> dict[str, Any]:
     if intake.origin == "alarm" and intake.alarm_state != "ALARM":
         return _alarm_recovered(intake, ports) if intake.alarm_state == "OK" else {"action": "ignored", "reason": intake.alarm_state}
 
@@ -64,22 +78,25 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, d
     incident_id = "inc-" + hashlib.sha256(f"{delivery_id or correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
     # Source code lives in the artifacts store from the start: the incident item stays small and
     # a paused incident can be resumed from the item alone.
-    issue = _claim_check_code(intake.issue, incident_id, ports.artifacts)
+    issue = _claim_check(intake.issue, incident_id, ports.artifacts)
     incident, is_new = ports.incidents.open_or_fold(
         incident_id=incident_id,
         fingerprint=intake.fingerprint,
         correlation_id=correlation_id,
         issue=issue.model_dump(mode="json", exclude_none=True),
         origin=intake.origin,
+        count_duplicate=not replayed,  # a replay was counted the first time it arrived
     )
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+    if not is_new and incident.incident_id == incident_id:
+        return {"action": "stale", "incident_id": incident_id}  # this very report, delivered again; it is closed
     if not is_new:
-        return _fold(intake, incident, ports)
+        return _fold(intake, incident, ports, delivery=incident_id)
     return _open(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
                  incident, ports)
 
 
-def _fold(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
+def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: str) -> dict[str, Any]:
     ports.monitor.record_decision(
         "fold_duplicate",
         [
@@ -93,6 +110,7 @@ def _fold(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
         {"fingerprint": intake.fingerprint, "origin": intake.origin},
         {"incident_id": incident.incident_id, "duplicates": incident.duplicates},
         0.99,
+        once=f"fold#{delivery}",
     )
     return {"action": "folded", "incident_id": incident.incident_id, "duplicates": incident.duplicates}
 
@@ -107,6 +125,7 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
         {"origin": intake.origin, "summary": issue.summary, "signals": issue.signals},
         {"incident_id": incident.incident_id, "issue_type": issue.issue_type, "severity": issue.severity, "next": "RemediationRequested"},
         confidence,
+        once="triage",
     )
     investigation = _investigate(intake, incident, ports)
     remediating = ports.incidents.transition(incident.incident_id, Status.REMEDIATING, reason="triaged; fix requested", new_attempt=1,
@@ -124,6 +143,8 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
 
 def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Investigation:
     """Read the target before anyone proposes a change to it; stored on the incident for the apply step."""
+    if incident.investigation:  # a retry or replay of this step: read once, decided once
+        return Investigation.model_validate(incident.investigation)
     target, how = target_of(intake.issue, intake.origin, intake.alarm_function)
     inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
     ports.incidents.record(incident.incident_id, statuses=frozenset({Status.DETECTED, Status.REMEDIATING}),
@@ -137,6 +158,7 @@ def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Inv
         {"values": inv.values, "managed": inv.managed, "revision_id": inv.revision_id, "gaps": inv.gaps,
          "error_lines": len(inv.error_lines), "recent_changes": inv.recent_changes[:5]},
         0.9 if not inv.gaps else 0.6,
+        once="investigate",
     )
     return inv
 
@@ -217,17 +239,56 @@ def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) ->
         )
         metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
                             attempt=incident.attempts)
-        issue = IssueReportedV1.model_validate(incident.issue)
-        investigation = Investigation.model_validate(incident.investigation) if incident.investigation else None
-        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata,
-                             RemediationRequestedV1(issue=enrich(issue, investigation), fingerprint=incident.fingerprint,
-                                                    resumed=_times_paused(incident), investigation=investigation))
+        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
         resumed.append(incident.incident_id)
     return resumed
 
 
 def _times_paused(incident: Incident) -> int:
-    return sum(1 for h in incident.status_history if h.get("status") == Status.BUDGET_PAUSED.value)
+    """Resumes so far (budget pauses and provider waits): each resumed request is a new step."""
+    return count_status(incident, Status.BUDGET_PAUSED) + count_status(incident, Status.RETRY_WAIT)
+
+
+# Wait n (1-based) of an incident whose model provider was unreachable ends after this long.
+PROVIDER_BACKOFF_S = (60, 300, 900, 1_800, 3_600)
+
+
+def _request_again(incident: Incident, *, resumed: int) -> RemediationRequestedV1:
+    """The request for a resumed incident: its stored issue, with what the investigation read."""
+    investigation = Investigation.model_validate(incident.investigation) if incident.investigation else None
+    return RemediationRequestedV1(issue=enrich(IssueReportedV1.model_validate(incident.issue), investigation),
+                                  fingerprint=incident.fingerprint, resumed=resumed, investigation=investigation)
+
+
+def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[str]:
+    """On the scheduled scan: incidents waiting out a provider outage go back to the Engineer."""
+    resumed = []
+    for incident in ports.incidents.list_recent(days=2, limit=500):
+        if incident.status != Status.RETRY_WAIT.value:
+            continue
+        waits = count_status(incident, Status.RETRY_WAIT)
+        entered = datetime.fromisoformat(incident.status_history[-1]["at"]) if incident.status_history else now
+        backoff = PROVIDER_BACKOFF_S[min(waits, len(PROVIDER_BACKOFF_S)) - 1]
+        if now < entered + timedelta(seconds=backoff):
+            continue
+        moved = ports.incidents.transition(
+            incident.incident_id, Status.REMEDIATING, reason=f"provider wait {waits} over ({backoff}s); retrying",
+            expected_attempt=incident.attempts,
+        )
+        if moved is None:
+            continue
+        ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+        ports.monitor.record_decision(
+            "resume_after_provider_wait",
+            [step("The model provider was unreachable", "ask the Engineer again", f"after wait {waits} of {backoff}s")],
+            {"attempt": incident.attempts, "waits": waits}, {"status": Status.REMEDIATING.value}, 0.8,
+            once=f"resume_after_provider_wait#{incident.attempts}#{waits}",
+        )
+        metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
+                            attempt=incident.attempts)
+        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
+        resumed.append(incident.incident_id)
+    return resumed
 
 
 # ------------------------------------------------------------------------------ outcomes
@@ -235,16 +296,23 @@ def _times_paused(incident: Incident) -> int:
 
 def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
-    if incident is not None and incident.status == Status.APPROVED.value and incident.attempts == metadata.attempt:
-        return heal.after_approval(incident, ports)  # a retry after approval: finish the step
-    if incident is None or incident.status != Status.VALIDATED.value or incident.attempts != metadata.attempt:
+    redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
+    if incident is None or incident.status not in (Status.VALIDATED.value, Status.APPROVED.value) \
+            or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
+    record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
+    refusal = _refusal(record, data, ports)
+    if refusal is not None or record is None:
+        return _refuse_validation(metadata, refusal or "no validation record", ports)
+    if redo:
+        return heal.after_approval(incident, ports)  # finish the step the crash interrupted
     heal.remember_validated(incident, data, ports)
     level = ports.params.automation_level
-    risk = data.fix.risk_level
+    risk = record.risk_level  # QA's record, never the event
     auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
     chain = [
-        step("QA validated the fix with evidence", "check the evidence", f"{sum(e.passed for e in data.evidence)}/{len(data.evidence)} checks passed"),
+        step("QA validated the fix with evidence", "read QA's validation record; compare the fix hash",
+             f"record for attempt {metadata.attempt} passed; fix {record.fix_sha256[:12]} matches the event"),
         step(
             f"Automation level is {level}; fix risk is {risk}",
             "approve automatically" if auto else "ask a human to approve",
@@ -267,7 +335,38 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
     return {"action": "awaiting_approval", "incident_id": incident.incident_id}
 
 
+def _refusal(record: ValidationRecord | None, data: FixValidatedV1, ports: ManagerPorts) -> str | None:
+    """Why a FixValidated event cannot be acted on, or None when QA's record backs it."""
+    if record is None:
+        return "no validation record from QA for this attempt"
+    if not record.passed:
+        return f"QA's record for attempt {record.attempt} is not a pass"
+    try:
+        fix = data.fix if data.fix.artifact is None else Fix.model_validate(ports.artifacts.get_json(data.fix.artifact))
+    except Exception as exc:  # noqa: BLE001 - an unreadable claim check is a refusal, not a crash loop
+        return f"the event's fix cannot be read: {type(exc).__name__}"
+    if fix_sha256(fix) != record.fix_sha256:
+        return f"the event's fix (sha256 {fix_sha256(fix)[:12]}) is not the fix QA validated ({record.fix_sha256[:12]})"
+    return None
+
+
+def _refuse_validation(metadata: Metadata, reason: str, ports: ManagerPorts) -> dict[str, Any]:
+    """Record why, change nothing: a forged event must neither approve nor close the incident
+    (the genuine FixValidated for this attempt may still arrive and is handled normally)."""
+    ports.monitor.record_decision(
+        "refuse_validation",
+        [step("A FixValidated event arrived", "compare it with QA's stored validation record", reason),
+         step("The event is not backed by QA's record", "refuse: no approval, no status change", "nothing emitted")],
+        {"attempt": metadata.attempt, "producer": metadata.producer},
+        {"decision": "refused", "reason": reason},
+        0.99,
+    )
+    return {"action": "refused", "incident_id": metadata.incident_id, "reason": reason}
+
+
 def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: ManagerPorts) -> dict[str, Any]:
+    """`data.approver` is believed only because the bus policy lets no principal but the approvals
+    function send `agentops.operator`, and that function sets it from the SigV4-authenticated caller."""
     incident = ports.incidents.get(metadata.incident_id)
     if granted and incident is not None and incident.status == Status.APPROVED.value and incident.attempts == metadata.attempt:
         return heal.after_approval(incident, ports)  # a retry after approval: finish the step
@@ -334,9 +433,25 @@ def _announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, 
     ports.messenger.send(detail_type, follow_up(metadata, AGENT), _info(incident, summary, risk))
 
 
-def _claim_check_code(issue: IssueReportedV1, incident_id: str, artifacts: ArtifactStore) -> IssueReportedV1:
-    if issue.code is None or not issue.code.files:
-        return issue
-    ref = artifacts.put_json(f"incidents/{incident_id}/code.json", issue.code.files)
-    code = CodeBundle(files={}, test_command=issue.code.test_command, artifact=ref)
-    return issue.model_copy(update={"code": code})
+# Evidence kept inline on the incident and in every event; the model sees at most 8,000 characters.
+EVIDENCE_INLINE_CHARS = 16_000
+
+
+def _claim_check(issue: IssueReportedV1, incident_id: str, artifacts: ArtifactStore) -> IssueReportedV1:
+    """Source code and long evidence go to the artifacts store, so every event stays far below
+    EventBridge's 256 KB however large a valid report was (it grows with each agent's additions)."""
+    update: dict[str, Any] = {}
+    if issue.code is not None and issue.code.files:
+        ref = artifacts.put_json(f"incidents/{incident_id}/code.json", issue.code.files)
+        update["code"] = CodeBundle(files={}, test_command=issue.code.test_command, artifact=ref)
+    if sum(len(line) for line in issue.evidence) > EVIDENCE_INLINE_CHARS:
+        update["evidence_artifact"] = artifacts.put_json(f"incidents/{incident_id}/evidence.json", issue.evidence)
+        inline, used = [], 0
+        for line in issue.evidence:
+            room = EVIDENCE_INLINE_CHARS - used
+            if room <= 0:
+                break
+            inline.append(line[:room])
+            used += len(inline[-1])
+        update["evidence"] = inline
+    return issue.model_copy(update=update) if update else issue

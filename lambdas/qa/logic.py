@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
-from selfheal_core.events import DetailType, Fix, FixProposedV1, FixRejectedV1, FixValidatedV1, Investigation, Metadata
-from selfheal_core.incidents import IncidentStore, Status
+from selfheal_core.events import (
+    DetailType,
+    Evidence,
+    Fix,
+    FixProposedV1,
+    FixRejectedV1,
+    FixValidatedV1,
+    Investigation,
+    Metadata,
+)
+from selfheal_core.incidents import Incident, IncidentStore, Status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.redact import scrub
+from selfheal_core.validations import ValidationConflict, ValidationRecord, ValidationStore, fix_sha256
 
 from .validators.base import ValidationResult, Validator
 
@@ -25,27 +37,52 @@ class QaPorts:
     messenger: Messenger
     artifacts: ArtifactStore
     validator_for: Callable[[Fix, Investigation | None], Validator]
+    # The verdict lives next to the incident (same table); derived so the handler needs no change.
+    validations: ValidationStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.validations is None:
+            self.validations = ValidationStore(self.incidents.table_name)
+
+    @property
+    def verdicts(self) -> ValidationStore:
+        assert self.validations is not None
+        return self.validations
 
 
 def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts) -> dict[str, Any]:
+    fix = _resolve_fix(data.fix, ports.artifacts)
+    recorded = ports.verdicts.get(metadata.incident_id, metadata.attempt)
+    if recorded is not None and recorded.fix_sha256 != fix_sha256(fix):
+        # Another fix already holds this attempt's verdict (a second proposal at the same
+        # attempt): keep that verdict and leave the incident alone.
+        ports.monitor.record_event("duplicate_proposal_ignored", {"attempt": metadata.attempt,
+                                                                  "validated_fix": recorded.fix_sha256[:12]})
+        return {"action": "stale", "incident_id": metadata.incident_id}
     validating = ports.incidents.transition(
         metadata.incident_id, Status.VALIDATING, reason="QA started", expected_attempt=metadata.attempt,
         redo_from=frozenset({Status.VALIDATING, Status.VALIDATED, Status.REJECTED}),
     )
     if validating is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    fix = _resolve_fix(data.fix, ports.artifacts)
     code_files = dict(data.issue.code.files) if data.issue.code else {}
     if data.issue.code and data.issue.code.artifact:
         code_files.update(ports.artifacts.get_json(data.issue.code.artifact))
 
-    result = ports.validator_for(fix, data.investigation).validate(fix, data.issue, code_files)
+    result = _scrubbed(ports.validator_for(fix, data.investigation).validate(fix, data.issue, code_files))
     evidence_ref = ports.artifacts.put_json(
         f"incidents/{metadata.incident_id}/qa-evidence-{metadata.attempt}.json",
         {"passed": result.passed, "reason": result.reason, "weak_evidence": result.weak_evidence,
          "evidence": [e.model_dump(mode="json") for e in result.evidence]},
     )
     passed = result.passed and not result.weak_evidence
+    try:
+        # The Manager reads the fix and its risk from here, never from the event: written first.
+        ports.verdicts.put(incident_id=metadata.incident_id, attempt=metadata.attempt, fix=fix,
+                              original_fix=data.fix, passed=passed, reason=result.reason,
+                              evidence_artifact=evidence_ref)
+    except ValidationConflict as conflict:
+        return _settle_to_record(metadata, conflict.existing, ports)
     moved = ports.incidents.transition(
         metadata.incident_id, Status.VALIDATED if passed else Status.REJECTED,
         reason=result.reason, expected_attempt=metadata.attempt,
@@ -84,6 +121,28 @@ def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool
          "evidence": [e.model_dump(mode="json") for e in result.evidence[:MAX_EVIDENCE_IN_EVENT]]},
         0.95 if passed else 0.9,
     )
+
+
+def _scrubbed(result: ValidationResult) -> ValidationResult:
+    """Evidence excerpts and the reason carry test output: no secret leaves in them."""
+    evidence = [Evidence.model_validate({**e.model_dump(), "excerpt": scrub(e.excerpt),
+                                         "command": scrub(e.command) if e.command else e.command})
+                for e in result.evidence]
+    return dataclasses.replace(result, reason=scrub(result.reason), evidence=evidence)
+
+
+def _settle_to_record(metadata: Metadata, recorded: ValidationRecord, ports: QaPorts) -> dict[str, Any]:
+    """Another fix's verdict was recorded while this one was validated (two proposals at the same
+    attempt racing): put the incident where that verdict leads (never stuck in VALIDATING) and
+    publish nothing for this one."""
+    target = Status.VALIDATED if recorded.passed else Status.REJECTED
+    settled: Incident | None = ports.incidents.transition(
+        metadata.incident_id, target, reason=f"attempt {metadata.attempt} was already validated for another fix",
+        expected_attempt=metadata.attempt,
+    )
+    ports.monitor.record_event("duplicate_proposal_ignored", {"attempt": metadata.attempt,
+                                                              "validated_fix": recorded.fix_sha256[:12]})
+    return {"action": "stale", "incident_id": metadata.incident_id, "settled": settled is not None}
 
 
 def _resolve_fix(fix: Fix, artifacts: ArtifactStore) -> Fix:

@@ -117,6 +117,9 @@ def _name_and_attrs(
     if rtype == "AWS::Events::EventBus":
         name = p["Name"]
         return name, {"Arn": arn("events", f"event-bus/{name}"), "Name": name}
+    if rtype == "AWS::Events::Archive":
+        name = p.get("ArchiveName") or generated_name(stack, logical_id, 48)
+        return name, {"Arn": arn("events", f"archive/{name}"), "ArchiveName": name}
     if rtype == "AWS::Events::Rule":
         name = p.get("Name") or generated_name(stack, logical_id, 64)
         bus = p.get("EventBusName") or "default"
@@ -128,6 +131,10 @@ def _name_and_attrs(
     if rtype == "AWS::Lambda::Function":
         name = p.get("FunctionName") or generated_name(stack, logical_id, 64)
         return name, {"Arn": arn("lambda", f"function:{name}")}
+    if rtype == "AWS::Lambda::Url":
+        # Served by the local runtime on its own port (see runtime.FUNCTION_URL_PREFIX).
+        url_id = _short_hash(stack, logical_id, length=32).lower()
+        return url_id, {"FunctionUrl": f"{endpoint.rstrip('/')}/_selfheal/url/{url_id}/", "FunctionArn": ""}
     if rtype == "AWS::Lambda::LayerVersion":
         name = p.get("LayerName") or generated_name(stack, logical_id, 64)
         a = arn("lambda", f"layer:{name}:1")
@@ -432,6 +439,7 @@ _NAME_PROPS = {
     "LogGroupName",
     "BucketName",
     "AlarmName",
+    "ArchiveName",
     "DashboardName",
     "RoleName",
     "ManagedPolicyName",

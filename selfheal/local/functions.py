@@ -51,6 +51,7 @@ class FunctionSpec:
     log_group: str
     access_key: str
     reserved_concurrency: int | None = None
+    role_arn: str = ""  # the principal its calls are made as (the bus policy checks it)
     runtime: str = "python3.x"
     # "PER_TENANT": an execution environment only ever serves one tenant id (Lambda tenant isolation).
     tenant_isolation: str | None = None
@@ -115,6 +116,7 @@ def _spec(assembly: Assembly, res: Resource, layers: dict[str, Resource]) -> Fun
         layer_dirs=layer_dirs,
         log_group=str(log_group),
         access_key=access_key_for(res.physical_id),
+        role_arn=str(p.get("Role", "")),
         reserved_concurrency=p.get("ReservedConcurrentExecutions"),
         runtime=str(p.get("Runtime", "python3.x")),
         tenant_isolation=(p.get("TenancyConfig") or {}).get("TenantIsolationMode"),

@@ -7,6 +7,8 @@
    table named in the transaction to roll back on failure: O(table size) per call, so a
    1,000-alarm storm slowed down quadratically, and restoring the copy also threw away any
    write made meanwhile.
+3. EventBridge replays honour EventStartTime/EventEndTime (moto replays the whole archive) and,
+   like EventBridge, send each archived event once, marked with `replay-name`.
 """
 
 from __future__ import annotations
@@ -80,4 +82,33 @@ def install() -> None:
                 ddb_models.copy = copy  # type: ignore[attr-defined]
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _install_replay_window()
     _installed = True
+
+
+def _install_replay_window() -> None:
+    import uuid
+    from datetime import datetime
+
+    from moto.core.utils import unix_time
+    from moto.events.models import Replay, ReplayState, events_backends
+
+    def epoch(value: Any) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+    def replay_events(self: Any, archive: Any) -> None:
+        start, end = epoch(self.event_start_time), epoch(self.event_end_time)
+        bus_name = self.destination["Arn"].split("/")[-1]
+        bus = events_backends[self.account_id][self.region].describe_event_bus(bus_name)
+        for event in list(archive.events):
+            if not start <= epoch(event.get("time", 0)) < end:
+                continue
+            replayed = {**event, "id": str(uuid.uuid4()), "replay-name": self.name}
+            for rule in list(bus.rules.values()):
+                rule.send_to_targets(replayed, transform_input=False)
+        self.state = ReplayState.COMPLETED
+        self.end_time = unix_time()
+
+    Replay.replay_events = replay_events  # type: ignore[method-assign]

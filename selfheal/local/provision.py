@@ -20,7 +20,8 @@ from typing import Any
 from .assembly import Assembly, Resource
 
 # Types the runtime implements itself rather than provisioning in moto.
-HANDLED_ELSEWHERE = {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion"}
+# Served or enforced by the runtime itself (function URLs, the bus resource policy).
+HANDLED_ELSEWHERE = {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion", "AWS::Lambda::Url", "AWS::Events::EventBusPolicy"}
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Provisioner:
             "AWS::SNS::Subscription": self._subscription,
             "AWS::Events::EventBus": self._bus,
             "AWS::Events::Rule": self._rule,
+            "AWS::Events::Archive": self._archive,
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::SSM::Parameter": self._parameter,
             "AWS::S3::Bucket": self._bucket,
@@ -228,6 +230,17 @@ class Provisioner:
             targets.append(target)
         if targets:
             events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+
+    def _archive(self, res: Resource) -> None:
+        p = res.properties
+        kwargs: dict[str, Any] = {"ArchiveName": res.physical_id, "EventSourceArn": p["SourceArn"],
+                                  "RetentionDays": int(p.get("RetentionDays", 0))}
+        if "EventPattern" in p:
+            pattern = p["EventPattern"]
+            kwargs["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
+        if p.get("Description"):
+            kwargs["Description"] = p["Description"]
+        self.client("events").create_archive(**kwargs)
 
     def _secret(self, res: Resource) -> None:
         p = res.properties

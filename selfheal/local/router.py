@@ -56,6 +56,16 @@ def iso_time(value: Any) -> str:
     return str(value)
 
 
+_ARCHIVE_ARN = re.compile(r'"archive-arn": "arn:[^"]*:archive/([^":]+):')
+
+
+def _archive_name(target: dict[str, Any]) -> str | None:
+    """The archive behind an archive's managed rule target (its template names the archive ARN)."""
+    template = str((target.get("InputTransformer") or {}).get("InputTemplate", ""))
+    match = _ARCHIVE_ARN.search(template)
+    return match.group(1) if match else None
+
+
 def normalize_event(event: dict[str, Any]) -> dict[str, Any]:
     """moto's event -> the exact EventBridge shape (ISO time, no moto-only keys)."""
     out = copy.deepcopy(event)
@@ -64,7 +74,8 @@ def normalize_event(event: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("version", "0")
     return {
         k: out[k]
-        for k in ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail")
+        for k in ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail",
+                  "replay-name")
         if k in out
     }
 
@@ -223,6 +234,9 @@ class Router:
         self._metric(rule, "TriggeredRules")
         self.counts["matched"] += 1
         for target in list(rule.targets):
+            if _archive_name(target):  # an archive's managed rule (its pattern already skips replays)
+                self._archive(rule, target, event)
+                continue
             try:
                 payload = transform_input(target, event)
             except Exception as exc:  # noqa: BLE001
@@ -289,6 +303,14 @@ class Router:
             self.counts["delivered"] += 1
         except Exception as exc:  # noqa: BLE001 - delivery failures are counted and dead-lettered
             self._failed(rule, target, event, "DELIVERY_ERROR", f"{type(exc).__name__}: {exc}", 0, "NONE")
+
+    def _archive(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+        archive = self.rt.backend("events").archives.get(_archive_name(target))
+        if archive is None:
+            self._failed(rule, target, event, "DELIVERY_ERROR", f"archive {_archive_name(target)!r} is gone", 0, "NONE")
+            return
+        archive.events.append(event)
+        self.counts["archived"] += 1
 
     # results of Lambda targets ----------------------------------------------------------
     def on_function_result(self, invocation: Invocation, result: InvocationResult) -> None:

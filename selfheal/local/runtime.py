@@ -8,14 +8,17 @@ EventBridge metrics, logs, alarm events) straight into them: only the agents' ow
 over HTTP, and those are counted per function at the endpoint.
 
 Control endpoints live under `/_selfheal/` on the same port (status, notifications,
-api-calls, invocations, idle, alarms/evaluate, schedules/fire, shutdown).
+api-calls, invocations, idle, alarms/evaluate, schedules/fire, shutdown). Function URLs are
+served under `/_selfheal/url/<url-id>/` (the stack output holds the full URL); PutEvents is
+checked against the template's event bus policy (see authz.py).
 
-The Lambda API (list/get functions, configuration, tags, concurrency, event invoke config,
-invoke) is served from the template's functions, not by moto: see lambda_api.py.
+The Lambda API (list/get/create functions, configuration, tags, concurrency, event invoke
+config, invoke) is served from the template's functions, not by moto: see lambda_api.py.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -29,6 +32,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -36,6 +40,7 @@ from urllib.parse import parse_qs, unquote
 from . import lambda_revisions, moto_patches
 from .alarms import AlarmEvaluator
 from .assembly import ACCOUNT, REGION, Assembly
+from .authz import BusPolicy, FunctionUrl, client_principal, function_urls, local_caller, url_event
 from .functions import FunctionPool, FunctionSpec, Invocation, InvocationResult, function_specs
 from .lambda_api import LambdaControlPlane
 from .metrics import Datum, MetricStore, install_get_metric_data_patch, parse_emf
@@ -44,6 +49,7 @@ from .router import Router, Scheduler
 
 PLATFORM_KEY = "ASIALOCALPLATFORM00"
 CONTROL_PREFIX = "/_selfheal/"
+FUNCTION_URL_PREFIX = "/_selfheal/url/"
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
@@ -82,6 +88,8 @@ class LocalRuntime:
         self.notifications: list[dict[str, Any]] = []
         self.event_first_seen: dict[str, float] = {}
         self.report = ProvisionReport()
+        self.bus_policy = BusPolicy.from_assembly(assembly)
+        self.function_urls: dict[str, FunctionUrl] = function_urls(assembly)
         self._log_buffer: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._log_lock = threading.Lock()
         self._origin = threading.local()
@@ -556,6 +564,106 @@ class LocalRuntime:
                 return spec.name, service
         return "client", service
 
+    def _principal(self, environ: dict[str, Any]) -> str:
+        """The IAM principal ARN a request is made as (a function's role, or a non-agent client)."""
+        m = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        key = m.group(1) if m else ""
+        if key == PLATFORM_KEY:
+            return "platform"
+        for spec in self.specs.values():
+            if spec.access_key == key and spec.role_arn:
+                return spec.role_arn
+        return client_principal(key)
+
+    def _put_events(self, environ: dict[str, Any], start_response: Callable[..., Any], moto_app: Any) -> list[bytes]:
+        """PutEvents through the bus resource policy: denied entries fail, the others go to moto."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            entries = json.loads(raw or b"{}").get("Entries") or []
+        except (ValueError, AttributeError):
+            entries = []
+        principal = self._principal(environ)
+        denials = {i: s for i, e in enumerate(entries) if isinstance(e, dict) and (s := self.bus_policy.check(principal, e))}
+        if not denials:
+            return list(moto_app(environ, start_response))
+        for i, statement in denials.items():
+            self.log_platform(f"PutEvents denied by bus policy {statement.sid}: {principal} may not send "
+                              f"{entries[i].get('Source')!r} to {statement.bus}")
+        allowed = [e for i, e in enumerate(entries) if i not in denials]
+        results: list[dict[str, Any]] = []
+        if allowed:
+            body = json.dumps({**json.loads(raw), "Entries": allowed}).encode()
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            captured: dict[str, Any] = {}
+
+            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                captured["status"] = status
+                return lambda _data: None
+
+            answer = b"".join(moto_app(environ, capture))
+            if not str(captured.get("status", "")).startswith("200"):
+                return self._aws_error(start_response, captured.get("status", "500 Internal Server Error"),
+                                       "InternalException", answer.decode("utf-8", "replace")[:500])
+            results = list(json.loads(answer).get("Entries", []))
+        merged, passed = [], iter(results)
+        for i, entry in enumerate(entries):
+            if i in denials:
+                bus = str(entry.get("EventBusName") or "default")
+                merged.append({"ErrorCode": "AccessDeniedException",
+                               "ErrorMessage": f"User: {principal} is not authorized to perform: events:PutEvents on "
+                                               f"resource: event-bus/{bus} with an explicit deny in a resource-based "
+                                               f"policy ({denials[i].sid})"})
+            else:
+                merged.append(next(passed, {"ErrorCode": "InternalException", "ErrorMessage": "no result"}))
+        payload = json.dumps({"FailedEntryCount": sum(1 for r in merged if r.get("ErrorCode")), "Entries": merged}).encode()
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    def _function_url(self, environ: dict[str, Any], start_response: Callable[..., Any], path: str) -> list[bytes]:
+        """A function URL request: AWS_IAM auth wants a SigV4 Authorization header (any local
+        credentials); the function gets the payload format 2.0 event and answers the request."""
+        url_id, _, rest = path[len(FUNCTION_URL_PREFIX):].partition("/")
+        url = self.function_urls.get(url_id)
+        if url is None or not self.ready.is_set():
+            return self._plain(start_response, "404 Not Found", {"Message": "Not Found"})
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = environ[key]
+        caller = local_caller(headers)
+        if url.auth_type == "AWS_IAM" and caller is None:
+            self.api_calls[("anonymous", "lambda", "InvokeFunctionUrl")] += 1
+            return self._plain(start_response, "403 Forbidden", {"Message": "Forbidden"})
+        access_key, caller_arn = caller or ("", "")
+        self.api_calls[("client", "lambda", "InvokeFunctionUrl")] += 1
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        event = url_event(url, method=environ.get("REQUEST_METHOD", "GET"), path="/" + rest,
+                          query=environ.get("QUERY_STRING", ""), headers=headers, body=body,
+                          access_key=access_key, caller_arn=caller_arn, source_ip=environ.get("REMOTE_ADDR", ""))
+        result = self.invoke_sync(url.function, event)
+        if not result.ok:
+            return self._plain(start_response, "502 Bad Gateway", {"Message": "Internal Server Error"})
+        answer = result.result
+        if isinstance(answer, dict) and "statusCode" in answer:
+            status = int(answer.get("statusCode") or 200)
+            out_headers = {str(k): str(v) for k, v in (answer.get("headers") or {}).items()}
+            data = answer.get("body") or ""
+            raw = base64.b64decode(data) if answer.get("isBase64Encoded") else str(data).encode()
+        else:  # a bare result is JSON with status 200, as Lambda does
+            status, out_headers, raw = 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Status"
+        start_response(f"{status} {reason}", [*out_headers.items(), ("Content-Length", str(len(raw)))])
+        return [raw]
+
+    @staticmethod
+    def _plain(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
     def _action(self, environ: dict[str, Any]) -> str:
         target = environ.get("HTTP_X_AMZ_TARGET")
         if target:
@@ -585,6 +693,8 @@ class LocalRuntime:
     def _wsgi(self, moto_app: Any) -> Callable[..., Any]:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             path = environ.get("PATH_INFO", "")
+            if path.startswith(FUNCTION_URL_PREFIX):  # outside the request lock: the function calls the emulator
+                return self._function_url(environ, start_response, path)
             if path.startswith(CONTROL_PREFIX):
                 return self._control(environ, start_response, path[len(CONTROL_PREFIX) :])
             caller, service = self._caller(environ)
@@ -611,6 +721,8 @@ class LocalRuntime:
             # moto's backends are not safe for concurrent mutation: one request at a time.
             with moto_patches.REQUEST_LOCK:
                 try:
+                    if key[1:] == ("events", "PutEvents"):
+                        return self._put_events(environ, start_response, moto_app)
                     return list(moto_app(environ, start_response))
                 finally:
                     self.api_call_ms[key] += (time.perf_counter() - started) * 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jsii
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -73,6 +73,36 @@ class LogGroupTarget:
         )
 
 
+@jsii.implements(events.IRuleTarget)
+class SnsTopicTarget:
+    """SNS target whose topic and key policies were granted in the data stack with
+    aws:SourceAccount / aws:SourceArn conditions (the L2 target adds an unconditioned grant)."""
+
+    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput, dead_letter_queue: sqs.IQueue) -> None:
+        self.topic = topic
+        self.message = message
+        self.dead_letter_queue = dead_letter_queue
+
+    def bind(self, rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        self.dead_letter_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+            )
+        )
+        return events.RuleTargetConfig(
+            arn=self.topic.topic_arn,
+            input=self.message,
+            dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.dead_letter_queue.queue_arn),
+            retry_policy=events.CfnRule.RetryPolicyProperty(
+                maximum_retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
+                maximum_event_age_in_seconds=int(constants.TARGET_MAX_EVENT_AGE.to_seconds()),
+            ),
+        )
+
+
 class EventRoutes(Construct):
     def __init__(
         self,
@@ -80,9 +110,10 @@ class EventRoutes(Construct):
         construct_id: str,
         *,
         env_name: str,
-        bus: events.IEventBus,
+        bus: events.EventBus,
         functions: dict[str, lambda_.IFunction],
         alerts_topic: sns.ITopic,
+        archive_retention_days: int = 30,
     ) -> None:
         super().__init__(scope, construct_id)
         self.rules: list[events.Rule] = []
@@ -109,26 +140,37 @@ class EventRoutes(Construct):
             ),
             self._lambda_target(functions, "manager"),
         )
-        self._rule(
+        # Every bus event is archived, so a run can be replayed (`selfheal replay`). Replays are
+        # safe by design (idempotent steps, conditional transitions); people are not paged twice.
+        self.archive = bus.archive(
+            "Archive",
+            archive_name=constants.archive_name(env_name),
+            description="Every event on the agents bus, for replay",
+            event_pattern=events.EventPattern(account=[Stack.of(self).account]),
+            retention=Duration.days(archive_retention_days),
+        )
+        notify = self._rule(
             "Notify",
             "Approval requests and escalations to the alerts topic",
             bus,
             events.EventPattern(detail_type=NOTIFY_DETAIL_TYPES, source=[S["manager"], S["engineer"]]),
-            targets.SnsTopic(
+            SnsTopicTarget(
                 alerts_topic,
-                message=events.RuleTargetInput.from_text(
+                events.RuleTargetInput.from_text(
                     f"Selfheal {events.EventField.detail_type}: {events.EventField.from_path('$.detail.data.summary')} "
                     f"(incident {events.EventField.from_path('$.detail.metadata.incident_id')})"
                 ),
-                dead_letter_queue=self.dead_letter_queues["notifications"],
-                retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
-                max_event_age=constants.TARGET_MAX_EVENT_AGE,
+                self.dead_letter_queues["notifications"],
             ),
         )
+        # Replayed events carry "replay-name": a replay must not page anyone again.
+        notify_rule = notify.node.default_child
+        assert isinstance(notify_rule, events.CfnRule)
+        notify_rule.add_property_override("EventPattern.replay-name", [{"exists": False}])
         self.audit_log = logs.LogGroup(
             self,
             "AuditLog",
-            log_group_name=f"/selfheal/{env_name}/events",
+            log_group_name=constants.audit_log_group_name(env_name),
             retention=constants.LOG_RETENTION,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -177,7 +219,7 @@ class EventRoutes(Construct):
         pattern: events.EventPattern | None,
         target: events.IRuleTarget,
         schedule: events.Schedule | None = None,
-    ) -> None:
+    ) -> events.Rule:
         rule = events.Rule(
             self,
             rule_id,
@@ -188,3 +230,4 @@ class EventRoutes(Construct):
             targets=[target],
         )
         self.rules.append(rule)
+        return rule

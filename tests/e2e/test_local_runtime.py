@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from selfheal.local.harness import RuntimeProcess
+from tests.e2e.functions import create_function
 
 pytestmark = pytest.mark.e2e
 
@@ -46,19 +47,6 @@ def _wait(predicate: Any, timeout: float, interval: float = 0.5) -> Any:
     return predicate()
 
 
-def _create_function(rt: Any, name: str, *, timeout: int) -> None:
-    """A function in the emulator's Lambda API (configuration only; not tagged selfheal:managed)."""
-    import io
-    import zipfile
-
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", "def handler(event, context):\n    return event\n")
-    role = rt.client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    rt.client("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
-                                        Code={"ZipFile": code.getvalue()}, Timeout=timeout)
-
-
 def _incidents(rt: Any) -> list[dict[str, Any]]:
     proc = rt.selfheal("incidents", "--json")
     return json.loads(proc.stdout)["incidents"]
@@ -73,7 +61,7 @@ def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: An
     events.put_targets(Rule="e2e-alarm-listener", Targets=[{"Id": "q", "Arn": queue_arn}])
 
     # and the function the issue concerns, which the Manager investigates before asking for a fix
-    _create_function(runtime, "orders-api", timeout=3)
+    create_function(runtime, "orders-api", timeout=3)
 
     # When an IssueReported is put with the stock AWS CLI
     issue = {

@@ -101,3 +101,17 @@ def test_a_verify_window_out_of_range_is_refused():
     app = cdk.App(context={"verifyWindowSeconds": "5"})
     with pytest.raises(ValueError, match="verifyWindowSeconds"):
         DeploySettings.from_context(app.node)
+
+
+def test_the_bus_policy_lets_the_scheduler_role_send_as_the_manager_and_nobody_else(templates):
+    # Given the bus resource policy that pins each agent source to its role
+    policies = templates["pipeline"].find_resources("AWS::Events::EventBusPolicy")
+    [manager] = [p["Properties"]["Statement"] for p in policies.values()
+                 if p["Properties"]["Statement"]["Condition"]["StringEquals"]["events:source"] == "agentops.manager"]
+
+    # Then the deny spares exactly the Manager's role and the scheduler role (ApplyDue / VerifyDue)
+    assert manager["Effect"] == "Deny"
+    spared = manager["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    roles = [arn["Fn::GetAtt"][0] for arn in spared]
+    assert len(roles) == 2
+    assert roles[0].startswith("ManagerAgentRole") and roles[1].startswith("HealSchedulerRole")

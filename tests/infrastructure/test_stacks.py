@@ -39,14 +39,14 @@ def test_alerts_topic_has_the_email_subscription_and_secret_and_parameters_exist
 def test_three_agents_share_one_layer_and_each_has_its_own_role_log_group_and_failure_queue(templates):
     pipeline = templates["pipeline"]
     functions = pipeline.find_resources("AWS::Lambda::Function")
-    assert len(functions) == 3
+    assert len(functions) == 5  # 3 agents + the QA runner + approvals
     roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}
-    assert len(roles) == 3
+    assert len(roles) == 5
     layers = {json.dumps(f["Properties"]["Layers"]) for f in functions.values()}
     assert len(layers) == 1
-    pipeline.resource_count_is("AWS::Logs::LogGroup", 4)  # 3 agents + audit log
+    pipeline.resource_count_is("AWS::Logs::LogGroup", 6)  # 3 agents + QA runner + approvals + audit log
     pipeline.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
-    pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 3)
+    pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 4)  # not the runner: invoked synchronously only
     pipeline.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
         "MaximumRetryAttempts": 2,
         "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
@@ -80,14 +80,17 @@ def test_each_agent_may_only_publish_under_its_own_source(templates):
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if statement.get("Action") == "events:PutEvents":
                 sources.add(statement["Condition"]["StringEquals"]["events:source"])
-    assert sources == {"agentops.manager", "agentops.engineer", "agentops.qa"}
+    assert sources == {"agentops.manager", "agentops.engineer", "agentops.qa", "agentops.operator"}
 
 
 def test_no_secret_values_in_function_environment(templates):
     for function in templates["pipeline"].find_resources("AWS::Lambda::Function").values():
         variables = function["Properties"]["Environment"]["Variables"]
         assert not any("KEY" in name for name in variables)
-        assert "SECRET_NAME" in variables
+        # QA, its runner and the approvals function read no secret, so they are not even told where one is.
+        has_secret = function["Properties"]["FunctionName"] not in (
+            "selfheal-dev-qa", "selfheal-dev-qa-runner", "selfheal-dev-approvals")
+        assert ("SECRET_NAME" in variables) == has_secret
 
 
 def test_only_the_engineer_can_read_the_anthropic_key(templates):
@@ -147,3 +150,16 @@ def test_resources_carry_the_names_the_cli_and_local_runtime_expect(synthesized,
     for table in (naming.decisions_table_name("dev"), naming.monitoring_table_name("dev"), naming.idempotency_table_name("dev")):
         data.has_resource_properties("AWS::DynamoDB::GlobalTable", {"TableName": table})
     data.has_resource_properties("AWS::SSM::Parameter", {"Name": naming.parameter_prefix("dev") + "automation-level"})
+
+
+def test_the_agents_bus_is_archived_and_replays_page_nobody(templates):
+    pipeline = templates["pipeline"]
+    pipeline.has_resource_properties("AWS::Events::Archive", {
+        "ArchiveName": "selfheal-dev-agents",
+        "RetentionDays": 30,
+        "SourceArn": {"Fn::GetAtt": [Match.string_like_regexp("AgentsBus"), "Arn"]},
+    })
+    pipeline.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": Match.object_like({"detail-type": ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"],
+                                           "replay-name": [{"exists": False}]}),
+    })

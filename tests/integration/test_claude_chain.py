@@ -244,3 +244,61 @@ def pipeline_costs(incident_id):
 
     table = boto3.resource("dynamodb").Table(os.environ["MONITORING_TABLE_NAME"])
     return table.query(KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident_id}") & Key("sk").begins_with("COST#"))["Items"]
+
+
+def _age_last_wait(pipeline, incident_id, seconds):
+    """Move the incident's last status entry back in time, as if the backoff had passed."""
+    from datetime import UTC, datetime, timedelta
+
+    table = boto3.resource("dynamodb").Table(pipeline.env["DECISIONS_TABLE_NAME"])
+    item = table.get_item(Key={"pk": f"INCIDENT#{incident_id}", "sk": "#META"})["Item"]
+    history = item["status_history"]
+    history[-1]["at"] = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+    table.update_item(Key={"pk": f"INCIDENT#{incident_id}", "sk": "#META"},
+                      UpdateExpression="SET status_history = :h", ExpressionAttributeValues={":h": history})
+
+
+def scheduled_scan():
+    import uuid
+
+    return {**load_event("scheduled_event"), "id": str(uuid.uuid4())}  # every scheduled event is a new one
+
+
+def test_a_short_provider_outage_waits_and_the_scan_resumes_it(pipeline, server):
+    # Given the provider is overloaded for longer than the client's bounded retries
+    server.script.extend([overloaded(), overloaded(), overloaded()])
+    pipeline.put("IssueReported", code_issue())
+    pipeline.run()
+    # Then the incident waits instead of failing
+    [incident] = pipeline.incidents()
+    assert incident.status == "RETRY_WAIT"
+    calls = len(server.requests)
+    # And a scan before the backoff has passed leaves it waiting, without a call
+    scan = pipeline.invoke("manager", scheduled_scan())
+    assert scan.result["retried"] == [] and len(server.requests) == calls
+    # When the backoff has passed and the provider is back, the scan resumes it and the fix goes through
+    _age_last_wait(pipeline, incident.incident_id, 120)
+    server.script.append(good_fix())
+    scan = pipeline.invoke("manager", scheduled_scan())
+    assert scan.result["retried"] == [incident.incident_id]
+    pipeline.run()
+    [resumed] = pipeline.incidents()
+    assert resumed.status not in ("FAILED", "RETRY_WAIT") and len(server.requests) == calls + 1
+    waits = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "wait_for_provider"]
+    assert len(waits) == 1
+
+
+def test_a_long_provider_outage_fails_after_the_wait_limit(pipeline, server):
+    from lambdas.engineer.logic import MAX_PROVIDER_WAITS
+
+    server.script.extend([overloaded()] * 3 * (MAX_PROVIDER_WAITS + 1))
+    pipeline.put("IssueReported", code_issue())
+    pipeline.run()
+    [incident] = pipeline.incidents()
+    for _ in range(MAX_PROVIDER_WAITS):
+        assert pipeline.incidents()[0].status == "RETRY_WAIT"
+        _age_last_wait(pipeline, incident.incident_id, 4_000)
+        pipeline.invoke("manager", scheduled_scan())
+        pipeline.run()
+    [failed] = pipeline.incidents()
+    assert failed.status == "FAILED" and "provider" in failed.last_reason

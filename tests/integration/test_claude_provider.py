@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -190,10 +191,11 @@ def test_prompt_injection_in_evidence_stays_fenced_data_and_output_is_still_vali
 
     assert raised.value.category == "invalid_output"
     prompt = user_text(srv.requests[0].body)
-    start = prompt.index("<<<UNTRUSTED evidence log lines>>>")
-    end = prompt.index("<<<END UNTRUSTED evidence log lines>>>")
-    assert start < prompt.index(injection) < end
-    assert prompt.count(forged_end) == 1  # only the real delimiter; the forged one was defanged
+    opening = re.search(r"<<<UNTRUSTED evidence log lines #([0-9a-f]{8})>>>", prompt)
+    assert opening is not None
+    end = prompt.index(f"<<<END UNTRUSTED evidence log lines #{opening.group(1)}>>>")
+    assert opening.start() < prompt.index(injection) < end
+    assert forged_end not in prompt  # the forged delimiter was defanged; the real one carries an id
 
 
 def test_secrets_in_the_incident_never_reach_the_api() -> None:
@@ -288,7 +290,8 @@ def test_qa_feedback_from_rejected_attempts_is_in_the_prompt_fenced() -> None:
         make_provider(srv).propose(make_request(feedback=feedback))
 
     prompt = user_text(srv.requests[0].body)
-    assert f"<<<UNTRUSTED qa feedback 1>>>\n{feedback[0]}\n<<<END UNTRUSTED qa feedback 1>>>" in prompt
+    block = re.escape(f"\n{feedback[0]}\n")
+    assert re.search(rf"<<<UNTRUSTED qa feedback 1 #([0-9a-f]{{8}})>>>{block}<<<END UNTRUSTED qa feedback 1 #\1>>>", prompt)
     assert "attempt 2" in prompt
 
 

@@ -168,3 +168,43 @@ def test_a_final_attempt_rejection_for_an_incident_qa_never_rejected_does_not_ma
     # Then the Engineer answers stale and sends no RemediationFailed
     assert delivery.result["action"] == "stale"
     assert pipeline.incidents()[0].status == "REMEDIATING"
+
+
+def test_a_report_near_256_kb_runs_to_the_end_without_growing_past_the_limit(pipeline, monkeypatch):
+    from selfheal_core.bus import MAX_ENTRY_BYTES, EventPublisher
+
+    sizes = []
+    original = EventPublisher.entry
+
+    def measured(self, message):
+        entry = original(self, message)
+        sizes.append(sum(len(str(v).encode()) for v in entry.values()))
+        return entry
+
+    monkeypatch.setattr(EventPublisher, "entry", measured)
+    # Given a valid report of ~250 KB (long log lines as evidence)
+    evidence = [f"{i:04d} ERROR timeout calling payments " + "x" * 1_200 for i in range(200)]
+    detail = issue(evidence=evidence, signals={"p95_ms": 4000.0, "timeout_s": 3.0})
+    assert 240_000 < len(json.dumps(detail)) < MAX_ENTRY_BYTES
+    delivery = pipeline.invoke("manager", manager_event(detail))
+    deliveries = [delivery, *pipeline.run()]
+    # Then no step failed, every event stayed far below the limit, and nothing of the evidence was lost
+    assert all(d.error is None for d in deliveries), [d.error for d in deliveries if d.error]
+    assert sizes and max(sizes) < MAX_ENTRY_BYTES // 2
+    [incident] = pipeline.incidents()
+    assert incident.status not in ("DETECTED", "REMEDIATING", "FIX_PROPOSED", "VALIDATING", "VALIDATED")
+    from selfheal_core.artifacts import ArtifactStore
+    from selfheal_core.events import ArtifactRef
+
+    ref = ArtifactRef.model_validate(incident.issue["evidence_artifact"])
+    assert ArtifactStore(pipeline.env["ARTIFACTS_BUCKET"]).get_json(ref) == evidence
+
+
+def test_a_corrected_report_sent_again_with_the_same_key_is_not_answered_from_a_cached_refusal(pipeline):
+    # Given a malformed report with a producer idempotency key (refused)
+    bad = pipeline.invoke("manager", manager_event(issue(issue_type="nonsense", idempotency_key="acme-7")))
+    assert bad.result["action"] == "rejected"
+    # When the producer fixes it and sends it again with the same key
+    good = pipeline.invoke("manager", manager_event(issue(idempotency_key="acme-7")))
+    # Then it runs: the refusal was not cached under the key
+    assert good.result["action"] == "opened" and len(pipeline.incidents()) == 1

@@ -43,6 +43,12 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         aws.reset_clients()
+        # moto cannot run Lambda functions: QA reaches the runner in-process, through the same
+        # JSON contract (in the local runtime and in AWS it is a real lambda:Invoke).
+        import lambdas.qa.handler as qa_handler
+        from tests.support.qa_runner import InProcessRunner
+
+        qa_handler.make_runner = InProcessRunner  # type: ignore[assignment]
         self.env = os.environ
         self.events = boto3.client("events")
         self.sqs = boto3.client("sqs")

@@ -1,16 +1,17 @@
-"""QA proves a code fix in the sandbox: it applies, compiles, passes with the fix, fails without."""
+"""QA proves a code fix through the runner: it applies, compiles, passes with the fix, fails without.
+
+The runner is called in-process here (tests/support/qa_runner.py) through the same JSON
+contract as its `lambda:Invoke`; each run lays out its own tree.
+"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
-from pathlib import Path
-
 import pytest
 
-from lambdas.qa.sandbox import SandboxLimits, SandboxRun
 from lambdas.qa.validators.code import CodeValidator, FixError, apply_patch
 from selfheal_core.events import CodeBundle, Fix, IssueReportedV1
+from selfheal_core.qa_run import RunBundle, RunLimits, RunReply, StepResult, TestCase
+from tests.support.qa_runner import InProcessRunner
 
 # A small service with a real bug: average([]) raises ZeroDivisionError.
 SERVICE = {
@@ -64,7 +65,7 @@ def code_fix(**fields: object) -> Fix:
 
 @pytest.fixture(scope="module")
 def validator() -> CodeValidator:
-    return CodeValidator()
+    return CodeValidator(InProcessRunner())
 
 
 def test_a_good_patch_with_a_reproducing_test_passes(validator: CodeValidator) -> None:
@@ -73,13 +74,16 @@ def test_a_good_patch_with_a_reproducing_test_passes(validator: CodeValidator) -
     assert result.passed, result.reason
     assert not result.weak_evidence
     checks = {e.check: e for e in result.evidence}
-    assert list(checks) == ["apply", "compile", "tests", "new_tests", "new_tests_unpatched"]
+    assert list(checks) == ["apply", "compile", "tests", "new_tests", "new_tests_unpatched", "tests_unpatched"]
     assert all(e.passed for e in result.evidence)
     assert checks["tests"].command == "python -m pytest -q"
-    assert checks["tests"].exit_code == 0 and "3 passed" in checks["tests"].excerpt
+    # The project's own tests ran without the fix's new test beside them.
+    assert checks["tests"].exit_code == 0 and "2 passed" in checks["tests"].excerpt
+    assert checks["new_tests"].exit_code == 0 and "1 passed" in checks["new_tests"].excerpt
     assert checks["new_tests_unpatched"].exit_code == 1
     assert "ZeroDivisionError" in checks["new_tests_unpatched"].excerpt
     assert all(e.duration_ms is not None for e in result.evidence[1:])
+    assert {e.isolation for e in result.evidence[1:]} <= {"namespaces", "none"}
 
 
 def test_a_good_fix_as_whole_files_passes(validator: CodeValidator) -> None:
@@ -132,8 +136,8 @@ def test_tests_that_also_pass_without_the_fix_are_weak_evidence(validator: CodeV
 
     assert not result.passed
     assert result.weak_evidence
-    assert "also pass on the unpatched code" in result.reason
-    assert [e.check for e in result.evidence][-2:] == ["new_tests_unpatched", "tests_unpatched"]
+    assert "no new test fails on what it checks without the fix" in result.reason
+    assert [e.check for e in result.evidence][-1] == "new_tests_unpatched"
 
 
 def test_new_tests_that_fail_with_the_fix_are_rejected(validator: CodeValidator) -> None:
@@ -142,7 +146,7 @@ def test_new_tests_that_fail_with_the_fix_are_rejected(validator: CodeValidator)
     result = validator.validate(code_fix(patch=GOOD_PATCH, tests=wrong_expectation), ISSUE, SERVICE)
 
     assert not result.passed
-    assert "tests fail on the patched code" in result.reason
+    assert "new tests do not all pass on the patched code" in result.reason
 
 
 @pytest.mark.parametrize("path", ["../escape.py", "/etc/cron.d/evil", "a/../../escape.py"])
@@ -150,7 +154,7 @@ def test_paths_escaping_the_project_are_rejected(validator: CodeValidator, path:
     result = validator.validate(code_fix(files={path: "x = 1\n"}, tests=EMPTY_LIST_TEST), ISSUE, SERVICE)
 
     assert not result.passed
-    assert "escapes the project" in result.reason
+    assert result.reason == f"tampers with tests: {path}"
 
 
 def test_new_tests_may_not_replace_existing_tests(validator: CodeValidator) -> None:
@@ -158,24 +162,64 @@ def test_new_tests_may_not_replace_existing_tests(validator: CodeValidator) -> N
         code_fix(patch=GOOD_PATCH, tests={"tests/test_stats.py": "def test_nothing():\n    pass\n"}), ISSUE, SERVICE)
 
     assert not result.passed
-    assert "replace existing files" in result.reason
+    assert result.reason == "tampers with tests: tests/test_stats.py"
 
 
-def test_every_run_uses_this_interpreter_and_shares_one_time_budget() -> None:
-    calls: list[tuple[str, list[str], SandboxLimits]] = []
+class ScriptedRunner:
+    """Answers each invocation from what the tree holds: the bug is there unless stats.py is fixed."""
 
-    def fake_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits) -> SandboxRun:
-        calls.append((workdir.name, list(command), limits))
-        failed = workdir.name == "original"  # the bug is still there without the fix
-        return SandboxRun(list(command), int(failed), 5.0, "", "", False, None)
+    def __init__(self) -> None:
+        self.bundles: list[RunBundle] = []
 
-    validator = CodeValidator(SandboxLimits(wall_seconds=30), sandbox=fake_sandbox, total_seconds=5)
+    def run(self, bundle: RunBundle) -> RunReply:
+        self.bundles.append(bundle)
+        fixed = "if not values" in bundle.files["stats.py"]
+        steps = []
+        for step in bundle.steps:
+            new = step.argv[-1].startswith("tests/test_empty")
+            fails = new and not fixed
+            tests = [TestCase(id="tests.test_empty_values::test_empty_list_averages_to_zero" if new else "tests.test_stats::t",
+                              outcome="failed" if fails else "passed", message="ZeroDivisionError: division" if fails else "")]
+            steps.append(StepResult(check=step.check, argv=step.argv, exit_code=int(fails), duration_ms=5.0,
+                                    tests=tests if step.junit else None))
+        return RunReply(isolation="microvm", steps=steps)
+
+
+def test_each_run_is_its_own_invocation_with_one_tree_and_a_share_of_one_time_budget() -> None:
+    # Given a runner that records every bundle
+    runner = ScriptedRunner()
+    validator = CodeValidator(runner, RunLimits(wall_seconds=30), total_seconds=5)
+
+    # When a good fix is validated
     result = validator.validate(code_fix(patch=GOOD_PATCH, tests=EMPTY_LIST_TEST), ISSUE, SERVICE)
 
-    assert result.passed
-    assert [tree for tree, _, _ in calls] == ["patched", "patched", "patched", "original"]
-    assert all(command[0] == sys.executable for _, command, _ in calls)
-    assert all(limits.wall_seconds <= 5 for _, _, limits in calls)
+    # Then it passes after four invocations: patched (compile + tests), patched + new tests,
+    # original + new tests, original alone; each bundle carries one whole tree and nothing else
+    assert result.passed, result.reason
+    trees = [("fixed" if "if not values" in b.files["stats.py"] else "original", sorted(b.files)) for b in runner.bundles]
+    assert trees == [
+        ("fixed", ["stats.py", "tests/test_stats.py"]),
+        ("fixed", ["stats.py", "tests/test_empty_values.py", "tests/test_stats.py"]),
+        ("original", ["stats.py", "tests/test_empty_values.py", "tests/test_stats.py"]),
+        ("original", ["stats.py", "tests/test_stats.py"]),
+    ]
+    assert [[s.check for s in b.steps] for b in runner.bundles] == [
+        ["compile", "tests"], ["new_tests"], ["new_tests_unpatched"], ["tests_unpatched"]]
+    assert all(s.argv[0] == "python" for b in runner.bundles for s in b.steps)  # bound by the runner
+    assert all(b.limits.wall_seconds <= 5 for b in runner.bundles)
+    assert {e.isolation for e in result.evidence[1:]} == {"microvm"}
+
+
+def test_the_isolation_of_every_run_is_reported_to_the_metric_hook() -> None:
+    # Given a validator whose on_run hook records modes
+    modes: list[str] = []
+    validator = CodeValidator(ScriptedRunner(), on_run=modes.append)
+
+    # When it validates a good fix
+    validator.validate(code_fix(patch=GOOD_PATCH, tests=EMPTY_LIST_TEST), ISSUE, SERVICE)
+
+    # Then every invocation reported its isolation mode
+    assert modes == ["microvm"] * 4
 
 
 # --------------------------------------------------------------------- the patch applier
@@ -218,8 +262,28 @@ def test_malformed_or_stale_patches_raise_with_a_reason(patch: str, reason: str)
 
 
 @pytest.mark.parametrize("command", ["sh -c 'cat /proc/$PPID/environ'", "curl http://example.com", "bash run_tests.sh"])
-def test_test_commands_other_than_python_or_pytest_are_refused(command):
-    from lambdas.qa.validators.code import FixError, command_argv
+def test_test_commands_other_than_python_or_pytest_are_refused(validator: CodeValidator, command: str) -> None:
+    issue = ISSUE.model_copy(update={"code": CodeBundle(files=SERVICE, test_command=command)})
 
-    with pytest.raises(FixError, match="must start with python"):
-        command_argv(command)
+    result = validator.validate(code_fix(patch=GOOD_PATCH, tests=EMPTY_LIST_TEST), issue, SERVICE)
+
+    assert not result.passed
+    assert result.reason.startswith("the test command is refused")
+    assert [e.check for e in result.evidence] == ["command"]
+
+
+def test_a_pre_existing_test_module_that_could_not_even_be_collected_before_may_pass_after(validator: CodeValidator) -> None:
+    # Given a reported project whose test imports the function the fix is asked to add
+    files = {"stats.py": "def total(values):\n    return sum(values)\n",
+             "tests/test_stats.py": "from stats import average\n\n\ndef test_average():\n    assert average([2, 4]) == 3\n"}
+    issue = ISSUE.model_copy(update={"code": CodeBundle(files=files, test_command="python -m pytest -q")})
+    fixed = files["stats.py"] + "\n\ndef average(values):\n    return sum(values) / len(values) if values else 0.0\n"
+    new_test = {"tests/test_average_empty.py": "import stats\n\n\ndef test_empty():\n"
+                                              "    assert getattr(stats, 'average', lambda v: None)([]) == 0.0\n"}
+
+    # When the fix adds it (the module errored at collection before, passes after)
+    result = validator.validate(code_fix(files={"stats.py": fixed}, tests=new_test), issue, files)
+
+    # Then the collection error before is not a "missing" test after
+    assert result.passed, result.reason
+    assert {e.check: e.exit_code for e in result.evidence}["tests_unpatched"] == 2

@@ -105,8 +105,11 @@ def test_the_new_statuses_have_their_only_ways_in():
 
 def test_due_and_lifecycle_events_are_versioned_and_validated():
     meta = {"incident_id": "inc-1", "correlation_id": "c", "producer": "manager"}
-    parsed = parse_detail("VerifyDue", {"metadata": meta, "data": {"change_id": "chg-1", "due_at": "2026-11-27T10:00:00+00:00"}})
+    due = {"metadata": meta, "data": {"change_id": "chg-1", "due_at": "2026-11-27T10:00:00+00:00"}}
+    parsed = parse_detail("VerifyDue", due, source="agentops.manager")
     assert parsed.data.change_id == "chg-1"
+    with pytest.raises(InvalidEvent, match="must come from"):  # a due event forged by another producer
+        parse_detail("ApplyDue", due, source="acme.monitoring")
     with pytest.raises(InvalidEvent):
         parse_detail("FixApplied", {"metadata": meta, "data": {"change_id": "chg-1"}})
     with pytest.raises(InvalidEvent, match="unsupported event_version"):

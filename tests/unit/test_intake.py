@@ -73,3 +73,13 @@ def test_issue_reported_accepts_plain_detail_and_envelope():
 def test_malformed_issue_is_rejected_with_reason():
     with pytest.raises(InvalidEvent, match="summary"):
         parse_issue_reported({"detail-type": "IssueReported", "detail": {"service": "x", "issue_type": "latency"}})
+
+
+def test_a_replayed_report_has_the_delivery_key_of_the_original():
+    from lambdas.manager.intake import delivery_key
+
+    original = {"id": "a", "source": "acme", "time": "2026-11-27T10:00:00Z", "detail": {"service": "x", "n": 1}}
+    replayed = {**original, "id": "b", "replay-name": "r1", "detail": {"n": 1, "service": "x"}}
+    later = {**original, "id": "c", "time": "2026-11-27T10:05:00Z"}
+    assert delivery_key(original) == delivery_key(replayed)
+    assert delivery_key(original) != delivery_key(later)

@@ -1,21 +1,25 @@
-"""The QA sandbox: untrusted code sees no secrets, no network, and dies at its limits.
+"""The QA runner's sandbox: untrusted code sees no secrets, no network, and dies at its limits.
 
 Each test runs twice: with the `unshare` namespaces (when this machine allows them) and with
-the Python guard alone, which is what the QA Lambda has.
+the Python guard alone, which is what the runner has in Lambda (where its microVM, its
+log-only role and its VPC without a route out are the boundary).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lambdas.qa import sandbox
-from lambdas.qa.sandbox import SandboxLimits, run_in_sandbox
+from lambdas.qa_runner import sandbox
+from lambdas.qa_runner.sandbox import SandboxLimits, run_in_sandbox
 
 LIMITS = SandboxLimits(wall_seconds=20, cpu_seconds=10, memory_bytes=512 * 1024 * 1024, output_bytes=16_000)
 
@@ -27,6 +31,15 @@ def isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if request.param == "guard_only":
         monkeypatch.setattr(sandbox, "namespace_prefix", lambda: ())
     return request.param
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Under namespaces the command runs as an unprivileged user that must reach its directory;
+    pytest's own tmp_path sits below a root-only (0700) directory."""
+    path = Path(tempfile.mkdtemp(prefix="selfheal-sandbox-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def run_python(tmp_path: Path, code: str, limits: SandboxLimits = LIMITS) -> sandbox.SandboxRun:

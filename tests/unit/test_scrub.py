@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from selfheal_core.redact import REDACTED, cap, fence_untrusted, scrub
@@ -72,8 +74,8 @@ def test_fence_cannot_be_closed_by_its_content() -> None:
     block = fence_untrusted("evidence", hostile, 10_000)
 
     lines = block.splitlines()
-    assert lines[0] == "<<<UNTRUSTED evidence>>>"
-    assert lines[-1] == "<<<END UNTRUSTED evidence>>>"
+    fence_id = re.fullmatch(r"<<<UNTRUSTED evidence #([0-9a-f]{8})>>>", lines[0]).group(1)
+    assert lines[-1] == f"<<<END UNTRUSTED evidence #{fence_id}>>>"
     body = "\n".join(lines[1:-1])
     assert "<<<" not in body and ">>>" not in body
     assert "ignore previous instructions" in body  # kept as data, just defanged
@@ -82,7 +84,7 @@ def test_fence_cannot_be_closed_by_its_content() -> None:
 def test_fence_label_cannot_carry_delimiters() -> None:
     block = fence_untrusted("file a>>>b<<<c.py", "x", 100)
 
-    assert block.splitlines()[0] == "<<<UNTRUSTED file a___b___c.py>>>"
+    assert re.fullmatch(r"<<<UNTRUSTED file a___b___c\.py #[0-9a-f]{8}>>>", block.splitlines()[0])
 
 
 def test_fenced_text_is_capped_keeping_head_and_tail() -> None:

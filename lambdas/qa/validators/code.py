@@ -1,32 +1,44 @@
-"""Code fixes are proven, not claimed: apply, compile and test them in the sandbox, twice.
+"""Code fixes are proven, not claimed, by runs the fix cannot influence.
 
-The fix is applied to a copy of the code; the tests run on the patched tree and then on the
-unpatched tree. A fix passes only when its tree compiles, the project's tests and the fix's
-new tests pass with it, and the tests fail without it (otherwise they prove nothing:
-`weak_evidence`). Patches go through a small strict applier (`apply_patch`).
+QA never executes fix code: every run is a bundle sent to the QA runner function (one
+synchronous invocation, one fresh tenant, one tree), so no writable directory is shared
+between the patched and the original tree. A fix is rejected before anything runs when it
+touches the tests or their configuration (`tampers with tests: <path>`) or when the test
+command is not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
+
+1. patched source + an untouched copy of the project's tests and configuration: compiles,
+   and the project's tests pass (the pytest report must list every pre-existing test);
+2. the same + the fix's new tests: every new test passes;
+3. original source + the new tests: at least one new test fails (pytest exit 1) on an
+   assertion or the bug's own exception; an import, name or collection error proves
+   nothing - otherwise `weak_evidence`;
+4. original source alone: every pre-existing test that failed before passes in run 1.
+
+Patches go through a small strict applier (`apply_patch`).
 """
 
 from __future__ import annotations
 
+import configparser
+import fnmatch
+import posixpath
 import re
 import shlex
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from selfheal_core.events import Evidence, Fix, IssueReportedV1
+from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
 
-from ..sandbox import SandboxLimits, SandboxRun, run_in_sandbox
 from .base import ValidationResult
+from .runner import Runner, RunnerError
 
 DEFAULT_TEST_COMMAND = "python -m pytest -q"
 EXCERPT_CHARS = 3_900  # Evidence.excerpt holds 4,000
-MAX_TREE_BYTES = 20 * 1024 * 1024
-
-Sandbox = Callable[[Path, Sequence[str], SandboxLimits], SandboxRun]
+MAX_TREE_BYTES = 5 * 1024 * 1024  # a synchronous invocation carries at most 6 MB
 
 
 class FixError(ValueError):
@@ -160,124 +172,258 @@ def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
     return result
 
 
+# ---------------------------------------------------------------------- test tampering
+
+_CONFIG_FILES = {"conftest.py", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
+_CUSTOMIZE = {"sitecustomize", "usercustomize"}
+# Top-level names that would shadow pytest or what it imports (`python -m pytest` puts the
+# project first on sys.path): a `pytest.py` in the tree would replace the test runner.
+_SHADOWS = {"pytest", "_pytest", "py", "pluggy", "iniconfig", "packaging"}
+
+
+def _outside(path: str) -> bool:
+    normal = posixpath.normpath(path)
+    return (not path or path.startswith(("/", "\\")) or "\\" in path or ":" in path.split("/")[0]
+            or normal == "." or normal.startswith("../") or normal == ".." or ".." in path.split("/"))
+
+
+def project_test_patterns(code_files: dict[str, str]) -> tuple[str, ...]:
+    """`python_files` globs the project's own pytest configuration adds to test_*.py / *_test.py."""
+    found: list[str] = []
+    for path, text in code_files.items():
+        name = path.split("/")[-1]
+        if name == "pyproject.toml":
+            section = _pytest_section(text)
+            options = section.get("ini_options", {}) if isinstance(section, dict) else {}
+            value = options.get("python_files", []) if isinstance(options, dict) else []
+            found += value.split() if isinstance(value, str) else [str(v) for v in value]
+        elif name in ("pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"):
+            parser = configparser.ConfigParser(interpolation=None, strict=False)
+            try:
+                parser.read_string(text)
+            except configparser.Error:
+                continue
+            for section_name in ("pytest", "tool:pytest"):
+                if parser.has_option(section_name, "python_files"):
+                    found += parser.get(section_name, "python_files").split()
+    return tuple(found)
+
+
+def is_test_file(path: str, patterns: tuple[str, ...] = ()) -> bool:
+    parts = path.split("/")
+    name = parts[-1]
+    return (name.startswith("test_") and name.endswith(".py")) or name.endswith("_test.py") \
+        or any(part in ("tests", "test") for part in parts[:-1]) or any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def is_test_infrastructure(path: str, patterns: tuple[str, ...] = ()) -> bool:
+    """Tests, their configuration, and what Python or pytest load before any test runs."""
+    parts = path.split("/")
+    name = parts[-1]
+    return (is_test_file(path, patterns) or name in _CONFIG_FILES or name.endswith((".pth", ".pyc", ".pyo"))
+            or "__pycache__" in parts
+            or any(part.removesuffix(".py") in _CUSTOMIZE for part in parts)
+            or parts[0].removesuffix(".py") in _SHADOWS)
+
+
+def _pytest_section(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return tomllib.loads(text).get("tool", {}).get("pytest")
+    except tomllib.TOMLDecodeError:
+        return "<unparsable>"
+
+
+def _tampers(path: str, before: str | None, after: str | None, patterns: tuple[str, ...]) -> bool:
+    """Does creating, changing or deleting `path` (None = absent) touch the tests?"""
+    if before == after:
+        return False
+    if _outside(path) or is_test_infrastructure(path, patterns):
+        return True
+    if path.split("/")[-1] == "pyproject.toml":
+        return _pytest_section(before) != _pytest_section(after) or _pytest_section(after) == "<unparsable>"
+    return False
+
+
+def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
+    """The first path by which the fix would change the tests or how they run, else None."""
+    patterns = project_test_patterns(code_files)
+    if fix.patch:
+        sections = parse_patch(fix.patch)
+        paths = sorted({p for old, new, _ in sections for p in (old, new) if p is not None})
+        for path in paths:
+            if _outside(path) or is_test_infrastructure(path, patterns):
+                return path  # a patch section always creates, changes or deletes its file
+        patched = apply_patch(code_files, fix.patch)
+        for path in paths:
+            if _tampers(path, code_files.get(path), patched.get(path), patterns):
+                return path
+    for path, text in sorted(fix.files.items()):
+        if _outside(path) or _tampers(path, code_files.get(path), text, patterns):
+            return path
+    for path in sorted(fix.tests):  # new tests are new test_*.py files, nothing else
+        name = path.split("/")[-1]
+        if _outside(path) or path in code_files or not (name.startswith("test_") and name.endswith(".py")) \
+                or "__pycache__" in path.split("/") \
+                or any(part.removesuffix(".py") in _CUSTOMIZE | _SHADOWS for part in path.split("/")):
+            return path
+    return None
+
+
 # ----------------------------------------------------------------------------- validator
 
 
 def patched_files(code_files: dict[str, str], fix: Fix) -> dict[str, str]:
-    """The project as the fix would leave it, new tests included."""
+    """The project's source as the fix would leave it (new tests not included)."""
     if bool(fix.patch) == bool(fix.files):
         raise FixError("a code fix carries exactly one of 'patch' or 'files'")
-    files = apply_patch(code_files, fix.patch) if fix.patch else {**code_files, **fix.files}
-    if clash := sorted(set(fix.tests) & set(files)):
-        raise FixError(f"new tests would replace existing files: {clash}")
-    return {**files, **fix.tests}
+    return apply_patch(code_files, fix.patch) if fix.patch else {**code_files, **fix.files}
 
 
-def write_tree(root: Path, files: dict[str, str]) -> Path:
+def _check_size(files: dict[str, str]) -> None:
     if sum(len(text) for text in files.values()) > MAX_TREE_BYTES:
         raise FixError(f"the code is larger than {MAX_TREE_BYTES} bytes")
-    root.mkdir(parents=True)
-    base = root.resolve()
-    for path, text in files.items():
-        target = (base / path).resolve()
-        if path.startswith("/") or ".." in path.split("/") or not target.is_relative_to(base) or target == base:
-            raise FixError(f"path {path!r} escapes the project directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    return root
 
 
-PYTEST_TESTS_FAILED = 1
+def _shown(argv: list[str]) -> str:
+    return shlex.join(argv)
 
 
-def command_argv(test_command: str) -> list[str]:
-    """The test command with `python`/`pytest` bound to this interpreter (which has pytest)."""
-    try:
-        argv = shlex.split(test_command)
-    except ValueError as exc:
-        raise FixError(f"cannot parse the test command {test_command!r}: {exc}") from exc
-    if not argv:
-        raise FixError("the test command is empty")
-    if argv[0] in ("python", "python3"):
-        return [sys.executable, *argv[1:]]
-    if argv[0] == "pytest":
-        return [sys.executable, "-m", "pytest", *argv[1:]]
-    # The command arrives in an event anyone with PutEvents may send; outside Python the
-    # sandbox's audit-hook guard does not apply, so nothing else runs.
-    raise FixError(f"test command must start with python, python3 or pytest, not {argv[0]!r}")
-
-
-def _shown(argv: Sequence[str]) -> str:
-    return shlex.join(["python" if arg == sys.executable else arg for arg in argv])
-
-
-def _evidence(check: str, run: SandboxRun, passed: bool) -> Evidence:
+def _evidence(run: StepResult, passed: bool, isolation: str) -> Evidence:
     output = "\n".join(part for part in (run.stdout_excerpt, run.stderr_excerpt) if part.strip())
     note = f"[{run.killed_reason}]\n" if run.killed_reason else ""
     excerpt = note + output[-(EXCERPT_CHARS - len(note)):]
-    return Evidence(check=check, passed=passed, command=_shown(run.command), exit_code=run.exit_code,
-                    duration_ms=run.duration_ms, excerpt=excerpt)
+    return Evidence(check=run.check, passed=passed, command=_shown(run.argv), exit_code=run.exit_code,
+                    duration_ms=run.duration_ms, excerpt=excerpt, isolation=isolation)
 
 
-def _last_line(run: SandboxRun) -> str:
+def _last_line(run: StepResult) -> str:
     lines = [line for line in (run.stdout_excerpt + "\n" + run.stderr_excerpt).splitlines() if line.strip()]
     return run.killed_reason or (lines[-1][:300] if lines else f"exit code {run.exit_code}")
 
 
+PYTEST_TESTS_FAILED = 1
+COMPILE_ARGV = ["python", "-m", "compileall", "-q", "-x", r"/\.tmp/", "."]
+
+
+class _Refused(Exception):
+    def __init__(self, result: ValidationResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+@dataclass
+class _Session:
+    """The runs of one validation: a shared time budget and the evidence gathered so far."""
+
+    runner: Runner
+    limits: RunLimits
+    deadline: float
+    evidence: list[Evidence]
+    on_run: Callable[[str], None]
+
+    def run(self, files: dict[str, str], steps: list[RunStep],
+            judge: Callable[[StepResult], bool] = lambda r: r.ok) -> list[StepResult]:
+        """One runner invocation; `judge` says whether a step's result supports the fix."""
+        left = max(self.deadline - time.monotonic(), 1.0)
+        # Each step of the invocation gets its share of what is left of the budget.
+        limits = self.limits.model_copy(update={"wall_seconds": min(self.limits.wall_seconds, left / len(steps))})
+        try:
+            reply: RunReply = self.runner.run(RunBundle(files=files, steps=steps, limits=limits))
+        except RunnerError as exc:
+            raise _Refused(ValidationResult(False, str(exc)[:1000], self.evidence)) from exc
+        self.on_run(reply.isolation)
+        if reply.refused:
+            self.evidence.append(Evidence(check=steps[0].check, passed=False, excerpt=reply.refused[:EXCERPT_CHARS],
+                                          isolation=reply.isolation))
+            raise _Refused(ValidationResult(False, reply.refused[:1000], self.evidence))
+        for result in reply.steps:
+            self.evidence.append(_evidence(result, judge(result), reply.isolation))
+        return reply.steps
+
+
 class CodeValidator:
-    def __init__(self, limits: SandboxLimits | None = None, sandbox: Sandbox = run_in_sandbox, *,
-                 total_seconds: float = 150.0) -> None:
-        self.limits = limits or SandboxLimits()
-        self.sandbox = sandbox
+    def __init__(self, runner: Runner, limits: RunLimits | None = None, *, total_seconds: float = 150.0,
+                 on_run: Callable[[str], None] | None = None) -> None:
+        self.runner = runner
+        self.limits = limits or RunLimits()
         # All runs of one validation share this budget, so QA ends before its Lambda timeout.
         self.total_seconds = total_seconds
+        self.on_run = on_run or (lambda _mode: None)  # called with each run's isolation mode
 
     def validate(self, fix: Fix, issue: IssueReportedV1, code_files: dict[str, str]) -> ValidationResult:
         if fix.kind != "code":
             return ValidationResult(False, f"the code validator cannot validate a {fix.kind!r} fix")
         try:
+            argv = parse_test_command(issue.code.test_command if issue.code else DEFAULT_TEST_COMMAND)
+        except CommandRefused as exc:
+            return ValidationResult(False, f"the test command is refused: {exc}",
+                                    [Evidence(check="command", passed=False, excerpt=str(exc)[:EXCERPT_CHARS])])
+        try:
+            if (path := tampered_path(code_files, fix)) is not None:
+                reason = f"tampers with tests: {path}"
+                return ValidationResult(False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])])
             patched = patched_files(code_files, fix)
-            argv = command_argv(issue.code.test_command if issue.code else DEFAULT_TEST_COMMAND)
+            # The pre-existing tests and their configuration, as the project has them, over the patched source.
+            patterns = project_test_patterns(code_files)
+            untouched = {p: t for p, t in code_files.items() if is_test_infrastructure(p, patterns)}
+            patched_tree = {**{p: t for p, t in patched.items() if not is_test_infrastructure(p, patterns)}, **untouched}
+            for tree in (patched_tree, {**patched_tree, **fix.tests}, {**code_files, **fix.tests}):
+                _check_size(tree)
         except FixError as exc:
             return ValidationResult(False, f"the fix cannot be applied: {exc}",
                                     [Evidence(check="apply", passed=False, excerpt=str(exc)[:EXCERPT_CHARS])])
         changed = sorted(p for p in patched if code_files.get(p) != patched[p])
-        evidence = [Evidence(check="apply", passed=True, excerpt=f"changed or added: {', '.join(changed)}"[:EXCERPT_CHARS])]
-        with tempfile.TemporaryDirectory(prefix="selfheal-qa-") as tmp:
-            try:
-                patched_dir = write_tree(Path(tmp) / "patched", patched)
-                original_dir = write_tree(Path(tmp) / "original", {**code_files, **fix.tests})
-            except (FixError, OSError) as exc:
-                return ValidationResult(False, f"the fix cannot be laid out: {exc}",
-                                        [*evidence, Evidence(check="apply", passed=False, excerpt=str(exc)[:EXCERPT_CHARS])])
-            return self._run_checks(argv, sorted(fix.tests), patched_dir, original_dir, evidence)
+        evidence = [Evidence(check="apply", passed=True,
+                             excerpt=f"changed or added: {', '.join([*changed, *sorted(fix.tests)])}"[:EXCERPT_CHARS])]
+        session = _Session(self.runner, self.limits, time.monotonic() + self.total_seconds, evidence, self.on_run)
+        try:
+            return self._checks(session, argv, fix, code_files, patched_tree)
+        except _Refused as refused:
+            return refused.result
 
-    def _run_checks(self, argv: list[str], new_tests: list[str], patched_dir: Path, original_dir: Path,
-                    evidence: list[Evidence]) -> ValidationResult:
-        new_tests_argv = [sys.executable, "-m", "pytest", "-q", *new_tests]
-        deadline = time.monotonic() + self.total_seconds
-
-        def run(check: str, workdir: Path, command: list[str], want_success: bool = True) -> SandboxRun:
-            left = max(deadline - time.monotonic(), 1.0)
-            result = self.sandbox(workdir, command, replace(self.limits, wall_seconds=min(self.limits.wall_seconds, left)))
-            evidence.append(_evidence(check, result, result.ok if want_success else result.exit_code == PYTEST_TESTS_FAILED))
-            return result
-
-        compiled = run("compile", patched_dir, [sys.executable, "-m", "compileall", "-q", "-x", r"/\.tmp/", "."])
-        if not compiled.ok:
-            return ValidationResult(False, f"the patched code does not compile: {_last_line(compiled)}", evidence)
-        tests = run("tests", patched_dir, argv)
-        if not tests.ok:
-            return ValidationResult(False, f"tests fail on the patched code: {_last_line(tests)}", evidence)
-        if new_tests:
-            added = run("new_tests", patched_dir, new_tests_argv)
-            if not added.ok:
-                return ValidationResult(False, f"the fix's new tests fail on the patched code: {_last_line(added)}", evidence)
-        # Without the fix the same tests must fail; the new tests are the likeliest to, so they go first.
-        for check, command in ([("new_tests_unpatched", new_tests_argv)] if new_tests else []) + [("tests_unpatched", argv)]:
-            # Exit 1 = pytest ran and tests failed; collection errors (2), time-outs or a missing
-            # module only the fix adds do not show that the fix changes behaviour.
-            if run(check, original_dir, command, want_success=False).exit_code == PYTEST_TESTS_FAILED:
-                return ValidationResult(True, "compiles; tests pass with the fix and fail without it", evidence)
-        return ValidationResult(False, "weak evidence: the tests also pass on the unpatched code, so they do not show "
-                                       "that the fix changes anything", evidence, weak_evidence=True)
+    def _checks(self, s: _Session, argv: list[str], fix: Fix, code_files: dict[str, str],
+                patched_tree: dict[str, str]) -> ValidationResult:
+        new_tests = sorted(fix.tests)
+        new_tests_argv = ["python", "-m", "pytest", "-q", *new_tests]
+        # 1. The project's own tests, untouched, over the patched source (after it compiles).
+        steps = s.run(patched_tree, [RunStep(check="compile", argv=COMPILE_ARGV), RunStep(check="tests", argv=argv, junit=True)])
+        if not steps[0].ok:
+            return ValidationResult(False, f"the patched code does not compile: {_last_line(steps[0])}", s.evidence)
+        patched_run = steps[1]
+        if not patched_run.ok:
+            return ValidationResult(False, f"tests fail on the patched code: {_last_line(patched_run)}", s.evidence)
+        if not patched_run.tests:
+            return ValidationResult(False, "the patched test run wrote no test report, so it proves nothing", s.evidence)
+        if not new_tests:
+            return ValidationResult(False, "weak evidence: the fix brings no new test that fails without it",
+                                    s.evidence, weak_evidence=True)
+        # 2. Every new test passes with the fix.
+        [added] = s.run({**patched_tree, **fix.tests}, [RunStep(check="new_tests", argv=new_tests_argv, junit=True)])
+        not_passing = [t.id for t in added.tests or [] if t.outcome != "passed"]
+        if not added.ok or not added.tests or not_passing:
+            detail = f"not passing: {', '.join(not_passing)[:300]}" if not_passing else _last_line(added)
+            return ValidationResult(False, f"the fix's new tests do not all pass on the patched code: {detail}", s.evidence)
+        # 3. Without the fix at least one new test fails on what it checks.
+        [unpatched] = s.run({**code_files, **fix.tests},
+                            [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
+                            judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(t.reproduces for t in r.tests or []))
+        failing = [t.id for t in unpatched.tests or [] if t.reproduces]
+        if unpatched.exit_code != PYTEST_TESTS_FAILED or not failing:
+            return ValidationResult(False, "weak evidence: no new test fails on what it checks without the fix "
+                                           f"({_last_line(unpatched)}), so they do not show that the fix changes anything",
+                                    s.evidence, weak_evidence=True)
+        # 4. Every pre-existing test that failed before passes after (and none went missing).
+        [before] = s.run(dict(code_files), [RunStep(check="tests_unpatched", argv=argv, junit=True)],
+                         judge=lambda r: r.tests is not None)  # a record of what failed before
+        after = {t.id: t.outcome for t in patched_run.tests}
+        # A collection error has no test identity (its id names the module), so it may be absent after.
+        broken = [t.id for t in before.tests or []
+                  if (t.outcome in ("passed", "failed") and after.get(t.id) != "passed")
+                  or (t.outcome == "error" and after.get(t.id) not in (None, "passed"))]
+        if broken:
+            return ValidationResult(False, "pre-existing tests do not pass with the fix (or are missing from its run): "
+                                           f"{', '.join(broken)[:500]}", s.evidence)
+        return ValidationResult(True, f"compiles; the project's tests pass with the fix; new test(s) {', '.join(failing)[:300]} "
+                                      "fail without it and pass with it", s.evidence)

@@ -24,6 +24,7 @@ from selfheal_core.config import Settings, get_runtime_parameters, get_settings
 from selfheal_core.ddb import to_item
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.observability import logger
+from selfheal_core.redact import scrub_data
 
 from . import names, records
 from .budget import BudgetGuard
@@ -125,6 +126,8 @@ class AgentOpsMonitor:
         `once`: a key for this step of this incident (e.g. "propose_fix#2"). The decision is then
         written at most once, whatever retries and replays run the step again.
         """
+        # Decisions quote test output, log lines and model text: no secret is stored in them.
+        reasoning_chain, inputs, outputs = scrub_data(reasoning_chain), scrub_data(inputs), scrub_data(outputs)
         decision = records.Decision.model_validate(
             {"decision_type": decision_type, "reasoning_chain": reasoning_chain, "confidence_score": confidence_score})
         cost = self._llm_cost_since_decision if cost_usd is None else cost_usd
@@ -158,6 +161,10 @@ class AgentOpsMonitor:
         if status == "RESOLVED" and incident_cost_usd is not None:
             self.sink.add(names.COSTS, names.RESOLVED_INCIDENT_COST, float(incident_cost_usd),
                           dimensions=[self._dims()], unit="None")
+
+    def record_qa_run(self, isolation: str) -> None:
+        """One QA runner invocation, by the isolation it ran under (namespaces, microvm, none)."""
+        self._count(names.EVENTS, names.QA_RUNS, {names.ISOLATION_MODE: isolation})
 
     def record_incident(self, incident: Any) -> None:
         """`IncidentStore(on_transition=monitor.record_incident)`: every status an incident enters."""

@@ -22,6 +22,7 @@ MODEL = "model"
 STATUS = "status"
 MESSAGE_TYPE = "message_type"
 TOKEN_TYPE = "token_type"  # noqa: S105 - input | output | cache_write | cache_read
+ISOLATION_MODE = "isolation_mode"  # namespaces | microvm | none (the QA runner's)
 
 # AgentOps/Events: one count per event type (the AgentEventType values), dims (agent, environment)
 ISSUE_DETECTED = "issue_detected"
@@ -33,6 +34,8 @@ EVENT_REJECTED = "event_rejected"
 # AgentOps/Events, dims (environment, status)
 INCIDENT_TRANSITIONS = "IncidentTransitions"  # agents: monitor.record_status() after each transition
 OPEN_INCIDENTS = "OpenIncidents"  # gauge, published hourly by the analyzer
+# AgentOps/Events, dims (environment, isolation_mode): one per QA runner invocation
+QA_RUNS = "QaRunnerRuns"
 
 # AgentOps/Costs (USD, unit None)
 LLM_COST = "LLMCost"  # dims (environment, agent) and (environment, model)

@@ -28,7 +28,7 @@ class Settings(BaseModel):
     idempotency_table_name: str = Field(min_length=1)
     artifacts_bucket: str = Field(min_length=1)
     alerts_topic_arn: str = Field(min_length=1)
-    secret_name: str = Field(min_length=1)  # the AgentOps key (every agent)
+    secret_name: str = ""  # the AgentOps key (not set for QA, which reads no secret: no AgentOps traces)
     anthropic_secret_name: str = ""  # the Anthropic key: set for the Engineer only
     parameter_prefix: str = Field(min_length=1)
     parameters_max_age: int = 60

@@ -7,19 +7,22 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import Settings
+from .events import InvalidEvent, parse_detail
 from .observability import logger
 from .rejections import RejectionLog
 
 # A step is identified by what it is about, not by the delivery: replays and duplicate
 # deliveries of the same step share a key. Alarms and schedules fall back to the event id; a
-# request resumed after a budget pause is a new step (`resumed` counts them).
+# request resumed after a budget pause is a new step (`resumed` counts them). Events about a fix
+# include the fix: a forged FixValidated with another fix must not take the genuine one's key
+# (its refusal would otherwise be replayed as the answer to the genuine event).
 # An external IssueReported is keyed by its producer's idempotency_key or the event id, never by
 # a metadata.incident_id the producer chose (two different reports could share one).
 IDEMPOTENCY_KEY = (
     "[\"detail-type\","
     " (\"detail-type\" == 'IssueReported' && (detail.data.idempotency_key || detail.idempotency_key || id))"
     " || detail.metadata.incident_id || id,"
-    " detail.metadata.attempt, detail.data.resumed]"
+    " detail.metadata.attempt, detail.data.resumed, detail.data.fix]"
 )
 
 # Checked before anything copies or stores the event. EventBridge delivers up to 256 KB and
@@ -69,13 +72,27 @@ def bounds_problem(event: Any) -> str | None:
     return None
 
 
-def bounded(*, agent: str, settings: Settings, monitor: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Refuse out-of-bounds events (with a recorded reason) before idempotency copies them."""
+def screened(
+    *, agent: str, settings: Settings, monitor: Any, validate: Callable[[dict[str, Any]], Any]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Refuse out-of-bounds and invalid events, with a recorded reason, before idempotency runs.
+
+    Before: idempotency would copy an event that is too deep, and it would cache a refusal
+    under the producer's key, so the corrected report sent again with that key was answered
+    "rejected" from the cache and never run.
+    """
 
     def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(handler)
         def wrapper(event: Any, context: Any) -> Any:
             problem = bounds_problem(event)
+            if problem is None and not isinstance(event, dict):
+                problem = "event must be a JSON object"
+            if problem is None:
+                try:
+                    validate(event)
+                except InvalidEvent as exc:
+                    problem = exc.reason
             if problem is not None:
                 return reject(event, problem, agent=agent, settings=settings, monitor=monitor)
             return handler(event, context)
@@ -83,3 +100,15 @@ def bounded(*, agent: str, settings: Settings, monitor: Any) -> Callable[[Callab
         return wrapper
 
     return decorator
+
+
+def step_validator(agent_label: str, handled: frozenset[str]) -> Callable[[dict[str, Any]], Any]:
+    """For agents that take only agent-to-agent steps: the detail-type, its source and its model."""
+
+    def validate(event: dict[str, Any]) -> Any:
+        detail_type = event.get("detail-type", "")
+        if detail_type not in handled:
+            raise InvalidEvent(f"{agent_label} does not handle {str(detail_type)[:100]!r}")
+        return parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
+
+    return validate

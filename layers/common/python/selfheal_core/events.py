@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .redact import scrub
+
 EVENT_VERSION: Literal["1"] = "1"
 MAX_SUMMARY_CHARS = 2_000
 MAX_EVIDENCE_ITEMS = 200
@@ -124,7 +126,7 @@ class CodeBundle(_Model):
     """Source under repair: small files inline, otherwise an artifact reference."""
 
     files: dict[str, str] = Field(default_factory=dict)
-    test_command: str = "python -m pytest -q"
+    test_command: str = Field(default="python -m pytest -q", max_length=1_000)
     artifact: ArtifactRef | None = None
 
     @field_validator("files")
@@ -146,6 +148,7 @@ class IssueReportedV1(_Model):
     code: CodeBundle | None = None
     idempotency_key: str | None = Field(default=None, max_length=256)
     resource: str | None = Field(default=None, max_length=512, description="alarm name, function …")
+    evidence_artifact: ArtifactRef | None = Field(default=None, description="all evidence lines, when long (set by Selfheal)")
 
 
 # Settings a configuration remediation may change; the first three are limits (lowering one breaks callers).
@@ -216,10 +219,16 @@ class FixProposedV1(_Model):
     investigation: Investigation | None = None
 
 
+def _scrubbed(value: str) -> str:
+    return scrub(value)
+
+
 class RemediationFailedV1(_Model):
     reason: str = Field(max_length=4_000)
     category: Literal["max_attempts", "budget", "provider_error", "invalid_output", "unsupported"]
     fingerprint: str | None = None
+
+    _scrub_reason = field_validator("reason")(_scrubbed)
 
 
 class Evidence(_Model):
@@ -229,6 +238,11 @@ class Evidence(_Model):
     exit_code: int | None = None
     duration_ms: Number | None = None
     excerpt: str = Field(default="", max_length=4_000)
+    # How the QA runner isolated this run: "namespaces", "microvm" or "none" (None: nothing ran).
+    isolation: str | None = None
+
+    # Every path that carries test output (events, artifacts, decisions) builds this model.
+    _scrub_excerpt = field_validator("excerpt")(_scrubbed)
 
 
 class FixValidatedV1(_Model):
@@ -245,6 +259,8 @@ class FixRejectedV1(FixValidatedV1):
     reason: str = Field(max_length=4_000)
     weak_evidence: bool = False
 
+    _scrub_reason = field_validator("reason")(_scrubbed)
+
 
 class ApprovalV1(_Model):
     """ApprovalGranted / ApprovalDenied from the operator CLI."""
@@ -252,12 +268,17 @@ class ApprovalV1(_Model):
     approver: str = Field(min_length=1, max_length=256)
     comment: str = Field(default="", max_length=2_000)
 
+    _scrub_comment = field_validator("comment")(_scrubbed)
+
 
 class InfoV1(_Model):
     """Informational events (IssueDetected, ApprovalRequested, …) for people and the audit log."""
 
     status: str
     summary: str = Field(max_length=4_000)
+
+    # The notification text: people read it in email, so nothing secret goes out in it.
+    _scrub_summary = field_validator("summary")(_scrubbed)
     service: str | None = None
     issue_type: str | None = None
     severity: str | None = None
@@ -352,6 +373,9 @@ CONTRACT_SOURCES: dict[str, frozenset[str]] = {
     DetailType.REMEDIATION_FAILED.value: frozenset({Source.ENGINEER.value, Source.QA.value}),
     DetailType.APPROVAL_GRANTED.value: frozenset({Source.OPERATOR.value}),
     DetailType.APPROVAL_DENIED.value: frozenset({Source.OPERATOR.value}),
+    # Put on the bus by the Manager's one-time schedules (the scheduler role may send only these, as the Manager).
+    DetailType.APPLY_DUE.value: frozenset({Source.MANAGER.value}),
+    DetailType.VERIFY_DUE.value: frozenset({Source.MANAGER.value}),
 }
 
 
@@ -384,7 +408,7 @@ class Envelope(BaseModel):
     data: Any
 
 
-def parse_detail(detail_type: str, detail: dict[str, Any], source: str = "", event_id: str | None = None) -> Envelope:
+def parse_detail(detail_type: str, detail: Any, source: str = "", event_id: str | None = None) -> Envelope:
     """Validate an envelope detail; raise InvalidEvent with a readable reason."""
     versions = DATA_MODELS.get(detail_type)
     if versions is None:

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from . import aws, keys
 from .ddb import from_item, to_item
 from .events import utc_now
+from .redact import scrub
 
 
 class Status(StrEnum):
@@ -37,6 +38,7 @@ class Status(StrEnum):
     VERIFYING = "VERIFYING"  # change applied; waiting for the alarm (or metric) to recover
     ROLLED_BACK = "ROLLED_BACK"  # no recovery: previous values restored (escalated next)
     PATCH_READY = "PATCH_READY"  # validated code patch kept for a person to merge; resolves on alarm OK
+    RETRY_WAIT = "RETRY_WAIT"  # the model provider was unreachable; the scheduled scan resumes it
 
 
 TERMINAL = frozenset({Status.RESOLVED, Status.FAILED, Status.ESCALATED})
@@ -44,7 +46,7 @@ OPEN_STATUSES = frozenset(Status) - TERMINAL
 
 # target status -> statuses it may be reached from
 ALLOWED_FROM: dict[Status, frozenset[Status]] = {
-    Status.REMEDIATING: frozenset({Status.DETECTED, Status.REJECTED, Status.BUDGET_PAUSED}),
+    Status.REMEDIATING: frozenset({Status.DETECTED, Status.REJECTED, Status.BUDGET_PAUSED, Status.RETRY_WAIT}),
     Status.FIX_PROPOSED: frozenset({Status.REMEDIATING}),
     Status.VALIDATING: frozenset({Status.FIX_PROPOSED}),
     Status.VALIDATED: frozenset({Status.VALIDATING}),
@@ -52,7 +54,9 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.APPROVED: frozenset({Status.VALIDATED, Status.AWAITING_APPROVAL}),
     Status.AWAITING_APPROVAL: frozenset({Status.VALIDATED}),
     Status.BUDGET_PAUSED: frozenset({Status.REMEDIATING}),
-    Status.FAILED: frozenset({Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED}),
+    Status.RETRY_WAIT: frozenset({Status.REMEDIATING}),
+    Status.FAILED: frozenset({Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED,
+                              Status.RETRY_WAIT}),
     Status.SCHEDULED: frozenset({Status.APPROVED}),
     Status.VERIFYING: frozenset({Status.APPROVED, Status.SCHEDULED}),
     Status.ROLLED_BACK: frozenset({Status.VERIFYING}),
@@ -120,6 +124,11 @@ class Incident:
         }
 
 
+def count_status(incident: Incident, status: Status) -> int:
+    """How many times the incident entered `status` (pauses and waits are counted this way)."""
+    return sum(1 for h in incident.status_history if h.get("status") == status.value)
+
+
 _DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": "", "status_history": []}
 
 
@@ -171,6 +180,7 @@ class IncidentStore:
         correlation_id: str,
         issue: dict[str, Any],
         origin: str,
+        count_duplicate: bool = True,
     ) -> tuple[Incident, bool]:
         """Open a new incident for the fingerprint, or fold into the open one (count only).
 
@@ -228,7 +238,7 @@ class IncidentStore:
             existing_id = self.open_incident_for(fingerprint)
             if existing_id is None:
                 continue  # the lock was released or expired between our write and the read: try again
-            folded = self._fold(existing_id, now)
+            folded = self._fold(existing_id, now) if count_duplicate else self.get(existing_id)
             if folded is not None:
                 return folded, False
             # The lock points at an incident that does not exist: remove that dangling lock, try again.
@@ -284,6 +294,7 @@ class IncidentStore:
         """
         sources = allowed_from or ALLOWED_FROM[to]
         now = utc_now()
+        reason = scrub(reason)  # reasons quote QA and provider output
         values: dict[str, Any] = {
             ":to": to.value,
             ":now": now,

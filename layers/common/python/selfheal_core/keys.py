@@ -1,8 +1,9 @@
-"""Key design for both tables in one place (DESIGN §5 access patterns, no scans).
+"""Key design for both tables in one place (the access patterns, no scans).
 
 Decisions table (pk, sk) + GSI1 (gsi1pk, gsi1sk) + GSI2 (gsi2pk, gsi2sk):
   incident        INCIDENT#<id>        | #META                      GSI2 INCIDENTS#<day> | <created_at>
   decision        INCIDENT#<id>        | DECISION#<ts>#<uid> or DECISION#ONCE#<agent>#<step>#<attempt> GSI1 AGENT#<agent>   | <ts>          (2)
+  validation      INCIDENT#<id>        | VALIDATION#<attempt:03>    QA's verdict on one attempt's fix (written by QA only)
   fingerprint     FINGERPRINT#<fp>     | #OPEN   -> incident_id                                          (5)
 
 Monitoring table (pk, sk) + GSI1 + GSI2:
@@ -37,6 +38,10 @@ def incident_pk(incident_id: str) -> str:
 
 def fingerprint_pk(fingerprint: str) -> str:
     return f"FINGERPRINT#{fingerprint}"
+
+
+def validation_sk(attempt: int) -> str:
+    return f"VALIDATION#{attempt:03d}"
 
 
 def owner_pk(incident_id: str | None, agent: str) -> str:

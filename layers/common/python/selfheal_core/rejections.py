@@ -10,6 +10,7 @@ from typing import Any
 from . import aws, keys
 from .ddb import from_item
 from .events import utc_now
+from .redact import scrub
 
 RAW_CAP_CHARS = 8_000
 RETENTION_DAYS = 30
@@ -29,7 +30,8 @@ class RejectionLog:
 
     def record(self, *, reason: str, event: Any, agent: str) -> dict[str, Any]:
         now = utc_now()
-        raw = _raw(event)
+        raw = scrub(_raw(event))
+        reason = scrub(reason)
         field = (lambda name: str(event.get(name, ""))[:256]) if isinstance(event, dict) else (lambda name: "")
         item = {
             "pk": f"REJECTED#{keys.day_of(now)}",

@@ -1,17 +1,23 @@
 """Run untrusted code (a proposed fix and its tests) in a separate, limited process.
 
-Layers, each protecting against something the others do not:
-- environment built from an allow-list: the child never sees AWS credentials or API keys;
+This module runs inside the QA runner function only (never in QA, which holds the pipeline's
+permissions). Layers, each protecting against something the others do not:
+- environment built from an allow-list: the child never sees the function's credentials;
 - rlimits (CPU seconds, address space, file size, processes, no core files): runaway loops,
   memory bombs, disk filling and fork bombs die inside the child;
 - a wall-clock timeout that kills the whole process group: hangs and sleeping children;
 - output read through a head+tail cap: a flood of output cannot exhaust the parent's memory;
-- `unshare` namespaces when available (root, util-linux; not in Lambda): no network device at
-  all, and a private /proc where the parent's /proc/<pid>/environ does not exist;
+- `unshare` namespaces when available (root with util-linux: the local runtime, not Lambda):
+  no network device but a down loopback, a private pid namespace whose init takes every
+  process down with it (a double-forked `setsid` child cannot outlive the run), a private
+  /proc where no outside process exists, every mount read-only except the run's own
+  directories, and the command run as an unprivileged user with no capabilities;
 - a Python guard (`sitecustomize` audit hook) in every Python child: blocks sockets, reading any
-  `environ` file under /proc, and spawning processes (curl / cat would bypass the other Python
-  checks). Audit hooks are not a security boundary against native code (ctypes, C extensions);
-  where `unshare` is unavailable the QA role's least privilege is the backstop.
+  `environ` file under /proc, and spawning processes. Audit hooks are not a security boundary
+  (`python -S`, ctypes, `_posixsubprocess` get past them); they only make the common case fail
+  early and visibly. Where there are no namespaces (Lambda), the boundary is the runner
+  function itself: its own microVM per tenant, a role that may only write logs, and a VPC
+  with no route out.
 """
 
 from __future__ import annotations
@@ -99,29 +105,64 @@ def _guard(event, args):
 _sys.addaudithook(_guard)
 '''
 
-# Each candidate is tried once per process; the first that works is used for every run.
-# In a new pid namespace the first process is its init, which ignores SIGXCPU and friends;
-# a shell that runs the command as a child (not exec: `; exit $?`) takes that role instead.
-_NAMESPACE_CANDIDATES = (
-    ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", '"$@"; exit $?', "sh"],
-    ["unshare", "--net"],
-)
+NOBODY = 65534
+# Runs as the init of the new pid namespace (so not `exec`: init ignores SIGXCPU and friends;
+# the shell runs the command as its child and exits with its status, which kills the rest).
+# Arguments: the writable directories, "--", the command. Every mount is made read-only, then
+# each writable directory is bound read-write over itself; if any other visible mount is still
+# writable (e.g. a path the loop could not name) nothing runs. Then the command runs as nobody
+# with no capabilities (it cannot remount anything back).
+_NAMESPACE_INIT = r"""
+for m in $(awk '{print $5}' /proc/self/mountinfo); do mount -o remount,bind,ro "$m" 2>/dev/null; done
+writable=" "
+while [ "$1" != "--" ]; do
+  mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" || { echo "cannot bind $1" >&2; exit 125; }
+  writable="$writable$1 "
+  shift
+done
+shift
+for m in $(awk '{id[NR]=$1; parent[NR]=$2; at[NR]=$5; opts[NR]=$6}
+    END {for (i = 1; i <= NR; i++) {hidden = 0
+         for (j = 1; j <= NR; j++) if (at[j] == at[i] && parent[j] == id[i]) hidden = 1
+         if (!hidden && opts[i] ~ /(^|,)rw(,|$)/) print at[i]}}' /proc/self/mountinfo); do
+  case "$writable" in *" $m "*) ;; *) echo "selfheal sandbox: $m stays writable; not running" >&2; exit 125;; esac
+done
+cd "$PWD" || exit 125  # the working directory as seen through the new (writable) mount
+setpriv --reuid=65534 --regid=65534 --clear-groups --bounding-set=-all --inh-caps=-all --no-new-privs "$@"
+exit $?
+"""
+_UNSHARE = ("unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts")
 
 
 @functools.cache
 def namespace_prefix() -> tuple[str, ...]:
-    """The `unshare` prefix that works here (root with util-linux), or () (Lambda, containers)."""
-    for candidate in _NAMESPACE_CANDIDATES:
-        try:
-            probe = subprocess.run([*candidate, "true"], capture_output=True, timeout=5, check=False)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if probe.returncode == 0:
-            return tuple(candidate)
-    return ()
+    """The `unshare` prefix when the full set of namespaces works here, or () (Lambda, containers)."""
+    prefix = (*_UNSHARE, "/bin/sh", "-c", _NAMESPACE_INIT, "sh")
+    try:
+        with tempfile.TemporaryDirectory(prefix="selfheal-probe-") as probe_dir:
+            os.chown(probe_dir, NOBODY, NOBODY)
+            probe = subprocess.run([*prefix, probe_dir, "--", "/bin/sh", "-c", f"touch {probe_dir}/ok"],
+                                   capture_output=True, timeout=10, check=False)
+            worked = probe.returncode == 0 and (Path(probe_dir) / "ok").exists()
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return prefix if worked else ()
 
 
-def _child_env(workdir: Path, guard_dir: Path, allow_subprocess: bool) -> dict[str, str]:
+def isolation_mode() -> str:
+    """`namespaces` (unshare works), `microvm` (a real Lambda environment) or `none`.
+
+    The local runtime sets SELFHEAL_LOCAL_FUNCTION_ARN in its workers, which also carry
+    AWS_LAMBDA_FUNCTION_NAME: a local worker is not a microVM.
+    """
+    if namespace_prefix():
+        return "namespaces"
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and not os.environ.get("SELFHEAL_LOCAL_FUNCTION_ARN"):
+        return "microvm"
+    return "none"
+
+
+def _child_env(workdir: Path, guard_dir: Path, tmp_dir: Path, allow_subprocess: bool) -> dict[str, str]:
     """Built from scratch, never copied: nothing AWS_*, no keys, secrets or tokens."""
     python_dir = str(Path(sys.executable).parent)
     env = {
@@ -131,7 +172,8 @@ def _child_env(workdir: Path, guard_dir: Path, allow_subprocess: bool) -> dict[s
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
         "PYTHONPATH": os.pathsep.join([str(guard_dir), *_support_paths()]),
-        "TMPDIR": str(workdir / ".tmp"),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only pytest's own plugins, nothing installed beside it
+        "TMPDIR": str(tmp_dir),
     }
     if allow_subprocess:
         env["SELFHEAL_SANDBOX_ALLOW_SPAWN"] = "1"
@@ -181,18 +223,30 @@ class _CappedReader(threading.Thread):
         return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
 
 
-def run_in_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits) -> SandboxRun:
-    """Run `command` in `workdir` under every layer above; never raises for what the child does."""
+def run_in_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits, *,
+                   writable: Sequence[Path] = ()) -> SandboxRun:
+    """Run `command` in `workdir` under every layer above; never raises for what the child does.
+
+    With namespaces only `workdir` and `writable` can be written to, by the unprivileged
+    user they are handed to; their parent directories must be traversable by it.
+    """
     workdir = Path(workdir).resolve()
-    (workdir / ".tmp").mkdir(exist_ok=True)
+    tmp_dir = workdir / ".tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    prefix = namespace_prefix()
+    bound = [workdir, *(Path(p).resolve() for p in writable)]
+    if prefix and os.geteuid() == 0:
+        for path in bound:
+            _hand_over(path)
     with tempfile.TemporaryDirectory(prefix="selfheal-guard-") as guard:
         guard_dir = Path(guard)
+        guard_dir.chmod(0o755)  # readable by the unprivileged user, writable by nobody but us
         (guard_dir / "sitecustomize.py").write_text(GUARD_SOURCE)
-        argv = [*namespace_prefix(), *command]
+        argv = [*prefix, *(str(p) for p in bound), "--", *command] if prefix else list(command)
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                argv, cwd=workdir, env=_child_env(workdir, guard_dir, limits.allow_subprocess),
+                argv, cwd=workdir, env=_child_env(workdir, guard_dir, tmp_dir, limits.allow_subprocess),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group, killed as a whole
                 preexec_fn=functools.partial(_limit_child, limits),  # only setrlimit calls: safe enough
@@ -217,6 +271,14 @@ def run_in_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits)
         stdout, stderr = readers[0].text(), readers[1].text()
     return SandboxRun(list(command), exit_code, round(duration_ms, 1), stdout, stderr, timed_out,
                       _killed_reason(exit_code, timed_out, stderr, limits))
+
+
+def _hand_over(root: Path) -> None:
+    """Give a writable directory (and everything in it) to the unprivileged user."""
+    os.chown(root, NOBODY, NOBODY)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), NOBODY, NOBODY, follow_symlinks=False)
 
 
 def _kill_group(pgid: int) -> None:

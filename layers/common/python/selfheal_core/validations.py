@@ -1,0 +1,119 @@
+"""QA's validation record: the one place the Manager learns which fix passed, and at what risk.
+
+A `FixValidated` event says "look at attempt N"; it is not believed for the fix or its risk.
+QA writes the record (decisions table, `INCIDENT#<id>` / `VALIDATION#<attempt>`) before it
+publishes; the Manager reads it and compares the event's fix hash with the validated one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from . import aws, keys
+from .ddb import from_item, to_item
+from .events import ArtifactRef, Fix, utc_now
+
+
+def canonical_fix_json(fix: Fix) -> str:
+    """One byte string per fix: sorted keys, no whitespace, no unset optionals."""
+    return json.dumps(fix.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def fix_sha256(fix: Fix) -> str:
+    return hashlib.sha256(canonical_fix_json(fix).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ValidationRecord:
+    incident_id: str
+    attempt: int
+    passed: bool
+    fix_sha256: str
+    risk_level: str
+    kind: str
+    reason: str
+    fix: dict[str, Any] | None
+    fix_artifact: dict[str, Any] | None
+    evidence_artifact: dict[str, Any] | None
+    validated_at: str
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ValidationRecord:
+        plain: dict[str, Any] = from_item(item)
+        fields: dict[str, Any] = {name: plain.get(name) for name in cls.__dataclass_fields__}
+        return cls(**fields)
+
+
+class ValidationConflict(RuntimeError):
+    """A different fix is already recorded for this incident and attempt."""
+
+    def __init__(self, existing: ValidationRecord) -> None:
+        super().__init__(f"attempt {existing.attempt} already validated fix {existing.fix_sha256[:12]}")
+        self.existing = existing
+
+
+class ValidationStore:
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @property
+    def _table(self) -> Any:
+        return aws.table(self.table_name)
+
+    def put(
+        self,
+        *,
+        incident_id: str,
+        attempt: int,
+        fix: Fix,
+        original_fix: Fix,
+        passed: bool,
+        reason: str,
+        evidence_artifact: ArtifactRef | None,
+    ) -> ValidationRecord:
+        """Record QA's verdict. A retry of QA at the same attempt may rewrite it for the same fix
+        (same hash); a different fix at the same attempt raises ValidationConflict."""
+        digest = fix_sha256(fix)
+        item = {
+            "pk": keys.incident_pk(incident_id),
+            "sk": keys.validation_sk(attempt),
+            "record_type": "validation",
+            "incident_id": incident_id,
+            "attempt": attempt,
+            "passed": passed,
+            "fix_sha256": digest,
+            "risk_level": fix.risk_level,
+            "kind": fix.kind,
+            "reason": reason[:2_000],
+            # A claim-checked fix stays in the artifacts store; the hash pins its content.
+            "fix": None if original_fix.artifact else fix.model_dump(mode="json", exclude_none=True),
+            "fix_artifact": original_fix.artifact.model_dump(mode="json") if original_fix.artifact else None,
+            "evidence_artifact": evidence_artifact.model_dump(mode="json") if evidence_artifact else None,
+            "validated_at": utc_now(),
+        }
+        try:
+            self._table.put_item(
+                Item=to_item({k: v for k, v in item.items() if v is not None}),
+                ConditionExpression="attribute_not_exists(pk) OR fix_sha256 = :digest",
+                ExpressionAttributeValues={":digest": digest},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            existing = self.get(incident_id, attempt)
+            if existing is None:  # deleted in between (never by the agents): try once more
+                return self.put(incident_id=incident_id, attempt=attempt, fix=fix, original_fix=original_fix,
+                                passed=passed, reason=reason, evidence_artifact=evidence_artifact)
+            raise ValidationConflict(existing) from exc
+        return ValidationRecord.from_item(item)
+
+    def get(self, incident_id: str, attempt: int) -> ValidationRecord | None:
+        item = self._table.get_item(
+            Key={"pk": keys.incident_pk(incident_id), "sk": keys.validation_sk(attempt)}, ConsistentRead=True
+        ).get("Item")
+        return ValidationRecord.from_item(item) if item else None
