@@ -31,7 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL"}
+# The pipeline has decided: closed, waiting for a person or a window, patch kept, or change applied and verifying.
+TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "SCHEDULED", "PATCH_READY", "VERIFYING"}
 COLDSTART_MODULES = ("lambdas.manager.handler", "lambdas.engineer.handler", "lambdas.qa.handler")
 FLOOR = "import boto3\nfrom aws_lambda_powertools import Logger, Metrics\nLogger()\nMetrics(namespace='Bench')\n"
 

@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("incident_id")
     p.set_defaults(func=cmd_trace)
 
+    p = sub.add_parser(
+        "patch", help="print a PATCH_READY incident's validated patch for `git am` (QA evidence in the message)",
+        epilog=EPILOG,
+    )
+    _common(p)
+    p.add_argument("incident_id")
+    p.set_defaults(func=cmd_patch)
+
     for verb, granted in (("approve", True), ("reject", False)):
         p = sub.add_parser(
             verb,
@@ -403,6 +411,18 @@ def cmd_trace(args: argparse.Namespace) -> int:
         emit_json(t)
     else:
         print(format_trace(t))
+    return 0
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    from . import ops
+
+    target = _target(args)
+    result = ops.patch(target, args.incident_id)
+    if args.json:
+        emit_json(result)
+    else:
+        sys.stdout.write(result["mbox"])
     return 0
 
 
@@ -723,6 +743,8 @@ def cmd_local_status(args: argparse.Namespace) -> int:
             [
                 ("function", "FUNCTION"),
                 ("handler", "HANDLER"),
+                ("timeout_s", "TIMEOUT S"),
+                ("memory_mb", "MEMORY MB"),
                 ("invocations", "INVOCATIONS"),
                 ("errors", "ERRORS"),
                 ("cold_starts", "COLD STARTS"),

@@ -1,10 +1,13 @@
 """`selfheal demo` (what `make demo` runs): the whole pipeline offline, end to end.
 
-Starts the embedded AWS (synthesized from the CDK app), injects a real bug report with its
-code and tests, a real-shaped CloudWatch alarm, a storm of duplicate alarms and one
-malformed event, waits until the agents have settled (approving what waits for a human),
-then prints every incident's timeline, the rejected events, the notifications and the cost
-summary, renders the dashboards, and stops everything.
+Starts the embedded AWS (synthesized from the CDK app with the sample workload and a 60 s
+verify window), injects a real bug report with its code and tests, a real-shaped CloudWatch
+alarm, a storm of duplicate alarms and one malformed event, waits until the agents have
+settled (approving what waits for a human). Then it heals a real function and rolls back a
+change that did not help (demo_heal.py): traffic on `sample-orders-dev`, its own alarm, the
+fix applied through the Lambda API and verified against that alarm. It prints every
+incident's timeline, the rejected events, the notifications and the cost summary, renders
+the dashboards, and stops everything.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .demo_heal import VERIFY_WINDOW_S
 from .output import emit_json, table, usd
 
 TERMINAL = {"RESOLVED", "FAILED", "ESCALATED"}
-SETTLED = TERMINAL | {"AWAITING_APPROVAL", "BUDGET_PAUSED"}
+# Waiting on a person, a budget, a low-traffic window or a merge: nothing more happens on its own soon.
+SETTLED = TERMINAL | {"AWAITING_APPROVAL", "BUDGET_PAUSED", "RETRY_WAIT", "SCHEDULED", "PATCH_READY"}
 
 
 def _free_port(preferred: int) -> int:
@@ -52,6 +57,7 @@ def run_demo(
 ) -> int:
     from . import ops
     from .cli import format_costs, format_trace
+    from .demo_heal import SampleDemo
     from .local.control import default_state_dir, prepare_assembly
     from .local.runtime import LocalRuntime, RuntimeOptions
     from .render import render_dashboards
@@ -71,7 +77,7 @@ def run_demo(
         state_dir,
         assembly_dir=None,
         app="stacks.app_builder:build_app",
-        context={},
+        context={"sampleWorkload": "true", "verifyWindowSeconds": str(VERIFY_WINDOW_S)},
         endpoint=endpoint,
         progress=lambda m: say(f"   {m}"),
     )
@@ -203,6 +209,37 @@ def run_demo(
         runtime.wait_idle(timeout=10, quiet_s=1.0)
         summary["pipeline_s"] = round(time.time() - started, 1)
 
+        say(
+            "   (orders-api and inventory-api are alarms about functions that do not exist here: their settings "
+            "cannot be read, so no change is proposed relative to an assumed value; see their timelines)"
+        )
+        sample = SampleDemo(endpoint, target.env, say)
+        known = {i["incident_id"] for i in ops.incidents(target)}
+
+        def approve(incident_id: str) -> None:
+            if incident_id not in approved:
+                say(f"   {incident_id} awaits approval: `selfheal approve {incident_id}`")
+                ops.approval(target, incident_id, granted=True, approver="demo-operator", comment="approved by selfheal demo")
+                approved.add(incident_id)
+
+        say.step(f"5. heal: {sample.function} gets requests that take 5 s; its timeout is 3 s")
+        heal = sample.run(payload={"sleep_s": 5}, known=known, incidents=lambda: ops.incidents(target),
+                          approve=approve, timeout_s=max(timeout, 240.0))
+        summary["heal"] = heal
+        known.add(str(heal["incident_id"]))
+        say(f"   => {heal['status']}, timeout {' -> '.join(str(t) for t in heal['timeouts_seen'])} s, alarm {heal['alarm']}")
+
+        say.step(f"6. roll back: {sample.function} fails whatever its timeout (a bug no setting cures)")
+        sample.reset_timeout(3)
+        rollback = sample.run(payload={"fail": True}, known=known, incidents=lambda: ops.incidents(target),
+                              approve=approve, timeout_s=max(timeout, 240.0))
+        summary["rollback"] = rollback
+        say(
+            f"   => {rollback['status']}, timeout {' -> '.join(str(t) for t in rollback['timeouts_seen'])} s, "
+            f"alarm {rollback['alarm']}"
+        )
+        runtime.wait_idle(timeout=30, quiet_s=1.0)
+
         say.step("incidents")
         items = ops.incidents(target)
         summary["incidents"] = items
@@ -276,6 +313,10 @@ def run_demo(
             "malformed_rejected": any(r.get("detail_type") == "IssueReported" for r in rejected),
             "all_settled": all(i["status"] in SETTLED for i in items),
             "put_metric_data_calls": calls["put_metric_data_calls"],
+            "heal_resolved_at_10s": heal["status"] == "RESOLVED" and heal["final_timeout"] == 10,
+            "rollback_escalated_back_at_3s": rollback["status"] == "ESCALATED"
+            and 10 in rollback["timeouts_seen"]
+            and rollback["final_timeout"] == 3,
         }
         say.step("checks")
         for k, v in summary["checks"].items():

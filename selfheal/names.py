@@ -14,6 +14,8 @@ from stacks.naming import (  # noqa: F401
     idempotency_table_name,
     monitoring_table_name,
     parameter_prefix,
+    sample_alarm_name,
+    sample_function_name,
     secret_name,
     stack_names,
 )

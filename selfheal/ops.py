@@ -455,6 +455,32 @@ def trace(target: Target, incident_id: str) -> dict[str, Any]:
     }
 
 
+def patch(target: Target, incident_id: str) -> dict[str, Any]:
+    """The validated code patch of a PATCH_READY incident, as an mbox message for `git am`."""
+    from selfheal_core.artifacts import ArtifactStore
+    from selfheal_core.events import ArtifactRef
+    from selfheal_core.incidents import IncidentStore
+
+    incident = IncidentStore(target.decisions_table).get(incident_id)
+    if incident is None:
+        raise OperatorError(f"incident {incident_id!r} not found in {target.decisions_table}")
+    ref = _patch_ref(target, incident_id)
+    if ref is None:
+        raise OperatorError(f"incident {incident_id} has no validated code patch (status {incident.status}); "
+                            "only code fixes are kept as patches")
+    stored = ArtifactStore(ref["bucket"]).get_json(ArtifactRef.model_validate(ref))
+    return {"incident_id": incident_id, "status": incident.status, "artifact": ref, "mbox": stored["mbox"]}
+
+
+def _patch_ref(target: Target, incident_id: str) -> dict[str, Any] | None:
+    from selfheal_core import aws, keys
+    from selfheal_core.ddb import from_item
+
+    item = aws.table(target.decisions_table).get_item(Key={"pk": keys.incident_pk(incident_id), "sk": keys.META}).get("Item") or {}
+    ref = from_item(item.get("patch"))
+    return ref if isinstance(ref, dict) else None
+
+
 def _status_history(target: Target, incident_id: str) -> list[dict[str, Any]]:
     from selfheal_core import aws, keys
     from selfheal_core.ddb import from_item

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
-from . import constants
+from . import constants, naming
 from .data_stack import DataStack
 from .pipeline_stack import PipelineStack
 from .settings import DeploySettings
@@ -37,6 +37,15 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
             decisions_table=data.decisions_table,
             monitoring_table=data.monitoring_table,
             description="Selfheal dashboards, alarms and analyzer",
+        )
+    if settings.sample_workload:
+        from .sample_stack import SampleWorkloadStack
+
+        stacks["sample"] = SampleWorkloadStack(
+            app,
+            naming.sample_stack_name(settings.env_name),
+            env_name=settings.env_name,
+            description="Selfheal sample workload: a function and its errors alarm to heal (demo)",
         )
     for stack in stacks.values():
         cdk.Tags.of(stack).add("project", "selfheal")

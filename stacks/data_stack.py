@@ -176,6 +176,9 @@ class DataStack(Stack):
             "scan-thresholds": json.dumps(
                 {"error_rate_pct": 5.0, "latency_p95_ms": 3000.0, "throttles": 10.0}
             ),
+            # service -> "any" or ["HH:MM-HH:MM", ...] (UTC); "*" covers every other service.
+            "apply-windows": json.dumps({"*": "any"}),
+            "verify-window-seconds": str(settings.verify_window_seconds),
         }
         if settings.anthropic_base_url:  # SSM has no empty values: absent means the SDK's default endpoint
             values["anthropic-base-url"] = settings.anthropic_base_url

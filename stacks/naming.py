@@ -72,3 +72,20 @@ def alerts_topic_name(env_name: str) -> str:
 def stack_names(env_name: str) -> dict[str, str]:
     prefix = f"Selfheal-{env_name}"
     return {"data": f"{prefix}-Data", "pipeline": f"{prefix}-Pipeline", "monitoring": f"{prefix}-Monitoring"}
+
+
+# The sample workload (context key `sampleWorkload`): a function for Selfheal to heal in demos.
+# Its alarm must not carry ALARM_PREFIX, or the Manager would ignore it.
+SAMPLE_SERVICE = "sample-orders"
+
+
+def sample_stack_name(env_name: str) -> str:
+    return f"Selfheal-{env_name}-Sample"
+
+
+def sample_function_name(env_name: str) -> str:
+    return f"{SAMPLE_SERVICE}-{env_name}"
+
+
+def sample_alarm_name(env_name: str) -> str:
+    return f"{SAMPLE_SERVICE}-errors-{env_name}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import ArnFormat, Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -45,13 +45,15 @@ class PipelineStack(Stack):
             "SECRET_NAME": constants.secret_name(env_name),
             "PARAMETER_PREFIX": data.parameter_prefix,
         }
+        self.scheduler_role = self._scheduler_role(env_name)
         # The one function that executes fix code; QA reaches it by lambda:Invoke only.
         self.qa_runner = QaRunner(
             self, "QaRunner", env_name=env_name, layer=self.layer, vpc_id=settings.qa_runner_vpc_id,
             subnet_ids=settings.qa_runner_subnet_ids, allow_unisolated=settings.allow_unisolated_qa,
         )
         # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant);
-        # on Bedrock it signs with its role and has no key at all.
+        # on Bedrock it signs with its role and has no key at all. Only the Manager schedules
+        # ApplyDue / VerifyDue through the scheduler role.
         # QA reads no secret at all (so no AgentOps key: its AgentOps traces are off; metrics and
         # records are unaffected) and learns only the runner's name.
         self.uses_anthropic_key = settings.engineer_provider != "bedrock"
@@ -60,6 +62,8 @@ class PipelineStack(Stack):
             "engineer": {**self.agent_environment, **anthropic},
             "qa": {**{k: v for k, v in self.agent_environment.items() if k != "SECRET_NAME"},
                    "QA_RUNNER_FUNCTION_NAME": self.qa_runner.function.function_name},
+            "manager": {**self.agent_environment, "EVENT_BUS_ARN": self.bus.event_bus_arn,
+                        "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn},
         }
         self.agents = {
             agent: AgentFunction(
@@ -81,9 +85,13 @@ class PipelineStack(Stack):
             archive_retention_days=settings.archive_retention_days,
         )
         self._grant(data)
+        self._grant_heal(env_name)
         self.approvals = Approvals(self, "Approvals", env_name=env_name, layer=self.layer, bus=self.bus,
                                    decisions_table=data.decisions_table)
-        restrict_agent_sources(self.bus, {**{a: c.role for a, c in self.agents.items()}, "operator": self.approvals.role})
+        # The scheduler role puts the Manager's ApplyDue / VerifyDue, so it may send as the Manager too.
+        senders: dict[str, iam.IRole | list[iam.IRole]] = {a: c.role for a, c in self.agents.items()}
+        senders["manager"] = [self.agents["manager"].role, self.scheduler_role]
+        restrict_agent_sources(self.bus, {**senders, "operator": self.approvals.role})
         if settings.engineer_provider == "bedrock":
             grant_bedrock_invoke(self.agents["engineer"].role, bedrock_model_id(settings.engineer_model))
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
@@ -139,8 +147,8 @@ class PipelineStack(Stack):
             role.add_to_policy(iam.PolicyStatement(
                 actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
             ))
-            object_actions = ["s3:GetObject"] if agent == "manager" else ["s3:GetObject", "s3:PutObject"]
-            role.add_to_policy(iam.PolicyStatement(actions=object_actions, resources=[f"{artifacts}/*"]))
+            # Every agent writes claim checks (the Manager: source code, validated fixes, patches).
+            role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[f"{artifacts}/*"]))
             acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::selfheal-{data.env_name}-artifacts-<AWS::AccountId>-<AWS::Region>/*]",
                 reason="Artifact keys are per incident (claim checks) and created at run time; access is limited to this one bucket.",
             )
@@ -152,3 +160,77 @@ class PipelineStack(Stack):
         self.agents["manager"].role.add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], resources=["*"]
         ))
+
+    def _scheduler_role(self, env_name: str) -> iam.Role:
+        """EventBridge Scheduler's role for the Manager's one-time schedules: it may put exactly
+        ApplyDue and VerifyDue, as the Manager, on the agents bus, and nothing else."""
+        role = iam.Role(
+            self, "HealSchedulerRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            }),
+            description="Delivers the Manager's ApplyDue / VerifyDue schedules to the agents bus",
+        )
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["events:PutEvents"],
+            resources=[self.bus.event_bus_arn],
+            conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES["manager"],
+                                         "events:detail-type": ["ApplyDue", "VerifyDue"]}},
+        ))
+        return role
+
+    def _grant_heal(self, env_name: str) -> None:
+        """The Manager investigates any function, and changes only those tagged selfheal:managed=true."""
+        role = self.agents["manager"].role
+        functions = self.format_arn(service="lambda", resource="function", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        role.add_to_policy(iam.PolicyStatement(
+            sid="InvestigateFunctions",
+            actions=["lambda:GetFunctionConfiguration", "lambda:GetFunctionConcurrency",
+                     "lambda:GetFunctionEventInvokeConfig", "lambda:ListTags"],
+            resources=[functions],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ChangeManagedFunctionsOnly",
+            actions=["lambda:UpdateFunctionConfiguration", "lambda:PutFunctionConcurrency",
+                     "lambda:PutFunctionEventInvokeConfig"],
+            resources=[functions],
+            conditions={"StringEquals": {"aws:ResourceTag/selfheal:managed": "true"}},
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ReadFunctionErrorLines",
+            actions=["logs:FilterLogEvents"],
+            resources=[self.format_arn(service="logs", resource="log-group", resource_name="/aws/lambda/*",
+                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+        ))
+        role.add_to_policy(iam.PolicyStatement(sid="RecentChanges", actions=["cloudtrail:LookupEvents"], resources=["*"]))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="VerifyAgainstTheAlarm",
+            actions=["cloudwatch:DescribeAlarms"],
+            resources=[self.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
+                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="OneTimeSchedules",
+            actions=["scheduler:CreateSchedule"],
+            resources=[self.format_arn(service="scheduler", resource="schedule", resource_name=f"default/selfheal-{env_name}-*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PassOnlyTheSchedulerRole",
+            actions=["iam:PassRole"],
+            resources=[self.scheduler_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+        ))
+        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:*]",
+            reason="The functions to heal are the account's, named by alarms at run time. Reads cover any function so an "
+                   "unmanaged target can be reported with its values; writes are conditioned on aws:ResourceTag/selfheal:managed=true.",
+        )
+        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/*]",
+            reason="FilterLogEvents reads the error lines of the function under investigation, whose name is known only at run time; "
+                   "limited to Lambda log groups.",
+        )
+        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*]",
+            reason="DescribeAlarms reads the state of the alarm that opened the incident, named at run time (read only).",
+        )
+        acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/selfheal-{env_name}-*]",
+            reason="One-time schedules are named per incident at run time; only names under this environment's prefix.",
+        )

@@ -20,6 +20,18 @@ def _flag(value: Any) -> bool:
     return value is True or str(value).strip().lower() == "true"
 
 
+def _strict_flag(value: Any, key: str) -> bool:
+    """A boolean context value: JSON true/false from cdk.json, or the string from `-c key=true`."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"invalid CDK context: {key} must be true or false, not {value!r}")
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     env_name: str
@@ -31,6 +43,7 @@ class DeploySettings:
     engineer_model: str
     manager_model: str
     max_fix_attempts: int
+    verify_window_seconds: int = 900
     archive_retention_days: int = 30
     # QA runner: an existing VPC (and its subnets) instead of the isolated one the stack creates.
     qa_runner_vpc_id: str = ""
@@ -39,6 +52,7 @@ class DeploySettings:
     allow_unisolated_qa: bool = False
     local_synth: bool = False
     anthropic_base_url: str = ""
+    sample_workload: bool = False
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -56,12 +70,14 @@ class DeploySettings:
             engineer_model=str(ctx("engineerModel", DEFAULT_ENGINEER_MODEL)),
             manager_model=str(ctx("managerModel", DEFAULT_MANAGER_MODEL)),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
+            verify_window_seconds=int(ctx("verifyWindowSeconds", 900)),
             archive_retention_days=int(ctx("archiveRetentionDays", 30)),
             qa_runner_vpc_id=str(ctx("qaRunnerVpcId", "")),
             qa_runner_subnet_ids=tuple(s.strip() for s in str(ctx("qaRunnerSubnetIds", "")).split(",") if s.strip()),
             allow_unisolated_qa=_flag(ctx("allowUnisolatedQa", False)),
             local_synth=_flag(ctx(LOCAL_SYNTH_MARKER, False)),
             anthropic_base_url=str(ctx("anthropicBaseUrl", "")),
+            sample_workload=_strict_flag(ctx("sampleWorkload", False), "sampleWorkload"),
         )
         settings.validate()
         return settings
@@ -87,6 +103,8 @@ class DeploySettings:
             problems.append(f"anthropicBaseUrl {self.anthropic_base_url!r} must be an http(s) URL")
         if not 1 <= self.max_fix_attempts <= 10:
             problems.append("maxFixAttempts must be between 1 and 10")
+        if not 30 <= self.verify_window_seconds <= 86_400:
+            problems.append("verifyWindowSeconds must be between 30 and 86400")
         if not 1 <= self.archive_retention_days <= 3650:
             problems.append("archiveRetentionDays must be between 1 and 3650")
         if self.allow_unisolated_qa and not self.local_synth:

@@ -25,6 +25,8 @@ TEST_ENV = {
     "SECRET_NAME": "selfheal/test/agentops",
     "ANTHROPIC_SECRET_NAME": "selfheal/test/anthropic",
     "PARAMETER_PREFIX": "/selfheal/test/",
+    "EVENT_BUS_ARN": "arn:aws:events:us-east-1:123456789012:event-bus/agentops-test",
+    "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/selfheal-test-scheduler",
     "PARAMETERS_MAX_AGE": "0",
     "POWERTOOLS_SERVICE_NAME": "selfheal-tests",
     "POWERTOOLS_METRICS_NAMESPACE": "AgentOps/Events",
@@ -38,6 +40,10 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
 import moto  # noqa: E402,F401 - registers moto's botocore hooks before any client exists
+
+from selfheal.local import lambda_revisions  # noqa: E402
+
+lambda_revisions.install()  # moto functions get a RevisionId that UpdateFunctionConfiguration checks
 
 EVENTS_DIR = Path(__file__).parent / "events"
 

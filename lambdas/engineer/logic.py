@@ -12,6 +12,7 @@ from selfheal_core.events import (
     DetailType,
     FixProposedV1,
     FixRejectedV1,
+    Investigation,
     IssueReportedV1,
     Metadata,
     RemediationFailedV1,
@@ -48,7 +49,7 @@ def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV
     redoable = {Status.REMEDIATING.value, Status.FIX_PROPOSED.value}
     if incident is None or incident.status not in redoable or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports, resumed=data.resumed)
+    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports, data.investigation, resumed=data.resumed)
 
 
 def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: EngineerPorts) -> dict[str, Any]:
@@ -84,7 +85,8 @@ def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: Engineer
     )
     if moved is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    return _remediate(follow_up(metadata, AGENT, attempt=next_attempt), data.issue, data.fingerprint, feedback, ports)
+    return _remediate(follow_up(metadata, AGENT, attempt=next_attempt), data.issue, data.fingerprint, feedback, ports,
+                      data.investigation)
 
 
 def rejection_feedback(attempt: int, data: FixRejectedV1) -> str:
@@ -96,12 +98,12 @@ def rejection_feedback(attempt: int, data: FixRejectedV1) -> str:
 
 def _remediate(
     metadata: Metadata, issue: IssueReportedV1, fingerprint: str, feedback: list[str], ports: EngineerPorts,
-    *, resumed: int = 0,
+    investigation: Investigation | None = None, *, resumed: int = 0,
 ) -> dict[str, Any]:
     code_files, test_command = _code_of(issue, ports.artifacts)
     request = FixRequest(
         incident_id=metadata.incident_id, correlation_id=metadata.correlation_id, attempt=metadata.attempt,
-        issue=issue, code_files=code_files, test_command=test_command, feedback=feedback,
+        issue=issue, code_files=code_files, test_command=test_command, feedback=feedback, investigation=investigation,
     )
     stored = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed)
     if stored is not None:  # a retry or replay of this step: the model is not asked twice
@@ -159,7 +161,7 @@ def _remediate(
     )
     ports.messenger.send(
         DetailType.FIX_PROPOSED, follow_up(metadata, AGENT),
-        FixProposedV1(issue=issue, fix=fix, fingerprint=fingerprint, feedback=feedback),
+        FixProposedV1(issue=issue, fix=fix, fingerprint=fingerprint, feedback=feedback, investigation=investigation),
     )
     return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
 

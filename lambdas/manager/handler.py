@@ -19,7 +19,7 @@ from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
-from . import logic
+from . import heal, logic
 from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, delivery_key, parse_alarm, parse_issue_reported
 from .scan import scan_lambda_metrics
 
@@ -37,7 +37,14 @@ def ports() -> logic.ManagerPorts:
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=get_runtime_parameters(settings),
         artifacts=ArtifactStore(settings.artifacts_bucket),
+        schedules=heal.ScheduleTarget(settings.environment, settings.event_bus_arn, settings.scheduler_role_arn),
     )
+
+
+# Due events are guarded by conditional writes on the incident's change id and phase instead of
+# the idempotency store: a due event that came early is answered "not due" and must not become
+# the cached answer to the schedule that fires on time with the same content.
+DUE_TYPES = frozenset({DetailType.APPLY_DUE.value, DetailType.VERIFY_DUE.value})
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
@@ -45,8 +52,18 @@ def ports() -> logic.ManagerPorts:
 @traced
 @instrument(monitor)
 @screened(agent=logic.AGENT, settings=settings, monitor=monitor, validate=lambda event: validate(event))
-@idempotent(persistence_store=persistence, config=idempotency_config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, dict) and event.get("detail-type") in DUE_TYPES:
+        return _handle(event)
+    return _idempotent_handler(event, context)
+
+
+@idempotent(persistence_store=persistence, config=idempotency_config)
+def _idempotent_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _handle(event)
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
     try:
         return route(event, ports())
     except InvalidEvent as exc:
@@ -54,7 +71,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 STEP_TYPES = frozenset({DetailType.FIX_VALIDATED.value, DetailType.REMEDIATION_FAILED.value,
-                        DetailType.APPROVAL_GRANTED.value, DetailType.APPROVAL_DENIED.value})
+                        DetailType.APPROVAL_GRANTED.value, DetailType.APPROVAL_DENIED.value, *DUE_TYPES})
 
 
 def validate(event: dict[str, Any]) -> None:
@@ -88,7 +105,8 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
         remaining = monitor.budget_guard().budget_status().remaining_usd
         resumed = logic.resume_budget_paused(p, budget_remaining_usd=remaining if remaining >= one_call else 0.0)
         retried = logic.resume_after_provider_wait(p, now=datetime.now(UTC))
-        return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried}
+        swept = heal.sweep_overdue(p)  # heal steps whose one-time schedule never delivered
+        return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried, "swept": swept}
     if not isinstance(detail_type, str):
         raise InvalidEvent("event has no detail-type")
     envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
@@ -100,6 +118,10 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
         return outcome
     if detail_type == DetailType.REMEDIATION_FAILED.value:
         return logic.handle_remediation_failed(envelope.metadata, envelope.data, p)
+    if detail_type == DetailType.APPLY_DUE.value:
+        return heal.handle_apply_due(envelope.metadata, envelope.data, p)
+    if detail_type == DetailType.VERIFY_DUE.value:
+        return heal.handle_verify_due(envelope.metadata, envelope.data, p)
     if detail_type in (DetailType.APPROVAL_GRANTED.value, DetailType.APPROVAL_DENIED.value):
         return logic.handle_approval(envelope.metadata, envelope.data, detail_type == DetailType.APPROVAL_GRANTED.value, p)
     raise InvalidEvent(f"the Manager does not handle {detail_type!r}")

@@ -50,6 +50,7 @@ class Intake:
     fingerprint: str
     origin: str  # "issue" | "alarm" | "scan"
     alarm_state: str | None = None  # for alarms: ALARM / OK / INSUFFICIENT_DATA
+    alarm_function: str | None = None  # for alarms: the FunctionName dimension, the function to investigate
 
 
 def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
@@ -143,7 +144,9 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
     except ValidationError as exc:
         raise InvalidEvent(f"alarm state change is invalid: {describe_validation_error(exc)}") from exc
     return Intake(
-        issue=issue, fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name), origin="alarm", alarm_state=state
+        issue=issue, fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name), origin="alarm", alarm_state=state,
+        alarm_function=next((str(m["dimensions"]["FunctionName"]) for m in metrics if (m.get("dimensions") or {}).get("FunctionName")),
+                            None),
     )
 
 

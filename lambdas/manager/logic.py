@@ -6,8 +6,8 @@ Plain Python over ports (incident store, monitor, messenger); no boto3 here.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
@@ -19,6 +19,7 @@ from selfheal_core.events import (
     Fix,
     FixValidatedV1,
     InfoV1,
+    Investigation,
     IssueReportedV1,
     IssueType,
     Metadata,
@@ -30,7 +31,9 @@ from selfheal_core.incidents import Incident, IncidentStore, Status, count_statu
 from selfheal_core.messaging import Messenger, follow_up
 from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha256
 
+from . import heal
 from .intake import Intake
+from .investigate import CloudPort, enrich, investigate, target_of
 
 AGENT = "manager"
 SOURCE = "agentops.manager"
@@ -43,6 +46,8 @@ class ManagerPorts:
     messenger: Messenger
     params: RuntimeParameters
     artifacts: ArtifactStore
+    cloud: CloudPort = field(default_factory=CloudPort)
+    schedules: heal.ScheduleTarget = field(default_factory=lambda: heal.ScheduleTarget("", "", ""))
     # QA's verdicts live next to the incident (same table); derived so the handler needs no change.
     validations: ValidationStore | None = None
 
@@ -87,7 +92,8 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, d
         return {"action": "stale", "incident_id": incident_id}  # this very report, delivered again; it is closed
     if not is_new:
         return _fold(intake, incident, ports, delivery=incident_id)
-    return _open(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin), incident, ports)
+    return _open(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
+                 incident, ports)
 
 
 def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: str) -> dict[str, Any]:
@@ -121,6 +127,7 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
         confidence,
         once="triage",
     )
+    investigation = _investigate(intake, incident, ports)
     remediating = ports.incidents.transition(incident.incident_id, Status.REMEDIATING, reason="triaged; fix requested", new_attempt=1,
                                               redo_from=frozenset({Status.REMEDIATING}))
     if remediating is None:  # someone else already moved it on: nothing to do twice
@@ -128,9 +135,32 @@ def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, 
     metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1)
     ports.messenger.send(DetailType.ISSUE_DETECTED, metadata, _info(remediating, issue.summary))
     ports.messenger.send(
-        DetailType.REMEDIATION_REQUESTED, metadata, RemediationRequestedV1(issue=issue, fingerprint=intake.fingerprint)
+        DetailType.REMEDIATION_REQUESTED, metadata,
+        RemediationRequestedV1(issue=enrich(issue, investigation), fingerprint=intake.fingerprint, investigation=investigation),
     )
     return {"action": "opened", "incident_id": incident.incident_id}
+
+
+def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Investigation:
+    """Read the target before anyone proposes a change to it; stored on the incident for the apply step."""
+    if incident.investigation:  # a retry or replay of this step: read once, decided once
+        return Investigation.model_validate(incident.investigation)
+    target, how = target_of(intake.issue, intake.origin, intake.alarm_function)
+    inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
+    ports.incidents.record(incident.incident_id, statuses=frozenset({Status.DETECTED, Status.REMEDIATING}),
+                           values={"investigation": inv.model_dump(mode="json", exclude_none=True)})
+    gaps = "; ".join(inv.gaps)
+    chain.append(step("What is known, and what is not?", "list the readings and the gaps",
+                      f"read {sorted(inv.values)}; unset {inv.unset}; gaps: {gaps or 'none'}"))
+    ports.monitor.record_decision(
+        "investigate", chain,
+        {"target": target, "origin": intake.origin},
+        {"values": inv.values, "managed": inv.managed, "revision_id": inv.revision_id, "gaps": inv.gaps,
+         "error_lines": len(inv.error_lines), "recent_changes": inv.recent_changes[:5]},
+        0.9 if not inv.gaps else 0.6,
+        once="investigate",
+    )
+    return inv
 
 
 def triage(intake: Intake, params: RuntimeParameters) -> tuple[list[dict[str, str]], float]:
@@ -164,7 +194,10 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     incident_id = ports.incidents.open_incident_for(intake.fingerprint)
     if incident_id is None:
         return {"action": "ignored", "reason": "alarm OK with no open incident"}
-    incident = ports.incidents.transition(incident_id, Status.RESOLVED, reason=f"alarm {intake.issue.resource} returned to OK")
+    before = ports.incidents.get(incident_id)
+    # Not while a rollback is under way: the restore finishes and escalates (the OK may be its own doing).
+    incident = ports.incidents.transition(incident_id, Status.RESOLVED, reason=f"alarm {intake.issue.resource} returned to OK",
+                                          forbid={"heal_phase": "rolling_back"})
     # The alarm is OK: its next ALARM is a new occurrence, not a late duplicate.
     ports.incidents.release_now(intake.fingerprint, incident_id)
     if incident is None:
@@ -177,6 +210,9 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         {"status": Status.RESOLVED.value},
         0.9,
     )
+    if before is not None and before.status == Status.VERIFYING.value:
+        heal.on_alarm_ok(before, incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
+        return {"action": "resolved", "incident_id": incident_id}
     _announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
     return {"action": "resolved", "incident_id": incident_id}
 
@@ -203,10 +239,7 @@ def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) ->
         )
         metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
                             attempt=incident.attempts)
-        issue = IssueReportedV1.model_validate(incident.issue)
-        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata,
-                             RemediationRequestedV1(issue=issue, fingerprint=incident.fingerprint,
-                                                    resumed=_times_paused(moved)))
+        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
         resumed.append(incident.incident_id)
     return resumed
 
@@ -218,6 +251,13 @@ def _times_paused(incident: Incident) -> int:
 
 # Wait n (1-based) of an incident whose model provider was unreachable ends after this long.
 PROVIDER_BACKOFF_S = (60, 300, 900, 1_800, 3_600)
+
+
+def _request_again(incident: Incident, *, resumed: int) -> RemediationRequestedV1:
+    """The request for a resumed incident: its stored issue, with what the investigation read."""
+    investigation = Investigation.model_validate(incident.investigation) if incident.investigation else None
+    return RemediationRequestedV1(issue=enrich(IssueReportedV1.model_validate(incident.issue), investigation),
+                                  fingerprint=incident.fingerprint, resumed=resumed, investigation=investigation)
 
 
 def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[str]:
@@ -246,9 +286,7 @@ def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[st
         )
         metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
                             attempt=incident.attempts)
-        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata,
-                             RemediationRequestedV1(issue=IssueReportedV1.model_validate(incident.issue),
-                                                    fingerprint=incident.fingerprint, resumed=_times_paused(moved)))
+        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
         resumed.append(incident.incident_id)
     return resumed
 
@@ -258,12 +296,17 @@ def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[st
 
 def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
-    if incident is None or incident.status != Status.VALIDATED.value or incident.attempts != metadata.attempt:
+    redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
+    if incident is None or incident.status not in (Status.VALIDATED.value, Status.APPROVED.value) \
+            or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
     record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
     refusal = _refusal(record, data, ports)
     if refusal is not None or record is None:
         return _refuse_validation(metadata, refusal or "no validation record", ports)
+    if redo:
+        return heal.after_approval(incident, ports)  # finish the step the crash interrupted
+    heal.remember_validated(incident, data, ports)
     level = ports.params.automation_level
     risk = record.risk_level  # QA's record, never the event
     auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
@@ -325,6 +368,8 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
     """`data.approver` is believed only because the bus policy lets no principal but the approvals
     function send `agentops.operator`, and that function sets it from the SigV4-authenticated caller."""
     incident = ports.incidents.get(metadata.incident_id)
+    if granted and incident is not None and incident.status == Status.APPROVED.value and incident.attempts == metadata.attempt:
+        return heal.after_approval(incident, ports)  # a retry after approval: finish the step
     if incident is None or incident.status != Status.AWAITING_APPROVAL.value:
         return {"action": "stale", "incident_id": metadata.incident_id}
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
@@ -364,10 +409,8 @@ def _approve_and_resolve(incident: Incident, ports: ManagerPorts, *, reason: str
     if approved is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     _announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
-    resolved = ports.incidents.transition(incident.incident_id, Status.RESOLVED, reason="validated fix approved")
-    if resolved:
-        _announce(ports, resolved, DetailType.INCIDENT_RESOLVED, reason)
-    return {"action": "resolved", "incident_id": incident.incident_id}
+    # Approval changes nothing by itself: the fix is applied, verified and kept or rolled back (heal.py).
+    return heal.after_approval(approved, ports)
 
 
 def _info(incident: Incident, summary: str, risk: str | None = None) -> InfoV1:

@@ -13,7 +13,7 @@ from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_settings
 from selfheal_core.edge import idempotency, screened, step_validator
-from selfheal_core.events import DetailType, Fix, parse_detail
+from selfheal_core.events import DetailType, Fix, Investigation, parse_detail
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
@@ -35,9 +35,9 @@ def make_runner() -> Runner:
     return LambdaRunner(os.environ["QA_RUNNER_FUNCTION_NAME"])
 
 
-def validator_for(fix: Fix) -> Validator:
+def validator_for(fix: Fix, investigation: Investigation | None = None) -> Validator:
     if fix.kind == "config":
-        return PolicyValidator()
+        return PolicyValidator(investigation=investigation)
     from .validators.code import CodeValidator  # loaded only for code fixes
 
     return CodeValidator(make_runner(), on_run=monitor.record_qa_run)

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
-from selfheal_core.events import DetailType, Evidence, Fix, FixProposedV1, FixRejectedV1, FixValidatedV1, Metadata
+from selfheal_core.events import (
+    DetailType,
+    Evidence,
+    Fix,
+    FixProposedV1,
+    FixRejectedV1,
+    FixValidatedV1,
+    Investigation,
+    Metadata,
+)
 from selfheal_core.incidents import Incident, IncidentStore, Status
 from selfheal_core.messaging import Messenger, follow_up
 from selfheal_core.redact import scrub
@@ -27,7 +36,7 @@ class QaPorts:
     monitor: Any  # agentops_monitoring.AgentOpsMonitor
     messenger: Messenger
     artifacts: ArtifactStore
-    validator_for: Callable[[Fix], Validator]
+    validator_for: Callable[[Fix, Investigation | None], Validator]
     # The verdict lives next to the incident (same table); derived so the handler needs no change.
     validations: ValidationStore | None = None
 
@@ -60,7 +69,7 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     if data.issue.code and data.issue.code.artifact:
         code_files.update(ports.artifacts.get_json(data.issue.code.artifact))
 
-    result = _scrubbed(ports.validator_for(fix).validate(fix, data.issue, code_files))
+    result = _scrubbed(ports.validator_for(fix, data.investigation).validate(fix, data.issue, code_files))
     evidence_ref = ports.artifacts.put_json(
         f"incidents/{metadata.incident_id}/qa-evidence-{metadata.attempt}.json",
         {"passed": result.passed, "reason": result.reason, "weak_evidence": result.weak_evidence,
@@ -84,7 +93,7 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     _record(metadata, fix, result, passed, ports)
     evidence = result.evidence[:MAX_EVIDENCE_IN_EVENT]
     common = {"issue": data.issue, "fix": data.fix, "evidence": evidence, "fingerprint": data.fingerprint,
-              "evidence_artifact": evidence_ref, "feedback": data.feedback}
+              "evidence_artifact": evidence_ref, "feedback": data.feedback, "investigation": data.investigation}
     if passed:
         ports.messenger.send(DetailType.FIX_VALIDATED, follow_up(metadata, AGENT), FixValidatedV1(**common))
         return {"action": "validated", "incident_id": metadata.incident_id}

@@ -3,8 +3,9 @@
 Every alarm in the emulator (so those provisioned from the template, and any added later
 through the API) is evaluated on a timer against the metric store: single-metric alarms
 (statistics and percentiles), metric-math alarms, and composite alarms (ALARM()/OK()/
-INSUFFICIENT_DATA() with AND/OR/NOT). The newest, possibly still open, period counts, so a
-spike alarms at once. `EvaluationPeriods`, `DatapointsToAlarm` and `TreatMissingData`
+INSUFFICIENT_DATA() with AND/OR/NOT). The newest, possibly still open, period counts once it
+has data, so a spike alarms at once; while it has none yet, the periods before it are used.
+`EvaluationPeriods`, `DatapointsToAlarm` and `TreatMissingData`
 behave as documented. A state change updates the alarm in moto (describe-alarms and
 describe-alarm-history show it), publishes the real notification JSON to the SNS topics of
 the matching actions, and puts a "CloudWatch Alarm State Change" event on the default bus.
@@ -173,10 +174,15 @@ class AlarmEvaluator(threading.Thread):
         n = int(alarm.evaluation_periods or 1)
         m = int(alarm.datapoints_to_alarm or n)
         end = now
-        start = math.floor(now / period) * period - (n - 1) * period
+        start = math.floor(now / period) * period - n * period
         results = {r["id"]: r for r in run_queries(self.rt.metric_store, queries, start, end + 1e-6)}
         series = dict(zip(results[return_id]["timestamps"], results[return_id]["values"], strict=True))
-        buckets = timeline(start, end + 1e-6, period)[-n:]
+        buckets = timeline(start, end + 1e-6, period)
+        # The newest period is still open: with data it counts (a spike alarms at once); without
+        # data yet it is not missing, so the N periods before it are evaluated instead. Otherwise a
+        # steady stream of errors would read as "missing, not breaching" in the first seconds of
+        # every period, and the alarm would flap to OK.
+        buckets = buckets[-n:] if buckets and buckets[-1] in series else buckets[-n - 1 : -1] or buckets[-n:]
         op_name = alarm.comparison_operator
         if op_name not in OPS:
             raise ValueError(f"comparison {op_name} is not evaluated locally")

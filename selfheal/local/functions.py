@@ -34,6 +34,9 @@ BOOTSTRAP = Path(__file__).resolve().parent / "_bootstrap" / "lambda_bootstrap.p
 # Where the Engineer reaches Claude, passed from the user's shell when set (a gateway, a Bedrock-compatible fake).
 ENGINEER_ENDPOINT_VARS = ("ANTHROPIC_BASE_URL", "ANTHROPIC_BEDROCK_BASE_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 SECRET_KEY = "selfheal-local-secret"  # noqa: S105 - the emulator accepts any credentials
+# Worker processes per function at most, whatever concurrency is reserved (a laptop, not a fleet).
+MAX_LOCAL_WORKERS = 16
+SLOT_POLL_S = 0.5  # how soon an idle serving thread notices a lower concurrency
 
 
 @dataclass
@@ -152,9 +155,16 @@ class InvocationResult:
 class Worker:
     """One warm 'container' of a function."""
 
-    def __init__(self, spec: FunctionSpec, endpoint: str, on_output: Callable[[FunctionSpec, str, str], None]) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        endpoint: str,
+        on_output: Callable[[FunctionSpec, str, str], None],
+        generation: int = 0,
+    ) -> None:
         self.spec = spec
         self.endpoint = endpoint
+        self.generation = generation  # the function configuration this environment was started with
         self.on_output = on_output
         self.log_stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{secrets.token_hex(16)}"
         read_fd, write_fd = os.pipe()
@@ -352,7 +362,14 @@ class Invocation:
 
 
 class FunctionPool:
-    """Invocations of one function: a queue, up to `concurrency` warm workers."""
+    """Invocations of one function: a queue, up to `concurrency` warm workers.
+
+    The function's configuration can change while it runs (the Lambda API of the local
+    runtime): the timeout is read per invocation; a change of memory or environment bumps
+    `generation`, so warm workers of the old configuration are retired and the next
+    invocation starts a new one (as Lambda starts new execution environments); reserved
+    concurrency resizes the pool (0 = throttled: nothing runs, async invocations wait).
+    """
 
     def __init__(
         self,
@@ -364,7 +381,7 @@ class FunctionPool:
     ) -> None:
         self.spec = spec
         self.endpoint = endpoint
-        self.concurrency = max(1, concurrency)
+        self.concurrency = max(0, concurrency)
         self.on_output = on_output
         self.on_result = on_result
         self.queue: queue.Queue[Invocation | None] = queue.Queue()
@@ -372,14 +389,45 @@ class FunctionPool:
         self.idle: list[Worker] = []
         self.lock = threading.Lock()
         self.busy = 0
+        self.generation = 0
         self.stats = {"invocations": 0, "errors": 0, "timeouts": 0, "cold_starts": 0, "last_activity": None}
-        self.threads = [
-            threading.Thread(target=self._loop, name=f"fn-{spec.name}-{i}", daemon=True)
-            for i in range(self.concurrency)
-        ]
         self._stopping = False
-        for t in self.threads:
-            t.start()
+        self._slots: dict[int, threading.Thread] = {}
+        with self.lock:
+            self._fill_slots()
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        with self.lock:
+            return list(self._slots.values())
+
+    def _fill_slots(self) -> None:
+        """Called with the lock held: one serving thread per unit of concurrency (capped locally)."""
+        for index in range(min(self.concurrency, MAX_LOCAL_WORKERS)):
+            thread = self._slots.get(index)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(
+                    target=self._loop, args=(index,), name=f"fn-{self.spec.name}-{index}", daemon=True
+                )
+                self._slots[index] = thread
+                thread.start()
+
+    def set_concurrency(self, concurrency: int) -> None:
+        """New reserved concurrency: threads above it finish their invocation and leave."""
+        with self.lock:
+            self.concurrency = max(0, concurrency)
+            self._fill_slots()
+
+    def reconfigured(self) -> None:
+        """The function's configuration changed: no warm worker of the old one serves again."""
+        with self.lock:
+            self.generation += 1
+            stale, self.idle = self.idle, []
+            for worker in stale:
+                if worker in self.workers:
+                    self.workers.remove(worker)
+        for worker in stale:
+            worker.stop(grace=0.5)
 
     def submit(self, invocation: Invocation) -> None:
         invocation.enqueued_at = time.time()
@@ -389,19 +437,36 @@ class FunctionPool:
     def pending(self) -> int:
         return self.queue.qsize() + self.busy
 
-    def _loop(self) -> None:
+    def _retire(self, index: int) -> bool:
+        with self.lock:
+            if index < min(self.concurrency, MAX_LOCAL_WORKERS):
+                return False
+            if self._slots.get(index) is threading.current_thread():
+                del self._slots[index]
+            return True
+
+    def _loop(self, index: int = 0) -> None:
         while True:
-            item = self.queue.get()
+            if self._stopping or self._retire(index):
+                break
+            try:
+                item = self.queue.get(timeout=SLOT_POLL_S)
+            except queue.Empty:
+                continue
             if item is None or self._stopping:
+                break
+            if self._retire(index):  # concurrency lowered while waiting: hand the item back
+                self.queue.put(item)
                 break
             with self.lock:
                 self.busy += 1
                 # Like Lambda: reuse an idle warm worker; start a new one (cold) only if none is free.
                 # With tenant isolation a worker only ever serves the tenant it first served.
                 worker = self._take_idle(item.tenant_id)
+                generation = self.generation
             try:
                 if worker is None or not worker.alive:
-                    worker = Worker(self.spec, self.endpoint, self.on_output)
+                    worker = Worker(self.spec, self.endpoint, self.on_output, generation)
                     worker.tenant_id = item.tenant_id
                     with self.lock:
                         self.workers.append(worker)
@@ -410,15 +475,19 @@ class FunctionPool:
                 started = time.time()
                 result = worker.invoke(item.event, self.spec.timeout_s, request_id)
                 result.log_stream = worker.log_stream
+                retired: Worker | None = None
                 with self.lock:
                     self.stats["invocations"] += 1
                     self.stats["errors"] += 0 if result.ok else 1
                     self.stats["timeouts"] += 1 if result.timed_out else 0
                     self.stats["last_activity"] = datetime.now(UTC).isoformat(timespec="seconds")
-                    if worker.alive:
+                    if worker.alive and worker.generation == self.generation:
                         self.idle.append(worker)
                     elif worker in self.workers:
                         self.workers.remove(worker)
+                        retired = worker if worker.alive else None
+                if retired is not None:
+                    retired.stop(grace=0.5)
                 self.on_result(self.spec, item, result, started)
             except Exception as exc:  # noqa: BLE001 - the platform must keep serving
                 self.on_output(self.spec, "-", f"[selfheal-local] platform error: {exc!r}")
@@ -429,6 +498,8 @@ class FunctionPool:
     def _take_idle(self, tenant_id: str | None) -> Worker | None:
         """Called with the lock held."""
         for worker in reversed(self.idle):
+            if worker.generation != self.generation:
+                continue
             if self.spec.tenant_isolation != "PER_TENANT" or worker.tenant_id == tenant_id:
                 self.idle.remove(worker)
                 return worker
@@ -438,13 +509,14 @@ class FunctionPool:
 
     def stop(self) -> None:
         self._stopping = True
-        for _ in self.threads:
+        threads = self.threads
+        for _ in threads:
             self.queue.put(None)
         with self.lock:
             workers = list(self.workers)
         for w in workers:
             w.stop(grace=1.0)
-        for t in self.threads:
+        for t in threads:
             t.join(timeout=3)
         for w in workers:
             w.kill()

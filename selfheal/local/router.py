@@ -14,6 +14,12 @@ a rule's state and never fires schedules. The router replaces moto's per-rule de
   (within MaximumEventAgeInSeconds), then sent to its DeadLetterConfig queue with the
   error in EventBridge's DLQ message attributes;
 * rules with `rate(...)`/`cron(...)` fire on schedule (optionally sped up);
+* EventBridge Scheduler one-time schedules (`at(yyyy-mm-ddThh:mm:ss)`, created through the
+  scheduler API and stored by moto) fire at their time (never sped up: whoever created one
+  compares it with its own clock when it arrives, as the Manager does with a verify deadline), to
+  their target (a Lambda function, an event bus with EventBridgeParameters, the universal
+  `aws-sdk:eventbridge:putEvents` target, SQS or SNS) with their Input, and are deleted
+  afterwards when ActionAfterCompletion is DELETE;
 * AWS/Events metrics (MatchedEvents, TriggeredRules, Invocations, FailedInvocations) are
   recorded as the service would.
 """
@@ -448,8 +454,29 @@ class Router:
             t.cancel()
 
 
+AT_EXPRESSION = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
+
+
+def at_time(expression: str, timezone: str | None = None) -> float | None:
+    """Epoch seconds of an EventBridge Scheduler one-time expression (None for anything else)."""
+    m = AT_EXPRESSION.fullmatch(expression.strip())
+    if not m:
+        return None
+    from zoneinfo import ZoneInfo
+
+    try:
+        zone = ZoneInfo(timezone or "UTC")
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    try:
+        return datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=zone).timestamp()
+    except ValueError:
+        return None
+
+
 class Scheduler(threading.Thread):
-    """Fires scheduled rules; `speedup` divides rate() intervals (demos and tests)."""
+    """Fires scheduled rules (`speedup` divides rate() intervals for demos and tests) and
+    one-time schedules, at their real time."""
 
     def __init__(self, runtime: LocalRuntime, router: Router, speedup: float = 1.0, tick_s: float = 0.5) -> None:
         super().__init__(name="schedules", daemon=True)
@@ -460,6 +487,8 @@ class Scheduler(threading.Thread):
         self.next_run: dict[str, float] = {}
         self.last_cron_minute: dict[str, str] = {}
         self.fired: Counter[str] = Counter()
+        self.one_time: list[dict[str, Any]] = []  # what fired: schedule, target, when, outcome
+        self._done: set[tuple[str, float]] = set()  # (schedule ARN, its last modification): fired once
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -469,6 +498,8 @@ class Scheduler(threading.Thread):
 
     def tick(self, now: float | None = None) -> None:
         now = now or time.time()
+        with contextlib.suppress(Exception):  # a broken schedule must not stop the rules below
+            self.tick_one_time(now)
         backend = self.rt.backend("events")
         for bus in list(backend.event_buses.values()):
             for rule in list(bus.rules.values()):
@@ -491,6 +522,105 @@ class Scheduler(threading.Thread):
                     if cron_matches(expr, at) and self.last_cron_minute.get(rule.arn) != minute:
                         self.last_cron_minute[rule.arn] = minute
                         self.fire(rule)
+
+    # one-time schedules (EventBridge Scheduler) ---------------------------------------
+    @staticmethod
+    def due(schedule: Any) -> float | None:
+        return at_time(schedule.schedule_expression, schedule.schedule_expression_timezone)
+
+    def tick_one_time(self, now: float) -> None:
+        with REQUEST_LOCK:
+            backend = self.rt.backend("scheduler")
+            ready = []
+            for group in list(backend.schedule_groups.values()):
+                for schedule in list(group.schedules.values()):
+                    key = (schedule.arn, float(schedule.last_modified_date or 0))
+                    if schedule.state != "ENABLED" or key in self._done:
+                        continue
+                    due = self.due(schedule)
+                    if due is not None and now >= due:
+                        ready.append((group.name, schedule, key))
+            for group_name, schedule, key in ready:
+                self._done.add(key)  # before delivery: a failing target is not retried forever
+                self.fire_one_time(group_name, schedule)
+                if (schedule.action_after_completion or "NONE") == "DELETE":
+                    with contextlib.suppress(Exception):
+                        backend.delete_schedule(group_name, schedule.name)
+
+    def fire_one_time(self, group_name: str, schedule: Any) -> None:
+        target = dict(schedule.target or {})
+        arn = str(target.get("Arn", ""))
+        raw_input = target.get("Input")
+        record = {
+            "schedule": f"{group_name}/{schedule.name}",
+            "expression": schedule.schedule_expression,
+            "target": arn,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.fired[f"schedule:{group_name}/{schedule.name}"] += 1
+        try:
+            self._deliver_one_time(group_name, schedule, target, arn, raw_input)
+            record["outcome"] = "delivered"
+        except Exception as exc:  # noqa: BLE001 - reported, never raised into the clock
+            record["outcome"] = f"failed: {type(exc).__name__}: {exc}"
+        self.one_time.append(record)
+        self.rt.log_platform(f"schedule {record['schedule']} ({schedule.schedule_expression}) -> {arn}: {record['outcome']}")
+
+    def _deliver_one_time(
+        self, group_name: str, schedule: Any, target: dict[str, Any], arn: str, raw_input: Any
+    ) -> None:
+        parts = arn.split(":")
+        service = parts[2] if len(parts) > 2 else ""
+        text = raw_input if isinstance(raw_input, str) else ("{}" if raw_input is None else json.dumps(raw_input))
+        if service == "lambda":
+            name = parts[6] if len(parts) > 6 else ""
+            pool = self.rt.pools.get(name)
+            if pool is None:
+                raise LookupError(f"function {name!r} is not part of the app")
+            retry = target.get("RetryPolicy") or {}
+            try:
+                payload: Any = json.loads(text)
+            except ValueError:
+                payload = text
+            pool.submit(
+                Invocation(
+                    event=payload,
+                    source=f"schedule:{group_name}/{schedule.name}",
+                    max_retries=int(retry.get("MaximumRetryAttempts", DEFAULT_MAX_RETRIES)),
+                    max_age_s=float(retry.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE_S)),
+                    dead_letter_arn=(target.get("DeadLetterConfig") or {}).get("Arn"),
+                    target_arn=arn,
+                )
+            )
+            return
+        events = self.rt.backend("events")
+        if service == "events":  # an event bus: Input is the detail, EventBridgeParameters the envelope
+            params = target.get("EventBridgeParameters") or {}
+            if not params.get("Source") or not params.get("DetailType"):
+                raise ValueError("an event bus target needs EventBridgeParameters Source and DetailType")
+            json.loads(text)  # the detail must be a JSON object, as PutEvents requires
+            events.put_events(
+                [
+                    {
+                        "Source": params["Source"],
+                        "DetailType": params["DetailType"],
+                        "Detail": text,
+                        "Resources": [schedule.arn],
+                        "EventBusName": parts[5].split("/", 1)[-1] if len(parts) > 5 else "default",
+                    }
+                ]
+            )
+        elif arn.endswith(":aws-sdk:eventbridge:putEvents"):  # the universal target: Input is the request
+            entries = json.loads(text).get("Entries") or []
+            if not entries:
+                raise ValueError("putEvents Input has no Entries")
+            events.put_events([{"Resources": [], "EventBusName": "default", **e} for e in entries])
+        elif service == "sqs":
+            self.rt.backend("sqs").send_message(queue_name=parts[5], message_body=text)
+        elif service == "sns":
+            self.rt.publish_sns(arn, text, subject=None, origin=f"schedule {group_name}/{schedule.name}")
+        else:
+            raise LookupError(f"target {arn!r} is not emulated locally")
 
     def fire(self, rule: Any) -> None:
         if rule.state != "ENABLED":

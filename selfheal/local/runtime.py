@@ -11,6 +11,9 @@ Control endpoints live under `/_selfheal/` on the same port (status, notificatio
 api-calls, invocations, idle, alarms/evaluate, schedules/fire, shutdown). Function URLs are
 served under `/_selfheal/url/<url-id>/` (the stack output holds the full URL); PutEvents is
 checked against the template's event bus policy (see authz.py).
+
+The Lambda API (list/get/create functions, configuration, tags, concurrency, event invoke
+config, invoke) is served from the template's functions, not by moto: see lambda_api.py.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from . import moto_patches
+from . import lambda_revisions, moto_patches
 from .alarms import AlarmEvaluator
 from .assembly import ACCOUNT, REGION, Assembly
 from .authz import BusPolicy, FunctionUrl, client_principal, function_urls, local_caller, url_event
 from .endpoints import engineer_endpoint
 from .functions import FunctionPool, FunctionSpec, Invocation, InvocationResult, function_specs
+from .lambda_api import LambdaControlPlane
 from .metrics import Datum, MetricStore, install_get_metric_data_patch, parse_emf
 from .provision import Provisioner, ProvisionReport
 from .router import Router, Scheduler
@@ -98,6 +102,7 @@ class LocalRuntime:
         self._server_thread: threading.Thread | None = None
         self._sampler: threading.Thread | None = None
         self.metric_store: MetricStore
+        self.lambda_api = LambdaControlPlane(self)
         self.router = Router(self, retry_base_s=options.retry_base_s)
         self.scheduler = Scheduler(self, self.router, speedup=options.schedule_speedup)
         self.alarms = AlarmEvaluator(self, interval_s=options.alarm_interval_s)
@@ -125,10 +130,10 @@ class LocalRuntime:
         self._provision()
         for spec in function_specs(self.assembly):
             self.specs[spec.name] = spec
-            concurrency = int(spec.reserved_concurrency) if spec.reserved_concurrency else self.options.concurrency
-            self.pools[spec.name] = FunctionPool(
-                spec, self.endpoint, max(1, concurrency), self._on_output, self._on_result
-            )
+        self.lambda_api.load(self.assembly, self.specs)
+        for name, spec in self.specs.items():
+            concurrency = self.lambda_api.pool_size(name, self.options.concurrency)
+            self.pools[name] = FunctionPool(spec, self.endpoint, concurrency, self._on_output, self._on_result)
         self.subscriptions = SubscriptionRouter(self.assembly, self.pools, self.log_platform)
         self.scheduler.start()
         self.alarms.start()
@@ -136,6 +141,13 @@ class LocalRuntime:
         self._sampler.start()
         self.write_state_file()
         self.ready.set()
+
+    def add_function(self, spec: FunctionSpec) -> None:
+        """A function created through the Lambda API: a pool like the template's functions."""
+        self.specs[spec.name] = spec
+        self.pools[spec.name] = FunctionPool(
+            spec, self.endpoint, self.options.concurrency, self._on_output, self._on_result
+        )
 
     def stop(self) -> None:
         if self.stopped.is_set():
@@ -198,6 +210,7 @@ class LocalRuntime:
         from moto.sns.models import Topic
 
         moto_patches.install()
+        lambda_revisions.install()  # RevisionId on functions: the heal loop's optimistic lock
         self.router.install()
         install_get_metric_data_patch(lambda _backend: self.metric_store)
         runtime = self
@@ -333,6 +346,13 @@ class LocalRuntime:
         self.platform_metric("AWS/Lambda", "Errors", 0.0 if result.ok else 1.0, dims, "Count")
         self.platform_metric("AWS/Lambda", "Duration", result.duration_ms, dims, "Milliseconds")
         self.platform_metric("AWS/Lambda", "Throttles", 0.0, dims, "Count")  # local pools queue instead of throttling
+        if result.timed_out:  # what Lambda writes to the function's log on a timeout
+            self._on_output(
+                spec,
+                result.log_stream or "-",
+                f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3]
+                + f"Z {result.request_id} Task timed out after {spec.timeout_s:.2f} seconds",
+            )
         if result.request_id:
             self._on_output(spec, result.log_stream or "-", report_line(spec, result))
         if not self.options.quiet:
@@ -359,6 +379,9 @@ class LocalRuntime:
             raise KeyError(f"Function not found: {function_name}")
         if pool.spec.tenant_isolation == "PER_TENANT" and not tenant_id:
             raise ValueError("The invoked function is enabled with tenancy configuration. Add a valid tenant ID")
+        if pool.concurrency == 0:  # reserved concurrency 0: Lambda throttles every synchronous call
+            self.platform_metric("AWS/Lambda", "Throttles", 1.0, [{"FunctionName": name}, {}], "Count")
+            raise Throttled("Rate Exceeded.")
         reply: queue.Queue[InvocationResult] = queue.Queue(maxsize=1)
         pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id, reply=reply))
         return reply.get(timeout=pool.spec.timeout_s + 30)
@@ -375,13 +398,17 @@ class LocalRuntime:
             if invocation_type == "Event":
                 name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
                 pool = self.pools[name]
+                # The function's event invoke config (as the Lambda API shows it now) governs retries.
+                retries, max_age_s, on_failure = self.lambda_api.async_policy(name)
                 pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id,
-                                       max_retries=2))
+                                       max_retries=retries, max_age_s=max_age_s, dead_letter_arn=on_failure))
                 start_response("202 Accepted", [*headers, ("Content-Length", "0")])
                 return [b""]
             result = self.invoke_sync(function_name, event, tenant_id=tenant_id)
         except KeyError as exc:
             return self._aws_error(start_response, "404 Not Found", "ResourceNotFoundException", str(exc.args[0]))
+        except Throttled as exc:
+            return self._aws_error(start_response, "429 Too Many Requests", "TooManyRequestsException", str(exc))
         except ValueError as exc:
             return self._aws_error(start_response, "400 Bad Request", "InvalidParameterValueException", str(exc))
         if result.ok:
@@ -392,6 +419,20 @@ class LocalRuntime:
         headers += [("X-Amz-Executed-Version", "$LATEST"), ("Content-Length", str(len(body)))]
         start_response("200 OK", headers)
         return [body]
+
+    def _lookup_events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """CloudTrail LookupEvents (moto has none): the Lambda API changes recorded locally."""
+        from .lambda_api import LambdaApiError
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            payload = self.lambda_api.lookup_events(body if isinstance(body, dict) else {})
+        except (ValueError, LambdaApiError) as exc:
+            return self._aws_error(start_response, "400 Bad Request", "InvalidLookupAttributesException", str(exc))
+        data = json.dumps(payload, default=str).encode()
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
+        return [data]
 
     @staticmethod
     def _aws_error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
@@ -479,6 +520,8 @@ class LocalRuntime:
             "resources": self.report.public(),
             "router": dict(self.router.counts),
             "schedules_fired": dict(self.scheduler.fired),
+            "one_time_schedules": list(self.scheduler.one_time),
+            "lambda_changes": list(self.lambda_api.changes),
             "alarms": {a.name: a.state_value for a in cw.alarms.values()},
             "alarm_errors": dict(self.alarms.errors),
             "alarm_transitions": list(self.alarms.transitions),
@@ -663,6 +706,14 @@ class LocalRuntime:
                 return self._control(environ, start_response, path[len(CONTROL_PREFIX) :])
             caller, service = self._caller(environ)
             environ["selfheal.service"] = service
+            if service == "lambda":
+                operation = self.lambda_api.route(environ.get("REQUEST_METHOD", "GET"), path)
+                if operation is not None:  # the template's functions: never moto's (empty) Lambda backend
+                    self.api_calls[(caller, "lambda", operation[0])] += 1
+                    return self.lambda_api.handle(environ, start_response, operation[0], operation[1], caller)
+            if service == "cloudtrail" and self._action(environ) == "LookupEvents":
+                self.api_calls[(caller, "cloudtrail", "LookupEvents")] += 1
+                return self._lookup_events(environ, start_response)
             invoke = INVOKE_PATH.match(path)
             if invoke and environ.get("REQUEST_METHOD") == "POST":
                 # Outside the request lock: the invoked function makes API calls of its own.
@@ -757,6 +808,8 @@ def report_line(spec: FunctionSpec, result: InvocationResult) -> str:
     if result.timed_out:
         fields.append("Status: timeout")
     return "\t".join(fields) + "\t"
+class Throttled(Exception):
+    """A synchronous invocation of a function whose reserved concurrency is 0."""
 
 
 def new_request_id() -> str:

@@ -113,5 +113,5 @@ class AgentFunction(Construct):
             reason="Log streams are created at run time inside this function's own log group.",
         )
         acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
-            reason="X-Ray PutTraceSegments/PutTelemetryRecords and CloudWatch GetMetricData support no resource scoping.",
+            reason="X-Ray PutTraceSegments/PutTelemetryRecords, CloudWatch GetMetricData and CloudTrail LookupEvents support no resource scoping.",
         )

@@ -79,14 +79,15 @@ class Approvals(Construct):
         CfnOutput(scope, "ApproverPolicyArn", value=self.approver_policy.managed_policy_arn)
 
 
-def restrict_agent_sources(bus: events.EventBus, senders: dict[str, iam.IRole]) -> None:
+def restrict_agent_sources(bus: events.EventBus, senders: dict[str, iam.IRole | list[iam.IRole]]) -> None:
     """Bus resource policy: each `agentops.*` source may be sent only by the role that owns it.
 
     Explicit Deny statements hold whatever identity policies other principals in the account
     have (an administrator's `events:*` included); other sources (IssueReported producers)
     stay open to whoever IAM allows.
     """
-    for agent, role in senders.items():
+    for agent, sender in senders.items():
+        roles = sender if isinstance(sender, list) else [sender]
         source = constants.AGENT_SOURCES[agent]
         bus.add_to_resource_policy(iam.PolicyStatement(
             sid=f"OnlyThe{agent.title()}RoleSends{source.split('.')[-1].title()}Events",
@@ -96,6 +97,7 @@ def restrict_agent_sources(bus: events.EventBus, senders: dict[str, iam.IRole]) 
             resources=[bus.event_bus_arn],
             conditions={
                 "StringEquals": {"events:source": source},
-                "ArnNotEquals": {"aws:PrincipalArn": role.role_arn},
+                # Several roles: denied unless the principal is one of them.
+                "ArnNotEquals": {"aws:PrincipalArn": roles[0].role_arn if len(roles) == 1 else [r.role_arn for r in roles]},
             },
         ))

@@ -39,9 +39,11 @@ AGENT_ROUTES = [
     Route("FixValidated", "QA reports a validated fix to the Manager", ["FixValidated"], [S["qa"]], "manager"),
     Route("RemediationFailed", "Engineer gives up; the Manager closes", ["RemediationFailed"], [S["engineer"], S["qa"]], "manager"),
     Route("OperatorApproval", "Human approval decisions to the Manager", ["ApprovalGranted", "ApprovalDenied"], [S["operator"]], "manager"),
+    # Sent by the one-time EventBridge Scheduler schedules the Manager creates (window start, verify end).
+    Route("HealSchedules", "Apply and verify due times to the Manager", ["ApplyDue", "VerifyDue"], [S["manager"]], "manager"),
 ]
 # Events people must read: delivered to the alerts topic (email).
-NOTIFY_DETAIL_TYPES = ["ApprovalRequested", "IncidentEscalated"]
+NOTIFY_DETAIL_TYPES = ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"]
 
 
 @jsii.implements(events.IRuleTarget)

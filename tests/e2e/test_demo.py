@@ -25,7 +25,7 @@ def test_demo_runs_to_completion_and_reports(tmp_path: Path) -> None:
         text=True,
         env=env,
         cwd=ROOT,
-        timeout=420,
+        timeout=900,
         check=False,
     )
     output = proc.stdout
@@ -39,6 +39,8 @@ def test_demo_runs_to_completion_and_reports(tmp_path: Path) -> None:
         "2. CloudWatch alarm",
         "3. alarm storm",
         "4. a malformed IssueReported",
+        "5. heal: sample-orders-dev",
+        "6. roll back: sample-orders-dev",
         "== incidents",
         "== rejected events",
         "== notifications",
@@ -50,7 +52,7 @@ def test_demo_runs_to_completion_and_reports(tmp_path: Path) -> None:
     incidents = summary["incidents"]
     storm = [i for i in incidents if i["service"] == "inventory-api"]
     assert len(storm) == 1 and storm[0]["duplicates"] == 199
-    assert {i["service"] for i in incidents} == {"checkout", "orders-api", "inventory-api"}
+    assert {i["service"] for i in incidents} == {"checkout", "orders-api", "inventory-api", "sample-orders-dev"}
     assert summary["rejected"] and summary["rejected"][0]["reason"]
     assert summary["checks"]["all_settled"] is True
     assert summary["checks"]["put_metric_data_calls"] == 0
@@ -59,7 +61,15 @@ def test_demo_runs_to_completion_and_reports(tmp_path: Path) -> None:
         assert f"Incident {incident['incident_id']}" in output
     assert "MANAGER  triage" in output and "thought:" in output
     assert "Total over 1 day(s):" in output
-    # under three minutes once set up
+    # the real function: healed (3 -> 10 s, RESOLVED), then a change that did not help rolled back (ESCALATED at 3 s)
+    assert summary["checks"]["heal_resolved_at_10s"] is True, summary["heal"]
+    assert summary["checks"]["rollback_escalated_back_at_3s"] is True, summary["rollback"]
+    assert summary["heal"]["timeouts_seen"] == [3, 10] and summary["rollback"]["timeouts_seen"] == [3, 10, 3]
+    assert summary["heal"]["alarm"] == "OK" and summary["rollback"]["alarm"] == "ALARM"
+    assert "$ aws lambda get-function-configuration --function-name sample-orders-dev" in output
+    for kind in ("MANAGER  investigate", "MANAGER  apply", "MANAGER  verify", "MANAGER  rollback"):
+        assert kind in output, kind
+    # the injected scenario settles in under three minutes once set up
     assert summary["pipeline_s"] < 180
     for d in summary["dashboards"]:
         assert Path(d["png"]).stat().st_size > 10_000

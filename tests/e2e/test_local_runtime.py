@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from selfheal.local.harness import RuntimeProcess
+from tests.e2e.functions import create_function
 
 pytestmark = pytest.mark.e2e
 
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL"}
+TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "SCHEDULED", "PATCH_READY", "VERIFYING"}
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,9 @@ def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: An
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="e2e-alarm-listener", EventPattern=json.dumps({"source": ["aws.cloudwatch"]}))
     events.put_targets(Rule="e2e-alarm-listener", Targets=[{"Id": "q", "Arn": queue_arn}])
+
+    # and the function the issue concerns, which the Manager investigates before asking for a fix
+    create_function(runtime, "orders-api", timeout=3)
 
     # When an IssueReported is put with the stock AWS CLI
     issue = {

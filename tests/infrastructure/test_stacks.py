@@ -160,6 +160,6 @@ def test_the_agents_bus_is_archived_and_replays_page_nobody(templates):
         "SourceArn": {"Fn::GetAtt": [Match.string_like_regexp("AgentsBus"), "Arn"]},
     })
     pipeline.has_resource_properties("AWS::Events::Rule", {
-        "EventPattern": Match.object_like({"detail-type": ["ApprovalRequested", "IncidentEscalated"],
+        "EventPattern": Match.object_like({"detail-type": ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"],
                                            "replay-name": [{"exists": False}]}),
     })

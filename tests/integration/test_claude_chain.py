@@ -68,7 +68,7 @@ def code_issue(**extra):
     return {**issue, **extra}
 
 
-def test_claude_patch_is_proven_by_qa_and_the_incident_resolves(pipeline, server):
+def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server):
     server.script.extend([rate_limited(), overloaded(), good_fix(cache_read_input_tokens=1_500)])
 
     pipeline.put("IssueReported", code_issue())
@@ -77,12 +77,22 @@ def test_claude_patch_is_proven_by_qa_and_the_incident_resolves(pipeline, server
     assert [d.agent for d in deliveries] == ["manager", "engineer", "qa", "manager"]
     assert all(d.error is None for d in deliveries), [d.error for d in deliveries]
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED"  # semi_auto + low risk + QA evidence
+    assert incident.status == "PATCH_READY"  # semi_auto + low risk + QA evidence: the patch is kept, not deployed
     assert len(server.requests) == 3  # 429 and 529 retried by the SDK
     qa = next(d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "validate_fix")
     checks = {e["check"]: e["passed"] for e in qa["outputs"]["evidence"]}
     assert qa["outputs"]["passed"] is True and all(checks.values()), checks
     assert any("unpatched" in c or "original" in c for c in checks), checks  # the weak-evidence run happened
+
+    # The kept patch is what `selfheal patch` prints: an mbox for git am with QA's evidence in the message
+    from selfheal import ops
+
+    target = ops.Target(env="test", region="us-east-1", endpoint_url=None, local=False,
+                        outputs={"data": {"DecisionsTableName": os.environ["DECISIONS_TABLE_NAME"]}})
+    printed = ops.patch(target, incident.incident_id)
+    assert printed["mbox"].startswith("From 0000000000000000000000000000000000000000")
+    assert f"Selfheal-Incident: {incident.incident_id}" in printed["mbox"]
+    assert "diff --git a/" in printed["mbox"] and "PASS" in printed["mbox"]
 
 
 def test_usage_recorded_equals_what_the_server_reported(pipeline, server):
@@ -110,7 +120,7 @@ def test_broken_patch_is_rejected_then_fixed_on_the_second_attempt(pipeline, ser
 
     assert [d.agent for d in deliveries] == ["manager", "engineer", "qa", "engineer", "qa", "manager"]
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED" and incident.attempts == 2
+    assert incident.status == "PATCH_READY" and incident.attempts == 2
     second_prompt = json.dumps(server.requests[1].body)
     assert "attempt 1 rejected" in second_prompt  # QA's evidence reached the next prompt
 
@@ -161,7 +171,7 @@ def test_prompt_injection_and_secrets_in_evidence_are_contained(pipeline, server
         assert secret not in body
     assert "Ignore previous instructions" in body and "UNTRUSTED" in body  # present, but fenced as data
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED"  # only the schema-validated tool input was acted on
+    assert incident.status == "PATCH_READY"  # only the schema-validated tool input was acted on
     stored = json.dumps([*scan_table(pipeline.env["DECISIONS_TABLE_NAME"]), *scan_table(pipeline.env["MONITORING_TABLE_NAME"])],
                         default=str)
     for secret in (FAKE_AWS_KEY, FAKE_ANTHROPIC_KEY, "hunter2hunter2"):
@@ -194,7 +204,7 @@ def test_budget_refusal_pauses_alerts_and_resumes_when_budget_is_raised(pipeline
     pipeline.run()
 
     [resumed] = pipeline.incidents()
-    assert resumed.status == "RESOLVED" and len(server.requests) == 1
+    assert resumed.status == "PATCH_READY" and len(server.requests) == 1
 
 
 def test_a_retry_after_the_model_answered_reuses_the_answer(pipeline, server, monkeypatch):

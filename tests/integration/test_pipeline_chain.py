@@ -19,6 +19,14 @@ def aws():
         yield
 
 
+# The functions the incidents concern, as the investigation will read them.
+FUNCTIONS = {"orders-api": {"memory": 512, "timeout": 3}, "payments-api": {"timeout": 3}}
+
+
+def pipeline_with(**kw):
+    return Pipeline(functions=FUNCTIONS, **kw)
+
+
 def latency_issue(service="orders-api", **signals):
     return {"service": service, "issue_type": "latency", "severity": "high", "summary": f"p95 latency of {service} is 4.2 s",
             "signals": {"p95_ms": 4200.0, "memory_mb": 512.0, **signals}}
@@ -29,18 +37,24 @@ def agents_of(deliveries):
 
 
 def test_issue_reported_runs_the_whole_chain_and_records_every_decision(aws):
-    # Given a pipeline on full automation
-    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    # Given a pipeline on full automation and the function orders-api (512 MB)
+    pipeline = pipeline_with(parameters={"automation-level": "full_auto"})
 
     # When an external producer reports a latency issue
     pipeline.put("IssueReported", latency_issue())
     deliveries = pipeline.run()
 
-    # Then Manager -> Engineer -> QA -> Manager ran once each and the incident is resolved
+    # Then Manager -> Engineer -> QA -> Manager ran once each and the change is applied and verifying
     assert agents_of(deliveries) == ["manager", "engineer", "qa", "manager"]
     assert all(d.error is None for d in deliveries), [d.error for d in deliveries]
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED" and incident.attempts == 1
+    assert incident.status == "VERIFYING" and incident.attempts == 1
+    assert pipeline.function_config("orders-api")["memory_mb"] == 1024
+
+    # And when the verify window ends with the metric under its threshold, the incident is resolved
+    pipeline.fire_due("verify")
+    [incident] = pipeline.incidents()
+    assert incident.status == "RESOLVED"
     decisions = pipeline.decisions(incident.incident_id)
     by_agent = {d["agent"] for d in decisions}
     assert by_agent == {"manager", "engineer", "qa"}
@@ -48,11 +62,12 @@ def test_issue_reported_runs_the_whole_chain_and_records_every_decision(aws):
     for decision in decisions:
         assert decision["reasoning_chain"] and set(decision["reasoning_chain"][0]) == {"thought", "action", "observation"}
         assert 0 <= float(decision["confidence_score"]) <= 1
-    assert {d["decision_type"] for d in decisions} >= {"triage", "propose_fix", "validate_fix", "close_incident"}
+    assert {d["decision_type"] for d in decisions} >= {"triage", "investigate", "propose_fix", "validate_fix", "close_incident",
+                                                       "apply", "verify"}
 
 
 def test_real_shaped_alarm_opens_an_incident_and_recovery_resolves_it(aws):
-    pipeline = Pipeline(parameters={"automation-level": "manual"})
+    pipeline = pipeline_with(parameters={"automation-level": "manual"})
     alarm = load_event("alarm_state_change")
 
     pipeline.put_raw_event(alarm)
@@ -74,18 +89,19 @@ def test_real_shaped_alarm_opens_an_incident_and_recovery_resolves_it(aws):
 
 
 def test_metric_math_alarm_is_parsed_at_the_edge(aws):
-    pipeline = Pipeline()
+    pipeline = pipeline_with()
 
     pipeline.put_raw_event(load_event("alarm_state_change_metric_math"))
     pipeline.run()
 
     [incident] = pipeline.incidents()
     assert incident.issue_type != "unknown"
-    assert incident.status in {"RESOLVED", "AWAITING_APPROVAL"}
+    assert incident.status in {"VERIFYING", "AWAITING_APPROVAL"}
+    assert incident.investigation["target"] == "payments-api"
 
 
 def test_duplicate_alarms_fold_into_one_incident_and_one_engineer_call(aws):
-    pipeline = Pipeline(parameters={"automation-level": "manual"})
+    pipeline = pipeline_with(parameters={"automation-level": "manual"})
     alarm = load_event("alarm_state_change")
 
     for _ in range(40):
@@ -101,7 +117,7 @@ def test_duplicate_alarms_fold_into_one_incident_and_one_engineer_call(aws):
 
 
 def test_replayed_events_never_run_a_step_twice(aws):
-    pipeline = Pipeline(parameters={"automation-level": "manual"})
+    pipeline = pipeline_with(parameters={"automation-level": "manual"})
     pipeline.put("IssueReported", latency_issue())
     first = pipeline.run()
     [incident] = pipeline.incidents()
@@ -123,7 +139,7 @@ def test_replayed_events_never_run_a_step_twice(aws):
 def test_malformed_events_are_rejected_visibly_and_valid_work_carries_on(aws):
     from selfheal_core.rejections import RejectionLog
 
-    pipeline = Pipeline()
+    pipeline = pipeline_with()
     pipeline.put_raw_event(load_event("malformed"))
     pipeline.put("IssueReported", latency_issue())
     pipeline.put("FixProposed", {"metadata": {"incident_id": "inc-x", "correlation_id": "c", "producer": "engineer",
@@ -137,27 +153,26 @@ def test_malformed_events_are_rejected_visibly_and_valid_work_carries_on(aws):
     assert "issue_type" in reasons and "unsupported event_version '7'" in reasons
     assert {r["agent"] for r in rejected} == {"manager", "qa"}
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED"
+    assert incident.status == "VERIFYING"
 
 
 def test_rejected_fix_loops_back_with_feedback_until_qa_accepts(aws):
-    # Reserved concurrency 1 -> the runbook's first proposals are steps QA's blast-radius policy refuses.
-    pipeline = Pipeline(parameters={"max-fix-attempts": "3"})
-    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled",
-                                   "signals": {"reserved_concurrency": 1.0}})
+    # Reserved concurrency 1 (as read) -> the runbook's first proposals are steps QA's blast-radius policy refuses.
+    pipeline = Pipeline(parameters={"max-fix-attempts": "3"}, functions={"orders-api": {"reserved": 1}})
+    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled"})
     deliveries = pipeline.run()
 
     assert agents_of(deliveries) == ["manager", "engineer", "qa", "engineer", "qa", "engineer", "qa", "manager"]
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED" and incident.attempts == 3
+    assert incident.status == "VERIFYING" and incident.attempts == 3
+    assert pipeline.function_config("orders-api")["reserved_concurrency"] == 4  # 1 -> 4: the x4 QA allows
     proposals = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "propose_fix"]
     assert [int(p["inputs"]["feedback_items"]) for p in sorted(proposals, key=lambda p: p["sk"])] == [0, 1, 2]
 
 
 def test_fix_that_never_passes_ends_failed_after_max_attempts(aws):
-    pipeline = Pipeline(parameters={"max-fix-attempts": "2"})
-    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled",
-                                   "signals": {"reserved_concurrency": 1.0}})
+    pipeline = Pipeline(parameters={"max-fix-attempts": "2"}, functions={"orders-api": {"reserved": 1}})
+    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled"})
     deliveries = pipeline.run()
 
     engineer_actions = [d.result["action"] for d in deliveries if d.agent == "engineer"]
@@ -167,9 +182,9 @@ def test_fix_that_never_passes_ends_failed_after_max_attempts(aws):
     assert "max_attempts" in incident.last_reason
 
 
-@pytest.mark.parametrize("granted, final", [(True, "RESOLVED"), (False, "ESCALATED")])
-def test_manual_approval_closes_the_incident(aws, granted, final):
-    pipeline = Pipeline(parameters={"automation-level": "manual"})
+@pytest.mark.parametrize("granted, final", [(True, "VERIFYING"), (False, "ESCALATED")])
+def test_manual_approval_applies_or_closes_the_incident(aws, granted, final):
+    pipeline = pipeline_with(parameters={"automation-level": "manual"})
     pipeline.put("IssueReported", latency_issue())
     pipeline.run()
     [incident] = pipeline.incidents()
@@ -186,10 +201,11 @@ def test_manual_approval_closes_the_incident(aws, granted, final):
 
     [closed] = pipeline.incidents()
     assert closed.status == final
+    assert pipeline.function_config("orders-api")["memory_mb"] == (1024 if granted else 512)
 
 
 def test_code_issue_offline_fails_honestly_and_qa_evidence_is_stored(aws):
-    pipeline = Pipeline()
+    pipeline = pipeline_with()
     pipeline.put_raw_event(load_event("issue_reported"))  # a real bug; the runbook cannot write code
     deliveries = pipeline.run()
 
@@ -205,12 +221,12 @@ def test_code_issue_offline_fails_honestly_and_qa_evidence_is_stored(aws):
 
 
 def test_alarms_arriving_after_the_fix_still_fold_until_the_alarm_recovers(aws):
-    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    pipeline = pipeline_with(parameters={"automation-level": "full_auto"})
     alarm = load_event("alarm_state_change")
     pipeline.put_raw_event(alarm)
     pipeline.run()
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED"
+    assert incident.status == "VERIFYING"
 
     for _ in range(20):  # the tail of the storm, after the pipeline already closed the incident
         pipeline.put_raw_event(alarm)
@@ -226,7 +242,7 @@ def test_a_retry_after_a_failed_publish_finishes_the_step(aws, monkeypatch, fail
     """Status written, then PutEvents fails: Lambda retries the event and the step must complete."""
     from selfheal_core.bus import EventPublisher, PublishError
 
-    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    pipeline = pipeline_with(parameters={"automation-level": "full_auto"})
     original = EventPublisher.publish
     failed = []
 
@@ -246,4 +262,5 @@ def test_a_retry_after_a_failed_publish_finishes_the_step(aws, monkeypatch, fail
 
     assert failed and retried.error is None, retried.error
     [incident] = pipeline.incidents()
-    assert incident.status == "RESOLVED" and incident.attempts == 1 and incident.duplicates == 0
+    assert incident.status == "VERIFYING" and incident.attempts == 1 and incident.duplicates == 0
+    assert pipeline.function_config("orders-api")["memory_mb"] == 1024  # applied once: 512 -> 1024, not 2048

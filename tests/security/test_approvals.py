@@ -20,6 +20,7 @@ import pytest
 
 from selfheal.local.harness import RuntimeProcess
 from tests.e2e.conftest import e2e_assembly  # noqa: F401 - the session's synthesized app
+from tests.e2e.functions import create_function
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +52,7 @@ def _put_with_aws_cli(runtime: Any, tmp_path: Path, entries: list[dict[str, Any]
 
 def _awaiting_incident(runtime: Any, tmp_path: Path, service: str) -> dict[str, Any]:
     """A latency issue: the runbook's fix is medium risk, so semi_auto waits for a human."""
+    create_function(runtime, service, memory=512, managed=True)  # the function the Manager investigates and changes
     issue = {"service": service, "issue_type": "latency", "severity": "high", "summary": f"p95 of {service} is 4 s",
              "signals": {"p95_ms": 4000.0, "memory_mb": 512.0}, "idempotency_key": f"{service}-{time.time_ns()}"}
     sent = _put_with_aws_cli(runtime, tmp_path, [{"EventBusName": "agentops-dev", "Source": "com.example.orders",
@@ -142,8 +144,9 @@ def test_signed_approval_records_the_local_user_and_a_typed_name_only_as_comment
     assert answer["approver"] == "local:alice"
     assert answer["detail_type"] == "ApprovalGranted"
     assert "ceo@example.com" in answer["comment"] and "looks right" in answer["comment"]
-    resolved = _wait(lambda: _status(runtime, incident["incident_id"]) == "RESOLVED", 60)
-    assert resolved, runtime.log()[-3000:]
+    # (approval applies the validated change: 512 -> 1024 MB, then verification runs)
+    applied = _wait(lambda: _status(runtime, incident["incident_id"]) == "VERIFYING", 60)
+    assert applied, runtime.log()[-3000:]
     trace = json.loads(runtime.selfheal("trace", incident["incident_id"], "--json").stdout)
     [human] = [d for d in trace["decisions"] if d["decision_type"] == "human_approval"]
     [step] = human["reasoning_chain"]

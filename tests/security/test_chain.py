@@ -86,7 +86,7 @@ def test_with_isolation_the_same_fix_resolves_and_every_evidence_item_names_it(p
 
     incident, qa = report(pipeline, "python -m pytest -q")
 
-    assert incident.status == "RESOLVED", qa["outputs"]["reason"]
+    assert incident.status == "PATCH_READY", qa["outputs"]["reason"]  # validated code is kept as a patch, not deployed
     runs = [e for e in qa["outputs"]["evidence"] if e["check"] != "apply"]
     assert runs and {e["isolation"] for e in runs} == {"namespaces"}
     assert json.dumps(qa["outputs"], default=str).count('"isolation": "namespaces"') == len(runs)

@@ -22,7 +22,7 @@ from .corpus_cases import load
 pytestmark = pytest.mark.e2e
 
 CASE = load("off_by_one")
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL"}
+TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "PATCH_READY"}
 FAKE_ANTHROPIC_KEY = "sk-ant-" + "test-" + "x" * 20
 
 
@@ -103,9 +103,9 @@ def test_only_the_real_fix_resolves_its_incident(runtime: RuntimeProcess, server
         # When the bug is reported
         results[name] = _report(runtime, f"orders-{n}", tmp_path)
 
-    # Then the real fix is proven and resolves; QA's evidence says each run was isolated
+    # Then the real fix is proven and kept as a ready patch; QA's evidence says each run was isolated
     real = results["real-fix"]
-    assert real["incident"]["status"] == "RESOLVED", real
+    assert real["incident"]["status"] == "PATCH_READY", real  # validated code is kept as a patch, not deployed
     evidence = real["qa"]["outputs"]["evidence"]
     assert {e["check"] for e in evidence} >= {"tests", "new_tests", "new_tests_unpatched", "tests_unpatched"}
     assert {e.get("isolation") for e in evidence if e["check"] != "apply"} == {"namespaces"}

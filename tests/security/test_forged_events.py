@@ -78,7 +78,7 @@ def status_of(pipeline: Pipeline) -> str:
 def test_forged_fix_validated_with_another_fix_or_risk_does_not_resolve(aws, changes):
     # Given semi_auto (low risk would be auto-approved) and a medium-risk fix QA validated,
     # whose genuine FixValidated has not reached the Manager yet
-    pipeline = Pipeline(parameters={"automation-level": "semi_auto"})
+    pipeline = Pipeline(parameters={"automation-level": "semi_auto"}, functions={"orders-api": {"memory": 512}})
     pipeline.put("IssueReported", latency_issue())
     genuine = run_until_fix_validated(pipeline)
     assert status_of(pipeline) == "VALIDATED"
@@ -103,7 +103,7 @@ def test_forged_fix_validated_with_another_fix_or_risk_does_not_resolve(aws, cha
 
 def test_fix_validated_without_a_passing_record_is_refused(aws):
     # Given a VALIDATED incident whose validation record is missing (never written by QA)
-    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    pipeline = Pipeline(parameters={"automation-level": "full_auto"}, functions={"orders-api": {"memory": 512}})
     pipeline.put("IssueReported", latency_issue())
     genuine = run_until_fix_validated(pipeline)
     [incident] = pipeline.incidents()
@@ -121,7 +121,7 @@ def test_fix_validated_without_a_passing_record_is_refused(aws):
 
 def test_qa_writes_its_record_before_publishing_and_the_hash_pins_the_fix(aws):
     # Given the chain up to QA's verdict
-    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    pipeline = Pipeline(parameters={"automation-level": "full_auto"}, functions={"orders-api": {"memory": 512}})
     pipeline.put("IssueReported", latency_issue())
     genuine = run_until_fix_validated(pipeline)
     [incident] = pipeline.incidents()
@@ -137,7 +137,7 @@ def test_qa_writes_its_record_before_publishing_and_the_hash_pins_the_fix(aws):
 
 def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(aws):
     # Given QA's record for attempt 1
-    pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+    pipeline = Pipeline(parameters={"automation-level": "full_auto"}, functions={"orders-api": {"memory": 512}})
     pipeline.put("IssueReported", latency_issue())
     genuine = run_until_fix_validated(pipeline)
     [incident] = pipeline.incidents()
@@ -162,7 +162,7 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
 
 def test_a_second_proposal_at_the_same_attempt_cannot_replace_the_validated_fix(aws):
     # Given QA validated attempt 1's fix and its FixValidated is still on its way
-    pipeline = Pipeline(parameters={"automation-level": "semi_auto"})
+    pipeline = Pipeline(parameters={"automation-level": "semi_auto"}, functions={"orders-api": {"memory": 512}})
     pipeline.put("IssueReported", latency_issue())
     delivered: list[dict[str, Any]] = []
     genuine = run_until_fix_validated(pipeline, delivered)
@@ -184,7 +184,7 @@ def test_a_second_proposal_at_the_same_attempt_cannot_replace_the_validated_fix(
 
 def test_two_proposals_racing_at_one_attempt_never_leave_the_incident_validating(aws, monkeypatch):
     # Given QA validated attempt 1's fix
-    pipeline = Pipeline(parameters={"automation-level": "semi_auto"})
+    pipeline = Pipeline(parameters={"automation-level": "semi_auto"}, functions={"orders-api": {"memory": 512}})
     pipeline.put("IssueReported", latency_issue())
     delivered: list[dict[str, Any]] = []
     genuine = run_until_fix_validated(pipeline, delivered)

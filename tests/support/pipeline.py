@@ -38,6 +38,8 @@ class Pipeline:
     parameters: dict[str, str] = field(default_factory=dict)
     secret: dict[str, str] = field(default_factory=dict)
     deliveries: list[Delivery] = field(default_factory=list)
+    # Lambda functions to heal: name -> create_function keyword overrides (see create_function).
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         aws.reset_clients()
@@ -87,6 +89,76 @@ class Pipeline:
              "detail": {"alarmName": [{"anything-but": {"prefix": ALARM_PREFIX}}]}},
             self.queues["manager"],
         )
+
+        for name, spec in self.functions.items():
+            self.create_function(name, **spec)
+
+    def create_function(self, name: str, *, timeout: int = 3, memory: int = 128, managed: bool = True,
+                        reserved: int | None = None, max_retries: int | None = None) -> str:
+        """A function in moto's Lambda backend (configuration calls need no Docker); returns its ARN."""
+        import io
+        import zipfile
+
+        iam = boto3.client("iam")
+        try:
+            role = iam.get_role(RoleName="heal-target")["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            role = iam.create_role(RoleName="heal-target", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+        lam = boto3.client("lambda")
+        tags = {"selfheal:managed": "true"} if managed else {"team": "orders"}
+        arn = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
+                                  Code={"ZipFile": code.getvalue()}, Timeout=timeout, MemorySize=memory, Tags=tags)["FunctionArn"]
+        if reserved is not None:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+        if max_retries is not None:
+            lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=max_retries)
+        return str(arn)
+
+    def function_config(self, name: str) -> dict[str, Any]:
+        lam = boto3.client("lambda")
+        config = lam.get_function_configuration(FunctionName=name)
+        reserved = lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+        return {"timeout_s": config["Timeout"], "memory_mb": config["MemorySize"], "reserved_concurrency": reserved,
+                "revision_id": config["RevisionId"]}
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """The one-time schedules the Manager created, in full (moto does not fire them)."""
+        scheduler = boto3.client("scheduler")
+        names = [s["Name"] for s in scheduler.list_schedules().get("Schedules", [])]
+        return [scheduler.get_schedule(Name=n) for n in names]
+
+    def fire_schedules(self, kind: str | None = None) -> list[str]:
+        """Do what EventBridge Scheduler does at each schedule's time: put its event on the bus, then
+        delete it (ActionAfterCompletion=DELETE). `kind` picks 'apply' or 'verify' schedules."""
+        scheduler = boto3.client("scheduler")
+        fired = []
+        for schedule in self.schedules():
+            if kind and f"-{kind}-" not in schedule["Name"]:
+                continue
+            target = schedule["Target"]
+            params = target["EventBridgeParameters"]
+            self.put(params["DetailType"], json.loads(target["Input"]), source=params["Source"],
+                     bus=target["Arn"].rsplit("/", 1)[-1])
+            scheduler.delete_schedule(Name=schedule["Name"])
+            fired.append(schedule["Name"])
+        return fired
+
+    def fire_due(self, kind: str | None = None, *, after_seconds: int = 2 * 86_400) -> list[Delivery]:
+        """Move the heal loop's clock past every due time, fire the schedules, run the chain."""
+        from datetime import timedelta
+
+        from lambdas.manager import heal
+
+        original = heal.now
+        heal.now = lambda: original() + timedelta(seconds=after_seconds)  # type: ignore[assignment]
+        try:
+            self.fire_schedules(kind)
+            return self.run()
+        finally:
+            heal.now = original  # type: ignore[assignment]
 
     def _queue(self, name: str) -> str:
         return self.sqs.create_queue(QueueName=f"test-{name}")["QueueUrl"]

@@ -136,6 +136,7 @@ def incident_history(settings, monitors, clock, n: int, *, model: str, validated
     monitors["qa"].record_event("test_passed" if validated else "test_failed", {})
     if resolved:
         store.transition(incident_id, Status.APPROVED, reason="auto")
+        store.transition(incident_id, Status.VERIFYING, reason="applied")  # approval alone never resolves
         store.transition(incident_id, Status.RESOLVED, reason="done")
     return incident_id
 

@@ -3,33 +3,67 @@ import pytest
 from lambdas.engineer.providers.base import FixRequest, ProviderError
 from lambdas.engineer.providers.runbook import RUNBOOKS, RunbookProvider
 from lambdas.qa.validators.policy import PolicyValidator
-from selfheal_core.events import ConfigChange, Fix, IssueReportedV1, IssueType
+from selfheal_core.events import ConfigChange, Fix, Investigation, IssueReportedV1, IssueType
+
+READ = {"memory_mb": 128.0, "timeout_s": 3.0, "reserved_concurrency": 10.0, "max_retries": 2.0}
 
 
 def issue(issue_type="latency", **kw):
     return IssueReportedV1(service="orders-api", issue_type=issue_type, summary="s", **kw)
 
 
-def request(issue_, attempt=1):
-    return FixRequest(incident_id="inc-1", correlation_id="c", attempt=attempt, issue=issue_)
+def investigated(target="orders-api", **values):
+    return Investigation(target=target, revision_id="r1", managed=True, values=values or dict(READ))
+
+
+def request(issue_, attempt=1, investigation=None):
+    return FixRequest(incident_id="inc-1", correlation_id="c", attempt=attempt, issue=issue_,
+                      investigation=investigation if investigation is not None else investigated())
 
 
 @pytest.mark.parametrize("issue_type", sorted(RUNBOOKS))
 def test_every_runbook_fix_passes_policy(issue_type):
     fix = RunbookProvider().propose(request(issue(issue_type))).fix
 
-    result = PolicyValidator().validate(fix, issue(issue_type), {})
+    result = PolicyValidator(investigation=investigated()).validate(fix, issue(issue_type), {})
 
     assert fix.kind == "config" and fix.rationale and fix.risk_level
     assert result.passed, result.reason
 
 
-def test_runbook_uses_current_value_from_signals_and_retries_more_conservatively():
-    first = RunbookProvider().propose(request(issue(signals={"memory_mb": 512}))).fix.changes[0]
-    second = RunbookProvider().propose(request(issue(signals={"memory_mb": 512}), attempt=2)).fix.changes[0]
+def test_runbook_uses_the_investigated_value_and_retries_more_conservatively():
+    # Given a reporter who claims 4096 MB while the function was read at 512 MB
+    claimed = issue(signals={"memory_mb": 4096})
+    first = RunbookProvider().propose(request(claimed, investigation=investigated(memory_mb=512.0))).fix.changes[0]
+    second = RunbookProvider().propose(request(claimed, attempt=2, investigation=investigated(memory_mb=512.0))).fix.changes[0]
 
-    assert (first.current, first.proposed) == (512, 1024)
+    # Then the step is measured from the reading, never the claim, and the retry is smaller
+    assert (first.current, first.proposed, first.target) == (512, 1024, "orders-api")
     assert 512 < second.proposed < first.proposed
+
+
+@pytest.mark.parametrize("inv, named", [
+    (Investigation(gaps=["no Lambda target: the alarm has no FunctionName dimension"]), "FunctionName"),
+    (Investigation(target="orders-api", gaps=["GetFunctionConfiguration orders-api: permission denied"]), "permission denied"),
+    (Investigation(target="orders-api", values={"timeout_s": 30.0}, unset=["reserved_concurrency"]), "not configured"),
+])
+def test_runbook_never_assumes_a_value_it_did_not_read(inv, named):
+    # Given an investigation without the value the runbook would change (throttling -> concurrency; latency -> memory)
+    issue_type = "throttling" if "reserved_concurrency" in inv.unset else "latency"
+
+    # When the runbook is asked for a fix
+    with pytest.raises(ProviderError) as refused:
+        RunbookProvider().propose(request(issue(issue_type, signals={"memory_mb": 128.0, "reserved_concurrency": 5.0}),
+                                          investigation=inv))
+
+    # Then it proposes nothing and names the gap (no "assumed default")
+    assert refused.value.category == "unsupported"
+    assert named in refused.value.reason
+
+
+def test_runbook_without_any_investigation_proposes_nothing():
+    with pytest.raises(ProviderError, match="did not investigate"):
+        RunbookProvider().propose(FixRequest(incident_id="i", correlation_id="c", attempt=1, issue=issue()))
 
 
 def test_runbook_refuses_code_and_unknown_issues():
@@ -45,7 +79,7 @@ def _fix(*changes):
 
 
 def test_policy_rejects_out_of_bounds_other_targets_and_huge_steps():
-    validator = PolicyValidator()
+    validator = PolicyValidator(investigation=investigated())
     out_of_bounds = validator.validate(_fix(ConfigChange(setting="timeout_s", target="orders-api", proposed=3600)), issue(), {})
     other_target = validator.validate(_fix(ConfigChange(setting="memory_mb", target="payments", current=256, proposed=512)), issue(), {})
     huge_step = validator.validate(_fix(ConfigChange(setting="memory_mb", target="orders-api", current=128, proposed=4096)), issue(), {})
@@ -58,11 +92,37 @@ def test_policy_rejects_out_of_bounds_other_targets_and_huge_steps():
     assert all(e.check for e in huge_step.evidence)
 
 
-def test_policy_measures_the_step_from_observed_signals_not_from_the_claim():
-    observed = issue(signals={"memory_mb": 128.0})
+def test_policy_measures_the_step_from_the_investigation_not_from_claims():
+    # Given a function read at 128 MB, and a proposer and a reporter who both claim 3000 MB
+    claimed = issue(signals={"memory_mb": 3000.0})
     inflated_claim = _fix(ConfigChange(setting="memory_mb", target="orders-api", current=3000, proposed=4096))
-    unknown = _fix(ConfigChange(setting="memory_mb", target="orders-api", proposed=4096))
 
-    assert not PolicyValidator().validate(inflated_claim, observed, {}).passed
-    result = PolicyValidator().validate(unknown, issue(), {})
-    assert not result.passed and "unknown" in result.reason
+    # Then the x32 step from the reading is refused
+    result = PolicyValidator(investigation=investigated(memory_mb=128.0)).validate(inflated_claim, claimed, {})
+    assert not result.passed and "x32.00" in result.reason
+
+    # And with no investigation, or one that could not read the setting, nothing is in policy
+    unread = Investigation(target="orders-api", gaps=["GetFunctionConfiguration orders-api: permission denied"])
+    for inv in (None, unread):
+        result = PolicyValidator(investigation=inv).validate(inflated_claim, claimed, {})
+        assert not result.passed and "unknown" in result.reason
+
+
+def test_policy_scope_is_the_investigated_function_not_the_service_name():
+    # Given a service whose function has another name (IssueReported resource = function ARN)
+    inv = investigated(target="orders-fn")
+    to_function = _fix(ConfigChange(setting="memory_mb", target="orders-fn", proposed=256))
+    to_service = _fix(ConfigChange(setting="memory_mb", target="orders-api", proposed=256))
+
+    assert PolicyValidator(investigation=inv).validate(to_function, issue(), {}).passed
+    refused = PolicyValidator(investigation=inv).validate(to_service, issue(), {})
+    assert not refused.passed and "investigated function 'orders-fn'" in refused.reason
+
+
+def test_policy_refuses_an_unbounded_step_from_zero_instead_of_calling_it_unknown():
+    # Given a function read with no retries and a proposal to add one
+    inv = investigated(max_retries=0.0)
+    result = PolicyValidator(investigation=inv).validate(_fix(ConfigChange(setting="max_retries", target="orders-api", proposed=1)),
+                                                       issue(), {})
+    # Then the refusal says why (a factor from 0), not "unknown"
+    assert not result.passed and "step from 0" in result.reason and "unknown" not in result.reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from selfheal_core.events import Fix, IssueReportedV1
+from selfheal_core.events import Fix, Investigation, IssueReportedV1
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class FixRequest:
     test_command: str | None = None
     # QA evidence from earlier attempts, oldest first (untrusted text).
     feedback: list[str] = field(default_factory=list)
+    # What the Manager read about the target (current values, gaps); None when nothing was read.
+    investigation: Investigation | None = None
 
 
 @dataclass(frozen=True)

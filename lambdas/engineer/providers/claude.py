@@ -67,8 +67,8 @@ Code fixes (the incident shows source files)
 
 Configuration fixes (no source files shown)
 - Propose 1-3 `changes` to Lambda settings (memory_mb, timeout_s, reserved_concurrency,
-  max_retries, batch_size). `target` is the incident's service name. `current` is the value from
-  the signals when known, else null. Take the smallest step that plausibly resolves the
+  max_retries, batch_size). `target` is the investigated function. `current` is the value the
+  investigation read; a setting it did not read cannot be changed (QA rejects it). Take the smallest step that plausibly resolves the
   signals; QA rejects steps above x4 or below x0.5 and values outside Lambda's limits.
 
 Every fix
@@ -227,6 +227,11 @@ def build_user_prompt(request: FixRequest, secrets: Iterable[str] = ()) -> str:
     ]
     if issue.signals:
         parts.append(fenced("signals", json.dumps(issue.signals, sort_keys=True), 2_000))
+    inv = request.investigation
+    if inv is not None:
+        read = {"function": inv.target, "current_values": inv.values, "not_configured": inv.unset, "gaps": inv.gaps,
+                "recent_changes": inv.recent_changes}
+        parts.append(fenced("investigation of the target", json.dumps(read, sort_keys=True), 4_000))
     if issue.evidence:
         parts.append(fenced("evidence log lines", "\n".join(issue.evidence), MAX_EVIDENCE_CHARS))
     budget, omitted = MAX_CODE_CHARS, []

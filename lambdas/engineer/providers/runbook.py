@@ -1,8 +1,9 @@
 """Deterministic remediations for known failure signatures: the offline default and budget fallback.
 
-Each issue type maps to a configuration change with its rationale and risk level. Current
-values come from the issue's signals when present (`memory_mb`, `timeout_s`,
-`reserved_concurrency`, `max_retries`); otherwise Lambda defaults are assumed and said so.
+Each issue type maps to a configuration change with its rationale and risk level. The
+current value is the one the Manager's investigation read from the target function; with no
+such reading the runbook proposes nothing and says which reading is missing (a change relative
+to an assumed value could shrink a limit it meant to raise).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from selfheal_core.events import ConfigChange, Fix, IssueReportedV1, IssueType, 
 
 from .base import FixRequest, ProviderError, ProviderResult
 
-LAMBDA_DEFAULTS = {"memory_mb": 128.0, "timeout_s": 3.0, "reserved_concurrency": 10.0, "max_retries": 2.0}
 MEMORY_CEILING_MB = 3008.0
 
 
@@ -60,18 +60,23 @@ class RunbookProvider:
         runbook = RUNBOOKS.get(issue.issue_type)
         if runbook is None:
             raise ProviderError(f"no runbook for issue type {issue.issue_type!r}", "unsupported")
-        assumed = runbook.setting not in issue.signals
-        current = float(issue.signals.get(runbook.setting, LAMBDA_DEFAULTS[runbook.setting]))
+        inv = request.investigation
+        if inv is None or inv.target is None:
+            why = "; ".join(inv.gaps) if inv else "the Manager did not investigate the target"
+            raise ProviderError(f"no {runbook.setting} change without reading the target first: {why}", "unsupported")
+        if runbook.setting not in inv.values:
+            raise ProviderError(f"no {runbook.setting} change: {inv.gap_for(runbook.setting)}", "unsupported")
+        current = float(inv.values[runbook.setting])
         # Each retry after a QA rejection takes a more conservative step (halfway to the proposal).
         proposed = runbook.compute(current)
         for _ in range(request.attempt - 1):
             proposed = round(current + (proposed - current) / 2, 0)
-        change = ConfigChange(setting=runbook.setting, target=issue.service, current=current, proposed=proposed)
-        rationale = runbook.rationale + (f" Current value assumed to be the Lambda default ({current:g})." if assumed else "")
+        change = ConfigChange(setting=runbook.setting, target=inv.target, current=current, proposed=proposed)
+        rationale = runbook.rationale + f" Current value {current:g}, read from {inv.target} at {inv.read_at}."
         fix = Fix(kind="config", provider=self.name, rationale=rationale, risk_level=runbook.risk, changes=[change])
         reasoning = [
             {
-                "thought": f"Known signature: {issue.issue_type} on {issue.service}",
+                "thought": f"Known signature: {issue.issue_type} on {issue.service} (function {inv.target})",
                 "action": f"apply runbook: {runbook.setting} {current:g} -> {proposed:g}",
                 "observation": f"risk {runbook.risk.value}; attempt {request.attempt}",
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfheal_core.events import ConfigChange, Evidence, Fix, IssueReportedV1
+from selfheal_core.events import ConfigChange, Evidence, Fix, Investigation, IssueReportedV1
 
 from .base import ValidationResult
 
@@ -26,8 +26,11 @@ class BlastRadius:
 
 
 class PolicyValidator:
-    def __init__(self, blast_radius: BlastRadius | None = None) -> None:
+    """`investigation` is what the Manager read from the target; without it no step can be bounded."""
+
+    def __init__(self, blast_radius: BlastRadius | None = None, investigation: Investigation | None = None) -> None:
         self.blast_radius = blast_radius or BlastRadius()
+        self.investigation = investigation
 
     def validate(self, fix: Fix, issue: IssueReportedV1, code_files: dict[str, str]) -> ValidationResult:  # noqa: ARG002
         evidence = [self._count_check(fix)]
@@ -38,23 +41,30 @@ class PolicyValidator:
                 passed=low <= change.proposed <= high,
                 excerpt=f"{change.setting}={change.proposed:g} must be within [{low:g}, {high:g}]",
             ))
+            scope = self.investigation.target if self.investigation and self.investigation.target else None
             evidence.append(Evidence(
                 check=f"scope:{change.setting}",
-                passed=change.target == issue.service,
-                excerpt=f"target {change.target!r} must be the incident's service {issue.service!r}",
+                passed=scope is not None and change.target == scope,
+                excerpt=f"target {change.target!r} must be the investigated function {scope!r}" if scope
+                else f"target {change.target!r}: no function was investigated, so no change is in scope",
             ))
-            evidence.append(self._step_check(change, issue))
+            evidence.append(self._step_check(change))
         failed = [e for e in evidence if not e.passed]
         reason = "; ".join(e.excerpt for e in failed) if failed else f"{len(fix.changes)} change(s) within policy"
         return ValidationResult(passed=not failed, reason=reason, evidence=evidence)
 
-    def _step_check(self, change: ConfigChange, issue: IssueReportedV1) -> Evidence:
-        """The step is measured from the observed value (signals) when there is one, never from
-        a claim alone; with no known current value the step cannot be bounded, so it fails."""
-        current = issue.signals.get(change.setting, change.current)
-        if not current:
+    def _step_check(self, change: ConfigChange) -> Evidence:
+        """The step is measured from the value the investigation read, never from a claim (the
+        proposer's `current` or a reporter's signal); with no reading the step cannot be bounded."""
+        inv = self.investigation
+        current = inv.values.get(change.setting) if inv else None
+        if current is None:
+            why = inv.gap_for(change.setting) if inv else "the target was not investigated"
             return Evidence(check=f"step:{change.setting}", passed=False,
-                            excerpt=f"current {change.setting} unknown: the size of the change cannot be checked")
+                            excerpt=f"current {change.setting} unknown ({why}): the size of the change cannot be checked")
+        if current == 0:
+            return Evidence(check=f"step:{change.setting}", passed=change.proposed == 0,
+                            excerpt=f"{change.setting} is 0: a step from 0 cannot be bounded by a factor; change it by hand")
         factor = change.proposed / current
         low, high = self.blast_radius.max_decrease_factor, self.blast_radius.max_increase_factor
         return Evidence(

@@ -30,7 +30,8 @@ from .store import query_all
 HOURS_PER_MONTH = 730
 TERMINAL = {"RESOLVED", "FAILED", "ESCALATED"}
 OPEN_STATUSES = ("DETECTED", "REMEDIATING", "FIX_PROPOSED", "VALIDATING", "VALIDATED", "APPROVED",
-                 "AWAITING_APPROVAL", "REJECTED", "BUDGET_PAUSED")
+                 "AWAITING_APPROVAL", "REJECTED", "BUDGET_PAUSED", "RETRY_WAIT", "SCHEDULED", "VERIFYING", "ROLLED_BACK",
+                 "PATCH_READY")
 
 
 def _iso(moment: datetime) -> str:

@@ -53,6 +53,9 @@ class Settings(BaseModel):
     anthropic_secret_name: str = ""  # the Anthropic key: set for the Engineer only
     parameter_prefix: str = Field(min_length=1)
     parameters_max_age: int = 60
+    # Manager only: one-time schedules (ApplyDue / VerifyDue) put events on the bus with this role.
+    event_bus_arn: str = ""
+    scheduler_role_arn: str = ""
 
 
 _ENV_KEYS = {
@@ -67,6 +70,8 @@ _ENV_KEYS = {
     "anthropic_secret_name": "ANTHROPIC_SECRET_NAME",
     "parameter_prefix": "PARAMETER_PREFIX",
     "parameters_max_age": "PARAMETERS_MAX_AGE",
+    "event_bus_arn": "EVENT_BUS_ARN",
+    "scheduler_role_arn": "SCHEDULER_ROLE_ARN",
 }
 
 
@@ -100,6 +105,9 @@ class RuntimeParameters(BaseModel):
     scan_thresholds: ScanThresholds = Field(default_factory=ScanThresholds)
     # A gateway in front of the Anthropic API (or a Bedrock-compatible endpoint); "" = the SDK default.
     anthropic_base_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    # service -> "any" or ["HH:MM-HH:MM", ...] in UTC; "*" is every other service; absent = "any".
+    apply_windows: dict[str, str | list[str]] = Field(default_factory=dict)
+    verify_window_seconds: int = Field(default=900, ge=30, le=86_400)
 
 
 # SSM parameter name (below the prefix) -> RuntimeParameters field
@@ -112,7 +120,10 @@ PARAMETER_NAMES = {
     "manager-model": "manager_model",
     "scan-thresholds": "scan_thresholds",
     "anthropic-base-url": "anthropic_base_url",
+    "apply-windows": "apply_windows",
+    "verify-window-seconds": "verify_window_seconds",
 }
+JSON_PARAMETERS = frozenset({"scan_thresholds", "apply_windows"})
 
 
 def parse_parameters(values: dict[str, str]) -> RuntimeParameters:
@@ -124,7 +135,7 @@ def parse_parameters(values: dict[str, str]) -> RuntimeParameters:
         field = PARAMETER_NAMES.get(name.rsplit("/", 1)[-1])
         if field is None:
             continue
-        raw[field] = json.loads(value) if field == "scan_thresholds" else value
+        raw[field] = json.loads(value) if field in JSON_PARAMETERS else value
     try:
         return RuntimeParameters.model_validate(raw)
     except ValidationError as exc:

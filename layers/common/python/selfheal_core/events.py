@@ -35,6 +35,11 @@ class DetailType(StrEnum):
     INCIDENT_RESOLVED = "IncidentResolved"
     APPROVAL_GRANTED = "ApprovalGranted"
     APPROVAL_DENIED = "ApprovalDenied"
+    FIX_APPLIED = "FixApplied"
+    FIX_VERIFIED = "FixVerified"
+    FIX_ROLLED_BACK = "FixRolledBack"
+    APPLY_DUE = "ApplyDue"
+    VERIFY_DUE = "VerifyDue"
 
 
 class Source(StrEnum):
@@ -146,11 +151,44 @@ class IssueReportedV1(_Model):
     evidence_artifact: ArtifactRef | None = Field(default=None, description="all evidence lines, when long (set by Selfheal)")
 
 
+# Settings a configuration remediation may change; the first three are limits (lowering one breaks callers).
+SETTINGS = ("memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size")
+LIMIT_SETTINGS = frozenset({"memory_mb", "timeout_s", "reserved_concurrency"})
+MAX_INVESTIGATION_LINES = 20
+
+
+class Investigation(_Model):
+    """What the Manager read about the target before asking for a fix. Only read values, never assumed.
+
+    `values` holds settings that were read and are set; `unset` those read and found not
+    configured (no reservation, no async invoke config); `gaps` what could not be read and why.
+    """
+
+    target: str | None = Field(default=None, max_length=256, description="function name")
+    target_arn: str | None = Field(default=None, max_length=512)
+    revision_id: str | None = Field(default=None, max_length=128)
+    values: dict[str, float] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)
+    managed: bool | None = Field(default=None, description="tag selfheal:managed=true; None when unreadable")
+    error_lines: list[str] = Field(default_factory=list, max_length=MAX_INVESTIGATION_LINES)
+    recent_changes: list[str] = Field(default_factory=list, max_length=MAX_INVESTIGATION_LINES)
+    gaps: list[str] = Field(default_factory=list, max_length=MAX_INVESTIGATION_LINES)
+    read_at: str = Field(default_factory=utc_now)
+
+    def gap_for(self, setting: str) -> str:
+        """Why there is no value for `setting` (for refusals that name the gap)."""
+        if setting in self.unset:
+            return f"{setting} of {self.target} is not configured, so there is no current value to change"
+        related = "; ".join(self.gaps) or "not read"
+        return f"{setting} of {self.target or 'the target'} was not read ({related})"
+
+
 class RemediationRequestedV1(_Model):
     issue: IssueReportedV1
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
     fingerprint: str
     resumed: int = Field(default=0, ge=0, description="times this attempt was resumed after a budget pause")
+    investigation: Investigation | None = Field(default=None, description="what the Manager read about the target")
 
 
 class ConfigChange(_Model):
@@ -178,6 +216,7 @@ class FixProposedV1(_Model):
     fix: Fix
     fingerprint: str
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
+    investigation: Investigation | None = None
 
 
 def _scrubbed(value: str) -> str:
@@ -213,6 +252,7 @@ class FixValidatedV1(_Model):
     fingerprint: str
     evidence_artifact: ArtifactRef | None = None
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
+    investigation: Investigation | None = None
 
 
 class FixRejectedV1(FixValidatedV1):
@@ -247,6 +287,55 @@ class InfoV1(_Model):
     duplicates: int | None = None
 
 
+class SettingChange(_Model):
+    setting: Literal["memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size"]
+    before: float
+    after: float
+
+    @property
+    def lowers_limit(self) -> bool:
+        return self.setting in LIMIT_SETTINGS and self.after < self.before
+
+
+def is_breaking(changes: list[SettingChange]) -> bool:
+    """A change that lowers a limit (memory, timeout, concurrency) can break the target's callers."""
+    return any(c.lowers_limit for c in changes)
+
+
+class _FixLifecycle(_Model):
+    change_id: str = Field(min_length=1, max_length=64)
+    service: str
+    target: str = Field(description="function name")
+    target_arn: str | None = None
+    changes: list[SettingChange] = Field(description="before -> after of this event's own change")
+    breaking_change: bool
+    summary: str = Field(max_length=2_000)
+    figures: dict[str, float] = Field(default_factory=dict, description="metric figures behind the decision")
+
+
+class FixAppliedV1(_FixLifecycle):
+    """The validated change was made on the target; verification runs until `verify_until`."""
+
+    verify_until: str
+
+
+class FixVerifiedV1(_FixLifecycle):
+    """The target recovered after the change; the change is kept."""
+
+
+class FixRolledBackV1(_FixLifecycle):
+    """The target did not recover: `changes` restore the previous values (or list them, when `restored` is false)."""
+
+    restored: bool
+
+
+class DueV1(_Model):
+    """ApplyDue / VerifyDue: sent by a one-time EventBridge Scheduler schedule the Manager created."""
+
+    change_id: str = Field(min_length=1, max_length=64)
+    due_at: str
+
+
 DATA_MODELS: dict[str, dict[str, type[_Model]]] = {
     DetailType.ISSUE_REPORTED.value: {"1": IssueReportedV1},
     DetailType.REMEDIATION_REQUESTED.value: {"1": RemediationRequestedV1},
@@ -256,6 +345,11 @@ DATA_MODELS: dict[str, dict[str, type[_Model]]] = {
     DetailType.FIX_REJECTED.value: {"1": FixRejectedV1},
     DetailType.APPROVAL_GRANTED.value: {"1": ApprovalV1},
     DetailType.APPROVAL_DENIED.value: {"1": ApprovalV1},
+    DetailType.FIX_APPLIED.value: {"1": FixAppliedV1},
+    DetailType.FIX_VERIFIED.value: {"1": FixVerifiedV1},
+    DetailType.FIX_ROLLED_BACK.value: {"1": FixRolledBackV1},
+    DetailType.APPLY_DUE.value: {"1": DueV1},
+    DetailType.VERIFY_DUE.value: {"1": DueV1},
     **{
         t.value: {"1": InfoV1}
         for t in (
@@ -279,6 +373,9 @@ CONTRACT_SOURCES: dict[str, frozenset[str]] = {
     DetailType.REMEDIATION_FAILED.value: frozenset({Source.ENGINEER.value, Source.QA.value}),
     DetailType.APPROVAL_GRANTED.value: frozenset({Source.OPERATOR.value}),
     DetailType.APPROVAL_DENIED.value: frozenset({Source.OPERATOR.value}),
+    # Put on the bus by the Manager's one-time schedules (the scheduler role may send only these, as the Manager).
+    DetailType.APPLY_DUE.value: frozenset({Source.MANAGER.value}),
+    DetailType.VERIFY_DUE.value: frozenset({Source.MANAGER.value}),
 }
 
 

@@ -34,6 +34,10 @@ class Status(StrEnum):
     FAILED = "FAILED"
     ESCALATED = "ESCALATED"
     BUDGET_PAUSED = "BUDGET_PAUSED"
+    SCHEDULED = "SCHEDULED"  # approved config change waiting for its service's low-traffic window
+    VERIFYING = "VERIFYING"  # change applied; waiting for the alarm (or metric) to recover
+    ROLLED_BACK = "ROLLED_BACK"  # no recovery: previous values restored (escalated next)
+    PATCH_READY = "PATCH_READY"  # validated code patch kept for a person to merge; resolves on alarm OK
     RETRY_WAIT = "RETRY_WAIT"  # the model provider was unreachable; the scheduled scan resumes it
 
 
@@ -56,8 +60,13 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.RETRY_WAIT: frozenset({Status.REMEDIATING}),
     Status.FAILED: frozenset({Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED,
                               Status.RETRY_WAIT}),
+    Status.SCHEDULED: frozenset({Status.APPROVED}),
+    Status.VERIFYING: frozenset({Status.APPROVED, Status.SCHEDULED}),
+    Status.ROLLED_BACK: frozenset({Status.VERIFYING}),
+    Status.PATCH_READY: frozenset({Status.APPROVED}),
     Status.ESCALATED: frozenset(OPEN_STATUSES),
-    Status.RESOLVED: frozenset(OPEN_STATUSES),
+    # Not while APPROVED: a change may be in flight; verification reads the alarm's state instead.
+    Status.RESOLVED: frozenset(OPEN_STATUSES - {Status.APPROVED}),
 }
 
 
@@ -85,6 +94,12 @@ class Incident:
     issue: dict[str, Any]
     last_reason: str = ""
     status_history: list[dict[str, Any]] = field(default_factory=list)
+    # Healing: what was read, what was validated, what was changed (see lambdas/manager/heal.py).
+    investigation: dict[str, Any] | None = None
+    validated_fix: dict[str, Any] | None = None
+    change_id: str | None = None
+    heal_phase: str | None = None
+    change: dict[str, Any] | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Incident:
@@ -108,6 +123,7 @@ class Incident:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "last_reason": self.last_reason,
+            "change": self.change,
         }
 
 
@@ -264,6 +280,9 @@ class IncidentStore:
         new_attempt: int | None = None,
         allowed_from: frozenset[Status] | None = None,
         redo_from: frozenset[Status] = frozenset(),
+        require: dict[str, Any] | None = None,
+        forbid: dict[str, Any] | None = None,
+        also_set: dict[str, Any] | None = None,
     ) -> Incident | None:
         """Move forward, or return None when the incident is not in a state that may precede `to`.
 
@@ -271,6 +290,10 @@ class IncidentStore:
         leads to. A Lambda retry after the status was written but before the event went out
         must finish the step, not drop it. (Duplicates never get here: Powertools idempotency
         holds them while a step runs and answers them once it has finished.)
+
+        `require`: top-level attributes that must hold these values (None = must not exist), on
+        top of the status condition; `forbid`: values they must not hold (absent is fine);
+        `also_set`: attributes written in the same update.
         """
         sources = allowed_from or ALLOWED_FROM[to]
         now = utc_now()
@@ -298,7 +321,22 @@ class IncidentStore:
                 redo.append(f":redo{i}")
             condition = f"({condition}) OR (#status IN ({', '.join(redo)}) AND attempts = :landing)"
             values[":landing"] = landing_attempt
+        for i, (attr, value) in enumerate(sorted((require or {}).items())):
+            names[f"#req{i}"] = attr
+            if value is None:
+                condition = f"({condition}) AND attribute_not_exists(#req{i})"
+            else:
+                values[f":req{i}"] = value
+                condition = f"({condition}) AND #req{i} = :req{i}"
+        for i, (attr, value) in enumerate(sorted((forbid or {}).items())):
+            names[f"#not{i}"] = attr
+            values[f":not{i}"] = value
+            condition = f"({condition}) AND (attribute_not_exists(#not{i}) OR #not{i} <> :not{i})"
         update = "SET #status = :to, updated_at = :now, last_reason = :reason, status_history = list_append(status_history, :hist)"
+        for i, (attr, value) in enumerate(sorted((also_set or {}).items())):
+            names[f"#set{i}"] = attr
+            values[f":set{i}"] = value
+            update += f", #set{i} = :set{i}"
         if new_attempt is not None:
             update += ", attempts = :attempt"
             values[":attempt"] = new_attempt
@@ -376,6 +414,41 @@ class IncidentStore:
             if len(found) >= limit:
                 break
         return found[:limit]
+
+    def record(self, incident_id: str, *, statuses: frozenset[Status], require: dict[str, Any] | None = None,
+               values: dict[str, Any]) -> Incident | None:
+        """Write attributes without changing status, only while the incident is in `statuses` (and
+        `require` holds, None = attribute absent); None when the condition fails."""
+        names: dict[str, str] = {"#status": "status"}
+        vals: dict[str, Any] = {":now": utc_now()}
+        placeholders = []
+        for i, status in enumerate(sorted(s.value for s in statuses)):
+            vals[f":from{i}"] = status
+            placeholders.append(f":from{i}")
+        condition = f"#status IN ({', '.join(placeholders)})"
+        for i, (attr, value) in enumerate(sorted((require or {}).items())):
+            names[f"#req{i}"] = attr
+            if value is None:
+                condition += f" AND attribute_not_exists(#req{i})"
+            else:
+                vals[f":req{i}"] = value
+                condition += f" AND #req{i} = :req{i}"
+        update = "SET updated_at = :now"
+        for i, (attr, value) in enumerate(sorted(values.items())):
+            names[f"#set{i}"] = attr
+            vals[f":set{i}"] = value
+            update += f", #set{i} = :set{i}"
+        try:
+            result = self._table.update_item(
+                Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
+                UpdateExpression=update, ConditionExpression=condition,
+                ExpressionAttributeNames=names, ExpressionAttributeValues=to_item(vals), ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return Incident.from_item(result["Attributes"])
 
     def add_cost(self, incident_id: str, cost_usd: float) -> None:
         self._table.update_item(

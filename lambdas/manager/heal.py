@@ -1,0 +1,856 @@
+"""After approval: apply the validated change, verify recovery, keep it or roll it back.
+
+Config fixes change the target Lambda function through its API, only when it is tagged
+`selfheal:managed=true`, in its service's low-traffic window (critical and high severity
+at once). Each step is a conditional write on the incident that records the change id, so a
+replayed or duplicated event never applies or rolls back twice, and a Lambda retry after a
+crash finishes the step it interrupted. Code fixes are not deployed: the validated patch is
+kept as a `git am`-able artifact (`selfheal patch INCIDENT`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from selfheal_core.artifacts import ArtifactStore
+from selfheal_core.config import RuntimeParameters
+from selfheal_core.events import (
+    ArtifactRef,
+    ConfigChange,
+    DetailType,
+    DueV1,
+    Fix,
+    FixAppliedV1,
+    FixRolledBackV1,
+    FixValidatedV1,
+    FixVerifiedV1,
+    InfoV1,
+    Investigation,
+    IssueReportedV1,
+    Metadata,
+    SettingChange,
+    is_breaking,
+)
+from selfheal_core.incidents import Incident, IncidentStore, Status
+from selfheal_core.messaging import Messenger
+
+from .investigate import MANAGED_TAG, CloudPort
+
+AGENT = "manager"
+SOURCE = "agentops.manager"
+APPLICABLE = ("memory_mb", "timeout_s", "reserved_concurrency", "max_retries")
+URGENT = frozenset({"critical", "high"})
+# A schedule may fire a little early or late; a due event earlier than this is not honoured.
+DUE_SLACK = timedelta(seconds=60)
+EVIDENCE_EXCERPT_LINES = 10
+
+
+def now() -> datetime:
+    """The heal loop's clock (tests move it to a window's start or a verification's end)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ScheduleTarget:
+    """Where one-time schedules deliver: the agents bus, through the scheduler role."""
+
+    env: str
+    bus_arn: str
+    role_arn: str
+
+
+class HealPorts(Protocol):
+    """The Manager's ports this module uses (logic.ManagerPorts provides them)."""
+
+    incidents: IncidentStore
+    monitor: Any
+    messenger: Messenger
+    params: RuntimeParameters
+    artifacts: ArtifactStore
+    cloud: CloudPort
+    schedules: ScheduleTarget
+
+
+class HealAbort(RuntimeError):
+    """The change cannot be made safely; `reason` is what a person must know."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def step(thought: str, action: str, observation: str) -> dict[str, str]:
+    return {"thought": thought, "action": action, "observation": observation[:1000]}
+
+
+def change_id_of(incident: Incident) -> str:
+    return "chg-" + hashlib.sha256(f"{incident.incident_id}|{incident.attempts}".encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------ the validated fix
+
+
+def remember_validated(incident: Incident, data: FixValidatedV1, ports: HealPorts) -> None:
+    """Keep what QA validated on the incident: approval may come much later, from another event."""
+    fix = data.fix
+    if fix.artifact is not None:
+        fix = Fix.model_validate(ports.artifacts.get_json(fix.artifact))
+    record = {
+        "attempt": incident.attempts,
+        "fix": fix.model_dump(mode="json", exclude_none=True),
+        "evidence": [e.model_dump(mode="json", exclude_none=True) for e in data.evidence],
+        "evidence_artifact": data.evidence_artifact.model_dump(mode="json") if data.evidence_artifact else None,
+    }
+    ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/validated-{incident.attempts}.json", record)
+    ports.incidents.record(incident.incident_id, statuses=frozenset({Status.VALIDATED}),
+                           values={"validated_fix": ref.model_dump(mode="json")})
+
+
+def _validated(incident: Incident, ports: HealPorts) -> dict[str, Any] | None:
+    if not incident.validated_fix:
+        return None
+    record: dict[str, Any] = ports.artifacts.get_json(ArtifactRef.model_validate(incident.validated_fix))
+    return record
+
+
+# ------------------------------------------------------------------------------ after approval
+
+
+def after_approval(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    """APPROVED: keep a code patch, or plan the config change and apply it now or in its window."""
+    record = _validated(incident, ports)
+    if record is None:
+        return _escalate(incident, ports, "approved, but the validated fix was not recorded; nothing was changed",
+                         frozenset({Status.APPROVED}))
+    fix = Fix.model_validate(record["fix"])
+    if fix.kind == "code":
+        return _patch_ready(incident, fix, record, ports)
+    try:
+        change = plan_change(incident, fix)
+    except HealAbort as exc:
+        return _escalate(incident, ports, exc.reason, frozenset({Status.APPROVED}))
+    planned = ports.incidents.record(
+        incident.incident_id, statuses=frozenset({Status.APPROVED}), require={"change_id": None},
+        values={"change_id": change["change_id"], "change": change, "heal_phase": "planned"},
+    ) or ports.incidents.get(incident.incident_id)
+    if planned is None or planned.change_id != change["change_id"]:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    if planned.status != Status.APPROVED.value:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    if planned.heal_phase == "applying":  # a retry after a crash inside the apply: finish it
+        return apply_change(planned, ports)
+    due = next_window(now(), planned.service, planned.severity, ports.params.apply_windows)
+    if due is None:
+        return apply_change(planned, ports)
+    return _schedule_apply(planned, due, ports)
+
+
+def plan_change(incident: Incident, fix: Fix) -> dict[str, Any]:
+    """The exact change: only settings that were read, on the function that was read."""
+    inv = Investigation.model_validate(incident.investigation) if incident.investigation else None
+    by_hand = _by_hand(inv.target if inv and inv.target else incident.service, fix)
+    if inv is None or inv.target is None:
+        raise HealAbort(f"the target was never investigated; make the change by hand: {by_hand}")
+    if inv.managed is not True:
+        why = "target not managed" if inv.managed is False else "target not managed (its tags could not be read)"
+        raise HealAbort(f"{why}: {inv.target} lacks {MANAGED_TAG}=true; make the change by hand: {by_hand}")
+    previous: dict[str, float] = {}
+    proposed: dict[str, float] = {}
+    for c in fix.changes:
+        if c.target != inv.target:
+            raise HealAbort(f"the change targets {c.target!r} but {inv.target!r} was investigated; nothing was changed")
+        if c.setting not in APPLICABLE:
+            raise HealAbort(f"{c.setting} cannot be applied through the Lambda API here; make the change by hand: {by_hand}")
+        if c.setting not in inv.values:
+            raise HealAbort(f"no change relative to a value nobody read: {inv.gap_for(c.setting)}")
+        previous[c.setting] = inv.values[c.setting]
+        proposed[c.setting] = float(c.proposed)
+    if not proposed:
+        raise HealAbort("the validated fix changes nothing")
+    if ("memory_mb" in proposed or "timeout_s" in proposed) and not inv.revision_id:
+        raise HealAbort(f"no RevisionId was read for {inv.target}, so a concurrent change could not be detected; "
+                        f"make the change by hand: {by_hand}")
+    return {
+        "change_id": change_id_of(incident),
+        "target": inv.target,
+        "target_arn": inv.target_arn,
+        "revision_id": inv.revision_id,
+        "previous": previous,
+        "proposed": proposed,
+    }
+
+
+def _by_hand(target: str, fix: Fix) -> str:
+    parts = []
+    config = {"memory_mb": "--memory-size", "timeout_s": "--timeout"}
+    flags = [f"{config[c.setting]} {c.proposed:g}" for c in fix.changes if c.setting in config]
+    if flags:
+        parts.append(f"aws lambda update-function-configuration --function-name {target} {' '.join(flags)}")
+    for c in fix.changes:
+        if c.setting == "reserved_concurrency":
+            parts.append(f"aws lambda put-function-concurrency --function-name {target} "
+                         f"--reserved-concurrent-executions {c.proposed:g}")
+        elif c.setting == "max_retries":
+            parts.append(f"aws lambda put-function-event-invoke-config --function-name {target} "
+                         f"--maximum-retry-attempts {c.proposed:g}")
+        elif c.setting not in config:
+            parts.append(f"set {c.setting} of {c.target} to {c.proposed:g}")
+    return "; ".join(parts) or "no change proposed"
+
+
+# ------------------------------------------------------------------------------ windows
+
+
+def next_window(at: datetime, service: str, severity: str, windows: dict[str, str | list[str]]) -> datetime | None:
+    """None = apply now (urgent, "any", or inside a window); else the next window's start (UTC)."""
+    if severity in URGENT:
+        return None
+    spec = windows.get(service, windows.get("*", "any"))
+    if spec == "any" or not spec:
+        return None
+    if isinstance(spec, str):
+        spec = [spec]
+    starts = []
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    for offset in (-1, 0, 1):
+        base = day + timedelta(days=offset)
+        for window in spec:
+            start, end = _parse_window(window, base)
+            if start <= at < end:
+                return None
+            if start > at:
+                starts.append(start)
+    return min(starts)
+
+
+def _parse_window(window: str, base: datetime) -> tuple[datetime, datetime]:
+    try:
+        first, second = window.split("-")
+        sh, sm = (int(x) for x in first.strip().split(":"))
+        eh, em = (int(x) for x in second.strip().split(":"))
+    except ValueError as exc:
+        raise ValueError(f"apply window {window!r} must look like 'HH:MM-HH:MM' (UTC)") from exc
+    start = base + timedelta(hours=sh, minutes=sm)
+    end = base + timedelta(hours=eh, minutes=em)
+    return start, end if end > start else end + timedelta(days=1)
+
+
+def _schedule_apply(incident: Incident, due: datetime, ports: HealPorts) -> dict[str, Any]:
+    change = dict(incident.change or {})
+    change["scheduled_for"] = due.isoformat(timespec="seconds")
+    create_schedule(ports, "apply", incident, DetailType.APPLY_DUE, due)
+    scheduled = ports.incidents.transition(
+        incident.incident_id, Status.SCHEDULED, reason=f"waiting for the low-traffic window at {change['scheduled_for']}",
+        expected_attempt=incident.attempts, redo_from=frozenset({Status.SCHEDULED}),
+        require={"change_id": change["change_id"]}, also_set={"change": change, "heal_phase": "scheduled"},
+    )
+    if scheduled is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    ports.monitor.record_decision(
+        "schedule_apply",
+        [step(f"{incident.severity} severity; {incident.service} has low-traffic windows",
+              "wait for the next window (one-time schedule ApplyDue)", change["scheduled_for"])],
+        {"severity": incident.severity, "windows": ports.params.apply_windows.get(incident.service,
+                                                                                  ports.params.apply_windows.get("*", "any"))},
+        {"status": Status.SCHEDULED.value, "apply_at": change["scheduled_for"], "change_id": change["change_id"]},
+        0.9, once=f"schedule_apply#{change['change_id']}",
+    )
+    _announce(ports, scheduled, DetailType.REMEDIATION_APPROVED, f"change {change['change_id']} scheduled for {change['scheduled_for']}")
+    return {"action": "scheduled", "incident_id": incident.incident_id, "apply_at": change["scheduled_for"]}
+
+
+def create_schedule(ports: HealPorts, kind: str, incident: Incident, detail_type: DetailType, at: datetime) -> None:
+    """A one-time schedule that puts `detail_type` on the bus; creating it twice is a no-op."""
+    target = ports.schedules
+    if not target.bus_arn or not target.role_arn:
+        raise RuntimeError("EVENT_BUS_ARN and SCHEDULER_ROLE_ARN must be set for the Manager to schedule")
+    metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
+                        attempt=max(incident.attempts, 1))
+    due = DueV1(change_id=str(incident.change_id), due_at=at.isoformat(timespec="seconds"))
+    try:
+        ports.cloud.client("scheduler").create_schedule(
+            Name=schedule_name(target.env, kind, incident.incident_id),
+            ScheduleExpression=f"at({at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S')})",
+            ScheduleExpressionTimezone="UTC",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            ActionAfterCompletion="DELETE",
+            Description=f"Selfheal {detail_type.value} for {incident.incident_id}",
+            Target={
+                "Arn": target.bus_arn,
+                "RoleArn": target.role_arn,
+                "Input": json.dumps({"metadata": metadata.model_dump(mode="json"), "data": due.model_dump(mode="json")}),
+                "EventBridgeParameters": {"DetailType": detail_type.value, "Source": SOURCE},
+                "RetryPolicy": {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400},
+            },
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConflictException":
+            raise
+
+
+def schedule_name(env: str, kind: str, incident_id: str) -> str:
+    return f"selfheal-{env}-{kind}-{incident_id}"[:64]
+
+
+def handle_apply_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict[str, Any]:
+    incident = ports.incidents.get(metadata.incident_id)
+    if incident is None or incident.change_id != data.change_id:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    if incident.status == Status.VERIFYING.value and incident.heal_phase == "applied":
+        return _announce_applied(incident, ports)  # the apply finished; only its announcement may be missing
+    if incident.status != Status.SCHEDULED.value:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    scheduled_for = _parse_time((incident.change or {}).get("scheduled_for"))
+    if scheduled_for is not None and now() < scheduled_for - DUE_SLACK:
+        return {"action": "not_due", "incident_id": incident.incident_id, "apply_at": scheduled_for.isoformat()}
+    return apply_change(incident, ports)
+
+
+# ------------------------------------------------------------------------------ safety net
+
+# A due event may be lost (schedule deleted by hand, delivery retries exhausted); the scheduled
+# scan then does the step once it is this late. The steps are the same guarded ones, so a late
+# schedule arriving afterwards is stale.
+OVERDUE = timedelta(minutes=10)
+
+
+def sweep_overdue(ports: HealPorts) -> list[str]:
+    """On the scheduled scan: finish heal steps whose due event never came."""
+    swept = []
+    late = now() - OVERDUE
+    for incident in ports.incidents.list_recent(days=2, limit=500):
+        if incident.status not in (Status.APPROVED.value, Status.SCHEDULED.value, Status.VERIFYING.value, Status.ROLLED_BACK.value):
+            continue
+        change = incident.change or {}
+        due_at = _parse_time(change.get("verify_until") if incident.status in (Status.VERIFYING.value, Status.ROLLED_BACK.value)
+                             else change.get("scheduled_for")) or _parse_time(incident.updated_at)
+        if due_at is None or due_at > late:
+            continue
+        ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+        if incident.status == Status.APPROVED.value:
+            result = after_approval(incident, ports)
+        else:
+            due = DueV1(change_id=str(incident.change_id), due_at=due_at.isoformat(timespec="seconds"))
+            handle = handle_apply_due if incident.status == Status.SCHEDULED.value else handle_verify_due
+            result = handle(_metadata(incident), due, ports)
+        if result.get("action") not in ("stale", "not_due"):
+            swept.append(incident.incident_id)
+    return swept
+
+
+# ------------------------------------------------------------------------------ apply
+
+
+def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    """Make the recorded change; every exit leaves the incident VERIFYING or ESCALATED."""
+    change = dict(incident.change or {})
+    cid = change["change_id"]
+    sources = frozenset({Status.APPROVED, Status.SCHEDULED})
+    redo = incident.heal_phase == "applying"
+    claimed = ports.incidents.record(incident.incident_id, statuses=sources,
+                                     require={"change_id": cid, "heal_phase": incident.heal_phase},
+                                     values={"heal_phase": "applying"})
+    if claimed is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    chain = [step("The validated change is approved and due", f"apply {cid} to {change['target']}",
+                  _describe(change["previous"], change["proposed"]))]
+    try:
+        _check_still_managed(change, ports.cloud, by_hand=_by_hand_values(change["target"], change["proposed"]))
+        written = _write(change["target"], change["proposed"], change["previous"], change.get("revision_id"), ports.cloud,
+                         redo=redo, check_fresh=True, chain=chain)
+    except HealAbort as exc:
+        return _escalate(claimed, ports, exc.reason, sources, chain=chain, decision="apply")
+    change.update(written)
+    applied_at = now()
+    verify_until = applied_at + timedelta(seconds=ports.params.verify_window_seconds)
+    change.update({"applied_at": applied_at.isoformat(timespec="seconds"),
+                   "verify_until": verify_until.isoformat(timespec="seconds")})
+    create_schedule(ports, "verify", claimed, DetailType.VERIFY_DUE, verify_until)
+    verifying = ports.incidents.transition(
+        incident.incident_id, Status.VERIFYING, reason=f"{cid} applied; verifying until {change['verify_until']}",
+        allowed_from=sources, require={"change_id": cid}, also_set={"change": change, "heal_phase": "applied"},
+    )
+    if verifying is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    changes = _changes(change["previous"], change["proposed"])
+    chain.append(step("Does the service recover with the change?", f"verify for {ports.params.verify_window_seconds} s",
+                      f"VerifyDue scheduled at {change['verify_until']}"))
+    ports.monitor.record_decision(
+        "apply", chain,
+        {"change_id": cid, "target": change["target"], "previous": change["previous"]},
+        {"status": Status.VERIFYING.value, "applied": change["proposed"], "breaking_change": is_breaking(changes),
+         "revision_after": change.get("revision_after")},
+        0.9, once=f"apply#{cid}",
+    )
+    return _announce_applied(verifying, ports)
+
+
+def _announce_applied(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    change = incident.change or {}
+    changes = _changes(change["previous"], change["proposed"])
+    _send(ports, incident, DetailType.FIX_APPLIED, FixAppliedV1(
+        change_id=change["change_id"], service=incident.service, target=change["target"], target_arn=change.get("target_arn"),
+        changes=changes, breaking_change=is_breaking(changes), verify_until=change["verify_until"],
+        summary=f"{_describe(change['previous'], change['proposed'])} on {change['target']}; verifying until {change['verify_until']}",
+    ))
+    return {"action": "applied", "incident_id": incident.incident_id, "change_id": change["change_id"]}
+
+
+def _write(target: str, values: dict[str, float], base: dict[str, float], revision_id: str | None, cloud: CloudPort, *,
+           redo: bool, check_fresh: bool, chain: list[dict[str, str]]) -> dict[str, Any]:
+    """Move the target from `base` to `values`. Configuration first, guarded by `revision_id`; on a
+    retry of a step whose write already landed, the guard fails and the values read back are ours."""
+    lam = cloud.client("lambda")
+    if check_fresh:
+        _check_unguarded(lam, target, values, base)
+    config = {k: v for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items() if v is not None}
+    result: dict[str, Any] = {}
+    if config:
+        try:
+            guard = {"RevisionId": revision_id} if revision_id else {}
+            updated = lam.update_function_configuration(FunctionName=target, **guard, **{k: int(v) for k, v in config.items()})
+            result["revision_after"] = updated.get("RevisionId")
+            chain.append(step("Has anyone changed the function since it was read?",
+                              f"UpdateFunctionConfiguration with RevisionId {revision_id}", "no: change made"))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code != "PreconditionFailedException":
+                raise HealAbort(f"UpdateFunctionConfiguration on {target} failed ({code}); nothing was changed") from exc
+            current = lam.get_function_configuration(FunctionName=target)
+            landed = {"MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout")}
+            # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step).
+            if not all(landed[k] == int(v) for k, v in config.items()):
+                raise HealAbort(
+                    f"{target} changed since it was read (RevisionId {revision_id} is stale, now {current.get('RevisionId')}): "
+                    f"fail safe, nothing was changed; values now timeout {landed['Timeout']} s, memory {landed['MemorySize']} MB"
+                ) from exc
+            result["revision_after"] = current.get("RevisionId")
+            chain.append(step("The revision moved: is it our own earlier write?", "GetFunctionConfiguration",
+                              "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else "")))
+    done: list[str] = [k for k in ("memory_mb", "timeout_s") if k in values]
+    try:
+        if "reserved_concurrency" in values:
+            lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(values["reserved_concurrency"]))
+            done.append("reserved_concurrency")
+        if "max_retries" in values:
+            lam.put_function_event_invoke_config(FunctionName=target, MaximumRetryAttempts=int(values["max_retries"]))
+            done.append("max_retries")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        undone = _undo(lam, target, done, base, result.get("revision_after"))
+        raise HealAbort(f"{target}: writing {', '.join(sorted(set(values) - set(done)))} failed ({code}) after "
+                        f"{', '.join(done) or 'nothing'} was written; {undone}") from exc
+    return result
+
+
+def _undo(lam: Any, target: str, done: list[str], base: dict[str, float], revision_id: str | None) -> str:
+    """Best effort: put back what this step wrote before a later write of the same step failed."""
+    if not done:
+        return "nothing to put back"
+    try:
+        config = {k: int(base[s]) for s, k in (("memory_mb", "MemorySize"), ("timeout_s", "Timeout")) if s in done}
+        if config:
+            lam.update_function_configuration(FunctionName=target, **({"RevisionId": revision_id} if revision_id else {}), **config)
+        if "reserved_concurrency" in done:
+            lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(base["reserved_concurrency"]))
+    except ClientError as exc:
+        return f"putting back {', '.join(done)} failed too ({exc.response.get('Error', {}).get('Code')}): set by hand to " + \
+            ", ".join(f"{k}={base[k]:g}" for k in done)
+    return "put back " + ", ".join(f"{k}={base[k]:g}" for k in done)
+
+
+def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: str) -> None:
+    """The opt-in is read again right before the write (a scheduled change may wait a day); the
+    IAM condition enforces the same on AWS."""
+    try:
+        tags = cloud.client("lambda").list_tags(Resource=change.get("target_arn") or change["target"]).get("Tags", {})
+    except ClientError as exc:
+        raise HealAbort(f"target not managed (its tags could not be read: {exc.response.get('Error', {}).get('Code')}); "
+                        f"make the change by hand: {by_hand}") from exc
+    if tags.get(MANAGED_TAG) != "true":
+        raise HealAbort(f"target not managed: {change['target']} no longer has {MANAGED_TAG}=true; make the change by hand: {by_hand}")
+
+
+def _by_hand_values(target: str, values: dict[str, float]) -> str:
+    return _by_hand(target, Fix(kind="config", provider="selfheal", rationale="by hand", risk_level="low",
+                                changes=[ConfigChange(setting=k, target=target, proposed=v) for k, v in sorted(values.items())]))
+
+
+def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
+    """Concurrency and retries have no RevisionId: read them again and refuse if someone moved them."""
+    if "reserved_concurrency" in values:
+        now_value = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
+        if not _same(now_value, base["reserved_concurrency"]) and not _same(now_value, values["reserved_concurrency"]):
+            raise HealAbort(f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
+                            "that was validated: fail safe, nothing was changed")
+    if "max_retries" in values:
+        try:
+            now_value = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
+        except ClientError:
+            now_value = None
+        if not _same(now_value, base["max_retries"]) and not _same(now_value, values["max_retries"]):
+            raise HealAbort(f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
+                            "that was validated: fail safe, nothing was changed")
+
+
+def _same(value: Any, expected: float) -> bool:
+    return value is not None and float(value) == float(expected)
+
+
+# ------------------------------------------------------------------------------ verify
+
+
+def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict[str, Any]:
+    incident = ports.incidents.get(metadata.incident_id)
+    if incident is None or incident.change_id != data.change_id:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    if incident.status == Status.ROLLED_BACK.value:  # a retry after the restore: finish the escalation
+        return _finish_rollback(incident, ports)
+    if incident.status != Status.VERIFYING.value or incident.heal_phase not in ("applied", "rolling_back"):
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    verify_until = _parse_time((incident.change or {}).get("verify_until"))
+    if verify_until is not None and now() < verify_until - DUE_SLACK:
+        return {"action": "not_due", "incident_id": incident.incident_id, "verify_until": verify_until.isoformat()}
+    if incident.heal_phase == "rolling_back":
+        return rollback(incident, ports, {}, "retry of an interrupted rollback")
+    recovered, figures, chain = check_recovery(incident, ports)
+    if recovered:
+        resolved = ports.incidents.transition(incident.incident_id, Status.RESOLVED, reason="recovered within the verify window",
+                                              allowed_from=frozenset({Status.VERIFYING}), require={"change_id": data.change_id})
+        if resolved is None:
+            return {"action": "stale", "incident_id": incident.incident_id}
+        return _verified(resolved, ports, figures, chain)
+    return rollback(incident, ports, figures, "no recovery within the verify window", chain=chain)
+
+
+def on_alarm_ok(before: Incident | None, resolved: Incident, alarm_figures: dict[str, float], ports: HealPorts) -> None:
+    """The originating alarm is OK while a change was being verified: the change is kept."""
+    if before is None or before.status != Status.VERIFYING.value or not before.change:
+        return
+    figures = {**_before_figures(before), **{f"after_{k}": v for k, v in alarm_figures.items()}}
+    chain = [step("The alarm that opened this incident is OK again", "compare before and after", _figures_text(figures))]
+    _verified(resolved, ports, figures, chain)
+
+
+def _verified(incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]]) -> dict[str, Any]:
+    change = incident.change or {}
+    changes = _changes(change["previous"], change["proposed"])
+    ports.monitor.record_decision(
+        "verify", chain, {"change_id": change["change_id"], "verify_until": change.get("verify_until")},
+        {"status": Status.RESOLVED.value, "recovered": True, "figures": figures}, 0.9, once=f"verify#{change['change_id']}",
+    )
+    _send(ports, incident, DetailType.FIX_VERIFIED, FixVerifiedV1(
+        change_id=change["change_id"], service=incident.service, target=change["target"], target_arn=change.get("target_arn"),
+        changes=changes, breaking_change=is_breaking(changes), figures=figures,
+        summary=f"{change['target']} recovered with {_describe(change['previous'], change['proposed'])}; change kept",
+    ))
+    _announce(ports, incident, DetailType.INCIDENT_RESOLVED, f"recovered after {change['change_id']}: {_figures_text(figures)}")
+    return {"action": "resolved", "incident_id": incident.incident_id, "figures": figures}
+
+
+def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
+    """Alarm incidents: is the alarm OK now? Others: did the describing metric stay under its threshold?"""
+    issue = IssueReportedV1.model_validate(incident.issue)
+    figures = _before_figures(incident)
+    if incident.origin == "alarm" and issue.resource:
+        try:
+            alarms = ports.cloud.client("cloudwatch").describe_alarms(AlarmNames=[issue.resource]).get("MetricAlarms", [])
+        except ClientError as exc:
+            return False, figures, [step("Is the alarm OK now?", f"DescribeAlarms {issue.resource}",
+                                         f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery")]
+        state = alarms[0].get("StateValue") if alarms else "MISSING"
+        latest = _latest_datapoint(alarms[0]) if alarms else None
+        if latest is not None:
+            figures["after_latest_datapoint"] = latest
+        return state == "OK", figures, [step("Is the alarm that opened the incident OK now?", f"DescribeAlarms {issue.resource}",
+                                             f"state {state}; {_figures_text(figures)}")]
+    return _metric_recovery(incident, issue, figures, ports)
+
+
+def _latest_datapoint(alarm: dict[str, Any]) -> float | None:
+    try:
+        points = json.loads(alarm.get("StateReasonData") or "{}").get("recentDatapoints") or []
+    except ValueError:
+        return None
+    return float(points[-1]) if points and isinstance(points[-1], (int, float)) else None
+
+
+METRICS = {
+    "latency": ("Duration", "p95"),
+    "throttling": ("Throttles", "Sum"),
+}
+
+
+def _metric_recovery(incident: Incident, issue: IssueReportedV1, figures: dict[str, float],
+                     ports: HealPorts) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
+    """Per minute since the change: Duration p95 or Throttles against their threshold; Errors
+    against the issue's threshold when it gave one, else the error rate against the scan's."""
+    change = incident.change or {}
+    target = change["target"]
+    metric, stat = METRICS.get(issue.issue_type, ("Errors", "Sum"))
+    thresholds = ports.params.scan_thresholds
+    explicit = issue.signals.get("threshold")
+    as_rate = metric == "Errors" and explicit is None
+    threshold = float(explicit if explicit is not None else {
+        "Duration": thresholds.latency_p95_ms, "Throttles": thresholds.throttles, "Errors": thresholds.error_rate_pct}[metric])
+    start = _parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
+    end = max(now(), start + timedelta(minutes=1))
+    dims = [{"Name": "FunctionName", "Value": target}]
+    queries = [(metric.lower(), metric, stat)] + ([("invocations", "Invocations", "Sum")] if as_rate else [])
+    try:
+        results = ports.cloud.client("cloudwatch").get_metric_data(
+            MetricDataQueries=[{"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dims},
+                                                           "Period": 60, "Stat": st}} for qid, name, st in queries],
+            StartTime=start, EndTime=end,
+        ).get("MetricDataResults", [])
+    except ClientError as exc:
+        return False, figures, [step(f"Did {metric} stay under {threshold:g}?", "GetMetricData",
+                                     f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery")]
+    series = {r["Id"]: dict(zip(r.get("Timestamps", []), r.get("Values", []), strict=False)) for r in results}
+    measured = series.get(metric.lower(), {})
+    if as_rate:
+        calls = series.get("invocations", {})
+        values = [100.0 * float(v) / float(calls[t]) if calls.get(t) else (100.0 if v else 0.0) for t, v in measured.items()]
+        label = "error rate %"
+        figures["after_error_rate_pct_max"] = max(values, default=0.0)
+    else:
+        values = [float(v) for v in measured.values()]
+        label = f"{metric} ({stat})"
+        figures[f"after_{metric.lower()}_max"] = max(values, default=0.0)
+    worst = max(values, default=0.0)
+    figures.update({"threshold": threshold, "after_datapoints": float(len(values))})
+    recovered = worst <= threshold
+    return recovered, figures, [step(f"Did {target}'s {label} stay under {threshold:g} for the window?",
+                                     "GetMetricData per minute since the change",
+                                     f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}"
+                                     + ("" if values else " (no traffic: nothing shows the change harmful)"))]
+
+
+def _before_figures(incident: Incident) -> dict[str, float]:
+    signals = (incident.issue or {}).get("signals") or {}
+    return {f"before_{k}": float(v) for k, v in signals.items() if k in ("latest_datapoint", "threshold", "error_rate_pct",
+                                                                           "errors", "throttles", "duration", "p95_ms")}
+
+
+# ------------------------------------------------------------------------------ rollback
+
+
+def rollback(incident: Incident, ports: HealPorts, figures: dict[str, float], why: str,
+             chain: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    change = dict(incident.change or {})
+    cid = change["change_id"]
+    redo = incident.heal_phase == "rolling_back"
+    claimed = ports.incidents.record(
+        incident.incident_id, statuses=frozenset({Status.VERIFYING}), require={"change_id": cid, "heal_phase": incident.heal_phase},
+        values={"heal_phase": "rolling_back", "change": {**change, "figures": figures or change.get("figures", {})}},
+    )
+    if claimed is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    figures = figures or change.get("figures", {})
+    chain = [*(chain or []), step(f"{why}", f"restore the previous values of {change['target']}",
+                                  _describe(change["proposed"], change["previous"]))]
+    restore = {k: float(v) for k, v in change["previous"].items()}
+    try:
+        _write(change["target"], restore, change["proposed"], change.get("revision_after"), ports.cloud,
+               redo=redo, check_fresh=False, chain=chain)
+    except HealAbort as exc:
+        return _rollback_failed(claimed, ports, figures, chain, exc.reason)
+    rolled = ports.incidents.transition(
+        incident.incident_id, Status.ROLLED_BACK, reason=f"{why}; restored {_describe(change['proposed'], change['previous'])}",
+        allowed_from=frozenset({Status.VERIFYING}), require={"change_id": cid}, also_set={"heal_phase": "rolled_back"},
+    )
+    if rolled is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    ports.monitor.record_decision(
+        "rollback", chain, {"change_id": cid, "figures": figures},
+        {"status": Status.ROLLED_BACK.value, "restored": change["previous"]}, 0.9, once=f"rollback#{cid}",
+    )
+    return _finish_rollback(rolled, ports)
+
+
+def _finish_rollback(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    change = incident.change or {}
+    restored = _changes(change["proposed"], change["previous"])
+    figures = change.get("figures") or {}
+    _send(ports, incident, DetailType.FIX_ROLLED_BACK, FixRolledBackV1(
+        change_id=change["change_id"], service=incident.service, target=change["target"], target_arn=change.get("target_arn"),
+        changes=restored, breaking_change=is_breaking(restored), restored=True, figures=figures,
+        summary=f"{change['target']} did not recover; restored {_describe(change['proposed'], change['previous'])}",
+    ))
+    escalated = ports.incidents.transition(
+        incident.incident_id, Status.ESCALATED, reason=f"rolled back {change['change_id']}: no recovery ({_figures_text(figures)})",
+        allowed_from=frozenset({Status.ROLLED_BACK}),
+    )
+    if escalated is not None:
+        _announce(ports, escalated, DetailType.INCIDENT_ESCALATED,
+                  f"{change['target']} did not recover after {_describe(change['previous'], change['proposed'])}; "
+                  f"the change was rolled back ({_figures_text(figures)}). A person must investigate.")
+    return {"action": "rolled_back", "incident_id": incident.incident_id, "figures": figures}
+
+
+def _rollback_failed(incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]],
+                     error: str) -> dict[str, Any]:
+    change = incident.change or {}
+    restore = _changes(change["proposed"], change["previous"])
+    by_hand = _by_hand_values(change["target"], {c.setting: c.after for c in restore})
+    reason = f"ROLLBACK FAILED ({error}); restore by hand: {by_hand}"
+    escalated = ports.incidents.transition(
+        incident.incident_id, Status.ESCALATED, reason=reason, allowed_from=frozenset({Status.VERIFYING}),
+        require={"change_id": change["change_id"]}, also_set={"heal_phase": "rollback_failed"},
+    )
+    if escalated is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    chain.append(step("The restore did not go through", "escalate with the exact values to restore", reason))
+    ports.monitor.record_decision("rollback", chain, {"change_id": change["change_id"], "figures": figures},
+                                  {"status": Status.ESCALATED.value, "restored": False, "restore_by_hand": change["previous"]}, 0.95,
+                                  once=f"rollback#{change['change_id']}")
+    _send(ports, escalated, DetailType.FIX_ROLLED_BACK, FixRolledBackV1(
+        change_id=change["change_id"], service=escalated.service, target=change["target"], target_arn=change.get("target_arn"),
+        changes=restore, breaking_change=is_breaking(restore), restored=False, figures=figures, summary=reason[:2000],
+    ))
+    _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
+    return {"action": "rollback_failed", "incident_id": incident.incident_id}
+
+
+# ------------------------------------------------------------------------------ code fixes
+
+
+def _patch_ready(incident: Incident, fix: Fix, record: dict[str, Any], ports: HealPorts) -> dict[str, Any]:
+    issue = IssueReportedV1.model_validate(incident.issue)
+    originals: dict[str, str] = {}
+    if issue.code is not None:
+        originals.update(issue.code.files)
+        if issue.code.artifact is not None:
+            originals.update(ports.artifacts.get_json(issue.code.artifact))
+    mbox = format_patch(incident, fix, record, originals, when=now())
+    ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/patch.json", {"incident_id": incident.incident_id, "mbox": mbox})
+    ready = ports.incidents.transition(
+        incident.incident_id, Status.PATCH_READY, reason="validated patch kept; apply with: selfheal patch " + incident.incident_id,
+        expected_attempt=incident.attempts, redo_from=frozenset({Status.PATCH_READY}),
+        also_set={"patch": ref.model_dump(mode="json")},
+    )
+    if ready is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    ports.monitor.record_decision(
+        "keep_patch",
+        [step("The validated fix is a code change", "keep the patch; code is not deployed by Selfheal",
+              f"selfheal patch {incident.incident_id} | git am"),
+         step("When is it done?", "resolve when the originating alarm returns to OK", "PATCH_READY")],
+        {"kind": "code", "files": sorted({*fix.files, *fix.tests})}, {"status": Status.PATCH_READY.value, "patch": ref.key}, 0.9,
+        once="keep_patch",
+    )
+    # A person merges and deploys it: the notification route tells them.
+    _announce(ports, ready, DetailType.INCIDENT_ESCALATED,
+              f"validated patch ready to merge: selfheal patch {incident.incident_id} | git am")
+    return {"action": "patch_ready", "incident_id": incident.incident_id}
+
+
+def format_patch(incident: Incident, fix: Fix, record: dict[str, Any], originals: dict[str, str], *, when: datetime) -> str:
+    """An mbox message `git am` accepts: QA's evidence in the message body, the diff after `---`."""
+    diff = _diff(fix, originals)
+    lines = [
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001",
+        "From: Selfheal <selfheal@localhost>",
+        f"Date: {format_datetime(when)}",
+        f"Subject: [PATCH] Fix {incident.issue_type} in {incident.service} ({incident.incident_id})",
+        "",
+        *_indent_safe(fix.rationale),
+        "",
+        f"QA evidence (attempt {record.get('attempt')}):",
+    ]
+    for e in record.get("evidence", []):
+        status = "PASS" if e.get("passed") else "FAIL"
+        exit_code = f", exit {e['exit_code']}" if e.get("exit_code") is not None else ""
+        lines.append(f"- {e.get('check')}: {status}{exit_code}" + (f" ({e['command']})" if e.get("command") else ""))
+        lines.extend("    " + x for x in str(e.get("excerpt", "")).splitlines()[-EVIDENCE_EXCERPT_LINES:])
+    lines += ["", f"Selfheal-Incident: {incident.incident_id}", f"Selfheal-Provider: {fix.provider}"
+              + (f" ({fix.model})" if fix.model else ""), "---", diff.rstrip("\n"), "-- ", "selfheal", ""]
+    return "\n".join(lines)
+
+
+def _indent_safe(text: str) -> list[str]:
+    """Message lines that git mailinfo would take for the start of the diff are indented."""
+    out = []
+    for line in text.splitlines():
+        out.append("  " + line if line.startswith(("---", "diff ", "Index: ", "From ")) else line)
+    return out
+
+
+def _diff(fix: Fix, originals: dict[str, str]) -> str:
+    parts = []
+    if fix.patch and not fix.files:
+        parts.append(fix.patch if fix.patch.endswith("\n") else fix.patch + "\n")
+    for path, new in sorted({**fix.files, **fix.tests}.items()):
+        old = originals.get(path)
+        if old == new:
+            continue
+        header = [f"diff --git a/{path} b/{path}"]
+        if old is None:
+            header.append("new file mode 100644")
+        body = difflib.unified_diff(
+            (old or "").splitlines(keepends=True), new.splitlines(keepends=True),
+            fromfile="/dev/null" if old is None else f"a/{path}", tofile=f"b/{path}",
+        )
+        text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in body)
+        parts.append("\n".join(header) + "\n" + text)
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------ shared
+
+
+def _escalate(incident: Incident, ports: HealPorts, reason: str, sources: frozenset[Status],
+              chain: list[dict[str, str]] | None = None, decision: str = "apply") -> dict[str, Any]:
+    escalated = ports.incidents.transition(incident.incident_id, Status.ESCALATED, reason=reason[:1000], allowed_from=sources)
+    if escalated is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    ports.monitor.record_decision(
+        decision, [*(chain or []), step("The change cannot be made safely", "escalate; nothing applied", reason)],
+        {"incident_id": incident.incident_id}, {"status": Status.ESCALATED.value, "reason": reason[:500]}, 0.95,
+    )
+    _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
+    return {"action": "escalated", "incident_id": incident.incident_id, "reason": reason}
+
+
+def _changes(before: dict[str, float], after: dict[str, float]) -> list[SettingChange]:
+    return [SettingChange(setting=k, before=float(before[k]), after=float(after[k])) for k in sorted(after) if k in before]
+
+
+def _describe(before: dict[str, float], after: dict[str, float]) -> str:
+    return ", ".join(f"{k} {float(before.get(k, 0)):g} -> {float(v):g}" for k, v in sorted(after.items()))
+
+
+def _figures_text(figures: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(figures.items())) or "no figures"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _metadata(incident: Incident) -> Metadata:
+    return Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
+                    attempt=max(incident.attempts, 1))
+
+
+def _send(ports: HealPorts, incident: Incident, detail_type: DetailType, data: Any) -> None:
+    ports.messenger.send(detail_type, _metadata(incident), data)
+
+
+def _announce(ports: HealPorts, incident: Incident, detail_type: DetailType, summary: str) -> None:
+    ports.messenger.send(detail_type, _metadata(incident), InfoV1(
+        status=incident.status, summary=summary[:4000], service=incident.service, issue_type=incident.issue_type,
+        severity=incident.severity, fingerprint=incident.fingerprint, duplicates=incident.duplicates,
+    ))
+

@@ -1,0 +1,211 @@
+"""Investigation before a fix is asked for: read the target Lambda function's real state.
+
+Everything the runbook or a model may change is read here (configuration with its
+RevisionId, reserved concurrency, async retries), with the recent error lines and recent
+changes for context. Nothing is assumed: a value that could not be read is a gap, and a
+change relative to a gap is never proposed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from selfheal_core import aws
+from selfheal_core.events import MAX_EVIDENCE_ITEMS, MAX_INVESTIGATION_LINES, SETTINGS, Investigation, IssueReportedV1
+from selfheal_core.redact import cap, scrub
+
+MANAGED_TAG = "selfheal:managed"
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+LOG_LOOKBACK = timedelta(minutes=15)
+LOG_LOOKAHEAD = timedelta(minutes=5)
+CHANGE_LOOKBACK = timedelta(hours=24)
+MAX_LINE_CHARS = 300
+ERROR_PATTERN = '?ERROR ?Error ?error ?Exception ?Traceback ?"Task timed out" ?"Runtime exited"'
+CHANGE_EVENTS = ("UpdateFunctionCode", "UpdateFunctionConfiguration")
+# The filter pattern narrows on AWS; this keeps only error lines wherever the lines came from.
+ERROR_LINE = re.compile(r"error|exception|traceback|task timed out|runtime exited", re.IGNORECASE)
+
+
+@dataclass
+class CloudPort:
+    """The AWS APIs the heal loop uses; tests replace single clients (e.g. one that denies access)."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        return self.overrides.get(service) or aws.client(service)
+
+
+def function_name_of(reference: str | None) -> str | None:
+    """A function name from a name or a (possibly qualified) function ARN; None when it is neither."""
+    if not reference:
+        return None
+    if reference.startswith("arn:"):
+        parts = reference.split(":")
+        if len(parts) < 7 or parts[2] != "lambda" or parts[5] != "function":
+            return None
+        reference = parts[6]
+    return reference if FUNCTION_NAME.fullmatch(reference) else None
+
+
+def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None) -> tuple[str | None, str]:
+    """The function to investigate, and how it was found (for the reasoning chain)."""
+    if origin == "alarm":
+        if alarm_function:
+            return function_name_of(alarm_function), "the alarm's FunctionName dimension"
+        return None, "the alarm has no FunctionName dimension"
+    if origin == "scan":
+        return function_name_of(issue.service), "the scanned function"
+    if issue.resource:
+        name = function_name_of(issue.resource)
+        return name, ("the reported resource" if name else f"resource {issue.resource[:80]!r} is not a function name or ARN")
+    return function_name_of(issue.service), "no resource reported; the service name as function name"
+
+
+def _denied_or_missing(exc: ClientError) -> str:
+    code = exc.response.get("Error", {}).get("Code", "Unknown")
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"):
+        return "permission denied"
+    if code == "ResourceNotFoundException":
+        return "not found"
+    return code
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudPort) -> tuple[Investigation, list[dict[str, str]]]:
+    """Read the target; returns the investigation and its reasoning chain."""
+    chain: list[dict[str, str]] = []
+
+    def step(thought: str, action: str, observation: str) -> None:
+        chain.append({"thought": thought, "action": action, "observation": observation[:1000]})
+
+    if target is None:
+        step("Which function does this incident concern?", f"look for a target: {how}", "no Lambda target; nothing to read")
+        return Investigation(gaps=[f"no Lambda target: {how}"]), chain
+
+    inv = Investigation(target=target)
+    lam = cloud.client("lambda")
+    step("Which function does this incident concern?", f"target from {how}", target)
+
+    try:
+        config = lam.get_function_configuration(FunctionName=target)
+    except ClientError as exc:
+        reason = _denied_or_missing(exc)
+        inv.gaps.append(f"GetFunctionConfiguration {target}: {reason}")
+        step("What is its configuration now?", "GetFunctionConfiguration", f"could not read it: {reason}")
+        if _code(exc) == "ResourceNotFoundException":
+            return inv, chain
+        config = None
+    if config is not None:
+        inv.target_arn = config.get("FunctionArn")
+        inv.revision_id = config.get("RevisionId")
+        inv.values["timeout_s"] = float(config["Timeout"])
+        inv.values["memory_mb"] = float(config["MemorySize"])
+        if not inv.revision_id:
+            inv.gaps.append("GetFunctionConfiguration returned no RevisionId: a configuration change cannot be guarded")
+        step("What is its configuration now?", "GetFunctionConfiguration",
+             f"timeout {config['Timeout']} s, memory {config['MemorySize']} MB, revision {inv.revision_id}")
+
+    try:
+        reserved = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
+        if reserved is None:
+            inv.unset.append("reserved_concurrency")
+        else:
+            inv.values["reserved_concurrency"] = float(reserved)
+        step("Is its concurrency reserved?", "GetFunctionConcurrency",
+             "no reservation (unreserved account pool)" if reserved is None else f"{reserved} reserved")
+    except ClientError as exc:
+        inv.gaps.append(f"GetFunctionConcurrency: {_denied_or_missing(exc)}")
+        step("Is its concurrency reserved?", "GetFunctionConcurrency", f"could not read it: {_denied_or_missing(exc)}")
+
+    try:
+        retries = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
+        if retries is None:
+            inv.unset.append("max_retries")
+        else:
+            inv.values["max_retries"] = float(retries)
+        step("How are async invocations retried?", "GetFunctionEventInvokeConfig", f"max retries {retries}")
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            inv.unset.append("max_retries")
+            step("How are async invocations retried?", "GetFunctionEventInvokeConfig", "not configured")
+        else:
+            inv.gaps.append(f"GetFunctionEventInvokeConfig: {_denied_or_missing(exc)}")
+            step("How are async invocations retried?", "GetFunctionEventInvokeConfig", f"could not read it: {_denied_or_missing(exc)}")
+
+    if inv.target_arn:
+        try:
+            tags = lam.list_tags(Resource=inv.target_arn).get("Tags", {})
+            inv.managed = tags.get(MANAGED_TAG) == "true"
+            step("May Selfheal change it?", f"ListTags: {MANAGED_TAG}", f"{MANAGED_TAG}={tags.get(MANAGED_TAG, '<absent>')}")
+        except ClientError as exc:
+            inv.gaps.append(f"ListTags: {_denied_or_missing(exc)}")
+            step("May Selfheal change it?", "ListTags", f"could not read the tags: {_denied_or_missing(exc)}")
+    else:
+        inv.gaps.append("ListTags: the function ARN is unknown")
+
+    log_group = ((config or {}).get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{target}"
+    _read_errors(inv, log_group, around, cloud, step)
+    _read_changes(inv, target, around, cloud, step)
+    return inv, chain
+
+
+def _read_errors(inv: Investigation, log_group: str, around: datetime, cloud: CloudPort, step: Any) -> None:
+    try:
+        events = cloud.client("logs").filter_log_events(
+            logGroupName=log_group, filterPattern=ERROR_PATTERN, limit=50,
+            startTime=int((around - LOG_LOOKBACK).timestamp() * 1000),
+            endTime=int((around + LOG_LOOKAHEAD).timestamp() * 1000),
+        ).get("events", [])
+    except ClientError as exc:
+        inv.gaps.append(f"FilterLogEvents {log_group}: {_denied_or_missing(exc)}")
+        step("What did it log around the alarm?", f"FilterLogEvents {log_group}", f"could not read: {_denied_or_missing(exc)}")
+        return
+    # Log text is untrusted: secrets removed, each line capped, only the latest lines kept.
+    lines = [cap(scrub(e.get("message", "").strip()), MAX_LINE_CHARS) for e in events if ERROR_LINE.search(e.get("message", ""))]
+    inv.error_lines.extend(lines[-MAX_INVESTIGATION_LINES:])
+    step("What did it log around the alarm?", f"FilterLogEvents {log_group} (errors, -15/+5 min)",
+         f"{len(lines)} error line(s)" + (f"; last: {lines[-1][:200]}" if lines else ""))
+
+
+def _read_changes(inv: Investigation, target: str, around: datetime, cloud: CloudPort, step: Any) -> None:
+    end = max(around, datetime.now(UTC))
+    try:
+        events = cloud.client("cloudtrail").lookup_events(
+            LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": target}],
+            StartTime=end - CHANGE_LOOKBACK, EndTime=end, MaxResults=50,
+        ).get("Events", [])
+    except (ClientError, BotoCoreError, NotImplementedError) as exc:
+        reason = _denied_or_missing(exc) if isinstance(exc, ClientError) else f"unavailable ({type(exc).__name__})"
+        inv.gaps.append(f"CloudTrail LookupEvents: {reason}")
+        step("Did anyone change it recently?", "CloudTrail LookupEvents (24 h)", f"not available: {reason}")
+        return
+    changes = []
+    for event in events:
+        name = str(event.get("EventName", ""))
+        if name.startswith(CHANGE_EVENTS):
+            when = event.get("EventTime")
+            when_text = when.isoformat() if isinstance(when, datetime) else str(when)
+            changes.append(scrub(f"{when_text} {name} by {event.get('Username', 'unknown')}")[:MAX_LINE_CHARS])
+    inv.recent_changes.extend(changes[:MAX_INVESTIGATION_LINES])
+    step("Did anyone change it recently?", "CloudTrail LookupEvents (24 h)",
+         f"{len(changes)} code/configuration change(s)" + (f"; latest: {changes[0]}" if changes else ""))
+
+
+def enrich(issue: IssueReportedV1, inv: Investigation | None) -> IssueReportedV1:
+    """The issue as the Engineer sees it: settings only as read (a reporter's figure is a claim, not
+    a reading), and the function's own error lines as evidence."""
+    signals = {k: v for k, v in issue.signals.items() if k not in SETTINGS}
+    if inv is None:
+        return issue.model_copy(update={"signals": signals})
+    signals.update(inv.values)
+    evidence = [*issue.evidence, *(f"{inv.target} log: {line}" for line in inv.error_lines)][:MAX_EVIDENCE_ITEMS]
+    return issue.model_copy(update={"signals": signals, "evidence": evidence})

@@ -1,0 +1,597 @@
+"""Heal for real under moto: investigate the function, apply the approved change, verify, roll back.
+
+The functions live in moto's Lambda backend (configuration calls need no Docker), with a
+RevisionId that UpdateFunctionConfiguration checks (selfheal/local/lambda_revisions.py).
+Schedules are created in moto's EventBridge Scheduler and fired by the test the way the
+service would: their event put on the bus at their time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from tests.conftest import load_event
+from tests.support.pipeline import Pipeline
+
+FUNCTION = "orders-api"
+ALARM = "orders-api-Errors"
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+class Dependant:
+    """Another team's subscription: a rule on the agents bus for the Fix* events, into a queue."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.sqs = boto3.client("sqs")
+        self.url = self.sqs.create_queue(QueueName="dependant")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = boto3.client("events")
+        bus = pipeline.env["EVENT_BUS_NAME"]
+        events.put_rule(Name="dependant", EventBusName=bus, State="ENABLED", EventPattern=json.dumps(
+            {"source": ["agentops.manager"], "detail-type": ["FixApplied", "FixVerified", "FixRolledBack"]}))
+        events.put_targets(Rule="dependant", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+        self.seen: list[dict] = []
+
+    def events(self) -> list[dict]:
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return self.seen
+            for m in messages:
+                body = json.loads(m["Body"])
+                self.seen.append({"type": body["detail-type"], **body["detail"]["data"]})
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def alarm_in_state(state: str, datapoint: float) -> None:
+    """The originating alarm as CloudWatch holds it (DescribeAlarms is read at the verify deadline)."""
+    cw = boto3.client("cloudwatch")
+    cw.put_metric_alarm(AlarmName=ALARM, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
+                        EvaluationPeriods=1, Threshold=5.0, ComparisonOperator="GreaterThanOrEqualToThreshold",
+                        Dimensions=[{"Name": "FunctionName", "Value": FUNCTION}])
+    cw.set_alarm_state(AlarmName=ALARM, StateValue=state, StateReason="test",
+                       StateReasonData=json.dumps({"recentDatapoints": [datapoint], "threshold": 5.0}))
+
+
+def alarm_event(state: str = "ALARM", datapoint: float = 37.0) -> dict:
+    event = load_event("alarm_state_change")
+    if state != "ALARM":
+        event = copy.deepcopy(event)
+        event["detail"]["state"] = {"value": state, "reason": "Threshold no longer crossed", "timestamp": "2025-11-20T17:20:00.000+0000",
+                                    "reasonData": json.dumps({"recentDatapoints": [datapoint], "threshold": 5.0})}
+    return event
+
+
+def decisions_of(pipeline: Pipeline, incident_id: str, kind: str) -> list[dict]:
+    return [d for d in pipeline.decisions(incident_id) if d["decision_type"] == kind]
+
+
+def only_incident(pipeline: Pipeline):
+    [incident] = pipeline.incidents()
+    return incident
+
+
+# ------------------------------------------------------------------------------ investigation
+
+
+def test_investigation_reads_the_real_values_and_the_engineer_uses_them(aws):
+    # Given orders-api with timeout 30 s (not the 3 s Lambda default), 256 MB, 7 reserved, 1 retry,
+    # and an error line in its log group that carries a secret
+    pipeline = Pipeline(parameters={"automation-level": "manual"},
+                        functions={FUNCTION: {"timeout": 30, "memory": 256, "reserved": 7, "max_retries": 1}})
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName=f"/aws/lambda/{FUNCTION}")
+    logs.create_log_stream(logGroupName=f"/aws/lambda/{FUNCTION}", logStreamName="s")
+    now_ms = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=f"/aws/lambda/{FUNCTION}", logStreamName="s", logEvents=[
+        {"timestamp": now_ms, "message": "ERROR Task timed out after 30.00 seconds db_password=hunter2hunter2"},
+        {"timestamp": now_ms, "message": "INFO request served"},
+    ])
+
+    # When its error alarm fires
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+
+    # Then the investigation recorded what was read, the secret scrubbed, and the runbook doubled the real 30 s
+    incident = only_incident(pipeline)
+    inv = incident.investigation
+    assert inv["values"] == {"timeout_s": 30, "memory_mb": 256, "reserved_concurrency": 7, "max_retries": 1}
+    assert inv["managed"] is True and inv["revision_id"] and inv["target"] == FUNCTION
+    assert len(inv["error_lines"]) == 1 and "hunter2" not in inv["error_lines"][0] and "Task timed out" in inv["error_lines"][0]
+    assert any("CloudTrail" in gap for gap in inv["gaps"])  # moto has no LookupEvents: a gap, not an error
+    [investigate] = decisions_of(pipeline, incident.incident_id, "investigate")
+    assert any("GetFunctionConfiguration" in s["action"] for s in investigate["reasoning_chain"])
+    [proposal] = decisions_of(pipeline, incident.incident_id, "propose_fix")
+    assert proposal["outputs"]["changes"] == [{"setting": "timeout_s", "target": FUNCTION, "current": 30, "proposed": 60}]
+
+
+class Denying:
+    """A Lambda client whose named operations fail with AccessDeniedException (a narrower role)."""
+
+    def __init__(self, real, denied: set[str]) -> None:
+        self.real, self.denied = real, denied
+
+    def __getattr__(self, name):
+        if name in self.denied:
+            def deny(**_kwargs):
+                raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, name)
+            return deny
+        return getattr(self.real, name)
+
+
+def test_an_unreadable_value_is_a_gap_and_no_change_is_proposed_relative_to_it(aws, monkeypatch):
+    # Given a Manager role that may not call GetFunctionConcurrency on the throttled function
+    from lambdas.manager.investigate import CloudPort
+
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 5}})
+    real_client = CloudPort.client
+    monkeypatch.setattr(CloudPort, "client", lambda self, service: Denying(real_client(self, service), {"get_function_concurrency"})
+                        if service == "lambda" else real_client(self, service))
+
+    # When a throttling issue is reported (with a reporter's figure for the reservation)
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "throttling", "summary": "throttled",
+                                   "signals": {"reserved_concurrency": 5.0, "throttles": 40.0}})
+    pipeline.run()
+
+    # Then the unread value is a gap, nothing is assumed, and the incident fails naming the gap
+    incident = only_incident(pipeline)
+    assert "GetFunctionConcurrency: permission denied" in incident.investigation["gaps"]
+    assert "reserved_concurrency" not in incident.investigation["values"]
+    assert incident.status == "FAILED"
+    assert "reserved_concurrency" in incident.last_reason and "permission denied" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 5
+
+
+def test_a_function_that_does_not_exist_is_a_gap_not_a_guess(aws):
+    pipeline = Pipeline()
+    pipeline.put("IssueReported", {"service": "ghost-api", "issue_type": "latency", "summary": "slow", "signals": {"memory_mb": 128.0}})
+    pipeline.run()
+
+    incident = only_incident(pipeline)
+    assert incident.investigation["gaps"] == ["GetFunctionConfiguration ghost-api: not found"]
+    assert incident.status == "FAILED" and "not read" in incident.last_reason
+
+
+# ------------------------------------------------------------------------------ apply
+
+
+def test_a_stale_revision_fails_safe_and_escalates_without_changing_anything(aws):
+    # Given an incident awaiting approval, investigated at 512 MB
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"memory": 512}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+    incident = only_incident(pipeline)
+    assert incident.status == "AWAITING_APPROVAL"
+
+    # When someone else changes the function before the approval arrives
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, Timeout=7)
+    approve(pipeline, incident)
+
+    # Then the guarded write fails, nothing of ours is applied, and a person is told why
+    after = only_incident(pipeline)
+    assert after.status == "ESCALATED"
+    assert "changed since it was read" in after.last_reason
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 7
+
+
+def approve(pipeline: Pipeline, incident) -> None:
+    pipeline.put("ApprovalGranted", {
+        "metadata": {"incident_id": incident.incident_id, "correlation_id": incident.correlation_id, "producer": "operator",
+                     "attempt": incident.attempts},
+        "data": {"approver": "alice@example.com"}}, source="agentops.operator")
+    pipeline.run()
+
+
+def test_an_untagged_target_is_refused_with_the_change_to_make_by_hand(aws):
+    # Given a function without selfheal:managed=true
+    pipeline = Pipeline(functions={FUNCTION: {"memory": 512, "managed": False}})
+
+    # When its latency issue is validated and auto-approved
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+
+    # Then it is escalated as not managed, with the exact command, and the function is untouched
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED"
+    assert "target not managed" in incident.last_reason
+    assert f"aws lambda update-function-configuration --function-name {FUNCTION} --memory-size 1024" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+    assert pipeline.schedules() == []
+
+
+def test_a_medium_issue_waits_for_its_window_and_a_forged_early_due_event_changes_nothing(aws, monkeypatch):
+    # Given a low-traffic window 02:00-03:00 UTC for orders-api, and the clock at 10:00 UTC
+    from lambdas.manager import heal
+
+    ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(heal, "now", lambda: ten)
+    pipeline = Pipeline(parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"], "*": "any"})},
+                        functions={FUNCTION: {"memory": 512}})
+
+    # When a medium-severity latency issue is validated and approved
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"})
+    pipeline.run()
+
+    # Then it is SCHEDULED for tomorrow 02:00 through a one-time schedule, and nothing changed yet
+    incident = only_incident(pipeline)
+    assert incident.status == "SCHEDULED"
+    [schedule] = pipeline.schedules()
+    tomorrow_two = (ten + timedelta(days=1)).replace(hour=2)
+    assert schedule["ScheduleExpression"] == f"at({tomorrow_two.strftime('%Y-%m-%dT%H:%M:%S')})"
+    assert schedule["Target"]["EventBridgeParameters"] == {"DetailType": "ApplyDue", "Source": "agentops.manager"}
+    assert schedule["ActionAfterCompletion"] == "DELETE"
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+
+    # When the due event arrives early (forged, or a clock skew), it is not honoured
+    pipeline.put("ApplyDue", json.loads(schedule["Target"]["Input"]), source="agentops.manager")
+    [early] = pipeline.run()
+    assert early.result["action"] == "not_due"
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+
+    # When the window opens and the schedule fires, the change is applied and verified
+    monkeypatch.setattr(heal, "now", lambda: tomorrow_two + timedelta(seconds=5))
+    pipeline.fire_schedules("apply")
+    [due] = pipeline.run()
+    assert due.result["action"] == "applied", (due.result, due.error)
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+
+
+def test_a_scheduled_change_is_refused_when_the_tag_was_removed_while_it_waited(aws, monkeypatch):
+    # Given a change SCHEDULED for the 02:00 window on a managed function
+    from lambdas.manager import heal
+
+    ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(heal, "now", lambda: ten)
+    pipeline = Pipeline(parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"})
+    pipeline.run()
+    assert only_incident(pipeline).status == "SCHEDULED"
+
+    # When the owner opts out before the window opens
+    lam = boto3.client("lambda")
+    lam.untag_resource(Resource=lam.get_function(FunctionName=FUNCTION)["Configuration"]["FunctionArn"], TagKeys=["selfheal:managed"])
+    monkeypatch.setattr(heal, "now", lambda: ten + timedelta(days=1))
+    pipeline.fire_schedules("apply")
+    pipeline.run()
+
+    # Then nothing is changed and a person gets the exact command
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED" and "no longer has selfheal:managed=true" in incident.last_reason
+    assert "--memory-size 1024" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+
+
+def test_critical_and_high_severity_do_not_wait_for_a_window(aws, monkeypatch):
+    from lambdas.manager import heal
+
+    monkeypatch.setattr(heal, "now", lambda: datetime.now(UTC).replace(hour=10))
+    pipeline = Pipeline(parameters={"apply-windows": json.dumps({"*": ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "critical"})
+    pipeline.run()
+
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+
+
+# ------------------------------------------------------------------------------ verify, roll back
+
+
+def test_alarm_back_to_ok_while_verifying_resolves_with_before_and_after_figures(aws):
+    # Given an alarm incident whose timeout fix (3 -> 10 s) was applied
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    dependant = Dependant(pipeline)
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+
+    # When the alarm returns to OK
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+
+    # Then the incident is RESOLVED, with a verify decision holding before and after, and FixVerified sent
+    incident = only_incident(pipeline)
+    assert incident.status == "RESOLVED"
+    [verify] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert verify["outputs"]["figures"]["before_latest_datapoint"] == 37
+    assert verify["outputs"]["figures"]["after_latest_datapoint"] == 0
+    kinds = [e["type"] for e in dependant.events()]
+    assert kinds == ["FixApplied", "FixVerified"]
+    applied = dependant.seen[0]
+    assert applied["changes"] == [{"setting": "timeout_s", "before": 3.0, "after": 10.0}]
+    assert applied["breaking_change"] is False
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10  # the change is kept
+
+
+def test_no_recovery_rolls_back_the_exact_previous_values_then_escalates(aws):
+    # Given an alarm incident whose fix was applied, and the alarm still in ALARM at the deadline
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    dependant = Dependant(pipeline)
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+
+    # When the verify window ends
+    pipeline.fire_due("verify")
+
+    # Then the previous timeout is restored exactly, and the incident went ROLLED_BACK then ESCALATED
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED"
+    assert [h["status"] for h in incident.status_history][-3:] == ["VERIFYING", "ROLLED_BACK", "ESCALATED"]
+    config = pipeline.function_config(FUNCTION)
+    assert (config["timeout_s"], config["memory_mb"]) == (3, 512)
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    assert rollback["outputs"]["restored"] == {"timeout_s": 3}
+    assert rollback["inputs"]["figures"]["before_latest_datapoint"] == 37
+    assert rollback["inputs"]["figures"]["after_latest_datapoint"] == 41
+    rolled = next(e for e in dependant.events() if e["type"] == "FixRolledBack")
+    assert rolled["restored"] is True
+    assert rolled["changes"] == [{"setting": "timeout_s", "before": 10.0, "after": 3.0}]
+    assert rolled["breaking_change"] is True  # going back from 10 s to 3 s lowers a limit
+
+
+def test_a_failed_rollback_escalates_with_the_exact_values_to_restore(aws):
+    # Given an applied fix, and someone else changing the function during verification
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, MemorySize=768)
+
+    # When the verify window ends without recovery
+    pipeline.fire_due("verify")
+
+    # Then our rollback does not clobber their change; a person gets the exact values to restore
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED"
+    assert "ROLLBACK FAILED" in incident.last_reason
+    assert f"aws lambda update-function-configuration --function-name {FUNCTION} --timeout 3" in incident.last_reason
+    config = pipeline.function_config(FUNCTION)
+    assert (config["timeout_s"], config["memory_mb"]) == (10, 768)
+    assert incident.heal_phase == "rollback_failed"
+
+
+def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
+    # Given a reported throttling issue (no alarm), applied (reserved concurrency 10 -> 20),
+    # and Throttles above the reporter's threshold after the change
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "throttling", "summary": "throttled", "severity": "high",
+                                   "signals": {"threshold": 5.0, "throttles": 40.0}})
+    pipeline.run()
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
+    applied_at = datetime.fromisoformat(incident.change["applied_at"])
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Throttles", "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+         "Timestamp": applied_at + timedelta(seconds=30), "Value": 12.0, "Unit": "Count"}])
+
+    # When the verify window ends
+    pipeline.fire_due("verify", after_seconds=1000)
+
+    # Then the metric did not stay under its threshold: the reservation is back at 10
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED"
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 10
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    figures = rollback["inputs"]["figures"]
+    assert (figures["before_throttles"], figures["after_throttles_max"], figures["threshold"]) == (40, 12, 5)
+
+
+def test_an_issue_without_an_alarm_resolves_when_its_metric_stays_under_the_threshold(aws):
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
+    dependant = Dependant(pipeline)
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "throttling", "summary": "throttled", "severity": "high",
+                                   "signals": {"threshold": 5.0}})
+    pipeline.run()
+    incident = only_incident(pipeline)
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Throttles", "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+         "Timestamp": datetime.fromisoformat(incident.change["applied_at"]) + timedelta(seconds=30), "Value": 2.0}])
+
+    pipeline.fire_due("verify", after_seconds=1000)
+
+    assert only_incident(pipeline).status == "RESOLVED"
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
+    assert [e["type"] for e in dependant.events()] == ["FixApplied", "FixVerified"]
+
+
+@pytest.mark.parametrize("errors, final, timeout_after", [(3.0, "RESOLVED", 10), (20.0, "ESCALATED", 3)])
+def test_an_error_issue_without_a_threshold_is_verified_on_the_scan_error_rate(aws, errors, final, timeout_after):
+    # Given a reported error-rate issue (no alarm, no threshold) whose timeout fix 3 -> 10 s was applied
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"})
+    pipeline.run()
+    at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=30)
+    dims = [{"Name": "FunctionName", "Value": FUNCTION}]
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Errors", "Dimensions": dims, "Timestamp": at, "Value": errors},
+        {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Value": 100.0}])
+
+    # When the window ends: 3 % stays under the scan's 5 %, 20 % does not
+    pipeline.fire_due("verify", after_seconds=1000)
+
+    incident = only_incident(pipeline)
+    assert incident.status == final
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == timeout_after
+
+
+# ------------------------------------------------------------------------------ replays and crashes
+
+
+def test_replayed_and_duplicated_events_never_apply_or_roll_back_twice(aws):
+    # Given a fix that was applied (512 -> 1024 MB) and then rolled back
+    pipeline = Pipeline(functions={FUNCTION: {"memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    first = pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    schedule = pipeline.schedules()[0]
+    verify_due = json.loads(schedule["Target"]["Input"])
+    later = pipeline.fire_due("verify")
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED"
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, Timeout=5)  # a person's own fix
+
+    # When every event is delivered again: same ids (replay) and fresh ids (at-least-once duplicates)
+    import uuid
+
+    for delivery in [*first, *later]:
+        pipeline.invoke(delivery.agent, delivery.event)
+        pipeline.invoke(delivery.agent, {**delivery.event, "id": str(uuid.uuid4())})
+    pipeline.put("VerifyDue", verify_due, source="agentops.manager")
+    pipeline.fire_due()
+    pipeline.run()
+
+    # Then nothing was applied or restored again: the person's change stands, one apply, one rollback
+    config = pipeline.function_config(FUNCTION)
+    assert (config["timeout_s"], config["memory_mb"]) == (5, 512)
+    assert len(decisions_of(pipeline, incident.incident_id, "apply")) == 1
+    assert len(decisions_of(pipeline, incident.incident_id, "rollback")) == 1
+    assert only_incident(pipeline).status == "ESCALATED"
+
+
+def test_a_crash_between_the_lambda_write_and_the_status_write_is_finished_by_the_retry(aws, monkeypatch):
+    # Given the Manager crashes right after changing the function, before recording VERIFYING
+    from selfheal_core.incidents import IncidentStore, Status
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    original = IncidentStore.transition
+    crashed = []
+
+    def crash_once(self, incident_id, to, **kwargs):
+        if to is Status.VERIFYING and not crashed:
+            crashed.append(to)
+            raise RuntimeError("Lambda timed out")
+        return original(self, incident_id, to, **kwargs)
+
+    monkeypatch.setattr(IncidentStore, "transition", crash_once)
+    pipeline.put_raw_event(alarm_event())
+    deliveries = pipeline.run()
+    [broken] = [d for d in deliveries if d.error]
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10  # the write landed
+    assert only_incident(pipeline).status == "APPROVED"
+
+    # When Lambda retries the same event
+    retried = pipeline.invoke(broken.agent, broken.event)
+
+    # Then the step finishes (the guarded write is recognised as ours), nothing is applied twice
+    assert retried.error is None and retried.result["action"] == "applied", retried.result
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    assert incident.change["previous"] == {"timeout_s": 3}
+
+
+def test_a_crash_inside_the_rollback_is_finished_by_the_retry_and_an_ok_meanwhile_does_not_resolve(aws, monkeypatch):
+    # Given an applied fix with no recovery, and the Manager crashing right after it claimed the rollback
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    original = heal._write
+    crashed = []
+
+    def crash_once(*args, **kwargs):
+        if not crashed:
+            crashed.append(True)
+            raise RuntimeError("Lambda timed out")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(heal, "_write", crash_once)
+    [broken] = pipeline.fire_due("verify")
+    assert broken.error and only_incident(pipeline).heal_phase == "rolling_back"
+
+    # When the alarm's OK arrives in between (it may be the restore's own doing), then Lambda retries
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [ok] = pipeline.run()
+    assert ok.result["action"] == "stale"
+    later = datetime.now(UTC) + timedelta(days=2)
+    monkeypatch.setattr(heal, "now", lambda: later)  # the retry comes after the deadline, like the schedule did
+    retried = pipeline.invoke(broken.agent, broken.event)
+    pipeline.run()
+
+    # Then the rollback finishes once: values restored, ROLLED_BACK then ESCALATED
+    assert retried.error is None and retried.result["action"] == "rolled_back", retried.result
+    incident = only_incident(pipeline)
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+    assert incident.status == "ESCALATED"
+    assert [h["status"] for h in incident.status_history][-2:] == ["ROLLED_BACK", "ESCALATED"]
+    assert len(decisions_of(pipeline, incident.incident_id, "rollback")) == 1
+
+
+def test_a_lost_verify_schedule_is_caught_by_the_scheduled_scan(aws, monkeypatch):
+    # Given an applied fix whose VerifyDue schedule was deleted by hand, and no recovery
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    for schedule in pipeline.schedules():
+        boto3.client("scheduler").delete_schedule(Name=schedule["Name"])
+
+    # When the scheduled scan runs before the deadline, nothing happens; well after it, the step is done
+    early = pipeline.invoke("manager", load_event("scheduled_event"))
+    assert early.error is None and early.result["swept"] == []
+    assert only_incident(pipeline).status == "VERIFYING"
+    later = datetime.now(UTC) + timedelta(days=1)
+    monkeypatch.setattr(heal, "now", lambda: later)
+    swept = pipeline.invoke("manager", {**load_event("scheduled_event"), "id": "scan-2"})
+    pipeline.run()
+
+    # Then the change is rolled back and escalated, once
+    incident = only_incident(pipeline)
+    assert swept.error is None and swept.result["swept"] == [incident.incident_id]
+    assert incident.status == "ESCALATED"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
+def test_a_due_event_for_another_change_is_ignored(aws):
+    pipeline = Pipeline(functions={FUNCTION: {"memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    incident = only_incident(pipeline)
+    forged = {"metadata": {"incident_id": incident.incident_id, "correlation_id": incident.correlation_id, "producer": "manager"},
+              "data": {"change_id": "chg-forged000000", "due_at": "2020-01-01T00:00:00+00:00"}}
+
+    pipeline.put("VerifyDue", forged, source="agentops.manager")
+    [delivery] = pipeline.run()
+
+    assert delivery.result["action"] == "stale"
+    assert only_incident(pipeline).status == "VERIFYING"
+
+
+def test_a_write_failing_halfway_puts_back_what_the_step_already_wrote(aws):
+    # Given a two-setting change where the second write is denied
+    from lambdas.manager import heal
+    from lambdas.manager.investigate import CloudPort
+
+    pipeline = Pipeline(functions={FUNCTION: {"memory": 512, "reserved": 5}})
+    before = pipeline.function_config(FUNCTION)
+    cloud = CloudPort(overrides={"lambda": Denying(boto3.client("lambda"), {"put_function_concurrency"})})
+
+    # When the step writes memory, then fails on the reservation
+    with pytest.raises(heal.HealAbort) as aborted:
+        heal._write(FUNCTION, {"memory_mb": 1024.0, "reserved_concurrency": 10.0}, {"memory_mb": 512.0, "reserved_concurrency": 5.0},
+                    before["revision_id"], cloud, redo=False, check_fresh=True, chain=[])
+
+    # Then the memory it wrote is put back and the reason says exactly what happened
+    assert "reserved_concurrency failed (AccessDeniedException) after memory_mb was written; put back memory_mb=512" in aborted.value.reason
+    after = pipeline.function_config(FUNCTION)
+    assert (after["memory_mb"], after["reserved_concurrency"]) == (512, 5)
