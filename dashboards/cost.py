@@ -23,7 +23,8 @@ def build(scope: Construct, construct_id: str, *, env_name: str, cost_alert_thre
     dashboard.add_widgets(heading(
         f"# Selfheal `{env_name}`: what it costs\n"
         "Our own figures (AgentOps/Costs, priced from prices.json incl. prompt-cache tokens) drive these widgets, "
-        "the cost alarm and the LLM budget."))
+        "the cost alarm and the LLM budget. Lambda cost is estimated in the handler, then replaced by the billed "
+        "figure from each invocation's REPORT line (Billed Duration x Memory Size, init phase included)."))
     dashboard.add_widgets(
         cw.SingleValueWidget(title="Cost today (USD)", metrics=[total_cost(env_name)], width=6, height=4,
                              full_precision=True),
@@ -56,6 +57,18 @@ def build(scope: Construct, construct_id: str, *, env_name: str, cost_alert_thre
         graph("LLM budget", [metric(n.COSTS, n.BUDGET_USED_PERCENT, env, statistic="Maximum", label="used %")],
               right=[metric(n.COSTS, n.BUDGET_REFUSALS, env, label="refused calls")],
               left_annotations=[cw.HorizontalAnnotation(value=100, label="daily limit")]),
+    )
+    # The in-handler estimate misses the init phase; the billed figure comes from the REPORT lines.
+    lambda_cost = [
+        cw.MathExpression(expression=f"SUM({search(n.COSTS, AGENT_DIMS, name, env_name, period=ONE_HOUR).expression})",
+                          using_metrics={}, label=label, period=ONE_HOUR)
+        for name, label in ((n.LAMBDA_COST, "estimated in the handler"), (n.BILLED_LAMBDA_COST, "billed (REPORT lines)"))
+    ]
+    dashboard.add_widgets(
+        graph("Lambda cost: estimated vs billed (USD/hour)", lambda_cost, left_label="USD", width=12),
+        graph("REPORT lines reconciled, by outcome", [
+            search(n.COSTS, [n.OUTCOME, n.ENVIRONMENT], n.BILLING_REPORTS, env_name, period=ONE_HOUR)],
+            stacked=True, width=12),
     )
     dashboard.add_widgets(
         graph("Tokens by model and type (prompt caching share)", [

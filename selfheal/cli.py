@@ -488,6 +488,16 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 def format_costs(c: dict[str, Any]) -> str:
     lines = [f"Total over {c['window_days']} day(s): {usd(c['total_usd'])}"]
+    lam = c.get("lambda") or {}
+    if lam.get("billed_invocations") or lam.get("awaiting_report"):
+        def fine(v: float) -> str:  # Lambda figures are fractions of a cent
+            return f"${v:.6f}"
+
+        lines.append(
+            f"  Lambda {fine(lam['total_usd'])}: billed {fine(lam['billed_usd'])} for {lam['billed_invocations']} "
+            f"invocation(s) from their REPORT lines (the handlers had estimated {fine(lam['billed_estimate_usd'])}), "
+            f"estimated {fine(lam['estimated_usd'])} for {lam['awaiting_report']} awaiting their REPORT line"
+        )
     for title, key in (
         ("by agent", "by_agent"),
         ("by kind", "by_kind"),
@@ -741,6 +751,12 @@ def cmd_local_status(args: argparse.Namespace) -> int:
             ],
         )
     )
+    engineer = status.get("engineer_endpoint") or {}
+    if engineer:
+        model = f", model {engineer['model']}" if engineer.get("model") and engineer["provider"] != "runbook" else ""
+        print(f"engineer: {engineer['provider']} provider{model}, endpoint {engineer['endpoint']} ({engineer['source']})")
+    for sub in status.get("subscription_filters") or []:
+        print(f"subscription: {sub['log_group']} -> {sub['destination']} ({sub['name']})")
     res = status["resources"]
     print(
         "resources: "

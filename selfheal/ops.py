@@ -523,12 +523,29 @@ def costs(target: Target, days: int = 7) -> dict[str, Any]:
     return {
         "window_days": days,
         "total_usd": round(sum(float(i.get("cost_usd", 0) or 0) for i in items), 8),
+        "lambda": lambda_cost_sources(items),
         "by_agent": _sum_by(items, "agent"),
         "by_kind": _sum_by(items, "kind"),
         "by_model": {k: round(v, 8) for k, v in sorted(by_model.items())},
         "by_incident": _sum_by([i for i in items if i.get("incident_id")], "incident_id"),
         "by_day": _sum_by(items, "day"),
         "budget": budget(target),
+    }
+
+
+def lambda_cost_sources(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Lambda cost records by source: billed (from REPORT lines) or still the in-handler estimate."""
+    lambdas = [i for i in items if i.get("kind") == "lambda"]
+    billed = [i for i in lambdas if i.get("cost_source") == "billed"]
+    estimated = [i for i in lambdas if i.get("cost_source") != "billed"]
+    return {
+        "total_usd": round(sum(float(i.get("cost_usd", 0) or 0) for i in lambdas), 12),
+        "billed_usd": round(sum(float(i.get("cost_usd", 0) or 0) for i in billed), 12),
+        "billed_invocations": len(billed),
+        "estimated_usd": round(sum(float(i.get("cost_usd", 0) or 0) for i in estimated), 12),
+        "awaiting_report": len(estimated),
+        # What the handlers had estimated for the invocations that are billed now (the init phase is the gap).
+        "billed_estimate_usd": round(sum(float(i.get("estimated_usd", 0) or 0) for i in billed), 12),
     }
 
 

@@ -180,6 +180,8 @@ class DataStack(Stack):
             "apply-windows": json.dumps({"*": "any"}),
             "verify-window-seconds": str(settings.verify_window_seconds),
         }
+        if settings.anthropic_base_url:  # SSM has no empty values: absent means the SDK's default endpoint
+            values["anthropic-base-url"] = settings.anthropic_base_url
         return [
             ssm.StringParameter(
                 self,

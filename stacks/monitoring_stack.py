@@ -1,4 +1,4 @@
-"""Dashboards, alarms to the alerts topic, and the hourly analyzer (DESIGN §6)."""
+"""Dashboards, alarms to the alerts topic, and the hourly analyzer (docs/architecture.md, "Monitoring and cost")."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from dashboards.common import FIVE_MINUTES, ONE_DAY, ONE_HOUR, failed_invocation
 
 from . import constants
 from .constructs.agent_function import AgentFunction, dead_letter_queue
+from .constructs.billed_cost import BilledLambdaCost
 
 ANALYZER_RATE = Duration.hours(1)
 TEST_FAILURES_IN_5_MIN = 5
@@ -55,9 +56,14 @@ class MonitoringStack(Stack):
         self.schedule_dlq = dead_letter_queue(self, "AnalyzerScheduleDlq", f"selfheal-{env_name}-analyzer-schedule-dlq")
         self.schedule = self._build_schedule()
 
+        self.billed_cost = BilledLambdaCost(
+            self, "BilledLambdaCost", env_name=env_name, agents=sorted(functions), layer=layer,
+            decisions_table=decisions_table, monitoring_table=monitoring_table,
+            parameter_prefix=constants.parameter_prefix(env_name))
+
         # Our own resources are watched like the agents' ones.
-        all_functions = {**functions, "analyzer": self.analyzer.function}
-        all_queues = [*dead_letter_queues, self.schedule_dlq, self.analyzer.failures]
+        all_functions = {**functions, "analyzer": self.analyzer.function, "billing": self.billed_cost.reconciler.function}
+        all_queues = [*dead_letter_queues, self.schedule_dlq, self.analyzer.failures, self.billed_cost.reconciler.failures]
         all_rules = [*rules, self.schedule]
         self.dashboards = {
             "Monitoring": main.build(self, "MainDashboard", env_name=env_name, functions=all_functions,

@@ -7,9 +7,12 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from selfheal_core.config import bedrock_model_id
+
 from . import constants
 from .constructs.agent_function import AgentFunction
 from .constructs.approvals import Approvals, restrict_agent_sources
+from .constructs.bedrock_access import grant_bedrock_invoke
 from .constructs.common_layer import CommonLayer
 from .constructs.event_routes import EventRoutes
 from .constructs.qa_runner import QaRunner
@@ -49,10 +52,12 @@ class PipelineStack(Stack):
             subnet_ids=settings.qa_runner_subnet_ids, allow_unisolated=settings.allow_unisolated_qa,
         )
         # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant);
-        # only the Manager schedules ApplyDue / VerifyDue through the scheduler role.
+        # on Bedrock it signs with its role and has no key at all; only the Manager schedules
+        # ApplyDue / VerifyDue through the scheduler role.
         # QA reads no secret at all (so no AgentOps key: its AgentOps traces are off; metrics and
         # records are unaffected) and learns only the runner's name.
-        anthropic = {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)}
+        self.uses_anthropic_key = settings.engineer_provider != "bedrock"
+        anthropic = {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)} if self.uses_anthropic_key else {}
         per_agent: dict[str, dict[str, str]] = {
             "engineer": {**self.agent_environment, **anthropic},
             "qa": {**{k: v for k, v in self.agent_environment.items() if k != "SECRET_NAME"},
@@ -87,6 +92,8 @@ class PipelineStack(Stack):
         senders: dict[str, iam.IRole | list[iam.IRole]] = {a: c.role for a, c in self.agents.items()}
         senders["manager"] = [self.agents["manager"].role, self.scheduler_role]
         restrict_agent_sources(self.bus, {**senders, "operator": self.approvals.role})
+        if settings.engineer_provider == "bedrock":
+            grant_bedrock_invoke(self.agents["engineer"].role, bedrock_model_id(settings.engineer_model))
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
         CfnOutput(self, "ArchiveArn", value=self.routes.archive.archive_arn)
         CfnOutput(self, "AuditLogGroupArn", value=self.routes.audit_log.log_group_arn)
@@ -126,7 +133,8 @@ class PipelineStack(Stack):
                 actions=["ssm:GetParameter", "ssm:GetParameters"],
                 resources=[p.parameter_arn for p in data.parameters],
             ))
-            secrets = {"engineer": [data.secret, data.anthropic_secret], "qa": []}.get(agent, [data.secret])
+            engineer_secrets = [data.secret, data.anthropic_secret] if self.uses_anthropic_key else [data.secret]
+            secrets = {"engineer": engineer_secrets, "qa": []}.get(agent, [data.secret])
             if secrets:
                 role.add_to_policy(iam.PolicyStatement(
                     actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],

@@ -8,8 +8,10 @@ from typing import Any
 
 from constructs import Node
 
+from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, ConfigError, bedrock_model_id
+
 AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
-PROVIDERS = ("runbook", "anthropic")
+PROVIDERS = ("runbook", "anthropic", "bedrock")
 # Set only by the local runtime's synth (selfheal/local/synth.py): this app will not be deployed.
 LOCAL_SYNTH_MARKER = "selfheal:localSynth"
 
@@ -37,6 +39,7 @@ class DeploySettings:
     # Run fix code where neither namespaces nor a microVM isolate it (local runtime only).
     allow_unisolated_qa: bool = False
     local_synth: bool = False
+    anthropic_base_url: str = ""
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -51,8 +54,8 @@ class DeploySettings:
             daily_llm_budget_usd=float(ctx("dailyLlmBudgetUsd", 5)),
             automation_level=str(ctx("automationLevel", "semi_auto")),
             engineer_provider=str(ctx("engineerProvider", "runbook")),
-            engineer_model=str(ctx("engineerModel", "claude-sonnet-4-5")),
-            manager_model=str(ctx("managerModel", "claude-haiku-4-5")),
+            engineer_model=str(ctx("engineerModel", DEFAULT_ENGINEER_MODEL)),
+            manager_model=str(ctx("managerModel", DEFAULT_MANAGER_MODEL)),
             max_fix_attempts=int(ctx("maxFixAttempts", 3)),
             verify_window_seconds=int(ctx("verifyWindowSeconds", 900)),
             archive_retention_days=int(ctx("archiveRetentionDays", 30)),
@@ -60,6 +63,7 @@ class DeploySettings:
             qa_runner_subnet_ids=tuple(s.strip() for s in str(ctx("qaRunnerSubnetIds", "")).split(",") if s.strip()),
             allow_unisolated_qa=_flag(ctx("allowUnisolatedQa", False)),
             local_synth=_flag(ctx(LOCAL_SYNTH_MARKER, False)),
+            anthropic_base_url=str(ctx("anthropicBaseUrl", "")),
         )
         settings.validate()
         return settings
@@ -74,8 +78,15 @@ class DeploySettings:
             problems.append(f"automationLevel must be one of {AUTOMATION_LEVELS}")
         if self.engineer_provider not in PROVIDERS:
             problems.append(f"engineerProvider must be one of {PROVIDERS}")
+        elif self.engineer_provider == "bedrock":
+            try:
+                bedrock_model_id(self.engineer_model)
+            except ConfigError as exc:
+                problems.append(f"engineerModel: {exc}")
         if self.cost_alert_threshold <= 0 or self.daily_llm_budget_usd < 0:
             problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
+        if self.anthropic_base_url and not re.fullmatch(r"https?://\S+", self.anthropic_base_url):
+            problems.append(f"anthropicBaseUrl {self.anthropic_base_url!r} must be an http(s) URL")
         if not 1 <= self.max_fix_attempts <= 10:
             problems.append("maxFixAttempts must be between 1 and 10")
         if not 30 <= self.verify_window_seconds <= 86_400:

@@ -31,6 +31,8 @@ from typing import Any
 from .assembly import ACCOUNT, REGION, Assembly, Resource
 
 BOOTSTRAP = Path(__file__).resolve().parent / "_bootstrap" / "lambda_bootstrap.py"
+# Where the Engineer reaches Claude, passed from the user's shell when set (a gateway, a Bedrock-compatible fake).
+ENGINEER_ENDPOINT_VARS = ("ANTHROPIC_BASE_URL", "ANTHROPIC_BEDROCK_BASE_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 SECRET_KEY = "selfheal-local-secret"  # noqa: S105 - the emulator accepts any credentials
 
 
@@ -144,6 +146,7 @@ class InvocationResult:
     max_memory_mb: int = 0
     request_id: str = ""
     timed_out: bool = False
+    log_stream: str = ""  # the worker's stream: where Lambda writes the invocation's REPORT line
 
 
 class Worker:
@@ -185,6 +188,8 @@ class Worker:
     def _environment(self) -> dict[str, str]:
         spec = self.spec
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")}
+        if spec.environment.get("AGENT_NAME") == "engineer":
+            keep.update({k: os.environ[k] for k in ENGINEER_ENDPOINT_VARS if os.environ.get(k)})
         python_path = [str(spec.code_dir), *(str(p) for p in spec.layer_dirs)]
         return {
             **keep,
@@ -404,6 +409,7 @@ class FunctionPool:
                 request_id = str(uuid.uuid4())
                 started = time.time()
                 result = worker.invoke(item.event, self.spec.timeout_s, request_id)
+                result.log_stream = worker.log_stream
                 with self.lock:
                     self.stats["invocations"] += 1
                     self.stats["errors"] += 0 if result.ok else 1

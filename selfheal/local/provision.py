@@ -4,7 +4,8 @@ Supported: DynamoDB tables (keys, GSIs/LSIs, TTL, PITR), SQS queues (attributes,
 SNS topics and subscriptions, EventBridge buses and rules (pattern, schedule, state, every
 target as written), Secrets Manager secrets, SSM parameters, S3 buckets, log groups,
 CloudWatch alarms (single metric, metric math, composite) and dashboards. Lambda functions
-become worker pools (see functions.py). Everything else (IAM, KMS, policies, Lambda
+become worker pools (see functions.py); subscription filters are delivered by the runtime
+(see subscriptions.py). Everything else (IAM, KMS, policies, Lambda
 permissions, ...) has no local behaviour and is listed as skipped.
 """
 
@@ -20,8 +21,9 @@ from typing import Any
 from .assembly import Assembly, Resource
 
 # Types the runtime implements itself rather than provisioning in moto.
-# Served or enforced by the runtime itself (function URLs, the bus resource policy).
-HANDLED_ELSEWHERE = {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion", "AWS::Lambda::Url", "AWS::Events::EventBusPolicy"}
+# Served or enforced by the runtime itself (function URLs, the bus resource policy, log subscriptions).
+HANDLED_ELSEWHERE = {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion", "AWS::Lambda::Url", "AWS::Events::EventBusPolicy",
+                     "AWS::Logs::SubscriptionFilter"}
 
 
 @dataclass

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import io
 import json
+import math
 import os
 import queue
 import re
@@ -38,10 +39,12 @@ from . import lambda_revisions, moto_patches
 from .alarms import AlarmEvaluator
 from .assembly import ACCOUNT, REGION, Assembly
 from .authz import BusPolicy, FunctionUrl, client_principal, function_urls, local_caller, url_event
+from .endpoints import engineer_endpoint
 from .functions import FunctionPool, FunctionSpec, Invocation, InvocationResult, function_specs
 from .metrics import Datum, MetricStore, install_get_metric_data_patch, parse_emf
 from .provision import Provisioner, ProvisionReport
 from .router import Router, Scheduler
+from .subscriptions import SubscriptionRouter
 
 PLATFORM_KEY = "ASIALOCALPLATFORM00"
 CONTROL_PREFIX = "/_selfheal/"
@@ -86,6 +89,7 @@ class LocalRuntime:
         self.report = ProvisionReport()
         self.bus_policy = BusPolicy.from_assembly(assembly)
         self.function_urls: dict[str, FunctionUrl] = function_urls(assembly)
+        self.subscriptions: SubscriptionRouter | None = None
         self._log_buffer: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._log_lock = threading.Lock()
         self._origin = threading.local()
@@ -125,6 +129,7 @@ class LocalRuntime:
             self.pools[spec.name] = FunctionPool(
                 spec, self.endpoint, max(1, concurrency), self._on_output, self._on_result
             )
+        self.subscriptions = SubscriptionRouter(self.assembly, self.pools, self.log_platform)
         self.scheduler.start()
         self.alarms.start()
         self._sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
@@ -329,14 +334,8 @@ class LocalRuntime:
         self.platform_metric("AWS/Lambda", "Errors", 0.0 if result.ok else 1.0, dims, "Count")
         self.platform_metric("AWS/Lambda", "Duration", result.duration_ms, dims, "Milliseconds")
         self.platform_metric("AWS/Lambda", "Throttles", 0.0, dims, "Count")  # local pools queue instead of throttling
-        billed = max(1, int(result.duration_ms + 0.999))
-        init = f" Init Duration: {result.init_ms:.2f} ms" if result.init_ms is not None else ""
-        self._on_output(
-            spec,
-            "-",
-            f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
-            f"Memory Size: {spec.memory_mb} MB\tMax Memory Used: {result.max_memory_mb} MB{init}",
-        )
+        if result.request_id:
+            self._on_output(spec, result.log_stream or "-", report_line(spec, result))
         if not self.options.quiet:
             status = (
                 "ok"
@@ -436,9 +435,15 @@ class LocalRuntime:
                 if stream not in logs.groups[group].streams:
                     logs.create_log_stream(group, stream)
                 logs.put_log_events(group, stream, events)
+            if self.subscriptions is not None and not self._stop.is_set():
+                self.subscriptions.deliver(group, stream, events)
 
     # ------------------------------------------------------------------ queries
     def idle(self) -> bool:
+        if self.subscriptions is not None:
+            with self._log_lock:  # lines a subscription filter has still to deliver
+                if any(self.subscriptions.subscribed(group) for group, _ in self._log_buffer):
+                    return False
         pending = sum(p.pending for p in self.pools.values())
         with self.router._lock:
             timers = len(self.router._timers)
@@ -479,6 +484,8 @@ class LocalRuntime:
             "alarm_errors": dict(self.alarms.errors),
             "alarm_transitions": list(self.alarms.transitions),
             "notifications": len(self.notifications),
+            "subscription_filters": self.subscriptions.public() if self.subscriptions else [],
+            "engineer_endpoint": engineer_endpoint(self.backend("ssm"), os.environ),
             "idle": self.idle(),
         }
 
@@ -737,6 +744,20 @@ class LocalRuntime:
         import signal
 
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def report_line(spec: FunctionSpec, result: InvocationResult) -> str:
+    """The platform's REPORT line, as Lambda writes it: tab-separated, `Init Duration` on a cold start,
+    and a `Billed Duration` that includes the init phase (billed for managed runtimes since August 2025)."""
+    billed = max(1, math.ceil(result.duration_ms + (result.init_ms or 0.0)))
+    fields = [f"REPORT RequestId: {result.request_id}", f"Duration: {result.duration_ms:.2f} ms",
+              f"Billed Duration: {billed} ms", f"Memory Size: {spec.memory_mb} MB",
+              f"Max Memory Used: {result.max_memory_mb} MB"]
+    if result.init_ms is not None:
+        fields.append(f"Init Duration: {result.init_ms:.2f} ms")
+    if result.timed_out:
+        fields.append("Status: timeout")
+    return "\t".join(fields) + "\t"
 
 
 def new_request_id() -> str:

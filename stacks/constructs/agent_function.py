@@ -16,7 +16,7 @@ from .. import constants
 from ..nag import acknowledge
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
-AGENT_PACKAGES = ("manager", "engineer", "qa", "analyzer", "qa_runner", "approvals")
+AGENT_PACKAGES = ("manager", "engineer", "qa", "analyzer", "qa_runner", "approvals", "billing")
 
 
 def agent_code(agent: str) -> lambda_.Code:

@@ -30,7 +30,7 @@ class Route:
     agent: str
 
 
-# Agent-to-agent flow of DESIGN §3. IssueReported may come from any producer.
+# Agent-to-agent flow (docs/architecture.md, "The flow"). IssueReported may come from any producer.
 AGENT_ROUTES = [
     Route("IssueReported", "Injected issues to the Manager", ["IssueReported"], None, "manager"),
     Route("RemediationRequested", "Manager asks the Engineer for a fix", ["RemediationRequested"], [S["manager"]], "engineer"),

@@ -193,9 +193,22 @@ def emitted() -> list[dict[str, Any]]:
         guard = BudgetGuard(settings.monitoring_table_name, 1.0, environment=settings.environment, sink=engineer.sink)
         guard.reserve(0.5, model="claude-sonnet-4-5")
         guard.reserve(5.0, model="claude-sonnet-4-5")
+        contexts = {monitor.agent: FakeLambdaContext(memory_limit_in_mb=256) for monitor in (manager, engineer, qa)}
         for monitor in (manager, engineer, qa):
-            monitor.track_lambda_execution(FakeLambdaContext(), 0.2)
+            monitor.track_lambda_execution(contexts[monitor.agent], 0.2)
             monitor.flush()
+        # The cost reconciler replaces the engineer's estimate with the billed figure from its REPORT line
+        from agentops_monitoring.billing import BilledCostReconciler, parse_report
+        from agentops_monitoring.costs import load_price_table
+
+        reconciler = BilledCostReconciler(
+            environment=settings.environment, monitoring_table=settings.monitoring_table_name,
+            decisions_table=settings.decisions_table_name, prices=load_price_table,
+            agents_by_log_group={"/aws/lambda/engineer": "engineer"}, sink=engineer.sink)
+        line = (f"REPORT RequestId: {contexts['engineer'].aws_request_id}\tDuration: 200.50 ms\t"
+                "Billed Duration: 1101 ms\tMemory Size: 256 MB\tMax Memory Used: 90 MB\tInit Duration: 900.12 ms\t")
+        reconciler.reconcile(parse_report(line), "engineer")
+        engineer.flush()
         run_hourly(AgentOpsAnalyzer(settings), MetricSink(), settings.environment)
         aws.reset_clients()
     return [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{") and '"_aws"' in line]
@@ -256,7 +269,7 @@ def test_no_dimension_is_an_incident_id_or_powertools_service(emitted):
         for directive in doc["_aws"]["CloudWatchMetrics"]:
             for dimension_set in directive["Dimensions"]:
                 assert set(dimension_set) <= {"agent", "environment", "flow", "model", "status", "message_type",
-                                              "token_type"}, dimension_set
+                                              "token_type", "outcome"}, dimension_set
 
 
 def test_every_alarm_notifies_the_alerts_topic_and_carries_the_ignored_prefix(template):
@@ -277,19 +290,22 @@ def test_every_alarm_notifies_the_alerts_topic_and_carries_the_ignored_prefix(te
 
 def test_the_analyzer_is_read_only_on_the_two_tables_and_runs_hourly_with_retries_and_a_dlq(template):
     resources = template["Resources"].values()
-    [function] = [r["Properties"] for r in resources if r["Type"] == "AWS::Lambda::Function"]
+    # (the stack's other function is the billed-cost reconciler, see test_cost_truth_stacks.py)
+    [function] = [r["Properties"] for r in resources if r["Type"] == "AWS::Lambda::Function"
+                  and r["Properties"]["Handler"].startswith("analyzer.")]
     assert function["Handler"] == "analyzer.handler.handler" and function["Architectures"] == ["x86_64"]
     [rule] = [r["Properties"] for r in resources if r["Type"] == "AWS::Events::Rule"]
     assert rule["ScheduleExpression"] == "rate(1 hour)"
     assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 4 and "Arn" in rule["Targets"][0]["DeadLetterConfig"]
-    actions = {a for r in resources if r["Type"] == "AWS::IAM::Policy"
+    actions = {a for r in resources if r["Type"] == "AWS::IAM::Policy" and "Analyzer" in json.dumps(r["Properties"]["Roles"])
                for s in r["Properties"]["PolicyDocument"]["Statement"]
                for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:Query", "dynamodb:BatchGetItem"}
     assert actions <= {"dynamodb:Query", "dynamodb:BatchGetItem", "logs:CreateLogStream", "logs:PutLogEvents",
                        "xray:PutTraceSegments", "xray:PutTelemetryRecords",
                        "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}  # on-failure destination
-    [log_group] = [r["Properties"] for r in resources if r["Type"] == "AWS::Logs::LogGroup"]
+    [log_group] = [r["Properties"] for r in resources if r["Type"] == "AWS::Logs::LogGroup"
+                   and r["Properties"]["LogGroupName"].endswith("-analyzer")]
     assert log_group["RetentionInDays"] == 30
 
 

@@ -7,16 +7,27 @@
 
 Binds 127.0.0.1 on an ephemeral port. When the script runs out, the server answers 500
 with `x-should-retry: false`, so a test that sends more requests than it scripted fails loudly.
+
+It also serves Amazon Bedrock's InvokeModel for Anthropic models, the way `AnthropicBedrock`
+calls it: `POST /model/{modelId}/invoke`, the Messages body without `model` (the model id is in
+the path) and with an `anthropic_version` (Bedrock's "bedrock-2023-05-31", or the dated version
+the SDK sends), SigV4-signed for the
+`bedrock` service; the answer is the same Messages response body. Point the client at it
+with `base_url=` or `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`. A Bedrock request that is not signed,
+carries an API key, names a model in the body or lacks the version gets Bedrock's 400/403
+(`x-amzn-errortype`), so a client that talks the wrong dialect fails loudly.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 DEFAULT_USAGE = {
     "input_tokens": 1_250,
@@ -94,6 +105,26 @@ def slow(reply: Reply, delay_s: float) -> Reply:
 
 
 _EXHAUSTED = api_error(500, "api_error", "test server script exhausted", {"x-should-retry": "false"})
+BEDROCK_INVOKE = re.compile(r"^/model/(?P<model>[^/]+)/invoke$")
+BEDROCK_VERSION = re.compile(r"^(?:bedrock-)?\d{4}-\d{2}-\d{2}$")
+
+
+def bedrock_error(status: int, error_type: str, message: str) -> Reply:
+    """Bedrock's error shape: {"message": ...} and the type in `x-amzn-errortype`."""
+    return Reply(status, {"message": message}, {"x-amzn-errortype": f"{error_type}:http://internal.amazon.com/coral/",
+                                                "x-should-retry": "false"})
+
+
+def bedrock_problem(headers: dict[str, str], body: dict[str, Any]) -> Reply | None:
+    """Why a Bedrock InvokeModel request would be refused, or None when it is well-formed."""
+    auth = headers.get("authorization", "")
+    if not re.match(r"AWS4-HMAC-SHA256 Credential=[^/]+/\d{8}/[a-z0-9-]+/bedrock/aws4_request", auth):
+        return bedrock_error(403, "UnrecognizedClientException", "The security token included in the request is invalid")
+    if "x-api-key" in headers:
+        return bedrock_error(400, "ValidationException", "x-api-key is not a Bedrock header")
+    if "model" in body or not BEDROCK_VERSION.fullmatch(str(body.get("anthropic_version", ""))):
+        return bedrock_error(400, "ValidationException", "malformed input request: model in body or wrong version")
+    return None
 
 
 # ------------------------------------------------------------------------------------ server
@@ -142,10 +173,20 @@ class AnthropicTestServer:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length).decode("utf-8")
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                if self.path.split("?")[0] != "/v1/messages":
+                path = self.path.split("?")[0]
+                body = json.loads(raw or "{}")
+                bedrock = BEDROCK_INVOKE.match(path)
+                if bedrock is not None:
+                    problem = bedrock_problem(headers, body)
+                    if problem is not None:
+                        with server._lock:
+                            server.requests.append(RecordedRequest("POST", unquote(self.path), headers, raw, body))
+                        self._send(problem)
+                        return
+                elif path != "/v1/messages":
                     self._send(api_error(404, "not_found_error", f"no route {self.path}"))
                     return
-                reply = server._next(RecordedRequest("POST", self.path, headers, raw, json.loads(raw or "{}")))
+                reply = server._next(RecordedRequest("POST", unquote(self.path), headers, raw, body))
                 if reply.delay_s and server._closing.wait(reply.delay_s):
                     return
                 self._send(reply)

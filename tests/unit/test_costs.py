@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -66,13 +68,14 @@ def test_api_bedrock_and_vertex_ids_resolve_to_their_entry(table, model_id, entr
 def test_an_unknown_model_is_flagged_and_priced_as_the_most_expensive_tier_never_zero(table):
     cost = table.llm_cost("claude-opus-9-1", 1_000_000, 0)
     assert cost.unknown_model is True
-    assert cost.priced_as in ("claude-opus-4-1", "claude-opus-4")  # $15 / $75, the top tier
+    assert cost.priced_as in ("claude-opus-4-1", "claude-opus-4", "claude-3-opus")  # $15 / $75, the top tier
     assert cost.cost_usd == pytest.approx(15.0)
     assert cost.pricing()["source"] == "fallback"
 
 
 def test_a_newer_model_of_a_known_family_is_not_silently_priced_as_its_elder(table):
-    assert table.resolve("claude-opus-4-6") is None
+    assert table.resolve("claude-opus-4-9") is None
+    assert table.resolve("claude-sonnet-5-6") is None
 
 
 def test_the_fallback_rule_is_configurable():
@@ -128,3 +131,137 @@ def test_a_bad_override_fails_loudly(monkeypatch, bad):
 def test_negative_token_counts_are_refused(table):
     with pytest.raises(ValueError):
         table.llm_cost("claude-haiku-4-5", -1, 0)
+
+
+# ------------------------------------------------------------------ the 2026 table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
+
+
+def test_every_shipped_entry_has_a_source_url_an_effective_date_and_all_five_rates(table):
+    data = json.loads(PRICES_FILE.read_text())
+    for model, history in data["llm"].items():
+        for entry in history:
+            assert entry["source"].startswith("https://"), model
+            assert date.fromisoformat(entry["effective_date"]) <= date(2026, 11, 27), model
+            for rate in ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read"):
+                assert entry[rate] > 0, (model, rate)
+            # The cache multipliers Anthropic applies (the page rounds Haiku 3 to the cent): 1.25x and 2x input.
+            assert entry["cache_write_5m"] == pytest.approx(entry["input"] * 1.25, rel=0.05), model
+            assert entry["cache_write_1h"] == pytest.approx(entry["input"] * 2, rel=0.05), model
+            assert entry["cache_read"] < entry["input"], model
+    assert data["aws"]["source"].startswith("https://")
+
+
+@pytest.mark.parametrize("model, price_in, price_out", [
+    ("claude-sonnet-4-6", 3.0, 15.0),
+    ("claude-opus-4-6", 5.0, 25.0),
+    ("claude-opus-4-7", 5.0, 25.0),
+    ("claude-opus-4-8", 5.0, 25.0),
+    ("claude-opus-5", 5.0, 25.0),
+    ("claude-opus-5-5", 4.0, 20.0),
+    ("claude-sonnet-5", 2.0, 10.0),
+    ("claude-sonnet-5-5", 2.0, 10.0),
+    ("claude-haiku-5-5", 0.1, 0.5),
+    ("claude-fable-5", 10.0, 50.0),
+    ("claude-fable-5-1", 10.0, 50.0),
+    ("claude-fable-5-2", 8.0, 40.0),
+])
+def test_the_2026_models_are_priced_from_the_table_not_the_fallback(table, model, price_in, price_out):
+    # Given 50k input tokens (a short prompt) and one million output tokens
+    cost = table.llm_cost(model, 50_000, 1_000_000)
+    # Then the model's own list price applies, never the $15 / $75 fallback
+    assert not cost.unknown_model and cost.priced_as == model
+    assert cost.cost_usd == pytest.approx(price_in * 0.05 + price_out)
+
+
+def test_every_model_the_readme_names_resolves_without_the_fallback(table):
+    named = set(re.findall(r"\bclaude-[a-z0-9][a-z0-9.-]*[a-z0-9]", README.read_text()))
+    named = {n for n in named if re.search(r"-\d", n)}  # model ids, not words like claude-code
+    assert named, "the README names no model"
+    assert [n for n in sorted(named) if table.resolve(n) is None] == []
+
+
+def test_the_configured_default_models_are_in_the_table(table):
+    from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, RuntimeParameters
+
+    context = json.loads(CDK_JSON.read_text())["context"]
+    defaults = {DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, context["engineerModel"], context["managerModel"],
+                RuntimeParameters().engineer_model, RuntimeParameters().manager_model}
+    assert [m for m in sorted(defaults) if table.resolve(m) is None] == []
+    # cdk.json and the code agree, so the SSM parameters and the agents' fallbacks are the same models
+    assert context["engineerModel"] == DEFAULT_ENGINEER_MODEL and context["managerModel"] == DEFAULT_MANAGER_MODEL
+
+
+def test_a_default_missing_from_the_table_is_caught():
+    # Given a table without the default engineer model (a release dropped it)
+    from selfheal_core.config import DEFAULT_ENGINEER_MODEL
+
+    data = json.loads(PRICES_FILE.read_text())
+    del data["llm"][DEFAULT_ENGINEER_MODEL]
+    table = PriceTable(data)
+    # Then it no longer resolves, and pricing it is flagged and never zero
+    assert table.resolve(DEFAULT_ENGINEER_MODEL) is None
+    cost = table.llm_cost(DEFAULT_ENGINEER_MODEL, 1_000, 1_000)
+    assert cost.unknown_model and cost.cost_usd > 0
+
+
+@pytest.mark.parametrize("model_id, entry", [
+    # Bedrock foundation models, with and without the version suffix
+    ("anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
+    ("anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
+    ("anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+    ("anthropic.claude-sonnet-5-5", "claude-sonnet-5-5"),
+    # regional and global cross-region inference profiles
+    ("us.anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
+    ("eu.anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
+    ("apac.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    ("jp.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+    ("us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    ("global.anthropic.claude-opus-4-5-20251101-v1:0", "claude-opus-4-5"),
+    ("global.anthropic.claude-sonnet-5", "claude-sonnet-5"),
+    # ARNs of an inference profile and of a foundation model
+    ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
+    ("arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
+    # Vertex ids
+    ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
+    ("claude-opus-4-1@20250805", "claude-opus-4-1"),
+    ("claude-opus-4-6", "claude-opus-4-6"),
+    # API aliases
+    ("claude-opus-4-0", "claude-opus-4"),
+    ("claude-sonnet-4-0", "claude-sonnet-4"),
+    ("claude-3-7-sonnet-latest", "claude-3-7-sonnet"),
+])
+def test_bedrock_vertex_and_inference_profile_ids_resolve_to_the_same_entry(table, model_id, entry):
+    assert table.resolve(model_id) == entry
+    assert table.llm_cost(model_id, 1_000, 1_000).cost_usd == pytest.approx(table.llm_cost(entry, 1_000, 1_000).cost_usd)
+
+
+@pytest.mark.parametrize("hostile", ["", "anthropic.", "global.", "arn:aws:bedrock:::", "claude", "../claude-opus-4-6",
+                                     "claude-opus-4-6\nclaude-3-haiku", "x" * 10_000])
+def test_malformed_model_ids_never_resolve_to_a_cheap_entry(table, hostile):
+    cost = table.llm_cost(hostile, 1_000_000, 0)
+    assert cost.unknown_model or cost.priced_as == "claude-opus-4-6"
+    assert cost.cost_usd > 0
+
+
+def test_a_price_change_applies_from_its_effective_date(table):
+    # Sonnet 5.5 cache reads went from $0.20 to $0.10 on 2026-10-07
+    assert table.price_of("claude-sonnet-5-5", date(2026, 10, 6)).cache_read == pytest.approx(0.2)
+    assert table.price_of("claude-sonnet-5-5", date(2026, 10, 7)).cache_read == pytest.approx(0.1)
+
+
+def test_a_long_prompt_on_haiku_5_5_is_priced_at_the_long_prompt_rates_on_every_token(table):
+    # Given a prompt of exactly 100k tokens (input + cache) and one above it
+    short = table.llm_cost("claude-haiku-5-5", 60_000, 1_000_000, cache_read_input_tokens=40_000)
+    long = table.llm_cost("claude-haiku-5-5", 60_001, 1_000_000, cache_read_input_tokens=40_000)
+    # Then only the longer one pays the higher rates, output included
+    assert short.breakdown["output"] == pytest.approx(0.5)
+    assert long.breakdown["output"] == pytest.approx(2.5)
+    assert long.breakdown["input"] == pytest.approx(60_001 * 0.5 / 1_000_000)
+
+
+def test_billed_lambda_cost_is_billed_ms_times_memory_plus_the_request(table):
+    # REPORT ... Billed Duration: 1150 ms  Memory Size: 256 MB
+    assert table.billed_lambda_cost(1150, 256) == pytest.approx(1.150 * 0.25 * 0.0000166667 + 0.0000002)

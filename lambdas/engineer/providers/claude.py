@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
@@ -261,13 +261,20 @@ def build_user_prompt(request: FixRequest, secrets: Iterable[str] = ()) -> str:
 
 
 class ClaudeProvider:
-    name = "anthropic"
+    """Claude through the Anthropic API (an API key), a gateway (`base_url`) or Amazon Bedrock.
+
+    With `platform="bedrock"` the client is `anthropic.AnthropicBedrock`: requests are signed
+    with the function's IAM role (no key, no secret), `model` is a Bedrock model or inference
+    profile id, and everything else (the cached prefix, the forced tool call, the budget guard,
+    the retry bounds and the usage) is the same code path.
+    """
 
     def __init__(
         self,
         model: str,
-        api_key: str,
+        api_key: str = "",
         *,
+        platform: Literal["anthropic", "bedrock"] = "anthropic",
         base_url: str | None = None,
         budget_guard: BudgetGuard | None,
         price_call: Callable[[LlmUsage], float],
@@ -277,7 +284,11 @@ class ClaudeProvider:
         secrets_to_scrub: Iterable[str] = (),
         min_call_timeout_s: float = 10.0,
     ) -> None:
+        if platform == "anthropic" and not api_key:
+            raise ValueError("the Anthropic API needs an API key")
         self.model = model
+        self.name = platform
+        self._platform = platform
         self._api_key = api_key
         self._base_url = base_url
         self._budget_guard = budget_guard
@@ -285,7 +296,7 @@ class ClaudeProvider:
         self._remaining_time_s = remaining_time_s
         self._max_retries = max_retries
         self._max_tokens = max_tokens
-        self._secrets = (api_key, *secrets_to_scrub)
+        self._secrets = tuple(secret for secret in (api_key, *secrets_to_scrub) if secret)
         self._min_call_timeout_s = min_call_timeout_s
 
     def propose(self, request: FixRequest) -> ProviderResult:
@@ -329,13 +340,16 @@ class ClaudeProvider:
     def _client(self, deadline: float) -> Any:
         import anthropic  # only here: runbook-only invocations never pay for the SDK import
 
-        return anthropic.Anthropic(
-            api_key=self._api_key,
-            base_url=self._base_url,
-            max_retries=self._max_retries,
-            timeout=min(CALL_TIMEOUT_CAP_S, deadline - time.monotonic()),
-            middleware=[_deadline_guard(deadline, self._min_call_timeout_s, self._max_retries)],
-        )
+        options: dict[str, Any] = {
+            "base_url": self._base_url,
+            "max_retries": self._max_retries,
+            "timeout": min(CALL_TIMEOUT_CAP_S, deadline - time.monotonic()),
+            "middleware": [_deadline_guard(deadline, self._min_call_timeout_s, self._max_retries)],
+        }
+        if self._platform == "bedrock":
+            # Region and credentials come from the Lambda environment (the function's role).
+            return anthropic.AnthropicBedrock(**options)
+        return anthropic.Anthropic(api_key=self._api_key, **options)
 
     def _call(self, client: Any, messages: list[dict[str, Any]], tool: dict[str, Any], usage: list[LlmUsage]) -> Any:
         system = [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}]
@@ -374,12 +388,16 @@ class ClaudeProvider:
         elif isinstance(exc, anthropic.APITimeoutError):
             reason = "the model call timed out"
         elif isinstance(exc, anthropic.APIStatusError):
-            reason = f"Anthropic API error {exc.status_code}: {exc.message}"
+            reason = f"{self._service} error {exc.status_code}: {exc.message}"
         elif isinstance(exc, anthropic.APIConnectionError):
-            reason = f"cannot reach the Anthropic API: {exc}"
+            reason = f"cannot reach {self._service}: {exc}"
         else:
             reason = f"{type(exc).__name__}: {exc}"
         return ProviderError(scrub(reason, self._secrets)[:1_000])
+
+    @property
+    def _service(self) -> str:
+        return "Amazon Bedrock" if self._platform == "bedrock" else "Anthropic API"
 
     # -- answers
 

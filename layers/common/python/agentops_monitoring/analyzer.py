@@ -1,4 +1,4 @@
-"""Collaboration patterns, agent effectiveness and optimization opportunities (DESIGN §5-7).
+"""Collaboration patterns, agent effectiveness and optimization opportunities (docs/architecture.md, "Monitoring and cost").
 
 Reads only through the key design's GSIs (no scans): messages by day (monitoring GSI1
 COLLAB#<day>), events by type (GSI1 EVENT#<type>), costs by day (GSI2 COST#DAY#<day>) and by

@@ -1,4 +1,4 @@
-"""The daily LLM budget as a hard stop (DESIGN §8): reserve before the call, reconcile after.
+"""The daily LLM budget as a hard stop (docs/architecture.md, "Monitoring and cost"): reserve before the call, reconcile after.
 
 One item per UTC day, pk BUDGET#LLM / sk <yyyy-mm-dd>, holds `reserved_usd`, `spent_usd` and
 their sum `committed_usd`. DynamoDB conditions cannot add, so "reserved + spent + amount <=

@@ -1,4 +1,4 @@
-"""The cost model (DESIGN §7): prices are data (prices.json), merged with optional overrides.
+"""The cost model (docs/architecture.md, "Monitoring and cost"): prices are data (prices.json), merged with optional overrides.
 
 Overrides, later wins, each a JSON object of the same shape as prices.json:
   1. env `AGENTOPS_PRICES_OVERRIDE` (set on the function; no code change)
@@ -30,23 +30,42 @@ OVERRIDE_ENV = "AGENTOPS_PRICES_OVERRIDE"
 OVERRIDE_PARAMETER = "prices-override"
 TOKENS_PER_UNIT = 1_000_000
 
-# Bedrock ("us.anthropic.<id>-v1:0"), Vertex ("<id>@20250929") and dated API ids map to one entry.
-_MODEL_ID = re.compile(r"^(?:[a-z]+\.)?(?:anthropic\.)?(?P<base>.+?)(?:[-@](?:\d{8}|latest))?(?:-v\d+(?::\d+)?)?$")
+# Bedrock ("anthropic.<id>-v1:0", inference profiles "us.", "eu.", "apac.", "us-gov.", "global.", and their
+# ARNs), Vertex ("<id>@20250929") and dated API ids ("<id>-20250929", "<id>-latest") map to one entry.
+_MODEL_ID = re.compile(
+    r"^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?(?:anthropic\.)?(?P<base>.+?)(?:[-@](?:\d{8}|latest))?(?:-v\d+(?::\d+)?)?$"
+)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelPrice(_Strict):
+class _Rates(_Strict):
     """USD per million tokens."""
 
-    effective_date: date
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cache_write_5m: float = Field(ge=0)
     cache_write_1h: float = Field(ge=0)
     cache_read: float = Field(ge=0)
+
+
+class LongPrompt(_Rates):
+    """Rates for every token of a request whose prompt (input + cache writes + cache reads) exceeds the threshold."""
+
+    threshold_tokens: int = Field(gt=0)
+
+
+class ModelPrice(_Rates):
+    effective_date: date
+    source: str = ""  # where the price was read; every entry of the shipped file has one
+    long_prompt: LongPrompt | None = None
+
+    def rates_for(self, prompt_tokens: int) -> _Rates:
+        if self.long_prompt is not None and prompt_tokens > self.long_prompt.threshold_tokens:
+            return self.long_prompt
+        return self
 
 
 class FallbackRule(_Strict):
@@ -57,6 +76,7 @@ class FallbackRule(_Strict):
 class AwsPrices(_Strict):
     effective_date: date
     region: str
+    source: str = ""
     lambda_gb_second: dict[Literal["x86_64", "arm64"], float]
     lambda_request: float = Field(ge=0)
     eventbridge_event: float = Field(ge=0)
@@ -106,9 +126,15 @@ class PriceTable:
         """The table entry for an API / Bedrock / Vertex model id, or None when unknown."""
         if model in self._t.llm:
             return model
-        match = _MODEL_ID.match(model.strip().lower())
+        text = model.strip().lower().rsplit("/", 1)[-1]  # an inference-profile or foundation-model ARN
+        match = _MODEL_ID.match(text)
         base = match.group("base") if match else ""
-        return base if base in self._t.llm else None
+        if base in self._t.llm:
+            return base
+        # API aliases of the first 4.x releases: "claude-opus-4-0" is "claude-opus-4".
+        if base.endswith("-0") and base[:-2] in self._t.llm:
+            return base[:-2]
+        return None
 
     def price_of(self, entry: str, on: date | None = None) -> ModelPrice:
         """The price in force on `on` (the newest entry not after it)."""
@@ -135,7 +161,8 @@ class PriceTable:
         entry = self.resolve(model)
         unknown = entry is None
         priced_as = self._fallback if entry is None else entry
-        price = self.price_of(priced_as, on)
+        entry_price = self.price_of(priced_as, on)
+        price = entry_price.rates_for(input_tokens + cache_creation_input_tokens + cache_read_input_tokens)
         write_1h = min(cache_write_1h_input_tokens, cache_creation_input_tokens)
         breakdown = {
             "input": input_tokens * price.input / TOKENS_PER_UNIT,
@@ -149,7 +176,7 @@ class PriceTable:
             model=model,
             priced_as=priced_as,
             unknown_model=unknown,
-            effective_date=price.effective_date.isoformat(),
+            effective_date=entry_price.effective_date.isoformat(),
             table_version=self.version,
             breakdown=breakdown,
         )
@@ -175,7 +202,10 @@ class PriceTable:
     # ------------------------------------------------------------------ AWS
     def lambda_cost(self, duration_s: float, memory_mb: int, architecture: str = "x86_64") -> float:
         """Billed duration (rounded up to 1 ms) x memory GB x price per GB-second, plus the request."""
-        billed_ms = max(1, math.ceil(duration_s * 1000))
+        return self.billed_lambda_cost(max(1, math.ceil(duration_s * 1000)), memory_mb, architecture)
+
+    def billed_lambda_cost(self, billed_ms: int, memory_mb: int, architecture: str = "x86_64") -> float:
+        """What AWS bills for one invocation: `Billed Duration` x `Memory Size` x GB-second price + the request."""
         gb_second = self.aws.lambda_gb_second["arm64" if architecture == "arm64" else "x86_64"]
         return billed_ms / 1000 * memory_mb / 1024 * gb_second + self.aws.lambda_request
 

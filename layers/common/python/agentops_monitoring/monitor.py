@@ -26,7 +26,7 @@ from selfheal_core.incidents import IncidentStore
 from selfheal_core.observability import logger
 from selfheal_core.redact import scrub_data
 
-from . import names, records
+from . import billing, names, records
 from .budget import BudgetGuard
 from .costs import PriceTable, load_price_table
 from .emf import MetricSink
@@ -221,8 +221,14 @@ class AgentOpsMonitor:
         architecture = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
         prices = self.prices()
         compute = prices.lambda_cost(duration, memory_mb, architecture)
-        self._record_cost("lambda", compute, duration_s=round(duration, 6), memory_mb=memory_mb,
-                          architecture=architecture, function_name=getattr(context, "function_name", None))
+        details = {"duration_s": round(duration, 6), "memory_mb": memory_mb, "architecture": architecture,
+                   "function_name": getattr(context, "function_name", None)}
+        request_id = str(getattr(context, "aws_request_id", "") or "").lower()
+        if billing.REQUEST_ID.fullmatch(request_id):
+            # Estimated now; the cost reconciler replaces it with the billed figure from the REPORT line.
+            self._record_lambda_estimate(compute, request_id, details)
+        else:
+            self._record_cost("lambda", compute, **details)
         self.sink.add(names.COSTS, names.LAMBDA_COST, compute, unit="None", dimensions=[self._dims({names.AGENT: self.agent})])
         requests = dict(self._requests)
         self._requests.clear()
@@ -292,6 +298,26 @@ class AgentOpsMonitor:
         if self.incident_id:
             self._add_to_incident(self.incident_id, cost_usd)
         # TotalCost rolls up to (environment) alone: the cost alarm needs one series.
+        self.sink.add(names.COSTS, names.TOTAL_COST, cost_usd, unit="None",
+                      dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
+
+    def _record_lambda_estimate(self, cost_usd: float, request_id: str, details: dict[str, Any]) -> None:
+        """The estimate's cost record and its invocation link, written together (one transaction)."""
+        now = self._now()
+        item = records.cost_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
+                                 kind="lambda", cost_usd=cost_usd, now=now, environment=self.environment,
+                                 request_id=request_id, estimated_usd=cost_usd, cost_source="estimate", **details)
+        link = billing.invocation_link(request_id=request_id, agent=self.agent, incident_id=self.incident_id,
+                                       cost=item, estimated_usd=cost_usd, memory_mb=details["memory_mb"],
+                                       duration_s=details["duration_s"], now=now)
+        table = self.settings.monitoring_table_name
+        billing.transact([
+            {"Put": {"TableName": table, "Item": to_item(item)}},
+            {"Put": {"TableName": table, "Item": to_item(link), "ConditionExpression": "attribute_not_exists(pk)"}},
+        ])
+        self._requests["dynamodb_writes"] += 4  # a transactional write is two write request units per item
+        if self.incident_id:
+            self._add_to_incident(self.incident_id, cost_usd)
         self.sink.add(names.COSTS, names.TOTAL_COST, cost_usd, unit="None",
                       dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
 

@@ -23,6 +23,7 @@ STATUS = "status"
 MESSAGE_TYPE = "message_type"
 TOKEN_TYPE = "token_type"  # noqa: S105 - input | output | cache_write | cache_read
 ISOLATION_MODE = "isolation_mode"  # namespaces | microvm | none (the QA runner's)
+OUTCOME = "outcome"  # billed | unlinked | duplicate | implausible | not_a_report
 
 # AgentOps/Events: one count per event type (the AgentEventType values), dims (agent, environment)
 ISSUE_DETECTED = "issue_detected"
@@ -39,7 +40,9 @@ QA_RUNS = "QaRunnerRuns"
 
 # AgentOps/Costs (USD, unit None)
 LLM_COST = "LLMCost"  # dims (environment, agent) and (environment, model)
-LAMBDA_COST = "LambdaExecutionCost"  # (environment, agent)
+LAMBDA_COST = "LambdaExecutionCost"  # (environment, agent): the in-handler estimate (no init phase)
+BILLED_LAMBDA_COST = "BilledLambdaCost"  # (environment, agent): from the platform's REPORT lines (billing.py)
+BILLING_REPORTS = "BillingReports"  # (environment, outcome): REPORT lines the cost reconciler handled
 EVENT_COST = "EventCost"  # (environment, agent): EventBridge, DynamoDB, SNS requests
 TOTAL_COST = "TotalCost"  # (environment, agent) and (environment)
 LLM_TOKENS = "LLMTokens"  # (environment, model, token_type)

@@ -1,4 +1,4 @@
-"""AgentOps SDK traces, only when an AgentOps key is configured (DESIGN §9).
+"""AgentOps SDK traces, only when an AgentOps key is configured (docs/architecture.md, "Monitoring and cost").
 
 The key comes from the Secrets Manager secret named by Settings.secret_name (JSON with
 `agentops_api_key`), cached by Powertools Parameters.

@@ -8,12 +8,33 @@ missing variable. `RuntimeParameters` are the hot-reloadable thresholds kept in 
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 AutomationLevel = Literal["manual", "semi_auto", "full_auto"]
+Provider = Literal["runbook", "anthropic", "bedrock"]
+
+# The one place the model defaults live: cdk.json, the CDK settings and the SSM parameters all
+# start from these, and a test fails when either is missing from the price table.
+DEFAULT_ENGINEER_MODEL = "claude-sonnet-4-6"
+DEFAULT_MANAGER_MODEL = "claude-haiku-4-5"
+# With engineerProvider=bedrock an Anthropic model id is called through the global cross-Region
+# inference profile; a Bedrock id (anthropic.…, us./eu./apac./jp./au./global.anthropic.…) is used as is.
+BEDROCK_DEFAULT_PROFILE = "global"
+_BEDROCK_ID = re.compile(r"^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?anthropic\.claude-[a-z0-9.-]+(?::\d+)?$")
+
+
+def bedrock_model_id(model: str) -> str:
+    """The Bedrock model or inference-profile id for a configured model id."""
+    model = model.strip()
+    if _BEDROCK_ID.fullmatch(model):
+        return model
+    if re.fullmatch(r"claude-[a-z0-9-]+", model):
+        return f"{BEDROCK_DEFAULT_PROFILE}.anthropic.{model}"
+    raise ConfigError(f"{model!r} is neither an Anthropic nor a Bedrock Claude model id")
 
 
 class ConfigError(RuntimeError):
@@ -67,7 +88,7 @@ def get_settings() -> Settings:
 
 
 class ScanThresholds(BaseModel):
-    """Thresholds for the scheduled metric scan (DESIGN §9)."""
+    """Thresholds for the scheduled metric scan (docs/architecture.md, "The flow")."""
 
     error_rate_pct: float = Field(default=5.0, gt=0)
     latency_p95_ms: float = Field(default=3_000.0, gt=0)
@@ -78,13 +99,15 @@ class RuntimeParameters(BaseModel):
     automation_level: AutomationLevel = "semi_auto"
     max_fix_attempts: int = Field(default=3, ge=1, le=10)
     daily_llm_budget_usd: float = Field(default=5.0, ge=0)
-    engineer_provider: Literal["runbook", "anthropic"] = "runbook"
-    engineer_model: str = "claude-sonnet-4-5"
-    manager_model: str = "claude-haiku-4-5"
+    engineer_provider: Provider = "runbook"
+    engineer_model: str = DEFAULT_ENGINEER_MODEL
+    manager_model: str = DEFAULT_MANAGER_MODEL
     scan_thresholds: ScanThresholds = Field(default_factory=ScanThresholds)
     # service -> "any" or ["HH:MM-HH:MM", ...] in UTC; "*" is every other service; absent = "any".
     apply_windows: dict[str, str | list[str]] = Field(default_factory=dict)
     verify_window_seconds: int = Field(default=900, ge=30, le=86_400)
+    # A gateway in front of the Anthropic API (or a Bedrock-compatible endpoint); "" = the SDK default.
+    anthropic_base_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
 
 
 # SSM parameter name (below the prefix) -> RuntimeParameters field
@@ -98,6 +121,7 @@ PARAMETER_NAMES = {
     "scan-thresholds": "scan_thresholds",
     "apply-windows": "apply_windows",
     "verify-window-seconds": "verify_window_seconds",
+    "anthropic-base-url": "anthropic_base_url",
 }
 JSON_PARAMETERS = frozenset({"scan_thresholds", "apply_windows"})
 

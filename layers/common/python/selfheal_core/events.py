@@ -1,4 +1,4 @@
-"""The event contract: one envelope, one versioned pydantic model per detail-type.
+"""The event contract (docs/architecture.md, "Event contract"): one envelope, one versioned pydantic model per detail-type.
 
 `detail = {"metadata": {...}, "data": {...}}`. Unknown detail-types or versions are rejected
 with a reason by `parse_detail`; nothing here touches AWS.

@@ -1,4 +1,4 @@
-"""Incident state in the decisions table. Every transition is a conditional write (DESIGN §3).
+"""Incident state in the decisions table. Every transition is a conditional write (docs/architecture.md, "Incident states").
 
 A replayed or duplicated event can never move an incident backwards: `transition` only
 succeeds from the statuses that may precede the target (and, when given, at the expected
@@ -43,6 +43,9 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.RESOLVED, Status.FAILED, Status.ESCALATED})
 OPEN_STATUSES = frozenset(Status) - TERMINAL
+# Nothing inside the pipeline is working on these: they end, or wait for a person, the budget,
+# the provider or the clock (the scheduled scan resumes those).
+SETTLED = TERMINAL | {Status.AWAITING_APPROVAL, Status.BUDGET_PAUSED, Status.RETRY_WAIT}
 
 # target status -> statuses it may be reached from
 ALLOWED_FROM: dict[Status, frozenset[Status]] = {

@@ -1,0 +1,168 @@
+"""Fault injection over the whole chain: 60 incidents under each failing-platform scenario.
+
+Each delivery that fails is retried like Lambda's asynchronous invocation (twice), then lands in
+the on-failure queue; after the storm the queue is redriven with the faults gone. Then every
+incident must be settled, no step's decision may be written twice, and nothing may be lost or
+duplicated. Faults are seeded: a failure reproduces.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from tests.support.pipeline import Delivery, Pipeline
+
+INCIDENTS = 60
+LAMBDA_ASYNC_RETRIES = 2
+
+
+class SimulatedCrash(RuntimeError):
+    """The function died (timeout, out of memory, a kill) at this point."""
+
+
+@dataclass
+class Faults:
+    seed: int
+    ddb_throttle: float = 0.0
+    put_events_partial: float = 0.0
+    crash_before_publish: float = 0.0
+    crash_after_publish: float = 0.0
+    active: bool = False
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def roll(self, probability: float, kind: str) -> bool:
+        hit = self.active and self.rng.random() < probability
+        if hit:
+            self.injected[kind] += 1
+        return hit
+
+
+def install(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
+    from selfheal_core.bus import EventPublisher
+
+    original_call = BaseClient._make_api_call
+
+    def make_api_call(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        service = self.meta.service_model.service_name
+        if service == "dynamodb" and faults.roll(faults.ddb_throttle, "ddb_throttle"):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}},
+                              operation)
+        if service == "events" and operation == "PutEvents" and faults.roll(faults.put_events_partial, "partial"):
+            entries = params["Entries"]
+            sent = original_call(self, operation, {**params, "Entries": entries[:-1]}) if len(entries) > 1 else {
+                "Entries": []}
+            failed = {"ErrorCode": "InternalFailure", "ErrorMessage": "injected"}
+            return {"FailedEntryCount": 1, "Entries": [*sent.get("Entries", []), failed]}
+        return original_call(self, operation, params)
+
+    original_publish = EventPublisher.publish
+
+    def publish(self: Any, *messages: Any) -> None:
+        if faults.roll(faults.crash_before_publish, "crash_before_publish"):
+            raise SimulatedCrash("killed before publishing")
+        original_publish(self, *messages)
+        if faults.roll(faults.crash_after_publish, "crash_after_publish"):
+            raise SimulatedCrash("killed after publishing")
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    monkeypatch.setattr(EventPublisher, "publish", publish)
+
+
+def drive(pipeline: Pipeline, faults: Faults, max_rounds: int = 200) -> list[Delivery]:
+    """Deliver until quiet; failed deliveries are retried like Lambda async, then dead-lettered."""
+    dead_letters: list[Delivery] = []
+    for _ in range(max_rounds):
+        faults.active = False  # the test's own queue reads are not the platform under test
+        batch = pipeline._receive()
+        if not batch:
+            break
+        for agent, event in batch:
+            for _attempt in range(1 + LAMBDA_ASYNC_RETRIES):
+                faults.active = True
+                delivery = pipeline.invoke(agent, event)
+                faults.active = False
+                if delivery.error is None:
+                    break
+            else:
+                dead_letters.append(delivery)
+    return dead_letters
+
+
+def expire_in_progress_markers(pipeline: Pipeline) -> None:
+    """An invocation that died holds its idempotency key as INPROGRESS until its own timeout;
+    a redrive comes later than that, so those markers have expired by then."""
+    import boto3
+
+    table = boto3.resource("dynamodb").Table(pipeline.env["IDEMPOTENCY_TABLE_NAME"])
+    for item in table.scan()["Items"]:
+        if item.get("status") == "INPROGRESS":
+            table.delete_item(Key={"id": item["id"]})
+
+
+def settle(pipeline: Pipeline, faults: Faults) -> list[Delivery]:
+    dead = drive(pipeline, faults)
+    # The operator redrives the on-failure queues once the platform has recovered.
+    faults.active = False
+    expire_in_progress_markers(pipeline)
+    for delivery in dead:
+        redriven = pipeline.invoke(delivery.agent, delivery.event)
+        assert redriven.error is None, f"redrive of {delivery.event.get('detail-type')} failed: {redriven.error}"
+    return drive(pipeline, Faults(seed=0))
+
+
+def report(i: int) -> dict[str, Any]:
+    return {"service": f"svc-{i:03d}", "issue_type": "latency", "severity": "high",
+            "summary": f"p95 of svc-{i:03d} is 4 s", "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
+            "idempotency_key": f"fault-{i}-{uuid.uuid4().hex[:6]}"}
+
+
+def duplicate_decisions(pipeline: Pipeline, incident_id: str) -> list[tuple[Any, ...]]:
+    seen: Counter[tuple[Any, ...]] = Counter()
+    for d in pipeline.decisions(incident_id):
+        if d["decision_type"] == "fold_duplicate":
+            continue
+        attempt = (d.get("inputs") or {}).get("attempt") if isinstance(d.get("inputs"), dict) else None
+        seen[(d["agent"], d["decision_type"], str(attempt))] += 1
+    return [key for key, count in seen.items() if count > 1]
+
+
+SCENARIOS = {
+    "dynamodb_throttling": {"ddb_throttle": 0.03},
+    "partial_put_events": {"put_events_partial": 0.35},
+    "kill_before_publish": {"crash_before_publish": 0.2},
+    "kill_after_publish": {"crash_after_publish": 0.2},
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_incident_settles_under_faults_with_no_duplicate_decision(monkeypatch, scenario):
+    from selfheal_core.incidents import SETTLED
+
+    faults = Faults(seed=sum(map(ord, scenario)), **SCENARIOS[scenario])
+    with mock_aws():
+        pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+        install(monkeypatch, faults)
+        for i in range(INCIDENTS):
+            pipeline.put("IssueReported", report(i))
+        leftover = settle(pipeline, faults)
+
+        assert leftover == [], [d.error for d in leftover]
+        assert sum(faults.injected.values()) >= 5, f"the scenario injected too little to mean anything: {faults.injected}"
+        incidents = pipeline.incidents()
+        assert sorted(i.service for i in incidents) == [f"svc-{i:03d}" for i in range(INCIDENTS)]
+        stuck = {i.incident_id: i.status for i in incidents if i.status not in {s.value for s in SETTLED}}
+        assert stuck == {}, f"{len(stuck)} incidents not settled ({faults.injected}): {stuck}"
+        duplicates = {i.incident_id: duplicate_decisions(pipeline, i.incident_id) for i in incidents}
+        assert {k: v for k, v in duplicates.items() if v} == {}
