@@ -209,6 +209,7 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         {"alarm": intake.issue.resource},
         {"status": Status.RESOLVED.value},
         0.9,
+        once="resolve_on_recovery",
     )
     if before is not None and before.status == Status.VERIFYING.value:
         heal.on_alarm_ok(before, incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
@@ -236,6 +237,7 @@ def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) ->
             "resume_after_budget_pause",
             [step("The LLM budget has room again", "resume the paused incident", f"${budget_remaining_usd:.2f} left today")],
             {"attempt": incident.attempts}, {"status": Status.REMEDIATING.value}, 0.9,
+            once=f"resume_after_budget_pause#{incident.attempts}#{_times_paused(moved)}",
         )
         metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
                             attempt=incident.attempts)
@@ -297,7 +299,9 @@ def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[st
 def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
     redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
-    if incident is None or incident.status not in (Status.VALIDATED.value, Status.APPROVED.value) \
+    # A retry after the status write: APPROVED or AWAITING_APPROVAL at this attempt finish the step.
+    if incident is None or incident.status not in (Status.VALIDATED.value, Status.APPROVED.value,
+                                                   Status.AWAITING_APPROVAL.value) \
             or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
     record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
@@ -325,10 +329,13 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
         {"automation_level": level, "risk_level": risk, "attempt": metadata.attempt},
         {"decision": "auto_approve" if auto else "await_approval"},
         0.9 if auto else 0.75,
+        once=f"close_incident#{metadata.attempt}",
     )
-    if auto:
+    if auto and incident.status == Status.VALIDATED.value:
         return _approve_and_resolve(incident, ports, reason=f"auto-approved ({level}, risk {risk})")
-    waiting = ports.incidents.transition(incident.incident_id, Status.AWAITING_APPROVAL, reason="human approval required")
+    waiting = ports.incidents.transition(incident.incident_id, Status.AWAITING_APPROVAL, reason="human approval required",
+                                         expected_attempt=metadata.attempt,
+                                         redo_from=frozenset({Status.AWAITING_APPROVAL}))
     if waiting is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     _announce(ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk)
@@ -360,6 +367,7 @@ def _refuse_validation(metadata: Metadata, reason: str, ports: ManagerPorts) -> 
         {"attempt": metadata.attempt, "producer": metadata.producer},
         {"decision": "refused", "reason": reason},
         0.99,
+        once=f"refuse_validation#{metadata.attempt}#{hashlib.sha256(reason.encode()).hexdigest()[:12]}",
     )
     return {"action": "refused", "incident_id": metadata.incident_id, "reason": reason}
 
@@ -376,9 +384,10 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
     ports.monitor.record_decision(
         "human_approval",
         [step(f"{data.approver} {'approved' if granted else 'denied'} the fix", "apply the human decision", data.comment or "no comment")],
-        {"approver": data.approver},
+        {"approver": data.approver, "attempt": incident.attempts},
         {"granted": granted},
         1.0,
+        once=f"human_approval#{incident.attempts}",
     )
     if granted:
         return _approve_and_resolve(incident, ports, reason=f"approved by {data.approver}")
@@ -391,7 +400,11 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
 def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, ports: ManagerPorts) -> dict[str, Any]:
     failed = ports.incidents.transition(metadata.incident_id, Status.FAILED, reason=f"{data.category}: {data.reason}")
     if failed is None:
-        return {"action": "stale", "incident_id": metadata.incident_id}
+        # A retry after the status write: FAILED at this attempt still owes its escalation.
+        current = ports.incidents.get(metadata.incident_id)
+        if current is None or current.status != Status.FAILED.value or current.attempts != metadata.attempt:
+            return {"action": "stale", "incident_id": metadata.incident_id}
+        failed = current
     ports.monitor.record_decision(
         "fail_incident",
         [step("The Engineer could not produce a fix that QA accepts", f"mark FAILED ({data.category})", data.reason[:300]),
@@ -399,6 +412,7 @@ def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, por
         {"category": data.category, "attempt": metadata.attempt},
         {"status": Status.FAILED.value},
         0.95,
+        once=f"fail_incident#{metadata.attempt}",
     )
     _announce(ports, failed, DetailType.INCIDENT_ESCALATED, f"remediation failed ({data.category}): {data.reason[:300]}")
     return {"action": "failed", "incident_id": metadata.incident_id}

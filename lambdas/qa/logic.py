@@ -9,6 +9,7 @@ from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.events import (
+    ArtifactRef,
     DetailType,
     Evidence,
     Fix,
@@ -59,9 +60,13 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
         ports.monitor.record_event("duplicate_proposal_ignored", {"attempt": metadata.attempt,
                                                                   "validated_fix": recorded.fix_sha256[:12]})
         return {"action": "stale", "incident_id": metadata.incident_id}
+    if recorded is not None:
+        # This fix's verdict is recorded: a retry or replay. Finish from the record and never run the
+        # validation again, nor move the incident back to VALIDATING (the Manager may be reading it).
+        return _finish_from_record(metadata, data, recorded, ports)
     validating = ports.incidents.transition(
         metadata.incident_id, Status.VALIDATING, reason="QA started", expected_attempt=metadata.attempt,
-        redo_from=frozenset({Status.VALIDATING, Status.VALIDATED, Status.REJECTED}),
+        redo_from=frozenset({Status.VALIDATING}),
     )
     if validating is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
@@ -83,10 +88,29 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
                               evidence_artifact=evidence_ref)
     except ValidationConflict as conflict:
         return _settle_to_record(metadata, conflict.existing, ports)
+    return _conclude(metadata, data, fix, result, evidence_ref, ports)
+
+
+def _finish_from_record(metadata: Metadata, data: FixProposedV1, recorded: ValidationRecord, ports: QaPorts) -> dict[str, Any]:
+    fix = _resolve_fix(data.fix, ports.artifacts)
+    stored: dict[str, Any] = {}
+    ref = ArtifactRef.model_validate(recorded.evidence_artifact) if recorded.evidence_artifact else None
+    if ref is not None:
+        stored = ports.artifacts.get_json(ref)
+    evidence = [Evidence.model_validate(e) for e in stored.get("evidence", [])]
+    result = ValidationResult(passed=recorded.passed, reason=recorded.reason, evidence=evidence,
+                              weak_evidence=bool(stored.get("weak_evidence", False)) and not recorded.passed)
+    return _conclude(metadata, data, fix, result, ref, ports)
+
+
+def _conclude(metadata: Metadata, data: FixProposedV1, fix: Fix, result: ValidationResult, evidence_ref: ArtifactRef | None,
+              ports: QaPorts) -> dict[str, Any]:
+    """Status, decision, event: each redoable at this attempt, so a retry finishes the step."""
+    passed = result.passed and not result.weak_evidence
+    landing = Status.VALIDATED if passed else Status.REJECTED
     moved = ports.incidents.transition(
-        metadata.incident_id, Status.VALIDATED if passed else Status.REJECTED,
-        reason=result.reason, expected_attempt=metadata.attempt,
-        redo_from=frozenset({Status.VALIDATED if passed else Status.REJECTED}),
+        metadata.incident_id, landing, reason=result.reason, expected_attempt=metadata.attempt,
+        redo_from=frozenset({landing}),
     )
     if moved is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
@@ -120,6 +144,7 @@ def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool
         {"passed": passed, "weak_evidence": result.weak_evidence, "reason": result.reason[:500],
          "evidence": [e.model_dump(mode="json") for e in result.evidence[:MAX_EVIDENCE_IN_EVENT]]},
         0.95 if passed else 0.9,
+        once=f"validate_fix#{metadata.attempt}",
     )
 
 

@@ -125,7 +125,7 @@ def settle(pipeline: Pipeline, faults: Faults) -> list[Delivery]:
 def report(i: int) -> dict[str, Any]:
     return {"service": f"svc-{i:03d}", "issue_type": "latency", "severity": "high",
             "summary": f"p95 of svc-{i:03d} is 4 s", "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
-            "idempotency_key": f"fault-{i}-{uuid.uuid4().hex[:6]}"}
+            "resource": f"svc-{i:03d}", "idempotency_key": f"fault-{i}-{uuid.uuid4().hex[:6]}"}
 
 
 def duplicate_decisions(pipeline: Pipeline, incident_id: str) -> list[tuple[Any, ...]]:
@@ -152,7 +152,9 @@ def test_every_incident_settles_under_faults_with_no_duplicate_decision(monkeypa
 
     faults = Faults(seed=sum(map(ord, scenario)), **SCENARIOS[scenario])
     with mock_aws():
-        pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+        # Real (moto) functions to investigate, change and verify; they are reported as the issue's resource.
+        pipeline = Pipeline(parameters={"automation-level": "full_auto"},
+                            functions={f"svc-{i:03d}": {"timeout": 3} for i in range(INCIDENTS)})
         install(monkeypatch, faults)
         for i in range(INCIDENTS):
             pipeline.put("IssueReported", report(i))

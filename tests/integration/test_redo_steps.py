@@ -1,0 +1,107 @@
+"""A Lambda retry finishes the step the first try left undone; it never answers "stale" for it.
+
+Each test kills an agent right after its first status write or its publish, then delivers the
+same event again, as Lambda's asynchronous retry does.
+"""
+
+from __future__ import annotations
+
+import pytest
+from moto import mock_aws
+
+from selfheal_core.bus import EventPublisher
+from tests.support.pipeline import Pipeline
+
+
+class Killed(RuntimeError):
+    pass
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+def latency_issue():
+    return {"service": "orders-api", "issue_type": "latency", "severity": "high", "summary": "p95 is 4 s",
+            "signals": {"p95_ms": 4000.0, "timeout_s": 3.0}}
+
+
+SENT: list[tuple[str, str]] = []  # (incident id, detail-type) of every event really published
+
+
+def kill_once(monkeypatch, source: str, detail_type: str, *, after_publish: bool) -> list[str]:
+    original = EventPublisher.publish
+    killed: list[str] = []
+    SENT.clear()
+
+    def publish(self, *messages):
+        hit = self.source == source and messages[0].detail_type == detail_type and not killed
+        if hit and not after_publish:
+            killed.append(detail_type)
+            raise Killed(f"killed before publishing {detail_type}")
+        original(self, *messages)
+        SENT.extend((m.metadata.incident_id, m.detail_type) for m in messages)
+        if hit:
+            killed.append(detail_type)
+            raise Killed(f"killed after publishing {detail_type}")
+
+    monkeypatch.setattr(EventPublisher, "publish", publish)
+    return killed
+
+
+def test_qa_retry_after_publishing_does_not_race_the_manager(aws, monkeypatch):
+    # Given QA dies right after publishing FixValidated
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={"orders-api": {"timeout": 3}})
+    killed = kill_once(monkeypatch, "agentops.qa", "FixValidated", after_publish=True)
+    pipeline.put("IssueReported", latency_issue())
+    first = pipeline.run()
+    [crashed] = [d for d in first if d.error]
+    assert killed == ["FixValidated"] and crashed.agent == "qa"
+    [incident] = pipeline.incidents()
+    # When Lambda retries QA (the Manager has already handled the first FixValidated)
+    retried = pipeline.invoke("qa", crashed.event)
+    pipeline.run()
+    # Then the retry did not move the incident back to VALIDATING or validate again
+    assert retried.error is None
+    [after] = pipeline.incidents()
+    history = [h["status"] for h in after.status_history]
+    assert "VALIDATING" not in history[history.index("VALIDATED"):], history
+    assert after.status == "AWAITING_APPROVAL"
+    validations = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "validate_fix"]
+    assert len(validations) == 1
+
+
+def test_a_retry_after_awaiting_approval_was_written_still_asks_for_approval(aws, monkeypatch):
+    # Given the Manager dies before it publishes ApprovalRequested
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={"orders-api": {"timeout": 3}})
+    kill_once(monkeypatch, "agentops.manager", "ApprovalRequested", after_publish=False)
+    pipeline.put("IssueReported", latency_issue())
+    [crashed] = [d for d in pipeline.run() if d.error]
+    assert pipeline.incidents()[0].status == "AWAITING_APPROVAL"
+    assert not [s for s in SENT if s[1] == "ApprovalRequested"]
+    # When Lambda retries the FixValidated delivery
+    assert pipeline.invoke("manager", crashed.event).error is None
+    # Then the approval request goes out, and the close decision is written once
+    [incident] = pipeline.incidents()
+    assert (incident.incident_id, "ApprovalRequested") in SENT
+    closes = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "close_incident"]
+    assert len(closes) == 1
+
+
+def test_a_retry_after_failed_was_written_still_escalates(aws, monkeypatch):
+    # Given a fix QA always rejects, and the Manager dying before it sends the escalation
+    pipeline = Pipeline(parameters={"max-fix-attempts": "1"}, functions={"orders-api": {"reserved": 1}})
+    kill_once(monkeypatch, "agentops.manager", "IncidentEscalated", after_publish=False)
+    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled",
+                                   "signals": {"reserved_concurrency": 1.0}})
+    [crashed] = [d for d in pipeline.run() if d.error]
+    assert pipeline.incidents()[0].status == "FAILED" and not [s for s in SENT if s[1] == "IncidentEscalated"]
+    # When Lambda retries RemediationFailed
+    assert pipeline.invoke("manager", crashed.event).error is None
+    # Then the escalation goes out and the failure is recorded once
+    [incident] = pipeline.incidents()
+    assert (incident.incident_id, "IncidentEscalated") in SENT
+    fails = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "fail_incident"]
+    assert len(fails) == 1
