@@ -325,6 +325,7 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
         {"automation_level": level, "risk_level": risk, "attempt": metadata.attempt},
         {"decision": "auto_approve" if auto else "await_approval"},
         0.9 if auto else 0.75,
+        once=f"close_incident#{metadata.attempt}",  # a retry after a failed write decides nothing new
     )
     if auto:
         return _approve_and_resolve(incident, ports, reason=f"auto-approved ({level}, risk {risk})")

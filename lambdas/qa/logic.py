@@ -120,6 +120,7 @@ def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool
         {"passed": passed, "weak_evidence": result.weak_evidence, "reason": result.reason[:500],
          "evidence": [e.model_dump(mode="json") for e in result.evidence[:MAX_EVIDENCE_IN_EVENT]]},
         0.95 if passed else 0.9,
+        once=f"validate_fix#{metadata.attempt}",  # a retry after a failed write decides nothing new
     )
 
 

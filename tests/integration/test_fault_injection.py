@@ -152,7 +152,9 @@ def test_every_incident_settles_under_faults_with_no_duplicate_decision(monkeypa
 
     faults = Faults(seed=sum(map(ord, scenario)), **SCENARIOS[scenario])
     with mock_aws():
-        pipeline = Pipeline(parameters={"automation-level": "full_auto"})
+        # Each service's function exists (memory 512), so every fix is investigated, applied and verified.
+        pipeline = Pipeline(parameters={"automation-level": "full_auto"},
+                            functions={f"svc-{i:03d}": {"memory": 512} for i in range(INCIDENTS)})
         install(monkeypatch, faults)
         for i in range(INCIDENTS):
             pipeline.put("IssueReported", report(i))
