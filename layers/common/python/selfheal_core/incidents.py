@@ -44,7 +44,8 @@ class Status(StrEnum):
 TERMINAL = frozenset({Status.RESOLVED, Status.FAILED, Status.ESCALATED})
 OPEN_STATUSES = frozenset(Status) - TERMINAL
 # Nothing inside the pipeline is working on these: they end, or wait for a person, the budget,
-# the provider or the clock (the scheduled scan resumes those).
+# the provider or the clock (the scheduled scan resumes those; one-time schedules end the apply
+# window and the verification, a person merges a ready patch).
 SETTLED = TERMINAL | {Status.AWAITING_APPROVAL, Status.BUDGET_PAUSED, Status.RETRY_WAIT, Status.SCHEDULED,
                       Status.VERIFYING, Status.PATCH_READY}
 
