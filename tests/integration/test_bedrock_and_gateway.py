@@ -171,7 +171,7 @@ def bedrock_server(monkeypatch):
         yield srv
 
 
-def test_an_incident_resolved_through_bedrock_records_usage_and_cost_to_the_cent(bedrock_server):
+def test_a_code_fix_through_bedrock_is_proven_and_records_usage_and_cost_to_the_cent(bedrock_server):
     # Given the pipeline on Bedrock, with no Anthropic key in Secrets Manager, and a large cached call
     usage = {"input_tokens": 120_000, "output_tokens": 8_000, "cache_creation_input_tokens": 50_000,
              "cache_read_input_tokens": 200_000}
@@ -186,9 +186,9 @@ def test_an_incident_resolved_through_bedrock_records_usage_and_cost_to_the_cent
         deliveries = pipeline.run()
         [incident] = pipeline.incidents()
         llm = [r for r in AgentOpsMonitor("test").timeline(incident.incident_id) if r.get("cost_kind") == "llm"]
-    # Then QA proved the Bedrock fix and the incident resolved
+    # Then QA proved the Bedrock fix, and the validated patch waits for a person to merge it
     assert all(d.error is None for d in deliveries), [d.error for d in deliveries]
-    assert incident.status == "RESOLVED"
+    assert incident.status == "PATCH_READY"
     assert [r.path for r in bedrock_server.requests] == [f"/model/{PROFILE}/invoke"] * 2  # 429 retried once
     # And the usage Bedrock reported is recorded and priced from the table as Sonnet 4.6, to the cent
     [record] = llm
