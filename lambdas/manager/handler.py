@@ -112,12 +112,12 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
     envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
     monitor.bind(incident_id=envelope.metadata.incident_id, correlation_id=envelope.metadata.correlation_id)
     if detail_type == DetailType.FIX_VALIDATED.value:
-        outcome = logic.handle_fix_validated(envelope.metadata, envelope.data, p)
+        outcome = logic.handle_fix_validated(envelope.metadata, envelope.data, p, replayed="replay-name" in event)
         if outcome["action"] == "refused":  # listed by `selfheal rejected`, counted as a rejected event
             reject(event, f"FixValidated refused: {outcome['reason']}", agent=logic.AGENT, settings=settings, monitor=monitor)
         return outcome
     if detail_type == DetailType.REMEDIATION_FAILED.value:
-        return logic.handle_remediation_failed(envelope.metadata, envelope.data, p)
+        return logic.handle_remediation_failed(envelope.metadata, envelope.data, p, replayed="replay-name" in event)
     if detail_type == DetailType.APPLY_DUE.value:
         return heal.handle_apply_due(envelope.metadata, envelope.data, p)
     if detail_type == DetailType.VERIFY_DUE.value:

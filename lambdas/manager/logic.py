@@ -296,12 +296,14 @@ def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[st
 # ------------------------------------------------------------------------------ outcomes
 
 
-def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts) -> dict[str, Any]:
+def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts, *,
+                         replayed: bool = False) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
     redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
     # A retry after the status write: APPROVED or AWAITING_APPROVAL at this attempt finish the step.
-    if incident is None or incident.status not in (Status.VALIDATED.value, Status.APPROVED.value,
-                                                   Status.AWAITING_APPROVAL.value) \
+    # An archive replay never re-asks a person (the first delivery completed, or its retries did).
+    finishing = (Status.APPROVED.value,) if replayed else (Status.APPROVED.value, Status.AWAITING_APPROVAL.value)
+    if incident is None or incident.status not in (Status.VALIDATED.value, *finishing) \
             or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
     record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
@@ -397,12 +399,14 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
     return {"action": "escalated", "incident_id": incident.incident_id}
 
 
-def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, ports: ManagerPorts) -> dict[str, Any]:
+def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, ports: ManagerPorts, *,
+                              replayed: bool = False) -> dict[str, Any]:
     failed = ports.incidents.transition(metadata.incident_id, Status.FAILED, reason=f"{data.category}: {data.reason}")
     if failed is None:
-        # A retry after the status write: FAILED at this attempt still owes its escalation.
+        # A retry after the status write: FAILED at this attempt still owes its escalation
+        # (not an archive replay: nobody is paged twice).
         current = ports.incidents.get(metadata.incident_id)
-        if current is None or current.status != Status.FAILED.value or current.attempts != metadata.attempt:
+        if replayed or current is None or current.status != Status.FAILED.value or current.attempts != metadata.attempt:
             return {"action": "stale", "incident_id": metadata.incident_id}
         failed = current
     ports.monitor.record_decision(
