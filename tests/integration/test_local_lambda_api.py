@@ -178,7 +178,10 @@ def test_reserved_concurrency_zero_throttles_and_deleting_it_restores_service(la
 
 
 def test_reserved_concurrency_one_runs_invocations_one_at_a_time(lam, runtime):
-    # Given the sample limited to one concurrent execution
+    # Given the sample limited to one concurrent execution (and a timeout no load can reach: this
+    # test is about concurrency, not about the 3 s timeout)
+    timeout = lam.get_function_configuration(FunctionName=SAMPLE)["Timeout"]
+    lam.update_function_configuration(FunctionName=SAMPLE, Timeout=60)
     lam.put_function_concurrency(FunctionName=SAMPLE, ReservedConcurrentExecutions=1)
     try:
         since = time.time()
@@ -197,6 +200,7 @@ def test_reserved_concurrency_one_runs_invocations_one_at_a_time(lam, runtime):
         assert all(r["ok"] for r in done), [r["error"] for r in done]
     finally:
         lam.delete_function_concurrency(FunctionName=SAMPLE)
+        lam.update_function_configuration(FunctionName=SAMPLE, Timeout=timeout)
 
 
 def test_event_invoke_config_changes_govern_the_next_async_invocation(lam, runtime):
