@@ -204,10 +204,10 @@ def test_two_proposals_racing_at_one_attempt_never_leave_the_incident_validating
     second["detail"]["data"]["fix"].update({"risk_level": "low", "rationale": "a racing fix"})
     outcome = pipeline.invoke("qa", second)
 
-    # Then its verdict is not recorded over the first, the incident goes back to VALIDATED
-    # (where the recorded verdict leads), and nothing is published for the second fix
-    assert outcome.error is None and outcome.result == {"action": "stale", "incident_id": genuine["detail"]["metadata"]["incident_id"],
-                                                        "settled": True}
+    # Then its verdict is not recorded over the first, the incident stays VALIDATED (QA never moves
+    # a VALIDATED incident back to VALIDATING), and nothing is published for the second fix
+    assert outcome.error is None and outcome.result["action"] == "stale"
+    assert outcome.result["incident_id"] == genuine["detail"]["metadata"]["incident_id"]
     assert status_of(pipeline) == "VALIDATED"
     assert pipeline._receive() == []
     monkeypatch.setattr(ValidationStore, "get", original_get)
