@@ -239,9 +239,7 @@ def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) ->
             {"attempt": incident.attempts}, {"status": Status.REMEDIATING.value}, 0.9,
             once=f"resume_after_budget_pause#{incident.attempts}#{_times_paused(moved)}",
         )
-        metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
-                            attempt=incident.attempts)
-        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
+        _send_again(ports, incident, moved)
         resumed.append(incident.incident_id)
     return resumed
 
@@ -253,6 +251,13 @@ def _times_paused(incident: Incident) -> int:
 
 # Wait n (1-based) of an incident whose model provider was unreachable ends after this long.
 PROVIDER_BACKOFF_S = (60, 300, 900, 1_800, 3_600)
+
+
+def _send_again(ports: ManagerPorts, incident: Incident, moved: Incident) -> None:
+    """RemediationRequested for a resumed incident, at its attempt, as a new step (`resumed`)."""
+    metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
+                        attempt=incident.attempts)
+    ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
 
 
 def _request_again(incident: Incident, *, resumed: int) -> RemediationRequestedV1:
@@ -286,9 +291,7 @@ def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[st
             {"attempt": incident.attempts, "waits": waits}, {"status": Status.REMEDIATING.value}, 0.8,
             once=f"resume_after_provider_wait#{incident.attempts}#{waits}",
         )
-        metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
-                            attempt=incident.attempts)
-        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
+        _send_again(ports, incident, moved)
         resumed.append(incident.incident_id)
     return resumed
 
