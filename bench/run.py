@@ -29,10 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The pipeline has decided (closed, or waiting for a person, a window, a merge or a verification).
+from selfheal_core.catalog import SETTLED
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-# The pipeline has decided: closed, waiting for a person or a window, patch kept, or change applied and verifying.
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "SCHEDULED", "PATCH_READY", "VERIFYING"}
 COLDSTART_MODULES = ("lambdas.manager.handler", "lambdas.engineer.handler", "lambdas.qa.handler")
 FLOOR = "import boto3\nfrom aws_lambda_powertools import Logger, Metrics\nLogger()\nMetrics(namespace='Bench')\n"
 
@@ -183,7 +184,7 @@ def bench_latency(rt: Any, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
         deadline = t0 + 120
         while time.time() < deadline:
             found = [i for i in _incidents(rt) if i["service"] == service]
-            if found and found[0]["status"] in TERMINAL:
+            if found and found[0]["status"] in SETTLED:
                 incident = found[0]
                 break
             time.sleep(0.05)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import names
+from selfheal_core import catalog as names
+
 from .ops import OperatorError, Target
 
 # The status an agent-to-agent event moves its incident to (informational events carry theirs).
@@ -76,18 +77,16 @@ def replay(target: Target, *, since: datetime, until: datetime | None = None, wa
 
 def tail_line(event: dict[str, Any]) -> dict[str, Any]:
     """One bus event as a tail line: time, from -> to, detail-type, incident, status."""
-    from selfheal_core.messaging import RECIPIENTS
-
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     metadata = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
     data = detail.get("data") if isinstance(detail.get("data"), dict) else {}
     detail_type = str(event.get("detail-type", ""))
     source = str(event.get("source", ""))
-    recipient = next((agent for dt, agent in RECIPIENTS.items() if dt.value == detail_type), None)
+    recipient = names.RECIPIENTS.get(detail_type)
     return {
         "time": event.get("time"),
         "from": source.removeprefix("agentops."),
-        "to": recipient or ("manager" if detail_type == "IssueReported" else "audit"),
+        "to": recipient or "audit",
         "detail_type": detail_type,
         "incident_id": metadata.get("incident_id"),
         "status": data.get("status") or IMPLIED_STATUS.get(detail_type),

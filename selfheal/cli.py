@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import names
+from selfheal_core import catalog as names
+
 from .output import emit_json, progress, table, usd
 
 EPILOG = "Targets: --endpoint-url, else a running `selfheal local up`, else AWS (default credentials). Add --json for scripts."
@@ -687,6 +688,11 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     context = _kv(args.context)
+    problem = names.unknown_context_problem(context)
+    if problem:  # refused before anything starts (synth would refuse it too)
+        from .ops import OperatorError
+
+        raise OperatorError(problem)
     if args.detach:
         with progress("starting the local runtime (synth + provision)", enabled=not args.json):
             state = control.start_detached(options, app=args.app, assembly_dir=args.assembly, context=context)

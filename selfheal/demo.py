@@ -21,12 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selfheal_core.catalog import SETTLED as _SETTLED
+from selfheal_core.catalog import Status
+
 from .demo_heal import VERIFY_WINDOW_S
 from .output import emit_json, table, usd
 
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED"}
-# Waiting on a person, a budget, a low-traffic window or a merge: nothing more happens on its own soon.
-SETTLED = TERMINAL | {"AWAITING_APPROVAL", "BUDGET_PAUSED", "RETRY_WAIT", "SCHEDULED", "PATCH_READY"}
+# The demo also waits out a verification (its window is short) before it reports.
+SETTLED = _SETTLED - {Status.VERIFYING}
 
 
 def _free_port(preferred: int) -> int:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import names
+from selfheal_core import catalog as names
 
 LOCAL_CLIENT_KEY = "ASIALOCALOPERATOR00"
 

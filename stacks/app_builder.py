@@ -5,7 +5,9 @@ from __future__ import annotations
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
-from . import constants, naming
+from selfheal_core import catalog
+
+from . import constants
 from .data_stack import DataStack
 from .pipeline_stack import PipelineStack
 from .settings import DeploySettings
@@ -43,7 +45,7 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
 
         stacks["sample"] = SampleWorkloadStack(
             app,
-            naming.sample_stack_name(settings.env_name),
+            catalog.sample_stack_name(settings.env_name),
             env_name=settings.env_name,
             description="Selfheal sample workload: a function and its errors alarm to heal (demo)",
         )

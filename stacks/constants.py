@@ -15,8 +15,8 @@ TARGET_MAX_EVENT_AGE = Duration.hours(2)
 ASYNC_RETRY_ATTEMPTS = 2
 SCAN_RATE = Duration.minutes(5)
 
-# Names live in naming.py (no CDK import, shared with the CLI); re-exported for the stacks.
-from .naming import (  # noqa: E402,F401
+# Names live in the layer's catalog (no CDK import, shared with the agents and the CLI); re-exported for the stacks.
+from selfheal_core.catalog import (  # noqa: E402,F401
     AGENT_SOURCES,
     ALARM_PREFIX,
     alerts_topic_name,

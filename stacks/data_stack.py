@@ -15,6 +15,8 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from selfheal_core import catalog
+
 from . import constants
 from .constructs.agent_function import dead_letter_queue
 from .nag import acknowledge
@@ -173,11 +175,8 @@ class DataStack(Stack):
             "engineer-provider": settings.engineer_provider,
             "engineer-model": settings.engineer_model,
             "manager-model": settings.manager_model,
-            "scan-thresholds": json.dumps(
-                {"error_rate_pct": 5.0, "latency_p95_ms": 3000.0, "throttles": 10.0}
-            ),
-            # service -> "any" or ["HH:MM-HH:MM", ...] (UTC); "*" covers every other service.
-            "apply-windows": json.dumps({"*": "any"}),
+            "scan-thresholds": json.dumps(catalog.DEFAULT_SCAN_THRESHOLDS),
+            "apply-windows": json.dumps(catalog.DEFAULT_APPLY_WINDOWS),
             "verify-window-seconds": str(settings.verify_window_seconds),
         }
         if settings.anthropic_base_url:  # SSM has no empty values: absent means the SDK's default endpoint

@@ -18,7 +18,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from . import constants, naming
+from selfheal_core import catalog
+
+from . import constants
 from .nag import acknowledge
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workloads" / "sample_orders"
@@ -30,7 +32,7 @@ SAMPLE_MEMORY_MB = 128
 class SampleWorkloadStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, env_name: str, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        name = naming.sample_function_name(env_name)
+        name = catalog.sample_function_name(env_name)
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -71,7 +73,7 @@ class SampleWorkloadStack(Stack):
         self.alarm = cloudwatch.Alarm(
             self,
             "ErrorsAlarm",
-            alarm_name=naming.sample_alarm_name(env_name),
+            alarm_name=catalog.sample_alarm_name(env_name),
             alarm_description=f"{name} failed at least once in a minute (errors and timeouts)",
             metric=self.function.metric_errors(period=Duration.minutes(1), statistic="Sum"),
             threshold=1,

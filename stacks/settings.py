@@ -1,4 +1,6 @@
-"""CDK context keys (`-c key=value` or cdk.json), validated once for every stack."""
+"""CDK context keys (`-c key=value` or cdk.json), validated once for every stack; unknown keys are refused.
+
+The keys and their defaults live in selfheal_core/catalog.py (CONTEXT_DEFAULTS)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ from typing import Any
 
 from constructs import Node
 
-from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, ConfigError, bedrock_model_id
-
-AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
-PROVIDERS = ("runbook", "anthropic", "bedrock")
-# Set only by the local runtime's synth (selfheal/local/synth.py): this app will not be deployed.
-LOCAL_SYNTH_MARKER = "selfheal:localSynth"
+from selfheal_core.catalog import (
+    AUTOMATION_LEVELS,
+    CONTEXT_DEFAULTS,
+    LOCAL_SYNTH_MARKER,
+    PROVIDERS,
+    unknown_context_problem,
+)
+from selfheal_core.config import ConfigError, bedrock_model_id
 
 
 def _flag(value: Any) -> bool:
@@ -43,41 +47,45 @@ class DeploySettings:
     engineer_model: str
     manager_model: str
     max_fix_attempts: int
-    verify_window_seconds: int = 900
-    archive_retention_days: int = 30
+    verify_window_seconds: int
+    archive_retention_days: int
     # QA runner: an existing VPC (and its subnets) instead of the isolated one the stack creates.
-    qa_runner_vpc_id: str = ""
-    qa_runner_subnet_ids: tuple[str, ...] = ()
+    qa_runner_vpc_id: str
+    qa_runner_subnet_ids: tuple[str, ...]
     # Run fix code where neither namespaces nor a microVM isolate it (local runtime only).
-    allow_unisolated_qa: bool = False
-    local_synth: bool = False
-    anthropic_base_url: str = ""
-    sample_workload: bool = False
+    allow_unisolated_qa: bool
+    local_synth: bool
+    anthropic_base_url: str
+    sample_workload: bool
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
-        def ctx(key: str, default: Any) -> Any:
+        problem = unknown_context_problem(node.get_all_context())
+        if problem:
+            raise ValueError(f"invalid CDK context: {problem}")
+
+        def ctx(key: str) -> Any:
             value = node.try_get_context(key)
-            return default if value in (None, "") else value
+            return CONTEXT_DEFAULTS.get(key) if value in (None, "") else value
 
         settings = cls(
-            env_name=str(ctx("environment", "dev")),
-            alert_email=str(ctx("alertEmail", "")),
-            cost_alert_threshold=float(ctx("costAlertThreshold", 10)),
-            daily_llm_budget_usd=float(ctx("dailyLlmBudgetUsd", 5)),
-            automation_level=str(ctx("automationLevel", "semi_auto")),
-            engineer_provider=str(ctx("engineerProvider", "runbook")),
-            engineer_model=str(ctx("engineerModel", DEFAULT_ENGINEER_MODEL)),
-            manager_model=str(ctx("managerModel", DEFAULT_MANAGER_MODEL)),
-            max_fix_attempts=int(ctx("maxFixAttempts", 3)),
-            verify_window_seconds=int(ctx("verifyWindowSeconds", 900)),
-            archive_retention_days=int(ctx("archiveRetentionDays", 30)),
-            qa_runner_vpc_id=str(ctx("qaRunnerVpcId", "")),
-            qa_runner_subnet_ids=tuple(s.strip() for s in str(ctx("qaRunnerSubnetIds", "")).split(",") if s.strip()),
-            allow_unisolated_qa=_flag(ctx("allowUnisolatedQa", False)),
-            local_synth=_flag(ctx(LOCAL_SYNTH_MARKER, False)),
-            anthropic_base_url=str(ctx("anthropicBaseUrl", "")),
-            sample_workload=_strict_flag(ctx("sampleWorkload", False), "sampleWorkload"),
+            env_name=str(ctx("environment")),
+            alert_email=str(ctx("alertEmail")),
+            cost_alert_threshold=float(ctx("costAlertThreshold")),
+            daily_llm_budget_usd=float(ctx("dailyLlmBudgetUsd")),
+            automation_level=str(ctx("automationLevel")),
+            engineer_provider=str(ctx("engineerProvider")),
+            engineer_model=str(ctx("engineerModel")),
+            manager_model=str(ctx("managerModel")),
+            max_fix_attempts=int(ctx("maxFixAttempts")),
+            verify_window_seconds=int(ctx("verifyWindowSeconds")),
+            archive_retention_days=int(ctx("archiveRetentionDays")),
+            qa_runner_vpc_id=str(ctx("qaRunnerVpcId")),
+            qa_runner_subnet_ids=tuple(s.strip() for s in str(ctx("qaRunnerSubnetIds")).split(",") if s.strip()),
+            allow_unisolated_qa=_flag(ctx("allowUnisolatedQa")),
+            local_synth=_flag(node.try_get_context(LOCAL_SYNTH_MARKER)),
+            anthropic_base_url=str(ctx("anthropicBaseUrl")),
+            sample_workload=_strict_flag(ctx("sampleWorkload"), "sampleWorkload"),
         )
         settings.validate()
         return settings

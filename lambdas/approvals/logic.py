@@ -13,10 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from selfheal_core.catalog import OPERATOR_SOURCE
 from selfheal_core.events import ApprovalV1, DetailType, Metadata
 from selfheal_core.incidents import Incident, Status
 
-SOURCE = "agentops.operator"
+SOURCE = OPERATOR_SOURCE
 PRODUCER = "approvals"
 MAX_BODY_BYTES = 8_192
 DECISIONS = {"approve": DetailType.APPROVAL_GRANTED, "reject": DetailType.APPROVAL_DENIED}

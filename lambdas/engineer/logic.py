@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore, too_large
+from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     DetailType,
@@ -26,7 +27,7 @@ from .providers.base import BudgetRefused, FixProvider, FixRequest, ProviderErro
 from .providers.runbook import RunbookProvider
 
 AGENT = "engineer"
-SOURCE = "agentops.engineer"
+SOURCE = AGENT_SOURCES[AGENT]
 FEEDBACK_ITEM_CHARS = 1_500
 MAX_PROVIDER_WAITS = 5  # provider outages waited out (with backoff) before the incident is FAILED
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from selfheal_core.artifacts import ArtifactStore
+from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     ArtifactRef,
@@ -45,7 +46,7 @@ from selfheal_core.messaging import Messenger
 from .investigate import MANAGED_TAG, CloudPort
 
 AGENT = "manager"
-SOURCE = "agentops.manager"
+SOURCE = AGENT_SOURCES[AGENT]
 APPLICABLE = ("memory_mb", "timeout_s", "reserved_concurrency", "max_retries")
 URGENT = frozenset({"critical", "high"})
 # A schedule may fire a little early or late; a due event earlier than this is not honoured.

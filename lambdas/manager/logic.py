@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
+from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     ApprovalV1,
@@ -36,7 +37,7 @@ from .intake import Intake
 from .investigate import CloudPort, enrich, investigate, target_of
 
 AGENT = "manager"
-SOURCE = "agentops.manager"
+SOURCE = AGENT_SOURCES[AGENT]
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
+from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.events import (
     ArtifactRef,
     DetailType,
@@ -27,7 +28,7 @@ from selfheal_core.validations import ValidationConflict, ValidationRecord, Vali
 from .validators.base import ValidationResult, Validator
 
 AGENT = "qa"
-SOURCE = "agentops.qa"
+SOURCE = AGENT_SOURCES[AGENT]
 MAX_EVIDENCE_IN_EVENT = 12
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
@@ -15,35 +13,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from selfheal_core.catalog import AGENT_ROUTES, NOTIFY_DETAIL_TYPES, NOTIFY_SOURCES
+
 from .. import constants
 from .agent_function import dead_letter_queue
 
+# The route table is data shared with the agents (recipients, contract sources): it lives in the catalog.
 S = constants.AGENT_SOURCES
-
-
-@dataclass(frozen=True)
-class Route:
-    rule_id: str
-    description: str
-    detail_types: list[str]
-    sources: list[str] | None  # None = any producer
-    agent: str
-
-
-# Agent-to-agent flow (docs/architecture.md, "The flow"). IssueReported may come from any producer.
-AGENT_ROUTES = [
-    Route("IssueReported", "Injected issues to the Manager", ["IssueReported"], None, "manager"),
-    Route("RemediationRequested", "Manager asks the Engineer for a fix", ["RemediationRequested"], [S["manager"]], "engineer"),
-    Route("FixProposed", "Engineer hands a fix to QA", ["FixProposed"], [S["engineer"]], "qa"),
-    Route("FixRejected", "QA sends a rejected fix back to the Engineer", ["FixRejected"], [S["qa"]], "engineer"),
-    Route("FixValidated", "QA reports a validated fix to the Manager", ["FixValidated"], [S["qa"]], "manager"),
-    Route("RemediationFailed", "Engineer gives up; the Manager closes", ["RemediationFailed"], [S["engineer"], S["qa"]], "manager"),
-    Route("OperatorApproval", "Human approval decisions to the Manager", ["ApprovalGranted", "ApprovalDenied"], [S["operator"]], "manager"),
-    # Sent by the one-time EventBridge Scheduler schedules the Manager creates (window start, verify end).
-    Route("HealSchedules", "Apply and verify due times to the Manager", ["ApplyDue", "VerifyDue"], [S["manager"]], "manager"),
-]
-# Events people must read: delivered to the alerts topic (email).
-NOTIFY_DETAIL_TYPES = ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"]
 
 
 @jsii.implements(events.IRuleTarget)
@@ -126,7 +102,8 @@ class EventRoutes(Construct):
         )
 
         for route in AGENT_ROUTES:
-            pattern = events.EventPattern(detail_type=route.detail_types, source=route.sources)
+            pattern = events.EventPattern(detail_type=list(route.detail_types),
+                                         source=list(route.sources) if route.sources else None)
             self._rule(route.rule_id, route.description, bus, pattern, self._lambda_target(functions, route.agent))
 
         self._rule(
@@ -153,7 +130,7 @@ class EventRoutes(Construct):
             "Notify",
             "Approval requests and escalations to the alerts topic",
             bus,
-            events.EventPattern(detail_type=NOTIFY_DETAIL_TYPES, source=[S["manager"], S["engineer"]]),
+            events.EventPattern(detail_type=list(NOTIFY_DETAIL_TYPES), source=list(NOTIFY_SOURCES)),
             SnsTopicTarget(
                 alerts_topic,
                 events.RuleTargetInput.from_text(

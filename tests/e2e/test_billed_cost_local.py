@@ -21,11 +21,11 @@ import pytest
 from agentops_monitoring.billing import parse_report
 from agentops_monitoring.costs import PRICES_FILE
 from selfheal.local.harness import RuntimeProcess
+from selfheal_core.catalog import SETTLED
 
 pytestmark = pytest.mark.e2e
 
 AGENTS = ("manager", "engineer", "qa")
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL"}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_the_lambda_total_matches_the_report_lines_in_the_log_groups(runtime: Ru
                                     "DetailType": "IssueReported", "Detail": json.dumps(issue)}]))
     assert runtime.aws("events", "put-events", "--entries", f"file://{entries}")["FailedEntryCount"] == 0
     incident = _wait(lambda: next((i for i in json.loads(runtime.selfheal("incidents", "--json").stdout)["incidents"]
-                                   if i["service"] == "billing-api" and i["status"] in TERMINAL), None), 120)
+                                   if i["service"] == "billing-api" and i["status"] in SETTLED), None), 120)
     assert incident, runtime.log()[-3000:]
 
     # When every REPORT line has gone through the subscription filters to the reconciler

@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 
 from selfheal.local.harness import RuntimeProcess
+from selfheal_core.catalog import TERMINAL
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE = "sample-orders-dev"
 ALARM = "sample-orders-errors-dev"
-TERMINAL = {"RESOLVED", "ESCALATED", "FAILED"}
 
 
 @pytest.fixture(scope="module")

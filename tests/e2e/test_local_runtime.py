@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 
 from selfheal.local.harness import RuntimeProcess
+from selfheal_core.catalog import SETTLED
 from tests.e2e.functions import create_function
 
 pytestmark = pytest.mark.e2e
-
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "SCHEDULED", "PATCH_READY", "VERIFYING"}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +90,7 @@ def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: An
     # Then an incident opens and reaches a decision
     incident = _wait(
         lambda: next(
-            (i for i in _incidents(runtime) if i["service"] == "orders-api" and i["status"] in TERMINAL), None
+            (i for i in _incidents(runtime) if i["service"] == "orders-api" and i["status"] in SETTLED), None
         ),
         90,
     )

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from selfheal.local.harness import RuntimeProcess
+from selfheal_core.catalog import SETTLED
 from tests.e2e.functions import create_function
 
 pytestmark = pytest.mark.e2e
-
-SETTLED = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "PATCH_READY", "ROLLED_BACK"}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from stacks import naming
+from selfheal_core import catalog as naming
 from stacks.app_builder import build_app
 
 

@@ -138,8 +138,8 @@ def test_cfn_lint_finds_no_errors(synthesized):
 
 
 def test_resources_carry_the_names_the_cli_and_local_runtime_expect(synthesized, templates):
-    """stacks/naming.py is the one naming convention; the templates must really use it."""
-    from stacks import naming
+    """selfheal_core/catalog.py is the one naming convention; the templates must really use it."""
+    from selfheal_core import catalog as naming
 
     assert {s.stack_name for s in synthesized["stacks"].values()} == set(naming.stack_names("dev").values())
     pipeline, data = templates["pipeline"], templates["data"]

@@ -148,7 +148,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_incident_settles_under_faults_with_no_duplicate_decision(monkeypatch, scenario):
-    from selfheal_core.incidents import SETTLED
+    from selfheal_core.catalog import SETTLED
 
     faults = Faults(seed=sum(map(ord, scenario)), **SCENARIOS[scenario])
     with mock_aws():

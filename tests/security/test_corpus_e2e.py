@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from selfheal.local.harness import RuntimeProcess
-from stacks import naming
+from selfheal_core import catalog as naming
+from selfheal_core.catalog import SETTLED
 from tests.support.anthropic_server import AnthropicTestServer, tool_use
 
 from .corpus_cases import load
@@ -22,17 +23,7 @@ from .corpus_cases import load
 pytestmark = pytest.mark.e2e
 
 CASE = load("off_by_one")
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED", "AWAITING_APPROVAL", "PATCH_READY"}
 FAKE_ANTHROPIC_KEY = "sk-ant-" + "test-" + "x" * 20
-
-
-def build_app_with_fake_anthropic(app: Any) -> dict[str, Any]:
-    """The real app; the Engineer is told where the fake Anthropic API listens (context key)."""
-    from stacks.app_builder import build_app
-
-    stacks = build_app(app)
-    stacks["pipeline"].functions["engineer"].add_environment("ANTHROPIC_BASE_URL", app.node.try_get_context("testAnthropicBaseUrl"))
-    return stacks
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +36,8 @@ def server() -> Iterator[AnthropicTestServer]:
 def runtime(server: AnthropicTestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
     rt = RuntimeProcess(
         state_dir=tmp_path_factory.mktemp("runtime"),
-        app="tests.security.test_corpus_e2e:build_app_with_fake_anthropic",
-        context={"testAnthropicBaseUrl": server.base_url, "engineerProvider": "anthropic", "maxFixAttempts": "1",
+        # The Engineer reaches the fake Anthropic API as it would a gateway (SSM anthropic-base-url).
+        context={"anthropicBaseUrl": server.base_url, "engineerProvider": "anthropic", "maxFixAttempts": "1",
                  "automationLevel": "semi_auto"},
         extra_args=["--quiet"],
     )
@@ -61,7 +52,7 @@ def _incident(rt: RuntimeProcess, service: str, timeout: float = 180) -> dict[st
     deadline = time.time() + timeout
     while time.time() < deadline:
         incidents = json.loads(rt.selfheal("incidents", "--json").stdout)["incidents"]
-        found = next((i for i in incidents if i["service"] == service and i["status"] in TERMINAL), None)
+        found = next((i for i in incidents if i["service"] == service and i["status"] in SETTLED), None)
         if found:
             return found
         time.sleep(1)

@@ -10,6 +10,7 @@ import pytest
 
 from lambdas.manager.heal import HealAbort, format_patch, next_window, plan_change
 from lambdas.manager.investigate import enrich, function_name_of, target_of
+from selfheal_core.catalog import OPEN_STATUSES, TERMINAL, Status
 from selfheal_core.events import (
     ConfigChange,
     Fix,
@@ -20,7 +21,7 @@ from selfheal_core.events import (
     is_breaking,
     parse_detail,
 )
-from selfheal_core.incidents import ALLOWED_FROM, OPEN_STATUSES, TERMINAL, Incident, Status
+from selfheal_core.incidents import ALLOWED_FROM, Incident
 
 AT_TEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 

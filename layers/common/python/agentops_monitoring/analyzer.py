@@ -22,16 +22,16 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from selfheal_core import keys
+from selfheal_core.catalog import OPEN_STATUSES as OPEN
+from selfheal_core.catalog import TERMINAL, Status
 from selfheal_core.config import Settings, get_settings
 
 from .costs import PriceTable, load_price_table
 from .store import query_all
 
 HOURS_PER_MONTH = 730
-TERMINAL = {"RESOLVED", "FAILED", "ESCALATED"}
-OPEN_STATUSES = ("DETECTED", "REMEDIATING", "FIX_PROPOSED", "VALIDATING", "VALIDATED", "APPROVED",
-                 "AWAITING_APPROVAL", "REJECTED", "BUDGET_PAUSED", "RETRY_WAIT", "SCHEDULED", "VERIFYING", "ROLLED_BACK",
-                 "PATCH_READY")
+# Open statuses in the Status enum's order (the OpenIncidents gauge publishes one per status).
+OPEN_STATUSES = tuple(s.value for s in Status if s in OPEN)
 
 
 def _iso(moment: datetime) -> str:

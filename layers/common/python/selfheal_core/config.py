@@ -10,17 +10,13 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-AutomationLevel = Literal["manual", "semi_auto", "full_auto"]
-Provider = Literal["runbook", "anthropic", "bedrock"]
+from . import catalog
+from .catalog import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, AutomationLevel, Provider
 
-# The one place the model defaults live: cdk.json, the CDK settings and the SSM parameters all
-# start from these, and a test fails when either is missing from the price table.
-DEFAULT_ENGINEER_MODEL = "claude-sonnet-4-6"
-DEFAULT_MANAGER_MODEL = "claude-haiku-4-5"
 # With engineerProvider=bedrock an Anthropic model id is called through the global cross-Region
 # inference profile; a Bedrock id (anthropic.…, us./eu./apac./jp./au./global.anthropic.…) is used as is.
 BEDROCK_DEFAULT_PROFILE = "global"
@@ -90,24 +86,24 @@ def get_settings() -> Settings:
 class ScanThresholds(BaseModel):
     """Thresholds for the scheduled metric scan (docs/architecture.md, "The flow")."""
 
-    error_rate_pct: float = Field(default=5.0, gt=0)
-    latency_p95_ms: float = Field(default=3_000.0, gt=0)
-    throttles: float = Field(default=10.0, ge=0)
+    error_rate_pct: float = Field(default=catalog.DEFAULT_SCAN_THRESHOLDS["error_rate_pct"], gt=0)
+    latency_p95_ms: float = Field(default=catalog.DEFAULT_SCAN_THRESHOLDS["latency_p95_ms"], gt=0)
+    throttles: float = Field(default=catalog.DEFAULT_SCAN_THRESHOLDS["throttles"], ge=0)
 
 
 class RuntimeParameters(BaseModel):
-    automation_level: AutomationLevel = "semi_auto"
-    max_fix_attempts: int = Field(default=3, ge=1, le=10)
-    daily_llm_budget_usd: float = Field(default=5.0, ge=0)
-    engineer_provider: Provider = "runbook"
+    automation_level: AutomationLevel = catalog.DEFAULT_AUTOMATION_LEVEL
+    max_fix_attempts: int = Field(default=catalog.DEFAULT_MAX_FIX_ATTEMPTS, ge=1, le=10)
+    daily_llm_budget_usd: float = Field(default=catalog.DEFAULT_DAILY_LLM_BUDGET_USD, ge=0)
+    engineer_provider: Provider = catalog.DEFAULT_PROVIDER
     engineer_model: str = DEFAULT_ENGINEER_MODEL
     manager_model: str = DEFAULT_MANAGER_MODEL
     scan_thresholds: ScanThresholds = Field(default_factory=ScanThresholds)
     # A gateway in front of the Anthropic API (or a Bedrock-compatible endpoint); "" = the SDK default.
     anthropic_base_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
     # service -> "any" or ["HH:MM-HH:MM", ...] in UTC; "*" is every other service; absent = "any".
-    apply_windows: dict[str, str | list[str]] = Field(default_factory=dict)
-    verify_window_seconds: int = Field(default=900, ge=30, le=86_400)
+    apply_windows: dict[str, str | list[str]] = Field(default_factory=lambda: dict(catalog.DEFAULT_APPLY_WINDOWS))
+    verify_window_seconds: int = Field(default=catalog.DEFAULT_VERIFY_WINDOW_SECONDS, ge=30, le=86_400)
 
 
 # SSM parameter name (below the prefix) -> RuntimeParameters field

@@ -7,13 +7,13 @@ with a reason by `parse_detail`; nothing here touches AWS.
 from __future__ import annotations
 
 import math
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .catalog import CONTRACT_SOURCES
 from .redact import scrub
 
 EVENT_VERSION: Literal["1"] = "1"
@@ -40,13 +40,6 @@ class DetailType(StrEnum):
     FIX_ROLLED_BACK = "FixRolledBack"
     APPLY_DUE = "ApplyDue"
     VERIFY_DUE = "VerifyDue"
-
-
-class Source(StrEnum):
-    MANAGER = "agentops.manager"
-    ENGINEER = "agentops.engineer"
-    QA = "agentops.qa"
-    OPERATOR = "agentops.operator"
 
 
 class IssueType(StrEnum):
@@ -95,10 +88,6 @@ class _Model(BaseModel):
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 class Metadata(_Model):
@@ -360,22 +349,6 @@ DATA_MODELS: dict[str, dict[str, type[_Model]]] = {
             DetailType.INCIDENT_RESOLVED,
         )
     },
-}
-
-
-# Who may send each agent-to-agent detail-type (the bus rules and IAM say the same; handlers check
-# it too, so a mis-scoped rule or role is not enough to forge a step). IssueReported: anyone.
-CONTRACT_SOURCES: dict[str, frozenset[str]] = {
-    DetailType.REMEDIATION_REQUESTED.value: frozenset({Source.MANAGER.value}),
-    DetailType.FIX_PROPOSED.value: frozenset({Source.ENGINEER.value}),
-    DetailType.FIX_REJECTED.value: frozenset({Source.QA.value}),
-    DetailType.FIX_VALIDATED.value: frozenset({Source.QA.value}),
-    DetailType.REMEDIATION_FAILED.value: frozenset({Source.ENGINEER.value, Source.QA.value}),
-    DetailType.APPROVAL_GRANTED.value: frozenset({Source.OPERATOR.value}),
-    DetailType.APPROVAL_DENIED.value: frozenset({Source.OPERATOR.value}),
-    # Put on the bus by the Manager's one-time schedules (the scheduler role may send only these, as the Manager).
-    DetailType.APPLY_DUE.value: frozenset({Source.MANAGER.value}),
-    DetailType.VERIFY_DUE.value: frozenset({Source.MANAGER.value}),
 }
 
 

@@ -10,44 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from . import aws, keys
+from .catalog import OPEN_STATUSES, TERMINAL, Status
 from .ddb import from_item, to_item
 from .events import utc_now
 from .redact import scrub
-
-
-class Status(StrEnum):
-    DETECTED = "DETECTED"
-    REMEDIATING = "REMEDIATING"
-    FIX_PROPOSED = "FIX_PROPOSED"
-    VALIDATING = "VALIDATING"
-    VALIDATED = "VALIDATED"
-    APPROVED = "APPROVED"
-    AWAITING_APPROVAL = "AWAITING_APPROVAL"
-    RESOLVED = "RESOLVED"
-    REJECTED = "REJECTED"
-    FAILED = "FAILED"
-    ESCALATED = "ESCALATED"
-    BUDGET_PAUSED = "BUDGET_PAUSED"
-    SCHEDULED = "SCHEDULED"  # approved config change waiting for its service's low-traffic window
-    VERIFYING = "VERIFYING"  # change applied; waiting for the alarm (or metric) to recover
-    ROLLED_BACK = "ROLLED_BACK"  # no recovery: previous values restored (escalated next)
-    PATCH_READY = "PATCH_READY"  # validated code patch kept for a person to merge; resolves on alarm OK
-    RETRY_WAIT = "RETRY_WAIT"  # the model provider was unreachable; the scheduled scan resumes it
-
-
-TERMINAL = frozenset({Status.RESOLVED, Status.FAILED, Status.ESCALATED})
-OPEN_STATUSES = frozenset(Status) - TERMINAL
-# Nothing inside the pipeline is working on these: they end, or wait for a person, the budget,
-# the provider or the clock (the scheduled scan resumes those; one-time schedules end the apply
-# window and the verification, a person merges a ready patch).
-SETTLED = TERMINAL | {Status.AWAITING_APPROVAL, Status.BUDGET_PAUSED, Status.RETRY_WAIT, Status.SCHEDULED,
-                      Status.VERIFYING, Status.PATCH_READY}
 
 # target status -> statuses it may be reached from
 ALLOWED_FROM: dict[Status, frozenset[Status]] = {

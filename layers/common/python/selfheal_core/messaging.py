@@ -7,18 +7,8 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from .bus import EventPublisher, Outgoing
+from .catalog import RECIPIENTS
 from .events import DetailType, Metadata, utc_now
-
-# Who consumes each message (mirrors the routes in stacks/constructs/event_routes.py).
-RECIPIENTS: dict[DetailType, str] = {
-    DetailType.REMEDIATION_REQUESTED: "engineer",
-    DetailType.FIX_PROPOSED: "qa",
-    DetailType.FIX_REJECTED: "engineer",
-    DetailType.FIX_VALIDATED: "manager",
-    DetailType.REMEDIATION_FAILED: "manager",
-    DetailType.APPROVAL_REQUESTED: "operator",
-    DetailType.INCIDENT_ESCALATED: "operator",
-}
 
 
 class CollaborationRecorder(Protocol):
