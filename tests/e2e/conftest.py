@@ -8,6 +8,7 @@ import pytest
 
 # The cost alarm must cross during a single incident.
 COST_ALERT_THRESHOLD = "0.00001"
+ALERT_EMAIL = "ops@example.com"  # subscribed to the alerts topic: the runtime records the email it cannot send
 
 
 @pytest.fixture(scope="session")
@@ -16,5 +17,5 @@ def e2e_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("e2e-app") / "cdk.out"
     return synthesize(
-        out, app="tests.e2e.apps:build_app_with_monitoring", context={"costAlertThreshold": COST_ALERT_THRESHOLD}
+        out, app="tests.e2e.apps:build_app_with_monitoring", context={"costAlertThreshold": COST_ALERT_THRESHOLD, "alertEmail": ALERT_EMAIL}
     )

@@ -10,6 +10,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from stacks.app_builder import build_app
+from tests.support.validation import assert_validation_passed
 
 
 def _statements(template: Template, role_fragment: str) -> list[dict[str, Any]]:
@@ -107,9 +108,7 @@ def test_bedrock_engineer_has_no_anthropic_key_and_no_secret_read(bedrock):
 
 
 def test_bedrock_synth_passes_cdk_nag(bedrock):
-    report_file = bedrock["outdir"] / "validation-report.json"
-    report = json.loads(report_file.read_text()) if report_file.exists() else {"pluginReports": []}
-    assert [v["ruleName"] for p in report["pluginReports"] for v in p.get("violations", [])] == []
+    assert_validation_passed(bedrock["outdir"])
 
 
 def test_the_anthropic_provider_still_reads_only_its_own_secret(templates):

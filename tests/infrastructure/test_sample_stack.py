@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match, Template
 
 from selfheal_core import catalog as naming
 from stacks.app_builder import build_app
+from tests.support.validation import assert_validation_passed
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +82,7 @@ def test_sample_role_may_only_write_its_own_logs_and_traces(sample):
 
 
 def test_sample_stack_passes_cdk_nag_and_cfn_lint(sample):
-    report_path = sample["outdir"] / "validation-report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {"pluginReports": []}
-    assert [v["ruleName"] for p in report["pluginReports"] for v in p.get("violations", [])] == []
+    assert_validation_passed(sample["outdir"])
     template = sample["outdir"] / "Selfheal-dev-Sample.template.json"
     result = subprocess.run([sys.executable, "-m", "cfnlint", str(template)], capture_output=True, text=True)
     assert result.returncode & 2 == 0, result.stdout

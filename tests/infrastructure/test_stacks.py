@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from aws_cdk.assertions import Match
 
-from stacks.constructs.event_routes import AGENT_ROUTES
+from selfheal_core.catalog import AGENT_ROUTES
+from tests.support.validation import assert_validation_passed
 
 
 def test_tables_are_on_demand_with_pitr_ttl_and_two_gsis(templates):
@@ -108,11 +110,8 @@ def test_only_the_engineer_can_read_the_anthropic_key(templates):
     assert readers == 1
 
 
-def test_cdk_nag_reports_no_unacknowledged_findings(synthesized):
-    report = json.loads((synthesized["outdir"] / "validation-report.json").read_text()) if (
-        synthesized["outdir"] / "validation-report.json").exists() else {"pluginReports": []}
-    violations = [v["ruleName"] for p in report["pluginReports"] for v in p.get("violations", [])]
-    assert violations == []
+def test_the_validation_report_is_written_and_every_plugin_concludes_success(synthesized):
+    assert_validation_passed(synthesized["outdir"])
 
 
 def test_cdk_nag_runs_on_every_synth_and_fails_on_a_finding(tmp_path):
@@ -163,3 +162,25 @@ def test_the_agents_bus_is_archived_and_replays_page_nobody(templates):
         "EventPattern": Match.object_like({"detail-type": ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"],
                                            "replay-name": [{"exists": False}]}),
     })
+
+
+def test_a_misspelt_context_key_fails_the_synth_naming_the_known_keys():
+    import aws_cdk as cdk
+    import pytest
+
+    from stacks.app_builder import build_app
+
+    app = cdk.App(context={"aws:cdk:bundling-stacks": [], "engineerProvidr": "anthropic"})
+    with pytest.raises(ValueError, match=r"unknown context key\(s\) engineerProvidr; known keys: .*engineerProvider"):
+        build_app(app)
+
+
+def test_cdk_feature_flags_and_cdk_keys_pass_the_context_check():
+    import aws_cdk as cdk
+
+    from stacks.settings import DeploySettings
+
+    flags = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+    app = cdk.App(context={**flags, "aws:cdk:bundling-stacks": [], "engineerProvider": "anthropic",
+                           "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"]})
+    assert DeploySettings.from_context(app.node).engineer_provider == "anthropic"
