@@ -184,3 +184,18 @@ def test_cdk_feature_flags_and_cdk_keys_pass_the_context_check():
     app = cdk.App(context={**flags, "aws:cdk:bundling-stacks": [], "engineerProvider": "anthropic",
                            "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"]})
     assert DeploySettings.from_context(app.node).engineer_provider == "anthropic"
+
+
+def test_the_test_fixtures_read_every_agent_route_and_table_from_the_template():
+    from selfheal_core import catalog
+    from tests.support.template import lambda_routes, table_definitions
+
+    routes = lambda_routes()
+    on_bus = {(tuple(r.pattern["detail-type"]), r.agent) for r in routes if not r.on_default_bus}
+    assert on_bus == {(route.detail_types, route.agent) for route in catalog.AGENT_ROUTES}
+    [alarms] = [r for r in routes if r.on_default_bus]
+    assert alarms.agent == "manager" and alarms.pattern["source"] == ["aws.cloudwatch"]
+    tables = table_definitions()
+    assert set(tables) == {catalog.decisions_table_name("dev"), catalog.monitoring_table_name("dev"),
+                           catalog.idempotency_table_name("dev")}
+    assert [i["IndexName"] for i in tables[catalog.decisions_table_name("dev")]["GlobalSecondaryIndexes"]] == ["gsi1", "gsi2"]

@@ -1,7 +1,7 @@
 """Runs the real handlers as a chain under moto.
 
-Routes come from the CDK route table (stacks/constructs/event_routes.py); moto's EventBridge
-matches the patterns and delivers to one SQS queue per agent, and `run()` pumps those queues
+Routes are the rules of the synthesized CDK app (tests/support/template.py); moto's EventBridge
+matches their patterns and delivers to one SQS queue per agent, and `run()` pumps those queues
 into the handlers until the chain is quiet. Nothing is short-circuited: every hop is a real
 PutEvents, a real pattern match and a real handler invocation.
 """
@@ -16,13 +16,11 @@ from typing import Any
 import boto3
 
 from selfheal_core import aws
+from selfheal_core.catalog import AGENTS
 from selfheal_core.config import PARAMETER_NAMES
-from stacks.constants import ALARM_PREFIX
-from stacks.constructs.event_routes import AGENT_ROUTES
 from tests.support.context import FakeLambdaContext
 from tests.support.tables import create_tables
-
-AGENTS = ("manager", "engineer", "qa")
+from tests.support.template import lambda_routes
 
 
 @dataclass
@@ -78,17 +76,9 @@ class Pipeline:
         self.events.create_event_bus(Name=env["EVENT_BUS_NAME"])
         for agent in AGENTS:
             self.queues[agent] = self._queue(agent)
-        for route in AGENT_ROUTES:
-            pattern: dict[str, Any] = {"detail-type": route.detail_types}
-            if route.sources:
-                pattern["source"] = route.sources
-            self._rule(route.rule_id, env["EVENT_BUS_NAME"], pattern, self.queues[route.agent])
-        self._rule(
-            "AlarmStateChange", "default",
-            {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
-             "detail": {"alarmName": [{"anything-but": {"prefix": ALARM_PREFIX}}]}},
-            self.queues["manager"],
-        )
+        for route in lambda_routes():
+            bus = "default" if route.on_default_bus else env["EVENT_BUS_NAME"]
+            self._rule(route.rule, bus, route.pattern, self.queues[route.agent])
 
         for name, spec in self.functions.items():
             self.create_function(name, **spec)

@@ -1,36 +1,20 @@
-"""Tables as the DataStack defines them, for moto: pk/sk + gsi1/gsi2 (projection ALL), idempotency on `id`."""
+"""The DataStack's tables, created in moto (or the local emulator) from the synthesized template."""
 
 from __future__ import annotations
 
 import boto3
 
-
-def _keyed_table(name: str) -> None:
-    attributes = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attributes],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": index,
-                "KeySchema": [{"AttributeName": f"{index}pk", "KeyType": "HASH"},
-                              {"AttributeName": f"{index}sk", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index in ("gsi1", "gsi2")
-        ],
-    )
+from selfheal_core import catalog
+from tests.support.template import ENV, table_definitions
 
 
 def create_tables(decisions_name: str, monitoring_name: str, idempotency_name: str) -> None:
     """Call inside `mock_aws()` (or against the local emulator)."""
-    _keyed_table(decisions_name)
-    _keyed_table(monitoring_name)
-    boto3.client("dynamodb").create_table(
-        TableName=idempotency_name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-    )
+    definitions = table_definitions()
+    client = boto3.client("dynamodb")
+    for name, template_name in (
+        (decisions_name, catalog.decisions_table_name(ENV)),
+        (monitoring_name, catalog.monitoring_table_name(ENV)),
+        (idempotency_name, catalog.idempotency_table_name(ENV)),
+    ):
+        client.create_table(TableName=name, **definitions[template_name])
