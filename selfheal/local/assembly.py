@@ -405,12 +405,6 @@ class Assembly:
     def of_type(self, *types: str) -> list[Resource]:
         return [r for r in self.resources if r.type in types]
 
-    def by_key(self, stack: str, logical_id: str) -> Resource | None:
-        for r in self.resources:
-            if r.stack == stack and r.logical_id == logical_id:
-                return r
-        return None
-
     def asset_dir(self, resource: Resource) -> Path | None:
         """Code asset directory of a function or layer (resource metadata, else the asset manifest)."""
         path = resource.metadata.get("aws:asset:path")

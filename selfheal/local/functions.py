@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .assembly import ACCOUNT, REGION, Assembly, Resource
+from .assembly import REGION, Assembly, Resource
 
 BOOTSTRAP = Path(__file__).resolve().parent / "_bootstrap" / "lambda_bootstrap.py"
 # Where the Engineer reaches Claude, passed from the user's shell when set (a gateway, a Bedrock-compatible fake).
@@ -525,5 +525,3 @@ class FunctionPool:
         with self.lock:
             return [w.proc.pid for w in self.workers if w.alive]
 
-
-ACCOUNT_ID = ACCOUNT

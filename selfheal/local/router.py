@@ -266,7 +266,6 @@ class Router:
                         target_arn=arn,
                     )
                 )
-                self.rt.note_event(event, rule.name, name)
                 return  # counted as an invocation when the function has run
             if service == "sns":
                 message = payload if isinstance(payload, str) else json.dumps(payload)

@@ -28,7 +28,6 @@ import queue
 import re
 import threading
 import time
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +88,6 @@ class LocalRuntime:
         self.api_call_ms: Counter[tuple[str, str, str]] = Counter()  # time moto spent serving them
         self.invocations: deque[dict[str, Any]] = deque(maxlen=50_000)
         self.notifications: list[dict[str, Any]] = []
-        self.event_first_seen: dict[str, float] = {}
         self.report = ProvisionReport()
         self.bus_policy = BusPolicy.from_assembly(assembly)
         self.function_urls: dict[str, FunctionUrl] = function_urls(assembly)
@@ -293,10 +291,6 @@ class LocalRuntime:
         line = f"{datetime.now(UTC):%H:%M:%S} [platform] {message}"
         if not self.options.quiet:
             self.echo(line)
-
-    def note_event(self, event: dict[str, Any], rule_name: str, function: str) -> None:
-        eid = str(event.get("id", ""))
-        self.event_first_seen.setdefault(eid, time.time())
 
     # ------------------------------------------------------------------ workers
     def _on_output(self, spec: FunctionSpec, stream: str, line: str) -> None:
@@ -811,6 +805,3 @@ def report_line(spec: FunctionSpec, result: InvocationResult) -> str:
 class Throttled(Exception):
     """A synchronous invocation of a function whose reserved concurrency is 0."""
 
-
-def new_request_id() -> str:
-    return str(uuid.uuid4())

@@ -380,8 +380,6 @@ def test_with_an_agentops_key_one_trace_per_invocation_is_tagged_spanned_and_end
     @instrument(monitor)
     def handler(event, context):
         monitor.track_llm_usage("claude-haiku-4-5", 1_000, 100, 0, 500)
-        with monitor.step("run_tests", check="pytest"):
-            pass
         return "done"
 
     try:
@@ -390,7 +388,7 @@ def test_with_an_agentops_key_one_trace_per_invocation_is_tagged_spanned_and_end
         parameters.clear_caches()
 
     names = [c[0] for c in fake.calls]
-    assert names == ["init", "start_trace", "make_span", "finalize_span", "make_span", "finalize_span", "end_trace"]
+    assert names == ["init", "start_trace", "make_span", "finalize_span", "end_trace"]
     init = fake.calls[0][1]
     assert init["api_key"] == "k" and init["auto_start_session"] is False and init["instrument_llm_calls"] is False
     assert fake.calls[1][1][1] == ["agent:engineer", "environment:test"]
@@ -398,7 +396,6 @@ def test_with_an_agentops_key_one_trace_per_invocation_is_tagged_spanned_and_end
     assert "incident_id:inc-1" in fake.span.attributes["agentops.tags"]
     llm_attributes = fake.calls[2][1][2]
     assert fake.calls[2][1][1] == "llm" and llm_attributes["gen_ai.usage.cache_read_input_tokens"] == 500
-    assert fake.calls[4][1][:2] == ("run_tests", "tool")
     assert fake.calls[-1] == ("end_trace", "Success")
 
 

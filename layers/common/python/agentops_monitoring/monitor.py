@@ -7,12 +7,11 @@ function (module level) and is re-bound at the start of every invocation.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -253,12 +252,6 @@ class AgentOpsMonitor:
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         return timeline(incident_id, decisions_table=self.settings.decisions_table_name,
                         monitoring_table=self.settings.monitoring_table_name)
-
-    @contextlib.contextmanager
-    def step(self, name: str, **attributes: Any) -> Iterator[None]:
-        """A tool step as an AgentOps span when tracing is on; a no-op otherwise."""
-        with self.tracing.step(name, **attributes):
-            yield
 
     # ------------------------------------------------------------------ internals
     def _reset_invocation(self) -> None:

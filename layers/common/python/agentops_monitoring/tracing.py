@@ -94,26 +94,6 @@ class AgentOpsTracing:
             span, _, token = tracer.make_span("anthropic.messages", "llm", attributes=attributes)
             tracer.finalize_span(span, token)
 
-    @contextlib.contextmanager
-    def step(self, name: str, **attributes: Any) -> Iterator[None]:
-        """A tool step (e.g. "run_tests") as a `tool` span around the block."""
-        if not self.active:
-            yield
-            return
-        span = token = None
-        with _guard("tool span"):
-            from agentops.sdk.core import tracer
-
-            span, _, token = tracer.make_span(name, "tool", attributes={k: str(v) for k, v in attributes.items()})
-        try:
-            yield
-        finally:
-            if span is not None:
-                with _guard("tool span end"):
-                    from agentops.sdk.core import tracer
-
-                    tracer.finalize_span(span, token)
-
     def end(self, *, success: bool) -> None:
         """End the invocation's trace; agentops.end_trace force-flushes before we return."""
         if not self.active:
