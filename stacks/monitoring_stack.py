@@ -18,12 +18,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from agentops_monitoring import names as n
-from dashboards import collaboration, cost, main
-from dashboards.common import FIVE_MINUTES, ONE_DAY, ONE_HOUR, failed_invocations, metric
 
 from . import constants
 from .constructs.agent_function import AgentFunction, dead_letter_queue
 from .constructs.billed_cost import BilledLambdaCost
+from .dashboards import collaboration, cost, main
+from .dashboards.common import FIVE_MINUTES, ONE_DAY, ONE_HOUR, failed_invocations, metric
 
 ANALYZER_RATE = Duration.hours(1)
 TEST_FAILURES_IN_5_MIN = 5
