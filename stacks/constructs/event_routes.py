@@ -18,8 +18,8 @@ from selfheal_core.catalog import AGENT_ROUTES, NOTIFY_DETAIL_TYPES, NOTIFY_SOUR
 from .. import constants
 from .agent_function import dead_letter_queue
 
-# The route table is data shared with the agents (recipients, contract sources): it lives in the catalog.
-S = constants.AGENT_SOURCES
+# The route table (AGENT_ROUTES) is data shared with the agents (recipients, contract sources): it lives
+# in the catalog; this construct turns it into rules.
 
 
 @jsii.implements(events.IRuleTarget)
