@@ -10,6 +10,7 @@ from selfheal_core.artifacts import ArtifactStore, too_large
 from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
+    FEEDBACK_ITEM_CHARS,
     DetailType,
     FixProposedV1,
     FixRejectedV1,
@@ -28,7 +29,6 @@ from .providers.runbook import RunbookProvider
 
 AGENT = "engineer"
 SOURCE = AGENT_SOURCES[AGENT]
-FEEDBACK_ITEM_CHARS = 1_500
 MAX_PROVIDER_WAITS = 5  # provider outages waited out (with backoff) before the incident is FAILED
 
 
@@ -47,10 +47,13 @@ class EngineerPorts:
 def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV1, ports: EngineerPorts) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
     # FIX_PROPOSED at this attempt: a retry of this very step, whose event may not have gone out.
-    redoable = {Status.REMEDIATING.value, Status.FIX_PROPOSED.value}
+    # A re-drive by the sweeper also re-sends the stored proposal of an incident that went further
+    # at this attempt (its FixProposed, QA's verdict or the verdict's reader got lost).
+    redoable = {Status.REMEDIATING.value, Status.FIX_PROPOSED.value, *(PROPOSED_ALREADY if data.redrive else ())}
     if incident is None or incident.status not in redoable or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports, data.investigation, resumed=data.resumed)
+    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports, data.investigation, resumed=data.resumed,
+                      redrive=data.redrive, proposed_already=incident.status in PROPOSED_ALREADY)
 
 
 def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: EngineerPorts) -> dict[str, Any]:
@@ -97,9 +100,13 @@ def rejection_feedback(attempt: int, data: FixRejectedV1) -> str:
     return "\n".join(lines)[:FEEDBACK_ITEM_CHARS]
 
 
+# Statuses past this attempt's proposal: a re-drive re-sends it and never moves the incident back.
+PROPOSED_ALREADY = frozenset({Status.VALIDATING.value, Status.VALIDATED.value, Status.REJECTED.value})
+
+
 def _remediate(
     metadata: Metadata, issue: IssueReportedV1, fingerprint: str, feedback: list[str], ports: EngineerPorts,
-    investigation: Investigation | None = None, *, resumed: int = 0,
+    investigation: Investigation | None = None, *, resumed: int = 0, redrive: int = 0, proposed_already: bool = False,
 ) -> dict[str, Any]:
     code_files, test_command = _code_of(issue, ports.artifacts)
     request = FixRequest(
@@ -107,6 +114,8 @@ def _remediate(
         issue=issue, code_files=code_files, test_command=test_command, feedback=feedback, investigation=investigation,
     )
     stored = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed)
+    if stored is None and proposed_already:  # nothing to re-send, and the model is not asked again
+        return {"action": "stale", "incident_id": metadata.incident_id}
     if stored is not None:  # a retry or replay of this step: the model is not asked twice
         provider_name, why = "stored", "reused the answer stored for this attempt (no new model call)"
         outcome = stored
@@ -135,12 +144,13 @@ def _remediate(
     if too_large(fix.model_dump(mode="json")):
         ref = ports.artifacts.put_json(f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json"))
         fix = fix.model_copy(update={"patch": None, "files": {}, "tests": {}, "artifact": ref})
-    moved = ports.incidents.transition(
-        metadata.incident_id, Status.FIX_PROPOSED, reason=f"{fix.kind} fix by {fix.provider}",
-        expected_attempt=metadata.attempt, redo_from=frozenset({Status.FIX_PROPOSED}),
-    )
-    if moved is None:
-        return {"action": "stale", "incident_id": metadata.incident_id}
+    if not proposed_already:
+        moved = ports.incidents.transition(
+            metadata.incident_id, Status.FIX_PROPOSED, reason=f"{fix.kind} fix by {fix.provider}",
+            expected_attempt=metadata.attempt, redo_from=frozenset({Status.FIX_PROPOSED}),
+        )
+        if moved is None:
+            return {"action": "stale", "incident_id": metadata.incident_id}
     ports.monitor.record_event("code_generated", {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level})
     chain = [
         {"thought": f"Attempt {metadata.attempt}: fix {issue.issue_type} on {issue.service}",
@@ -162,7 +172,8 @@ def _remediate(
     )
     ports.messenger.send(
         DetailType.FIX_PROPOSED, follow_up(metadata, AGENT),
-        FixProposedV1(issue=issue, fix=fix, fingerprint=fingerprint, feedback=feedback, investigation=investigation),
+        FixProposedV1(issue=issue, fix=fix, fingerprint=fingerprint, feedback=feedback, investigation=investigation,
+                      redrive=redrive),
     )
     return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +18,7 @@ from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
-from . import heal, logic
+from . import heal, logic, sweep
 from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, delivery_key, parse_alarm, parse_issue_reported
 from .scan import scan_lambda_metrics
 
@@ -103,10 +102,13 @@ def route(event: dict[str, Any], p: logic.ManagerPorts) -> dict[str, Any]:
         one_call = monitor.price_call(SimpleNamespace(model=p.params.engineer_model, input_tokens=RESUME_INPUT_TOKENS,
                                                       output_tokens=RESUME_OUTPUT_TOKENS))
         remaining = monitor.budget_guard().budget_status().remaining_usd
-        resumed = logic.resume_budget_paused(p, budget_remaining_usd=remaining if remaining >= one_call else 0.0)
-        retried = logic.resume_after_provider_wait(p, now=datetime.now(UTC))
-        swept = heal.sweep_overdue(p)  # heal steps whose one-time schedule never delivered
-        return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried, "swept": swept}
+        scan_time, watched = heal.now(), sweep.open_incidents(p.incidents)
+        resumed = logic.resume_budget_paused(p, watched, budget_remaining_usd=remaining if remaining >= one_call else 0.0)
+        retried = logic.resume_after_provider_wait(p, watched, now=scan_time)
+        swept = heal.sweep_overdue(p, watched)  # heal steps whose one-time schedule never delivered
+        stuck = sweep.sweep_stuck(p, watched, now=scan_time)
+        return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried, "swept": swept,
+                "stuck": [f"{o['incident_id']} {o['action']}" for o in stuck]}
     if not isinstance(detail_type, str):
         raise InvalidEvent("event has no detail-type")
     envelope = parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))

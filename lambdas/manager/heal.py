@@ -323,11 +323,11 @@ def handle_apply_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict[
 OVERDUE = timedelta(minutes=10)
 
 
-def sweep_overdue(ports: HealPorts) -> list[str]:
+def sweep_overdue(ports: HealPorts, incidents: list[Incident]) -> list[str]:
     """On the scheduled scan: finish heal steps whose due event never came."""
     swept = []
     late = now() - OVERDUE
-    for incident in ports.incidents.list_recent(days=2, limit=500):
+    for incident in incidents:
         if incident.status not in (Status.APPROVED.value, Status.SCHEDULED.value, Status.VERIFYING.value, Status.ROLLED_BACK.value):
             continue
         change = incident.change or {}

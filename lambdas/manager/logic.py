@@ -14,6 +14,7 @@ from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
+    FEEDBACK_ITEM_CHARS,
     ApprovalV1,
     CodeBundle,
     DetailType,
@@ -93,7 +94,7 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, d
         return {"action": "stale", "incident_id": incident_id}  # this very report, delivered again; it is closed
     if not is_new:
         return _fold(intake, incident, ports, delivery=incident_id)
-    return _open(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
+    return open_detected(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
                  incident, ports)
 
 
@@ -116,7 +117,8 @@ def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: 
     return {"action": "folded", "incident_id": incident.incident_id, "duplicates": incident.duplicates}
 
 
-def _open(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
+def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
+    """Triage, investigate and request a fix; redoable (the sweeper re-drives a DETECTED incident here)."""
     issue = intake.issue
     chain, confidence = triage(intake, ports.params)
     ports.monitor.record_event("issue_detected", {"service": issue.service, "issue_type": issue.issue_type, "severity": issue.severity, "origin": intake.origin})
@@ -215,16 +217,16 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     if before is not None and before.status == Status.VERIFYING.value:
         heal.on_alarm_ok(before, incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
         return {"action": "resolved", "incident_id": incident_id}
-    _announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
+    announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
     return {"action": "resolved", "incident_id": incident_id}
 
 
-def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) -> list[str]:
+def resume_budget_paused(ports: ManagerPorts, incidents: list[Incident], *, budget_remaining_usd: float) -> list[str]:
     """On the scheduled scan: paused incidents go back to the Engineer once budget is available."""
     if budget_remaining_usd <= 0:
         return []
     resumed = []
-    for incident in ports.incidents.list_recent(days=2, limit=500):
+    for incident in incidents:
         if incident.status != Status.BUDGET_PAUSED.value:
             continue
         moved = ports.incidents.transition(
@@ -238,14 +240,14 @@ def resume_budget_paused(ports: ManagerPorts, *, budget_remaining_usd: float) ->
             "resume_after_budget_pause",
             [step("The LLM budget has room again", "resume the paused incident", f"${budget_remaining_usd:.2f} left today")],
             {"attempt": incident.attempts}, {"status": Status.REMEDIATING.value}, 0.9,
-            once=f"resume_after_budget_pause#{incident.attempts}#{_times_paused(moved)}",
+            once=f"resume_after_budget_pause#{incident.attempts}#{times_paused(moved)}",
         )
         _send_again(ports, incident, moved)
         resumed.append(incident.incident_id)
     return resumed
 
 
-def _times_paused(incident: Incident) -> int:
+def times_paused(incident: Incident) -> int:
     """Resumes so far (budget pauses and provider waits): each resumed request is a new step."""
     return count_status(incident, Status.BUDGET_PAUSED) + count_status(incident, Status.RETRY_WAIT)
 
@@ -258,20 +260,27 @@ def _send_again(ports: ManagerPorts, incident: Incident, moved: Incident) -> Non
     """RemediationRequested for a resumed incident, at its attempt, as a new step (`resumed`)."""
     metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
                         attempt=incident.attempts)
-    ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, _request_again(incident, resumed=_times_paused(moved)))
+    ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, request_again(incident, ports, resumed=times_paused(moved)))
 
 
-def _request_again(incident: Incident, *, resumed: int) -> RemediationRequestedV1:
-    """The request for a resumed incident: its stored issue, with what the investigation read."""
+def request_again(incident: Incident, ports: ManagerPorts, *, resumed: int) -> RemediationRequestedV1:
+    """The request for a resumed or re-driven incident: its stored issue, what the investigation
+    read, and QA's reasons for rejecting the earlier attempts (from QA's own records)."""
     investigation = Investigation.model_validate(incident.investigation) if incident.investigation else None
+    feedback = []
+    for attempt in range(1, incident.attempts):
+        verdict = ports.verdicts.get(incident.incident_id, attempt)
+        if verdict is not None and not verdict.passed:
+            feedback.append(f"attempt {attempt} rejected: {verdict.reason}"[:FEEDBACK_ITEM_CHARS])
     return RemediationRequestedV1(issue=enrich(IssueReportedV1.model_validate(incident.issue), investigation),
-                                  fingerprint=incident.fingerprint, resumed=resumed, investigation=investigation)
+                                  fingerprint=incident.fingerprint, resumed=resumed, investigation=investigation,
+                                  feedback=feedback)
 
 
-def resume_after_provider_wait(ports: ManagerPorts, *, now: datetime) -> list[str]:
+def resume_after_provider_wait(ports: ManagerPorts, incidents: list[Incident], *, now: datetime) -> list[str]:
     """On the scheduled scan: incidents waiting out a provider outage go back to the Engineer."""
     resumed = []
-    for incident in ports.incidents.list_recent(days=2, limit=500):
+    for incident in incidents:
         if incident.status != Status.RETRY_WAIT.value:
             continue
         waits = count_status(incident, Status.RETRY_WAIT)
@@ -344,7 +353,7 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
                                          redo_from=frozenset({Status.AWAITING_APPROVAL}))
     if waiting is None:
         return {"action": "stale", "incident_id": incident.incident_id}
-    _announce(ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk)
+    announce(ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk)
     return {"action": "awaiting_approval", "incident_id": incident.incident_id}
 
 
@@ -399,7 +408,7 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
         return _approve_and_resolve(incident, ports, reason=f"approved by {data.approver}")
     escalated = ports.incidents.transition(incident.incident_id, Status.ESCALATED, reason=f"denied by {data.approver}")
     if escalated:
-        _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, f"fix denied by {data.approver}: {data.comment}")
+        announce(ports, escalated, DetailType.INCIDENT_ESCALATED, f"fix denied by {data.approver}: {data.comment}")
     return {"action": "escalated", "incident_id": incident.incident_id}
 
 
@@ -422,7 +431,7 @@ def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, por
         0.95,
         once=f"fail_incident#{metadata.attempt}",
     )
-    _announce(ports, failed, DetailType.INCIDENT_ESCALATED, f"remediation failed ({data.category}): {data.reason[:300]}")
+    announce(ports, failed, DetailType.INCIDENT_ESCALATED, f"remediation failed ({data.category}): {data.reason[:300]}")
     return {"action": "failed", "incident_id": metadata.incident_id}
 
 
@@ -430,7 +439,7 @@ def _approve_and_resolve(incident: Incident, ports: ManagerPorts, *, reason: str
     approved = ports.incidents.transition(incident.incident_id, Status.APPROVED, reason=reason)
     if approved is None:
         return {"action": "stale", "incident_id": incident.incident_id}
-    _announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
+    announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
     # Approval changes nothing by itself: the fix is applied, verified and kept or rolled back (heal.py).
     return heal.after_approval(approved, ports)
 
@@ -448,7 +457,7 @@ def _info(incident: Incident, summary: str, risk: str | None = None) -> InfoV1:
     )
 
 
-def _announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, summary: str, risk: str | None = None) -> None:
+def announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, summary: str, risk: str | None = None) -> None:
     metadata = Metadata(
         incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=max(incident.attempts, 1)
     )

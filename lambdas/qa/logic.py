@@ -118,7 +118,8 @@ def _conclude(metadata: Metadata, data: FixProposedV1, fix: Fix, result: Validat
     _record(metadata, fix, result, passed, ports)
     evidence = result.evidence[:MAX_EVIDENCE_IN_EVENT]
     common = {"issue": data.issue, "fix": data.fix, "evidence": evidence, "fingerprint": data.fingerprint,
-              "evidence_artifact": evidence_ref, "feedback": data.feedback, "investigation": data.investigation}
+              "evidence_artifact": evidence_ref, "feedback": data.feedback, "investigation": data.investigation,
+              "redrive": data.redrive}
     if passed:
         ports.messenger.send(DetailType.FIX_VALIDATED, follow_up(metadata, AGENT), FixValidatedV1(**common))
         return {"action": "validated", "incident_id": metadata.incident_id}

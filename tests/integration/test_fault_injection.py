@@ -9,9 +9,11 @@ duplicated. Faults are seeded: a failure reproduces.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -166,5 +168,85 @@ def test_every_incident_settles_under_faults_with_no_duplicate_decision(monkeypa
         assert sorted(i.service for i in incidents) == [f"svc-{i:03d}" for i in range(INCIDENTS)]
         stuck = {i.incident_id: i.status for i in incidents if i.status not in {s.value for s in SETTLED}}
         assert stuck == {}, f"{len(stuck)} incidents not settled ({faults.injected}): {stuck}"
+        duplicates = {i.incident_id: duplicate_decisions(pipeline, i.incident_id) for i in incidents}
+        assert {k: v for k, v in duplicates.items() if v} == {}
+
+
+# ---------------------------------------------------------------- the model provider failing
+
+PROVIDER_FAULT = 0.45  # per HTTP request: with the SDK's two retries, ~9 % of calls fail for good
+CLIENT_TIMEOUT_S = 0.4  # the SDK's per-request timeout in this run; a "timeout" reply takes longer
+
+
+def provider_replies(faults: Faults) -> Any:
+    """Per request: 429, 529 or no answer before the timeout, else a valid config fix for the
+    function the prompt names. Fault replies carry a short retry-after so the SDK's backoff stays
+    in milliseconds; the SDK still retries exactly as it does against the real API."""
+    from tests.support.anthropic_server import api_error, rate_limited, slow, tool_use
+
+    def reply(request: Any) -> Any:
+        if faults.roll(PROVIDER_FAULT, "provider"):
+            kind = faults.rng.choice(["429", "529", "timeout"])
+            faults.injected[f"provider_{kind}"] += 1
+            if kind == "429":
+                return rate_limited(0.01)
+            if kind == "529":
+                return api_error(529, "overloaded_error", "Overloaded", {"retry-after-ms": "10"})
+            return slow(tool_use({}), CLIENT_TIMEOUT_S * 3)
+        service = re.search(r"svc-\d{3}", request.raw_body)
+        assert service, "the prompt names the function"
+        return tool_use({"changes": [{"setting": "timeout_s", "target": service.group(0), "current": 3, "proposed": 10}],
+                         "rationale": "p95 of 4 s is above the 3 s timeout", "risk_level": "low"})
+
+    return reply
+
+
+def test_provider_429_529_and_timeouts_wait_and_resume_without_extra_model_calls(monkeypatch):
+    from lambdas.engineer.providers import claude
+    from lambdas.manager import heal
+    from selfheal_core.catalog import SETTLED, Status
+    from tests.conftest import load_event
+    from tests.support.anthropic_server import AnthropicTestServer
+
+    faults = Faults(seed=529)
+    answered: Counter[str] = Counter()
+    responder = provider_replies(faults)
+
+    def counting(request: Any) -> Any:
+        reply = responder(request)
+        if reply.status == 200 and not reply.delay_s:
+            answered[re.search(r"svc-\d{3}", request.raw_body).group(0)] += 1
+        return reply
+
+    monkeypatch.setattr(claude, "CALL_TIMEOUT_CAP_S", CLIENT_TIMEOUT_S)
+    with AnthropicTestServer(responder=counting) as server, mock_aws():
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        pipeline = Pipeline(
+            parameters={"automation-level": "full_auto", "engineer-provider": "anthropic", "daily-llm-budget-usd": "100"},
+            secret={"anthropic_api_key": "sk-ant-" + "api03-" + "x" * 40},
+            functions={f"svc-{i:03d}": {"timeout": 3} for i in range(INCIDENTS)},
+        )
+        install(monkeypatch, faults)
+        for i in range(INCIDENTS):
+            pipeline.put("IssueReported", report(i))
+        assert settle(pipeline, faults) == []
+        waited = {i.incident_id for i in pipeline.incidents() if i.status == Status.RETRY_WAIT.value}
+        # The outage is over: each scheduled scan after the backoff resumes the waiting incidents.
+        start = heal.now()
+        for n in range(1, 6):
+            monkeypatch.setattr(heal, "now", lambda n=n: start + timedelta(hours=n))
+            pipeline.invoke("manager", {**load_event("scheduled_event"), "id": f"scan-{n}"})
+            assert drive(pipeline, Faults(seed=0)) == []
+
+        incidents = pipeline.incidents()
+        assert len(incidents) == INCIDENTS
+        assert sum(faults.injected[f"provider_{k}"] for k in ("429", "529", "timeout")) >= 30, faults.injected
+        assert len(waited) >= 3, f"too few calls failed for good to test waiting: {faults.injected}"
+        left = {i.incident_id: i.status for i in incidents if i.status not in {s.value for s in SETTLED}
+                or i.status == Status.RETRY_WAIT.value}
+        assert left == {}, f"not settled or still waiting: {left}"
+        assert all(i.status != Status.FAILED.value for i in incidents if i.incident_id in waited)
+        # Every incident's fix came from exactly one model answer: no attempt asked twice.
+        assert answered == Counter({f"svc-{i:03d}": 1 for i in range(INCIDENTS)})
         duplicates = {i.incident_id: duplicate_decisions(pipeline, i.incident_id) for i in incidents}
         assert {k: v for k, v in duplicates.items() if v} == {}

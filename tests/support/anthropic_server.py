@@ -24,6 +24,7 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -131,8 +132,13 @@ def bedrock_problem(headers: dict[str, str], body: dict[str, Any]) -> Reply | No
 
 
 class AnthropicTestServer:
-    def __init__(self, script: list[Reply] | None = None) -> None:
+    """`responder`, when given, answers every request the script does not (fault-injection runs
+    decide per request, from its body, instead of scripting a fixed order)."""
+
+    def __init__(self, script: list[Reply] | None = None,
+                 responder: Callable[[RecordedRequest], Reply] | None = None) -> None:
         self.script = list(script or [])
+        self.responder = responder
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -161,7 +167,9 @@ class AnthropicTestServer:
     def _next(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
-            return self.script.pop(0) if self.script else _EXHAUSTED
+            if self.script:
+                return self.script.pop(0)
+        return self.responder(request) if self.responder else _EXHAUSTED
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -165,6 +165,10 @@ class AgentOpsMonitor:
         """One QA runner invocation, by the isolation it ran under (namespaces, microvm, none)."""
         self._count(names.EVENTS, names.QA_RUNS, {names.ISOLATION_MODE: isolation})
 
+    def record_sweep(self, outcome: str) -> None:
+        """One overdue incident the sweeper handled: redriven, escalated or failed."""
+        self._count(names.EVENTS, names.SWEPT_INCIDENTS, {names.OUTCOME: outcome})
+
     def record_incident(self, incident: Any) -> None:
         """`IncidentStore(on_transition=monitor.record_incident)`: every status an incident enters."""
         self.record_status(incident.status, incident_cost_usd=incident.cost_usd if incident.status == "RESOLVED" else None)

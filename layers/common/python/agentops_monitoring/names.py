@@ -23,7 +23,7 @@ STATUS = "status"
 MESSAGE_TYPE = "message_type"
 TOKEN_TYPE = "token_type"  # noqa: S105 - input | output | cache_write | cache_read
 ISOLATION_MODE = "isolation_mode"  # namespaces | microvm | none (the QA runner's)
-OUTCOME = "outcome"  # billed | unlinked | duplicate | implausible | not_a_report
+OUTCOME = "outcome"  # billed | unlinked | duplicate | implausible | not_a_report; redriven | escalated | failed
 
 # AgentOps/Events: one count per event type (the AgentEventType values), dims (agent, environment)
 ISSUE_DETECTED = "issue_detected"
@@ -37,6 +37,8 @@ INCIDENT_TRANSITIONS = "IncidentTransitions"  # agents: monitor.record_status() 
 OPEN_INCIDENTS = "OpenIncidents"  # gauge, published hourly by the analyzer
 # AgentOps/Events, dims (environment, isolation_mode): one per QA runner invocation
 QA_RUNS = "QaRunnerRuns"
+# AgentOps/Events, dims (environment, outcome): incidents the sweeper re-drove, escalated or failed on
+SWEPT_INCIDENTS = "SweptIncidents"
 
 # AgentOps/Costs (USD, unit None)
 LLM_COST = "LLMCost"  # dims (environment, agent) and (environment, model)

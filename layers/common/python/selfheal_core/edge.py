@@ -13,7 +13,8 @@ from .rejections import RejectionLog
 
 # A step is identified by what it is about, not by the delivery: replays and duplicate
 # deliveries of the same step share a key. Alarms and schedules fall back to the event id; a
-# request resumed after a budget pause is a new step (`resumed` counts them). Events about a fix
+# request resumed after a budget pause is a new step (`resumed` counts them), and so is a step the
+# sweeper re-drives (`redrive` counts those; the step then finishes from its stored outcome). Events about a fix
 # include the fix: a forged FixValidated with another fix must not take the genuine one's key
 # (its refusal would otherwise be replayed as the answer to the genuine event).
 # An external IssueReported is keyed by its producer's idempotency_key or the event id, never by
@@ -22,7 +23,7 @@ IDEMPOTENCY_KEY = (
     "[\"detail-type\","
     " (\"detail-type\" == 'IssueReported' && (detail.data.idempotency_key || detail.idempotency_key || id))"
     " || detail.metadata.incident_id || id,"
-    " detail.metadata.attempt, detail.data.resumed, detail.data.fix]"
+    " detail.metadata.attempt, detail.data.resumed, detail.data.fix, detail.data.redrive]"
 )
 
 # Checked before anything copies or stores the event. EventBridge delivers up to 256 KB and

@@ -172,12 +172,18 @@ class Investigation(_Model):
         return f"{setting} of {self.target or 'the target'} was not read ({related})"
 
 
+# One QA feedback item as the Engineer passes it on (reason and failing checks).
+FEEDBACK_ITEM_CHARS = 1_500
+REDRIVE_HELP = "n-th time the sweeper re-drove this step (0 = the first run); carried to the step's outcome"
+
+
 class RemediationRequestedV1(_Model):
     issue: IssueReportedV1
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
     fingerprint: str
     resumed: int = Field(default=0, ge=0, description="times this attempt was resumed after a budget pause")
     investigation: Investigation | None = Field(default=None, description="what the Manager read about the target")
+    redrive: int = Field(default=0, ge=0, le=100, description=REDRIVE_HELP)
 
 
 class ConfigChange(_Model):
@@ -206,6 +212,7 @@ class FixProposedV1(_Model):
     fingerprint: str
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
     investigation: Investigation | None = None
+    redrive: int = Field(default=0, ge=0, le=100, description=REDRIVE_HELP)
 
 
 def _scrubbed(value: str) -> str:
@@ -242,6 +249,7 @@ class FixValidatedV1(_Model):
     evidence_artifact: ArtifactRef | None = None
     feedback: list[str] = Field(default_factory=list, description="QA evidence from earlier attempts")
     investigation: Investigation | None = None
+    redrive: int = Field(default=0, ge=0, le=100, description=REDRIVE_HELP)
 
 
 class FixRejectedV1(FixValidatedV1):

@@ -73,6 +73,10 @@ class Incident:
     change_id: str | None = None
     heal_phase: str | None = None
     change: dict[str, Any] | None = None
+    # The sweeper: which step (`<status>#<attempt>`) it re-drove, how often, and when last.
+    redrive_of: str | None = None
+    redrives: int = 0
+    redriven_at: str | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Incident:
@@ -105,7 +109,8 @@ def count_status(incident: Incident, status: Status) -> int:
     return sum(1 for h in incident.status_history if h.get("status") == status.value)
 
 
-_DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": "", "status_history": []}
+_DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": "", "status_history": [],
+                             "redrives": 0}
 
 
 OPEN_TRIES = 4
