@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import names
-from .ops import OperatorError, Target
+from .ops.target import OperatorError, Target
 
 # The status an agent-to-agent event moves its incident to (informational events carry theirs).
 IMPLIED_STATUS = {

@@ -12,7 +12,7 @@ from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, 
 
 AUTOMATION_LEVELS = ("manual", "semi_auto", "full_auto")
 PROVIDERS = ("runbook", "anthropic", "bedrock")
-# Set only by the local runtime's synth (selfheal/local/synth.py): this app will not be deployed.
+# Set only by the local runtime's synth (selfheal_dev/local/synth.py): this app will not be deployed.
 LOCAL_SYNTH_MARKER = "selfheal:localSynth"
 
 

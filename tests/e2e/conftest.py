@@ -12,7 +12,7 @@ COST_ALERT_THRESHOLD = "0.00001"
 
 @pytest.fixture(scope="session")
 def e2e_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from selfheal.local.assembly import synthesize
+    from selfheal_dev.local.assembly import synthesize
 
     out = tmp_path_factory.mktemp("e2e-app") / "cdk.out"
     return synthesize(

@@ -20,7 +20,7 @@ import pytest
 
 from agentops_monitoring.billing import parse_report
 from agentops_monitoring.costs import PRICES_FILE
-from selfheal.local.harness import RuntimeProcess
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

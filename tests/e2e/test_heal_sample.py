@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

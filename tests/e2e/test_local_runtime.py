@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
+from tests.support.harness import RuntimeProcess
 from tests.e2e.functions import create_function
 
 pytestmark = pytest.mark.e2e

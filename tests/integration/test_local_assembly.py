@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from selfheal.local.assembly import Assembly, synthesize
-from selfheal.local.metrics import parse_emf, run_queries
-from selfheal.local.router import cron_matches, normalize_event, schedule_interval, transform_input
+from selfheal_dev.local.assembly import Assembly, synthesize
+from selfheal_dev.local.metrics import parse_emf, run_queries
+from selfheal_dev.local.router import cron_matches, normalize_event, schedule_interval, transform_input
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -33,7 +33,7 @@ def test_every_intrinsic_is_resolved_with_the_names_cdk_deploy_would_create(asse
 
 
 def test_function_code_and_layers_come_from_the_cloud_assembly(assembly: Assembly) -> None:
-    from selfheal.local.functions import function_specs
+    from selfheal_dev.local.functions import function_specs
 
     specs = {s.name: s for s in function_specs(assembly)}
     manager = specs["selfheal-dev-manager"]
@@ -110,7 +110,7 @@ def test_emf_and_metric_math() -> None:
     class Backend:
         metric_data: list = []
 
-    from selfheal.local.metrics import MetricStore
+    from selfheal_dev.local.metrics import MetricStore
 
     store = MetricStore(Backend())
     doc = {

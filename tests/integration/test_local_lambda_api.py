@@ -22,14 +22,14 @@ SAMPLE = "sample-orders-dev"
 
 @pytest.fixture(scope="module")
 def sample_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from selfheal.local.assembly import synthesize
+    from selfheal_dev.local.assembly import synthesize
 
     return synthesize(tmp_path_factory.mktemp("sample") / "cdk.out", context={"sampleWorkload": "true"})
 
 
 @pytest.fixture(scope="module")
 def runtime(sample_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from selfheal.local.harness import RuntimeProcess
+    from tests.support.harness import RuntimeProcess
 
     # Alarms are not evaluated here (no incidents, no agent traffic): this is about the Lambda API.
     rt = RuntimeProcess(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
+from tests.support.harness import RuntimeProcess
 from stacks import naming
 from tests.support.anthropic_server import AnthropicTestServer, tool_use
 

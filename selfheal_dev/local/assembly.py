@@ -46,7 +46,7 @@ def synthesize(outdir: Path, *, app: str = DEFAULT_APP, context: dict[str, str] 
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20"
         ),
     }
-    cmd = [sys.executable, "-m", "selfheal.local.synth", str(outdir), "--app", app]
+    cmd = [sys.executable, "-m", "selfheal_dev.local.synth", str(outdir), "--app", app]
     for key, value in (context or {}).items():
         cmd += ["-c", f"{key}={value}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

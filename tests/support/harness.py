@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .control import control
+from selfheal.ops.target import control
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .names import sample_alarm_name, sample_function_name
+from selfheal.names import sample_alarm_name, sample_function_name
 
 TERMINAL = {"RESOLVED", "FAILED", "ESCALATED"}
 VERIFY_WINDOW_S = 60  # the demo's verifyWindowSeconds (the deployed default is 900)
