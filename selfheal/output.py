@@ -161,14 +161,12 @@ def format_costs(c: dict[str, Any]) -> str:
 
 
 def format_analysis(report: dict[str, Any]) -> str:
-    """The headline numbers of the analyzer report; `--json` has everything."""
+    """The headline numbers of the analyzer report (lambdas/analyzer's AgentOpsAnalyzer); `--json` has everything."""
     lines = [f"AgentOps analysis, last {report['window_hours']} h"]
     collab = report.get("collaboration") or {}
     flows = collab.get("flows") or []
     if flows:
-        lines.append(
-            "  message flows: " + ", ".join(f"{f.get('flow')} {f.get('count', f.get('messages', ''))}" for f in flows)
-        )
+        lines.append("  message flows: " + ", ".join(f"{f['flow']} {f['count']}" for f in flows))
     anomalies = collab.get("anomalies") or []
     lines.append(f"  collaboration anomalies: {len(anomalies)}")
     for agent, eff in (report.get("effectiveness") or {}).items():
@@ -177,7 +175,9 @@ def format_analysis(report: dict[str, Any]) -> str:
     opps = report.get("optimization_opportunities") or []
     lines.append(f"  optimization opportunities: {len(opps)}")
     for o in opps[:5]:
-        lines.append(f"    - {o.get('kind') or o.get('type')}: {o.get('description') or o.get('summary') or ''}")
+        saving = o.get("estimated_monthly_savings_usd")
+        suffix = f" (saves ~{usd(saving)}/month)" if saving else ""
+        lines.append(f"    - {o['type']}: {o['recommendation']}{suffix}")
     storms = report.get("duplicate_storms") or []
     if storms:
         lines.append(f"  duplicate storms: {len(storms)}")
