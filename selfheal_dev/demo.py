@@ -204,7 +204,7 @@ def run_demo(
             if done:
                 break
         # The analyzer runs hourly on its schedule; fire it once so its gauges are on the dashboards.
-        fired = runtime._fire_schedule("Analyzer")
+        fired = runtime.scheduler.fire_matching("Analyzer")
         if fired:
             say(f"   fired schedule {', '.join(fired)} once (hourly analyzer)")
         runtime.wait_idle(timeout=30, quiet_s=1.0)

@@ -160,9 +160,6 @@ def _name_and_attrs(
     if rtype == "AWS::CloudWatch::Alarm":
         name = p.get("AlarmName") or generated_name(stack, logical_id, 255)
         return name, {"Arn": arn("cloudwatch", f"alarm:{name}")}
-    if rtype == "AWS::CloudWatch::CompositeAlarm":
-        name = p.get("AlarmName") or generated_name(stack, logical_id, 255)
-        return name, {"Arn": arn("cloudwatch", f"alarm:{name}")}
     if rtype == "AWS::CloudWatch::Dashboard":
         name = p.get("DashboardName") or generated_name(stack, logical_id, 255)
         return name, {}

@@ -89,7 +89,6 @@ class LocalRuntime:
         self.api_call_ms: Counter[tuple[str, str, str]] = Counter()  # time moto spent serving them
         self.invocations: deque[dict[str, Any]] = deque(maxlen=50_000)
         self.notifications: list[dict[str, Any]] = []
-        self.event_first_seen: dict[str, float] = {}
         self.report = ProvisionReport()
         self.bus_policy = BusPolicy.from_assembly(assembly)
         self.function_urls: dict[str, FunctionUrl] = function_urls(assembly)
@@ -294,9 +293,11 @@ class LocalRuntime:
         if not self.options.quiet:
             self.echo(line)
 
-    def note_event(self, event: dict[str, Any], rule_name: str, function: str) -> None:
-        eid = str(event.get("id", ""))
-        self.event_first_seen.setdefault(eid, time.time())
+    def submit(self, function: str, invocation: Invocation) -> None:
+        pool = self.pools.get(function)
+        if pool is None:
+            raise LookupError(f"function {function!r} is not part of the app")
+        pool.submit(invocation)
 
     # ------------------------------------------------------------------ workers
     def _on_output(self, spec: FunctionSpec, stream: str, line: str) -> None:
@@ -485,9 +486,7 @@ class LocalRuntime:
                 if any(self.subscriptions.subscribed(group) for group, _ in self._log_buffer):
                     return False
         pending = sum(p.pending for p in self.pools.values())
-        with self.router._lock:
-            timers = len(self.router._timers)
-        return pending == 0 and timers == 0
+        return pending == 0 and self.router.pending_retries() == 0
 
     def wait_idle(self, timeout: float = 60.0, quiet_s: float = 1.0) -> bool:
         deadline = time.time() + timeout
@@ -768,7 +767,7 @@ class LocalRuntime:
             elif route == "alarms/evaluate" and method == "POST":
                 payload = {"changes": self.alarms.evaluate_all()}
             elif route == "schedules/fire" and method == "POST":
-                payload = {"fired": self._fire_schedule(str(body.get("rule", "")))}
+                payload = {"fired": self.scheduler.fire_matching(str(body.get("rule", "")))}
             elif route == "shutdown" and method == "POST":
                 threading.Thread(target=self._shutdown_soon, daemon=True).start()
                 payload = {"stopping": True}
@@ -779,15 +778,6 @@ class LocalRuntime:
         data = json.dumps(payload, default=str).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
-
-    def _fire_schedule(self, name: str) -> list[str]:
-        fired = []
-        for bus in self.backend("events").event_buses.values():
-            for rule in bus.rules.values():
-                if rule.scheduled_expression and (not name or name in rule.name):
-                    self.scheduler.fire(rule)
-                    fired.append(rule.name)
-        return fired
 
     def _shutdown_soon(self) -> None:
         time.sleep(0.2)

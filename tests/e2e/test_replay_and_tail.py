@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import RuntimeProcess
 from tests.e2e.functions import create_function
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

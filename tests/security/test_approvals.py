@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import RuntimeProcess
 from tests.e2e.conftest import e2e_assembly  # noqa: F401 - the session's synthesized app
 from tests.e2e.functions import create_function
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

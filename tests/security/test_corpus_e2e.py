@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import RuntimeProcess
 from stacks import naming
 from tests.support.anthropic_server import AnthropicTestServer, tool_use
+from tests.support.harness import RuntimeProcess
 
 from .corpus_cases import load
 
