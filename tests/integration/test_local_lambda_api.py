@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+# The runtime runs as a child process here (as `selfheal local up` runs it): slow, so end-to-end.
+pytestmark = pytest.mark.e2e
+
 SAMPLE = "sample-orders-dev"
 
 

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# The runtime runs as a child process here (as `selfheal local up` runs it): slow, so end-to-end.
+pytestmark = pytest.mark.e2e
+
 PROBE = "SelfhealLocalProbe"
 DISABLED_PROBE = "SelfhealLocalDisabledProbe"
 FAILING_PROBE = "SelfhealLocalFailingProbe"
