@@ -139,8 +139,13 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         app=args.app,
         assembly_dir=args.assembly,
         context=context,
-        echo=lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()),
+        echo=_echo,
     )
+
+
+def _echo(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def cmd_local_down(args: argparse.Namespace) -> int:

@@ -253,7 +253,7 @@ def render_one(
                 units[0] if len(units) == 1 else ", ".join(units)
             )
             # (query info, label, timestamps, values) per series; SEARCH queries expand to several
-            expanded = []
+            expanded: list[tuple[dict[str, Any], str, list[Any], list[float]]] = []
             for i in shown:
                 entries = data.get(i["id"]) or []
                 if not entries:
@@ -303,7 +303,7 @@ def render_one(
                         linewidth=1.5,
                     )
                     plotted += 1
-                ax.set_xlim(start, end)
+                ax.set_xlim(mdates.date2num(start), mdates.date2num(end))
                 ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
                 ax.tick_params(labelsize=7)
                 ax.set_ylabel(y_label, fontsize=8)

@@ -84,13 +84,10 @@ def alarm_queries(alarm: Any) -> tuple[list[dict[str, Any]], str, int]:
         "MetricName": alarm.metric_name,
         "Dimensions": [{"Name": d.name, "Value": d.value} for d in alarm.dimensions],
     }
-    query = {
-        "Id": "m1",
-        "ReturnData": True,
-        "MetricStat": {"Metric": metric, "Period": int(alarm.period), "Stat": stat},
-    }
+    metric_stat: dict[str, Any] = {"Metric": metric, "Period": int(alarm.period), "Stat": stat}
     if alarm.unit:
-        query["MetricStat"]["Unit"] = alarm.unit
+        metric_stat["Unit"] = alarm.unit
+    query = {"Id": "m1", "ReturnData": True, "MetricStat": metric_stat}
     return [query], "m1", int(alarm.period)
 
 

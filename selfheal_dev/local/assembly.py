@@ -293,8 +293,8 @@ class Resolver:
                 return json.dumps(self.resolve(arg))
             if fn in ("Fn::Equals", "Fn::And", "Fn::Or", "Fn::Not", "Condition"):
                 return self.condition(node)
-        out = {k: self.resolve(v) for k, v in node.items()}
-        return {k: v for k, v in out.items() if v is not NO_VALUE}
+        resolved = {k: self.resolve(v) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def condition(self, node: Any) -> bool:
         if isinstance(node, dict) and len(node) == 1:

@@ -349,9 +349,12 @@ class LambdaControlPlane:
             if operation == "ListTags":
                 return 200, {"Tags": dict(live.tags)}
             if operation == "TagResource":
-                return 204, self._tag(live, body, caller)
-            return 204, self._untag(live, query.get("tagKeys", []), caller)
-        qualifier = (query.get("Qualifier") or [None])[0]
+                self._tag(live, body, caller)
+            else:
+                self._untag(live, query.get("tagKeys", []), caller)
+            return 204, None
+        qualifiers = query.get("Qualifier") or []
+        qualifier = qualifiers[0] if qualifiers else None
         live = self._function(target or "", qualifier=qualifier)
         if operation == "GetFunctionConfiguration":
             return 200, live.configuration()

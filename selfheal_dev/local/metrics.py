@@ -15,7 +15,7 @@ import math
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -236,6 +236,14 @@ def search(store: MetricStore, expression: str, stat: str, period: int, start: f
     return out
 
 
+REDUCERS: dict[str, Callable[[list[float]], float]] = {
+    "SUM": lambda v: float(sum(v)),
+    "AVG": lambda v: sum(v) / len(v),
+    "MIN": lambda v: min(v),
+    "MAX": lambda v: max(v),
+}
+
+
 class _Evaluator:
     """Metric math over aligned series: arithmetic and the functions the template uses."""
 
@@ -322,7 +330,7 @@ class _Evaluator:
             prefix = args[0] if args else ""
             return [self.variables[i] for i in self.stat_ids if i.startswith(prefix)]
         if name in ("SUM", "AVG", "MIN", "MAX") and args:
-            reducer = {"SUM": sum, "AVG": lambda v: sum(v) / len(v), "MIN": min, "MAX": max}[name]
+            reducer = REDUCERS[name]
             arg = args[0]
             if isinstance(arg, list):  # across series, per timestamp
                 keys = set().union(*[set(s) for s in arg if isinstance(s, dict)]) if arg else set()
@@ -358,7 +366,7 @@ def run_queries(store: MetricStore, queries: list[dict[str, Any]], start: float,
     periods = [int(q.get("MetricStat", {}).get("Period") or q.get("Period") or 0) for q in queries]
     default_period = min([p for p in periods if p] or [60])
     line = timeline(start, end, default_period)
-    variables: dict[str, Series] = {}
+    variables: dict[str, Series | list[Series]] = {}
     stat_ids: list[str] = []
     results: dict[str, dict[str, Any]] = {}
     for q in queries:

@@ -162,7 +162,7 @@ class Provisioner:
 
     def _topic(self, res: Resource) -> None:
         p = res.properties
-        attributes = {k: str(p[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in p}
+        attributes: dict[str, str] = {k: str(p[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in p}
         if p.get("FifoTopic"):
             attributes["FifoTopic"] = "true"
         sns = self.client("sns")

@@ -171,7 +171,7 @@ class Router:
         def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:  # noqa: ARG001
             router.on_event(rule, original_event)  # runs inside moto's PutEvents: REQUEST_LOCK is held
 
-        Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+        Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]  # moto patched in place
 
     def on_event(self, rule: Any, raw_event: dict[str, Any], *, scheduled: bool = False) -> None:
         if rule.state != "ENABLED":

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,7 +86,7 @@ class LocalRuntime:
         self.pools: dict[str, FunctionPool] = {}
         self.specs: dict[str, FunctionSpec] = {}
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
-        self.api_call_ms: Counter[tuple[str, str, str]] = Counter()  # time moto spent serving them
+        self.api_call_ms: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # ms moto spent serving them
         self.invocations: deque[dict[str, Any]] = deque(maxlen=50_000)
         self.notifications: list[dict[str, Any]] = []
         self.report = ProvisionReport()
@@ -224,7 +224,7 @@ class LocalRuntime:
 
         publish._selfheal = True  # type: ignore[attr-defined]
         publish.__wrapped__ = original_publish  # type: ignore[attr-defined]
-        Topic.publish = publish  # type: ignore[method-assign]
+        Topic.publish = publish  # type: ignore[method-assign,assignment]  # moto patched in place
 
     # ------------------------------------------------------------------ platform services
     def publish_sns(self, topic_arn: str, message: str, subject: str | None, origin: str) -> str:
@@ -315,9 +315,9 @@ class LocalRuntime:
 
     def _on_result(self, spec: FunctionSpec, invocation: Invocation, result: InvocationResult, started: float) -> None:
         ended = time.time()
-        event = invocation.event if isinstance(invocation.event, dict) else {}
-        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-        meta = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
+        event = _mapping(invocation.event)
+        detail = _mapping(event.get("detail"))
+        meta = _mapping(detail.get("metadata"))
         record = {
             "function": spec.name,
             "request_id": result.request_id,
@@ -743,7 +743,8 @@ class LocalRuntime:
         if length:
             with contextlib.suppress(ValueError):
                 body = json.loads(environ["wsgi.input"].read(length) or b"{}")
-        status, payload = "200 OK", None
+        status = "200 OK"
+        payload: Any = None
         try:
             if not self.ready.is_set():
                 status, payload = "503 Service Unavailable", {"error": "starting: provisioning from the templates"}
@@ -784,6 +785,10 @@ class LocalRuntime:
         import signal
 
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def report_line(spec: FunctionSpec, result: InvocationResult) -> str:
