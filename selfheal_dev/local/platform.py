@@ -6,10 +6,12 @@ can hand them a small fake instead of starting a runtime in a child process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .functions import Invocation
+    from .functions import FunctionPool, FunctionSpec, Invocation
     from .metrics import MetricStore
 
 
@@ -42,3 +44,24 @@ class Platform(Protocol):
         ...
 
     def log_platform(self, message: str) -> None: ...
+
+
+class FunctionHost(Platform, Protocol):
+    """What the Lambda control plane (lambda_api.py) needs besides the platform services."""
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def pools(self) -> Mapping[str, FunctionPool]:
+        """The running worker pool of each function, by name."""
+        ...
+
+    @property
+    def default_concurrency(self) -> int:
+        """Workers per function unless the template (or the API) reserves concurrency."""
+        ...
+
+    def add_function(self, spec: FunctionSpec) -> None:
+        """Start a pool for a function created through the Lambda API."""
+        ...

@@ -141,6 +141,10 @@ class LocalRuntime:
         self.write_state_file()
         self.ready.set()
 
+    @property
+    def default_concurrency(self) -> int:
+        return self.options.concurrency
+
     def add_function(self, spec: FunctionSpec) -> None:
         """A function created through the Lambda API: a pool like the template's functions."""
         self.specs[spec.name] = spec

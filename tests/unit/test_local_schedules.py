@@ -49,7 +49,7 @@ def test_cloudtrail_lookup_refuses_malformed_attributes_instead_of_failing():
     # Given a hostile LookupEvents body / Then a client error (400), never a server error
     from selfheal_dev.local.lambda_api import LambdaApiError
 
-    plane = LambdaControlPlane(runtime=None)  # type: ignore[arg-type]
+    plane = LambdaControlPlane(host=None)  # type: ignore[arg-type]
     for body in ({"LookupAttributes": ["ResourceName"]}, {"LookupAttributes": [{}, {}]}, {"LookupAttributes": "x"},
                  {"MaxResults": 0}):
         with pytest.raises(LambdaApiError) as err:
