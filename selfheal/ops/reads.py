@@ -63,7 +63,7 @@ def trace(target: Target, incident_id: str) -> dict[str, Any]:
     events = [e for e in entries if e.get("kind") == "event"]
     return {
         "incident": incident.public(),
-        "status_history": _status_history(target, incident_id),
+        "status_history": incident.status_history,
         "decisions": decisions,
         "messages": [
             {"at": m.get("at"), "flow": m.get("flow"), "message_type": m.get("message_type")} for m in messages
@@ -96,19 +96,10 @@ def patch(target: Target, incident_id: str) -> dict[str, Any]:
 
 
 def _patch_ref(target: Target, incident_id: str) -> dict[str, Any] | None:
+    # The Manager keeps the patch reference on the incident item; Incident does not carry it.
     item = aws.table(target.decisions_table).get_item(Key={"pk": keys.incident_pk(incident_id), "sk": keys.META}).get("Item") or {}
     ref = from_item(item.get("patch"))
     return ref if isinstance(ref, dict) else None
-
-
-def _status_history(target: Target, incident_id: str) -> list[dict[str, Any]]:
-    item = (
-        aws.table(target.decisions_table)
-        .get_item(Key={"pk": keys.incident_pk(incident_id), "sk": keys.META})
-        .get("Item")
-        or {}
-    )
-    return from_item(item.get("status_history", []))
 
 
 def _sum_by(items: list[dict[str, Any]], key: str) -> dict[str, float]:

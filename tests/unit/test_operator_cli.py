@@ -52,3 +52,18 @@ def test_the_operator_cli_leaves_the_environment_alone(deployed, monkeypatch: py
     assert dict(__import__("os").environ) == before
     # It did talk to the endpoint it was given (nothing listens there), not to AWS.
     assert "127.0.0.1:9" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_trace_shows_the_status_history_the_store_kept(deployed, capsys):
+    from selfheal_core.incidents import IncidentStore, Status
+
+    store = IncidentStore(deployed.decisions_table_name)
+    store.open_or_fold(incident_id="inc-trace", fingerprint="fp-trace", correlation_id="corr-trace",
+                       issue={"service": "orders", "issue_type": "latency", "severity": "low", "summary": "slow"},
+                       origin="test")
+    store.transition("inc-trace", Status.REMEDIATING, reason="asked the engineer")
+
+    assert cli.main(["trace", "inc-trace", "--env", "test", "--region", "us-east-1", "--json"]) == 0
+    trace = json.loads(capsys.readouterr().out)
+    assert [h["status"] for h in trace["status_history"]] == ["DETECTED", "REMEDIATING"]
+    assert trace["incident"]["status"] == "REMEDIATING"
