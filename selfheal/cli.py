@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from . import names
 from .ops.target import OperatorError, Target, connect
 from .output import emit_json, format_analysis, format_costs, format_trace, progress, table, usd
@@ -194,13 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for AWS errors
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(exc, (ClientError, BotoCoreError)):
-            _fail(args, f"AWS error: {exc}")
-            return 1
-        raise
+    except (ClientError, BotoCoreError) as exc:  # one clear line, not a traceback
+        _fail(args, f"AWS error: {exc}")
+        return 1
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:

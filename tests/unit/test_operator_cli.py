@@ -67,3 +67,18 @@ def test_trace_shows_the_status_history_the_store_kept(deployed, capsys):
     trace = json.loads(capsys.readouterr().out)
     assert [h["status"] for h in trace["status_history"]] == ["DETECTED", "REMEDIATING"]
     assert trace["incident"]["status"] == "REMEDIATING"
+
+
+def test_the_dev_commands_plug_in_and_the_operator_package_never_imports_them():
+    import ast
+
+    args = cli.build_parser().parse_args(["local", "status", "--json"])
+    assert args.func.__module__ == "selfheal_dev.cli"
+    imported = set()
+    for path in Path(cli.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+    assert "selfheal_dev" not in imported
