@@ -40,11 +40,11 @@ class EndpointSession(boto3.Session):
         super().__init__(**kwargs)
         self.endpoint_url = endpoint_url
 
-    def client(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def client(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("endpoint_url", self.endpoint_url)
         return super().client(*args, **kwargs)
 
-    def resource(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def resource(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("endpoint_url", self.endpoint_url)
         return super().resource(*args, **kwargs)
 
