@@ -34,7 +34,7 @@ synth: setup           ## synthesize every stack to cdk.out/ (cdk-nag runs on sy
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy layers/common/python/selfheal_core
+	$(VENV)/bin/mypy layers/common/python/selfheal_core selfheal selfheal_dev
 
 deploy: setup          ## npx cdk deploy --all; pass context with CDK_ARGS="-c alertEmail=ops@example.com"
 	npx cdk deploy --all $(CDK_ARGS)

@@ -89,7 +89,7 @@ def _put(rt: Any, entries: list[dict[str, Any]]) -> list[str]:
 
 
 def alarm_entry(alarm_name: str, function: str) -> dict[str, Any]:
-    from selfheal.ops import alarm_event_detail
+    from selfheal.ops.inject import alarm_event_detail
 
     detail = alarm_event_detail(
         alarm_name=alarm_name,
@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     selected = {s.strip() for s in args.only.split(",") if s.strip()}
 
-    from selfheal.local.assembly import Assembly, synthesize
-    from selfheal.local.harness import RuntimeProcess
+    from selfheal_dev.local.assembly import Assembly, synthesize
+    from tests.support.harness import RuntimeProcess
 
     state = ROOT / ".selfheal" / "bench"
     log("synthesizing the app")

@@ -15,7 +15,7 @@ from typing import Any
 
 from selfheal_core import catalog as names
 
-from .ops import OperatorError, Target
+from .ops.target import OperatorError, Target
 
 # The status an agent-to-agent event moves its incident to (informational events carry theirs).
 IMPLIED_STATUS = {
@@ -75,18 +75,24 @@ def replay(target: Target, *, since: datetime, until: datetime | None = None, wa
 # ------------------------------------------------------------------------------------ tail
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def tail_line(event: dict[str, Any]) -> dict[str, Any]:
     """One bus event as a tail line: time, from -> to, detail-type, incident, status."""
-    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-    metadata = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
-    data = detail.get("data") if isinstance(detail.get("data"), dict) else {}
+    from selfheal_core.messaging import RECIPIENTS
+
+    detail = _mapping(event.get("detail"))
+    metadata = _mapping(detail.get("metadata"))
+    data = _mapping(detail.get("data"))
     detail_type = str(event.get("detail-type", ""))
     source = str(event.get("source", ""))
-    recipient = names.RECIPIENTS.get(detail_type)
+    recipient = next((agent for dt, agent in RECIPIENTS.items() if dt.value == detail_type), None)
     return {
         "time": event.get("time"),
         "from": source.removeprefix("agentops."),
-        "to": recipient or "audit",
+        "to": recipient or ("manager" if detail_type == "IssueReported" else "audit"),
         "detail_type": detail_type,
         "incident_id": metadata.get("incident_id"),
         "status": data.get("status") or IMPLIED_STATUS.get(detail_type),
@@ -141,7 +147,7 @@ def _poll_audit_log(target: Target, stop_at: float | None) -> Iterator[str]:
     seen: set[str] = set()
     while stop_at is None or time.monotonic() < stop_at:
         kwargs: dict[str, Any] = {"logGroupName": _audit_log_group(target), "startTime": since_ms}
-        batch = []
+        batch: list[dict[str, Any]] = []
         for page in logs.get_paginator("filter_log_events").paginate(**kwargs):
             batch.extend(e for e in page.get("events", []) if e["eventId"] not in seen)
         for event in sorted(batch, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0))):

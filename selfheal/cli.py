@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from selfheal_core import catalog as names
 
-from .output import emit_json, progress, table, usd
+from .ops.target import OperatorError, Target, connect
+from .output import emit_json, format_analysis, format_costs, format_trace, progress, table, usd
 
 EPILOG = "Targets: --endpoint-url, else a running `selfheal local up`, else AWS (default credentials). Add --json for scripts."
 
@@ -171,69 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_notifications)
 
-    p = sub.add_parser("dashboards", help="render the CloudWatch dashboards to PNG + HTML", epilog=EPILOG)
-    dsub = p.add_subparsers(dest="dash_command", metavar="ACTION")
-    dsub.required = True
-    r = dsub.add_parser("render", help="one PNG and one HTML page per dashboard", epilog=EPILOG)
-    _common(r)
-    r.add_argument("--out", type=Path, default=Path("demo-out/dashboards"))
-    r.add_argument("--hours", type=float, default=3.0, help="time range ending now")
-    r.add_argument("--assembly", type=Path, help="read DashboardBody from this cloud assembly instead of the API")
-    r.set_defaults(func=cmd_dashboards_render)
-
-    p = sub.add_parser("local", help="the embedded AWS emulator and the agents on this machine")
-    lsub = p.add_subparsers(dest="local_command", metavar="ACTION")
-    lsub.required = True
-    up = lsub.add_parser("up", help="synthesize, provision from the templates, run the functions (Ctrl-C stops)")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=int(os.environ.get("SELFHEAL_LOCAL_PORT", "4566")))
-    up.add_argument("--detach", action="store_true", help="run in the background (stop with `selfheal local down`)")
-    up.add_argument("--app", default="stacks.app_builder:build_app", help="module:function(app) that adds the stacks")
-    up.add_argument("--assembly", type=Path, help="use this already synthesized cloud assembly")
-    up.add_argument(
-        "-c",
-        "--context",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="CDK context (e.g. costAlertThreshold=0.01)",
-    )
-    up.add_argument("--state-dir", type=Path, default=None, help="default: <project>/.selfheal")
-    up.add_argument(
-        "--concurrency", type=int, default=2, help="workers per function (unless the template reserves concurrency)"
-    )
-    up.add_argument("--schedule-speedup", type=float, default=1.0, help="divide rate() schedules by this (demos)")
-    up.add_argument("--alarm-interval", type=float, default=10.0, help="seconds between alarm evaluations")
-    up.add_argument("--verbose", action="store_true", help="also print the functions' log lines")
-    up.add_argument("--quiet", action="store_true")
-    up.add_argument("--json", action="store_true", help="with --detach: print the runtime state as JSON")
-    up.set_defaults(func=cmd_local_up)
-    down = lsub.add_parser("down", help="stop the background runtime")
-    down.add_argument("--state-dir", type=Path, default=None)
-    down.add_argument("--json", action="store_true")
-    down.set_defaults(func=cmd_local_down)
-    st = lsub.add_parser("status", help="is it running; functions, resources, alarms")
-    st.add_argument("--state-dir", type=Path, default=None)
-    st.add_argument("--json", action="store_true")
-    st.set_defaults(func=cmd_local_status)
-
-    p = sub.add_parser(
-        "demo", help="the whole pipeline offline: issue, alarm, storm, malformed event; timelines, costs, dashboards"
-    )
-    p.add_argument("--out", type=Path, default=Path("demo-out"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("SELFHEAL_DEMO_PORT", "4566")))
-    p.add_argument("--storm", type=int, default=200, help="duplicate alarms in the storm")
-    p.add_argument("--timeout", type=float, default=150.0, help="seconds to wait for the pipeline to settle")
-    p.add_argument("--json", action="store_true", help="print the demo summary as JSON")
-    p.set_defaults(func=cmd_demo)
+    _add_dev_commands(sub)
     return parser
+
+
+def _add_dev_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`local`, `demo` and `dashboards` come from the dev package (selfheal_dev) through the
+    `selfheal.commands` entry point: the operator CLI never imports it."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="selfheal.commands"):
+        entry.load()(sub, _common, EPILOG)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .ops import OperatorError
-
     try:
         return int(args.func(args) or 0)
     except OperatorError as exc:
@@ -241,13 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for AWS errors
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(exc, (ClientError, BotoCoreError)):
-            _fail(args, f"AWS error: {exc}")
-            return 1
-        raise
+    except (ClientError, BotoCoreError) as exc:  # one clear line, not a traceback
+        _fail(args, f"AWS error: {exc}")
+        return 1
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:
@@ -257,9 +209,7 @@ def _fail(args: argparse.Namespace, message: str) -> None:
         print(f"error: {message}", file=sys.stderr)
 
 
-def _target(args: argparse.Namespace) -> Any:
-    from .ops import connect
-
+def _target(args: argparse.Namespace) -> Target:
     with progress("connecting", enabled=not args.json):
         return connect(endpoint_url=args.endpoint_url, env=args.env, region=args.region)
 
@@ -268,12 +218,12 @@ def _target(args: argparse.Namespace) -> Any:
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import inject
 
     target = _target(args)
     with progress("sending events", enabled=not args.json):
         if args.alarm:
-            result = ops.inject_alarm(
+            result = inject.inject_alarm(
                 target,
                 alarm_name=args.alarm,
                 count=args.count,
@@ -289,11 +239,11 @@ def cmd_inject(args: argparse.Namespace) -> int:
             )
         else:
             if args.file:
-                entries = ops.entries_from_file(target, args.file)
+                entries = inject.entries_from_file(target, args.file)
             else:
                 if not (args.service and args.summary):
-                    raise ops.OperatorError("give --file, --alarm, or at least --service and --summary")
-                detail = ops.issue_detail(
+                    raise OperatorError("give --file, --alarm, or at least --service and --summary")
+                detail = inject.issue_detail(
                     service=args.service,
                     issue_type=args.issue_type,
                     severity=args.severity,
@@ -313,7 +263,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
                         "EventBusName": target.bus,
                     }
                 ]
-            result = ops.inject_entries(target, entries, count=args.count)
+            result = inject.inject_entries(target, entries, count=args.count)
     result["target"] = target.describe()
     if args.json:
         emit_json(result)
@@ -337,10 +287,10 @@ def cmd_inject(args: argparse.Namespace) -> int:
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import reads
 
     target = _target(args)
-    items = ops.incidents(target, days=args.days, limit=args.limit)
+    items = reads.incidents(target, days=args.days, limit=args.limit)
     if args.json:
         emit_json({"incidents": items})
         return 0
@@ -364,50 +314,13 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_trace(t: dict[str, Any]) -> str:
-    inc = t["incident"]
-    lines = [
-        f"Incident {inc['incident_id']}  {inc['status']}  attempts={inc['attempts']}  cost={usd(inc['cost_usd'])}  duplicates={inc['duplicates']}",
-        f"  {inc['service']} / {inc['issue_type']} / {inc['severity']}: {inc['summary']}",
-        f"  correlation id {inc['correlation_id']}",
-    ]
-    if t["status_history"]:
-        lines.append("  status: " + " -> ".join(h.get("status", "?") for h in t["status_history"]))
-    for d in t["decisions"]:
-        conf = d.get("confidence_score")
-        lines.append(
-            f"  [{d.get('at')}] {str(d.get('agent')).upper():<8} {d.get('decision_type')}  confidence={conf if conf is not None else '-'}  "
-            f"cost={usd(d.get('cost_usd'))}" + (f"  model={d['model']}" if d.get("model") else "")
-        )
-        lines.append(f"      correlation_id={d.get('correlation_id')}")
-        for step in d.get("reasoning_chain") or []:
-            lines.append(f"      - thought: {step.get('thought', '')}")
-            if step.get("action"):
-                lines.append(f"        action: {step['action']}")
-            if step.get("observation"):
-                lines.append(f"        observation: {step['observation']}")
-        for ev in d.get("evidence") or []:
-            if isinstance(ev, dict):
-                mark = "PASS" if ev.get("passed") else "FAIL"
-                cmd = f" `{ev['command']}`" if ev.get("command") else ""
-                code = f" exit={ev['exit_code']}" if ev.get("exit_code") is not None else ""
-                lines.append(f"      evidence [{mark}] {ev.get('check')}{cmd}{code}")
-                excerpt = str(ev.get("excerpt") or "").strip().splitlines()[-3:]
-                lines.extend(f"          {x}" for x in excerpt)
-    if t["messages"]:
-        lines.append("  messages: " + ", ".join(f"{m['flow']} {m['message_type']}" for m in t["messages"]))
-    costs = t["costs"]
-    lines.append(
-        f"  cost: total {usd(costs['total_usd'])}; " + ", ".join(f"{k} {usd(v)}" for k, v in costs["by_agent"].items())
-    )
-    return "\n".join(lines)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import reads
 
     target = _target(args)
-    t = ops.trace(target, args.incident_id)
+    t = reads.trace(target, args.incident_id)
     if args.json:
         emit_json(t)
     else:
@@ -416,10 +329,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import reads
 
     target = _target(args)
-    result = ops.patch(target, args.incident_id)
+    result = reads.patch(target, args.incident_id)
     if args.json:
         emit_json(result)
     else:
@@ -428,10 +341,10 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 
 def cmd_approval(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import approvals
 
     target = _target(args)
-    result = ops.approval(target, args.incident_id, granted=args.granted, comment=args.comment, typed_name=args.approver)
+    result = approvals.approval(target, args.incident_id, granted=args.granted, comment=args.comment, typed_name=args.approver)
     if args.json:
         emit_json(result)
     else:
@@ -440,20 +353,20 @@ def cmd_approval(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import agents
 
     target = _target(args)
     if args.action in ("stop", "start"):
         if not args.agent:
-            raise ops.OperatorError(f"agents {args.action} needs an agent name: {', '.join(names.AGENTS)}")
-        result = ops.set_agent_state(target, args.agent, enabled=args.action == "start")
+            raise OperatorError(f"agents {args.action} needs an agent name: {', '.join(names.AGENTS)}")
+        result = agents.set_agent_state(target, args.agent, enabled=args.action == "start")
         if args.json:
             emit_json(result)
         else:
             print(f"{result['agent']}: {len(result['rules'])} rule(s) {result['state']}: {', '.join(result['rules'])}")
         return 0
     with progress("reading metrics and queues", enabled=not args.json):
-        items = ops.agents(target, hours=args.hours)
+        items = agents.agents(target, hours=args.hours)
     if args.json:
         emit_json({"agents": items, "window_hours": args.hours})
         return 0
@@ -475,11 +388,11 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import reads
 
     target = _target(args)
     with progress("summing costs", enabled=not args.json):
-        c = ops.costs(target, days=args.days)
+        c = reads.costs(target, days=args.days)
     if args.json:
         emit_json(c)
         return 0
@@ -487,43 +400,14 @@ def cmd_costs(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_costs(c: dict[str, Any]) -> str:
-    lines = [f"Total over {c['window_days']} day(s): {usd(c['total_usd'])}"]
-    lam = c.get("lambda") or {}
-    if lam.get("billed_invocations") or lam.get("awaiting_report"):
-        def fine(v: float) -> str:  # Lambda figures are fractions of a cent
-            return f"${v:.6f}"
-
-        lines.append(
-            f"  Lambda {fine(lam['total_usd'])}: billed {fine(lam['billed_usd'])} for {lam['billed_invocations']} "
-            f"invocation(s) from their REPORT lines (the handlers had estimated {fine(lam['billed_estimate_usd'])}), "
-            f"estimated {fine(lam['estimated_usd'])} for {lam['awaiting_report']} awaiting their REPORT line"
-        )
-    for title, key in (
-        ("by agent", "by_agent"),
-        ("by kind", "by_kind"),
-        ("by model", "by_model"),
-        ("by day", "by_day"),
-        ("by incident", "by_incident"),
-    ):
-        values = c.get(key) or {}
-        if values:
-            lines.append(f"  {title}: " + ", ".join(f"{k} {usd(v)}" for k, v in values.items()))
-    b = c.get("budget") or {}
-    if b:
-        used = f"{b['used_percent']}%" if b.get("used_percent") is not None else "-"
-        lines.append(
-            f"  LLM budget {b['period']}: spent {usd(b['spent_usd'])} + reserved {usd(b['reserved_usd'])} of {usd(b['limit_usd'])} ({used})"
-        )
-    return "\n".join(lines)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import reads
 
     target = _target(args)
     with progress("analyzing", enabled=not args.json):
-        report = ops.analyze(target, hours=args.hours)
+        report = reads.analyze(target, hours=args.hours)
     if args.json:
         emit_json(report)
     else:
@@ -531,31 +415,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_analysis(report: dict[str, Any]) -> str:
-    """The headline numbers of the analyzer report; `--json` has everything."""
-    lines = [f"AgentOps analysis, last {report['window_hours']} h"]
-    collab = report.get("collaboration") or {}
-    flows = collab.get("flows") or []
-    if flows:
-        lines.append(
-            "  message flows: " + ", ".join(f"{f.get('flow')} {f.get('count', f.get('messages', ''))}" for f in flows)
-        )
-    anomalies = collab.get("anomalies") or []
-    lines.append(f"  collaboration anomalies: {len(anomalies)}")
-    for agent, eff in (report.get("effectiveness") or {}).items():
-        shown = {k: v for k, v in eff.items() if isinstance(v, (int, float, str)) and k != "agent"}
-        lines.append(f"  {agent}: " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]))
-    opps = report.get("optimization_opportunities") or []
-    lines.append(f"  optimization opportunities: {len(opps)}")
-    for o in opps[:5]:
-        lines.append(f"    - {o.get('kind') or o.get('type')}: {o.get('description') or o.get('summary') or ''}")
-    storms = report.get("duplicate_storms") or []
-    if storms:
-        lines.append(f"  duplicate storms: {len(storms)}")
-    open_by_status = report.get("open_incidents_by_status") or {}
-    if open_by_status:
-        lines.append("  open incidents: " + ", ".join(f"{k} {v}" for k, v in open_by_status.items()))
-    return "\n".join(lines)
 
 
 def _when(value: str) -> Any:
@@ -602,10 +461,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import reads
 
     target = _target(args)
-    items = ops.rejected(target, days=args.days, limit=args.limit)
+    items = reads.rejected(target, days=args.days, limit=args.limit)
     if args.json:
         emit_json({"rejected": items})
         return 0
@@ -626,10 +485,10 @@ def cmd_rejected(args: argparse.Namespace) -> int:
 
 
 def cmd_notifications(args: argparse.Namespace) -> int:
-    from . import ops
+    from .ops import reads
 
     target = _target(args)
-    items = ops.notifications(target, limit=args.limit)
+    items = reads.notifications(target, limit=args.limit)
     if args.json:
         emit_json({"notifications": items})
         return 0
@@ -651,144 +510,16 @@ def cmd_notifications(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dashboards_render(args: argparse.Namespace) -> int:
-    from .render import render_dashboards
-
-    target = _target(args)
-    with progress("rendering dashboards", enabled=not args.json):
-        result = render_dashboards(target, out_dir=args.out, hours=args.hours, assembly_dir=args.assembly)
-    if args.json:
-        emit_json(result)
-    else:
-        for d in result["dashboards"]:
-            print(f"{d['name']}: {d['png']} and {d['html']} ({d['widgets']} widgets)")
-        if not result["dashboards"]:
-            print("no dashboards found (is the monitoring stack deployed / synthesized?)")
-    return 0
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
-    from .local.control import default_state_dir
-
-    return Path(args.state_dir) if getattr(args, "state_dir", None) else default_state_dir()
 
 
-def cmd_local_up(args: argparse.Namespace) -> int:
-    from .local import control
-    from .local.runtime import RuntimeOptions
-
-    options = RuntimeOptions(
-        host=args.host,
-        port=args.port,
-        state_dir=_state_dir(args),
-        concurrency=args.concurrency,
-        schedule_speedup=args.schedule_speedup,
-        alarm_interval_s=args.alarm_interval,
-        verbose=args.verbose,
-        quiet=args.quiet,
-    )
-    context = _kv(args.context)
-    problem = names.unknown_context_problem(context)
-    if problem:  # refused before anything starts (synth would refuse it too)
-        from .ops import OperatorError
-
-        raise OperatorError(problem)
-    if args.detach:
-        with progress("starting the local runtime (synth + provision)", enabled=not args.json):
-            state = control.start_detached(options, app=args.app, assembly_dir=args.assembly, context=context)
-        if args.json:
-            emit_json(state)
-        else:
-            print(
-                f"local runtime running in the background on {state['endpoint']} (pid {state['pid']}); "
-                f"logs: {options.state_dir / 'runtime.log'}; stop with `selfheal local down`"
-            )
-        return 0
-    return control.run_foreground(
-        options,
-        app=args.app,
-        assembly_dir=args.assembly,
-        context=context,
-        echo=lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()),
-    )
 
 
-def cmd_local_down(args: argparse.Namespace) -> int:
-    from .local import control
-
-    with progress("stopping the local runtime", enabled=not args.json):
-        stopped = control.stop_detached(_state_dir(args))
-    if args.json:
-        emit_json({"stopped": stopped})
-    else:
-        print("stopped" if stopped else "no background runtime was running")
-    return 0
 
 
-def cmd_local_status(args: argparse.Namespace) -> int:
-    from .local import control
-
-    state = control.find_running(_state_dir(args))
-    if not state:
-        if args.json:
-            emit_json({"running": False})
-        else:
-            print("not running (start with `selfheal local up` or `selfheal local up --detach`)")
-        return 3
-    status = control.control(state["endpoint"], "status")
-    if args.json:
-        emit_json({"running": True, **status})
-        return 0
-    print(
-        f"running on {status['endpoint']} (pid {status['pid']}, since {status['started_at']}); stacks: {', '.join(status['stacks'])}"
-    )
-    rows = [{"function": name, **f} for name, f in status["functions"].items()]
-    print(
-        table(
-            rows,
-            [
-                ("function", "FUNCTION"),
-                ("handler", "HANDLER"),
-                ("timeout_s", "TIMEOUT S"),
-                ("memory_mb", "MEMORY MB"),
-                ("invocations", "INVOCATIONS"),
-                ("errors", "ERRORS"),
-                ("cold_starts", "COLD STARTS"),
-                ("pending", "PENDING"),
-                ("last_activity", "LAST ACTIVITY"),
-            ],
-        )
-    )
-    engineer = status.get("engineer_endpoint") or {}
-    if engineer:
-        model = f", model {engineer['model']}" if engineer.get("model") and engineer["provider"] != "runbook" else ""
-        print(f"engineer: {engineer['provider']} provider{model}, endpoint {engineer['endpoint']} ({engineer['source']})")
-    for sub in status.get("subscription_filters") or []:
-        print(f"subscription: {sub['log_group']} -> {sub['destination']} ({sub['name']})")
-    res = status["resources"]
-    print(
-        "resources: "
-        + ", ".join(f"{n} {t.split('::')[-1]}" for t, n in sorted(res["created_by_type"].items()))
-        + f"; {len(res['skipped'])} skipped, {len(res['failed'])} failed"
-    )
-    if status["alarms"]:
-        states: dict[str, int] = {}
-        for state in status["alarms"].values():
-            states[state] = states.get(state, 0) + 1
-        firing = sorted(k for k, v in status["alarms"].items() if v == "ALARM")
-        print(
-            f"alarms: {len(status['alarms'])} ("
-            + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
-            + ")"
-            + (f"; in ALARM: {', '.join(firing)}" if firing else "")
-        )
-    return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(out_dir=args.out, port=args.port, storm=args.storm, timeout=args.timeout, as_json=args.json)
 
 
 if __name__ == "__main__":  # pragma: no cover

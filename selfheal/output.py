@@ -88,3 +88,100 @@ def progress(message: str, *, enabled: bool = True, after_s: float = 1.0) -> Ite
                 sys.stderr.write("\r" + " " * (len(message) + 16) + "\r")
             sys.stderr.write(f"{message}: done in {elapsed:.1f}s\n")
             sys.stderr.flush()
+
+
+def format_trace(t: dict[str, Any]) -> str:
+    inc = t["incident"]
+    lines = [
+        f"Incident {inc['incident_id']}  {inc['status']}  attempts={inc['attempts']}  cost={usd(inc['cost_usd'])}  duplicates={inc['duplicates']}",
+        f"  {inc['service']} / {inc['issue_type']} / {inc['severity']}: {inc['summary']}",
+        f"  correlation id {inc['correlation_id']}",
+    ]
+    if t["status_history"]:
+        lines.append("  status: " + " -> ".join(h.get("status", "?") for h in t["status_history"]))
+    for d in t["decisions"]:
+        conf = d.get("confidence_score")
+        lines.append(
+            f"  [{d.get('at')}] {str(d.get('agent')).upper():<8} {d.get('decision_type')}  confidence={conf if conf is not None else '-'}  "
+            f"cost={usd(d.get('cost_usd'))}" + (f"  model={d['model']}" if d.get("model") else "")
+        )
+        lines.append(f"      correlation_id={d.get('correlation_id')}")
+        for step in d.get("reasoning_chain") or []:
+            lines.append(f"      - thought: {step.get('thought', '')}")
+            if step.get("action"):
+                lines.append(f"        action: {step['action']}")
+            if step.get("observation"):
+                lines.append(f"        observation: {step['observation']}")
+        for ev in d.get("evidence") or []:
+            if isinstance(ev, dict):
+                mark = "PASS" if ev.get("passed") else "FAIL"
+                cmd = f" `{ev['command']}`" if ev.get("command") else ""
+                code = f" exit={ev['exit_code']}" if ev.get("exit_code") is not None else ""
+                lines.append(f"      evidence [{mark}] {ev.get('check')}{cmd}{code}")
+                excerpt = str(ev.get("excerpt") or "").strip().splitlines()[-3:]
+                lines.extend(f"          {x}" for x in excerpt)
+    if t["messages"]:
+        lines.append("  messages: " + ", ".join(f"{m['flow']} {m['message_type']}" for m in t["messages"]))
+    costs = t["costs"]
+    lines.append(
+        f"  cost: total {usd(costs['total_usd'])}; " + ", ".join(f"{k} {usd(v)}" for k, v in costs["by_agent"].items())
+    )
+    return "\n".join(lines)
+
+
+def format_costs(c: dict[str, Any]) -> str:
+    lines = [f"Total over {c['window_days']} day(s): {usd(c['total_usd'])}"]
+    lam = c.get("lambda") or {}
+    if lam.get("billed_invocations") or lam.get("awaiting_report"):
+        def fine(v: float) -> str:  # Lambda figures are fractions of a cent
+            return f"${v:.6f}"
+
+        lines.append(
+            f"  Lambda {fine(lam['total_usd'])}: billed {fine(lam['billed_usd'])} for {lam['billed_invocations']} "
+            f"invocation(s) from their REPORT lines (the handlers had estimated {fine(lam['billed_estimate_usd'])}), "
+            f"estimated {fine(lam['estimated_usd'])} for {lam['awaiting_report']} awaiting their REPORT line"
+        )
+    for title, key in (
+        ("by agent", "by_agent"),
+        ("by kind", "by_kind"),
+        ("by model", "by_model"),
+        ("by day", "by_day"),
+        ("by incident", "by_incident"),
+    ):
+        values = c.get(key) or {}
+        if values:
+            lines.append(f"  {title}: " + ", ".join(f"{k} {usd(v)}" for k, v in values.items()))
+    b = c.get("budget") or {}
+    if b:
+        used = f"{b['used_percent']}%" if b.get("used_percent") is not None else "-"
+        lines.append(
+            f"  LLM budget {b['period']}: spent {usd(b['spent_usd'])} + reserved {usd(b['reserved_usd'])} of {usd(b['limit_usd'])} ({used})"
+        )
+    return "\n".join(lines)
+
+
+def format_analysis(report: dict[str, Any]) -> str:
+    """The headline numbers of the analyzer report (lambdas/analyzer's AgentOpsAnalyzer); `--json` has everything."""
+    lines = [f"AgentOps analysis, last {report['window_hours']} h"]
+    collab = report.get("collaboration") or {}
+    flows = collab.get("flows") or []
+    if flows:
+        lines.append("  message flows: " + ", ".join(f"{f['flow']} {f['count']}" for f in flows))
+    anomalies = collab.get("anomalies") or []
+    lines.append(f"  collaboration anomalies: {len(anomalies)}")
+    for agent, eff in (report.get("effectiveness") or {}).items():
+        shown = {k: v for k, v in eff.items() if isinstance(v, (int, float, str)) and k != "agent"}
+        lines.append(f"  {agent}: " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]))
+    opps = report.get("optimization_opportunities") or []
+    lines.append(f"  optimization opportunities: {len(opps)}")
+    for o in opps[:5]:
+        saving = o.get("estimated_monthly_savings_usd")
+        suffix = f" (saves ~{usd(saving)}/month)" if saving else ""
+        lines.append(f"    - {o['type']}: {o['recommendation']}{suffix}")
+    storms = report.get("duplicate_storms") or []
+    if storms:
+        lines.append(f"  duplicate storms: {len(storms)}")
+    open_by_status = report.get("open_incidents_by_status") or {}
+    if open_by_status:
+        lines.append("  open incidents: " + ", ".join(f"{k} {v}" for k, v in open_by_status.items()))
+    return "\n".join(lines)

@@ -41,7 +41,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 import moto  # noqa: E402,F401 - registers moto's botocore hooks before any client exists
 
-from selfheal.local import lambda_revisions  # noqa: E402
+from selfheal_dev.local import lambda_revisions  # noqa: E402
 
 lambda_revisions.install()  # moto functions get a RevisionId that UpdateFunctionConfiguration checks
 

@@ -13,7 +13,7 @@ ALERT_EMAIL = "ops@example.com"  # subscribed to the alerts topic: the runtime r
 
 @pytest.fixture(scope="session")
 def e2e_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from selfheal.local.assembly import synthesize
+    from selfheal_dev.local.assembly import synthesize
 
     out = tmp_path_factory.mktemp("e2e-app") / "cdk.out"
     return synthesize(

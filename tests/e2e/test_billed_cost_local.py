@@ -20,8 +20,8 @@ import pytest
 
 from agentops_monitoring.billing import parse_report
 from agentops_monitoring.costs import PRICES_FILE
-from selfheal.local.harness import RuntimeProcess
 from selfheal_core.catalog import SETTLED
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

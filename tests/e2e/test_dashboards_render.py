@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
 from selfheal_core.catalog import TERMINAL
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

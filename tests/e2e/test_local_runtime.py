@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
 from selfheal_core.catalog import SETTLED
 from tests.e2e.conftest import ALERT_EMAIL
 from tests.e2e.functions import create_function
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +53,8 @@ def _incidents(rt: Any) -> list[dict[str, Any]]:
 
 
 def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: Any, tmp_path: Path) -> None:
-    # Given an alarm-state-change listener (a rule with an SQS target, created through the API)
-    sqs, events = runtime.client("sqs"), runtime.client("events")
-    queue_url = sqs.create_queue(QueueName="e2e-alarm-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="e2e-alarm-listener", EventPattern=json.dumps({"source": ["aws.cloudwatch"]}))
-    events.put_targets(Rule="e2e-alarm-listener", Targets=[{"Id": "q", "Arn": queue_arn}])
+    # Given an alarm-state-change listener (a rule with a Logs target, created through the API)
+    alarm_events = runtime.listen("e2e-alarm-listener", {"source": ["aws.cloudwatch"]})
 
     # and the function the issue concerns, which the Manager investigates before asking for a fix
     create_function(runtime, "orders-api", timeout=3)
@@ -168,8 +164,7 @@ def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: An
     received: list[dict[str, Any]] = []
 
     def alarm_event() -> bool:
-        for m in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
-            received.append(json.loads(m["Body"]))
+        received[:] = alarm_events()
         return any(
             e["detail"]["alarmName"] == cost_alarm["AlarmName"] and e["detail"]["state"]["value"] == "ALARM"
             for e in received

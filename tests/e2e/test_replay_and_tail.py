@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
 from selfheal_core.catalog import SETTLED
 from tests.e2e.functions import create_function
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 

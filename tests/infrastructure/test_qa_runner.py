@@ -125,7 +125,7 @@ def test_allow_unisolated_qa_is_refused_for_any_deploy(tmp_path):
 
 
 def test_allow_unisolated_qa_reaches_the_runner_only_in_a_local_synth(tmp_path):
-    # Given the opt-in with the marker that only selfheal/local/synth.py sets
+    # Given the opt-in with the marker that only selfheal_dev/local/synth.py sets
     templates = _synth(tmp_path, allowUnisolatedQa="true", **{"selfheal:localSynth": True})
 
     # Then the runner (and only the runner) is told

@@ -282,7 +282,7 @@ def test_control_messages_and_unknown_log_groups(settings, aws_env, reconciler):
 
 
 def test_costs_use_billed_figures_once_they_arrive_and_the_estimate_until_then(settings, incident, reconciler):
-    from selfheal.ops import lambda_cost_sources
+    from selfheal.ops.reads import lambda_cost_sources
 
     # Given two invocations, one of which has its REPORT line reconciled
     billed_id, _ = invoke(settings, incident)

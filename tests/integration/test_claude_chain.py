@@ -85,11 +85,12 @@ def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server
     assert any("unpatched" in c or "original" in c for c in checks), checks  # the weak-evidence run happened
 
     # The kept patch is what `selfheal patch` prints: an mbox for git am with QA's evidence in the message
-    from selfheal import ops
+    from selfheal.ops import reads
+    from selfheal.ops import target as targets
 
-    target = ops.Target(env="test", region="us-east-1", endpoint_url=None, local=False,
+    target = targets.Target(env="test", region="us-east-1", endpoint_url=None, local=False,
                         outputs={"data": {"DecisionsTableName": os.environ["DECISIONS_TABLE_NAME"]}})
-    printed = ops.patch(target, incident.incident_id)
+    printed = reads.patch(target, incident.incident_id)
     assert printed["mbox"].startswith("From 0000000000000000000000000000000000000000")
     assert f"Selfheal-Incident: {incident.incident_id}" in printed["mbox"]
     assert "diff --git a/" in printed["mbox"] and "PASS" in printed["mbox"]

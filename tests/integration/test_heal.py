@@ -1,7 +1,7 @@
 """Heal for real under moto: investigate the function, apply the approved change, verify, roll back.
 
 The functions live in moto's Lambda backend (configuration calls need no Docker), with a
-RevisionId that UpdateFunctionConfiguration checks (selfheal/local/lambda_revisions.py).
+RevisionId that UpdateFunctionConfiguration checks (selfheal_dev/local/lambda_revisions.py).
 Schedules are created in moto's EventBridge Scheduler and fired by the test the way the
 service would: their event put on the bus at their time.
 """

@@ -17,19 +17,22 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+# The runtime runs as a child process here (as `selfheal local up` runs it): slow, so end-to-end.
+pytestmark = pytest.mark.e2e
+
 SAMPLE = "sample-orders-dev"
 
 
 @pytest.fixture(scope="module")
 def sample_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from selfheal.local.assembly import synthesize
+    from selfheal_dev.local.assembly import synthesize
 
     return synthesize(tmp_path_factory.mktemp("sample") / "cdk.out", context={"sampleWorkload": "true"})
 
 
 @pytest.fixture(scope="module")
 def runtime(sample_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from selfheal.local.harness import RuntimeProcess
+    from tests.support.harness import RuntimeProcess
 
     # Alarms are not evaluated here (no incidents, no agent traffic): this is about the Lambda API.
     rt = RuntimeProcess(
@@ -366,13 +369,9 @@ def at_expression(seconds_from_now: float) -> str:
 
 
 def test_one_time_schedule_puts_its_event_on_the_bus_then_deletes_itself(runtime):
-    # Given a queue that receives a probe detail-type from the agents bus
-    sqs, events, scheduler = runtime.client("sqs"), runtime.client("events"), runtime.client("scheduler")
-    queue_url = sqs.create_queue(QueueName="schedule-probe")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="schedule-probe", EventBusName="agentops-dev",
-                    EventPattern=json.dumps({"detail-type": ["ScheduleProbe"]}))
-    events.put_targets(Rule="schedule-probe", EventBusName="agentops-dev", Targets=[{"Id": "q", "Arn": queue_arn}])
+    # Given a listener for a probe detail-type on the agents bus
+    scheduler = runtime.client("scheduler")
+    probes = runtime.listen("schedule-probe", {"detail-type": ["ScheduleProbe"]}, bus="agentops-dev")
     bus_arn = "arn:aws:events:us-east-1:123456789012:event-bus/agentops-dev"
     # When a one-time schedule 2 s ahead targets the bus (as the Manager creates them), plus one far ahead
     common = {"FlexibleTimeWindow": {"Mode": "OFF"}, "ScheduleExpressionTimezone": "UTC"}
@@ -384,16 +383,15 @@ def test_one_time_schedule_puts_its_event_on_the_bus_then_deletes_itself(runtime
     scheduler.create_schedule(Name="probe-later", ScheduleExpression=at_expression(3600), ActionAfterCompletion="DELETE",
                               Target={**target, "Input": json.dumps({"change_id": "chg-later"})}, **common)
     # Then the event arrives once, with the schedule's Input as its detail and the envelope it named
-    message = wait_for(lambda: sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages"), timeout=30)
-    event = json.loads(message[0]["Body"])
+    [event] = wait_for(probes, timeout=30)
     assert event["detail"] == {"change_id": "chg-1"} and event["source"] == "agentops.manager"
     # And the fired schedule is deleted (ActionAfterCompletion=DELETE); the later one waits, untouched
     names = wait_for(lambda: (n := {s["Name"] for s in scheduler.list_schedules()["Schedules"]}) and "probe-soon" not in n and n)
     assert "probe-later" in names
     fired = runtime.control("status")["one_time_schedules"]
     assert [f["schedule"] for f in fired] == ["default/probe-soon"] and fired[0]["outcome"] == "delivered"
-    time.sleep(1.5)
-    assert not sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages")
+    time.sleep(2.5)
+    assert len(probes()) == 1
 
 
 def test_one_time_schedule_invokes_a_lambda_target_once_and_disabled_ones_never(runtime):

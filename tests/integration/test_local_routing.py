@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# The runtime runs as a child process here (as `selfheal local up` runs it): slow, so end-to-end.
+pytestmark = pytest.mark.e2e
+
 PROBE = "SelfhealLocalProbe"
 DISABLED_PROBE = "SelfhealLocalDisabledProbe"
 FAILING_PROBE = "SelfhealLocalFailingProbe"
@@ -102,7 +105,7 @@ def build_extended_app(app: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def extended_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from selfheal.local.assembly import synthesize
+    from selfheal_dev.local.assembly import synthesize
 
     out = tmp_path_factory.mktemp("extended") / "cdk.out"
     return synthesize(out, app="tests.integration.test_local_routing:build_extended_app")
@@ -110,7 +113,7 @@ def extended_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runtime(extended_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from selfheal.local.harness import RuntimeProcess
+    from tests.support.harness import RuntimeProcess
 
     rt = RuntimeProcess(
         state_dir=tmp_path_factory.mktemp("state"),

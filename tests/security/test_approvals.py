@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
 from tests.e2e.conftest import e2e_assembly  # noqa: F401 - the session's synthesized app
 from tests.e2e.functions import create_function
+from tests.support.harness import RuntimeProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,7 @@ def test_signed_approval_records_the_local_user_and_a_typed_name_only_as_comment
 def test_an_agents_own_credentials_send_only_its_own_source(runtime: Any) -> None:
     import boto3
 
-    from selfheal.local.functions import access_key_for
+    from selfheal_dev.local.functions import access_key_for
 
     # Given the Manager's own credentials (its role, as the runtime attributes them)
     manager = boto3.client("events", endpoint_url=runtime.endpoint, region_name="us-east-1",

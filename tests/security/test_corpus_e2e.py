@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from selfheal.local.harness import RuntimeProcess
 from selfheal_core import catalog as naming
 from selfheal_core.catalog import SETTLED
 from tests.support.anthropic_server import AnthropicTestServer, tool_use
+from tests.support.harness import RuntimeProcess
 
 from .corpus_cases import load
 

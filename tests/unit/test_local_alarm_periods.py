@@ -9,8 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from selfheal.local.alarms import AlarmEvaluator
-from selfheal.local.metrics import Datum, MetricStore
+from selfheal_dev.local.alarms import AlarmEvaluator
+from selfheal_dev.local.metrics import Datum, MetricStore
 
 MINUTE = 60.0
 T0 = 1_800_000_000.0 - (1_800_000_000.0 % 60)  # a minute boundary

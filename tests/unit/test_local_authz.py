@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfheal.local.authz import BusPolicy, DenyStatement, local_caller
+from selfheal_dev.local.authz import BusPolicy, DenyStatement, local_caller
 
 QA_ROLE = "arn:aws:iam::123456789012:role/QaRole"
 POLICY = BusPolicy([DenyStatement("OnlyQa", "agentops-dev", {

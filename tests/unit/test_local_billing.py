@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from agentops_monitoring.billing import decode_subscription, parse_report
-from selfheal.local.endpoints import engineer_endpoint
-from selfheal.local.functions import ENGINEER_ENDPOINT_VARS, FunctionSpec, InvocationResult, Worker
-from selfheal.local.runtime import report_line
-from selfheal.local.subscriptions import SubscriptionFilter, SubscriptionRouter, TextPattern
+from selfheal_dev.local.endpoints import engineer_endpoint
+from selfheal_dev.local.functions import ENGINEER_ENDPOINT_VARS, FunctionSpec, InvocationResult, Worker
+from selfheal_dev.local.runtime import report_line
+from selfheal_dev.local.subscriptions import SubscriptionFilter, SubscriptionRouter, TextPattern
 
 
 def spec(name: str = "selfheal-dev-engineer", agent: str = "engineer", memory_mb: int = 512) -> FunctionSpec:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from selfheal.local.lambda_api import LambdaControlPlane
-from selfheal.local.router import at_time
+from selfheal_dev.local.lambda_api import LambdaControlPlane
+from selfheal_dev.local.router import at_time
 
 
 def test_at_expression_is_read_in_its_timezone():
@@ -47,9 +47,9 @@ def test_lambda_rest_paths_map_to_operations(method, path, expected):
 
 def test_cloudtrail_lookup_refuses_malformed_attributes_instead_of_failing():
     # Given a hostile LookupEvents body / Then a client error (400), never a server error
-    from selfheal.local.lambda_api import LambdaApiError
+    from selfheal_dev.local.lambda_api import LambdaApiError
 
-    plane = LambdaControlPlane(runtime=None)  # type: ignore[arg-type]
+    plane = LambdaControlPlane(host=None)  # type: ignore[arg-type]
     for body in ({"LookupAttributes": ["ResourceName"]}, {"LookupAttributes": [{}, {}]}, {"LookupAttributes": "x"},
                  {"MaxResults": 0}):
         with pytest.raises(LambdaApiError) as err:

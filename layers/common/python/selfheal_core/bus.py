@@ -1,4 +1,4 @@
-"""Publish envelopes to the agents bus: batches of 10, entries reported failed are retried."""
+"""Publish envelopes to the agents bus: batches of 10, entries that fail transiently are retried."""
 
 from __future__ import annotations
 
@@ -53,12 +53,45 @@ class EventPublisher:
             self._put_batch(entries[start : start + MAX_BATCH])
 
     def _put_batch(self, batch: list[dict[str, Any]]) -> None:
-        pending = batch
+        result = put_entries(batch)
+        if result.failed:
+            raise PublishError(f"{len(result.failed)} events still failing after {MAX_ROUNDS} attempts")
+
+
+# PutEvents reports these per entry; they pass on their own. Anything else (AccessDenied,
+# a malformed entry) fails the same way every time.
+TRANSIENT_ERRORS = frozenset({"ThrottlingException", "InternalException", "InternalFailure"})
+
+
+@dataclass(frozen=True)
+class PutResult:
+    event_ids: list[str]
+    failed: list[dict[str, Any]]  # {"error_code", "error_message"} per entry not sent
+
+
+def put_entries(entries: list[dict[str, Any]], client: Any = None) -> PutResult:
+    """PutEvents in batches of 10; entries that fail transiently are sent again (4 rounds,
+    backing off), the others are reported. `client` defaults to this process's events client."""
+    events = client or aws.client("events")
+    ids: list[str] = []
+    failed: list[dict[str, Any]] = []
+    for start in range(0, len(entries), MAX_BATCH):
+        pending = entries[start : start + MAX_BATCH]
         for round_ in range(MAX_ROUNDS):
-            response = aws.client("events").put_events(Entries=pending)
-            if not response.get("FailedEntryCount"):
-                return
-            results = response["Entries"]
-            pending = [entry for entry, result in zip(pending, results, strict=True) if result.get("ErrorCode")]
+            response = events.put_events(Entries=pending)
+            retry = []
+            for entry, result in zip(pending, response["Entries"], strict=True):
+                if result.get("EventId"):
+                    ids.append(result["EventId"])
+                elif result.get("ErrorCode") in TRANSIENT_ERRORS:
+                    retry.append(entry)
+                else:
+                    failed.append({"error_code": result.get("ErrorCode"), "error_message": result.get("ErrorMessage")})
+            pending = retry
+            if not pending:
+                break
             time.sleep(0.05 * 2**round_)
-        raise PublishError(f"{len(pending)} events still failing after {MAX_ROUNDS} attempts")
+        failed.extend(
+            {"error_code": "Throttled", "error_message": f"gave up after {MAX_ROUNDS} rounds"} for _ in pending
+        )
+    return PutResult(ids, failed)

@@ -224,7 +224,7 @@ CONTEXT_DEFAULTS: dict[str, object] = {
     "anthropicBaseUrl": "",
     "sampleWorkload": False,
 }
-# Set only by the local runtime's synth (selfheal/local/synth.py): this app will not be deployed.
+# Set only by the local runtime's synth (selfheal_dev/local/synth.py): this app will not be deployed.
 LOCAL_SYNTH_MARKER = "selfheal:localSynth"
 
 # A Selfheal key is a bare camelCase word; CDK's own keys (`@aws-cdk/...` feature flags,

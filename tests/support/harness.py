@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .control import control
+from selfheal.ops.target import control
 
 
 def free_port() -> int:
@@ -136,6 +136,22 @@ class RuntimeProcess:
             aws_access_key_id="ASIALOCALTEST000000",
             aws_secret_access_key="x",  # noqa: S106 - the emulator accepts any credentials
         )
+
+    def listen(self, name: str, pattern: dict[str, Any], bus: str = "default") -> Any:
+        """A rule matching `pattern` that writes what it matches to a log group (a Logs target,
+        as the template's audit rule has); returns a function reading the events received."""
+        logs, events = self.client("logs"), self.client("events")
+        group = f"/selfheal/tests/{name}"
+        logs.create_log_group(logGroupName=group)
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+        arn = f"arn:aws:logs:us-east-1:123456789012:log-group:{group}"
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "log", "Arn": arn}])
+
+        def received() -> list[dict[str, Any]]:
+            found = logs.filter_log_events(logGroupName=group).get("events", [])
+            return [json.loads(e["message"]) for e in found]
+
+        return received
 
     def aws(self, *args: str, check: bool = True) -> dict[str, Any]:
         """The stock AWS CLI (awscli package) against the endpoint; parsed JSON output."""

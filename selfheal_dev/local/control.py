@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -11,11 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from selfheal.ops.target import default_state_dir, find_running, pid_alive, project_root
 
 from .assembly import DEFAULT_APP, Assembly, synthesize
 from .runtime import LocalRuntime, RuntimeOptions
@@ -23,19 +22,6 @@ from .runtime import LocalRuntime, RuntimeOptions
 
 class RuntimeError_(RuntimeError):  # noqa: N801 - distinct from the builtin, same meaning
     pass
-
-
-def project_root(start: Path | None = None) -> Path:
-    """Nearest directory holding cdk.json (the CDK app), else the current directory."""
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "cdk.json").exists():
-            return candidate
-    return here
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("SELFHEAL_STATE_DIR") or project_root() / ".selfheal")
 
 
 def port_free(host: str, port: int) -> bool:
@@ -46,53 +32,6 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def control(endpoint: str, route: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
-    """Call a /_selfheal/ control route of a running runtime."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310 - http(s) endpoint of the local runtime
-        f"{endpoint.rstrip('/')}/_selfheal/{route}",
-        data=data,
-        method="POST" if data is not None else "GET",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - local endpoint only
-        return json.loads(resp.read() or b"null")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still "exists"; treat it as gone
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-    return True
-
-
-def find_running(state_dir: Path | None = None) -> dict[str, Any] | None:
-    """The runtime started from this project, if it is up and answering."""
-    state_dir = state_dir or default_state_dir()
-    path = state_dir / "runtime.json"
-    if not path.exists():
-        return None
-    try:
-        state = json.loads(path.read_text())
-    except ValueError:
-        return None
-    if not pid_alive(int(state.get("pid", 0))):
-        return None
-    try:
-        control(state["endpoint"], "status", timeout=3)
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    return state
 
 
 def prepare_assembly(

@@ -4,7 +4,8 @@ The runtime plays the Lambda platform: EMF lines printed by handlers are turned 
 data in moto's CloudWatch backend (the agents never call PutMetricData). Queries follow
 CloudWatch semantics that moto 5.2 gets wrong or lacks: a metric is namespace + name + the
 exact set of dimensions, periods are aligned to the epoch, and metric math expressions
-(`m1/m2*100`, `SUM(METRICS())`, `FILL(m1, 0)`, `IF(...)`) are evaluated.
+(arithmetic, `SUM|AVG|MIN|MAX`, `FILL`, `METRICS()` and `SEARCH`: what the template's alarms and
+dashboards use) are evaluated; any other function is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -235,8 +236,16 @@ def search(store: MetricStore, expression: str, stat: str, period: int, start: f
     return out
 
 
+REDUCERS: dict[str, Callable[[list[float]], float]] = {
+    "SUM": lambda v: float(sum(v)),
+    "AVG": lambda v: sum(v) / len(v),
+    "MIN": lambda v: min(v),
+    "MAX": lambda v: max(v),
+}
+
+
 class _Evaluator:
-    """Metric math over aligned series: arithmetic, comparisons, and the common functions."""
+    """Metric math over aligned series: arithmetic and the functions the template uses."""
 
     def __init__(
         self,
@@ -308,19 +317,6 @@ class _Evaluator:
             if type(node.op) not in ops:
                 raise ExpressionError("unsupported operator")
             return self._combine(self._node(node.left), self._node(node.right), ops[type(node.op)])
-        if isinstance(node, ast.Compare) and len(node.ops) == 1:
-            ops = {ast.Gt: o.gt, ast.GtE: o.ge, ast.Lt: o.lt, ast.LtE: o.le, ast.Eq: o.eq, ast.NotEq: o.ne}
-            fn = ops[type(node.ops[0])]
-            return self._combine(
-                self._node(node.left), self._node(node.comparators[0]), lambda x, y: 1.0 if fn(x, y) else 0.0
-            )
-        if isinstance(node, ast.BoolOp):
-            values = [self._node(v) for v in node.values]
-            fn = all if isinstance(node.op, ast.And) else any
-            result = values[0]
-            for v in values[1:]:
-                result = self._combine(result, v, lambda x, y: 1.0 if fn([x, y]) else 0.0)
-            return result
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return self._call(node.func.id.upper(), [self._node(a) for a in node.args])
         raise ExpressionError(f"unsupported expression element {ast.dump(node)[:80]}")
@@ -333,14 +329,8 @@ class _Evaluator:
         if name == "METRICS":
             prefix = args[0] if args else ""
             return [self.variables[i] for i in self.stat_ids if i.startswith(prefix)]
-        if name in ("SUM", "AVG", "MIN", "MAX", "STDDEV") and args:
-            reducer = {
-                "SUM": sum,
-                "AVG": lambda v: sum(v) / len(v),
-                "MIN": min,
-                "MAX": max,
-                "STDDEV": lambda v: math.sqrt(sum((x - sum(v) / len(v)) ** 2 for x in v) / len(v)),
-            }[name]
+        if name in ("SUM", "AVG", "MIN", "MAX") and args:
+            reducer = REDUCERS[name]
             arg = args[0]
             if isinstance(arg, list):  # across series, per timestamp
                 keys = set().union(*[set(s) for s in arg if isinstance(s, dict)]) if arg else set()
@@ -363,44 +353,6 @@ class _Evaluator:
                 else:
                     out[t] = float(fill) if not isinstance(fill, dict) else fill.get(t, math.nan)
             return {k: v for k, v in out.items() if not math.isnan(v)}
-        if name == "IF" and len(args) in (2, 3):
-            cond, yes = args[0], args[1]
-            no = args[2] if len(args) == 3 else None
-            keys = set(cond) if isinstance(cond, dict) else set(self.timeline)
-            out = {}
-            for k in keys:
-                c = cond[k] if isinstance(cond, dict) else cond
-                branch = yes if c else no
-                if branch is None:
-                    continue
-                v = branch.get(k) if isinstance(branch, dict) else branch
-                if v is not None and not math.isnan(v):
-                    out[k] = float(v)
-            return out
-        if name in ("ABS", "CEIL", "FLOOR", "LOG", "LOG10", "SQRT", "EXP") and args:
-            fn = {
-                "ABS": abs,
-                "CEIL": math.ceil,
-                "FLOOR": math.floor,
-                "LOG": math.log,
-                "LOG10": math.log10,
-                "SQRT": math.sqrt,
-                "EXP": math.exp,
-            }[name]
-            arg = args[0]
-            if isinstance(arg, dict):
-                return {k: float(fn(v)) for k, v in arg.items()}
-            return float(fn(arg))
-        if name in ("RATE", "DIFF") and args and isinstance(args[0], dict):
-            keys = sorted(args[0])
-            out = {}
-            for prev, cur in zip(keys, keys[1:], strict=False):
-                delta = args[0][cur] - args[0][prev]
-                out[cur] = delta / (cur - prev) if name == "RATE" else delta
-            return out
-        if name == "PERIOD" and args and isinstance(args[0], dict):
-            step = self.timeline[1] - self.timeline[0] if len(self.timeline) > 1 else 60.0
-            return {k: step for k in args[0]}
         raise ExpressionError(f"unsupported function {name}()")
 
 
@@ -414,7 +366,7 @@ def run_queries(store: MetricStore, queries: list[dict[str, Any]], start: float,
     periods = [int(q.get("MetricStat", {}).get("Period") or q.get("Period") or 0) for q in queries]
     default_period = min([p for p in periods if p] or [60])
     line = timeline(start, end, default_period)
-    variables: dict[str, Series] = {}
+    variables: dict[str, Series | list[Series]] = {}
     stat_ids: list[str] = []
     results: dict[str, dict[str, Any]] = {}
     for q in queries:

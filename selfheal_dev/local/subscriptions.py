@@ -47,7 +47,9 @@ class TextPattern:
         text = (pattern or "").strip()
         if text.startswith(("{", "[")):
             return cls(supported=False)
-        required, excluded, any_of = [], [], []
+        required: list[str] = []
+        excluded: list[str] = []
+        any_of: list[str] = []
         for match in _TERM.finditer(text):
             term = match.group("phrase") if match.group("phrase") is not None else match.group("word")
             {"-": excluded, "?": any_of}.get(match.group("prefix"), required).append(term)

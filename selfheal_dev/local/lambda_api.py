@@ -48,7 +48,7 @@ from .assembly import ACCOUNT, REGION, Assembly, Resource
 from .functions import FunctionSpec, access_key_for
 
 if TYPE_CHECKING:
-    from .runtime import LocalRuntime
+    from .platform import FunctionHost
 
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HANDLER = re.compile(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*")
@@ -202,8 +202,8 @@ LAMBDA_PATH = re.compile(r"^/20\d\d-\d\d-\d\d/(functions|tags|layers|event-sourc
 
 
 class LambdaControlPlane:
-    def __init__(self, runtime: LocalRuntime) -> None:
-        self.rt = runtime
+    def __init__(self, host: FunctionHost) -> None:
+        self.host = host
         self.functions: dict[str, LiveFunction] = {}
         self.changes: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -349,9 +349,12 @@ class LambdaControlPlane:
             if operation == "ListTags":
                 return 200, {"Tags": dict(live.tags)}
             if operation == "TagResource":
-                return 204, self._tag(live, body, caller)
-            return 204, self._untag(live, query.get("tagKeys", []), caller)
-        qualifier = (query.get("Qualifier") or [None])[0]
+                self._tag(live, body, caller)
+            else:
+                self._untag(live, query.get("tagKeys", []), caller)
+            return 204, None
+        qualifiers = query.get("Qualifier") or []
+        qualifier = qualifiers[0] if qualifiers else None
         live = self._function(target or "", qualifier=qualifier)
         if operation == "GetFunctionConfiguration":
             return 200, live.configuration()
@@ -438,7 +441,7 @@ class LambdaControlPlane:
         with self._lock:
             if name in self.functions:
                 raise LambdaApiError(409, "ResourceConflictException", f"Function already exist: {name}")
-            code_dir = self.rt.state_dir / "functions" / name
+            code_dir = self.host.state_dir / "functions" / name
             _unzip(archive, code_dir)
             spec = FunctionSpec(
                 name=name,
@@ -464,7 +467,7 @@ class LambdaControlPlane:
             )
             self.functions[name] = live
             self._record(caller, "CreateFunction", live, {}, {"Timeout": timeout, "MemorySize": memory})
-        self.rt.add_function(spec)
+        self.host.add_function(spec)
         return live.configuration()
 
     def _code_archive(self, code: Any) -> bytes:
@@ -477,7 +480,7 @@ class LambdaControlPlane:
                 raise _invalid("Code.ZipFile is not base64") from exc
         elif code.get("S3Bucket") and code.get("S3Key"):
             try:
-                data = bytes(self.rt.backend("s3").get_object(code["S3Bucket"], code["S3Key"]).value)
+                data = bytes(self.host.backend("s3").get_object(code["S3Bucket"], code["S3Key"]).value)
             except Exception as exc:  # noqa: BLE001 - any lookup failure is the caller's bad reference
                 raise _invalid(f"cannot read s3://{code['S3Bucket']}/{code['S3Key']}: {exc}") from exc
         else:
@@ -553,7 +556,7 @@ class LambdaControlPlane:
             live.revision_id = str(uuid.uuid4())
             live.last_modified = time.time()
             self._record(caller, "UpdateFunctionConfiguration", live, {k: before[k] for k in changes}, changes)
-        pool = self.rt.pools.get(spec.name)
+        pool = self.host.pools.get(spec.name)
         if pool is not None and ({"MemorySize", "Environment"} & changes.keys()):
             pool.reconfigured()
         return live.configuration()
@@ -580,9 +583,9 @@ class LambdaControlPlane:
             self._record(
                 caller, operation, live, {"ReservedConcurrentExecutions": before}, {"ReservedConcurrentExecutions": value}
             )
-        pool = self.rt.pools.get(live.spec.name)
+        pool = self.host.pools.get(live.spec.name)
         if pool is not None:
-            pool.set_concurrency(self.pool_size(live.spec.name, self.rt.options.concurrency))
+            pool.set_concurrency(self.pool_size(live.spec.name, self.host.default_concurrency))
 
     def _event_invoke_view(self, live: LiveFunction) -> dict[str, Any]:
         if live.event_invoke is None:
@@ -714,7 +717,7 @@ class LambdaControlPlane:
             "revision_id": live.revision_id,
         })
         summary = ", ".join(f"{k} {before.get(k)!r} -> {v!r}" for k, v in after.items() if k != "EventInvokeConfig")
-        self.rt.log_platform(f"{operation} {live.spec.name} by {caller}" + (f": {summary}" if summary else ""))
+        self.host.log_platform(f"{operation} {live.spec.name} by {caller}" + (f": {summary}" if summary else ""))
 
 
 

@@ -12,8 +12,6 @@ permissions, ...) has no local behaviour and is listed as skipped.
 from __future__ import annotations
 
 import json
-import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,12 +64,9 @@ class Provisioner:
             "AWS::S3::Bucket": self._bucket,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::CloudWatch::Alarm": self._alarm,
-            "AWS::CloudWatch::CompositeAlarm": self._composite_alarm,
             "AWS::CloudWatch::Dashboard": self._dashboard,
         }
-        # Composite alarms reference other alarms: create them last.
-        ordered = sorted(assembly.resources, key=lambda r: r.type == "AWS::CloudWatch::CompositeAlarm")
-        for res in ordered:
+        for res in assembly.resources:
             entry = {"type": res.type, "logical_id": res.key, "physical_id": res.physical_id}
             handler = handlers.get(res.type)
             if handler is None:
@@ -167,7 +162,7 @@ class Provisioner:
 
     def _topic(self, res: Resource) -> None:
         p = res.properties
-        attributes = {k: str(p[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in p}
+        attributes: dict[str, str] = {k: str(p[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in p}
         if p.get("FifoTopic"):
             attributes["FifoTopic"] = "true"
         sns = self.client("sns")
@@ -246,19 +241,9 @@ class Provisioner:
 
     def _secret(self, res: Resource) -> None:
         p = res.properties
-        value = p.get("SecretString")
-        if value is None:
-            gen = p.get("GenerateSecretString", {})
-            alphabet = string.ascii_letters + string.digits
-            alphabet = "".join(c for c in alphabet if c not in gen.get("ExcludeCharacters", ""))
-            password = "".join(secrets.choice(alphabet) for _ in range(int(gen.get("PasswordLength", 32))))
-            if gen.get("SecretStringTemplate") and gen.get("GenerateStringKey"):
-                template = json.loads(gen["SecretStringTemplate"])
-                template[gen["GenerateStringKey"]] = password
-                value = json.dumps(template)
-            else:
-                value = password
-        kwargs = {"Name": res.attributes["Name"], "SecretString": value}
+        if "SecretString" not in p:  # the template sets every secret's value; nothing generates one
+            raise ValueError("GenerateSecretString is not emulated locally: give the secret a SecretString")
+        kwargs = {"Name": res.attributes["Name"], "SecretString": p["SecretString"]}
         if p.get("Description"):
             kwargs["Description"] = p["Description"]
         self.client("secretsmanager").create_secret(**kwargs)
@@ -313,22 +298,6 @@ class Provisioner:
             kwargs["Threshold"] = float(kwargs["Threshold"])
         cw = self.client("cloudwatch")
         cw.put_metric_alarm(AlarmName=res.physical_id, **kwargs)
-        cw.set_alarm_state(
-            AlarmName=res.physical_id, StateValue="INSUFFICIENT_DATA", StateReason="Unchecked: Initial alarm creation"
-        )
-
-    def _composite_alarm(self, res: Resource) -> None:
-        p = res.properties
-        keys = (
-            "AlarmDescription",
-            "ActionsEnabled",
-            "OKActions",
-            "AlarmActions",
-            "InsufficientDataActions",
-            "AlarmRule",
-        )
-        cw = self.client("cloudwatch")
-        cw.put_composite_alarm(AlarmName=res.physical_id, **{k: p[k] for k in keys if k in p})
         cw.set_alarm_state(
             AlarmName=res.physical_id, StateValue="INSUFFICIENT_DATA", StateReason="Unchecked: Initial alarm creation"
         )

@@ -2,8 +2,8 @@
 
 Every alarm in the emulator (so those provisioned from the template, and any added later
 through the API) is evaluated on a timer against the metric store: single-metric alarms
-(statistics and percentiles), metric-math alarms, and composite alarms (ALARM()/OK()/
-INSUFFICIENT_DATA() with AND/OR/NOT). The newest, possibly still open, period counts once it
+(statistics and percentiles) and metric-math alarms. Composite alarms are not evaluated: the
+template has none (their state is left as moto stores it). The newest, possibly still open, period counts once it
 has data, so a spike alarms at once; while it has none yet, the periods before it are used.
 `EvaluationPeriods`, `DatapointsToAlarm` and `TreatMissingData`
 behave as documented. A state change updates the alarm in moto (describe-alarms and
@@ -16,18 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .assembly import ACCOUNT, REGION
+from .assembly import ACCOUNT
 from .metrics import run_queries, timeline
-
-if TYPE_CHECKING:
-    from .runtime import LocalRuntime
+from .moto_patches import REQUEST_LOCK
+from .platform import Platform
 
 REGION_NAME = "US East (N. Virginia)"
 OPS = {
@@ -86,20 +84,15 @@ def alarm_queries(alarm: Any) -> tuple[list[dict[str, Any]], str, int]:
         "MetricName": alarm.metric_name,
         "Dimensions": [{"Name": d.name, "Value": d.value} for d in alarm.dimensions],
     }
-    query = {
-        "Id": "m1",
-        "ReturnData": True,
-        "MetricStat": {"Metric": metric, "Period": int(alarm.period), "Stat": stat},
-    }
+    metric_stat: dict[str, Any] = {"Metric": metric, "Period": int(alarm.period), "Stat": stat}
     if alarm.unit:
-        query["MetricStat"]["Unit"] = alarm.unit
+        metric_stat["Unit"] = alarm.unit
+    query = {"Id": "m1", "ReturnData": True, "MetricStat": metric_stat}
     return [query], "m1", int(alarm.period)
 
 
 def event_configuration(alarm: Any) -> dict[str, Any]:
     """`detail.configuration` of the state-change event, in the service's shape."""
-    if alarm.rule:
-        return {"alarmRule": alarm.rule, "description": alarm.description or ""}
     queries, _, _ = alarm_queries(alarm)
     metrics = []
     for q in queries:
@@ -129,9 +122,9 @@ def event_configuration(alarm: Any) -> dict[str, Any]:
 
 
 class AlarmEvaluator(threading.Thread):
-    def __init__(self, runtime: LocalRuntime, interval_s: float = 10.0) -> None:
+    def __init__(self, platform: Platform, interval_s: float = 10.0) -> None:
         super().__init__(name="alarms", daemon=True)
-        self.rt = runtime
+        self.platform = platform
         self.interval_s = interval_s
         self._halt = threading.Event()
         self._lock = threading.Lock()
@@ -147,18 +140,13 @@ class AlarmEvaluator(threading.Thread):
         self._halt.set()
 
     def evaluate_all(self, now: float | None = None) -> list[dict[str, Any]]:
-        from .moto_patches import REQUEST_LOCK
-
         with self._lock, REQUEST_LOCK:
             now = now or time.time()
-            backend = self.rt.backend("cloudwatch")
+            backend = self.platform.backend("cloudwatch")
             changes = []
-            alarms = list(backend.alarms.values())
-            for alarm in [a for a in alarms if not a.rule] + [a for a in alarms if a.rule]:
+            for alarm in [a for a in list(backend.alarms.values()) if not a.rule]:
                 try:
-                    new_state, reason, reason_data = (
-                        self._composite(alarm, backend) if alarm.rule else self._evaluate(alarm, now)
-                    )
+                    new_state, reason, reason_data = self._evaluate(alarm, now)
                     self.errors.pop(alarm.name, None)
                 except Exception as exc:  # noqa: BLE001 - one bad alarm must not stop the others
                     self.errors[alarm.name] = f"{type(exc).__name__}: {exc}"
@@ -175,7 +163,7 @@ class AlarmEvaluator(threading.Thread):
         m = int(alarm.datapoints_to_alarm or n)
         end = now
         start = math.floor(now / period) * period - n * period
-        results = {r["id"]: r for r in run_queries(self.rt.metric_store, queries, start, end + 1e-6)}
+        results = {r["id"]: r for r in run_queries(self.platform.metric_store, queries, start, end + 1e-6)}
         series = dict(zip(results[return_id]["timestamps"], results[return_id]["values"], strict=True))
         buckets = timeline(start, end + 1e-6, period)
         # The newest period is still open: with data it counts (a spike alarms at once); without
@@ -228,35 +216,6 @@ class AlarmEvaluator(threading.Thread):
             )
         return new_state, reason, json.dumps(reason_data)
 
-    def _composite(self, alarm: Any, backend: Any) -> tuple[str | None, str, str]:
-        rule = alarm.rule
-
-        def state_of(match: re.Match[str]) -> str:
-            func, name = match.group(1), match.group(2).strip().strip('"').strip("'")
-            if name.startswith("arn:"):
-                name = name.split(":alarm:", 1)[-1]
-            other = backend.alarms.get(name)
-            return str(bool(other is not None and other.state_value == func))
-
-        expr = re.sub(r"(ALARM|OK|INSUFFICIENT_DATA)\s*\(\s*([^)]+)\)", state_of, rule)
-        expr = re.sub(r"\bAND\b", " and ", re.sub(r"\bOR\b", " or ", re.sub(r"\bNOT\b", " not ", expr)))
-        expr = expr.replace("TRUE", "True").replace("FALSE", "False")
-        if not re.fullmatch(r"[\sA-Za-z()]*", expr) or set(re.findall(r"[A-Za-z]+", expr)) - {
-            "True",
-            "False",
-            "and",
-            "or",
-            "not",
-        }:
-            raise ValueError(f"unsupported alarm rule {rule!r}")
-        value = eval(expr, {"__builtins__": {}}, {})  # noqa: S307 - only booleans and and/or/not remain
-        state = "ALARM" if value else "OK"
-        return (
-            state,
-            f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm.name} transitioned to {state}",
-            json.dumps({"triggeringAlarms": []}),
-        )
-
     # effects ------------------------------------------------------------------------
     def _change(self, alarm: Any, new_state: str, reason: str, reason_data: str, now: float) -> dict[str, Any]:
         old_state, old_reason, old_data = alarm.state_value, alarm.state_reason, alarm.state_reason_data
@@ -270,7 +229,7 @@ class AlarmEvaluator(threading.Thread):
             "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         }
         self.transitions.append(change)
-        self.rt.log_platform(f"alarm {alarm.name}: {old_state} -> {new_state}")
+        self.platform.log_platform(f"alarm {alarm.name}: {old_state} -> {new_state}")
         actions = {
             "ALARM": alarm.alarm_actions,
             "OK": alarm.ok_actions,
@@ -282,11 +241,11 @@ class AlarmEvaluator(threading.Thread):
             for action in actions or []:
                 if action.startswith("arn:aws:sns:"):
                     try:
-                        self.rt.publish_sns(
+                        self.platform.publish_sns(
                             action, json.dumps(message), subject=subject[:100], origin=f"alarm {alarm.name}"
                         )
                     except Exception as exc:  # noqa: BLE001
-                        self.rt.log_platform(f"alarm {alarm.name}: publishing to {action} failed: {exc!r}")
+                        self.platform.log_platform(f"alarm {alarm.name}: publishing to {action} failed: {exc!r}")
         previous = {"reason": old_reason, "timestamp": _cw_time(_epoch(old_ts)), "value": old_state}
         if old_data and old_data != "{}":
             previous["reasonData"] = old_data
@@ -296,7 +255,7 @@ class AlarmEvaluator(threading.Thread):
             "previousState": previous,
             "configuration": event_configuration(alarm),
         }
-        self.rt.put_platform_event("aws.cloudwatch", "CloudWatch Alarm State Change", detail, [alarm.alarm_arn])
+        self.platform.put_platform_event("aws.cloudwatch", "CloudWatch Alarm State Change", detail, [alarm.alarm_arn])
         return change
 
     def _notification(self, alarm: Any, old_state: str, now: float) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import queue
 import re
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,7 +85,7 @@ class LocalRuntime:
         self.pools: dict[str, FunctionPool] = {}
         self.specs: dict[str, FunctionSpec] = {}
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
-        self.api_call_ms: Counter[tuple[str, str, str]] = Counter()  # time moto spent serving them
+        self.api_call_ms: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # ms moto spent serving them
         self.invocations: deque[dict[str, Any]] = deque(maxlen=50_000)
         self.notifications: list[dict[str, Any]] = []
         self.report = ProvisionReport()
@@ -139,6 +139,10 @@ class LocalRuntime:
         self._sampler.start()
         self.write_state_file()
         self.ready.set()
+
+    @property
+    def default_concurrency(self) -> int:
+        return self.options.concurrency
 
     def add_function(self, spec: FunctionSpec) -> None:
         """A function created through the Lambda API: a pool like the template's functions."""
@@ -223,7 +227,7 @@ class LocalRuntime:
 
         publish._selfheal = True  # type: ignore[attr-defined]
         publish.__wrapped__ = original_publish  # type: ignore[attr-defined]
-        Topic.publish = publish  # type: ignore[method-assign]
+        Topic.publish = publish  # type: ignore[method-assign,assignment]  # moto patched in place
 
     # ------------------------------------------------------------------ platform services
     def publish_sns(self, topic_arn: str, message: str, subject: str | None, origin: str) -> str:
@@ -292,6 +296,12 @@ class LocalRuntime:
         if not self.options.quiet:
             self.echo(line)
 
+    def submit(self, function: str, invocation: Invocation) -> None:
+        pool = self.pools.get(function)
+        if pool is None:
+            raise LookupError(f"function {function!r} is not part of the app")
+        pool.submit(invocation)
+
     # ------------------------------------------------------------------ workers
     def _on_output(self, spec: FunctionSpec, stream: str, line: str) -> None:
         if line.startswith("{") and '"_aws"' in line:
@@ -308,9 +318,9 @@ class LocalRuntime:
 
     def _on_result(self, spec: FunctionSpec, invocation: Invocation, result: InvocationResult, started: float) -> None:
         ended = time.time()
-        event = invocation.event if isinstance(invocation.event, dict) else {}
-        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-        meta = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
+        event = _mapping(invocation.event)
+        detail = _mapping(event.get("detail"))
+        meta = _mapping(detail.get("metadata"))
         record = {
             "function": spec.name,
             "request_id": result.request_id,
@@ -479,9 +489,7 @@ class LocalRuntime:
                 if any(self.subscriptions.subscribed(group) for group, _ in self._log_buffer):
                     return False
         pending = sum(p.pending for p in self.pools.values())
-        with self.router._lock:
-            timers = len(self.router._timers)
-        return pending == 0 and timers == 0
+        return pending == 0 and self.router.pending_retries() == 0
 
     def wait_idle(self, timeout: float = 60.0, quiet_s: float = 1.0) -> bool:
         deadline = time.time() + timeout
@@ -738,7 +746,8 @@ class LocalRuntime:
         if length:
             with contextlib.suppress(ValueError):
                 body = json.loads(environ["wsgi.input"].read(length) or b"{}")
-        status, payload = "200 OK", None
+        status = "200 OK"
+        payload: Any = None
         try:
             if not self.ready.is_set():
                 status, payload = "503 Service Unavailable", {"error": "starting: provisioning from the templates"}
@@ -762,7 +771,7 @@ class LocalRuntime:
             elif route == "alarms/evaluate" and method == "POST":
                 payload = {"changes": self.alarms.evaluate_all()}
             elif route == "schedules/fire" and method == "POST":
-                payload = {"fired": self._fire_schedule(str(body.get("rule", "")))}
+                payload = {"fired": self.scheduler.fire_matching(str(body.get("rule", "")))}
             elif route == "shutdown" and method == "POST":
                 threading.Thread(target=self._shutdown_soon, daemon=True).start()
                 payload = {"stopping": True}
@@ -774,20 +783,15 @@ class LocalRuntime:
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
 
-    def _fire_schedule(self, name: str) -> list[str]:
-        fired = []
-        for bus in self.backend("events").event_buses.values():
-            for rule in bus.rules.values():
-                if rule.scheduled_expression and (not name or name in rule.name):
-                    self.scheduler.fire(rule)
-                    fired.append(rule.name)
-        return fired
-
     def _shutdown_soon(self) -> None:
         time.sleep(0.2)
         import signal
 
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def report_line(spec: FunctionSpec, result: InvocationResult) -> str:

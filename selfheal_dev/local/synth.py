@@ -1,4 +1,4 @@
-"""`python -m selfheal.local.synth OUTDIR [--app module:function] [-c key=value ...]`.
+"""`python -m selfheal_dev.local.synth OUTDIR [--app module:function] [-c key=value ...]`.
 
 Synthesizes every stack with bundling skipped and asset metadata on (the local runtime
 reads each function's code asset path from it). Runs in its own process so the runtime
@@ -21,7 +21,7 @@ def _value(raw: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="selfheal.local.synth")
+    parser = argparse.ArgumentParser(prog="selfheal_dev.local.synth")
     parser.add_argument("outdir")
     parser.add_argument(
         "--app", default="stacks.app_builder:build_app", help="module:function(app) that adds the stacks"

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selfheal.output import emit_json, format_costs, format_trace, table, usd
 from selfheal_core.catalog import SETTLED as _SETTLED
 from selfheal_core.catalog import Status
 
 from .demo_heal import VERIFY_WINDOW_S
-from .output import emit_json, table, usd
 
 # The demo also waits out a verification (its window is short) before it reports.
 SETTLED = _SETTLED - {Status.VERIFYING}
@@ -57,10 +57,12 @@ class Out:
 def run_demo(
     *, out_dir: Path, port: int = 4566, storm: int = 200, timeout: float = 150.0, as_json: bool = False
 ) -> int:
-    from . import ops
-    from .cli import format_costs, format_trace
+    from selfheal.ops import approvals, inject, reads
+    from selfheal.ops import target as targets
+    from selfheal.ops.target import default_state_dir
+
     from .demo_heal import SampleDemo
-    from .local.control import default_state_dir, prepare_assembly
+    from .local.control import prepare_assembly
     from .local.runtime import LocalRuntime, RuntimeOptions
     from .render import render_dashboards
     from .samples import CHECKOUT
@@ -97,11 +99,11 @@ def run_demo(
     started = time.time()
     exit_code = 0
     try:
-        target = ops.connect(endpoint_url=endpoint, env="dev", region="us-east-1")
+        target = targets.connect(endpoint_url=endpoint, env="dev", region="us-east-1")
         summary["env"] = target.env
 
         say.step("1. IssueReported: checkout service, ZeroDivisionError on an empty cart (code + tests attached)")
-        detail = ops.issue_detail(
+        detail = inject.issue_detail(
             service="checkout",
             issue_type="exception",
             severity="high",
@@ -116,7 +118,7 @@ def run_demo(
             idempotency_key=f"demo-checkout-{int(started)}",
             resource="checkout-api",
         )
-        r = ops.inject_entries(
+        r = inject.inject_entries(
             target,
             [
                 {
@@ -132,7 +134,7 @@ def run_demo(
         say.step(
             "2. CloudWatch alarm: orders-api Lambda Errors >= 5 (real 'CloudWatch Alarm State Change' on the default bus)"
         )
-        r = ops.inject_alarm(
+        r = inject.inject_alarm(
             target,
             alarm_name="orders-api-Errors",
             state="ALARM",
@@ -147,7 +149,7 @@ def run_demo(
         say(f"   put-events -> {r['event_ids'][0]}")
 
         say.step(f"3. alarm storm: {storm} copies of inventory-api-Throttles (must fold into one incident)")
-        r = ops.inject_alarm(
+        r = inject.inject_alarm(
             target,
             alarm_name="inventory-api-Throttles",
             count=storm,
@@ -164,7 +166,7 @@ def run_demo(
 
         say.step("4. a malformed IssueReported (must be rejected with a reason)")
         malformed = {"service": "", "issue_type": "cosmic_rays", "severity": "apocalyptic"}
-        r = ops.inject_entries(
+        r = inject.inject_entries(
             target,
             [
                 {
@@ -183,11 +185,11 @@ def run_demo(
         while time.time() < deadline:
             remaining = max(1.0, deadline - time.time())
             runtime.wait_idle(timeout=min(remaining, 20.0), quiet_s=1.5)
-            items = ops.incidents(target)
+            items = reads.incidents(target)
             waiting = [i for i in items if i["status"] == "AWAITING_APPROVAL" and i["incident_id"] not in approved]
             for inc in waiting:
                 say(f"   {inc['incident_id']} awaits approval: `selfheal approve {inc['incident_id']}`")
-                ops.approval(
+                approvals.approval(
                     target,
                     inc["incident_id"],
                     granted=True,
@@ -203,7 +205,7 @@ def run_demo(
             if done:
                 break
         # The analyzer runs hourly on its schedule; fire it once so its gauges are on the dashboards.
-        fired = runtime._fire_schedule("Analyzer")
+        fired = runtime.scheduler.fire_matching("Analyzer")
         if fired:
             say(f"   fired schedule {', '.join(fired)} once (hourly analyzer)")
         runtime.wait_idle(timeout=30, quiet_s=1.0)
@@ -216,16 +218,16 @@ def run_demo(
             "cannot be read, so no change is proposed relative to an assumed value; see their timelines)"
         )
         sample = SampleDemo(endpoint, target.env, say)
-        known = {i["incident_id"] for i in ops.incidents(target)}
+        known = {i["incident_id"] for i in reads.incidents(target)}
 
         def approve(incident_id: str) -> None:
             if incident_id not in approved:
                 say(f"   {incident_id} awaits approval: `selfheal approve {incident_id}`")
-                ops.approval(target, incident_id, granted=True, approver="demo-operator", comment="approved by selfheal demo")
+                approvals.approval(target, incident_id, granted=True, comment="approved by selfheal demo", typed_name="demo-operator")
                 approved.add(incident_id)
 
         say.step(f"5. heal: {sample.function} gets requests that take 5 s; its timeout is 3 s")
-        heal = sample.run(payload={"sleep_s": 5}, known=known, incidents=lambda: ops.incidents(target),
+        heal = sample.run(payload={"sleep_s": 5}, known=known, incidents=lambda: reads.incidents(target),
                           approve=approve, timeout_s=max(timeout, 240.0))
         summary["heal"] = heal
         known.add(str(heal["incident_id"]))
@@ -233,7 +235,7 @@ def run_demo(
 
         say.step(f"6. roll back: {sample.function} fails whatever its timeout (a bug no setting cures)")
         sample.reset_timeout(3)
-        rollback = sample.run(payload={"fail": True}, known=known, incidents=lambda: ops.incidents(target),
+        rollback = sample.run(payload={"fail": True}, known=known, incidents=lambda: reads.incidents(target),
                               approve=approve, timeout_s=max(timeout, 240.0))
         summary["rollback"] = rollback
         say(
@@ -243,7 +245,7 @@ def run_demo(
         runtime.wait_idle(timeout=30, quiet_s=1.0)
 
         say.step("incidents")
-        items = ops.incidents(target)
+        items = reads.incidents(target)
         summary["incidents"] = items
         say(
             table(
@@ -261,19 +263,19 @@ def run_demo(
         )
         traces = []
         for inc in items:
-            t = ops.trace(target, inc["incident_id"])
+            t = reads.trace(target, inc["incident_id"])
             traces.append(t)
             say()
             say(format_trace(t))
         summary["timelines"] = traces
 
         say.step("rejected events")
-        rejected = ops.rejected(target)
+        rejected = reads.rejected(target)
         summary["rejected"] = rejected
         say(table(rejected, [("agent", "AGENT"), ("detail_type", "DETAIL TYPE"), ("reason", "REASON")], empty="none"))
 
         say.step("notifications (SNS; email cannot be sent locally, so they are kept here)")
-        notes = ops.notifications(target)
+        notes = reads.notifications(target)
         summary["notifications"] = notes
         settling = [n for n in notes if (n.get("subject") or "").startswith("OK: ")]
         for n in [n for n in notes if n not in settling][-12:]:
@@ -287,11 +289,11 @@ def run_demo(
             say("   none")
 
         say.step("costs")
-        c = ops.costs(target, days=1)
+        c = reads.costs(target, days=1)
         summary["costs"] = c
         say(format_costs(c))
 
-        calls = ops.api_calls(target)
+        calls = targets.api_calls(target)
         summary["api_calls"] = calls
         say.step("API calls made by the agents (counted at the emulator)")
         say(

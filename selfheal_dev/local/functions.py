@@ -390,7 +390,9 @@ class FunctionPool:
         self.lock = threading.Lock()
         self.busy = 0
         self.generation = 0
-        self.stats = {"invocations": 0, "errors": 0, "timeouts": 0, "cold_starts": 0, "last_activity": None}
+        self.stats: dict[str, Any] = {
+            "invocations": 0, "errors": 0, "timeouts": 0, "cold_starts": 0, "last_activity": None,
+        }
         self._stopping = False
         self._slots: dict[int, threading.Thread] = {}
         with self.lock:

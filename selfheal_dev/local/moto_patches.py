@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
 
 REQUEST_LOCK = threading.RLock()
 _installed = False
@@ -68,7 +71,7 @@ def install() -> None:
                 range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
                 current = table.get_item(hash_key, range_key)
                 backups.append((table, hash_key, range_key, copy.deepcopy(current)))
-            ddb_models.copy = shim  # type: ignore[attr-defined]
+            ddb_models.copy = shim  # type: ignore[assignment]  # moto's module patched for this call only
             try:
                 return original(self, transact_items)
             except Exception:
@@ -107,7 +110,7 @@ def _install_replay_window() -> None:
                 continue
             replayed = {**event, "id": str(uuid.uuid4()), "replay-name": self.name}
             for rule in list(bus.rules.values()):
-                rule.send_to_targets(replayed, transform_input=False)
+                rule.send_to_targets(cast("EventMessageType", replayed), transform_input=False)
         self.state = ReplayState.COMPLETED
         self.end_time = unix_time()
 

@@ -46,7 +46,7 @@ def synthesize(outdir: Path, *, app: str = DEFAULT_APP, context: dict[str, str] 
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20"
         ),
     }
-    cmd = [sys.executable, "-m", "selfheal.local.synth", str(outdir), "--app", app]
+    cmd = [sys.executable, "-m", "selfheal_dev.local.synth", str(outdir), "--app", app]
     for key, value in (context or {}).items():
         cmd += ["-c", f"{key}={value}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -158,9 +158,6 @@ def _name_and_attrs(
         name = p.get("Name") or f"CFN-{generated_name(stack, logical_id, 128)}"
         return name, {"Type": p.get("Type", "String"), "Value": str(p.get("Value", ""))}
     if rtype == "AWS::CloudWatch::Alarm":
-        name = p.get("AlarmName") or generated_name(stack, logical_id, 255)
-        return name, {"Arn": arn("cloudwatch", f"alarm:{name}")}
-    if rtype == "AWS::CloudWatch::CompositeAlarm":
         name = p.get("AlarmName") or generated_name(stack, logical_id, 255)
         return name, {"Arn": arn("cloudwatch", f"alarm:{name}")}
     if rtype == "AWS::CloudWatch::Dashboard":
@@ -296,8 +293,8 @@ class Resolver:
                 return json.dumps(self.resolve(arg))
             if fn in ("Fn::Equals", "Fn::And", "Fn::Or", "Fn::Not", "Condition"):
                 return self.condition(node)
-        out = {k: self.resolve(v) for k, v in node.items()}
-        return {k: v for k, v in out.items() if v is not NO_VALUE}
+        resolved = {k: self.resolve(v) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def condition(self, node: Any) -> bool:
         if isinstance(node, dict) and len(node) == 1:

@@ -8,18 +8,18 @@ a rule's state and never fires schedules. The router replaces moto's per-rule de
 * patterns are matched by moto (covers prefix, suffix, anything-but incl. prefix, numeric,
   exists, wildcard, equals-ignore-case);
 * Input / InputPath / InputTransformer are applied per target;
-* Lambda targets go to the function's worker pool, SNS targets publish to the topic, SQS,
-  Logs and event-bus targets are written to moto's backends;
+* Lambda targets go to the function's worker pool, SNS targets publish to the topic, Logs
+  targets are written to moto's backend (the only target types the template has);
 * a failed invocation is retried up to the target's RetryPolicy.MaximumRetryAttempts
   (within MaximumEventAgeInSeconds), then sent to its DeadLetterConfig queue with the
   error in EventBridge's DLQ message attributes;
-* rules with `rate(...)`/`cron(...)` fire on schedule (optionally sped up);
+* rules with `rate(...)` fire on schedule (optionally sped up);
 * EventBridge Scheduler one-time schedules (`at(yyyy-mm-ddThh:mm:ss)`, created through the
   scheduler API and stored by moto) fire at their time (never sped up: whoever created one
   compares it with its own clock when it arrives, as the Manager does with a verify deadline), to
-  their target (a Lambda function, an event bus with EventBridgeParameters, the universal
-  `aws-sdk:eventbridge:putEvents` target, SQS or SNS) with their Input, and are deleted
-  afterwards when ActionAfterCompletion is DELETE;
+  their target (an event bus with EventBridgeParameters, as the Manager creates them, or a
+  Lambda function) with their Input, and are deleted afterwards when ActionAfterCompletion is
+  DELETE;
 * AWS/Events metrics (MatchedEvents, TriggeredRules, Invocations, FailedInvocations) are
   recorded as the service would.
 """
@@ -37,14 +37,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .assembly import ACCOUNT, REGION
 from .functions import Invocation, InvocationResult
 from .moto_patches import REQUEST_LOCK
-
-if TYPE_CHECKING:
-    from .runtime import LocalRuntime
+from .platform import Platform
 
 DEFAULT_MAX_RETRIES = 185
 DEFAULT_MAX_AGE_S = 86_400
@@ -143,7 +141,7 @@ def transform_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
 
 
 def schedule_interval(expression: str) -> float | None:
-    """Seconds between runs of a rate() expression (None for cron, handled separately)."""
+    """Seconds between runs of a rate() expression (None for anything else: the template has no cron)."""
     m = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", expression.strip())
     if not m:
         return None
@@ -151,57 +149,12 @@ def schedule_interval(expression: str) -> float | None:
     return int(m.group(1)) * unit
 
 
-def _cron_field_matches(field: str, value: int, low: int) -> bool:
-    if field in ("*", "?"):
-        return True
-    for part in field.split(","):
-        step = 1
-        if "/" in part:
-            part, step_s = part.split("/")
-            step = int(step_s)
-        if part in ("*", "?"):
-            start, end = low, 10_000
-        elif "-" in part:
-            a, b = part.split("-")
-            start, end = int(a), int(b)
-        else:
-            start = end = int(part) if part.isdigit() else -1
-            if step > 1:
-                end = 10_000
-        if start <= value <= end and (value - start) % step == 0:
-            return True
-    return False
-
-
-def cron_matches(expression: str, at: datetime) -> bool:
-    """cron(min hour day-of-month month day-of-week year), numeric fields only."""
-    m = re.fullmatch(r"cron\((.+)\)", expression.strip())
-    if not m:
-        return False
-    fields = m.group(1).split()
-    if len(fields) != 6:
-        return False
-    minute, hour, dom, month, dow, year = fields
-    aws_dow = (at.isoweekday() % 7) + 1  # AWS: 1 = Sunday
-    try:
-        return (
-            _cron_field_matches(minute, at.minute, 0)
-            and _cron_field_matches(hour, at.hour, 0)
-            and _cron_field_matches(dom, at.day, 1)
-            and _cron_field_matches(month, at.month, 1)
-            and _cron_field_matches(dow, aws_dow, 1)
-            and _cron_field_matches(year, at.year, 1970)
-        )
-    except ValueError:
-        return False
-
-
 # ---------------------------------------------------------------------------- router
 
 
 class Router:
-    def __init__(self, runtime: LocalRuntime, *, retry_base_s: float = 0.2, retry_cap_s: float = 2.0) -> None:
-        self.rt = runtime
+    def __init__(self, platform: Platform, *, retry_base_s: float = 0.2, retry_cap_s: float = 2.0) -> None:
+        self.platform = platform
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
         self.counts: Counter[str] = Counter()
@@ -218,7 +171,7 @@ class Router:
         def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:  # noqa: ARG001
             router.on_event(rule, original_event)  # runs inside moto's PutEvents: REQUEST_LOCK is held
 
-        Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+        Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]  # moto patched in place
 
     def on_event(self, rule: Any, raw_event: dict[str, Any], *, scheduled: bool = False) -> None:
         if rule.state != "ENABLED":
@@ -253,10 +206,8 @@ class Router:
         try:
             if service == "lambda":
                 name = parts[6] if len(parts) > 6 else ""
-                pool = self.rt.pools.get(name)
-                if pool is None:
-                    raise LookupError(f"function {name!r} is not part of the app")
-                pool.submit(
+                self.platform.submit(
+                    name,
                     Invocation(
                         event=payload,
                         source=rule.arn,
@@ -264,37 +215,19 @@ class Router:
                         max_age_s=float(retry.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE_S)),
                         dead_letter_arn=(target.get("DeadLetterConfig") or {}).get("Arn"),
                         target_arn=arn,
-                    )
+                    ),
                 )
                 return  # counted as an invocation when the function has run
             if service == "sns":
                 message = payload if isinstance(payload, str) else json.dumps(payload)
-                self.rt.publish_sns(arn, message, subject=None, origin=f"rule {rule.name}")
-            elif service == "sqs":
-                self.rt.backend("sqs").send_message(
-                    queue_name=parts[5], message_body=json.dumps(payload) if not isinstance(payload, str) else payload
-                )
+                self.platform.publish_sns(arn, message, subject=None, origin=f"rule {rule.name}")
             elif service == "logs":
                 group = parts[6] if len(parts) > 6 else parts[-1]
-                logs = self.rt.backend("logs")
+                logs = self.platform.backend("logs")
                 stream = str(uuid.uuid4())
                 logs.create_log_stream(group, stream)
                 logs.put_log_events(
                     group, stream, [{"timestamp": int(time.time() * 1000), "message": json.dumps(payload)}]
-                )
-            elif service == "events":
-                bus = parts[5].split("/", 1)[-1]
-                body = payload if isinstance(payload, dict) else event
-                self.rt.backend("events").put_events(
-                    [
-                        {
-                            "Source": body["source"],
-                            "DetailType": body["detail-type"],
-                            "Detail": json.dumps(body["detail"]),
-                            "Resources": body.get("resources", []),
-                            "EventBusName": bus,
-                        }
-                    ]
                 )
             else:
                 raise LookupError(f"target type {service!r} is not emulated locally")
@@ -304,7 +237,7 @@ class Router:
             self._failed(rule, target, event, "DELIVERY_ERROR", f"{type(exc).__name__}: {exc}", 0, "NONE")
 
     def _archive(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
-        archive = self.rt.backend("events").archives.get(_archive_name(target))
+        archive = self.platform.backend("events").archives.get(_archive_name(target))
         if archive is None:
             self._failed(rule, target, event, "DELIVERY_ERROR", f"archive {_archive_name(target)!r} is gone", 0, "NONE")
             return
@@ -346,10 +279,14 @@ class Router:
         )
 
     def _resubmit(self, invocation: Invocation) -> None:
-        name = invocation.target_arn.split(":")[6]
-        pool = self.rt.pools.get(name)
-        if pool is not None and not self._stopping:
-            pool.submit(invocation)
+        if not self._stopping:
+            with contextlib.suppress(LookupError):  # deleted since: nothing left to retry on
+                self.platform.submit(invocation.target_arn.split(":")[6], invocation)
+
+    def pending_retries(self) -> int:
+        """Failed invocations waiting for their retry (the runtime is not idle while any wait)."""
+        with self._lock:
+            return len(self._timers)
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
         timer: threading.Timer
@@ -401,7 +338,7 @@ class Router:
     ) -> None:
         if not dlq_arn:
             self.counts["dropped"] += 1
-            self.rt.log_platform(f"dropped after {attempts} retries (no DLQ): {message}")
+            self.platform.log_platform(f"dropped after {attempts} retries (no DLQ): {message}")
             return
         attributes = {
             "RULE_ARN": rule_arn,
@@ -413,20 +350,20 @@ class Router:
         }
         try:
             with REQUEST_LOCK:
-                self.rt.backend("sqs").send_message(
+                self.platform.backend("sqs").send_message(
                     queue_name=dlq_arn.split(":")[5],
                     message_body=json.dumps(event),
                     message_attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
                 )
             self.counts["dead_lettered"] += 1
-            self.rt.log_platform(f"dead-lettered to {dlq_arn.split(':')[5]} after {attempts} retries: {message[:200]}")
+            self.platform.log_platform(f"dead-lettered to {dlq_arn.split(':')[5]} after {attempts} retries: {message[:200]}")
         except Exception as exc:  # noqa: BLE001
             self.counts["dropped"] += 1
-            self.rt.log_platform(f"could not dead-letter to {dlq_arn}: {exc!r}")
+            self.platform.log_platform(f"could not dead-letter to {dlq_arn}: {exc!r}")
 
     # metrics --------------------------------------------------------------------------
     def _metric(self, rule: Any, name: str) -> None:
-        self.rt.platform_metric(
+        self.platform.platform_metric(
             "AWS/Events",
             name,
             1.0,
@@ -437,7 +374,7 @@ class Router:
     def _metric_named(self, rule_arn: str, name: str) -> None:
         resource = rule_arn.split(":rule/", 1)[-1]
         bus, _, rule_name = resource.rpartition("/")
-        self.rt.platform_metric(
+        self.platform.platform_metric(
             "AWS/Events",
             name,
             1.0,
@@ -477,14 +414,13 @@ class Scheduler(threading.Thread):
     """Fires scheduled rules (`speedup` divides rate() intervals for demos and tests) and
     one-time schedules, at their real time."""
 
-    def __init__(self, runtime: LocalRuntime, router: Router, speedup: float = 1.0, tick_s: float = 0.5) -> None:
+    def __init__(self, platform: Platform, router: Router, speedup: float = 1.0, tick_s: float = 0.5) -> None:
         super().__init__(name="schedules", daemon=True)
-        self.rt = runtime
+        self.platform = platform
         self.router = router
         self.speedup = max(speedup, 1e-6)
         self.tick_s = tick_s
         self.next_run: dict[str, float] = {}
-        self.last_cron_minute: dict[str, str] = {}
         self.fired: Counter[str] = Counter()
         self.one_time: list[dict[str, Any]] = []  # what fired: schedule, target, when, outcome
         self._done: set[tuple[str, float]] = set()  # (schedule ARN, its last modification): fired once
@@ -499,28 +435,23 @@ class Scheduler(threading.Thread):
         now = now or time.time()
         with contextlib.suppress(Exception):  # a broken schedule must not stop the rules below
             self.tick_one_time(now)
-        backend = self.rt.backend("events")
+        backend = self.platform.backend("events")
         for bus in list(backend.event_buses.values()):
             for rule in list(bus.rules.values()):
                 expr = rule.scheduled_expression
                 if not expr:
                     continue
                 interval = schedule_interval(expr)
-                if interval is not None:
-                    key = rule.arn
-                    every = interval / self.speedup
-                    if key not in self.next_run:
-                        self.next_run[key] = now + every
-                        continue
-                    if now >= self.next_run[key]:
-                        self.next_run[key] = now + every
-                        self.fire(rule)
-                elif expr.startswith("cron("):
-                    at = datetime.fromtimestamp(now, UTC)
-                    minute = at.strftime("%Y%m%d%H%M")
-                    if cron_matches(expr, at) and self.last_cron_minute.get(rule.arn) != minute:
-                        self.last_cron_minute[rule.arn] = minute
-                        self.fire(rule)
+                if interval is None:
+                    continue
+                key = rule.arn
+                every = interval / self.speedup
+                if key not in self.next_run:
+                    self.next_run[key] = now + every
+                    continue
+                if now >= self.next_run[key]:
+                    self.next_run[key] = now + every
+                    self.fire(rule)
 
     # one-time schedules (EventBridge Scheduler) ---------------------------------------
     @staticmethod
@@ -529,7 +460,7 @@ class Scheduler(threading.Thread):
 
     def tick_one_time(self, now: float) -> None:
         with REQUEST_LOCK:
-            backend = self.rt.backend("scheduler")
+            backend = self.platform.backend("scheduler")
             ready = []
             for group in list(backend.schedule_groups.values()):
                 for schedule in list(group.schedules.values()):
@@ -563,7 +494,7 @@ class Scheduler(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - reported, never raised into the clock
             record["outcome"] = f"failed: {type(exc).__name__}: {exc}"
         self.one_time.append(record)
-        self.rt.log_platform(f"schedule {record['schedule']} ({schedule.schedule_expression}) -> {arn}: {record['outcome']}")
+        self.platform.log_platform(f"schedule {record['schedule']} ({schedule.schedule_expression}) -> {arn}: {record['outcome']}")
 
     def _deliver_one_time(
         self, group_name: str, schedule: Any, target: dict[str, Any], arn: str, raw_input: Any
@@ -573,15 +504,13 @@ class Scheduler(threading.Thread):
         text = raw_input if isinstance(raw_input, str) else ("{}" if raw_input is None else json.dumps(raw_input))
         if service == "lambda":
             name = parts[6] if len(parts) > 6 else ""
-            pool = self.rt.pools.get(name)
-            if pool is None:
-                raise LookupError(f"function {name!r} is not part of the app")
             retry = target.get("RetryPolicy") or {}
             try:
                 payload: Any = json.loads(text)
             except ValueError:
                 payload = text
-            pool.submit(
+            self.platform.submit(
+                name,
                 Invocation(
                     event=payload,
                     source=f"schedule:{group_name}/{schedule.name}",
@@ -589,10 +518,10 @@ class Scheduler(threading.Thread):
                     max_age_s=float(retry.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE_S)),
                     dead_letter_arn=(target.get("DeadLetterConfig") or {}).get("Arn"),
                     target_arn=arn,
-                )
+                ),
             )
             return
-        events = self.rt.backend("events")
+        events = self.platform.backend("events")
         if service == "events":  # an event bus: Input is the detail, EventBridgeParameters the envelope
             params = target.get("EventBridgeParameters") or {}
             if not params.get("Source") or not params.get("DetailType"):
@@ -609,15 +538,6 @@ class Scheduler(threading.Thread):
                     }
                 ]
             )
-        elif arn.endswith(":aws-sdk:eventbridge:putEvents"):  # the universal target: Input is the request
-            entries = json.loads(text).get("Entries") or []
-            if not entries:
-                raise ValueError("putEvents Input has no Entries")
-            events.put_events([{"Resources": [], "EventBusName": "default", **e} for e in entries])
-        elif service == "sqs":
-            self.rt.backend("sqs").send_message(queue_name=parts[5], message_body=text)
-        elif service == "sns":
-            self.rt.publish_sns(arn, text, subject=None, origin=f"schedule {group_name}/{schedule.name}")
         else:
             raise LookupError(f"target {arn!r} is not emulated locally")
 
@@ -638,6 +558,16 @@ class Scheduler(threading.Thread):
         }
         with REQUEST_LOCK:
             self.router.on_event(rule, event, scheduled=True)
+
+    def fire_matching(self, name: str) -> list[str]:
+        """Fire now every scheduled rule whose name contains `name` (all of them for "")."""
+        fired = []
+        for bus in list(self.platform.backend("events").event_buses.values()):
+            for rule in list(bus.rules.values()):
+                if rule.scheduled_expression and (not name or name in rule.name):
+                    self.fire(rule)
+                    fired.append(rule.name)
+        return fired
 
     def stop(self) -> None:
         self._halt.set()

@@ -1,0 +1,191 @@
+"""`selfheal inject`: an issue (flags or a file) or a real-shaped CloudWatch alarm state change."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from selfheal_core import catalog as names
+from selfheal_core.bus import put_entries
+
+from .target import OperatorError, Target
+
+
+def _put(target: Target, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    result = put_entries(entries, client=target.client("events"))
+    return {"event_ids": result.event_ids, "sent": len(result.event_ids), "failed": result.failed}
+
+
+def issue_detail(
+    *,
+    service: str,
+    issue_type: str,
+    severity: str,
+    summary: str,
+    signals: dict[str, float] | None = None,
+    evidence: list[str] | None = None,
+    code_dir: Path | None = None,
+    test_command: str | None = None,
+    idempotency_key: str | None = None,
+    resource: str | None = None,
+) -> dict[str, Any]:
+    detail: dict[str, Any] = {"service": service, "issue_type": issue_type, "severity": severity, "summary": summary}
+    if signals:
+        detail["signals"] = signals
+    if evidence:
+        detail["evidence"] = evidence
+    if code_dir:
+        files = {}
+        for path in sorted(Path(code_dir).rglob("*")):
+            if (
+                path.is_file()
+                and "__pycache__" not in path.parts
+                and path.suffix in (".py", ".txt", ".cfg", ".toml", ".ini", ".json")
+            ):
+                files[str(path.relative_to(code_dir))] = path.read_text()
+        detail["code"] = {"files": files, **({"test_command": test_command} if test_command else {})}
+    if idempotency_key:
+        detail["idempotency_key"] = idempotency_key
+    if resource:
+        detail["resource"] = resource
+    return detail
+
+
+def entries_from_file(target: Target, path: Path) -> list[dict[str, Any]]:
+    """A file may hold put-events entries, an EventBridge event, or an IssueReported detail."""
+    raw = json.loads(Path(path).read_text())
+    if isinstance(raw, dict) and "Entries" in raw:
+        raw = raw["Entries"]
+    if isinstance(raw, list):
+        out = []
+        for e in raw:
+            entry = dict(e)
+            entry.setdefault("EventBusName", target.bus)
+            if not isinstance(entry.get("Detail"), str):
+                entry["Detail"] = json.dumps(entry.get("Detail", {}))
+            out.append(entry)
+        return out
+    if isinstance(raw, dict) and "detail-type" in raw and "detail" in raw:
+        bus = "default" if str(raw.get("source", "")).startswith("aws.") else target.bus
+        return [
+            {
+                "Source": raw.get("source") or names.INJECT_SOURCE,
+                "DetailType": raw["detail-type"],
+                "Detail": json.dumps(raw["detail"]),
+                "Resources": raw.get("resources", []),
+                "EventBusName": bus,
+            }
+        ]
+    if isinstance(raw, dict):
+        return [
+            {
+                "Source": names.INJECT_SOURCE,
+                "DetailType": "IssueReported",
+                "Detail": json.dumps(raw),
+                "EventBusName": target.bus,
+            }
+        ]
+    raise OperatorError(f"{path}: expected put-events entries, an EventBridge event or an IssueReported detail")
+
+
+def inject_entries(target: Target, entries: list[dict[str, Any]], count: int = 1) -> dict[str, Any]:
+    result = _put(target, entries * max(1, count))
+    result["detail_types"] = sorted({e["DetailType"] for e in entries})
+    result["bus"] = sorted({e.get("EventBusName", "default") for e in entries})
+    return result
+
+
+def alarm_event_detail(
+    *,
+    alarm_name: str,
+    state: str,
+    namespace: str,
+    metric: str,
+    dimensions: dict[str, str],
+    stat: str,
+    period: int,
+    threshold: float,
+    value: float,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """`detail` of a real single-metric "CloudWatch Alarm State Change" event."""
+    now = datetime.now(UTC)
+    start = now.replace(second=0, microsecond=0) - timedelta(seconds=period)
+
+    def cw(ts: datetime) -> str:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+    previous = "OK" if state == "ALARM" else "ALARM"
+    comparison = "greater than or equal to"
+    verb = "was" if state == "ALARM" else "was not"
+    reason = (
+        f"Threshold Crossed: 1 out of the last 1 datapoints [{value} ({start:%d/%m/%y %H:%M:%S})] {verb} {comparison} "
+        f"the threshold ({threshold}) (minimum 1 datapoint for {previous} -> {state} transition)."
+    )
+    reason_data = {
+        "version": "1.0",
+        "queryDate": cw(now),
+        "startDate": cw(start),
+        "statistic": stat,
+        "period": period,
+        "recentDatapoints": [value],
+        "threshold": threshold,
+        "evaluatedDatapoints": [{"timestamp": cw(start), "sampleCount": 1.0, "value": value}],
+    }
+    return {
+        "alarmName": alarm_name,
+        "state": {"value": state, "reason": reason, "reasonData": json.dumps(reason_data), "timestamp": cw(now)},
+        "previousState": {
+            "value": previous,
+            "reason": "Threshold Crossed (previous evaluation)",
+            "timestamp": cw(now - timedelta(minutes=5)),
+        },
+        "configuration": {
+            "description": description or f"{metric} of {', '.join(dimensions.values()) or namespace}",
+            "metrics": [
+                {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm_name)),
+                    "metricStat": {
+                        "metric": {"dimensions": dimensions, "name": metric, "namespace": namespace},
+                        "period": period,
+                        "stat": stat,
+                    },
+                    "returnData": True,
+                }
+            ],
+        },
+    }
+
+
+def inject_alarm(target: Target, *, alarm_name: str, count: int = 1, **kwargs: Any) -> dict[str, Any]:
+    """Locally: the real-shaped event on the default bus. On AWS (where `aws.*` sources cannot be
+    put), the alarm itself is set to the state, which makes CloudWatch emit the real event."""
+    if not target.local and not target.endpoint_url:
+        cw = target.client("cloudwatch")
+        found = cw.describe_alarms(AlarmNames=[alarm_name]).get("MetricAlarms", [])
+        if not found:
+            raise OperatorError(
+                f"alarm {alarm_name!r} not found in {target.region}: on AWS `inject --alarm` sets an existing alarm's state"
+            )
+        for _ in range(max(1, count)):
+            cw.set_alarm_state(
+                AlarmName=alarm_name,
+                StateValue=kwargs.get("state", "ALARM"),
+                StateReason="selfheal inject --alarm (operator test)",
+            )
+        return {"alarm": alarm_name, "set_state": kwargs.get("state", "ALARM"), "times": count}
+    region = target.region
+    detail = alarm_event_detail(alarm_name=alarm_name, **kwargs)
+    entry = {
+        "Source": "aws.cloudwatch",
+        "DetailType": "CloudWatch Alarm State Change",
+        "Detail": json.dumps(detail),
+        "Resources": [f"arn:aws:cloudwatch:{region}:123456789012:alarm:{alarm_name}"],
+        "EventBusName": "default",
+    }
+    result = _put(target, [entry] * max(1, count))
+    result["alarm"] = alarm_name
+    return result
