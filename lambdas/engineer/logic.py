@@ -10,6 +10,7 @@ from selfheal_core.artifacts import ArtifactStore, too_large
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     DetailType,
+    FailureCategory,
     FixProposedV1,
     FixRejectedV1,
     Investigation,
@@ -20,6 +21,7 @@ from selfheal_core.events import (
 )
 from selfheal_core.incidents import IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.ports import Monitor
 
 from .proposals import ProposalStore
 from .providers.base import BudgetRefused, FixProvider, FixRequest, ProviderError, ProviderResult
@@ -28,18 +30,20 @@ from .providers.runbook import RunbookProvider
 AGENT = "engineer"
 SOURCE = "agentops.engineer"
 FEEDBACK_ITEM_CHARS = 1_500
+# The categories a provider's failure may carry (ProviderError.category is stored as plain text).
+PROVIDER_FAILURES: tuple[FailureCategory, ...] = ("budget", "provider_error", "invalid_output", "unsupported")
 MAX_PROVIDER_WAITS = 5  # provider outages waited out (with backoff) before the incident is FAILED
 
 
 @dataclass
 class EngineerPorts:
     incidents: IncidentStore
-    monitor: Any  # agentops_monitoring.AgentOpsMonitor
+    monitor: Monitor
     messenger: Messenger
     params: RuntimeParameters
     artifacts: ArtifactStore
-    choose_provider: Callable[[IssueReportedV1], tuple[FixProvider, str]]
-    notify_budget_paused: Callable[[str, str], None]
+    choose_provider: Callable[[], tuple[FixProvider, str]]
+    notify_budget_paused: Callable[[str, str], object]  # (incident_id, reason); what it returns is unused
     proposals: ProposalStore
 
 
@@ -110,7 +114,7 @@ def _remediate(
         provider_name, why = "stored", "reused the answer stored for this attempt (no new model call)"
         outcome = stored
     else:
-        provider, why = ports.choose_provider(issue)
+        provider, why = ports.choose_provider()
         provider_name = provider.name
         try:
             outcome = _propose(provider, request, ports)
@@ -237,7 +241,7 @@ def _fail(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str, po
         {"attempt": metadata.attempt}, {"category": exc.category}, 0.9,
         once=f"remediation_failed#{metadata.attempt}",
     )
-    category = exc.category if exc.category in ("budget", "provider_error", "invalid_output", "unsupported") else "provider_error"
+    category: FailureCategory = next((c for c in PROVIDER_FAILURES if c == exc.category), "provider_error")
     ports.messenger.send(
         DetailType.REMEDIATION_FAILED, follow_up(metadata, AGENT),
         RemediationFailedV1(reason=exc.reason[:4000], category=category, fingerprint=fingerprint),
