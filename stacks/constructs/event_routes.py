@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
+from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 from .. import constants
@@ -55,7 +56,7 @@ class LogGroupTarget:
         self.log_group = log_group
         self.dead_letter_queue = dead_letter_queue
 
-    def bind(self, rule: events.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: ARG002 - events.IRuleTarget's signature
+    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: ARG002 - events.IRuleTarget's signature
         self.dead_letter_queue.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
@@ -84,7 +85,7 @@ class SnsTopicTarget:
         self.message = message
         self.dead_letter_queue = dead_letter_queue
 
-    def bind(self, rule: events.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: ARG002 - events.IRuleTarget's signature
+    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: ARG002 - events.IRuleTarget's signature
         self.dead_letter_queue.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
@@ -204,7 +205,7 @@ class EventRoutes(Construct):
             schedule=events.Schedule.rate(constants.SCAN_RATE),
         )
 
-    def _lambda_target(self, functions: dict[str, lambda_.IFunction], agent: str) -> targets.LambdaFunction:
+    def _lambda_target(self, functions: Mapping[str, lambda_.IFunction], agent: str) -> targets.LambdaFunction:
         return targets.LambdaFunction(
             functions[agent],
             dead_letter_queue=self.dead_letter_queues[agent],
