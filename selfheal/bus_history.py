@@ -81,14 +81,14 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def tail_line(event: dict[str, Any]) -> dict[str, Any]:
     """One bus event as a tail line: time, from -> to, detail-type, incident, status."""
-    from selfheal_core.messaging import RECIPIENTS
+    from selfheal_core.catalog import RECIPIENTS
 
     detail = _mapping(event.get("detail"))
     metadata = _mapping(detail.get("metadata"))
     data = _mapping(detail.get("data"))
     detail_type = str(event.get("detail-type", ""))
     source = str(event.get("source", ""))
-    recipient = next((agent for dt, agent in RECIPIENTS.items() if dt.value == detail_type), None)
+    recipient = RECIPIENTS.get(detail_type)
     return {
         "time": event.get("time"),
         "from": source.removeprefix("agentops."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -37,7 +38,7 @@ def source_conditions(source_arn: str) -> dict[str, dict[str, str]]:
 
 
 class DataStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         env_name = self.env_name = settings.env_name
         self.decisions_table = self._build_table("DecisionsTable", constants.decisions_table_name(env_name))

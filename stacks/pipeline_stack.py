@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import ArnFormat, Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -29,7 +31,7 @@ AGENTS = {
 
 
 class PipelineStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, data: DataStack, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, data: DataStack, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         env_name = settings.env_name
         self.bus = events.EventBus(self, "AgentsBus", event_bus_name=constants.bus_name(env_name))
@@ -45,7 +47,7 @@ class PipelineStack(Stack):
             "SECRET_NAME": constants.secret_name(env_name),
             "PARAMETER_PREFIX": data.parameter_prefix,
         }
-        self.scheduler_role = self._scheduler_role(env_name)
+        self.scheduler_role = self._scheduler_role()
         # The one function that executes fix code; QA reaches it by lambda:Invoke only.
         self.qa_runner = QaRunner(
             self, "QaRunner", env_name=env_name, layer=self.layer, vpc_id=settings.qa_runner_vpc_id,
@@ -161,7 +163,7 @@ class PipelineStack(Stack):
             actions=["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], resources=["*"]
         ))
 
-    def _scheduler_role(self, env_name: str) -> iam.Role:
+    def _scheduler_role(self) -> iam.Role:
         """EventBridge Scheduler's role for the Manager's one-time schedules: it may put exactly
         ApplyDue and VerifyDue, as the Manager, on the agents bus, and nothing else."""
         role = iam.Role(

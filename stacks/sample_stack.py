@@ -10,6 +10,7 @@ the default bus, like any application alarm whose name does not start with `self
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -30,7 +31,7 @@ SAMPLE_MEMORY_MB = 128
 
 
 class SampleWorkloadStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, env_name: str, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, env_name: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         name = catalog.sample_function_name(env_name)
         self.log_group = logs.LogGroup(

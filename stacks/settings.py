@@ -90,7 +90,7 @@ class DeploySettings:
         settings.validate()
         return settings
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: C901 - a flat list of independent checks, one branch each
         problems = []
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", self.env_name):
             problems.append(f"environment {self.env_name!r}: lowercase letters, digits and '-', at most 16")

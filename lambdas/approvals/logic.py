@@ -43,8 +43,9 @@ def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 def caller_arn(event: dict[str, Any]) -> str | None:
     """The authenticated principal (payload format 2.0, AWS_IAM auth)."""
-    context = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else {}
-    iam = (context.get("authorizer") or {}).get("iam") if isinstance(context.get("authorizer"), dict) else None
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, dict) else None
+    iam = authorizer.get("iam") if isinstance(authorizer, dict) else None
     arn = iam.get("userArn") if isinstance(iam, dict) else None
     return arn if isinstance(arn, str) and arn else None
 

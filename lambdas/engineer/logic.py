@@ -12,6 +12,7 @@ from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     FEEDBACK_ITEM_CHARS,
     DetailType,
+    FailureCategory,
     FixProposedV1,
     FixRejectedV1,
     Investigation,
@@ -22,6 +23,7 @@ from selfheal_core.events import (
 )
 from selfheal_core.incidents import IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.ports import Monitor
 
 from .proposals import ProposalStore
 from .providers.base import BudgetRefused, FixProvider, FixRequest, ProviderError, ProviderResult
@@ -29,18 +31,20 @@ from .providers.runbook import RunbookProvider
 
 AGENT = "engineer"
 SOURCE = AGENT_SOURCES[AGENT]
+# The categories a provider's failure may carry (ProviderError.category is stored as plain text).
+PROVIDER_FAILURES: tuple[FailureCategory, ...] = ("budget", "provider_error", "invalid_output", "unsupported")
 MAX_PROVIDER_WAITS = 5  # provider outages waited out (with backoff) before the incident is FAILED
 
 
 @dataclass
 class EngineerPorts:
     incidents: IncidentStore
-    monitor: Any  # agentops_monitoring.AgentOpsMonitor
+    monitor: Monitor
     messenger: Messenger
     params: RuntimeParameters
     artifacts: ArtifactStore
-    choose_provider: Callable[[IssueReportedV1], tuple[FixProvider, str]]
-    notify_budget_paused: Callable[[str, str], None]
+    choose_provider: Callable[[], tuple[FixProvider, str]]
+    notify_budget_paused: Callable[[str, str], object]  # (incident_id, reason); what it returns is unused
     proposals: ProposalStore
 
 
@@ -118,22 +122,11 @@ def _remediate(
         return {"action": "stale", "incident_id": metadata.incident_id}
     if stored is not None:  # a retry or replay of this step: the model is not asked twice
         provider_name, why = "stored", "reused the answer stored for this attempt (no new model call)"
-        outcome = stored
+        outcome: ProviderResult | ProviderError | BudgetRefused = stored
     else:
-        provider, why = ports.choose_provider(issue)
-        provider_name = provider.name
-        try:
-            outcome = _propose(provider, request, ports)
-        except BudgetRefused as exc:
-            if not RunbookProvider().supports(issue):
-                return _pause_for_budget(metadata, exc.reason, ports)
-            # Not paused: the runbook carries on, the decision says why, and the cost dashboard counts refusals.
-            why = f"budget guard refused the LLM call ({exc.reason}); runbook fallback"
-            provider_name = RunbookProvider.name
-            outcome = _propose_or_error(RunbookProvider(), request, ports)
-        except ProviderError as exc:
-            outcome = exc
-        outcome = ports.proposals.put(metadata.incident_id, metadata.attempt, outcome, resumed)
+        outcome, provider_name, why = _ask(request, ports, resumed=resumed)
+    if isinstance(outcome, BudgetRefused):
+        return _pause_for_budget(metadata, outcome.reason, ports)
     if isinstance(outcome, ProviderError):
         if outcome.category == "provider_error":
             return _wait_for_provider(metadata, fingerprint, outcome, why, ports)
@@ -176,6 +169,26 @@ def _remediate(
                       redrive=redrive),
     )
     return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
+
+
+def _ask(request: FixRequest, ports: EngineerPorts, *, resumed: int) -> tuple[ProviderResult | ProviderError | BudgetRefused, str, str]:
+    """This attempt's answer (stored before anything else uses it), the provider's name and why it
+    was chosen; BudgetRefused when the budget refused the model and no runbook can stand in."""
+    provider, why = ports.choose_provider()
+    provider_name = provider.name
+    outcome: ProviderResult | ProviderError
+    try:
+        outcome = _propose(provider, request, ports)
+    except BudgetRefused as exc:
+        if not RunbookProvider().supports(request.issue):
+            return exc, provider_name, why
+        # Not paused: the runbook carries on, the decision says why, and the cost dashboard counts refusals.
+        why = f"budget guard refused the LLM call ({exc.reason}); runbook fallback"
+        provider_name = RunbookProvider.name
+        outcome = _propose_or_error(RunbookProvider(), request, ports)
+    except ProviderError as exc:
+        outcome = exc
+    return ports.proposals.put(request.incident_id, request.attempt, outcome, resumed), provider_name, why
 
 
 def _propose_or_error(provider: FixProvider, request: FixRequest, ports: EngineerPorts) -> ProviderResult | ProviderError:
@@ -249,7 +262,7 @@ def _fail(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str, po
         {"attempt": metadata.attempt}, {"category": exc.category}, 0.9,
         once=f"remediation_failed#{metadata.attempt}",
     )
-    category = exc.category if exc.category in ("budget", "provider_error", "invalid_output", "unsupported") else "provider_error"
+    category: FailureCategory = next((c for c in PROVIDER_FAILURES if c == exc.category), "provider_error")
     ports.messenger.send(
         DetailType.REMEDIATION_FAILED, follow_up(metadata, AGENT),
         RemediationFailedV1(reason=exc.reason[:4000], category=category, fingerprint=fingerprint),

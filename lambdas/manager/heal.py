@@ -37,11 +37,14 @@ from selfheal_core.events import (
     Investigation,
     IssueReportedV1,
     Metadata,
+    RiskLevel,
     SettingChange,
     is_breaking,
+    setting_named,
 )
 from selfheal_core.incidents import Incident, IncidentStore, Status
 from selfheal_core.messaging import Messenger
+from selfheal_core.ports import Monitor
 
 from .investigate import MANAGED_TAG, CloudPort
 
@@ -72,7 +75,7 @@ class HealPorts(Protocol):
     """The Manager's ports this module uses (logic.ManagerPorts provides them)."""
 
     incidents: IncidentStore
-    monitor: Any
+    monitor: Monitor
     messenger: Messenger
     params: RuntimeParameters
     artifacts: ArtifactStore
@@ -481,8 +484,8 @@ def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: s
 
 
 def _by_hand_values(target: str, values: dict[str, float]) -> str:
-    return _by_hand(target, Fix(kind="config", provider="selfheal", rationale="by hand", risk_level="low",
-                                changes=[ConfigChange(setting=k, target=target, proposed=v) for k, v in sorted(values.items())]))
+    return _by_hand(target, Fix(kind="config", provider="selfheal", rationale="by hand", risk_level=RiskLevel.LOW,
+                                changes=[ConfigChange(setting=setting_named(k), target=target, proposed=v) for k, v in sorted(values.items())]))
 
 
 def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
@@ -822,7 +825,7 @@ def _escalate(incident: Incident, ports: HealPorts, reason: str, sources: frozen
 
 
 def _changes(before: dict[str, float], after: dict[str, float]) -> list[SettingChange]:
-    return [SettingChange(setting=k, before=float(before[k]), after=float(after[k])) for k in sorted(after) if k in before]
+    return [SettingChange(setting=setting_named(k), before=float(before[k]), after=float(after[k])) for k in sorted(after) if k in before]
 
 
 def _describe(before: dict[str, float], after: dict[str, float]) -> str:

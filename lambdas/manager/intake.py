@@ -123,7 +123,7 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
     except (KeyError, TypeError) as exc:
         raise InvalidEvent(f"alarm state change is missing {exc}") from exc
     metric_names = [m.get("name", "") for m in metrics]
-    issue_type = _issue_type_for(metric_names + [alarm.alarm_name])
+    issue_type = _issue_type_for([*metric_names, alarm.alarm_name])
     service = _service_for(metrics) or alarm.alarm_name
     description = alarm.configuration.description or "" if "configuration" in detail else ""
     severity = _severity_for(alarm.alarm_name + " " + description, issue_type)

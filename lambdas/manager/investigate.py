@@ -9,6 +9,7 @@ change relative to a gap is never proposed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from selfheal_core.events import MAX_EVIDENCE_ITEMS, MAX_INVESTIGATION_LINES, SE
 from selfheal_core.redact import cap, scrub
 
 MANAGED_TAG = "selfheal:managed"
+# Adds one (thought, action, observation) to the reasoning chain.
+Step = Callable[[str, str, str], None]
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LOG_LOOKBACK = timedelta(minutes=15)
 LOG_LOOKAHEAD = timedelta(minutes=5)
@@ -114,6 +117,17 @@ def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudP
         step("What is its configuration now?", "GetFunctionConfiguration",
              f"timeout {config['Timeout']} s, memory {config['MemorySize']} MB, revision {inv.revision_id}")
 
+    _read_concurrency(inv, target, lam, step)
+    _read_retries(inv, target, lam, step)
+    _read_tags(inv, lam, step)
+
+    log_group = ((config or {}).get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{target}"
+    _read_errors(inv, log_group, around, cloud, step)
+    _read_changes(inv, target, around, cloud, step)
+    return inv, chain
+
+
+def _read_concurrency(inv: Investigation, target: str, lam: Any, step: Step) -> None:
     try:
         reserved = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
         if reserved is None:
@@ -126,6 +140,8 @@ def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudP
         inv.gaps.append(f"GetFunctionConcurrency: {_denied_or_missing(exc)}")
         step("Is its concurrency reserved?", "GetFunctionConcurrency", f"could not read it: {_denied_or_missing(exc)}")
 
+
+def _read_retries(inv: Investigation, target: str, lam: Any, step: Step) -> None:
     try:
         retries = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
         if retries is None:
@@ -141,6 +157,8 @@ def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudP
             inv.gaps.append(f"GetFunctionEventInvokeConfig: {_denied_or_missing(exc)}")
             step("How are async invocations retried?", "GetFunctionEventInvokeConfig", f"could not read it: {_denied_or_missing(exc)}")
 
+
+def _read_tags(inv: Investigation, lam: Any, step: Step) -> None:
     if inv.target_arn:
         try:
             tags = lam.list_tags(Resource=inv.target_arn).get("Tags", {})
@@ -152,13 +170,8 @@ def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudP
     else:
         inv.gaps.append("ListTags: the function ARN is unknown")
 
-    log_group = ((config or {}).get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{target}"
-    _read_errors(inv, log_group, around, cloud, step)
-    _read_changes(inv, target, around, cloud, step)
-    return inv, chain
 
-
-def _read_errors(inv: Investigation, log_group: str, around: datetime, cloud: CloudPort, step: Any) -> None:
+def _read_errors(inv: Investigation, log_group: str, around: datetime, cloud: CloudPort, step: Step) -> None:
     try:
         events = cloud.client("logs").filter_log_events(
             logGroupName=log_group, filterPattern=ERROR_PATTERN, limit=50,
@@ -176,7 +189,7 @@ def _read_errors(inv: Investigation, log_group: str, around: datetime, cloud: Cl
          f"{len(lines)} error line(s)" + (f"; last: {lines[-1][:200]}" if lines else ""))
 
 
-def _read_changes(inv: Investigation, target: str, around: datetime, cloud: CloudPort, step: Any) -> None:
+def _read_changes(inv: Investigation, target: str, around: datetime, cloud: CloudPort, step: Step) -> None:
     end = max(around, datetime.now(UTC))
     try:
         events = cloud.client("cloudtrail").lookup_events(

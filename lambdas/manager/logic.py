@@ -31,6 +31,7 @@ from selfheal_core.events import (
 )
 from selfheal_core.incidents import Incident, IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.ports import Monitor
 from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha256
 
 from . import heal
@@ -44,7 +45,7 @@ SOURCE = AGENT_SOURCES[AGENT]
 @dataclass
 class ManagerPorts:
     incidents: IncidentStore
-    monitor: Any  # agentops_monitoring.AgentOpsMonitor
+    monitor: Monitor
     messenger: Messenger
     params: RuntimeParameters
     artifacts: ArtifactStore

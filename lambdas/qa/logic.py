@@ -22,6 +22,7 @@ from selfheal_core.events import (
 )
 from selfheal_core.incidents import Incident, IncidentStore, Status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.ports import Monitor
 from selfheal_core.redact import scrub
 from selfheal_core.validations import ValidationConflict, ValidationRecord, ValidationStore, fix_sha256
 
@@ -35,7 +36,7 @@ MAX_EVIDENCE_IN_EVENT = 12
 @dataclass
 class QaPorts:
     incidents: IncidentStore
-    monitor: Any  # agentops_monitoring.AgentOpsMonitor
+    monitor: Monitor
     messenger: Messenger
     artifacts: ArtifactStore
     validator_for: Callable[[Fix, Investigation | None], Validator]
@@ -117,7 +118,7 @@ def _conclude(metadata: Metadata, data: FixProposedV1, fix: Fix, result: Validat
         return {"action": "stale", "incident_id": metadata.incident_id}
     _record(metadata, fix, result, passed, ports)
     evidence = result.evidence[:MAX_EVIDENCE_IN_EVENT]
-    common = {"issue": data.issue, "fix": data.fix, "evidence": evidence, "fingerprint": data.fingerprint,
+    common: dict[str, Any] = {"issue": data.issue, "fix": data.fix, "evidence": evidence, "fingerprint": data.fingerprint,
               "evidence_artifact": evidence_ref, "feedback": data.feedback, "investigation": data.investigation,
               "redrive": data.redrive}
     if passed:

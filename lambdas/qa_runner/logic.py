@@ -15,7 +15,7 @@ import stat
 import sys
 import tempfile
 import uuid
-import xml.etree.ElementTree as ET  # noqa: S405 - the report is size-capped and parsed here, in the isolated runner
+import xml.etree.ElementTree as ET  # the report is size-capped and parsed here, in the isolated runner
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any

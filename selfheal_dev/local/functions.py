@@ -179,15 +179,15 @@ class Worker:
             env=env,
             cwd=str(spec.code_dir),
             pass_fds=(write_fd,),
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only syscalls after fork
+            preexec_fn=_die_with_parent,
             text=True,
             bufsize=1,
         )
         os.close(write_fd)
         self.replies = os.fdopen(read_fd, "r", buffering=1)
         self._threads = [
-            threading.Thread(target=self._pump, args=(self.proc.stdout, "stdout"), daemon=True),
-            threading.Thread(target=self._pump, args=(self.proc.stderr, "stderr"), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -230,7 +230,7 @@ class Worker:
             "AWS_XRAY_SDK_ENABLED": "false",
         }
 
-    def _pump(self, stream: Any, name: str) -> None:
+    def _pump(self, stream: Any) -> None:
         for line in stream:
             self.on_output(self.spec, self.log_stream, line.rstrip("\n"))
 

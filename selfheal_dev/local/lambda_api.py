@@ -481,7 +481,7 @@ class LambdaControlPlane:
         elif code.get("S3Bucket") and code.get("S3Key"):
             try:
                 data = bytes(self.host.backend("s3").get_object(code["S3Bucket"], code["S3Key"]).value)
-            except Exception as exc:  # noqa: BLE001 - any lookup failure is the caller's bad reference
+            except Exception as exc:
                 raise _invalid(f"cannot read s3://{code['S3Bucket']}/{code['S3Key']}: {exc}") from exc
         else:
             raise _invalid("Code must give ZipFile, or S3Bucket and S3Key")

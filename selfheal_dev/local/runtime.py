@@ -368,7 +368,7 @@ class LocalRuntime:
             cold = f" (cold start {result.init_ms:.0f} ms)" if result.init_ms is not None else ""
             retry = f" retry {invocation.attempt}" if invocation.attempt else ""
             self.echo(
-                f"{datetime.now(UTC):%H:%M:%S} {spec.name:<24} {str(event.get('detail-type', '-')):<30} {status} {result.duration_ms:.0f} ms{cold}{retry}"
+                f"{datetime.now(UTC):%H:%M:%S} {spec.name:<24} {event.get('detail-type', '-')!s:<30} {status} {result.duration_ms:.0f} ms{cold}{retry}"
             )
         if invocation.reply is not None:  # RequestResponse: the caller has the result, no retries
             invocation.reply.put(result)
@@ -607,7 +607,7 @@ class LocalRuntime:
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
             captured: dict[str, Any] = {}
 
-            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            def capture(status: str, _headers: list[tuple[str, str]], _exc_info: Any = None) -> Any:
                 captured["status"] = status
                 return lambda _data: None
 

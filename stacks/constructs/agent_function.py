@@ -108,10 +108,17 @@ class AgentFunction(Construct):
         acknowledge(self.function, "Serverless-LambdaDLQ",
             reason="Async failures go to an SQS on-failure destination, which records the error as well as the event.",
         )
-        log_streams = f"<{Stack.of(self).get_logical_id(self.log_group.node.default_child)}.Arn>:*"
+        log_streams = log_streams_ref(self.log_group)
         acknowledge(self.role, f"AwsSolutions-IAM5[Resource::{log_streams}]",
             reason="Log streams are created at run time inside this function's own log group.",
         )
         acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
             reason="X-Ray PutTraceSegments/PutTelemetryRecords, CloudWatch GetMetricData and CloudTrail LookupEvents support no resource scoping.",
         )
+
+
+def log_streams_ref(log_group: logs.LogGroup) -> str:
+    """The log group's streams as cdk-nag names them in an IAM5 finding: "<LogicalId.Arn>:*"."""
+    resource = log_group.node.default_child
+    assert isinstance(resource, logs.CfnLogGroup)
+    return f"<{Stack.of(log_group).get_logical_id(resource)}.Arn>:*"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
@@ -11,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
+from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 from selfheal_core.catalog import AGENT_ROUTES, NOTIFY_DETAIL_TYPES, NOTIFY_SOURCES
@@ -30,13 +33,13 @@ class LogGroupTarget:
         self.log_group = log_group
         self.dead_letter_queue = dead_letter_queue
 
-    def bind(self, rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: ARG002 - events.IRuleTarget's signature
         self.dead_letter_queue.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["sqs:SendMessage"],
                 resources=[self.dead_letter_queue.queue_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_ref.rule_arn}},
             )
         )
         return events.RuleTargetConfig(
@@ -59,13 +62,13 @@ class SnsTopicTarget:
         self.message = message
         self.dead_letter_queue = dead_letter_queue
 
-    def bind(self, rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:  # noqa: ARG002 - events.IRuleTarget's signature
         self.dead_letter_queue.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["sqs:SendMessage"],
                 resources=[self.dead_letter_queue.queue_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_ref.rule_arn}},
             )
         )
         return events.RuleTargetConfig(
@@ -87,7 +90,7 @@ class EventRoutes(Construct):
         *,
         env_name: str,
         bus: events.EventBus,
-        functions: dict[str, lambda_.IFunction],
+        functions: Mapping[str, lambda_.IFunction],
         alerts_topic: sns.ITopic,
         archive_retention_days: int = 30,
     ) -> None:
@@ -180,7 +183,7 @@ class EventRoutes(Construct):
             schedule=events.Schedule.rate(constants.SCAN_RATE),
         )
 
-    def _lambda_target(self, functions: dict[str, lambda_.IFunction], agent: str) -> targets.LambdaFunction:
+    def _lambda_target(self, functions: Mapping[str, lambda_.IFunction], agent: str) -> targets.LambdaFunction:
         return targets.LambdaFunction(
             functions[agent],
             dead_letter_queue=self.dead_letter_queues[agent],

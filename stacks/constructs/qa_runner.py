@@ -17,7 +17,7 @@ from constructs import Construct
 
 from .. import constants
 from ..nag import acknowledge
-from .agent_function import agent_code
+from .agent_function import agent_code, log_streams_ref
 
 RUNNER = "qa-runner"
 PACKAGE = "qa_runner"
@@ -118,7 +118,7 @@ class QaRunner(Construct):
             reason="Lambda creates, describes and deletes the function's network interfaces with its role; these EC2 "
                    "actions take no resource scoping that fits ENIs created at run time, and the VPC has no route to AWS.",
         )
-        log_streams = f"<{Stack.of(self).get_logical_id(self.log_group.node.default_child)}.Arn>:*"
+        log_streams = log_streams_ref(self.log_group)
         acknowledge(self.role, f"AwsSolutions-IAM5[Resource::{log_streams}]",
             reason="Log streams are created at run time inside this function's own log group.",
         )

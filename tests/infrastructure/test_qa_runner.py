@@ -90,8 +90,8 @@ def test_qa_may_invoke_only_the_runner_and_reads_no_secret(templates):
     # Given QA's role
     pipeline = templates["pipeline"]
     runner_id, _ = _runner(pipeline)
-    [(qa_id, qa)] = [(k, f) for k, f in _resources(pipeline, "AWS::Lambda::Function").items()
-                     if f["Properties"]["FunctionName"] == "selfheal-dev-qa"]
+    [qa] = [f for f in _resources(pipeline, "AWS::Lambda::Function").values()
+            if f["Properties"]["FunctionName"] == "selfheal-dev-qa"]
     statements = _statements(pipeline, qa["Properties"]["Role"]["Fn::GetAtt"][0])
 
     # Then its only lambda permission is InvokeFunction on the runner

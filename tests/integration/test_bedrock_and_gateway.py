@@ -44,7 +44,7 @@ def never_read_keys() -> dict[str, str]:
 def bedrock(srv: AnthropicTestServer, monkeypatch, guard: FakeBudgetGuard | None = None, **params: Any):
     monkeypatch.setenv(BEDROCK_ENDPOINT_ENV, srv.base_url)
     provider, why = choose_provider(
-        make_request().issue, RuntimeParameters(engineer_provider="bedrock", **params), keys=never_read_keys,
+        RuntimeParameters(engineer_provider="bedrock", **params), keys=never_read_keys,
         monitor=FakeMonitor(guard), remaining_time_s=lambda: 300.0)
     return provider, why
 
@@ -134,7 +134,7 @@ def test_the_gateway_url_from_ssm_reaches_the_client(monkeypatch):
     with AnthropicTestServer([tool_use(GOOD_FIX)]) as srv:
         params = parse_parameters({"/selfheal/test/engineer-provider": "anthropic",
                                    "/selfheal/test/anthropic-base-url": srv.base_url})
-        provider, why = choose_provider(make_request().issue, params, keys=lambda: {"anthropic_api_key": GATEWAY_KEY},
+        provider, why = choose_provider(params, keys=lambda: {"anthropic_api_key": GATEWAY_KEY},
                                         monitor=FakeMonitor(), remaining_time_s=lambda: 300.0)
         provider.propose(make_request())
     # Then the call went through the gateway, with the key
@@ -147,8 +147,7 @@ def test_the_gateway_url_from_ssm_reaches_the_client(monkeypatch):
 def test_the_gateway_url_also_fronts_bedrock_and_wins_over_the_environment(monkeypatch):
     with AnthropicTestServer([tool_use(GOOD_FIX)]) as gateway:
         monkeypatch.setenv(BEDROCK_ENDPOINT_ENV, "http://127.0.0.1:9")  # nothing listens there
-        provider, _ = choose_provider(make_request().issue,
-                                      RuntimeParameters(engineer_provider="bedrock", anthropic_base_url=gateway.base_url),
+        provider, _ = choose_provider(RuntimeParameters(engineer_provider="bedrock", anthropic_base_url=gateway.base_url),
                                       keys=never_read_keys, monitor=FakeMonitor(), remaining_time_s=lambda: 300.0)
         provider.propose(make_request())
     assert [r.path for r in gateway.requests] == [f"/model/{PROFILE}/invoke"]

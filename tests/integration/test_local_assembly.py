@@ -103,7 +103,8 @@ def test_schedules() -> None:
 
 def test_emf_and_metric_math() -> None:
     class Backend:
-        metric_data: list = []
+        def __init__(self) -> None:
+            self.metric_data: list = []
 
     from selfheal_dev.local.metrics import MetricStore
 

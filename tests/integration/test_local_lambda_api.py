@@ -7,6 +7,7 @@ synthesized template or from a change made through the Lambda API; nothing is se
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -199,7 +200,7 @@ def test_reserved_concurrency_one_runs_invocations_one_at_a_time(lam, runtime):
 
         done = sorted(wait_for(runs), key=lambda r: r["started_at"])
         # Then each started only after the previous one ended: never two at once
-        assert all(later["started_at"] >= earlier["ended_at"] for earlier, later in zip(done, done[1:], strict=False))
+        assert all(later["started_at"] >= earlier["ended_at"] for earlier, later in itertools.pairwise(done))
         assert all(r["ok"] for r in done), [r["error"] for r in done]
     finally:
         lam.delete_function_concurrency(FunctionName=SAMPLE)
@@ -351,7 +352,7 @@ def test_changes_are_kept_with_who_made_them(runtime, lam):
 
 def test_a_timeout_is_written_to_the_function_log_like_lambda(lam, runtime):
     # Given a request longer than the timeout / When it times out
-    ok, body = invoke(lam, {"sleep_s": 4})
+    ok, _ = invoke(lam, {"sleep_s": 4})
     assert not ok
     # Then the function's log group has Lambda's "Task timed out" line (what an investigation looks for)
     logs = runtime.client("logs")

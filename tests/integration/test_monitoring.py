@@ -338,7 +338,8 @@ class FakeAgentOps:
         test = self
 
         class Span:
-            attributes: dict[str, Any] = {}
+            def __init__(self) -> None:
+                self.attributes: dict[str, Any] = {}
 
             def set_attribute(self, key, value):
                 self.attributes[key] = value

@@ -118,7 +118,7 @@ def test_unsigned_approval_is_refused_with_403(runtime: Any, tmp_path: Path) -> 
     request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"},
                                      method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the local runtime
+        urllib.request.urlopen(request, timeout=30)  # the local runtime
 
     # Then the URL answers 403 and nothing changes
     assert refused.value.code == 403

@@ -134,7 +134,7 @@ class RuntimeProcess:
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id="ASIALOCALTEST000000",
-            aws_secret_access_key="x",  # noqa: S106 - the emulator accepts any credentials
+            aws_secret_access_key="x",
         )
 
     def listen(self, name: str, pattern: dict[str, Any], bus: str = "default") -> Any:

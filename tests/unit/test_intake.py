@@ -56,7 +56,7 @@ def test_same_alarm_gives_the_same_fingerprint_and_other_alarms_do_not():
 def test_alarm_without_state_is_rejected():
     event = alarm_event()
     del event["detail"]["state"]
-    with pytest.raises(InvalidEvent, match="detail.state"):
+    with pytest.raises(InvalidEvent, match=r"detail\.state"):
         parse_alarm(event)
 
 

@@ -134,7 +134,7 @@ def test_a_runner_crash_is_an_error_not_a_result() -> None:
     client = FakeLambda({"errorType": "Runtime.ExitError", "errorMessage": "worker exited"}, function_error="Unhandled")
     runner = LambdaRunner("selfheal-dev-qa-runner", client=client)
 
-    with pytest.raises(RunnerError, match="Runtime.ExitError"):
+    with pytest.raises(RunnerError, match=r"Runtime\.ExitError"):
         runner.run(RunBundle(files={}, steps=[RunStep(check="tests", argv=["python", "-m", "pytest"])]))
 
 

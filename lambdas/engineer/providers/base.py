@@ -71,3 +71,11 @@ class FixProvider(Protocol):
     name: str
 
     def propose(self, request: FixRequest) -> ProviderResult: ...
+
+
+class ProviderMonitor(Protocol):
+    """What choosing a provider takes from the monitor: the day's budget and a call's price."""
+
+    def budget_guard(self) -> BudgetGuard: ...
+
+    def price_call(self, usage: LlmUsage) -> float: ...

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from selfheal_core.events import ConfigChange, Fix, RiskLevel, describe_validation_error
+from selfheal_core.events import ConfigChange, Fix, FixKind, RiskLevel, describe_validation_error
 from selfheal_core.redact import REDACTED, fence_untrusted, scrub
 
 from .base import BudgetGuard, BudgetRefused, FixRequest, LlmUsage, ProviderError, ProviderResult, Reservation
@@ -287,7 +287,7 @@ class ClaudeProvider:
         if platform == "anthropic" and not api_key:
             raise ValueError("the Anthropic API needs an API key")
         self.model = model
-        self.name = platform
+        self.name: str = platform  # FixProvider.name
         self._platform = platform
         self._api_key = api_key
         self._base_url = base_url
@@ -300,7 +300,7 @@ class ClaudeProvider:
         self._min_call_timeout_s = min_call_timeout_s
 
     def propose(self, request: FixRequest) -> ProviderResult:
-        kind = "code" if request.code_files else "config"
+        kind: FixKind = "code" if request.code_files else "config"
         tool = CODE_TOOL if kind == "code" else CONFIG_TOOL
         deadline = time.monotonic() + self._remaining_time_s() - SAFETY_MARGIN_S
         messages: list[dict[str, Any]] = [{"role": "user", "content": build_user_prompt(request, self._secrets)}]
@@ -401,7 +401,7 @@ class ClaudeProvider:
 
     # -- answers
 
-    def _parse(self, response: Any, kind: str, request: FixRequest) -> Fix:
+    def _parse(self, response: Any, kind: FixKind, request: FixRequest) -> Fix:
         if response.stop_reason == "max_tokens":
             raise _InvalidAnswer(f"the answer was cut off at max_tokens={self._max_tokens}; make it shorter")
         calls = [b for b in response.content if b.type == "tool_use" and b.name == TOOL_NAME]

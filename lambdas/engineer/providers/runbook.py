@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from selfheal_core.events import ConfigChange, Fix, IssueReportedV1, IssueType, RiskLevel
+from selfheal_core.events import ConfigChange, Fix, IssueReportedV1, IssueType, RiskLevel, Setting
 
 from .base import FixRequest, ProviderError, ProviderResult
 
@@ -20,7 +20,7 @@ MEMORY_CEILING_MB = 3008.0
 
 @dataclass(frozen=True)
 class Runbook:
-    setting: str
+    setting: Setting
     compute: Callable[[float], float]
     risk: RiskLevel
     rationale: str

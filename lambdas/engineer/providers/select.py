@@ -8,9 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from selfheal_core.config import RuntimeParameters, bedrock_model_id
-from selfheal_core.events import IssueReportedV1
 
-from .base import FixProvider
+from .base import FixProvider, ProviderMonitor
 from .runbook import RunbookProvider
 
 # The AWS SDKs' service-specific endpoint variable; the local runtime and tests point it at a fake.
@@ -29,11 +28,10 @@ def api_keys(secret_name: str) -> dict[str, str]:
 
 
 def choose_provider(
-    issue: IssueReportedV1,
     params: RuntimeParameters,
     *,
     keys: Callable[[], dict[str, str]],
-    monitor: Any,
+    monitor: ProviderMonitor,
     remaining_time_s: Callable[[], float],
 ) -> tuple[FixProvider, str]:
     runbook = RunbookProvider()

@@ -9,6 +9,7 @@ from typing import Any
 from .config import Settings
 from .events import InvalidEvent, parse_detail
 from .observability import logger
+from .ports import EventRecorder
 from .rejections import RejectionLog
 
 # A step is identified by what it is about, not by the delivery: replays and duplicate
@@ -41,7 +42,7 @@ def idempotency(settings: Settings) -> tuple[Any, Any]:
     return persistence, config
 
 
-def reject(event: Any, reason: str, *, agent: str, settings: Settings, monitor: Any) -> dict[str, Any]:
+def reject(event: Any, reason: str, *, agent: str, settings: Settings, monitor: EventRecorder) -> dict[str, Any]:
     """Keep the refused event with its reason (operators list them), count it, carry on."""
     RejectionLog(settings.monitoring_table_name).record(reason=reason, event=event, agent=agent)
     logger.warning("event rejected", extra={"reason": reason[:1000]})
@@ -74,7 +75,7 @@ def bounds_problem(event: Any) -> str | None:
 
 
 def screened(
-    *, agent: str, settings: Settings, monitor: Any, validate: Callable[[dict[str, Any]], Any]
+    *, agent: str, settings: Settings, monitor: EventRecorder, validate: Callable[[dict[str, Any]], Any]
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Refuse out-of-bounds and invalid events, with a recorded reason, before idempotency runs.
 

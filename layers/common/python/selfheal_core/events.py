@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -141,9 +141,20 @@ class IssueReportedV1(_Model):
 
 
 # Settings a configuration remediation may change; the first three are limits (lowering one breaks callers).
-SETTINGS = ("memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size")
+Setting = Literal["memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size"]
+SETTINGS: tuple[Setting, ...] = get_args(Setting)
 LIMIT_SETTINGS = frozenset({"memory_mb", "timeout_s", "reserved_concurrency"})
 MAX_INVESTIGATION_LINES = 20
+FixKind = Literal["config", "code"]
+FailureCategory = Literal["max_attempts", "budget", "provider_error", "invalid_output", "unsupported"]
+
+
+def setting_named(name: str) -> Setting:
+    """`name` as a Setting (names read back from stored changes are plain strings)."""
+    for setting in SETTINGS:
+        if setting == name:
+            return setting
+    raise ValueError(f"not a setting a remediation may change: {name!r}")
 
 
 class Investigation(_Model):
@@ -187,14 +198,14 @@ class RemediationRequestedV1(_Model):
 
 
 class ConfigChange(_Model):
-    setting: Literal["memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size"]
+    setting: Setting
     target: str = Field(min_length=1, max_length=256, description="function or resource to change")
     current: Number | None = None
     proposed: Number
 
 
 class Fix(_Model):
-    kind: Literal["config", "code"]
+    kind: FixKind
     provider: str
     model: str | None = None
     rationale: str = Field(max_length=8_000)
@@ -221,7 +232,7 @@ def _scrubbed(value: str) -> str:
 
 class RemediationFailedV1(_Model):
     reason: str = Field(max_length=4_000)
-    category: Literal["max_attempts", "budget", "provider_error", "invalid_output", "unsupported"]
+    category: FailureCategory
     fingerprint: str | None = None
 
     _scrub_reason = field_validator("reason")(_scrubbed)
@@ -285,7 +296,7 @@ class InfoV1(_Model):
 
 
 class SettingChange(_Model):
-    setting: Literal["memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size"]
+    setting: Setting
     before: float
     after: float
 

@@ -131,6 +131,32 @@ def _cancellation(exc: ClientError) -> tuple[bool, bool]:
     return reasons[0] == "ConditionalCheckFailed", reasons[1] == "ConditionalCheckFailed"
 
 
+def _placeholders(prefix: str, statuses: frozenset[Status], values: dict[str, Any]) -> str:
+    """":prefix0, :prefix1, …" for the statuses, whose values are added to `values`."""
+    placeholders = []
+    for i, status in enumerate(sorted(s.value for s in statuses)):
+        values[f":{prefix}{i}"] = status
+        placeholders.append(f":{prefix}{i}")
+    return ", ".join(placeholders)
+
+
+def _and_attributes(condition: str, require: dict[str, Any], forbid: dict[str, Any],
+                    names: dict[str, str], values: dict[str, Any]) -> str:
+    """`condition` and: each `require`d attribute holds its value (None: absent), no `forbid`den one does."""
+    for i, (attr, value) in enumerate(sorted(require.items())):
+        names[f"#req{i}"] = attr
+        if value is None:
+            condition = f"({condition}) AND attribute_not_exists(#req{i})"
+        else:
+            values[f":req{i}"] = value
+            condition = f"({condition}) AND #req{i} = :req{i}"
+    for i, (attr, value) in enumerate(sorted(forbid.items())):
+        names[f"#not{i}"] = attr
+        values[f":not{i}"] = value
+        condition = f"({condition}) AND (attribute_not_exists(#not{i}) OR #not{i} <> :not{i})"
+    return condition
+
+
 def _is_condition_failure(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code", "")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -283,33 +309,15 @@ class IncidentStore:
             ":hist": [{"status": to.value, "at": now, "reason": reason[:300]}],
         }
         names = {"#status": "status"}
-        placeholders = []
-        for i, status in enumerate(sorted(s.value for s in sources)):
-            values[f":from{i}"] = status
-            placeholders.append(f":from{i}")
-        condition = f"#status IN ({', '.join(placeholders)})"
+        condition = f"#status IN ({_placeholders('from', sources, values)})"
         if expected_attempt is not None:
             condition += " AND attempts = :expected"
             values[":expected"] = expected_attempt
         landing_attempt = new_attempt if new_attempt is not None else expected_attempt
         if redo_from and landing_attempt is not None:
-            redo = []
-            for i, status in enumerate(sorted(s.value for s in redo_from)):
-                values[f":redo{i}"] = status
-                redo.append(f":redo{i}")
-            condition = f"({condition}) OR (#status IN ({', '.join(redo)}) AND attempts = :landing)"
+            condition = f"({condition}) OR (#status IN ({_placeholders('redo', redo_from, values)}) AND attempts = :landing)"
             values[":landing"] = landing_attempt
-        for i, (attr, value) in enumerate(sorted((require or {}).items())):
-            names[f"#req{i}"] = attr
-            if value is None:
-                condition = f"({condition}) AND attribute_not_exists(#req{i})"
-            else:
-                values[f":req{i}"] = value
-                condition = f"({condition}) AND #req{i} = :req{i}"
-        for i, (attr, value) in enumerate(sorted((forbid or {}).items())):
-            names[f"#not{i}"] = attr
-            values[f":not{i}"] = value
-            condition = f"({condition}) AND (attribute_not_exists(#not{i}) OR #not{i} <> :not{i})"
+        condition = _and_attributes(condition, require or {}, forbid or {}, names, values)
         update = "SET #status = :to, updated_at = :now, last_reason = :reason, status_history = list_append(status_history, :hist)"
         for i, (attr, value) in enumerate(sorted((also_set or {}).items())):
             names[f"#set{i}"] = attr

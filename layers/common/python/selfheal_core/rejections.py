@@ -32,7 +32,7 @@ class RejectionLog:
         now = utc_now()
         raw = scrub(_raw(event))
         reason = scrub(reason)
-        field = (lambda name: str(event.get(name, ""))[:256]) if isinstance(event, dict) else (lambda name: "")
+        field = (lambda name: str(event.get(name, ""))[:256]) if isinstance(event, dict) else (lambda _name: "")
         item = {
             "pk": f"REJECTED#{keys.day_of(now)}",
             "sk": f"{now}#{keys.uid()}",
