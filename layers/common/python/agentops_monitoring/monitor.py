@@ -1,7 +1,7 @@
 """AgentOpsMonitor: every agent's one port for events, decisions, collaboration and cost.
 
 Each call writes one record (keys per selfheal_core/keys.py) and adds EMF metrics to the
-monitor's sink; `instrument` flushes the sink once per invocation. One monitor lives per
+monitor's sink; the agent skeleton (selfheal_core/agent.py) flushes it once per invocation. One monitor lives per
 function (module level) and is re-bound at the start of every invocation.
 """
 
@@ -329,26 +329,3 @@ class AgentOpsMonitor:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             logger.warning("cost not added: incident not found", extra={"incident_id": incident_id})
-
-
-def instrument(monitor: AgentOpsMonitor) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Lambda handler decorator: bind ids, trace, measure, price and flush every invocation."""
-    import functools
-    import time
-
-    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handler)
-        def wrapper(event: Any, context: Any) -> Any:
-            monitor.begin_invocation(event)
-            started = time.perf_counter()
-            success = False
-            try:
-                result = handler(event, context)
-                success = True
-                return result
-            finally:
-                monitor.end_invocation(context, time.perf_counter() - started, success=success)
-
-        return wrapper
-
-    return decorator
