@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 AutomationLevel = Literal["manual", "semi_auto", "full_auto"]
 Provider = Literal["runbook", "anthropic", "bedrock"]
@@ -90,12 +90,16 @@ def get_settings() -> Settings:
 class ScanThresholds(BaseModel):
     """Thresholds for the scheduled metric scan (docs/architecture.md, "The flow")."""
 
+    model_config = ConfigDict(defer_build=True)
+
     error_rate_pct: float = Field(default=5.0, gt=0)
     latency_p95_ms: float = Field(default=3_000.0, gt=0)
     throttles: float = Field(default=10.0, ge=0)
 
 
 class RuntimeParameters(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on the first invocation, not at import
+
     automation_level: AutomationLevel = "semi_auto"
     max_fix_attempts: int = Field(default=3, ge=1, le=10)
     daily_llm_budget_usd: float = Field(default=5.0, ge=0)
