@@ -16,6 +16,7 @@ What every agent does around its logic, outermost first, and why in this order:
 from __future__ import annotations
 
 import contextvars
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,27 @@ class Call:
         return reject(self.event, reason, agent=self.agent, settings=self.settings, monitor=self.monitor)
 
 
+def instrument(monitor: Monitor) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Bind the invocation's ids, then price, trace and flush it whatever the handler does."""
+
+    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def wrapper(event: Any, context: Any) -> Any:
+            monitor.begin_invocation(event)
+            started = time.perf_counter()
+            success = False
+            try:
+                result = handler(event, context)
+                success = True
+                return result
+            finally:
+                monitor.end_invocation(context, time.perf_counter() - started, success=success)
+
+        return wrapper
+
+    return decorator
+
+
 _CALL: contextvars.ContextVar[Call] = contextvars.ContextVar("selfheal_agent_call")
 
 
@@ -161,16 +183,9 @@ def agent_handler(
     @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
     @metrics.log_metrics(capture_cold_start_metric=True)
     @traced
+    @instrument(monitor)
     def handler(event: Any, context: Any) -> dict[str, Any]:
-        monitor.begin_invocation(event)
-        started = time.perf_counter()
-        success = False
-        try:
-            result = screened(event, context)
-            success = True
-            return result
-        finally:
-            monitor.end_invocation(context, time.perf_counter() - started, success=success)
+        return screened(event, context)
 
     return handler
 
