@@ -377,6 +377,7 @@ def bench_sizes(function_env: dict[str, dict[str, str]], assembly: Any, state: P
     import hashlib
 
     from selfheal.local.functions import function_specs
+    from stacks.constructs import common_layer
     from stacks.constructs.agent_function import AgentCodeBundling
     from stacks.constructs.common_layer import CORE, LAYER_NEEDS, LAYERS_DIR, bundle_layer
 
@@ -384,7 +385,9 @@ def bench_sizes(function_env: dict[str, dict[str, str]], assembly: Any, state: P
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
     def layer_mb(name: str) -> float:
-        sources = sorted(p for p in (LAYERS_DIR / name).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        # Keyed by every layer's sources and the bundling code: a layer leaves out what those below it hold.
+        sources = sorted(p for p in LAYERS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        sources.append(Path(common_layer.__file__))
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
         out = state / "layers" / f"{name}-{digest}"
         if not (out / ".done").exists():

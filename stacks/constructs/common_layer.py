@@ -40,11 +40,21 @@ DESCRIPTIONS = {
 }
 
 
-def pip_install(requirements: Path, target: Path) -> None:
+def below(name: str) -> list[str]:
+    """The layers a function carries before this one (the core first); the same in every function."""
+    orders = {(CORE, *needs[: needs.index(name)]) for needs in LAYER_NEEDS.values() if name in needs}
+    if len(orders) > 1:
+        raise ValueError(f"layer {name} follows different layers in different functions: {sorted(orders)}")
+    return list(orders.pop()) if orders else []
+
+
+def pip_install(names: list[str], target: Path) -> None:
+    """One resolution of these layers' requirements together, for the Lambda platform."""
+    requirements = [arg for name in names for arg in ("--requirement", str(LAYERS_DIR / name / "requirements.txt"))]
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
-            "--requirement", str(requirements),
+            *requirements,
             "--target", str(target),
             "--platform", constants.PIP_PLATFORM,
             "--python-version", constants.RUNTIME.name.removeprefix("python"),
@@ -55,25 +65,38 @@ def pip_install(requirements: Path, target: Path) -> None:
 
 
 def bundle_layer(name: str, output_dir: Path) -> None:
-    """Install layers/<name>/requirements.txt into output_dir/python, minus what the core layer holds."""
-    source = LAYERS_DIR / name
+    """Install layers/<name>/requirements.txt into output_dir/python, minus what the layers below hold.
+
+    Lambda unpacks a function's layers into one /opt/python, in order. The layer is resolved
+    together with the layers below it, so what they share has one version, held once, below.
+    """
     target = output_dir / "python"
     target.mkdir(parents=True, exist_ok=True)
-    pip_install(source / "requirements.txt", target)
+    under = below(name)
+    pip_install([*under, name], target)
+    if under:
+        with tempfile.TemporaryDirectory() as base:
+            pip_install(under, Path(base))
+            # A distribution below at the same version (same dist-info name) is removed file by file
+            # (its RECORD; namespace packages such as opentelemetry/ are shared); at another version
+            # this layer's copy stays.
+            for dist_info in Path(base).glob("*.dist-info"):
+                record = target / dist_info.name / "RECORD"
+                if not record.exists():
+                    continue
+                for line in record.read_text().splitlines():
+                    path = (target / line.split(",")[0]).resolve()
+                    if path.is_relative_to(target.resolve()) and path.is_file():
+                        path.unlink()
+                shutil.rmtree(target / dist_info.name, ignore_errors=True)
+            for directory in sorted((d for d in target.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+                if not any(directory.iterdir()):
+                    directory.rmdir()
     if name == CORE:
-        for package in (source / "python").iterdir():
+        for package in (LAYERS_DIR / CORE / "python").iterdir():
             if package.is_dir() and not package.name.startswith((".", "__")):
                 shutil.copytree(package, target / package.name, dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    else:
-        # Layers are unpacked into one /opt/python: a second copy of pydantic would only add size.
-        with tempfile.TemporaryDirectory() as core:
-            pip_install(LAYERS_DIR / CORE / "requirements.txt", Path(core))
-            for entry in Path(core).iterdir():
-                if (target / entry.name).is_dir():
-                    shutil.rmtree(target / entry.name)
-                elif (target / entry.name).exists():
-                    (target / entry.name).unlink()
     compile_bytecode(target)
 
 
