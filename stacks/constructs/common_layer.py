@@ -77,12 +77,18 @@ def bundle_layer(name: str, output_dir: Path) -> None:
     if under:
         with tempfile.TemporaryDirectory() as base:
             pip_install(under, Path(base))
-            # A distribution below at the same version (same dist-info name) is removed file by file
-            # (its RECORD; namespace packages such as opentelemetry/ are shared); at another version
-            # this layer's copy stays.
+            # What the layers below hold is removed file by file (its RECORD; namespace packages such
+            # as opentelemetry/ are shared). Lambda does not promise which of two copies wins, so
+            # the layers of a function never share a file: a version the layers below resolve
+            # differently once this layer joins them is an error to pin away.
+            installed = {d.name.rsplit("-", 1)[0]: d.name for d in target.glob("*.dist-info")}
             for dist_info in Path(base).glob("*.dist-info"):
                 record = target / dist_info.name / "RECORD"
                 if not record.exists():
+                    project = dist_info.name.rsplit("-", 1)[0]
+                    if project in installed:
+                        raise RuntimeError(f"layer {name} needs {installed[project]}, the layers below hold "
+                                           f"{dist_info.name}: pin one version in layers/*/requirements.txt")
                     continue
                 for line in record.read_text().splitlines():
                     path = (target / line.split(",")[0]).resolve()
