@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: setup test test-fast synth lint deploy demo bench clean
 
-$(PYDEPS): requirements.txt requirements-dev.txt layers/common/requirements.txt pyproject.toml
+$(PYDEPS): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt

@@ -5,10 +5,16 @@
 * latency   — N distinct incidents one after another: injection -> terminal decision p50/p95, and the
               runtime's overhead: end-to-end time over the handlers' own compute time.
 * api_calls — AWS API calls per incident counted at the emulator, by agent and action
-              (PutMetricData must be 0: metrics are EMF).
-* coldstart — each handler module imported and initialized in a fresh process, against a floor of
-              boto3 + Powertools Logger and Metrics measured in the same run (goal <= 1.3x for the
-              Manager and QA).
+              (PutMetricData must be 0: metrics are EMF), and per folded duplicate in the storm.
+* coldstart — each handler module imported and initialized in a fresh process, as shipped (our
+              packages with their bytecode, see stacks/constructs/common_layer.py), against a floor
+              of boto3 + Powertools Logger and Metrics, alternated in the same run; median of N.
+              The heaviest imports (python -X importtime) are kept in the output.
+* sizes     — every function's unzipped size: its code bundle plus its layers, bundled with pip for
+              the Lambda platform exactly as `cdk synth` does (cached in .selfheal/bench/layers).
+
+Every incident concerns a real function created in the emulator (tagged selfheal:managed), so the
+pipeline runs to a decision rather than failing its investigation.
 
 Everything runs against the local runtime (a child process, as `selfheal local up` runs it).
 These are measurements, not timed tests.
@@ -17,9 +23,11 @@ These are measurements, not timed tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,8 +41,11 @@ from typing import Any
 from selfheal_core.catalog import SETTLED
 
 ROOT = Path(__file__).resolve().parents[1]
+
 RESULTS = ROOT / "bench" / "results"
-COLDSTART_MODULES = ("lambdas.manager.handler", "lambdas.engineer.handler", "lambdas.qa.handler")
+COLDSTART_AGENTS = ("manager", "engineer", "qa")
+COLDSTART_GOALS = {"manager": 1.3, "engineer": 1.6, "qa": 1.3}
+SIZE_GOAL_MB = {"manager": 40, "qa": 40}
 FLOOR = "import boto3\nfrom aws_lambda_powertools import Logger, Metrics\nLogger()\nMetrics(namespace='Bench')\n"
 
 
@@ -114,10 +125,19 @@ def alarm_entry(alarm_name: str, function: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ scenarios
 
 
+def target_function(rt: Any, name: str) -> None:
+    """The function an incident concerns, managed, so the Manager investigates it and may change it."""
+    from tests.e2e.functions import create_function
+
+    create_function(rt, name, timeout=3, managed=True)
+
+
 def bench_storm(rt: Any, size: int) -> dict[str, Any]:
     service = f"storm-{uuid.uuid4().hex[:6]}"
     alarm = f"{service}-Errors"
+    target_function(rt, service)
     log(f"storm: {size} copies of alarm {alarm}")
+    rt.control("api-calls/reset", {})
     since = time.time()
     started = time.perf_counter()
     event_ids = _put(rt, [alarm_entry(alarm, service)] * size)
@@ -130,6 +150,13 @@ def bench_storm(rt: Any, size: int) -> dict[str, Any]:
     manager_calls = [i for i in invocations if i["function"].endswith("-manager") and i["event_id"] in set(event_ids)]
     engineer_calls = [i for i in invocations if i["function"].endswith("-engineer") and i["incident_id"] in ids]
     handler_ms = [i["duration_ms"] for i in manager_calls]
+    calls = rt.control("api-calls")["by_caller"]
+    manager_api = sum(n for caller, per in calls.items() if caller.endswith("-manager") for n in per.values())
+    manager_actions: dict[str, int] = {}
+    for caller, per in calls.items():
+        if caller.endswith("-manager"):
+            for action, n in per.items():
+                manager_actions[action] = manager_actions.get(action, 0) + n
     return {
         "alarms": size,
         "incidents": len(incidents),
@@ -146,6 +173,10 @@ def bench_storm(rt: Any, size: int) -> dict[str, Any]:
         "manager_handler_ms_p50": round(percentile(handler_ms, 50) or 0, 1),
         "manager_handler_ms_p95": round(percentile(handler_ms, 95) or 0, 1),
         "final_status": incidents[0]["status"] if len(incidents) == 1 else None,
+        # Every Manager call of the storm (the one opening included) over the duplicates it folded.
+        "manager_api_calls": manager_api,
+        "api_calls_per_folded_duplicate": round(manager_api / max(1, size - 1), 2),
+        "manager_api_calls_by_action": dict(sorted(manager_actions.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -161,6 +192,7 @@ def bench_latency(rt: Any, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
     run = uuid.uuid4().hex[:6]
     for k in range(n):
         service = f"lat-{run}-{k}"
+        target_function(rt, service)
         detail = {
             "service": service,
             "issue_type": "high_error_rate",
@@ -257,14 +289,10 @@ def _union_seconds(intervals: list[tuple[float, float]]) -> float:
 
 
 def import_profile(module: str, env: dict[str, str], top: int = 12) -> list[dict[str, Any]]:
-    """The heaviest top-level imports of a module (python -X importtime, cumulative)."""
+    """The heaviest imports of a module (python -X importtime): cumulative and self time, any depth."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
+        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
     )
     rows = []
     for line in proc.stderr.splitlines():
@@ -272,10 +300,10 @@ def import_profile(module: str, env: dict[str, str], top: int = 12) -> list[dict
         if len(parts) != 3 or not parts[1].strip().isdigit():
             continue
         name = parts[2].rstrip()
-        depth = (len(name) - len(name.lstrip())) // 2
-        if 1 <= depth <= 3 and not name.strip().startswith(("site", "__editable__", "encodings")):
-            rows.append({"module": name.strip(), "depth": depth, "cumulative_ms": round(int(parts[1]) / 1000, 1)})
-    return sorted(rows, key=lambda r: -r["cumulative_ms"])[:top]
+        rows.append({"module": name.strip(), "depth": (len(name) - len(name.lstrip())) // 2,
+                     "self_ms": round(int(parts[0].split(":")[-1]) / 1000, 1),
+                     "cumulative_ms": round(int(parts[1]) / 1000, 1)})
+    return sorted(rows, key=lambda r: -r["self_ms"])[:top]
 
 
 def _time_import(code: str, env: dict[str, str]) -> float:
@@ -284,8 +312,28 @@ def _time_import(code: str, env: dict[str, str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def bench_coldstart(rt: Any, repeat: int, function_env: dict[str, dict[str, str]]) -> dict[str, Any]:
-    log(f"cold start: {len(COLDSTART_MODULES)} modules + floor, {repeat} fresh processes each")
+def shipped_code(agent: str, into: Path) -> list[Path]:
+    """The agent's code bundle and the core layer's own packages, as shipped (with their bytecode).
+
+    Third-party packages come from this virtualenv, whose bytecode pip wrote at install time, as
+    the floor's do; the layer's wheels are for the Lambda platform and may not load here.
+    """
+    from stacks.constructs.agent_function import AgentCodeBundling
+    from stacks.constructs.common_layer import CORE, LAYERS_DIR, compile_bytecode
+
+    code, layer = into / agent / "code", into / agent / "layer"
+    shutil.rmtree(into / agent, ignore_errors=True)
+    code.mkdir(parents=True)
+    AgentCodeBundling(agent).try_bundle(str(code), image=None)  # type: ignore[arg-type]
+    for package in (LAYERS_DIR / CORE / "python").iterdir():
+        if package.is_dir() and not package.name.startswith((".", "__")):
+            shutil.copytree(package, layer / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    compile_bytecode(layer)
+    return [code, layer]
+
+
+def bench_coldstart(rt: Any, repeat: int, function_env: dict[str, dict[str, str]], state: Path) -> dict[str, Any]:
+    log(f"cold start: {len(COLDSTART_AGENTS)} handlers + floor, {repeat} fresh processes each, alternated")
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     base.update(
         {
@@ -299,33 +347,74 @@ def bench_coldstart(rt: Any, repeat: int, function_env: dict[str, dict[str, str]
         }
     )
     floor_env = {**base, "POWERTOOLS_SERVICE_NAME": "floor"}
-    results: dict[str, Any] = {"repeat": repeat, "floor_code": FLOOR, "modules": {}}
+    envs = {}
+    for agent in COLDSTART_AGENTS:
+        paths = shipped_code(agent, state / "coldstart")
+        envs[agent] = {**base, **function_env.get(agent, {}), "PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
+    results: dict[str, Any] = {"repeat": repeat, "floor_code": FLOOR, "handlers": {}}
     floors: list[float] = []
-    samples: dict[str, list[float]] = {m: [] for m in COLDSTART_MODULES}
-    # Interleave floor and modules so that machine noise affects all of them alike.
+    samples: dict[str, list[float]] = {a: [] for a in COLDSTART_AGENTS}
+    # Alternate floor and handlers so that machine noise affects all of them alike.
     for _ in range(repeat):
         floors.append(_time_import(FLOOR, floor_env))
-        for module in COLDSTART_MODULES:
-            agent = module.split(".")[1]
-            env = {**base, **function_env.get(agent, {})}
-            samples[module].append(_time_import(f"import {module}", env))
+        for agent in COLDSTART_AGENTS:
+            samples[agent].append(_time_import(f"import {agent}.handler", envs[agent]))
     floor = statistics.median(floors)
     results["floor_s"] = round(floor, 4)
-    for module, values in samples.items():
+    for agent, values in samples.items():
         median = statistics.median(values)
-        results["modules"][module] = {
+        results["handlers"][agent] = {
             "median_s": round(median, 4),
             "min_s": round(min(values), 4),
             "ratio_to_floor": round(median / floor, 2),
+            "goal": COLDSTART_GOALS[agent],
+            "heaviest_imports": import_profile(f"{agent}.handler", envs[agent]),
         }
-    for module in ("lambdas.manager.handler", "lambdas.qa.handler"):
-        agent = module.split(".")[1]
-        results["modules"][module]["heaviest_imports"] = import_profile(module, {**base, **function_env.get(agent, {})})
-    results["goal"] = "<= 1.3x floor for manager and qa"
-    results["goal_met"] = all(
-        results["modules"][m]["ratio_to_floor"] <= 1.3 for m in ("lambdas.manager.handler", "lambdas.qa.handler")
-    )
     return results
+
+
+def bench_sizes(assembly: Any, state: Path) -> dict[str, Any]:
+    """Unzipped size of every function: its code bundle plus each of its layers, bundled as synth does."""
+    import hashlib
+
+    from selfheal_dev.local.functions import function_specs
+    from stacks.constructs import common_layer
+    from stacks.constructs.agent_function import AgentCodeBundling
+    from stacks.constructs.common_layer import CORE, LAYER_NEEDS, LAYERS_DIR, bundle_layer
+
+    def tree_mb(path: Path) -> float:
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+    def layer_mb(name: str) -> float:
+        # Keyed by every layer's sources and the bundling code: a layer leaves out what those below it hold.
+        sources = sorted(p for p in LAYERS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        sources.append(Path(common_layer.__file__))
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+        out = state / "layers" / f"{name}-{digest}"
+        if not (out / ".done").exists():
+            log(f"sizes: bundling layer {name} with pip for the Lambda platform")
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            bundle_layer(name, out)
+            (out / ".done").touch()
+        return tree_mb(out / "python")
+
+    layers = {name: round(layer_mb(name), 1) for name in [CORE, *sorted({n for v in LAYER_NEEDS.values() for n in v})]}
+    functions = {}
+    for spec in function_specs(assembly):
+        package = spec.handler.split(".")[0]
+        if spec.code_dir.name != "lambdas":
+            continue  # inline custom-resource code
+        code_dir = state / "sizes" / package
+        shutil.rmtree(code_dir, ignore_errors=True)
+        code_dir.mkdir(parents=True)
+        AgentCodeBundling(package).try_bundle(str(code_dir), image=None)  # type: ignore[arg-type]
+        carried = [CORE, *LAYER_NEEDS.get(package, ())]
+        code_mb = round(tree_mb(code_dir), 2)
+        functions[package] = {"code_mb": code_mb, "layers": carried,
+                              "total_mb": round(code_mb + sum(layers[n] for n in carried), 1),
+                              "goal_mb": SIZE_GOAL_MB.get(package)}
+    return {"layers_mb": layers, "functions": functions}
 
 
 # ------------------------------------------------------------------------------ main
@@ -335,10 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", default="storm,latency,coldstart", help="comma list of: storm, latency, coldstart")
+    parser.add_argument("--only", default="sizes,latency,storm,coldstart",
+                        help="comma list of: sizes, latency, storm, coldstart")
     parser.add_argument("--storm-size", type=int, default=1000)
     parser.add_argument("--incidents", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=5, help="fresh processes per module in the cold-start benchmark")
+    parser.add_argument("--repeat", type=int, default=5, help="fresh processes per handler in the cold-start benchmark")
     parser.add_argument("--concurrency", type=int, default=2, help="workers per function in the runtime")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -364,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "commit": commit(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "settings": {
             "storm_size": args.storm_size,
             "incidents": args.incidents,
@@ -373,30 +463,88 @@ def main(argv: list[str] | None = None) -> int:
         },
         "synth_s": round(synth_s, 2),
     }
-    rt = RuntimeProcess(
-        state_dir=state / "runtime",
-        assembly=assembly_dir,
-        extra_args=["--quiet", "--alarm-interval", "3600", "--concurrency", str(args.concurrency)],
-    )
-    t0 = time.perf_counter()
-    rt.start()
-    results["runtime_start_s"] = round(time.perf_counter() - t0, 2)
-    try:
-        if "latency" in selected:
-            results["latency"], results["api_calls"] = bench_latency(rt, args.incidents)
-        if "storm" in selected:
-            results["storm"] = bench_storm(rt, args.storm_size)
-        if "coldstart" in selected:
-            results["coldstart"] = bench_coldstart(rt, args.repeat, function_env)
-    finally:
-        leftover = rt.stop()
-        results["runtime_stopped_cleanly"] = leftover == []
+    if "sizes" in selected:
+        results["sizes"] = bench_sizes(assembly, state)
+    if selected & {"latency", "storm", "coldstart"}:
+        rt = RuntimeProcess(
+            state_dir=state / "runtime",
+            assembly=assembly_dir,
+            extra_args=["--quiet", "--alarm-interval", "3600", "--concurrency", str(args.concurrency)],
+        )
+        t0 = time.perf_counter()
+        rt.start()
+        results["runtime_start_s"] = round(time.perf_counter() - t0, 2)
+        try:
+            if "latency" in selected:
+                results["latency"], results["api_calls"] = bench_latency(rt, args.incidents)
+            if "storm" in selected:
+                results["storm"] = bench_storm(rt, args.storm_size)
+            if "coldstart" in selected:
+                results["coldstart"] = bench_coldstart(rt, args.repeat, function_env, state)
+        finally:
+            leftover = rt.stop()
+            results["runtime_stopped_cleanly"] = leftover == []
+    results["table"] = table(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out or RESULTS / f"{results['commit']}.json"
     out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    print(render_table(results))
     log(f"results: {out}")
     return 0
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu}
+
+
+def table(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per figure: what was measured, its goal, and whether it is met (None: not measured)."""
+    rows: list[dict[str, Any]] = []
+
+    def row(figure: str, value: Any, goal: str, met: bool | None) -> None:
+        rows.append({"figure": figure, "value": value, "goal": goal, "met": met})
+
+    for agent, c in results.get("coldstart", {}).get("handlers", {}).items():
+        row(f"cold start {agent} vs floor ({results['coldstart']['floor_s']:.3f} s)", f"{c['ratio_to_floor']:.2f}x",
+            f"<= {c['goal']}x", c["ratio_to_floor"] <= c["goal"])
+    for package, f in results.get("sizes", {}).get("functions", {}).items():
+        goal = f["goal_mb"]
+        row(f"unzipped size {package} ({' + '.join(['code', *f['layers']])})", f"{f['total_mb']} MB",
+            f"<= {goal} MB" if goal else "-", f["total_mb"] <= goal if goal else None)
+    if "api_calls" in results:
+        per = results["api_calls"]["per_incident_total"]
+        row("API calls per incident (end to end)", per, "<= 15", per <= 15 if results["api_calls"]["incidents"] else None)
+        row("PutMetricData calls", results["api_calls"]["put_metric_data_calls"], "0",
+            results["api_calls"]["put_metric_data_calls"] == 0)
+    if "latency" in results:
+        lat = results["latency"]
+        done = lat["completed"] > 0
+        row(f"latency p50 ({lat['completed']}/{lat['incidents']} incidents, {lat['statuses']})", f"{lat['p50_s']:.3f} s",
+            "<= 0.300 s", lat["p50_s"] <= 0.3 if done else None)
+        row("latency p95", f"{lat['p95_s']:.3f} s", "<= 0.600 s", lat["p95_s"] <= 0.6 if done else None)
+        row("runtime overhead (end to end / handler busy time, p50)", f"{lat['runtime_overhead_ratio_p50']:.2f}x",
+            "<= 1.5x", lat["runtime_overhead_ratio_p50"] <= 1.5 if done else None)
+    if "storm" in results:
+        st = results["storm"]
+        row(f"storm of {st['alarms']} duplicates settles (one incident: {st['exactly_one_incident']}, "
+            f"{st['final_status']})", f"{st['wall_s']:.1f} s", "<= 30 s", st["wall_s"] <= 30 and st["exactly_one_incident"])
+        row("API calls per folded duplicate", st["api_calls_per_folded_duplicate"], "<= 3",
+            st["api_calls_per_folded_duplicate"] <= 3)
+    return rows
+
+
+def render_table(results: dict[str, Any]) -> str:
+    rows = results["table"]
+    head = (f"Selfheal bench, {results['at']}, commit {results['commit']}, {results['machine']['cpus']} CPUs "
+            f"({results['machine']['cpu'] or results['machine']['platform']}), Python {results['machine']['python']}")
+    mark = {True: "met", False: "NOT met", None: "-"}
+    lines = [head, "", "| figure | value | goal | |", "|---|---|---|---|"]
+    lines += [f"| {r['figure']} | {r['value']} | {r['goal']} | {mark[r['met']]} |" for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

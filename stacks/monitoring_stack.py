@@ -83,7 +83,7 @@ class MonitoringStack(Stack):
     def _build_analyzer(self, layer: lambda_.ILayerVersion, environment: dict[str, str],
                         decisions_table: dynamodb.ITable, monitoring_table: dynamodb.ITable) -> AgentFunction:
         analyzer = AgentFunction(
-            self, "Analyzer", env_name=self.env_name, agent="analyzer", layer=layer, environment=environment,
+            self, "Analyzer", env_name=self.env_name, agent="analyzer", layers=[layer], environment=environment,
             timeout=Duration.minutes(2), memory_size=512,
             description="Hourly: collaboration anomalies, open incidents, optimization opportunities",
         )

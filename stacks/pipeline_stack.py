@@ -15,7 +15,7 @@ from . import constants
 from .constructs.agent_function import AgentFunction
 from .constructs.approvals import Approvals, restrict_agent_sources
 from .constructs.bedrock_access import grant_bedrock_invoke
-from .constructs.common_layer import CommonLayer
+from .constructs.common_layer import FunctionLayers
 from .constructs.event_routes import EventRoutes
 from .constructs.qa_runner import QaRunner
 from .data_stack import DataStack
@@ -35,7 +35,8 @@ class PipelineStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         env_name = settings.env_name
         self.bus = events.EventBus(self, "AgentsBus", event_bus_name=constants.bus_name(env_name))
-        self.layer = CommonLayer(self, "CommonLayer").layer
+        self.layers = FunctionLayers(self, "CommonLayer")
+        self.layer = self.layers.core  # what the monitoring stack's functions carry
         self.agent_environment = {
             "ENVIRONMENT": env_name,
             "EVENT_BUS_NAME": self.bus.event_bus_name,
@@ -50,7 +51,7 @@ class PipelineStack(Stack):
         self.scheduler_role = self._scheduler_role()
         # The one function that executes fix code; QA reaches it by lambda:Invoke only.
         self.qa_runner = QaRunner(
-            self, "QaRunner", env_name=env_name, layer=self.layer, vpc_id=settings.qa_runner_vpc_id,
+            self, "QaRunner", env_name=env_name, layers=self.layers.for_function("qa_runner"), vpc_id=settings.qa_runner_vpc_id,
             subnet_ids=settings.qa_runner_subnet_ids, allow_unisolated=settings.allow_unisolated_qa,
         )
         # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant);
@@ -73,7 +74,7 @@ class PipelineStack(Stack):
                 f"{agent.title()}Agent",
                 env_name=env_name,
                 agent=agent,
-                layer=self.layer,
+                layers=self.layers.for_function(agent),
                 environment=per_agent.get(agent, self.agent_environment),
                 timeout=timeout,
                 memory_size=memory,
@@ -88,7 +89,7 @@ class PipelineStack(Stack):
         )
         self._grant(data)
         self._grant_heal(env_name)
-        self.approvals = Approvals(self, "Approvals", env_name=env_name, layer=self.layer, bus=self.bus,
+        self.approvals = Approvals(self, "Approvals", env_name=env_name, layer=self.layers.core, bus=self.bus,
                                    decisions_table=data.decisions_table)
         # The scheduler role puts the Manager's ApplyDue / VerifyDue, so it may send as the Manager too.
         senders: dict[str, iam.IRole | list[iam.IRole]] = {a: c.role for a, c in self.agents.items()}

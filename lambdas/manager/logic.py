@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
@@ -220,6 +221,19 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         return {"action": "resolved", "incident_id": incident_id}
     announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
     return {"action": "resolved", "incident_id": incident_id}
+
+
+# A paused incident resumes only when one worst-case Engineer call fits in what is left of today's
+# budget; otherwise every scan would resume it and the Engineer would pause it again.
+RESUME_INPUT_TOKENS, RESUME_OUTPUT_TOKENS = 30_000, 4_096
+
+
+def resumable_budget_usd(ports: ManagerPorts) -> float:
+    """What is left of today's LLM budget, or 0 when one worst-case Engineer call would not fit."""
+    one_call = ports.monitor.price_call(SimpleNamespace(model=ports.params.engineer_model, input_tokens=RESUME_INPUT_TOKENS,
+                                                        output_tokens=RESUME_OUTPUT_TOKENS))
+    remaining = ports.monitor.budget_guard().budget_status().remaining_usd
+    return remaining if remaining >= one_call else 0.0
 
 
 def resume_budget_paused(ports: ManagerPorts, incidents: list[Incident], *, budget_remaining_usd: float) -> list[str]:

@@ -17,7 +17,7 @@ from selfheal_core.events import DetailType, IssueReportedV1, Metadata
 from selfheal_core.incidents import Incident, IncidentStore
 from selfheal_core.observability import logger
 
-from . import logic
+from . import heal, logic
 from .intake import Intake
 
 # The agent whose step moves each working status on. Timeouts as in stacks/pipeline_stack.py
@@ -39,6 +39,21 @@ SWEPT_ELSEWHERE = SETTLED | {Status.APPROVED, Status.ROLLED_BACK}
 TRIES, RETRY_DELAYS_S, MARGIN_S = 3, 180, 300
 MAX_REDRIVES = 2
 SCAN_DAYS, SCAN_LIMIT = 7, 2_000
+
+
+def handle_scheduled_scan(intakes: list[Intake], ports: logic.ManagerPorts, *, correlation_id: str,
+                          now: datetime) -> dict[str, Any]:
+    """The 5-minute schedule: open what the metric scan found, resume paused and waiting incidents,
+    finish overdue heal steps, then re-drive or escalate whatever else is stuck."""
+    results = [logic.handle_intake(intake, ports, correlation_id=f"{correlation_id}:{intake.issue.service}")
+               for intake in intakes]
+    watched = open_incidents(ports.incidents)
+    resumed = logic.resume_budget_paused(ports, watched, budget_remaining_usd=logic.resumable_budget_usd(ports))
+    retried = logic.resume_after_provider_wait(ports, watched, now=now)
+    swept = heal.sweep_overdue(ports, watched)  # heal steps whose one-time schedule never delivered
+    stuck = sweep_stuck(ports, watched, now=now)
+    return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried, "swept": swept,
+            "stuck": [f"{o['incident_id']} {o['action']}" for o in stuck]}
 
 
 def allowance(status: Status) -> timedelta:

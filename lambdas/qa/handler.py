@@ -5,18 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import idempotent
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from agentops_monitoring import AgentOpsMonitor, instrument
+from agentops_monitoring import AgentOpsMonitor
+from selfheal_core.agent import agent_handler
 from selfheal_core.artifacts import ArtifactStore
 from selfheal_core.bus import EventPublisher
 from selfheal_core.config import get_settings
-from selfheal_core.edge import idempotency, screened, step_validator
-from selfheal_core.events import DetailType, Fix, Investigation, parse_detail
+from selfheal_core.events import DetailType, Fix, Investigation
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
-from selfheal_core.observability import CORRELATION_ID_PATH, logger, metrics, traced
 
 from . import logic
 from .validators.base import Validator
@@ -25,7 +21,6 @@ from .validators.runner import Runner
 
 settings = get_settings()
 monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
-persistence, idempotency_config = idempotency(settings)
 
 
 def make_runner() -> Runner:
@@ -43,7 +38,7 @@ def validator_for(fix: Fix, investigation: Investigation | None = None) -> Valid
     return CodeValidator(make_runner(), on_run=monitor.record_qa_run)
 
 
-def ports() -> logic.QaPorts:
+def ports(context: Any) -> logic.QaPorts:
     return logic.QaPorts(
         incidents=IncidentStore(settings.decisions_table_name, on_transition=monitor.record_incident),
         monitor=monitor,
@@ -53,14 +48,6 @@ def ports() -> logic.QaPorts:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
-@metrics.log_metrics(capture_cold_start_metric=True)
-@traced
-@instrument(monitor)
-@screened(agent=logic.AGENT, settings=settings, monitor=monitor,
-          validate=step_validator("QA", frozenset({DetailType.FIX_PROPOSED.value})))
-@idempotent(persistence_store=persistence, config=idempotency_config)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # screened: a FixProposed from the Engineer, valid
-    envelope = parse_detail(event["detail-type"], event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
-    return logic.handle_fix_proposed(envelope.metadata, envelope.data, ports())
+handler = agent_handler(logic.AGENT, {
+    DetailType.FIX_PROPOSED: lambda call: logic.handle_fix_proposed(call.metadata, call.data, call.ports),
+}, settings=settings, monitor=monitor, ports=ports, label="QA")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+import jsii
+from aws_cdk import BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -14,15 +17,39 @@ from constructs import Construct
 
 from .. import constants
 from ..nag import acknowledge
+from .common_layer import compile_bytecode
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
-AGENT_PACKAGES = ("manager", "engineer", "qa", "analyzer", "qa_runner", "approvals", "billing")
 
 
-def agent_code(agent: str) -> lambda_.Code:
-    """Ship only this agent's package (handler `<agent>.handler.handler`)."""
-    others = [name for name in AGENT_PACKAGES if name != agent]
-    return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=[*others, "**/__pycache__", "*.pyc"])
+@jsii.implements(ILocalBundling)
+class AgentCodeBundling:
+    """The agent's package alone, with its bytecode (see common_layer.compile_bytecode)."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:  # noqa: ARG002
+        target = Path(output_dir) / self.package
+        shutil.copytree(LAMBDAS_DIR / self.package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        compile_bytecode(target)
+        return True
+
+
+def agent_code(package: str) -> lambda_.Code:
+    """Ship only this agent's package (handler `<package>.handler.handler`), bundled with its bytecode.
+
+    Where bundling is skipped (tests, the local runtime) the asset is lambdas/ as it is.
+    """
+    return lambda_.Code.from_asset(
+        str(LAMBDAS_DIR),
+        exclude=["**/__pycache__", "*.pyc"],
+        bundling=BundlingOptions(
+            image=constants.RUNTIME.bundling_image,  # only if local bundling could not run
+            local=AgentCodeBundling(package),
+            command=["bash", "-c", f"cp -r {package} /asset-output/"],
+        ),
+    )
 
 
 def dead_letter_queue(scope: Construct, construct_id: str, name: str) -> sqs.Queue:
@@ -49,7 +76,7 @@ class AgentFunction(Construct):
         *,
         env_name: str,
         agent: str,
-        layer: lambda_.ILayerVersion,
+        layers: Sequence[lambda_.ILayerVersion],
         environment: dict[str, str],
         timeout: Duration,
         memory_size: int = 256,
@@ -87,7 +114,7 @@ class AgentFunction(Construct):
             architecture=constants.ARCHITECTURE,
             handler=f"{agent}.handler.handler",
             code=agent_code(agent),
-            layers=[layer],
+            layers=list(layers),
             role=self.role,
             timeout=timeout,
             memory_size=memory_size,

@@ -32,7 +32,7 @@ class Approvals(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.agent = AgentFunction(
-            self, "Function", env_name=env_name, agent="approvals", layer=layer,
+            self, "Function", env_name=env_name, agent="approvals", layers=[layer],
             environment={
                 "ENVIRONMENT": env_name,
                 "EVENT_BUS_NAME": bus.event_bus_name,

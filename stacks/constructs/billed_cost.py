@@ -45,7 +45,7 @@ class BilledLambdaCost(Construct):
         super().__init__(scope, construct_id)
         log_groups = {agent_log_group_name(env_name, agent): agent for agent in agents}
         self.reconciler = AgentFunction(
-            self, "Reconciler", env_name=env_name, agent="billing", layer=layer,
+            self, "Reconciler", env_name=env_name, agent="billing", layers=[layer],
             environment={
                 "ENVIRONMENT": env_name,
                 "MONITORING_TABLE_NAME": monitoring_table.table_name,

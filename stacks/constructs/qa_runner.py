@@ -30,7 +30,7 @@ class QaRunner(Construct):
         construct_id: str,
         *,
         env_name: str,
-        layer: lambda_.ILayerVersion,
+        layers: list[lambda_.ILayerVersion],
         vpc_id: str = "",
         subnet_ids: tuple[str, ...] = (),
         allow_unisolated: bool = False,
@@ -72,7 +72,7 @@ class QaRunner(Construct):
             architecture=constants.ARCHITECTURE,
             handler=f"{PACKAGE}.handler.handler",
             code=agent_code(PACKAGE),
-            layers=[layer],  # pytest
+            layers=layers,  # core + pytest
             role=self.role,
             timeout=Duration.seconds(timeout_s),
             memory_size=memory_size,

@@ -38,14 +38,52 @@ def test_alerts_topic_has_the_email_subscription_and_secret_and_parameters_exist
     data.has_resource_properties("AWS::SSM::Parameter", {"Name": "/selfheal/dev/automation-level"})
 
 
-def test_three_agents_share_one_layer_and_each_has_its_own_role_log_group_and_failure_queue(templates):
+def _shipped(layer_dir) -> set[str]:
+    """The distributions a layer installs, from the asset the template points at (bundling skipped)."""
+    lines = ((layer_dir.parent if layer_dir.name == "python" else layer_dir) / "requirements.txt").read_text().splitlines()
+    return {line.split("==")[0].split("[")[0].strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_each_function_carries_the_core_layer_and_only_the_extra_layers_it_runs(synthesized):
+    # Resolved the way the local runtime mounts them: every layer of the function, in order.
+    from selfheal_dev.local.assembly import Assembly
+    from selfheal_dev.local.functions import function_specs
+
+    specs = {s.handler.split(".")[0]: s for s in function_specs(Assembly.load(synthesized["outdir"]))}
+    shipped = {package: set().union(*(_shipped(d) for d in spec.layer_dirs)) for package, spec in specs.items()}
+    core = {"aws-lambda-powertools", "pydantic"}
+    assert {spec.layer_dirs[0] for spec in specs.values()} == {specs["manager"].layer_dirs[0]}  # the core layer, first
+    assert shipped["manager"] == shipped["qa"] == shipped["approvals"] == shipped["analyzer"] == core
+    assert shipped["engineer"] == core | {"anthropic", "agentops"}
+    assert shipped["qa_runner"] == core | {"pytest"}
+
+
+def test_each_code_asset_holds_only_its_own_agent(synthesized):
+    import aws_cdk as cdk
+
+    from selfheal_dev.local.assembly import Assembly
+    from selfheal_dev.local.functions import function_specs
+    from stacks.constructs.agent_function import AgentCodeBundling
+
+    # Bundling is skipped in tests (the asset is then lambdas/ itself); what ships is the bundle:
+    # the function's package alone, with its bytecode.
+    for spec in function_specs(Assembly.load(synthesized["outdir"])):
+        package = spec.handler.split(".")[0]
+        if spec.code_dir.name != "lambdas":
+            continue  # inline code (custom resources)
+        out = synthesized["outdir"] / f"bundle-probe-{package}"
+        out.mkdir()
+        assert AgentCodeBundling(package).try_bundle(str(out), image=cdk.DockerImage.from_registry("unused"))
+        assert sorted(p.name for p in out.iterdir()) == [package], spec.name
+        assert list((out / package / "__pycache__").glob("handler.*.pyc")), spec.name
+
+
+def test_three_agents_have_each_their_own_role_log_group_and_failure_queue(templates):
     pipeline = templates["pipeline"]
     functions = pipeline.find_resources("AWS::Lambda::Function")
     assert len(functions) == 5  # 3 agents + the QA runner + approvals
     roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}
     assert len(roles) == 5
-    layers = {json.dumps(f["Properties"]["Layers"]) for f in functions.values()}
-    assert len(layers) == 1
     pipeline.resource_count_is("AWS::Logs::LogGroup", 6)  # 3 agents + QA runner + approvals + audit log
     pipeline.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
     pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 4)  # not the runner: invoked synchronously only

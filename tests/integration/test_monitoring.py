@@ -14,9 +14,10 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from moto import mock_aws
 
-from agentops_monitoring import AgentEventType, AgentOpsMonitor, instrument, tracing
+from agentops_monitoring import AgentEventType, AgentOpsMonitor, tracing
 from agentops_monitoring.costs import OVERRIDE_ENV, PRICES_FILE, _build
 from selfheal_core import aws
+from selfheal_core.agent import instrument
 from selfheal_core.config import get_settings
 from selfheal_core.incidents import IncidentStore, Status
 from tests.support.tables import create_tables

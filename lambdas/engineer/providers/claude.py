@@ -169,7 +169,7 @@ def patch_paths(patch: str) -> list[str]:
 
 
 class _CodeAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     patch: str | None = None
     files: dict[str, str] = Field(default_factory=dict)
@@ -195,7 +195,7 @@ class _CodeAnswer(BaseModel):
 
 
 class _ConfigAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     changes: list[ConfigChange] = Field(min_length=1, max_length=3)
     rationale: str = Field(min_length=1, max_length=8_000)

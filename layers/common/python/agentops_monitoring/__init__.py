@@ -5,7 +5,7 @@ Importing this package never imports the `agentops` SDK; see tracing.py.
 
 from .budget import BudgetGuard, BudgetStatus, Reservation, notify_budget_paused
 from .costs import LlmCost, PriceTable, load_price_table
-from .monitor import AgentEventType, AgentOpsMonitor, instrument
+from .monitor import AgentEventType, AgentOpsMonitor
 from .store import timeline
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "LlmCost",
     "PriceTable",
     "Reservation",
-    "instrument",
     "load_price_table",
     "notify_budget_paused",
     "timeline",

@@ -38,7 +38,7 @@ _MODEL_ID = re.compile(
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class _Rates(_Strict):
@@ -86,7 +86,7 @@ class AwsPrices(_Strict):
 
 
 class _TableModel(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     version: str
     currency: Literal["USD"] = "USD"

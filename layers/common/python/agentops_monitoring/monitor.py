@@ -1,7 +1,7 @@
 """AgentOpsMonitor: every agent's one port for events, decisions, collaboration and cost.
 
 Each call writes one record (keys per selfheal_core/keys.py) and adds EMF metrics to the
-monitor's sink; `instrument` flushes the sink once per invocation. One monitor lives per
+monitor's sink; the agent skeleton (selfheal_core/agent.py) flushes it once per invocation. One monitor lives per
 function (module level) and is re-bound at the start of every invocation.
 """
 
@@ -227,18 +227,21 @@ class AgentOpsMonitor:
         details = {"duration_s": round(duration, 6), "memory_mb": memory_mb, "architecture": architecture,
                    "function_name": getattr(context, "function_name", None)}
         request_id = str(getattr(context, "aws_request_id", "") or "").lower()
-        if billing.REQUEST_ID.fullmatch(request_id):
-            # Estimated now; the cost reconciler replaces it with the billed figure from the REPORT line.
-            self._record_lambda_estimate(compute, request_id, details)
-        else:
-            self._record_cost("lambda", compute, **details)
         self.sink.add(names.COSTS, names.LAMBDA_COST, compute, unit="None", dimensions=[self._dims({names.AGENT: self.agent})])
         requests = dict(self._requests)
         self._requests.clear()
-        # The "events" cost record below, and its add to the incident, are writes of this invocation too.
-        requests["dynamodb_writes"] = requests.get("dynamodb_writes", 0) + (2 if self.incident_id else 1)
+        estimated = billing.REQUEST_ID.fullmatch(request_id) is not None
+        # The "events" cost record below, and the add to the incident, are writes of this invocation too
+        # (written in one transaction with the Lambda estimate: two write units per item).
+        own_writes = 4 if estimated else (2 if self.incident_id else 1)
+        requests["dynamodb_writes"] = requests.get("dynamodb_writes", 0) + own_writes
         events = prices.request_cost(**requests)
-        self._record_cost("events", events, requests=requests)
+        if estimated:
+            # Estimated now; the cost reconciler replaces it with the billed figure from the REPORT line.
+            self._record_lambda_estimate(compute, request_id, details, events_usd=events, requests=requests)
+        else:
+            self._record_cost("lambda", compute, **details)
+            self._record_cost("events", events, requests=requests)
         self.sink.add(names.COSTS, names.EVENT_COST, events, unit="None", dimensions=[self._dims({names.AGENT: self.agent})])
         return compute + events
 
@@ -298,25 +301,42 @@ class AgentOpsMonitor:
         self.sink.add(names.COSTS, names.TOTAL_COST, cost_usd, unit="None",
                       dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
 
-    def _record_lambda_estimate(self, cost_usd: float, request_id: str, details: dict[str, Any]) -> None:
-        """The estimate's cost record and its invocation link, written together (one transaction)."""
+    def _record_lambda_estimate(self, cost_usd: float, request_id: str, details: dict[str, Any], *,
+                                events_usd: float, requests: dict[str, Any]) -> None:
+        """The invocation's cost records, its invocation link and (when known) the incident's total, in one call.
+
+        One transaction instead of four writes per invocation; when the incident item is gone (its
+        condition cancels the transaction) the records are written without it, as before.
+        """
         now = self._now()
-        item = records.cost_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
-                                 kind="lambda", cost_usd=cost_usd, now=now, environment=self.environment,
-                                 request_id=request_id, estimated_usd=cost_usd, cost_source="estimate", **details)
+        common: dict[str, Any] = {"agent": self.agent, "incident_id": self.incident_id,
+                                  "correlation_id": self.correlation_id, "now": now, "environment": self.environment}
+        item = records.cost_item(kind="lambda", cost_usd=cost_usd, request_id=request_id, estimated_usd=cost_usd,
+                                 cost_source="estimate", **common, **details)
+        events_item = records.cost_item(kind="events", cost_usd=events_usd, requests=requests, **common)
         link = billing.invocation_link(request_id=request_id, agent=self.agent, incident_id=self.incident_id,
                                        cost=item, estimated_usd=cost_usd, memory_mb=details["memory_mb"],
                                        duration_s=details["duration_s"], now=now)
         table = self.settings.monitoring_table_name
-        billing.transact([
+        writes = [
             {"Put": {"TableName": table, "Item": to_item(item)}},
+            {"Put": {"TableName": table, "Item": to_item(events_item)}},
             {"Put": {"TableName": table, "Item": to_item(link), "ConditionExpression": "attribute_not_exists(pk)"}},
-        ])
-        self._requests["dynamodb_writes"] += 4  # a transactional write is two write request units per item
+        ]
         if self.incident_id:
-            self._add_to_incident(self.incident_id, cost_usd)
-        self.sink.add(names.COSTS, names.TOTAL_COST, cost_usd, unit="None",
-                      dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
+            writes.append({"Update": IncidentStore(self.settings.decisions_table_name).cost_update(
+                self.incident_id, cost_usd + events_usd)})
+        try:
+            billing.transact(writes)
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if len(writes) < 4 or reasons[3:] != ["ConditionalCheckFailed"] or "ConditionalCheckFailed" in reasons[:3]:
+                raise
+            logger.warning("cost not added: incident not found", extra={"incident_id": self.incident_id})
+            billing.transact(writes[:3])
+        for cost in (cost_usd, events_usd):
+            self.sink.add(names.COSTS, names.TOTAL_COST, cost, unit="None",
+                          dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
 
     def _add_to_incident(self, incident_id: str, cost_usd: float) -> None:
         try:
@@ -326,26 +346,3 @@ class AgentOpsMonitor:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             logger.warning("cost not added: incident not found", extra={"incident_id": incident_id})
-
-
-def instrument(monitor: AgentOpsMonitor) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Lambda handler decorator: bind ids, trace, measure, price and flush every invocation."""
-    import functools
-    import time
-
-    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handler)
-        def wrapper(event: Any, context: Any) -> Any:
-            monitor.begin_invocation(event)
-            started = time.perf_counter()
-            success = False
-            try:
-                result = handler(event, context)
-                success = True
-                return result
-            finally:
-                monitor.end_invocation(context, time.perf_counter() - started, success=success)
-
-        return wrapper
-
-    return decorator

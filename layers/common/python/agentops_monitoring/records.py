@@ -21,7 +21,7 @@ TRANSIENT_TTL_DAYS = 90  # events and messages; decisions and costs are kept
 
 
 class ReasoningStep(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     thought: str = ""
     action: str = ""
@@ -34,6 +34,8 @@ class ReasoningStep(BaseModel):
 
 
 class Decision(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     decision_type: str = Field(min_length=1, max_length=64)
     reasoning_chain: list[ReasoningStep]
     confidence_score: float = Field(ge=0, le=1)

@@ -13,11 +13,15 @@ for child spans. LLM calls are recorded as our own `llm` spans (auto-instrumenta
 Anthropic SDK is not patched); AgentOps' own cost view does not count Anthropic cache tokens, so
 the figures in our tables and dashboards, not AgentOps', drive alarms and the budget.
 Tracing never breaks a handler: every SDK call is guarded and logged.
+The SDK ships in the Engineer's layers only (stacks/constructs/common_layer.py): where it is not
+installed no trace starts and the key is never read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +42,10 @@ def api_keys(secret_name: str) -> dict[str, str]:
     return value if isinstance(value, dict) else {}
 
 
+def sdk_installed() -> bool:
+    return "agentops" in sys.modules or importlib.util.find_spec("agentops") is not None
+
+
 class AgentOpsTracing:
     def __init__(self, secret_name: str | None, *, agent: str, environment: str) -> None:
         self.secret_name = secret_name
@@ -52,7 +60,9 @@ class AgentOpsTracing:
 
     def start(self, *, incident_id: str | None, correlation_id: str | None) -> None:
         self._trace = None
-        key = api_keys(self.secret_name).get("agentops_api_key", "") if self.secret_name else ""
+        if not self.secret_name or not sdk_installed():
+            return
+        key = api_keys(self.secret_name).get("agentops_api_key", "")
         if not key:
             return
         try:

@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import catalog
 from .catalog import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, AutomationLevel, Provider
@@ -86,12 +86,16 @@ def get_settings() -> Settings:
 class ScanThresholds(BaseModel):
     """Thresholds for the scheduled metric scan (docs/architecture.md, "The flow")."""
 
+    model_config = ConfigDict(defer_build=True)
+
     error_rate_pct: float = Field(default=catalog.DEFAULT_SCAN_THRESHOLDS["error_rate_pct"], gt=0)
     latency_p95_ms: float = Field(default=catalog.DEFAULT_SCAN_THRESHOLDS["latency_p95_ms"], gt=0)
     throttles: float = Field(default=catalog.DEFAULT_SCAN_THRESHOLDS["throttles"], ge=0)
 
 
 class RuntimeParameters(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on the first invocation, not at import
+
     automation_level: AutomationLevel = catalog.DEFAULT_AUTOMATION_LEVEL
     max_fix_attempts: int = Field(default=catalog.DEFAULT_MAX_FIX_ATTEMPTS, ge=1, le=10)
     daily_llm_budget_usd: float = Field(default=catalog.DEFAULT_DAILY_LLM_BUDGET_USD, ge=0)

@@ -1,13 +1,10 @@
-"""What every agent handler does at the edge: idempotency set-up and rejecting bad input visibly."""
+"""The edge primitives agent.py composes: the idempotency key and set-up, bounds, rejecting bad input visibly."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from .config import Settings
-from .events import InvalidEvent, parse_detail
 from .observability import logger
 from .ports import EventRecorder
 from .rejections import RejectionLog
@@ -72,45 +69,3 @@ def bounds_problem(event: Any) -> str | None:
         if size > MAX_EVENT_CHARS:
             return f"event is larger than {MAX_EVENT_CHARS} characters"
     return None
-
-
-def screened(
-    *, agent: str, settings: Settings, monitor: EventRecorder, validate: Callable[[dict[str, Any]], Any]
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Refuse out-of-bounds and invalid events, with a recorded reason, before idempotency runs.
-
-    Before: idempotency would copy an event that is too deep, and it would cache a refusal
-    under the producer's key, so the corrected report sent again with that key was answered
-    "rejected" from the cache and never run.
-    """
-
-    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handler)
-        def wrapper(event: Any, context: Any) -> Any:
-            problem = bounds_problem(event)
-            if problem is None and not isinstance(event, dict):
-                problem = "event must be a JSON object"
-            if problem is None:
-                try:
-                    validate(event)
-                except InvalidEvent as exc:
-                    problem = exc.reason
-            if problem is not None:
-                return reject(event, problem, agent=agent, settings=settings, monitor=monitor)
-            return handler(event, context)
-
-        return wrapper
-
-    return decorator
-
-
-def step_validator(agent_label: str, handled: frozenset[str]) -> Callable[[dict[str, Any]], Any]:
-    """For agents that take only agent-to-agent steps: the detail-type, its source and its model."""
-
-    def validate(event: dict[str, Any]) -> Any:
-        detail_type = event.get("detail-type", "")
-        if detail_type not in handled:
-            raise InvalidEvent(f"{agent_label} does not handle {str(detail_type)[:100]!r}")
-        return parse_detail(detail_type, event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
-
-    return validate

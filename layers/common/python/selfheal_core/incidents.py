@@ -437,9 +437,16 @@ class IncidentStore:
         return Incident.from_item(result["Attributes"])
 
     def add_cost(self, incident_id: str, cost_usd: float) -> None:
-        self._table.update_item(
-            Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
-            UpdateExpression="ADD cost_usd :c",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=to_item({":c": cost_usd}),
-        )
+        update = self.cost_update(incident_id, cost_usd)
+        del update["TableName"]  # the resource's table names itself
+        self._table.update_item(**update)
+
+    def cost_update(self, incident_id: str, cost_usd: float) -> dict[str, Any]:
+        """The UpdateItem that adds to an incident's cost (also a transaction's Update)."""
+        return {
+            "TableName": self.table_name,
+            "Key": {"pk": keys.incident_pk(incident_id), "sk": keys.META},
+            "UpdateExpression": "ADD cost_usd :c",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": to_item({":c": cost_usd}),
+        }

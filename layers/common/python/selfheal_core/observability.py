@@ -15,13 +15,20 @@ metrics = Metrics()
 CORRELATION_ID_PATH = "detail.metadata.correlation_id || id"
 
 # Lambda active tracing (set in the stack) traces every invocation with no code. The X-Ray SDK
-# adds subsegments per AWS call but costs ~0.26 s of cold start to import, so it is opt-in.
+# adds subsegments per AWS call but costs ~0.26 s of cold start to import, so it is opt-in, and
+# it is not in the core layer (its own botocore is 32 MB): add aws-xray-sdk to
+# layers/common/requirements.txt to turn it on.
 XRAY_SDK_ENABLED = os.environ.get("SELFHEAL_XRAY_SDK", "false").lower() == "true"
 
 
 def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
     """`Tracer.capture_lambda_handler` when the X-Ray SDK is enabled, else the handler as is."""
     if not XRAY_SDK_ENABLED:
+        return handler
+    import importlib.util
+
+    if importlib.util.find_spec("aws_xray_sdk") is None:
+        logger.warning("SELFHEAL_XRAY_SDK is on but the X-Ray SDK is not installed: active tracing only")
         return handler
     from aws_lambda_powertools import Tracer
 
