@@ -36,11 +36,15 @@ class AgentCodeBundling:
         return True
 
 
-def agent_code(package: str) -> lambda_.Code:
+def agent_code(package: str, *, bundle: bool = True) -> lambda_.Code:
     """Ship only this agent's package (handler `<package>.handler.handler`), bundled with its bytecode.
 
-    Where bundling is skipped (tests, the local runtime) the asset is lambdas/ as it is.
+    Where bundling is skipped (tests, the local runtime) the asset is lambdas/ without the other
+    packages, so a function can import only its own code there too.
     """
+    if not bundle:
+        others = sorted(p.name for p in LAMBDAS_DIR.iterdir() if p.name not in (package, "__pycache__"))
+        return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=["**/__pycache__", "*.pyc", *others])
     return lambda_.Code.from_asset(
         str(LAMBDAS_DIR),
         exclude=["**/__pycache__", "*.pyc"],
@@ -113,7 +117,7 @@ class AgentFunction(Construct):
             runtime=constants.RUNTIME,
             architecture=constants.ARCHITECTURE,
             handler=f"{agent}.handler.handler",
-            code=agent_code(agent),
+            code=agent_code(agent, bundle=Stack.of(self).bundling_required),
             layers=list(layers),
             role=self.role,
             timeout=timeout,

@@ -71,7 +71,7 @@ class QaRunner(Construct):
             runtime=constants.RUNTIME,
             architecture=constants.ARCHITECTURE,
             handler=f"{PACKAGE}.handler.handler",
-            code=agent_code(PACKAGE),
+            code=agent_code(PACKAGE, bundle=Stack.of(self).bundling_required),
             layers=layers,  # core + pytest
             role=self.role,
             timeout=Duration.seconds(timeout_s),
