@@ -39,6 +39,13 @@ for _key, _value in TEST_ENV.items():
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
+# In-process moto gets the local runtime's fixes too (selfheal_dev/local/moto_patches.py): without
+# them every TransactWriteItems deep-copies whole tables, so long runs (the intake fuzz, the fault
+# suite) slowed down and grew in memory quadratically.
+from selfheal_dev.local import moto_patches  # noqa: E402
+
+moto_patches.install()
+
 import moto  # noqa: E402,F401 - registers moto's botocore hooks before any client exists
 
 from selfheal_dev.local import lambda_revisions  # noqa: E402
