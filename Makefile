@@ -32,8 +32,9 @@ synth: setup           ## synthesize every stack to cdk.out/ (cdk-nag runs on sy
 	# cfn-lint exit code is a bitmask: 2 = errors (fail), 4 = warnings, 8 = informational.
 	$(VENV)/bin/cfn-lint cdk.out/*.template.json; rc=$$?; [ $$(( rc & 2 )) -eq 0 ]
 
-lint: setup            ## ruff over the tree, then mypy over the code that ships and the CLI
+lint: setup            ## ruff (rules and format) over the tree, then mypy over the code that ships, the CLI and the dev tools
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy lambdas layers/common/python stacks selfheal selfheal_dev
 
 deploy: setup          ## npx cdk deploy --all; pass context with CDK_ARGS="-c alertEmail=ops@example.com"

@@ -292,7 +292,11 @@ def import_profile(module: str, env: dict[str, str], top: int = 12) -> list[dict
     """The heaviest imports of a module (python -X importtime): cumulative and self time, any depth."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
     )
     rows = []
     for line in proc.stderr.splitlines():
@@ -300,9 +304,14 @@ def import_profile(module: str, env: dict[str, str], top: int = 12) -> list[dict
         if len(parts) != 3 or not parts[1].strip().isdigit():
             continue
         name = parts[2].rstrip()
-        rows.append({"module": name.strip(), "depth": (len(name) - len(name.lstrip())) // 2,
-                     "self_ms": round(int(parts[0].split(":")[-1]) / 1000, 1),
-                     "cumulative_ms": round(int(parts[1]) / 1000, 1)})
+        rows.append(
+            {
+                "module": name.strip(),
+                "depth": (len(name) - len(name.lstrip())) // 2,
+                "self_ms": round(int(parts[0].split(":")[-1]) / 1000, 1),
+                "cumulative_ms": round(int(parts[1]) / 1000, 1),
+            }
+        )
     return sorted(rows, key=lambda r: -r["self_ms"])[:top]
 
 
@@ -411,9 +420,12 @@ def bench_sizes(assembly: Any, state: Path) -> dict[str, Any]:
         AgentCodeBundling(package).try_bundle(str(code_dir), image=None)  # type: ignore[arg-type]
         carried = [CORE, *LAYER_NEEDS.get(package, ())]
         code_mb = round(tree_mb(code_dir), 2)
-        functions[package] = {"code_mb": code_mb, "layers": carried,
-                              "total_mb": round(code_mb + sum(layers[n] for n in carried), 1),
-                              "goal_mb": SIZE_GOAL_MB.get(package)}
+        functions[package] = {
+            "code_mb": code_mb,
+            "layers": carried,
+            "total_mb": round(code_mb + sum(layers[n] for n in carried), 1),
+            "goal_mb": SIZE_GOAL_MB.get(package),
+        }
     return {"layers_mb": layers, "functions": functions}
 
 
@@ -424,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", default="sizes,latency,storm,coldstart",
-                        help="comma list of: sizes, latency, storm, coldstart")
+    parser.add_argument(
+        "--only", default="sizes,latency,storm,coldstart", help="comma list of: sizes, latency, storm, coldstart"
+    )
     parser.add_argument("--storm-size", type=int, default=1000)
     parser.add_argument("--incidents", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5, help="fresh processes per handler in the cold-start benchmark")
@@ -496,8 +509,14 @@ def main(argv: list[str] | None = None) -> int:
 def machine() -> dict[str, Any]:
     cpu = ""
     with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu}
 
 
@@ -509,38 +528,74 @@ def table(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"figure": figure, "value": value, "goal": goal, "met": met})
 
     for agent, c in results.get("coldstart", {}).get("handlers", {}).items():
-        row(f"cold start {agent} vs floor ({results['coldstart']['floor_s']:.3f} s)", f"{c['ratio_to_floor']:.2f}x",
-            f"<= {c['goal']}x", c["ratio_to_floor"] <= c["goal"])
+        row(
+            f"cold start {agent} vs floor ({results['coldstart']['floor_s']:.3f} s)",
+            f"{c['ratio_to_floor']:.2f}x",
+            f"<= {c['goal']}x",
+            c["ratio_to_floor"] <= c["goal"],
+        )
     for package, f in results.get("sizes", {}).get("functions", {}).items():
         goal = f["goal_mb"]
-        row(f"unzipped size {package} ({' + '.join(['code', *f['layers']])})", f"{f['total_mb']} MB",
-            f"<= {goal} MB" if goal else "-", f["total_mb"] <= goal if goal else None)
+        row(
+            f"unzipped size {package} ({' + '.join(['code', *f['layers']])})",
+            f"{f['total_mb']} MB",
+            f"<= {goal} MB" if goal else "-",
+            f["total_mb"] <= goal if goal else None,
+        )
     if "api_calls" in results:
         per = results["api_calls"]["per_incident_total"]
-        row("API calls per incident (end to end)", per, "<= 15", per <= 15 if results["api_calls"]["incidents"] else None)
-        row("PutMetricData calls", results["api_calls"]["put_metric_data_calls"], "0",
-            results["api_calls"]["put_metric_data_calls"] == 0)
+        row(
+            "API calls per incident (end to end)",
+            per,
+            "<= 15",
+            per <= 15 if results["api_calls"]["incidents"] else None,
+        )
+        row(
+            "PutMetricData calls",
+            results["api_calls"]["put_metric_data_calls"],
+            "0",
+            results["api_calls"]["put_metric_data_calls"] == 0,
+        )
     if "latency" in results:
         lat = results["latency"]
         done = lat["completed"] > 0
-        row(f"latency p50 ({lat['completed']}/{lat['incidents']} incidents, {lat['statuses']})", f"{lat['p50_s']:.3f} s",
-            "<= 0.300 s", lat["p50_s"] <= 0.3 if done else None)
+        row(
+            f"latency p50 ({lat['completed']}/{lat['incidents']} incidents, {lat['statuses']})",
+            f"{lat['p50_s']:.3f} s",
+            "<= 0.300 s",
+            lat["p50_s"] <= 0.3 if done else None,
+        )
         row("latency p95", f"{lat['p95_s']:.3f} s", "<= 0.600 s", lat["p95_s"] <= 0.6 if done else None)
-        row("runtime overhead (end to end / handler busy time, p50)", f"{lat['runtime_overhead_ratio_p50']:.2f}x",
-            "<= 1.5x", lat["runtime_overhead_ratio_p50"] <= 1.5 if done else None)
+        row(
+            "runtime overhead (end to end / handler busy time, p50)",
+            f"{lat['runtime_overhead_ratio_p50']:.2f}x",
+            "<= 1.5x",
+            lat["runtime_overhead_ratio_p50"] <= 1.5 if done else None,
+        )
     if "storm" in results:
         st = results["storm"]
-        row(f"storm of {st['alarms']} duplicates settles (one incident: {st['exactly_one_incident']}, "
-            f"{st['final_status']})", f"{st['wall_s']:.1f} s", "<= 30 s", st["wall_s"] <= 30 and st["exactly_one_incident"])
-        row("API calls per folded duplicate", st["api_calls_per_folded_duplicate"], "<= 3",
-            st["api_calls_per_folded_duplicate"] <= 3)
+        row(
+            f"storm of {st['alarms']} duplicates settles (one incident: {st['exactly_one_incident']}, "
+            f"{st['final_status']})",
+            f"{st['wall_s']:.1f} s",
+            "<= 30 s",
+            st["wall_s"] <= 30 and st["exactly_one_incident"],
+        )
+        row(
+            "API calls per folded duplicate",
+            st["api_calls_per_folded_duplicate"],
+            "<= 3",
+            st["api_calls_per_folded_duplicate"] <= 3,
+        )
     return rows
 
 
 def render_table(results: dict[str, Any]) -> str:
     rows = results["table"]
-    head = (f"Selfheal bench, {results['at']}, commit {results['commit']}, {results['machine']['cpus']} CPUs "
-            f"({results['machine']['cpu'] or results['machine']['platform']}), Python {results['machine']['python']}")
+    head = (
+        f"Selfheal bench, {results['at']}, commit {results['commit']}, {results['machine']['cpus']} CPUs "
+        f"({results['machine']['cpu'] or results['machine']['platform']}), Python {results['machine']['python']}"
+    )
     mark = {True: "met", False: "NOT met", None: "-"}
     lines = [head, "", "| figure | value | goal | |", "|---|---|---|---|"]
     lines += [f"| {r['figure']} | {r['value']} | {r['goal']} | {mark[r['met']]} |" for r in rows]

@@ -59,7 +59,10 @@ def replay(target: Target, *, since: datetime, until: datetime | None = None, wa
     events = target.client("events")
     name = f"selfheal-{target.env}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{int(time.time() * 1000) % 1000:03d}"
     started = events.start_replay(
-        ReplayName=name, EventSourceArn=_archive_arn(target), EventStartTime=since, EventEndTime=until,
+        ReplayName=name,
+        EventSourceArn=_archive_arn(target),
+        EventStartTime=since,
+        EventEndTime=until,
         Destination={"Arn": _bus_arn(target)},
         Description="selfheal replay (steps are idempotent: nothing already done runs again)",
     )
@@ -68,8 +71,13 @@ def replay(target: Target, *, since: datetime, until: datetime | None = None, wa
     while state in ("STARTING", "RUNNING") and time.monotonic() < deadline:
         time.sleep(1.0)
         state = events.describe_replay(ReplayName=name)["State"]
-    return {"replay_name": name, "state": state, "since": since.isoformat(), "until": until.isoformat(),
-            "archive_arn": _archive_arn(target)}
+    return {
+        "replay_name": name,
+        "state": state,
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "archive_arn": _archive_arn(target),
+    }
 
 
 # ------------------------------------------------------------------------------------ tail
@@ -104,8 +112,10 @@ def tail_line(event: dict[str, Any]) -> dict[str, Any]:
 
 def format_tail_line(line: dict[str, Any]) -> str:
     replay = " (replay)" if line["replayed"] else ""
-    return (f"{line['time']}  {line['from']:>8} -> {line['to']:<8}  {line['detail_type']:<22}  "
-            f"{line['incident_id'] or '-':<18}  {line['status'] or '-'}{replay}")
+    return (
+        f"{line['time']}  {line['from']:>8} -> {line['to']:<8}  {line['detail_type']:<22}  "
+        f"{line['incident_id'] or '-':<18}  {line['status'] or '-'}{replay}"
+    )
 
 
 def _matches(line: dict[str, Any], incident_id: str | None, agent: str | None) -> bool:
@@ -115,7 +125,11 @@ def _matches(line: dict[str, Any], incident_id: str | None, agent: str | None) -
 
 
 def tail(
-    target: Target, *, incident_id: str | None = None, agent: str | None = None, seconds: float | None = None,
+    target: Target,
+    *,
+    incident_id: str | None = None,
+    agent: str | None = None,
+    seconds: float | None = None,
     emit: Callable[[dict[str, Any]], None],
 ) -> int:
     """Stream matching bus events until `seconds` have passed (or forever); returns lines emitted."""

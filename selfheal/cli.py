@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser(
-        "patch", help="print a PATCH_READY incident's validated patch for `git am` (QA evidence in the message)",
+        "patch",
+        help="print a PATCH_READY incident's validated patch for `git am` (QA evidence in the message)",
         epilog=EPILOG,
     )
     _common(p)
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(
             verb,
             help=f"{verb} a fix awaiting approval (signed call to the approvals function URL; "
-                 "you are the approver by your IAM identity)",
+            "you are the approver by your IAM identity)",
             epilog=EPILOG,
         )
         _common(p)
@@ -314,8 +315,6 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def cmd_trace(args: argparse.Namespace) -> int:
     from .ops import reads
 
@@ -344,11 +343,15 @@ def cmd_approval(args: argparse.Namespace) -> int:
     from .ops import approvals
 
     target = _target(args)
-    result = approvals.approval(target, args.incident_id, granted=args.granted, comment=args.comment, typed_name=args.approver)
+    result = approvals.approval(
+        target, args.incident_id, granted=args.granted, comment=args.comment, typed_name=args.approver
+    )
     if args.json:
         emit_json(result)
     else:
-        print(f"{result['detail_type']} sent for {args.incident_id} (was {result['status_before']}) as {result['approver']}")
+        print(
+            f"{result['detail_type']} sent for {args.incident_id} (was {result['status_before']}) as {result['approver']}"
+        )
     return 0
 
 
@@ -400,8 +403,6 @@ def cmd_costs(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .ops import reads
 
@@ -413,8 +414,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         print(format_analysis(report))
     return 0
-
-
 
 
 def _when(value: str) -> Any:
@@ -508,18 +507,6 @@ def cmd_notifications(args: argparse.Namespace) -> int:
             pass
         print(f"  {str(message)[:400]}")
     return 0
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 if __name__ == "__main__":  # pragma: no cover

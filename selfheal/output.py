@@ -133,6 +133,7 @@ def format_costs(c: dict[str, Any]) -> str:
     lines = [f"Total over {c['window_days']} day(s): {usd(c['total_usd'])}"]
     lam = c.get("lambda") or {}
     if lam.get("billed_invocations") or lam.get("awaiting_report"):
+
         def fine(v: float) -> str:  # Lambda figures are fractions of a cent
             return f"${v:.6f}"
 

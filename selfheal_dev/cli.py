@@ -85,7 +85,6 @@ def register(
     p.set_defaults(func=cmd_demo)
 
 
-
 def cmd_dashboards_render(args: argparse.Namespace) -> int:
     from .render import render_dashboards
 
@@ -199,7 +198,9 @@ def cmd_local_status(args: argparse.Namespace) -> int:
     engineer = status.get("engineer_endpoint") or {}
     if engineer:
         model = f", model {engineer['model']}" if engineer.get("model") and engineer["provider"] != "runbook" else ""
-        print(f"engineer: {engineer['provider']} provider{model}, endpoint {engineer['endpoint']} ({engineer['source']})")
+        print(
+            f"engineer: {engineer['provider']} provider{model}, endpoint {engineer['endpoint']} ({engineer['source']})"
+        )
     for sub in status.get("subscription_filters") or []:
         print(f"subscription: {sub['log_group']} -> {sub['destination']} ({sub['name']})")
     res = status["resources"]

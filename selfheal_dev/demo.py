@@ -223,20 +223,34 @@ def run_demo(
         def approve(incident_id: str) -> None:
             if incident_id not in approved:
                 say(f"   {incident_id} awaits approval: `selfheal approve {incident_id}`")
-                approvals.approval(target, incident_id, granted=True, comment="approved by selfheal demo", typed_name="demo-operator")
+                approvals.approval(
+                    target, incident_id, granted=True, comment="approved by selfheal demo", typed_name="demo-operator"
+                )
                 approved.add(incident_id)
 
         say.step(f"5. heal: {sample.function} gets requests that take 5 s; its timeout is 3 s")
-        heal = sample.run(payload={"sleep_s": 5}, known=known, incidents=lambda: reads.incidents(target),
-                          approve=approve, timeout_s=max(timeout, 240.0))
+        heal = sample.run(
+            payload={"sleep_s": 5},
+            known=known,
+            incidents=lambda: reads.incidents(target),
+            approve=approve,
+            timeout_s=max(timeout, 240.0),
+        )
         summary["heal"] = heal
         known.add(str(heal["incident_id"]))
-        say(f"   => {heal['status']}, timeout {' -> '.join(str(t) for t in heal['timeouts_seen'])} s, alarm {heal['alarm']}")
+        say(
+            f"   => {heal['status']}, timeout {' -> '.join(str(t) for t in heal['timeouts_seen'])} s, alarm {heal['alarm']}"
+        )
 
         say.step(f"6. roll back: {sample.function} fails whatever its timeout (a bug no setting cures)")
         sample.reset_timeout(3)
-        rollback = sample.run(payload={"fail": True}, known=known, incidents=lambda: reads.incidents(target),
-                              approve=approve, timeout_s=max(timeout, 240.0))
+        rollback = sample.run(
+            payload={"fail": True},
+            known=known,
+            incidents=lambda: reads.incidents(target),
+            approve=approve,
+            timeout_s=max(timeout, 240.0),
+        )
         summary["rollback"] = rollback
         say(
             f"   => {rollback['status']}, timeout {' -> '.join(str(t) for t in rollback['timeouts_seen'])} s, "

@@ -39,7 +39,9 @@ class SampleDemo:
         self.function = sample_function_name(env)
         self.alarm = sample_alarm_name(env)
         session = boto3.Session(
-            aws_access_key_id="ASIALOCALDEMOTRAFFIC", aws_secret_access_key="x", region_name="us-east-1"  # noqa: S106
+            aws_access_key_id="ASIALOCALDEMOTRAFFIC",
+            aws_secret_access_key="x",  # noqa: S106 - the emulator accepts any credentials
+            region_name="us-east-1",
         )
         self.lam = session.client("lambda", endpoint_url=endpoint)
         self.cw = session.client("cloudwatch", endpoint_url=endpoint)
@@ -50,12 +52,20 @@ class SampleDemo:
         """`aws lambda get-function-configuration` against the local endpoint, printed."""
         args = ["lambda", "get-function-configuration", "--function-name", self.function]
         if self.use_cli:
-            env = {**os.environ, "AWS_ACCESS_KEY_ID": "ASIALOCALAWSCLI0000", "AWS_SECRET_ACCESS_KEY": "x",
-                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_PAGER": ""}
+            env = {
+                **os.environ,
+                "AWS_ACCESS_KEY_ID": "ASIALOCALAWSCLI0000",
+                "AWS_SECRET_ACCESS_KEY": "x",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_PAGER": "",
+            }
             env.pop("AWS_PROFILE", None)
             proc = subprocess.run(
                 [sys.executable, "-m", "awscli", "--endpoint-url", self.endpoint, "--output", "json", *args],
-                capture_output=True, text=True, env=env, check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
             )
             config = json.loads(proc.stdout)
             how = "$ aws"
@@ -107,7 +117,9 @@ class SampleDemo:
                     self.say(f"   traffic: {type(exc).__name__}: {exc}")
                 stop.wait(TRAFFIC_EVERY_S)
 
-        self.say(f"   traffic: {json.dumps(payload)} every {TRAFFIC_EVERY_S:.0f} s (aws lambda invoke --invocation-type Event)")
+        self.say(
+            f"   traffic: {json.dumps(payload)} every {TRAFFIC_EVERY_S:.0f} s (aws lambda invoke --invocation-type Event)"
+        )
         thread = threading.Thread(target=traffic, name="demo-traffic", daemon=True)
         started = time.time()
         thread.start()
@@ -157,5 +169,7 @@ class SampleDemo:
         """The operator puts the timeout back (with the RevisionId just read, as Selfheal does)."""
         revision = self.lam.get_function_configuration(FunctionName=self.function)["RevisionId"]
         self.lam.update_function_configuration(FunctionName=self.function, Timeout=seconds, RevisionId=revision)
-        self.say(f"   operator: aws lambda update-function-configuration --function-name {self.function} "
-                 f"--timeout {seconds} --revision-id {revision[:8]}…")
+        self.say(
+            f"   operator: aws lambda update-function-configuration --function-name {self.function} "
+            f"--timeout {seconds} --revision-id {revision[:8]}…"
+        )

@@ -17,7 +17,9 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     settings = DeploySettings.from_context(app.node)
     names = constants.stack_names(settings.env_name)
     data = DataStack(app, names["data"], settings=settings, description="Selfheal state, alerts and configuration")
-    pipeline = PipelineStack(app, names["pipeline"], settings=settings, data=data, description="Selfheal agents and routes")
+    pipeline = PipelineStack(
+        app, names["pipeline"], settings=settings, data=data, description="Selfheal agents and routes"
+    )
     stacks: dict[str, cdk.Stack] = {"data": data, "pipeline": pipeline}
     try:
         from .monitoring_stack import MonitoringStack
@@ -29,7 +31,10 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
             names["monitoring"],
             env_name=settings.env_name,
             functions=pipeline.functions,
-            dead_letter_queues=[*pipeline.routes.dead_letter_queues.values(), *(a.failures for a in pipeline.agents.values())],
+            dead_letter_queues=[
+                *pipeline.routes.dead_letter_queues.values(),
+                *(a.failures for a in pipeline.agents.values()),
+            ],
             event_bus=pipeline.bus,
             rules=pipeline.routes.rules,
             alerts_topic=data.alerts_topic,

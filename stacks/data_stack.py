@@ -49,14 +49,18 @@ class DataStack(Stack):
             table_name=constants.idempotency_table_name(env_name),
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             billing=dynamodb.Billing.on_demand(),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
             time_to_live_attribute="expiration",
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.artifacts_bucket = self._build_artifacts_bucket()
         self.alerts_topic = self._build_alerts_topic(settings)
         # Two secrets so that only the Engineer can read the Anthropic key (QA runs untrusted code).
-        self.secret = self._build_secret("AgentOpsKey", constants.secret_name(env_name), "AgentOps API key: {agentops_api_key}")
+        self.secret = self._build_secret(
+            "AgentOpsKey", constants.secret_name(env_name), "AgentOps API key: {agentops_api_key}"
+        )
         self.anthropic_secret = self._build_secret(
             "AnthropicKey", constants.anthropic_secret_name(env_name), "Anthropic API key: {anthropic_api_key}"
         )
@@ -82,8 +86,11 @@ class DataStack(Stack):
             # Placeholder JSON; operators set the real key with `aws secretsmanager put-secret-value`.
             secret_object_value={},
         )
-        acknowledge(secret, "AwsSolutions-SMG4",
-                    "Third-party API keys are issued by their vendors; a rotation Lambda here cannot rotate them.")
+        acknowledge(
+            secret,
+            "AwsSolutions-SMG4",
+            "Third-party API keys are issued by their vendors; a rotation Lambda here cannot rotate them.",
+        )
         return secret
 
     def _build_table(self, construct_id: str, name: str) -> dynamodb.TableV2:
@@ -95,7 +102,9 @@ class DataStack(Stack):
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             billing=dynamodb.Billing.on_demand(),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
             time_to_live_attribute="ttl",
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
@@ -119,8 +128,7 @@ class DataStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
             removal_policy=RemovalPolicy.DESTROY,
         )
-        acknowledge(access_logs, "AwsSolutions-S1", "This is the access-log bucket itself; logging it would recurse."
-        )
+        acknowledge(access_logs, "AwsSolutions-S1", "This is the access-log bucket itself; logging it would recurse.")
         return s3.Bucket(
             self,
             "Artifacts",
@@ -136,17 +144,21 @@ class DataStack(Stack):
         )
 
     def _build_alerts_topic(self, settings: DeploySettings) -> sns.Topic:
-        key = self.alerts_key = kms.Key(self, "AlertsKey", enable_key_rotation=True, description="Encrypts the Selfheal alerts topic")
+        key = self.alerts_key = kms.Key(
+            self, "AlertsKey", enable_key_rotation=True, description="Encrypts the Selfheal alerts topic"
+        )
         # Our alarms and our bus's rules publish to the encrypted topic; the service principals act
         # only on behalf of this account's Selfheal resources (no confused deputy).
         publishers = service_publishers(settings.env_name)
         for service, source_arn in publishers.items():
-            key.add_to_resource_policy(iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                principals=[iam.ServicePrincipal(service)],
-                resources=["*"],
-                conditions=source_conditions(source_arn),
-            ))
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    principals=[iam.ServicePrincipal(service)],
+                    resources=["*"],
+                    conditions=source_conditions(source_arn),
+                )
+            )
         topic = sns.Topic(
             self,
             "Alerts",
@@ -156,12 +168,14 @@ class DataStack(Stack):
             enforce_ssl=True,
         )
         for service, source_arn in publishers.items():
-            topic.add_to_resource_policy(iam.PolicyStatement(
-                actions=["sns:Publish"],
-                principals=[iam.ServicePrincipal(service)],
-                resources=[topic.topic_arn],
-                conditions=source_conditions(source_arn),
-            ))
+            topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    actions=["sns:Publish"],
+                    principals=[iam.ServicePrincipal(service)],
+                    resources=[topic.topic_arn],
+                    conditions=source_conditions(source_arn),
+                )
+            )
         if settings.alert_email:
             # Undeliverable emails are kept, not dropped.
             undelivered = dead_letter_queue(self, "AlertsEmailDlq", f"selfheal-{settings.env_name}-alerts-email-dlq")

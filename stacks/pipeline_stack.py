@@ -31,7 +31,9 @@ AGENTS = {
 
 
 class PipelineStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, data: DataStack, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: DeploySettings, data: DataStack, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         env_name = settings.env_name
         self.bus = events.EventBus(self, "AgentsBus", event_bus_name=constants.bus_name(env_name))
@@ -51,8 +53,13 @@ class PipelineStack(Stack):
         self.scheduler_role = self._scheduler_role()
         # The one function that executes fix code; QA reaches it by lambda:Invoke only.
         self.qa_runner = QaRunner(
-            self, "QaRunner", env_name=env_name, layers=self.layers.for_function("qa_runner"), vpc_id=settings.qa_runner_vpc_id,
-            subnet_ids=settings.qa_runner_subnet_ids, allow_unisolated=settings.allow_unisolated_qa,
+            self,
+            "QaRunner",
+            env_name=env_name,
+            layers=self.layers.for_function("qa_runner"),
+            vpc_id=settings.qa_runner_vpc_id,
+            subnet_ids=settings.qa_runner_subnet_ids,
+            allow_unisolated=settings.allow_unisolated_qa,
         )
         # Only the Engineer learns where the Anthropic key is (and only it may read it, see _grant);
         # on Bedrock it signs with its role and has no key at all. Only the Manager schedules
@@ -60,13 +67,20 @@ class PipelineStack(Stack):
         # QA reads no secret at all (so no AgentOps key: its AgentOps traces are off; metrics and
         # records are unaffected) and learns only the runner's name.
         self.uses_anthropic_key = settings.engineer_provider != "bedrock"
-        anthropic = {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)} if self.uses_anthropic_key else {}
+        anthropic = (
+            {"ANTHROPIC_SECRET_NAME": constants.anthropic_secret_name(env_name)} if self.uses_anthropic_key else {}
+        )
         per_agent: dict[str, dict[str, str]] = {
             "engineer": {**self.agent_environment, **anthropic},
-            "qa": {**{k: v for k, v in self.agent_environment.items() if k != "SECRET_NAME"},
-                   "QA_RUNNER_FUNCTION_NAME": self.qa_runner.function.function_name},
-            "manager": {**self.agent_environment, "EVENT_BUS_ARN": self.bus.event_bus_arn,
-                        "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn},
+            "qa": {
+                **{k: v for k, v in self.agent_environment.items() if k != "SECRET_NAME"},
+                "QA_RUNNER_FUNCTION_NAME": self.qa_runner.function.function_name,
+            },
+            "manager": {
+                **self.agent_environment,
+                "EVENT_BUS_ARN": self.bus.event_bus_arn,
+                "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn,
+            },
         }
         self.agents = {
             agent: AgentFunction(
@@ -84,13 +98,24 @@ class PipelineStack(Stack):
         }
         self.functions = {agent: a.function for agent, a in self.agents.items()}
         self.routes = EventRoutes(
-            self, "Routes", env_name=env_name, bus=self.bus, functions=self.functions, alerts_topic=data.alerts_topic,
+            self,
+            "Routes",
+            env_name=env_name,
+            bus=self.bus,
+            functions=self.functions,
+            alerts_topic=data.alerts_topic,
             archive_retention_days=settings.archive_retention_days,
         )
         self._grant(data)
         self._grant_heal(env_name)
-        self.approvals = Approvals(self, "Approvals", env_name=env_name, layer=self.layers.core, bus=self.bus,
-                                   decisions_table=data.decisions_table)
+        self.approvals = Approvals(
+            self,
+            "Approvals",
+            env_name=env_name,
+            layer=self.layers.core,
+            bus=self.bus,
+            decisions_table=data.decisions_table,
+        )
         # The scheduler role puts the Manager's ApplyDue / VerifyDue, so it may send as the Manager too.
         senders: dict[str, iam.IRole | list[iam.IRole]] = {a: c.role for a, c in self.agents.items()}
         senders["manager"] = [self.agents["manager"].role, self.scheduler_role]
@@ -106,134 +131,218 @@ class PipelineStack(Stack):
 
     def _grant(self, data: DataStack) -> None:
         """Least privilege per agent: inline, resource-scoped statements with no wildcards but log streams."""
-        read_write = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+        read_write = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "dynamodb:ConditionCheckItem",
+        ]
         tables = {"decisions": data.decisions_table, "monitoring": data.monitoring_table}
         prefix = data.parameter_prefix.strip("/")
         artifacts = f"arn:{Aws.PARTITION}:s3:::{constants.artifacts_bucket_name(data.env_name)}"
         for agent, construct in self.agents.items():
             role = construct.role
             for kind, table in tables.items():
-                actions = [*read_write, "dynamodb:DeleteItem"] if (agent, kind) == ("manager", "decisions") else read_write
-                role.add_to_policy(iam.PolicyStatement(
-                    actions=actions,
-                    resources=[table.table_arn, f"{table.table_arn}/index/gsi1", f"{table.table_arn}/index/gsi2"],
-                ))
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-                resources=[data.idempotency_table.table_arn],
-            ))
+                actions = (
+                    [*read_write, "dynamodb:DeleteItem"] if (agent, kind) == ("manager", "decisions") else read_write
+                )
+                role.add_to_policy(
+                    iam.PolicyStatement(
+                        actions=actions,
+                        resources=[table.table_arn, f"{table.table_arn}/index/gsi1", f"{table.table_arn}/index/gsi2"],
+                    )
+                )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                    resources=[data.idempotency_table.table_arn],
+                )
+            )
             # Each agent may only publish events under its own source.
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["events:PutEvents"],
-                resources=[self.bus.event_bus_arn],
-                conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES[agent]}},
-            ))
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["ssm:GetParametersByPath"],
-                resources=[self.format_arn(service="ssm", resource="parameter", resource_name=prefix)],
-            ))
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["ssm:GetParameter", "ssm:GetParameters"],
-                resources=[p.parameter_arn for p in data.parameters],
-            ))
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["events:PutEvents"],
+                    resources=[self.bus.event_bus_arn],
+                    conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES[agent]}},
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["ssm:GetParametersByPath"],
+                    resources=[self.format_arn(service="ssm", resource="parameter", resource_name=prefix)],
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["ssm:GetParameter", "ssm:GetParameters"],
+                    resources=[p.parameter_arn for p in data.parameters],
+                )
+            )
             engineer_secrets = [data.secret, data.anthropic_secret] if self.uses_anthropic_key else [data.secret]
             secrets = {"engineer": engineer_secrets, "qa": []}.get(agent, [data.secret])
             if secrets:
-                role.add_to_policy(iam.PolicyStatement(
-                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                    resources=[s.secret_arn for s in secrets],
-                ))
+                role.add_to_policy(
+                    iam.PolicyStatement(
+                        actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                        resources=[s.secret_arn for s in secrets],
+                    )
+                )
             role.add_to_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[data.alerts_topic.topic_arn]))
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[data.alerts_key.key_arn]
-            ))
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
-            ))
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[data.alerts_key.key_arn])
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"])
+            )
             # Every agent writes claim checks (the Manager: source code, validated fixes, patches).
-            role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[f"{artifacts}/*"]))
-            acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::selfheal-{data.env_name}-artifacts-<AWS::AccountId>-<AWS::Region>/*]",
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[f"{artifacts}/*"])
+            )
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::selfheal-{data.env_name}-artifacts-<AWS::AccountId>-<AWS::Region>/*]",
                 reason="Artifact keys are per incident (claim checks) and created at run time; access is limited to this one bucket.",
             )
         # QA may invoke the runner and no other function.
-        self.agents["qa"].role.add_to_policy(iam.PolicyStatement(
-            actions=["lambda:InvokeFunction"], resources=[self.qa_runner.function.function_arn],
-        ))
+        self.agents["qa"].role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[self.qa_runner.function.function_arn],
+            )
+        )
         # The metric scan reads CloudWatch metrics; GetMetricData has no resource-level scoping.
-        self.agents["manager"].role.add_to_policy(iam.PolicyStatement(
-            actions=["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], resources=["*"]
-        ))
+        self.agents["manager"].role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], resources=["*"])
+        )
 
     def _scheduler_role(self) -> iam.Role:
         """EventBridge Scheduler's role for the Manager's one-time schedules: it may put exactly
         ApplyDue and VerifyDue, as the Manager, on the agents bus, and nothing else."""
         role = iam.Role(
-            self, "HealSchedulerRole",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
-                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-            }),
+            self,
+            "HealSchedulerRole",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                },
+            ),
             description="Delivers the Manager's ApplyDue / VerifyDue schedules to the agents bus",
         )
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["events:PutEvents"],
-            resources=[self.bus.event_bus_arn],
-            conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES["manager"],
-                                         "events:detail-type": ["ApplyDue", "VerifyDue"]}},
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[self.bus.event_bus_arn],
+                conditions={
+                    "StringEquals": {
+                        "events:source": constants.AGENT_SOURCES["manager"],
+                        "events:detail-type": ["ApplyDue", "VerifyDue"],
+                    }
+                },
+            )
+        )
         return role
 
     def _grant_heal(self, env_name: str) -> None:
         """The Manager investigates any function, and changes only those tagged selfheal:managed=true."""
         role = self.agents["manager"].role
-        functions = self.format_arn(service="lambda", resource="function", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
-        role.add_to_policy(iam.PolicyStatement(
-            sid="InvestigateFunctions",
-            actions=["lambda:GetFunctionConfiguration", "lambda:GetFunctionConcurrency",
-                     "lambda:GetFunctionEventInvokeConfig", "lambda:ListTags"],
-            resources=[functions],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ChangeManagedFunctionsOnly",
-            actions=["lambda:UpdateFunctionConfiguration", "lambda:PutFunctionConcurrency",
-                     "lambda:PutFunctionEventInvokeConfig"],
-            resources=[functions],
-            conditions={"StringEquals": {"aws:ResourceTag/selfheal:managed": "true"}},
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ReadFunctionErrorLines",
-            actions=["logs:FilterLogEvents"],
-            resources=[self.format_arn(service="logs", resource="log-group", resource_name="/aws/lambda/*",
-                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)],
-        ))
-        role.add_to_policy(iam.PolicyStatement(sid="RecentChanges", actions=["cloudtrail:LookupEvents"], resources=["*"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="VerifyAgainstTheAlarm",
-            actions=["cloudwatch:DescribeAlarms"],
-            resources=[self.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
-                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="OneTimeSchedules",
-            actions=["scheduler:CreateSchedule"],
-            resources=[self.format_arn(service="scheduler", resource="schedule", resource_name=f"default/selfheal-{env_name}-*")],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PassOnlyTheSchedulerRole",
-            actions=["iam:PassRole"],
-            resources=[self.scheduler_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
-        ))
-        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:*]",
+        functions = self.format_arn(
+            service="lambda", resource="function", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="InvestigateFunctions",
+                actions=[
+                    "lambda:GetFunctionConfiguration",
+                    "lambda:GetFunctionConcurrency",
+                    "lambda:GetFunctionEventInvokeConfig",
+                    "lambda:ListTags",
+                ],
+                resources=[functions],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ChangeManagedFunctionsOnly",
+                actions=[
+                    "lambda:UpdateFunctionConfiguration",
+                    "lambda:PutFunctionConcurrency",
+                    "lambda:PutFunctionEventInvokeConfig",
+                ],
+                resources=[functions],
+                conditions={"StringEquals": {"aws:ResourceTag/selfheal:managed": "true"}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadFunctionErrorLines",
+                actions=["logs:FilterLogEvents"],
+                resources=[
+                    self.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="/aws/lambda/*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(sid="RecentChanges", actions=["cloudtrail:LookupEvents"], resources=["*"])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="VerifyAgainstTheAlarm",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[
+                    self.format_arn(
+                        service="cloudwatch",
+                        resource="alarm",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OneTimeSchedules",
+                actions=["scheduler:CreateSchedule"],
+                resources=[
+                    self.format_arn(
+                        service="scheduler", resource="schedule", resource_name=f"default/selfheal-{env_name}-*"
+                    )
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassOnlyTheSchedulerRole",
+                actions=["iam:PassRole"],
+                resources=[self.scheduler_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:*]",
             reason="The functions to heal are the account's, named by alarms at run time. Reads cover any function so an "
-                   "unmanaged target can be reported with its values; writes are conditioned on aws:ResourceTag/selfheal:managed=true.",
+            "unmanaged target can be reported with its values; writes are conditioned on aws:ResourceTag/selfheal:managed=true.",
         )
-        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/*]",
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/*]",
             reason="FilterLogEvents reads the error lines of the function under investigation, whose name is known only at run time; "
-                   "limited to Lambda log groups.",
+            "limited to Lambda log groups.",
         )
-        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*]",
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*]",
             reason="DescribeAlarms reads the state of the alarm that opened the incident, named at run time (read only).",
         )
-        acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/selfheal-{env_name}-*]",
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/selfheal-{env_name}-*]",
             reason="One-time schedules are named per incident at run time; only names under this environment's prefix.",
         )

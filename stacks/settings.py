@@ -116,8 +116,10 @@ class DeploySettings:
         if not 1 <= self.archive_retention_days <= 3650:
             problems.append("archiveRetentionDays must be between 1 and 3650")
         if self.allow_unisolated_qa and not self.local_synth:
-            problems.append("allowUnisolatedQa runs fix code without isolation and is only for the local runtime, "
-                            "never for a deployment")
+            problems.append(
+                "allowUnisolatedQa runs fix code without isolation and is only for the local runtime, "
+                "never for a deployment"
+            )
         if bool(self.qa_runner_vpc_id) != bool(self.qa_runner_subnet_ids):
             problems.append("qaRunnerVpcId and qaRunnerSubnetIds (comma-separated) are given together or not at all")
         if self.qa_runner_vpc_id and not re.fullmatch(r"vpc-[0-9a-f]{8,17}", self.qa_runner_vpc_id):

@@ -22,5 +22,9 @@ sink = MetricSink()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = run_hourly(AgentOpsAnalyzer(settings), sink, settings.environment)
     logger.info("analysis", extra={"result": result})
-    return {"flow_anomalies": len(result["flow_anomalies"]), "rejection_loops": len(result["rejection_loops"]),
-            "duplicate_storms": len(result["duplicate_storms"]), "opportunities": len(result["opportunities"])}
+    return {
+        "flow_anomalies": len(result["flow_anomalies"]),
+        "rejection_loops": len(result["rejection_loops"]),
+        "duplicate_storms": len(result["duplicate_storms"]),
+        "opportunities": len(result["opportunities"]),
+    }

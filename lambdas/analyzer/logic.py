@@ -21,7 +21,9 @@ def run_hourly(analyzer: AgentOpsAnalyzer, sink: MetricSink, environment: str) -
     env = {names.ENVIRONMENT: environment}
     # Zeros are published too: alarms and dashboards then see "nothing wrong", not "no data".
     sink.add(names.ANOMALIES_COLLABORATION, names.FLOW_ANOMALIES, len(collaboration["anomalies"]), dimensions=[env])
-    sink.add(names.ANOMALIES_COLLABORATION, names.REJECTION_LOOPS, len(collaboration["rejection_loops"]), dimensions=[env])
+    sink.add(
+        names.ANOMALIES_COLLABORATION, names.REJECTION_LOOPS, len(collaboration["rejection_loops"]), dimensions=[env]
+    )
     sink.add(names.ANOMALIES_INCIDENTS, names.DUPLICATE_STORMS, len(storms), dimensions=[env])
     for status, count in open_by_status.items():
         sink.add(names.EVENTS, names.OPEN_INCIDENTS, count, dimensions=[{**env, names.STATUS: status}])

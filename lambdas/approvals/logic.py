@@ -92,12 +92,26 @@ def handle_request(event: dict[str, Any], ports: ApprovalPorts) -> dict[str, Any
     if incident is None:
         return response(404, {"error": f"incident {incident_id!r} not found"})
     if incident.status != Status.AWAITING_APPROVAL.value:
-        return response(409, {"error": f"incident {incident_id} is {incident.status}, not AWAITING_APPROVAL",
-                              "status": incident.status})
+        return response(
+            409,
+            {"error": f"incident {incident_id} is {incident.status}, not AWAITING_APPROVAL", "status": incident.status},
+        )
     detail_type = DECISIONS[decision]
-    metadata = Metadata(incident_id=incident_id, correlation_id=incident.correlation_id or incident_id,
-                        attempt=max(1, incident.attempts), producer=PRODUCER)
+    metadata = Metadata(
+        incident_id=incident_id,
+        correlation_id=incident.correlation_id or incident_id,
+        attempt=max(1, incident.attempts),
+        producer=PRODUCER,
+    )
     data = ApprovalV1(approver=approver[:256], comment=comment[:2_000])
     ports.publisher.send(detail_type, metadata, data)
-    return response(202, {"incident_id": incident_id, "detail_type": detail_type.value, "approver": data.approver,
-                          "comment": data.comment, "status_before": incident.status})
+    return response(
+        202,
+        {
+            "incident_id": incident_id,
+            "detail_type": detail_type.value,
+            "approver": data.approver,
+            "comment": data.comment,
+            "status_before": incident.status,
+        },
+    )

@@ -43,7 +43,16 @@ def ports(context: Any) -> logic.EngineerPorts:
     )
 
 
-handler = agent_handler(logic.AGENT, {
-    DetailType.REMEDIATION_REQUESTED: lambda call: logic.handle_remediation_requested(call.metadata, call.data, call.ports),
-    DetailType.FIX_REJECTED: lambda call: logic.handle_fix_rejected(call.metadata, call.data, call.ports),
-}, settings=settings, monitor=monitor, ports=ports, label="the Engineer")
+handler = agent_handler(
+    logic.AGENT,
+    {
+        DetailType.REMEDIATION_REQUESTED: lambda call: logic.handle_remediation_requested(
+            call.metadata, call.data, call.ports
+        ),
+        DetailType.FIX_REJECTED: lambda call: logic.handle_fix_rejected(call.metadata, call.data, call.ports),
+    },
+    settings=settings,
+    monitor=monitor,
+    ports=ports,
+    label="the Engineer",
+)

@@ -48,7 +48,9 @@ class EngineerPorts:
     proposals: ProposalStore
 
 
-def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV1, ports: EngineerPorts) -> dict[str, Any]:
+def handle_remediation_requested(
+    metadata: Metadata, data: RemediationRequestedV1, ports: EngineerPorts
+) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
     # FIX_PROPOSED at this attempt: a retry of this very step, whose event may not have gone out.
     # A re-drive by the sweeper also re-sends the stored proposal of an incident that went further
@@ -56,8 +58,17 @@ def handle_remediation_requested(metadata: Metadata, data: RemediationRequestedV
     redoable = {Status.REMEDIATING.value, Status.FIX_PROPOSED.value, *(PROPOSED_ALREADY if data.redrive else ())}
     if incident is None or incident.status not in redoable or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    return _remediate(metadata, data.issue, data.fingerprint, data.feedback, ports, data.investigation, resumed=data.resumed,
-                      redrive=data.redrive, proposed_already=incident.status in PROPOSED_ALREADY)
+    return _remediate(
+        metadata,
+        data.issue,
+        data.fingerprint,
+        data.feedback,
+        ports,
+        data.investigation,
+        resumed=data.resumed,
+        redrive=data.redrive,
+        proposed_already=incident.status in PROPOSED_ALREADY,
+    )
 
 
 def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: EngineerPorts) -> dict[str, Any]:
@@ -65,36 +76,61 @@ def handle_fix_rejected(metadata: Metadata, data: FixRejectedV1, ports: Engineer
     incident = ports.incidents.get(metadata.incident_id)
     # Only a rejection QA really recorded for this attempt counts (and REMEDIATING/FIX_PROPOSED at the
     # next attempt is a retry of this step): an event alone cannot make the Engineer give up.
-    rejected_here = incident is not None and incident.status == Status.REJECTED.value and incident.attempts == metadata.attempt
-    retry_in_flight = (incident is not None and incident.attempts == metadata.attempt + 1
-                       and incident.status in (Status.REMEDIATING.value, Status.FIX_PROPOSED.value))
+    rejected_here = (
+        incident is not None and incident.status == Status.REJECTED.value and incident.attempts == metadata.attempt
+    )
+    retry_in_flight = (
+        incident is not None
+        and incident.attempts == metadata.attempt + 1
+        and incident.status in (Status.REMEDIATING.value, Status.FIX_PROPOSED.value)
+    )
     if not (rejected_here or retry_in_flight):
         return {"action": "stale", "incident_id": metadata.incident_id}
     if metadata.attempt >= ports.params.max_fix_attempts:
         ports.monitor.record_decision(
             "give_up",
-            [{"thought": f"QA rejected attempt {metadata.attempt} of {ports.params.max_fix_attempts}",
-              "action": "stop retrying", "observation": data.reason[:300]}],
-            {"attempt": metadata.attempt}, {"next": "RemediationFailed"}, 0.9,
+            [
+                {
+                    "thought": f"QA rejected attempt {metadata.attempt} of {ports.params.max_fix_attempts}",
+                    "action": "stop retrying",
+                    "observation": data.reason[:300],
+                }
+            ],
+            {"attempt": metadata.attempt},
+            {"next": "RemediationFailed"},
+            0.9,
             once=f"give_up#{metadata.attempt}",
         )
         ports.messenger.send(
             DetailType.REMEDIATION_FAILED,
             follow_up(metadata, AGENT),
-            RemediationFailedV1(reason=f"QA rejected {metadata.attempt} attempts; last: {data.reason}"[:4000],
-                                category="max_attempts", fingerprint=data.fingerprint),
+            RemediationFailedV1(
+                reason=f"QA rejected {metadata.attempt} attempts; last: {data.reason}"[:4000],
+                category="max_attempts",
+                fingerprint=data.fingerprint,
+            ),
         )
         return {"action": "gave_up", "incident_id": metadata.incident_id}
     next_attempt = metadata.attempt + 1
     moved = ports.incidents.transition(
-        metadata.incident_id, Status.REMEDIATING, reason=f"retry {next_attempt} with QA feedback",
-        expected_attempt=metadata.attempt, new_attempt=next_attempt, allowed_from=frozenset({Status.REJECTED}),
+        metadata.incident_id,
+        Status.REMEDIATING,
+        reason=f"retry {next_attempt} with QA feedback",
+        expected_attempt=metadata.attempt,
+        new_attempt=next_attempt,
+        allowed_from=frozenset({Status.REJECTED}),
         redo_from=frozenset({Status.REMEDIATING, Status.FIX_PROPOSED}),
     )
     if moved is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    return _remediate(follow_up(metadata, AGENT, attempt=next_attempt), data.issue, data.fingerprint, feedback, ports,
-                      data.investigation)
+    return _remediate(
+        follow_up(metadata, AGENT, attempt=next_attempt),
+        data.issue,
+        data.fingerprint,
+        feedback,
+        ports,
+        data.investigation,
+    )
 
 
 def rejection_feedback(attempt: int, data: FixRejectedV1) -> str:
@@ -109,13 +145,27 @@ PROPOSED_ALREADY = frozenset({Status.VALIDATING.value, Status.VALIDATED.value, S
 
 
 def _remediate(
-    metadata: Metadata, issue: IssueReportedV1, fingerprint: str, feedback: list[str], ports: EngineerPorts,
-    investigation: Investigation | None = None, *, resumed: int = 0, redrive: int = 0, proposed_already: bool = False,
+    metadata: Metadata,
+    issue: IssueReportedV1,
+    fingerprint: str,
+    feedback: list[str],
+    ports: EngineerPorts,
+    investigation: Investigation | None = None,
+    *,
+    resumed: int = 0,
+    redrive: int = 0,
+    proposed_already: bool = False,
 ) -> dict[str, Any]:
     code_files, test_command = _code_of(issue, ports.artifacts)
     request = FixRequest(
-        incident_id=metadata.incident_id, correlation_id=metadata.correlation_id, attempt=metadata.attempt,
-        issue=issue, code_files=code_files, test_command=test_command, feedback=feedback, investigation=investigation,
+        incident_id=metadata.incident_id,
+        correlation_id=metadata.correlation_id,
+        attempt=metadata.attempt,
+        issue=issue,
+        code_files=code_files,
+        test_command=test_command,
+        feedback=feedback,
+        investigation=investigation,
     )
     stored = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed)
     if stored is None and proposed_already:  # nothing to re-send, and the model is not asked again
@@ -135,43 +185,72 @@ def _remediate(
 
     fix = result.fix
     if too_large(fix.model_dump(mode="json")):
-        ref = ports.artifacts.put_json(f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json"))
+        ref = ports.artifacts.put_json(
+            f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json")
+        )
         fix = fix.model_copy(update={"patch": None, "files": {}, "tests": {}, "artifact": ref})
     if not proposed_already:
         moved = ports.incidents.transition(
-            metadata.incident_id, Status.FIX_PROPOSED, reason=f"{fix.kind} fix by {fix.provider}",
-            expected_attempt=metadata.attempt, redo_from=frozenset({Status.FIX_PROPOSED}),
+            metadata.incident_id,
+            Status.FIX_PROPOSED,
+            reason=f"{fix.kind} fix by {fix.provider}",
+            expected_attempt=metadata.attempt,
+            redo_from=frozenset({Status.FIX_PROPOSED}),
         )
         if moved is None:
             return {"action": "stale", "incident_id": metadata.incident_id}
-    ports.monitor.record_event("code_generated", {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level})
+    ports.monitor.record_event(
+        "code_generated", {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level}
+    )
     chain = [
-        {"thought": f"Attempt {metadata.attempt}: fix {issue.issue_type} on {issue.service}",
-         "action": f"choose provider: {provider_name}", "observation": why},
+        {
+            "thought": f"Attempt {metadata.attempt}: fix {issue.issue_type} on {issue.service}",
+            "action": f"choose provider: {provider_name}",
+            "observation": why,
+        },
         *result.reasoning,
     ]
     if feedback:
-        chain.append({"thought": "Earlier attempts were rejected by QA", "action": "include QA evidence in the request",
-                      "observation": f"{len(feedback)} feedback item(s) considered"})
+        chain.append(
+            {
+                "thought": "Earlier attempts were rejected by QA",
+                "action": "include QA evidence in the request",
+                "observation": f"{len(feedback)} feedback item(s) considered",
+            }
+        )
     ports.monitor.record_decision(
         "propose_fix",
         chain,
         {"issue_type": issue.issue_type, "attempt": metadata.attempt, "feedback_items": len(feedback)},
-        {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level, "rationale": fix.rationale[:500],
-         "changes": [c.model_dump() for c in fix.changes]},
+        {
+            "kind": fix.kind,
+            "provider": fix.provider,
+            "risk_level": fix.risk_level,
+            "rationale": fix.rationale[:500],
+            "changes": [c.model_dump() for c in fix.changes],
+        },
         result.confidence,
         model=fix.model,
         once=f"propose_fix#{metadata.attempt}",
     )
     ports.messenger.send(
-        DetailType.FIX_PROPOSED, follow_up(metadata, AGENT),
-        FixProposedV1(issue=issue, fix=fix, fingerprint=fingerprint, feedback=feedback, investigation=investigation,
-                      redrive=redrive),
+        DetailType.FIX_PROPOSED,
+        follow_up(metadata, AGENT),
+        FixProposedV1(
+            issue=issue,
+            fix=fix,
+            fingerprint=fingerprint,
+            feedback=feedback,
+            investigation=investigation,
+            redrive=redrive,
+        ),
     )
     return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
 
 
-def _ask(request: FixRequest, ports: EngineerPorts, *, resumed: int) -> tuple[ProviderResult | ProviderError | BudgetRefused, str, str]:
+def _ask(
+    request: FixRequest, ports: EngineerPorts, *, resumed: int
+) -> tuple[ProviderResult | ProviderError | BudgetRefused, str, str]:
     """This attempt's answer (stored before anything else uses it), the provider's name and why it
     was chosen; BudgetRefused when the budget refused the model and no runbook can stand in."""
     provider, why = ports.choose_provider()
@@ -191,7 +270,9 @@ def _ask(request: FixRequest, ports: EngineerPorts, *, resumed: int) -> tuple[Pr
     return ports.proposals.put(request.incident_id, request.attempt, outcome, resumed), provider_name, why
 
 
-def _propose_or_error(provider: FixProvider, request: FixRequest, ports: EngineerPorts) -> ProviderResult | ProviderError:
+def _propose_or_error(
+    provider: FixProvider, request: FixRequest, ports: EngineerPorts
+) -> ProviderResult | ProviderError:
     try:
         return _propose(provider, request, ports)
     except ProviderError as exc:
@@ -211,45 +292,66 @@ def _propose(provider: FixProvider, request: FixRequest, ports: EngineerPorts) -
 def _track_usage(usage: list[Any], ports: EngineerPorts) -> None:
     for u in usage:
         ports.monitor.track_llm_usage(
-            u.model, u.input_tokens, u.output_tokens,
-            cache_creation_input_tokens=u.cache_creation_input_tokens, cache_read_input_tokens=u.cache_read_input_tokens,
+            u.model,
+            u.input_tokens,
+            u.output_tokens,
+            cache_creation_input_tokens=u.cache_creation_input_tokens,
+            cache_read_input_tokens=u.cache_read_input_tokens,
         )
 
 
 def _pause_for_budget(metadata: Metadata, reason: str, ports: EngineerPorts) -> dict[str, Any]:
-    paused = ports.incidents.transition(metadata.incident_id, Status.BUDGET_PAUSED, reason=reason, expected_attempt=metadata.attempt)
+    paused = ports.incidents.transition(
+        metadata.incident_id, Status.BUDGET_PAUSED, reason=reason, expected_attempt=metadata.attempt
+    )
     if paused is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
     ports.monitor.record_decision(
         "budget_pause",
-        [{"thought": "The daily LLM budget cannot cover this call", "action": "pause the incident; no call made",
-          "observation": reason[:300]}],
-        {"attempt": metadata.attempt}, {"status": Status.BUDGET_PAUSED.value}, 1.0,
+        [
+            {
+                "thought": "The daily LLM budget cannot cover this call",
+                "action": "pause the incident; no call made",
+                "observation": reason[:300],
+            }
+        ],
+        {"attempt": metadata.attempt},
+        {"status": Status.BUDGET_PAUSED.value},
+        1.0,
         once=f"budget_pause#{metadata.attempt}#{count_status(paused, Status.BUDGET_PAUSED)}",
     )
     ports.notify_budget_paused(metadata.incident_id, reason)
     return {"action": "budget_paused", "incident_id": metadata.incident_id}
 
 
-def _wait_for_provider(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str,
-                       ports: EngineerPorts) -> dict[str, Any]:
+def _wait_for_provider(
+    metadata: Metadata, fingerprint: str, exc: ProviderError, why: str, ports: EngineerPorts
+) -> dict[str, Any]:
     """An outage waits (the scheduled scan resumes it with backoff); only after MAX_PROVIDER_WAITS it fails."""
     incident = ports.incidents.get(metadata.incident_id)
     waits = count_status(incident, Status.RETRY_WAIT) if incident else 0
     if waits >= MAX_PROVIDER_WAITS:
         return _fail(metadata, fingerprint, exc, f"{why}; the provider failed after {waits} waits", ports)
     waiting = ports.incidents.transition(
-        metadata.incident_id, Status.RETRY_WAIT, reason=f"provider unavailable: {exc.reason[:300]}",
+        metadata.incident_id,
+        Status.RETRY_WAIT,
+        reason=f"provider unavailable: {exc.reason[:300]}",
         expected_attempt=metadata.attempt,
     )
     if waiting is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
     ports.monitor.record_decision(
         "wait_for_provider",
-        [{"thought": "The model provider failed after the client's own retries",
-          "action": f"wait; the scheduled scan resumes this attempt (wait {waits + 1} of {MAX_PROVIDER_WAITS})",
-          "observation": exc.reason[:300]}],
-        {"attempt": metadata.attempt}, {"status": Status.RETRY_WAIT.value}, 0.9,
+        [
+            {
+                "thought": "The model provider failed after the client's own retries",
+                "action": f"wait; the scheduled scan resumes this attempt (wait {waits + 1} of {MAX_PROVIDER_WAITS})",
+                "observation": exc.reason[:300],
+            }
+        ],
+        {"attempt": metadata.attempt},
+        {"status": Status.RETRY_WAIT.value},
+        0.9,
         once=f"wait_for_provider#{metadata.attempt}#{waits + 1}",
     )
     return {"action": "retry_wait", "incident_id": metadata.incident_id}
@@ -259,12 +361,15 @@ def _fail(metadata: Metadata, fingerprint: str, exc: ProviderError, why: str, po
     ports.monitor.record_decision(
         "remediation_failed",
         [{"thought": "The provider could not produce a valid fix", "action": why, "observation": exc.reason[:300]}],
-        {"attempt": metadata.attempt}, {"category": exc.category}, 0.9,
+        {"attempt": metadata.attempt},
+        {"category": exc.category},
+        0.9,
         once=f"remediation_failed#{metadata.attempt}",
     )
     category: FailureCategory = next((c for c in PROVIDER_FAILURES if c == exc.category), "provider_error")
     ports.messenger.send(
-        DetailType.REMEDIATION_FAILED, follow_up(metadata, AGENT),
+        DetailType.REMEDIATION_FAILED,
+        follow_up(metadata, AGENT),
         RemediationFailedV1(reason=exc.reason[:4000], category=category, fingerprint=fingerprint),
     )
     return {"action": "failed", "incident_id": metadata.incident_id, "category": category}

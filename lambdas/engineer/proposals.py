@@ -27,17 +27,25 @@ class ProposalStore:
         self.table_name = table_name
 
     def get(self, incident_id: str, attempt: int, resumed: int = 0) -> ProviderResult | ProviderError | None:
-        item = aws.table(self.table_name).get_item(Key=_key(incident_id, attempt, resumed), ConsistentRead=True).get("Item")
+        item = (
+            aws.table(self.table_name)
+            .get_item(Key=_key(incident_id, attempt, resumed), ConsistentRead=True)
+            .get("Item")
+        )
         if item is None:
             return None
         item = from_item(item)
         if "error" in item:
             return ProviderError(item["error"]["reason"], item["error"]["category"])
-        return ProviderResult(fix=Fix.model_validate(item["fix"]), reasoning=item.get("reasoning", []),
-                              confidence=float(item.get("confidence", 0.5)))
+        return ProviderResult(
+            fix=Fix.model_validate(item["fix"]),
+            reasoning=item.get("reasoning", []),
+            confidence=float(item.get("confidence", 0.5)),
+        )
 
-    def put(self, incident_id: str, attempt: int, outcome: ProviderResult | ProviderError,
-            resumed: int = 0) -> ProviderResult | ProviderError:
+    def put(
+        self, incident_id: str, attempt: int, outcome: ProviderResult | ProviderError, resumed: int = 0
+    ) -> ProviderResult | ProviderError:
         """Store the outcome unless one is stored already; returns the stored one (first writer wins).
 
         An unreachable provider (`provider_error`) is not an answer: it is not stored, so the
@@ -49,8 +57,11 @@ class ProposalStore:
         if isinstance(outcome, ProviderError):
             body = {"error": {"reason": outcome.reason[:4000], "category": outcome.category}}
         else:
-            body = {"fix": outcome.fix.model_dump(mode="json"), "reasoning": outcome.reasoning,
-                    "confidence": outcome.confidence}
+            body = {
+                "fix": outcome.fix.model_dump(mode="json"),
+                "reasoning": outcome.reasoning,
+                "confidence": outcome.confidence,
+            }
         item = {**_key(incident_id, attempt, resumed), "record_type": "proposal", "created_at": utc_now(), **body}
         try:
             aws.table(self.table_name).put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")

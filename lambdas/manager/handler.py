@@ -34,8 +34,13 @@ def ports(context: Any) -> logic.ManagerPorts:
 
 def issue_reported(call: Call) -> dict[str, Any]:
     intake = call.parsed
-    return logic.handle_intake(intake, call.ports, correlation_id=intake.issue.idempotency_key or call.correlation_id,
-                               delivery_id=delivery_key(call.event), replayed=call.replayed)
+    return logic.handle_intake(
+        intake,
+        call.ports,
+        correlation_id=intake.issue.idempotency_key or call.correlation_id,
+        delivery_id=delivery_key(call.event),
+        replayed=call.replayed,
+    )
 
 
 def scheduled_scan(call: Call) -> dict[str, Any]:
@@ -55,19 +60,33 @@ def approval(granted: bool) -> Any:
     return lambda call: logic.handle_approval(call.metadata, call.data, granted, call.ports)
 
 
-handler = agent_handler(logic.AGENT, {
-    DetailType.ISSUE_REPORTED: Route(issue_reported, parse=parse_issue_reported),
-    ALARM_DETAIL_TYPE: Route(lambda call: logic.handle_intake(call.parsed, call.ports, correlation_id=call.correlation_id),
-                             parse=parse_alarm),
-    SCHEDULED_DETAIL_TYPE: Route(scheduled_scan, parse=lambda _event: None),
-    DetailType.FIX_VALIDATED: fix_validated,
-    DetailType.REMEDIATION_FAILED: lambda call: logic.handle_remediation_failed(call.metadata, call.data, call.ports,
-                                                                               replayed=call.replayed),
-    DetailType.APPROVAL_GRANTED: approval(granted=True),
-    DetailType.APPROVAL_DENIED: approval(granted=False),
-    # Due events are guarded by conditional writes on the incident's change id and phase instead of
-    # the idempotency store: a due event that came early is answered "not due" and must not become
-    # the cached answer to the schedule that fires on time with the same content.
-    DetailType.APPLY_DUE: Route(lambda call: heal.handle_apply_due(call.metadata, call.data, call.ports), idempotent=False),
-    DetailType.VERIFY_DUE: Route(lambda call: heal.handle_verify_due(call.metadata, call.data, call.ports), idempotent=False),
-}, settings=settings, monitor=monitor, ports=ports, label="the Manager")
+handler = agent_handler(
+    logic.AGENT,
+    {
+        DetailType.ISSUE_REPORTED: Route(issue_reported, parse=parse_issue_reported),
+        ALARM_DETAIL_TYPE: Route(
+            lambda call: logic.handle_intake(call.parsed, call.ports, correlation_id=call.correlation_id),
+            parse=parse_alarm,
+        ),
+        SCHEDULED_DETAIL_TYPE: Route(scheduled_scan, parse=lambda _event: None),
+        DetailType.FIX_VALIDATED: fix_validated,
+        DetailType.REMEDIATION_FAILED: lambda call: logic.handle_remediation_failed(
+            call.metadata, call.data, call.ports, replayed=call.replayed
+        ),
+        DetailType.APPROVAL_GRANTED: approval(granted=True),
+        DetailType.APPROVAL_DENIED: approval(granted=False),
+        # Due events are guarded by conditional writes on the incident's change id and phase instead of
+        # the idempotency store: a due event that came early is answered "not due" and must not become
+        # the cached answer to the schedule that fires on time with the same content.
+        DetailType.APPLY_DUE: Route(
+            lambda call: heal.handle_apply_due(call.metadata, call.data, call.ports), idempotent=False
+        ),
+        DetailType.VERIFY_DUE: Route(
+            lambda call: heal.handle_verify_due(call.metadata, call.data, call.ports), idempotent=False
+        ),
+    },
+    settings=settings,
+    monitor=monitor,
+    ports=ports,
+    label="the Manager",
+)

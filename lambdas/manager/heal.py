@@ -114,8 +114,11 @@ def remember_validated(incident: Incident, data: FixValidatedV1, ports: HealPort
         "evidence_artifact": data.evidence_artifact.model_dump(mode="json") if data.evidence_artifact else None,
     }
     ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/validated-{incident.attempts}.json", record)
-    ports.incidents.record(incident.incident_id, statuses=frozenset({Status.VALIDATED}),
-                           values={"validated_fix": ref.model_dump(mode="json")})
+    ports.incidents.record(
+        incident.incident_id,
+        statuses=frozenset({Status.VALIDATED}),
+        values={"validated_fix": ref.model_dump(mode="json")},
+    )
 
 
 def _validated(incident: Incident, ports: HealPorts) -> dict[str, Any] | None:
@@ -132,8 +135,12 @@ def after_approval(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     """APPROVED: keep a code patch, or plan the config change and apply it now or in its window."""
     record = _validated(incident, ports)
     if record is None:
-        return _escalate(incident, ports, "approved, but the validated fix was not recorded; nothing was changed",
-                         frozenset({Status.APPROVED}))
+        return _escalate(
+            incident,
+            ports,
+            "approved, but the validated fix was not recorded; nothing was changed",
+            frozenset({Status.APPROVED}),
+        )
     fix = Fix.model_validate(record["fix"])
     if fix.kind == "code":
         return _patch_ready(incident, fix, record, ports)
@@ -142,7 +149,9 @@ def after_approval(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     except HealAbort as exc:
         return _escalate(incident, ports, exc.reason, frozenset({Status.APPROVED}))
     planned = ports.incidents.record(
-        incident.incident_id, statuses=frozenset({Status.APPROVED}), require={"change_id": None},
+        incident.incident_id,
+        statuses=frozenset({Status.APPROVED}),
+        require={"change_id": None},
         values={"change_id": change["change_id"], "change": change, "heal_phase": "planned"},
     ) or ports.incidents.get(incident.incident_id)
     if planned is None or planned.change_id != change["change_id"]:
@@ -172,7 +181,9 @@ def plan_change(incident: Incident, fix: Fix) -> dict[str, Any]:
         if c.target != inv.target:
             raise HealAbort(f"the change targets {c.target!r} but {inv.target!r} was investigated; nothing was changed")
         if c.setting not in APPLICABLE:
-            raise HealAbort(f"{c.setting} cannot be applied through the Lambda API here; make the change by hand: {by_hand}")
+            raise HealAbort(
+                f"{c.setting} cannot be applied through the Lambda API here; make the change by hand: {by_hand}"
+            )
         if c.setting not in inv.values:
             raise HealAbort(f"no change relative to a value nobody read: {inv.gap_for(c.setting)}")
         previous[c.setting] = inv.values[c.setting]
@@ -180,8 +191,10 @@ def plan_change(incident: Incident, fix: Fix) -> dict[str, Any]:
     if not proposed:
         raise HealAbort("the validated fix changes nothing")
     if ("memory_mb" in proposed or "timeout_s" in proposed) and not inv.revision_id:
-        raise HealAbort(f"no RevisionId was read for {inv.target}, so a concurrent change could not be detected; "
-                        f"make the change by hand: {by_hand}")
+        raise HealAbort(
+            f"no RevisionId was read for {inv.target}, so a concurrent change could not be detected; "
+            f"make the change by hand: {by_hand}"
+        )
     return {
         "change_id": change_id_of(incident),
         "target": inv.target,
@@ -200,11 +213,15 @@ def _by_hand(target: str, fix: Fix) -> str:
         parts.append(f"aws lambda update-function-configuration --function-name {target} {' '.join(flags)}")
     for c in fix.changes:
         if c.setting == "reserved_concurrency":
-            parts.append(f"aws lambda put-function-concurrency --function-name {target} "
-                         f"--reserved-concurrent-executions {c.proposed:g}")
+            parts.append(
+                f"aws lambda put-function-concurrency --function-name {target} "
+                f"--reserved-concurrent-executions {c.proposed:g}"
+            )
         elif c.setting == "max_retries":
-            parts.append(f"aws lambda put-function-event-invoke-config --function-name {target} "
-                         f"--maximum-retry-attempts {c.proposed:g}")
+            parts.append(
+                f"aws lambda put-function-event-invoke-config --function-name {target} "
+                f"--maximum-retry-attempts {c.proposed:g}"
+            )
         elif c.setting not in config:
             parts.append(f"set {c.setting} of {c.target} to {c.proposed:g}")
     return "; ".join(parts) or "no change proposed"
@@ -252,22 +269,39 @@ def _schedule_apply(incident: Incident, due: datetime, ports: HealPorts) -> dict
     change["scheduled_for"] = due.isoformat(timespec="seconds")
     create_schedule(ports, "apply", incident, DetailType.APPLY_DUE, due)
     scheduled = ports.incidents.transition(
-        incident.incident_id, Status.SCHEDULED, reason=f"waiting for the low-traffic window at {change['scheduled_for']}",
-        expected_attempt=incident.attempts, redo_from=frozenset({Status.SCHEDULED}),
-        require={"change_id": change["change_id"]}, also_set={"change": change, "heal_phase": "scheduled"},
+        incident.incident_id,
+        Status.SCHEDULED,
+        reason=f"waiting for the low-traffic window at {change['scheduled_for']}",
+        expected_attempt=incident.attempts,
+        redo_from=frozenset({Status.SCHEDULED}),
+        require={"change_id": change["change_id"]},
+        also_set={"change": change, "heal_phase": "scheduled"},
     )
     if scheduled is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     ports.monitor.record_decision(
         "schedule_apply",
-        [step(f"{incident.severity} severity; {incident.service} has low-traffic windows",
-              "wait for the next window (one-time schedule ApplyDue)", change["scheduled_for"])],
-        {"severity": incident.severity, "windows": ports.params.apply_windows.get(incident.service,
-                                                                                  ports.params.apply_windows.get("*", "any"))},
+        [
+            step(
+                f"{incident.severity} severity; {incident.service} has low-traffic windows",
+                "wait for the next window (one-time schedule ApplyDue)",
+                change["scheduled_for"],
+            )
+        ],
+        {
+            "severity": incident.severity,
+            "windows": ports.params.apply_windows.get(incident.service, ports.params.apply_windows.get("*", "any")),
+        },
         {"status": Status.SCHEDULED.value, "apply_at": change["scheduled_for"], "change_id": change["change_id"]},
-        0.9, once=f"schedule_apply#{change['change_id']}",
+        0.9,
+        once=f"schedule_apply#{change['change_id']}",
     )
-    _announce(ports, scheduled, DetailType.REMEDIATION_APPROVED, f"change {change['change_id']} scheduled for {change['scheduled_for']}")
+    _announce(
+        ports,
+        scheduled,
+        DetailType.REMEDIATION_APPROVED,
+        f"change {change['change_id']} scheduled for {change['scheduled_for']}",
+    )
     return {"action": "scheduled", "incident_id": incident.incident_id, "apply_at": change["scheduled_for"]}
 
 
@@ -276,8 +310,12 @@ def create_schedule(ports: HealPorts, kind: str, incident: Incident, detail_type
     target = ports.schedules
     if not target.bus_arn or not target.role_arn:
         raise RuntimeError("EVENT_BUS_ARN and SCHEDULER_ROLE_ARN must be set for the Manager to schedule")
-    metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
-                        attempt=max(incident.attempts, 1))
+    metadata = Metadata(
+        incident_id=incident.incident_id,
+        correlation_id=incident.correlation_id,
+        producer=AGENT,
+        attempt=max(incident.attempts, 1),
+    )
     due = DueV1(change_id=str(incident.change_id), due_at=at.isoformat(timespec="seconds"))
     try:
         ports.cloud.client("scheduler").create_schedule(
@@ -290,7 +328,9 @@ def create_schedule(ports: HealPorts, kind: str, incident: Incident, detail_type
             Target={
                 "Arn": target.bus_arn,
                 "RoleArn": target.role_arn,
-                "Input": json.dumps({"metadata": metadata.model_dump(mode="json"), "data": due.model_dump(mode="json")}),
+                "Input": json.dumps(
+                    {"metadata": metadata.model_dump(mode="json"), "data": due.model_dump(mode="json")}
+                ),
                 "EventBridgeParameters": {"DetailType": detail_type.value, "Source": SOURCE},
                 "RetryPolicy": {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400},
             },
@@ -331,11 +371,19 @@ def sweep_overdue(ports: HealPorts, incidents: list[Incident]) -> list[str]:
     swept = []
     late = now() - OVERDUE
     for incident in incidents:
-        if incident.status not in (Status.APPROVED.value, Status.SCHEDULED.value, Status.VERIFYING.value, Status.ROLLED_BACK.value):
+        if incident.status not in (
+            Status.APPROVED.value,
+            Status.SCHEDULED.value,
+            Status.VERIFYING.value,
+            Status.ROLLED_BACK.value,
+        ):
             continue
         change = incident.change or {}
-        due_at = _parse_time(change.get("verify_until") if incident.status in (Status.VERIFYING.value, Status.ROLLED_BACK.value)
-                             else change.get("scheduled_for")) or _parse_time(incident.updated_at)
+        due_at = _parse_time(
+            change.get("verify_until")
+            if incident.status in (Status.VERIFYING.value, Status.ROLLED_BACK.value)
+            else change.get("scheduled_for")
+        ) or _parse_time(incident.updated_at)
         if due_at is None or due_at > late:
             continue
         ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
@@ -359,40 +407,75 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     cid = change["change_id"]
     sources = frozenset({Status.APPROVED, Status.SCHEDULED})
     redo = incident.heal_phase == "applying"
-    claimed = ports.incidents.record(incident.incident_id, statuses=sources,
-                                     require={"change_id": cid, "heal_phase": incident.heal_phase},
-                                     values={"heal_phase": "applying"})
+    claimed = ports.incidents.record(
+        incident.incident_id,
+        statuses=sources,
+        require={"change_id": cid, "heal_phase": incident.heal_phase},
+        values={"heal_phase": "applying"},
+    )
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
-    chain = [step("The validated change is approved and due", f"apply {cid} to {change['target']}",
-                  _describe(change["previous"], change["proposed"]))]
+    chain = [
+        step(
+            "The validated change is approved and due",
+            f"apply {cid} to {change['target']}",
+            _describe(change["previous"], change["proposed"]),
+        )
+    ]
     try:
         _check_still_managed(change, ports.cloud, by_hand=_by_hand_values(change["target"], change["proposed"]))
-        written = _write(change["target"], change["proposed"], change["previous"], change.get("revision_id"), ports.cloud,
-                         redo=redo, check_fresh=True, chain=chain)
+        written = _write(
+            change["target"],
+            change["proposed"],
+            change["previous"],
+            change.get("revision_id"),
+            ports.cloud,
+            redo=redo,
+            check_fresh=True,
+            chain=chain,
+        )
     except HealAbort as exc:
         return _escalate(claimed, ports, exc.reason, sources, chain=chain, decision="apply")
     change.update(written)
     applied_at = now()
     verify_until = applied_at + timedelta(seconds=ports.params.verify_window_seconds)
-    change.update({"applied_at": applied_at.isoformat(timespec="seconds"),
-                   "verify_until": verify_until.isoformat(timespec="seconds")})
+    change.update(
+        {
+            "applied_at": applied_at.isoformat(timespec="seconds"),
+            "verify_until": verify_until.isoformat(timespec="seconds"),
+        }
+    )
     create_schedule(ports, "verify", claimed, DetailType.VERIFY_DUE, verify_until)
     verifying = ports.incidents.transition(
-        incident.incident_id, Status.VERIFYING, reason=f"{cid} applied; verifying until {change['verify_until']}",
-        allowed_from=sources, require={"change_id": cid}, also_set={"change": change, "heal_phase": "applied"},
+        incident.incident_id,
+        Status.VERIFYING,
+        reason=f"{cid} applied; verifying until {change['verify_until']}",
+        allowed_from=sources,
+        require={"change_id": cid},
+        also_set={"change": change, "heal_phase": "applied"},
     )
     if verifying is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     changes = _changes(change["previous"], change["proposed"])
-    chain.append(step("Does the service recover with the change?", f"verify for {ports.params.verify_window_seconds} s",
-                      f"VerifyDue scheduled at {change['verify_until']}"))
+    chain.append(
+        step(
+            "Does the service recover with the change?",
+            f"verify for {ports.params.verify_window_seconds} s",
+            f"VerifyDue scheduled at {change['verify_until']}",
+        )
+    )
     ports.monitor.record_decision(
-        "apply", chain,
+        "apply",
+        chain,
         {"change_id": cid, "target": change["target"], "previous": change["previous"]},
-        {"status": Status.VERIFYING.value, "applied": change["proposed"], "breaking_change": is_breaking(changes),
-         "revision_after": change.get("revision_after")},
-        0.9, once=f"apply#{cid}",
+        {
+            "status": Status.VERIFYING.value,
+            "applied": change["proposed"],
+            "breaking_change": is_breaking(changes),
+            "revision_after": change.get("revision_after"),
+        },
+        0.9,
+        once=f"apply#{cid}",
     )
     return _announce_applied(verifying, ports)
 
@@ -400,34 +483,66 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
 def _announce_applied(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     change = incident.change or {}
     changes = _changes(change["previous"], change["proposed"])
-    _send(ports, incident, DetailType.FIX_APPLIED, FixAppliedV1(
-        change_id=change["change_id"], service=incident.service, target=change["target"], target_arn=change.get("target_arn"),
-        changes=changes, breaking_change=is_breaking(changes), verify_until=change["verify_until"],
-        summary=f"{_describe(change['previous'], change['proposed'])} on {change['target']}; verifying until {change['verify_until']}",
-    ))
+    _send(
+        ports,
+        incident,
+        DetailType.FIX_APPLIED,
+        FixAppliedV1(
+            change_id=change["change_id"],
+            service=incident.service,
+            target=change["target"],
+            target_arn=change.get("target_arn"),
+            changes=changes,
+            breaking_change=is_breaking(changes),
+            verify_until=change["verify_until"],
+            summary=f"{_describe(change['previous'], change['proposed'])} on {change['target']}; verifying until {change['verify_until']}",
+        ),
+    )
     return {"action": "applied", "incident_id": incident.incident_id, "change_id": change["change_id"]}
 
 
-def _write(target: str, values: dict[str, float], base: dict[str, float], revision_id: str | None, cloud: CloudPort, *,
-           redo: bool, check_fresh: bool, chain: list[dict[str, str]]) -> dict[str, Any]:
+def _write(
+    target: str,
+    values: dict[str, float],
+    base: dict[str, float],
+    revision_id: str | None,
+    cloud: CloudPort,
+    *,
+    redo: bool,
+    check_fresh: bool,
+    chain: list[dict[str, str]],
+) -> dict[str, Any]:
     """Move the target from `base` to `values`. Configuration first, guarded by `revision_id`; on a
     retry of a step whose write already landed, the guard fails and the values read back are ours."""
     lam = cloud.client("lambda")
     if check_fresh:
         _check_unguarded(lam, target, values, base)
-    config = {k: v for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items() if v is not None}
+    config = {
+        k: v
+        for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items()
+        if v is not None
+    }
     result: dict[str, Any] = {}
     if config:
         try:
             guard = {"RevisionId": revision_id} if revision_id else {}
-            updated = lam.update_function_configuration(FunctionName=target, **guard, **{k: int(v) for k, v in config.items()})
+            updated = lam.update_function_configuration(
+                FunctionName=target, **guard, **{k: int(v) for k, v in config.items()}
+            )
             result["revision_after"] = updated.get("RevisionId")
-            chain.append(step("Has anyone changed the function since it was read?",
-                              f"UpdateFunctionConfiguration with RevisionId {revision_id}", "no: change made"))
+            chain.append(
+                step(
+                    "Has anyone changed the function since it was read?",
+                    f"UpdateFunctionConfiguration with RevisionId {revision_id}",
+                    "no: change made",
+                )
+            )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code != "PreconditionFailedException":
-                raise HealAbort(f"UpdateFunctionConfiguration on {target} failed ({code}); nothing was changed") from exc
+                raise HealAbort(
+                    f"UpdateFunctionConfiguration on {target} failed ({code}); nothing was changed"
+                ) from exc
             current = lam.get_function_configuration(FunctionName=target)
             landed = {"MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout")}
             # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step).
@@ -437,12 +552,19 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
                     f"fail safe, nothing was changed; values now timeout {landed['Timeout']} s, memory {landed['MemorySize']} MB"
                 ) from exc
             result["revision_after"] = current.get("RevisionId")
-            chain.append(step("The revision moved: is it our own earlier write?", "GetFunctionConfiguration",
-                              "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else "")))
+            chain.append(
+                step(
+                    "The revision moved: is it our own earlier write?",
+                    "GetFunctionConfiguration",
+                    "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else ""),
+                )
+            )
     done: list[str] = [k for k in ("memory_mb", "timeout_s") if k in values]
     try:
         if "reserved_concurrency" in values:
-            lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(values["reserved_concurrency"]))
+            lam.put_function_concurrency(
+                FunctionName=target, ReservedConcurrentExecutions=int(values["reserved_concurrency"])
+            )
             done.append("reserved_concurrency")
         if "max_retries" in values:
             lam.put_function_event_invoke_config(FunctionName=target, MaximumRetryAttempts=int(values["max_retries"]))
@@ -450,8 +572,10 @@ def _write(target: str, values: dict[str, float], base: dict[str, float], revisi
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         undone = _undo(lam, target, done, base, result.get("revision_after"))
-        raise HealAbort(f"{target}: writing {', '.join(sorted(set(values) - set(done)))} failed ({code}) after "
-                        f"{', '.join(done) or 'nothing'} was written; {undone}") from exc
+        raise HealAbort(
+            f"{target}: writing {', '.join(sorted(set(values) - set(done)))} failed ({code}) after "
+            f"{', '.join(done) or 'nothing'} was written; {undone}"
+        ) from exc
     return result
 
 
@@ -462,12 +586,18 @@ def _undo(lam: Any, target: str, done: list[str], base: dict[str, float], revisi
     try:
         config = {k: int(base[s]) for s, k in (("memory_mb", "MemorySize"), ("timeout_s", "Timeout")) if s in done}
         if config:
-            lam.update_function_configuration(FunctionName=target, **({"RevisionId": revision_id} if revision_id else {}), **config)
+            lam.update_function_configuration(
+                FunctionName=target, **({"RevisionId": revision_id} if revision_id else {}), **config
+            )
         if "reserved_concurrency" in done:
-            lam.put_function_concurrency(FunctionName=target, ReservedConcurrentExecutions=int(base["reserved_concurrency"]))
+            lam.put_function_concurrency(
+                FunctionName=target, ReservedConcurrentExecutions=int(base["reserved_concurrency"])
+            )
     except ClientError as exc:
-        return f"putting back {', '.join(done)} failed too ({exc.response.get('Error', {}).get('Code')}): set by hand to " + \
-            ", ".join(f"{k}={base[k]:g}" for k in done)
+        return (
+            f"putting back {', '.join(done)} failed too ({exc.response.get('Error', {}).get('Code')}): set by hand to "
+            + ", ".join(f"{k}={base[k]:g}" for k in done)
+        )
     return "put back " + ", ".join(f"{k}={base[k]:g}" for k in done)
 
 
@@ -477,15 +607,29 @@ def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: s
     try:
         tags = cloud.client("lambda").list_tags(Resource=change.get("target_arn") or change["target"]).get("Tags", {})
     except ClientError as exc:
-        raise HealAbort(f"target not managed (its tags could not be read: {exc.response.get('Error', {}).get('Code')}); "
-                        f"make the change by hand: {by_hand}") from exc
+        raise HealAbort(
+            f"target not managed (its tags could not be read: {exc.response.get('Error', {}).get('Code')}); "
+            f"make the change by hand: {by_hand}"
+        ) from exc
     if tags.get(MANAGED_TAG) != "true":
-        raise HealAbort(f"target not managed: {change['target']} no longer has {MANAGED_TAG}=true; make the change by hand: {by_hand}")
+        raise HealAbort(
+            f"target not managed: {change['target']} no longer has {MANAGED_TAG}=true; make the change by hand: {by_hand}"
+        )
 
 
 def _by_hand_values(target: str, values: dict[str, float]) -> str:
-    return _by_hand(target, Fix(kind="config", provider="selfheal", rationale="by hand", risk_level=RiskLevel.LOW,
-                                changes=[ConfigChange(setting=setting_named(k), target=target, proposed=v) for k, v in sorted(values.items())]))
+    return _by_hand(
+        target,
+        Fix(
+            kind="config",
+            provider="selfheal",
+            rationale="by hand",
+            risk_level=RiskLevel.LOW,
+            changes=[
+                ConfigChange(setting=setting_named(k), target=target, proposed=v) for k, v in sorted(values.items())
+            ],
+        ),
+    )
 
 
 def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
@@ -493,16 +637,20 @@ def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict
     if "reserved_concurrency" in values:
         now_value = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
         if not _same(now_value, base["reserved_concurrency"]) and not _same(now_value, values["reserved_concurrency"]):
-            raise HealAbort(f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
-                            "that was validated: fail safe, nothing was changed")
+            raise HealAbort(
+                f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
+                "that was validated: fail safe, nothing was changed"
+            )
     if "max_retries" in values:
         try:
             now_value = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
         except ClientError:
             now_value = None
         if not _same(now_value, base["max_retries"]) and not _same(now_value, values["max_retries"]):
-            raise HealAbort(f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
-                            "that was validated: fail safe, nothing was changed")
+            raise HealAbort(
+                f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
+                "that was validated: fail safe, nothing was changed"
+            )
 
 
 def _same(value: Any, expected: float) -> bool:
@@ -527,8 +675,13 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
         return rollback(incident, ports, {}, "retry of an interrupted rollback")
     recovered, figures, chain = check_recovery(incident, ports)
     if recovered:
-        resolved = ports.incidents.transition(incident.incident_id, Status.RESOLVED, reason="recovered within the verify window",
-                                              allowed_from=frozenset({Status.VERIFYING}), require={"change_id": data.change_id})
+        resolved = ports.incidents.transition(
+            incident.incident_id,
+            Status.RESOLVED,
+            reason="recovered within the verify window",
+            allowed_from=frozenset({Status.VERIFYING}),
+            require={"change_id": data.change_id},
+        )
         if resolved is None:
             return {"action": "stale", "incident_id": incident.incident_id}
         return _verified(resolved, ports, figures, chain)
@@ -540,23 +693,46 @@ def on_alarm_ok(before: Incident | None, resolved: Incident, alarm_figures: dict
     if before is None or before.status != Status.VERIFYING.value or not before.change:
         return
     figures = {**_before_figures(before), **{f"after_{k}": v for k, v in alarm_figures.items()}}
-    chain = [step("The alarm that opened this incident is OK again", "compare before and after", _figures_text(figures))]
+    chain = [
+        step("The alarm that opened this incident is OK again", "compare before and after", _figures_text(figures))
+    ]
     _verified(resolved, ports, figures, chain)
 
 
-def _verified(incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]]) -> dict[str, Any]:
+def _verified(
+    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]]
+) -> dict[str, Any]:
     change = incident.change or {}
     changes = _changes(change["previous"], change["proposed"])
     ports.monitor.record_decision(
-        "verify", chain, {"change_id": change["change_id"], "verify_until": change.get("verify_until")},
-        {"status": Status.RESOLVED.value, "recovered": True, "figures": figures}, 0.9, once=f"verify#{change['change_id']}",
+        "verify",
+        chain,
+        {"change_id": change["change_id"], "verify_until": change.get("verify_until")},
+        {"status": Status.RESOLVED.value, "recovered": True, "figures": figures},
+        0.9,
+        once=f"verify#{change['change_id']}",
     )
-    _send(ports, incident, DetailType.FIX_VERIFIED, FixVerifiedV1(
-        change_id=change["change_id"], service=incident.service, target=change["target"], target_arn=change.get("target_arn"),
-        changes=changes, breaking_change=is_breaking(changes), figures=figures,
-        summary=f"{change['target']} recovered with {_describe(change['previous'], change['proposed'])}; change kept",
-    ))
-    _announce(ports, incident, DetailType.INCIDENT_RESOLVED, f"recovered after {change['change_id']}: {_figures_text(figures)}")
+    _send(
+        ports,
+        incident,
+        DetailType.FIX_VERIFIED,
+        FixVerifiedV1(
+            change_id=change["change_id"],
+            service=incident.service,
+            target=change["target"],
+            target_arn=change.get("target_arn"),
+            changes=changes,
+            breaking_change=is_breaking(changes),
+            figures=figures,
+            summary=f"{change['target']} recovered with {_describe(change['previous'], change['proposed'])}; change kept",
+        ),
+    )
+    _announce(
+        ports,
+        incident,
+        DetailType.INCIDENT_RESOLVED,
+        f"recovered after {change['change_id']}: {_figures_text(figures)}",
+    )
     return {"action": "resolved", "incident_id": incident.incident_id, "figures": figures}
 
 
@@ -566,16 +742,36 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool, dict[str
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
         try:
-            alarms = ports.cloud.client("cloudwatch").describe_alarms(AlarmNames=[issue.resource]).get("MetricAlarms", [])
+            alarms = (
+                ports.cloud.client("cloudwatch").describe_alarms(AlarmNames=[issue.resource]).get("MetricAlarms", [])
+            )
         except ClientError as exc:
-            return False, figures, [step("Is the alarm OK now?", f"DescribeAlarms {issue.resource}",
-                                         f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery")]
+            return (
+                False,
+                figures,
+                [
+                    step(
+                        "Is the alarm OK now?",
+                        f"DescribeAlarms {issue.resource}",
+                        f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery",
+                    )
+                ],
+            )
         state = alarms[0].get("StateValue") if alarms else "MISSING"
         latest = _latest_datapoint(alarms[0]) if alarms else None
         if latest is not None:
             figures["after_latest_datapoint"] = latest
-        return state == "OK", figures, [step("Is the alarm that opened the incident OK now?", f"DescribeAlarms {issue.resource}",
-                                             f"state {state}; {_figures_text(figures)}")]
+        return (
+            state == "OK",
+            figures,
+            [
+                step(
+                    "Is the alarm that opened the incident OK now?",
+                    f"DescribeAlarms {issue.resource}",
+                    f"state {state}; {_figures_text(figures)}",
+                )
+            ],
+        )
     return _metric_recovery(incident, issue, figures, ports)
 
 
@@ -593,8 +789,9 @@ METRICS = {
 }
 
 
-def _metric_recovery(incident: Incident, issue: IssueReportedV1, figures: dict[str, float],
-                     ports: HealPorts) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
+def _metric_recovery(
+    incident: Incident, issue: IssueReportedV1, figures: dict[str, float], ports: HealPorts
+) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
     """Per minute since the change: Duration p95 or Throttles against their threshold; Errors
     against the issue's threshold when it gave one, else the error rate against the scan's."""
     change = incident.change or {}
@@ -603,26 +800,58 @@ def _metric_recovery(incident: Incident, issue: IssueReportedV1, figures: dict[s
     thresholds = ports.params.scan_thresholds
     explicit = issue.signals.get("threshold")
     as_rate = metric == "Errors" and explicit is None
-    threshold = float(explicit if explicit is not None else {
-        "Duration": thresholds.latency_p95_ms, "Throttles": thresholds.throttles, "Errors": thresholds.error_rate_pct}[metric])
+    threshold = float(
+        explicit
+        if explicit is not None
+        else {
+            "Duration": thresholds.latency_p95_ms,
+            "Throttles": thresholds.throttles,
+            "Errors": thresholds.error_rate_pct,
+        }[metric]
+    )
     start = _parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
     end = max(now(), start + timedelta(minutes=1))
     dims = [{"Name": "FunctionName", "Value": target}]
     queries = [(metric.lower(), metric, stat)] + ([("invocations", "Invocations", "Sum")] if as_rate else [])
     try:
-        results = ports.cloud.client("cloudwatch").get_metric_data(
-            MetricDataQueries=[{"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dims},
-                                                           "Period": 60, "Stat": st}} for qid, name, st in queries],
-            StartTime=start, EndTime=end,
-        ).get("MetricDataResults", [])
+        results = (
+            ports.cloud.client("cloudwatch")
+            .get_metric_data(
+                MetricDataQueries=[
+                    {
+                        "Id": qid,
+                        "MetricStat": {
+                            "Metric": {"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dims},
+                            "Period": 60,
+                            "Stat": st,
+                        },
+                    }
+                    for qid, name, st in queries
+                ],
+                StartTime=start,
+                EndTime=end,
+            )
+            .get("MetricDataResults", [])
+        )
     except ClientError as exc:
-        return False, figures, [step(f"Did {metric} stay under {threshold:g}?", "GetMetricData",
-                                     f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery")]
+        return (
+            False,
+            figures,
+            [
+                step(
+                    f"Did {metric} stay under {threshold:g}?",
+                    "GetMetricData",
+                    f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery",
+                )
+            ],
+        )
     series = {r["Id"]: dict(zip(r.get("Timestamps", []), r.get("Values", []), strict=False)) for r in results}
     measured = series.get(metric.lower(), {})
     if as_rate:
         calls = series.get("invocations", {})
-        values = [100.0 * float(v) / float(calls[t]) if calls.get(t) else (100.0 if v else 0.0) for t, v in measured.items()]
+        values = [
+            100.0 * float(v) / float(calls[t]) if calls.get(t) else (100.0 if v else 0.0) for t, v in measured.items()
+        ]
         label = "error rate %"
         figures["after_error_rate_pct_max"] = max(values, default=0.0)
     else:
@@ -632,50 +861,86 @@ def _metric_recovery(incident: Incident, issue: IssueReportedV1, figures: dict[s
     worst = max(values, default=0.0)
     figures.update({"threshold": threshold, "after_datapoints": float(len(values))})
     recovered = worst <= threshold
-    return recovered, figures, [step(f"Did {target}'s {label} stay under {threshold:g} for the window?",
-                                     "GetMetricData per minute since the change",
-                                     f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}"
-                                     + ("" if values else " (no traffic: nothing shows the change harmful)"))]
+    return (
+        recovered,
+        figures,
+        [
+            step(
+                f"Did {target}'s {label} stay under {threshold:g} for the window?",
+                "GetMetricData per minute since the change",
+                f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}"
+                + ("" if values else " (no traffic: nothing shows the change harmful)"),
+            )
+        ],
+    )
 
 
 def _before_figures(incident: Incident) -> dict[str, float]:
     signals = (incident.issue or {}).get("signals") or {}
-    return {f"before_{k}": float(v) for k, v in signals.items() if k in ("latest_datapoint", "threshold", "error_rate_pct",
-                                                                           "errors", "throttles", "duration", "p95_ms")}
+    return {
+        f"before_{k}": float(v)
+        for k, v in signals.items()
+        if k in ("latest_datapoint", "threshold", "error_rate_pct", "errors", "throttles", "duration", "p95_ms")
+    }
 
 
 # ------------------------------------------------------------------------------ rollback
 
 
-def rollback(incident: Incident, ports: HealPorts, figures: dict[str, float], why: str,
-             chain: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def rollback(
+    incident: Incident, ports: HealPorts, figures: dict[str, float], why: str, chain: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     change = dict(incident.change or {})
     cid = change["change_id"]
     redo = incident.heal_phase == "rolling_back"
     claimed = ports.incidents.record(
-        incident.incident_id, statuses=frozenset({Status.VERIFYING}), require={"change_id": cid, "heal_phase": incident.heal_phase},
+        incident.incident_id,
+        statuses=frozenset({Status.VERIFYING}),
+        require={"change_id": cid, "heal_phase": incident.heal_phase},
         values={"heal_phase": "rolling_back", "change": {**change, "figures": figures or change.get("figures", {})}},
     )
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     figures = figures or change.get("figures", {})
-    chain = [*(chain or []), step(f"{why}", f"restore the previous values of {change['target']}",
-                                  _describe(change["proposed"], change["previous"]))]
+    chain = [
+        *(chain or []),
+        step(
+            f"{why}",
+            f"restore the previous values of {change['target']}",
+            _describe(change["proposed"], change["previous"]),
+        ),
+    ]
     restore = {k: float(v) for k, v in change["previous"].items()}
     try:
-        _write(change["target"], restore, change["proposed"], change.get("revision_after"), ports.cloud,
-               redo=redo, check_fresh=False, chain=chain)
+        _write(
+            change["target"],
+            restore,
+            change["proposed"],
+            change.get("revision_after"),
+            ports.cloud,
+            redo=redo,
+            check_fresh=False,
+            chain=chain,
+        )
     except HealAbort as exc:
         return _rollback_failed(claimed, ports, figures, chain, exc.reason)
     rolled = ports.incidents.transition(
-        incident.incident_id, Status.ROLLED_BACK, reason=f"{why}; restored {_describe(change['proposed'], change['previous'])}",
-        allowed_from=frozenset({Status.VERIFYING}), require={"change_id": cid}, also_set={"heal_phase": "rolled_back"},
+        incident.incident_id,
+        Status.ROLLED_BACK,
+        reason=f"{why}; restored {_describe(change['proposed'], change['previous'])}",
+        allowed_from=frozenset({Status.VERIFYING}),
+        require={"change_id": cid},
+        also_set={"heal_phase": "rolled_back"},
     )
     if rolled is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     ports.monitor.record_decision(
-        "rollback", chain, {"change_id": cid, "figures": figures},
-        {"status": Status.ROLLED_BACK.value, "restored": change["previous"]}, 0.9, once=f"rollback#{cid}",
+        "rollback",
+        chain,
+        {"change_id": cid, "figures": figures},
+        {"status": Status.ROLLED_BACK.value, "restored": change["previous"]},
+        0.9,
+        once=f"rollback#{cid}",
     )
     return _finish_rollback(rolled, ports)
 
@@ -684,42 +949,81 @@ def _finish_rollback(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     change = incident.change or {}
     restored = _changes(change["proposed"], change["previous"])
     figures = change.get("figures") or {}
-    _send(ports, incident, DetailType.FIX_ROLLED_BACK, FixRolledBackV1(
-        change_id=change["change_id"], service=incident.service, target=change["target"], target_arn=change.get("target_arn"),
-        changes=restored, breaking_change=is_breaking(restored), restored=True, figures=figures,
-        summary=f"{change['target']} did not recover; restored {_describe(change['proposed'], change['previous'])}",
-    ))
+    _send(
+        ports,
+        incident,
+        DetailType.FIX_ROLLED_BACK,
+        FixRolledBackV1(
+            change_id=change["change_id"],
+            service=incident.service,
+            target=change["target"],
+            target_arn=change.get("target_arn"),
+            changes=restored,
+            breaking_change=is_breaking(restored),
+            restored=True,
+            figures=figures,
+            summary=f"{change['target']} did not recover; restored {_describe(change['proposed'], change['previous'])}",
+        ),
+    )
     escalated = ports.incidents.transition(
-        incident.incident_id, Status.ESCALATED, reason=f"rolled back {change['change_id']}: no recovery ({_figures_text(figures)})",
+        incident.incident_id,
+        Status.ESCALATED,
+        reason=f"rolled back {change['change_id']}: no recovery ({_figures_text(figures)})",
         allowed_from=frozenset({Status.ROLLED_BACK}),
     )
     if escalated is not None:
-        _announce(ports, escalated, DetailType.INCIDENT_ESCALATED,
-                  f"{change['target']} did not recover after {_describe(change['previous'], change['proposed'])}; "
-                  f"the change was rolled back ({_figures_text(figures)}). A person must investigate.")
+        _announce(
+            ports,
+            escalated,
+            DetailType.INCIDENT_ESCALATED,
+            f"{change['target']} did not recover after {_describe(change['previous'], change['proposed'])}; "
+            f"the change was rolled back ({_figures_text(figures)}). A person must investigate.",
+        )
     return {"action": "rolled_back", "incident_id": incident.incident_id, "figures": figures}
 
 
-def _rollback_failed(incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]],
-                     error: str) -> dict[str, Any]:
+def _rollback_failed(
+    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]], error: str
+) -> dict[str, Any]:
     change = incident.change or {}
     restore = _changes(change["proposed"], change["previous"])
     by_hand = _by_hand_values(change["target"], {c.setting: c.after for c in restore})
     reason = f"ROLLBACK FAILED ({error}); restore by hand: {by_hand}"
     escalated = ports.incidents.transition(
-        incident.incident_id, Status.ESCALATED, reason=reason, allowed_from=frozenset({Status.VERIFYING}),
-        require={"change_id": change["change_id"]}, also_set={"heal_phase": "rollback_failed"},
+        incident.incident_id,
+        Status.ESCALATED,
+        reason=reason,
+        allowed_from=frozenset({Status.VERIFYING}),
+        require={"change_id": change["change_id"]},
+        also_set={"heal_phase": "rollback_failed"},
     )
     if escalated is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     chain.append(step("The restore did not go through", "escalate with the exact values to restore", reason))
-    ports.monitor.record_decision("rollback", chain, {"change_id": change["change_id"], "figures": figures},
-                                  {"status": Status.ESCALATED.value, "restored": False, "restore_by_hand": change["previous"]}, 0.95,
-                                  once=f"rollback#{change['change_id']}")
-    _send(ports, escalated, DetailType.FIX_ROLLED_BACK, FixRolledBackV1(
-        change_id=change["change_id"], service=escalated.service, target=change["target"], target_arn=change.get("target_arn"),
-        changes=restore, breaking_change=is_breaking(restore), restored=False, figures=figures, summary=reason[:2000],
-    ))
+    ports.monitor.record_decision(
+        "rollback",
+        chain,
+        {"change_id": change["change_id"], "figures": figures},
+        {"status": Status.ESCALATED.value, "restored": False, "restore_by_hand": change["previous"]},
+        0.95,
+        once=f"rollback#{change['change_id']}",
+    )
+    _send(
+        ports,
+        escalated,
+        DetailType.FIX_ROLLED_BACK,
+        FixRolledBackV1(
+            change_id=change["change_id"],
+            service=escalated.service,
+            target=change["target"],
+            target_arn=change.get("target_arn"),
+            changes=restore,
+            breaking_change=is_breaking(restore),
+            restored=False,
+            figures=figures,
+            summary=reason[:2000],
+        ),
+    )
     _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
     return {"action": "rollback_failed", "incident_id": incident.incident_id}
 
@@ -735,29 +1039,47 @@ def _patch_ready(incident: Incident, fix: Fix, record: dict[str, Any], ports: He
         if issue.code.artifact is not None:
             originals.update(ports.artifacts.get_json(issue.code.artifact))
     mbox = format_patch(incident, fix, record, originals, when=now())
-    ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/patch.json", {"incident_id": incident.incident_id, "mbox": mbox})
+    ref = ports.artifacts.put_json(
+        f"incidents/{incident.incident_id}/patch.json", {"incident_id": incident.incident_id, "mbox": mbox}
+    )
     ready = ports.incidents.transition(
-        incident.incident_id, Status.PATCH_READY, reason="validated patch kept; apply with: selfheal patch " + incident.incident_id,
-        expected_attempt=incident.attempts, redo_from=frozenset({Status.PATCH_READY}),
+        incident.incident_id,
+        Status.PATCH_READY,
+        reason="validated patch kept; apply with: selfheal patch " + incident.incident_id,
+        expected_attempt=incident.attempts,
+        redo_from=frozenset({Status.PATCH_READY}),
         also_set={"patch": ref.model_dump(mode="json")},
     )
     if ready is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     ports.monitor.record_decision(
         "keep_patch",
-        [step("The validated fix is a code change", "keep the patch; code is not deployed by Selfheal",
-              f"selfheal patch {incident.incident_id} | git am"),
-         step("When is it done?", "resolve when the originating alarm returns to OK", "PATCH_READY")],
-        {"kind": "code", "files": sorted({*fix.files, *fix.tests})}, {"status": Status.PATCH_READY.value, "patch": ref.key}, 0.9,
+        [
+            step(
+                "The validated fix is a code change",
+                "keep the patch; code is not deployed by Selfheal",
+                f"selfheal patch {incident.incident_id} | git am",
+            ),
+            step("When is it done?", "resolve when the originating alarm returns to OK", "PATCH_READY"),
+        ],
+        {"kind": "code", "files": sorted({*fix.files, *fix.tests})},
+        {"status": Status.PATCH_READY.value, "patch": ref.key},
+        0.9,
         once="keep_patch",
     )
     # A person merges and deploys it: the notification route tells them.
-    _announce(ports, ready, DetailType.INCIDENT_ESCALATED,
-              f"validated patch ready to merge: selfheal patch {incident.incident_id} | git am")
+    _announce(
+        ports,
+        ready,
+        DetailType.INCIDENT_ESCALATED,
+        f"validated patch ready to merge: selfheal patch {incident.incident_id} | git am",
+    )
     return {"action": "patch_ready", "incident_id": incident.incident_id}
 
 
-def format_patch(incident: Incident, fix: Fix, record: dict[str, Any], originals: dict[str, str], *, when: datetime) -> str:
+def format_patch(
+    incident: Incident, fix: Fix, record: dict[str, Any], originals: dict[str, str], *, when: datetime
+) -> str:
     """An mbox message `git am` accepts: QA's evidence in the message body, the diff after `---`."""
     diff = _diff(fix, originals)
     lines = [
@@ -775,8 +1097,16 @@ def format_patch(incident: Incident, fix: Fix, record: dict[str, Any], originals
         exit_code = f", exit {e['exit_code']}" if e.get("exit_code") is not None else ""
         lines.append(f"- {e.get('check')}: {status}{exit_code}" + (f" ({e['command']})" if e.get("command") else ""))
         lines.extend("    " + x for x in str(e.get("excerpt", "")).splitlines()[-EVIDENCE_EXCERPT_LINES:])
-    lines += ["", f"Selfheal-Incident: {incident.incident_id}", f"Selfheal-Provider: {fix.provider}"
-              + (f" ({fix.model})" if fix.model else ""), "---", diff.rstrip("\n"), "-- ", "selfheal", ""]
+    lines += [
+        "",
+        f"Selfheal-Incident: {incident.incident_id}",
+        f"Selfheal-Provider: {fix.provider}" + (f" ({fix.model})" if fix.model else ""),
+        "---",
+        diff.rstrip("\n"),
+        "-- ",
+        "selfheal",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -800,8 +1130,10 @@ def _diff(fix: Fix, originals: dict[str, str]) -> str:
         if old is None:
             header.append("new file mode 100644")
         body = difflib.unified_diff(
-            (old or "").splitlines(keepends=True), new.splitlines(keepends=True),
-            fromfile="/dev/null" if old is None else f"a/{path}", tofile=f"b/{path}",
+            (old or "").splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile="/dev/null" if old is None else f"a/{path}",
+            tofile=f"b/{path}",
         )
         text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in body)
         parts.append("\n".join(header) + "\n" + text)
@@ -811,21 +1143,36 @@ def _diff(fix: Fix, originals: dict[str, str]) -> str:
 # ------------------------------------------------------------------------------ shared
 
 
-def _escalate(incident: Incident, ports: HealPorts, reason: str, sources: frozenset[Status],
-              chain: list[dict[str, str]] | None = None, decision: str = "apply") -> dict[str, Any]:
-    escalated = ports.incidents.transition(incident.incident_id, Status.ESCALATED, reason=reason[:1000], allowed_from=sources)
+def _escalate(
+    incident: Incident,
+    ports: HealPorts,
+    reason: str,
+    sources: frozenset[Status],
+    chain: list[dict[str, str]] | None = None,
+    decision: str = "apply",
+) -> dict[str, Any]:
+    escalated = ports.incidents.transition(
+        incident.incident_id, Status.ESCALATED, reason=reason[:1000], allowed_from=sources
+    )
     if escalated is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     ports.monitor.record_decision(
-        decision, [*(chain or []), step("The change cannot be made safely", "escalate; nothing applied", reason)],
-        {"incident_id": incident.incident_id}, {"status": Status.ESCALATED.value, "reason": reason[:500]}, 0.95,
+        decision,
+        [*(chain or []), step("The change cannot be made safely", "escalate; nothing applied", reason)],
+        {"incident_id": incident.incident_id},
+        {"status": Status.ESCALATED.value, "reason": reason[:500]},
+        0.95,
     )
     _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
     return {"action": "escalated", "incident_id": incident.incident_id, "reason": reason}
 
 
 def _changes(before: dict[str, float], after: dict[str, float]) -> list[SettingChange]:
-    return [SettingChange(setting=setting_named(k), before=float(before[k]), after=float(after[k])) for k in sorted(after) if k in before]
+    return [
+        SettingChange(setting=setting_named(k), before=float(before[k]), after=float(after[k]))
+        for k in sorted(after)
+        if k in before
+    ]
 
 
 def _describe(before: dict[str, float], after: dict[str, float]) -> str:
@@ -844,8 +1191,12 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _metadata(incident: Incident) -> Metadata:
-    return Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
-                    attempt=max(incident.attempts, 1))
+    return Metadata(
+        incident_id=incident.incident_id,
+        correlation_id=incident.correlation_id,
+        producer=AGENT,
+        attempt=max(incident.attempts, 1),
+    )
 
 
 def _send(ports: HealPorts, incident: Incident, detail_type: DetailType, data: Any) -> None:
@@ -853,8 +1204,16 @@ def _send(ports: HealPorts, incident: Incident, detail_type: DetailType, data: A
 
 
 def _announce(ports: HealPorts, incident: Incident, detail_type: DetailType, summary: str) -> None:
-    ports.messenger.send(detail_type, _metadata(incident), InfoV1(
-        status=incident.status, summary=summary[:4000], service=incident.service, issue_type=incident.issue_type,
-        severity=incident.severity, fingerprint=incident.fingerprint, duplicates=incident.duplicates,
-    ))
-
+    ports.messenger.send(
+        detail_type,
+        _metadata(incident),
+        InfoV1(
+            status=incident.status,
+            summary=summary[:4000],
+            service=incident.service,
+            issue_type=incident.issue_type,
+            severity=incident.severity,
+            fingerprint=incident.fingerprint,
+            duplicates=incident.duplicates,
+        ),
+    )

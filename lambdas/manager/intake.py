@@ -93,7 +93,9 @@ def parse_issue_reported(event: dict[str, Any]) -> Intake:
 
 def redact_issue(issue: IssueReportedV1) -> IssueReportedV1:
     """Log text is untrusted: secrets are removed before it is stored, sent on or shown to a model."""
-    return issue.model_copy(update={"summary": scrub(issue.summary), "evidence": [scrub(line) for line in issue.evidence]})
+    return issue.model_copy(
+        update={"summary": scrub(issue.summary), "evidence": [scrub(line) for line in issue.evidence]}
+    )
 
 
 def parse_alarm(event: dict[str, Any]) -> Intake:
@@ -103,7 +105,9 @@ def parse_alarm(event: dict[str, Any]) -> Intake:
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         if isinstance(exc, InvalidEvent):
             raise
-        raise InvalidEvent(f"alarm state change has an unexpected shape: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise InvalidEvent(
+            f"alarm state change has an unexpected shape: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
 
 
 def _parse_alarm(event: dict[str, Any]) -> Intake:
@@ -146,9 +150,14 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
     except ValidationError as exc:
         raise InvalidEvent(f"alarm state change is invalid: {describe_validation_error(exc)}") from exc
     return Intake(
-        issue=issue, fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name), origin="alarm", alarm_state=state,
-        alarm_function=next((str(m["dimensions"]["FunctionName"]) for m in metrics if (m.get("dimensions") or {}).get("FunctionName")),
-                            None),
+        issue=issue,
+        fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name),
+        origin="alarm",
+        alarm_state=state,
+        alarm_function=next(
+            (str(m["dimensions"]["FunctionName"]) for m in metrics if (m.get("dimensions") or {}).get("FunctionName")),
+            None,
+        ),
     )
 
 
@@ -191,8 +200,10 @@ def _reason_signals(reason_data: Any) -> dict[str, float]:
     if not isinstance(reason_data, dict):
         return {}
     points = reason_data.get("recentDatapoints") or []
-    candidates = {"latest_datapoint": points[-1] if isinstance(points, list) and points else None,
-                  "threshold": reason_data.get("threshold")}
+    candidates = {
+        "latest_datapoint": points[-1] if isinstance(points, list) and points else None,
+        "threshold": reason_data.get("threshold"),
+    }
     signals: dict[str, float] = {}
     for name, value in candidates.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):

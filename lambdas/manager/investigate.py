@@ -66,7 +66,9 @@ def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None) -
         return function_name_of(issue.service), "the scanned function"
     if issue.resource:
         name = function_name_of(issue.resource)
-        return name, ("the reported resource" if name else f"resource {issue.resource[:80]!r} is not a function name or ARN")
+        return name, (
+            "the reported resource" if name else f"resource {issue.resource[:80]!r} is not a function name or ARN"
+        )
     return function_name_of(issue.service), "no resource reported; the service name as function name"
 
 
@@ -83,7 +85,9 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudPort) -> tuple[Investigation, list[dict[str, str]]]:
+def investigate(
+    target: str | None, how: str, *, around: datetime, cloud: CloudPort
+) -> tuple[Investigation, list[dict[str, str]]]:
     """Read the target; returns the investigation and its reasoning chain."""
     chain: list[dict[str, str]] = []
 
@@ -91,7 +95,11 @@ def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudP
         chain.append({"thought": thought, "action": action, "observation": observation[:1000]})
 
     if target is None:
-        step("Which function does this incident concern?", f"look for a target: {how}", "no Lambda target; nothing to read")
+        step(
+            "Which function does this incident concern?",
+            f"look for a target: {how}",
+            "no Lambda target; nothing to read",
+        )
         return Investigation(gaps=[f"no Lambda target: {how}"]), chain
 
     inv = Investigation(target=target)
@@ -114,8 +122,11 @@ def investigate(target: str | None, how: str, *, around: datetime, cloud: CloudP
         inv.values["memory_mb"] = float(config["MemorySize"])
         if not inv.revision_id:
             inv.gaps.append("GetFunctionConfiguration returned no RevisionId: a configuration change cannot be guarded")
-        step("What is its configuration now?", "GetFunctionConfiguration",
-             f"timeout {config['Timeout']} s, memory {config['MemorySize']} MB, revision {inv.revision_id}")
+        step(
+            "What is its configuration now?",
+            "GetFunctionConfiguration",
+            f"timeout {config['Timeout']} s, memory {config['MemorySize']} MB, revision {inv.revision_id}",
+        )
 
     _read_concurrency(inv, target, lam, step)
     _read_retries(inv, target, lam, step)
@@ -134,8 +145,11 @@ def _read_concurrency(inv: Investigation, target: str, lam: Any, step: Step) -> 
             inv.unset.append("reserved_concurrency")
         else:
             inv.values["reserved_concurrency"] = float(reserved)
-        step("Is its concurrency reserved?", "GetFunctionConcurrency",
-             "no reservation (unreserved account pool)" if reserved is None else f"{reserved} reserved")
+        step(
+            "Is its concurrency reserved?",
+            "GetFunctionConcurrency",
+            "no reservation (unreserved account pool)" if reserved is None else f"{reserved} reserved",
+        )
     except ClientError as exc:
         inv.gaps.append(f"GetFunctionConcurrency: {_denied_or_missing(exc)}")
         step("Is its concurrency reserved?", "GetFunctionConcurrency", f"could not read it: {_denied_or_missing(exc)}")
@@ -155,7 +169,11 @@ def _read_retries(inv: Investigation, target: str, lam: Any, step: Step) -> None
             step("How are async invocations retried?", "GetFunctionEventInvokeConfig", "not configured")
         else:
             inv.gaps.append(f"GetFunctionEventInvokeConfig: {_denied_or_missing(exc)}")
-            step("How are async invocations retried?", "GetFunctionEventInvokeConfig", f"could not read it: {_denied_or_missing(exc)}")
+            step(
+                "How are async invocations retried?",
+                "GetFunctionEventInvokeConfig",
+                f"could not read it: {_denied_or_missing(exc)}",
+            )
 
 
 def _read_tags(inv: Investigation, lam: Any, step: Step) -> None:
@@ -163,7 +181,11 @@ def _read_tags(inv: Investigation, lam: Any, step: Step) -> None:
         try:
             tags = lam.list_tags(Resource=inv.target_arn).get("Tags", {})
             inv.managed = tags.get(MANAGED_TAG) == "true"
-            step("May Selfheal change it?", f"ListTags: {MANAGED_TAG}", f"{MANAGED_TAG}={tags.get(MANAGED_TAG, '<absent>')}")
+            step(
+                "May Selfheal change it?",
+                f"ListTags: {MANAGED_TAG}",
+                f"{MANAGED_TAG}={tags.get(MANAGED_TAG, '<absent>')}",
+            )
         except ClientError as exc:
             inv.gaps.append(f"ListTags: {_denied_or_missing(exc)}")
             step("May Selfheal change it?", "ListTags", f"could not read the tags: {_denied_or_missing(exc)}")
@@ -173,29 +195,52 @@ def _read_tags(inv: Investigation, lam: Any, step: Step) -> None:
 
 def _read_errors(inv: Investigation, log_group: str, around: datetime, cloud: CloudPort, step: Step) -> None:
     try:
-        events = cloud.client("logs").filter_log_events(
-            logGroupName=log_group, filterPattern=ERROR_PATTERN, limit=50,
-            startTime=int((around - LOG_LOOKBACK).timestamp() * 1000),
-            endTime=int((around + LOG_LOOKAHEAD).timestamp() * 1000),
-        ).get("events", [])
+        events = (
+            cloud.client("logs")
+            .filter_log_events(
+                logGroupName=log_group,
+                filterPattern=ERROR_PATTERN,
+                limit=50,
+                startTime=int((around - LOG_LOOKBACK).timestamp() * 1000),
+                endTime=int((around + LOG_LOOKAHEAD).timestamp() * 1000),
+            )
+            .get("events", [])
+        )
     except ClientError as exc:
         inv.gaps.append(f"FilterLogEvents {log_group}: {_denied_or_missing(exc)}")
-        step("What did it log around the alarm?", f"FilterLogEvents {log_group}", f"could not read: {_denied_or_missing(exc)}")
+        step(
+            "What did it log around the alarm?",
+            f"FilterLogEvents {log_group}",
+            f"could not read: {_denied_or_missing(exc)}",
+        )
         return
     # Log text is untrusted: secrets removed, each line capped, only the latest lines kept.
-    lines = [cap(scrub(e.get("message", "").strip()), MAX_LINE_CHARS) for e in events if ERROR_LINE.search(e.get("message", ""))]
+    lines = [
+        cap(scrub(e.get("message", "").strip()), MAX_LINE_CHARS)
+        for e in events
+        if ERROR_LINE.search(e.get("message", ""))
+    ]
     inv.error_lines.extend(lines[-MAX_INVESTIGATION_LINES:])
-    step("What did it log around the alarm?", f"FilterLogEvents {log_group} (errors, -15/+5 min)",
-         f"{len(lines)} error line(s)" + (f"; last: {lines[-1][:200]}" if lines else ""))
+    step(
+        "What did it log around the alarm?",
+        f"FilterLogEvents {log_group} (errors, -15/+5 min)",
+        f"{len(lines)} error line(s)" + (f"; last: {lines[-1][:200]}" if lines else ""),
+    )
 
 
 def _read_changes(inv: Investigation, target: str, around: datetime, cloud: CloudPort, step: Step) -> None:
     end = max(around, datetime.now(UTC))
     try:
-        events = cloud.client("cloudtrail").lookup_events(
-            LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": target}],
-            StartTime=end - CHANGE_LOOKBACK, EndTime=end, MaxResults=50,
-        ).get("Events", [])
+        events = (
+            cloud.client("cloudtrail")
+            .lookup_events(
+                LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": target}],
+                StartTime=end - CHANGE_LOOKBACK,
+                EndTime=end,
+                MaxResults=50,
+            )
+            .get("Events", [])
+        )
     except (ClientError, BotoCoreError, NotImplementedError) as exc:
         reason = _denied_or_missing(exc) if isinstance(exc, ClientError) else f"unavailable ({type(exc).__name__})"
         inv.gaps.append(f"CloudTrail LookupEvents: {reason}")
@@ -209,8 +254,11 @@ def _read_changes(inv: Investigation, target: str, around: datetime, cloud: Clou
             when_text = when.isoformat() if isinstance(when, datetime) else str(when)
             changes.append(scrub(f"{when_text} {name} by {event.get('Username', 'unknown')}")[:MAX_LINE_CHARS])
     inv.recent_changes.extend(changes[:MAX_INVESTIGATION_LINES])
-    step("Did anyone change it recently?", "CloudTrail LookupEvents (24 h)",
-         f"{len(changes)} code/configuration change(s)" + (f"; latest: {changes[0]}" if changes else ""))
+    step(
+        "Did anyone change it recently?",
+        "CloudTrail LookupEvents (24 h)",
+        f"{len(changes)} code/configuration change(s)" + (f"; latest: {changes[0]}" if changes else ""),
+    )
 
 
 def enrich(issue: IssueReportedV1, inv: Investigation | None) -> IssueReportedV1:

@@ -72,14 +72,21 @@ def step(thought: str, action: str, observation: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------ intake
 
 
-def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None,
-                  replayed: bool = False) -> dict[str, Any]:
+def handle_intake(
+    intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None, replayed: bool = False
+) -> dict[str, Any]:
     if intake.origin == "alarm" and intake.alarm_state != "ALARM":
-        return _alarm_recovered(intake, ports) if intake.alarm_state == "OK" else {"action": "ignored", "reason": intake.alarm_state}
+        return (
+            _alarm_recovered(intake, ports)
+            if intake.alarm_state == "OK"
+            else {"action": "ignored", "reason": intake.alarm_state}
+        )
 
     # Derived from the delivery (its event id), so a retry of this invocation reopens the same
     # incident, while the same producer key reported again later is a new delivery.
-    incident_id = "inc-" + hashlib.sha256(f"{delivery_id or correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
+    incident_id = (
+        "inc-" + hashlib.sha256(f"{delivery_id or correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
+    )
     # Source code lives in the artifacts store from the start: the incident item stays small and
     # a paused incident can be resumed from the item alone.
     issue = _claim_check(intake.issue, incident_id, ports.artifacts)
@@ -96,8 +103,11 @@ def handle_intake(intake: Intake, ports: ManagerPorts, *, correlation_id: str, d
         return {"action": "stale", "incident_id": incident_id}  # this very report, delivered again; it is closed
     if not is_new:
         return _fold(intake, incident, ports, delivery=incident_id)
-    return open_detected(Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
-                 incident, ports)
+    return open_detected(
+        Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
+        incident,
+        ports,
+    )
 
 
 def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: str) -> dict[str, Any]:
@@ -109,7 +119,11 @@ def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: 
                 f"look up the open incident for fingerprint {intake.fingerprint}",
                 f"{incident.incident_id} is open ({incident.status}); counted as duplicate #{incident.duplicates}",
             ),
-            step("A second run would spend tokens on a problem already being handled", "fold, do not start a run", "no event emitted"),
+            step(
+                "A second run would spend tokens on a problem already being handled",
+                "fold, do not start a run",
+                "no event emitted",
+            ),
         ],
         {"fingerprint": intake.fingerprint, "origin": intake.origin},
         {"incident_id": incident.incident_id, "duplicates": incident.duplicates},
@@ -123,25 +137,43 @@ def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> di
     """Triage, investigate and request a fix; redoable (the sweeper re-drives a DETECTED incident here)."""
     issue = intake.issue
     chain, confidence = triage(intake, ports.params)
-    ports.monitor.record_event("issue_detected", {"service": issue.service, "issue_type": issue.issue_type, "severity": issue.severity, "origin": intake.origin})
+    ports.monitor.record_event(
+        "issue_detected",
+        {"service": issue.service, "issue_type": issue.issue_type, "severity": issue.severity, "origin": intake.origin},
+    )
     ports.monitor.record_decision(
         "triage",
         chain,
         {"origin": intake.origin, "summary": issue.summary, "signals": issue.signals},
-        {"incident_id": incident.incident_id, "issue_type": issue.issue_type, "severity": issue.severity, "next": "RemediationRequested"},
+        {
+            "incident_id": incident.incident_id,
+            "issue_type": issue.issue_type,
+            "severity": issue.severity,
+            "next": "RemediationRequested",
+        },
         confidence,
         once="triage",
     )
     investigation = _investigate(intake, incident, ports)
-    remediating = ports.incidents.transition(incident.incident_id, Status.REMEDIATING, reason="triaged; fix requested", new_attempt=1,
-                                              redo_from=frozenset({Status.REMEDIATING}))
+    remediating = ports.incidents.transition(
+        incident.incident_id,
+        Status.REMEDIATING,
+        reason="triaged; fix requested",
+        new_attempt=1,
+        redo_from=frozenset({Status.REMEDIATING}),
+    )
     if remediating is None:  # someone else already moved it on: nothing to do twice
         return {"action": "stale", "incident_id": incident.incident_id}
-    metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1)
+    metadata = Metadata(
+        incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1
+    )
     ports.messenger.send(DetailType.ISSUE_DETECTED, metadata, _info(remediating, issue.summary))
     ports.messenger.send(
-        DetailType.REMEDIATION_REQUESTED, metadata,
-        RemediationRequestedV1(issue=enrich(issue, investigation), fingerprint=intake.fingerprint, investigation=investigation),
+        DetailType.REMEDIATION_REQUESTED,
+        metadata,
+        RemediationRequestedV1(
+            issue=enrich(issue, investigation), fingerprint=intake.fingerprint, investigation=investigation
+        ),
     )
     return {"action": "opened", "incident_id": incident.incident_id}
 
@@ -152,16 +184,31 @@ def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Inv
         return Investigation.model_validate(incident.investigation)
     target, how = target_of(intake.issue, intake.origin, intake.alarm_function)
     inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
-    ports.incidents.record(incident.incident_id, statuses=frozenset({Status.DETECTED, Status.REMEDIATING}),
-                           values={"investigation": inv.model_dump(mode="json", exclude_none=True)})
+    ports.incidents.record(
+        incident.incident_id,
+        statuses=frozenset({Status.DETECTED, Status.REMEDIATING}),
+        values={"investigation": inv.model_dump(mode="json", exclude_none=True)},
+    )
     gaps = "; ".join(inv.gaps)
-    chain.append(step("What is known, and what is not?", "list the readings and the gaps",
-                      f"read {sorted(inv.values)}; unset {inv.unset}; gaps: {gaps or 'none'}"))
+    chain.append(
+        step(
+            "What is known, and what is not?",
+            "list the readings and the gaps",
+            f"read {sorted(inv.values)}; unset {inv.unset}; gaps: {gaps or 'none'}",
+        )
+    )
     ports.monitor.record_decision(
-        "investigate", chain,
+        "investigate",
+        chain,
         {"target": target, "origin": intake.origin},
-        {"values": inv.values, "managed": inv.managed, "revision_id": inv.revision_id, "gaps": inv.gaps,
-         "error_lines": len(inv.error_lines), "recent_changes": inv.recent_changes[:5]},
+        {
+            "values": inv.values,
+            "managed": inv.managed,
+            "revision_id": inv.revision_id,
+            "gaps": inv.gaps,
+            "error_lines": len(inv.error_lines),
+            "recent_changes": inv.recent_changes[:5],
+        },
         0.9 if not inv.gaps else 0.6,
         once="investigate",
     )
@@ -191,7 +238,12 @@ def triage(intake: Intake, params: RuntimeParameters) -> tuple[list[dict[str, st
             f"automation={params.automation_level}, up to {params.max_fix_attempts} attempts",
         ),
     ]
-    confidence = 0.55 + (0.2 if known_type else 0.0) + (0.1 if issue.signals else 0.0) + (0.1 if issue.evidence or has_code else 0.0)
+    confidence = (
+        0.55
+        + (0.2 if known_type else 0.0)
+        + (0.1 if issue.signals else 0.0)
+        + (0.1 if issue.evidence or has_code else 0.0)
+    )
     return chain, round(min(confidence, 0.95), 2)
 
 
@@ -201,8 +253,12 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         return {"action": "ignored", "reason": "alarm OK with no open incident"}
     before = ports.incidents.get(incident_id)
     # Not while a rollback is under way: the restore finishes and escalates (the OK may be its own doing).
-    incident = ports.incidents.transition(incident_id, Status.RESOLVED, reason=f"alarm {intake.issue.resource} returned to OK",
-                                          forbid={"heal_phase": "rolling_back"})
+    incident = ports.incidents.transition(
+        incident_id,
+        Status.RESOLVED,
+        reason=f"alarm {intake.issue.resource} returned to OK",
+        forbid={"heal_phase": "rolling_back"},
+    )
     # The alarm is OK: its next ALARM is a new occurrence, not a late duplicate.
     ports.incidents.release_now(intake.fingerprint, incident_id)
     if incident is None:
@@ -217,7 +273,9 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         once="resolve_on_recovery",
     )
     if before is not None and before.status == Status.VERIFYING.value:
-        heal.on_alarm_ok(before, incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
+        heal.on_alarm_ok(
+            before, incident, intake.issue.signals, ports
+        )  # verify decision, FixVerified, IncidentResolved
         return {"action": "resolved", "incident_id": incident_id}
     announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
     return {"action": "resolved", "incident_id": incident_id}
@@ -230,8 +288,11 @@ RESUME_INPUT_TOKENS, RESUME_OUTPUT_TOKENS = 30_000, 4_096
 
 def resumable_budget_usd(ports: ManagerPorts) -> float:
     """What is left of today's LLM budget, or 0 when one worst-case Engineer call would not fit."""
-    one_call = ports.monitor.price_call(SimpleNamespace(model=ports.params.engineer_model, input_tokens=RESUME_INPUT_TOKENS,
-                                                        output_tokens=RESUME_OUTPUT_TOKENS))
+    one_call = ports.monitor.price_call(
+        SimpleNamespace(
+            model=ports.params.engineer_model, input_tokens=RESUME_INPUT_TOKENS, output_tokens=RESUME_OUTPUT_TOKENS
+        )
+    )
     remaining = ports.monitor.budget_guard().budget_status().remaining_usd
     return remaining if remaining >= one_call else 0.0
 
@@ -245,7 +306,9 @@ def resume_budget_paused(ports: ManagerPorts, incidents: list[Incident], *, budg
         if incident.status != Status.BUDGET_PAUSED.value:
             continue
         moved = ports.incidents.transition(
-            incident.incident_id, Status.REMEDIATING, reason=f"budget available (${budget_remaining_usd:.2f} left)",
+            incident.incident_id,
+            Status.REMEDIATING,
+            reason=f"budget available (${budget_remaining_usd:.2f} left)",
             expected_attempt=incident.attempts,
         )
         if moved is None:
@@ -253,8 +316,16 @@ def resume_budget_paused(ports: ManagerPorts, incidents: list[Incident], *, budg
         ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
         ports.monitor.record_decision(
             "resume_after_budget_pause",
-            [step("The LLM budget has room again", "resume the paused incident", f"${budget_remaining_usd:.2f} left today")],
-            {"attempt": incident.attempts}, {"status": Status.REMEDIATING.value}, 0.9,
+            [
+                step(
+                    "The LLM budget has room again",
+                    "resume the paused incident",
+                    f"${budget_remaining_usd:.2f} left today",
+                )
+            ],
+            {"attempt": incident.attempts},
+            {"status": Status.REMEDIATING.value},
+            0.9,
             once=f"resume_after_budget_pause#{incident.attempts}#{times_paused(moved)}",
         )
         _send_again(ports, incident, moved)
@@ -273,9 +344,15 @@ PROVIDER_BACKOFF_S = (60, 300, 900, 1_800, 3_600)
 
 def _send_again(ports: ManagerPorts, incident: Incident, moved: Incident) -> None:
     """RemediationRequested for a resumed incident, at its attempt, as a new step (`resumed`)."""
-    metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT,
-                        attempt=incident.attempts)
-    ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, request_again(incident, ports, resumed=times_paused(moved)))
+    metadata = Metadata(
+        incident_id=incident.incident_id,
+        correlation_id=incident.correlation_id,
+        producer=AGENT,
+        attempt=incident.attempts,
+    )
+    ports.messenger.send(
+        DetailType.REMEDIATION_REQUESTED, metadata, request_again(incident, ports, resumed=times_paused(moved))
+    )
 
 
 def request_again(incident: Incident, ports: ManagerPorts, *, resumed: int) -> RemediationRequestedV1:
@@ -287,9 +364,13 @@ def request_again(incident: Incident, ports: ManagerPorts, *, resumed: int) -> R
         verdict = ports.verdicts.get(incident.incident_id, attempt)
         if verdict is not None and not verdict.passed:
             feedback.append(f"attempt {attempt} rejected: {verdict.reason}"[:FEEDBACK_ITEM_CHARS])
-    return RemediationRequestedV1(issue=enrich(IssueReportedV1.model_validate(incident.issue), investigation),
-                                  fingerprint=incident.fingerprint, resumed=resumed, investigation=investigation,
-                                  feedback=feedback)
+    return RemediationRequestedV1(
+        issue=enrich(IssueReportedV1.model_validate(incident.issue), investigation),
+        fingerprint=incident.fingerprint,
+        resumed=resumed,
+        investigation=investigation,
+        feedback=feedback,
+    )
 
 
 def resume_after_provider_wait(ports: ManagerPorts, incidents: list[Incident], *, now: datetime) -> list[str]:
@@ -304,7 +385,9 @@ def resume_after_provider_wait(ports: ManagerPorts, incidents: list[Incident], *
         if now < entered + timedelta(seconds=backoff):
             continue
         moved = ports.incidents.transition(
-            incident.incident_id, Status.REMEDIATING, reason=f"provider wait {waits} over ({backoff}s); retrying",
+            incident.incident_id,
+            Status.REMEDIATING,
+            reason=f"provider wait {waits} over ({backoff}s); retrying",
             expected_attempt=incident.attempts,
         )
         if moved is None:
@@ -313,7 +396,9 @@ def resume_after_provider_wait(ports: ManagerPorts, incidents: list[Incident], *
         ports.monitor.record_decision(
             "resume_after_provider_wait",
             [step("The model provider was unreachable", "ask the Engineer again", f"after wait {waits} of {backoff}s")],
-            {"attempt": incident.attempts, "waits": waits}, {"status": Status.REMEDIATING.value}, 0.8,
+            {"attempt": incident.attempts, "waits": waits},
+            {"status": Status.REMEDIATING.value},
+            0.8,
             once=f"resume_after_provider_wait#{incident.attempts}#{waits}",
         )
         _send_again(ports, incident, moved)
@@ -324,15 +409,19 @@ def resume_after_provider_wait(ports: ManagerPorts, incidents: list[Incident], *
 # ------------------------------------------------------------------------------ outcomes
 
 
-def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts, *,
-                         replayed: bool = False) -> dict[str, Any]:
+def handle_fix_validated(
+    metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts, *, replayed: bool = False
+) -> dict[str, Any]:
     incident = ports.incidents.get(metadata.incident_id)
     redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
     # A retry after the status write: APPROVED or AWAITING_APPROVAL at this attempt finish the step.
     # An archive replay never re-asks a person (the first delivery completed, or its retries did).
     finishing = (Status.APPROVED.value,) if replayed else (Status.APPROVED.value, Status.AWAITING_APPROVAL.value)
-    if incident is None or incident.status not in (Status.VALIDATED.value, *finishing) \
-            or incident.attempts != metadata.attempt:
+    if (
+        incident is None
+        or incident.status not in (Status.VALIDATED.value, *finishing)
+        or incident.attempts != metadata.attempt
+    ):
         return {"action": "stale", "incident_id": metadata.incident_id}
     record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
     refusal = _refusal(record, data, ports)
@@ -345,8 +434,11 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
     risk = record.risk_level  # QA's record, never the event
     auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
     chain = [
-        step("QA validated the fix with evidence", "read QA's validation record; compare the fix hash",
-             f"record for attempt {metadata.attempt} passed; fix {record.fix_sha256[:12]} matches the event"),
+        step(
+            "QA validated the fix with evidence",
+            "read QA's validation record; compare the fix hash",
+            f"record for attempt {metadata.attempt} passed; fix {record.fix_sha256[:12]} matches the event",
+        ),
         step(
             f"Automation level is {level}; fix risk is {risk}",
             "approve automatically" if auto else "ask a human to approve",
@@ -363,12 +455,18 @@ def handle_fix_validated(metadata: Metadata, data: FixValidatedV1, ports: Manage
     )
     if auto and incident.status == Status.VALIDATED.value:
         return _approve_and_resolve(incident, ports, reason=f"auto-approved ({level}, risk {risk})")
-    waiting = ports.incidents.transition(incident.incident_id, Status.AWAITING_APPROVAL, reason="human approval required",
-                                         expected_attempt=metadata.attempt,
-                                         redo_from=frozenset({Status.AWAITING_APPROVAL}))
+    waiting = ports.incidents.transition(
+        incident.incident_id,
+        Status.AWAITING_APPROVAL,
+        reason="human approval required",
+        expected_attempt=metadata.attempt,
+        redo_from=frozenset({Status.AWAITING_APPROVAL}),
+    )
     if waiting is None:
         return {"action": "stale", "incident_id": incident.incident_id}
-    announce(ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk)
+    announce(
+        ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk
+    )
     return {"action": "awaiting_approval", "incident_id": incident.incident_id}
 
 
@@ -392,8 +490,10 @@ def _refuse_validation(metadata: Metadata, reason: str, ports: ManagerPorts) -> 
     (the genuine FixValidated for this attempt may still arrive and is handled normally)."""
     ports.monitor.record_decision(
         "refuse_validation",
-        [step("A FixValidated event arrived", "compare it with QA's stored validation record", reason),
-         step("The event is not backed by QA's record", "refuse: no approval, no status change", "nothing emitted")],
+        [
+            step("A FixValidated event arrived", "compare it with QA's stored validation record", reason),
+            step("The event is not backed by QA's record", "refuse: no approval, no status change", "nothing emitted"),
+        ],
         {"attempt": metadata.attempt, "producer": metadata.producer},
         {"decision": "refused", "reason": reason},
         0.99,
@@ -406,14 +506,25 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
     """`data.approver` is believed only because the bus policy lets no principal but the approvals
     function send `agentops.operator`, and that function sets it from the SigV4-authenticated caller."""
     incident = ports.incidents.get(metadata.incident_id)
-    if granted and incident is not None and incident.status == Status.APPROVED.value and incident.attempts == metadata.attempt:
+    if (
+        granted
+        and incident is not None
+        and incident.status == Status.APPROVED.value
+        and incident.attempts == metadata.attempt
+    ):
         return heal.after_approval(incident, ports)  # a retry after approval: finish the step
     if incident is None or incident.status != Status.AWAITING_APPROVAL.value:
         return {"action": "stale", "incident_id": metadata.incident_id}
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
     ports.monitor.record_decision(
         "human_approval",
-        [step(f"{data.approver} {'approved' if granted else 'denied'} the fix", "apply the human decision", data.comment or "no comment")],
+        [
+            step(
+                f"{data.approver} {'approved' if granted else 'denied'} the fix",
+                "apply the human decision",
+                data.comment or "no comment",
+            )
+        ],
         {"approver": data.approver, "attempt": incident.attempts},
         {"granted": granted},
         1.0,
@@ -427,8 +538,9 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
     return {"action": "escalated", "incident_id": incident.incident_id}
 
 
-def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, ports: ManagerPorts, *,
-                              replayed: bool = False) -> dict[str, Any]:
+def handle_remediation_failed(
+    metadata: Metadata, data: RemediationFailedV1, ports: ManagerPorts, *, replayed: bool = False
+) -> dict[str, Any]:
     failed = ports.incidents.transition(metadata.incident_id, Status.FAILED, reason=f"{data.category}: {data.reason}")
     if failed is None:
         # A retry after the status write: FAILED at this attempt still owes its escalation
@@ -439,8 +551,14 @@ def handle_remediation_failed(metadata: Metadata, data: RemediationFailedV1, por
         failed = current
     ports.monitor.record_decision(
         "fail_incident",
-        [step("The Engineer could not produce a fix that QA accepts", f"mark FAILED ({data.category})", data.reason[:300]),
-         step("A person must take over", "escalate by notification", "IncidentEscalated sent")],
+        [
+            step(
+                "The Engineer could not produce a fix that QA accepts",
+                f"mark FAILED ({data.category})",
+                data.reason[:300],
+            ),
+            step("A person must take over", "escalate by notification", "IncidentEscalated sent"),
+        ],
         {"category": data.category, "attempt": metadata.attempt},
         {"status": Status.FAILED.value},
         0.95,
@@ -472,9 +590,14 @@ def _info(incident: Incident, summary: str, risk: str | None = None) -> InfoV1:
     )
 
 
-def announce(ports: ManagerPorts, incident: Incident, detail_type: DetailType, summary: str, risk: str | None = None) -> None:
+def announce(
+    ports: ManagerPorts, incident: Incident, detail_type: DetailType, summary: str, risk: str | None = None
+) -> None:
     metadata = Metadata(
-        incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=max(incident.attempts, 1)
+        incident_id=incident.incident_id,
+        correlation_id=incident.correlation_id,
+        producer=AGENT,
+        attempt=max(incident.attempts, 1),
     )
     ports.messenger.send(detail_type, follow_up(metadata, AGENT), _info(incident, summary, risk))
 

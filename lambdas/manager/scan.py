@@ -30,21 +30,32 @@ def scan_lambda_metrics(thresholds: ScanThresholds, *, exclude_prefix: str, clou
     queries = []
     for i, name in enumerate(names):
         for metric, stat in (("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("Duration", "p95")):
-            queries.append({
-                "Id": f"{metric.lower()}_{i}",
-                "MetricStat": {
-                    "Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": [{"Name": "FunctionName", "Value": name}]},
-                    "Period": int(WINDOW.total_seconds()),
-                    "Stat": stat,
-                },
-            })
+            queries.append(
+                {
+                    "Id": f"{metric.lower()}_{i}",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": "AWS/Lambda",
+                            "MetricName": metric,
+                            "Dimensions": [{"Name": "FunctionName", "Value": name}],
+                        },
+                        "Period": int(WINDOW.total_seconds()),
+                        "Stat": stat,
+                    },
+                }
+            )
     end = datetime.now(UTC)
-    results = _all_pages(cloudwatch.get_metric_data, "MetricDataResults", MetricDataQueries=queries,
-                         StartTime=end - WINDOW, EndTime=end)
+    results = _all_pages(
+        cloudwatch.get_metric_data, "MetricDataResults", MetricDataQueries=queries, StartTime=end - WINDOW, EndTime=end
+    )
     values = {r["Id"]: (r["Values"][0] if r.get("Values") else 0.0) for r in results}
     intakes = []
     for i, name in enumerate(names):
-        breach = _breach(name, {m: values.get(f"{m}_{i}", 0.0) for m in ("invocations", "errors", "throttles", "duration")}, thresholds)
+        breach = _breach(
+            name,
+            {m: values.get(f"{m}_{i}", 0.0) for m in ("invocations", "errors", "throttles", "duration")},
+            thresholds,
+        )
         if breach:
             intakes.append(breach)
     return intakes
@@ -63,9 +74,17 @@ def _all_pages(call: Any, key: str, **kwargs: Any) -> list[dict[str, Any]]:
 def _breach(function: str, v: dict[str, float], t: ScanThresholds) -> Intake | None:
     error_rate = 100.0 * v["errors"] / v["invocations"] if v["invocations"] else 0.0
     checks = [
-        (error_rate > t.error_rate_pct, IssueType.HIGH_ERROR_RATE, f"error rate {error_rate:.1f}% > {t.error_rate_pct}%"),
+        (
+            error_rate > t.error_rate_pct,
+            IssueType.HIGH_ERROR_RATE,
+            f"error rate {error_rate:.1f}% > {t.error_rate_pct}%",
+        ),
         (v["throttles"] > t.throttles, IssueType.THROTTLING, f"{v['throttles']:.0f} throttles > {t.throttles:.0f}"),
-        (v["duration"] > t.latency_p95_ms, IssueType.LATENCY, f"p95 duration {v['duration']:.0f} ms > {t.latency_p95_ms:.0f} ms"),
+        (
+            v["duration"] > t.latency_p95_ms,
+            IssueType.LATENCY,
+            f"p95 duration {v['duration']:.0f} ms > {t.latency_p95_ms:.0f} ms",
+        ),
     ]
     for breached, issue_type, summary in checks:
         if breached:
@@ -77,5 +96,7 @@ def _breach(function: str, v: dict[str, float], t: ScanThresholds) -> Intake | N
                 signals={"error_rate_pct": round(error_rate, 3), **{k: float(x) for k, x in v.items()}},
                 resource=f"scan:{function}",
             )
-            return Intake(issue=issue, fingerprint=fingerprint(function, issue_type.value, f"scan:{function}"), origin="scan")
+            return Intake(
+                issue=issue, fingerprint=fingerprint(function, issue_type.value, f"scan:{function}"), origin="scan"
+            )
     return None

@@ -41,19 +41,28 @@ MAX_REDRIVES = 2
 SCAN_DAYS, SCAN_LIMIT = 7, 2_000
 
 
-def handle_scheduled_scan(intakes: list[Intake], ports: logic.ManagerPorts, *, correlation_id: str,
-                          now: datetime) -> dict[str, Any]:
+def handle_scheduled_scan(
+    intakes: list[Intake], ports: logic.ManagerPorts, *, correlation_id: str, now: datetime
+) -> dict[str, Any]:
     """The 5-minute schedule: open what the metric scan found, resume paused and waiting incidents,
     finish overdue heal steps, then re-drive or escalate whatever else is stuck."""
-    results = [logic.handle_intake(intake, ports, correlation_id=f"{correlation_id}:{intake.issue.service}")
-               for intake in intakes]
+    results = [
+        logic.handle_intake(intake, ports, correlation_id=f"{correlation_id}:{intake.issue.service}")
+        for intake in intakes
+    ]
     watched = open_incidents(ports.incidents)
     resumed = logic.resume_budget_paused(ports, watched, budget_remaining_usd=logic.resumable_budget_usd(ports))
     retried = logic.resume_after_provider_wait(ports, watched, now=now)
     swept = heal.sweep_overdue(ports, watched)  # heal steps whose one-time schedule never delivered
     stuck = sweep_stuck(ports, watched, now=now)
-    return {"action": "scanned", "results": results, "resumed": resumed, "retried": retried, "swept": swept,
-            "stuck": [f"{o['incident_id']} {o['action']}" for o in stuck]}
+    return {
+        "action": "scanned",
+        "results": results,
+        "resumed": resumed,
+        "retried": retried,
+        "swept": swept,
+        "stuck": [f"{o['incident_id']} {o['action']}" for o in stuck],
+    }
 
 
 def allowance(status: Status) -> timedelta:
@@ -105,7 +114,8 @@ def _sweep(incident: Incident, status: Status, ports: logic.ManagerPorts, *, now
     if done >= MAX_REDRIVES:
         return _escalate(incident, status, ports, f"stuck in {overdue} after {done} re-drives")
     claimed = ports.incidents.record(
-        incident.incident_id, statuses=frozenset({status}),
+        incident.incident_id,
+        statuses=frozenset({status}),
         require={"attempts": incident.attempts, "redriven_at": incident.redriven_at},
         values={"redrive_of": _step(incident), "redrives": done + 1, "redriven_at": now.isoformat(timespec="seconds")},
     )
@@ -114,34 +124,57 @@ def _sweep(incident: Incident, status: Status, ports: logic.ManagerPorts, *, now
     owner = STEP_OWNER[status]
     ports.monitor.record_decision(
         "redrive",
-        [logic.step(f"The incident is overdue: {overdue}", f"re-drive the {owner}'s step ({done + 1} of {MAX_REDRIVES})",
-                    "the step finishes from its stored outcome; nothing is asked twice")],
+        [
+            logic.step(
+                f"The incident is overdue: {overdue}",
+                f"re-drive the {owner}'s step ({done + 1} of {MAX_REDRIVES})",
+                "the step finishes from its stored outcome; nothing is asked twice",
+            )
+        ],
         {"status": incident.status, "attempt": incident.attempts, "allowance_s": allowance(status).total_seconds()},
-        {"redrive": done + 1, "owner": owner}, 0.8,
+        {"redrive": done + 1, "owner": owner},
+        0.8,
         once=f"redrive#{_step(incident)}#{done + 1}",
     )
     if status is Status.DETECTED:  # the Manager's own step: triage and investigation are recorded once
         issue = IssueReportedV1.model_validate(incident.issue)
-        intake = Intake(issue=issue, fingerprint=incident.fingerprint, origin=incident.origin,
-                        alarm_function=issue.service if incident.origin == "alarm" else None)
+        intake = Intake(
+            issue=issue,
+            fingerprint=incident.fingerprint,
+            origin=incident.origin,
+            alarm_function=issue.service if incident.origin == "alarm" else None,
+        )
         logic.open_detected(intake, claimed, ports)
     else:
-        metadata = Metadata(incident_id=incident.incident_id, correlation_id=incident.correlation_id,
-                            producer=logic.AGENT, attempt=incident.attempts)
+        metadata = Metadata(
+            incident_id=incident.incident_id,
+            correlation_id=incident.correlation_id,
+            producer=logic.AGENT,
+            attempt=incident.attempts,
+        )
         request = logic.request_again(incident, ports, resumed=resumed_of(incident))
-        ports.messenger.send(DetailType.REMEDIATION_REQUESTED, metadata, request.model_copy(update={"redrive": done + 1}))
+        ports.messenger.send(
+            DetailType.REMEDIATION_REQUESTED, metadata, request.model_copy(update={"redrive": done + 1})
+        )
     return {"action": "redriven", "incident_id": incident.incident_id, "status": incident.status, "redrive": done + 1}
 
 
 def _escalate(incident: Incident, status: Status, ports: logic.ManagerPorts, reason: str) -> dict[str, Any]:
-    escalated = ports.incidents.transition(incident.incident_id, Status.ESCALATED, reason=reason,
-                                           allowed_from=frozenset({status}), expected_attempt=incident.attempts)
+    escalated = ports.incidents.transition(
+        incident.incident_id,
+        Status.ESCALATED,
+        reason=reason,
+        allowed_from=frozenset({status}),
+        expected_attempt=incident.attempts,
+    )
     if escalated is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     ports.monitor.record_decision(
         "sweep_escalate",
         [logic.step("The incident is stuck", "escalate to a person with the reason", reason)],
-        {"status": incident.status, "attempt": incident.attempts}, {"status": Status.ESCALATED.value}, 0.9,
+        {"status": incident.status, "attempt": incident.attempts},
+        {"status": Status.ESCALATED.value},
+        0.9,
         once=f"sweep_escalate#{_step(incident)}",
     )
     logic.announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)

@@ -48,6 +48,13 @@ def ports(context: Any) -> logic.QaPorts:
     )
 
 
-handler = agent_handler(logic.AGENT, {
-    DetailType.FIX_PROPOSED: lambda call: logic.handle_fix_proposed(call.metadata, call.data, call.ports),
-}, settings=settings, monitor=monitor, ports=ports, label="QA")
+handler = agent_handler(
+    logic.AGENT,
+    {
+        DetailType.FIX_PROPOSED: lambda call: logic.handle_fix_proposed(call.metadata, call.data, call.ports),
+    },
+    settings=settings,
+    monitor=monitor,
+    ports=ports,
+    label="QA",
+)

@@ -59,15 +59,19 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     if recorded is not None and recorded.fix_sha256 != fix_sha256(fix):
         # Another fix already holds this attempt's verdict (a second proposal at the same
         # attempt): keep that verdict and leave the incident alone.
-        ports.monitor.record_event("duplicate_proposal_ignored", {"attempt": metadata.attempt,
-                                                                  "validated_fix": recorded.fix_sha256[:12]})
+        ports.monitor.record_event(
+            "duplicate_proposal_ignored", {"attempt": metadata.attempt, "validated_fix": recorded.fix_sha256[:12]}
+        )
         return {"action": "stale", "incident_id": metadata.incident_id}
     if recorded is not None:
         # This fix's verdict is recorded: a retry or replay. Finish from the record and never run the
         # validation again, nor move the incident back to VALIDATING (the Manager may be reading it).
         return _finish_from_record(metadata, data, recorded, ports)
     validating = ports.incidents.transition(
-        metadata.incident_id, Status.VALIDATING, reason="QA started", expected_attempt=metadata.attempt,
+        metadata.incident_id,
+        Status.VALIDATING,
+        reason="QA started",
+        expected_attempt=metadata.attempt,
         redo_from=frozenset({Status.VALIDATING}),
     )
     if validating is None:
@@ -79,73 +83,118 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     result = _scrubbed(ports.validator_for(fix, data.investigation).validate(fix, data.issue, code_files))
     evidence_ref = ports.artifacts.put_json(
         f"incidents/{metadata.incident_id}/qa-evidence-{metadata.attempt}.json",
-        {"passed": result.passed, "reason": result.reason, "weak_evidence": result.weak_evidence,
-         "evidence": [e.model_dump(mode="json") for e in result.evidence]},
+        {
+            "passed": result.passed,
+            "reason": result.reason,
+            "weak_evidence": result.weak_evidence,
+            "evidence": [e.model_dump(mode="json") for e in result.evidence],
+        },
     )
     passed = result.passed and not result.weak_evidence
     try:
         # The Manager reads the fix and its risk from here, never from the event: written first.
-        ports.verdicts.put(incident_id=metadata.incident_id, attempt=metadata.attempt, fix=fix,
-                              original_fix=data.fix, passed=passed, reason=result.reason,
-                              evidence_artifact=evidence_ref)
+        ports.verdicts.put(
+            incident_id=metadata.incident_id,
+            attempt=metadata.attempt,
+            fix=fix,
+            original_fix=data.fix,
+            passed=passed,
+            reason=result.reason,
+            evidence_artifact=evidence_ref,
+        )
     except ValidationConflict as conflict:
         return _settle_to_record(metadata, conflict.existing, ports)
     return _conclude(metadata, data, fix, result, evidence_ref, ports)
 
 
-def _finish_from_record(metadata: Metadata, data: FixProposedV1, recorded: ValidationRecord, ports: QaPorts) -> dict[str, Any]:
+def _finish_from_record(
+    metadata: Metadata, data: FixProposedV1, recorded: ValidationRecord, ports: QaPorts
+) -> dict[str, Any]:
     fix = _resolve_fix(data.fix, ports.artifacts)
     stored: dict[str, Any] = {}
     ref = ArtifactRef.model_validate(recorded.evidence_artifact) if recorded.evidence_artifact else None
     if ref is not None:
         stored = ports.artifacts.get_json(ref)
     evidence = [Evidence.model_validate(e) for e in stored.get("evidence", [])]
-    result = ValidationResult(passed=recorded.passed, reason=recorded.reason, evidence=evidence,
-                              weak_evidence=bool(stored.get("weak_evidence", False)) and not recorded.passed)
+    result = ValidationResult(
+        passed=recorded.passed,
+        reason=recorded.reason,
+        evidence=evidence,
+        weak_evidence=bool(stored.get("weak_evidence", False)) and not recorded.passed,
+    )
     return _conclude(metadata, data, fix, result, ref, ports)
 
 
-def _conclude(metadata: Metadata, data: FixProposedV1, fix: Fix, result: ValidationResult, evidence_ref: ArtifactRef | None,
-              ports: QaPorts) -> dict[str, Any]:
+def _conclude(
+    metadata: Metadata,
+    data: FixProposedV1,
+    fix: Fix,
+    result: ValidationResult,
+    evidence_ref: ArtifactRef | None,
+    ports: QaPorts,
+) -> dict[str, Any]:
     """Status, decision, event: each redoable at this attempt, so a retry finishes the step."""
     passed = result.passed and not result.weak_evidence
     landing = Status.VALIDATED if passed else Status.REJECTED
     moved = ports.incidents.transition(
-        metadata.incident_id, landing, reason=result.reason, expected_attempt=metadata.attempt,
+        metadata.incident_id,
+        landing,
+        reason=result.reason,
+        expected_attempt=metadata.attempt,
         redo_from=frozenset({landing}),
     )
     if moved is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
     _record(metadata, fix, result, passed, ports)
     evidence = result.evidence[:MAX_EVIDENCE_IN_EVENT]
-    common: dict[str, Any] = {"issue": data.issue, "fix": data.fix, "evidence": evidence, "fingerprint": data.fingerprint,
-              "evidence_artifact": evidence_ref, "feedback": data.feedback, "investigation": data.investigation,
-              "redrive": data.redrive}
+    common: dict[str, Any] = {
+        "issue": data.issue,
+        "fix": data.fix,
+        "evidence": evidence,
+        "fingerprint": data.fingerprint,
+        "evidence_artifact": evidence_ref,
+        "feedback": data.feedback,
+        "investigation": data.investigation,
+        "redrive": data.redrive,
+    }
     if passed:
         ports.messenger.send(DetailType.FIX_VALIDATED, follow_up(metadata, AGENT), FixValidatedV1(**common))
         return {"action": "validated", "incident_id": metadata.incident_id}
     ports.messenger.send(
-        DetailType.FIX_REJECTED, follow_up(metadata, AGENT),
+        DetailType.FIX_REJECTED,
+        follow_up(metadata, AGENT),
         FixRejectedV1(**common, reason=result.reason[:4000], weak_evidence=result.weak_evidence),
     )
     return {"action": "rejected", "incident_id": metadata.incident_id, "weak_evidence": result.weak_evidence}
 
 
 def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool, ports: QaPorts) -> None:
-    ports.monitor.record_event("test_passed" if passed else "test_failed", {"kind": fix.kind, "attempt": metadata.attempt})
+    ports.monitor.record_event(
+        "test_passed" if passed else "test_failed", {"kind": fix.kind, "attempt": metadata.attempt}
+    )
     checks = ", ".join(f"{e.check}={'ok' if e.passed else 'FAIL'}" for e in result.evidence[:10])
     verdict = "weak evidence: the tests also pass without the fix" if result.weak_evidence else result.reason
     ports.monitor.record_decision(
         "validate_fix",
         [
-            {"thought": f"The Engineer proposes a {fix.kind} fix ({fix.risk_level} risk); its claim proves nothing",
-             "action": "validate it independently", "observation": checks[:1000]},
-            {"thought": "Does the evidence support the fix?", "action": "accept" if passed else "reject with feedback",
-             "observation": verdict[:500]},
+            {
+                "thought": f"The Engineer proposes a {fix.kind} fix ({fix.risk_level} risk); its claim proves nothing",
+                "action": "validate it independently",
+                "observation": checks[:1000],
+            },
+            {
+                "thought": "Does the evidence support the fix?",
+                "action": "accept" if passed else "reject with feedback",
+                "observation": verdict[:500],
+            },
         ],
         {"kind": fix.kind, "attempt": metadata.attempt, "provider": fix.provider},
-        {"passed": passed, "weak_evidence": result.weak_evidence, "reason": result.reason[:500],
-         "evidence": [e.model_dump(mode="json") for e in result.evidence[:MAX_EVIDENCE_IN_EVENT]]},
+        {
+            "passed": passed,
+            "weak_evidence": result.weak_evidence,
+            "reason": result.reason[:500],
+            "evidence": [e.model_dump(mode="json") for e in result.evidence[:MAX_EVIDENCE_IN_EVENT]],
+        },
         0.95 if passed else 0.9,
         once=f"validate_fix#{metadata.attempt}",
     )
@@ -153,9 +202,12 @@ def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool
 
 def _scrubbed(result: ValidationResult) -> ValidationResult:
     """Evidence excerpts and the reason carry test output: no secret leaves in them."""
-    evidence = [Evidence.model_validate({**e.model_dump(), "excerpt": scrub(e.excerpt),
-                                         "command": scrub(e.command) if e.command else e.command})
-                for e in result.evidence]
+    evidence = [
+        Evidence.model_validate(
+            {**e.model_dump(), "excerpt": scrub(e.excerpt), "command": scrub(e.command) if e.command else e.command}
+        )
+        for e in result.evidence
+    ]
     return dataclasses.replace(result, reason=scrub(result.reason), evidence=evidence)
 
 
@@ -165,11 +217,14 @@ def _settle_to_record(metadata: Metadata, recorded: ValidationRecord, ports: QaP
     publish nothing for this one."""
     target = Status.VALIDATED if recorded.passed else Status.REJECTED
     settled: Incident | None = ports.incidents.transition(
-        metadata.incident_id, target, reason=f"attempt {metadata.attempt} was already validated for another fix",
+        metadata.incident_id,
+        target,
+        reason=f"attempt {metadata.attempt} was already validated for another fix",
         expected_attempt=metadata.attempt,
     )
-    ports.monitor.record_event("duplicate_proposal_ignored", {"attempt": metadata.attempt,
-                                                              "validated_fix": recorded.fix_sha256[:12]})
+    ports.monitor.record_event(
+        "duplicate_proposal_ignored", {"attempt": metadata.attempt, "validated_fix": recorded.fix_sha256[:12]}
+    )
     return {"action": "stale", "incident_id": metadata.incident_id, "settled": settled is not None}
 
 

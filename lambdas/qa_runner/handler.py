@@ -24,9 +24,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         reply = logic.run_bundle(event)
     except ValidationError as exc:
         logger.warning("bundle refused", extra={"errors": exc.error_count()})
-        return {"isolation": logic.isolation_mode(), "refused": f"invalid bundle: {exc.error_count()} error(s)", "steps": []}
-    logger.info("bundle run", extra={
-        "isolation": reply["isolation"], "refused": reply["refused"],
-        "steps": [{"check": s["check"], "exit_code": s["exit_code"], "duration_ms": s["duration_ms"]} for s in reply["steps"]],
-    })
+        return {
+            "isolation": logic.isolation_mode(),
+            "refused": f"invalid bundle: {exc.error_count()} error(s)",
+            "steps": [],
+        }
+    logger.info(
+        "bundle run",
+        extra={
+            "isolation": reply["isolation"],
+            "refused": reply["refused"],
+            "steps": [
+                {"check": s["check"], "exit_code": s["exit_code"], "duration_ms": s["duration_ms"]}
+                for s in reply["steps"]
+            ],
+        },
+    )
     return reply

@@ -47,8 +47,9 @@ class BundleError(ValueError):
     """The bundle cannot be laid out or run as sent (bad path, refused command)."""
 
 
-def run_bundle(raw: dict[str, Any], *, sandbox: Sandbox = run_in_sandbox,
-               mode: Callable[[], str] = isolation_mode) -> dict[str, Any]:
+def run_bundle(
+    raw: dict[str, Any], *, sandbox: Sandbox = run_in_sandbox, mode: Callable[[], str] = isolation_mode
+) -> dict[str, Any]:
     bundle = RunBundle.model_validate(raw)
     isolation = mode()
     if isolation == "none" and os.environ.get(ALLOW_UNISOLATED_ENV, "").lower() != "true":
@@ -58,8 +59,10 @@ def run_bundle(raw: dict[str, Any], *, sandbox: Sandbox = run_in_sandbox,
     except BundleError as exc:
         return RunReply(isolation=isolation, refused=str(exc)).model_dump(mode="json")  # type: ignore[arg-type]
     limits = SandboxLimits(
-        wall_seconds=bundle.limits.wall_seconds, cpu_seconds=bundle.limits.cpu_seconds,
-        memory_bytes=bundle.limits.memory_mb * 1024 * 1024, file_size_bytes=bundle.limits.file_size_mb * 1024 * 1024,
+        wall_seconds=bundle.limits.wall_seconds,
+        cpu_seconds=bundle.limits.cpu_seconds,
+        memory_bytes=bundle.limits.memory_mb * 1024 * 1024,
+        file_size_bytes=bundle.limits.file_size_mb * 1024 * 1024,
         output_bytes=bundle.limits.output_bytes,
     )
     results: list[StepResult] = []
@@ -77,9 +80,15 @@ def run_bundle(raw: dict[str, Any], *, sandbox: Sandbox = run_in_sandbox,
             argv = [*command, f"--junitxml={report}"] if step.junit else command
             run = sandbox(project, argv, limits, writable=[reports])
             result = StepResult(
-                check=step.check, argv=step.argv, exit_code=run.exit_code, duration_ms=run.duration_ms,
-                stdout_excerpt=run.stdout_excerpt, stderr_excerpt=run.stderr_excerpt, timed_out=run.timed_out,
-                killed_reason=run.killed_reason, tests=read_junit(report) if step.junit else None,
+                check=step.check,
+                argv=step.argv,
+                exit_code=run.exit_code,
+                duration_ms=run.duration_ms,
+                stdout_excerpt=run.stdout_excerpt,
+                stderr_excerpt=run.stderr_excerpt,
+                timed_out=run.timed_out,
+                killed_reason=run.killed_reason,
+                tests=read_junit(report) if step.junit else None,
             )
             results.append(result)
             if bundle.stop_on_failure and not result.ok:

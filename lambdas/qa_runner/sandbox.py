@@ -141,8 +141,12 @@ def namespace_prefix() -> tuple[str, ...]:
     try:
         with tempfile.TemporaryDirectory(prefix="selfheal-probe-") as probe_dir:
             os.chown(probe_dir, NOBODY, NOBODY)
-            probe = subprocess.run([*prefix, probe_dir, "--", "/bin/sh", "-c", f"touch {probe_dir}/ok"],
-                                   capture_output=True, timeout=10, check=False)
+            probe = subprocess.run(
+                [*prefix, probe_dir, "--", "/bin/sh", "-c", f"touch {probe_dir}/ok"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
             worked = probe.returncode == 0 and (Path(probe_dir) / "ok").exists()
     except (OSError, subprocess.SubprocessError):
         return ()
@@ -214,7 +218,7 @@ class _CappedReader(threading.Thread):
             self.total += len(chunk)
             room = self.half - len(self.head)
             self.head += chunk[:room]
-            self.tail += chunk[max(room, 0):]
+            self.tail += chunk[max(room, 0) :]
             del self.tail[: max(len(self.tail) - self.half, 0)]
 
     def text(self) -> str:
@@ -223,8 +227,9 @@ class _CappedReader(threading.Thread):
         return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
 
 
-def run_in_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits, *,
-                   writable: Sequence[Path] = ()) -> SandboxRun:
+def run_in_sandbox(
+    workdir: Path, command: Sequence[str], limits: SandboxLimits, *, writable: Sequence[Path] = ()
+) -> SandboxRun:
     """Run `command` in `workdir` under every layer above; never raises for what the child does.
 
     With namespaces only `workdir` and `writable` can be written to, by the unprivileged
@@ -246,8 +251,12 @@ def run_in_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits,
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                argv, cwd=workdir, env=_child_env(workdir, guard_dir, tmp_dir, limits.allow_subprocess),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                argv,
+                cwd=workdir,
+                env=_child_env(workdir, guard_dir, tmp_dir, limits.allow_subprocess),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group, killed as a whole
                 preexec_fn=functools.partial(_limit_child, limits),  # only setrlimit calls: safe enough
                 close_fds=True,
@@ -269,8 +278,15 @@ def run_in_sandbox(workdir: Path, command: Sequence[str], limits: SandboxLimits,
             # A grandchild that escaped the group may hold a pipe open; do not wait on it forever.
             reader.join(timeout=2)
         stdout, stderr = readers[0].text(), readers[1].text()
-    return SandboxRun(list(command), exit_code, round(duration_ms, 1), stdout, stderr, timed_out,
-                      _killed_reason(exit_code, timed_out, stderr, limits))
+    return SandboxRun(
+        list(command),
+        exit_code,
+        round(duration_ms, 1),
+        stdout,
+        stderr,
+        timed_out,
+        _killed_reason(exit_code, timed_out, stderr, limits),
+    )
 
 
 def _hand_over(root: Path) -> None:

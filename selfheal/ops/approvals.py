@@ -24,19 +24,34 @@ def approvals_url(target: Target) -> str:
     if url:
         return str(url)
     try:
-        return str(target.client("lambda").get_function_url_config(FunctionName=target.function("approvals"))["FunctionUrl"])
+        return str(
+            target.client("lambda").get_function_url_config(FunctionName=target.function("approvals"))["FunctionUrl"]
+        )
     except (ClientError, BotoCoreError) as exc:  # explained to the operator
-        raise OperatorError(f"cannot find the approvals function URL for env {target.env!r} ({type(exc).__name__}); "
-                            "is the pipeline stack deployed?") from exc
+        raise OperatorError(
+            f"cannot find the approvals function URL for env {target.env!r} ({type(exc).__name__}); "
+            "is the pipeline stack deployed?"
+        ) from exc
 
 
-def approval(target: Target, incident_id: str, *, granted: bool, comment: str = "",
-             typed_name: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+def approval(
+    target: Target,
+    incident_id: str,
+    *,
+    granted: bool,
+    comment: str = "",
+    typed_name: str | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """Approve or reject through the approvals function URL, SigV4-signed with the operator's
     credentials. The function records the caller's IAM ARN as the approver (locally
     `local:<user>`); a typed name only travels as part of the comment."""
     url = approvals_url(target)
-    body: dict[str, Any] = {"incident_id": incident_id, "decision": "approve" if granted else "reject", "comment": comment}
+    body: dict[str, Any] = {
+        "incident_id": incident_id,
+        "decision": "approve" if granted else "reject",
+        "comment": comment,
+    }
     if typed_name:
         body["approver"] = typed_name
     credentials = target.boto().get_credentials()
@@ -59,8 +74,10 @@ def approval(target: Target, incident_id: str, *, granted: bool, comment: str = 
     except ValueError:
         result = {"error": answer.decode("utf-8", "replace")[:500]}
     if status == 403:
-        raise OperatorError("the approvals URL refused your credentials: attach the "
-                            f"selfheal-{target.env}-approver policy to your IAM identity")
+        raise OperatorError(
+            "the approvals URL refused your credentials: attach the "
+            f"selfheal-{target.env}-approver policy to your IAM identity"
+        )
     if status >= 400:
         raise OperatorError(f"approval refused ({status}): {result.get('error') or result.get('Message') or result}")
     return {"incident_id": incident_id, **result, "http_status": status}

@@ -89,15 +89,22 @@ def patch(target: Target, incident_id: str) -> dict[str, Any]:
         raise OperatorError(f"incident {incident_id!r} not found in {target.decisions_table}")
     ref = _patch_ref(target, incident_id)
     if ref is None:
-        raise OperatorError(f"incident {incident_id} has no validated code patch (status {incident.status}); "
-                            "only code fixes are kept as patches")
+        raise OperatorError(
+            f"incident {incident_id} has no validated code patch (status {incident.status}); "
+            "only code fixes are kept as patches"
+        )
     stored = ArtifactStore(ref["bucket"]).get_json(ArtifactRef.model_validate(ref))
     return {"incident_id": incident_id, "status": incident.status, "artifact": ref, "mbox": stored["mbox"]}
 
 
 def _patch_ref(target: Target, incident_id: str) -> dict[str, Any] | None:
     # The Manager keeps the patch reference on the incident item; Incident does not carry it.
-    item = aws.table(target.decisions_table).get_item(Key={"pk": keys.incident_pk(incident_id), "sk": keys.META}).get("Item") or {}
+    item = (
+        aws.table(target.decisions_table)
+        .get_item(Key={"pk": keys.incident_pk(incident_id), "sk": keys.META})
+        .get("Item")
+        or {}
+    )
     ref = from_item(item.get("patch"))
     return ref if isinstance(ref, dict) else None
 

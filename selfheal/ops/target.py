@@ -142,9 +142,7 @@ def connect(
                 aws_access_key_id=LOCAL_CLIENT_KEY,
                 aws_secret_access_key=LOCAL_CLIENT_SECRET,
             )
-    target = Target(
-        env=env, region=region, endpoint_url=endpoint_url, local=local_status is not None, session=session
-    )
+    target = Target(env=env, region=region, endpoint_url=endpoint_url, local=local_status is not None, session=session)
     target.outputs = local_status.get("outputs", {}) if local_status else _cloudformation_outputs(target)
     target.use_for_layer()
     return target

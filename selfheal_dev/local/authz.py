@@ -86,16 +86,21 @@ class BusPolicy:
                 principal = statement.get("Principal")
                 if principal not in ("*", {"AWS": "*"}):
                     continue
-                conditions = {op: {k: _values(v) for k, v in keys.items()}
-                              for op, keys in (statement.get("Condition") or {}).items()}
+                conditions = {
+                    op: {k: _values(v) for k, v in keys.items()}
+                    for op, keys in (statement.get("Condition") or {}).items()
+                }
                 statements.append(DenyStatement(str(statement.get("Sid", res.logical_id)), bus, conditions))
         return cls(statements)
 
     def check(self, principal_arn: str, entry: dict[str, Any]) -> DenyStatement | None:
         """The statement that denies this entry to this principal, or None."""
         bus = str(entry.get("EventBusName") or "default").rsplit("/", 1)[-1]
-        context = {"aws:PrincipalArn": principal_arn, "events:source": str(entry.get("Source", "")),
-                   "events:detail-type": str(entry.get("DetailType", ""))}
+        context = {
+            "aws:PrincipalArn": principal_arn,
+            "events:source": str(entry.get("Source", "")),
+            "events:detail-type": str(entry.get("DetailType", "")),
+        }
         for statement in self.statements:
             if statement.bus == bus and statement.denies(context):
                 return statement
@@ -149,8 +154,18 @@ def local_caller(headers: dict[str, str]) -> tuple[str, str] | None:
     return match.group("key"), f"local:{user}"
 
 
-def url_event(url: FunctionUrl, *, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-              access_key: str, caller_arn: str, source_ip: str) -> dict[str, Any]:
+def url_event(
+    url: FunctionUrl,
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    access_key: str,
+    caller_arn: str,
+    source_ip: str,
+) -> dict[str, Any]:
     """The payload format 2.0 event Lambda builds for a function URL request with AWS_IAM auth."""
     now = datetime.now(UTC)
     try:
@@ -166,12 +181,25 @@ def url_event(url: FunctionUrl, *, method: str, path: str, query: str, headers: 
         "requestContext": {
             "accountId": ACCOUNT,
             "apiId": url.url_id,
-            "authorizer": {"iam": {"accessKey": access_key, "accountId": ACCOUNT, "callerId": access_key,
-                                   "principalOrgId": None, "userArn": caller_arn, "userId": access_key}},
+            "authorizer": {
+                "iam": {
+                    "accessKey": access_key,
+                    "accountId": ACCOUNT,
+                    "callerId": access_key,
+                    "principalOrgId": None,
+                    "userArn": caller_arn,
+                    "userId": access_key,
+                }
+            },
             "domainName": headers.get("host", ""),
             "domainPrefix": url.url_id,
-            "http": {"method": method, "path": path or "/", "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                     "userAgent": headers.get("user-agent", "")},
+            "http": {
+                "method": method,
+                "path": path or "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
             "requestId": str(uuid.uuid4()),
             "routeKey": "$default",
             "stage": "$default",

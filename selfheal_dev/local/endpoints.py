@@ -22,12 +22,17 @@ def engineer_endpoint(ssm: Any, environ: Mapping[str, str]) -> dict[str, str]:
     if provider == "runbook":
         return {"provider": "runbook", "endpoint": "none (deterministic runbooks, no model calls)", "source": "-"}
     if provider == "bedrock":
-        candidates = [("SSM anthropic-base-url", gateway),
-                      ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "")),
-                      ("ANTHROPIC_BEDROCK_BASE_URL", environ.get("ANTHROPIC_BEDROCK_BASE_URL", ""))]
+        candidates = [
+            ("SSM anthropic-base-url", gateway),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "")),
+            ("ANTHROPIC_BEDROCK_BASE_URL", environ.get("ANTHROPIC_BEDROCK_BASE_URL", "")),
+        ]
         default = f"https://bedrock-runtime.{REGION}.amazonaws.com"
     else:
-        candidates = [("SSM anthropic-base-url", gateway), ("ANTHROPIC_BASE_URL", environ.get("ANTHROPIC_BASE_URL", ""))]
+        candidates = [
+            ("SSM anthropic-base-url", gateway),
+            ("ANTHROPIC_BASE_URL", environ.get("ANTHROPIC_BASE_URL", "")),
+        ]
         default = ANTHROPIC_DEFAULT
     source, endpoint = next(((s, v) for s, v in candidates if v), ("SDK default", default))
     return {"provider": provider, "endpoint": endpoint, "source": source, "model": values.get("engineer-model", "")}

@@ -391,7 +391,11 @@ class FunctionPool:
         self.busy = 0
         self.generation = 0
         self.stats: dict[str, Any] = {
-            "invocations": 0, "errors": 0, "timeouts": 0, "cold_starts": 0, "last_activity": None,
+            "invocations": 0,
+            "errors": 0,
+            "timeouts": 0,
+            "cold_starts": 0,
+            "last_activity": None,
         }
         self._stopping = False
         self._slots: dict[int, threading.Thread] = {}
@@ -526,4 +530,3 @@ class FunctionPool:
     def pids(self) -> list[int]:
         with self.lock:
             return [w.proc.pid for w in self.workers if w.alive]
-

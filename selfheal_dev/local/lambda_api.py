@@ -314,16 +314,20 @@ class LambdaControlPlane:
             return self._error(start_response, exc)
         data = b"" if payload is None else json.dumps(payload, default=str).encode()
         reason = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content"}[status]
-        start_response(
-            f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        )
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
 
     @staticmethod
     def _error(start_response: Callable[..., Any], exc: LambdaApiError) -> list[bytes]:
         body = json.dumps({"Type": "User", "message": exc.message, "Message": exc.message}).encode()
-        reason = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
-                  429: "Too Many Requests", 501: "Not Implemented"}.get(exc.status, "Error")
+        reason = {
+            400: "Bad Request",
+            404: "Not Found",
+            409: "Conflict",
+            412: "Precondition Failed",
+            429: "Too Many Requests",
+            501: "Not Implemented",
+        }.get(exc.status, "Error")
         start_response(
             f"{exc.status} {reason}",
             [("Content-Type", "application/json"), ("X-Amzn-ErrorType", exc.code), ("Content-Length", str(len(body)))],
@@ -408,9 +412,7 @@ class LambdaControlPlane:
         if live is None:
             raise _not_found(f"Function not found: arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
         if qualifier not in (None, "", "$LATEST") and allow_qualifier:
-            raise _not_found(
-                f"Function not found: {live.arn}:{qualifier} (the local runtime runs $LATEST only)"
-            )
+            raise _not_found(f"Function not found: {live.arn}:{qualifier} (the local runtime runs $LATEST only)")
         return live
 
     def _create(self, body: dict[str, Any], caller: str) -> dict[str, Any]:
@@ -431,7 +433,11 @@ class LambdaControlPlane:
             raise _invalid("Role must be a role ARN")
         timeout = _int_in(body, "Timeout", TIMEOUT_RANGE) if "Timeout" in body else 3
         memory = _int_in(body, "MemorySize", MEMORY_RANGE) if "MemorySize" in body else 128
-        variables = ((body.get("Environment") or {}).get("Variables") or {}) if isinstance(body.get("Environment"), dict) else {}
+        variables = (
+            ((body.get("Environment") or {}).get("Variables") or {})
+            if isinstance(body.get("Environment"), dict)
+            else {}
+        )
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
             raise _invalid("Environment.Variables must map strings to strings")
         tags = body.get("Tags") or {}
@@ -459,11 +465,20 @@ class LambdaControlPlane:
             )
             sha, size = _code_digest(spec)
             live = LiveFunction(
-                spec=spec, role=role, runtime=runtime, description=str(body.get("Description", ""))[:256],
-                architectures=list(body.get("Architectures") or ["x86_64"]), layers=[],
+                spec=spec,
+                role=role,
+                runtime=runtime,
+                description=str(body.get("Description", ""))[:256],
+                architectures=list(body.get("Architectures") or ["x86_64"]),
+                layers=[],
                 tracing_mode=str((body.get("TracingConfig") or {}).get("Mode", "PassThrough")),
-                logging_config={"LogFormat": "Text", "LogGroup": spec.log_group}, ephemeral_storage_mb=512,
-                tags=dict(tags), code_sha256=sha, code_size=size, reserved_concurrency=None, event_invoke=None,
+                logging_config={"LogFormat": "Text", "LogGroup": spec.log_group},
+                ephemeral_storage_mb=512,
+                tags=dict(tags),
+                code_sha256=sha,
+                code_size=size,
+                reserved_concurrency=None,
+                event_invoke=None,
             )
             self.functions[name] = live
             self._record(caller, "CreateFunction", live, {}, {"Timeout": timeout, "MemorySize": memory})
@@ -521,7 +536,9 @@ class LambdaControlPlane:
                 raise _invalid("Description must be a string of at most 256 characters")
             changes["Description"] = body["Description"]
         if "Environment" in body:
-            variables = (body["Environment"] or {}).get("Variables", {}) if isinstance(body["Environment"], dict) else None
+            variables = (
+                (body["Environment"] or {}).get("Variables", {}) if isinstance(body["Environment"], dict) else None
+            )
             if not isinstance(variables, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
             ):
@@ -565,9 +582,7 @@ class LambdaControlPlane:
         value = body.get("ReservedConcurrentExecutions")
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise _invalid("ReservedConcurrentExecutions must be an integer >= 0")
-        reserved_elsewhere = sum(
-            f.reserved_concurrency or 0 for n, f in self.functions.items() if n != live.spec.name
-        )
+        reserved_elsewhere = sum(f.reserved_concurrency or 0 for n, f in self.functions.items() if n != live.spec.name)
         if reserved_elsewhere + value > ACCOUNT_CONCURRENCY - UNRESERVED_MINIMUM:
             raise _invalid(
                 "Specified ReservedConcurrentExecutions for function decreases account's "
@@ -581,7 +596,11 @@ class LambdaControlPlane:
             before = live.reserved_concurrency
             live.reserved_concurrency = value
             self._record(
-                caller, operation, live, {"ReservedConcurrentExecutions": before}, {"ReservedConcurrentExecutions": value}
+                caller,
+                operation,
+                live,
+                {"ReservedConcurrentExecutions": before},
+                {"ReservedConcurrentExecutions": value},
             )
         pool = self.host.pools.get(live.spec.name)
         if pool is not None:
@@ -592,7 +611,9 @@ class LambdaControlPlane:
             raise _not_found(f"The function {live.arn} doesn't have an EventInvokeConfig")
         return {"FunctionArn": f"{live.arn}:$LATEST", **live.event_invoke}
 
-    def _put_event_invoke(self, live: LiveFunction, body: dict[str, Any], caller: str, *, merge: bool) -> dict[str, Any]:
+    def _put_event_invoke(
+        self, live: LiveFunction, body: dict[str, Any], caller: str, *, merge: bool
+    ) -> dict[str, Any]:
         if body.get("Qualifier") not in (None, "", "$LATEST"):
             raise _not_found(f"{live.arn}:{body['Qualifier']} (the local runtime runs $LATEST only)")
         base = dict(live.event_invoke or {}) if merge else {}
@@ -613,8 +634,13 @@ class LambdaControlPlane:
         base.setdefault("DestinationConfig", {"OnSuccess": {}, "OnFailure": {}})
         base["LastModified"] = time.time()
         with self._lock:
-            self._record(caller, "PutFunctionEventInvokeConfig", live,
-                         {"EventInvokeConfig": live.event_invoke}, {"EventInvokeConfig": base})
+            self._record(
+                caller,
+                "PutFunctionEventInvokeConfig",
+                live,
+                {"EventInvokeConfig": live.event_invoke},
+                {"EventInvokeConfig": base},
+            )
             live.event_invoke = base
         return self._event_invoke_view(live)
 
@@ -642,11 +668,7 @@ class LambdaControlPlane:
     def lookup_events(self, body: dict[str, Any]) -> dict[str, Any]:
         """CloudTrail LookupEvents over the recorded changes (newest first, as CloudTrail returns them)."""
         attributes = body.get("LookupAttributes") or []
-        if (
-            not isinstance(attributes, list)
-            or len(attributes) > 1
-            or not all(isinstance(a, dict) for a in attributes)
-        ):
+        if not isinstance(attributes, list) or len(attributes) > 1 or not all(isinstance(a, dict) for a in attributes):
             raise _invalid("LookupAttributes takes at most one attribute")
 
         def number(key: str, default: float) -> float:
@@ -688,37 +710,42 @@ class LambdaControlPlane:
                 "managementEvent": True,
                 "recipientAccountId": ACCOUNT,
             }
-            matching.append({
-                "EventId": change["event_id"],
-                "EventName": event_name,
-                "ReadOnly": "false",
-                "EventTime": change["epoch"],
-                "EventSource": "lambda.amazonaws.com",
-                "Username": change["caller"],
-                "Resources": resources,
-                "CloudTrailEvent": json.dumps(record, default=str),
-            })
+            matching.append(
+                {
+                    "EventId": change["event_id"],
+                    "EventName": event_name,
+                    "ReadOnly": "false",
+                    "EventTime": change["epoch"],
+                    "EventSource": "lambda.amazonaws.com",
+                    "Username": change["caller"],
+                    "Resources": resources,
+                    "CloudTrailEvent": json.dumps(record, default=str),
+                }
+            )
             if len(matching) >= limit:
                 break
         return {"Events": matching}
 
-    def _record(self, caller: str, operation: str, live: LiveFunction, before: dict[str, Any], after: dict[str, Any]) -> None:
+    def _record(
+        self, caller: str, operation: str, live: LiveFunction, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
         when = time.time()
-        self.changes.append({
-            "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds"),
-            "epoch": when,
-            "event_id": str(uuid.uuid4()),
-            "caller": caller,
-            "operation": operation,
-            "function": live.spec.name,
-            "function_arn": live.arn,
-            "before": before,
-            "after": after,
-            "revision_id": live.revision_id,
-        })
+        self.changes.append(
+            {
+                "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds"),
+                "epoch": when,
+                "event_id": str(uuid.uuid4()),
+                "caller": caller,
+                "operation": operation,
+                "function": live.spec.name,
+                "function_arn": live.arn,
+                "before": before,
+                "after": after,
+                "revision_id": live.revision_id,
+            }
+        )
         summary = ", ".join(f"{k} {before.get(k)!r} -> {v!r}" for k, v in after.items() if k != "EventInvokeConfig")
         self.host.log_platform(f"{operation} {live.spec.name} by {caller}" + (f": {summary}" if summary else ""))
-
 
 
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,13 @@ from .assembly import Assembly, Resource
 
 # Types the runtime implements itself rather than provisioning in moto.
 # Served or enforced by the runtime itself (function URLs, the bus resource policy, log subscriptions).
-HANDLED_ELSEWHERE = {"AWS::Lambda::Function", "AWS::Lambda::LayerVersion", "AWS::Lambda::Url", "AWS::Events::EventBusPolicy",
-                     "AWS::Logs::SubscriptionFilter"}
+HANDLED_ELSEWHERE = {
+    "AWS::Lambda::Function",
+    "AWS::Lambda::LayerVersion",
+    "AWS::Lambda::Url",
+    "AWS::Events::EventBusPolicy",
+    "AWS::Logs::SubscriptionFilter",
+}
 
 
 @dataclass
@@ -230,8 +235,11 @@ class Provisioner:
 
     def _archive(self, res: Resource) -> None:
         p = res.properties
-        kwargs: dict[str, Any] = {"ArchiveName": res.physical_id, "EventSourceArn": p["SourceArn"],
-                                  "RetentionDays": int(p.get("RetentionDays", 0))}
+        kwargs: dict[str, Any] = {
+            "ArchiveName": res.physical_id,
+            "EventSourceArn": p["SourceArn"],
+            "RetentionDays": int(p.get("RetentionDays", 0)),
+        }
         if "EventPattern" in p:
             pattern = p["EventPattern"]
             kwargs["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)

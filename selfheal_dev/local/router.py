@@ -72,8 +72,18 @@ def normalize_event(event: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("version", "0")
     return {
         k: out[k]
-        for k in ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail",
-                  "replay-name")
+        for k in (
+            "version",
+            "id",
+            "detail-type",
+            "source",
+            "account",
+            "time",
+            "region",
+            "resources",
+            "detail",
+            "replay-name",
+        )
         if k in out
     }
 
@@ -356,7 +366,9 @@ class Router:
                     message_attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
                 )
             self.counts["dead_lettered"] += 1
-            self.platform.log_platform(f"dead-lettered to {dlq_arn.split(':')[5]} after {attempts} retries: {message[:200]}")
+            self.platform.log_platform(
+                f"dead-lettered to {dlq_arn.split(':')[5]} after {attempts} retries: {message[:200]}"
+            )
         except Exception as exc:  # noqa: BLE001
             self.counts["dropped"] += 1
             self.platform.log_platform(f"could not dead-letter to {dlq_arn}: {exc!r}")
@@ -494,7 +506,9 @@ class Scheduler(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - reported, never raised into the clock
             record["outcome"] = f"failed: {type(exc).__name__}: {exc}"
         self.one_time.append(record)
-        self.platform.log_platform(f"schedule {record['schedule']} ({schedule.schedule_expression}) -> {arn}: {record['outcome']}")
+        self.platform.log_platform(
+            f"schedule {record['schedule']} ({schedule.schedule_expression}) -> {arn}: {record['outcome']}"
+        )
 
     def _deliver_one_time(
         self, group_name: str, schedule: Any, target: dict[str, Any], arn: str, raw_input: Any

@@ -387,10 +387,14 @@ class LocalRuntime:
             self.platform_metric("AWS/Lambda", "Throttles", 1.0, [{"FunctionName": name}, {}], "Count")
             raise Throttled("Rate Exceeded.")
         reply: queue.Queue[InvocationResult] = queue.Queue(maxsize=1)
-        pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id, reply=reply))
+        pool.submit(
+            Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id, reply=reply)
+        )
         return reply.get(timeout=pool.spec.timeout_s + 30)
 
-    def _lambda_invoke(self, environ: dict[str, Any], start_response: Callable[..., Any], function_name: str) -> list[bytes]:
+    def _lambda_invoke(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], function_name: str
+    ) -> list[bytes]:
         """`lambda:Invoke` (RequestResponse or Event), served by the worker pools rather than moto."""
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
@@ -404,8 +408,17 @@ class LocalRuntime:
                 pool = self.pools[name]
                 # The function's event invoke config (as the Lambda API shows it now) governs retries.
                 retries, max_age_s, on_failure = self.lambda_api.async_policy(name)
-                pool.submit(Invocation(event=event, source="direct", target_arn=pool.spec.arn, tenant_id=tenant_id,
-                                       max_retries=retries, max_age_s=max_age_s, dead_letter_arn=on_failure))
+                pool.submit(
+                    Invocation(
+                        event=event,
+                        source="direct",
+                        target_arn=pool.spec.arn,
+                        tenant_id=tenant_id,
+                        max_retries=retries,
+                        max_age_s=max_age_s,
+                        dead_letter_arn=on_failure,
+                    )
+                )
                 start_response("202 Accepted", [*headers, ("Content-Length", "0")])
                 return [b""]
             result = self.invoke_sync(function_name, event, tenant_id=tenant_id)
@@ -441,8 +454,10 @@ class LocalRuntime:
     @staticmethod
     def _aws_error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
         body = json.dumps({"__type": code, "Type": "User", "message": message}).encode()
-        start_response(status, [("Content-Type", "application/json"), ("X-Amzn-ErrorType", code),
-                                ("Content-Length", str(len(body)))])
+        start_response(
+            status,
+            [("Content-Type", "application/json"), ("X-Amzn-ErrorType", code), ("Content-Length", str(len(body)))],
+        )
         return [body]
 
     # ------------------------------------------------------------------ background
@@ -594,12 +609,16 @@ class LocalRuntime:
         except (ValueError, AttributeError):
             entries = []
         principal = self._principal(environ)
-        denials = {i: s for i, e in enumerate(entries) if isinstance(e, dict) and (s := self.bus_policy.check(principal, e))}
+        denials = {
+            i: s for i, e in enumerate(entries) if isinstance(e, dict) and (s := self.bus_policy.check(principal, e))
+        }
         if not denials:
             return list(moto_app(environ, start_response))
         for i, statement in denials.items():
-            self.log_platform(f"PutEvents denied by bus policy {statement.sid}: {principal} may not send "
-                              f"{entries[i].get('Source')!r} to {statement.bus}")
+            self.log_platform(
+                f"PutEvents denied by bus policy {statement.sid}: {principal} may not send "
+                f"{entries[i].get('Source')!r} to {statement.bus}"
+            )
         allowed = [e for i, e in enumerate(entries) if i not in denials]
         results: list[dict[str, Any]] = []
         if allowed:
@@ -613,27 +632,39 @@ class LocalRuntime:
 
             answer = b"".join(moto_app(environ, capture))
             if not str(captured.get("status", "")).startswith("200"):
-                return self._aws_error(start_response, captured.get("status", "500 Internal Server Error"),
-                                       "InternalException", answer.decode("utf-8", "replace")[:500])
+                return self._aws_error(
+                    start_response,
+                    captured.get("status", "500 Internal Server Error"),
+                    "InternalException",
+                    answer.decode("utf-8", "replace")[:500],
+                )
             results = list(json.loads(answer).get("Entries", []))
         merged, passed = [], iter(results)
         for i, entry in enumerate(entries):
             if i in denials:
                 bus = str(entry.get("EventBusName") or "default")
-                merged.append({"ErrorCode": "AccessDeniedException",
-                               "ErrorMessage": f"User: {principal} is not authorized to perform: events:PutEvents on "
-                                               f"resource: event-bus/{bus} with an explicit deny in a resource-based "
-                                               f"policy ({denials[i].sid})"})
+                merged.append(
+                    {
+                        "ErrorCode": "AccessDeniedException",
+                        "ErrorMessage": f"User: {principal} is not authorized to perform: events:PutEvents on "
+                        f"resource: event-bus/{bus} with an explicit deny in a resource-based "
+                        f"policy ({denials[i].sid})",
+                    }
+                )
             else:
                 merged.append(next(passed, {"ErrorCode": "InternalException", "ErrorMessage": "no result"}))
-        payload = json.dumps({"FailedEntryCount": sum(1 for r in merged if r.get("ErrorCode")), "Entries": merged}).encode()
-        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))])
+        payload = json.dumps(
+            {"FailedEntryCount": sum(1 for r in merged if r.get("ErrorCode")), "Entries": merged}
+        ).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))]
+        )
         return [payload]
 
     def _function_url(self, environ: dict[str, Any], start_response: Callable[..., Any], path: str) -> list[bytes]:
         """A function URL request: AWS_IAM auth wants a SigV4 Authorization header (any local
         credentials); the function gets the payload format 2.0 event and answers the request."""
-        url_id, _, rest = path[len(FUNCTION_URL_PREFIX):].partition("/")
+        url_id, _, rest = path[len(FUNCTION_URL_PREFIX) :].partition("/")
         url = self.function_urls.get(url_id)
         if url is None or not self.ready.is_set():
             return self._plain(start_response, "404 Not Found", {"Message": "Not Found"})
@@ -649,9 +680,17 @@ class LocalRuntime:
         self.api_calls[("client", "lambda", "InvokeFunctionUrl")] += 1
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        event = url_event(url, method=environ.get("REQUEST_METHOD", "GET"), path="/" + rest,
-                          query=environ.get("QUERY_STRING", ""), headers=headers, body=body,
-                          access_key=access_key, caller_arn=caller_arn, source_ip=environ.get("REMOTE_ADDR", ""))
+        event = url_event(
+            url,
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path="/" + rest,
+            query=environ.get("QUERY_STRING", ""),
+            headers=headers,
+            body=body,
+            access_key=access_key,
+            caller_arn=caller_arn,
+            source_ip=environ.get("REMOTE_ADDR", ""),
+        )
         result = self.invoke_sync(url.function, event)
         if not result.ok:
             return self._plain(start_response, "502 Bad Gateway", {"Message": "Internal Server Error"})
@@ -798,14 +837,19 @@ def report_line(spec: FunctionSpec, result: InvocationResult) -> str:
     """The platform's REPORT line, as Lambda writes it: tab-separated, `Init Duration` on a cold start,
     and a `Billed Duration` that includes the init phase (billed for managed runtimes since August 2025)."""
     billed = max(1, math.ceil(result.duration_ms + (result.init_ms or 0.0)))
-    fields = [f"REPORT RequestId: {result.request_id}", f"Duration: {result.duration_ms:.2f} ms",
-              f"Billed Duration: {billed} ms", f"Memory Size: {spec.memory_mb} MB",
-              f"Max Memory Used: {result.max_memory_mb} MB"]
+    fields = [
+        f"REPORT RequestId: {result.request_id}",
+        f"Duration: {result.duration_ms:.2f} ms",
+        f"Billed Duration: {billed} ms",
+        f"Memory Size: {spec.memory_mb} MB",
+        f"Max Memory Used: {result.max_memory_mb} MB",
+    ]
     if result.init_ms is not None:
         fields.append(f"Init Duration: {result.init_ms:.2f} ms")
     if result.timed_out:
         fields.append("Status: timeout")
     return "\t".join(fields) + "\t"
+
+
 class Throttled(Exception):
     """A synchronous invocation of a function whose reserved concurrency is 0."""
-

@@ -91,7 +91,9 @@ class SubscriptionRouter:
                 continue
             pattern = TextPattern.parse(str(p.get("FilterPattern", "")))
             if not pattern.supported:
-                log(f"subscription filter {res.key}: pattern {p.get('FilterPattern')!r} is not emulated; nothing delivered")
+                log(
+                    f"subscription filter {res.key}: pattern {p.get('FilterPattern')!r} is not emulated; nothing delivered"
+                )
             group = str(p.get("LogGroupName", ""))
             name = str(p.get("FilterName") or res.physical_id)
             self.filters.setdefault(group, []).append(SubscriptionFilter(name, group, pattern, parts[6]))
@@ -100,8 +102,11 @@ class SubscriptionRouter:
         return log_group in self.filters
 
     def public(self) -> list[dict[str, str]]:
-        return [{"name": f.name, "log_group": f.log_group, "destination": f.function}
-                for filters in self.filters.values() for f in filters]
+        return [
+            {"name": f.name, "log_group": f.log_group, "destination": f.function}
+            for filters in self.filters.values()
+            for f in filters
+        ]
 
     def deliver(self, log_group: str, log_stream: str, events: list[dict[str, Any]]) -> int:
         """Deliver the matching lines of one flushed batch; returns the number of invocations queued."""
@@ -117,11 +122,20 @@ class SubscriptionRouter:
                 "logGroup": log_group,
                 "logStream": log_stream,
                 "subscriptionFilters": [subscription.name],
-                "logEvents": [{"id": _event_id(e["timestamp"]), "timestamp": e["timestamp"], "message": e["message"]}
-                              for e in matching],
+                "logEvents": [
+                    {"id": _event_id(e["timestamp"]), "timestamp": e["timestamp"], "message": e["message"]}
+                    for e in matching
+                ],
             }
-            pool.submit(Invocation(event=encode(payload), source=f"logs:{log_group}", max_retries=2,
-                                   target_arn=pool.spec.arn, dead_letter_arn=self.on_failure.get(pool.spec.name)))
+            pool.submit(
+                Invocation(
+                    event=encode(payload),
+                    source=f"logs:{log_group}",
+                    max_retries=2,
+                    target_arn=pool.spec.arn,
+                    dead_letter_arn=self.on_failure.get(pool.spec.name),
+                )
+            )
             queued += 1
         self.delivered += queued
         return queued

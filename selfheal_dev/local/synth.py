@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # The marker tells stacks/settings.py this assembly is for the local runtime, never deployed
     # (it is what lets `-c allowUnisolatedQa=true` through).
-    context: dict[str, Any] = {"aws:cdk:bundling-stacks": [], "aws:cdk:enable-asset-metadata": True,
-                               "selfheal:localSynth": True}
+    context: dict[str, Any] = {
+        "aws:cdk:bundling-stacks": [],
+        "aws:cdk:enable-asset-metadata": True,
+        "selfheal:localSynth": True,
+    }
     for item in args.context:
         key, _, value = item.partition("=")
         context[key] = _value(value)

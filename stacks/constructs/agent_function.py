@@ -136,14 +136,20 @@ class AgentFunction(Construct):
             max_event_age=constants.TARGET_MAX_EVENT_AGE,
             on_failure=destinations.SqsDestination(self.failures),
         )
-        acknowledge(self.function, "Serverless-LambdaDLQ",
+        acknowledge(
+            self.function,
+            "Serverless-LambdaDLQ",
             reason="Async failures go to an SQS on-failure destination, which records the error as well as the event.",
         )
         log_streams = log_streams_ref(self.log_group)
-        acknowledge(self.role, f"AwsSolutions-IAM5[Resource::{log_streams}]",
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::{log_streams}]",
             reason="Log streams are created at run time inside this function's own log group.",
         )
-        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
             reason="X-Ray PutTraceSegments/PutTelemetryRecords, CloudWatch GetMetricData and CloudTrail LookupEvents support no resource scoping.",
         )
 

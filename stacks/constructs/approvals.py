@@ -32,31 +32,42 @@ class Approvals(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.agent = AgentFunction(
-            self, "Function", env_name=env_name, agent="approvals", layers=[layer],
+            self,
+            "Function",
+            env_name=env_name,
+            agent="approvals",
+            layers=[layer],
             environment={
                 "ENVIRONMENT": env_name,
                 "EVENT_BUS_NAME": bus.event_bus_name,
                 "DECISIONS_TABLE_NAME": decisions_table.table_name,
             },
-            timeout=Duration.seconds(10), memory_size=256,
+            timeout=Duration.seconds(10),
+            memory_size=256,
             description="Records a human approval or denial; the approver is the caller's IAM principal",
         )
         self.function = self.agent.function
         self.role = self.agent.role
         # Reads the incident (exists, awaits approval); writes nothing but the event.
-        self.role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[decisions_table.table_arn]))
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["events:PutEvents"], resources=[bus.event_bus_arn],
-            conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES["operator"]}},
-        ))
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
-        ))
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[decisions_table.table_arn])
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={"StringEquals": {"events:source": constants.AGENT_SOURCES["operator"]}},
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"])
+        )
         # AWS_IAM: Lambda authenticates the SigV4 signature and puts the caller's ARN in the event.
         self.url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         # How an account grants the right to approve: attach this policy to a user, group or role.
         self.approver_policy = iam.ManagedPolicy(
-            self, "ApproverPolicy",
+            self,
+            "ApproverPolicy",
             managed_policy_name=approver_policy_name(env_name),
             description=f"May approve or reject Selfheal ({env_name}) fixes through the approvals function URL",
             statements=[
@@ -89,15 +100,19 @@ def restrict_agent_sources(bus: events.EventBus, senders: dict[str, iam.IRole | 
     for agent, sender in senders.items():
         roles = sender if isinstance(sender, list) else [sender]
         source = constants.AGENT_SOURCES[agent]
-        bus.add_to_resource_policy(iam.PolicyStatement(
-            sid=f"OnlyThe{agent.title()}RoleSends{source.split('.')[-1].title()}Events",
-            effect=iam.Effect.DENY,
-            principals=[iam.AnyPrincipal()],
-            actions=["events:PutEvents"],
-            resources=[bus.event_bus_arn],
-            conditions={
-                "StringEquals": {"events:source": source},
-                # Several roles: denied unless the principal is one of them.
-                "ArnNotEquals": {"aws:PrincipalArn": roles[0].role_arn if len(roles) == 1 else [r.role_arn for r in roles]},
-            },
-        ))
+        bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=f"OnlyThe{agent.title()}RoleSends{source.split('.')[-1].title()}Events",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={
+                    "StringEquals": {"events:source": source},
+                    # Several roles: denied unless the principal is one of them.
+                    "ArnNotEquals": {
+                        "aws:PrincipalArn": roles[0].role_arn if len(roles) == 1 else [r.role_arn for r in roles]
+                    },
+                },
+            )
+        )

@@ -41,11 +41,17 @@ def grant_bedrock_invoke(role: iam.Role, model_id: str) -> list[str]:
     if profile.group("geo") == "global":
         models.append(f"arn:{partition}:bedrock:::foundation-model/{foundation}")
     role.add_to_policy(iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[profile_arn]))
-    role.add_to_policy(iam.PolicyStatement(
-        actions=["bedrock:InvokeModel"], resources=models,
-        conditions={"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}},
-    ))
-    acknowledge(role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{foundation}]",
-                reason="A cross-Region inference profile picks the Region per request; the grant is this one model, "
-                       "and only through this one inference profile (bedrock:InferenceProfileArn condition).")
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["bedrock:InvokeModel"],
+            resources=models,
+            conditions={"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}},
+        )
+    )
+    acknowledge(
+        role,
+        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{foundation}]",
+        reason="A cross-Region inference profile picks the Region per request; the grant is this one model, "
+        "and only through this one inference profile (bedrock:InferenceProfileArn condition).",
+    )
     return [profile_arn, *models]

@@ -45,7 +45,11 @@ class BilledLambdaCost(Construct):
         super().__init__(scope, construct_id)
         log_groups = {agent_log_group_name(env_name, agent): agent for agent in agents}
         self.reconciler = AgentFunction(
-            self, "Reconciler", env_name=env_name, agent="billing", layers=[layer],
+            self,
+            "Reconciler",
+            env_name=env_name,
+            agent="billing",
+            layers=[layer],
             environment={
                 "ENVIRONMENT": env_name,
                 "MONITORING_TABLE_NAME": monitoring_table.table_name,
@@ -54,28 +58,39 @@ class BilledLambdaCost(Construct):
                 "AGENT_LOG_GROUPS": json.dumps(log_groups, sort_keys=True),
                 "AGENT_ARCHITECTURE": constants.ARCHITECTURE.name,
             },
-            timeout=Duration.seconds(60), memory_size=256,
+            timeout=Duration.seconds(60),
+            memory_size=256,
             description="Billed Lambda cost of the agents, from their REPORT log lines",
         )
         role = self.reconciler.role
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
-            resources=[monitoring_table.table_arn],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
-            resources=[decisions_table.table_arn],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+                resources=[monitoring_table.table_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+                resources=[decisions_table.table_arn],
+            )
+        )
         # The price override (prices-override) is read by path, like the agents read their parameters.
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["ssm:GetParametersByPath"],
-            resources=[Stack.of(self).format_arn(service="ssm", resource="parameter",
-                                                 resource_name=parameter_prefix.strip("/"))],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParametersByPath"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="ssm", resource="parameter", resource_name=parameter_prefix.strip("/")
+                    )
+                ],
+            )
+        )
         destination = log_destinations.LambdaDestination(self.reconciler.function)
         self.filters = [
             logs.SubscriptionFilter(
-                self, f"{agent.title()}Reports",
+                self,
+                f"{agent.title()}Reports",
                 log_group=logs.LogGroup.from_log_group_name(self, f"{agent.title()}LogGroup", name),
                 destination=destination,
                 filter_pattern=logs.FilterPattern.literal(REPORT_FILTER),

@@ -53,12 +53,23 @@ def pip_install(names: list[str], target: Path) -> None:
     requirements = [arg for name in names for arg in ("--requirement", str(LAYERS_DIR / name / "requirements.txt"))]
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--disable-pip-version-check",
             *requirements,
-            "--target", str(target),
-            "--platform", constants.PIP_PLATFORM,
-            "--python-version", constants.RUNTIME.name.removeprefix("python"),
-            "--implementation", "cp", "--only-binary=:all:",
+            "--target",
+            str(target),
+            "--platform",
+            constants.PIP_PLATFORM,
+            "--python-version",
+            constants.RUNTIME.name.removeprefix("python"),
+            "--implementation",
+            "cp",
+            "--only-binary=:all:",
         ],
         check=True,
     )
@@ -81,8 +92,12 @@ def bundle_layer(name: str, output_dir: Path) -> None:
     if name == CORE:
         for package in (LAYERS_DIR / CORE / "python").iterdir():
             if package.is_dir() and not package.name.startswith((".", "__")):
-                shutil.copytree(package, target / package.name, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    package,
+                    target / package.name,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                )
     compile_bytecode(target)
 
 
@@ -99,8 +114,10 @@ def _drop_what_is_below(target: Path, below_dir: Path, name: str) -> None:
         if not record.exists():
             project = dist_info.name.rsplit("-", 1)[0]
             if project in installed:
-                raise RuntimeError(f"layer {name} needs {installed[project]}, the layers below hold "
-                                   f"{dist_info.name}: pin one version in layers/*/requirements.txt")
+                raise RuntimeError(
+                    f"layer {name} needs {installed[project]}, the layers below hold "
+                    f"{dist_info.name}: pin one version in layers/*/requirements.txt"
+                )
             continue
         for line in record.read_text().splitlines():
             path = (target / line.split(",")[0]).resolve()
@@ -117,8 +134,9 @@ def compile_bytecode(directory: Path) -> None:
 
     unchecked-hash: valid whatever the file times in the zip (CDK normalizes them).
     """
-    compileall.compile_dir(str(directory), quiet=2, workers=0,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    compileall.compile_dir(
+        str(directory), quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+    )
 
 
 @jsii.implements(ILocalBundling)
@@ -141,8 +159,12 @@ def layer(scope: Construct, construct_id: str, name: str) -> lambda_.LayerVersio
                 # Only used if local bundling reports it cannot run; never on our machines.
                 image=constants.RUNTIME.bundling_image,
                 local=PipLocalBundling(name),
-                command=["bash", "-c", "pip install -r requirements.txt -t /asset-output/python"
-                         + (" && cp -r python/* /asset-output/python/" if name == CORE else "")],
+                command=[
+                    "bash",
+                    "-c",
+                    "pip install -r requirements.txt -t /asset-output/python"
+                    + (" && cp -r python/* /asset-output/python/" if name == CORE else ""),
+                ],
             ),
         ),
         compatible_runtimes=[constants.RUNTIME],
@@ -157,7 +179,9 @@ class FunctionLayers(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
         self.core = layer(self, "Layer", CORE)  # "Layer": the core layer keeps its logical id
-        self.extras = {name: layer(self, name.title(), name) for name in sorted({n for v in LAYER_NEEDS.values() for n in v})}
+        self.extras = {
+            name: layer(self, name.title(), name) for name in sorted({n for v in LAYER_NEEDS.values() for n in v})
+        }
 
     def for_function(self, package: str) -> list[lambda_.ILayerVersion]:
         return [self.core, *(self.extras[name] for name in LAYER_NEEDS.get(package, ()))]

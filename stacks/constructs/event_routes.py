@@ -105,8 +105,9 @@ class EventRoutes(Construct):
         )
 
         for route in AGENT_ROUTES:
-            pattern = events.EventPattern(detail_type=list(route.detail_types),
-                                         source=list(route.sources) if route.sources else None)
+            pattern = events.EventPattern(
+                detail_type=list(route.detail_types), source=list(route.sources) if route.sources else None
+            )
             self._rule(route.rule_id, route.description, bus, pattern, self._lambda_target(functions, route.agent))
 
         self._rule(
@@ -168,7 +169,10 @@ class EventRoutes(Construct):
             resource_policy_name=f"selfheal-{env_name}-audit-events",
             policy_statements=[
                 iam.PolicyStatement(
-                    principals=[iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("delivery.logs.amazonaws.com")],
+                    principals=[
+                        iam.ServicePrincipal("events.amazonaws.com"),
+                        iam.ServicePrincipal("delivery.logs.amazonaws.com"),
+                    ],
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                     resources=[self.audit_log.log_group_arn],
                 )

@@ -41,31 +41,50 @@ class QaRunner(Construct):
         name = constants.function_name(env_name, RUNNER)
         self.vpc, subnets = self._network(vpc_id, subnet_ids)
         self.security_group = ec2.SecurityGroup(
-            self, "SecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            self,
+            "SecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
             description="QA runner: no inbound, no outbound",
         )
         self.log_group = logs.LogGroup(
-            self, "Logs", log_group_name=f"/aws/lambda/{name}", retention=constants.LOG_RETENTION,
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{name}",
+            retention=constants.LOG_RETENTION,
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="QA runner: writes its own logs, nothing else",
         )
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[self.log_group.log_group_arn, f"{self.log_group.log_group_arn}:*"],
-        ))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn, f"{self.log_group.log_group_arn}:*"],
+            )
+        )
         # What Lambda itself does with the function's role to attach it to the VPC (the actions of
         # AWSLambdaVPCAccessExecutionRole without its account-wide log permissions). From inside the
         # VPC these credentials reach no AWS endpoint.
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-                     "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-            resources=["*"],
-        ))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                resources=["*"],
+            )
+        )
         self.function = lambda_.Function(
-            self, "Function",
+            self,
+            "Function",
             function_name=name,
             description="Runs a fix's tests in a sandbox: no permissions, no network, one environment per run",
             runtime=constants.RUNTIME,
@@ -94,38 +113,54 @@ class QaRunner(Construct):
         if vpc_id:
             # An existing VPC named by context: its operator answers for its routes.
             vpc = ec2.Vpc.from_vpc_attributes(
-                self, "Vpc", vpc_id=vpc_id, availability_zones=Stack.of(self).availability_zones[: len(subnet_ids)],
+                self,
+                "Vpc",
+                vpc_id=vpc_id,
+                availability_zones=Stack.of(self).availability_zones[: len(subnet_ids)],
                 isolated_subnet_ids=list(subnet_ids),
             )
-            return vpc, ec2.SubnetSelection(subnets=[ec2.Subnet.from_subnet_id(self, f"Subnet{i}", s)
-                                                     for i, s in enumerate(subnet_ids)])
+            return vpc, ec2.SubnetSelection(
+                subnets=[ec2.Subnet.from_subnet_id(self, f"Subnet{i}", s) for i, s in enumerate(subnet_ids)]
+            )
         vpc = ec2.Vpc(
-            self, "Vpc",
+            self,
+            "Vpc",
             max_azs=2,
             nat_gateways=0,
-            subnet_configuration=[ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
-                                                          cidr_mask=24)],
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24)
+            ],
             restrict_default_security_group=False,  # would add a custom-resource Lambda; nothing uses the default group
         )
-        acknowledge(vpc, "AwsSolutions-VPC7",
+        acknowledge(
+            vpc,
+            "AwsSolutions-VPC7",
             reason="The QA runner's VPC has no route out (isolated subnets, no NAT, IGW or endpoints); flow logs would "
-                   "only record rejected attempts, and the runner's own logs record every run.",
+            "only record rejected attempts, and the runner's own logs record every run.",
         )
         return vpc, ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
 
     def _acknowledge(self) -> None:
-        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
             reason="Lambda creates, describes and deletes the function's network interfaces with its role; these EC2 "
-                   "actions take no resource scoping that fits ENIs created at run time, and the VPC has no route to AWS.",
+            "actions take no resource scoping that fits ENIs created at run time, and the VPC has no route to AWS.",
         )
         log_streams = log_streams_ref(self.log_group)
-        acknowledge(self.role, f"AwsSolutions-IAM5[Resource::{log_streams}]",
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::{log_streams}]",
             reason="Log streams are created at run time inside this function's own log group.",
         )
         for rule in ("Serverless-LambdaDLQ", "Serverless-LambdaAsyncFailureDestination"):
-            acknowledge(self.function, rule,
+            acknowledge(
+                self.function,
+                rule,
                 reason="The runner is only invoked synchronously by QA, which receives every error and decides.",
             )
-        acknowledge(self.function, "Serverless-LambdaTracing",
+        acknowledge(
+            self.function,
+            "Serverless-LambdaTracing",
             reason="X-Ray needs the daemon to reach AWS; the runner has no route out by design.",
         )

@@ -31,8 +31,10 @@ def success_rate(env_name: str, *, period=ONE_HOUR) -> cw.MathExpression:
     qa = {n.AGENT: "qa", n.ENVIRONMENT: env_name}
     return cw.MathExpression(
         expression="100 * (1 - FILL(failed, 0) / (FILL(passed, 0) + FILL(failed, 0) + 0.000001))",
-        using_metrics={"passed": metric(n.EVENTS, n.TEST_PASSED, qa, period=period),
-                       "failed": metric(n.EVENTS, n.TEST_FAILED, qa, period=period)},
+        using_metrics={
+            "passed": metric(n.EVENTS, n.TEST_PASSED, qa, period=period),
+            "failed": metric(n.EVENTS, n.TEST_FAILED, qa, period=period),
+        },
         label="Fix success rate (%)",
         period=period,
     )
@@ -50,36 +52,65 @@ def build(
 ) -> cw.Dashboard:
     qa = {n.AGENT: "qa", n.ENVIRONMENT: env_name}
     dashboard = cw.Dashboard(scope, construct_id, dashboard_name=dashboard_name(BASE_NAME, env_name))
-    dashboard.add_widgets(heading(
-        f"# Selfheal `{env_name}`: health and effectiveness\n"
-        "Agents (Lambda), what they do (AgentOps/Events), whether fixes pass QA, and where work is stuck."))
+    dashboard.add_widgets(
+        heading(
+            f"# Selfheal `{env_name}`: health and effectiveness\n"
+            "Agents (Lambda), what they do (AgentOps/Events), whether fixes pass QA, and where work is stuck."
+        )
+    )
     dashboard.add_widgets(
         graph("Health: invocations", lambda_metrics(functions, "Invocations")),
         graph("Health: errors", lambda_metrics(functions, "Errors")),
         graph("Health: duration p95 (ms)", lambda_metrics(functions, "Duration", statistic="p95")),
     )
     dashboard.add_widgets(
-        graph("Activity: issues, fixes and decisions by agent", [
-            search(n.EVENTS, AGENT_DIMS, n.ISSUE_DETECTED, env_name, label="issues detected"),
-            search(n.EVENTS, AGENT_DIMS, n.CODE_GENERATED, env_name, label="fixes generated"),
-            search(n.EVENTS, AGENT_DIMS, n.DECISION_MADE, env_name, label="decisions"),
-        ], width=12),
+        graph(
+            "Activity: issues, fixes and decisions by agent",
+            [
+                search(n.EVENTS, AGENT_DIMS, n.ISSUE_DETECTED, env_name, label="issues detected"),
+                search(n.EVENTS, AGENT_DIMS, n.CODE_GENERATED, env_name, label="fixes generated"),
+                search(n.EVENTS, AGENT_DIMS, n.DECISION_MADE, env_name, label="decisions"),
+            ],
+            width=12,
+        ),
         graph("Activity: throttles", lambda_metrics(functions, "Throttles"), width=12),
     )
     dashboard.add_widgets(
-        graph("Effectiveness: QA verdicts", [
-            metric(n.EVENTS, n.TEST_PASSED, qa, label="passed"),
-            metric(n.EVENTS, n.TEST_FAILED, qa, label="failed"),
-        ], stacked=True),
-        graph("Effectiveness: fix success rate (%)", [success_rate(env_name)],
-              left_annotations=[cw.HorizontalAnnotation(value=80, label="alarm below 80 %")]),
-        graph("Incident status transitions", [
-            search(n.EVENTS, [n.STATUS, n.ENVIRONMENT], n.INCIDENT_TRANSITIONS, env_name)], stacked=True),
+        graph(
+            "Effectiveness: QA verdicts",
+            [
+                metric(n.EVENTS, n.TEST_PASSED, qa, label="passed"),
+                metric(n.EVENTS, n.TEST_FAILED, qa, label="failed"),
+            ],
+            stacked=True,
+        ),
+        graph(
+            "Effectiveness: fix success rate (%)",
+            [success_rate(env_name)],
+            left_annotations=[cw.HorizontalAnnotation(value=80, label="alarm below 80 %")],
+        ),
+        graph(
+            "Incident status transitions",
+            [search(n.EVENTS, [n.STATUS, n.ENVIRONMENT], n.INCIDENT_TRANSITIONS, env_name)],
+            stacked=True,
+        ),
     )
     dashboard.add_widgets(
-        graph("Open incidents by status (hourly)", [
-            search(n.EVENTS, [n.STATUS, n.ENVIRONMENT], n.OPEN_INCIDENTS, env_name, statistic="Maximum",
-                   period=ONE_HOUR)], stacked=True, width=12),
+        graph(
+            "Open incidents by status (hourly)",
+            [
+                search(
+                    n.EVENTS,
+                    [n.STATUS, n.ENVIRONMENT],
+                    n.OPEN_INCIDENTS,
+                    env_name,
+                    statistic="Maximum",
+                    period=ONE_HOUR,
+                )
+            ],
+            stacked=True,
+            width=12,
+        ),
         graph("Errors: rejected events", [search(n.EVENTS, AGENT_DIMS, n.EVENT_REJECTED, env_name)], width=12),
     )
     dashboard.add_widgets(

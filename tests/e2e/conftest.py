@@ -17,5 +17,7 @@ def e2e_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("e2e-app") / "cdk.out"
     return synthesize(
-        out, app="tests.e2e.apps:build_app_with_monitoring", context={"costAlertThreshold": COST_ALERT_THRESHOLD, "alertEmail": ALERT_EMAIL}
+        out,
+        app="tests.e2e.apps:build_app_with_monitoring",
+        context={"costAlertThreshold": COST_ALERT_THRESHOLD, "alertEmail": ALERT_EMAIL},
     )

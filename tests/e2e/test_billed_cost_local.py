@@ -30,8 +30,12 @@ AGENTS = ("manager", "engineer", "qa")
 
 @pytest.fixture(scope="module")
 def runtime(e2e_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    rt = RuntimeProcess(state_dir=tmp_path_factory.mktemp("billed"), assembly=e2e_assembly, extra_args=["--quiet"],
-                        env={"ANTHROPIC_BASE_URL": "https://llm-gateway.example.com/anthropic"})
+    rt = RuntimeProcess(
+        state_dir=tmp_path_factory.mktemp("billed"),
+        assembly=e2e_assembly,
+        extra_args=["--quiet"],
+        env={"ANTHROPIC_BASE_URL": "https://llm-gateway.example.com/anthropic"},
+    )
     rt.start()
     yield rt
     rt.stop()
@@ -69,15 +73,39 @@ def _billed_from_outside(lines: list[str]) -> float:
 
 def test_the_lambda_total_matches_the_report_lines_in_the_log_groups(runtime: RuntimeProcess, tmp_path: Path) -> None:
     # Given one config incident put on the bus with the stock AWS CLI
-    issue = {"service": "billing-api", "issue_type": "latency", "severity": "medium",
-             "summary": "billing-api p95 above 3 s", "signals": {"latency_p95_ms": 4100.0},
-             "idempotency_key": f"billed-{time.time_ns()}"}
+    issue = {
+        "service": "billing-api",
+        "issue_type": "latency",
+        "severity": "medium",
+        "summary": "billing-api p95 above 3 s",
+        "signals": {"latency_p95_ms": 4100.0},
+        "idempotency_key": f"billed-{time.time_ns()}",
+    }
     entries = tmp_path / "issue.json"
-    entries.write_text(json.dumps([{"EventBusName": "agentops-dev", "Source": "com.example.billing",
-                                    "DetailType": "IssueReported", "Detail": json.dumps(issue)}]))
+    entries.write_text(
+        json.dumps(
+            [
+                {
+                    "EventBusName": "agentops-dev",
+                    "Source": "com.example.billing",
+                    "DetailType": "IssueReported",
+                    "Detail": json.dumps(issue),
+                }
+            ]
+        )
+    )
     assert runtime.aws("events", "put-events", "--entries", f"file://{entries}")["FailedEntryCount"] == 0
-    incident = _wait(lambda: next((i for i in json.loads(runtime.selfheal("incidents", "--json").stdout)["incidents"]
-                                   if i["service"] == "billing-api" and i["status"] in SETTLED), None), 120)
+    incident = _wait(
+        lambda: next(
+            (
+                i
+                for i in json.loads(runtime.selfheal("incidents", "--json").stdout)["incidents"]
+                if i["service"] == "billing-api" and i["status"] in SETTLED
+            ),
+            None,
+        ),
+        120,
+    )
     assert incident, runtime.log()[-3000:]
 
     # When every REPORT line has gone through the subscription filters to the reconciler
@@ -112,15 +140,22 @@ def test_the_lambda_total_matches_the_report_lines_in_the_log_groups(runtime: Ru
     # And the incident's own total carries the billed figures (its cost records sum to it)
     trace = json.loads(runtime.selfheal("trace", incident["incident_id"], "--json").stdout)
     assert trace["incident"]["cost_usd"] == pytest.approx(trace["costs"]["total_usd"], abs=1e-6)  # shown to 6 places
-    print(f"\nREPORT lines {len(lines)} ({len(cold)} cold): billed from outside ${outside:.10f}, "
-          f"selfheal costs Lambda ${reported:.10f} ({(reported - outside) / outside:+.4%}), "
-          f"in-handler estimate of the same invocations ${costs['lambda']['billed_estimate_usd']:.10f} "
-          f"({costs['lambda']['billed_estimate_usd'] / reported - 1:+.1%} against the bill)")
+    print(
+        f"\nREPORT lines {len(lines)} ({len(cold)} cold): billed from outside ${outside:.10f}, "
+        f"selfheal costs Lambda ${reported:.10f} ({(reported - outside) / outside:+.4%}), "
+        f"in-handler estimate of the same invocations ${costs['lambda']['billed_estimate_usd']:.10f} "
+        f"({costs['lambda']['billed_estimate_usd'] / reported - 1:+.1%} against the bill)"
+    )
 
 
 def _local_status(rt: RuntimeProcess, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "selfheal", "local", "status", "--state-dir", str(rt.state_dir), *args],
-                          capture_output=True, text=True, env=rt.env, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "selfheal", "local", "status", "--state-dir", str(rt.state_dir), *args],
+        capture_output=True,
+        text=True,
+        env=rt.env,
+        check=True,
+    )
     return proc.stdout
 
 
@@ -129,15 +164,18 @@ def test_local_status_names_the_engineers_endpoint_and_the_subscriptions(runtime
     status = json.loads(_local_status(runtime, "--json"))
     assert status["engineer_endpoint"]["provider"] == "runbook"
     assert sorted(s["log_group"] for s in status["subscription_filters"]) == [
-        f"/aws/lambda/selfheal-dev-{agent}" for agent in sorted(AGENTS)]
+        f"/aws/lambda/selfheal-dev-{agent}" for agent in sorted(AGENTS)
+    ]
     # When the operator switches the Engineer to Claude (SSM, no redeploy)
-    runtime.aws("ssm", "put-parameter", "--name", "/selfheal/dev/engineer-provider", "--value", "anthropic",
-                "--overwrite")
+    runtime.aws(
+        "ssm", "put-parameter", "--name", "/selfheal/dev/engineer-provider", "--value", "anthropic", "--overwrite"
+    )
     try:
         # Then status says the Engineer goes through the gateway the runtime's shell named
         text = _local_status(runtime)
         assert "engineer: anthropic provider" in text
         assert "endpoint https://llm-gateway.example.com/anthropic (ANTHROPIC_BASE_URL)" in text
     finally:
-        runtime.aws("ssm", "put-parameter", "--name", "/selfheal/dev/engineer-provider", "--value", "runbook",
-                    "--overwrite")
+        runtime.aws(
+            "ssm", "put-parameter", "--name", "/selfheal/dev/engineer-provider", "--value", "runbook", "--overwrite"
+        )

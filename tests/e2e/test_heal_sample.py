@@ -58,8 +58,17 @@ class Traffic:
 
     def _run(self, out: Path = Path("/dev/null")) -> None:
         while not self._stop.is_set():
-            self.rt.aws("lambda", "invoke", "--function-name", SAMPLE, "--invocation-type", "Event",
-                        "--payload", json.dumps(self.payload), str(out))
+            self.rt.aws(
+                "lambda",
+                "invoke",
+                "--function-name",
+                SAMPLE,
+                "--invocation-type",
+                "Event",
+                "--payload",
+                json.dumps(self.payload),
+                str(out),
+            )
             self.sent += 1
             self._stop.wait(self.every_s)
 
@@ -133,8 +142,9 @@ def decision_types(rt: RuntimeProcess, incident_id: str) -> list[str]:
 def test_heal_then_roll_back_a_real_function_seen_through_the_stock_aws_cli(runtime: RuntimeProcess) -> None:
     # Given the sample function as deployed: 3 s, tagged for Selfheal, its alarm not yet in ALARM
     assert timeout_of(runtime) == 3
-    tags = runtime.aws("lambda", "list-tags", "--resource",
-                       f"arn:aws:lambda:us-east-1:123456789012:function:{SAMPLE}")["Tags"]
+    tags = runtime.aws("lambda", "list-tags", "--resource", f"arn:aws:lambda:us-east-1:123456789012:function:{SAMPLE}")[
+        "Tags"
+    ]
     assert tags["selfheal:managed"] == "true"
 
     # When requests that take 5 s keep coming
@@ -147,15 +157,26 @@ def test_heal_then_roll_back_a_real_function_seen_through_the_stock_aws_cli(runt
     assert {"investigate", "apply", "verify"} <= set(kinds), kinds
     assert "rollback" not in kinds
     # And the change is on the local CloudTrail, made by the Manager
-    trail = runtime.aws("cloudtrail", "lookup-events", "--lookup-attributes",
-                        f"AttributeKey=ResourceName,AttributeValue={SAMPLE}")["Events"]
-    assert any(e["EventName"].startswith("UpdateFunctionConfiguration") and e["Username"] == "selfheal-dev-manager"
-               for e in trail)
+    trail = runtime.aws(
+        "cloudtrail", "lookup-events", "--lookup-attributes", f"AttributeKey=ResourceName,AttributeValue={SAMPLE}"
+    )["Events"]
+    assert any(
+        e["EventName"].startswith("UpdateFunctionConfiguration") and e["Username"] == "selfheal-dev-manager"
+        for e in trail
+    )
 
     # Given the operator puts the timeout back to 3 s (the value before the next fix)
     revision = runtime.aws("lambda", "get-function-configuration", "--function-name", SAMPLE)["RevisionId"]
-    runtime.aws("lambda", "update-function-configuration", "--function-name", SAMPLE, "--timeout", "3",
-                "--revision-id", revision)
+    runtime.aws(
+        "lambda",
+        "update-function-configuration",
+        "--function-name",
+        SAMPLE,
+        "--timeout",
+        "3",
+        "--revision-id",
+        revision,
+    )
     assert timeout_of(runtime) == 3
     # When requests fail whatever the timeout
     escalated, seen = run_scenario(runtime, {"fail": True}, known={healed["incident_id"]})

@@ -86,9 +86,7 @@ def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: An
 
     # Then an incident opens and reaches a decision
     incident = _wait(
-        lambda: next(
-            (i for i in _incidents(runtime) if i["service"] == "orders-api" and i["status"] in SETTLED), None
-        ),
+        lambda: next((i for i in _incidents(runtime) if i["service"] == "orders-api" and i["status"] in SETTLED), None),
         90,
     )
     assert incident, f"no terminal incident; runtime log:\n{runtime.log()[-3000:]}"

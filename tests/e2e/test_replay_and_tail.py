@@ -25,8 +25,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def runtime(e2e_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    rt = RuntimeProcess(state_dir=tmp_path_factory.mktemp("replay"), assembly=e2e_assembly,
-                        extra_args=["--alarm-interval", "3600", "--quiet"])
+    rt = RuntimeProcess(
+        state_dir=tmp_path_factory.mktemp("replay"),
+        assembly=e2e_assembly,
+        extra_args=["--alarm-interval", "3600", "--quiet"],
+    )
     rt.start()
     yield rt
     rt.stop()
@@ -55,9 +58,20 @@ def _snapshot(rt: Any, incident_id: str) -> dict[str, Any]:
 def _replay(rt: Any, since: datetime, name: str) -> None:
     archive = rt.aws("events", "describe-archive", "--archive-name", "selfheal-dev-agents")
     bus = rt.aws("events", "describe-event-bus", "--name", "agentops-dev")
-    started = rt.aws("events", "start-replay", "--replay-name", name, "--event-source-arn", archive["ArchiveArn"],
-                     "--event-start-time", since.isoformat(), "--event-end-time", datetime.now(UTC).isoformat(),
-                     "--destination", json.dumps({"Arn": bus["Arn"]}))
+    started = rt.aws(
+        "events",
+        "start-replay",
+        "--replay-name",
+        name,
+        "--event-source-arn",
+        archive["ArchiveArn"],
+        "--event-start-time",
+        since.isoformat(),
+        "--event-end-time",
+        datetime.now(UTC).isoformat(),
+        "--destination",
+        json.dumps({"Arn": bus["Arn"]}),
+    )
     assert started["State"] in ("STARTING", "RUNNING", "COMPLETED")
     assert _wait(lambda: rt.aws("events", "describe-replay", "--replay-name", name)["State"] == "COMPLETED", 30)
     assert rt.idle(timeout=120, quiet=2.0)
@@ -67,19 +81,36 @@ def test_tail_follows_a_run_and_a_replay_of_it_adds_nothing(runtime: Any, tmp_pa
     # Given `selfheal tail --json` following the pipeline
     tail = subprocess.Popen(
         [sys.executable, "-m", "selfheal", "tail", "--json", "--for", "240", "--endpoint-url", runtime.endpoint],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**runtime.env, "AWS_ACCESS_KEY_ID": "x",
-                                                                          "AWS_SECRET_ACCESS_KEY": "x"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**runtime.env, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
     )
     started = datetime.now(UTC) - timedelta(seconds=5)
     time.sleep(2)
     # and the function it concerns (read by the investigation; not managed, so escalated after QA)
     create_function(runtime, "replay-api", timeout=3)
     # When an issue is put with the stock AWS CLI and runs to a settled state
-    issue = {"service": "replay-api", "issue_type": "latency", "severity": "high", "summary": "p95 is 4 s",
-             "signals": {"p95_ms": 4000.0, "timeout_s": 3.0}}
+    issue = {
+        "service": "replay-api",
+        "issue_type": "latency",
+        "severity": "high",
+        "summary": "p95 is 4 s",
+        "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
+    }
     entries = tmp_path / "issue.json"
-    entries.write_text(json.dumps([{"EventBusName": "agentops-dev", "Source": "com.example.replay",
-                                    "DetailType": "IssueReported", "Detail": json.dumps(issue)}]))
+    entries.write_text(
+        json.dumps(
+            [
+                {
+                    "EventBusName": "agentops-dev",
+                    "Source": "com.example.replay",
+                    "DetailType": "IssueReported",
+                    "Detail": json.dumps(issue),
+                }
+            ]
+        )
+    )
     assert runtime.aws("events", "put-events", "--entries", f"file://{entries}")["FailedEntryCount"] == 0
 
     def settled() -> dict[str, Any] | None:

@@ -6,8 +6,12 @@ import json
 
 from aws_cdk.assertions import Match
 
-AGENT_ROLES = {"agentops.manager": "ManagerAgentRole", "agentops.engineer": "EngineerAgentRole",
-               "agentops.qa": "QaAgentRole", "agentops.operator": "ApprovalsFunctionRole"}
+AGENT_ROLES = {
+    "agentops.manager": "ManagerAgentRole",
+    "agentops.engineer": "EngineerAgentRole",
+    "agentops.qa": "QaAgentRole",
+    "agentops.operator": "ApprovalsFunctionRole",
+}
 
 
 def test_bus_policy_lets_only_each_agents_role_send_its_source(templates):
@@ -32,8 +36,9 @@ def test_bus_policy_lets_only_each_agents_role_send_its_source(templates):
 
 def test_approvals_function_url_uses_aws_iam_auth(templates):
     pipeline = templates["pipeline"]
-    pipeline.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "selfheal-dev-approvals",
-                                                               "Handler": "approvals.handler.handler"})
+    pipeline.has_resource_properties(
+        "AWS::Lambda::Function", {"FunctionName": "selfheal-dev-approvals", "Handler": "approvals.handler.handler"}
+    )
     urls = pipeline.find_resources("AWS::Lambda::Url")
     assert len(urls) == 1
     [url] = urls.values()
@@ -45,21 +50,30 @@ def test_approvals_function_url_uses_aws_iam_auth(templates):
 
 
 def test_approver_managed_policy_grants_only_invoking_the_approvals_url(templates):
-    templates["pipeline"].has_resource_properties("AWS::IAM::ManagedPolicy", {
-        "ManagedPolicyName": "selfheal-dev-approver",
-        "PolicyDocument": {"Statement": [{
-            "Action": "lambda:InvokeFunctionUrl",
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalsFunction"), "Arn"]},
-            "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
-        }, {
-            # never a direct Invoke, whose event could carry any request context
-            "Action": "lambda:InvokeFunction",
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalsFunction"), "Arn"]},
-            "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
-        }], "Version": "2012-10-17"},
-    })
+    templates["pipeline"].has_resource_properties(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "ManagedPolicyName": "selfheal-dev-approver",
+            "PolicyDocument": {
+                "Statement": [
+                    {
+                        "Action": "lambda:InvokeFunctionUrl",
+                        "Effect": "Allow",
+                        "Resource": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalsFunction"), "Arn"]},
+                        "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+                    },
+                    {
+                        # never a direct Invoke, whose event could carry any request context
+                        "Action": "lambda:InvokeFunction",
+                        "Effect": "Allow",
+                        "Resource": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalsFunction"), "Arn"]},
+                        "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+                    },
+                ],
+                "Version": "2012-10-17",
+            },
+        },
+    )
 
 
 def test_approvals_role_reads_incidents_and_sends_only_operator_events(templates):
@@ -67,10 +81,18 @@ def test_approvals_role_reads_incidents_and_sends_only_operator_events(templates
     [approvals] = [p for name, p in policies.items() if name.startswith("ApprovalsFunctionRole")]
     statements = approvals["Properties"]["PolicyDocument"]["Statement"]
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "events:PutEvents",
-                       "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                       # its own on-failure queue (the AgentFunction destination)
-                       "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    assert actions == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "dynamodb:GetItem",
+        "events:PutEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        # its own on-failure queue (the AgentFunction destination)
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
     [put] = [s for s in statements if s["Action"] == "events:PutEvents"]
     assert put["Condition"] == {"StringEquals": {"events:source": "agentops.operator"}}
 
@@ -83,8 +105,7 @@ def test_no_other_role_may_send_operator_events(templates):
 
 
 def _service_statements(document: dict) -> list[dict]:
-    return [s for s in document["Statement"]
-            if isinstance(s.get("Principal"), dict) and "Service" in s["Principal"]]
+    return [s for s in document["Statement"] if isinstance(s.get("Principal"), dict) and "Service" in s["Principal"]]
 
 
 def test_sns_and_kms_grants_to_events_and_cloudwatch_carry_source_conditions(templates):

@@ -50,23 +50,41 @@ def test_each_agent_log_group_sends_its_report_lines_to_the_cost_reconciler(temp
         assert f["Properties"]["FilterPattern"] == '"REPORT RequestId"'
         assert "BilledLambdaCostReconciler" in json.dumps(f["Properties"]["DestinationArn"])
     # CloudWatch Logs may invoke the reconciler, from these log groups only
-    monitoring.has_resource_properties("AWS::Lambda::Permission", {
-        "Principal": "logs.amazonaws.com", "Action": "lambda:InvokeFunction",
-        "SourceArn": Match.any_value(),
-    })
-    monitoring.has_resource_properties("AWS::Lambda::Function", {
-        "FunctionName": "selfheal-dev-billing", "Handler": "billing.handler.handler",
-        "Environment": {"Variables": Match.object_like({"AGENT_LOG_GROUPS": Match.any_value()})},
-    })
+    monitoring.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Principal": "logs.amazonaws.com",
+            "Action": "lambda:InvokeFunction",
+            "SourceArn": Match.any_value(),
+        },
+    )
+    monitoring.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": "selfheal-dev-billing",
+            "Handler": "billing.handler.handler",
+            "Environment": {"Variables": Match.object_like({"AGENT_LOG_GROUPS": Match.any_value()})},
+        },
+    )
 
 
 def test_the_reconciler_may_only_touch_the_two_tables_and_read_the_price_override(templates):
     statements = _statements(templates["monitoring"], "BilledLambdaCostReconciler")
     actions = {a for s in statements for a in _actions(s)}
-    assert actions <= {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
-                       "ssm:GetParametersByPath", "logs:CreateLogStream", "logs:PutLogEvents",
-                       "xray:PutTraceSegments", "xray:PutTelemetryRecords", "sqs:SendMessage",
-                       "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    assert actions <= {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+        "ssm:GetParametersByPath",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
     for s in statements:
         if any(a.startswith("dynamodb:") for a in _actions(s)):
             assert "*" not in _resources(s)
@@ -117,11 +135,14 @@ def test_the_anthropic_provider_still_reads_only_its_own_secret(templates):
     assert not any("bedrock:" in json.dumps(s["Action"]) for s in engineer)
 
 
-@pytest.mark.parametrize("context, message", [
-    ({"engineerProvider": "bedrock", "engineerModel": "gpt-5"}, "engineerModel"),
-    ({"anthropicBaseUrl": "ftp://gateway"}, "anthropicBaseUrl"),
-    ({"engineerProvider": "openai"}, "engineerProvider"),
-])
+@pytest.mark.parametrize(
+    "context, message",
+    [
+        ({"engineerProvider": "bedrock", "engineerModel": "gpt-5"}, "engineerModel"),
+        ({"anthropicBaseUrl": "ftp://gateway"}, "anthropicBaseUrl"),
+        ({"engineerProvider": "openai"}, "engineerProvider"),
+    ],
+)
 def test_bad_provider_settings_fail_the_synth(tmp_path, context, message):
     app = cdk.App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": [], **context})
     with pytest.raises(ValueError, match=message):
@@ -129,8 +150,12 @@ def test_bad_provider_settings_fail_the_synth(tmp_path, context, message):
 
 
 def test_a_gateway_url_becomes_an_ssm_parameter(tmp_path):
-    app = cdk.App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": [],
-                                                 "anthropicBaseUrl": "https://llm-gateway.example.com/anthropic"})
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={"aws:cdk:bundling-stacks": [], "anthropicBaseUrl": "https://llm-gateway.example.com/anthropic"},
+    )
     stacks = build_app(app)
-    Template.from_stack(stacks["data"]).has_resource_properties("AWS::SSM::Parameter", {
-        "Name": "/selfheal/dev/anthropic-base-url", "Value": "https://llm-gateway.example.com/anthropic"})
+    Template.from_stack(stacks["data"]).has_resource_properties(
+        "AWS::SSM::Parameter",
+        {"Name": "/selfheal/dev/anthropic-base-url", "Value": "https://llm-gateway.example.com/anthropic"},
+    )

@@ -46,33 +46,58 @@ def _helper_stack(app: cdk.App, layer_dir: Path) -> dict[str, Any]:
     def table(construct_id: str) -> dynamodb.TableV2:
         key = dynamodb.Attribute
         return dynamodb.TableV2(
-            stack, construct_id,
+            stack,
+            construct_id,
             partition_key=key(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=key(name="sk", type=dynamodb.AttributeType.STRING),
-            global_secondary_indexes=[dynamodb.GlobalSecondaryIndexPropsV2(
-                index_name=i, partition_key=key(name=f"{i}pk", type=dynamodb.AttributeType.STRING),
-                sort_key=key(name=f"{i}sk", type=dynamodb.AttributeType.STRING)) for i in ("gsi1", "gsi2")],
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=i,
+                    partition_key=key(name=f"{i}pk", type=dynamodb.AttributeType.STRING),
+                    sort_key=key(name=f"{i}sk", type=dynamodb.AttributeType.STRING),
+                )
+                for i in ("gsi1", "gsi2")
+            ],
         )
 
     functions = {
-        agent: lambda_.Function(stack, agent, runtime=constants.RUNTIME, handler="index.handler",
-                                code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"))
+        agent: lambda_.Function(
+            stack,
+            agent,
+            runtime=constants.RUNTIME,
+            handler="index.handler",
+            code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
+        )
         for agent in ("manager", "engineer", "qa")
     }
     bus = events.EventBus(stack, "Bus", event_bus_name="agentops-test")
     queues = [sqs.Queue(stack, f"Dlq{n}") for n in range(2)]
     rules = [
-        events.Rule(stack, "OnBus", event_bus=bus, event_pattern=events.EventPattern(detail_type=["FixProposed"]),
-                    targets=[targets.LambdaFunction(functions["qa"], dead_letter_queue=queues[0])]),
-        events.Rule(stack, "Scan", schedule=events.Schedule.rate(cdk.Duration.minutes(5)),
-                    targets=[targets.LambdaFunction(functions["manager"], dead_letter_queue=queues[1])]),
+        events.Rule(
+            stack,
+            "OnBus",
+            event_bus=bus,
+            event_pattern=events.EventPattern(detail_type=["FixProposed"]),
+            targets=[targets.LambdaFunction(functions["qa"], dead_letter_queue=queues[0])],
+        ),
+        events.Rule(
+            stack,
+            "Scan",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(5)),
+            targets=[targets.LambdaFunction(functions["manager"], dead_letter_queue=queues[1])],
+        ),
     ]
     return {
-        "functions": functions, "dead_letter_queues": queues, "event_bus": bus, "rules": rules,
+        "functions": functions,
+        "dead_letter_queues": queues,
+        "event_bus": bus,
+        "rules": rules,
         "alerts_topic": sns.Topic(stack, "Alerts"),
-        "layer": lambda_.LayerVersion(stack, "Layer", code=lambda_.Code.from_asset(str(layer_dir)),
-                                      compatible_runtimes=[constants.RUNTIME]),
-        "decisions_table": table("Decisions"), "monitoring_table": table("Monitoring"),
+        "layer": lambda_.LayerVersion(
+            stack, "Layer", code=lambda_.Code.from_asset(str(layer_dir)), compatible_runtimes=[constants.RUNTIME]
+        ),
+        "decisions_table": table("Decisions"),
+        "monitoring_table": table("Monitoring"),
     }
 
 
@@ -85,8 +110,12 @@ def template(tmp_path_factory) -> dict[str, Any]:
     app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")), context={"aws:cdk:bundling-stacks": []})
     resources = _helper_stack(app, layer_dir)
     stack = MonitoringStack(
-        app, "Monitoring", env_name=get_settings().environment, cost_alert_threshold=10.0,
-        analyzer_environment={"ENVIRONMENT": get_settings().environment}, **resources,
+        app,
+        "Monitoring",
+        env_name=get_settings().environment,
+        cost_alert_threshold=10.0,
+        analyzer_environment={"ENVIRONMENT": get_settings().environment},
+        **resources,
     )
     return cdk.assertions.Template.from_stack(stack).to_json()
 
@@ -130,8 +159,14 @@ def dashboard_references(template: dict[str, Any]) -> list[dict[str, Any]]:
                 fields = row[:-1] if options else row
                 assert "." not in fields[:2], f"shorthand rows are not parsed: {row}"
                 namespace, name, *pairs = fields
-                refs.append({"namespace": namespace, "name": name, "where": where,
-                             "dimensions": dict(zip(pairs[::2], pairs[1::2], strict=True))})
+                refs.append(
+                    {
+                        "namespace": namespace,
+                        "name": name,
+                        "where": where,
+                        "dimensions": dict(zip(pairs[::2], pairs[1::2], strict=True)),
+                    }
+                )
     return refs
 
 
@@ -143,15 +178,27 @@ def alarm_references(template: dict[str, Any]) -> list[dict[str, Any]]:
         props = resource["Properties"]
         where = props["AlarmName"]
         if "MetricName" in props:
-            refs.append({"namespace": props["Namespace"], "name": props["MetricName"], "where": where,
-                         "dimensions": {d["Name"]: _value(d["Value"]) for d in props.get("Dimensions", [])}})
+            refs.append(
+                {
+                    "namespace": props["Namespace"],
+                    "name": props["MetricName"],
+                    "where": where,
+                    "dimensions": {d["Name"]: _value(d["Value"]) for d in props.get("Dimensions", [])},
+                }
+            )
         for query in props.get("Metrics", []):
             if "Expression" in query:
                 refs.extend(_from_expression(query["Expression"], where))
             if "MetricStat" in query:
                 m = query["MetricStat"]["Metric"]
-                refs.append({"namespace": m["Namespace"], "name": m["MetricName"], "where": where,
-                             "dimensions": {d["Name"]: _value(d["Value"]) for d in m.get("Dimensions", [])}})
+                refs.append(
+                    {
+                        "namespace": m["Namespace"],
+                        "name": m["MetricName"],
+                        "where": where,
+                        "dimensions": {d["Name"]: _value(d["Value"]) for d in m.get("Dimensions", [])},
+                    }
+                )
     return refs
 
 
@@ -202,11 +249,17 @@ def emitted() -> list[dict[str, Any]]:
         from agentops_monitoring.costs import load_price_table
 
         reconciler = BilledCostReconciler(
-            environment=settings.environment, monitoring_table=settings.monitoring_table_name,
-            decisions_table=settings.decisions_table_name, prices=load_price_table,
-            agents_by_log_group={"/aws/lambda/engineer": "engineer"}, sink=engineer.sink)
-        line = (f"REPORT RequestId: {contexts['engineer'].aws_request_id}\tDuration: 200.50 ms\t"
-                "Billed Duration: 1101 ms\tMemory Size: 256 MB\tMax Memory Used: 90 MB\tInit Duration: 900.12 ms\t")
+            environment=settings.environment,
+            monitoring_table=settings.monitoring_table_name,
+            decisions_table=settings.decisions_table_name,
+            prices=load_price_table,
+            agents_by_log_group={"/aws/lambda/engineer": "engineer"},
+            sink=engineer.sink,
+        )
+        line = (
+            f"REPORT RequestId: {contexts['engineer'].aws_request_id}\tDuration: 200.50 ms\t"
+            "Billed Duration: 1101 ms\tMemory Size: 256 MB\tMax Memory Used: 90 MB\tInit Duration: 900.12 ms\t"
+        )
         reconciler.reconcile(parse_report(line), "engineer")
         engineer.flush()
         run_hourly(AgentOpsAnalyzer(settings), MetricSink(), settings.environment)
@@ -227,11 +280,16 @@ def emitted_series(docs: list[dict[str, Any]]) -> set[tuple[str, str, frozenset]
 
 # ---------------------------------------------------------------------- the checks
 def test_the_stack_has_three_dashboards_with_the_documented_names(template):
-    names = sorted(r["Properties"]["DashboardName"] for r in template["Resources"].values()
-                   if r["Type"] == "AWS::CloudWatch::Dashboard")
+    names = sorted(
+        r["Properties"]["DashboardName"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Dashboard"
+    )
     env = get_settings().environment
-    assert names == sorted(f"{base}-{env}" for base in (
-        "AgentOps-Monitoring", "AgentOps-Monitoring-Cost", "AgentOps-Monitoring-Collaboration"))
+    assert names == sorted(
+        f"{base}-{env}"
+        for base in ("AgentOps-Monitoring", "AgentOps-Monitoring-Cost", "AgentOps-Monitoring-Collaboration")
+    )
 
 
 def test_every_dashboard_and_alarm_metric_of_ours_is_emitted_with_the_same_name_and_dimensions(template, emitted):
@@ -243,8 +301,7 @@ def test_every_dashboard_and_alarm_metric_of_ours_is_emitted_with_the_same_name_
     missing = [r for r in ours if (r["namespace"], r["name"], frozenset(r["dimensions"])) not in by_names]
     assert missing == [], "referenced but never emitted (namespace, name, dimension names)"
     pinned = [r for r in ours if all(isinstance(v, str) for v in r["dimensions"].values())]
-    wrong_values = [r for r in pinned
-                    if (r["namespace"], r["name"], frozenset(r["dimensions"].items())) not in series]
+    wrong_values = [r for r in pinned if (r["namespace"], r["name"], frozenset(r["dimensions"].items())) not in series]
     assert wrong_values == [], "dimension values pinned by a widget/alarm that the code never emits"
 
 
@@ -252,8 +309,10 @@ def test_our_namespaces_are_the_documented_ones(template):
     refs = dashboard_references(template) + alarm_references(template)
     namespaces = {r["namespace"] for r in refs}
     assert {"AgentOps/Events", "AgentOps/Costs", "AgentOps/Collaboration"} <= namespaces
-    assert all(ns.startswith(("AgentOps/Events", "AgentOps/Costs", "AgentOps/Collaboration", "AgentOps/Anomalies/", "AWS/"))
-               for ns in namespaces)
+    assert all(
+        ns.startswith(("AgentOps/Events", "AgentOps/Costs", "AgentOps/Collaboration", "AgentOps/Anomalies/", "AWS/"))
+        for ns in namespaces
+    )
 
 
 def test_aws_metrics_only_watch_our_own_resources(template):
@@ -268,21 +327,39 @@ def test_no_dimension_is_an_incident_id_or_powertools_service(emitted):
     for doc in emitted:
         for directive in doc["_aws"]["CloudWatchMetrics"]:
             for dimension_set in directive["Dimensions"]:
-                assert set(dimension_set) <= {"agent", "environment", "flow", "model", "status", "message_type",
-                                              "token_type", "outcome"}, dimension_set
+                assert set(dimension_set) <= {
+                    "agent",
+                    "environment",
+                    "flow",
+                    "model",
+                    "status",
+                    "message_type",
+                    "token_type",
+                    "outcome",
+                }, dimension_set
 
 
 def test_every_alarm_notifies_the_alerts_topic_and_carries_the_ignored_prefix(template):
     alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert {a["AlarmName"].split("-", 2)[2] for a in alarms} >= {
-        "total-cost", "test-failures", "success-rate", "collaboration-anomalies", "manager-errors", "analyzer-errors"}
+        "total-cost",
+        "test-failures",
+        "success-rate",
+        "collaboration-anomalies",
+        "manager-errors",
+        "analyzer-errors",
+    }
     for alarm in alarms:
         assert alarm["AlarmName"].startswith("selfheal-")
         assert len(alarm["AlarmActions"]) == 1 and "Fn::ImportValue" in json.dumps(alarm["AlarmActions"])
     [cost] = [a for a in alarms if a["AlarmName"].endswith("total-cost")]
     assert (cost["Threshold"], cost["Period"], cost["Statistic"]) == (10.0, 86400, "Sum")
     [failures] = [a for a in alarms if a["AlarmName"].endswith("test-failures")]
-    assert (failures["Threshold"], failures["Period"], failures["ComparisonOperator"]) == (5, 300, "GreaterThanThreshold")
+    assert (failures["Threshold"], failures["Period"], failures["ComparisonOperator"]) == (
+        5,
+        300,
+        "GreaterThanThreshold",
+    )
     [rate] = [a for a in alarms if a["AlarmName"].endswith("success-rate")]
     assert rate["Threshold"] == 80 and rate["ComparisonOperator"] == "LessThanThreshold"
     assert any("Expression" in q for q in rate["Metrics"])
@@ -291,21 +368,42 @@ def test_every_alarm_notifies_the_alerts_topic_and_carries_the_ignored_prefix(te
 def test_the_analyzer_is_read_only_on_the_two_tables_and_runs_hourly_with_retries_and_a_dlq(template):
     resources = template["Resources"].values()
     # (the stack's other function is the billed-cost reconciler, see test_cost_truth_stacks.py)
-    [function] = [r["Properties"] for r in resources if r["Type"] == "AWS::Lambda::Function"
-                  and r["Properties"]["Handler"].startswith("analyzer.")]
+    [function] = [
+        r["Properties"]
+        for r in resources
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"].startswith("analyzer.")
+    ]
     assert function["Handler"] == "analyzer.handler.handler" and function["Architectures"] == ["x86_64"]
     [rule] = [r["Properties"] for r in resources if r["Type"] == "AWS::Events::Rule"]
     assert rule["ScheduleExpression"] == "rate(1 hour)"
-    assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 4 and "Arn" in rule["Targets"][0]["DeadLetterConfig"]
-    actions = {a for r in resources if r["Type"] == "AWS::IAM::Policy" and "Analyzer" in json.dumps(r["Properties"]["Roles"])
-               for s in r["Properties"]["PolicyDocument"]["Statement"]
-               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert (
+        rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 4
+        and "Arn" in rule["Targets"][0]["DeadLetterConfig"]
+    )
+    actions = {
+        a
+        for r in resources
+        if r["Type"] == "AWS::IAM::Policy" and "Analyzer" in json.dumps(r["Properties"]["Roles"])
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:Query", "dynamodb:BatchGetItem"}
-    assert actions <= {"dynamodb:Query", "dynamodb:BatchGetItem", "logs:CreateLogStream", "logs:PutLogEvents",
-                       "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                       "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}  # on-failure destination
-    [log_group] = [r["Properties"] for r in resources if r["Type"] == "AWS::Logs::LogGroup"
-                   and r["Properties"]["LogGroupName"].endswith("-analyzer")]
+    assert actions <= {
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }  # on-failure destination
+    [log_group] = [
+        r["Properties"]
+        for r in resources
+        if r["Type"] == "AWS::Logs::LogGroup" and r["Properties"]["LogGroupName"].endswith("-analyzer")
+    ]
     assert log_group["RetentionInDays"] == 30
 
 

@@ -47,8 +47,12 @@ def test_only_the_manager_changes_functions_and_only_those_tagged_managed(templa
 def test_investigation_reads_are_read_only_and_scoped_to_functions_and_their_log_groups(templates):
     statements = [s for roles, s in _statements(templates["pipeline"]) if "ManagerAgent" in roles]
     reads = next(s for s in statements if "lambda:GetFunctionConfiguration" in _actions(s))
-    assert _actions(reads) == {"lambda:GetFunctionConfiguration", "lambda:GetFunctionConcurrency",
-                               "lambda:GetFunctionEventInvokeConfig", "lambda:ListTags"}
+    assert _actions(reads) == {
+        "lambda:GetFunctionConfiguration",
+        "lambda:GetFunctionConcurrency",
+        "lambda:GetFunctionEventInvokeConfig",
+        "lambda:ListTags",
+    }
     assert ":function:*" in json.dumps(reads["Resource"])
     logs = next(s for s in statements if "logs:FilterLogEvents" in _actions(s))
     assert "log-group:/aws/lambda/*" in json.dumps(logs["Resource"])
@@ -60,17 +64,28 @@ def test_investigation_reads_are_read_only_and_scoped_to_functions_and_their_log
 
 def test_scheduler_role_may_only_put_apply_and_verify_due_as_the_manager(templates):
     pipeline = templates["pipeline"]
-    pipeline.has_resource_properties("AWS::IAM::Role", {
-        "AssumeRolePolicyDocument": {"Statement": [{
-            "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"},
-            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
-        }]},
-    })
+    pipeline.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    {
+                        "Action": "sts:AssumeRole",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "scheduler.amazonaws.com"},
+                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+                    }
+                ]
+            },
+        },
+    )
     scheduler = [s for roles, s in _statements(pipeline) if "HealSchedulerRole" in roles]
     assert len(scheduler) == 1
     assert scheduler[0]["Action"] == "events:PutEvents"
     assert scheduler[0]["Condition"]["StringEquals"] == {
-        "events:source": "agentops.manager", "events:detail-type": ["ApplyDue", "VerifyDue"]}
+        "events:source": "agentops.manager",
+        "events:detail-type": ["ApplyDue", "VerifyDue"],
+    }
     pass_role = [s for roles, s in _statements(pipeline) if "iam:PassRole" in _actions(s)]
     assert len(pass_role) == 1
     assert pass_role[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
@@ -79,13 +94,21 @@ def test_scheduler_role_may_only_put_apply_and_verify_due_as_the_manager(templat
 
 def test_schedules_route_to_the_manager_and_rollbacks_notify_people(templates):
     pipeline = templates["pipeline"]
-    pipeline.has_resource_properties("AWS::Events::Rule", {
-        "EventPattern": {"detail-type": ["ApplyDue", "VerifyDue"], "source": ["agentops.manager"]},
-    })
-    pipeline.has_resource_properties("AWS::Events::Rule", {
-        "EventPattern": {"detail-type": ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"],
-                         "source": ["agentops.manager", "agentops.engineer"]},
-    })
+    pipeline.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {"detail-type": ["ApplyDue", "VerifyDue"], "source": ["agentops.manager"]},
+        },
+    )
+    pipeline.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "detail-type": ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"],
+                "source": ["agentops.manager", "agentops.engineer"],
+            },
+        },
+    )
 
 
 @pytest.mark.parametrize("context, expected", [({}, "900"), ({"verifyWindowSeconds": "60"}, "60")])
@@ -93,8 +116,12 @@ def test_verify_window_is_a_context_key_kept_in_ssm(context, expected):
     app = cdk.App(context={"aws:cdk:bundling-stacks": [], **context})
     stack = DataStack(app, "Data", settings=DeploySettings.from_context(app.node))
     template = Template.from_stack(stack)
-    template.has_resource_properties("AWS::SSM::Parameter", {"Name": "/selfheal/dev/verify-window-seconds", "Value": expected})
-    template.has_resource_properties("AWS::SSM::Parameter", {"Name": "/selfheal/dev/apply-windows", "Value": '{"*": "any"}'})
+    template.has_resource_properties(
+        "AWS::SSM::Parameter", {"Name": "/selfheal/dev/verify-window-seconds", "Value": expected}
+    )
+    template.has_resource_properties(
+        "AWS::SSM::Parameter", {"Name": "/selfheal/dev/apply-windows", "Value": '{"*": "any"}'}
+    )
 
 
 def test_a_verify_window_out_of_range_is_refused():
@@ -106,8 +133,11 @@ def test_a_verify_window_out_of_range_is_refused():
 def test_the_bus_policy_lets_the_scheduler_role_send_as_the_manager_and_nobody_else(templates):
     # Given the bus resource policy that pins each agent source to its role
     policies = templates["pipeline"].find_resources("AWS::Events::EventBusPolicy")
-    [manager] = [p["Properties"]["Statement"] for p in policies.values()
-                 if p["Properties"]["Statement"]["Condition"]["StringEquals"]["events:source"] == "agentops.manager"]
+    [manager] = [
+        p["Properties"]["Statement"]
+        for p in policies.values()
+        if p["Properties"]["Statement"]["Condition"]["StringEquals"]["events:source"] == "agentops.manager"
+    ]
 
     # Then the deny spares exactly the Manager's role and the scheduler role (ApplyDue / VerifyDue)
     assert manager["Effect"] == "Deny"

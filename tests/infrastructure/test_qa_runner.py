@@ -18,8 +18,11 @@ def _resources(template: Any, rtype: str) -> dict[str, dict[str, Any]]:
 
 
 def _runner(pipeline: Any) -> tuple[str, dict[str, Any]]:
-    [(logical_id, function)] = [(k, f) for k, f in _resources(pipeline, "AWS::Lambda::Function").items()
-                                if f["Properties"]["FunctionName"] == RUNNER]
+    [(logical_id, function)] = [
+        (k, f)
+        for k, f in _resources(pipeline, "AWS::Lambda::Function").items()
+        if f["Properties"]["FunctionName"] == RUNNER
+    ]
     return logical_id, function
 
 
@@ -48,7 +51,9 @@ def test_runner_isolates_tenants_and_sits_in_subnets_without_a_default_route(tem
     subnet_ids = {ref["Ref"] for ref in props["VpcConfig"]["SubnetIds"]}
     assert len(subnet_ids) == 2
     associations = _resources(pipeline, "AWS::EC2::SubnetRouteTableAssociation").values()
-    tables = {a["Properties"]["RouteTableId"]["Ref"] for a in associations if a["Properties"]["SubnetId"]["Ref"] in subnet_ids}
+    tables = {
+        a["Properties"]["RouteTableId"]["Ref"] for a in associations if a["Properties"]["SubnetId"]["Ref"] in subnet_ids
+    }
     assert len(tables) == 2
     routes = _resources(pipeline, "AWS::EC2::Route")
     assert not [r for r in routes.values() if r["Properties"]["RouteTableId"]["Ref"] in tables]
@@ -73,16 +78,26 @@ def test_runner_role_may_only_write_its_own_logs_and_manage_its_network_interfac
     assert not role["Properties"].get("ManagedPolicyArns")
     statements = _statements(pipeline, role_id)
     actions = sorted(a for s in statements for a in _actions(s))
-    assert actions == sorted([
-        "logs:CreateLogStream", "logs:PutLogEvents",
-        "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-        "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
-    ])
+    assert actions == sorted(
+        [
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ]
+    )
     [logs] = [s for s in statements if "logs:PutLogEvents" in _actions(s)]
     assert "QaRunnerLogs" in json.dumps(logs["Resource"])
     # And its environment names nothing of the pipeline
     assert set(runner["Properties"]["Environment"]["Variables"]) == {
-        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "SELFHEAL_ALLOW_UNISOLATED_QA"}
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_LOG_LEVEL",
+        "SELFHEAL_ALLOW_UNISOLATED_QA",
+    }
     assert runner["Properties"]["Environment"]["Variables"]["SELFHEAL_ALLOW_UNISOLATED_QA"] == "false"
 
 
@@ -90,14 +105,18 @@ def test_qa_may_invoke_only_the_runner_and_reads_no_secret(templates):
     # Given QA's role
     pipeline = templates["pipeline"]
     runner_id, _ = _runner(pipeline)
-    [qa] = [f for f in _resources(pipeline, "AWS::Lambda::Function").values()
-            if f["Properties"]["FunctionName"] == "selfheal-dev-qa"]
+    [qa] = [
+        f
+        for f in _resources(pipeline, "AWS::Lambda::Function").values()
+        if f["Properties"]["FunctionName"] == "selfheal-dev-qa"
+    ]
     statements = _statements(pipeline, qa["Properties"]["Role"]["Fn::GetAtt"][0])
 
     # Then its only lambda permission is InvokeFunction on the runner
     lambda_statements = [s for s in statements if any(a.startswith("lambda:") for a in _actions(s))]
-    assert lambda_statements == [{"Action": "lambda:InvokeFunction", "Effect": "Allow",
-                                  "Resource": {"Fn::GetAtt": [runner_id, "Arn"]}}]
+    assert lambda_statements == [
+        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": {"Fn::GetAtt": [runner_id, "Arn"]}}
+    ]
     # And it reads no secret (and is not told of one); it knows the runner by name
     assert not [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
     variables = qa["Properties"]["Environment"]["Variables"]
@@ -105,7 +124,9 @@ def test_qa_may_invoke_only_the_runner_and_reads_no_secret(templates):
     assert variables["QA_RUNNER_FUNCTION_NAME"] == {"Ref": runner_id}
     # And no other agent may invoke any function
     for name in ("selfheal-dev-manager", "selfheal-dev-engineer"):
-        [other] = [f for f in _resources(pipeline, "AWS::Lambda::Function").values() if f["Properties"]["FunctionName"] == name]
+        [other] = [
+            f for f in _resources(pipeline, "AWS::Lambda::Function").values() if f["Properties"]["FunctionName"] == name
+        ]
         other_statements = _statements(pipeline, other["Properties"]["Role"]["Fn::GetAtt"][0])
         assert not [s for s in other_statements if "lambda:InvokeFunction" in _actions(s)]
 
@@ -135,8 +156,11 @@ def test_allow_unisolated_qa_reaches_the_runner_only_in_a_local_synth(tmp_path):
 
 def test_an_existing_vpc_named_by_context_replaces_the_created_one(tmp_path):
     # Given an existing VPC and its subnets
-    templates = _synth(tmp_path, qaRunnerVpcId="vpc-0123456789abcdef0",
-                       qaRunnerSubnetIds="subnet-0123456789abcdef0,subnet-0fedcba9876543210")
+    templates = _synth(
+        tmp_path,
+        qaRunnerVpcId="vpc-0123456789abcdef0",
+        qaRunnerSubnetIds="subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    )
 
     # Then no VPC is created and the runner uses those subnets
     pipeline = templates["pipeline"]

@@ -35,37 +35,43 @@ def test_sample_function_is_small_short_and_managed(sample):
     assert sample["stacks"]["sample"].stack_name == naming.sample_stack_name("dev") == "Selfheal-dev-Sample"
     template = sample["template"]
     template.resource_count_is("AWS::Lambda::Function", 1)
-    template.has_resource_properties("AWS::Lambda::Function", {
-        "FunctionName": "sample-orders-dev",
-        "Timeout": 3,
-        "MemorySize": 128,
-        "Handler": "handler.handler",
-        "Runtime": Match.string_like_regexp("python3"),
-        "Tags": Match.array_with([{"Key": "selfheal:managed", "Value": "true"}]),
-    })
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": "sample-orders-dev",
+            "Timeout": 3,
+            "MemorySize": 128,
+            "Handler": "handler.handler",
+            "Runtime": Match.string_like_regexp("python3"),
+            "Tags": Match.array_with([{"Key": "selfheal:managed", "Value": "true"}]),
+        },
+    )
 
 
 def test_sample_alarm_is_errors_at_least_once_a_minute_and_reaches_the_manager(sample, templates):
     # Given the sample alarm / Then it is Errors >= 1 over one 60 s period on this function, missing data not breaching
     template = sample["template"]
-    template.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "AlarmName": "sample-orders-errors-dev",
-        "Namespace": "AWS/Lambda",
-        "MetricName": "Errors",
-        "Statistic": "Sum",
-        "Period": 60,
-        "EvaluationPeriods": 1,
-        "Threshold": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "TreatMissingData": "notBreaching",
-        "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": Match.any_value()}}],
-    })
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "sample-orders-errors-dev",
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Errors",
+            "Statistic": "Sum",
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": Match.any_value()}}],
+        },
+    )
     # And its name is not one of ours, so the Manager's alarm rule forwards it (anything-but our prefix)
     name = naming.sample_alarm_name("dev")
     assert not name.startswith(naming.ALARM_PREFIX)
-    rule = templates["pipeline"].find_resources("AWS::Events::Rule", {
-        "Properties": {"EventPattern": {"detail-type": ["CloudWatch Alarm State Change"]}}
-    })
+    rule = templates["pipeline"].find_resources(
+        "AWS::Events::Rule", {"Properties": {"EventPattern": {"detail-type": ["CloudWatch Alarm State Change"]}}}
+    )
     pattern = json.dumps(next(iter(rule.values()))["Properties"]["EventPattern"])
     assert naming.ALARM_PREFIX in pattern
 
@@ -73,8 +79,12 @@ def test_sample_alarm_is_errors_at_least_once_a_minute_and_reaches_the_manager(s
 def test_sample_role_may_only_write_its_own_logs_and_traces(sample):
     # Given the sample function's role / Then it grants logs on its own group and X-Ray, nothing else
     policies = sample["template"].find_resources("AWS::IAM::Policy")
-    actions = {a for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]
-               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    actions = {
+        a
+        for p in policies.values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
     sample["template"].resource_count_is("AWS::IAM::ManagedPolicy", 0)
     roles = sample["template"].find_resources("AWS::IAM::Role")

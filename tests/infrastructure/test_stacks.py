@@ -17,17 +17,28 @@ def test_tables_are_on_demand_with_pitr_ttl_and_two_gsis(templates):
     data = templates["data"]
     data.resource_count_is("AWS::DynamoDB::GlobalTable", 3)
     for name in ("agent-decisions-dev", "agent-monitoring-dev"):
-        data.has_resource_properties("AWS::DynamoDB::GlobalTable", {
-            "TableName": name,
-            "BillingMode": "PAY_PER_REQUEST",
-            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
-            "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})],
-            "GlobalSecondaryIndexes": [Match.object_like({"IndexName": "gsi1"}), Match.object_like({"IndexName": "gsi2"})],
-        })
-    data.has_resource_properties("AWS::DynamoDB::GlobalTable", {
-        "TableName": "selfheal-idempotency-dev",
-        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
-    })
+        data.has_resource_properties(
+            "AWS::DynamoDB::GlobalTable",
+            {
+                "TableName": name,
+                "BillingMode": "PAY_PER_REQUEST",
+                "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+                "Replicas": [
+                    Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})
+                ],
+                "GlobalSecondaryIndexes": [
+                    Match.object_like({"IndexName": "gsi1"}),
+                    Match.object_like({"IndexName": "gsi2"}),
+                ],
+            },
+        )
+    data.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "TableName": "selfheal-idempotency-dev",
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+        },
+    )
 
 
 def test_alerts_topic_has_the_email_subscription_and_secret_and_parameters_exist(templates):
@@ -40,7 +51,9 @@ def test_alerts_topic_has_the_email_subscription_and_secret_and_parameters_exist
 
 def _shipped(layer_dir) -> set[str]:
     """The distributions a layer installs, from the asset the template points at (bundling skipped)."""
-    lines = ((layer_dir.parent if layer_dir.name == "python" else layer_dir) / "requirements.txt").read_text().splitlines()
+    lines = (
+        ((layer_dir.parent if layer_dir.name == "python" else layer_dir) / "requirements.txt").read_text().splitlines()
+    )
     return {line.split("==")[0].split("[")[0].strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
@@ -87,10 +100,13 @@ def test_three_agents_have_each_their_own_role_log_group_and_failure_queue(templ
     pipeline.resource_count_is("AWS::Logs::LogGroup", 6)  # 3 agents + QA runner + approvals + audit log
     pipeline.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
     pipeline.resource_count_is("AWS::Lambda::EventInvokeConfig", 4)  # not the runner: invoked synchronously only
-    pipeline.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
-        "MaximumRetryAttempts": 2,
-        "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
-    })
+    pipeline.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "MaximumRetryAttempts": 2,
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+        },
+    )
 
 
 def test_every_rule_target_has_retry_policy_and_dead_letter_queue(templates):
@@ -103,14 +119,17 @@ def test_every_rule_target_has_retry_policy_and_dead_letter_queue(templates):
 
 
 def test_alarm_forwarding_rule_is_on_the_default_bus_and_skips_our_own_alarms(templates):
-    templates["pipeline"].has_resource_properties("AWS::Events::Rule", {
-        "EventPattern": {
-            "source": ["aws.cloudwatch"],
-            "detail-type": ["CloudWatch Alarm State Change"],
-            "detail": {"alarmName": [{"anything-but": {"prefix": "selfheal-"}}]},
+    templates["pipeline"].has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.cloudwatch"],
+                "detail-type": ["CloudWatch Alarm State Change"],
+                "detail": {"alarmName": [{"anything-but": {"prefix": "selfheal-"}}]},
+            },
+            "EventBusName": "default",
         },
-        "EventBusName": "default",
-    })
+    )
 
 
 def test_each_agent_may_only_publish_under_its_own_source(templates):
@@ -129,20 +148,28 @@ def test_no_secret_values_in_function_environment(templates):
         assert not any("KEY" in name for name in variables)
         # QA, its runner and the approvals function read no secret, so they are not even told where one is.
         has_secret = function["Properties"]["FunctionName"] not in (
-            "selfheal-dev-qa", "selfheal-dev-qa-runner", "selfheal-dev-approvals")
+            "selfheal-dev-qa",
+            "selfheal-dev-qa-runner",
+            "selfheal-dev-approvals",
+        )
         assert ("SECRET_NAME" in variables) == has_secret
 
 
 def test_only_the_engineer_can_read_the_anthropic_key(templates):
     pipeline = templates["pipeline"]
     functions = pipeline.find_resources("AWS::Lambda::Function")
-    with_anthropic = [f["Properties"]["FunctionName"] for f in functions.values()
-                      if "ANTHROPIC_SECRET_NAME" in f["Properties"]["Environment"]["Variables"]]
+    with_anthropic = [
+        f["Properties"]["FunctionName"]
+        for f in functions.values()
+        if "ANTHROPIC_SECRET_NAME" in f["Properties"]["Environment"]["Variables"]
+    ]
     assert with_anthropic == ["selfheal-dev-engineer"]
     readers = 0
     for policy in pipeline.find_resources("AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if "secretsmanager:GetSecretValue" in statement["Action"] and "AnthropicKey" in json.dumps(statement["Resource"]):
+            if "secretsmanager:GetSecretValue" in statement["Action"] and "AnthropicKey" in json.dumps(
+                statement["Resource"]
+            ):
                 readers += 1
                 assert "Engineer" in json.dumps(policy["Properties"]["Roles"])
     assert readers == 1
@@ -184,22 +211,36 @@ def test_resources_carry_the_names_the_cli_and_local_runtime_expect(synthesized,
     for agent in naming.AGENTS:
         pipeline.has_resource_properties("AWS::Lambda::Function", {"FunctionName": naming.function_name("dev", agent)})
     data.has_resource_properties("AWS::SNS::Topic", {"TopicName": naming.alerts_topic_name("dev")})
-    for table in (naming.decisions_table_name("dev"), naming.monitoring_table_name("dev"), naming.idempotency_table_name("dev")):
+    for table in (
+        naming.decisions_table_name("dev"),
+        naming.monitoring_table_name("dev"),
+        naming.idempotency_table_name("dev"),
+    ):
         data.has_resource_properties("AWS::DynamoDB::GlobalTable", {"TableName": table})
     data.has_resource_properties("AWS::SSM::Parameter", {"Name": naming.parameter_prefix("dev") + "automation-level"})
 
 
 def test_the_agents_bus_is_archived_and_replays_page_nobody(templates):
     pipeline = templates["pipeline"]
-    pipeline.has_resource_properties("AWS::Events::Archive", {
-        "ArchiveName": "selfheal-dev-agents",
-        "RetentionDays": 30,
-        "SourceArn": {"Fn::GetAtt": [Match.string_like_regexp("AgentsBus"), "Arn"]},
-    })
-    pipeline.has_resource_properties("AWS::Events::Rule", {
-        "EventPattern": Match.object_like({"detail-type": ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"],
-                                           "replay-name": [{"exists": False}]}),
-    })
+    pipeline.has_resource_properties(
+        "AWS::Events::Archive",
+        {
+            "ArchiveName": "selfheal-dev-agents",
+            "RetentionDays": 30,
+            "SourceArn": {"Fn::GetAtt": [Match.string_like_regexp("AgentsBus"), "Arn"]},
+        },
+    )
+    pipeline.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": Match.object_like(
+                {
+                    "detail-type": ["ApprovalRequested", "IncidentEscalated", "FixRolledBack"],
+                    "replay-name": [{"exists": False}],
+                }
+            ),
+        },
+    )
 
 
 def test_a_misspelt_context_key_fails_the_synth_naming_the_known_keys():
@@ -219,8 +260,14 @@ def test_cdk_feature_flags_and_cdk_keys_pass_the_context_check():
     from stacks.settings import DeploySettings
 
     flags = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
-    app = cdk.App(context={**flags, "aws:cdk:bundling-stacks": [], "engineerProvider": "anthropic",
-                           "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"]})
+    app = cdk.App(
+        context={
+            **flags,
+            "aws:cdk:bundling-stacks": [],
+            "engineerProvider": "anthropic",
+            "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"],
+        }
+    )
     assert DeploySettings.from_context(app.node).engineer_provider == "anthropic"
 
 
@@ -234,6 +281,12 @@ def test_the_test_fixtures_read_every_agent_route_and_table_from_the_template():
     [alarms] = [r for r in routes if r.on_default_bus]
     assert alarms.agent == "manager" and alarms.pattern["source"] == ["aws.cloudwatch"]
     tables = table_definitions()
-    assert set(tables) == {catalog.decisions_table_name("dev"), catalog.monitoring_table_name("dev"),
-                           catalog.idempotency_table_name("dev")}
-    assert [i["IndexName"] for i in tables[catalog.decisions_table_name("dev")]["GlobalSecondaryIndexes"]] == ["gsi1", "gsi2"]
+    assert set(tables) == {
+        catalog.decisions_table_name("dev"),
+        catalog.monitoring_table_name("dev"),
+        catalog.idempotency_table_name("dev"),
+    }
+    assert [i["IndexName"] for i in tables[catalog.decisions_table_name("dev")]["GlobalSecondaryIndexes"]] == [
+        "gsi1",
+        "gsi2",
+    ]

@@ -55,8 +55,14 @@ def event(detail_type: str, **detail: Any) -> dict[str, Any]:
 
 def build(settings, routes, monitor=None):
     ran: list[str] = []
-    handler = agent_handler("manager", routes(ran), settings=settings, monitor=monitor or Monitor(),
-                            ports=lambda context: {"built": True}, label="the Test agent")
+    handler = agent_handler(
+        "manager",
+        routes(ran),
+        settings=settings,
+        monitor=monitor or Monitor(),
+        ports=lambda context: {"built": True},
+        label="the Test agent",
+    )
     return handler, ran
 
 
@@ -65,6 +71,7 @@ def test_a_route_runs_once_per_key_and_gets_the_parse_result_and_ports(settings,
         def handle(call):
             ran.append(call.parsed)
             return {"action": "done", "ports": call.ports["built"]}
+
         return {"Ping": Route(handle, parse=lambda e: e["detail"]["n"])}
 
     handler, ran = build(settings, routes)
@@ -79,6 +86,7 @@ def test_refused_events_are_recorded_and_never_reach_idempotency(settings, lambd
     def routes(ran):
         def parse(e):
             raise InvalidEvent("n is missing")
+
         return {"Ping": Route(lambda call: ran.append("ran") or {}, parse=parse)}
 
     monitor = Monitor()
@@ -92,13 +100,16 @@ def test_refused_events_are_recorded_and_never_reach_idempotency(settings, lambd
     assert ("end", True) in monitor.calls
 
 
-def test_a_route_without_idempotency_runs_every_time_and_an_invalid_event_inside_is_a_rejection(settings, lambda_context):
+def test_a_route_without_idempotency_runs_every_time_and_an_invalid_event_inside_is_a_rejection(
+    settings, lambda_context
+):
     def routes(ran):
         def handle(call):
             ran.append("ran")
             if len(ran) == 2:
                 raise InvalidEvent("not due")
             return {"action": "done"}
+
         return {"Due": Route(handle, parse=lambda e: None, idempotent=False)}
 
     handler, ran = build(settings, routes)
@@ -110,5 +121,6 @@ def test_a_route_without_idempotency_runs_every_time_and_an_invalid_event_inside
 
 def test_a_route_for_an_agent_step_without_an_event_model_is_refused_when_built(settings):
     with pytest.raises(ValueError, match="no event model"):
-        agent_handler("manager", {"NoSuchStep": lambda call: {}}, settings=settings, monitor=Monitor(),
-                      ports=lambda context: None)
+        agent_handler(
+            "manager", {"NoSuchStep": lambda call: {}}, settings=settings, monitor=Monitor(), ports=lambda context: None
+        )

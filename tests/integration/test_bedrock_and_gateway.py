@@ -33,8 +33,17 @@ class FakeMonitor:
     def price_call(self, usage: Any) -> float:
         from agentops_monitoring.costs import load_price_table
 
-        return load_price_table().llm_cost(usage.model, usage.input_tokens, usage.output_tokens,
-                                           usage.cache_creation_input_tokens, usage.cache_read_input_tokens).cost_usd
+        return (
+            load_price_table()
+            .llm_cost(
+                usage.model,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_creation_input_tokens,
+                usage.cache_read_input_tokens,
+            )
+            .cost_usd
+        )
 
 
 def never_read_keys() -> dict[str, str]:
@@ -44,8 +53,11 @@ def never_read_keys() -> dict[str, str]:
 def bedrock(srv: AnthropicTestServer, monkeypatch, guard: FakeBudgetGuard | None = None, **params: Any):
     monkeypatch.setenv(BEDROCK_ENDPOINT_ENV, srv.base_url)
     provider, why = choose_provider(
-        RuntimeParameters(engineer_provider="bedrock", **params), keys=never_read_keys,
-        monitor=FakeMonitor(guard), remaining_time_s=lambda: 300.0)
+        RuntimeParameters(engineer_provider="bedrock", **params),
+        keys=never_read_keys,
+        monitor=FakeMonitor(guard),
+        remaining_time_s=lambda: 300.0,
+    )
     return provider, why
 
 
@@ -95,8 +107,9 @@ def test_bedrock_calls_are_refused_by_the_budget_before_any_request(monkeypatch)
 
 def test_the_budget_reservation_prices_the_bedrock_id_from_the_table_not_the_fallback(monkeypatch):
     guard = FakeBudgetGuard()
-    with AnthropicTestServer([tool_use(GOOD_FIX, usage={"input_tokens": 1_000, "output_tokens": 100,
-                                                        "cache_creation_input_tokens": 0})]) as srv:
+    with AnthropicTestServer(
+        [tool_use(GOOD_FIX, usage={"input_tokens": 1_000, "output_tokens": 100, "cache_creation_input_tokens": 0})]
+    ) as srv:
         provider, _ = bedrock(srv, monkeypatch, guard)
         provider.propose(make_request())
     # Sonnet 4.6: $3 in, $15 out (the fallback would be $15 / $75)
@@ -110,11 +123,14 @@ def test_a_configured_bedrock_profile_is_used_as_is(monkeypatch):
     assert srv.requests[0].path == "/model/eu.anthropic.claude-opus-4-6-v1/invoke"
 
 
-@pytest.mark.parametrize("model, expected", [
-    ("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6"),
-    ("us.anthropic.claude-sonnet-4-6", "us.anthropic.claude-sonnet-4-6"),
-    ("anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-haiku-4-5-20251001-v1:0"),
-])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6"),
+        ("us.anthropic.claude-sonnet-4-6", "us.anthropic.claude-sonnet-4-6"),
+        ("anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ],
+)
 def test_bedrock_model_ids(model, expected):
     assert bedrock_model_id(model) == expected
 
@@ -132,10 +148,15 @@ def test_the_gateway_url_from_ssm_reaches_the_client(monkeypatch):
     # Given anthropic-base-url set in SSM and the Anthropic provider
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     with AnthropicTestServer([tool_use(GOOD_FIX)]) as srv:
-        params = parse_parameters({"/selfheal/test/engineer-provider": "anthropic",
-                                   "/selfheal/test/anthropic-base-url": srv.base_url})
-        provider, why = choose_provider(params, keys=lambda: {"anthropic_api_key": GATEWAY_KEY},
-                                        monitor=FakeMonitor(), remaining_time_s=lambda: 300.0)
+        params = parse_parameters(
+            {"/selfheal/test/engineer-provider": "anthropic", "/selfheal/test/anthropic-base-url": srv.base_url}
+        )
+        provider, why = choose_provider(
+            params,
+            keys=lambda: {"anthropic_api_key": GATEWAY_KEY},
+            monitor=FakeMonitor(),
+            remaining_time_s=lambda: 300.0,
+        )
         provider.propose(make_request())
     # Then the call went through the gateway, with the key
     assert [r.path for r in srv.requests] == ["/v1/messages"]
@@ -147,8 +168,12 @@ def test_the_gateway_url_from_ssm_reaches_the_client(monkeypatch):
 def test_the_gateway_url_also_fronts_bedrock_and_wins_over_the_environment(monkeypatch):
     with AnthropicTestServer([tool_use(GOOD_FIX)]) as gateway:
         monkeypatch.setenv(BEDROCK_ENDPOINT_ENV, "http://127.0.0.1:9")  # nothing listens there
-        provider, _ = choose_provider(RuntimeParameters(engineer_provider="bedrock", anthropic_base_url=gateway.base_url),
-                                      keys=never_read_keys, monitor=FakeMonitor(), remaining_time_s=lambda: 300.0)
+        provider, _ = choose_provider(
+            RuntimeParameters(engineer_provider="bedrock", anthropic_base_url=gateway.base_url),
+            keys=never_read_keys,
+            monitor=FakeMonitor(),
+            remaining_time_s=lambda: 300.0,
+        )
         provider.propose(make_request())
     assert [r.path for r in gateway.requests] == [f"/model/{PROFILE}/invoke"]
 
@@ -172,14 +197,36 @@ def bedrock_server(monkeypatch):
 
 def test_a_code_fix_through_bedrock_is_proven_and_records_usage_and_cost_to_the_cent(bedrock_server):
     # Given the pipeline on Bedrock, with no Anthropic key in Secrets Manager, and a large cached call
-    usage = {"input_tokens": 120_000, "output_tokens": 8_000, "cache_creation_input_tokens": 50_000,
-             "cache_read_input_tokens": 200_000}
-    bedrock_server.script.extend([rate_limited(), tool_use(
-        {"files": {"cart.py": GOOD_CART}, "tests": NEW_TEST, "risk_level": "low",
-         "rationale": "average_price divides by len(prices) which is 0 for an empty cart."}, usage=usage)])
+    usage = {
+        "input_tokens": 120_000,
+        "output_tokens": 8_000,
+        "cache_creation_input_tokens": 50_000,
+        "cache_read_input_tokens": 200_000,
+    }
+    bedrock_server.script.extend(
+        [
+            rate_limited(),
+            tool_use(
+                {
+                    "files": {"cart.py": GOOD_CART},
+                    "tests": NEW_TEST,
+                    "risk_level": "low",
+                    "rationale": "average_price divides by len(prices) which is 0 for an empty cart.",
+                },
+                usage=usage,
+            ),
+        ]
+    )
     with mock_aws():
-        pipeline = Pipeline(parameters={"engineer-provider": "bedrock", "automation-level": "semi_auto",
-                                        "max-fix-attempts": "2", "daily-llm-budget-usd": "5"}, secret={})
+        pipeline = Pipeline(
+            parameters={
+                "engineer-provider": "bedrock",
+                "automation-level": "semi_auto",
+                "max-fix-attempts": "2",
+                "daily-llm-budget-usd": "5",
+            },
+            secret={},
+        )
         # When an issue with code comes in
         pipeline.put("IssueReported", load_event("issue_reported")["detail"])
         deliveries = pipeline.run()

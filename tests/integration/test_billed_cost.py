@@ -36,22 +36,37 @@ GB_SECOND = 0.0000166667
 REQUEST = 0.0000002
 
 
-def report_line(request_id: str, *, duration_ms: float = 310.25, billed_ms: int | None = None, memory_mb: int = 512,
-                init_ms: float | None = 845.61) -> str:
+def report_line(
+    request_id: str,
+    *,
+    duration_ms: float = 310.25,
+    billed_ms: int | None = None,
+    memory_mb: int = 512,
+    init_ms: float | None = 845.61,
+) -> str:
     """A REPORT line exactly as Lambda writes it (tab-separated; Billed Duration includes init since Aug 2025)."""
     if billed_ms is None:
         billed_ms = math.ceil(duration_ms + (init_ms or 0.0))
     init = f"Init Duration: {init_ms:.2f} ms\t" if init_ms is not None else ""
-    return (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed_ms} ms\t"
-            f"Memory Size: {memory_mb} MB\tMax Memory Used: 97 MB\t{init}")
+    return (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed_ms} ms\t"
+        f"Memory Size: {memory_mb} MB\tMax Memory Used: 97 MB\t{init}"
+    )
 
 
 def delivery(log_group: str, *messages: str) -> dict[str, Any]:
-    return encode_subscription({
-        "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": log_group,
-        "logStream": "2026/11/27/[$LATEST]0123456789abcdef", "subscriptionFilters": ["selfheal-test-billed-cost"],
-        "logEvents": [{"id": str(n), "timestamp": 1_795_780_000_000 + n, "message": m} for n, m in enumerate(messages)],
-    })
+    return encode_subscription(
+        {
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": log_group,
+            "logStream": "2026/11/27/[$LATEST]0123456789abcdef",
+            "subscriptionFilters": ["selfheal-test-billed-cost"],
+            "logEvents": [
+                {"id": str(n), "timestamp": 1_795_780_000_000 + n, "message": m} for n, m in enumerate(messages)
+            ],
+        }
+    )
 
 
 @pytest.fixture
@@ -74,20 +89,30 @@ def aws_env(settings, monkeypatch):
 @pytest.fixture
 def incident(aws_env, settings) -> str:
     store = IncidentStore(settings.decisions_table_name)
-    created, _ = store.open_or_fold(incident_id="inc-1", fingerprint="fp-1", correlation_id="corr-1",
-                                    issue={"service": "checkout", "issue_type": "latency"}, origin="test")
+    created, _ = store.open_or_fold(
+        incident_id="inc-1",
+        fingerprint="fp-1",
+        correlation_id="corr-1",
+        issue={"service": "checkout", "issue_type": "latency"},
+        origin="test",
+    )
     return created.incident_id
 
 
 @pytest.fixture
 def reconciler(aws_env, settings) -> BilledCostReconciler:
-    return BilledCostReconciler(environment=settings.environment, monitoring_table=settings.monitoring_table_name,
-                                decisions_table=settings.decisions_table_name, prices=load_price_table,
-                                agents_by_log_group={ENGINEER_LOGS: "engineer", QA_LOGS: "qa"})
+    return BilledCostReconciler(
+        environment=settings.environment,
+        monitoring_table=settings.monitoring_table_name,
+        decisions_table=settings.decisions_table_name,
+        prices=load_price_table,
+        agents_by_log_group={ENGINEER_LOGS: "engineer", QA_LOGS: "qa"},
+    )
 
 
-def invoke(settings, incident_id: str | None, *, duration_s: float = 0.3, memory_mb: int = 512,
-           agent: str = "engineer") -> tuple[str, float]:
+def invoke(
+    settings, incident_id: str | None, *, duration_s: float = 0.3, memory_mb: int = 512, agent: str = "engineer"
+) -> tuple[str, float]:
     """One instrumented invocation: the monitor records its estimate; returns (request id, estimate)."""
     monitor = AgentOpsMonitor(agent, settings=settings)
     monitor.begin_invocation({"detail": {"metadata": {"incident_id": incident_id}}} if incident_id else {})
@@ -110,27 +135,33 @@ def incident_cost(settings, incident_id: str) -> float:
 
 def test_a_real_report_line_parses_with_init_duration():
     rid = str(uuid.uuid4())
-    report = parse_report(report_line(rid) + "\nXRAY TraceId: 1-5e1b4151-5ac6c58f5b5daa5d2b4e8d52\tSegmentId: 1\tSampled: true")
-    assert report == billing.Report(request_id=rid, duration_ms=310.25, billed_ms=1156, memory_mb=512,
-                                    max_memory_mb=97, init_ms=845.61)
+    report = parse_report(
+        report_line(rid) + "\nXRAY TraceId: 1-5e1b4151-5ac6c58f5b5daa5d2b4e8d52\tSegmentId: 1\tSampled: true"
+    )
+    assert report == billing.Report(
+        request_id=rid, duration_ms=310.25, billed_ms=1156, memory_mb=512, max_memory_mb=97, init_ms=845.61
+    )
     warm = parse_report(report_line(rid, init_ms=None))
     assert warm is not None and warm.init_ms is None and warm.billed_ms == 311
 
 
-@pytest.mark.parametrize("line", [
-    "",
-    "START RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f Version: $LATEST",
-    "REPORT RequestId: not-a-uuid\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 1 MB",
-    "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tMemory Size: 128 MB",  # no billed
-    "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: -1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB",
-    "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: nan ms\tBilled Duration: 1 ms\tMemory Size: 128 MB",
-    "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tBilled Duration: 99999999999 ms\t"
-    "Memory Size: 128 MB",
-    "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 99999 MB",
-    "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB"
-    "\tInjected: {\"cost_usd\": 0}",
-    '{"level": "INFO", "message": "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f"}',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "START RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f Version: $LATEST",
+        "REPORT RequestId: not-a-uuid\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 1 MB",
+        "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tMemory Size: 128 MB",  # no billed
+        "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: -1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB",
+        "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: nan ms\tBilled Duration: 1 ms\tMemory Size: 128 MB",
+        "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tBilled Duration: 99999999999 ms\t"
+        "Memory Size: 128 MB",
+        "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 99999 MB",
+        "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB"
+        '\tInjected: {"cost_usd": 0}',
+        '{"level": "INFO", "message": "REPORT RequestId: 8f5e9d5a-2d3c-4c7b-9a7e-0c1b2a3d4e5f"}',
+    ],
+)
 def test_lines_that_are_not_well_formed_report_lines_are_not_reports(line):
     assert parse_report(line) is None
 
@@ -152,8 +183,14 @@ def test_a_cold_invocation_is_billed_from_its_report_line_and_the_incident_follo
     before = incident_cost(settings, incident)
     assert before >= estimate  # the estimate (and the events record) went into the incident total
     # When its REPORT line (cold start: 845.61 ms init, billed 1156 ms at 512 MB) is delivered
-    counts = reconciler.handle(delivery(ENGINEER_LOGS, f"START RequestId: {request_id} Version: $LATEST",
-                                        report_line(request_id), f"END RequestId: {request_id}"))
+    counts = reconciler.handle(
+        delivery(
+            ENGINEER_LOGS,
+            f"START RequestId: {request_id} Version: $LATEST",
+            report_line(request_id),
+            f"END RequestId: {request_id}",
+        )
+    )
     # Then the cost record holds the billed figure, recomputed from the line itself, and keeps the estimate
     assert counts == {"not_a_report": 2, "billed": 1}
     [record] = lambda_records(settings, f"INCIDENT#{incident}")
@@ -190,12 +227,16 @@ def test_a_forged_report_line_in_another_agents_log_group_is_ignored(settings, i
     assert reconciler.handle(delivery(ENGINEER_LOGS, report_line(request_id))) == {"billed": 1}
 
 
-@pytest.mark.parametrize("forged", [
-    {"memory_mb": 128},  # not the memory the invocation ran with
-    {"billed_ms": 5, "duration_ms": 4.0, "init_ms": None},  # less than the handler itself measured (300 ms)
-])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"memory_mb": 128},  # not the memory the invocation ran with
+        {"billed_ms": 5, "duration_ms": 4.0, "init_ms": None},  # less than the handler itself measured (300 ms)
+    ],
+)
 def test_a_forged_report_line_in_the_same_log_group_that_does_not_fit_the_invocation_is_ignored(
-        settings, incident, reconciler, forged):
+    settings, incident, reconciler, forged
+):
     # Given an engineer invocation the monitor measured at 300 ms and 512 MB
     request_id, estimate = invoke(settings, incident)
     # When a line with the right request id but an impossible bill arrives first (printed by the handler)
@@ -220,7 +261,8 @@ def test_an_invocation_that_died_before_the_monitor_is_billed_to_its_agent_once(
 
 
 def test_a_failure_between_reading_and_writing_leaves_nothing_half_done_and_the_retry_finishes(
-        settings, incident, reconciler, monkeypatch):
+    settings, incident, reconciler, monkeypatch
+):
     # Given the write of the billed figure fails once (throttled) after the link was read
     request_id, estimate = invoke(settings, incident)
     before = incident_cost(settings, incident)
@@ -260,8 +302,11 @@ def test_the_estimate_and_its_link_are_written_together(settings, incident, monk
     monitor.end_invocation(context, 0.3, success=True)
     # Then there is neither an estimate nor a link: the REPORT line will be recorded as the agent's, not twice
     assert lambda_records(settings, f"INCIDENT#{incident}") == []
-    link = aws.table(settings.monitoring_table_name).get_item(
-        Key={"pk": billing.link_pk(context.aws_request_id), "sk": billing.LINK_SK}).get("Item")
+    link = (
+        aws.table(settings.monitoring_table_name)
+        .get_item(Key={"pk": billing.link_pk(context.aws_request_id), "sk": billing.LINK_SK})
+        .get("Item")
+    )
     assert link is None
 
 
@@ -274,8 +319,15 @@ def test_a_deleted_incident_does_not_block_the_record_from_being_billed(settings
 
 
 def test_control_messages_and_unknown_log_groups(settings, aws_env, reconciler):
-    control = encode_subscription({"messageType": "CONTROL_MESSAGE", "logGroup": "", "logEvents": [
-        {"id": "1", "timestamp": 0, "message": "CWL CONTROL MESSAGE: Checking health of destination Lambda."}]})
+    control = encode_subscription(
+        {
+            "messageType": "CONTROL_MESSAGE",
+            "logGroup": "",
+            "logEvents": [
+                {"id": "1", "timestamp": 0, "message": "CWL CONTROL MESSAGE: Checking health of destination Lambda."}
+            ],
+        }
+    )
     assert reconciler.handle(control) == {}
     with pytest.raises(ValueError, match="not an agent's"):
         reconciler.handle(delivery("/aws/lambda/someone-else", report_line(str(uuid.uuid4()))))
@@ -303,9 +355,13 @@ def test_prices_come_from_the_table_including_overrides(settings, aws_env, monke
     override = {"aws": {**data["aws"], "lambda_gb_second": {"x86_64": 0.00002, "arm64": 0.000016}}}
     monkeypatch.setenv(OVERRIDE_ENV, json.dumps(override))
     _build.cache_clear()
-    reconciler = BilledCostReconciler(environment=settings.environment, monitoring_table=settings.monitoring_table_name,
-                                      decisions_table=settings.decisions_table_name, prices=load_price_table,
-                                      agents_by_log_group={ENGINEER_LOGS: "engineer"})
+    reconciler = BilledCostReconciler(
+        environment=settings.environment,
+        monitoring_table=settings.monitoring_table_name,
+        decisions_table=settings.decisions_table_name,
+        prices=load_price_table,
+        agents_by_log_group={ENGINEER_LOGS: "engineer"},
+    )
     request_id = str(uuid.uuid4())
     reconciler.handle(delivery(ENGINEER_LOGS, report_line(request_id, billed_ms=2000, init_ms=None)))
     [record] = lambda_records(settings, "AGENT#engineer")

@@ -44,8 +44,9 @@ def env(settings, monkeypatch):
     with mock_aws():
         aws.reset_clients()
         create_tables(settings.decisions_table_name, settings.monitoring_table_name, settings.idempotency_table_name)
-        boto3.client("ssm").put_parameter(Name=f"{settings.parameter_prefix}daily-llm-budget-usd", Value=BUDGET_FOR_FIVE,
-                                          Type="String")
+        boto3.client("ssm").put_parameter(
+            Name=f"{settings.parameter_prefix}daily-llm-budget-usd", Value=BUDGET_FOR_FIVE, Type="String"
+        )
         topic_arn = boto3.client("sns").create_topic(Name=settings.alerts_topic_arn.rsplit(":", 1)[-1])["TopicArn"]
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
@@ -67,8 +68,13 @@ def inbox(queue_url: str) -> list[dict]:
 def remediating_incidents(store: IncidentStore, count: int) -> list[str]:
     ids = []
     for n in range(count):
-        incident, _ = store.open_or_fold(incident_id=f"inc-{n:02d}", fingerprint=f"fp-{n}", correlation_id=f"c-{n}",
-                                         issue={"service": f"svc-{n}", "issue_type": "exception"}, origin="test")
+        incident, _ = store.open_or_fold(
+            incident_id=f"inc-{n:02d}",
+            fingerprint=f"fp-{n}",
+            correlation_id=f"c-{n}",
+            issue={"service": f"svc-{n}", "issue_type": "exception"},
+            origin="test",
+        )
         assert store.transition(incident.incident_id, Status.REMEDIATING, reason="start", new_attempt=1)
         ids.append(incident.incident_id)
     return ids
@@ -124,8 +130,12 @@ def test_reconcile_moves_the_reservation_to_spent_once(env, settings):
 
 
 def test_a_call_bigger_than_the_whole_budget_is_refused_without_a_write(env, settings, capsys):
-    guard = BudgetGuard(settings.monitoring_table_name, 0.05, environment="test",
-                        sink=AgentOpsMonitor("engineer", settings=settings).sink)
+    guard = BudgetGuard(
+        settings.monitoring_table_name,
+        0.05,
+        environment="test",
+        sink=AgentOpsMonitor("engineer", settings=settings).sink,
+    )
     assert guard.reserve(0.10, model="claude-opus-4-1") is None
     assert guard.budget_status().reserved_usd == 0
     guard.sink.flush()
@@ -136,8 +146,9 @@ def test_raising_the_budget_in_ssm_takes_effect_without_a_deploy(env, settings):
     guard = AgentOpsMonitor("engineer", settings=settings).budget_guard()
     assert guard.reserve(0.4, model="m") is not None
     assert guard.reserve(0.4, model="m") is None
-    boto3.client("ssm").put_parameter(Name=f"{settings.parameter_prefix}daily-llm-budget-usd", Value="1.0",
-                                      Type="String", Overwrite=True)
+    boto3.client("ssm").put_parameter(
+        Name=f"{settings.parameter_prefix}daily-llm-budget-usd", Value="1.0", Type="String", Overwrite=True
+    )
     assert guard.reserve(0.4, model="m") is not None
 
 

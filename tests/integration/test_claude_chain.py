@@ -26,24 +26,40 @@ GOOD_CART = (
     "def cart_total(prices: list[float], discount_pct: float = 0.0) -> float:\n"
     "    return round(sum(prices) * (1 - discount_pct / 100), 2)\n"
 )
-NEW_TEST = {"test_empty_cart.py": "from cart import average_price\n\n\ndef test_empty_cart_average_is_zero():\n"
-                                  "    assert average_price([]) == 0.0\n"}
+NEW_TEST = {
+    "test_empty_cart.py": "from cart import average_price\n\n\ndef test_empty_cart_average_is_zero():\n"
+    "    assert average_price([]) == 0.0\n"
+}
 
 
 def good_fix(**usage):
-    return tool_use({"files": {"cart.py": GOOD_CART}, "tests": NEW_TEST, "risk_level": "low",
-                     "rationale": "average_price divides by len(prices) which is 0 for an empty cart."}, usage=usage or None)
+    return tool_use(
+        {
+            "files": {"cart.py": GOOD_CART},
+            "tests": NEW_TEST,
+            "risk_level": "low",
+            "rationale": "average_price divides by len(prices) which is 0 for an empty cart.",
+        },
+        usage=usage or None,
+    )
 
 
 def broken_fix():
     still_broken = GOOD_CART.replace("    if not prices:\n        return 0.0\n", "")
-    return tool_use({"files": {"cart.py": still_broken}, "tests": NEW_TEST, "risk_level": "low",
-                     "rationale": "tidied the function"})
+    return tool_use(
+        {"files": {"cart.py": still_broken}, "tests": NEW_TEST, "risk_level": "low", "rationale": "tidied the function"}
+    )
 
 
 def hostile_fix(test_body: str):
-    return tool_use({"files": {"cart.py": GOOD_CART}, "risk_level": "low", "rationale": "fix",
-                     "tests": {"test_hostile.py": test_body}})
+    return tool_use(
+        {
+            "files": {"cart.py": GOOD_CART},
+            "risk_level": "low",
+            "rationale": "fix",
+            "tests": {"test_hostile.py": test_body},
+        }
+    )
 
 
 @pytest.fixture
@@ -57,8 +73,12 @@ def server(monkeypatch):
 def pipeline(server):
     with mock_aws():
         yield Pipeline(
-            parameters={"engineer-provider": "anthropic", "automation-level": "semi_auto", "max-fix-attempts": "2",
-                        "daily-llm-budget-usd": "5"},
+            parameters={
+                "engineer-provider": "anthropic",
+                "automation-level": "semi_auto",
+                "max-fix-attempts": "2",
+                "daily-llm-budget-usd": "5",
+            },
             secret={"anthropic_api_key": FAKE_ANTHROPIC_KEY},
         )
 
@@ -88,8 +108,13 @@ def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server
     from selfheal.ops import reads
     from selfheal.ops import target as targets
 
-    target = targets.Target(env="test", region="us-east-1", endpoint_url=None, local=False,
-                        outputs={"data": {"DecisionsTableName": os.environ["DECISIONS_TABLE_NAME"]}})
+    target = targets.Target(
+        env="test",
+        region="us-east-1",
+        endpoint_url=None,
+        local=False,
+        outputs={"data": {"DecisionsTableName": os.environ["DECISIONS_TABLE_NAME"]}},
+    )
     printed = reads.patch(target, incident.incident_id)
     assert printed["mbox"].startswith("From 0000000000000000000000000000000000000000")
     assert f"Selfheal-Incident: {incident.incident_id}" in printed["mbox"]
@@ -97,8 +122,9 @@ def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server
 
 
 def test_usage_recorded_equals_what_the_server_reported(pipeline, server):
-    server.script.append(good_fix(input_tokens=2_000, output_tokens=512, cache_creation_input_tokens=0,
-                                  cache_read_input_tokens=1_800))
+    server.script.append(
+        good_fix(input_tokens=2_000, output_tokens=512, cache_creation_input_tokens=0, cache_read_input_tokens=1_800)
+    )
     pipeline.put("IssueReported", code_issue())
     pipeline.run()
 
@@ -108,8 +134,12 @@ def test_usage_recorded_equals_what_the_server_reported(pipeline, server):
     llm = [r for r in AgentOpsMonitor("test").timeline(incident.incident_id) if r.get("cost_kind") == "llm"]
     assert len(llm) == 1
     usage = llm[0]["usage"]
-    assert (int(usage["input_tokens"]), int(usage["output_tokens"]), int(usage["cache_read_input_tokens"]),
-            int(usage["cache_creation_input_tokens"])) == (2_000, 512, 1_800, 0)
+    assert (
+        int(usage["input_tokens"]),
+        int(usage["output_tokens"]),
+        int(usage["cache_read_input_tokens"]),
+        int(usage["cache_creation_input_tokens"]),
+    ) == (2_000, 512, 1_800, 0)
     assert incident.cost_usd > 0
 
 
@@ -136,11 +166,14 @@ def test_patch_that_never_passes_fails_after_max_attempts(pipeline, server):
     assert incident.status == "FAILED" and incident.attempts == 2
 
 
-@pytest.mark.parametrize("test_body", [
-    "import os\n\ndef test_steal():\n    assert os.environ['AWS_SECRET_ACCESS_KEY']\n",
-    "import socket\n\ndef test_phone_home():\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
-    "def test_forever():\n    while True:\n        pass\n",
-])
+@pytest.mark.parametrize(
+    "test_body",
+    [
+        "import os\n\ndef test_steal():\n    assert os.environ['AWS_SECRET_ACCESS_KEY']\n",
+        "import socket\n\ndef test_phone_home():\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
+        "def test_forever():\n    while True:\n        pass\n",
+    ],
+)
 def test_hostile_generated_tests_are_stopped_by_the_sandbox(pipeline, server, test_body):
     port = server.base_url.rsplit(":", 1)[-1]
     server.script.extend([hostile_fix(test_body.replace("{port}", port)), broken_fix()])
@@ -173,8 +206,10 @@ def test_prompt_injection_and_secrets_in_evidence_are_contained(pipeline, server
     assert "Ignore previous instructions" in body and "UNTRUSTED" in body  # present, but fenced as data
     [incident] = pipeline.incidents()
     assert incident.status == "PATCH_READY"  # only the schema-validated tool input was acted on
-    stored = json.dumps([*scan_table(pipeline.env["DECISIONS_TABLE_NAME"]), *scan_table(pipeline.env["MONITORING_TABLE_NAME"])],
-                        default=str)
+    stored = json.dumps(
+        [*scan_table(pipeline.env["DECISIONS_TABLE_NAME"]), *scan_table(pipeline.env["MONITORING_TABLE_NAME"])],
+        default=str,
+    )
     for secret in (FAKE_AWS_KEY, FAKE_ANTHROPIC_KEY, "hunter2hunter2"):
         assert secret not in stored
 
@@ -185,8 +220,9 @@ def scan_table(name):
 
 def test_budget_refusal_pauses_alerts_and_resumes_when_budget_is_raised(pipeline, server):
     # Given no LLM budget left today
-    boto3.client("ssm").put_parameter(Name=f"{pipeline.env['PARAMETER_PREFIX']}daily-llm-budget-usd", Value="0",
-                                      Type="String", Overwrite=True)
+    boto3.client("ssm").put_parameter(
+        Name=f"{pipeline.env['PARAMETER_PREFIX']}daily-llm-budget-usd", Value="0", Type="String", Overwrite=True
+    )
     pipeline.put("IssueReported", code_issue())
     pipeline.run()
 
@@ -197,8 +233,9 @@ def test_budget_refusal_pauses_alerts_and_resumes_when_budget_is_raised(pipeline
     assert any(incident.incident_id in message for message in pipeline.notifications())
 
     # When the budget is raised, the next scheduled scan resumes it and the fix goes through
-    boto3.client("ssm").put_parameter(Name=f"{pipeline.env['PARAMETER_PREFIX']}daily-llm-budget-usd", Value="5",
-                                      Type="String", Overwrite=True)
+    boto3.client("ssm").put_parameter(
+        Name=f"{pipeline.env['PARAMETER_PREFIX']}daily-llm-budget-usd", Value="5", Type="String", Overwrite=True
+    )
     server.script.append(good_fix())
     scan = pipeline.invoke("manager", load_event("scheduled_event"))
     assert scan.error is None and scan.result["resumed"] == [incident.incident_id]
@@ -244,7 +281,9 @@ def pipeline_costs(incident_id):
     from boto3.dynamodb.conditions import Key
 
     table = boto3.resource("dynamodb").Table(os.environ["MONITORING_TABLE_NAME"])
-    return table.query(KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident_id}") & Key("sk").begins_with("COST#"))["Items"]
+    return table.query(KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident_id}") & Key("sk").begins_with("COST#"))[
+        "Items"
+    ]
 
 
 def _age_last_wait(pipeline, incident_id, seconds):
@@ -255,8 +294,11 @@ def _age_last_wait(pipeline, incident_id, seconds):
     item = table.get_item(Key={"pk": f"INCIDENT#{incident_id}", "sk": "#META"})["Item"]
     history = item["status_history"]
     history[-1]["at"] = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
-    table.update_item(Key={"pk": f"INCIDENT#{incident_id}", "sk": "#META"},
-                      UpdateExpression="SET status_history = :h", ExpressionAttributeValues={":h": history})
+    table.update_item(
+        Key={"pk": f"INCIDENT#{incident_id}", "sk": "#META"},
+        UpdateExpression="SET status_history = :h",
+        ExpressionAttributeValues={":h": history},
+    )
 
 
 def scheduled_scan():

@@ -59,12 +59,16 @@ def install(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
     def make_api_call(self: Any, operation: str, params: dict[str, Any]) -> Any:
         service = self.meta.service_model.service_name
         if service == "dynamodb" and faults.roll(faults.ddb_throttle, "ddb_throttle"):
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}},
-                              operation)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}, operation
+            )
         if service == "events" and operation == "PutEvents" and faults.roll(faults.put_events_partial, "partial"):
             entries = params["Entries"]
-            sent = original_call(self, operation, {**params, "Entries": entries[:-1]}) if len(entries) > 1 else {
-                "Entries": []}
+            sent = (
+                original_call(self, operation, {**params, "Entries": entries[:-1]})
+                if len(entries) > 1
+                else {"Entries": []}
+            )
             failed = {"ErrorCode": "InternalFailure", "ErrorMessage": "injected"}
             return {"FailedEntryCount": 1, "Entries": [*sent.get("Entries", []), failed]}
         return original_call(self, operation, params)
@@ -125,9 +129,15 @@ def settle(pipeline: Pipeline, faults: Faults) -> list[Delivery]:
 
 
 def report(i: int) -> dict[str, Any]:
-    return {"service": f"svc-{i:03d}", "issue_type": "latency", "severity": "high",
-            "summary": f"p95 of svc-{i:03d} is 4 s", "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
-            "resource": f"svc-{i:03d}", "idempotency_key": f"fault-{i}-{uuid.uuid4().hex[:6]}"}
+    return {
+        "service": f"svc-{i:03d}",
+        "issue_type": "latency",
+        "severity": "high",
+        "summary": f"p95 of svc-{i:03d} is 4 s",
+        "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
+        "resource": f"svc-{i:03d}",
+        "idempotency_key": f"fault-{i}-{uuid.uuid4().hex[:6]}",
+    }
 
 
 def duplicate_decisions(pipeline: Pipeline, incident_id: str) -> list[tuple[Any, ...]]:
@@ -155,15 +165,19 @@ def test_every_incident_settles_under_faults_with_no_duplicate_decision(monkeypa
     faults = Faults(seed=sum(map(ord, scenario)), **SCENARIOS[scenario])
     with mock_aws():
         # Real (moto) functions to investigate, change and verify; they are reported as the issue's resource.
-        pipeline = Pipeline(parameters={"automation-level": "full_auto"},
-                            functions={f"svc-{i:03d}": {"timeout": 3} for i in range(INCIDENTS)})
+        pipeline = Pipeline(
+            parameters={"automation-level": "full_auto"},
+            functions={f"svc-{i:03d}": {"timeout": 3} for i in range(INCIDENTS)},
+        )
         install(monkeypatch, faults)
         for i in range(INCIDENTS):
             pipeline.put("IssueReported", report(i))
         leftover = settle(pipeline, faults)
 
         assert leftover == [], [d.error for d in leftover]
-        assert sum(faults.injected.values()) >= 5, f"the scenario injected too little to mean anything: {faults.injected}"
+        assert sum(faults.injected.values()) >= 5, (
+            f"the scenario injected too little to mean anything: {faults.injected}"
+        )
         incidents = pipeline.incidents()
         assert sorted(i.service for i in incidents) == [f"svc-{i:03d}" for i in range(INCIDENTS)]
         stuck = {i.incident_id: i.status for i in incidents if i.status not in {s.value for s in SETTLED}}
@@ -195,8 +209,13 @@ def provider_replies(faults: Faults) -> Any:
             return slow(tool_use({}), CLIENT_TIMEOUT_S * 3)
         service = re.search(r"svc-\d{3}", request.raw_body)
         assert service, "the prompt names the function"
-        return tool_use({"changes": [{"setting": "timeout_s", "target": service.group(0), "current": 3, "proposed": 10}],
-                         "rationale": "p95 of 4 s is above the 3 s timeout", "risk_level": "low"})
+        return tool_use(
+            {
+                "changes": [{"setting": "timeout_s", "target": service.group(0), "current": 3, "proposed": 10}],
+                "rationale": "p95 of 4 s is above the 3 s timeout",
+                "risk_level": "low",
+            }
+        )
 
     return reply
 
@@ -222,7 +241,11 @@ def test_provider_429_529_and_timeouts_wait_and_resume_without_extra_model_calls
     with AnthropicTestServer(responder=counting) as server, mock_aws():
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
         pipeline = Pipeline(
-            parameters={"automation-level": "full_auto", "engineer-provider": "anthropic", "daily-llm-budget-usd": "100"},
+            parameters={
+                "automation-level": "full_auto",
+                "engineer-provider": "anthropic",
+                "daily-llm-budget-usd": "100",
+            },
             secret={"anthropic_api_key": "sk-ant-" + "api03-" + "x" * 40},
             functions={f"svc-{i:03d}": {"timeout": 3} for i in range(INCIDENTS)},
         )
@@ -242,8 +265,11 @@ def test_provider_429_529_and_timeouts_wait_and_resume_without_extra_model_calls
         assert len(incidents) == INCIDENTS
         assert sum(faults.injected[f"provider_{k}"] for k in ("429", "529", "timeout")) >= 30, faults.injected
         assert len(waited) >= 3, f"too few calls failed for good to test waiting: {faults.injected}"
-        left = {i.incident_id: i.status for i in incidents if i.status not in {s.value for s in SETTLED}
-                or i.status == Status.RETRY_WAIT.value}
+        left = {
+            i.incident_id: i.status
+            for i in incidents
+            if i.status not in {s.value for s in SETTLED} or i.status == Status.RETRY_WAIT.value
+        }
         assert left == {}, f"not settled or still waiting: {left}"
         assert all(i.status != Status.FAILED.value for i in incidents if i.incident_id in waited)
         # Every incident's fix came from exactly one model answer: no attempt asked twice.

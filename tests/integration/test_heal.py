@@ -40,8 +40,14 @@ class Dependant:
         arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         events = boto3.client("events")
         bus = pipeline.env["EVENT_BUS_NAME"]
-        events.put_rule(Name="dependant", EventBusName=bus, State="ENABLED", EventPattern=json.dumps(
-            {"source": ["agentops.manager"], "detail-type": ["FixApplied", "FixVerified", "FixRolledBack"]}))
+        events.put_rule(
+            Name="dependant",
+            EventBusName=bus,
+            State="ENABLED",
+            EventPattern=json.dumps(
+                {"source": ["agentops.manager"], "detail-type": ["FixApplied", "FixVerified", "FixRolledBack"]}
+            ),
+        )
         events.put_targets(Rule="dependant", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
         self.seen: list[dict] = []
 
@@ -59,19 +65,35 @@ class Dependant:
 def alarm_in_state(state: str, datapoint: float) -> None:
     """The originating alarm as CloudWatch holds it (DescribeAlarms is read at the verify deadline)."""
     cw = boto3.client("cloudwatch")
-    cw.put_metric_alarm(AlarmName=ALARM, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
-                        EvaluationPeriods=1, Threshold=5.0, ComparisonOperator="GreaterThanOrEqualToThreshold",
-                        Dimensions=[{"Name": "FunctionName", "Value": FUNCTION}])
-    cw.set_alarm_state(AlarmName=ALARM, StateValue=state, StateReason="test",
-                       StateReasonData=json.dumps({"recentDatapoints": [datapoint], "threshold": 5.0}))
+    cw.put_metric_alarm(
+        AlarmName=ALARM,
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=5.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        Dimensions=[{"Name": "FunctionName", "Value": FUNCTION}],
+    )
+    cw.set_alarm_state(
+        AlarmName=ALARM,
+        StateValue=state,
+        StateReason="test",
+        StateReasonData=json.dumps({"recentDatapoints": [datapoint], "threshold": 5.0}),
+    )
 
 
 def alarm_event(state: str = "ALARM", datapoint: float = 37.0) -> dict:
     event = load_event("alarm_state_change")
     if state != "ALARM":
         event = copy.deepcopy(event)
-        event["detail"]["state"] = {"value": state, "reason": "Threshold no longer crossed", "timestamp": "2025-11-20T17:20:00.000+0000",
-                                    "reasonData": json.dumps({"recentDatapoints": [datapoint], "threshold": 5.0})}
+        event["detail"]["state"] = {
+            "value": state,
+            "reason": "Threshold no longer crossed",
+            "timestamp": "2025-11-20T17:20:00.000+0000",
+            "reasonData": json.dumps({"recentDatapoints": [datapoint], "threshold": 5.0}),
+        }
     return event
 
 
@@ -90,16 +112,22 @@ def only_incident(pipeline: Pipeline):
 def test_investigation_reads_the_real_values_and_the_engineer_uses_them(aws):
     # Given orders-api with timeout 30 s (not the 3 s Lambda default), 256 MB, 7 reserved, 1 retry,
     # and an error line in its log group that carries a secret
-    pipeline = Pipeline(parameters={"automation-level": "manual"},
-                        functions={FUNCTION: {"timeout": 30, "memory": 256, "reserved": 7, "max_retries": 1}})
+    pipeline = Pipeline(
+        parameters={"automation-level": "manual"},
+        functions={FUNCTION: {"timeout": 30, "memory": 256, "reserved": 7, "max_retries": 1}},
+    )
     logs = boto3.client("logs")
     logs.create_log_group(logGroupName=f"/aws/lambda/{FUNCTION}")
     logs.create_log_stream(logGroupName=f"/aws/lambda/{FUNCTION}", logStreamName="s")
     now_ms = int(time.time() * 1000)
-    logs.put_log_events(logGroupName=f"/aws/lambda/{FUNCTION}", logStreamName="s", logEvents=[
-        {"timestamp": now_ms, "message": "ERROR Task timed out after 30.00 seconds db_password=hunter2hunter2"},
-        {"timestamp": now_ms, "message": "INFO request served"},
-    ])
+    logs.put_log_events(
+        logGroupName=f"/aws/lambda/{FUNCTION}",
+        logStreamName="s",
+        logEvents=[
+            {"timestamp": now_ms, "message": "ERROR Task timed out after 30.00 seconds db_password=hunter2hunter2"},
+            {"timestamp": now_ms, "message": "INFO request served"},
+        ],
+    )
 
     # When its error alarm fires
     pipeline.put_raw_event(alarm_event())
@@ -110,12 +138,18 @@ def test_investigation_reads_the_real_values_and_the_engineer_uses_them(aws):
     inv = incident.investigation
     assert inv["values"] == {"timeout_s": 30, "memory_mb": 256, "reserved_concurrency": 7, "max_retries": 1}
     assert inv["managed"] is True and inv["revision_id"] and inv["target"] == FUNCTION
-    assert len(inv["error_lines"]) == 1 and "hunter2" not in inv["error_lines"][0] and "Task timed out" in inv["error_lines"][0]
+    assert (
+        len(inv["error_lines"]) == 1
+        and "hunter2" not in inv["error_lines"][0]
+        and "Task timed out" in inv["error_lines"][0]
+    )
     assert any("CloudTrail" in gap for gap in inv["gaps"])  # moto has no LookupEvents: a gap, not an error
     [investigate] = decisions_of(pipeline, incident.incident_id, "investigate")
     assert any("GetFunctionConfiguration" in s["action"] for s in investigate["reasoning_chain"])
     [proposal] = decisions_of(pipeline, incident.incident_id, "propose_fix")
-    assert proposal["outputs"]["changes"] == [{"setting": "timeout_s", "target": FUNCTION, "current": 30, "proposed": 60}]
+    assert proposal["outputs"]["changes"] == [
+        {"setting": "timeout_s", "target": FUNCTION, "current": 30, "proposed": 60}
+    ]
 
 
 class Denying:
@@ -126,8 +160,10 @@ class Denying:
 
     def __getattr__(self, name):
         if name in self.denied:
+
             def deny(**_kwargs):
                 raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, name)
+
             return deny
         return getattr(self.real, name)
 
@@ -138,12 +174,26 @@ def test_an_unreadable_value_is_a_gap_and_no_change_is_proposed_relative_to_it(a
 
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 5}})
     real_client = CloudPort.client
-    monkeypatch.setattr(CloudPort, "client", lambda self, service: Denying(real_client(self, service), {"get_function_concurrency"})
-                        if service == "lambda" else real_client(self, service))
+    monkeypatch.setattr(
+        CloudPort,
+        "client",
+        lambda self, service: (
+            Denying(real_client(self, service), {"get_function_concurrency"})
+            if service == "lambda"
+            else real_client(self, service)
+        ),
+    )
 
     # When a throttling issue is reported (with a reporter's figure for the reservation)
-    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "throttling", "summary": "throttled",
-                                   "signals": {"reserved_concurrency": 5.0, "throttles": 40.0}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": FUNCTION,
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "signals": {"reserved_concurrency": 5.0, "throttles": 40.0},
+        },
+    )
     pipeline.run()
 
     # Then the unread value is a gap, nothing is assumed, and the incident fails naming the gap
@@ -157,7 +207,10 @@ def test_an_unreadable_value_is_a_gap_and_no_change_is_proposed_relative_to_it(a
 
 def test_a_function_that_does_not_exist_is_a_gap_not_a_guess(aws):
     pipeline = Pipeline()
-    pipeline.put("IssueReported", {"service": "ghost-api", "issue_type": "latency", "summary": "slow", "signals": {"memory_mb": 128.0}})
+    pipeline.put(
+        "IssueReported",
+        {"service": "ghost-api", "issue_type": "latency", "summary": "slow", "signals": {"memory_mb": 128.0}},
+    )
     pipeline.run()
 
     incident = only_incident(pipeline)
@@ -189,10 +242,19 @@ def test_a_stale_revision_fails_safe_and_escalates_without_changing_anything(aws
 
 
 def approve(pipeline: Pipeline, incident) -> None:
-    pipeline.put("ApprovalGranted", {
-        "metadata": {"incident_id": incident.incident_id, "correlation_id": incident.correlation_id, "producer": "operator",
-                     "attempt": incident.attempts},
-        "data": {"approver": "alice@example.com"}}, source="agentops.operator")
+    pipeline.put(
+        "ApprovalGranted",
+        {
+            "metadata": {
+                "incident_id": incident.incident_id,
+                "correlation_id": incident.correlation_id,
+                "producer": "operator",
+                "attempt": incident.attempts,
+            },
+            "data": {"approver": "alice@example.com"},
+        },
+        source="agentops.operator",
+    )
     pipeline.run()
 
 
@@ -208,7 +270,10 @@ def test_an_untagged_target_is_refused_with_the_change_to_make_by_hand(aws):
     incident = only_incident(pipeline)
     assert incident.status == "ESCALATED"
     assert "target not managed" in incident.last_reason
-    assert f"aws lambda update-function-configuration --function-name {FUNCTION} --memory-size 1024" in incident.last_reason
+    assert (
+        f"aws lambda update-function-configuration --function-name {FUNCTION} --memory-size 1024"
+        in incident.last_reason
+    )
     assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
     assert pipeline.schedules() == []
 
@@ -219,11 +284,15 @@ def test_a_medium_issue_waits_for_its_window_and_a_forged_early_due_event_change
 
     ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
     monkeypatch.setattr(heal, "now", lambda: ten)
-    pipeline = Pipeline(parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"], "*": "any"})},
-                        functions={FUNCTION: {"memory": 512}})
+    pipeline = Pipeline(
+        parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"], "*": "any"})},
+        functions={FUNCTION: {"memory": 512}},
+    )
 
     # When a medium-severity latency issue is validated and approved
-    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"})
+    pipeline.put(
+        "IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"}
+    )
     pipeline.run()
 
     # Then it is SCHEDULED for tomorrow 02:00 through a one-time schedule, and nothing changed yet
@@ -257,14 +326,20 @@ def test_a_scheduled_change_is_refused_when_the_tag_was_removed_while_it_waited(
 
     ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
     monkeypatch.setattr(heal, "now", lambda: ten)
-    pipeline = Pipeline(parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}})
-    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"})
+    pipeline = Pipeline(
+        parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}}
+    )
+    pipeline.put(
+        "IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "medium"}
+    )
     pipeline.run()
     assert only_incident(pipeline).status == "SCHEDULED"
 
     # When the owner opts out before the window opens
     lam = boto3.client("lambda")
-    lam.untag_resource(Resource=lam.get_function(FunctionName=FUNCTION)["Configuration"]["FunctionArn"], TagKeys=["selfheal:managed"])
+    lam.untag_resource(
+        Resource=lam.get_function(FunctionName=FUNCTION)["Configuration"]["FunctionArn"], TagKeys=["selfheal:managed"]
+    )
     monkeypatch.setattr(heal, "now", lambda: ten + timedelta(days=1))
     pipeline.fire_schedules("apply")
     pipeline.run()
@@ -280,8 +355,12 @@ def test_critical_and_high_severity_do_not_wait_for_a_window(aws, monkeypatch):
     from lambdas.manager import heal
 
     monkeypatch.setattr(heal, "now", lambda: datetime.now(UTC).replace(hour=10))
-    pipeline = Pipeline(parameters={"apply-windows": json.dumps({"*": ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}})
-    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "critical"})
+    pipeline = Pipeline(
+        parameters={"apply-windows": json.dumps({"*": ["02:00-03:00"]})}, functions={FUNCTION: {"memory": 512}}
+    )
+    pipeline.put(
+        "IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "critical"}
+    )
     pipeline.run()
 
     assert only_incident(pipeline).status == "VERIFYING"
@@ -370,15 +449,32 @@ def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
     # Given a reported throttling issue (no alarm), applied (reserved concurrency 10 -> 20),
     # and Throttles above the reporter's threshold after the change
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
-    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "throttling", "summary": "throttled", "severity": "high",
-                                   "signals": {"threshold": 5.0, "throttles": 40.0}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": FUNCTION,
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "severity": "high",
+            "signals": {"threshold": 5.0, "throttles": 40.0},
+        },
+    )
     pipeline.run()
     incident = only_incident(pipeline)
     assert incident.status == "VERIFYING" and pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
     applied_at = datetime.fromisoformat(incident.change["applied_at"])
-    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
-        {"MetricName": "Throttles", "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
-         "Timestamp": applied_at + timedelta(seconds=30), "Value": 12.0, "Unit": "Count"}])
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Throttles",
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+                "Timestamp": applied_at + timedelta(seconds=30),
+                "Value": 12.0,
+                "Unit": "Count",
+            }
+        ],
+    )
 
     # When the verify window ends
     pipeline.fire_due("verify", after_seconds=1000)
@@ -395,13 +491,29 @@ def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
 def test_an_issue_without_an_alarm_resolves_when_its_metric_stays_under_the_threshold(aws):
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
     dependant = Dependant(pipeline)
-    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "throttling", "summary": "throttled", "severity": "high",
-                                   "signals": {"threshold": 5.0}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": FUNCTION,
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "severity": "high",
+            "signals": {"threshold": 5.0},
+        },
+    )
     pipeline.run()
     incident = only_incident(pipeline)
-    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
-        {"MetricName": "Throttles", "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
-         "Timestamp": datetime.fromisoformat(incident.change["applied_at"]) + timedelta(seconds=30), "Value": 2.0}])
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Throttles",
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+                "Timestamp": datetime.fromisoformat(incident.change["applied_at"]) + timedelta(seconds=30),
+                "Value": 2.0,
+            }
+        ],
+    )
 
     pipeline.fire_due("verify", after_seconds=1000)
 
@@ -414,13 +526,19 @@ def test_an_issue_without_an_alarm_resolves_when_its_metric_stays_under_the_thre
 def test_an_error_issue_without_a_threshold_is_verified_on_the_scan_error_rate(aws, errors, final, timeout_after):
     # Given a reported error-rate issue (no alarm, no threshold) whose timeout fix 3 -> 10 s was applied
     pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
-    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"})
+    pipeline.put(
+        "IssueReported", {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"}
+    )
     pipeline.run()
     at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=30)
     dims = [{"Name": "FunctionName", "Value": FUNCTION}]
-    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
-        {"MetricName": "Errors", "Dimensions": dims, "Timestamp": at, "Value": errors},
-        {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Value": 100.0}])
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {"MetricName": "Errors", "Dimensions": dims, "Timestamp": at, "Value": errors},
+            {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Value": 100.0},
+        ],
+    )
 
     # When the window ends: 3 % stays under the scan's 5 %, 20 % does not
     pipeline.fire_due("verify", after_seconds=1000)
@@ -567,8 +685,14 @@ def test_a_due_event_for_another_change_is_ignored(aws):
     pipeline.put_raw_event(alarm_event())
     pipeline.run()
     incident = only_incident(pipeline)
-    forged = {"metadata": {"incident_id": incident.incident_id, "correlation_id": incident.correlation_id, "producer": "manager"},
-              "data": {"change_id": "chg-forged000000", "due_at": "2020-01-01T00:00:00+00:00"}}
+    forged = {
+        "metadata": {
+            "incident_id": incident.incident_id,
+            "correlation_id": incident.correlation_id,
+            "producer": "manager",
+        },
+        "data": {"change_id": "chg-forged000000", "due_at": "2020-01-01T00:00:00+00:00"},
+    }
 
     pipeline.put("VerifyDue", forged, source="agentops.manager")
     [delivery] = pipeline.run()
@@ -588,10 +712,21 @@ def test_a_write_failing_halfway_puts_back_what_the_step_already_wrote(aws):
 
     # When the step writes memory, then fails on the reservation
     with pytest.raises(heal.HealAbort) as aborted:
-        heal._write(FUNCTION, {"memory_mb": 1024.0, "reserved_concurrency": 10.0}, {"memory_mb": 512.0, "reserved_concurrency": 5.0},
-                    before["revision_id"], cloud, redo=False, check_fresh=True, chain=[])
+        heal._write(
+            FUNCTION,
+            {"memory_mb": 1024.0, "reserved_concurrency": 10.0},
+            {"memory_mb": 512.0, "reserved_concurrency": 5.0},
+            before["revision_id"],
+            cloud,
+            redo=False,
+            check_fresh=True,
+            chain=[],
+        )
 
     # Then the memory it wrote is put back and the reason says exactly what happened
-    assert "reserved_concurrency failed (AccessDeniedException) after memory_mb was written; put back memory_mb=512" in aborted.value.reason
+    assert (
+        "reserved_concurrency failed (AccessDeniedException) after memory_mb was written; put back memory_mb=512"
+        in aborted.value.reason
+    )
     after = pipeline.function_config(FUNCTION)
     assert (after["memory_mb"], after["reserved_concurrency"]) == (512, 5)

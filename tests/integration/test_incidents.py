@@ -20,14 +20,22 @@ def store(monkeypatch):
     make_dynamodb_requests_atomic(monkeypatch)
     with mock_aws():
         aws.reset_clients()
-        create_tables(os.environ["DECISIONS_TABLE_NAME"], os.environ["MONITORING_TABLE_NAME"], os.environ["IDEMPOTENCY_TABLE_NAME"])
+        create_tables(
+            os.environ["DECISIONS_TABLE_NAME"],
+            os.environ["MONITORING_TABLE_NAME"],
+            os.environ["IDEMPOTENCY_TABLE_NAME"],
+        )
         yield IncidentStore(os.environ["DECISIONS_TABLE_NAME"])
 
 
 def open_one(store, incident_id="inc-1", fingerprint="fp-1"):
-    return store.open_or_fold(incident_id=incident_id, fingerprint=fingerprint, correlation_id=f"corr-{incident_id}",
-                              issue={"service": "orders", "issue_type": "latency", "severity": "high", "summary": "slow"},
-                              origin="issue")
+    return store.open_or_fold(
+        incident_id=incident_id,
+        fingerprint=fingerprint,
+        correlation_id=f"corr-{incident_id}",
+        issue={"service": "orders", "issue_type": "latency", "severity": "high", "summary": "slow"},
+        origin="issue",
+    )
 
 
 def test_transitions_only_move_forward(store):
@@ -39,7 +47,10 @@ def test_transitions_only_move_forward(store):
     assert store.transition("inc-1", Status.REMEDIATING, reason="replay", new_attempt=1) is None
     assert store.transition("inc-1", Status.VALIDATING, reason="qa", expected_attempt=2) is None
     assert store.get("inc-1").status == "FIX_PROPOSED"
-    history = [h["status"] for h in store._table.get_item(Key={"pk": "INCIDENT#inc-1", "sk": "#META"})["Item"]["status_history"]]
+    history = [
+        h["status"]
+        for h in store._table.get_item(Key={"pk": "INCIDENT#inc-1", "sk": "#META"})["Item"]["status_history"]
+    ]
     assert history == ["DETECTED", "REMEDIATING", "FIX_PROPOSED"]
 
 
@@ -125,8 +136,13 @@ def test_throttling_is_raised_for_the_lambda_retry_not_taken_for_a_held_lock(sto
     client = store._table.meta.client
 
     def throttled(**kwargs):
-        raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "x"},
-                           "CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}]}, "TransactWriteItems")
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "x"},
+                "CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}],
+            },
+            "TransactWriteItems",
+        )
 
     monkeypatch.setattr(client, "transact_write_items", throttled)
     with pytest.raises(ClientError):

@@ -23,8 +23,14 @@ def pipeline():
 
 
 def issue(**overrides):
-    return {"service": "orders-api", "issue_type": "latency", "severity": "high", "summary": "p95 is 4 s",
-            "signals": {"p95_ms": 4000.0}, **overrides}
+    return {
+        "service": "orders-api",
+        "issue_type": "latency",
+        "severity": "high",
+        "summary": "p95 is 4 s",
+        "signals": {"p95_ms": 4000.0},
+        **overrides,
+    }
 
 
 def rejections(pipeline):
@@ -34,9 +40,17 @@ def rejections(pipeline):
 
 
 def manager_event(detail, detail_type="IssueReported", source="acme.monitoring"):
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": source,
-            "account": "123456789012", "time": "2026-11-27T10:00:00Z", "region": "us-east-1", "resources": [],
-            "detail": detail}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": "123456789012",
+        "time": "2026-11-27T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
 
 
 @pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity", "1e999", 1e126, -3e200, 1e-131])
@@ -72,8 +86,9 @@ def test_a_rejection_of_an_unserialisable_event_is_still_recorded(pipeline):
     for _ in range(5_000):  # deeper than json can serialise
         cursor["a"] = {}
         cursor = cursor["a"]
-    RejectionLog(pipeline.env["MONITORING_TABLE_NAME"]).record(reason="too deep", event={"id": "x", "detail": nested},
-                                                               agent="manager")
+    RejectionLog(pipeline.env["MONITORING_TABLE_NAME"]).record(
+        reason="too deep", event={"id": "x", "detail": nested}, agent="manager"
+    )
     [rejected] = rejections(pipeline)
     assert "nested too deeply" in rejected["raw"] and rejected["event_id"] == "x"
 
@@ -88,9 +103,14 @@ def test_a_huge_field_name_is_refused_and_the_stored_answer_stays_small(pipeline
 
 def test_a_producer_cannot_point_at_an_artifact(pipeline):
     # Given a report that carries a claim check to another incident's code
-    code = {"test_command": "python -m pytest -q",
-            "artifact": {"bucket": pipeline.env["ARTIFACTS_BUCKET"], "key": "incidents/inc-other/code.json",
-                         "size_bytes": 10}}
+    code = {
+        "test_command": "python -m pytest -q",
+        "artifact": {
+            "bucket": pipeline.env["ARTIFACTS_BUCKET"],
+            "key": "incidents/inc-other/code.json",
+            "size_bytes": 10,
+        },
+    }
     delivery = pipeline.invoke("manager", manager_event(issue(issue_type="exception", code=code)))
     assert delivery.result["action"] == "rejected" and "code.artifact" in delivery.result["reason"]
     assert pipeline.incidents() == []
@@ -99,8 +119,10 @@ def test_a_producer_cannot_point_at_an_artifact(pipeline):
 def test_two_reports_with_the_same_producer_incident_id_are_two_reports(pipeline):
     # Given two different envelope-form reports that both carry metadata.incident_id "1"
     def envelope(service):
-        return {"metadata": {"incident_id": "1", "correlation_id": "c", "producer": "acme"},
-                "data": issue(service=service)}
+        return {
+            "metadata": {"incident_id": "1", "correlation_id": "c", "producer": "acme"},
+            "data": issue(service=service),
+        }
 
     first = pipeline.invoke("manager", manager_event(envelope("orders-api")))
     second = pipeline.invoke("manager", manager_event(envelope("billing-api")))
@@ -133,8 +155,10 @@ def test_alarm_datapoints_outside_the_storable_range_are_dropped_not_fatal(pipel
     assert incident.issue["signals"] == {"threshold": 5.0}
 
 
-@pytest.mark.parametrize(("detail_type", "agent"), [("FixValidated", "manager"), ("FixProposed", "qa"),
-                                                    ("ApprovalGranted", "manager"), ("FixRejected", "engineer")])
+@pytest.mark.parametrize(
+    ("detail_type", "agent"),
+    [("FixValidated", "manager"), ("FixProposed", "qa"), ("ApprovalGranted", "manager"), ("FixRejected", "engineer")],
+)
 def test_handlers_refuse_a_step_from_the_wrong_source(pipeline, detail_type, agent):
     # Given a well-formed step event sent by a producer outside the contract
     detail = {"metadata": {"incident_id": "inc-x", "correlation_id": "c", "producer": "evil"}, "data": {}}
@@ -160,10 +184,17 @@ def test_a_final_attempt_rejection_for_an_incident_qa_never_rejected_does_not_ma
     [incident] = pipeline.incidents()
     assert incident.status == "REMEDIATING"
     # When a FixRejected at the final attempt arrives (even from QA's source) while QA rejected nothing
-    fix = {"kind": "config", "provider": "runbook", "rationale": "r", "risk_level": "low",
-           "changes": [{"setting": "timeout_s", "target": "orders-api", "proposed": 10}]}
-    detail = {"metadata": {"incident_id": incident.incident_id, "correlation_id": "c", "producer": "qa", "attempt": 3},
-              "data": {"issue": issue(), "fix": fix, "evidence": [], "fingerprint": incident.fingerprint, "reason": "no"}}
+    fix = {
+        "kind": "config",
+        "provider": "runbook",
+        "rationale": "r",
+        "risk_level": "low",
+        "changes": [{"setting": "timeout_s", "target": "orders-api", "proposed": 10}],
+    }
+    detail = {
+        "metadata": {"incident_id": incident.incident_id, "correlation_id": "c", "producer": "qa", "attempt": 3},
+        "data": {"issue": issue(), "fix": fix, "evidence": [], "fingerprint": incident.fingerprint, "reason": "no"},
+    }
     delivery = pipeline.invoke("engineer", manager_event(detail, detail_type="FixRejected", source="agentops.qa"))
     # Then the Engineer answers stale and sends no RemediationFailed
     assert delivery.result["action"] == "stale"

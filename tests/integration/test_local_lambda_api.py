@@ -158,8 +158,13 @@ def test_a_new_memory_size_starts_a_new_environment_with_it(lam, runtime):
         status = runtime.control("status")["functions"][SAMPLE]
         assert status["cold_starts"] == cold_before + 1 and status["memory_mb"] == 256
         logs = runtime.client("logs")
-        reports = wait_for(lambda: [e["message"] for e in logs.filter_log_events(
-            logGroupName=f"/aws/lambda/{SAMPLE}", filterPattern="REPORT")["events"] if "Memory Size: 256 MB" in e["message"]])
+        reports = wait_for(
+            lambda: [
+                e["message"]
+                for e in logs.filter_log_events(logGroupName=f"/aws/lambda/{SAMPLE}", filterPattern="REPORT")["events"]
+                if "Memory Size: 256 MB" in e["message"]
+            ]
+        )
         assert reports
     finally:
         lam.update_function_configuration(FunctionName=SAMPLE, MemorySize=128)
@@ -167,8 +172,12 @@ def test_a_new_memory_size_starts_a_new_environment_with_it(lam, runtime):
 
 def test_reserved_concurrency_zero_throttles_and_deleting_it_restores_service(lam):
     # Given reserved concurrency 0 (the function is switched off)
-    assert lam.put_function_concurrency(FunctionName=SAMPLE, ReservedConcurrentExecutions=0)[
-        "ReservedConcurrentExecutions"] == 0
+    assert (
+        lam.put_function_concurrency(FunctionName=SAMPLE, ReservedConcurrentExecutions=0)[
+            "ReservedConcurrentExecutions"
+        ]
+        == 0
+    )
     try:
         assert lam.get_function_concurrency(FunctionName=SAMPLE)["ReservedConcurrentExecutions"] == 0
         # When it is invoked / Then Lambda throttles it
@@ -191,11 +200,16 @@ def test_reserved_concurrency_one_runs_invocations_one_at_a_time(lam, runtime):
         since = time.time()
         # When three requests arrive at once (asynchronously)
         for n in range(3):
-            lam.invoke(FunctionName=SAMPLE, InvocationType="Event", Payload=json.dumps({"sleep_s": 0.5, "n": n}).encode())
+            lam.invoke(
+                FunctionName=SAMPLE, InvocationType="Event", Payload=json.dumps({"sleep_s": 0.5, "n": n}).encode()
+            )
 
         def runs() -> list[dict[str, Any]]:
-            done = [r for r in runtime.control("invocations")["invocations"]
-                    if r["function"] == SAMPLE and r["enqueued_at"] >= since]
+            done = [
+                r
+                for r in runtime.control("invocations")["invocations"]
+                if r["function"] == SAMPLE and r["enqueued_at"] >= since
+            ]
             return done if len(done) == 3 else []
 
         done = sorted(wait_for(runs), key=lambda r: r["started_at"])
@@ -215,14 +229,23 @@ def test_event_invoke_config_changes_govern_the_next_async_invocation(lam, runti
         since = time.time()
         # When a failing request is invoked asynchronously
         lam.invoke(FunctionName=SAMPLE, InvocationType="Event", Payload=json.dumps({"fail": True}).encode())
+
         # Then it is attempted twice (the first try and one retry), no more
         def attempts() -> list[dict[str, Any]]:
-            runs = [r for r in runtime.control("invocations", None)["invocations"]
-                    if r["function"] == SAMPLE and r["ended_at"] >= since]
+            runs = [
+                r
+                for r in runtime.control("invocations", None)["invocations"]
+                if r["function"] == SAMPLE and r["ended_at"] >= since
+            ]
             return runs if len(runs) >= 2 else []
+
         runs = wait_for(attempts)
         assert runtime.idle(timeout=30)
-        runs = [r for r in runtime.control("invocations")["invocations"] if r["function"] == SAMPLE and r["ended_at"] >= since]
+        runs = [
+            r
+            for r in runtime.control("invocations")["invocations"]
+            if r["function"] == SAMPLE and r["ended_at"] >= since
+        ]
         assert sorted(r["attempt"] for r in runs) == [0, 1] and not any(r["ok"] for r in runs)
     finally:
         lam.put_function_event_invoke_config(FunctionName=SAMPLE, MaximumRetryAttempts=0)
@@ -254,8 +277,14 @@ def test_hostile_or_unappliable_configuration_is_refused_without_a_change(lam, r
     import boto3
     from botocore.config import Config
 
-    raw = boto3.client("lambda", endpoint_url=runtime.endpoint, region_name="us-east-1", aws_access_key_id="x",
-                       aws_secret_access_key="x", config=Config(parameter_validation=False))
+    raw = boto3.client(
+        "lambda",
+        endpoint_url=runtime.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(parameter_validation=False),
+    )
     before = lam.get_function_configuration(FunctionName=SAMPLE)
     # When an out-of-range or unappliable change is requested
     with pytest.raises(ClientError) as err:
@@ -294,11 +323,22 @@ def zipped(files: dict[str, str]) -> bytes:
 
 def test_a_function_created_through_the_api_is_listed_configured_and_runs(lam, runtime):
     # Given a Python function created with CreateFunction (as a user or a test would, outside the template)
-    code = zipped({"app.py": "import os\ndef handler(event, context):\n"
-                             "    return {'echo': event, 'memory': os.environ['AWS_LAMBDA_FUNCTION_MEMORY_SIZE']}\n"})
-    created = lam.create_function(FunctionName="orders-api", Runtime="python3.12", Handler="app.handler",
-                                  Role="arn:aws:iam::123456789012:role/orders", Code={"ZipFile": code}, Timeout=7,
-                                  MemorySize=192, Tags={"team": "orders"})
+    code = zipped(
+        {
+            "app.py": "import os\ndef handler(event, context):\n"
+            "    return {'echo': event, 'memory': os.environ['AWS_LAMBDA_FUNCTION_MEMORY_SIZE']}\n"
+        }
+    )
+    created = lam.create_function(
+        FunctionName="orders-api",
+        Runtime="python3.12",
+        Handler="app.handler",
+        Role="arn:aws:iam::123456789012:role/orders",
+        Code={"ZipFile": code},
+        Timeout=7,
+        MemorySize=192,
+        Tags={"team": "orders"},
+    )
     # Then it is configured as given, untagged for Selfheal, listed, and it runs like the others
     assert (created["Timeout"], created["MemorySize"], created["RevisionId"]) == (7, 192, created["RevisionId"])
     assert lam.list_tags(Resource=created["FunctionArn"])["Tags"] == {"team": "orders"}
@@ -307,8 +347,13 @@ def test_a_function_created_through_the_api_is_listed_configured_and_runs(lam, r
     assert ok and body == {"echo": {"n": 1}, "memory": "192"}
     # And creating it twice is a conflict
     with pytest.raises(lam.exceptions.ResourceConflictException):
-        lam.create_function(FunctionName="orders-api", Runtime="python3.12", Handler="app.handler",
-                            Role="arn:aws:iam::123456789012:role/orders", Code={"ZipFile": code})
+        lam.create_function(
+            FunctionName="orders-api",
+            Runtime="python3.12",
+            Handler="app.handler",
+            Role="arn:aws:iam::123456789012:role/orders",
+            Code={"ZipFile": code},
+        )
 
 
 @pytest.mark.parametrize(
@@ -323,9 +368,14 @@ def test_a_function_created_through_the_api_is_listed_configured_and_runs(lam, r
 )
 def test_hostile_create_function_requests_are_refused(lam, runtime, overrides, expected):
     # Given a CreateFunction with a zip-slip entry, a non-zip, a runtime we cannot run or hostile names
-    request = {"FunctionName": "hostile-fn", "Runtime": "python3.12", "Handler": "app.handler",
-               "Role": "arn:aws:iam::123456789012:role/x", "Code": {"ZipFile": zipped({"app.py": "x = 1\n"})},
-               **overrides}
+    request = {
+        "FunctionName": "hostile-fn",
+        "Runtime": "python3.12",
+        "Handler": "app.handler",
+        "Role": "arn:aws:iam::123456789012:role/x",
+        "Code": {"ZipFile": zipped({"app.py": "x = 1\n"})},
+        **overrides,
+    }
     # Then it is refused, nothing is written outside the state directory and no function appears
     with pytest.raises(lam.exceptions.InvalidParameterValueException) as err:
         lam.create_function(**request)
@@ -342,11 +392,13 @@ def test_changes_are_kept_with_who_made_them(runtime, lam):
     assert last["function"] == SAMPLE and last["after"] == {"Description": "audited"} and last["caller"] == "client"
     # And CloudTrail LookupEvents returns them by resource name, newest first, as an investigation reads them
     trail = runtime.client("cloudtrail").lookup_events(
-        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": SAMPLE}], MaxResults=50)["Events"]
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": SAMPLE}], MaxResults=50
+    )["Events"]
     assert trail[0]["EventName"] == "UpdateFunctionConfiguration20150331v2" and trail[0]["Username"] == "client"
     assert json.loads(trail[0]["CloudTrailEvent"])["requestParameters"]["description"] == "audited"
     other = runtime.client("cloudtrail").lookup_events(
-        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": "selfheal-dev-qa"}])["Events"]
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": "selfheal-dev-qa"}]
+    )["Events"]
     assert other == []
 
 
@@ -356,8 +408,14 @@ def test_a_timeout_is_written_to_the_function_log_like_lambda(lam, runtime):
     assert not ok
     # Then the function's log group has Lambda's "Task timed out" line (what an investigation looks for)
     logs = runtime.client("logs")
-    lines = wait_for(lambda: [e["message"] for e in logs.filter_log_events(
-        logGroupName=f"/aws/lambda/{SAMPLE}", filterPattern='"Task timed out"')["events"]])
+    lines = wait_for(
+        lambda: [
+            e["message"]
+            for e in logs.filter_log_events(logGroupName=f"/aws/lambda/{SAMPLE}", filterPattern='"Task timed out"')[
+                "events"
+            ]
+        ]
+    )
     assert any("Task timed out after 3.00 seconds" in line for line in lines)
 
 
@@ -376,18 +434,29 @@ def test_one_time_schedule_puts_its_event_on_the_bus_then_deletes_itself(runtime
     bus_arn = "arn:aws:events:us-east-1:123456789012:event-bus/agentops-dev"
     # When a one-time schedule 2 s ahead targets the bus (as the Manager creates them), plus one far ahead
     common = {"FlexibleTimeWindow": {"Mode": "OFF"}, "ScheduleExpressionTimezone": "UTC"}
-    target = {"Arn": bus_arn, "RoleArn": "arn:aws:iam::123456789012:role/scheduler",
-              "Input": json.dumps({"change_id": "chg-1"}),
-              "EventBridgeParameters": {"DetailType": "ScheduleProbe", "Source": "agentops.manager"}}
-    scheduler.create_schedule(Name="probe-soon", ScheduleExpression=at_expression(2), ActionAfterCompletion="DELETE",
-                              Target=target, **common)
-    scheduler.create_schedule(Name="probe-later", ScheduleExpression=at_expression(3600), ActionAfterCompletion="DELETE",
-                              Target={**target, "Input": json.dumps({"change_id": "chg-later"})}, **common)
+    target = {
+        "Arn": bus_arn,
+        "RoleArn": "arn:aws:iam::123456789012:role/scheduler",
+        "Input": json.dumps({"change_id": "chg-1"}),
+        "EventBridgeParameters": {"DetailType": "ScheduleProbe", "Source": "agentops.manager"},
+    }
+    scheduler.create_schedule(
+        Name="probe-soon", ScheduleExpression=at_expression(2), ActionAfterCompletion="DELETE", Target=target, **common
+    )
+    scheduler.create_schedule(
+        Name="probe-later",
+        ScheduleExpression=at_expression(3600),
+        ActionAfterCompletion="DELETE",
+        Target={**target, "Input": json.dumps({"change_id": "chg-later"})},
+        **common,
+    )
     # Then the event arrives once, with the schedule's Input as its detail and the envelope it named
     [event] = wait_for(probes, timeout=30)
     assert event["detail"] == {"change_id": "chg-1"} and event["source"] == "agentops.manager"
     # And the fired schedule is deleted (ActionAfterCompletion=DELETE); the later one waits, untouched
-    names = wait_for(lambda: (n := {s["Name"] for s in scheduler.list_schedules()["Schedules"]}) and "probe-soon" not in n and n)
+    names = wait_for(
+        lambda: (n := {s["Name"] for s in scheduler.list_schedules()["Schedules"]}) and "probe-soon" not in n and n
+    )
     assert "probe-later" in names
     fired = runtime.control("status")["one_time_schedules"]
     assert [f["schedule"] for f in fired] == ["default/probe-soon"] and fired[0]["outcome"] == "delivered"
@@ -401,15 +470,30 @@ def test_one_time_schedule_invokes_a_lambda_target_once_and_disabled_ones_never(
     arn = runtime.client("lambda").get_function_configuration(FunctionName=SAMPLE)["FunctionArn"]
     since = time.time()
     common = {"FlexibleTimeWindow": {"Mode": "OFF"}, "ActionAfterCompletion": "NONE"}
-    scheduler.create_schedule(Name="invoke-once", ScheduleExpression=at_expression(1), **common,
-                              Target={"Arn": arn, "RoleArn": "arn:aws:iam::123456789012:role/s",
-                                      "Input": json.dumps({"sleep_s": 0, "from": "schedule"})})
-    scheduler.create_schedule(Name="invoke-disabled", ScheduleExpression=at_expression(1), State="DISABLED", **common,
-                              Target={"Arn": arn, "RoleArn": "arn:aws:iam::123456789012:role/s", "Input": "{}"})
+    scheduler.create_schedule(
+        Name="invoke-once",
+        ScheduleExpression=at_expression(1),
+        **common,
+        Target={
+            "Arn": arn,
+            "RoleArn": "arn:aws:iam::123456789012:role/s",
+            "Input": json.dumps({"sleep_s": 0, "from": "schedule"}),
+        },
+    )
+    scheduler.create_schedule(
+        Name="invoke-disabled",
+        ScheduleExpression=at_expression(1),
+        State="DISABLED",
+        **common,
+        Target={"Arn": arn, "RoleArn": "arn:aws:iam::123456789012:role/s", "Input": "{}"},
+    )
 
     def scheduled_runs() -> list[dict[str, Any]]:
-        return [r for r in runtime.control("invocations")["invocations"]
-                if r["function"] == SAMPLE and r["ended_at"] >= since and r["rule"] in ("invoke-once", "invoke-disabled")]
+        return [
+            r
+            for r in runtime.control("invocations")["invocations"]
+            if r["function"] == SAMPLE and r["ended_at"] >= since and r["rule"] in ("invoke-once", "invoke-disabled")
+        ]
 
     # Then the function ran once with the Input, and the schedule (NONE) stays but does not fire again
     wait_for(scheduled_runs, timeout=30)

@@ -290,7 +290,9 @@ def test_request_response_invoke_reports_function_errors_without_retrying(runtim
     assert resp["FunctionError"] == "Unhandled"
     assert "probe failure for sync-1" in json.loads(resp["Payload"].read())["errorMessage"]
     after = runtime.control("invocations")["invocations"]
-    assert len([r for r in after if r["function"] == failing["name"]]) == len(
-        [r for r in before if r["function"] == failing["name"]]) + 1
+    assert (
+        len([r for r in after if r["function"] == failing["name"]])
+        == len([r for r in before if r["function"] == failing["name"]]) + 1
+    )
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.invoke(FunctionName="no-such-function", Payload=b"{}")

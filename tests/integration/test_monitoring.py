@@ -68,8 +68,13 @@ def aws_env(settings, monkeypatch):
 @pytest.fixture
 def incident(aws_env, settings) -> str:
     store = IncidentStore(settings.decisions_table_name)
-    created, _ = store.open_or_fold(incident_id="inc-1", fingerprint="fp-1", correlation_id="corr-1",
-                                    issue={"service": "checkout", "issue_type": "latency"}, origin="test")
+    created, _ = store.open_or_fold(
+        incident_id="inc-1",
+        fingerprint="fp-1",
+        correlation_id="corr-1",
+        issue={"service": "checkout", "issue_type": "latency"},
+        origin="test",
+    )
     return created.incident_id
 
 
@@ -87,11 +92,13 @@ def independent_llm_cost(model_entry: str, usage: dict[str, int]) -> Decimal:
     """Straight from prices.json, without the PriceTable code."""
     price = json.loads(PRICES_FILE.read_text())["llm"][model_entry][-1]
     write_1h = usage.get("cache_write_1h_input_tokens", 0)
-    per_mtok = (usage["input_tokens"] * Decimal(str(price["input"]))
-                + usage["output_tokens"] * Decimal(str(price["output"]))
-                + (usage["cache_creation_input_tokens"] - write_1h) * Decimal(str(price["cache_write_5m"]))
-                + write_1h * Decimal(str(price["cache_write_1h"]))
-                + usage["cache_read_input_tokens"] * Decimal(str(price["cache_read"])))
+    per_mtok = (
+        usage["input_tokens"] * Decimal(str(price["input"]))
+        + usage["output_tokens"] * Decimal(str(price["output"]))
+        + (usage["cache_creation_input_tokens"] - write_1h) * Decimal(str(price["cache_write_5m"]))
+        + write_1h * Decimal(str(price["cache_write_1h"]))
+        + usage["cache_read_input_tokens"] * Decimal(str(price["cache_read"]))
+    )
     return per_mtok / Decimal(1_000_000)
 
 
@@ -107,8 +114,9 @@ def test_costs_recomputed_from_the_recorded_raw_usage_agree_to_the_cent(monitor,
     returned += monitor.track_lambda_execution(lambda_context, 2.345)
 
     # When the cost records are read back
-    records = monitoring_items(settings, KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident}")
-                               & Key("sk").begins_with("COST#"))
+    records = monitoring_items(
+        settings, KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident}") & Key("sk").begins_with("COST#")
+    )
 
     # Then each LLM record recomputed from its raw usage matches, and the totals agree to the cent
     llm = [r for r in records if r["kind"] == "llm"]
@@ -128,22 +136,30 @@ def test_costs_recomputed_from_the_recorded_raw_usage_agree_to_the_cent(monitor,
 def test_every_cost_is_attributed_to_agent_incident_and_day(monitor, incident, settings):
     monitor.bind(incident_id=incident)
     monitor.track_llm_usage("claude-haiku-4-5", 1000, 200)
-    [by_day] = monitoring_items(settings, IndexName="gsi2", KeyConditionExpression=Key("gsi2pk").eq("COST#DAY#2026-03-02"))
-    [by_agent] = monitoring_items(settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("COST#AGENT#engineer"))
+    [by_day] = monitoring_items(
+        settings, IndexName="gsi2", KeyConditionExpression=Key("gsi2pk").eq("COST#DAY#2026-03-02")
+    )
+    [by_agent] = monitoring_items(
+        settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("COST#AGENT#engineer")
+    )
     assert by_day == by_agent
     assert (by_day["agent"], by_day["incident_id"], by_day["day"]) == ("engineer", incident, "2026-03-02")
     assert by_day["gsi2sk"].startswith("engineer#2026-03-02T10:00")
 
 
-def test_an_unknown_model_is_flagged_on_the_record_in_the_log_and_as_a_metric(monitor, incident, settings, capsys, caplog):
+def test_an_unknown_model_is_flagged_on_the_record_in_the_log_and_as_a_metric(
+    monitor, incident, settings, capsys, caplog
+):
     monitor.bind(incident_id=incident)
     cost = monitor.track_llm_usage("claude-mystery-7", 10_000, 1_000)
     monitor.flush()
     out = capsys.readouterr().out
     [record] = monitoring_items(settings, KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident}"))
     assert cost > 0 and record["unknown_model"] is True and record["pricing"]["source"] == "fallback"
-    assert any(r.levelname == "WARNING" and r.getMessage() == "unknown model priced by the fallback rule"
-               for r in caplog.records)
+    assert any(
+        r.levelname == "WARNING" and r.getMessage() == "unknown model priced by the fallback rule"
+        for r in caplog.records
+    )
     assert ("AgentOps/Costs", "UnpricedModelCalls", ("agent", "environment")) in emitted(out)
 
 
@@ -152,14 +168,30 @@ def test_price_call_prices_without_recording(monitor, settings):
 
     cost = monitor.price_call(LlmUsage("claude-sonnet-4-5", 100_000, 8_000))
     assert cost == pytest.approx(0.3 + 0.12)
-    assert monitoring_items(settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("COST#AGENT#engineer")) == []
+    assert (
+        monitoring_items(settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("COST#AGENT#engineer"))
+        == []
+    )
 
 
 def test_the_ssm_price_override_is_picked_up_without_a_deploy(monitor, settings):
-    override = {"llm": {"claude-haiku-4-5": [{"effective_date": "2025-01-01", "input": 2.0, "output": 10.0,
-                                              "cache_write_5m": 2.5, "cache_write_1h": 4.0, "cache_read": 0.2}]}}
-    boto3.client("ssm").put_parameter(Name=f"{settings.parameter_prefix}prices-override", Value=json.dumps(override),
-                                      Type="String")
+    override = {
+        "llm": {
+            "claude-haiku-4-5": [
+                {
+                    "effective_date": "2025-01-01",
+                    "input": 2.0,
+                    "output": 10.0,
+                    "cache_write_5m": 2.5,
+                    "cache_write_1h": 4.0,
+                    "cache_read": 0.2,
+                }
+            ]
+        }
+    }
+    boto3.client("ssm").put_parameter(
+        Name=f"{settings.parameter_prefix}prices-override", Value=json.dumps(override), Type="String"
+    )
     assert monitor.track_llm_usage("claude-haiku-4-5", 1_000_000, 0) == pytest.approx(2.0)
 
 
@@ -168,25 +200,40 @@ def test_decision_event_and_collaboration_records_land_with_their_keys_and_gsis(
     monitor.bind(incident_id=incident, correlation_id="corr-1")
     monitor.track_llm_usage("claude-haiku-4-5", 1_000, 100)
     decision = monitor.record_decision(
-        "propose_fix", [{"thought": "latency on checkout", "action": "raise memory", "observation": "p95 3.2 s"}],
-        {"attempt": 1}, {"kind": "config"}, 0.8, model="claude-haiku-4-5")
+        "propose_fix",
+        [{"thought": "latency on checkout", "action": "raise memory", "observation": "p95 3.2 s"}],
+        {"attempt": 1},
+        {"kind": "config"},
+        0.8,
+        model="claude-haiku-4-5",
+    )
     monitor.record_event(AgentEventType.CODE_GENERATED, {"kind": "config"})
     monitor.record_collaboration("engineer", "qa", "FixProposed")
 
     decisions = boto3.resource("dynamodb").Table(settings.decisions_table_name)
     [by_agent] = decisions.query(IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("AGENT#engineer"))["Items"]
     assert by_agent["pk"] == f"INCIDENT#{incident}" and by_agent["sk"].startswith("DECISION#2026-03-02T10:00")
-    assert by_agent["reasoning_chain"] == [{"thought": "latency on checkout", "action": "raise memory", "observation": "p95 3.2 s"}]
+    assert by_agent["reasoning_chain"] == [
+        {"thought": "latency on checkout", "action": "raise memory", "observation": "p95 3.2 s"}
+    ]
     assert by_agent["confidence_score"] == Decimal("0.8") and by_agent["model"] == "claude-haiku-4-5"
     assert by_agent["correlation_id"] == "corr-1" and by_agent["agent"] == "engineer"
     assert by_agent["cost_usd"] > 0 and float(by_agent["cost_usd"]) == pytest.approx(decision["cost_usd"])
     assert by_agent["created_at"].startswith("2026-03-02T10:00")
 
-    [event] = monitoring_items(settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("EVENT#code_generated"))
-    assert event["pk"] == f"INCIDENT#{incident}" and event["sk"].startswith("EVENT#") and event["data"] == {"kind": "config"}
+    [event] = monitoring_items(
+        settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("EVENT#code_generated")
+    )
+    assert (
+        event["pk"] == f"INCIDENT#{incident}"
+        and event["sk"].startswith("EVENT#")
+        and event["data"] == {"kind": "config"}
+    )
     assert event["ttl"] > 0
 
-    [message] = monitoring_items(settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("COLLAB#2026-03-02"))
+    [message] = monitoring_items(
+        settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("COLLAB#2026-03-02")
+    )
     assert message["pk"] == f"INCIDENT#{incident}" and message["sk"].startswith("MSG#")
     assert message["gsi1sk"].endswith("#engineer#qa") and message["flow"] == "engineer->qa"
     assert message["message_type"] == "FixProposed"
@@ -218,7 +265,9 @@ def test_event_types_must_be_metric_safe_names(monitor):
 
 
 # ---------------------------------------------------------------------- EMF
-def test_emf_output_has_the_namespaces_names_and_dimensions_the_dashboards_use(monitor, incident, capsys, lambda_context):
+def test_emf_output_has_the_namespaces_names_and_dimensions_the_dashboards_use(
+    monitor, incident, capsys, lambda_context
+):
     monitor.bind(incident_id=incident)
     monitor.record_event(AgentEventType.ISSUE_DETECTED, {})
     monitor.record_event(AgentEventType.TEST_FAILED, {})
@@ -288,10 +337,14 @@ def agentops_modules() -> list[str]:
 
 
 def test_instrument_binds_ids_prices_the_invocation_flushes_and_never_imports_agentops(
-        monitor, incident, settings, capsys, lambda_context, monkeypatch):
+    monitor, incident, settings, capsys, lambda_context, monkeypatch
+):
     for name in agentops_modules():
         monkeypatch.delitem(sys.modules, name)
-    event = {"detail-type": "FixRejected", "detail": {"metadata": {"incident_id": incident, "correlation_id": "corr-9"}}}
+    event = {
+        "detail-type": "FixRejected",
+        "detail": {"metadata": {"incident_id": incident, "correlation_id": "corr-9"}},
+    }
 
     @instrument(monitor)
     def handler(event, context):
@@ -301,10 +354,16 @@ def test_instrument_binds_ids_prices_the_invocation_flushes_and_never_imports_ag
     assert handler(event, lambda_context) == {"ok": True}
     out = capsys.readouterr().out
     assert "agentops" not in sys.modules
-    kinds = {r["kind"] for r in monitoring_items(settings, KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident}")
-                                                  & Key("sk").begins_with("COST#"))}
+    kinds = {
+        r["kind"]
+        for r in monitoring_items(
+            settings, KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident}") & Key("sk").begins_with("COST#")
+        )
+    }
     assert kinds == {"lambda", "events"}
-    [event_item] = monitoring_items(settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("EVENT#code_generated"))
+    [event_item] = monitoring_items(
+        settings, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq("EVENT#code_generated")
+    )
     assert event_item["correlation_id"] == "corr-9"
     assert ("AgentOps/Costs", "LambdaExecutionCost", ("agent", "environment")) in emitted(out)
     assert IncidentStore(settings.decisions_table_name).get(incident).cost_usd > 0
@@ -326,7 +385,9 @@ def test_a_later_invocation_does_not_inherit_the_previous_incident(monitor, inci
     def handler(event, context):
         return monitor.incident_id
 
-    assert handler({"detail": {"metadata": {"incident_id": incident, "correlation_id": "c"}}}, lambda_context) == incident
+    assert (
+        handler({"detail": {"metadata": {"incident_id": incident, "correlation_id": "c"}}}, lambda_context) == incident
+    )
     assert handler({"detail-type": "Scheduled Event", "detail": {}}, lambda_context) is None
 
 
@@ -359,8 +420,9 @@ class FakeAgentOps:
     def modules(self) -> dict[str, types.ModuleType]:
         root = types.ModuleType("agentops")
         root.init = lambda **kw: self.calls.append(("init", kw))
-        root.start_trace = lambda trace_name, tags=None: self.calls.append(("start_trace", (trace_name, tags))) or \
-            types.SimpleNamespace(span=self.span)
+        root.start_trace = lambda trace_name, tags=None: (
+            self.calls.append(("start_trace", (trace_name, tags))) or types.SimpleNamespace(span=self.span)
+        )
         root.end_trace = lambda ctx, end_state=None: self.calls.append(("end_trace", end_state))
         root.SUCCESS, root.ERROR = self.SUCCESS, self.ERROR
         core = types.ModuleType("agentops.sdk.core")
@@ -369,14 +431,17 @@ class FakeAgentOps:
 
 
 def test_with_an_agentops_key_one_trace_per_invocation_is_tagged_spanned_and_ended(
-        monitor, incident, settings, lambda_context, monkeypatch):
+    monitor, incident, settings, lambda_context, monkeypatch
+):
     from aws_lambda_powertools.utilities import parameters
 
     fake = FakeAgentOps()
     for name, module in fake.modules().items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(tracing, "_initialized_with", None)
-    boto3.client("secretsmanager").create_secret(Name=settings.secret_name, SecretString=json.dumps({"agentops_api_key": "k"}))
+    boto3.client("secretsmanager").create_secret(
+        Name=settings.secret_name, SecretString=json.dumps({"agentops_api_key": "k"})
+    )
     parameters.clear_caches()
 
     @instrument(monitor)
@@ -385,7 +450,10 @@ def test_with_an_agentops_key_one_trace_per_invocation_is_tagged_spanned_and_end
         return "done"
 
     try:
-        assert handler({"detail": {"metadata": {"incident_id": incident, "correlation_id": "corr-1"}}}, lambda_context) == "done"
+        assert (
+            handler({"detail": {"metadata": {"incident_id": incident, "correlation_id": "corr-1"}}}, lambda_context)
+            == "done"
+        )
     finally:
         parameters.clear_caches()
 
@@ -407,11 +475,22 @@ def test_the_fake_matches_the_real_agentops_0_4_21_api():
     import agentops
     from agentops.sdk.core import TracingCore
 
-    assert {"api_key", "auto_start_session", "instrument_llm_calls", "env_data_opt_out", "fail_safe", "log_level"} <= set(
-        inspect.signature(agentops.init).parameters)
+    assert {
+        "api_key",
+        "auto_start_session",
+        "instrument_llm_calls",
+        "env_data_opt_out",
+        "fail_safe",
+        "log_level",
+    } <= set(inspect.signature(agentops.init).parameters)
     assert list(inspect.signature(agentops.start_trace).parameters) == ["trace_name", "tags"]
     assert list(inspect.signature(agentops.end_trace).parameters) == ["trace_context", "end_state"]
-    assert list(inspect.signature(TracingCore.make_span).parameters)[:5] == ["self", "operation_name", "span_kind",
-                                                                            "version", "attributes"]
+    assert list(inspect.signature(TracingCore.make_span).parameters)[:5] == [
+        "self",
+        "operation_name",
+        "span_kind",
+        "version",
+        "attributes",
+    ]
     assert list(inspect.signature(TracingCore.finalize_span).parameters) == ["self", "span", "token"]
     assert agentops.SUCCESS is not None and agentops.ERROR is not None

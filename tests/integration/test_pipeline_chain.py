@@ -28,8 +28,13 @@ def pipeline_with(**kw):
 
 
 def latency_issue(service="orders-api", **signals):
-    return {"service": service, "issue_type": "latency", "severity": "high", "summary": f"p95 latency of {service} is 4.2 s",
-            "signals": {"p95_ms": 4200.0, "memory_mb": 512.0, **signals}}
+    return {
+        "service": service,
+        "issue_type": "latency",
+        "severity": "high",
+        "summary": f"p95 latency of {service} is 4.2 s",
+        "signals": {"p95_ms": 4200.0, "memory_mb": 512.0, **signals},
+    }
 
 
 def agents_of(deliveries):
@@ -60,10 +65,21 @@ def test_issue_reported_runs_the_whole_chain_and_records_every_decision(aws):
     assert by_agent == {"manager", "engineer", "qa"}
     assert {d["correlation_id"] for d in decisions} == {incident.correlation_id}
     for decision in decisions:
-        assert decision["reasoning_chain"] and set(decision["reasoning_chain"][0]) == {"thought", "action", "observation"}
+        assert decision["reasoning_chain"] and set(decision["reasoning_chain"][0]) == {
+            "thought",
+            "action",
+            "observation",
+        }
         assert 0 <= float(decision["confidence_score"]) <= 1
-    assert {d["decision_type"] for d in decisions} >= {"triage", "investigate", "propose_fix", "validate_fix", "close_incident",
-                                                       "apply", "verify"}
+    assert {d["decision_type"] for d in decisions} >= {
+        "triage",
+        "investigate",
+        "propose_fix",
+        "validate_fix",
+        "close_incident",
+        "apply",
+        "verify",
+    }
 
 
 def test_real_shaped_alarm_opens_an_incident_and_recovery_resolves_it(aws):
@@ -80,8 +96,10 @@ def test_real_shaped_alarm_opens_an_incident_and_recovery_resolves_it(aws):
 
     # The same alarm returning to OK resolves its incident.
     recovered = copy.deepcopy(alarm)
-    recovered["detail"]["previousState"], recovered["detail"]["state"] = alarm["detail"]["state"], {
-        "value": "OK", "reason": "Threshold no longer crossed", "timestamp": "2025-11-20T17:20:00.000+0000"}
+    recovered["detail"]["previousState"], recovered["detail"]["state"] = (
+        alarm["detail"]["state"],
+        {"value": "OK", "reason": "Threshold no longer crossed", "timestamp": "2025-11-20T17:20:00.000+0000"},
+    )
     pipeline.put_raw_event(recovered)
     pipeline.run()
     [incident] = pipeline.incidents()
@@ -142,8 +160,14 @@ def test_malformed_events_are_rejected_visibly_and_valid_work_carries_on(aws):
     pipeline = pipeline_with()
     pipeline.put_raw_event(load_event("malformed"))
     pipeline.put("IssueReported", latency_issue())
-    pipeline.put("FixProposed", {"metadata": {"incident_id": "inc-x", "correlation_id": "c", "producer": "engineer",
-                                              "event_version": "7"}, "data": {}}, source="agentops.engineer")
+    pipeline.put(
+        "FixProposed",
+        {
+            "metadata": {"incident_id": "inc-x", "correlation_id": "c", "producer": "engineer", "event_version": "7"},
+            "data": {},
+        },
+        source="agentops.engineer",
+    )
     deliveries = pipeline.run()
 
     assert all(d.error is None for d in deliveries)
@@ -192,9 +216,15 @@ def test_manual_approval_applies_or_closes_the_incident(aws, granted, final):
 
     pipeline.put(
         "ApprovalGranted" if granted else "ApprovalDenied",
-        {"metadata": {"incident_id": incident.incident_id, "correlation_id": incident.correlation_id,
-                      "producer": "operator", "attempt": incident.attempts},
-         "data": {"approver": "alice@example.com", "comment": "looks right" if granted else "not during the sale"}},
+        {
+            "metadata": {
+                "incident_id": incident.incident_id,
+                "correlation_id": incident.correlation_id,
+                "producer": "operator",
+                "attempt": incident.attempts,
+            },
+            "data": {"approver": "alice@example.com", "comment": "looks right" if granted else "not during the sale"},
+        },
         source="agentops.operator",
     )
     pipeline.run()
@@ -216,7 +246,10 @@ def test_code_issue_offline_fails_honestly_and_qa_evidence_is_stored(aws):
     # A config issue's QA evidence lands in the artifacts store (claim check).
     pipeline.put("IssueReported", latency_issue())
     pipeline.run()
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=pipeline.env["ARTIFACTS_BUCKET"]).get("Contents", [])]
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3").list_objects_v2(Bucket=pipeline.env["ARTIFACTS_BUCKET"]).get("Contents", [])
+    ]
     assert any(k.endswith("qa-evidence-1.json") for k in keys)
 
 

@@ -24,8 +24,13 @@ def aws():
 
 
 def latency_issue():
-    return {"service": "orders-api", "issue_type": "latency", "severity": "high", "summary": "p95 is 4 s",
-            "signals": {"p95_ms": 4000.0, "timeout_s": 3.0}}
+    return {
+        "service": "orders-api",
+        "issue_type": "latency",
+        "severity": "high",
+        "summary": "p95 is 4 s",
+        "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
+    }
 
 
 SENT: list[tuple[str, str]] = []  # (incident id, detail-type) of every event really published
@@ -67,7 +72,7 @@ def test_qa_retry_after_publishing_does_not_race_the_manager(aws, monkeypatch):
     assert retried.error is None
     [after] = pipeline.incidents()
     history = [h["status"] for h in after.status_history]
-    assert "VALIDATING" not in history[history.index("VALIDATED"):], history
+    assert "VALIDATING" not in history[history.index("VALIDATED") :], history
     assert after.status == "AWAITING_APPROVAL"
     validations = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "validate_fix"]
     assert len(validations) == 1
@@ -94,8 +99,15 @@ def test_a_retry_after_failed_was_written_still_escalates(aws, monkeypatch):
     # Given a fix QA always rejects, and the Manager dying before it sends the escalation
     pipeline = Pipeline(parameters={"max-fix-attempts": "1"}, functions={"orders-api": {"reserved": 1}})
     kill_once(monkeypatch, "agentops.manager", "IncidentEscalated", after_publish=False)
-    pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled",
-                                   "signals": {"reserved_concurrency": 1.0}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": "orders-api",
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "signals": {"reserved_concurrency": 1.0},
+        },
+    )
     [crashed] = [d for d in pipeline.run() if d.error]
     assert pipeline.incidents()[0].status == "FAILED" and not [s for s in SENT if s[1] == "IncidentEscalated"]
     # When Lambda retries RemediationFailed

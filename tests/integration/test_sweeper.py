@@ -32,8 +32,13 @@ def aws():
 
 
 def latency_issue():
-    return {"service": "orders-api", "issue_type": "latency", "severity": "high", "summary": "p95 is 4 s",
-            "signals": {"p95_ms": 4000.0, "timeout_s": 3.0}}
+    return {
+        "service": "orders-api",
+        "issue_type": "latency",
+        "severity": "high",
+        "summary": "p95 is 4 s",
+        "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
+    }
 
 
 def manual_pipeline() -> Pipeline:
@@ -114,7 +119,7 @@ def test_a_lost_verdict_is_redriven_from_the_stored_proposal_and_qas_record(aws,
     assert len(decisions_of(pipeline, incident.incident_id, "validate_fix")) == 1
     assert len(decisions_of(pipeline, incident.incident_id, "propose_fix")) == 1
     history = statuses(after)
-    assert history[history.index("VALIDATED"):] == ["VALIDATED", "VALIDATED", "AWAITING_APPROVAL"], history
+    assert history[history.index("VALIDATED") :] == ["VALIDATED", "VALIDATED", "AWAITING_APPROVAL"], history
     assert len(decisions_of(pipeline, incident.incident_id, "redrive")) == 1
 
 
@@ -172,8 +177,12 @@ def test_a_step_that_keeps_dying_is_escalated_with_the_reason_after_its_redrives
     # When the scan runs after each allowance
     outcomes = [scan(pipeline, monkeypatch, after=allowance * n)["stuck"] for n in range(1, 5)]
     # Then it was re-driven twice, then escalated once, then left alone
-    assert outcomes == [[f"{incident.incident_id} redriven"], [f"{incident.incident_id} redriven"],
-                        [f"{incident.incident_id} escalated"], []]
+    assert outcomes == [
+        [f"{incident.incident_id} redriven"],
+        [f"{incident.incident_id} redriven"],
+        [f"{incident.incident_id} escalated"],
+        [],
+    ]
     [after] = pipeline.incidents()
     assert after.status == Status.ESCALATED.value
     assert "FIX_PROPOSED at attempt 1" in after.last_reason and "after 2 re-drives" in after.last_reason
@@ -187,7 +196,9 @@ def test_a_status_no_step_owns_is_escalated_not_left_forever(aws, monkeypatch):
     kill(monkeypatch, "agentops.engineer", "FixProposed")
     pipeline.put("IssueReported", latency_issue())
     pipeline.run()
-    monkeypatch.setattr(sweep, "STEP_OWNER", {k: v for k, v in sweep.STEP_OWNER.items() if k is not Status.FIX_PROPOSED})
+    monkeypatch.setattr(
+        sweep, "STEP_OWNER", {k: v for k, v in sweep.STEP_OWNER.items() if k is not Status.FIX_PROPOSED}
+    )
     # When the scan runs after the longest allowance
     result = scan(pipeline, monkeypatch, after=timedelta(hours=1))
     # Then it is escalated with the reason
@@ -215,8 +226,11 @@ def test_the_sweep_emits_a_metric_per_swept_incident(aws, monkeypatch, capsys):
     pipeline.run()
     capsys.readouterr()
     scan(pipeline, monkeypatch, after=sweep.allowance(Status.REMEDIATING) + timedelta(seconds=1))
-    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-            if line.startswith("{") and names.SWEPT_INCIDENTS in line]
+    docs = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and names.SWEPT_INCIDENTS in line
+    ]
     assert [(d[names.SWEPT_INCIDENTS], d[names.OUTCOME]) for d in docs] == [([1.0], "redriven")]
 
 

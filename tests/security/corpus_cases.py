@@ -37,8 +37,14 @@ def load(name: str) -> Case:
     project = root / "project"
     files = {str(p.relative_to(project)): p.read_text() for p in sorted(project.rglob("*.py"))}
     [module] = [p for p in files if "/" not in p]
-    return Case(name, files, module, (root / "fix.py").read_text(), (root / "nonfix.py").read_text(),
-                (root / "new_test.py").read_text())
+    return Case(
+        name,
+        files,
+        module,
+        (root / "fix.py").read_text(),
+        (root / "nonfix.py").read_text(),
+        (root / "new_test.py").read_text(),
+    )
 
 
 NAMES = sorted(p.name for p in CORPUS.iterdir() if (p / "project").is_dir())

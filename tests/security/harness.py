@@ -27,7 +27,7 @@ CANARY_ENV = {
 }
 
 # Native helpers: no Python audit event fires for any of these calls.
-PRELUDE = r'''
+PRELUDE = r"""
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
@@ -74,7 +74,7 @@ def fork_exec(argv):
         pid = _posixsubprocess.fork_exec(*common)
     os.close(errpipe_write)
     os.waitpid(pid, 0)
-'''
+"""
 
 
 def hostile_test(body: str) -> str:
@@ -100,7 +100,9 @@ print(json.dumps(logic.run_bundle(json.load(sys.stdin))))
 """
 
 
-def run_in_runner_process(bundle: RunBundle, *, guard_only: bool = False, env: dict[str, str] | None = None) -> RunReply:
+def run_in_runner_process(
+    bundle: RunBundle, *, guard_only: bool = False, env: dict[str, str] | None = None
+) -> RunReply:
     """The runner as its own process, with credentials in its environment, like a Lambda worker."""
     child_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -112,8 +114,13 @@ def run_in_runner_process(bundle: RunBundle, *, guard_only: bool = False, env: d
         child_env["SELFHEAL_ALLOW_UNISOLATED_QA"] = "true"
     proc = subprocess.run(
         [sys.executable, "-c", _RUNNER_MAIN, "guard-only" if guard_only else "normal"],
-        input=json.dumps(bundle.model_dump(mode="json")), capture_output=True, text=True, env=child_env,
-        timeout=120, check=False, cwd=ROOT,
+        input=json.dumps(bundle.model_dump(mode="json")),
+        capture_output=True,
+        text=True,
+        env=child_env,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return RunReply.model_validate_json(proc.stdout.strip().splitlines()[-1])
@@ -134,5 +141,3 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
-
-

@@ -12,9 +12,23 @@ ARN = "arn:aws:iam::123456789012:user/alice"
 
 
 def incident(status: str = "AWAITING_APPROVAL") -> Incident:
-    return Incident(incident_id="inc-1", status=status, attempts=2, cost_usd=0.0, duplicates=0, fingerprint="f",
-                    correlation_id="corr", service="s", issue_type="latency", severity="high", summary="x",
-                    created_at="t", updated_at="t", origin="event", issue={})
+    return Incident(
+        incident_id="inc-1",
+        status=status,
+        attempts=2,
+        cost_usd=0.0,
+        duplicates=0,
+        fingerprint="f",
+        correlation_id="corr",
+        service="s",
+        issue_type="latency",
+        severity="high",
+        summary="x",
+        created_at="t",
+        updated_at="t",
+        origin="event",
+        issue={},
+    )
 
 
 class Ports:
@@ -40,8 +54,9 @@ def request(body: dict[str, Any], arn: str | None = ARN, method: str = "POST") -
 
 def test_the_approver_is_the_iam_caller_and_a_typed_name_is_only_a_comment() -> None:
     ports = Ports(incident())
-    answer = logic.handle_request(request({"incident_id": "inc-1", "decision": "approve", "comment": "ok",
-                                           "approver": "ceo@example.com"}), ports)  # type: ignore[arg-type]
+    answer = logic.handle_request(
+        request({"incident_id": "inc-1", "decision": "approve", "comment": "ok", "approver": "ceo@example.com"}), ports
+    )  # type: ignore[arg-type]
     assert answer["statusCode"] == 202
     [(detail_type, metadata, data)] = ports.sent
     assert detail_type.value == "ApprovalGranted"
@@ -51,8 +66,9 @@ def test_the_approver_is_the_iam_caller_and_a_typed_name_is_only_a_comment() -> 
 
 def test_without_an_authenticated_principal_nothing_is_sent() -> None:
     ports = Ports(incident())
-    answer = logic.handle_request(request({"incident_id": "inc-1", "decision": "approve",
-                                           "approver": "ceo@example.com"}, arn=None), ports)  # type: ignore[arg-type]
+    answer = logic.handle_request(
+        request({"incident_id": "inc-1", "decision": "approve", "approver": "ceo@example.com"}, arn=None), ports
+    )  # type: ignore[arg-type]
     assert answer["statusCode"] == 403 and ports.sent == []
 
 
@@ -65,9 +81,12 @@ def test_only_an_incident_awaiting_approval_can_be_decided() -> None:
 
 def test_hostile_bodies_are_refused() -> None:
     ports = Ports(incident())
-    for body in ({"incident_id": "inc-1", "decision": "delete"}, {"decision": "approve"},
-                 {"incident_id": "inc-1", "decision": "approve", "comment": {"$ne": 1}},
-                 {"incident_id": "x" * 65, "decision": "approve"}):
+    for body in (
+        {"incident_id": "inc-1", "decision": "delete"},
+        {"decision": "approve"},
+        {"incident_id": "inc-1", "decision": "approve", "comment": {"$ne": 1}},
+        {"incident_id": "x" * 65, "decision": "approve"},
+    ):
         assert logic.handle_request(request(body), ports)["statusCode"] == 400  # type: ignore[arg-type]
     huge = request({"incident_id": "inc-1", "decision": "approve", "comment": "x" * 10_000})
     assert logic.handle_request(huge, ports)["statusCode"] == 400  # type: ignore[arg-type]

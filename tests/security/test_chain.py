@@ -18,8 +18,12 @@ from .corpus_cases import load
 
 CASE = load("wrong_loop_bounds")
 FAKE_ANTHROPIC_KEY = "sk-ant-" + "api03-" + "y" * 40
-REAL_FIX = {"files": {CASE.module: CASE.fix}, "tests": {CASE.new_test_path: CASE.new_test}, "risk_level": "low",
-            "rationale": "the last window was skipped"}
+REAL_FIX = {
+    "files": {CASE.module: CASE.fix},
+    "tests": {CASE.new_test_path: CASE.new_test},
+    "risk_level": "low",
+    "rationale": "the last window was skipped",
+}
 
 
 @pytest.fixture
@@ -32,22 +36,37 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AnthropicTestServer]:
 @pytest.fixture
 def pipeline(server: AnthropicTestServer) -> Iterator[Pipeline]:
     with mock_aws():
-        yield Pipeline(parameters={"engineer-provider": "anthropic", "automation-level": "semi_auto",
-                                   "max-fix-attempts": "1", "daily-llm-budget-usd": "5"},
-                       secret={"anthropic_api_key": FAKE_ANTHROPIC_KEY})
+        yield Pipeline(
+            parameters={
+                "engineer-provider": "anthropic",
+                "automation-level": "semi_auto",
+                "max-fix-attempts": "1",
+                "daily-llm-budget-usd": "5",
+            },
+            secret={"anthropic_api_key": FAKE_ANTHROPIC_KEY},
+        )
 
 
 def report(pipeline: Pipeline, test_command: str) -> tuple[Any, dict[str, Any]]:
-    pipeline.put("IssueReported", {"service": "metrics", "issue_type": "exception", "severity": "high",
-                                   "summary": "the last window of traffic is never summed",
-                                   "code": {"files": CASE.files, "test_command": test_command}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": "metrics",
+            "issue_type": "exception",
+            "severity": "high",
+            "summary": "the last window of traffic is never summed",
+            "code": {"files": CASE.files, "test_command": test_command},
+        },
+    )
     pipeline.run()
     [incident] = pipeline.incidents()
     [qa] = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "validate_fix"]
     return incident, qa
 
 
-def test_an_issue_whose_test_command_skips_the_guard_never_resolves(pipeline: Pipeline, server: AnthropicTestServer) -> None:
+def test_an_issue_whose_test_command_skips_the_guard_never_resolves(
+    pipeline: Pipeline, server: AnthropicTestServer
+) -> None:
     # Given an IssueReported (any sender) whose test command is `python -S -c` reading a parent's environment
     server.script.append(tool_use(REAL_FIX))
     command = "python -S -c \"import os; print(open(f'/proc/{os.getppid()}/environ').read())\""
@@ -61,8 +80,9 @@ def test_an_issue_whose_test_command_skips_the_guard_never_resolves(pipeline: Pi
     assert [e["check"] for e in qa["outputs"]["evidence"]] == ["command"]
 
 
-def test_without_isolation_a_code_fix_is_rejected_with_the_reason(pipeline: Pipeline, server: AnthropicTestServer,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_isolation_a_code_fix_is_rejected_with_the_reason(
+    pipeline: Pipeline, server: AnthropicTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a runner that has neither namespaces nor a microVM, and no opt-in
     import lambdas.qa.handler as qa_handler
 
@@ -80,8 +100,9 @@ def test_without_isolation_a_code_fix_is_rejected_with_the_reason(pipeline: Pipe
     assert [(e["check"], e["passed"], e["isolation"]) for e in evidence][-1] == ("compile", False, "none")
 
 
-def test_with_isolation_the_same_fix_resolves_and_every_evidence_item_names_it(pipeline: Pipeline,
-                                                                                 server: AnthropicTestServer) -> None:
+def test_with_isolation_the_same_fix_resolves_and_every_evidence_item_names_it(
+    pipeline: Pipeline, server: AnthropicTestServer
+) -> None:
     server.script.append(tool_use(REAL_FIX))
 
     incident, qa = report(pipeline, "python -m pytest -q")

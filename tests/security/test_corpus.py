@@ -19,9 +19,13 @@ pytestmark = pytest.mark.parametrize("case", CASES, ids=NAMES)
 
 
 def issue_for(case: Case) -> IssueReportedV1:
-    return IssueReportedV1(service=case.name.replace("_", "-"), issue_type="exception", severity="high",
-                           summary=f"wrong results from {case.module}",
-                           code=CodeBundle(files=case.files, test_command="python -m pytest -q"))
+    return IssueReportedV1(
+        service=case.name.replace("_", "-"),
+        issue_type="exception",
+        severity="high",
+        summary=f"wrong results from {case.module}",
+        code=CodeBundle(files=case.files, test_command="python -m pytest -q"),
+    )
 
 
 def fix(**fields: object) -> Fix:
@@ -56,14 +60,18 @@ def test_a_change_that_does_not_fix_the_bug_is_rejected(case: Case, validator: C
 
     # Then it is rejected: the regression test (or the project's tests) fail with it
     assert not result.passed, result.reason
-    assert result.reason.startswith(("tests fail on the patched code", "the fix's new tests do not all pass")), result.reason
+    assert result.reason.startswith(("tests fail on the patched code", "the fix's new tests do not all pass")), (
+        result.reason
+    )
 
 
 def test_a_fix_that_rewrites_the_tests_is_rejected_before_anything_runs(case: Case, validator: CodeValidator) -> None:
     # Given the non-fix with the project's test file rewritten to trivial asserts
     trivial = "def test_everything_is_fine():\n    assert True\n"
-    answer = fix(files={case.module: case.nonfix, case.test_file: trivial},
-                 tests={case.new_test_path: "def test_fixed():\n    assert 1 == 1\n"})
+    answer = fix(
+        files={case.module: case.nonfix, case.test_file: trivial},
+        tests={case.new_test_path: "def test_fixed():\n    assert 1 == 1\n"},
+    )
 
     # When QA validates it
     result = validator.validate(answer, issue_for(case), case.files)

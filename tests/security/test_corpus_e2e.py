@@ -37,13 +37,18 @@ def runtime(server: AnthropicTestServer, tmp_path_factory: pytest.TempPathFactor
     rt = RuntimeProcess(
         state_dir=tmp_path_factory.mktemp("runtime"),
         # The Engineer reaches the fake Anthropic API as it would a gateway (SSM anthropic-base-url).
-        context={"anthropicBaseUrl": server.base_url, "engineerProvider": "anthropic", "maxFixAttempts": "1",
-                 "automationLevel": "semi_auto"},
+        context={
+            "anthropicBaseUrl": server.base_url,
+            "engineerProvider": "anthropic",
+            "maxFixAttempts": "1",
+            "automationLevel": "semi_auto",
+        },
         extra_args=["--quiet"],
     )
     rt.start(timeout=300)
     rt.client("secretsmanager").put_secret_value(
-        SecretId=naming.anthropic_secret_name("dev"), SecretString=json.dumps({"anthropic_api_key": FAKE_ANTHROPIC_KEY}))
+        SecretId=naming.anthropic_secret_name("dev"), SecretString=json.dumps({"anthropic_api_key": FAKE_ANTHROPIC_KEY})
+    )
     yield rt
     rt.stop()
 
@@ -61,14 +66,26 @@ def _incident(rt: RuntimeProcess, service: str, timeout: float = 180) -> dict[st
 
 def _report(rt: RuntimeProcess, service: str, tmp_path: Path) -> dict[str, Any]:
     detail = {
-        "service": service, "issue_type": "exception", "severity": "high",
+        "service": service,
+        "issue_type": "exception",
+        "severity": "high",
         "summary": "GET /orders?page=1 returns one order too few per page",
         "code": {"files": CASE.files, "test_command": "python -m pytest -q"},
         "idempotency_key": f"{service}-{time.time_ns()}",
     }
     entries = tmp_path / f"{service}.json"
-    entries.write_text(json.dumps([{"EventBusName": naming.bus_name("dev"), "Source": "com.example.orders",
-                                    "DetailType": "IssueReported", "Detail": json.dumps(detail)}]))
+    entries.write_text(
+        json.dumps(
+            [
+                {
+                    "EventBusName": naming.bus_name("dev"),
+                    "Source": "com.example.orders",
+                    "DetailType": "IssueReported",
+                    "Detail": json.dumps(detail),
+                }
+            ]
+        )
+    )
     assert rt.aws("events", "put-events", "--entries", f"file://{entries}")["FailedEntryCount"] == 0
     incident = _incident(rt, service)
     trace = json.loads(rt.selfheal("trace", incident["incident_id"], "--json").stdout)
@@ -79,13 +96,16 @@ def _report(rt: RuntimeProcess, service: str, tmp_path: Path) -> dict[str, Any]:
 ANSWERS = {
     "real-fix": {"files": {CASE.module: CASE.fix}, "tests": {CASE.new_test_path: CASE.new_test}},
     "non-fix": {"files": {CASE.module: CASE.nonfix}, "tests": {CASE.new_test_path: CASE.new_test}},
-    "cheat": {"files": {CASE.module: CASE.nonfix, CASE.test_file: "def test_ok():\n    assert True\n"},
-              "tests": {CASE.new_test_path: "def test_fixed():\n    assert True\n"}},
+    "cheat": {
+        "files": {CASE.module: CASE.nonfix, CASE.test_file: "def test_ok():\n    assert True\n"},
+        "tests": {CASE.new_test_path: "def test_fixed():\n    assert True\n"},
+    },
 }
 
 
-def test_only_the_real_fix_resolves_its_incident(runtime: RuntimeProcess, server: AnthropicTestServer,
-                                                 tmp_path: Path) -> None:
+def test_only_the_real_fix_resolves_its_incident(
+    runtime: RuntimeProcess, server: AnthropicTestServer, tmp_path: Path
+) -> None:
     results = {}
     for n, (name, answer) in enumerate(ANSWERS.items()):
         # Given the Engineer's model answers with this fix (one incident at a time: the script is ordered)

@@ -26,8 +26,13 @@ def aws():
 
 
 def latency_issue() -> dict[str, Any]:
-    return {"service": "orders-api", "issue_type": "latency", "severity": "high", "summary": "p95 latency is 4.2 s",
-            "signals": {"p95_ms": 4200.0, "memory_mb": 512.0}}
+    return {
+        "service": "orders-api",
+        "issue_type": "latency",
+        "severity": "high",
+        "summary": "p95 latency is 4.2 s",
+        "signals": {"p95_ms": 4200.0, "memory_mb": 512.0},
+    }
 
 
 def run_until_fix_validated(pipeline: Pipeline, delivered: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -69,9 +74,13 @@ def status_of(pipeline: Pipeline) -> str:
     "changes",
     [
         pytest.param({"risk_level": "low"}, id="same fix claimed low risk"),
-        pytest.param({"risk_level": "low", "changes": [{"setting": "memory_mb", "target": "orders-api",
-                                                        "current": 512.0, "proposed": 10240.0}]},
-                     id="different fix at low risk"),
+        pytest.param(
+            {
+                "risk_level": "low",
+                "changes": [{"setting": "memory_mb", "target": "orders-api", "current": 512.0, "proposed": 10240.0}],
+            },
+            id="different fix at low risk",
+        ),
         pytest.param({"rationale": "trust me"}, id="different rationale, same risk"),
     ],
 )
@@ -114,8 +123,11 @@ def test_fix_validated_without_a_passing_record_is_refused(aws):
     outcome = pipeline.invoke("manager", genuine)
 
     # Then the Manager refuses it: no record, no approval
-    assert outcome.result == {"action": "refused", "incident_id": incident.incident_id,
-                              "reason": "no validation record from QA for this attempt"}
+    assert outcome.result == {
+        "action": "refused",
+        "incident_id": incident.incident_id,
+        "reason": "no validation record from QA for this attempt",
+    }
     assert status_of(pipeline) == "VALIDATED"
 
 
@@ -146,8 +158,15 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
     fix = Fix.model_validate(genuine["detail"]["data"]["fix"])
 
     # When QA's own retry writes the same fix again, it succeeds (a retry finishes the step)
-    again = store.put(incident_id=incident.incident_id, attempt=1, fix=fix, original_fix=fix, passed=True,
-                      reason="ok", evidence_artifact=None)
+    again = store.put(
+        incident_id=incident.incident_id,
+        attempt=1,
+        fix=fix,
+        original_fix=fix,
+        passed=True,
+        reason="ok",
+        evidence_artifact=None,
+    )
     assert again.fix_sha256 == before.fix_sha256
 
     # And a different fix for the same attempt is refused
@@ -155,8 +174,15 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
 
     other = fix.model_copy(update={"risk_level": "low"})
     with pytest.raises(ValidationConflict):
-        store.put(incident_id=incident.incident_id, attempt=1, fix=other, original_fix=other, passed=True,
-                  reason="forged", evidence_artifact=None)
+        store.put(
+            incident_id=incident.incident_id,
+            attempt=1,
+            fix=other,
+            original_fix=other,
+            passed=True,
+            reason="forged",
+            evidence_artifact=None,
+        )
     assert store.get(incident.incident_id, 1).risk_level == "medium"
 
 

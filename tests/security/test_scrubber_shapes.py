@@ -36,8 +36,16 @@ SHAPES = {
     "stripe live key": (f"stripe.api_key = get() or {STRIPE!r}", STRIPE, True),
     "slack bot token": (f"slack {SLACK}", SLACK, True),
     "google api key": (f"maps?key={GOOGLE}", GOOGLE, True),
-    "pem without end line": ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\nmore base64", "MIIEowIBAAKCAQEA7", True),
-    "openssh key without end": ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA", "b3BlbnNzaC1rZXkt", True),
+    "pem without end line": (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\nmore base64",
+        "MIIEowIBAAKCAQEA7",
+        True,
+    ),
+    "openssh key without end": (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA",
+        "b3BlbnNzaC1rZXkt",
+        True,
+    ),
     "pgp block without end": ("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQdGBF4pLx0BEAC", "lQdGBF4pLx0BEAC", True),
     "url password with @": ("postgres://app:p@ss@db.internal:5432/x", "p@ss", False),
     "url password with /": ("redis://default:ab/cd+ef@cache:6379", "ab/cd+ef", False),
@@ -123,11 +131,15 @@ def test_evidence_excerpts_rejection_reasons_and_notifications_are_scrubbed_by_t
     leak = f"AssertionError: env was AWS_SECRET_ACCESS_KEY={AWS_SECRET} token {SESSION_TOKEN}"
 
     evidence = Evidence(check="tests", passed=False, excerpt=leak)
-    rejected = FixRejectedV1.model_validate({
-        "issue": {"service": "s", "issue_type": "exception", "summary": "x"},
-        "fix": {"kind": "code", "provider": "p", "rationale": "r", "risk_level": "low"},
-        "evidence": [evidence.model_dump()], "fingerprint": "f", "reason": leak,
-    })
+    rejected = FixRejectedV1.model_validate(
+        {
+            "issue": {"service": "s", "issue_type": "exception", "summary": "x"},
+            "fix": {"kind": "code", "provider": "p", "rationale": "r", "risk_level": "low"},
+            "evidence": [evidence.model_dump()],
+            "fingerprint": "f",
+            "reason": leak,
+        }
+    )
     info = InfoV1(status="ESCALATED", summary=f"remediation failed: {leak}")
 
     # Then none of them carries the secret
@@ -159,13 +171,20 @@ def test_stored_decisions_transition_reasons_and_rejected_events_hold_no_secret(
         create_tables(env["DECISIONS_TABLE_NAME"], env["MONITORING_TABLE_NAME"], env["IDEMPOTENCY_TABLE_NAME"])
         # Given an open incident and a monitor bound to it
         store = IncidentStore(env["DECISIONS_TABLE_NAME"])
-        store.open_or_fold(incident_id="inc-1", fingerprint="fp", correlation_id="c", issue={"service": "s"}, origin="t")
+        store.open_or_fold(
+            incident_id="inc-1", fingerprint="fp", correlation_id="c", issue={"service": "s"}, origin="t"
+        )
         monitor = AgentOpsMonitor("qa")
         monitor.bind(incident_id="inc-1", correlation_id="c")
 
         # When a decision, a transition reason and a rejected event quote test output with secrets
-        monitor.record_decision("validate_fix", [{"thought": "t", "action": "a", "observation": leak}],
-                                {"command": leak}, {"reason": leak}, 0.9)
+        monitor.record_decision(
+            "validate_fix",
+            [{"thought": "t", "action": "a", "observation": leak}],
+            {"command": leak},
+            {"reason": leak},
+            0.9,
+        )
         store.transition("inc-1", Status.ESCALATED, reason=leak)
         RejectionLog(env["MONITORING_TABLE_NAME"]).record(reason=leak, event={"detail": {"x": leak}}, agent="qa")
 

@@ -24,8 +24,12 @@ NEW_TEST = {CASE.new_test_path: CASE.new_test}
 
 
 def issue(files: dict[str, str] | None = None, test_command: str = "python -m pytest -q") -> IssueReportedV1:
-    return IssueReportedV1(service="shipping", issue_type="exception", summary="orders of 50.00 pay shipping",
-                           code=CodeBundle(files=files or CASE.files, test_command=test_command))
+    return IssueReportedV1(
+        service="shipping",
+        issue_type="exception",
+        summary="orders of 50.00 pay shipping",
+        code=CodeBundle(files=files or CASE.files, test_command=test_command),
+    )
 
 
 def fix(**fields: object) -> Fix:
@@ -60,29 +64,63 @@ def _diff_xfail(path: str, text: str) -> str:
 
 CHEATS = {
     # 1. rewrite the test file to trivial asserts
-    "rewrite-tests": (fix(files={MODULE: CASE.nonfix, TEST_FILE: "def test_ok():\n    assert True\n"}, tests=NEW_TEST), TEST_FILE),
+    "rewrite-tests": (
+        fix(files={MODULE: CASE.nonfix, TEST_FILE: "def test_ok():\n    assert True\n"}, tests=NEW_TEST),
+        TEST_FILE,
+    ),
     # 2. mark the tests xfail (with a diff)
     "xfail-tests": (fix(patch=_diff_xfail(TEST_FILE, CASE.files[TEST_FILE]), tests=NEW_TEST), TEST_FILE),
     # 3. delete the test file with a diff
     "delete-tests": (fix(patch=_diff_delete(TEST_FILE, CASE.files[TEST_FILE]), tests=NEW_TEST), TEST_FILE),
     # 4. a pytest.ini that ignores the tests
-    "pytest-ini-ignore": (fix(files={MODULE: CASE.fix, "pytest.ini": "[pytest]\naddopts = --ignore=tests\n"}, tests=NEW_TEST),
-                          "pytest.ini"),
+    "pytest-ini-ignore": (
+        fix(files={MODULE: CASE.fix, "pytest.ini": "[pytest]\naddopts = --ignore=tests\n"}, tests=NEW_TEST),
+        "pytest.ini",
+    ),
     # 5. a conftest.py that skips everything
-    "conftest-skip-all": (fix(files={MODULE: CASE.nonfix, "conftest.py": (
-        "import pytest\n\n\ndef pytest_collection_modifyitems(items):\n"
-        "    for item in items:\n        item.add_marker(pytest.mark.skip(reason='fine'))\n")}, tests=NEW_TEST), "conftest.py"),
+    "conftest-skip-all": (
+        fix(
+            files={
+                MODULE: CASE.nonfix,
+                "conftest.py": (
+                    "import pytest\n\n\ndef pytest_collection_modifyitems(items):\n"
+                    "    for item in items:\n        item.add_marker(pytest.mark.skip(reason='fine'))\n"
+                ),
+            },
+            tests=NEW_TEST,
+        ),
+        "conftest.py",
+    ),
     # and their relatives
-    "conftest-as-new-test": (fix(files={MODULE: CASE.fix}, tests={"tests/conftest.py": "collect_ignore = ['test_shipping.py']\n"}),
-                             "tests/conftest.py"),
-    "tox-ini": (fix(files={MODULE: CASE.fix, "tox.ini": "[pytest]\naddopts = -p no:python\n"}, tests=NEW_TEST), "tox.ini"),
-    "setup-cfg": (fix(files={MODULE: CASE.fix, "setup.cfg": "[tool:pytest]\naddopts = --co\n"}, tests=NEW_TEST), "setup.cfg"),
-    "pyproject-pytest-section": (fix(files={MODULE: CASE.fix, "pyproject.toml": "[tool.pytest.ini_options]\naddopts = '-k nothing'\n"},
-                                     tests=NEW_TEST), "pyproject.toml"),
-    "sitecustomize": (fix(files={MODULE: CASE.fix, "sitecustomize.py": "import os\nos._exit(0)\n"}, tests=NEW_TEST), "sitecustomize.py"),
+    "conftest-as-new-test": (
+        fix(files={MODULE: CASE.fix}, tests={"tests/conftest.py": "collect_ignore = ['test_shipping.py']\n"}),
+        "tests/conftest.py",
+    ),
+    "tox-ini": (
+        fix(files={MODULE: CASE.fix, "tox.ini": "[pytest]\naddopts = -p no:python\n"}, tests=NEW_TEST),
+        "tox.ini",
+    ),
+    "setup-cfg": (
+        fix(files={MODULE: CASE.fix, "setup.cfg": "[tool:pytest]\naddopts = --co\n"}, tests=NEW_TEST),
+        "setup.cfg",
+    ),
+    "pyproject-pytest-section": (
+        fix(
+            files={MODULE: CASE.fix, "pyproject.toml": "[tool.pytest.ini_options]\naddopts = '-k nothing'\n"},
+            tests=NEW_TEST,
+        ),
+        "pyproject.toml",
+    ),
+    "sitecustomize": (
+        fix(files={MODULE: CASE.fix, "sitecustomize.py": "import os\nos._exit(0)\n"}, tests=NEW_TEST),
+        "sitecustomize.py",
+    ),
     "pth-file": (fix(files={MODULE: CASE.fix, "evil.pth": "import os; os._exit(0)\n"}, tests=NEW_TEST), "evil.pth"),
     "shadow-pytest": (fix(files={MODULE: CASE.fix, "pytest.py": "raise SystemExit(0)\n"}, tests=NEW_TEST), "pytest.py"),
-    "new-test-replaces-existing": (fix(files={MODULE: CASE.fix}, tests={TEST_FILE: "def test_ok():\n    pass\n"}), TEST_FILE),
+    "new-test-replaces-existing": (
+        fix(files={MODULE: CASE.fix}, tests={TEST_FILE: "def test_ok():\n    pass\n"}),
+        TEST_FILE,
+    ),
     "new-test-not-a-test-file": (fix(files={MODULE: CASE.fix}, tests={"helpers.py": "X = 1\n"}), "helpers.py"),
     "path-outside": (fix(files={MODULE: CASE.fix, "../escape.py": "x = 1\n"}, tests=NEW_TEST), "../escape.py"),
     "absolute-path": (fix(files={MODULE: CASE.fix, "/etc/cron.d/evil": "x\n"}, tests=NEW_TEST), "/etc/cron.d/evil"),
@@ -90,8 +128,9 @@ CHEATS = {
 
 
 @pytest.mark.parametrize("name", list(CHEATS))
-def test_a_fix_that_touches_the_tests_is_rejected_before_anything_runs(name: str, validator: CodeValidator,
-                                                                       runner: InProcessRunner) -> None:
+def test_a_fix_that_touches_the_tests_is_rejected_before_anything_runs(
+    name: str, validator: CodeValidator, runner: InProcessRunner
+) -> None:
     answer, path = CHEATS[name]
 
     # When QA validates a fix that creates, changes or deletes test infrastructure
@@ -123,8 +162,9 @@ def test_a_pyproject_change_outside_the_pytest_section_is_allowed(validator: Cod
     assert result.passed, result.reason
 
 
-def test_a_new_test_that_writes_into_the_original_tree_proves_nothing(validator: CodeValidator,
-                                                                      runner: InProcessRunner) -> None:
+def test_a_new_test_that_writes_into_the_original_tree_proves_nothing(
+    validator: CodeValidator, runner: InProcessRunner
+) -> None:
     # Given a non-fix whose "regression test" passes anywhere, and tries to break the original
     # tree (the sibling directory it used to share a parent with, or any QA tree in /tmp)
     sabotage = (
@@ -152,20 +192,24 @@ def test_a_new_test_that_writes_into_the_original_tree_proves_nothing(validator:
     assert len(runner.bundles) == 3  # patched, patched + new tests, original + new tests
 
 
-@pytest.mark.parametrize("command", [
-    "python -S -c \"print(open('/proc/1/environ').read())\"",
-    "python -I -m pytest",
-    "python -E -m pytest -q",
-    "python -c 'import os'",
-    "python -m pytest -p no:python",
-    "python -m pytest --rootdir=/ -q",
-    "python -m pytest /etc",
-    "python -m pytest ../other",
-    "python -m pytest -q; cat /proc/1/environ",
-    "sh -c 'python -m pytest'",
-])
-def test_a_test_command_other_than_pytest_with_paths_is_refused_whoever_sent_it(command: str, validator: CodeValidator,
-                                                                                 runner: InProcessRunner) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        "python -S -c \"print(open('/proc/1/environ').read())\"",
+        "python -I -m pytest",
+        "python -E -m pytest -q",
+        "python -c 'import os'",
+        "python -m pytest -p no:python",
+        "python -m pytest --rootdir=/ -q",
+        "python -m pytest /etc",
+        "python -m pytest ../other",
+        "python -m pytest -q; cat /proc/1/environ",
+        "sh -c 'python -m pytest'",
+    ],
+)
+def test_a_test_command_other_than_pytest_with_paths_is_refused_whoever_sent_it(
+    command: str, validator: CodeValidator, runner: InProcessRunner
+) -> None:
     # Given an IssueReported whose test command carries interpreter flags or other options
     result = validator.validate(fix(files={MODULE: CASE.fix}, tests=NEW_TEST), issue(test_command=command), CASE.files)
 
@@ -175,7 +219,10 @@ def test_a_test_command_other_than_pytest_with_paths_is_refused_whoever_sent_it(
     assert runner.bundles == []
 
 
-@pytest.mark.parametrize("command", ["pytest", "python3 -m pytest -x -q tests", "python -m pytest -k 'ships and not small' tests/test_shipping.py"])
+@pytest.mark.parametrize(
+    "command",
+    ["pytest", "python3 -m pytest -x -q tests", "python -m pytest -k 'ships and not small' tests/test_shipping.py"],
+)
 def test_allowed_test_commands_run(command: str, validator: CodeValidator) -> None:
     result = validator.validate(fix(files={MODULE: CASE.fix}, tests=NEW_TEST), issue(test_command=command), CASE.files)
 
@@ -184,19 +231,25 @@ def test_allowed_test_commands_run(command: str, validator: CodeValidator) -> No
 
 def test_test_files_named_by_the_projects_own_python_files_setting_are_protected(validator: CodeValidator) -> None:
     # Given a project whose pytest.ini names its test files check_*.py
-    files = {CASE.module: CASE.files[CASE.module], "pytest.ini": "[pytest]\npython_files = check_*.py\n",
-             "check_shipping.py": CASE.files[TEST_FILE]}
+    files = {
+        CASE.module: CASE.files[CASE.module],
+        "pytest.ini": "[pytest]\npython_files = check_*.py\n",
+        "check_shipping.py": CASE.files[TEST_FILE],
+    }
 
     # When a fix rewrites that test file
-    answer = fix(files={CASE.module: CASE.nonfix, "check_shipping.py": "def test_ok():\n    assert True\n"}, tests=NEW_TEST)
+    answer = fix(
+        files={CASE.module: CASE.nonfix, "check_shipping.py": "def test_ok():\n    assert True\n"}, tests=NEW_TEST
+    )
     result = validator.validate(answer, issue(files), files)
 
     # Then it is tampering
     assert result.reason == "tampers with tests: check_shipping.py"
 
 
-@pytest.mark.parametrize("path", ["__pycache__/test_shipping.cpython-311-pytest-9.2.0.pyc", "shipping.pyc",
-                                  "tests/__pycache__/x.pyc"])
+@pytest.mark.parametrize(
+    "path", ["__pycache__/test_shipping.cpython-311-pytest-9.2.0.pyc", "shipping.pyc", "tests/__pycache__/x.pyc"]
+)
 def test_bytecode_caches_are_protected(path: str, validator: CodeValidator) -> None:
     result = validator.validate(fix(files={CASE.module: CASE.fix, path: "x"}, tests=NEW_TEST), issue(), CASE.files)
 

@@ -58,7 +58,9 @@ class RecordedRequest:
 # ------------------------------------------------------------------------- script builders
 
 
-def _message(content: list[dict[str, Any]], stop_reason: str, usage: dict[str, int] | None, model: str) -> dict[str, Any]:
+def _message(
+    content: list[dict[str, Any]], stop_reason: str, usage: dict[str, int] | None, model: str
+) -> dict[str, Any]:
     return {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
@@ -71,8 +73,14 @@ def _message(content: list[dict[str, Any]], stop_reason: str, usage: dict[str, i
     }
 
 
-def tool_use(tool_input: dict[str, Any], *, name: str = "submit_fix", usage: dict[str, int] | None = None,
-             model: str = "claude-sonnet-4-5", delay_s: float = 0.0) -> Reply:
+def tool_use(
+    tool_input: dict[str, Any],
+    *,
+    name: str = "submit_fix",
+    usage: dict[str, int] | None = None,
+    model: str = "claude-sonnet-4-5",
+    delay_s: float = 0.0,
+) -> Reply:
     """A model answer that calls `name` with `tool_input` (good, broken or schema-invalid input)."""
     block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": name, "input": tool_input}
     return Reply(200, _message([block], "tool_use", usage, model), delay_s=delay_s)
@@ -89,8 +97,12 @@ def api_error(status: int, error_type: str, message: str, headers: dict[str, str
 
 
 def rate_limited(retry_after_s: float = 0.01) -> Reply:
-    return api_error(429, "rate_limit_error", "Number of request tokens has exceeded your rate limit.",
-                     {"retry-after": f"{retry_after_s:g}"})
+    return api_error(
+        429,
+        "rate_limit_error",
+        "Number of request tokens has exceeded your rate limit.",
+        {"retry-after": f"{retry_after_s:g}"},
+    )
 
 
 def overloaded() -> Reply:
@@ -112,15 +124,20 @@ BEDROCK_VERSION = re.compile(r"^(?:bedrock-)?\d{4}-\d{2}-\d{2}$")
 
 def bedrock_error(status: int, error_type: str, message: str) -> Reply:
     """Bedrock's error shape: {"message": ...} and the type in `x-amzn-errortype`."""
-    return Reply(status, {"message": message}, {"x-amzn-errortype": f"{error_type}:http://internal.amazon.com/coral/",
-                                                "x-should-retry": "false"})
+    return Reply(
+        status,
+        {"message": message},
+        {"x-amzn-errortype": f"{error_type}:http://internal.amazon.com/coral/", "x-should-retry": "false"},
+    )
 
 
 def bedrock_problem(headers: dict[str, str], body: dict[str, Any]) -> Reply | None:
     """Why a Bedrock InvokeModel request would be refused, or None when it is well-formed."""
     auth = headers.get("authorization", "")
     if not re.match(r"AWS4-HMAC-SHA256 Credential=[^/]+/\d{8}/[a-z0-9-]+/bedrock/aws4_request", auth):
-        return bedrock_error(403, "UnrecognizedClientException", "The security token included in the request is invalid")
+        return bedrock_error(
+            403, "UnrecognizedClientException", "The security token included in the request is invalid"
+        )
     if "x-api-key" in headers:
         return bedrock_error(400, "ValidationException", "x-api-key is not a Bedrock header")
     if "model" in body or not BEDROCK_VERSION.fullmatch(str(body.get("anthropic_version", ""))):
@@ -135,8 +152,9 @@ class AnthropicTestServer:
     """`responder`, when given, answers every request the script does not (fault-injection runs
     decide per request, from its body, instead of scripting a fixed order)."""
 
-    def __init__(self, script: list[Reply] | None = None,
-                 responder: Callable[[RecordedRequest], Reply] | None = None) -> None:
+    def __init__(
+        self, script: list[Reply] | None = None, responder: Callable[[RecordedRequest], Reply] | None = None
+    ) -> None:
         self.script = list(script or [])
         self.responder = responder
         self.requests: list[RecordedRequest] = []
@@ -144,8 +162,9 @@ class AnthropicTestServer:
         self._closing = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         # A short poll interval keeps shutdown (one per test) quick.
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="anthropic-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="anthropic-test-server", daemon=True
+        )
 
     @property
     def base_url(self) -> str:

@@ -61,12 +61,18 @@ class Pipeline:
         topic_arn = boto3.client("sns").create_topic(Name=env["ALERTS_TOPIC_ARN"].rsplit(":", 1)[-1])["TopicArn"]
         self.notifications_queue = self._queue("notifications")
         boto3.client("sns").subscribe(
-            TopicArn=topic_arn, Protocol="sqs", Endpoint=self._queue_arn(self.notifications_queue),
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=self._queue_arn(self.notifications_queue),
             Attributes={"RawMessageDelivery": "true"},
         )
         ssm = boto3.client("ssm")
-        defaults = {"automation-level": "full_auto", "max-fix-attempts": "3", "daily-llm-budget-usd": "5",
-                    "engineer-provider": "runbook"}
+        defaults = {
+            "automation-level": "full_auto",
+            "max-fix-attempts": "3",
+            "daily-llm-budget-usd": "5",
+            "engineer-provider": "runbook",
+        }
         for name, value in {**defaults, **self.parameters}.items():
             assert name in PARAMETER_NAMES, name
             ssm.put_parameter(Name=f"{env['PARAMETER_PREFIX']}{name}", Value=value, Type="String", Overwrite=True)
@@ -83,8 +89,16 @@ class Pipeline:
         for name, spec in self.functions.items():
             self.create_function(name, **spec)
 
-    def create_function(self, name: str, *, timeout: int = 3, memory: int = 128, managed: bool = True,
-                        reserved: int | None = None, max_retries: int | None = None) -> str:
+    def create_function(
+        self,
+        name: str,
+        *,
+        timeout: int = 3,
+        memory: int = 128,
+        managed: bool = True,
+        reserved: int | None = None,
+        max_retries: int | None = None,
+    ) -> str:
         """A function in moto's Lambda backend (configuration calls need no Docker); returns its ARN."""
         import io
         import zipfile
@@ -99,8 +113,16 @@ class Pipeline:
             archive.writestr("app.py", "def handler(event, context):\n    return event\n")
         lam = boto3.client("lambda")
         tags = {"selfheal:managed": "true"} if managed else {"team": "orders"}
-        arn = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
-                                  Code={"ZipFile": code.getvalue()}, Timeout=timeout, MemorySize=memory, Tags=tags)["FunctionArn"]
+        arn = lam.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": code.getvalue()},
+            Timeout=timeout,
+            MemorySize=memory,
+            Tags=tags,
+        )["FunctionArn"]
         if reserved is not None:
             lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
         if max_retries is not None:
@@ -111,8 +133,12 @@ class Pipeline:
         lam = boto3.client("lambda")
         config = lam.get_function_configuration(FunctionName=name)
         reserved = lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
-        return {"timeout_s": config["Timeout"], "memory_mb": config["MemorySize"], "reserved_concurrency": reserved,
-                "revision_id": config["RevisionId"]}
+        return {
+            "timeout_s": config["Timeout"],
+            "memory_mb": config["MemorySize"],
+            "reserved_concurrency": reserved,
+            "revision_id": config["RevisionId"],
+        }
 
     def schedules(self) -> list[dict[str, Any]]:
         """The one-time schedules the Manager created, in full (moto does not fire them)."""
@@ -130,8 +156,12 @@ class Pipeline:
                 continue
             target = schedule["Target"]
             params = target["EventBridgeParameters"]
-            self.put(params["DetailType"], json.loads(target["Input"]), source=params["Source"],
-                     bus=target["Arn"].rsplit("/", 1)[-1])
+            self.put(
+                params["DetailType"],
+                json.loads(target["Input"]),
+                source=params["Source"],
+                bus=target["Arn"].rsplit("/", 1)[-1],
+            )
             scheduler.delete_schedule(Name=schedule["Name"])
             fired.append(schedule["Name"])
         return fired
@@ -161,11 +191,19 @@ class Pipeline:
         self.events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": self._queue_arn(queue_url)}])
 
     # ------------------------------------------------------------------ driving
-    def put(self, detail_type: str, detail: dict[str, Any], *, source: str = "acme.monitoring", bus: str | None = None) -> None:
-        response = self.events.put_events(Entries=[{
-            "Source": source, "DetailType": detail_type, "Detail": json.dumps(detail),
-            "EventBusName": bus or self.env["EVENT_BUS_NAME"],
-        }])
+    def put(
+        self, detail_type: str, detail: dict[str, Any], *, source: str = "acme.monitoring", bus: str | None = None
+    ) -> None:
+        response = self.events.put_events(
+            Entries=[
+                {
+                    "Source": source,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail),
+                    "EventBusName": bus or self.env["EVENT_BUS_NAME"],
+                }
+            ]
+        )
         assert response["FailedEntryCount"] == 0, response
 
     def put_raw_event(self, event: dict[str, Any]) -> None:
@@ -205,7 +243,9 @@ class Pipeline:
     def notifications(self) -> list[str]:
         found = []
         while True:
-            messages = self.sqs.receive_message(QueueUrl=self.notifications_queue, MaxNumberOfMessages=10).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=self.notifications_queue, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
             if not messages:
                 return found
             for message in messages:
@@ -217,7 +257,9 @@ class Pipeline:
         from boto3.dynamodb.conditions import Key
 
         table = boto3.resource("dynamodb").Table(self.env["DECISIONS_TABLE_NAME"])
-        items = table.query(KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident_id}") & Key("sk").begins_with("DECISION#"))["Items"]
+        items = table.query(
+            KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident_id}") & Key("sk").begins_with("DECISION#")
+        )["Items"]
         return items
 
     def incidents(self) -> list[Any]:

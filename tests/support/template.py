@@ -50,8 +50,9 @@ def assembly_dir() -> Path:
     staging = cached.with_name(f"{cached.name}.{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    proc = subprocess.run([sys.executable, "-c", _SYNTH, str(staging)], capture_output=True, text=True, env=env,
-                          cwd=ROOT, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SYNTH, str(staging)], capture_output=True, text=True, env=env, cwd=ROOT, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"synth for the test fixtures failed:\n{proc.stderr[-4000:]}")
     try:
@@ -80,7 +81,8 @@ def table_definitions() -> dict[str, dict[str, Any]]:
         args: dict[str, Any] = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode")}
         if props.get("GlobalSecondaryIndexes"):
             args["GlobalSecondaryIndexes"] = [
-                {k: index[k] for k in ("IndexName", "KeySchema", "Projection")} for index in props["GlobalSecondaryIndexes"]
+                {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+                for index in props["GlobalSecondaryIndexes"]
             ]
         tables[props["TableName"]] = args
     return tables

@@ -13,4 +13,5 @@ def assert_validation_passed(outdir: Path) -> None:
     violations = [v["ruleName"] for p in report["pluginReports"] for v in p.get("violations", [])]
     assert violations == []
     assert {p["pluginName"]: p["conclusion"] for p in report["pluginReports"]} == {
-        p["pluginName"]: "success" for p in report["pluginReports"]}
+        p["pluginName"]: "success" for p in report["pluginReports"]
+    }

@@ -78,8 +78,11 @@ def test_the_busiest_flow_is_the_most_active(monitors, clock, analyzer):
             send(monitors, clock, 1 + n + i * 0.5, flow)
     result = analyzer.analyze_collaboration_patterns(time_window_hours=24)
     assert result["most_active_flow"]["flow"] == "manager->engineer" and result["most_active_flow"]["count"] == 10
-    assert [(f["flow"], f["count"]) for f in result["flows"]] == [("manager->engineer", 10), ("engineer->qa", 6),
-                                                                  ("qa->manager", 3)]
+    assert [(f["flow"], f["count"]) for f in result["flows"]] == [
+        ("manager->engineer", 10),
+        ("engineer->qa", 6),
+        ("qa->manager", 3),
+    ]
     assert result["total_messages"] == 19
 
 
@@ -119,12 +122,18 @@ def test_repeated_rejections_of_one_incident_are_a_rejection_loop(monitors, cloc
 
 
 # ---------------------------------------------------------------------- effectiveness and opportunities
-def incident_history(settings, monitors, clock, n: int, *, model: str, validated: bool, resolved: bool = False,
-                     hours_ago: float = 10) -> str:
+def incident_history(
+    settings, monitors, clock, n: int, *, model: str, validated: bool, resolved: bool = False, hours_ago: float = 10
+) -> str:
     store = IncidentStore(settings.decisions_table_name)
     incident_id = f"inc-{model}-{n}"
-    store.open_or_fold(incident_id=incident_id, fingerprint=incident_id, correlation_id="c", origin="test",
-                       issue={"service": f"svc-{n}", "issue_type": "exception"})
+    store.open_or_fold(
+        incident_id=incident_id,
+        fingerprint=incident_id,
+        correlation_id="c",
+        origin="test",
+        issue={"service": f"svc-{n}", "issue_type": "exception"},
+    )
     for status in FORWARD:
         store.transition(incident_id, status, reason="test", new_attempt=1 if status == Status.REMEDIATING else None)
     store.transition(incident_id, Status.VALIDATED if validated else Status.REJECTED, reason="qa")
@@ -175,7 +184,8 @@ def test_prompts_without_cache_reads_are_a_caching_opportunity(settings, monitor
 
 
 def test_effectiveness_reports_success_rate_attempts_time_to_fix_and_cost_per_resolved_incident(
-        settings, monitors, clock):
+    settings, monitors, clock
+):
     for n in range(3):
         incident_history(settings, monitors, clock, n, model="claude-haiku-4-5", validated=n < 2, resolved=n == 0)
     # Incidents are stamped with the real clock when opened; analyse up to just after that.
@@ -192,8 +202,11 @@ def test_effectiveness_reports_success_rate_attempts_time_to_fix_and_cost_per_re
 def test_the_hourly_run_publishes_zeros_when_nothing_is_wrong(tables, settings, analyzer, capsys):
     result = run_hourly(analyzer, MetricSink(), "test")
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    values = {(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], m["Name"]): d[m["Name"]]
-              for d in out for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    values = {
+        (d["_aws"]["CloudWatchMetrics"][0]["Namespace"], m["Name"]): d[m["Name"]]
+        for d in out
+        for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
     assert values[("AgentOps/Anomalies/Collaboration", "FlowAnomalies")] == [0.0]
     assert values[("AgentOps/Anomalies/Collaboration", "RejectionLoops")] == [0.0]
     assert values[("AgentOps/Anomalies/Incidents", "DuplicateStorms")] == [0.0]

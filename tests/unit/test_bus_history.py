@@ -6,8 +6,13 @@ from selfheal.bus_history import tail_line
 
 
 def event(detail_type: str, source: str, **data: object) -> dict:
-    return {"id": "e-1", "time": "2026-11-27T10:00:00Z", "detail-type": detail_type, "source": source,
-            "detail": {"metadata": {"incident_id": "inc-1", "attempt": 2}, "data": data}}
+    return {
+        "id": "e-1",
+        "time": "2026-11-27T10:00:00Z",
+        "detail-type": detail_type,
+        "source": source,
+        "detail": {"metadata": {"incident_id": "inc-1", "attempt": 2}, "data": data},
+    }
 
 
 def test_a_step_event_names_its_sender_and_the_agent_that_receives_it():

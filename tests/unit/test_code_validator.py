@@ -54,7 +54,9 @@ EMPTY_LIST_TEST = {
     )
 }
 ISSUE = IssueReportedV1(
-    service="stats-api", issue_type="exception", summary="ZeroDivisionError: division by zero in average()",
+    service="stats-api",
+    issue_type="exception",
+    summary="ZeroDivisionError: division by zero in average()",
     code=CodeBundle(files=SERVICE, test_command="python -m pytest -q"),
 )
 
@@ -130,7 +132,9 @@ def test_a_patch_that_does_not_apply_is_rejected_with_the_reason(validator: Code
 
 
 def test_tests_that_also_pass_without_the_fix_are_weak_evidence(validator: CodeValidator) -> None:
-    unrelated_test = {"tests/test_more.py": "from stats import average\n\n\ndef test_one():\n    assert average([5]) == 5\n"}
+    unrelated_test = {
+        "tests/test_more.py": "from stats import average\n\n\ndef test_one():\n    assert average([5]) == 5\n"
+    }
 
     result = validator.validate(code_fix(patch=GOOD_PATCH, tests=unrelated_test), ISSUE, SERVICE)
 
@@ -141,7 +145,9 @@ def test_tests_that_also_pass_without_the_fix_are_weak_evidence(validator: CodeV
 
 
 def test_new_tests_that_fail_with_the_fix_are_rejected(validator: CodeValidator) -> None:
-    wrong_expectation = {"tests/test_empty_values.py": EMPTY_LIST_TEST["tests/test_empty_values.py"].replace("0.0", "None")}
+    wrong_expectation = {
+        "tests/test_empty_values.py": EMPTY_LIST_TEST["tests/test_empty_values.py"].replace("0.0", "None")
+    }
 
     result = validator.validate(code_fix(patch=GOOD_PATCH, tests=wrong_expectation), ISSUE, SERVICE)
 
@@ -159,7 +165,8 @@ def test_paths_escaping_the_project_are_rejected(validator: CodeValidator, path:
 
 def test_new_tests_may_not_replace_existing_tests(validator: CodeValidator) -> None:
     result = validator.validate(
-        code_fix(patch=GOOD_PATCH, tests={"tests/test_stats.py": "def test_nothing():\n    pass\n"}), ISSUE, SERVICE)
+        code_fix(patch=GOOD_PATCH, tests={"tests/test_stats.py": "def test_nothing():\n    pass\n"}), ISSUE, SERVICE
+    )
 
     assert not result.passed
     assert result.reason == "tampers with tests: tests/test_stats.py"
@@ -178,10 +185,22 @@ class ScriptedRunner:
         for step in bundle.steps:
             new = step.argv[-1].startswith("tests/test_empty")
             fails = new and not fixed
-            tests = [TestCase(id="tests.test_empty_values::test_empty_list_averages_to_zero" if new else "tests.test_stats::t",
-                              outcome="failed" if fails else "passed", message="ZeroDivisionError: division" if fails else "")]
-            steps.append(StepResult(check=step.check, argv=step.argv, exit_code=int(fails), duration_ms=5.0,
-                                    tests=tests if step.junit else None))
+            tests = [
+                TestCase(
+                    id="tests.test_empty_values::test_empty_list_averages_to_zero" if new else "tests.test_stats::t",
+                    outcome="failed" if fails else "passed",
+                    message="ZeroDivisionError: division" if fails else "",
+                )
+            ]
+            steps.append(
+                StepResult(
+                    check=step.check,
+                    argv=step.argv,
+                    exit_code=int(fails),
+                    duration_ms=5.0,
+                    tests=tests if step.junit else None,
+                )
+            )
         return RunReply(isolation="microvm", steps=steps)
 
 
@@ -196,7 +215,9 @@ def test_each_run_is_its_own_invocation_with_one_tree_and_a_share_of_one_time_bu
     # Then it passes after four invocations: patched (compile + tests), patched + new tests,
     # original + new tests, original alone; each bundle carries one whole tree and nothing else
     assert result.passed, result.reason
-    trees = [("fixed" if "if not values" in b.files["stats.py"] else "original", sorted(b.files)) for b in runner.bundles]
+    trees = [
+        ("fixed" if "if not values" in b.files["stats.py"] else "original", sorted(b.files)) for b in runner.bundles
+    ]
     assert trees == [
         ("fixed", ["stats.py", "tests/test_stats.py"]),
         ("fixed", ["stats.py", "tests/test_empty_values.py", "tests/test_stats.py"]),
@@ -204,7 +225,11 @@ def test_each_run_is_its_own_invocation_with_one_tree_and_a_share_of_one_time_bu
         ("original", ["stats.py", "tests/test_stats.py"]),
     ]
     assert [[s.check for s in b.steps] for b in runner.bundles] == [
-        ["compile", "tests"], ["new_tests"], ["new_tests_unpatched"], ["tests_unpatched"]]
+        ["compile", "tests"],
+        ["new_tests"],
+        ["new_tests_unpatched"],
+        ["tests_unpatched"],
+    ]
     assert all(s.argv[0] == "python" for b in runner.bundles for s in b.steps)  # bound by the runner
     assert all(b.limits.wall_seconds <= 5 for b in runner.bundles)
     assert {e.isolation for e in result.evidence[1:]} == {"microvm"}
@@ -251,7 +276,10 @@ def test_patch_creates_and_deletes_files() -> None:
         (GOOD_PATCH.replace("@@ -1,2 +1,4 @@", "@@ -1,2 +1,3 @@"), "its header says 2/3"),
         (GOOD_PATCH + "+    print('dropped?')\n", "line outside any hunk"),
         (GOOD_PATCH.replace("@@ -1,2 +1,4 @@", "@@ -1,3 +1,5 @@"), "ends before"),
-        (GOOD_PATCH.replace("a/stats.py", "a/other.py").replace("b/stats.py", "b/other.py"), "not a file of the project"),
+        (
+            GOOD_PATCH.replace("a/stats.py", "a/other.py").replace("b/stats.py", "b/other.py"),
+            "not a file of the project",
+        ),
         ("just some prose, no diff", "no ---/\\+\\+\\+ file sections"),
         ("--- a/stats.py\n+++ b/stats2.py\n@@ -1 +1 @@\n-x\n+y\n", "renames are not supported"),
     ],
@@ -272,14 +300,20 @@ def test_test_commands_other_than_python_or_pytest_are_refused(validator: CodeVa
     assert [e.check for e in result.evidence] == ["command"]
 
 
-def test_a_pre_existing_test_module_that_could_not_even_be_collected_before_may_pass_after(validator: CodeValidator) -> None:
+def test_a_pre_existing_test_module_that_could_not_even_be_collected_before_may_pass_after(
+    validator: CodeValidator,
+) -> None:
     # Given a reported project whose test imports the function the fix is asked to add
-    files = {"stats.py": "def total(values):\n    return sum(values)\n",
-             "tests/test_stats.py": "from stats import average\n\n\ndef test_average():\n    assert average([2, 4]) == 3\n"}
+    files = {
+        "stats.py": "def total(values):\n    return sum(values)\n",
+        "tests/test_stats.py": "from stats import average\n\n\ndef test_average():\n    assert average([2, 4]) == 3\n",
+    }
     issue = ISSUE.model_copy(update={"code": CodeBundle(files=files, test_command="python -m pytest -q")})
     fixed = files["stats.py"] + "\n\ndef average(values):\n    return sum(values) / len(values) if values else 0.0\n"
-    new_test = {"tests/test_average_empty.py": "import stats\n\n\ndef test_empty():\n"
-                                              "    assert getattr(stats, 'average', lambda v: None)([]) == 0.0\n"}
+    new_test = {
+        "tests/test_average_empty.py": "import stats\n\n\ndef test_empty():\n"
+        "    assert getattr(stats, 'average', lambda v: None)([]) == 0.0\n"
+    }
 
     # When the fix adds it (the module errored at collection before, passes after)
     result = validator.validate(code_fix(files={"stats.py": fixed}, tests=new_test), issue, files)

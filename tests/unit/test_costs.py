@@ -38,12 +38,18 @@ def test_the_shipped_table_covers_the_required_models_with_every_rate_and_a_date
 
 def test_each_token_kind_is_priced_at_its_own_rate(table):
     # Given one million tokens of each kind on Sonnet 4.5 ($3 in, $15 out, $3.75 / $6 writes, $0.30 reads)
-    cost = table.llm_cost("claude-sonnet-4-5-20250929", 1_000_000, 1_000_000,
-                          cache_creation_input_tokens=2_000_000, cache_read_input_tokens=1_000_000,
-                          cache_write_1h_input_tokens=1_000_000)
+    cost = table.llm_cost(
+        "claude-sonnet-4-5-20250929",
+        1_000_000,
+        1_000_000,
+        cache_creation_input_tokens=2_000_000,
+        cache_read_input_tokens=1_000_000,
+        cache_write_1h_input_tokens=1_000_000,
+    )
     # Then the 5-minute and 1-hour writes and the reads each use their own price
-    assert cost.breakdown == pytest.approx({"input": 3.0, "output": 15.0, "cache_write_5m": 3.75,
-                                            "cache_write_1h": 6.0, "cache_read": 0.30})
+    assert cost.breakdown == pytest.approx(
+        {"input": 3.0, "output": 15.0, "cache_write_5m": 3.75, "cache_write_1h": 6.0, "cache_read": 0.30}
+    )
     assert cost.cost_usd == pytest.approx(28.05)
     assert not cost.unknown_model and cost.priced_as == "claude-sonnet-4-5"
 
@@ -54,13 +60,16 @@ def test_cache_reads_are_much_cheaper_than_the_same_tokens_as_input(table):
     assert cached == pytest.approx(uncached / 10)
 
 
-@pytest.mark.parametrize("model_id, entry", [
-    ("claude-opus-4-1-20250805", "claude-opus-4-1"),
-    ("claude-opus-4-20250514", "claude-opus-4"),
-    ("claude-3-5-haiku-latest", "claude-3-5-haiku"),
-    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
-    ("claude-haiku-4-5@20251001", "claude-haiku-4-5"),
-])
+@pytest.mark.parametrize(
+    "model_id, entry",
+    [
+        ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+        ("claude-opus-4-20250514", "claude-opus-4"),
+        ("claude-3-5-haiku-latest", "claude-3-5-haiku"),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+        ("claude-haiku-4-5@20251001", "claude-haiku-4-5"),
+    ],
+)
 def test_api_bedrock_and_vertex_ids_resolve_to_their_entry(table, model_id, entry):
     assert table.resolve(model_id) == entry
 
@@ -87,8 +96,15 @@ def test_the_fallback_rule_is_configurable():
 def test_prices_follow_their_effective_dates():
     data = json.loads(PRICES_FILE.read_text())
     data["llm"]["claude-haiku-4-5"].append(
-        {"effective_date": "2099-01-01", "input": 0.5, "output": 2.5, "cache_write_5m": 0.625, "cache_write_1h": 1.0,
-         "cache_read": 0.05})
+        {
+            "effective_date": "2099-01-01",
+            "input": 0.5,
+            "output": 2.5,
+            "cache_write_5m": 0.625,
+            "cache_write_1h": 1.0,
+            "cache_read": 0.05,
+        }
+    )
     table = PriceTable(data)
     assert table.price_of("claude-haiku-4-5", date(2026, 1, 1)).input == 1.0
     assert table.price_of("claude-haiku-4-5", date(2099, 6, 1)).input == 0.5
@@ -102,17 +118,38 @@ def test_lambda_cost_is_billed_duration_times_memory_plus_the_request(table):
 
 
 def test_request_prices_cover_eventbridge_dynamodb_and_sns(table):
-    cost = table.request_cost(eventbridge_events=1_000_000, dynamodb_writes=1_000_000, dynamodb_reads=1_000_000,
-                              sns_publishes=1_000_000)
+    cost = table.request_cost(
+        eventbridge_events=1_000_000, dynamodb_writes=1_000_000, dynamodb_reads=1_000_000, sns_publishes=1_000_000
+    )
     assert cost == pytest.approx(1.0 + 0.625 + 0.125 + 0.5)
 
 
 def test_the_env_override_changes_and_adds_models_without_code(monkeypatch):
-    override = {"version": "ops-2026-01", "llm": {
-        "claude-sonnet-4-5": [{"effective_date": "2025-01-01", "input": 2.0, "output": 10.0, "cache_write_5m": 2.5,
-                               "cache_write_1h": 4.0, "cache_read": 0.2}],
-        "claude-next": [{"effective_date": "2025-01-01", "input": 1.0, "output": 1.0, "cache_write_5m": 1.0,
-                         "cache_write_1h": 1.0, "cache_read": 1.0}]}}
+    override = {
+        "version": "ops-2026-01",
+        "llm": {
+            "claude-sonnet-4-5": [
+                {
+                    "effective_date": "2025-01-01",
+                    "input": 2.0,
+                    "output": 10.0,
+                    "cache_write_5m": 2.5,
+                    "cache_write_1h": 4.0,
+                    "cache_read": 0.2,
+                }
+            ],
+            "claude-next": [
+                {
+                    "effective_date": "2025-01-01",
+                    "input": 1.0,
+                    "output": 1.0,
+                    "cache_write_5m": 1.0,
+                    "cache_write_1h": 1.0,
+                    "cache_read": 1.0,
+                }
+            ],
+        },
+    }
     monkeypatch.setenv(OVERRIDE_ENV, json.dumps(override))
     table = load_price_table()
     assert table.version == "ops-2026-01"
@@ -153,20 +190,23 @@ def test_every_shipped_entry_has_a_source_url_an_effective_date_and_all_five_rat
     assert data["aws"]["source"].startswith("https://")
 
 
-@pytest.mark.parametrize("model, price_in, price_out", [
-    ("claude-sonnet-4-6", 3.0, 15.0),
-    ("claude-opus-4-6", 5.0, 25.0),
-    ("claude-opus-4-7", 5.0, 25.0),
-    ("claude-opus-4-8", 5.0, 25.0),
-    ("claude-opus-5", 5.0, 25.0),
-    ("claude-opus-5-5", 4.0, 20.0),
-    ("claude-sonnet-5", 2.0, 10.0),
-    ("claude-sonnet-5-5", 2.0, 10.0),
-    ("claude-haiku-5-5", 0.1, 0.5),
-    ("claude-fable-5", 10.0, 50.0),
-    ("claude-fable-5-1", 10.0, 50.0),
-    ("claude-fable-5-2", 8.0, 40.0),
-])
+@pytest.mark.parametrize(
+    "model, price_in, price_out",
+    [
+        ("claude-sonnet-4-6", 3.0, 15.0),
+        ("claude-opus-4-6", 5.0, 25.0),
+        ("claude-opus-4-7", 5.0, 25.0),
+        ("claude-opus-4-8", 5.0, 25.0),
+        ("claude-opus-5", 5.0, 25.0),
+        ("claude-opus-5-5", 4.0, 20.0),
+        ("claude-sonnet-5", 2.0, 10.0),
+        ("claude-sonnet-5-5", 2.0, 10.0),
+        ("claude-haiku-5-5", 0.1, 0.5),
+        ("claude-fable-5", 10.0, 50.0),
+        ("claude-fable-5-1", 10.0, 50.0),
+        ("claude-fable-5-2", 8.0, 40.0),
+    ],
+)
 def test_the_2026_models_are_priced_from_the_table_not_the_fallback(table, model, price_in, price_out):
     # Given 50k input tokens (a short prompt) and one million output tokens
     cost = table.llm_cost(model, 50_000, 1_000_000)
@@ -185,8 +225,12 @@ def test_every_model_the_readme_names_resolves_without_the_fallback(table):
 def test_the_configured_default_models_are_in_the_table(table):
     from selfheal_core.config import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, RuntimeParameters
 
-    defaults = {DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL,
-                RuntimeParameters().engineer_model, RuntimeParameters().manager_model}
+    defaults = {
+        DEFAULT_ENGINEER_MODEL,
+        DEFAULT_MANAGER_MODEL,
+        RuntimeParameters().engineer_model,
+        RuntimeParameters().manager_model,
+    }
     assert [m for m in sorted(defaults) if table.resolve(m) is None] == []
 
 
@@ -203,39 +247,58 @@ def test_a_default_missing_from_the_table_is_caught():
     assert cost.unknown_model and cost.cost_usd > 0
 
 
-@pytest.mark.parametrize("model_id, entry", [
-    # Bedrock foundation models, with and without the version suffix
-    ("anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
-    ("anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
-    ("anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
-    ("anthropic.claude-sonnet-5-5", "claude-sonnet-5-5"),
-    # regional and global cross-region inference profiles
-    ("us.anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
-    ("eu.anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
-    ("apac.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
-    ("jp.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
-    ("us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
-    ("global.anthropic.claude-opus-4-5-20251101-v1:0", "claude-opus-4-5"),
-    ("global.anthropic.claude-sonnet-5", "claude-sonnet-5"),
-    # ARNs of an inference profile and of a foundation model
-    ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
-    ("arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
-    # Vertex ids
-    ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
-    ("claude-opus-4-1@20250805", "claude-opus-4-1"),
-    ("claude-opus-4-6", "claude-opus-4-6"),
-    # API aliases
-    ("claude-opus-4-0", "claude-opus-4"),
-    ("claude-sonnet-4-0", "claude-sonnet-4"),
-    ("claude-3-7-sonnet-latest", "claude-3-7-sonnet"),
-])
+@pytest.mark.parametrize(
+    "model_id, entry",
+    [
+        # Bedrock foundation models, with and without the version suffix
+        ("anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
+        ("anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
+        ("anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+        ("anthropic.claude-sonnet-5-5", "claude-sonnet-5-5"),
+        # regional and global cross-region inference profiles
+        ("us.anthropic.claude-sonnet-4-6", "claude-sonnet-4-6"),
+        ("eu.anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
+        ("apac.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+        ("jp.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+        ("us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+        ("global.anthropic.claude-opus-4-5-20251101-v1:0", "claude-opus-4-5"),
+        ("global.anthropic.claude-sonnet-5", "claude-sonnet-5"),
+        # ARNs of an inference profile and of a foundation model
+        (
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-6",
+            "claude-sonnet-4-6",
+        ),
+        ("arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
+        # Vertex ids
+        ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
+        ("claude-opus-4-1@20250805", "claude-opus-4-1"),
+        ("claude-opus-4-6", "claude-opus-4-6"),
+        # API aliases
+        ("claude-opus-4-0", "claude-opus-4"),
+        ("claude-sonnet-4-0", "claude-sonnet-4"),
+        ("claude-3-7-sonnet-latest", "claude-3-7-sonnet"),
+    ],
+)
 def test_bedrock_vertex_and_inference_profile_ids_resolve_to_the_same_entry(table, model_id, entry):
     assert table.resolve(model_id) == entry
-    assert table.llm_cost(model_id, 1_000, 1_000).cost_usd == pytest.approx(table.llm_cost(entry, 1_000, 1_000).cost_usd)
+    assert table.llm_cost(model_id, 1_000, 1_000).cost_usd == pytest.approx(
+        table.llm_cost(entry, 1_000, 1_000).cost_usd
+    )
 
 
-@pytest.mark.parametrize("hostile", ["", "anthropic.", "global.", "arn:aws:bedrock:::", "claude", "../claude-opus-4-6",
-                                     "claude-opus-4-6\nclaude-3-haiku", "x" * 10_000])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "",
+        "anthropic.",
+        "global.",
+        "arn:aws:bedrock:::",
+        "claude",
+        "../claude-opus-4-6",
+        "claude-opus-4-6\nclaude-3-haiku",
+        "x" * 10_000,
+    ],
+)
 def test_malformed_model_ids_never_resolve_to_a_cheap_entry(table, hostile):
     cost = table.llm_cost(hostile, 1_000_000, 0)
     assert cost.unknown_model or cost.priced_as == "claude-opus-4-6"

@@ -20,7 +20,10 @@ def test_envelope_round_trip_keeps_metadata_and_data():
 
 
 def test_unknown_version_is_rejected_with_the_supported_ones():
-    detail = {"metadata": {"incident_id": "i", "correlation_id": "c", "producer": "x", "event_version": "9"}, "data": _issue()}
+    detail = {
+        "metadata": {"incident_id": "i", "correlation_id": "c", "producer": "x", "event_version": "9"},
+        "data": _issue(),
+    }
 
     with pytest.raises(InvalidEvent, match=r"unsupported event_version '9'.*supported: \['1'\]"):
         parse_detail("IssueReported", detail)
@@ -32,7 +35,10 @@ def test_unknown_detail_type_is_rejected():
 
 
 def test_invalid_data_names_the_field():
-    detail = {"metadata": {"incident_id": "i", "correlation_id": "c", "producer": "x"}, "data": _issue(issue_type="gremlins")}
+    detail = {
+        "metadata": {"incident_id": "i", "correlation_id": "c", "producer": "x"},
+        "data": _issue(issue_type="gremlins"),
+    }
 
     with pytest.raises(InvalidEvent, match="issue_type"):
         parse_detail("IssueReported", detail)

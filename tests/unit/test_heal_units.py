@@ -26,15 +26,18 @@ from selfheal_core.incidents import ALLOWED_FROM, Incident
 AT_TEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("reference, name", [
-    ("orders-api", "orders-api"),
-    ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api", "orders-api"),
-    ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api:live", "orders-api"),
-    ("arn:aws:sqs:eu-west-1:123456789012:orders-api", None),  # not a function
-    ("../../etc/passwd", None),
-    ("orders api; rm -rf /", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "reference, name",
+    [
+        ("orders-api", "orders-api"),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api", "orders-api"),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api:live", "orders-api"),
+        ("arn:aws:sqs:eu-west-1:123456789012:orders-api", None),  # not a function
+        ("../../etc/passwd", None),
+        ("orders api; rm -rf /", None),
+        ("", None),
+    ],
+)
 def test_only_function_names_and_function_arns_are_targets(reference, name):
     assert function_name_of(reference) == name
 
@@ -47,8 +50,12 @@ def test_an_alarm_without_a_function_dimension_has_no_target():
 
 
 def test_reported_settings_are_claims_and_only_readings_reach_the_engineer():
-    issue = IssueReportedV1(service="s", issue_type="latency", summary="s",
-                            signals={"memory_mb": 4096.0, "timeout_s": 1.0, "p95_ms": 4200.0})
+    issue = IssueReportedV1(
+        service="s",
+        issue_type="latency",
+        summary="s",
+        signals={"memory_mb": 4096.0, "timeout_s": 1.0, "p95_ms": 4200.0},
+    )
     assert enrich(issue, None).signals == {"p95_ms": 4200.0}
     read = Investigation(target="s", values={"memory_mb": 512.0}, error_lines=["ERROR boom"])
     enriched = enrich(issue, read)
@@ -56,17 +63,20 @@ def test_reported_settings_are_claims_and_only_readings_reach_the_engineer():
     assert enriched.evidence == ["s log: ERROR boom"]
 
 
-@pytest.mark.parametrize("severity, windows, expected", [
-    ("high", {"*": ["02:00-03:00"]}, None),  # urgent: now
-    ("critical", {"orders": ["02:00-03:00"]}, None),
-    ("medium", {}, None),  # no windows: any time
-    ("medium", {"orders": "any"}, None),
-    ("medium", {"orders": ["09:30-10:30"]}, None),  # inside a window
-    ("medium", {"orders": ["02:00-03:00"]}, datetime(2026, 11, 28, 2, 0, tzinfo=UTC)),
-    ("low", {"orders": ["14:00-15:00", "02:00-03:00"]}, datetime(2026, 11, 27, 14, 0, tzinfo=UTC)),
-    ("medium", {"*": ["23:00-01:00"]}, datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),  # wraps midnight
-    ("medium", {"other": ["02:00-03:00"]}, None),
-])
+@pytest.mark.parametrize(
+    "severity, windows, expected",
+    [
+        ("high", {"*": ["02:00-03:00"]}, None),  # urgent: now
+        ("critical", {"orders": ["02:00-03:00"]}, None),
+        ("medium", {}, None),  # no windows: any time
+        ("medium", {"orders": "any"}, None),
+        ("medium", {"orders": ["09:30-10:30"]}, None),  # inside a window
+        ("medium", {"orders": ["02:00-03:00"]}, datetime(2026, 11, 28, 2, 0, tzinfo=UTC)),
+        ("low", {"orders": ["14:00-15:00", "02:00-03:00"]}, datetime(2026, 11, 27, 14, 0, tzinfo=UTC)),
+        ("medium", {"*": ["23:00-01:00"]}, datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),  # wraps midnight
+        ("medium", {"other": ["02:00-03:00"]}, None),
+    ],
+)
 def test_low_traffic_windows(severity, windows, expected):
     assert next_window(AT_TEN, "orders", severity, windows) == expected
 
@@ -80,14 +90,17 @@ def test_a_malformed_window_fails_loudly():
         next_window(AT_TEN, "orders", "medium", {"orders": ["at night"]})
 
 
-@pytest.mark.parametrize("setting, before, after, breaking", [
-    ("timeout_s", 10, 3, True),
-    ("memory_mb", 1024, 512, True),
-    ("reserved_concurrency", 20, 10, True),
-    ("timeout_s", 3, 10, False),
-    ("memory_mb", 512, 1024, False),
-    ("max_retries", 2, 0, False),  # not a limit on callers
-])
+@pytest.mark.parametrize(
+    "setting, before, after, breaking",
+    [
+        ("timeout_s", 10, 3, True),
+        ("memory_mb", 1024, 512, True),
+        ("reserved_concurrency", 20, 10, True),
+        ("timeout_s", 3, 10, False),
+        ("memory_mb", 512, 1024, False),
+        ("max_retries", 2, 0, False),  # not a limit on callers
+    ],
+)
 def test_breaking_change_is_a_lowered_limit(setting, before, after, breaking):
     assert is_breaking([SettingChange(setting=setting, before=before, after=after)]) is breaking
 
@@ -118,29 +131,74 @@ def test_due_and_lifecycle_events_are_versioned_and_validated():
 
 
 def _incident(**kw) -> Incident:
-    base = dict(incident_id="inc-1", status="APPROVED", attempts=1, cost_usd=0.0, duplicates=0, fingerprint="f",
-                correlation_id="c", service="orders-api", issue_type="latency", severity="high", summary="s",
-                created_at="", updated_at="", origin="issue", issue={})
+    base = dict(
+        incident_id="inc-1",
+        status="APPROVED",
+        attempts=1,
+        cost_usd=0.0,
+        duplicates=0,
+        fingerprint="f",
+        correlation_id="c",
+        service="orders-api",
+        issue_type="latency",
+        severity="high",
+        summary="s",
+        created_at="",
+        updated_at="",
+        origin="issue",
+        issue={},
+    )
     return Incident(**{**base, **kw})
 
 
 def _config_fix(target="orders-api", setting="memory_mb", proposed=1024.0) -> Fix:
-    return Fix(kind="config", provider="runbook", rationale="r", risk_level="low",
-               changes=[ConfigChange(setting=setting, target=target, proposed=proposed)])
+    return Fix(
+        kind="config",
+        provider="runbook",
+        rationale="r",
+        risk_level="low",
+        changes=[ConfigChange(setting=setting, target=target, proposed=proposed)],
+    )
 
 
-@pytest.mark.parametrize("investigation, fix, refusal", [
-    (None, _config_fix(), "never investigated"),
-    ({"target": "orders-api", "managed": False, "values": {"memory_mb": 512}, "revision_id": "r"}, _config_fix(), "target not managed"),
-    ({"target": "orders-api", "values": {"memory_mb": 512}, "revision_id": "r"}, _config_fix(), "tags could not be read"),
-    ({"target": "orders-api", "managed": True, "values": {"memory_mb": 512}, "revision_id": "r"}, _config_fix(target="payments"),
-     "targets 'payments'"),
-    ({"target": "orders-api", "managed": True, "values": {}, "revision_id": "r", "gaps": ["GetFunctionConfiguration: permission denied"]},
-     _config_fix(), "permission denied"),
-    ({"target": "orders-api", "managed": True, "values": {"memory_mb": 512}}, _config_fix(), "no RevisionId"),
-    ({"target": "orders-api", "managed": True, "values": {"memory_mb": 512}, "revision_id": "r"},
-     _config_fix(setting="batch_size", proposed=10), "cannot be applied"),
-])
+@pytest.mark.parametrize(
+    "investigation, fix, refusal",
+    [
+        (None, _config_fix(), "never investigated"),
+        (
+            {"target": "orders-api", "managed": False, "values": {"memory_mb": 512}, "revision_id": "r"},
+            _config_fix(),
+            "target not managed",
+        ),
+        (
+            {"target": "orders-api", "values": {"memory_mb": 512}, "revision_id": "r"},
+            _config_fix(),
+            "tags could not be read",
+        ),
+        (
+            {"target": "orders-api", "managed": True, "values": {"memory_mb": 512}, "revision_id": "r"},
+            _config_fix(target="payments"),
+            "targets 'payments'",
+        ),
+        (
+            {
+                "target": "orders-api",
+                "managed": True,
+                "values": {},
+                "revision_id": "r",
+                "gaps": ["GetFunctionConfiguration: permission denied"],
+            },
+            _config_fix(),
+            "permission denied",
+        ),
+        ({"target": "orders-api", "managed": True, "values": {"memory_mb": 512}}, _config_fix(), "no RevisionId"),
+        (
+            {"target": "orders-api", "managed": True, "values": {"memory_mb": 512}, "revision_id": "r"},
+            _config_fix(setting="batch_size", proposed=10),
+            "cannot be applied",
+        ),
+    ],
+)
 def test_a_change_is_planned_only_on_a_read_managed_target(investigation, fix, refusal):
     with pytest.raises(HealAbort, match=refusal):
         plan_change(_incident(investigation=investigation), fix)
@@ -158,13 +216,28 @@ def test_the_kept_patch_applies_with_git_am_and_carries_qa_evidence(tmp_path):
     # Given the original source and a validated fix as whole files plus a new test
     original = "def average_price(items):\n    return sum(items) / len(items)\n"
     fixed = "def average_price(items):\n    if not items:\n        return 0.0\n    return sum(items) / len(items)\n"
-    fix = Fix(kind="code", provider="anthropic", model="claude-sonnet-4-5", risk_level="low",
-              rationale="Empty carts divided by zero.\n--- not a diff marker\ndiff lines in prose stay prose",
-              files={"cart.py": fixed}, tests={"test_empty_cart.py": "from cart import average_price\n"})
-    record = {"attempt": 2, "evidence": [
-        {"check": "tests_with_fix", "passed": True, "command": "python -m pytest -q", "exit_code": 0, "excerpt": "2 passed"},
-        {"check": "fails_without_fix", "passed": True, "exit_code": 1, "excerpt": "ZeroDivisionError\n1 failed"},
-    ]}
+    fix = Fix(
+        kind="code",
+        provider="anthropic",
+        model="claude-sonnet-4-5",
+        risk_level="low",
+        rationale="Empty carts divided by zero.\n--- not a diff marker\ndiff lines in prose stay prose",
+        files={"cart.py": fixed},
+        tests={"test_empty_cart.py": "from cart import average_price\n"},
+    )
+    record = {
+        "attempt": 2,
+        "evidence": [
+            {
+                "check": "tests_with_fix",
+                "passed": True,
+                "command": "python -m pytest -q",
+                "exit_code": 0,
+                "excerpt": "2 passed",
+            },
+            {"check": "fails_without_fix", "passed": True, "exit_code": 1, "excerpt": "ZeroDivisionError\n1 failed"},
+        ],
+    }
     incident = _incident(issue_type="exception", service="checkout")
     mbox = format_patch(incident, fix, record, {"cart.py": original}, when=AT_TEN)
 
@@ -181,7 +254,9 @@ def test_the_kept_patch_applies_with_git_am_and_carries_qa_evidence(tmp_path):
     # Then the files are the validated ones and the commit message holds QA's evidence
     assert (repo / "cart.py").read_text() == fixed
     assert (repo / "test_empty_cart.py").exists()
-    message = subprocess.run(["git", "log", "-1", "--format=%B"], cwd=repo, check=True, capture_output=True, text=True).stdout
+    message = subprocess.run(
+        ["git", "log", "-1", "--format=%B"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
     assert "Fix exception in checkout (inc-1)" in message
     assert "tests_with_fix: PASS, exit 0 (python -m pytest -q)" in message
     assert "fails_without_fix: PASS, exit 1" in message and "ZeroDivisionError" in message

@@ -11,20 +11,35 @@ def alarm_event(name="orders-api-errors", state="ALARM", metric="Errors", dims=N
         "stat": "Sum",
     }
     metrics = (
-        [{"id": "e1", "expression": "m1/m2*100", "label": "rate", "returnData": True},
-         {"id": "m1", "metricStat": metric_stat, "returnData": False},
-         {"id": "m2", "metricStat": {**metric_stat, "metric": {**metric_stat["metric"], "name": "Invocations"}}, "returnData": False}]
+        [
+            {"id": "e1", "expression": "m1/m2*100", "label": "rate", "returnData": True},
+            {"id": "m1", "metricStat": metric_stat, "returnData": False},
+            {
+                "id": "m2",
+                "metricStat": {**metric_stat, "metric": {**metric_stat["metric"], "name": "Invocations"}},
+                "returnData": False,
+            },
+        ]
         if math
         else [{"id": "m1", "metricStat": metric_stat, "returnData": True}]
     )
     return {
-        "version": "0", "id": "7d8a2b1c-0000-4000-8000-000000000001", "detail-type": "CloudWatch Alarm State Change",
-        "source": "aws.cloudwatch", "account": "123456789012", "time": "2026-11-22T03:00:00Z", "region": "us-east-1",
+        "version": "0",
+        "id": "7d8a2b1c-0000-4000-8000-000000000001",
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": "123456789012",
+        "time": "2026-11-22T03:00:00Z",
+        "region": "us-east-1",
         "resources": [f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"],
         "detail": {
             "alarmName": name,
-            "state": {"value": state, "reason": "Threshold Crossed", "reasonData": '{"recentDatapoints":[12.0],"threshold":5.0}',
-                      "timestamp": "2026-11-22T03:00:00.000+0000"},
+            "state": {
+                "value": state,
+                "reason": "Threshold Crossed",
+                "reasonData": '{"recentDatapoints":[12.0],"threshold":5.0}',
+                "timestamp": "2026-11-22T03:00:00.000+0000",
+            },
             "previousState": {"value": "OK", "reason": "", "timestamp": "2026-11-22T02:55:00.000+0000"},
             "configuration": {"description": "orders API errors", "metrics": metrics},
         },
@@ -42,7 +57,9 @@ def test_single_metric_alarm_becomes_a_classified_issue():
 
 
 def test_metric_math_alarm_uses_the_underlying_metrics():
-    intake = parse_alarm(alarm_event(name="checkout-throttle-rate", metric="Throttles", math=True, dims={"FunctionName": "checkout"}))
+    intake = parse_alarm(
+        alarm_event(name="checkout-throttle-rate", metric="Throttles", math=True, dims={"FunctionName": "checkout"})
+    )
 
     assert intake.issue.issue_type == "throttling"
     assert intake.issue.service == "checkout"
@@ -61,10 +78,19 @@ def test_alarm_without_state_is_rejected():
 
 
 def test_issue_reported_accepts_plain_detail_and_envelope():
-    plain = {"detail-type": "IssueReported", "source": "acme", "detail": {
-        "service": "billing", "issue_type": "memory", "summary": "OOM kills"}}
-    wrapped = {"detail-type": "IssueReported", "source": "acme", "detail": {
-        "metadata": {"incident_id": "ext", "correlation_id": "c1", "producer": "acme"}, "data": plain["detail"]}}
+    plain = {
+        "detail-type": "IssueReported",
+        "source": "acme",
+        "detail": {"service": "billing", "issue_type": "memory", "summary": "OOM kills"},
+    }
+    wrapped = {
+        "detail-type": "IssueReported",
+        "source": "acme",
+        "detail": {
+            "metadata": {"incident_id": "ext", "correlation_id": "c1", "producer": "acme"},
+            "data": plain["detail"],
+        },
+    }
 
     assert parse_issue_reported(plain).issue == parse_issue_reported(wrapped).issue
     assert parse_issue_reported(plain).fingerprint == fingerprint("billing", "memory", None)

@@ -21,9 +21,16 @@ def evaluator() -> Any:
     with mock_aws():
         cw = boto3.client("cloudwatch", region_name="us-east-1")
         cw.put_metric_alarm(
-            AlarmName="sample-orders-errors-dev", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum",
-            Dimensions=[{"Name": "FunctionName", "Value": "sample-orders-dev"}], Period=60, EvaluationPeriods=1,
-            Threshold=1.0, ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+            AlarmName="sample-orders-errors-dev",
+            Namespace="AWS/Lambda",
+            MetricName="Errors",
+            Statistic="Sum",
+            Dimensions=[{"Name": "FunctionName", "Value": "sample-orders-dev"}],
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="notBreaching",
         )
         from moto.backends import get_backend
 

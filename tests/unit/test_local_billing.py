@@ -19,10 +19,19 @@ from selfheal_dev.local.subscriptions import SubscriptionFilter, SubscriptionRou
 
 
 def spec(name: str = "selfheal-dev-engineer", agent: str = "engineer", memory_mb: int = 512) -> FunctionSpec:
-    return FunctionSpec(name=name, arn=f"arn:aws:lambda:us-east-1:000000000000:function:{name}", logical_key="k",
-                        handler=f"{agent}.handler.handler", timeout_s=180, memory_mb=memory_mb,
-                        environment={"AGENT_NAME": agent}, code_dir=Path("."), layer_dirs=[],
-                        log_group=f"/aws/lambda/{name}", access_key="ASIALOCALTEST")
+    return FunctionSpec(
+        name=name,
+        arn=f"arn:aws:lambda:us-east-1:000000000000:function:{name}",
+        logical_key="k",
+        handler=f"{agent}.handler.handler",
+        timeout_s=180,
+        memory_mb=memory_mb,
+        environment={"AGENT_NAME": agent},
+        code_dir=Path("."),
+        layer_dirs=[],
+        log_group=f"/aws/lambda/{name}",
+        access_key="ASIALOCALTEST",
+    )
 
 
 # ---------------------------------------------------------------------- REPORT lines
@@ -30,8 +39,9 @@ def spec(name: str = "selfheal-dev-engineer", agent: str = "engineer", memory_mb
 
 def test_a_cold_start_report_line_bills_the_init_phase_like_aws():
     # Given a cold invocation: 300.25 ms of handler, 845.61 ms of init
-    result = InvocationResult(ok=True, duration_ms=300.25, init_ms=845.61, max_memory_mb=97,
-                              request_id=str(uuid.uuid4()))
+    result = InvocationResult(
+        ok=True, duration_ms=300.25, init_ms=845.61, max_memory_mb=97, request_id=str(uuid.uuid4())
+    )
     line = report_line(spec(), result)
     # Then the line is tab-separated, carries Init Duration, and Billed Duration includes init
     assert line.startswith(f"REPORT RequestId: {result.request_id}\tDuration: 300.25 ms\t")
@@ -56,17 +66,20 @@ def test_a_timed_out_invocation_reports_its_status():
 # ---------------------------------------------------------------------- subscription filters
 
 
-@pytest.mark.parametrize("pattern, message, matches", [
-    ('"REPORT RequestId"', "REPORT RequestId: abc\tDuration: 1 ms", True),
-    ('"REPORT RequestId"', "START RequestId: abc Version: $LATEST", False),
-    ('"REPORT RequestId"', "report requestid", False),  # case-sensitive, like CloudWatch Logs
-    ("ERROR -timeout", "ERROR: disk full", True),
-    ("ERROR -timeout", "ERROR: timeout", False),
-    ("?ERROR ?WARN", "WARN low memory", True),
-    ("?ERROR ?WARN", "INFO ok", False),
-    ("", "anything at all", True),
-    ('{ $.level = "ERROR" }', '{"level": "ERROR"}', False),  # JSON patterns are not emulated: no delivery
-])
+@pytest.mark.parametrize(
+    "pattern, message, matches",
+    [
+        ('"REPORT RequestId"', "REPORT RequestId: abc\tDuration: 1 ms", True),
+        ('"REPORT RequestId"', "START RequestId: abc Version: $LATEST", False),
+        ('"REPORT RequestId"', "report requestid", False),  # case-sensitive, like CloudWatch Logs
+        ("ERROR -timeout", "ERROR: disk full", True),
+        ("ERROR -timeout", "ERROR: timeout", False),
+        ("?ERROR ?WARN", "WARN low memory", True),
+        ("?ERROR ?WARN", "INFO ok", False),
+        ("", "anything at all", True),
+        ('{ $.level = "ERROR" }', '{"level": "ERROR"}', False),  # JSON patterns are not emulated: no delivery
+    ],
+)
 def test_text_filter_patterns(pattern, message, matches):
     assert TextPattern.parse(pattern).matches(message) is matches
 
@@ -87,14 +100,26 @@ def test_matching_lines_are_delivered_as_one_cloudwatch_logs_payload_per_batch()
     router.pools = {"selfheal-dev-billing": reconciler}
     router.on_failure = {"selfheal-dev-billing": "arn:aws:sqs:us-east-1:000000000000:selfheal-dev-billing-failures"}
     router.delivered = 0
-    router.filters = {"/aws/lambda/selfheal-dev-engineer": [SubscriptionFilter(
-        "selfheal-dev-billed-cost", "/aws/lambda/selfheal-dev-engineer", TextPattern.parse('"REPORT RequestId"'),
-        "selfheal-dev-billing")]}
+    router.filters = {
+        "/aws/lambda/selfheal-dev-engineer": [
+            SubscriptionFilter(
+                "selfheal-dev-billed-cost",
+                "/aws/lambda/selfheal-dev-engineer",
+                TextPattern.parse('"REPORT RequestId"'),
+                "selfheal-dev-billing",
+            )
+        ]
+    }
     rid = str(uuid.uuid4())
-    events = [{"timestamp": 1_000, "message": f"START RequestId: {rid} Version: $LATEST"},
-              {"timestamp": 1_001, "message": '{"level": "INFO", "message": "fix proposed"}'},
-              {"timestamp": 1_002, "message": f"REPORT RequestId: {rid}\tDuration: 1.00 ms\tBilled Duration: 2 ms\t"
-                                               "Memory Size: 512 MB\tMax Memory Used: 80 MB\t"}]
+    events = [
+        {"timestamp": 1_000, "message": f"START RequestId: {rid} Version: $LATEST"},
+        {"timestamp": 1_001, "message": '{"level": "INFO", "message": "fix proposed"}'},
+        {
+            "timestamp": 1_002,
+            "message": f"REPORT RequestId: {rid}\tDuration: 1.00 ms\tBilled Duration: 2 ms\t"
+            "Memory Size: 512 MB\tMax Memory Used: 80 MB\t",
+        },
+    ]
     # When the runtime flushes that batch
     assert router.deliver("/aws/lambda/selfheal-dev-engineer", "2026/11/27/[$LATEST]abc", events) == 1
     assert router.deliver("/aws/lambda/selfheal-dev-qa", "s", events) == 0  # no filter there
@@ -136,16 +161,33 @@ class FakeSsm:
         return SimpleNamespace(value=self._parameters[name])
 
 
-@pytest.mark.parametrize("values, environ, expected", [
-    ({"engineer-provider": "runbook"}, {}, ("runbook", "none", "-")),
-    ({"engineer-provider": "anthropic"}, {}, ("anthropic", "https://api.anthropic.com", "SDK default")),
-    ({"engineer-provider": "anthropic"}, {"ANTHROPIC_BASE_URL": "http://gw"}, ("anthropic", "http://gw", "ANTHROPIC_BASE_URL")),
-    ({"engineer-provider": "anthropic", "anthropic-base-url": "https://ssm-gw"}, {"ANTHROPIC_BASE_URL": "http://gw"},
-     ("anthropic", "https://ssm-gw", "SSM anthropic-base-url")),
-    ({"engineer-provider": "bedrock"}, {}, ("bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com", "SDK default")),
-    ({"engineer-provider": "bedrock"}, {"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "http://fake"},
-     ("bedrock", "http://fake", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")),
-])
+@pytest.mark.parametrize(
+    "values, environ, expected",
+    [
+        ({"engineer-provider": "runbook"}, {}, ("runbook", "none", "-")),
+        ({"engineer-provider": "anthropic"}, {}, ("anthropic", "https://api.anthropic.com", "SDK default")),
+        (
+            {"engineer-provider": "anthropic"},
+            {"ANTHROPIC_BASE_URL": "http://gw"},
+            ("anthropic", "http://gw", "ANTHROPIC_BASE_URL"),
+        ),
+        (
+            {"engineer-provider": "anthropic", "anthropic-base-url": "https://ssm-gw"},
+            {"ANTHROPIC_BASE_URL": "http://gw"},
+            ("anthropic", "https://ssm-gw", "SSM anthropic-base-url"),
+        ),
+        (
+            {"engineer-provider": "bedrock"},
+            {},
+            ("bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com", "SDK default"),
+        ),
+        (
+            {"engineer-provider": "bedrock"},
+            {"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "http://fake"},
+            ("bedrock", "http://fake", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
+        ),
+    ],
+)
 def test_local_status_names_the_engineers_endpoint(values, environ, expected):
     found = engineer_endpoint(FakeSsm(values), environ)
     assert (found["provider"], found["source"]) == (expected[0], expected[2])
@@ -155,8 +197,22 @@ def test_local_status_names_the_engineers_endpoint(values, environ, expected):
 def test_selfheal_costs_says_how_much_lambda_cost_is_billed_and_how_much_still_estimated():
     from selfheal.cli import format_costs
 
-    text = format_costs({"window_days": 1, "total_usd": 0.01, "by_kind": {"lambda": 0.000146}, "lambda": {
-        "total_usd": 0.000146, "billed_usd": 0.000143, "billed_invocations": 4, "estimated_usd": 0.000003,
-        "awaiting_report": 1, "billed_estimate_usd": 0.00004}})
-    assert ("Lambda $0.000146: billed $0.000143 for 4 invocation(s) from their REPORT lines "
-            "(the handlers had estimated $0.000040), estimated $0.000003 for 1 awaiting their REPORT line") in text
+    text = format_costs(
+        {
+            "window_days": 1,
+            "total_usd": 0.01,
+            "by_kind": {"lambda": 0.000146},
+            "lambda": {
+                "total_usd": 0.000146,
+                "billed_usd": 0.000143,
+                "billed_invocations": 4,
+                "estimated_usd": 0.000003,
+                "awaiting_report": 1,
+                "billed_estimate_usd": 0.00004,
+            },
+        }
+    )
+    assert (
+        "Lambda $0.000146: billed $0.000143 for 4 invocation(s) from their REPORT lines "
+        "(the handlers had estimated $0.000040), estimated $0.000003 for 1 awaiting their REPORT line"
+    ) in text

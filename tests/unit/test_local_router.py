@@ -76,8 +76,16 @@ def rule(events: Any, name: str, *, state: str = "ENABLED", **target: Any) -> An
 
 
 def raw_event(detail: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "ev-1", "source": "com.example.orders", "detail-type": "OrderFailed", "account": ACCOUNT,
-            "region": REGION, "time": 1_700_000_000, "resources": [], "detail": detail}
+    return {
+        "id": "ev-1",
+        "source": "com.example.orders",
+        "detail-type": "OrderFailed",
+        "account": ACCOUNT,
+        "region": REGION,
+        "time": 1_700_000_000,
+        "resources": [],
+        "detail": detail,
+    }
 
 
 def test_a_disabled_rule_delivers_nothing_and_an_enabled_one_sends_the_transformed_input(events):
@@ -100,8 +108,7 @@ def test_a_disabled_rule_delivers_nothing_and_an_enabled_one_sends_the_transform
 def test_a_failing_function_is_retried_as_its_policy_says_then_dead_lettered(events):
     platform = FakePlatform()
     router = Router(platform, retry_base_s=0.001, retry_cap_s=0.005)
-    failing = rule(events, "orders-failing", RetryPolicy={"MaximumRetryAttempts": 2},
-                   DeadLetterConfig={"Arn": DLQ_ARN})
+    failing = rule(events, "orders-failing", RetryPolicy={"MaximumRetryAttempts": 2}, DeadLetterConfig={"Arn": DLQ_ARN})
     router.on_event(failing, raw_event({"order_id": "o-2"}))
 
     error = InvocationResult(ok=False, error={"errorType": "ValueError", "errorMessage": "bad order"})
@@ -117,8 +124,11 @@ def test_a_failing_function_is_retried_as_its_policy_says_then_dead_lettered(eve
     attributes = {k: v["StringValue"] for k, v in dead["message_attributes"].items()}
     assert dead["queue_name"] == "orders-dlq"
     assert attributes == {
-        "RULE_ARN": failing.arn, "TARGET_ARN": FUNCTION_ARN, "ERROR_CODE": "FUNCTION_ERROR",
-        "ERROR_MESSAGE": "ValueError: bad order", "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
+        "RULE_ARN": failing.arn,
+        "TARGET_ARN": FUNCTION_ARN,
+        "ERROR_CODE": "FUNCTION_ERROR",
+        "ERROR_MESSAGE": "ValueError: bad order",
+        "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
         "RETRY_ATTEMPTS": "2",
     }
     assert json.loads(dead["message_body"])["detail"] == {"order_id": "o-2"}

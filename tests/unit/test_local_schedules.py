@@ -20,8 +20,17 @@ def test_at_expression_is_read_in_its_timezone():
     assert at_time("at(2026-11-27T12:00:00)") == utc
 
 
-@pytest.mark.parametrize("expression", ["rate(5 minutes)", "cron(0 12 * * ? *)", "at(2026-13-40T99:00:00)",
-                                        "at(2026-11-27 12:00:00)", "at(2026-11-27T12:00:00); rm -rf /", ""])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "rate(5 minutes)",
+        "cron(0 12 * * ? *)",
+        "at(2026-13-40T99:00:00)",
+        "at(2026-11-27 12:00:00)",
+        "at(2026-11-27T12:00:00); rm -rf /",
+        "",
+    ],
+)
 def test_anything_but_a_valid_at_expression_is_not_a_one_time_schedule(expression):
     assert at_time(expression) is None
 
@@ -30,10 +39,21 @@ def test_anything_but_a_valid_at_expression_is_not_a_one_time_schedule(expressio
     ("method", "path", "expected"),
     [
         ("GET", "/2015-03-31/functions/", ("ListFunctions", None)),
-        ("GET", "/2015-03-31/functions/sample-orders-dev/configuration", ("GetFunctionConfiguration", "sample-orders-dev")),
-        ("PUT", "/2015-03-31/functions/sample-orders-dev/configuration", ("UpdateFunctionConfiguration", "sample-orders-dev")),
-        ("GET", "/2017-03-31/tags/arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3Ax",
-         ("ListTags", "arn:aws:lambda:us-east-1:1:function:x")),
+        (
+            "GET",
+            "/2015-03-31/functions/sample-orders-dev/configuration",
+            ("GetFunctionConfiguration", "sample-orders-dev"),
+        ),
+        (
+            "PUT",
+            "/2015-03-31/functions/sample-orders-dev/configuration",
+            ("UpdateFunctionConfiguration", "sample-orders-dev"),
+        ),
+        (
+            "GET",
+            "/2017-03-31/tags/arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3Ax",
+            ("ListTags", "arn:aws:lambda:us-east-1:1:function:x"),
+        ),
         ("PUT", "/2017-10-31/functions/x/concurrency", ("PutFunctionConcurrency", "x")),
         ("POST", "/2015-03-31/functions", ("CreateFunction", None)),  # served here, never by moto
         ("DELETE", "/2015-03-31/functions/x", ("Unsupported", None)),
@@ -50,8 +70,12 @@ def test_cloudtrail_lookup_refuses_malformed_attributes_instead_of_failing():
     from selfheal_dev.local.lambda_api import LambdaApiError
 
     plane = LambdaControlPlane(host=None)  # type: ignore[arg-type]
-    for body in ({"LookupAttributes": ["ResourceName"]}, {"LookupAttributes": [{}, {}]}, {"LookupAttributes": "x"},
-                 {"MaxResults": 0}):
+    for body in (
+        {"LookupAttributes": ["ResourceName"]},
+        {"LookupAttributes": [{}, {}]},
+        {"LookupAttributes": "x"},
+        {"MaxResults": 0},
+    ):
         with pytest.raises(LambdaApiError) as err:
             plane.lookup_events(body)
         assert err.value.status == 400

@@ -58,9 +58,13 @@ def test_trace_shows_the_status_history_the_store_kept(deployed, capsys):
     from selfheal_core.incidents import IncidentStore, Status
 
     store = IncidentStore(deployed.decisions_table_name)
-    store.open_or_fold(incident_id="inc-trace", fingerprint="fp-trace", correlation_id="corr-trace",
-                       issue={"service": "orders", "issue_type": "latency", "severity": "low", "summary": "slow"},
-                       origin="test")
+    store.open_or_fold(
+        incident_id="inc-trace",
+        fingerprint="fp-trace",
+        correlation_id="corr-trace",
+        issue={"service": "orders", "issue_type": "latency", "severity": "low", "summary": "slow"},
+        origin="test",
+    )
     store.transition("inc-trace", Status.REMEDIATING, reason="asked the engineer")
 
     assert cli.main(["trace", "inc-trace", "--env", "test", "--region", "us-east-1", "--json"]) == 0

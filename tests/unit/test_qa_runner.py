@@ -28,7 +28,10 @@ def test_the_junit_report_is_read_into_test_cases(tmp_path: Path) -> None:
     cases = logic.read_junit(report)
 
     assert [(c.id, c.outcome) for c in cases or []] == [
-        ("tests.test_a::test_ok", "passed"), ("tests.test_a::test_bad", "failed"), ("tests.test_a::test_skip", "skipped")]
+        ("tests.test_a::test_ok", "passed"),
+        ("tests.test_a::test_bad", "failed"),
+        ("tests.test_a::test_skip", "skipped"),
+    ]
     assert cases and cases[1].reproduces and cases[1].message == "assert 1 == 2"
 
 
@@ -51,14 +54,21 @@ def test_a_report_that_is_not_a_regular_file_or_too_large_is_ignored(tmp_path: P
     assert logic.read_junit(huge) is None
 
 
-@pytest.mark.parametrize("message, reproduces", [
-    ("assert 3 == 4", True), ("AssertionError: wrong", True), ("Failed: DID NOT RAISE <class 'ValueError'>", True),
-    ("ZeroDivisionError: division by zero", True), ("RecursionError: maximum recursion depth exceeded", True),
-    ("ImportError: cannot import name 'new_helper' from 'cart'", False),
-    ("ModuleNotFoundError: No module named 'newmod'", False), ("NameError: name 'helper' is not defined", False),
-    ("AttributeError: module 'cart' has no attribute 'new_helper'", False),
-    ("AttributeError: 'NoneType' object has no attribute 'items'", True),
-])
+@pytest.mark.parametrize(
+    "message, reproduces",
+    [
+        ("assert 3 == 4", True),
+        ("AssertionError: wrong", True),
+        ("Failed: DID NOT RAISE <class 'ValueError'>", True),
+        ("ZeroDivisionError: division by zero", True),
+        ("RecursionError: maximum recursion depth exceeded", True),
+        ("ImportError: cannot import name 'new_helper' from 'cart'", False),
+        ("ModuleNotFoundError: No module named 'newmod'", False),
+        ("NameError: name 'helper' is not defined", False),
+        ("AttributeError: module 'cart' has no attribute 'new_helper'", False),
+        ("AttributeError: 'NoneType' object has no attribute 'items'", True),
+    ],
+)
 def test_only_a_failure_of_what_the_test_checks_reproduces_the_bug(message: str, reproduces: bool) -> None:
     from selfheal_core.qa_run import TestCase
 
@@ -66,15 +76,33 @@ def test_only_a_failure_of_what_the_test_checks_reproduces_the_bug(message: str,
     assert not TestCase(id="t", outcome="error", message=message).reproduces  # setup / collection error
 
 
-@pytest.mark.parametrize("command", ["python -m pytest", "pytest -q -x", "python3 -m pytest -k 'a and not b' tests/test_x.py",
-                                     "python -m pytest tests/test_x.py::test_one"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "python -m pytest",
+        "pytest -q -x",
+        "python3 -m pytest -k 'a and not b' tests/test_x.py",
+        "python -m pytest tests/test_x.py::test_one",
+    ],
+)
 def test_allowed_commands_parse_to_symbolic_argv(command: str) -> None:
     assert parse_test_command(command)[:3] == ["python", "-m", "pytest"]
 
 
-@pytest.mark.parametrize("command", ["python -S -m pytest", "python -m pytest --junitxml=/tmp/x", "python -m pytest -k",
-                                     "python -m pytest -k '__import__(\"os\")'", "python -m pytest tests/../../etc",
-                                     "python -m pytest -o addopts=-p", "pytest '-q x'", "python -m pip install x", ""])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "python -S -m pytest",
+        "python -m pytest --junitxml=/tmp/x",
+        "python -m pytest -k",
+        "python -m pytest -k '__import__(\"os\")'",
+        "python -m pytest tests/../../etc",
+        "python -m pytest -o addopts=-p",
+        "pytest '-q x'",
+        "python -m pip install x",
+        "",
+    ],
+)
 def test_everything_else_is_refused(command: str) -> None:
     with pytest.raises(CommandRefused):
         parse_test_command(command)

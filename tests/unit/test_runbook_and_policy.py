@@ -17,8 +17,13 @@ def investigated(target="orders-api", **values):
 
 
 def request(issue_, attempt=1, investigation=None):
-    return FixRequest(incident_id="inc-1", correlation_id="c", attempt=attempt, issue=issue_,
-                      investigation=investigation if investigation is not None else investigated())
+    return FixRequest(
+        incident_id="inc-1",
+        correlation_id="c",
+        attempt=attempt,
+        issue=issue_,
+        investigation=investigation if investigation is not None else investigated(),
+    )
 
 
 @pytest.mark.parametrize("issue_type", sorted(RUNBOOKS))
@@ -35,26 +40,40 @@ def test_runbook_uses_the_investigated_value_and_retries_more_conservatively():
     # Given a reporter who claims 4096 MB while the function was read at 512 MB
     claimed = issue(signals={"memory_mb": 4096})
     first = RunbookProvider().propose(request(claimed, investigation=investigated(memory_mb=512.0))).fix.changes[0]
-    second = RunbookProvider().propose(request(claimed, attempt=2, investigation=investigated(memory_mb=512.0))).fix.changes[0]
+    second = (
+        RunbookProvider()
+        .propose(request(claimed, attempt=2, investigation=investigated(memory_mb=512.0)))
+        .fix.changes[0]
+    )
 
     # Then the step is measured from the reading, never the claim, and the retry is smaller
     assert (first.current, first.proposed, first.target) == (512, 1024, "orders-api")
     assert 512 < second.proposed < first.proposed
 
 
-@pytest.mark.parametrize("inv, named", [
-    (Investigation(gaps=["no Lambda target: the alarm has no FunctionName dimension"]), "FunctionName"),
-    (Investigation(target="orders-api", gaps=["GetFunctionConfiguration orders-api: permission denied"]), "permission denied"),
-    (Investigation(target="orders-api", values={"timeout_s": 30.0}, unset=["reserved_concurrency"]), "not configured"),
-])
+@pytest.mark.parametrize(
+    "inv, named",
+    [
+        (Investigation(gaps=["no Lambda target: the alarm has no FunctionName dimension"]), "FunctionName"),
+        (
+            Investigation(target="orders-api", gaps=["GetFunctionConfiguration orders-api: permission denied"]),
+            "permission denied",
+        ),
+        (
+            Investigation(target="orders-api", values={"timeout_s": 30.0}, unset=["reserved_concurrency"]),
+            "not configured",
+        ),
+    ],
+)
 def test_runbook_never_assumes_a_value_it_did_not_read(inv, named):
     # Given an investigation without the value the runbook would change (throttling -> concurrency; latency -> memory)
     issue_type = "throttling" if "reserved_concurrency" in inv.unset else "latency"
 
     # When the runbook is asked for a fix
     with pytest.raises(ProviderError) as refused:
-        RunbookProvider().propose(request(issue(issue_type, signals={"memory_mb": 128.0, "reserved_concurrency": 5.0}),
-                                          investigation=inv))
+        RunbookProvider().propose(
+            request(issue(issue_type, signals={"memory_mb": 128.0, "reserved_concurrency": 5.0}), investigation=inv)
+        )
 
     # Then it proposes nothing and names the gap (no "assumed default")
     assert refused.value.category == "unsupported"
@@ -80,9 +99,15 @@ def _fix(*changes):
 
 def test_policy_rejects_out_of_bounds_other_targets_and_huge_steps():
     validator = PolicyValidator(investigation=investigated())
-    out_of_bounds = validator.validate(_fix(ConfigChange(setting="timeout_s", target="orders-api", proposed=3600)), issue(), {})
-    other_target = validator.validate(_fix(ConfigChange(setting="memory_mb", target="payments", current=256, proposed=512)), issue(), {})
-    huge_step = validator.validate(_fix(ConfigChange(setting="memory_mb", target="orders-api", current=128, proposed=4096)), issue(), {})
+    out_of_bounds = validator.validate(
+        _fix(ConfigChange(setting="timeout_s", target="orders-api", proposed=3600)), issue(), {}
+    )
+    other_target = validator.validate(
+        _fix(ConfigChange(setting="memory_mb", target="payments", current=256, proposed=512)), issue(), {}
+    )
+    huge_step = validator.validate(
+        _fix(ConfigChange(setting="memory_mb", target="orders-api", current=128, proposed=4096)), issue(), {}
+    )
     no_change = validator.validate(_fix(), issue(), {})
 
     assert not out_of_bounds.passed and "[1, 900]" in out_of_bounds.reason
@@ -122,7 +147,8 @@ def test_policy_scope_is_the_investigated_function_not_the_service_name():
 def test_policy_refuses_an_unbounded_step_from_zero_instead_of_calling_it_unknown():
     # Given a function read with no retries and a proposal to add one
     inv = investigated(max_retries=0.0)
-    result = PolicyValidator(investigation=inv).validate(_fix(ConfigChange(setting="max_retries", target="orders-api", proposed=1)),
-                                                       issue(), {})
+    result = PolicyValidator(investigation=inv).validate(
+        _fix(ConfigChange(setting="max_retries", target="orders-api", proposed=1)), issue(), {}
+    )
     # Then the refusal says why (a factor from 0), not "unknown"
     assert not result.passed and "step from 0" in result.reason and "unknown" not in result.reason

@@ -33,7 +33,9 @@ def test_only_a_real_true_fails(slept, event):
     assert sample.handler(event, None)["ok"] is True
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(-3, 0.0), ("abc", 0.0), (float("nan"), 0.0), (10**9, 900.0), ("1.5", 1.5)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(-3, 0.0), ("abc", 0.0), (float("nan"), 0.0), (10**9, 900.0), ("1.5", 1.5)]
+)
 def test_hostile_sleep_values_are_clamped(slept, raw, expected):
     # Given a negative, non-numeric, NaN or absurd sleep_s / Then it sleeps within [0, 900] s
     assert sample.handler({"sleep_s": raw}, None)["slept_s"] == expected

@@ -62,7 +62,9 @@ def test_child_environment_has_no_credentials(isolation: str, tmp_path: Path, mo
 
     assert run.exit_code == 0, run.stderr_excerpt
     child_env = json.loads(run.stdout_excerpt)
-    assert not [n for n in child_env if n.startswith("AWS_") or any(w in n for w in ("KEY", "SECRET", "TOKEN", "PASSWORD"))]
+    assert not [
+        n for n in child_env if n.startswith("AWS_") or any(w in n for w in ("KEY", "SECRET", "TOKEN", "PASSWORD"))
+    ]
     assert not [v for v in canaries.values() if v in run.stdout_excerpt]
     assert child_env["HOME"] == str(tmp_path.resolve())
 

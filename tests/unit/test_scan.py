@@ -22,12 +22,14 @@ class FakeCloudWatch:
 
 
 def test_breaches_become_issues_and_healthy_or_own_functions_do_not():
-    cloudwatch = FakeCloudWatch({
-        "orders-api": {"Invocations": 200, "Errors": 30, "Throttles": 0, "Duration": 120},
-        "search-api": {"Invocations": 500, "Errors": 1, "Throttles": 0, "Duration": 4500},
-        "quiet-api": {"Invocations": 100, "Errors": 0, "Throttles": 0, "Duration": 80},
-        "selfheal-dev-manager": {"Invocations": 10, "Errors": 10, "Throttles": 0, "Duration": 50},
-    })
+    cloudwatch = FakeCloudWatch(
+        {
+            "orders-api": {"Invocations": 200, "Errors": 30, "Throttles": 0, "Duration": 120},
+            "search-api": {"Invocations": 500, "Errors": 1, "Throttles": 0, "Duration": 4500},
+            "quiet-api": {"Invocations": 100, "Errors": 0, "Throttles": 0, "Duration": 80},
+            "selfheal-dev-manager": {"Invocations": 10, "Errors": 10, "Throttles": 0, "Duration": 50},
+        }
+    )
 
     intakes = scan_lambda_metrics(ScanThresholds(), exclude_prefix="selfheal-dev-", cloudwatch=cloudwatch)
 

@@ -47,8 +47,10 @@ def test_extra_literal_values_are_redacted_wherever_they_appear() -> None:
 
 
 def test_ordinary_log_text_is_left_alone() -> None:
-    line = ("ERROR ZeroDivisionError in average() at stats.py:2 request_id=4f1c commit "
-            "9fceb02d0ae598e95dc970b74767f19372d61af8; the bearer instrument is fine")
+    line = (
+        "ERROR ZeroDivisionError in average() at stats.py:2 request_id=4f1c commit "
+        "9fceb02d0ae598e95dc970b74767f19372d61af8; the bearer instrument is fine"
+    )
 
     assert scrub(line) == line
 

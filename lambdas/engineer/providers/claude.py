@@ -81,19 +81,24 @@ Every fix
 
 # A worked example teaches the answer's shape better than rules (and is part of the cached prefix).
 _EXAMPLE_ANSWER = {
-    "files": {"app/params.py": "DEFAULT_LIMIT = 50\n\n\ndef parse_limit(raw):\n    if raw is None:\n"
-                               "        return DEFAULT_LIMIT\n    return max(1, min(int(raw), 500))\n"},
-    "tests": {"tests/test_parse_limit_none.py": "from app.params import DEFAULT_LIMIT, parse_limit\n\n\n"
-                                                "def test_missing_limit_uses_default():\n"
-                                                "    assert parse_limit(None) == DEFAULT_LIMIT\n"},
+    "files": {
+        "app/params.py": "DEFAULT_LIMIT = 50\n\n\ndef parse_limit(raw):\n    if raw is None:\n"
+        "        return DEFAULT_LIMIT\n    return max(1, min(int(raw), 500))\n"
+    },
+    "tests": {
+        "tests/test_parse_limit_none.py": "from app.params import DEFAULT_LIMIT, parse_limit\n\n\n"
+        "def test_missing_limit_uses_default():\n"
+        "    assert parse_limit(None) == DEFAULT_LIMIT\n"
+    },
     "rationale": "Requests without a limit parameter pass None to parse_limit and int(None) raises TypeError "
-                 "(see the evidence traceback). The fix returns the default when the parameter is missing; the "
-                 "new test fails on the current code with the same TypeError and passes with the fix.",
+    "(see the evidence traceback). The fix returns the default when the parameter is missing; the "
+    "new test fails on the current code with the same TypeError and passes with the fix.",
     "risk_level": "low",
 }
 SYSTEM_PROMPT += (
     "\nExample of a good code answer, for an incident where parse_limit(None) raised TypeError:\n"
-    + json.dumps(_EXAMPLE_ANSWER, indent=1) + "\n"
+    + json.dumps(_EXAMPLE_ANSWER, indent=1)
+    + "\n"
 )
 
 _PATHS = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -121,12 +126,16 @@ CONFIG_TOOL: dict[str, Any] = {
         "type": "object",
         "properties": {
             "changes": {
-                "type": "array", "minItems": 1, "maxItems": 3,
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 3,
                 "items": {
                     "type": "object",
                     "properties": {
-                        "setting": {"type": "string", "enum": ["memory_mb", "timeout_s", "reserved_concurrency",
-                                                               "max_retries", "batch_size"]},
+                        "setting": {
+                            "type": "string",
+                            "enum": ["memory_mb", "timeout_s", "reserved_concurrency", "max_retries", "batch_size"],
+                        },
                         "target": {"type": "string"},
                         "current": {"type": ["number", "null"]},
                         "proposed": {"type": "number"},
@@ -229,8 +238,13 @@ def build_user_prompt(request: FixRequest, secrets: Iterable[str] = ()) -> str:
         parts.append(fenced("signals", json.dumps(issue.signals, sort_keys=True), 2_000))
     inv = request.investigation
     if inv is not None:
-        read = {"function": inv.target, "current_values": inv.values, "not_configured": inv.unset, "gaps": inv.gaps,
-                "recent_changes": inv.recent_changes}
+        read = {
+            "function": inv.target,
+            "current_values": inv.values,
+            "not_configured": inv.unset,
+            "gaps": inv.gaps,
+            "recent_changes": inv.recent_changes,
+        }
         parts.append(fenced("investigation of the target", json.dumps(read, sort_keys=True), 4_000))
     if issue.evidence:
         parts.append(fenced("evidence log lines", "\n".join(issue.evidence), MAX_EVIDENCE_CHARS))
@@ -250,8 +264,10 @@ def build_user_prompt(request: FixRequest, secrets: Iterable[str] = ()) -> str:
         parts.append("Test command: " + fenced("test command", request.test_command or "python -m pytest -q", 300))
     feedback = request.feedback[-MAX_FEEDBACK_ITEMS:]
     for number, item in enumerate(feedback, start=len(request.feedback) - len(feedback) + 1):
-        parts.append(f"QA rejected an earlier attempt; its evidence #{number}:\n"
-                     + fenced(f"qa feedback {number}", item, MAX_FEEDBACK_CHARS))
+        parts.append(
+            f"QA rejected an earlier attempt; its evidence #{number}:\n"
+            + fenced(f"qa feedback {number}", item, MAX_FEEDBACK_CHARS)
+        )
     kind = "code fix (patch or files, plus new tests)" if request.code_files else "configuration fix"
     parts.append(f"Call {TOOL_NAME} once with a {kind}.")
     return "\n\n".join(parts)
@@ -320,8 +336,12 @@ class ClaudeProvider:
                     first_error = str(exc)
                     messages += _correction(response, first_error)
                     continue
-                return ProviderResult(fix=fix, usage=usage, confidence=CONFIDENCE[fix.risk_level],
-                                      reasoning=self._reasoning(request, fix, usage, first_error))
+                return ProviderResult(
+                    fix=fix,
+                    usage=usage,
+                    confidence=CONFIDENCE[fix.risk_level],
+                    reasoning=self._reasoning(request, fix, usage, first_error),
+                )
             raise AssertionError("unreachable")
         except ProviderError as exc:
             exc.usage = usage  # type: ignore[attr-defined]  # the Engineer tracks the cost of calls that led nowhere
@@ -354,13 +374,18 @@ class ClaudeProvider:
     def _call(self, client: Any, messages: list[dict[str, Any]], tool: dict[str, Any], usage: list[LlmUsage]) -> Any:
         system = [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}]
         prompt_chars = len(SYSTEM_PROMPT) + len(json.dumps(tool)) + len(json.dumps(messages))
-        estimate = LlmUsage(self.model, input_tokens=math.ceil(prompt_chars / CHARS_PER_TOKEN_ESTIMATE),
-                            output_tokens=self._max_tokens)
+        estimate = LlmUsage(
+            self.model, input_tokens=math.ceil(prompt_chars / CHARS_PER_TOKEN_ESTIMATE), output_tokens=self._max_tokens
+        )
         reservation = self._reserve(self._price_call(estimate))
         try:
             response = client.messages.create(
-                model=self.model, max_tokens=self._max_tokens, system=system, tools=[tool],
-                tool_choice={"type": "tool", "name": TOOL_NAME}, messages=messages,
+                model=self.model,
+                max_tokens=self._max_tokens,
+                system=system,
+                tools=[tool],
+                tool_choice={"type": "tool", "name": TOOL_NAME},
+                messages=messages,
             )
         except Exception as exc:
             if reservation is not None:
@@ -414,18 +439,30 @@ class ClaudeProvider:
             raise _InvalidAnswer(describe_validation_error(exc)) from exc
         return Fix(kind=kind, provider=self.name, model=self.model, **answer.model_dump(exclude_none=True))
 
-    def _reasoning(self, request: FixRequest, fix: Fix, usage: list[LlmUsage], first_error: str) -> list[dict[str, str]]:
+    def _reasoning(
+        self, request: FixRequest, fix: Fix, usage: list[LlmUsage], first_error: str
+    ) -> list[dict[str, str]]:
         issue = request.issue
-        shown = (f"{len(issue.evidence)} log line(s), {len(request.code_files)} file(s), "
-                 f"{len(request.feedback)} QA feedback item(s)")
-        checked = "valid on the first answer" if not first_error else f"first answer invalid ({first_error[:200]}); valid after one retry"
+        shown = (
+            f"{len(issue.evidence)} log line(s), {len(request.code_files)} file(s), "
+            f"{len(request.feedback)} QA feedback item(s)"
+        )
+        checked = (
+            "valid on the first answer"
+            if not first_error
+            else f"first answer invalid ({first_error[:200]}); valid after one retry"
+        )
         return [
-            {"thought": f"{issue.issue_type} on {issue.service} needs a {fix.kind} fix",
-             "action": f"ask {self.model} through the forced {TOOL_NAME} tool; evidence scrubbed and fenced",
-             "observation": shown},
-            {"thought": "The model's answer is untrusted until it matches the schema",
-             "action": f"validate the {TOOL_NAME} input with pydantic",
-             "observation": f"{checked}; {len(usage)} call(s); risk {fix.risk_level}"},
+            {
+                "thought": f"{issue.issue_type} on {issue.service} needs a {fix.kind} fix",
+                "action": f"ask {self.model} through the forced {TOOL_NAME} tool; evidence scrubbed and fenced",
+                "observation": shown,
+            },
+            {
+                "thought": "The model's answer is untrusted until it matches the schema",
+                "action": f"validate the {TOOL_NAME} input with pydantic",
+                "observation": f"{checked}; {len(usage)} call(s); risk {fix.risk_level}",
+            },
         ]
 
 
@@ -451,8 +488,9 @@ def _correction(response: Any, error: str) -> list[dict[str, Any]]:
             echoed.append({"type": "text", "text": block.text})
         elif block.type == "tool_use":
             echoed.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
-            results.append({"type": "tool_result", "tool_use_id": block.id, "is_error": True,
-                            "content": f"Rejected: {error}"})
+            results.append(
+                {"type": "tool_result", "tool_use_id": block.id, "is_error": True, "content": f"Rejected: {error}"}
+            )
     instruction = f"Your answer was invalid: {error}. Call {TOOL_NAME} once more with a corrected input."
     return [
         {"role": "assistant", "content": echoed or [{"type": "text", "text": "(no answer)"}]},

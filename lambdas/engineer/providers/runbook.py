@@ -28,20 +28,28 @@ class Runbook:
 
 RUNBOOKS: dict[str, Runbook] = {
     IssueType.HIGH_ERROR_RATE.value: Runbook(
-        "timeout_s", lambda cur: min(max(cur * 2, 10.0), 900.0), RiskLevel.LOW,
+        "timeout_s",
+        lambda cur: min(max(cur * 2, 10.0), 900.0),
+        RiskLevel.LOW,
         "Error bursts on Lambda are most often time-outs under load; doubling the timeout (at least 10 s) "
         "lets slow dependencies finish instead of failing the invocation.",
     ),
     IssueType.LATENCY.value: Runbook(
-        "memory_mb", lambda cur: min(cur * 2, MEMORY_CEILING_MB), RiskLevel.MEDIUM,
+        "memory_mb",
+        lambda cur: min(cur * 2, MEMORY_CEILING_MB),
+        RiskLevel.MEDIUM,
         "Lambda CPU scales with memory; doubling memory cuts compute-bound latency roughly in half.",
     ),
     IssueType.THROTTLING.value: Runbook(
-        "reserved_concurrency", lambda cur: min(max(cur * 2, 10.0), 1000.0), RiskLevel.MEDIUM,
+        "reserved_concurrency",
+        lambda cur: min(max(cur * 2, 10.0), 1000.0),
+        RiskLevel.MEDIUM,
         "Throttles mean demand exceeds reserved concurrency; doubling the reservation absorbs the burst.",
     ),
     IssueType.MEMORY.value: Runbook(
-        "memory_mb", lambda cur: min(cur * 2, MEMORY_CEILING_MB), RiskLevel.LOW,
+        "memory_mb",
+        lambda cur: min(cur * 2, MEMORY_CEILING_MB),
+        RiskLevel.LOW,
         "Memory pressure (near the limit or out-of-memory kills) is relieved by doubling the memory size.",
     ),
 }
@@ -56,7 +64,10 @@ class RunbookProvider:
     def propose(self, request: FixRequest) -> ProviderResult:
         issue = request.issue
         if issue.code is not None:
-            raise ProviderError("the runbook provider writes configuration changes only; code fixes need the anthropic provider", "unsupported")
+            raise ProviderError(
+                "the runbook provider writes configuration changes only; code fixes need the anthropic provider",
+                "unsupported",
+            )
         runbook = RUNBOOKS.get(issue.issue_type)
         if runbook is None:
             raise ProviderError(f"no runbook for issue type {issue.issue_type!r}", "unsupported")

@@ -125,7 +125,7 @@ def _find(source: list[str], old: list[str], want: int, start: int) -> int | Non
         return want if start <= want <= len(source) else None
     candidates = range(start, len(source) - len(old) + 1)
     for at in sorted(candidates, key=lambda p: abs(p - want)):
-        if source[at:at + len(old)] == old:
+        if source[at : at + len(old)] == old:
             return at
     return None
 
@@ -138,8 +138,10 @@ def _apply_hunks(source: list[str], hunks: list[_Hunk], path: str) -> list[str]:
         want = hunk.old_start if not hunk.old else max(hunk.old_start - 1, 0)
         at = _find(source, hunk.old, want, pos)
         if at is None:
-            raise FixError(f"{path}: hunk {number} (@@ -{hunk.old_start}) does not match: "
-                           "its context or removed lines differ from the file")
+            raise FixError(
+                f"{path}: hunk {number} (@@ -{hunk.old_start}) does not match: "
+                "its context or removed lines differ from the file"
+            )
         out += source[pos:at] + hunk.new
         pos = at + len(hunk.old)
     return out + source[pos:]
@@ -183,8 +185,16 @@ _SHADOWS = {"pytest", "_pytest", "py", "pluggy", "iniconfig", "packaging"}
 
 def _outside(path: str) -> bool:
     normal = posixpath.normpath(path)
-    return (not path or path.startswith(("/", "\\")) or "\\" in path or ":" in path.split("/")[0]
-            or normal == "." or normal.startswith("../") or normal == ".." or ".." in path.split("/"))
+    return (
+        not path
+        or path.startswith(("/", "\\"))
+        or "\\" in path
+        or ":" in path.split("/")[0]
+        or normal == "."
+        or normal.startswith("../")
+        or normal == ".."
+        or ".." in path.split("/")
+    )
 
 
 def project_test_patterns(code_files: dict[str, str]) -> tuple[str, ...]:
@@ -212,18 +222,26 @@ def project_test_patterns(code_files: dict[str, str]) -> tuple[str, ...]:
 def is_test_file(path: str, patterns: tuple[str, ...] = ()) -> bool:
     parts = path.split("/")
     name = parts[-1]
-    return (name.startswith("test_") and name.endswith(".py")) or name.endswith("_test.py") \
-        or any(part in ("tests", "test") for part in parts[:-1]) or any(fnmatch.fnmatch(name, p) for p in patterns)
+    return (
+        (name.startswith("test_") and name.endswith(".py"))
+        or name.endswith("_test.py")
+        or any(part in ("tests", "test") for part in parts[:-1])
+        or any(fnmatch.fnmatch(name, p) for p in patterns)
+    )
 
 
 def is_test_infrastructure(path: str, patterns: tuple[str, ...] = ()) -> bool:
     """Tests, their configuration, and what Python or pytest load before any test runs."""
     parts = path.split("/")
     name = parts[-1]
-    return (is_test_file(path, patterns) or name in _CONFIG_FILES or name.endswith((".pth", ".pyc", ".pyo"))
-            or "__pycache__" in parts
-            or any(part.removesuffix(".py") in _CUSTOMIZE for part in parts)
-            or parts[0].removesuffix(".py") in _SHADOWS)
+    return (
+        is_test_file(path, patterns)
+        or name in _CONFIG_FILES
+        or name.endswith((".pth", ".pyc", ".pyo"))
+        or "__pycache__" in parts
+        or any(part.removesuffix(".py") in _CUSTOMIZE for part in parts)
+        or parts[0].removesuffix(".py") in _SHADOWS
+    )
 
 
 def _pytest_section(text: str | None) -> Any:
@@ -264,9 +282,13 @@ def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
             return path
     for path in sorted(fix.tests):  # new tests are new test_*.py files, nothing else
         name = path.split("/")[-1]
-        if _outside(path) or path in code_files or not (name.startswith("test_") and name.endswith(".py")) \
-                or "__pycache__" in path.split("/") \
-                or any(part.removesuffix(".py") in _CUSTOMIZE | _SHADOWS for part in path.split("/")):
+        if (
+            _outside(path)
+            or path in code_files
+            or not (name.startswith("test_") and name.endswith(".py"))
+            or "__pycache__" in path.split("/")
+            or any(part.removesuffix(".py") in _CUSTOMIZE | _SHADOWS for part in path.split("/"))
+        ):
             return path
     return None
 
@@ -293,9 +315,16 @@ def _shown(argv: list[str]) -> str:
 def _evidence(run: StepResult, passed: bool, isolation: str) -> Evidence:
     output = "\n".join(part for part in (run.stdout_excerpt, run.stderr_excerpt) if part.strip())
     note = f"[{run.killed_reason}]\n" if run.killed_reason else ""
-    excerpt = note + output[-(EXCERPT_CHARS - len(note)):]
-    return Evidence(check=run.check, passed=passed, command=_shown(run.argv), exit_code=run.exit_code,
-                    duration_ms=run.duration_ms, excerpt=excerpt, isolation=isolation)
+    excerpt = note + output[-(EXCERPT_CHARS - len(note)) :]
+    return Evidence(
+        check=run.check,
+        passed=passed,
+        command=_shown(run.argv),
+        exit_code=run.exit_code,
+        duration_ms=run.duration_ms,
+        excerpt=excerpt,
+        isolation=isolation,
+    )
 
 
 def _last_line(run: StepResult) -> str:
@@ -323,8 +352,9 @@ class _Session:
     evidence: list[Evidence]
     on_run: Callable[[str], None]
 
-    def run(self, files: dict[str, str], steps: list[RunStep],
-            judge: Callable[[StepResult], bool] = lambda r: r.ok) -> list[StepResult]:
+    def run(
+        self, files: dict[str, str], steps: list[RunStep], judge: Callable[[StepResult], bool] = lambda r: r.ok
+    ) -> list[StepResult]:
         """One runner invocation; `judge` says whether a step's result supports the fix."""
         left = max(self.deadline - time.monotonic(), 1.0)
         # Each step of the invocation gets its share of what is left of the budget.
@@ -335,8 +365,11 @@ class _Session:
             raise _Refused(ValidationResult(False, str(exc)[:1000], self.evidence)) from exc
         self.on_run(reply.isolation)
         if reply.refused:
-            self.evidence.append(Evidence(check=steps[0].check, passed=False, excerpt=reply.refused[:EXCERPT_CHARS],
-                                          isolation=reply.isolation))
+            self.evidence.append(
+                Evidence(
+                    check=steps[0].check, passed=False, excerpt=reply.refused[:EXCERPT_CHARS], isolation=reply.isolation
+                )
+            )
             raise _Refused(ValidationResult(False, reply.refused[:1000], self.evidence))
         for result in reply.steps:
             self.evidence.append(_evidence(result, judge(result), reply.isolation))
@@ -344,8 +377,14 @@ class _Session:
 
 
 class CodeValidator:
-    def __init__(self, runner: Runner, limits: RunLimits | None = None, *, total_seconds: float = 150.0,
-                 on_run: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        limits: RunLimits | None = None,
+        *,
+        total_seconds: float = 150.0,
+        on_run: Callable[[str], None] | None = None,
+    ) -> None:
         self.runner = runner
         self.limits = limits or RunLimits()
         # All runs of one validation share this budget, so QA ends before its Lambda timeout.
@@ -358,72 +397,115 @@ class CodeValidator:
         try:
             argv = parse_test_command(issue.code.test_command if issue.code else DEFAULT_TEST_COMMAND)
         except CommandRefused as exc:
-            return ValidationResult(False, f"the test command is refused: {exc}",
-                                    [Evidence(check="command", passed=False, excerpt=str(exc)[:EXCERPT_CHARS])])
+            return ValidationResult(
+                False,
+                f"the test command is refused: {exc}",
+                [Evidence(check="command", passed=False, excerpt=str(exc)[:EXCERPT_CHARS])],
+            )
         try:
             if (path := tampered_path(code_files, fix)) is not None:
                 reason = f"tampers with tests: {path}"
-                return ValidationResult(False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])])
+                return ValidationResult(
+                    False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
+                )
             patched = patched_files(code_files, fix)
             # The pre-existing tests and their configuration, as the project has them, over the patched source.
             patterns = project_test_patterns(code_files)
             untouched = {p: t for p, t in code_files.items() if is_test_infrastructure(p, patterns)}
-            patched_tree = {**{p: t for p, t in patched.items() if not is_test_infrastructure(p, patterns)}, **untouched}
+            patched_tree = {
+                **{p: t for p, t in patched.items() if not is_test_infrastructure(p, patterns)},
+                **untouched,
+            }
             for tree in (patched_tree, {**patched_tree, **fix.tests}, {**code_files, **fix.tests}):
                 _check_size(tree)
         except FixError as exc:
-            return ValidationResult(False, f"the fix cannot be applied: {exc}",
-                                    [Evidence(check="apply", passed=False, excerpt=str(exc)[:EXCERPT_CHARS])])
+            return ValidationResult(
+                False,
+                f"the fix cannot be applied: {exc}",
+                [Evidence(check="apply", passed=False, excerpt=str(exc)[:EXCERPT_CHARS])],
+            )
         changed = sorted(p for p in patched if code_files.get(p) != patched[p])
-        evidence = [Evidence(check="apply", passed=True,
-                             excerpt=f"changed or added: {', '.join([*changed, *sorted(fix.tests)])}"[:EXCERPT_CHARS])]
+        evidence = [
+            Evidence(
+                check="apply",
+                passed=True,
+                excerpt=f"changed or added: {', '.join([*changed, *sorted(fix.tests)])}"[:EXCERPT_CHARS],
+            )
+        ]
         session = _Session(self.runner, self.limits, time.monotonic() + self.total_seconds, evidence, self.on_run)
         try:
             return self._checks(session, argv, fix, code_files, patched_tree)
         except _Refused as refused:
             return refused.result
 
-    def _checks(self, s: _Session, argv: list[str], fix: Fix, code_files: dict[str, str],
-                patched_tree: dict[str, str]) -> ValidationResult:
+    def _checks(
+        self, s: _Session, argv: list[str], fix: Fix, code_files: dict[str, str], patched_tree: dict[str, str]
+    ) -> ValidationResult:
         new_tests = sorted(fix.tests)
         new_tests_argv = ["python", "-m", "pytest", "-q", *new_tests]
         # 1. The project's own tests, untouched, over the patched source (after it compiles).
-        steps = s.run(patched_tree, [RunStep(check="compile", argv=COMPILE_ARGV), RunStep(check="tests", argv=argv, junit=True)])
+        steps = s.run(
+            patched_tree, [RunStep(check="compile", argv=COMPILE_ARGV), RunStep(check="tests", argv=argv, junit=True)]
+        )
         if not steps[0].ok:
             return ValidationResult(False, f"the patched code does not compile: {_last_line(steps[0])}", s.evidence)
         patched_run = steps[1]
         if not patched_run.ok:
             return ValidationResult(False, f"tests fail on the patched code: {_last_line(patched_run)}", s.evidence)
         if not patched_run.tests:
-            return ValidationResult(False, "the patched test run wrote no test report, so it proves nothing", s.evidence)
+            return ValidationResult(
+                False, "the patched test run wrote no test report, so it proves nothing", s.evidence
+            )
         if not new_tests:
-            return ValidationResult(False, "weak evidence: the fix brings no new test that fails without it",
-                                    s.evidence, weak_evidence=True)
+            return ValidationResult(
+                False, "weak evidence: the fix brings no new test that fails without it", s.evidence, weak_evidence=True
+            )
         # 2. Every new test passes with the fix.
         [added] = s.run({**patched_tree, **fix.tests}, [RunStep(check="new_tests", argv=new_tests_argv, junit=True)])
         not_passing = [t.id for t in added.tests or [] if t.outcome != "passed"]
         if not added.ok or not added.tests or not_passing:
             detail = f"not passing: {', '.join(not_passing)[:300]}" if not_passing else _last_line(added)
-            return ValidationResult(False, f"the fix's new tests do not all pass on the patched code: {detail}", s.evidence)
+            return ValidationResult(
+                False, f"the fix's new tests do not all pass on the patched code: {detail}", s.evidence
+            )
         # 3. Without the fix at least one new test fails on what it checks.
-        [unpatched] = s.run({**code_files, **fix.tests},
-                            [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
-                            judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(t.reproduces for t in r.tests or []))
+        [unpatched] = s.run(
+            {**code_files, **fix.tests},
+            [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
+            judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(t.reproduces for t in r.tests or []),
+        )
         failing = [t.id for t in unpatched.tests or [] if t.reproduces]
         if unpatched.exit_code != PYTEST_TESTS_FAILED or not failing:
-            return ValidationResult(False, "weak evidence: no new test fails on what it checks without the fix "
-                                           f"({_last_line(unpatched)}), so they do not show that the fix changes anything",
-                                    s.evidence, weak_evidence=True)
+            return ValidationResult(
+                False,
+                "weak evidence: no new test fails on what it checks without the fix "
+                f"({_last_line(unpatched)}), so they do not show that the fix changes anything",
+                s.evidence,
+                weak_evidence=True,
+            )
         # 4. Every pre-existing test that failed before passes after (and none went missing).
-        [before] = s.run(dict(code_files), [RunStep(check="tests_unpatched", argv=argv, junit=True)],
-                         judge=lambda r: r.tests is not None)  # a record of what failed before
+        [before] = s.run(
+            dict(code_files),
+            [RunStep(check="tests_unpatched", argv=argv, junit=True)],
+            judge=lambda r: r.tests is not None,
+        )  # a record of what failed before
         after = {t.id: t.outcome for t in patched_run.tests}
         # A collection error has no test identity (its id names the module), so it may be absent after.
-        broken = [t.id for t in before.tests or []
-                  if (t.outcome in ("passed", "failed") and after.get(t.id) != "passed")
-                  or (t.outcome == "error" and after.get(t.id) not in (None, "passed"))]
+        broken = [
+            t.id
+            for t in before.tests or []
+            if (t.outcome in ("passed", "failed") and after.get(t.id) != "passed")
+            or (t.outcome == "error" and after.get(t.id) not in (None, "passed"))
+        ]
         if broken:
-            return ValidationResult(False, "pre-existing tests do not pass with the fix (or are missing from its run): "
-                                           f"{', '.join(broken)[:500]}", s.evidence)
-        return ValidationResult(True, f"compiles; the project's tests pass with the fix; new test(s) {', '.join(failing)[:300]} "
-                                      "fail without it and pass with it", s.evidence)
+            return ValidationResult(
+                False,
+                f"pre-existing tests do not pass with the fix (or are missing from its run): {', '.join(broken)[:500]}",
+                s.evidence,
+            )
+        return ValidationResult(
+            True,
+            f"compiles; the project's tests pass with the fix; new test(s) {', '.join(failing)[:300]} "
+            "fail without it and pass with it",
+            s.evidence,
+        )

@@ -36,18 +36,23 @@ class PolicyValidator:
         evidence = [self._count_check(fix)]
         for change in fix.changes:
             low, high = BOUNDS[change.setting]
-            evidence.append(Evidence(
-                check=f"bounds:{change.setting}",
-                passed=low <= change.proposed <= high,
-                excerpt=f"{change.setting}={change.proposed:g} must be within [{low:g}, {high:g}]",
-            ))
+            evidence.append(
+                Evidence(
+                    check=f"bounds:{change.setting}",
+                    passed=low <= change.proposed <= high,
+                    excerpt=f"{change.setting}={change.proposed:g} must be within [{low:g}, {high:g}]",
+                )
+            )
             scope = self.investigation.target if self.investigation and self.investigation.target else None
-            evidence.append(Evidence(
-                check=f"scope:{change.setting}",
-                passed=scope is not None and change.target == scope,
-                excerpt=f"target {change.target!r} must be the investigated function {scope!r}" if scope
-                else f"target {change.target!r}: no function was investigated, so no change is in scope",
-            ))
+            evidence.append(
+                Evidence(
+                    check=f"scope:{change.setting}",
+                    passed=scope is not None and change.target == scope,
+                    excerpt=f"target {change.target!r} must be the investigated function {scope!r}"
+                    if scope
+                    else f"target {change.target!r}: no function was investigated, so no change is in scope",
+                )
+            )
             evidence.append(self._step_check(change))
         failed = [e for e in evidence if not e.passed]
         reason = "; ".join(e.excerpt for e in failed) if failed else f"{len(fix.changes)} change(s) within policy"
@@ -60,11 +65,17 @@ class PolicyValidator:
         current = inv.values.get(change.setting) if inv else None
         if current is None:
             why = inv.gap_for(change.setting) if inv else "the target was not investigated"
-            return Evidence(check=f"step:{change.setting}", passed=False,
-                            excerpt=f"current {change.setting} unknown ({why}): the size of the change cannot be checked")
+            return Evidence(
+                check=f"step:{change.setting}",
+                passed=False,
+                excerpt=f"current {change.setting} unknown ({why}): the size of the change cannot be checked",
+            )
         if current == 0:
-            return Evidence(check=f"step:{change.setting}", passed=change.proposed == 0,
-                            excerpt=f"{change.setting} is 0: a step from 0 cannot be bounded by a factor; change it by hand")
+            return Evidence(
+                check=f"step:{change.setting}",
+                passed=change.proposed == 0,
+                excerpt=f"{change.setting} is 0: a step from 0 cannot be bounded by a factor; change it by hand",
+            )
         factor = change.proposed / current
         low, high = self.blast_radius.max_decrease_factor, self.blast_radius.max_increase_factor
         return Evidence(

@@ -38,16 +38,22 @@ class LambdaRunner:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.client("lambda", config=Config(
-                read_timeout=self.read_timeout_s, connect_timeout=10, retries={"max_attempts": 1, "mode": "standard"},
-            ))
+            self._client = boto3.client(
+                "lambda",
+                config=Config(
+                    read_timeout=self.read_timeout_s,
+                    connect_timeout=10,
+                    retries={"max_attempts": 1, "mode": "standard"},
+                ),
+            )
         return self._client
 
     def run(self, bundle: RunBundle) -> RunReply:
         payload = json.dumps(bundle.model_dump(mode="json")).encode()
         if len(payload) > MAX_PAYLOAD_BYTES:
-            raise RunnerError(f"the bundle is {len(payload)} bytes; a synchronous invocation carries at most "
-                              f"{MAX_PAYLOAD_BYTES}")
+            raise RunnerError(
+                f"the bundle is {len(payload)} bytes; a synchronous invocation carries at most {MAX_PAYLOAD_BYTES}"
+            )
         response = self.client.invoke(
             FunctionName=self.function_name,
             InvocationType="RequestResponse",
@@ -60,6 +66,7 @@ class LambdaRunner:
                 error = json.loads(answer)
             except ValueError:
                 error = {}
-            raise RunnerError(f"the QA runner failed: {error.get('errorType', 'error')}: "
-                              f"{str(error.get('errorMessage', ''))[:300]}")
+            raise RunnerError(
+                f"the QA runner failed: {error.get('errorType', 'error')}: {str(error.get('errorMessage', ''))[:300]}"
+            )
         return RunReply.model_validate_json(answer)

@@ -94,12 +94,17 @@ class AgentOpsAnalyzer:
 
         flows = self._flows(in_window)
         baseline_total = sum(c for counts in hourly.values() for h, c in counts.items() if h >= time_window_hours)
-        anomalies = [] if baseline_total == 0 else [
-            a for flow in hourly for a in self._flow_anomalies(flow, hourly[flow], time_window_hours)
-        ]
+        anomalies = (
+            []
+            if baseline_total == 0
+            else [a for flow in hourly for a in self._flow_anomalies(flow, hourly[flow], time_window_hours)]
+        )
         rejections = Counter(m.get("incident_id") for m in in_window if m.get("message_type") == "FixRejected")
-        loops = [{"incident_id": i, "rejections": n} for i, n in rejections.most_common()
-                 if i and n >= self.rejection_loop_threshold]
+        loops = [
+            {"incident_id": i, "rejections": n}
+            for i, n in rejections.most_common()
+            if i and n >= self.rejection_loop_threshold
+        ]
         return {
             "window_hours": time_window_hours,
             "baseline_hours": self.baseline_hours,
@@ -115,8 +120,16 @@ class AgentOpsAnalyzer:
         by_flow: dict[str, Counter[str]] = defaultdict(Counter)
         for m in messages:
             by_flow[m["flow"]][m.get("message_type", "")] += 1
-        flows = [{"flow": flow, "from_agent": flow.split("->")[0], "to_agent": flow.split("->")[-1],
-                  "count": sum(types.values()), "message_types": dict(types)} for flow, types in by_flow.items()]
+        flows = [
+            {
+                "flow": flow,
+                "from_agent": flow.split("->")[0],
+                "to_agent": flow.split("->")[-1],
+                "count": sum(types.values()),
+                "message_types": dict(types),
+            }
+            for flow, types in by_flow.items()
+        ]
         return sorted(flows, key=lambda f: (-f["count"], f["flow"]))
 
     def _flow_anomalies(self, flow: str, counts: Counter[int], window_hours: int) -> list[dict[str, Any]]:
@@ -129,9 +142,18 @@ class AgentOpsAnalyzer:
         for hours_ago in range(window_hours):
             count = counts.get(hours_ago, 0)
             if count >= self.min_anomaly_count and count > threshold:
-                found.append({"type": "flow_spike", "flow": flow, "hours_ago": hours_ago, "count": count,
-                              "baseline_mean": round(mean, 3), "baseline_stddev": round(stddev, 3),
-                              "threshold": round(threshold, 3), "z_score": round((count - mean) / spread, 2)})
+                found.append(
+                    {
+                        "type": "flow_spike",
+                        "flow": flow,
+                        "hours_ago": hours_ago,
+                        "count": count,
+                        "baseline_mean": round(mean, 3),
+                        "baseline_stddev": round(stddev, 3),
+                        "threshold": round(threshold, 3),
+                        "z_score": round((count - mean) / spread, 2),
+                    }
+                )
         return found
 
     # ------------------------------------------------------------------ effectiveness
@@ -158,7 +180,8 @@ class AgentOpsAnalyzer:
             "validated_fixes": len(validated),
             "attempts_per_fix": _mean(max(1, i.get("attempts", 1)) for i, _ in validated),
             "mean_time_to_validated_fix_s": _mean(
-                (datetime.fromisoformat(at) - datetime.fromisoformat(i["created_at"])).total_seconds() for i, at in validated
+                (datetime.fromisoformat(at) - datetime.fromisoformat(i["created_at"])).total_seconds()
+                for i, at in validated
             ),
             "resolved_incidents": len(resolved),
             "cost_per_resolved_incident_usd": _mean(i.get("cost_usd", 0.0) for i in resolved),
@@ -193,24 +216,41 @@ class AgentOpsAnalyzer:
             for (a, model), calls in by_agent_model.items():
                 incident_ids = {c["incident_id"] for c in calls}
                 if a == agent and len(incident_ids) >= self.min_samples:
-                    stats[model] = {"incidents": len(incident_ids), "calls": calls,
-                                    "success_rate": sum(outcomes.get(i, False) for i in incident_ids) / len(incident_ids)}
+                    stats[model] = {
+                        "incidents": len(incident_ids),
+                        "calls": calls,
+                        "success_rate": sum(outcomes.get(i, False) for i in incident_ids) / len(incident_ids),
+                    }
             for expensive, cheap in self._cheaper_pairs(stats):
                 if stats[cheap]["success_rate"] + self.success_tolerance < stats[expensive]["success_rate"]:
                     continue
                 spent = sum(c["cost_usd"] for c in stats[expensive]["calls"])
-                repriced = sum(self.prices.price_usage(cheap, c.get("usage", {})).cost_usd for c in stats[expensive]["calls"])
+                repriced = sum(
+                    self.prices.price_usage(cheap, c.get("usage", {})).cost_usd for c in stats[expensive]["calls"]
+                )
                 if spent - repriced <= 0:
                     continue
-                found.append({
-                    "type": "model_downgrade",
-                    "recommendation": f"Use {cheap} instead of {expensive} for the {agent}: its fixes pass QA as often.",
-                    "evidence": {"agent": agent, "window_hours": window,
-                                 **{m: {"incidents": stats[m]["incidents"], "success_rate": round(stats[m]["success_rate"], 3),
-                                        "calls": len(stats[m]["calls"])} for m in (expensive, cheap)},
-                                 "spent_on_expensive_usd": round(spent, 6), "same_usage_on_cheap_usd": round(repriced, 6)},
-                    "estimated_monthly_savings_usd": round((spent - repriced) * scale, 2),
-                })
+                found.append(
+                    {
+                        "type": "model_downgrade",
+                        "recommendation": f"Use {cheap} instead of {expensive} for the {agent}: its fixes pass QA as often.",
+                        "evidence": {
+                            "agent": agent,
+                            "window_hours": window,
+                            **{
+                                m: {
+                                    "incidents": stats[m]["incidents"],
+                                    "success_rate": round(stats[m]["success_rate"], 3),
+                                    "calls": len(stats[m]["calls"]),
+                                }
+                                for m in (expensive, cheap)
+                            },
+                            "spent_on_expensive_usd": round(spent, 6),
+                            "same_usage_on_cheap_usd": round(repriced, 6),
+                        },
+                        "estimated_monthly_savings_usd": round((spent - repriced) * scale, 2),
+                    }
+                )
         return found
 
     def _cheaper_pairs(self, stats: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
@@ -219,7 +259,7 @@ class AgentOpsAnalyzer:
             return p.input + p.output if p else math.inf
 
         ordered = sorted(stats, key=unit_price, reverse=True)
-        return [(e, c) for i, e in enumerate(ordered) for c in ordered[i + 1:] if unit_price(c) < unit_price(e)]
+        return [(e, c) for i, e in enumerate(ordered) for c in ordered[i + 1 :] if unit_price(c) < unit_price(e)]
 
     def _caching(self, costs: list[dict[str, Any]], scale: float, window: int) -> list[dict[str, Any]]:
         """Prompts that are mostly re-sent at full price although their prefix could be cached."""
@@ -240,46 +280,75 @@ class AgentOpsAnalyzer:
             # Upper bound: half of the prompt served from cache at the read price instead of the input price.
             moved = max(0.0, 0.5 - share) * prompt
             savings = moved * (price.input - price.cache_read) / 1_000_000
-            found.append({
-                "type": "prompt_caching",
-                "recommendation": f"Cache the stable prompt prefix of the {agent} on {model} (cache_control on system/tools).",
-                "evidence": {"agent": agent, "model": model, "window_hours": window, "prompt_tokens": prompt,
-                             "cache_read_tokens": t["cache_read_input_tokens"], "cache_read_share": round(share, 3)},
-                "estimated_monthly_savings_usd": round(savings * scale, 2),
-            })
+            found.append(
+                {
+                    "type": "prompt_caching",
+                    "recommendation": f"Cache the stable prompt prefix of the {agent} on {model} (cache_control on system/tools).",
+                    "evidence": {
+                        "agent": agent,
+                        "model": model,
+                        "window_hours": window,
+                        "prompt_tokens": prompt,
+                        "cache_read_tokens": t["cache_read_input_tokens"],
+                        "cache_read_share": round(share, 3),
+                    },
+                    "estimated_monthly_savings_usd": round(savings * scale, 2),
+                }
+            )
         return found
 
-    def _duplicate_storms(self, incidents: list[dict[str, Any]], costs: list[dict[str, Any]], scale: float) -> list[dict[str, Any]]:
+    def _duplicate_storms(
+        self, incidents: list[dict[str, Any]], costs: list[dict[str, Any]], scale: float
+    ) -> list[dict[str, Any]]:
         storms = [i for i in incidents if i.get("duplicates", 0) >= self.duplicate_storm_threshold]
         if not storms:
             return []
-        manager_invocations = [c["cost_usd"] for c in costs if c.get("agent") == "manager" and c.get("kind") in ("lambda", "events")]
+        manager_invocations = [
+            c["cost_usd"] for c in costs if c.get("agent") == "manager" and c.get("kind") in ("lambda", "events")
+        ]
         per_duplicate = (2 * statistics.fmean(manager_invocations)) if manager_invocations else 0.0
         duplicates = sum(i["duplicates"] for i in storms)
-        return [{
-            "type": "duplicate_storm",
-            "recommendation": "Tune the noisy sources (alarm evaluation periods / datapoints to alarm) or fix the "
-                              "recurring issue: each duplicate is a Manager invocation that changes nothing.",
-            "evidence": {"incidents": [{"incident_id": i["incident_id"], "service": i.get("service"),
-                                        "duplicates": i["duplicates"]} for i in storms[:10]],
-                         "duplicates": duplicates},
-            "estimated_monthly_savings_usd": round(duplicates * per_duplicate * scale, 2),
-        }]
+        return [
+            {
+                "type": "duplicate_storm",
+                "recommendation": "Tune the noisy sources (alarm evaluation periods / datapoints to alarm) or fix the "
+                "recurring issue: each duplicate is a Manager invocation that changes nothing.",
+                "evidence": {
+                    "incidents": [
+                        {"incident_id": i["incident_id"], "service": i.get("service"), "duplicates": i["duplicates"]}
+                        for i in storms[:10]
+                    ],
+                    "duplicates": duplicates,
+                },
+                "estimated_monthly_savings_usd": round(duplicates * per_duplicate * scale, 2),
+            }
+        ]
 
     def _retry_loops(self, incidents: list[dict[str, Any]], scale: float) -> list[dict[str, Any]]:
         loops = [i for i in incidents if i.get("status") in ("FAILED", "ESCALATED") and i.get("attempts", 0) >= 2]
         if not loops:
             return []
         wasted = sum(i.get("cost_usd", 0.0) * (i["attempts"] - 1) / i["attempts"] for i in loops)
-        return [{
-            "type": "retry_loop",
-            "recommendation": "Incidents went through several rejected fixes and still failed: lower maxFixAttempts "
-                              "for these issue types or route them to a runbook / a person sooner.",
-            "evidence": {"incidents": [{"incident_id": i["incident_id"], "attempts": i["attempts"],
-                                        "issue_type": i.get("issue_type"), "cost_usd": i.get("cost_usd", 0.0)}
-                                       for i in loops[:10]], "count": len(loops)},
-            "estimated_monthly_savings_usd": round(wasted * scale, 2),
-        }]
+        return [
+            {
+                "type": "retry_loop",
+                "recommendation": "Incidents went through several rejected fixes and still failed: lower maxFixAttempts "
+                "for these issue types or route them to a runbook / a person sooner.",
+                "evidence": {
+                    "incidents": [
+                        {
+                            "incident_id": i["incident_id"],
+                            "attempts": i["attempts"],
+                            "issue_type": i.get("issue_type"),
+                            "cost_usd": i.get("cost_usd", 0.0),
+                        }
+                        for i in loops[:10]
+                    ],
+                    "count": len(loops),
+                },
+                "estimated_monthly_savings_usd": round(wasted * scale, 2),
+            }
+        ]
 
     # ------------------------------------------------------------------ gauges for the hourly run
     def open_incidents_by_status(self, days: int = 14) -> dict[str, int]:
@@ -289,8 +358,11 @@ class AgentOpsAnalyzer:
 
     def duplicate_storms(self, time_window_hours: int = 24) -> list[dict[str, Any]]:
         now = self._clock()
-        return [i for i in self._incidents(now - timedelta(hours=time_window_hours), now)
-                if i.get("status") not in TERMINAL and i.get("duplicates", 0) >= self.duplicate_storm_threshold]
+        return [
+            i
+            for i in self._incidents(now - timedelta(hours=time_window_hours), now)
+            if i.get("status") not in TERMINAL and i.get("duplicates", 0) >= self.duplicate_storm_threshold
+        ]
 
     # ------------------------------------------------------------------ reads (GSIs only)
     def _by_gsi(self, table: str, index: str, pk: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -305,8 +377,11 @@ class AgentOpsAnalyzer:
         lo, hi = _iso(start), _iso(end)
         found: list[dict[str, Any]] = []
         for day in _days(start, end):
-            items = query_all(self.settings.monitoring_table_name, IndexName="gsi2",
-                              KeyConditionExpression=Key("gsi2pk").eq(f"COST#DAY#{day}"))
+            items = query_all(
+                self.settings.monitoring_table_name,
+                IndexName="gsi2",
+                KeyConditionExpression=Key("gsi2pk").eq(f"COST#DAY#{day}"),
+            )
             found.extend(c for c in items if lo <= c.get("created_at", "") <= hi)
         return found
 
@@ -324,7 +399,7 @@ class AgentOpsAnalyzer:
         found: dict[str, bool] = {}
         ids = sorted(incident_ids)
         for n in range(0, len(ids), 100):
-            request = {table: {"Keys": [{"pk": keys.incident_pk(i), "sk": keys.META} for i in ids[n:n + 100]]}}
+            request = {table: {"Keys": [{"pk": keys.incident_pk(i), "sk": keys.META} for i in ids[n : n + 100]]}}
             while request:
                 response = client.batch_get_item(RequestItems=request)
                 for item in response["Responses"].get(table, []):  # a resource's client returns plain types
@@ -337,4 +412,3 @@ class AgentOpsAnalyzer:
 def _reached(incident: dict[str, Any], status: str) -> str | None:
     """When the incident first reached `status` (from its status history), or None."""
     return next((h.get("at") for h in incident.get("status_history", []) if h.get("status") == status), None)
-

@@ -89,7 +89,7 @@ def parse_report(message: str) -> Report | None:
     if not first.startswith("REPORT RequestId: "):
         return None
     fields: dict[str, str] = {}
-    for part in first[len("REPORT "):].split("\t"):
+    for part in first[len("REPORT ") :].split("\t"):
         if not part.strip():
             continue
         match = _FIELD.match(part.strip())
@@ -188,25 +188,37 @@ class BilledCostReconciler:
         else:
             outcome = self._apply(report, link, billed)
         if outcome is Outcome.IMPLAUSIBLE:
-            logger.warning("REPORT line does not match the invocation it names; ignored",
-                           extra={"request_id": report.request_id, "agent": agent,
-                                  "linked_agent": (link or {}).get("agent")})
-        self.sink.add(names.COSTS, names.BILLING_REPORTS, 1,
-                      dimensions=[{names.ENVIRONMENT: self.environment, names.OUTCOME: outcome.value}])
+            logger.warning(
+                "REPORT line does not match the invocation it names; ignored",
+                extra={"request_id": report.request_id, "agent": agent, "linked_agent": (link or {}).get("agent")},
+            )
+        self.sink.add(
+            names.COSTS,
+            names.BILLING_REPORTS,
+            1,
+            dimensions=[{names.ENVIRONMENT: self.environment, names.OUTCOME: outcome.value}],
+        )
         return outcome
 
     def _apply(self, report: Report, link: dict[str, Any], billed: float) -> Outcome:
         estimate = float(link.get("estimated_usd") or 0.0)
         now = self._now()
-        billed_fields = {":b": billed, ":bd": report.billed_ms, ":d": report.duration_ms, ":m": report.memory_mb,
-                         ":i": report.init_ms if report.init_ms is not None else 0.0, ":src": "billed", ":at": now}
+        billed_fields = {
+            ":b": billed,
+            ":bd": report.billed_ms,
+            ":d": report.duration_ms,
+            ":m": report.memory_mb,
+            ":i": report.init_ms if report.init_ms is not None else 0.0,
+            ":src": "billed",
+            ":at": now,
+        }
         cost_update = {
             "Update": {
                 "TableName": self.monitoring_table,
                 "Key": {"pk": link["cost_pk"], "sk": link["cost_sk"]},
                 "UpdateExpression": "SET cost_usd = :b, billed_usd = :b, billed_duration_ms = :bd, "
-                                    "report_duration_ms = :d, report_memory_mb = :m, init_duration_ms = :i, "
-                                    "cost_source = :src, billed_at = :at",
+                "report_duration_ms = :d, report_memory_mb = :m, init_duration_ms = :i, "
+                "cost_source = :src, billed_at = :at",
                 "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(billed_usd)",
                 "ExpressionAttributeValues": to_item(billed_fields),
             }
@@ -223,15 +235,17 @@ class BilledCostReconciler:
         items = [cost_update, link_update]
         incident_id = link.get("incident_id")
         if incident_id:
-            items.append({
-                "Update": {
-                    "TableName": self.decisions_table,
-                    "Key": {"pk": keys.incident_pk(incident_id), "sk": keys.META},
-                    "UpdateExpression": "ADD cost_usd :delta",
-                    "ConditionExpression": "attribute_exists(pk)",
-                    "ExpressionAttributeValues": to_item({":delta": billed - estimate}),
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.decisions_table,
+                        "Key": {"pk": keys.incident_pk(incident_id), "sk": keys.META},
+                        "UpdateExpression": "ADD cost_usd :delta",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": to_item({":delta": billed - estimate}),
+                    }
                 }
-            })
+            )
         try:
             self._transact(items)
         except ClientError as exc:
@@ -248,22 +262,50 @@ class BilledCostReconciler:
 
     def _record_unlinked(self, report: Report, agent: str, billed: float) -> Outcome:
         now = self._now()
-        cost = records.cost_item(agent=agent, incident_id=None, correlation_id=None, kind="lambda", cost_usd=billed,
-                                 now=now, environment=self.environment, request_id=report.request_id,
-                                 billed_usd=billed, billed_duration_ms=report.billed_ms,
-                                 report_duration_ms=report.duration_ms, report_memory_mb=report.memory_mb,
-                                 init_duration_ms=report.init_ms or 0.0, cost_source="billed", billed_at=now,
-                                 memory_mb=report.memory_mb, architecture=self.architecture)
-        link = invocation_link(request_id=report.request_id, agent=agent, incident_id=None, cost=cost,
-                               estimated_usd=None, memory_mb=report.memory_mb, duration_s=None, now=now)
+        cost = records.cost_item(
+            agent=agent,
+            incident_id=None,
+            correlation_id=None,
+            kind="lambda",
+            cost_usd=billed,
+            now=now,
+            environment=self.environment,
+            request_id=report.request_id,
+            billed_usd=billed,
+            billed_duration_ms=report.billed_ms,
+            report_duration_ms=report.duration_ms,
+            report_memory_mb=report.memory_mb,
+            init_duration_ms=report.init_ms or 0.0,
+            cost_source="billed",
+            billed_at=now,
+            memory_mb=report.memory_mb,
+            architecture=self.architecture,
+        )
+        link = invocation_link(
+            request_id=report.request_id,
+            agent=agent,
+            incident_id=None,
+            cost=cost,
+            estimated_usd=None,
+            memory_mb=report.memory_mb,
+            duration_s=None,
+            now=now,
+        )
         link["billed_usd"] = billed
         link["billed_at"] = now
         try:
-            self._transact([
-                {"Put": {"TableName": self.monitoring_table, "Item": to_item(link),
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-                {"Put": {"TableName": self.monitoring_table, "Item": to_item(cost)}},
-            ])
+            self._transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": self.monitoring_table,
+                            "Item": to_item(link),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {"Put": {"TableName": self.monitoring_table, "Item": to_item(cost)}},
+                ]
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
@@ -274,8 +316,9 @@ class BilledCostReconciler:
     # ------------------------------------------------------------------ internals
     def _metrics(self, agent: str, billed: float, delta: float) -> None:
         env = {names.ENVIRONMENT: self.environment}
-        self.sink.add(names.COSTS, names.BILLED_LAMBDA_COST, billed, unit="None",
-                      dimensions=[{**env, names.AGENT: agent}])
+        self.sink.add(
+            names.COSTS, names.BILLED_LAMBDA_COST, billed, unit="None", dimensions=[{**env, names.AGENT: agent}]
+        )
         # TotalCost carried the estimate; the difference makes it (and the cost alarm) follow the bill.
         self.sink.add(names.COSTS, names.TOTAL_COST, delta, unit="None", dimensions=[{**env, names.AGENT: agent}, env])
 
@@ -298,13 +341,31 @@ def _plausible(report: Report, link: Mapping[str, Any]) -> bool:
     return report.billed_ms + 1 >= measured_ms and report.duration_ms + 1 >= measured_ms
 
 
-def invocation_link(*, request_id: str, agent: str, incident_id: str | None, cost: Mapping[str, Any],
-                    estimated_usd: float | None, memory_mb: int, duration_s: float | None, now: str) -> dict[str, Any]:
+def invocation_link(
+    *,
+    request_id: str,
+    agent: str,
+    incident_id: str | None,
+    cost: Mapping[str, Any],
+    estimated_usd: float | None,
+    memory_mb: int,
+    duration_s: float | None,
+    now: str,
+) -> dict[str, Any]:
     """The item that ties a Lambda request id to its agent, incident and cost record."""
     return {
-        "pk": link_pk(request_id), "sk": LINK_SK, "record_type": "invocation", "request_id": request_id,
-        "agent": agent, "incident_id": incident_id, "cost_pk": cost["pk"], "cost_sk": cost["sk"],
-        "estimated_usd": estimated_usd, "memory_mb": memory_mb, "duration_s": duration_s, "created_at": now,
+        "pk": link_pk(request_id),
+        "sk": LINK_SK,
+        "record_type": "invocation",
+        "request_id": request_id,
+        "agent": agent,
+        "incident_id": incident_id,
+        "cost_pk": cost["pk"],
+        "cost_sk": cost["sk"],
+        "estimated_usd": estimated_usd,
+        "memory_mb": memory_mb,
+        "duration_s": duration_s,
+        "created_at": now,
         "ttl": int(time.time()) + LINK_TTL_DAYS * 86_400,
     }
 
@@ -320,7 +381,7 @@ def transact(items: list[dict[str, Any]]) -> None:
 
     low_level = []
     for item in items:
-        (op, spec), = item.items()
+        ((op, spec),) = item.items()
         spec = dict(spec)
         for field in ("Key", "Item", "ExpressionAttributeValues"):
             if field in spec:

@@ -122,7 +122,10 @@ class BudgetGuard:
 
     def budget_status(self) -> BudgetStatus:
         period = self.period()
-        item = aws.table(self.table_name).get_item(Key={"pk": BUDGET_PK, "sk": period}, ConsistentRead=True).get("Item") or {}
+        item = (
+            aws.table(self.table_name).get_item(Key={"pk": BUDGET_PK, "sk": period}, ConsistentRead=True).get("Item")
+            or {}
+        )
         limit = self.limit_usd()
         reserved = float(item.get("reserved_usd", 0))
         spent = float(item.get("spent_usd", 0))
@@ -133,19 +136,31 @@ class BudgetGuard:
         aws.table(self.table_name).update_item(
             Key={"pk": BUDGET_PK, "sk": period},
             UpdateExpression="ADD reserved_usd :release, spent_usd :actual, committed_usd :delta SET updated_at = :now",
-            ExpressionAttributeValues={":release": -reserved, ":actual": actual, ":delta": actual - reserved, ":now": utc_now()},
+            ExpressionAttributeValues={
+                ":release": -reserved,
+                ":actual": actual,
+                ":delta": actual - reserved,
+                ":now": utc_now(),
+            },
         )
 
     def _refused(self, period: str, amount: Decimal, limit: Decimal, model: str) -> None:
-        logger.warning("LLM budget refused a reservation",
-                       extra={"period": period, "amount_usd": float(amount), "limit_usd": float(limit), "model": model})
+        logger.warning(
+            "LLM budget refused a reservation",
+            extra={"period": period, "amount_usd": float(amount), "limit_usd": float(limit), "model": model},
+        )
         if self.sink is not None:
             self.sink.add(names.COSTS, names.BUDGET_REFUSALS, 1, dimensions=[{names.ENVIRONMENT: self.environment}])
 
     def _gauge(self, committed: Decimal, limit: Decimal) -> None:
         if self.sink is not None and limit > 0:
-            self.sink.add(names.COSTS, names.BUDGET_USED_PERCENT, float(committed / limit * 100),
-                          dimensions=[{names.ENVIRONMENT: self.environment}], unit="Percent")
+            self.sink.add(
+                names.COSTS,
+                names.BUDGET_USED_PERCENT,
+                float(committed / limit * 100),
+                dimensions=[{names.ENVIRONMENT: self.environment}],
+                unit="Percent",
+            )
 
 
 def notify_budget_paused(topic_arn: str, incident_id: str, reason: str) -> str:
@@ -161,7 +176,9 @@ def notify_budget_paused(topic_arn: str, incident_id: str, reason: str) -> str:
         TopicArn=topic_arn,
         Subject=f"Selfheal: incident {incident_id} paused by the LLM budget"[:100],
         Message=message,
-        MessageAttributes={"event": {"DataType": "String", "StringValue": "BudgetPaused"},
-                           "incident_id": {"DataType": "String", "StringValue": incident_id}},
+        MessageAttributes={
+            "event": {"DataType": "String", "StringValue": "BudgetPaused"},
+            "incident_id": {"DataType": "String", "StringValue": incident_id},
+        },
     )
     return response["MessageId"]

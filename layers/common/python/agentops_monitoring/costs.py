@@ -106,8 +106,12 @@ class LlmCost:
     breakdown: dict[str, float] = field(default_factory=dict)
 
     def pricing(self) -> dict[str, Any]:
-        return {"priced_as": self.priced_as, "source": "fallback" if self.unknown_model else "table",
-                "effective_date": self.effective_date, "table_version": self.table_version}
+        return {
+            "priced_as": self.priced_as,
+            "source": "fallback" if self.unknown_model else "table",
+            "effective_date": self.effective_date,
+            "table_version": self.table_version,
+        }
 
 
 class PriceTable:
@@ -155,7 +159,13 @@ class PriceTable:
         on: date | None = None,
     ) -> LlmCost:
         """`cache_creation_input_tokens` is the API's total; the 1-hour share is priced at its own rate."""
-        counts = [input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cache_write_1h_input_tokens]
+        counts = [
+            input_tokens,
+            output_tokens,
+            cache_creation_input_tokens,
+            cache_read_input_tokens,
+            cache_write_1h_input_tokens,
+        ]
         if any(n < 0 for n in counts):
             raise ValueError("token counts must be >= 0")
         entry = self.resolve(model)
@@ -183,12 +193,19 @@ class PriceTable:
 
     def price_usage(self, model: str, usage: Mapping[str, Any], on: date | None = None) -> LlmCost:
         """Price a recorded `usage` map (the shape track_llm_usage stores)."""
+
         def count(key: str) -> int:
             return int(usage.get(key, 0) or 0)
 
-        return self.llm_cost(model, count("input_tokens"), count("output_tokens"), count("cache_creation_input_tokens"),
-                             count("cache_read_input_tokens"), cache_write_1h_input_tokens=count("cache_write_1h_input_tokens"),
-                             on=on)
+        return self.llm_cost(
+            model,
+            count("input_tokens"),
+            count("output_tokens"),
+            count("cache_creation_input_tokens"),
+            count("cache_read_input_tokens"),
+            cache_write_1h_input_tokens=count("cache_write_1h_input_tokens"),
+            on=on,
+        )
 
     def _fallback_model(self) -> str:
         rule = self._t.unknown_model
@@ -209,11 +226,16 @@ class PriceTable:
         gb_second = self.aws.lambda_gb_second["arm64" if architecture == "arm64" else "x86_64"]
         return billed_ms / 1000 * memory_mb / 1024 * gb_second + self.aws.lambda_request
 
-    def request_cost(self, eventbridge_events: int = 0, dynamodb_writes: int = 0, dynamodb_reads: int = 0,
-                     sns_publishes: int = 0) -> float:
+    def request_cost(
+        self, eventbridge_events: int = 0, dynamodb_writes: int = 0, dynamodb_reads: int = 0, sns_publishes: int = 0
+    ) -> float:
         a = self.aws
-        return (eventbridge_events * a.eventbridge_event + dynamodb_writes * a.dynamodb_write_request
-                + dynamodb_reads * a.dynamodb_read_request + sns_publishes * a.sns_publish)
+        return (
+            eventbridge_events * a.eventbridge_event
+            + dynamodb_writes * a.dynamodb_write_request
+            + dynamodb_reads * a.dynamodb_read_request
+            + sns_publishes * a.sns_publish
+        )
 
 
 # ---------------------------------------------------------------------- loading

@@ -21,7 +21,9 @@ class MetricSink:
         self._sets: dict[tuple, EphemeralMetrics] = {}
         self._lock = threading.Lock()
 
-    def add(self, namespace: str, name: str, value: float, *, dimensions: Sequence[Dimensions], unit: str = "Count") -> None:
+    def add(
+        self, namespace: str, name: str, value: float, *, dimensions: Sequence[Dimensions], unit: str = "Count"
+    ) -> None:
         """`dimensions` lists the dimension sets: the first is primary, others are extra rollups."""
         key = (namespace, tuple(tuple(sorted(d.items())) for d in dimensions))
         with self._lock:

@@ -87,8 +87,11 @@ class AgentOpsMonitor:
 
     def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None:
         """Price the invocation, end the trace, flush every namespace; never raises."""
-        for step in (lambda: self.track_lambda_execution(context, duration_s),
-                     lambda: self.tracing.end(success=success), self.flush):
+        for step in (
+            lambda: self.track_lambda_execution(context, duration_s),
+            lambda: self.tracing.end(success=success),
+            self.flush,
+        ):
             try:
                 step()
             except Exception:  # noqa: BLE001 - monitoring must not replace the handler's outcome
@@ -102,8 +105,14 @@ class AgentOpsMonitor:
         name = event_type.value if isinstance(event_type, AgentEventType) else str(event_type)
         if not _EVENT_NAME.fullmatch(name):
             raise ValueError(f"event type must be snake_case: {name!r}")
-        item = records.event_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
-                                  event_type=name, data=data, now=self._now())
+        item = records.event_item(
+            agent=self.agent,
+            incident_id=self.incident_id,
+            correlation_id=self.correlation_id,
+            event_type=name,
+            data=data,
+            now=self._now(),
+        )
         self._put(self.settings.monitoring_table_name, item)
         self._count(names.EVENTS, name, {names.AGENT: self.agent})
         return item
@@ -128,12 +137,22 @@ class AgentOpsMonitor:
         # Decisions quote test output, log lines and model text: no secret is stored in them.
         reasoning_chain, inputs, outputs = scrub_data(reasoning_chain), scrub_data(inputs), scrub_data(outputs)
         decision = records.Decision.model_validate(
-            {"decision_type": decision_type, "reasoning_chain": reasoning_chain, "confidence_score": confidence_score})
+            {"decision_type": decision_type, "reasoning_chain": reasoning_chain, "confidence_score": confidence_score}
+        )
         cost = self._llm_cost_since_decision if cost_usd is None else cost_usd
         self._llm_cost_since_decision = 0.0
-        item = records.decision_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
-                                     decision=decision, inputs=inputs, outputs=outputs, model=model,
-                                     cost_usd=cost, now=self._now(), once=once)
+        item = records.decision_item(
+            agent=self.agent,
+            incident_id=self.incident_id,
+            correlation_id=self.correlation_id,
+            decision=decision,
+            inputs=inputs,
+            outputs=outputs,
+            model=model,
+            cost_usd=cost,
+            now=self._now(),
+            once=once,
+        )
         if once is None:
             self._put(self.settings.decisions_table_name, item)
         elif not self._put_once(self.settings.decisions_table_name, item):
@@ -142,8 +161,14 @@ class AgentOpsMonitor:
         return item
 
     def record_collaboration(self, from_agent: str, to_agent: str, message_type: str) -> dict[str, Any]:
-        item = records.message_item(from_agent=from_agent, to_agent=to_agent, message_type=message_type,
-                                    incident_id=self.incident_id, correlation_id=self.correlation_id, now=self._now())
+        item = records.message_item(
+            from_agent=from_agent,
+            to_agent=to_agent,
+            message_type=message_type,
+            incident_id=self.incident_id,
+            correlation_id=self.correlation_id,
+            now=self._now(),
+        )
         self._put(self.settings.monitoring_table_name, item)
         self._requests["eventbridge_events"] += 1  # each message is one PutEvents entry
         self._count(names.COLLABORATION, names.MESSAGE_COUNT, {names.FLOW: names.flow(from_agent, to_agent)})
@@ -158,8 +183,13 @@ class AgentOpsMonitor:
         status = getattr(status, "value", status)
         self._count(names.EVENTS, names.INCIDENT_TRANSITIONS, {names.STATUS: status})
         if status == "RESOLVED" and incident_cost_usd is not None:
-            self.sink.add(names.COSTS, names.RESOLVED_INCIDENT_COST, float(incident_cost_usd),
-                          dimensions=[self._dims()], unit="None")
+            self.sink.add(
+                names.COSTS,
+                names.RESOLVED_INCIDENT_COST,
+                float(incident_cost_usd),
+                dimensions=[self._dims()],
+                unit="None",
+            )
 
     def record_qa_run(self, isolation: str) -> None:
         """One QA runner invocation, by the isolation it ran under (namespaces, microvm, none)."""
@@ -171,20 +201,31 @@ class AgentOpsMonitor:
 
     def record_incident(self, incident: Any) -> None:
         """`IncidentStore(on_transition=monitor.record_incident)`: every status an incident enters."""
-        self.record_status(incident.status, incident_cost_usd=incident.cost_usd if incident.status == "RESOLVED" else None)
+        self.record_status(
+            incident.status, incident_cost_usd=incident.cost_usd if incident.status == "RESOLVED" else None
+        )
 
     # ------------------------------------------------------------------ costs
     def prices(self) -> PriceTable:
         if self._prices is not None:
             return self._prices
-        return load_price_table(parameter_prefix=self.settings.parameter_prefix, max_age=self.settings.parameters_max_age)
+        return load_price_table(
+            parameter_prefix=self.settings.parameter_prefix, max_age=self.settings.parameters_max_age
+        )
 
     def price_call(self, usage: Any) -> float:
         """Price an LlmUsage without recording it (worst-case reservations)."""
-        return self.prices().llm_cost(
-            usage.model, usage.input_tokens, usage.output_tokens,
-            getattr(usage, "cache_creation_input_tokens", 0), getattr(usage, "cache_read_input_tokens", 0),
-        ).cost_usd
+        return (
+            self.prices()
+            .llm_cost(
+                usage.model,
+                usage.input_tokens,
+                usage.output_tokens,
+                getattr(usage, "cache_creation_input_tokens", 0),
+                getattr(usage, "cache_read_input_tokens", 0),
+            )
+            .cost_usd
+        )
 
     def track_llm_usage(
         self,
@@ -197,37 +238,70 @@ class AgentOpsMonitor:
         cache_write_1h_input_tokens: int = 0,
     ) -> float:
         """Record one model call's usage, priced by the table; returns its cost in USD."""
-        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                 "cache_creation_input_tokens": cache_creation_input_tokens,
-                 "cache_read_input_tokens": cache_read_input_tokens,
-                 "cache_write_1h_input_tokens": cache_write_1h_input_tokens}
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": cache_creation_input_tokens,
+            "cache_read_input_tokens": cache_read_input_tokens,
+            "cache_write_1h_input_tokens": cache_write_1h_input_tokens,
+        }
         priced = self.prices().price_usage(model, usage)
         if priced.unknown_model:
-            logger.warning("unknown model priced by the fallback rule",
-                           extra={"model": model, "priced_as": priced.priced_as, "cost_usd": priced.cost_usd})
+            logger.warning(
+                "unknown model priced by the fallback rule",
+                extra={"model": model, "priced_as": priced.priced_as, "cost_usd": priced.cost_usd},
+            )
             self._count(names.COSTS, names.UNPRICED_MODEL_CALLS, {names.AGENT: self.agent})
-        self._record_cost("llm", priced.cost_usd, model=model, usage=usage, pricing=priced.pricing(),
-                          unknown_model=priced.unknown_model, breakdown=priced.breakdown)
-        self.sink.add(names.COSTS, names.LLM_COST, priced.cost_usd, unit="None",
-                      dimensions=[self._dims({names.AGENT: self.agent}), self._dims({names.MODEL: priced.priced_as})])
-        for token_type, count in (("input", input_tokens), ("output", output_tokens),
-                                  ("cache_write", cache_creation_input_tokens), ("cache_read", cache_read_input_tokens)):
-            self.sink.add(names.COSTS, names.LLM_TOKENS, count,
-                          dimensions=[self._dims({names.MODEL: priced.priced_as, names.TOKEN_TYPE: token_type})])
+        self._record_cost(
+            "llm",
+            priced.cost_usd,
+            model=model,
+            usage=usage,
+            pricing=priced.pricing(),
+            unknown_model=priced.unknown_model,
+            breakdown=priced.breakdown,
+        )
+        self.sink.add(
+            names.COSTS,
+            names.LLM_COST,
+            priced.cost_usd,
+            unit="None",
+            dimensions=[self._dims({names.AGENT: self.agent}), self._dims({names.MODEL: priced.priced_as})],
+        )
+        for token_type, count in (
+            ("input", input_tokens),
+            ("output", output_tokens),
+            ("cache_write", cache_creation_input_tokens),
+            ("cache_read", cache_read_input_tokens),
+        ):
+            self.sink.add(
+                names.COSTS,
+                names.LLM_TOKENS,
+                count,
+                dimensions=[self._dims({names.MODEL: priced.priced_as, names.TOKEN_TYPE: token_type})],
+            )
         self._llm_cost_since_decision += priced.cost_usd
         self.tracing.llm_span(model, usage, priced.cost_usd)
         return priced.cost_usd
 
     def track_lambda_execution(self, context: Any, duration: float) -> float:
         """Price this invocation (compute + the requests it made) and record it; returns USD."""
-        memory_mb = int(getattr(context, "memory_limit_in_mb", 0) or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128))
+        memory_mb = int(
+            getattr(context, "memory_limit_in_mb", 0) or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128)
+        )
         architecture = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
         prices = self.prices()
         compute = prices.lambda_cost(duration, memory_mb, architecture)
-        details = {"duration_s": round(duration, 6), "memory_mb": memory_mb, "architecture": architecture,
-                   "function_name": getattr(context, "function_name", None)}
+        details = {
+            "duration_s": round(duration, 6),
+            "memory_mb": memory_mb,
+            "architecture": architecture,
+            "function_name": getattr(context, "function_name", None),
+        }
         request_id = str(getattr(context, "aws_request_id", "") or "").lower()
-        self.sink.add(names.COSTS, names.LAMBDA_COST, compute, unit="None", dimensions=[self._dims({names.AGENT: self.agent})])
+        self.sink.add(
+            names.COSTS, names.LAMBDA_COST, compute, unit="None", dimensions=[self._dims({names.AGENT: self.agent})]
+        )
         requests = dict(self._requests)
         self._requests.clear()
         estimated = billing.REQUEST_ID.fullmatch(request_id) is not None
@@ -242,7 +316,9 @@ class AgentOpsMonitor:
         else:
             self._record_cost("lambda", compute, **details)
             self._record_cost("events", events, requests=requests)
-        self.sink.add(names.COSTS, names.EVENT_COST, events, unit="None", dimensions=[self._dims({names.AGENT: self.agent})])
+        self.sink.add(
+            names.COSTS, names.EVENT_COST, events, unit="None", dimensions=[self._dims({names.AGENT: self.agent})]
+        )
         return compute + events
 
     def budget_guard(self) -> BudgetGuard:
@@ -257,8 +333,11 @@ class AgentOpsMonitor:
 
     # ------------------------------------------------------------------ reads / tracing
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
-        return timeline(incident_id, decisions_table=self.settings.decisions_table_name,
-                        monitoring_table=self.settings.monitoring_table_name)
+        return timeline(
+            incident_id,
+            decisions_table=self.settings.decisions_table_name,
+            monitoring_table=self.settings.monitoring_table_name,
+        )
 
     # ------------------------------------------------------------------ internals
     def _reset_invocation(self) -> None:
@@ -292,31 +371,64 @@ class AgentOpsMonitor:
         return True
 
     def _record_cost(self, kind: str, cost_usd: float, **details: Any) -> None:
-        item = records.cost_item(agent=self.agent, incident_id=self.incident_id, correlation_id=self.correlation_id,
-                                 kind=kind, cost_usd=cost_usd, now=self._now(), environment=self.environment, **details)
+        item = records.cost_item(
+            agent=self.agent,
+            incident_id=self.incident_id,
+            correlation_id=self.correlation_id,
+            kind=kind,
+            cost_usd=cost_usd,
+            now=self._now(),
+            environment=self.environment,
+            **details,
+        )
         self._put(self.settings.monitoring_table_name, item)
         if self.incident_id:
             self._add_to_incident(self.incident_id, cost_usd)
         # TotalCost rolls up to (environment) alone: the cost alarm needs one series.
-        self.sink.add(names.COSTS, names.TOTAL_COST, cost_usd, unit="None",
-                      dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
+        self.sink.add(
+            names.COSTS,
+            names.TOTAL_COST,
+            cost_usd,
+            unit="None",
+            dimensions=[self._dims({names.AGENT: self.agent}), self._dims()],
+        )
 
-    def _record_lambda_estimate(self, cost_usd: float, request_id: str, details: dict[str, Any], *,
-                                events_usd: float, requests: dict[str, Any]) -> None:
+    def _record_lambda_estimate(
+        self, cost_usd: float, request_id: str, details: dict[str, Any], *, events_usd: float, requests: dict[str, Any]
+    ) -> None:
         """The invocation's cost records, its invocation link and (when known) the incident's total, in one call.
 
         One transaction instead of four writes per invocation; when the incident item is gone (its
         condition cancels the transaction) the records are written without it, as before.
         """
         now = self._now()
-        common: dict[str, Any] = {"agent": self.agent, "incident_id": self.incident_id,
-                                  "correlation_id": self.correlation_id, "now": now, "environment": self.environment}
-        item = records.cost_item(kind="lambda", cost_usd=cost_usd, request_id=request_id, estimated_usd=cost_usd,
-                                 cost_source="estimate", **common, **details)
+        common: dict[str, Any] = {
+            "agent": self.agent,
+            "incident_id": self.incident_id,
+            "correlation_id": self.correlation_id,
+            "now": now,
+            "environment": self.environment,
+        }
+        item = records.cost_item(
+            kind="lambda",
+            cost_usd=cost_usd,
+            request_id=request_id,
+            estimated_usd=cost_usd,
+            cost_source="estimate",
+            **common,
+            **details,
+        )
         events_item = records.cost_item(kind="events", cost_usd=events_usd, requests=requests, **common)
-        link = billing.invocation_link(request_id=request_id, agent=self.agent, incident_id=self.incident_id,
-                                       cost=item, estimated_usd=cost_usd, memory_mb=details["memory_mb"],
-                                       duration_s=details["duration_s"], now=now)
+        link = billing.invocation_link(
+            request_id=request_id,
+            agent=self.agent,
+            incident_id=self.incident_id,
+            cost=item,
+            estimated_usd=cost_usd,
+            memory_mb=details["memory_mb"],
+            duration_s=details["duration_s"],
+            now=now,
+        )
         table = self.settings.monitoring_table_name
         writes = [
             {"Put": {"TableName": table, "Item": to_item(item)}},
@@ -324,8 +436,13 @@ class AgentOpsMonitor:
             {"Put": {"TableName": table, "Item": to_item(link), "ConditionExpression": "attribute_not_exists(pk)"}},
         ]
         if self.incident_id:
-            writes.append({"Update": IncidentStore(self.settings.decisions_table_name).cost_update(
-                self.incident_id, cost_usd + events_usd)})
+            writes.append(
+                {
+                    "Update": IncidentStore(self.settings.decisions_table_name).cost_update(
+                        self.incident_id, cost_usd + events_usd
+                    )
+                }
+            )
         try:
             billing.transact(writes)
         except ClientError as exc:
@@ -335,8 +452,13 @@ class AgentOpsMonitor:
             logger.warning("cost not added: incident not found", extra={"incident_id": self.incident_id})
             billing.transact(writes[:3])
         for cost in (cost_usd, events_usd):
-            self.sink.add(names.COSTS, names.TOTAL_COST, cost, unit="None",
-                          dimensions=[self._dims({names.AGENT: self.agent}), self._dims()])
+            self.sink.add(
+                names.COSTS,
+                names.TOTAL_COST,
+                cost,
+                unit="None",
+                dimensions=[self._dims({names.AGENT: self.agent}), self._dims()],
+            )
 
     def _add_to_incident(self, incident_id: str, cost_usd: float) -> None:
         try:

@@ -58,57 +58,109 @@ def _ttl(days: int) -> int:
     return int(time.time()) + days * 86_400
 
 
-def decision_item(*, agent: str, incident_id: str | None, correlation_id: str | None, decision: Decision,
-                  inputs: Any, outputs: Any, model: str | None, cost_usd: float, now: str,
-                  once: str | None = None) -> dict[str, Any]:
+def decision_item(
+    *,
+    agent: str,
+    incident_id: str | None,
+    correlation_id: str | None,
+    decision: Decision,
+    inputs: Any,
+    outputs: Any,
+    model: str | None,
+    cost_usd: float,
+    now: str,
+    once: str | None = None,
+) -> dict[str, Any]:
     # A step's decision has a key of its own (written once); others are keyed by time.
     uid = keys.uid()
     sk = f"DECISION#ONCE#{agent}#{once}"[:1024] if once else f"DECISION#{now}#{uid}"
     return {
-        "pk": keys.owner_pk(incident_id, agent), "sk": sk,
-        "gsi1pk": f"AGENT#{agent}", "gsi1sk": now,
-        "record_type": "decision", "decision_id": uid, "agent": agent,
-        "incident_id": incident_id, "correlation_id": correlation_id,
+        "pk": keys.owner_pk(incident_id, agent),
+        "sk": sk,
+        "gsi1pk": f"AGENT#{agent}",
+        "gsi1sk": now,
+        "record_type": "decision",
+        "decision_id": uid,
+        "agent": agent,
+        "incident_id": incident_id,
+        "correlation_id": correlation_id,
         "decision_type": decision.decision_type,
         "reasoning_chain": [s.model_dump() for s in decision.reasoning_chain],
-        "inputs": capped(inputs), "outputs": capped(outputs),
+        "inputs": capped(inputs),
+        "outputs": capped(outputs),
         "confidence_score": decision.confidence_score,
-        "model": model, "cost_usd": cost_usd, "created_at": now, "day": keys.day_of(now),
+        "model": model,
+        "cost_usd": cost_usd,
+        "created_at": now,
+        "day": keys.day_of(now),
     }
 
 
-def event_item(*, agent: str, incident_id: str | None, correlation_id: str | None, event_type: str,
-               data: Any, now: str) -> dict[str, Any]:
+def event_item(
+    *, agent: str, incident_id: str | None, correlation_id: str | None, event_type: str, data: Any, now: str
+) -> dict[str, Any]:
     return {
-        "pk": keys.owner_pk(incident_id, agent), "sk": f"EVENT#{now}#{keys.uid()}",
-        "gsi1pk": f"EVENT#{event_type}", "gsi1sk": now,
-        "record_type": "event", "event_type": event_type, "agent": agent,
-        "incident_id": incident_id, "correlation_id": correlation_id,
-        "data": capped(data if data is not None else {}), "created_at": now, "ttl": _ttl(TRANSIENT_TTL_DAYS),
+        "pk": keys.owner_pk(incident_id, agent),
+        "sk": f"EVENT#{now}#{keys.uid()}",
+        "gsi1pk": f"EVENT#{event_type}",
+        "gsi1sk": now,
+        "record_type": "event",
+        "event_type": event_type,
+        "agent": agent,
+        "incident_id": incident_id,
+        "correlation_id": correlation_id,
+        "data": capped(data if data is not None else {}),
+        "created_at": now,
+        "ttl": _ttl(TRANSIENT_TTL_DAYS),
     }
 
 
-def cost_item(*, agent: str, incident_id: str | None, correlation_id: str | None, kind: str, cost_usd: float,
-              now: str, **details: Any) -> dict[str, Any]:
+def cost_item(
+    *,
+    agent: str,
+    incident_id: str | None,
+    correlation_id: str | None,
+    kind: str,
+    cost_usd: float,
+    now: str,
+    **details: Any,
+) -> dict[str, Any]:
     """kind: llm | lambda | events. `details` carries the raw usage so costs can be recomputed."""
     day = keys.day_of(now)
     return {
-        "pk": keys.owner_pk(incident_id, agent), "sk": f"COST#{now}#{keys.uid()}",
-        "gsi1pk": f"COST#AGENT#{agent}", "gsi1sk": now,
-        "gsi2pk": f"COST#DAY#{day}", "gsi2sk": f"{agent}#{now}",
-        "record_type": "cost", "kind": kind, "cost_usd": cost_usd, "agent": agent,
-        "incident_id": incident_id, "correlation_id": correlation_id, "day": day, "created_at": now,
+        "pk": keys.owner_pk(incident_id, agent),
+        "sk": f"COST#{now}#{keys.uid()}",
+        "gsi1pk": f"COST#AGENT#{agent}",
+        "gsi1sk": now,
+        "gsi2pk": f"COST#DAY#{day}",
+        "gsi2sk": f"{agent}#{now}",
+        "record_type": "cost",
+        "kind": kind,
+        "cost_usd": cost_usd,
+        "agent": agent,
+        "incident_id": incident_id,
+        "correlation_id": correlation_id,
+        "day": day,
+        "created_at": now,
         **details,
     }
 
 
-def message_item(*, from_agent: str, to_agent: str, message_type: str, incident_id: str | None,
-                 correlation_id: str | None, now: str) -> dict[str, Any]:
+def message_item(
+    *, from_agent: str, to_agent: str, message_type: str, incident_id: str | None, correlation_id: str | None, now: str
+) -> dict[str, Any]:
     return {
-        "pk": keys.owner_pk(incident_id, from_agent), "sk": f"MSG#{now}#{keys.uid()}",
-        "gsi1pk": f"COLLAB#{keys.day_of(now)}", "gsi1sk": f"{now}#{from_agent}#{to_agent}",
-        "record_type": "message", "from_agent": from_agent, "to_agent": to_agent,
-        "flow": f"{from_agent}->{to_agent}", "message_type": message_type,
-        "incident_id": incident_id, "correlation_id": correlation_id, "created_at": now,
+        "pk": keys.owner_pk(incident_id, from_agent),
+        "sk": f"MSG#{now}#{keys.uid()}",
+        "gsi1pk": f"COLLAB#{keys.day_of(now)}",
+        "gsi1sk": f"{now}#{from_agent}#{to_agent}",
+        "record_type": "message",
+        "from_agent": from_agent,
+        "to_agent": to_agent,
+        "flow": f"{from_agent}->{to_agent}",
+        "message_type": message_type,
+        "incident_id": incident_id,
+        "correlation_id": correlation_id,
+        "created_at": now,
         "ttl": _ttl(TRANSIENT_TTL_DAYS),
     }

@@ -40,7 +40,9 @@ class Monitor(Protocol):
 
 def parse_step(event: dict[str, Any]) -> Envelope:
     """An agent-to-agent step: its source and its versioned model."""
-    return parse_detail(event["detail-type"], event.get("detail"), source=event.get("source", ""), event_id=event.get("id"))
+    return parse_detail(
+        event["detail-type"], event.get("detail"), source=event.get("source", ""), event_id=event.get("id")
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,9 @@ def agent_handler(
 
     `ports(context)` builds the agent's ports; `label` names the agent in refusals ("the Engineer").
     """
-    table = {str(k.value if isinstance(k, Enum) else k): v if isinstance(v, Route) else Route(v) for k, v in routes.items()}
+    table = {
+        str(k.value if isinstance(k, Enum) else k): v if isinstance(v, Route) else Route(v) for k, v in routes.items()
+    }
     unknown = sorted(t for t, r in table.items() if r.parse is parse_step and t not in DATA_MODELS)
     if unknown:
         raise ValueError(f"{agent}: no event model for {unknown}; give these routes a parser")
@@ -193,4 +197,3 @@ def agent_handler(
         return screened(event, context)
 
     return handler
-

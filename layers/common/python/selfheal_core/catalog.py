@@ -134,8 +134,14 @@ OPEN_STATUSES = frozenset(Status) - TERMINAL
 # the provider or the clock (the scheduled scan resumes those; one-time schedules end the apply
 # window and the verification, a person merges a ready patch). A run is "quiet" when every
 # incident is SETTLED; AWAITING_APPROVAL is settled, never final.
-SETTLED = TERMINAL | {Status.AWAITING_APPROVAL, Status.BUDGET_PAUSED, Status.RETRY_WAIT, Status.SCHEDULED,
-                      Status.VERIFYING, Status.PATCH_READY}
+SETTLED = TERMINAL | {
+    Status.AWAITING_APPROVAL,
+    Status.BUDGET_PAUSED,
+    Status.RETRY_WAIT,
+    Status.SCHEDULED,
+    Status.VERIFYING,
+    Status.PATCH_READY,
+}
 
 # ------------------------------------------------------------------------------ routes and recipients
 
@@ -154,18 +160,38 @@ _S = AGENT_SOURCES
 # may come from any producer; every other step only from the agent that owns it.
 AGENT_ROUTES = (
     Route("IssueReported", "Injected issues to the Manager", ("IssueReported",), None, "manager"),
-    Route("RemediationRequested", "Manager asks the Engineer for a fix", ("RemediationRequested",), (_S["manager"],),
-          "engineer"),
+    Route(
+        "RemediationRequested",
+        "Manager asks the Engineer for a fix",
+        ("RemediationRequested",),
+        (_S["manager"],),
+        "engineer",
+    ),
     Route("FixProposed", "Engineer hands a fix to QA", ("FixProposed",), (_S["engineer"],), "qa"),
     Route("FixRejected", "QA sends a rejected fix back to the Engineer", ("FixRejected",), (_S["qa"],), "engineer"),
     Route("FixValidated", "QA reports a validated fix to the Manager", ("FixValidated",), (_S["qa"],), "manager"),
-    Route("RemediationFailed", "Engineer gives up; the Manager closes", ("RemediationFailed",),
-          (_S["engineer"], _S["qa"]), "manager"),
-    Route("OperatorApproval", "Human approval decisions to the Manager", ("ApprovalGranted", "ApprovalDenied"),
-          (_S["operator"],), "manager"),
+    Route(
+        "RemediationFailed",
+        "Engineer gives up; the Manager closes",
+        ("RemediationFailed",),
+        (_S["engineer"], _S["qa"]),
+        "manager",
+    ),
+    Route(
+        "OperatorApproval",
+        "Human approval decisions to the Manager",
+        ("ApprovalGranted", "ApprovalDenied"),
+        (_S["operator"],),
+        "manager",
+    ),
     # Sent by the one-time EventBridge Scheduler schedules the Manager creates (window start, verify end).
-    Route("HealSchedules", "Apply and verify due times to the Manager", ("ApplyDue", "VerifyDue"), (_S["manager"],),
-          "manager"),
+    Route(
+        "HealSchedules",
+        "Apply and verify due times to the Manager",
+        ("ApplyDue", "VerifyDue"),
+        (_S["manager"],),
+        "manager",
+    ),
 )
 # Events people must read: delivered to the alerts topic (email).
 NOTIFY_DETAIL_TYPES = ("ApprovalRequested", "IncidentEscalated", "FixRolledBack")
@@ -179,7 +205,10 @@ RECIPIENTS: dict[str, str] = {
 # detail-type -> the only sources that may send it (the bus rules and IAM say the same; handlers
 # check it too, so a mis-scoped rule or role is not enough to forge a step).
 CONTRACT_SOURCES: dict[str, frozenset[str]] = {
-    detail_type: frozenset(route.sources) for route in AGENT_ROUTES if route.sources for detail_type in route.detail_types
+    detail_type: frozenset(route.sources)
+    for route in AGENT_ROUTES
+    if route.sources
+    for detail_type in route.detail_types
 }
 
 # ------------------------------------------------------------------------------ settings and defaults

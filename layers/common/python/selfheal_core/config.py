@@ -74,7 +74,9 @@ _ENV_KEYS = {
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     raw = {field: os.environ[var] for field, var in _ENV_KEYS.items() if var in os.environ}
-    missing = [var for field, var in _ENV_KEYS.items() if var not in os.environ and Settings.model_fields[field].is_required()]
+    missing = [
+        var for field, var in _ENV_KEYS.items() if var not in os.environ and Settings.model_fields[field].is_required()
+    ]
     if missing:
         raise ConfigError(f"missing environment variables: {', '.join(missing)}")
     try:

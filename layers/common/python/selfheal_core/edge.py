@@ -18,7 +18,7 @@ from .rejections import RejectionLog
 # An external IssueReported is keyed by its producer's idempotency_key or the event id, never by
 # a metadata.incident_id the producer chose (two different reports could share one).
 IDEMPOTENCY_KEY = (
-    "[\"detail-type\","
+    '["detail-type",'
     " (\"detail-type\" == 'IssueReported' && (detail.data.idempotency_key || detail.idempotency_key || id))"
     " || detail.metadata.incident_id || id,"
     " detail.metadata.attempt, detail.data.resumed, detail.data.fix, detail.data.redrive]"
@@ -35,7 +35,9 @@ def idempotency(settings: Settings) -> tuple[Any, Any]:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name)
-    config = IdempotencyConfig(event_key_jmespath=IDEMPOTENCY_KEY, raise_on_no_idempotency_key=False, expires_after_seconds=6 * 3600)
+    config = IdempotencyConfig(
+        event_key_jmespath=IDEMPOTENCY_KEY, raise_on_no_idempotency_key=False, expires_after_seconds=6 * 3600
+    )
     return persistence, config
 
 

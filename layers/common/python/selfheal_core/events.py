@@ -139,7 +139,9 @@ class IssueReportedV1(_Model):
     code: CodeBundle | None = None
     idempotency_key: str | None = Field(default=None, max_length=256)
     resource: str | None = Field(default=None, max_length=512, description="alarm name, function …")
-    evidence_artifact: ArtifactRef | None = Field(default=None, description="all evidence lines, when long (set by Selfheal)")
+    evidence_artifact: ArtifactRef | None = Field(
+        default=None, description="all evidence lines, when long (set by Selfheal)"
+    )
 
 
 # Settings a configuration remediation may change; the first three are limits (lowering one breaks callers).

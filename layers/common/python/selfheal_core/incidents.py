@@ -31,8 +31,9 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.AWAITING_APPROVAL: frozenset({Status.VALIDATED}),
     Status.BUDGET_PAUSED: frozenset({Status.REMEDIATING}),
     Status.RETRY_WAIT: frozenset({Status.REMEDIATING}),
-    Status.FAILED: frozenset({Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED,
-                              Status.RETRY_WAIT}),
+    Status.FAILED: frozenset(
+        {Status.DETECTED, Status.REMEDIATING, Status.REJECTED, Status.BUDGET_PAUSED, Status.RETRY_WAIT}
+    ),
     Status.SCHEDULED: frozenset({Status.APPROVED}),
     Status.VERIFYING: frozenset({Status.APPROVED, Status.SCHEDULED}),
     Status.ROLLED_BACK: frozenset({Status.VERIFYING}),
@@ -109,8 +110,15 @@ def count_status(incident: Incident, status: Status) -> int:
     return sum(1 for h in incident.status_history if h.get("status") == status.value)
 
 
-_DEFAULTS: dict[str, Any] = {"attempts": 0, "cost_usd": 0.0, "duplicates": 0, "issue": {}, "last_reason": "", "status_history": [],
-                             "redrives": 0}
+_DEFAULTS: dict[str, Any] = {
+    "attempts": 0,
+    "cost_usd": 0.0,
+    "duplicates": 0,
+    "issue": {},
+    "last_reason": "",
+    "status_history": [],
+    "redrives": 0,
+}
 
 
 OPEN_TRIES = 4
@@ -132,7 +140,7 @@ def _cancellation(exc: ClientError) -> tuple[bool, bool]:
 
 
 def _placeholders(prefix: str, statuses: frozenset[Status], values: dict[str, Any]) -> str:
-    """":prefix0, :prefix1, …" for the statuses, whose values are added to `values`."""
+    """ ":prefix0, :prefix1, …" for the statuses, whose values are added to `values`."""
     placeholders = []
     for i, status in enumerate(sorted(s.value for s in statuses)):
         values[f":{prefix}{i}"] = status
@@ -140,8 +148,9 @@ def _placeholders(prefix: str, statuses: frozenset[Status], values: dict[str, An
     return ", ".join(placeholders)
 
 
-def _and_attributes(condition: str, require: dict[str, Any], forbid: dict[str, Any],
-                    names: dict[str, str], values: dict[str, Any]) -> str:
+def _and_attributes(
+    condition: str, require: dict[str, Any], forbid: dict[str, Any], names: dict[str, str], values: dict[str, Any]
+) -> str:
     """`condition` and: each `require`d attribute holds its value (None: absent), no `forbid`den one does."""
     for i, (attr, value) in enumerate(sorted(require.items())):
         names[f"#req{i}"] = attr
@@ -217,17 +226,32 @@ class IncidentStore:
             "issue": issue,
             "status_history": [{"status": Status.DETECTED.value, "at": now, "reason": "opened"}],
         }
-        lock_item = {"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN, "incident_id": incident_id, "created_at": now}
+        lock_item = {
+            "pk": keys.fingerprint_pk(fingerprint),
+            "sk": keys.OPEN,
+            "incident_id": incident_id,
+            "created_at": now,
+        }
         client = self._table.meta.client
         for _ in range(OPEN_TRIES):
             try:
                 client.transact_write_items(
                     TransactItems=[
-                        {"Put": {"TableName": self.table_name, "Item": to_item(lock_item),
-                                 "ConditionExpression": "attribute_not_exists(pk) OR cooldown_until < :now",
-                                 "ExpressionAttributeValues": to_item({":now": now})}},
-                        {"Put": {"TableName": self.table_name, "Item": to_item(incident_item),
-                                 "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {
+                            "Put": {
+                                "TableName": self.table_name,
+                                "Item": to_item(lock_item),
+                                "ConditionExpression": "attribute_not_exists(pk) OR cooldown_until < :now",
+                                "ExpressionAttributeValues": to_item({":now": now}),
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table_name,
+                                "Item": to_item(incident_item),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
                     ]
                 )
                 opened = Incident.from_item(incident_item)
@@ -270,7 +294,9 @@ class IncidentStore:
 
     def open_incident_for(self, fingerprint: str) -> str | None:
         """The incident reports with this fingerprint fold into (open, or closed and cooling down)."""
-        item = self._table.get_item(Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, ConsistentRead=True).get("Item")
+        item = self._table.get_item(
+            Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, ConsistentRead=True
+        ).get("Item")
         return item["incident_id"] if item else None
 
     # ------------------------------------------------------------------ transitions
@@ -315,7 +341,9 @@ class IncidentStore:
             values[":expected"] = expected_attempt
         landing_attempt = new_attempt if new_attempt is not None else expected_attempt
         if redo_from and landing_attempt is not None:
-            condition = f"({condition}) OR (#status IN ({_placeholders('redo', redo_from, values)}) AND attempts = :landing)"
+            condition = (
+                f"({condition}) OR (#status IN ({_placeholders('redo', redo_from, values)}) AND attempts = :landing)"
+            )
             values[":landing"] = landing_attempt
         condition = _and_attributes(condition, require or {}, forbid or {}, names, values)
         update = "SET #status = :to, updated_at = :now, last_reason = :reason, status_history = list_append(status_history, :hist)"
@@ -354,8 +382,11 @@ class IncidentStore:
                 UpdateExpression="SET cooldown_until = :until, #ttl = :ttl",
                 ConditionExpression="incident_id = :id",
                 ExpressionAttributeNames={"#ttl": "ttl"},
-                ExpressionAttributeValues={":until": until.isoformat(timespec="milliseconds"),
-                                           ":ttl": int(until.timestamp()) + 3600, ":id": incident.incident_id},
+                ExpressionAttributeValues={
+                    ":until": until.isoformat(timespec="milliseconds"),
+                    ":ttl": int(until.timestamp()) + 3600,
+                    ":id": incident.incident_id,
+                },
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
@@ -375,7 +406,9 @@ class IncidentStore:
 
     # ------------------------------------------------------------------ reads
     def get(self, incident_id: str) -> Incident | None:
-        item = self._table.get_item(Key={"pk": keys.incident_pk(incident_id), "sk": keys.META}, ConsistentRead=True).get("Item")
+        item = self._table.get_item(
+            Key={"pk": keys.incident_pk(incident_id), "sk": keys.META}, ConsistentRead=True
+        ).get("Item")
         return Incident.from_item(item) if item else None
 
     def list_recent(self, days: int = 7, limit: int = 100) -> list[Incident]:
@@ -401,8 +434,14 @@ class IncidentStore:
                 break
         return found[:limit]
 
-    def record(self, incident_id: str, *, statuses: frozenset[Status], require: dict[str, Any] | None = None,
-               values: dict[str, Any]) -> Incident | None:
+    def record(
+        self,
+        incident_id: str,
+        *,
+        statuses: frozenset[Status],
+        require: dict[str, Any] | None = None,
+        values: dict[str, Any],
+    ) -> Incident | None:
         """Write attributes without changing status, only while the incident is in `statuses` (and
         `require` holds, None = attribute absent); None when the condition fails."""
         names: dict[str, str] = {"#status": "status"}
@@ -427,8 +466,11 @@ class IncidentStore:
         try:
             result = self._table.update_item(
                 Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
-                UpdateExpression=update, ConditionExpression=condition,
-                ExpressionAttributeNames=names, ExpressionAttributeValues=to_item(vals), ReturnValues="ALL_NEW",
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(vals),
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if _is_condition_failure(exc):

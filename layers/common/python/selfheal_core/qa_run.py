@@ -74,7 +74,9 @@ class TestCase(_Model):
 
 # pytest's JUnit report gives the crash message: "assert 1 == 2", "AssertionError: ...",
 # "Failed: DID NOT RAISE ...", "ZeroDivisionError: division by zero", "ImportError: cannot import ...".
-_MISSING_NAME = re.compile(r"(ImportError|ModuleNotFoundError|NameError)\b|AttributeError: module '[^']*' has no attribute")
+_MISSING_NAME = re.compile(
+    r"(ImportError|ModuleNotFoundError|NameError)\b|AttributeError: module '[^']*' has no attribute"
+)
 
 
 class StepResult(_Model):
@@ -124,8 +126,10 @@ def pytest_arguments(argv: list[str]) -> list[str]:
     prefix = next((p for p in PYTEST_PREFIXES if tuple(argv[: len(p)]) == p), None)
     if prefix is None:
         shown = shlex.join(argv[:3]) if argv else "(empty)"
-        raise CommandRefused(f"the test command must be 'python -m pytest' with paths, -q, -x or -k EXPR, not {shown!r}")
-    args = argv[len(prefix):]
+        raise CommandRefused(
+            f"the test command must be 'python -m pytest' with paths, -q, -x or -k EXPR, not {shown!r}"
+        )
+    args = argv[len(prefix) :]
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -138,7 +142,8 @@ def pytest_arguments(argv: list[str]) -> list[str]:
         elif _PATH.fullmatch(arg) and ".." not in arg.split("::")[0].split("/"):
             out.append(arg)
         else:
-            raise CommandRefused(f"test command argument {arg[:80]!r} is not allowed "
-                                 "(only project paths, -q, -x and -k EXPR)")
+            raise CommandRefused(
+                f"test command argument {arg[:80]!r} is not allowed (only project paths, -q, -x and -k EXPR)"
+            )
         i += 1
     return out

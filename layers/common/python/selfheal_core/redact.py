@@ -24,12 +24,20 @@ _SECRET_NAME = r"[A-Za-z0-9_.\-]*(?:passw(?:or)?d|pwd|secret|api[_\-]?key|apikey
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Private keys and PGP blocks; a block cut short (no END line, e.g. a capped excerpt) is
     # removed to the end of the text.
-    (re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*(?:PRIVATE KEY(?: BLOCK)?|PGP MESSAGE))-----.*?(?:-----END \1-----|\Z)",
-                re.DOTALL), REDACTED),
+    (
+        re.compile(
+            r"-----BEGIN ((?:[A-Z0-9]+ )*(?:PRIVATE KEY(?: BLOCK)?|PGP MESSAGE))-----.*?(?:-----END \1-----|\Z)",
+            re.DOTALL,
+        ),
+        REDACTED,
+    ),
     # AWS access key ids: AKIA (long-term), ASIA (STS) and the other IAM unique-id prefixes.
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"), REDACTED),
     # AWS secret keys: 40 base64 characters after a label that names them.
-    (re.compile(r"(?i)((?:aws_?)?secret_?access_?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"), r"\1" + REDACTED),
+    (
+        re.compile(r"(?i)((?:aws_?)?secret_?access_?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
+        r"\1" + REDACTED,
+    ),
     # STS session tokens start with a serialized header ("IQoJb3JpZ2lu", older "FwoGZXIvYXdz").
     (re.compile(r"(?:IQoJb3JpZ2lu|FwoGZXIvYXdz)[A-Za-z0-9/+=]{20,}"), REDACTED),
     (re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}"), REDACTED),
@@ -45,7 +53,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b([Bb]earer)\s+(?=\S*[0-9])[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + REDACTED),
     # scheme://user:password@host keeps the user, drops the password (which may hold '@' or '/':
     # everything up to the last '@' before the host is the password).
-    (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:@]+):(?!\[REDACTED\]@)\S*@(?=[^\s@/?#]+)"), r"\1:" + REDACTED + "@"),
+    (
+        re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:@]+):(?!\[REDACTED\]@)\S*@(?=[^\s@/?#]+)"),
+        r"\1:" + REDACTED + "@",
+    ),
 ]
 
 # `Basic <base64 of user:password>`: redacted only when it decodes to a pair (not "Basic usage").
@@ -62,10 +73,14 @@ _BARE_ASSIGNMENT = re.compile(rf"(?i)\b({_SECRET_NAME}\s*[:=]\s*)(?![\"'\s]|\[RE
 # In code too: `.env` lines (`API_KEY=abc`, `export DB_PASSWORD=x`) and YAML (`password: x`),
 # whole lines whose value is a plain scalar, not an expression or a type annotation.
 _ENV_LINE = re.compile(rf"(?im)^(\s*(?:export\s+)?{_SECRET_NAME}=)(?!\[REDACTED\])([^\s'\"()\[\]{{}}]+)[ \t]*(?=#|$)")
-_YAML_LINE = re.compile(rf"(?im)^(\s*-?\s*{_SECRET_NAME}:[ \t]+)(?!\[REDACTED\])([^\s'\"#|>&*!{{\[](?:(?!\s=)[^\n#(])*?)[ \t]*(?=#|$)")
+_YAML_LINE = re.compile(
+    rf"(?im)^(\s*-?\s*{_SECRET_NAME}:[ \t]+)(?!\[REDACTED\])([^\s'\"#|>&*!{{\[](?:(?!\s=)[^\n#(])*?)[ \t]*(?=#|$)"
+)
 # `token: str`, `password: Optional[SecretStr]`: annotations, not values.
-_ANNOTATION = re.compile(r"^(?:str|bytes|int|float|bool|None|dict|list|tuple|set|object|[A-Z][A-Za-z]*)"
-                         r"(?:\[[\w\[\], .|]*\])?(?:\s*\|\s*[\w\[\], .]+)*$")
+_ANNOTATION = re.compile(
+    r"^(?:str|bytes|int|float|bool|None|dict|list|tuple|set|object|[A-Z][A-Za-z]*)"
+    r"(?:\[[\w\[\], .|]*\])?(?:\s*\|\s*[\w\[\], .]+)*$"
+)
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u180e\u00ad"), None)
 
 
@@ -79,8 +94,12 @@ def _basic(match: re.Match[str]) -> str:
 
 
 def _mixed(value: str) -> bool:
-    return (any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)
-            and not re.fullmatch(r"[0-9a-fA-F]+", value))
+    return (
+        any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isdigit() for c in value)
+        and not re.fullmatch(r"[0-9a-fA-F]+", value)
+    )
 
 
 def _yaml(match: re.Match[str]) -> str:
@@ -129,8 +148,10 @@ def _normalise(text: str) -> str:
     """Lookalikes become what they look like: zero-width characters are dropped and any
     character whose NFKC form is an angle bracket (fullwidth, small form…) becomes one."""
     text = text.translate(_ZERO_WIDTH)
-    return "".join(ch if ch.isascii() or unicodedata.normalize("NFKC", ch) not in ("<", ">")
-                   else unicodedata.normalize("NFKC", ch) for ch in text)
+    return "".join(
+        ch if ch.isascii() or unicodedata.normalize("NFKC", ch) not in ("<", ">") else unicodedata.normalize("NFKC", ch)
+        for ch in text
+    )
 
 
 def _defang(text: str) -> str:
@@ -148,7 +169,7 @@ def cap(text: str, max_chars: int) -> str:
     marker = f"\n[... {len(text) - max_chars} characters omitted ...]\n"
     keep = max(max_chars - len(marker), 0)
     head = keep * 2 // 3
-    return text[:head] + marker + text[len(text) - (keep - head):]
+    return text[:head] + marker + text[len(text) - (keep - head) :]
 
 
 def fence_untrusted(label: str, text: str, max_chars: int) -> str:
@@ -160,5 +181,7 @@ def fence_untrusted(label: str, text: str, max_chars: int) -> str:
     name = re.sub(r"[^A-Za-z0-9_.\-/ ]", "_", label)[:120] or "data"
     fence_id = secrets.token_hex(4)
     body = _defang(cap(text, max_chars))
-    return (f"{_FENCE_OPEN}UNTRUSTED {name} #{fence_id}{_FENCE_CLOSE}\n{body}\n"
-            f"{_FENCE_OPEN}END UNTRUSTED {name} #{fence_id}{_FENCE_CLOSE}")
+    return (
+        f"{_FENCE_OPEN}UNTRUSTED {name} #{fence_id}{_FENCE_CLOSE}\n{body}\n"
+        f"{_FENCE_OPEN}END UNTRUSTED {name} #{fence_id}{_FENCE_CLOSE}"
+    )

@@ -21,7 +21,9 @@ from .events import ArtifactRef, Fix, utc_now
 
 def canonical_fix_json(fix: Fix) -> str:
     """One byte string per fix: sorted keys, no whitespace, no unset optionals."""
-    return json.dumps(fix.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return json.dumps(
+        fix.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
 
 
 def fix_sha256(fix: Fix) -> str:
@@ -107,8 +109,15 @@ class ValidationStore:
                 raise
             existing = self.get(incident_id, attempt)
             if existing is None:  # deleted in between (never by the agents): try once more
-                return self.put(incident_id=incident_id, attempt=attempt, fix=fix, original_fix=original_fix,
-                                passed=passed, reason=reason, evidence_artifact=evidence_artifact)
+                return self.put(
+                    incident_id=incident_id,
+                    attempt=attempt,
+                    fix=fix,
+                    original_fix=original_fix,
+                    passed=passed,
+                    reason=reason,
+                    evidence_artifact=evidence_artifact,
+                )
             raise ValidationConflict(existing) from exc
         return ValidationRecord.from_item(item)
 

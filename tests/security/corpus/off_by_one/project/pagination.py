@@ -9,4 +9,4 @@ def page_count(total: int, size: int) -> int:
 def page(items: list[int], number: int, size: int) -> list[int]:
     """The items of page `number` (0-based): at most `size` of them."""
     start = number * size
-    return items[start:start + size - 1]
+    return items[start : start + size - 1]
