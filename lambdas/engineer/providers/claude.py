@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from selfheal_core.diffs import patch_paths
 from selfheal_core.events import ConfigChange, Fix, FixKind, RiskLevel, describe_validation_error
 from selfheal_core.redact import REDACTED, fence_untrusted, scrub
 
@@ -165,16 +166,6 @@ def path_problem(path: str) -> str | None:
     if ".." in path.split("/"):
         return f"path {path!r} must not contain '..'"
     return None
-
-
-def patch_paths(patch: str) -> list[str]:
-    paths = []
-    for line in patch.splitlines():
-        if line.startswith(("--- ", "+++ ")):
-            path = line[4:].split("\t")[0].strip()
-            if path != "/dev/null":
-                paths.append(path[2:] if path.startswith(("a/", "b/")) else path)
-    return paths
 
 
 class _CodeAnswer(BaseModel):

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from selfheal_core.diffs import header_path
 from selfheal_core.events import Evidence, Fix, IssueReportedV1
 from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
 
@@ -55,13 +56,6 @@ class _Hunk:
     old_start: int
     old: list[str]
     new: list[str]
-
-
-def _header_path(line: str) -> str | None:
-    path = line[4:].split("\t")[0].strip()
-    if path == "/dev/null":
-        return None
-    return path[2:] if path.startswith(("a/", "b/")) else path
 
 
 def _parse_hunk(lines: list[str], i: int, header: re.Match[str]) -> tuple[_Hunk, int]:
@@ -98,7 +92,7 @@ def parse_patch(patch: str) -> list[tuple[str | None, str | None, list[_Hunk]]]:
     while i < len(lines):
         line = lines[i]
         if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            old, new = _header_path(line), _header_path(lines[i + 1])
+            old, new = header_path(line), header_path(lines[i + 1])
             i += 2
             hunks = []
             while i < len(lines) and (header := _HUNK_HEADER.match(lines[i])):
