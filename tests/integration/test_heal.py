@@ -16,19 +16,12 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from tests.conftest import load_event
 from tests.support.pipeline import Pipeline
 
 FUNCTION = "orders-api"
 ALARM = "orders-api-Errors"
-
-
-@pytest.fixture
-def aws():
-    with mock_aws():
-        yield
 
 
 class Dependant:

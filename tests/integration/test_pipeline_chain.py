@@ -7,17 +7,9 @@ import uuid
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from tests.conftest import load_event
 from tests.support.pipeline import Pipeline
-
-
-@pytest.fixture
-def aws():
-    with mock_aws():
-        yield
-
 
 # The functions the incidents concern, as the investigation will read them.
 FUNCTIONS = {"orders-api": {"memory": 512, "timeout": 3}, "payments-api": {"timeout": 3}}

@@ -6,32 +6,9 @@ same event again, as Lambda's asynchronous retry does.
 
 from __future__ import annotations
 
-import pytest
-from moto import mock_aws
-
 from selfheal_core.bus import EventPublisher
+from tests.support.faults import Killed, latency_issue
 from tests.support.pipeline import Pipeline
-
-
-class Killed(RuntimeError):
-    pass
-
-
-@pytest.fixture
-def aws():
-    with mock_aws():
-        yield
-
-
-def latency_issue():
-    return {
-        "service": "orders-api",
-        "issue_type": "latency",
-        "severity": "high",
-        "summary": "p95 is 4 s",
-        "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
-    }
-
 
 SENT: list[tuple[str, str]] = []  # (incident id, detail-type) of every event really published
 

@@ -10,35 +10,13 @@ import json
 import uuid
 from datetime import timedelta
 
-import pytest
-from moto import mock_aws
-
 from lambdas.engineer.providers.runbook import RunbookProvider
 from lambdas.manager import heal, logic, sweep
 from selfheal_core.bus import EventPublisher
 from selfheal_core.incidents import Status
 from tests.conftest import load_event
+from tests.support.faults import Killed, latency_issue
 from tests.support.pipeline import Pipeline
-
-
-class Killed(RuntimeError):
-    pass
-
-
-@pytest.fixture
-def aws():
-    with mock_aws():
-        yield
-
-
-def latency_issue():
-    return {
-        "service": "orders-api",
-        "issue_type": "latency",
-        "severity": "high",
-        "summary": "p95 is 4 s",
-        "signals": {"p95_ms": 4000.0, "timeout_s": 3.0},
-    }
 
 
 def manual_pipeline() -> Pipeline:
