@@ -9,6 +9,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from selfheal_core.catalog import AGENT_TIMEOUT_S
 from selfheal_core.config import bedrock_model_id
 
 from . import constants
@@ -24,9 +25,21 @@ from .settings import DeploySettings
 
 AGENTS = {
     # agent: (timeout, memory MB, description)
-    "manager": (Duration.seconds(30), 256, "Detects, triages and folds issues; decides and closes incidents"),
-    "engineer": (Duration.seconds(180), 512, "Writes fixes with Claude or deterministic runbooks"),
-    "qa": (Duration.seconds(180), 512, "Proves or disproves fixes: policy checks, and code runs in the QA runner"),
+    "manager": (
+        Duration.seconds(AGENT_TIMEOUT_S["manager"]),
+        256,
+        "Detects, triages and folds issues; decides and closes incidents",
+    ),
+    "engineer": (
+        Duration.seconds(AGENT_TIMEOUT_S["engineer"]),
+        512,
+        "Writes fixes with Claude or deterministic runbooks",
+    ),
+    "qa": (
+        Duration.seconds(AGENT_TIMEOUT_S["qa"]),
+        512,
+        "Proves or disproves fixes: policy checks, and code runs in the QA runner",
+    ),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from selfheal_core.catalog import SETTLED, TERMINAL, Status
+from selfheal_core.catalog import AGENT_TIMEOUT_S, SETTLED, TERMINAL, Status
 from selfheal_core.events import DetailType, IssueReportedV1, Metadata
 from selfheal_core.incidents import Incident, IncidentStore
 from selfheal_core.observability import logger
@@ -20,9 +20,7 @@ from selfheal_core.observability import logger
 from . import heal, logic
 from .intake import Intake
 
-# The agent whose step moves each working status on. Timeouts as in stacks/pipeline_stack.py
-# AGENTS (an infrastructure test keeps them equal).
-AGENT_TIMEOUT_S = {"manager": 30, "engineer": 180, "qa": 180}
+# The agent whose step moves each working status on (its timeout: catalog.AGENT_TIMEOUT_S).
 STEP_OWNER = {
     Status.DETECTED: "manager",  # triage and investigation, then RemediationRequested
     Status.REMEDIATING: "engineer",  # the proposal

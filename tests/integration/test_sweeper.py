@@ -13,6 +13,7 @@ from datetime import timedelta
 from lambdas.engineer.providers.runbook import RunbookProvider
 from lambdas.manager import heal, logic, sweep
 from selfheal_core.bus import EventPublisher
+from selfheal_core.catalog import AGENT_TIMEOUT_S
 from selfheal_core.incidents import Status
 from tests.conftest import load_event
 from tests.support.faults import Killed, latency_issue
@@ -215,4 +216,4 @@ def test_the_sweep_emits_a_metric_per_swept_incident(aws, monkeypatch, capsys):
 def test_the_allowances_follow_the_deployed_timeouts():
     from stacks.pipeline_stack import AGENTS
 
-    assert {agent: int(spec[0].to_seconds()) for agent, spec in AGENTS.items()} == sweep.AGENT_TIMEOUT_S
+    assert {agent: int(spec[0].to_seconds()) for agent, spec in AGENTS.items()} == AGENT_TIMEOUT_S

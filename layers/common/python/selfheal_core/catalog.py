@@ -16,6 +16,8 @@ from typing import Literal, get_args
 # ------------------------------------------------------------------------------ agents and sources
 
 AGENTS = ("manager", "engineer", "qa")
+# Each agent function's timeout (the stacks deploy it; the sweeper derives its allowances from it).
+AGENT_TIMEOUT_S = {"manager": 30, "engineer": 180, "qa": 180}
 OPERATOR = "operator"  # people: approvals come from them, notifications go to them
 AGENT_SOURCES = {
     "manager": "agentops.manager",
