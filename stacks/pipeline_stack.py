@@ -266,7 +266,10 @@ class PipelineStack(Stack):
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="InvestigateFunctions",
+                # GetFunction: configuration, concurrency and (with ListTags allowed) tags in one
+                # read; GetFunctionConfiguration/Concurrency: the apply step's fresh reads.
                 actions=[
+                    "lambda:GetFunction",
                     "lambda:GetFunctionConfiguration",
                     "lambda:GetFunctionConcurrency",
                     "lambda:GetFunctionEventInvokeConfig",

@@ -106,31 +106,32 @@ def investigate(
     lam = cloud.client("lambda")
     step("Which function does this incident concern?", f"target from {how}", target)
 
+    # One GetFunction read gives the configuration, the tags and the reserved concurrency.
     try:
-        config = lam.get_function_configuration(FunctionName=target)
+        function = lam.get_function(FunctionName=target)
     except ClientError as exc:
         reason = _denied_or_missing(exc)
-        inv.gaps.append(f"GetFunctionConfiguration {target}: {reason}")
-        step("What is its configuration now?", "GetFunctionConfiguration", f"could not read it: {reason}")
+        inv.gaps.append(f"GetFunction {target}: {reason}")
+        step("What is its configuration now?", "GetFunction", f"could not read it: {reason}")
         if _code(exc) == "ResourceNotFoundException":
             return inv, chain
-        config = None
+        function = None
+    config = (function or {}).get("Configuration")
     if config is not None:
         inv.target_arn = config.get("FunctionArn")
         inv.revision_id = config.get("RevisionId")
         inv.values["timeout_s"] = float(config["Timeout"])
         inv.values["memory_mb"] = float(config["MemorySize"])
         if not inv.revision_id:
-            inv.gaps.append("GetFunctionConfiguration returned no RevisionId: a configuration change cannot be guarded")
+            inv.gaps.append("GetFunction returned no RevisionId: a configuration change cannot be guarded")
         step(
             "What is its configuration now?",
-            "GetFunctionConfiguration",
+            "GetFunction: Configuration",
             f"timeout {config['Timeout']} s, memory {config['MemorySize']} MB, revision {inv.revision_id}",
         )
-
-    _read_concurrency(inv, target, lam, step)
+        _read_concurrency(inv, function or {}, step)
+        _read_tags(inv, function or {}, step)
     _read_retries(inv, target, lam, step)
-    _read_tags(inv, lam, step)
 
     log_group = ((config or {}).get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{target}"
     _read_errors(inv, log_group, around, cloud, step)
@@ -138,21 +139,18 @@ def investigate(
     return inv, chain
 
 
-def _read_concurrency(inv: Investigation, target: str, lam: Any, step: Step) -> None:
-    try:
-        reserved = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
-        if reserved is None:
-            inv.unset.append("reserved_concurrency")
-        else:
-            inv.values["reserved_concurrency"] = float(reserved)
-        step(
-            "Is its concurrency reserved?",
-            "GetFunctionConcurrency",
-            "no reservation (unreserved account pool)" if reserved is None else f"{reserved} reserved",
-        )
-    except ClientError as exc:
-        inv.gaps.append(f"GetFunctionConcurrency: {_denied_or_missing(exc)}")
-        step("Is its concurrency reserved?", "GetFunctionConcurrency", f"could not read it: {_denied_or_missing(exc)}")
+def _read_concurrency(inv: Investigation, function: dict[str, Any], step: Step) -> None:
+    # GetFunction carries `Concurrency` only when a reservation exists (0 included).
+    reserved = (function.get("Concurrency") or {}).get("ReservedConcurrentExecutions")
+    if reserved is None:
+        inv.unset.append("reserved_concurrency")
+    else:
+        inv.values["reserved_concurrency"] = float(reserved)
+    step(
+        "Is its concurrency reserved?",
+        "GetFunction: Concurrency",
+        "no reservation (unreserved account pool)" if reserved is None else f"{reserved} reserved",
+    )
 
 
 def _read_retries(inv: Investigation, target: str, lam: Any, step: Step) -> None:
@@ -176,21 +174,16 @@ def _read_retries(inv: Investigation, target: str, lam: Any, step: Step) -> None
             )
 
 
-def _read_tags(inv: Investigation, lam: Any, step: Step) -> None:
-    if inv.target_arn:
-        try:
-            tags = lam.list_tags(Resource=inv.target_arn).get("Tags", {})
-            inv.managed = tags.get(MANAGED_TAG) == "true"
-            step(
-                "May Selfheal change it?",
-                f"ListTags: {MANAGED_TAG}",
-                f"{MANAGED_TAG}={tags.get(MANAGED_TAG, '<absent>')}",
-            )
-        except ClientError as exc:
-            inv.gaps.append(f"ListTags: {_denied_or_missing(exc)}")
-            step("May Selfheal change it?", "ListTags", f"could not read the tags: {_denied_or_missing(exc)}")
-    else:
-        inv.gaps.append("ListTags: the function ARN is unknown")
+def _read_tags(inv: Investigation, function: dict[str, Any], step: Step) -> None:
+    # Lambda leaves the tags out (TagsError) when the caller may not call ListTags.
+    if "TagsError" in function:
+        error = function["TagsError"].get("ErrorCode", "unreadable")
+        inv.gaps.append(f"ListTags: {error}")
+        step("May Selfheal change it?", "GetFunction: Tags", f"could not read the tags: {error}")
+        return
+    tags = function.get("Tags") or {}
+    inv.managed = tags.get(MANAGED_TAG) == "true"
+    step("May Selfheal change it?", f"GetFunction: Tags {MANAGED_TAG}", f"{MANAGED_TAG}={tags.get(MANAGED_TAG, '<absent>')}")
 
 
 def _read_errors(inv: Investigation, log_group: str, around: datetime, cloud: CloudPort, step: Step) -> None:

@@ -48,6 +48,7 @@ def test_investigation_reads_are_read_only_and_scoped_to_functions_and_their_log
     statements = [s for roles, s in _statements(templates["pipeline"]) if "ManagerAgent" in roles]
     reads = next(s for s in statements if "lambda:GetFunctionConfiguration" in _actions(s))
     assert _actions(reads) == {
+        "lambda:GetFunction",
         "lambda:GetFunctionConfiguration",
         "lambda:GetFunctionConcurrency",
         "lambda:GetFunctionEventInvokeConfig",

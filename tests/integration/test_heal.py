@@ -138,11 +138,29 @@ def test_investigation_reads_the_real_values_and_the_engineer_uses_them(aws):
     )
     assert any("CloudTrail" in gap for gap in inv["gaps"])  # moto has no LookupEvents: a gap, not an error
     [investigate] = decisions_of(pipeline, incident.incident_id, "investigate")
-    assert any("GetFunctionConfiguration" in s["action"] for s in investigate["reasoning_chain"])
+    assert any("GetFunction: Configuration" in s["action"] for s in investigate["reasoning_chain"])
     [proposal] = decisions_of(pipeline, incident.incident_id, "propose_fix")
     assert proposal["outputs"]["changes"] == [
         {"setting": "timeout_s", "target": FUNCTION, "current": 30, "proposed": 60}
     ]
+
+
+def test_one_investigation_reads_the_function_with_one_get_function_and_its_retries(aws):
+    # Given orders-api with a reservation, a managed tag and async retries
+    from lambdas.manager.investigate import CloudPort, investigate
+
+    Pipeline(functions={FUNCTION: {"timeout": 30, "memory": 256, "reserved": 7, "max_retries": 1}})
+    lam = boto3.client("lambda")
+    calls: list[str] = []
+    lam.meta.events.register("before-call.lambda", lambda model, **_: calls.append(model.name))
+
+    # When the Manager investigates it
+    inv, _ = investigate(FUNCTION, "test", around=datetime.now(UTC), cloud=CloudPort(overrides={"lambda": lam}))
+
+    # Then configuration, tags and concurrency come from one GetFunction (no ListTags, no separate reads)
+    assert calls == ["GetFunction", "GetFunctionEventInvokeConfig"]
+    assert inv.values == {"timeout_s": 30, "memory_mb": 256, "reserved_concurrency": 7, "max_retries": 1}
+    assert inv.managed is True and inv.revision_id and inv.target_arn.endswith(f":function:{FUNCTION}")
 
 
 class Denying:
@@ -162,7 +180,7 @@ class Denying:
 
 
 def test_an_unreadable_value_is_a_gap_and_no_change_is_proposed_relative_to_it(aws, monkeypatch):
-    # Given a Manager role that may not call GetFunctionConcurrency on the throttled function
+    # Given a Manager role that may not call GetFunction on the throttled function
     from lambdas.manager.investigate import CloudPort
 
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 5}})
@@ -171,7 +189,7 @@ def test_an_unreadable_value_is_a_gap_and_no_change_is_proposed_relative_to_it(a
         CloudPort,
         "client",
         lambda self, service: (
-            Denying(real_client(self, service), {"get_function_concurrency"})
+            Denying(real_client(self, service), {"get_function"})
             if service == "lambda"
             else real_client(self, service)
         ),
@@ -191,7 +209,7 @@ def test_an_unreadable_value_is_a_gap_and_no_change_is_proposed_relative_to_it(a
 
     # Then the unread value is a gap, nothing is assumed, and the incident fails naming the gap
     incident = only_incident(pipeline)
-    assert "GetFunctionConcurrency: permission denied" in incident.investigation["gaps"]
+    assert f"GetFunction {FUNCTION}: permission denied" in incident.investigation["gaps"]
     assert "reserved_concurrency" not in incident.investigation["values"]
     assert incident.status == "FAILED"
     assert "reserved_concurrency" in incident.last_reason and "permission denied" in incident.last_reason
@@ -207,7 +225,7 @@ def test_a_function_that_does_not_exist_is_a_gap_not_a_guess(aws):
     pipeline.run()
 
     incident = only_incident(pipeline)
-    assert incident.investigation["gaps"] == ["GetFunctionConfiguration ghost-api: not found"]
+    assert incident.investigation["gaps"] == ["GetFunction ghost-api: not found"]
     assert incident.status == "FAILED" and "not read" in incident.last_reason
 
 
