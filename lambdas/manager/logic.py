@@ -167,14 +167,15 @@ def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> di
     metadata = Metadata(
         incident_id=incident.incident_id, correlation_id=incident.correlation_id, producer=AGENT, attempt=1
     )
-    ports.messenger.send(DetailType.ISSUE_DETECTED, metadata, _info(remediating, issue.summary))
-    ports.messenger.send(
-        DetailType.REMEDIATION_REQUESTED,
-        metadata,
-        RemediationRequestedV1(
-            issue=enrich(issue, investigation), fingerprint=intake.fingerprint, investigation=investigation
-        ),
-    )
+    with ports.messenger.held():  # both in one PutEvents
+        ports.messenger.send(DetailType.ISSUE_DETECTED, metadata, _info(remediating, issue.summary))
+        ports.messenger.send(
+            DetailType.REMEDIATION_REQUESTED,
+            metadata,
+            RemediationRequestedV1(
+                issue=enrich(issue, investigation), fingerprint=intake.fingerprint, investigation=investigation
+            ),
+        )
     return {"action": "opened", "incident_id": incident.incident_id}
 
 
@@ -572,9 +573,12 @@ def _approve_and_resolve(incident: Incident, ports: ManagerPorts, *, reason: str
     approved = ports.incidents.transition(incident.incident_id, Status.APPROVED, reason=reason)
     if approved is None:
         return {"action": "stale", "incident_id": incident.incident_id}
-    announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
-    # Approval changes nothing by itself: the fix is applied, verified and kept or rolled back (heal.py).
-    return heal.after_approval(approved, ports)
+    # RemediationApproved goes out with what the apply step sends (FixApplied, or the escalation):
+    # one PutEvents, and still sent if the step raises.
+    with ports.messenger.held():
+        announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
+        # Approval changes nothing by itself: the fix is applied, verified and kept or rolled back (heal.py).
+        return heal.after_approval(approved, ports)
 
 
 def _info(incident: Incident, summary: str, risk: str | None = None) -> InfoV1:

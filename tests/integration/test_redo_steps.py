@@ -19,7 +19,7 @@ def kill_once(monkeypatch, source: str, detail_type: str, *, after_publish: bool
     SENT.clear()
 
     def publish(self, *messages):
-        hit = self.source == source and messages[0].detail_type == detail_type and not killed
+        hit = self.source == source and any(m.detail_type == detail_type for m in messages) and not killed
         if hit and not after_publish:
             killed.append(detail_type)
             raise Killed(f"killed before publishing {detail_type}")

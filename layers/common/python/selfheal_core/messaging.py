@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -20,12 +22,38 @@ class Messenger:
         self.agent = agent
         self.publisher = publisher
         self.recorder = recorder
+        self._held: list[Outgoing] | None = None
 
     def send(self, detail_type: DetailType, metadata: Metadata, data: BaseModel) -> None:
-        self.publisher.publish(Outgoing(detail_type.value, metadata, data))
-        recipient = RECIPIENTS.get(detail_type)
-        if recipient:
-            self.recorder.record_collaboration(self.agent, recipient, detail_type.value)
+        message = Outgoing(detail_type.value, metadata, data)
+        if self._held is not None:
+            self._held.append(message)
+            return
+        self._publish([message])
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Messages sent inside the block go out together when it ends: one PutEvents for a step
+        that sends several. They go out also when the block raises (as they would have been sent
+        one by one before the failure); a failed entry raises PublishError as for a single send."""
+        if self._held is not None:  # nested: the outer block sends
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self._publish(held)
+
+    def _publish(self, messages: list[Outgoing]) -> None:
+        self.publisher.publish(*messages)
+        # Each message keeps its own collaboration record, once all were accepted by the bus.
+        for message in messages:
+            recipient = RECIPIENTS.get(message.detail_type)
+            if recipient:
+                self.recorder.record_collaboration(self.agent, recipient, message.detail_type)
 
 
 def follow_up(metadata: Metadata, producer: str, *, attempt: int | None = None) -> Metadata:
