@@ -54,26 +54,31 @@ def test_messages_held_by_a_step_go_out_in_one_put_events_each_recorded(wired):
     messenger, events, recorder = wired()
     with messenger.held():
         messenger.send(DetailType.ISSUE_DETECTED, METADATA, INFO)
-        messenger.send(DetailType.REMEDIATION_APPROVED, METADATA, INFO)
+        messenger.send(DetailType.APPROVAL_REQUESTED, METADATA, INFO)
+        messenger.send(DetailType.INCIDENT_ESCALATED, METADATA, INFO)
         assert events.calls == []  # nothing sent before the step ends
-    assert events.calls == [["IssueDetected", "RemediationApproved"]]
-    assert [r[2] for r in recorder.records] == ["IssueDetected", "RemediationApproved"]
+    assert events.calls == [["IssueDetected", "ApprovalRequested", "IncidentEscalated"]]
+    # Routed messages are recorded one by one (IssueDetected is informational: no recipient, no record)
+    assert recorder.records == [
+        ("manager", "operator", "ApprovalRequested"),
+        ("manager", "operator", "IncidentEscalated"),
+    ]
 
 
 def test_held_messages_are_sent_when_the_step_raises(wired):
     messenger, events, recorder = wired()
     with pytest.raises(RuntimeError), messenger.held():
-        messenger.send(DetailType.REMEDIATION_APPROVED, METADATA, INFO)
+        messenger.send(DetailType.INCIDENT_ESCALATED, METADATA, INFO)
         raise RuntimeError("the apply step failed")
-    assert events.calls == [["RemediationApproved"]] and len(recorder.records) == 1
+    assert events.calls == [["IncidentEscalated"]] and len(recorder.records) == 1
 
 
 def test_a_failed_entry_raises_and_records_no_collaboration(wired):
     messenger, events, recorder = wired(frozenset({"IssueDetected"}))
     with pytest.raises(PublishError), messenger.held():
         messenger.send(DetailType.ISSUE_DETECTED, METADATA, INFO)
-        messenger.send(DetailType.REMEDIATION_APPROVED, METADATA, INFO)
-    assert events.calls == [["IssueDetected", "RemediationApproved"]] and recorder.records == []
+        messenger.send(DetailType.APPROVAL_REQUESTED, METADATA, INFO)
+    assert events.calls == [["IssueDetected", "ApprovalRequested"]] and recorder.records == []
 
 
 def test_a_send_outside_a_held_block_goes_out_at_once(wired):
