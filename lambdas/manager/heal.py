@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from selfheal_core.artifacts import ArtifactStore
+from selfheal_core.artifacts import ArtifactStore, too_large
 from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
@@ -102,28 +102,39 @@ def change_id_of(incident: Incident) -> str:
 # ------------------------------------------------------------------------------ the validated fix
 
 
-def remember_validated(incident: Incident, data: FixValidatedV1, ports: HealPorts) -> None:
-    """Keep what QA validated on the incident: approval may come much later, from another event."""
-    fix = data.fix
-    if fix.artifact is not None:
-        fix = Fix.model_validate(ports.artifacts.get_json(fix.artifact))
+def remember_validated(incident: Incident, data: FixValidatedV1, ports: HealPorts, fix: Fix | None = None) -> dict[str, Any]:
+    """Keep what QA validated on the incident: approval may come much later, from another event.
+    `fix`: the event's fix already read from its claim check. Returns the record kept.
+
+    A small configuration fix stays on the incident item (no S3 round trip); code fixes and
+    large records go to the artifacts store (claim check) and the item keeps the reference."""
+    if fix is None:
+        fix = data.fix if data.fix.artifact is None else Fix.model_validate(ports.artifacts.get_json(data.fix.artifact))
     record = {
         "attempt": incident.attempts,
         "fix": fix.model_dump(mode="json", exclude_none=True),
         "evidence": [e.model_dump(mode="json", exclude_none=True) for e in data.evidence],
         "evidence_artifact": data.evidence_artifact.model_dump(mode="json") if data.evidence_artifact else None,
     }
-    ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/validated-{incident.attempts}.json", record)
+    if fix.kind == "config" and not too_large(record):
+        kept: dict[str, Any] = {"record": record}
+    else:
+        ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/validated-{incident.attempts}.json", record)
+        kept = ref.model_dump(mode="json")
     ports.incidents.record(
         incident.incident_id,
         statuses=frozenset({Status.VALIDATED}),
-        values={"validated_fix": ref.model_dump(mode="json")},
+        values={"validated_fix": kept},
     )
+    return record
 
 
 def _validated(incident: Incident, ports: HealPorts) -> dict[str, Any] | None:
     if not incident.validated_fix:
         return None
+    if "record" in incident.validated_fix:
+        inline: dict[str, Any] = incident.validated_fix["record"]
+        return inline
     record: dict[str, Any] = ports.artifacts.get_json(ArtifactRef.model_validate(incident.validated_fix))
     return record
 
@@ -131,9 +142,10 @@ def _validated(incident: Incident, ports: HealPorts) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------ after approval
 
 
-def after_approval(incident: Incident, ports: HealPorts) -> dict[str, Any]:
-    """APPROVED: keep a code patch, or plan the config change and apply it now or in its window."""
-    record = _validated(incident, ports)
+def after_approval(incident: Incident, ports: HealPorts, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """APPROVED: keep a code patch, or plan the config change and apply it now or in its window.
+    `record`: the validated fix when this invocation has just kept it (not read back)."""
+    record = record or _validated(incident, ports)
     if record is None:
         return _escalate(
             incident,

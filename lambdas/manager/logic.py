@@ -425,12 +425,12 @@ def handle_fix_validated(
     ):
         return {"action": "stale", "incident_id": metadata.incident_id}
     record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
-    refusal = _refusal(record, data, ports)
-    if refusal is not None or record is None:
+    refusal, fix = _refusal(record, data, ports)
+    if refusal is not None or record is None or fix is None:
         return _refuse_validation(metadata, refusal or "no validation record", ports)
     if redo:
         return heal.after_approval(incident, ports)  # finish the step the crash interrupted
-    heal.remember_validated(incident, data, ports)
+    validated = heal.remember_validated(incident, data, ports, fix)
     level = ports.params.automation_level
     risk = record.risk_level  # QA's record, never the event
     auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
@@ -455,7 +455,7 @@ def handle_fix_validated(
         once=f"close_incident#{metadata.attempt}",
     )
     if auto and incident.status == Status.VALIDATED.value:
-        return _approve_and_resolve(incident, ports, reason=f"auto-approved ({level}, risk {risk})")
+        return _approve_and_resolve(incident, ports, reason=f"auto-approved ({level}, risk {risk})", record=validated)
     waiting = ports.incidents.transition(
         incident.incident_id,
         Status.AWAITING_APPROVAL,
@@ -471,19 +471,23 @@ def handle_fix_validated(
     return {"action": "awaiting_approval", "incident_id": incident.incident_id}
 
 
-def _refusal(record: ValidationRecord | None, data: FixValidatedV1, ports: ManagerPorts) -> str | None:
-    """Why a FixValidated event cannot be acted on, or None when QA's record backs it."""
+def _refusal(record: ValidationRecord | None, data: FixValidatedV1, ports: ManagerPorts) -> tuple[str | None, Fix | None]:
+    """Why a FixValidated event cannot be acted on (None when QA's record backs it), and the
+    event's fix as read (from its claim check once, for the steps after)."""
     if record is None:
-        return "no validation record from QA for this attempt"
+        return "no validation record from QA for this attempt", None
     if not record.passed:
-        return f"QA's record for attempt {record.attempt} is not a pass"
+        return f"QA's record for attempt {record.attempt} is not a pass", None
     try:
         fix = data.fix if data.fix.artifact is None else Fix.model_validate(ports.artifacts.get_json(data.fix.artifact))
     except Exception as exc:  # noqa: BLE001 - an unreadable claim check is a refusal, not a crash loop
-        return f"the event's fix cannot be read: {type(exc).__name__}"
+        return f"the event's fix cannot be read: {type(exc).__name__}", None
     if fix_sha256(fix) != record.fix_sha256:
-        return f"the event's fix (sha256 {fix_sha256(fix)[:12]}) is not the fix QA validated ({record.fix_sha256[:12]})"
-    return None
+        return (
+            f"the event's fix (sha256 {fix_sha256(fix)[:12]}) is not the fix QA validated ({record.fix_sha256[:12]})",
+            None,
+        )
+    return None, fix
 
 
 def _refuse_validation(metadata: Metadata, reason: str, ports: ManagerPorts) -> dict[str, Any]:
@@ -569,7 +573,9 @@ def handle_remediation_failed(
     return {"action": "failed", "incident_id": metadata.incident_id}
 
 
-def _approve_and_resolve(incident: Incident, ports: ManagerPorts, *, reason: str) -> dict[str, Any]:
+def _approve_and_resolve(
+    incident: Incident, ports: ManagerPorts, *, reason: str, record: dict[str, Any] | None = None
+) -> dict[str, Any]:
     approved = ports.incidents.transition(incident.incident_id, Status.APPROVED, reason=reason)
     if approved is None:
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -578,7 +584,7 @@ def _approve_and_resolve(incident: Incident, ports: ManagerPorts, *, reason: str
     with ports.messenger.held():
         announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
         # Approval changes nothing by itself: the fix is applied, verified and kept or rolled back (heal.py).
-        return heal.after_approval(approved, ports)
+        return heal.after_approval(approved, ports, record)
 
 
 def _info(incident: Incident, summary: str, risk: str | None = None) -> InfoV1:

@@ -378,6 +378,35 @@ def test_critical_and_high_severity_do_not_wait_for_a_window(aws, monkeypatch):
     assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
 
 
+def test_an_auto_approved_config_fix_is_kept_on_the_incident_and_applied_without_an_s3_round_trip(aws, monkeypatch):
+    # Given a latency issue on a managed function, auto-approved (full_auto)
+    from botocore.client import BaseClient
+
+    s3_calls: list[str] = []
+    original = BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        if self.meta.service_model.service_name == "s3":
+            s3_calls.append(f"{operation} {params.get('Key', '')}")
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    pipeline = Pipeline(functions={FUNCTION: {"memory": 512}})
+    pipeline.put(
+        "IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "critical"}
+    )
+
+    # When the pipeline runs it to the apply
+    pipeline.run()
+
+    # Then the validated fix is kept on the incident item (no validated-N.json written, none read back)
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+    assert incident.validated_fix["record"]["fix"]["changes"][0]["proposed"] == 1024
+    # (QA's evidence is the only object written; nothing is read back)
+    assert [c for c in s3_calls if "Object" in c] == [f"PutObject incidents/{incident.incident_id}/qa-evidence-1.json"]
+
+
 # ------------------------------------------------------------------------------ verify, roll back
 
 
