@@ -65,7 +65,14 @@ class BilledLambdaCost(Construct):
         role = self.reconciler.role
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+                # BatchGetItem: the invocation links of a delivery's REPORT lines in one read.
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
                 resources=[monitoring_table.table_arn],
             )
         )

@@ -73,6 +73,7 @@ def test_the_reconciler_may_only_touch_the_two_tables_and_read_the_price_overrid
     actions = {a for s in statements for a in _actions(s)}
     assert actions <= {
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:ConditionCheckItem",

@@ -310,6 +310,63 @@ def test_the_estimate_and_its_link_are_written_together(settings, incident, monk
     assert link is None
 
 
+def count_calls(monkeypatch) -> list[str]:
+    from botocore.client import BaseClient
+
+    calls: list[str] = []
+    original = BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        calls.append(operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    return calls
+
+
+def test_a_batch_of_report_lines_is_reconciled_with_one_read_and_one_transaction(
+    settings, incident, reconciler, monkeypatch
+):
+    # Given three engineer invocations of one incident, and one that died before its monitor
+    invoked = [invoke(settings, incident) for _ in range(3)]
+    before = incident_cost(settings, incident)
+    died = str(uuid.uuid4())
+    lines = [report_line(r) for r, _ in invoked]
+    calls = count_calls(monkeypatch)
+    # When one delivery carries their REPORT lines (the first one twice)
+    counts = reconciler.handle(
+        delivery(ENGINEER_LOGS, *lines, report_line(died, init_ms=None), lines[0], "END RequestId: x")
+    )
+    # Then every line is reconciled as one by one, the repeat counted as a duplicate
+    assert counts == {"billed": 3, "unlinked": 1, "duplicate": 1, "not_a_report": 1}
+    # And with one BatchGetItem and one transaction (not a read and a write per line)
+    assert calls == ["BatchGetItem", "TransactWriteItems"]
+    records = lambda_records(settings, f"INCIDENT#{incident}")
+    assert [r["cost_source"] for r in records] == ["billed"] * 3
+    moved = sum(r["billed_usd"] - e for r, (_, e) in zip(sorted(records, key=lambda r: r["request_id"]), sorted(invoked)))
+    assert incident_cost(settings, incident) == pytest.approx(before + moved, abs=1e-12)
+    [agent_record] = lambda_records(settings, "AGENT#engineer")
+    assert agent_record["request_id"] == died
+    # And the same delivery again changes nothing
+    assert reconciler.handle(delivery(ENGINEER_LOGS, *lines)) == {"duplicate": 3}
+
+
+def test_a_batch_whose_transaction_is_refused_is_reconciled_line_by_line(settings, incident, reconciler):
+    # Given two invocations, one of an incident deleted since (its total cannot move)
+    gone = IncidentStore(settings.decisions_table_name).open_or_fold(
+        incident_id="inc-2", fingerprint="fp-2", correlation_id="corr-2", issue={"service": "s"}, origin="test"
+    )[0].incident_id
+    kept_request, _ = invoke(settings, incident)
+    gone_request, _ = invoke(settings, gone)
+    aws.table(settings.decisions_table_name).delete_item(Key={"pk": f"INCIDENT#{gone}", "sk": "#META"})
+    # When both lines arrive in one delivery (the batch transaction is cancelled)
+    counts = reconciler.handle(delivery(ENGINEER_LOGS, report_line(kept_request), report_line(gone_request)))
+    # Then each line is billed on its own, the deleted incident's record included
+    assert counts == {"billed": 2}
+    assert [r["cost_source"] for r in lambda_records(settings, f"INCIDENT#{gone}")] == ["billed"]
+    assert [r["cost_source"] for r in lambda_records(settings, f"INCIDENT#{incident}")] == ["billed"]
+
+
 def test_a_deleted_incident_does_not_block_the_record_from_being_billed(settings, incident, reconciler):
     request_id, _ = invoke(settings, incident)
     aws.table(settings.decisions_table_name).delete_item(Key={"pk": f"INCIDENT#{incident}", "sk": "#META"})

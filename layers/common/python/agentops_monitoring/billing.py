@@ -57,6 +57,10 @@ LINK_SK = "#INVOCATION"
 LINK_TTL_DAYS = 90
 # Lambda's limits: a 15-minute timeout and a 10-second init phase (plus rounding).
 MAX_BILLED_MS = 900_000 + 10_000 + 1
+# Lines reconciled together: one BatchGetItem (<= 100 keys) and one transaction of at most
+# 2 writes per line + 1 per incident (<= 100 items).
+BATCH_LINES = 25
+MAX_READ_ROUNDS = 5
 REQUEST_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _FIELD = re.compile(r"^(?P<key>[A-Za-z][A-Za-z ]*): (?P<value>\S+)(?: (?P<unit>ms|MB))?$")
 
@@ -134,6 +138,18 @@ def encode_subscription(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}}
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A line whose writes are in the batch's transaction."""
+
+    index: int
+    report: Report
+    outcome: Outcome
+    agent: str  # whose cost it is (for the metrics)
+    billed: float
+    delta: float  # what the total cost moves by
+
+
 class BilledCostReconciler:
     def __init__(
         self,
@@ -167,13 +183,68 @@ class BilledCostReconciler:
         if agent is None:
             raise ValueError(f"log group {log_group!r} is not an agent's")
         counts: dict[str, int] = {}
+        reports: list[Report] = []
         for log_event in payload.get("logEvents") or []:
             message = log_event.get("message", "") if isinstance(log_event, Mapping) else ""
             report = parse_report(str(message))
-            outcome = Outcome.NOT_A_REPORT if report is None else self.reconcile(report, agent)
-            counts[outcome.value] = counts.get(outcome.value, 0) + 1
+            if report is None:
+                counts[Outcome.NOT_A_REPORT.value] = counts.get(Outcome.NOT_A_REPORT.value, 0) + 1
+            else:
+                reports.append(report)
+        for start in range(0, len(reports), BATCH_LINES):
+            for outcome in self.reconcile_batch(reports[start : start + BATCH_LINES], agent):
+                counts[outcome.value] = counts.get(outcome.value, 0) + 1
         self.sink.flush()
         return counts
+
+    def reconcile_batch(self, reports: list[Report], agent: str) -> list[Outcome]:
+        """The lines of one delivery: their links in one BatchGetItem, their writes in one transaction.
+
+        Lines are judged in order, each against the link as the lines before it leave it (so a line
+        repeated in the batch is a duplicate, as it would be one by one). The transaction is all or
+        nothing; when a condition fails (a concurrent delivery, a deleted incident) the planned lines
+        are reconciled one by one (`reconcile`), which sorts out each line's own case."""
+        links = self._links({r.request_id for r in reports})
+        now = self._now()
+        outcomes: list[Outcome] = []
+        planned: list[_Planned] = []
+        writes: list[dict[str, Any]] = []
+        deltas: dict[str, float] = {}
+        for index, report in enumerate(reports):
+            billed = self._prices().billed_lambda_cost(report.billed_ms, report.memory_mb, self.architecture)
+            link = links.get(report.request_id)
+            if link is None:
+                links[report.request_id], items = self._unlinked_items(report, agent, billed, now)
+                planned.append(_Planned(index, report, Outcome.UNLINKED, agent, billed, billed))
+            elif (judged := self._judge(report, agent, link)) is not None:
+                self._count(judged, report, agent, link)
+                outcomes.append(judged)
+                continue
+            else:
+                items, incident_id, delta = self._billed_items(report, link, billed, now)
+                if incident_id:
+                    deltas[incident_id] = deltas.get(incident_id, 0.0) + delta
+                links[report.request_id] = {**link, "billed_usd": billed}
+                planned.append(_Planned(index, report, Outcome.BILLED, str(link.get("agent", "")), billed, delta))
+            writes.extend(items)
+            outcomes.append(Outcome.BILLED)  # placeholder until the transaction says
+        if planned:
+            writes.extend(self._incident_update(i, d) for i, d in sorted(deltas.items()))
+            for line, outcome in zip(planned, self._commit(writes, planned, agent), strict=True):
+                outcomes[line.index] = outcome
+        return outcomes
+
+    def _commit(self, writes: list[dict[str, Any]], planned: list[_Planned], agent: str) -> list[Outcome]:
+        try:
+            self._transact(writes)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return [self.reconcile(line.report, agent) for line in planned]
+        for line in planned:
+            self._metrics(line.agent, line.billed, line.delta)
+            self._count(line.outcome, line.report, agent, None)
+        return [line.outcome for line in planned]
 
     # ------------------------------------------------------------------ one REPORT line
     def reconcile(self, report: Report, agent: str) -> Outcome:
@@ -181,12 +252,20 @@ class BilledCostReconciler:
         link = self._get(self.monitoring_table, link_pk(report.request_id), LINK_SK)
         if link is None:
             outcome = self._record_unlinked(report, agent, billed)
-        elif link.get("agent") != agent or not _plausible(report, link):
-            outcome = Outcome.IMPLAUSIBLE
-        elif link.get("billed_usd") is not None:
-            outcome = Outcome.DUPLICATE
         else:
-            outcome = self._apply(report, link, billed)
+            outcome = self._judge(report, agent, link) or self._apply(report, link, billed)
+        self._count(outcome, report, agent, link)
+        return outcome
+
+    def _judge(self, report: Report, agent: str, link: Mapping[str, Any]) -> Outcome | None:
+        """IMPLAUSIBLE or DUPLICATE for a linked line, None when it is to be billed."""
+        if link.get("agent") != agent or not _plausible(report, link):
+            return Outcome.IMPLAUSIBLE
+        if link.get("billed_usd") is not None:
+            return Outcome.DUPLICATE
+        return None
+
+    def _count(self, outcome: Outcome, report: Report, agent: str, link: Mapping[str, Any] | None) -> None:
         if outcome is Outcome.IMPLAUSIBLE:
             logger.warning(
                 "REPORT line does not match the invocation it names; ignored",
@@ -198,11 +277,11 @@ class BilledCostReconciler:
             1,
             dimensions=[{names.ENVIRONMENT: self.environment, names.OUTCOME: outcome.value}],
         )
-        return outcome
 
-    def _apply(self, report: Report, link: dict[str, Any], billed: float) -> Outcome:
-        estimate = float(link.get("estimated_usd") or 0.0)
-        now = self._now()
+    def _billed_items(
+        self, report: Report, link: Mapping[str, Any], billed: float, now: str
+    ) -> tuple[list[dict[str, Any]], str | None, float]:
+        """The cost record and link updates of a linked line; the incident and its delta to add."""
         billed_fields = {
             ":b": billed,
             ":bd": report.billed_ms,
@@ -232,20 +311,24 @@ class BilledCostReconciler:
                 "ExpressionAttributeValues": to_item({":b": billed, ":at": now}),
             }
         }
-        items = [cost_update, link_update]
-        incident_id = link.get("incident_id")
+        estimate = float(link.get("estimated_usd") or 0.0)
+        return [cost_update, link_update], link.get("incident_id"), billed - estimate
+
+    def _incident_update(self, incident_id: str, delta: float) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.decisions_table,
+                "Key": {"pk": keys.incident_pk(incident_id), "sk": keys.META},
+                "UpdateExpression": "ADD cost_usd :delta",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": to_item({":delta": delta}),
+            }
+        }
+
+    def _apply(self, report: Report, link: dict[str, Any], billed: float) -> Outcome:
+        items, incident_id, delta = self._billed_items(report, link, billed, self._now())
         if incident_id:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.decisions_table,
-                        "Key": {"pk": keys.incident_pk(incident_id), "sk": keys.META},
-                        "UpdateExpression": "ADD cost_usd :delta",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": to_item({":delta": billed - estimate}),
-                    }
-                }
-            )
+            items.append(self._incident_update(incident_id, delta))
         try:
             self._transact(items)
         except ClientError as exc:
@@ -257,11 +340,13 @@ class BilledCostReconciler:
             if not incident_id or self._get(self.decisions_table, keys.incident_pk(incident_id), keys.META):
                 raise
             self._transact(items[:2])  # the incident is gone: the records are still corrected
-        self._metrics(link.get("agent", ""), billed, billed - estimate)
+        self._metrics(link.get("agent", ""), billed, delta)
         return Outcome.BILLED
 
-    def _record_unlinked(self, report: Report, agent: str, billed: float) -> Outcome:
-        now = self._now()
+    def _unlinked_items(
+        self, report: Report, agent: str, billed: float, now: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The link (created billed) and the agent's cost record of a line no monitor linked."""
         cost = records.cost_item(
             agent=agent,
             incident_id=None,
@@ -293,19 +378,22 @@ class BilledCostReconciler:
         )
         link["billed_usd"] = billed
         link["billed_at"] = now
+        items = [
+            {
+                "Put": {
+                    "TableName": self.monitoring_table,
+                    "Item": to_item(link),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {"Put": {"TableName": self.monitoring_table, "Item": to_item(cost)}},
+        ]
+        return link, items
+
+    def _record_unlinked(self, report: Report, agent: str, billed: float) -> Outcome:
+        _link, items = self._unlinked_items(report, agent, billed, self._now())
         try:
-            self._transact(
-                [
-                    {
-                        "Put": {
-                            "TableName": self.monitoring_table,
-                            "Item": to_item(link),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {"Put": {"TableName": self.monitoring_table, "Item": to_item(cost)}},
-                ]
-            )
+            self._transact(items)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
@@ -321,6 +409,27 @@ class BilledCostReconciler:
         )
         # TotalCost carried the estimate; the difference makes it (and the cost alarm) follow the bill.
         self.sink.add(names.COSTS, names.TOTAL_COST, delta, unit="None", dimensions=[{**env, names.AGENT: agent}, env])
+
+    def _links(self, request_ids: set[str]) -> dict[str, dict[str, Any]]:
+        """request id -> its invocation link, for up to 100 ids in one (consistent) BatchGetItem."""
+        client = aws.table(self.monitoring_table).meta.client
+        request: dict[str, Any] = {
+            self.monitoring_table: {
+                "Keys": [{"pk": link_pk(r), "sk": LINK_SK} for r in sorted(request_ids)],
+                "ConsistentRead": True,
+            }
+        }
+        found: dict[str, dict[str, Any]] = {}
+        for round_ in range(MAX_READ_ROUNDS):
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self.monitoring_table, []):
+                link = from_item(item)
+                found[str(link["request_id"])] = link
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            time.sleep(0.05 * 2**round_)
+        raise RuntimeError(f"BatchGetItem left keys unread after {MAX_READ_ROUNDS} rounds; the delivery is retried")
 
     def _get(self, table: str, pk: str, sk: str) -> dict[str, Any] | None:
         item = aws.table(table).get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")
