@@ -146,6 +146,7 @@ class PipelineStack(Stack):
         """Least privilege per agent: inline, resource-scoped statements with no wildcards but log streams."""
         read_write = [
             "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",  # an incident and its step's record in one read
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:Query",

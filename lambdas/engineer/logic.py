@@ -51,7 +51,8 @@ class EngineerPorts:
 def handle_remediation_requested(
     metadata: Metadata, data: RemediationRequestedV1, ports: EngineerPorts
 ) -> dict[str, Any]:
-    incident = ports.incidents.get(metadata.incident_id)
+    # The incident and this step's stored answer (if any) in one read.
+    incident, stored = ports.proposals.get_with_incident(metadata.incident_id, metadata.attempt, data.resumed)
     # FIX_PROPOSED at this attempt: a retry of this very step, whose event may not have gone out.
     # A re-drive by the sweeper also re-sends the stored proposal of an incident that went further
     # at this attempt (its FixProposed, QA's verdict or the verdict's reader got lost).
@@ -68,6 +69,7 @@ def handle_remediation_requested(
         resumed=data.resumed,
         redrive=data.redrive,
         proposed_already=incident.status in PROPOSED_ALREADY,
+        stored=(stored,),
     )
 
 
@@ -155,7 +157,9 @@ def _remediate(
     resumed: int = 0,
     redrive: int = 0,
     proposed_already: bool = False,
+    stored: tuple[ProviderResult | ProviderError | None] | None = None,
 ) -> dict[str, Any]:
+    """`stored`: this step's stored answer when the caller has read it already (None: read it here)."""
     code_files, test_command = _code_of(issue, ports.artifacts)
     request = FixRequest(
         incident_id=metadata.incident_id,
@@ -167,12 +171,12 @@ def _remediate(
         feedback=feedback,
         investigation=investigation,
     )
-    stored = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed)
-    if stored is None and proposed_already:  # nothing to re-send, and the model is not asked again
+    answer = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed) if stored is None else stored[0]
+    if answer is None and proposed_already:  # nothing to re-send, and the model is not asked again
         return {"action": "stale", "incident_id": metadata.incident_id}
-    if stored is not None:  # a retry or replay of this step: the model is not asked twice
+    if answer is not None:  # a retry or replay of this step: the model is not asked twice
         provider_name, why = "stored", "reused the answer stored for this attempt (no new model call)"
-        outcome: ProviderResult | ProviderError | BudgetRefused = stored
+        outcome: ProviderResult | ProviderError | BudgetRefused = answer
     else:
         outcome, provider_name, why = _ask(request, ports, resumed=resumed)
     if isinstance(outcome, BudgetRefused):

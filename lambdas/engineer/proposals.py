@@ -11,8 +11,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from selfheal_core import aws, keys
-from selfheal_core.ddb import from_item, to_item
+from selfheal_core.ddb import from_item, get_items, to_item
 from selfheal_core.events import Fix, utc_now
+from selfheal_core.incidents import Incident
 
 from .providers.base import ProviderError, ProviderResult
 
@@ -32,15 +33,20 @@ class ProposalStore:
             .get_item(Key=_key(incident_id, attempt, resumed), ConsistentRead=True)
             .get("Item")
         )
-        if item is None:
-            return None
-        item = from_item(item)
-        if "error" in item:
-            return ProviderError(item["error"]["reason"], item["error"]["category"])
-        return ProviderResult(
-            fix=Fix.model_validate(item["fix"]),
-            reasoning=item.get("reasoning", []),
-            confidence=float(item.get("confidence", 0.5)),
+        return _outcome(from_item(item)) if item else None
+
+    def get_with_incident(
+        self, incident_id: str, attempt: int, resumed: int = 0
+    ) -> tuple[Incident | None, ProviderResult | ProviderError | None]:
+        """The incident and the answer stored for this step, in one read (same table, same pk)."""
+        incident_key = {"pk": keys.incident_pk(incident_id), "sk": keys.META}
+        proposal_key = _key(incident_id, attempt, resumed)
+        found = get_items(self.table_name, [incident_key, proposal_key])
+        incident = found.get((incident_key["pk"], incident_key["sk"]))
+        proposal = found.get((proposal_key["pk"], proposal_key["sk"]))
+        return (
+            Incident.from_item(incident) if incident else None,
+            _outcome(proposal) if proposal else None,
         )
 
     def put(
@@ -70,3 +76,13 @@ class ProposalStore:
                 raise
             return self.get(incident_id, attempt, resumed) or outcome
         return outcome
+
+
+def _outcome(item: dict[str, Any]) -> ProviderResult | ProviderError:
+    if "error" in item:
+        return ProviderError(item["error"]["reason"], item["error"]["category"])
+    return ProviderResult(
+        fix=Fix.model_validate(item["fix"]),
+        reasoning=item.get("reasoning", []),
+        confidence=float(item.get("confidence", 0.5)),
+    )

@@ -413,7 +413,8 @@ def resume_after_provider_wait(ports: ManagerPorts, incidents: list[Incident], *
 def handle_fix_validated(
     metadata: Metadata, data: FixValidatedV1, ports: ManagerPorts, *, replayed: bool = False
 ) -> dict[str, Any]:
-    incident = ports.incidents.get(metadata.incident_id)
+    # The incident and QA's record for this attempt in one read.
+    incident, record = ports.verdicts.get_with_incident(metadata.incident_id, metadata.attempt)
     redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
     # A retry after the status write: APPROVED or AWAITING_APPROVAL at this attempt finish the step.
     # An archive replay never re-asks a person (the first delivery completed, or its retries did).
@@ -424,7 +425,6 @@ def handle_fix_validated(
         or incident.attempts != metadata.attempt
     ):
         return {"action": "stale", "incident_id": metadata.incident_id}
-    record = ports.verdicts.get(metadata.incident_id, metadata.attempt)
     refusal, fix = _refusal(record, data, ports)
     if refusal is not None or record is None or fix is None:
         return _refuse_validation(metadata, refusal or "no validation record", ports)

@@ -34,7 +34,7 @@ def kill(monkeypatch, source: str, detail_type: str, *, times: int = 1_000) -> l
     SENT.clear()
 
     def publish(self, *messages):
-        if self.source == source and messages[0].detail_type == detail_type and len(killed) < times:
+        if self.source == source and any(m.detail_type == detail_type for m in messages) and len(killed) < times:
             killed.append(detail_type)
             raise Killed(f"killed before publishing {detail_type}")
         original(self, *messages)

@@ -46,7 +46,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from selfheal_core import aws, keys
-from selfheal_core.ddb import from_item, to_item
+from selfheal_core.ddb import from_item, get_items, to_item
 from selfheal_core.observability import logger
 
 from . import names, records
@@ -60,7 +60,6 @@ MAX_BILLED_MS = 900_000 + 10_000 + 1
 # Lines reconciled together: one BatchGetItem (<= 100 keys) and one transaction of at most
 # 2 writes per line + 1 per incident (<= 100 items).
 BATCH_LINES = 25
-MAX_READ_ROUNDS = 5
 REQUEST_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _FIELD = re.compile(r"^(?P<key>[A-Za-z][A-Za-z ]*): (?P<value>\S+)(?: (?P<unit>ms|MB))?$")
 
@@ -411,25 +410,9 @@ class BilledCostReconciler:
         self.sink.add(names.COSTS, names.TOTAL_COST, delta, unit="None", dimensions=[{**env, names.AGENT: agent}, env])
 
     def _links(self, request_ids: set[str]) -> dict[str, dict[str, Any]]:
-        """request id -> its invocation link, for up to 100 ids in one (consistent) BatchGetItem."""
-        client = aws.table(self.monitoring_table).meta.client
-        request: dict[str, Any] = {
-            self.monitoring_table: {
-                "Keys": [{"pk": link_pk(r), "sk": LINK_SK} for r in sorted(request_ids)],
-                "ConsistentRead": True,
-            }
-        }
-        found: dict[str, dict[str, Any]] = {}
-        for round_ in range(MAX_READ_ROUNDS):
-            response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self.monitoring_table, []):
-                link = from_item(item)
-                found[str(link["request_id"])] = link
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-            time.sleep(0.05 * 2**round_)
-        raise RuntimeError(f"BatchGetItem left keys unread after {MAX_READ_ROUNDS} rounds; the delivery is retried")
+        """request id -> its invocation link (one consistent BatchGetItem)."""
+        found = get_items(self.monitoring_table, [{"pk": link_pk(r), "sk": LINK_SK} for r in sorted(request_ids)])
+        return {str(link["request_id"]): link for link in found.values()}
 
     def _get(self, table: str, pk: str, sk: str) -> dict[str, Any] | None:
         item = aws.table(table).get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")

@@ -15,8 +15,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import aws, keys
-from .ddb import from_item, to_item
+from .ddb import from_item, get_items, to_item
 from .events import ArtifactRef, Fix, utc_now
+from .incidents import Incident
 
 
 def canonical_fix_json(fix: Fix) -> str:
@@ -126,3 +127,14 @@ class ValidationStore:
             Key={"pk": keys.incident_pk(incident_id), "sk": keys.validation_sk(attempt)}, ConsistentRead=True
         ).get("Item")
         return ValidationRecord.from_item(item) if item else None
+
+    def get_with_incident(self, incident_id: str, attempt: int) -> tuple[Incident | None, ValidationRecord | None]:
+        """The incident and QA's verdict on `attempt`, in one read (same table, same pk)."""
+        pk = keys.incident_pk(incident_id)
+        found = get_items(self.table_name, [{"pk": pk, "sk": keys.META}, {"pk": pk, "sk": keys.validation_sk(attempt)}])
+        incident = found.get((pk, keys.META))
+        verdict = found.get((pk, keys.validation_sk(attempt)))
+        return (
+            Incident.from_item(incident) if incident else None,
+            ValidationRecord.from_item(verdict) if verdict else None,
+        )
