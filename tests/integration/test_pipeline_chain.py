@@ -289,3 +289,45 @@ def test_a_retry_after_a_failed_publish_finishes_the_step(aws, monkeypatch, fail
     [incident] = pipeline.incidents()
     assert incident.status == "VERIFYING" and incident.attempts == 1 and incident.duplicates == 0
     assert pipeline.function_config("orders-api")["memory_mb"] == 1024  # applied once: 512 -> 1024, not 2048
+
+
+def test_one_incident_costs_each_agent_few_aws_calls(aws, monkeypatch):
+    # Given a pipeline on full automation, with every AWS call counted per agent
+    from collections import Counter
+
+    from botocore.client import BaseClient
+
+    pipeline = pipeline_with(parameters={"automation-level": "full_auto"})
+    calls: dict[str, Counter] = {}
+    current = {"agent": "test"}
+    original_call, original_invoke = BaseClient._make_api_call, Pipeline.invoke
+
+    def counting(self, operation, params):
+        calls.setdefault(current["agent"], Counter())[operation] += 1
+        return original_call(self, operation, params)
+
+    def invoking(self, agent, event):
+        current["agent"] = agent
+        try:
+            return original_invoke(self, agent, event)
+        finally:
+            current["agent"] = "test"
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    monkeypatch.setattr(Pipeline, "invoke", invoking)
+
+    # When one latency issue runs to the applied change
+    pipeline.put("IssueReported", latency_issue())
+    assert agents_of(pipeline.run()) == ["manager", "engineer", "qa", "manager"]
+    assert pipeline.incidents()[0].status == "VERIFYING"
+
+    # Then the Manager reads the function once (GetFunction; ListTags only right before the write),
+    # sends each invocation's events in one PutEvents and keeps the validated fix without S3
+    manager, engineer = calls["manager"], calls["engineer"]
+    assert manager["GetFunction"] == 1 and manager["ListTags"] == 1
+    assert manager["GetFunctionConfiguration"] == manager["GetFunctionConcurrency"] == 0
+    assert manager["PutEvents"] == 2
+    assert manager["PutObject"] == manager["GetObject"] == 0
+    # And the incident and its step's record are one read for the Manager and the Engineer
+    assert manager["BatchGetItem"] == 1 and manager["GetItem"] == 0
+    assert engineer["BatchGetItem"] == 1 and engineer["GetItem"] == 0
