@@ -28,6 +28,9 @@ class Monitor:
     def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None:
         self.calls.append(("end", success))
 
+    def settle(self, context: Any) -> None:
+        self.calls.append(("settle", None))
+
     def bind(self, *, incident_id: str | None = None, correlation_id: str | None = None) -> None:
         self.calls.append(("bind", incident_id))
 

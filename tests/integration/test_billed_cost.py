@@ -117,7 +117,7 @@ def invoke(
     monitor = AgentOpsMonitor(agent, settings=settings)
     monitor.begin_invocation({"detail": {"metadata": {"incident_id": incident_id}}} if incident_id else {})
     context = FakeLambdaContext(memory_limit_in_mb=memory_mb)
-    monitor.track_lambda_execution(context, duration_s)
+    monitor.settle(context, duration_s)  # prices the invocation and writes it with its held records
     return context.aws_request_id, load_price_table().lambda_cost(duration_s, memory_mb)
 
 

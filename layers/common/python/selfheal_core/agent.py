@@ -8,9 +8,13 @@ What every agent does around its logic, outermost first, and why in this order:
 5. screening: bounds, JSON shape, a detail-type this agent routes, its source and model. A
    refusal is recorded (operators list it) before idempotency could cache it under the
    producer's key, where the corrected event sent again would be answered "rejected";
-6. idempotency, built on the first invocation: Powertools' DynamoDB persistence layer costs
+6. a route's `first` step, which may answer alone before idempotency (the Manager's fold of a
+   duplicate, exactly-once by its own conditional write: 3 API calls instead of 7);
+7. idempotency, built on the first invocation: Powertools' DynamoDB persistence layer costs
    about 150 ms of cold start at import, and screened-out events never need it;
-7. the route, with the screening's parse result; an InvalidEvent raised inside is a rejection.
+8. the route, with the screening's parse result; an InvalidEvent raised inside is a rejection.
+   Then the monitor settles: the step's records and its cost in one transaction, still inside
+   idempotency, so a failed write makes the Lambda retry redo the step rather than skip it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Monitor(Protocol):
 
     def begin_invocation(self, event: Any) -> None: ...
     def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None: ...
+    def settle(self, context: Any) -> None: ...
     def bind(self, *, incident_id: str | None = None, correlation_id: str | None = None) -> None: ...
     def record_event(self, event_type: Any, data: dict[str, Any] | None = None) -> Any: ...
 
@@ -51,11 +56,14 @@ class Route:
 
     `idempotent=False` is for events guarded by their own conditional writes (the Manager's due
     events), whose early "not due" answer must not become the cached answer to the on-time one.
+    `first`: runs before idempotency and answers alone when it returns a result; it must be
+    exactly-once by its own writes (None: carry on to `handle`).
     """
 
     handle: Callable[[Call], dict[str, Any]]
     parse: Callable[[dict[str, Any]], Any] = parse_step
     idempotent: bool = True
+    first: Callable[[Call], dict[str, Any] | None] | None = None
 
 
 @dataclass
@@ -140,6 +148,14 @@ def _screen(event: Any, table: Mapping[str, Route], name: str) -> tuple[str | No
         return exc.reason, route, None
 
 
+def _answer_first(route: Route, call: Call) -> dict[str, Any] | None:
+    """The route's `first` step's answer, settled; None when there is none (carry on to idempotency)."""
+    answer = route.first(call) if route.first is not None else None
+    if answer is not None:
+        call.monitor.settle(call.context)
+    return answer
+
+
 def agent_handler(
     agent: str,
     routes: Mapping[str | Enum, Route | Callable[[Call], dict[str, Any]]],
@@ -162,12 +178,14 @@ def agent_handler(
     name = label or f"the {agent}"
     idempotent_run: list[Callable[..., Any]] = []  # built on the first invocation that needs it
 
-    def run(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001 - Powertools' idempotent passes (event, context)
+    def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         call = _CALL.get()
         try:
-            return table[event["detail-type"]].handle(call)
+            result = table[event["detail-type"]].handle(call)
         except InvalidEvent as exc:
-            return call.reject(exc.reason)
+            result = call.reject(exc.reason)
+        call.monitor.settle(context)
+        return result
 
     def keyed(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not idempotent_run:
@@ -183,9 +201,11 @@ def agent_handler(
             return reject(event, problem or "no route", agent=agent, settings=settings, monitor=monitor)
         if isinstance(parsed, Envelope):
             monitor.bind(incident_id=parsed.metadata.incident_id, correlation_id=parsed.metadata.correlation_id)
-        token = _CALL.set(Call(event, context, parsed, agent, settings, monitor, ports))
+        call = Call(event, context, parsed, agent, settings, monitor, ports)
+        token = _CALL.set(call)
         try:
-            return keyed(event, context) if route.idempotent else run(event, context)
+            # An answer is never empty: `or` carries on only when the first step had none.
+            return _answer_first(route, call) or (keyed(event, context) if route.idempotent else run(event, context))
         finally:
             _CALL.reset(token)
 
