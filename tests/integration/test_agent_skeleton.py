@@ -31,6 +31,9 @@ class Monitor:
     def settle(self, context: Any) -> None:
         self.calls.append(("settle", None))
 
+    def hold(self, operation: dict[str, Any]) -> None:
+        aws.client("dynamodb").update_item(**operation["Update"])  # written at once: this fake holds nothing
+
     def bind(self, *, incident_id: str | None = None, correlation_id: str | None = None) -> None:
         self.calls.append(("bind", incident_id))
 

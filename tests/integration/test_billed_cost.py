@@ -291,10 +291,10 @@ def test_a_failure_between_reading_and_writing_leaves_nothing_half_done_and_the_
 
 def test_the_estimate_and_its_link_are_written_together(settings, incident, monkeypatch):
     # Given the monitor's transaction fails
-    def refuse(items):
+    def refuse(**_request):
         raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "no"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(billing, "transact", refuse)
+    monkeypatch.setattr(aws.client("dynamodb"), "transact_write_items", refuse)
     monitor = AgentOpsMonitor("engineer", settings=settings)
     monitor.begin_invocation({"detail": {"metadata": {"incident_id": incident}}})
     context = FakeLambdaContext()

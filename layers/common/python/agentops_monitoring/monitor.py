@@ -26,6 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from selfheal_core import aws
 from selfheal_core.config import Settings, get_runtime_parameters, get_settings
 from selfheal_core.ddb import to_item
 from selfheal_core.incidents import IncidentStore
@@ -47,22 +48,45 @@ TRANSACTION_ITEMS, TRANSACTION_BYTES = 100, 3_500_000
 
 @dataclass
 class _Write:
-    """One held record: a Put, conditional when `once` (written at most once under its key)."""
+    """One held write: a record (a Put, conditional when `once`: written at most once under its
+    key), or an operation another component handed over, already in the client's shape (`raw`)."""
 
     table: str
     item: dict[str, Any]
     once: bool = False
     on_written: Callable[[], None] | None = None
+    raw: dict[str, Any] | None = None
 
     @property
-    def key(self) -> tuple[str, Any, Any]:
-        return self.table, self.item.get("pk"), self.item.get("sk")
+    def key(self) -> tuple[str, str]:
+        if self.raw is not None:
+            ((_op, spec),) = self.raw.items()
+            return spec["TableName"], json.dumps(spec.get("Key"), sort_keys=True)
+        return self.table, json.dumps([str(self.item.get("pk")), str(self.item.get("sk"))])
 
     def operation(self) -> dict[str, Any]:
-        put: dict[str, Any] = {"TableName": self.table, "Item": to_item(self.item)}
+        if self.raw is not None:
+            return self.raw
+        put: dict[str, Any] = {"TableName": self.table, "Item": _typed(to_item(self.item))}
         if self.once:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         return {"Put": put}
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Resource-style values (plain Python, Decimal) in the client's typed shape."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in values.items()}
+
+
+def _typed_update(update: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **update,
+        "Key": _typed(update["Key"]),
+        "ExpressionAttributeValues": _typed(update["ExpressionAttributeValues"]),
+    }
 
 
 class AgentEventType(StrEnum):
@@ -441,6 +465,16 @@ class AgentOpsMonitor:
         elif all(held.key != write.key for held in self._pending):  # one transaction may not write an item twice
             self._pending.append(write)
 
+    def hold(self, operation: dict[str, Any]) -> None:
+        """Write another component's operation (client shape) with the step's records when it settles
+        (Powertools idempotency's "completed" write, see selfheal_core/edge.py); now outside an invocation."""
+        write = _Write("", {}, raw=operation)
+        self._requests["dynamodb_writes"] += 1
+        if self._pending is None:
+            self._transact([write], {})
+        else:
+            self._pending = [held for held in self._pending if held.key != write.key] + [write]
+
     def _write_pending(self) -> None:
         held, self._pending = self._pending or [], []
         costs, self._incident_cost = self._incident_cost, {}
@@ -465,9 +499,10 @@ class AgentOpsMonitor:
         store = IncidentStore(self.settings.decisions_table_name)
         costs = [(incident_id, cost) for incident_id, cost in incident_costs.items() if cost]
         while writes or costs:
-            operations = [w.operation() for w in writes] + [{"Update": store.cost_update(i, c)} for i, c in costs]
+            operations = [w.operation() for w in writes]
+            operations += [{"Update": _typed_update(store.cost_update(i, c))} for i, c in costs]
             try:
-                billing.transact(operations)
+                aws.client("dynamodb").transact_write_items(TransactItems=operations)
             except ClientError as exc:
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                 failed = {n for n, code in enumerate(reasons) if code == "ConditionalCheckFailed"}

@@ -12,9 +12,10 @@ What every agent does around its logic, outermost first, and why in this order:
    duplicate, exactly-once by its own conditional write: 3 API calls instead of 7);
 7. idempotency, built on the first invocation: Powertools' DynamoDB persistence layer costs
    about 150 ms of cold start at import, and screened-out events never need it;
-8. the route, with the screening's parse result; an InvalidEvent raised inside is a rejection.
-   Then the monitor settles: the step's records and its cost in one transaction, still inside
-   idempotency, so a failed write makes the Lambda retry redo the step rather than skip it.
+8. the route, with the screening's parse result; an InvalidEvent raised inside is a rejection;
+9. the monitor settles: the step's records, its cost and idempotency's "completed" write in one
+   transaction. If it fails, the step stays INPROGRESS until the function's time is up and the
+   Lambda retry redoes it; it is never marked done without its records.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Monitor(Protocol):
     def begin_invocation(self, event: Any) -> None: ...
     def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None: ...
     def settle(self, context: Any) -> None: ...
+    def hold(self, operation: dict[str, Any]) -> None: ...
     def bind(self, *, incident_id: str | None = None, correlation_id: str | None = None) -> None: ...
     def record_event(self, event_type: Any, data: dict[str, Any] | None = None) -> Any: ...
 
@@ -148,14 +150,6 @@ def _screen(event: Any, table: Mapping[str, Route], name: str) -> tuple[str | No
         return exc.reason, route, None
 
 
-def _answer_first(route: Route, call: Call) -> dict[str, Any] | None:
-    """The route's `first` step's answer, settled; None when there is none (carry on to idempotency)."""
-    answer = route.first(call) if route.first is not None else None
-    if answer is not None:
-        call.monitor.settle(call.context)
-    return answer
-
-
 def agent_handler(
     agent: str,
     routes: Mapping[str | Enum, Route | Callable[[Call], dict[str, Any]]],
@@ -178,20 +172,18 @@ def agent_handler(
     name = label or f"the {agent}"
     idempotent_run: list[Callable[..., Any]] = []  # built on the first invocation that needs it
 
-    def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def run(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001 - Powertools' idempotent passes (event, context)
         call = _CALL.get()
         try:
-            result = table[event["detail-type"]].handle(call)
+            return table[event["detail-type"]].handle(call)
         except InvalidEvent as exc:
-            result = call.reject(exc.reason)
-        call.monitor.settle(context)
-        return result
+            return call.reject(exc.reason)
 
     def keyed(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not idempotent_run:
             from aws_lambda_powertools.utilities.idempotency import idempotent
 
-            persistence, config = idempotency(settings)
+            persistence, config = idempotency(settings, hold=monitor.hold)
             idempotent_run.append(idempotent(persistence_store=persistence, config=config)(run))
         return idempotent_run[0](event, context)
 
@@ -205,7 +197,11 @@ def agent_handler(
         token = _CALL.set(call)
         try:
             # An answer is never empty: `or` carries on only when the first step had none.
-            return _answer_first(route, call) or (keyed(event, context) if route.idempotent else run(event, context))
+            answer = (route.first and route.first(call)) or (
+                keyed(event, context) if route.idempotent else run(event, context)
+            )
+            monitor.settle(context)
+            return answer
         finally:
             _CALL.reset(token)
 
