@@ -186,12 +186,14 @@ def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> di
         once="triage",
     )
     investigation = _investigate(intake, incident, ports)
+    # The investigation is stored with the status it leads to (one write): the apply step reads it.
     remediating = ports.incidents.transition(
         incident.incident_id,
         Status.REMEDIATING,
         reason="triaged; fix requested",
         new_attempt=1,
         redo_from=frozenset({Status.REMEDIATING}),
+        also_set={"investigation": investigation.model_dump(mode="json", exclude_none=True)},
     )
     if remediating is None:  # someone else already moved it on: nothing to do twice
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -210,16 +212,11 @@ def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> di
 
 
 def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Investigation:
-    """Read the target before anyone proposes a change to it; stored on the incident for the apply step."""
+    """Read the target before anyone proposes a change to it (stored by the transition that follows)."""
     if incident.investigation:  # a retry or replay of this step: read once, decided once
         return Investigation.model_validate(incident.investigation)
     target, how = target_of(intake.issue, intake.origin, intake.alarm_function)
     inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
-    ports.incidents.record(
-        incident.incident_id,
-        statuses=frozenset({Status.DETECTED, Status.REMEDIATING}),
-        values={"investigation": inv.model_dump(mode="json", exclude_none=True)},
-    )
     gaps = "; ".join(inv.gaps)
     chain.append(
         step(
