@@ -32,15 +32,23 @@ def ports(context: Any) -> logic.ManagerPorts:
     )
 
 
-def issue_reported(call: Call) -> dict[str, Any]:
-    intake = call.parsed
-    return logic.handle_intake(
-        intake,
-        call.ports,
-        correlation_id=intake.issue.idempotency_key or call.correlation_id,
-        delivery_id=delivery_key(call.event),
-        replayed=call.replayed,
-    )
+def intake_of(call: Call) -> dict[str, Any]:
+    """How handle_intake and fold_duplicate name this delivery."""
+    if call.event.get("detail-type") == ALARM_DETAIL_TYPE:
+        return {"correlation_id": call.correlation_id}
+    return {
+        "correlation_id": call.parsed.issue.idempotency_key or call.correlation_id,
+        "delivery_id": delivery_key(call.event),
+        "replayed": call.replayed,
+    }
+
+
+def intake(call: Call) -> dict[str, Any]:
+    return logic.handle_intake(call.parsed, call.ports, **intake_of(call))
+
+
+def fold_duplicate(call: Call) -> dict[str, Any] | None:
+    return logic.fold_duplicate(call.parsed, call.ports, **intake_of(call))
 
 
 def scheduled_scan(call: Call) -> dict[str, Any]:
@@ -63,11 +71,9 @@ def approval(granted: bool) -> Any:
 handler = agent_handler(
     logic.AGENT,
     {
-        DetailType.ISSUE_REPORTED: Route(issue_reported, parse=parse_issue_reported),
-        ALARM_DETAIL_TYPE: Route(
-            lambda call: logic.handle_intake(call.parsed, call.ports, correlation_id=call.correlation_id),
-            parse=parse_alarm,
-        ),
+        # A duplicate of an open incident is folded before idempotency, in 3 API calls (logic.fold_duplicate).
+        DetailType.ISSUE_REPORTED: Route(intake, parse=parse_issue_reported, first=fold_duplicate),
+        ALARM_DETAIL_TYPE: Route(intake, parse=parse_alarm, first=fold_duplicate),
         SCHEDULED_DETAIL_TYPE: Route(scheduled_scan, parse=lambda _event: None),
         DetailType.FIX_VALIDATED: fix_validated,
         DetailType.REMEDIATION_FAILED: lambda call: logic.handle_remediation_failed(

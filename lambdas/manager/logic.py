@@ -72,6 +72,39 @@ def step(thought: str, action: str, observation: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------ intake
 
 
+def _incident_id(intake: Intake, delivery: str) -> str:
+    """Derived from the delivery (its event id), so a retry of this invocation reopens the same
+    incident, while the same producer key reported again later is a new delivery."""
+    return "inc-" + hashlib.sha256(f"{delivery}|{intake.fingerprint}".encode()).hexdigest()[:12]
+
+
+def fold_duplicate(
+    intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None, replayed: bool = False
+) -> dict[str, Any] | None:
+    """A report of an incident that is open, counted and recorded in 3 API calls; None when it is not one.
+
+    Runs before idempotency (see selfheal_core/agent.py): the lock is read, then the count and the
+    fold's decision, keyed by the delivery, are written in one transaction that succeeds once per
+    delivery; the monitor settles the invocation's cost. Anything else (the report that opens the
+    incident and its retries, a lock whose incident is gone, a replay, an OK alarm) goes the
+    idempotent way through `handle_intake`.
+    """
+    if replayed or (intake.origin == "alarm" and intake.alarm_state != "ALARM"):
+        return None
+    delivery = _incident_id(intake, delivery_id or correlation_id)
+    lock = ports.incidents.live_lock(intake.fingerprint)
+    if lock is None or lock[0] == delivery:
+        return None
+    incident_id, incident_correlation_id = lock
+    ports.monitor.bind(incident_id=incident_id, correlation_id=incident_correlation_id)
+    counted = ports.incidents.fold(incident_id, record=_fold_record(intake, incident_id, ports, delivery=delivery))
+    if counted is None:
+        return None  # the lock's incident is gone: the open path removes the lock and opens one
+    if counted:
+        ports.monitor.count_decision()
+    return {"action": "folded", "incident_id": incident_id}
+
+
 def handle_intake(
     intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None, replayed: bool = False
 ) -> dict[str, Any]:
@@ -82,11 +115,7 @@ def handle_intake(
             else {"action": "ignored", "reason": intake.alarm_state}
         )
 
-    # Derived from the delivery (its event id), so a retry of this invocation reopens the same
-    # incident, while the same producer key reported again later is a new delivery.
-    incident_id = (
-        "inc-" + hashlib.sha256(f"{delivery_id or correlation_id}|{intake.fingerprint}".encode()).hexdigest()[:12]
-    )
+    incident_id = _incident_id(intake, delivery_id or correlation_id)
     # Source code lives in the artifacts store from the start: the incident item stays small and
     # a paused incident can be resumed from the item alone.
     issue = _claim_check(intake.issue, incident_id, ports.artifacts)
@@ -97,12 +126,13 @@ def handle_intake(
         issue=issue.model_dump(mode="json", exclude_none=True),
         origin=intake.origin,
         count_duplicate=not replayed,  # a replay was counted the first time it arrived
+        fold_record=lambda into: _fold_record(intake, into, ports, delivery=incident_id),
     )
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
     if not is_new and incident.incident_id == incident_id:
         return {"action": "stale", "incident_id": incident_id}  # this very report, delivered again; it is closed
     if not is_new:
-        return _fold(intake, incident, ports, delivery=incident_id)
+        return {"action": "folded", "incident_id": incident.incident_id, "duplicates": incident.duplicates}
     return open_detected(
         Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
         incident,
@@ -110,14 +140,16 @@ def handle_intake(
     )
 
 
-def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: str) -> dict[str, Any]:
-    ports.monitor.record_decision(
+def _fold_record(intake: Intake, incident_id: str, ports: ManagerPorts, *, delivery: str) -> dict[str, Any]:
+    """The fold's decision, keyed by the delivery: written with the count, once (IncidentStore.fold)."""
+    ports.monitor.bind(incident_id=incident_id)
+    return ports.monitor.decision_item(
         "fold_duplicate",
         [
             step(
                 f"{intake.origin} report for {intake.issue.service} ({intake.issue.issue_type})",
                 f"look up the open incident for fingerprint {intake.fingerprint}",
-                f"{incident.incident_id} is open ({incident.status}); counted as duplicate #{incident.duplicates}",
+                f"{incident_id} is open; counted as a duplicate",
             ),
             step(
                 "A second run would spend tokens on a problem already being handled",
@@ -126,11 +158,10 @@ def _fold(intake: Intake, incident: Incident, ports: ManagerPorts, *, delivery: 
             ),
         ],
         {"fingerprint": intake.fingerprint, "origin": intake.origin},
-        {"incident_id": incident.incident_id, "duplicates": incident.duplicates},
+        {"incident_id": incident_id},
         0.99,
         once=f"fold#{delivery}",
     )
-    return {"action": "folded", "incident_id": incident.incident_id, "duplicates": incident.duplicates}
 
 
 def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> dict[str, Any]:
@@ -155,12 +186,14 @@ def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> di
         once="triage",
     )
     investigation = _investigate(intake, incident, ports)
+    # The investigation is stored with the status it leads to (one write): the apply step reads it.
     remediating = ports.incidents.transition(
         incident.incident_id,
         Status.REMEDIATING,
         reason="triaged; fix requested",
         new_attempt=1,
         redo_from=frozenset({Status.REMEDIATING}),
+        also_set={"investigation": investigation.model_dump(mode="json", exclude_none=True)},
     )
     if remediating is None:  # someone else already moved it on: nothing to do twice
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -180,16 +213,11 @@ def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> di
 
 
 def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Investigation:
-    """Read the target before anyone proposes a change to it; stored on the incident for the apply step."""
+    """Read the target before anyone proposes a change to it (stored by the transition that follows)."""
     if incident.investigation:  # a retry or replay of this step: read once, decided once
         return Investigation.model_validate(incident.investigation)
     target, how = target_of(intake.issue, intake.origin, intake.alarm_function)
     inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
-    ports.incidents.record(
-        incident.incident_id,
-        statuses=frozenset({Status.DETECTED, Status.REMEDIATING}),
-        values={"investigation": inv.model_dump(mode="json", exclude_none=True)},
-    )
     gaps = "; ".join(inv.gaps)
     chain.append(
         step(

@@ -28,6 +28,12 @@ class Monitor:
     def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None:
         self.calls.append(("end", success))
 
+    def settle(self, context: Any) -> None:
+        self.calls.append(("settle", None))
+
+    def hold(self, operation: dict[str, Any]) -> None:
+        aws.client("dynamodb").update_item(**operation["Update"])  # written at once: this fake holds nothing
+
     def bind(self, *, incident_id: str | None = None, correlation_id: str | None = None) -> None:
         self.calls.append(("bind", incident_id))
 

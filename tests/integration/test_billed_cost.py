@@ -117,7 +117,7 @@ def invoke(
     monitor = AgentOpsMonitor(agent, settings=settings)
     monitor.begin_invocation({"detail": {"metadata": {"incident_id": incident_id}}} if incident_id else {})
     context = FakeLambdaContext(memory_limit_in_mb=memory_mb)
-    monitor.track_lambda_execution(context, duration_s)
+    monitor.settle(context, duration_s)  # prices the invocation and writes it with its held records
     return context.aws_request_id, load_price_table().lambda_cost(duration_s, memory_mb)
 
 
@@ -291,10 +291,10 @@ def test_a_failure_between_reading_and_writing_leaves_nothing_half_done_and_the_
 
 def test_the_estimate_and_its_link_are_written_together(settings, incident, monkeypatch):
     # Given the monitor's transaction fails
-    def refuse(items):
+    def refuse(**_request):
         raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "no"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(billing, "transact", refuse)
+    monkeypatch.setattr(aws.client("dynamodb"), "transact_write_items", refuse)
     monitor = AgentOpsMonitor("engineer", settings=settings)
     monitor.begin_invocation({"detail": {"metadata": {"incident_id": incident}}})
     context = FakeLambdaContext()

@@ -1,17 +1,25 @@
 """AgentOpsMonitor: every agent's one port for events, decisions, collaboration and cost.
 
-Each call writes one record (keys per selfheal_core/keys.py) and adds EMF metrics to the
+Each call makes one record (keys per selfheal_core/keys.py) and adds EMF metrics to the
 monitor's sink; the agent skeleton (selfheal_core/agent.py) flushes it once per invocation. One monitor lives per
 function (module level) and is re-bound at the start of every invocation.
+
+Inside an invocation (begin_invocation .. end_invocation) records are held and written when the
+step settles (`settle`): together with the invocation's cost records and the incident's cost, in
+one transaction, instead of one PutItem each (docs/decision_log.md, "Records settle with the
+step"). Outside an invocation (the CLI, tests) each record is written at once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -33,6 +41,52 @@ from .store import timeline
 from .tracing import AgentOpsTracing
 
 _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+# DynamoDB's limits for one TransactWriteItems: 100 items and 4 MB (kept below it).
+TRANSACTION_ITEMS, TRANSACTION_BYTES = 100, 3_500_000
+
+
+@dataclass
+class _Write:
+    """One held write: a record (a Put, conditional when `once`: written at most once under its
+    key), or an operation another component handed over, already in the client's shape (`raw`)."""
+
+    table: str
+    item: dict[str, Any]
+    once: bool = False
+    on_written: Callable[[], None] | None = None
+    raw: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        if self.raw is not None:
+            ((_op, spec),) = self.raw.items()
+            return spec["TableName"], json.dumps(spec.get("Key"), sort_keys=True)
+        return self.table, json.dumps([str(self.item.get("pk")), str(self.item.get("sk"))])
+
+    def operation(self) -> dict[str, Any]:
+        if self.raw is not None:
+            return self.raw
+        put: dict[str, Any] = {"TableName": self.table, "Item": _typed(to_item(self.item))}
+        if self.once:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        return {"Put": put}
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Resource-style values (plain Python, Decimal) in the client's typed shape."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in values.items()}
+
+
+def _typed_update(update: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **update,
+        "Key": _typed(update["Key"]),
+        "ExpressionAttributeValues": _typed(update["ExpressionAttributeValues"]),
+    }
 
 
 class AgentEventType(StrEnum):
@@ -65,6 +119,11 @@ class AgentOpsMonitor:
         self.correlation_id: str | None = None
         self._requests: Counter[str] = Counter()
         self._llm_cost_since_decision = 0.0
+        # Held records (None: not inside an invocation, write at once) and what to add to the incident's cost.
+        self._pending: list[_Write] | None = None
+        self._incident_cost: dict[str, float] = {}
+        self._settled = False
+        self._started = time.perf_counter()
 
     # ------------------------------------------------------------------ binding
     def bind(self, *, incident_id: str | None = None, correlation_id: str | None = None) -> None:
@@ -78,6 +137,8 @@ class AgentOpsMonitor:
     def begin_invocation(self, event: Any) -> None:
         self.incident_id = self.correlation_id = None
         self._reset_invocation()
+        self._pending, self._incident_cost, self._settled = [], {}, False
+        self._started = time.perf_counter()
         detail = event.get("detail") if isinstance(event, dict) else None
         metadata = detail.get("metadata") if isinstance(detail, dict) else None
         if isinstance(metadata, dict):
@@ -85,10 +146,22 @@ class AgentOpsMonitor:
             self.correlation_id = metadata.get("correlation_id") or None
         self.tracing.start(incident_id=self.incident_id, correlation_id=self.correlation_id)
 
+    def settle(self, context: Any, duration_s: float | None = None) -> None:
+        """Price the invocation so far and write it with every held record; once per invocation.
+
+        The agent skeleton calls it when a step has finished, inside idempotency: if the write
+        fails, the step is not marked done and the Lambda retry redoes it (and its records).
+        """
+        if self._settled:
+            return
+        self._settled = True  # a failed settle is not retried by end_invocation: the Lambda retry redoes the step
+        self.track_lambda_execution(context, time.perf_counter() - self._started if duration_s is None else duration_s)
+        self._write_pending()
+
     def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None:
-        """Price the invocation, end the trace, flush every namespace; never raises."""
+        """Settle (unless the step did), end the trace, flush every namespace; never raises."""
         for step in (
-            lambda: self.track_lambda_execution(context, duration_s),
+            lambda: self.settle(context, duration_s),
             lambda: self.tracing.end(success=success),
             self.flush,
         ):
@@ -96,6 +169,7 @@ class AgentOpsMonitor:
                 step()
             except Exception:  # noqa: BLE001 - monitoring must not replace the handler's outcome
                 logger.exception("monitoring step failed at the end of the invocation")
+        self._pending = None
 
     def flush(self) -> None:
         self.sink.flush()
@@ -134,6 +208,27 @@ class AgentOpsMonitor:
         `once`: a key for this step of this incident (e.g. "propose_fix#2"). The decision is then
         written at most once, whatever retries and replays run the step again.
         """
+        item = self.decision_item(
+            decision_type, reasoning_chain, inputs, outputs, confidence_score, model=model, cost_usd=cost_usd, once=once
+        )
+        # Counted when written: a step run again does not record (or count) its decision twice.
+        self._put(self.settings.decisions_table_name, item, once=once is not None, on_written=self.count_decision)
+        return item
+
+    def decision_item(
+        self,
+        decision_type: str,
+        reasoning_chain: list[dict[str, Any]],
+        inputs: Any,
+        outputs: Any,
+        confidence_score: float,
+        *,
+        model: str | None = None,
+        cost_usd: float | None = None,
+        once: str | None = None,
+    ) -> dict[str, Any]:
+        """The decision record, not written: for a caller that writes it in its own transaction
+        (the Manager's fold) and then calls `count_decision`."""
         # Decisions quote test output, log lines and model text: no secret is stored in them.
         reasoning_chain, inputs, outputs = scrub_data(reasoning_chain), scrub_data(inputs), scrub_data(outputs)
         decision = records.Decision.model_validate(
@@ -141,7 +236,7 @@ class AgentOpsMonitor:
         )
         cost = self._llm_cost_since_decision if cost_usd is None else cost_usd
         self._llm_cost_since_decision = 0.0
-        item = records.decision_item(
+        return records.decision_item(
             agent=self.agent,
             incident_id=self.incident_id,
             correlation_id=self.correlation_id,
@@ -153,12 +248,9 @@ class AgentOpsMonitor:
             now=self._now(),
             once=once,
         )
-        if once is None:
-            self._put(self.settings.decisions_table_name, item)
-        elif not self._put_once(self.settings.decisions_table_name, item):
-            return item  # already recorded by an earlier run of this step
+
+    def count_decision(self) -> None:
         self._count(names.EVENTS, names.DECISION_MADE, {names.AGENT: self.agent})
-        return item
 
     def record_collaboration(self, from_agent: str, to_agent: str, message_type: str) -> dict[str, Any]:
         item = records.message_item(
@@ -305,8 +397,8 @@ class AgentOpsMonitor:
         requests = dict(self._requests)
         self._requests.clear()
         estimated = billing.REQUEST_ID.fullmatch(request_id) is not None
-        # The "events" cost record below, and the add to the incident, are writes of this invocation too
-        # (written in one transaction with the Lambda estimate: two write units per item).
+        # The cost records below, and the add to the incident, are writes of this invocation too
+        # (written in one transaction with the held records: two write units per item).
         own_writes = 4 if estimated else (2 if self.incident_id else 1)
         requests["dynamodb_writes"] = requests.get("dynamodb_writes", 0) + own_writes
         events = prices.request_cost(**requests)
@@ -353,22 +445,79 @@ class AgentOpsMonitor:
     def _count(self, namespace: str, name: str, extra: dict[str, str]) -> None:
         self.sink.add(namespace, name, 1, dimensions=[self._dims(extra)])
 
-    def _put(self, table_name: str, item: dict[str, Any]) -> None:
-        aws.table(table_name).put_item(Item=to_item(item))
-        self._requests["dynamodb_writes"] += 1
+    def _put(
+        self,
+        table_name: str,
+        item: dict[str, Any],
+        *,
+        once: bool = False,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
+        """Hold the record for the step's settle, or (outside an invocation) write it now.
 
-    def _put_once(self, table_name: str, item: dict[str, Any]) -> bool:
-        """False when an item with this key exists already."""
-        from botocore.exceptions import ClientError
-
+        `once`: write only if no item has this key (a step run again records its decision once);
+        `on_written` runs when the record is actually written.
+        """
+        write = _Write(table_name, item, once, on_written)
         self._requests["dynamodb_writes"] += 1
-        try:
-            aws.table(table_name).put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        if self._pending is None:
+            self._transact([write], {})
+        elif all(held.key != write.key for held in self._pending):  # one transaction may not write an item twice
+            self._pending.append(write)
+
+    def hold(self, operation: dict[str, Any]) -> None:
+        """Write another component's operation (client shape) with the step's records when it settles
+        (Powertools idempotency's "completed" write, see selfheal_core/edge.py); now outside an invocation."""
+        write = _Write("", {}, raw=operation)
+        self._requests["dynamodb_writes"] += 1
+        if self._pending is None:
+            self._transact([write], {})
+        else:
+            self._pending = [held for held in self._pending if held.key != write.key] + [write]
+
+    def _write_pending(self) -> None:
+        held, self._pending = self._pending or [], []
+        costs, self._incident_cost = self._incident_cost, {}
+        chunk: list[_Write] = []
+        size = 0
+        for write in held:
+            item_size = len(json.dumps(write.item, default=str))
+            if chunk and (len(chunk) + len(costs) >= TRANSACTION_ITEMS or size + item_size > TRANSACTION_BYTES):
+                self._transact(chunk, {})
+                chunk, size = [], 0
+            chunk.append(write)
+            size += item_size
+        if chunk or costs:
+            self._transact(chunk, costs)  # the incident totals go with the last records
+
+    def _transact(self, writes: list[_Write], incident_costs: dict[str, float]) -> None:
+        """Write records and add to incidents' cost in one transaction.
+
+        A record that exists already (a `once` write: a decision or invocation link an earlier run
+        wrote) and an incident that is gone are left out, and the rest is written.
+        """
+        store = IncidentStore(self.settings.decisions_table_name)
+        costs = [(incident_id, cost) for incident_id, cost in incident_costs.items() if cost]
+        while writes or costs:
+            operations = [w.operation() for w in writes]
+            operations += [{"Update": _typed_update(store.cost_update(i, c))} for i, c in costs]
+            try:
+                aws.client("dynamodb").transact_write_items(TransactItems=operations)
+            except ClientError as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                failed = {n for n, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
+                if not failed or any(code not in (None, "None", "ConditionalCheckFailed") for code in reasons):
+                    raise  # throttling, a conflict, a validation error: the Lambda retry redoes the step
+                for n, (incident_id, _cost) in enumerate(costs, start=len(writes)):
+                    if n in failed:
+                        logger.warning("cost not added: incident not found", extra={"incident_id": incident_id})
+                costs = [c for n, c in enumerate(costs, start=len(writes)) if n not in failed]
+                writes = [w for n, w in enumerate(writes) if n not in failed]
+                continue
+            for write in writes:
+                if write.on_written is not None:
+                    write.on_written()
+            return
 
     def _record_cost(self, kind: str, cost_usd: float, **details: Any) -> None:
         item = records.cost_item(
@@ -382,8 +531,7 @@ class AgentOpsMonitor:
             **details,
         )
         self._put(self.settings.monitoring_table_name, item)
-        if self.incident_id:
-            self._add_to_incident(self.incident_id, cost_usd)
+        self._add_to_incident(cost_usd)
         # TotalCost rolls up to (environment) alone: the cost alarm needs one series.
         self.sink.add(
             names.COSTS,
@@ -396,11 +544,7 @@ class AgentOpsMonitor:
     def _record_lambda_estimate(
         self, cost_usd: float, request_id: str, details: dict[str, Any], *, events_usd: float, requests: dict[str, Any]
     ) -> None:
-        """The invocation's cost records, its invocation link and (when known) the incident's total, in one call.
-
-        One transaction instead of four writes per invocation; when the incident item is gone (its
-        condition cancels the transaction) the records are written without it, as before.
-        """
+        """The invocation's cost records, its invocation link (the reconciler's key) and the incident's total."""
         now = self._now()
         common: dict[str, Any] = {
             "agent": self.agent,
@@ -430,27 +574,10 @@ class AgentOpsMonitor:
             now=now,
         )
         table = self.settings.monitoring_table_name
-        writes = [
-            {"Put": {"TableName": table, "Item": to_item(item)}},
-            {"Put": {"TableName": table, "Item": to_item(events_item)}},
-            {"Put": {"TableName": table, "Item": to_item(link), "ConditionExpression": "attribute_not_exists(pk)"}},
-        ]
-        if self.incident_id:
-            writes.append(
-                {
-                    "Update": IncidentStore(self.settings.decisions_table_name).cost_update(
-                        self.incident_id, cost_usd + events_usd
-                    )
-                }
-            )
-        try:
-            billing.transact(writes)
-        except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if len(writes) < 4 or reasons[3:] != ["ConditionalCheckFailed"] or "ConditionalCheckFailed" in reasons[:3]:
-                raise
-            logger.warning("cost not added: incident not found", extra={"incident_id": self.incident_id})
-            billing.transact(writes[:3])
+        self._put(table, item)
+        self._put(table, events_item)
+        self._put(table, link, once=True)  # a retry under the same request id keeps the first estimate's link
+        self._add_to_incident(cost_usd + events_usd)
         for cost in (cost_usd, events_usd):
             self.sink.add(
                 names.COSTS,
@@ -460,11 +587,11 @@ class AgentOpsMonitor:
                 dimensions=[self._dims({names.AGENT: self.agent}), self._dims()],
             )
 
-    def _add_to_incident(self, incident_id: str, cost_usd: float) -> None:
-        try:
-            IncidentStore(self.settings.decisions_table_name).add_cost(incident_id, cost_usd)
-            self._requests["dynamodb_writes"] += 1
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            logger.warning("cost not added: incident not found", extra={"incident_id": incident_id})
+    def _add_to_incident(self, cost_usd: float) -> None:
+        """Add to the bound incident's cost: with the held records, or now outside an invocation."""
+        if not self.incident_id:
+            return
+        if self._pending is None:
+            self._transact([], {self.incident_id: cost_usd})
+        else:
+            self._incident_cost[self.incident_id] = self._incident_cost.get(self.incident_id, 0.0) + cost_usd

@@ -197,11 +197,13 @@ class IncidentStore:
         issue: dict[str, Any],
         origin: str,
         count_duplicate: bool = True,
+        fold_record: Callable[[str], dict[str, Any]] | None = None,
     ) -> tuple[Incident, bool]:
         """Open a new incident for the fingerprint, or fold into the open one (count only).
 
         The fingerprint lock and the incident are written in one transaction, so two
-        concurrent reports of the same issue can never open two incidents.
+        concurrent reports of the same issue can never open two incidents. `fold_record(incident_id)`:
+        the record written with the count of a fold into that incident (see `fold`).
         """
         now = utc_now()
         incident_item = {
@@ -230,6 +232,7 @@ class IncidentStore:
             "pk": keys.fingerprint_pk(fingerprint),
             "sk": keys.OPEN,
             "incident_id": incident_id,
+            "correlation_id": correlation_id,  # a fold attributes its record without reading the incident
             "created_at": now,
         }
         client = self._table.meta.client
@@ -269,28 +272,67 @@ class IncidentStore:
             existing_id = self.open_incident_for(fingerprint)
             if existing_id is None:
                 continue  # the lock was released or expired between our write and the read: try again
-            folded = self._fold(existing_id, now) if count_duplicate else self.get(existing_id)
+            record = fold_record(existing_id) if fold_record is not None else None
+            counted = self.fold(existing_id, record=record) if count_duplicate else True
+            folded = self.get(existing_id) if counted is not None else None
             if folded is not None:
                 return folded, False
             # The lock points at an incident that does not exist: remove that dangling lock, try again.
             self.release_now(fingerprint, existing_id)
         raise IncidentContention(f"could not open or fold fingerprint {fingerprint} after {OPEN_TRIES} tries")
 
-    def _fold(self, incident_id: str, now: str) -> Incident | None:
-        """Count a duplicate in one conditional write; None if the incident item is gone."""
+    def fold(self, incident_id: str, *, record: dict[str, Any] | None = None) -> bool | None:
+        """Count one duplicate in one conditional write. True: counted; None: the incident item is gone.
+
+        `record` (an item of this table, keyed by the delivery: the fold's decision) is written in
+        the same transaction, only if it does not exist yet: a delivery is then counted once,
+        however often it arrives (False: counted before).
+        """
+        update = {
+            "TableName": self.table_name,
+            "Key": to_item({"pk": keys.incident_pk(incident_id), "sk": keys.META}),
+            "UpdateExpression": "ADD duplicates :one SET updated_at = :now",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": to_item({":one": 1, ":now": utc_now()}),
+        }
+        client = self._table.meta.client
         try:
-            folded = self._table.update_item(
-                Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
-                UpdateExpression="ADD duplicates :one SET updated_at = :now",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":one": 1, ":now": now},
-                ReturnValues="ALL_NEW",
+            if record is None:
+                del update["TableName"]
+                self._table.update_item(**update)
+                return True
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": to_item(record),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {"Update": update},
+                ]
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return None
+            recorded, gone = _cancellation(exc)
+            if gone:
+                return None
+            if recorded:
+                return False
             raise
-        return Incident.from_item(folded["Attributes"])
+        return True
+
+    def live_lock(self, fingerprint: str) -> tuple[str, str] | None:
+        """(incident id, correlation id) of the incident reports with this fingerprint fold into now:
+        open, or closed and still cooling down; None when there is none."""
+        item = self._table.get_item(
+            Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, ConsistentRead=True
+        ).get("Item")
+        if not item or item.get("cooldown_until", "9999") < utc_now():
+            return None
+        return item["incident_id"], item.get("correlation_id", "")
 
     def open_incident_for(self, fingerprint: str) -> str | None:
         """The incident reports with this fingerprint fold into (open, or closed and cooling down)."""

@@ -34,6 +34,19 @@ class Monitor(EventRecorder, Protocol):
         once: str | None = None,
     ) -> dict[str, Any]: ...
 
+    def decision_item(
+        self,
+        decision_type: str,
+        reasoning_chain: list[dict[str, Any]],
+        inputs: Any,
+        outputs: Any,
+        confidence_score: float,
+        *,
+        once: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def count_decision(self) -> None: ...
+
     def track_llm_usage(
         self,
         model: str,
