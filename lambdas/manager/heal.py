@@ -102,7 +102,9 @@ def change_id_of(incident: Incident) -> str:
 # ------------------------------------------------------------------------------ the validated fix
 
 
-def remember_validated(incident: Incident, data: FixValidatedV1, ports: HealPorts, fix: Fix | None = None) -> dict[str, Any]:
+def remember_validated(
+    incident: Incident, data: FixValidatedV1, ports: HealPorts, fix: Fix | None = None
+) -> dict[str, Any]:
     """Keep what QA validated on the incident: approval may come much later, from another event.
     `fix`: the event's fix already read from its claim check. Returns the record kept.
 

@@ -183,7 +183,11 @@ def _read_tags(inv: Investigation, function: dict[str, Any], step: Step) -> None
         return
     tags = function.get("Tags") or {}
     inv.managed = tags.get(MANAGED_TAG) == "true"
-    step("May Selfheal change it?", f"GetFunction: Tags {MANAGED_TAG}", f"{MANAGED_TAG}={tags.get(MANAGED_TAG, '<absent>')}")
+    step(
+        "May Selfheal change it?",
+        f"GetFunction: Tags {MANAGED_TAG}",
+        f"{MANAGED_TAG}={tags.get(MANAGED_TAG, '<absent>')}",
+    )
 
 
 def _read_errors(inv: Investigation, log_group: str, around: datetime, cloud: CloudPort, step: Step) -> None:

@@ -499,7 +499,9 @@ def handle_fix_validated(
     return {"action": "awaiting_approval", "incident_id": incident.incident_id}
 
 
-def _refusal(record: ValidationRecord | None, data: FixValidatedV1, ports: ManagerPorts) -> tuple[str | None, Fix | None]:
+def _refusal(
+    record: ValidationRecord | None, data: FixValidatedV1, ports: ManagerPorts
+) -> tuple[str | None, Fix | None]:
     """Why a FixValidated event cannot be acted on (None when QA's record backs it), and the
     event's fix as read (from its claim check once, for the steps after)."""
     if record is None:

@@ -343,7 +343,9 @@ def test_a_batch_of_report_lines_is_reconciled_with_one_read_and_one_transaction
     assert calls == ["BatchGetItem", "TransactWriteItems"]
     records = lambda_records(settings, f"INCIDENT#{incident}")
     assert [r["cost_source"] for r in records] == ["billed"] * 3
-    moved = sum(r["billed_usd"] - e for r, (_, e) in zip(sorted(records, key=lambda r: r["request_id"]), sorted(invoked)))
+    moved = sum(
+        r["billed_usd"] - e for r, (_, e) in zip(sorted(records, key=lambda r: r["request_id"]), sorted(invoked))
+    )
     assert incident_cost(settings, incident) == pytest.approx(before + moved, abs=1e-12)
     [agent_record] = lambda_records(settings, "AGENT#engineer")
     assert agent_record["request_id"] == died
@@ -353,9 +355,13 @@ def test_a_batch_of_report_lines_is_reconciled_with_one_read_and_one_transaction
 
 def test_a_batch_whose_transaction_is_refused_is_reconciled_line_by_line(settings, incident, reconciler):
     # Given two invocations, one of an incident deleted since (its total cannot move)
-    gone = IncidentStore(settings.decisions_table_name).open_or_fold(
-        incident_id="inc-2", fingerprint="fp-2", correlation_id="corr-2", issue={"service": "s"}, origin="test"
-    )[0].incident_id
+    gone = (
+        IncidentStore(settings.decisions_table_name)
+        .open_or_fold(
+            incident_id="inc-2", fingerprint="fp-2", correlation_id="corr-2", issue={"service": "s"}, origin="test"
+        )[0]
+        .incident_id
+    )
     kept_request, _ = invoke(settings, incident)
     gone_request, _ = invoke(settings, gone)
     aws.table(settings.decisions_table_name).delete_item(Key={"pk": f"INCIDENT#{gone}", "sk": "#META"})

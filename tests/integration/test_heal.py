@@ -189,9 +189,7 @@ def test_an_unreadable_value_is_a_gap_and_no_change_is_proposed_relative_to_it(a
         CloudPort,
         "client",
         lambda self, service: (
-            Denying(real_client(self, service), {"get_function"})
-            if service == "lambda"
-            else real_client(self, service)
+            Denying(real_client(self, service), {"get_function"}) if service == "lambda" else real_client(self, service)
         ),
     )
 
