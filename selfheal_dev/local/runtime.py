@@ -182,17 +182,12 @@ class LocalRuntime:
         (self.state_dir / "runtime.json").write_text(json.dumps(state, indent=2))
 
     def _start_server(self) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        class QuietHandler(MotoRequestHandler):
-            def log_request(self, *args: Any, **kwargs: Any) -> None:
-                pass
+        from .server import make_emulator_server
 
         moto_app = DomainDispatcherApplication(create_backend_app)
-        self._server = make_server(
-            self.options.host, self.options.port, self._wsgi(moto_app), threaded=True, request_handler=QuietHandler
-        )
+        self._server = make_emulator_server(self.options.host, self.options.port, self._wsgi(moto_app))
         self._server_thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
         self._server_thread.start()
 
