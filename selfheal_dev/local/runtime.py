@@ -86,6 +86,7 @@ class LocalRuntime:
         self.specs: dict[str, FunctionSpec] = {}
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
         self.api_call_ms: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # ms moto spent serving them
+        self.api_wait_ms: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # ms they queued for the lock
         self.invocations: deque[dict[str, Any]] = deque(maxlen=50_000)
         self.notifications: list[dict[str, Any]] = []
         self.report = ProvisionReport()
@@ -559,6 +560,7 @@ class LocalRuntime:
                 "calls": self.api_calls[(c, s, a)],
                 "total_ms": round(ms, 1),
                 "mean_ms": round(ms / max(1, self.api_calls[(c, s, a)]), 2),
+                "lock_wait_ms": round(self.api_wait_ms[(c, s, a)], 1),
             }
             for (c, s, a), ms in slowest
         }
@@ -760,15 +762,17 @@ class LocalRuntime:
                     return list(moto_app(environ, start_response))
             key = (caller, service, self._action(environ))
             self.api_calls[key] += 1
-            started = time.perf_counter()
+            queued = time.perf_counter()
             # moto's backends are not safe for concurrent mutation: one request at a time.
             with moto_patches.REQUEST_LOCK:
+                started = time.perf_counter()
                 try:
                     if key[1:] == ("events", "PutEvents"):
                         return self._put_events(environ, start_response, moto_app)
                     return list(moto_app(environ, start_response))
                 finally:
                     self.api_call_ms[key] += (time.perf_counter() - started) * 1000
+                    self.api_wait_ms[key] += (started - queued) * 1000
 
         return app
 
@@ -794,6 +798,7 @@ class LocalRuntime:
             elif route == "api-calls/reset" and method == "POST":
                 self.api_calls.clear()
                 self.api_call_ms.clear()
+                self.api_wait_ms.clear()
                 payload = {"reset": True}
             elif route == "invocations":
                 since = float(query.get("since", 0))
