@@ -20,6 +20,9 @@
    ~25 ms. An `AttributeValue` given as the plain dict moto builds ({"S": ...}, {"M": {...}})
    holds its members under their own names, which is the alias the picker would find; the
    members are still serialized by moto's own code, so the JSON is the same.
+6. A DynamoDB update expression is parsed once per distinct string (moto parsed it twice per
+   UpdateItem, in the handler and the backend). The parsed tree is only read: moto's validator
+   works on a deep copy of it.
 """
 
 from __future__ import annotations
@@ -111,6 +114,11 @@ def _install_dispatch_caches() -> None:
     backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]  # read by the dispatcher per request
     names = functools.cache(responses.method_names_from_class)
     responses.method_names_from_class = lambda clazz: list(names(clazz))  # type: ignore[assignment]
+
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    parse = functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make)  # agents use a few fixed expressions
+    UpdateExpressionParser.make = staticmethod(parse)  # type: ignore[method-assign,assignment]
 
 
 def _install_attribute_value_fast_path() -> None:

@@ -72,3 +72,22 @@ def test_the_fast_path_serializes_like_the_attribute_picker(table: Any, monkeypa
     monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_structure", generic)
     # Then both give the same item
     assert raw_get() == fast
+
+
+def test_an_update_expression_used_again_applies_again(table: Any) -> None:
+    # Given one expression string (parsed once, then reused), sent as an UpdateItem and in a transaction
+    update = {
+        "TableName": "t",
+        "Key": {"pk": {"S": "inc-1"}},
+        "UpdateExpression": "SET #s = :s ADD #c :one",
+        "ExpressionAttributeNames": {"#s": "status", "#c": "count"},
+    }
+    for status in ("OPEN", "FIXING"):
+        table.update_item(**update, ExpressionAttributeValues={":s": {"S": status}, ":one": {"N": "1"}})
+    table.transact_write_items(
+        TransactItems=[{"Update": {**update, "ExpressionAttributeValues": {":s": {"S": "DONE"}, ":one": {"N": "2"}}}}]
+    )
+    # Then each use applied its own values
+    item = table.get_item(TableName="t", Key={"pk": {"S": "inc-1"}})["Item"]
+    assert item["status"] == {"S": "DONE"}
+    assert item["count"] == {"N": "46"}
