@@ -185,9 +185,13 @@ class Worker:
         )
         os.close(write_fd)
         self.replies = os.fdopen(read_fd, "r", buffering=1)
+        # One reader for the worker's life: a thread started per reply cost a thread start (and,
+        # on a busy machine, a scheduling round trip) on every invocation.
+        self._reply_lines: queue.Queue[str] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True),
             threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True),
+            threading.Thread(target=self._read_replies, daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -242,20 +246,25 @@ class Worker:
             self.ready = json.loads(line)
         return self.ready
 
+    def _read_replies(self) -> None:
+        """Owns the reply pipe: reads it until the worker exits, then closes it (closing it from
+        another thread would wait for this blocked read anyway)."""
+        with contextlib.suppress(Exception):
+            for line in self.replies:
+                self._reply_lines.put(line)
+        with contextlib.suppress(Exception):
+            self.replies.close()
+        self._reply_lines.put("")  # the worker exited
+
     def _read_reply(self, timeout: float) -> str | None:
-        box: list[str] = []
-        done = threading.Event()
-
-        def read() -> None:
-            with contextlib.suppress(Exception):
-                box.append(self.replies.readline())
-            done.set()
-
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        if not done.wait(timeout):
+        """The worker's next reply line; "" once it has exited, None if nothing came within `timeout`."""
+        try:
+            line = self._reply_lines.get(timeout=timeout)
+        except queue.Empty:
             return None
-        return box[0] if box and box[0] else ""
+        if not line:
+            self._reply_lines.put(line)  # and for any later read too
+        return line
 
     def invoke(self, event: Any, timeout_s: float, request_id: str) -> InvocationResult:
         init_ms = None
@@ -339,8 +348,6 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(2.0)
-        with contextlib.suppress(Exception):
-            self.replies.close()
 
 
 @dataclass
