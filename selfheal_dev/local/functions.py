@@ -139,6 +139,43 @@ def _die_with_parent() -> None:
         _LIBC.prctl(1, signal.SIGKILL)
 
 
+class _Spawner:
+    """Starts worker processes from one thread that lives as long as the runtime.
+
+    Linux sends PR_SET_PDEATHSIG when the *thread* that started the child exits, not the process:
+    started from a pool's serving thread, a worker was SIGKILLed when that thread retired (a
+    lower reserved concurrency), even while another thread was using it.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, start: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="worker-spawner", daemon=True)
+                self._thread.start()
+        answer: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+        self._requests.put((start, answer))
+        ok, value = answer.get()
+        if not ok:
+            raise value
+        return value
+
+    def _serve(self) -> None:
+        while True:
+            start, answer = self._requests.get()
+            try:
+                answer.put((True, start()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+                answer.put((False, exc))
+
+
+_SPAWNER = _Spawner()
+
+
 @dataclass
 class InvocationResult:
     ok: bool
@@ -171,19 +208,23 @@ class Worker:
         env = self._environment()
         env["SELFHEAL_REPLY_FD"] = str(write_fd)
         # SELFHEAL_REPLY_FD in the child is the reply channel; stdout/stderr are the function logs.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(BOOTSTRAP)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(spec.code_dir),
-            pass_fds=(write_fd,),
-            preexec_fn=_die_with_parent,
-            text=True,
-            bufsize=1,
-        )
-        os.close(write_fd)
+        try:
+            self.proc: subprocess.Popen[str] = _SPAWNER.run(
+                lambda: subprocess.Popen(
+                    [sys.executable, "-u", str(BOOTSTRAP)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    cwd=str(spec.code_dir),
+                    pass_fds=(write_fd,),
+                    preexec_fn=_die_with_parent,
+                    text=True,
+                    bufsize=1,
+                )
+            )
+        finally:
+            os.close(write_fd)
         self.replies = os.fdopen(read_fd, "r", buffering=1)
         # One reader for the worker's life: a thread started per reply cost a thread start (and,
         # on a busy machine, a scheduling round trip) on every invocation.

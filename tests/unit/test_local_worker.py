@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,9 @@ def handler(event, context):
 """
 
 
-@pytest.fixture
-def worker(tmp_path: Path) -> Any:
+def sample_spec(tmp_path: Path) -> FunctionSpec:
     (tmp_path / "index.py").write_text(HANDLER)
-    spec = FunctionSpec(
+    return FunctionSpec(
         name="unit-fn",
         arn="arn:aws:lambda:us-east-1:123456789012:function:unit-fn",
         logical_key="Stack/Fn",
@@ -36,10 +36,30 @@ def worker(tmp_path: Path) -> Any:
         log_group="/aws/lambda/unit-fn",
         access_key="ASIALOCALUNIT000000",
     )
-    lines: list[str] = []
-    w = Worker(spec, "http://127.0.0.1:9", lambda _spec, _stream, line: lines.append(line))
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Any:
+    w = Worker(sample_spec(tmp_path), "http://127.0.0.1:9", lambda _spec, _stream, _line: None)
     yield w
     w.kill()
+
+
+def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
+    # Given a worker started from a pool thread that then retires (a lower reserved concurrency)
+    started: list[Worker] = []
+    thread = threading.Thread(
+        target=lambda: started.append(Worker(sample_spec(tmp_path), "http://127.0.0.1:9", lambda *_: None))
+    )
+    thread.start()
+    thread.join()
+    [w] = started
+    try:
+        # When another thread invokes it / Then it is still there to serve
+        result = w.invoke({"n": 1}, 2.0, "after-retire")
+        assert result.ok, result.error
+    finally:
+        w.kill()
 
 
 def test_invocations_on_one_warm_worker_each_get_their_own_reply(worker: Worker) -> None:
