@@ -84,8 +84,49 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------------------ helpers
 
 
+_TARGETS: dict[str, Any] = {}
+
+
+def _target(rt: Any) -> Any:
+    """An operator target in this process: the latency benchmark polls every 50 ms, and a CLI
+    subprocess per poll (~0.9 s of CPU) would compete with the pipeline for the machine's
+    cores and inflate what it measures."""
+    from selfheal.ops.target import LOCAL_CLIENT_KEY, LOCAL_CLIENT_SECRET, EndpointSession, connect
+
+    if rt.endpoint not in _TARGETS:
+        session = EndpointSession(
+            endpoint_url=rt.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=LOCAL_CLIENT_KEY,
+            aws_secret_access_key=LOCAL_CLIENT_SECRET,
+        )
+        _TARGETS[rt.endpoint] = connect(endpoint_url=rt.endpoint, env="dev", region=None, session=session)
+    return _TARGETS[rt.endpoint]
+
+
 def _incidents(rt: Any) -> list[dict[str, Any]]:
-    return json.loads(rt.selfheal("incidents", "--json", "--limit", "1000").stdout)["incidents"]
+    """What `selfheal incidents --json` lists."""
+    from selfheal.ops import reads
+
+    return json.loads(json.dumps(reads.incidents(_target(rt), limit=1000), default=str))
+
+
+def _incident(rt: Any, incident_id: str) -> dict[str, Any] | None:
+    """One incident by id (a GetItem: cheaper for the emulator than listing them all)."""
+    from selfheal_core.incidents import IncidentStore
+
+    incident = IncidentStore(_target(rt).decisions_table).get(incident_id)
+    return json.loads(json.dumps(incident.public(), default=str)) if incident else None
+
+
+def _opened_incident_id(rt: Any, event_id: str, since: float) -> str | None:
+    """The incident the Manager opened for `event_id`, from its invocation's result (a control
+    route, which does not queue behind the agents' API calls)."""
+    for record in rt.control(f"invocations?since={since}")["invocations"]:
+        result = record.get("result")
+        if record.get("event_id") == event_id and isinstance(result, dict) and result.get("incident_id"):
+            return str(result["incident_id"])
+    return None
 
 
 def _put(rt: Any, entries: list[dict[str, Any]]) -> list[str]:
@@ -213,9 +254,15 @@ def bench_latency(rt: Any, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
             ],
         )
         incident = None
+        incident_id = None
         deadline = t0 + 120
         while time.time() < deadline:
-            found = [i for i in _incidents(rt) if i["service"] == service]
+            # Polled every 50 ms: by id once the Manager has said which incident it opened.
+            incident_id = incident_id or _opened_incident_id(rt, event_id, t0 - 1)
+            if incident_id:
+                found = [i for i in [_incident(rt, incident_id)] if i]
+            else:
+                found = [i for i in _incidents(rt) if i["service"] == service] if time.time() - t0 > 5 else []
             if found and found[0]["status"] in SETTLED:
                 incident = found[0]
                 break

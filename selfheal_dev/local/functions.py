@@ -139,6 +139,43 @@ def _die_with_parent() -> None:
         _LIBC.prctl(1, signal.SIGKILL)
 
 
+class _Spawner:
+    """Starts worker processes from one thread that lives as long as the runtime.
+
+    Linux sends PR_SET_PDEATHSIG when the *thread* that started the child exits, not the process:
+    started from a pool's serving thread, a worker was SIGKILLed when that thread retired (a
+    lower reserved concurrency), even while another thread was using it.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, start: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="worker-spawner", daemon=True)
+                self._thread.start()
+        answer: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+        self._requests.put((start, answer))
+        ok, value = answer.get()
+        if not ok:
+            raise value
+        return value
+
+    def _serve(self) -> None:
+        while True:
+            start, answer = self._requests.get()
+            try:
+                answer.put((True, start()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+                answer.put((False, exc))
+
+
+_SPAWNER = _Spawner()
+
+
 @dataclass
 class InvocationResult:
     ok: bool
@@ -171,23 +208,31 @@ class Worker:
         env = self._environment()
         env["SELFHEAL_REPLY_FD"] = str(write_fd)
         # SELFHEAL_REPLY_FD in the child is the reply channel; stdout/stderr are the function logs.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(BOOTSTRAP)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(spec.code_dir),
-            pass_fds=(write_fd,),
-            preexec_fn=_die_with_parent,
-            text=True,
-            bufsize=1,
-        )
-        os.close(write_fd)
+        try:
+            self.proc: subprocess.Popen[str] = _SPAWNER.run(
+                lambda: subprocess.Popen(
+                    [sys.executable, "-u", str(BOOTSTRAP)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    cwd=str(spec.code_dir),
+                    pass_fds=(write_fd,),
+                    preexec_fn=_die_with_parent,
+                    text=True,
+                    bufsize=1,
+                )
+            )
+        finally:
+            os.close(write_fd)
         self.replies = os.fdopen(read_fd, "r", buffering=1)
+        # One reader for the worker's life: a thread started per reply cost a thread start (and,
+        # on a busy machine, a scheduling round trip) on every invocation.
+        self._reply_lines: queue.Queue[str] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True),
             threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True),
+            threading.Thread(target=self._read_replies, daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -242,20 +287,25 @@ class Worker:
             self.ready = json.loads(line)
         return self.ready
 
+    def _read_replies(self) -> None:
+        """Owns the reply pipe: reads it until the worker exits, then closes it (closing it from
+        another thread would wait for this blocked read anyway)."""
+        with contextlib.suppress(Exception):
+            for line in self.replies:
+                self._reply_lines.put(line)
+        with contextlib.suppress(Exception):
+            self.replies.close()
+        self._reply_lines.put("")  # the worker exited
+
     def _read_reply(self, timeout: float) -> str | None:
-        box: list[str] = []
-        done = threading.Event()
-
-        def read() -> None:
-            with contextlib.suppress(Exception):
-                box.append(self.replies.readline())
-            done.set()
-
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        if not done.wait(timeout):
+        """The worker's next reply line; "" once it has exited, None if nothing came within `timeout`."""
+        try:
+            line = self._reply_lines.get(timeout=timeout)
+        except queue.Empty:
             return None
-        return box[0] if box and box[0] else ""
+        if not line:
+            self._reply_lines.put(line)  # and for any later read too
+        return line
 
     def invoke(self, event: Any, timeout_s: float, request_id: str) -> InvocationResult:
         init_ms = None
@@ -339,8 +389,6 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(2.0)
-        with contextlib.suppress(Exception):
-            self.replies.close()
 
 
 @dataclass

@@ -9,11 +9,26 @@
    write made meanwhile.
 3. EventBridge replays honour EventStartTime/EventEndTime (moto replays the whole archive) and,
    like EventBridge, send each archived event once, marked with `replay-name`.
+4. Two lookups moto's server repeats on every request are computed once: the list of its
+   service packages (`list_of_moto_modules` lists and stats moto's directory each time) and a
+   response class's method names (`inspect.getmembers`). Together they were ~28 % of the
+   emulator's request time; their answers cannot change while the process runs (every patch
+   of a response class is installed before the server starts).
+5. DynamoDB attribute values are serialized without moto's attribute picker. moto serializes
+   every response from the botocore model, and for each node of an item it tries the ten
+   members of `AttributeValue` under six alias rules each: a GetItem of an incident took
+   ~25 ms. An `AttributeValue` given as the plain dict moto builds ({"S": ...}, {"M": {...}})
+   holds its members under their own names, which is the alias the picker would find; the
+   members are still serialized by moto's own code, so the JSON is the same.
+6. A DynamoDB update expression is parsed once per distinct string (moto parsed it twice per
+   UpdateItem, in the handler and the backend). The parsed tree is only read: moto's validator
+   works on a deep copy of it.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
@@ -86,7 +101,51 @@ def install() -> None:
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _install_replay_window()
+    _install_dispatch_caches()
+    _install_attribute_value_fast_path()
     _installed = True
+
+
+def _install_dispatch_caches() -> None:
+    from moto import backends
+    from moto.core import responses
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]  # read by the dispatcher per request
+    names = functools.cache(responses.method_names_from_class)
+    responses.method_names_from_class = lambda clazz: list(names(clazz))  # type: ignore[assignment]
+
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    parse = functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make)  # agents use a few fixed expressions
+    UpdateExpressionParser.make = staticmethod(parse)  # type: ignore[method-assign,assignment]
+
+
+def _install_attribute_value_fast_path() -> None:
+    from moto.core.serialize import BaseJSONSerializer
+
+    generic = BaseJSONSerializer._serialize_type_structure
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            key
+            and shape.name == "AttributeValue"
+            and type(value) is dict
+            and self.operation_model.service_model.service_name in ("dynamodb", "dynamodbstreams")
+            and value.keys() <= shape.members.keys()  # any other key: the picker's aliases might apply
+        ):
+            wrapper = self.MAP_TYPE()
+            for member_key, member_shape in shape.members.items():
+                member = value.get(member_key)
+                if member is not None:
+                    member_shape.parent = shape
+                    self._serialize(wrapper, member, member_shape, member_key)
+            self._default_serialize(serialized, wrapper, shape, key)
+            return
+        generic(self, serialized, value, shape, key)
+
+    serialize_structure.__wrapped__ = generic  # type: ignore[attr-defined]  # what tests compare with
+    BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
 
 
 def _install_replay_window() -> None:

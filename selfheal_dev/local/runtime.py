@@ -86,6 +86,7 @@ class LocalRuntime:
         self.specs: dict[str, FunctionSpec] = {}
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
         self.api_call_ms: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # ms moto spent serving them
+        self.api_wait_ms: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # ms they queued for the lock
         self.invocations: deque[dict[str, Any]] = deque(maxlen=50_000)
         self.notifications: list[dict[str, Any]] = []
         self.report = ProvisionReport()
@@ -182,17 +183,12 @@ class LocalRuntime:
         (self.state_dir / "runtime.json").write_text(json.dumps(state, indent=2))
 
     def _start_server(self) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        class QuietHandler(MotoRequestHandler):
-            def log_request(self, *args: Any, **kwargs: Any) -> None:
-                pass
+        from .server import make_emulator_server
 
         moto_app = DomainDispatcherApplication(create_backend_app)
-        self._server = make_server(
-            self.options.host, self.options.port, self._wsgi(moto_app), threaded=True, request_handler=QuietHandler
-        )
+        self._server = make_emulator_server(self.options.host, self.options.port, self._wsgi(moto_app))
         self._server_thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
         self._server_thread.start()
 
@@ -564,6 +560,7 @@ class LocalRuntime:
                 "calls": self.api_calls[(c, s, a)],
                 "total_ms": round(ms, 1),
                 "mean_ms": round(ms / max(1, self.api_calls[(c, s, a)]), 2),
+                "lock_wait_ms": round(self.api_wait_ms[(c, s, a)], 1),
             }
             for (c, s, a), ms in slowest
         }
@@ -765,15 +762,17 @@ class LocalRuntime:
                     return list(moto_app(environ, start_response))
             key = (caller, service, self._action(environ))
             self.api_calls[key] += 1
-            started = time.perf_counter()
+            queued = time.perf_counter()
             # moto's backends are not safe for concurrent mutation: one request at a time.
             with moto_patches.REQUEST_LOCK:
+                started = time.perf_counter()
                 try:
                     if key[1:] == ("events", "PutEvents"):
                         return self._put_events(environ, start_response, moto_app)
                     return list(moto_app(environ, start_response))
                 finally:
                     self.api_call_ms[key] += (time.perf_counter() - started) * 1000
+                    self.api_wait_ms[key] += (started - queued) * 1000
 
         return app
 
@@ -799,6 +798,7 @@ class LocalRuntime:
             elif route == "api-calls/reset" and method == "POST":
                 self.api_calls.clear()
                 self.api_call_ms.clear()
+                self.api_wait_ms.clear()
                 payload = {"reset": True}
             elif route == "invocations":
                 since = float(query.get("since", 0))
