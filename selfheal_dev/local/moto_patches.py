@@ -115,7 +115,7 @@ def _install_dispatch_caches() -> None:
     names = functools.cache(responses.method_names_from_class)
     responses.method_names_from_class = lambda clazz: list(names(clazz))  # type: ignore[assignment]
 
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]  # untyped in the stubs mypy sees
 
     parse = functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make)  # agents use a few fixed expressions
     UpdateExpressionParser.make = staticmethod(parse)  # type: ignore[method-assign,assignment]

@@ -63,7 +63,8 @@ class KeepAliveHandler(MotoRequestHandler):
             started[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
             chunks[:] = [b"Internal Server Error"]
             self.close_connection = True
-        self._respond(*started, b"".join(chunks))
+        status, headers = started
+        self._respond(status, headers, b"".join(chunks))
 
     def _respond(self, status: str, headers: list[tuple[str, str]], data: bytes) -> None:
         code = int(status.split(None, 1)[0])
