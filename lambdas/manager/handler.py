@@ -48,7 +48,7 @@ def intake(call: Call) -> dict[str, Any]:
 
 
 def fold_duplicate(call: Call) -> dict[str, Any] | None:
-    return logic.fold_duplicate(call.parsed, call.ports, **intake_of(call))
+    return logic.fold_duplicate(call.parsed, call.ports, context=call.context, **intake_of(call))
 
 
 def scheduled_scan(call: Call) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def approval(granted: bool) -> Any:
 handler = agent_handler(
     logic.AGENT,
     {
-        # A duplicate of an open incident is folded before idempotency, in 3 API calls (logic.fold_duplicate).
+        # A duplicate of an open incident is folded before idempotency, in 2 API calls (logic.fold_duplicate).
         DetailType.ISSUE_REPORTED: Route(intake, parse=parse_issue_reported, first=fold_duplicate),
         ALARM_DETAIL_TYPE: Route(intake, parse=parse_alarm, first=fold_duplicate),
         SCHEDULED_DETAIL_TYPE: Route(scheduled_scan, parse=lambda _event: None),

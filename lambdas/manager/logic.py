@@ -79,15 +79,22 @@ def _incident_id(intake: Intake, delivery: str) -> str:
 
 
 def fold_duplicate(
-    intake: Intake, ports: ManagerPorts, *, correlation_id: str, delivery_id: str | None = None, replayed: bool = False
+    intake: Intake,
+    ports: ManagerPorts,
+    *,
+    context: Any,
+    correlation_id: str,
+    delivery_id: str | None = None,
+    replayed: bool = False,
 ) -> dict[str, Any] | None:
-    """A report of an incident that is open, counted and recorded in 3 API calls; None when it is not one.
+    """A report of an incident that is open, counted and recorded in 2 API calls; None when it is not one.
 
-    Runs before idempotency (see selfheal_core/agent.py): the lock is read, then the count and the
-    fold's decision, keyed by the delivery, are written in one transaction that succeeds once per
-    delivery; the monitor settles the invocation's cost. Anything else (the report that opens the
-    incident and its retries, a lock whose incident is gone, a replay, an OK alarm) goes the
-    idempotent way through `handle_intake`.
+    Runs before idempotency (see selfheal_core/agent.py): the lock is read, then one transaction
+    writes the count, the fold's decision keyed by the delivery (so it succeeds once per
+    delivery) and the invocation's cost (`context`: the Lambda context it is priced by). A
+    delivery counted before settles its cost as usual (a third call). Anything else (the report
+    that opens the incident and its retries, a lock whose incident is gone, a replay, an OK
+    alarm) goes the idempotent way through `handle_intake`.
     """
     if replayed or (intake.origin == "alarm" and intake.alarm_state != "ALARM"):
         return None
@@ -97,10 +104,13 @@ def fold_duplicate(
         return None
     incident_id, incident_correlation_id = lock
     ports.monitor.bind(incident_id=incident_id, correlation_id=incident_correlation_id)
-    counted = ports.incidents.fold(incident_id, record=_fold_record(intake, incident_id, ports, delivery=delivery))
+    record = _fold_record(intake, incident_id, ports, delivery=delivery)
+    cost_records, cost_usd = ports.monitor.held_for(context)
+    counted = ports.incidents.fold(incident_id, record=record, cost_usd=cost_usd, also=cost_records)
     if counted is None:
         return None  # the lock's incident is gone: the open path removes the lock and opens one
     if counted:
+        ports.monitor.settled()
         ports.monitor.count_decision()
     return {"action": "folded", "incident_id": incident_id}
 

@@ -42,6 +42,14 @@ def calls_of(pipeline: Pipeline, event: dict[str, Any], monkeypatch: Any) -> tup
     return delivery.result, made
 
 
+def incident_cost(pipeline: Pipeline, incident_id: str) -> float:
+    from selfheal_core.incidents import IncidentStore
+
+    incident = IncidentStore(pipeline.env["DECISIONS_TABLE_NAME"]).get(incident_id)
+    assert incident is not None
+    return incident.cost_usd
+
+
 def folds(pipeline: Pipeline, incident_id: str) -> list[dict[str, Any]]:
     return [d for d in pipeline.decisions(incident_id) if d["decision_type"] == "fold_duplicate"]
 
@@ -55,18 +63,22 @@ def test_a_duplicate_is_folded_in_three_calls_and_counted_once_per_delivery(aws,
     result, made = calls_of(pipeline, duplicate, monkeypatch)
 
     assert result == {"action": "folded", "incident_id": incident.incident_id}
-    # The lock read, the count with its decision, the invocation's cost: no idempotency record, no open attempt.
-    # (The price table's parameters are cached for PARAMETERS_MAX_AGE in a function; the tests set 0.)
+    # The lock read, then the count with its decision and the invocation's cost: no idempotency record,
+    # no open attempt. (The price table's parameters are cached for PARAMETERS_MAX_AGE in a function;
+    # the tests set 0.)
     made = Counter({call: n for call, n in made.items() if not call.startswith("ssm.")})
-    assert sorted(made.elements()) == ["dynamodb.GetItem", "dynamodb.TransactWriteItems", "dynamodb.TransactWriteItems"]
+    assert sorted(made.elements()) == ["dynamodb.GetItem", "dynamodb.TransactWriteItems"]
+    assert incident_cost(pipeline, incident.incident_id) > incident.cost_usd  # the fold's own cost is counted
     [incident] = pipeline.incidents()
     assert incident.duplicates == 1
     [decision] = folds(pipeline, incident.incident_id)
     assert decision["correlation_id"] == incident.correlation_id
 
-    # The same delivery again (a Lambda retry, an at-least-once duplicate): not counted twice.
+    # The same delivery again (a Lambda retry, an at-least-once duplicate): not counted twice, its cost settled.
+    before = incident_cost(pipeline, incident.incident_id)
     again, _ = calls_of(pipeline, duplicate, monkeypatch)
     assert again == result
+    assert incident_cost(pipeline, incident.incident_id) > before
     [incident] = pipeline.incidents()
     assert incident.duplicates == 1 and len(folds(pipeline, incident.incident_id)) == 1
 

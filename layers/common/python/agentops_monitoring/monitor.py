@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from selfheal_core import aws
 from selfheal_core.config import Settings, get_runtime_parameters, get_settings
-from selfheal_core.ddb import to_item
+from selfheal_core.ddb import to_item, typed
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.observability import logger
 from selfheal_core.redact import scrub_data
@@ -67,25 +67,17 @@ class _Write:
     def operation(self) -> dict[str, Any]:
         if self.raw is not None:
             return self.raw
-        put: dict[str, Any] = {"TableName": self.table, "Item": _typed(to_item(self.item))}
+        put: dict[str, Any] = {"TableName": self.table, "Item": typed(to_item(self.item))}
         if self.once:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         return {"Put": put}
 
 
-def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    """Resource-style values (plain Python, Decimal) in the client's typed shape."""
-    from boto3.dynamodb.types import TypeSerializer
-
-    serializer = TypeSerializer()
-    return {k: serializer.serialize(v) for k, v in values.items()}
-
-
 def _typed_update(update: dict[str, Any]) -> dict[str, Any]:
     return {
         **update,
-        "Key": _typed(update["Key"]),
-        "ExpressionAttributeValues": _typed(update["ExpressionAttributeValues"]),
+        "Key": typed(update["Key"]),
+        "ExpressionAttributeValues": typed(update["ExpressionAttributeValues"]),
     }
 
 
@@ -122,7 +114,7 @@ class AgentOpsMonitor:
         # Held records (None: not inside an invocation, write at once) and what to add to the incident's cost.
         self._pending: list[_Write] | None = None
         self._incident_cost: dict[str, float] = {}
-        self._settled = False
+        self._settled = self._priced = False
         self._started = time.perf_counter()
 
     # ------------------------------------------------------------------ binding
@@ -137,7 +129,7 @@ class AgentOpsMonitor:
     def begin_invocation(self, event: Any) -> None:
         self.incident_id = self.correlation_id = None
         self._reset_invocation()
-        self._pending, self._incident_cost, self._settled = [], {}, False
+        self._pending, self._incident_cost, self._settled, self._priced = [], {}, False, False
         self._started = time.perf_counter()
         detail = event.get("detail") if isinstance(event, dict) else None
         metadata = detail.get("metadata") if isinstance(detail, dict) else None
@@ -155,8 +147,33 @@ class AgentOpsMonitor:
         if self._settled:
             return
         self._settled = True  # a failed settle is not retried by end_invocation: the Lambda retry redoes the step
-        self.track_lambda_execution(context, time.perf_counter() - self._started if duration_s is None else duration_s)
+        self._price(context, duration_s)
         self._write_pending()
+
+    def held_for(self, context: Any) -> tuple[list[dict[str, Any]], float]:
+        """The held writes, with the invocation priced so far, as transaction operations (client
+        shape), and what they add to the bound incident's cost: for a step that writes them in its
+        own transaction (the Manager's fold) and then calls `settled`. Nothing is written here; if
+        that transaction fails, `settle` writes them as usual. ([], 0) when they concern other incidents.
+        """
+        self._price(context)
+        if any(cost for incident, cost in self._incident_cost.items() if incident != self.incident_id):
+            return [], 0.0
+        return [w.operation() for w in self._pending or []], self._incident_cost.get(self.incident_id or "", 0.0)
+
+    def settled(self) -> None:
+        """The caller wrote what `held_for` gave it: nothing is left to write."""
+        for write in self._pending or []:
+            if write.on_written is not None:
+                write.on_written()
+        self._pending, self._incident_cost, self._settled = [], {}, True
+
+    def _price(self, context: Any, duration_s: float | None = None) -> None:
+        if not self._priced:
+            self._priced = True
+            self.track_lambda_execution(
+                context, time.perf_counter() - self._started if duration_s is None else duration_s
+            )
 
     def end_invocation(self, context: Any, duration_s: float, *, success: bool) -> None:
         """Settle (unless the step did), end the trace, flush every namespace; never raises."""

@@ -18,6 +18,14 @@ def to_item(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str), parse_float=Decimal)
 
 
+def typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Resource-style values (plain Python, Decimal) in the low-level client's typed shape."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in values.items()}
+
+
 def from_item(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)

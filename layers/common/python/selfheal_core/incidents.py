@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from . import aws, keys
 from .catalog import OPEN_STATUSES, TERMINAL, Status
-from .ddb import from_item, to_item
+from .ddb import from_item, to_item, typed
 from .events import utc_now
 from .redact import scrub
 
@@ -281,47 +281,52 @@ class IncidentStore:
             self.release_now(fingerprint, existing_id)
         raise IncidentContention(f"could not open or fold fingerprint {fingerprint} after {OPEN_TRIES} tries")
 
-    def fold(self, incident_id: str, *, record: dict[str, Any] | None = None) -> bool | None:
-        """Count one duplicate in one conditional write. True: counted; None: the incident item is gone.
+    def fold(
+        self,
+        incident_id: str,
+        *,
+        record: dict[str, Any] | None = None,
+        cost_usd: float = 0.0,
+        also: list[dict[str, Any]] | None = None,
+    ) -> bool | None:
+        """Count one duplicate (and add `cost_usd`) in one conditional write. True: counted; None:
+        the incident item is gone.
 
         `record` (an item of this table, keyed by the delivery: the fold's decision) is written in
         the same transaction, only if it does not exist yet: a delivery is then counted once,
-        however often it arrives (False: counted before).
+        however often it arrives (False: counted before, nothing written). `also`: more operations
+        for that transaction, in the client's typed shape (the invocation's cost records).
         """
         update = {
             "TableName": self.table_name,
-            "Key": to_item({"pk": keys.incident_pk(incident_id), "sk": keys.META}),
-            "UpdateExpression": "ADD duplicates :one SET updated_at = :now",
+            "Key": typed({"pk": keys.incident_pk(incident_id), "sk": keys.META}),
+            "UpdateExpression": "ADD duplicates :one, cost_usd :cost SET updated_at = :now",
             "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeValues": to_item({":one": 1, ":now": utc_now()}),
+            "ExpressionAttributeValues": typed(to_item({":one": 1, ":cost": cost_usd, ":now": utc_now()})),
         }
-        client = self._table.meta.client
+        client = aws.client("dynamodb")
         try:
             if record is None:
-                del update["TableName"]
-                self._table.update_item(**update)
+                client.update_item(**update)
                 return True
+            put = {"TableName": self.table_name, "Item": typed(to_item(record))}
             client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": to_item(record),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
+                    {"Put": {**put, "ConditionExpression": "attribute_not_exists(pk)"}},
                     {"Update": update},
+                    *(also or []),
                 ]
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            error = exc.response.get("Error", {}).get("Code")
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if error == "ConditionalCheckFailedException":
                 return None
-            recorded, gone = _cancellation(exc)
-            if gone:
-                return None
-            if recorded:
+            if error == "TransactionCanceledException" and reasons[:1] == ["ConditionalCheckFailed"]:
                 return False
-            raise
+            if error == "TransactionCanceledException" and reasons[1:2] == ["ConditionalCheckFailed"]:
+                return None
+            raise  # throttling, a conflict: the Lambda retry folds it
         return True
 
     def live_lock(self, fingerprint: str) -> tuple[str, str] | None:

@@ -47,6 +47,10 @@ class Monitor(EventRecorder, Protocol):
 
     def count_decision(self) -> None: ...
 
+    def held_for(self, context: Any) -> tuple[list[dict[str, Any]], float]: ...
+
+    def settled(self) -> None: ...
+
     def track_llm_usage(
         self,
         model: str,
