@@ -103,7 +103,25 @@ def install() -> None:
     _install_replay_window()
     _install_dispatch_caches()
     _install_attribute_value_fast_path()
+    _install_item_size_check_once()
     _installed = True
+
+
+def _install_item_size_check_once() -> None:
+    """moto builds an item attribute by attribute and re-sums the whole item's size (recursively)
+    at each one: quadratic in attributes, and most of a write's time for an incident item. Build
+    it, then check the total once: the same 400 KB limit and the same error (sizes only grow as
+    attributes are added, so the last check was the one that could fail)."""
+    from moto.dynamodb.models import dynamo_type
+
+    def build(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        self.hash_key, self.range_key = hash_key, range_key
+        values = {key: dynamo_type.DynamoType(value) for key, value in attrs.items()}
+        if sum(dynamo_type.bytesize(key) + value.size() for key, value in values.items()) > 405_000:
+            raise dynamo_type.ItemSizeTooLarge
+        self.attrs = dynamo_type.LimitedSizeDict(values)  # dict.update: no per-key re-summing
+
+    dynamo_type.Item.__init__ = build  # type: ignore[method-assign]
 
 
 def _install_dispatch_caches() -> None:

@@ -91,3 +91,20 @@ def test_an_update_expression_used_again_applies_again(table: Any) -> None:
     item = table.get_item(TableName="t", Key={"pk": {"S": "inc-1"}})["Item"]
     assert item["status"] == {"S": "DONE"}
     assert item["count"] == {"N": "46"}
+
+
+def test_an_item_over_the_size_limit_is_still_refused(table: Any) -> None:
+    # Given the item size check moved to the end of building an item (moto_patches)
+    from botocore.exceptions import ClientError
+
+    big = {"pk": {"S": "inc-2"}, **{f"a{i}": {"S": "x" * 50_000} for i in range(9)}}  # about 450 KB
+    # When it is written, alone or in a transaction, then DynamoDB's error comes back and nothing is stored
+    with pytest.raises(ClientError, match="size"):
+        table.put_item(TableName="t", Item=big)
+    with pytest.raises(ClientError):
+        table.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": big}}])
+    assert "Item" not in table.get_item(TableName="t", Key={"pk": {"S": "inc-2"}})
+    # And an item just under the limit is stored whole
+    under = {"pk": {"S": "inc-3"}, **{f"a{i}": {"S": "x" * 50_000} for i in range(7)}}
+    table.put_item(TableName="t", Item=under)
+    assert table.get_item(TableName="t", Key={"pk": {"S": "inc-3"}})["Item"] == under
