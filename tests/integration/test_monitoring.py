@@ -494,3 +494,44 @@ def test_the_fake_matches_the_real_agentops_0_4_21_api():
     ]
     assert list(inspect.signature(TracingCore.finalize_span).parameters) == ["self", "span", "token"]
     assert agentops.SUCCESS is not None and agentops.ERROR is not None
+
+
+def test_a_step_with_more_records_than_one_transaction_holds_settles_them_all(incident, settings, monkeypatch):
+    from tests.support.context import FakeLambdaContext
+
+    # Given a step that made 150 records and whose idempotency record waits to be marked done
+    monitor = AgentOpsMonitor("manager", settings=settings)
+    monitor.begin_invocation({"detail": {"metadata": {"incident_id": incident, "correlation_id": "corr-1"}}})
+    for n in range(50):
+        monitor.record_event("issue_detected", {"n": n})
+    done = {
+        "TableName": settings.idempotency_table_name,
+        "Key": {"id": {"S": "step-1"}},
+        "UpdateExpression": "SET #s = :s",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":s": {"S": "COMPLETED"}},
+    }
+    monitor.hold({"Update": done})
+    for n in range(50, 150):  # records made after it (a hook that records late) still go first
+        monitor.record_event("issue_detected", {"n": n})
+    client = aws.client("dynamodb")
+    sent: list[list[dict[str, Any]]] = []
+    real = client.transact_write_items
+
+    def recording(**request: Any) -> Any:
+        sent.append(request["TransactItems"])
+        return real(**request)
+
+    monkeypatch.setattr(client, "transact_write_items", recording)
+    # When it settles
+    monitor.settle(FakeLambdaContext())
+    # Then every transaction stays within DynamoDB's 100 items, the records are all written,
+    # and the step is marked done by the last one only (a failure before it leaves the step to redo)
+    assert len(sent) == 2 and all(len(items) <= 100 for items in sent)
+    assert {"Update": done} in sent[-1] and all({"Update": done} not in items for items in sent[:-1])
+    events = aws.table(settings.monitoring_table_name).query(
+        KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident}")
+    )
+    assert sum(1 for item in events["Items"] if item.get("event_type") == "issue_detected") == 150
+    status = aws.table(settings.idempotency_table_name).get_item(Key={"id": "step-1"})["Item"]["status"]
+    assert status == "COMPLETED"

@@ -494,6 +494,9 @@ class AgentOpsMonitor:
 
     def _write_pending(self) -> None:
         held, self._pending = self._pending or [], []
+        # Handed-over operations (idempotency's COMPLETED) go in the last transaction: if an earlier
+        # chunk fails, the step is not marked done and its retry writes the records.
+        held = [w for w in held if w.raw is None] + [w for w in held if w.raw is not None]
         costs, self._incident_cost = self._incident_cost, {}
         chunk: list[_Write] = []
         size = 0

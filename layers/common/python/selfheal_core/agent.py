@@ -9,7 +9,7 @@ What every agent does around its logic, outermost first, and why in this order:
    refusal is recorded (operators list it) before idempotency could cache it under the
    producer's key, where the corrected event sent again would be answered "rejected";
 6. a route's `first` step, which may answer alone before idempotency (the Manager's fold of a
-   duplicate, exactly-once by its own conditional write: 3 API calls instead of 7);
+   duplicate, exactly-once by its own conditional write: 2 API calls instead of 7);
 7. idempotency, built on the first invocation: Powertools' DynamoDB persistence layer costs
    about 150 ms of cold start at import, and screened-out events never need it;
 8. the route, with the screening's parse result; an InvalidEvent raised inside is a rejection;
