@@ -459,8 +459,8 @@ def bench_sizes(assembly: Any, state: Path) -> dict[str, Any]:
     functions = {}
     for spec in function_specs(assembly):
         package = spec.handler.split(".")[0]
-        if spec.code_dir.name != "lambdas":
-            continue  # inline custom-resource code
+        if not (ROOT / "lambdas" / package).is_dir():
+            continue  # inline custom-resource code (each of our functions' assets holds one lambdas/ package)
         code_dir = state / "sizes" / package
         shutil.rmtree(code_dir, ignore_errors=True)
         code_dir.mkdir(parents=True)
