@@ -46,7 +46,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from selfheal_core import aws, keys
-from selfheal_core.ddb import from_item, get_items, to_item
+from selfheal_core.ddb import from_item, get_items, to_item, typed_operation
 from selfheal_core.observability import logger
 
 from . import names, records
@@ -464,22 +464,7 @@ def invocation_link(
 
 def transact(items: list[dict[str, Any]]) -> None:
     """TransactWriteItems with resource-style (plain Python / Decimal) values serialized for the client."""
-    from boto3.dynamodb.types import TypeSerializer
-
-    serializer = TypeSerializer()
-
-    def typed(values: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: serializer.serialize(v) for k, v in values.items()}
-
-    low_level = []
-    for item in items:
-        ((op, spec),) = item.items()
-        spec = dict(spec)
-        for field in ("Key", "Item", "ExpressionAttributeValues"):
-            if field in spec:
-                spec[field] = typed(spec[field])
-        low_level.append({op: spec})
-    aws.client("dynamodb").transact_write_items(TransactItems=low_level)
+    aws.client("dynamodb").transact_write_items(TransactItems=[typed_operation(item) for item in items])
 
 
 def report_lines(messages: Iterable[str]) -> list[Report]:

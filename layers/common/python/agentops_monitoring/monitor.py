@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from selfheal_core import aws
 from selfheal_core.config import Settings, get_runtime_parameters, get_settings
-from selfheal_core.ddb import to_item, typed
+from selfheal_core.ddb import to_item, typed_operation
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.observability import logger
 from selfheal_core.redact import scrub_data
@@ -67,18 +67,10 @@ class _Write:
     def operation(self) -> dict[str, Any]:
         if self.raw is not None:
             return self.raw
-        put: dict[str, Any] = {"TableName": self.table, "Item": typed(to_item(self.item))}
+        put: dict[str, Any] = {"TableName": self.table, "Item": to_item(self.item)}
         if self.once:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
-        return {"Put": put}
-
-
-def _typed_update(update: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **update,
-        "Key": typed(update["Key"]),
-        "ExpressionAttributeValues": typed(update["ExpressionAttributeValues"]),
-    }
+        return typed_operation({"Put": put})
 
 
 class AgentEventType(StrEnum):
@@ -520,7 +512,7 @@ class AgentOpsMonitor:
         costs = [(incident_id, cost) for incident_id, cost in incident_costs.items() if cost]
         while writes or costs:
             operations = [w.operation() for w in writes]
-            operations += [{"Update": _typed_update(store.cost_update(i, c))} for i, c in costs]
+            operations += [typed_operation({"Update": store.cost_update(i, c)}) for i, c in costs]
             try:
                 aws.client("dynamodb").transact_write_items(TransactItems=operations)
             except ClientError as exc:

@@ -26,6 +26,17 @@ def typed(values: dict[str, Any]) -> dict[str, Any]:
     return {k: serializer.serialize(v) for k, v in values.items()}
 
 
+def typed_operation(operation: dict[str, Any]) -> dict[str, Any]:
+    """A transaction operation ({"Put": {...}}, {"Update": {...}}) written with resource-style values,
+    in the client's typed shape."""
+    ((kind, spec),) = operation.items()
+    spec = dict(spec)
+    for field in ("Key", "Item", "ExpressionAttributeValues"):
+        if field in spec:
+            spec[field] = typed(spec[field])
+    return {kind: spec}
+
+
 def from_item(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
