@@ -104,7 +104,7 @@ class AgentOpsMonitor:
         self._requests: Counter[str] = Counter()
         self._llm_cost_since_decision = 0.0
         # Held records (None: not inside an invocation, write at once) and what to add to the incident's cost.
-        self._pending: list[_Write] | None = None
+        self._pending: dict[tuple[str, str], _Write] | None = None  # by item key: a transaction writes an item once
         self._incident_cost: dict[str, float] = {}
         self._settled = self._priced = False
         self._started = time.perf_counter()
@@ -121,7 +121,7 @@ class AgentOpsMonitor:
     def begin_invocation(self, event: Any) -> None:
         self.incident_id = self.correlation_id = None
         self._reset_invocation()
-        self._pending, self._incident_cost, self._settled, self._priced = [], {}, False, False
+        self._pending, self._incident_cost, self._settled, self._priced = {}, {}, False, False
         self._started = time.perf_counter()
         detail = event.get("detail") if isinstance(event, dict) else None
         metadata = detail.get("metadata") if isinstance(detail, dict) else None
@@ -151,14 +151,15 @@ class AgentOpsMonitor:
         self._price(context)
         if any(cost for incident, cost in self._incident_cost.items() if incident != self.incident_id):
             return [], 0.0
-        return [w.operation() for w in self._pending or []], self._incident_cost.get(self.incident_id or "", 0.0)
+        held = (self._pending or {}).values()
+        return [w.operation() for w in held], self._incident_cost.get(self.incident_id or "", 0.0)
 
     def settled(self) -> None:
         """The caller wrote what `held_for` gave it: nothing is left to write."""
-        for write in self._pending or []:
+        for write in (self._pending or {}).values():
             if write.on_written is not None:
                 write.on_written()
-        self._pending, self._incident_cost, self._settled = [], {}, True
+        self._pending, self._incident_cost, self._settled = {}, {}, True
 
     def _price(self, context: Any, duration_s: float | None = None) -> None:
         if not self._priced:
@@ -471,8 +472,8 @@ class AgentOpsMonitor:
         self._requests["dynamodb_writes"] += 1
         if self._pending is None:
             self._transact([write], {})
-        elif all(held.key != write.key for held in self._pending):  # one transaction may not write an item twice
-            self._pending.append(write)
+        else:
+            self._pending.setdefault(write.key, write)  # the first record under a key is the one written
 
     def hold(self, operation: dict[str, Any]) -> None:
         """Write another component's operation (client shape) with the step's records when it settles
@@ -482,10 +483,11 @@ class AgentOpsMonitor:
         if self._pending is None:
             self._transact([write], {})
         else:
-            self._pending = [held for held in self._pending if held.key != write.key] + [write]
+            self._pending.pop(write.key, None)
+            self._pending[write.key] = write
 
     def _write_pending(self) -> None:
-        held, self._pending = self._pending or [], []
+        held, self._pending = list((self._pending or {}).values()), {}
         # Handed-over operations (idempotency's COMPLETED) go in the last transaction: if an earlier
         # chunk fails, the step is not marked done and its retry writes the records.
         held = [w for w in held if w.raw is None] + [w for w in held if w.raw is not None]

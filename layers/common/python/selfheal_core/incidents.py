@@ -332,19 +332,20 @@ class IncidentStore:
     def live_lock(self, fingerprint: str) -> tuple[str, str] | None:
         """(incident id, correlation id) of the incident reports with this fingerprint fold into now:
         open, or closed and still cooling down; None when there is none."""
-        item = self._table.get_item(
-            Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, ConsistentRead=True
-        ).get("Item")
+        item = self._lock(fingerprint)
         if not item or item.get("cooldown_until", "9999") < utc_now():
             return None
         return item["incident_id"], item.get("correlation_id", "")
 
     def open_incident_for(self, fingerprint: str) -> str | None:
-        """The incident reports with this fingerprint fold into (open, or closed and cooling down)."""
-        item = self._table.get_item(
+        """The incident the fingerprint's lock names (open, or closed, cooling down or not)."""
+        item = self._lock(fingerprint)
+        return item["incident_id"] if item else None
+
+    def _lock(self, fingerprint: str) -> dict[str, Any] | None:
+        return self._table.get_item(
             Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, ConsistentRead=True
         ).get("Item")
-        return item["incident_id"] if item else None
 
     # ------------------------------------------------------------------ transitions
     def transition(
