@@ -26,7 +26,7 @@ monitor = AgentOpsMonitor(logic.AGENT, settings=settings)
 def ports(context: Any) -> logic.EngineerPorts:
     params = get_runtime_parameters(settings)
     return logic.EngineerPorts(
-        incidents=IncidentStore(settings.decisions_table_name, on_transition=monitor.record_incident),
+        incidents=IncidentStore(settings.decisions_table_name, on_transition=monitor.record_status),
         monitor=monitor,
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=params,

@@ -13,6 +13,7 @@ from selfheal_core.events import (
     FEEDBACK_ITEM_CHARS,
     DetailType,
     FailureCategory,
+    Fix,
     FixProposedV1,
     FixRejectedV1,
     Investigation,
@@ -21,7 +22,7 @@ from selfheal_core.events import (
     RemediationFailedV1,
     RemediationRequestedV1,
 )
-from selfheal_core.incidents import IncidentStore, Status, count_status
+from selfheal_core.incidents import IncidentStore, ItemRefused, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
 from selfheal_core.ports import Monitor
 
@@ -187,21 +188,24 @@ def _remediate(
         return _fail(metadata, fingerprint, outcome, why, ports)
     result = outcome
 
-    fix = result.fix
-    if too_large(fix.model_dump(mode="json")):
-        ref = ports.artifacts.put_json(
-            f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json")
-        )
-        fix = fix.model_copy(update={"patch": None, "files": {}, "tests": {}, "artifact": ref})
+    fix = _claim_checked(result.fix, metadata, ports.artifacts)
     if not proposed_already:
-        moved = ports.incidents.transition(
-            metadata.incident_id,
-            Status.FIX_PROPOSED,
-            reason=f"{fix.kind} fix by {fix.provider}",
-            expected_attempt=metadata.attempt,
-            redo_from=frozenset({Status.FIX_PROPOSED}),
-        )
-        if moved is None:
+        try:
+            moved = _mark_proposed(metadata, fix, result if answer is None else None, resumed, ports)
+        except ItemRefused:  # another delivery stored its answer first: that answer goes on
+            first = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed)
+            return _remediate(
+                metadata,
+                issue,
+                fingerprint,
+                feedback,
+                ports,
+                investigation,
+                resumed=resumed,
+                redrive=redrive,
+                stored=(first,),
+            )
+        if not moved:
             return {"action": "stale", "incident_id": metadata.incident_id}
     ports.monitor.record_event(
         "code_generated", {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level}
@@ -252,11 +256,42 @@ def _remediate(
     return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
 
 
+def _claim_checked(fix: Fix, metadata: Metadata, artifacts: ArtifactStore) -> Fix:
+    """A fix too large for an event travels as a reference to the artifacts store."""
+    if not too_large(fix.model_dump(mode="json")):
+        return fix
+    ref = artifacts.put_json(
+        f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json")
+    )
+    return fix.model_copy(update={"patch": None, "files": {}, "tests": {}, "artifact": ref})
+
+
+def _mark_proposed(
+    metadata: Metadata, fix: Fix, new_answer: ProviderResult | None, resumed: int, ports: EngineerPorts
+) -> bool:
+    """FIX_PROPOSED at this attempt (False: the incident may not move). A new answer is stored
+    in the same write; ItemRefused when another delivery stored one first."""
+    reason = f"{fix.kind} fix by {fix.provider}"
+    if new_answer is not None:
+        return ports.proposals.put_proposed(
+            ports.incidents, metadata.incident_id, metadata.attempt, new_answer, resumed, reason
+        )
+    moved = ports.incidents.transition(
+        metadata.incident_id,
+        Status.FIX_PROPOSED,
+        reason=reason,
+        expected_attempt=metadata.attempt,
+        redo_from=frozenset({Status.FIX_PROPOSED}),
+    )
+    return moved is not None
+
+
 def _ask(
     request: FixRequest, ports: EngineerPorts, *, resumed: int
 ) -> tuple[ProviderResult | ProviderError | BudgetRefused, str, str]:
-    """This attempt's answer (stored before anything else uses it), the provider's name and why it
-    was chosen; BudgetRefused when the budget refused the model and no runbook can stand in."""
+    """This attempt's answer, the provider's name and why it was chosen; BudgetRefused when the
+    budget refused the model and no runbook can stand in. A refusal is stored here; a fix is
+    stored with its FIX_PROPOSED status (`ProposalStore.put_proposed`)."""
     provider, why = ports.choose_provider()
     provider_name = provider.name
     outcome: ProviderResult | ProviderError
@@ -271,7 +306,9 @@ def _ask(
         outcome = _propose_or_error(RunbookProvider(), request, ports)
     except ProviderError as exc:
         outcome = exc
-    return ports.proposals.put(request.incident_id, request.attempt, outcome, resumed), provider_name, why
+    if isinstance(outcome, ProviderError):
+        outcome = ports.proposals.put(request.incident_id, request.attempt, outcome, resumed)
+    return outcome, provider_name, why
 
 
 def _propose_or_error(

@@ -1,4 +1,5 @@
-"""The model's answer for one (incident, attempt), stored before anything else happens with it.
+"""The model's answer for one (incident, attempt), stored before anything else happens with it:
+a fix with the FIX_PROPOSED status it leads to (one transaction), a refusal on its own.
 
 A Lambda retry or a replay of the same step reuses the stored answer: the model is called at
 most once per attempt, and its cost is counted once.
@@ -13,7 +14,7 @@ from botocore.exceptions import ClientError
 from selfheal_core import aws, keys
 from selfheal_core.ddb import from_item, get_items, to_item
 from selfheal_core.events import Fix, utc_now
-from selfheal_core.incidents import Incident
+from selfheal_core.incidents import Incident, IncidentStore, Status
 
 from .providers.base import ProviderError, ProviderResult
 
@@ -55,10 +56,47 @@ class ProposalStore:
         """Store the outcome unless one is stored already; returns the stored one (first writer wins).
 
         An unreachable provider (`provider_error`) is not an answer: it is not stored, so the
-        step resumed after the outage asks again.
+        step resumed after the outage asks again. A fix is stored with its status instead
+        (`put_proposed`).
         """
         if isinstance(outcome, ProviderError) and outcome.category == "provider_error":
             return outcome
+        try:
+            aws.table(self.table_name).put_item(
+                Item=self._item(incident_id, attempt, outcome, resumed), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return self.get(incident_id, attempt, resumed) or outcome
+        return outcome
+
+    def put_proposed(
+        self,
+        incidents: IncidentStore,
+        incident_id: str,
+        attempt: int,
+        result: ProviderResult,
+        resumed: int,
+        reason: str,
+    ) -> bool:
+        """Store a new fix and move the incident to FIX_PROPOSED in one transaction. False: the
+        incident may not move (nothing stored); ItemRefused: an answer is stored for this step
+        already (another delivery's, first writer wins)."""
+        return incidents.transition_and_put(
+            incident_id,
+            Status.FIX_PROPOSED,
+            put={
+                "Item": self._item(incident_id, attempt, result, resumed),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            },
+            reason=reason,
+            expected_attempt=attempt,
+            redo_from=frozenset({Status.FIX_PROPOSED}),
+        )
+
+    @staticmethod
+    def _item(incident_id: str, attempt: int, outcome: ProviderResult | ProviderError, resumed: int) -> dict[str, Any]:
         body: dict[str, Any]
         if isinstance(outcome, ProviderError):
             body = {"error": {"reason": outcome.reason[:4000], "category": outcome.category}}
@@ -69,13 +107,7 @@ class ProposalStore:
                 "confidence": outcome.confidence,
             }
         item = {**_key(incident_id, attempt, resumed), "record_type": "proposal", "created_at": utc_now(), **body}
-        try:
-            aws.table(self.table_name).put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return self.get(incident_id, attempt, resumed) or outcome
-        return outcome
+        return dict(to_item(item))
 
 
 def _outcome(item: dict[str, Any]) -> ProviderResult | ProviderError:

@@ -102,11 +102,12 @@ def change_id_of(incident: Incident) -> str:
 # ------------------------------------------------------------------------------ the validated fix
 
 
-def remember_validated(
+def validated_record(
     incident: Incident, data: FixValidatedV1, ports: HealPorts, fix: Fix | None = None
-) -> dict[str, Any]:
-    """Keep what QA validated on the incident: approval may come much later, from another event.
-    `fix`: the event's fix already read from its claim check. Returns the record kept.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What QA validated, and what the incident keeps of it (`validated_fix`, written with the
+    next status): approval may come much later, from another event. `fix`: the event's fix
+    already read from its claim check.
 
     A small configuration fix stays on the incident item (no S3 round trip); code fixes and
     large records go to the artifacts store (claim check) and the item keeps the reference."""
@@ -119,16 +120,28 @@ def remember_validated(
         "evidence_artifact": data.evidence_artifact.model_dump(mode="json") if data.evidence_artifact else None,
     }
     if fix.kind == "config" and not too_large(record):
-        kept: dict[str, Any] = {"record": record}
-    else:
-        ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/validated-{incident.attempts}.json", record)
-        kept = ref.model_dump(mode="json")
-    ports.incidents.record(
-        incident.incident_id,
-        statuses=frozenset({Status.VALIDATED}),
-        values={"validated_fix": kept},
-    )
-    return record
+        return record, {"record": record}
+    ref = ports.artifacts.put_json(f"incidents/{incident.incident_id}/validated-{incident.attempts}.json", record)
+    return record, ref.model_dump(mode="json")
+
+
+def planned_on_approval(incident: Incident, record: dict[str, Any] | None, ports: HealPorts) -> dict[str, Any]:
+    """Attributes the APPROVED write sets with it: the planned configuration change, already
+    claimed for applying when no window holds it back. One write instead of three; a fix that
+    cannot be planned gets nothing here, and `after_approval` escalates it with the reason."""
+    if record is None and "record" in (incident.validated_fix or {}):
+        record = (incident.validated_fix or {})["record"]
+    if record is None:  # kept in the artifacts store: planned after the approval, as any fix can be
+        return {}
+    fix = Fix.model_validate(record["fix"])
+    if fix.kind != "config":
+        return {}
+    try:
+        change = plan_change(incident, fix)
+    except HealAbort:
+        return {}
+    held_back = next_window(now(), incident.service, incident.severity, ports.params.apply_windows) is not None
+    return {"change_id": change["change_id"], "change": change, "heal_phase": "planned" if held_back else "applying"}
 
 
 def _validated(incident: Incident, ports: HealPorts) -> dict[str, Any] | None:
@@ -162,17 +175,23 @@ def after_approval(incident: Incident, ports: HealPorts, record: dict[str, Any] 
         change = plan_change(incident, fix)
     except HealAbort as exc:
         return _escalate(incident, ports, exc.reason, frozenset({Status.APPROVED}))
-    planned = ports.incidents.record(
-        incident.incident_id,
-        statuses=frozenset({Status.APPROVED}),
-        require={"change_id": None},
-        values={"change_id": change["change_id"], "change": change, "heal_phase": "planned"},
-    ) or ports.incidents.get(incident.incident_id)
+    # Planned with the APPROVED write (`planned_on_approval`), or here on a path that was not.
+    planned = (
+        incident
+        if incident.change_id is not None
+        else ports.incidents.record(
+            incident.incident_id,
+            statuses=frozenset({Status.APPROVED}),
+            require={"change_id": None},
+            values={"change_id": change["change_id"], "change": change, "heal_phase": "planned"},
+        )
+        or ports.incidents.get(incident.incident_id)
+    )
     if planned is None or planned.change_id != change["change_id"]:
         return {"action": "stale", "incident_id": incident.incident_id}
     if planned.status != Status.APPROVED.value:
         return {"action": "stale", "incident_id": incident.incident_id}
-    if planned.heal_phase == "applying":  # a retry after a crash inside the apply: finish it
+    if planned.heal_phase == "applying":  # claimed with the approval, or a retry after a crash inside the apply
         return apply_change(planned, ports)
     due = next_window(now(), planned.service, planned.severity, ports.params.apply_windows)
     if due is None:
@@ -420,12 +439,17 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     change = dict(incident.change or {})
     cid = change["change_id"]
     sources = frozenset({Status.APPROVED, Status.SCHEDULED})
-    redo = incident.heal_phase == "applying"
-    claimed = ports.incidents.record(
-        incident.incident_id,
-        statuses=sources,
-        require={"change_id": cid, "heal_phase": incident.heal_phase},
-        values={"heal_phase": "applying"},
+    # The claim marks that the target may be written from now on; an incident claimed already
+    # (with its approval, or by the attempt a crash interrupted) is not claimed again.
+    claimed = (
+        incident
+        if incident.heal_phase == "applying"
+        else ports.incidents.record(
+            incident.incident_id,
+            statuses=sources,
+            require={"change_id": cid, "heal_phase": incident.heal_phase},
+            values={"heal_phase": "applying"},
+        )
     )
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -444,7 +468,6 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             change["previous"],
             change.get("revision_id"),
             ports.cloud,
-            redo=redo,
             check_fresh=True,
             chain=chain,
         )
@@ -522,7 +545,6 @@ def _write(
     revision_id: str | None,
     cloud: CloudPort,
     *,
-    redo: bool,
     check_fresh: bool,
     chain: list[dict[str, str]],
 ) -> dict[str, Any]:
@@ -570,7 +592,7 @@ def _write(
                 step(
                     "The revision moved: is it our own earlier write?",
                     "GetFunctionConfiguration",
-                    "yes, the values are exactly this change's; carry on" + (" (retry)" if redo else ""),
+                    "yes, the values are exactly this change's (a retry, or a duplicate of this step); carry on",
                 )
             )
     done: list[str] = [k for k in ("memory_mb", "timeout_s") if k in values]
@@ -906,7 +928,6 @@ def rollback(
 ) -> dict[str, Any]:
     change = dict(incident.change or {})
     cid = change["change_id"]
-    redo = incident.heal_phase == "rolling_back"
     claimed = ports.incidents.record(
         incident.incident_id,
         statuses=frozenset({Status.VERIFYING}),
@@ -932,7 +953,6 @@ def rollback(
             change["proposed"],
             change.get("revision_after"),
             ports.cloud,
-            redo=redo,
             check_fresh=False,
             chain=chain,
         )

@@ -468,7 +468,7 @@ def handle_fix_validated(
         return _refuse_validation(metadata, refusal or "no validation record", ports)
     if redo:
         return heal.after_approval(incident, ports)  # finish the step the crash interrupted
-    validated = heal.remember_validated(incident, data, ports, fix)
+    validated, kept = heal.validated_record(incident, data, ports, fix)
     level = ports.params.automation_level
     risk = record.risk_level  # QA's record, never the event
     auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
@@ -493,13 +493,16 @@ def handle_fix_validated(
         once=f"close_incident#{metadata.attempt}",
     )
     if auto and incident.status == Status.VALIDATED.value:
-        return _approve_and_resolve(incident, ports, reason=f"auto-approved ({level}, risk {risk})", record=validated)
+        return _approve_and_resolve(
+            incident, ports, reason=f"auto-approved ({level}, risk {risk})", record=validated, kept=kept
+        )
     waiting = ports.incidents.transition(
         incident.incident_id,
         Status.AWAITING_APPROVAL,
         reason="human approval required",
         expected_attempt=metadata.attempt,
         redo_from=frozenset({Status.AWAITING_APPROVAL}),
+        also_set={"validated_fix": kept},
     )
     if waiting is None:
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -614,9 +617,22 @@ def handle_remediation_failed(
 
 
 def _approve_and_resolve(
-    incident: Incident, ports: ManagerPorts, *, reason: str, record: dict[str, Any] | None = None
+    incident: Incident,
+    ports: ManagerPorts,
+    *,
+    reason: str,
+    record: dict[str, Any] | None = None,
+    kept: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    approved = ports.incidents.transition(incident.incident_id, Status.APPROVED, reason=reason)
+    """`record`: the validated fix when this invocation has just read it, and `kept`: what the
+    incident keeps of it, written with APPROVED (absent when it was kept at AWAITING_APPROVAL)."""
+    also = {"validated_fix": kept} if kept is not None else {}
+    approved = ports.incidents.transition(
+        incident.incident_id,
+        Status.APPROVED,
+        reason=reason,
+        also_set={**also, **heal.planned_on_approval(incident, record, ports)},
+    )
     if approved is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     # RemediationApproved goes out with what the apply step sends (FixApplied, or the escalation):

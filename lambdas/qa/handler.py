@@ -40,7 +40,7 @@ def validator_for(fix: Fix, investigation: Investigation | None = None) -> Valid
 
 def ports(context: Any) -> logic.QaPorts:
     return logic.QaPorts(
-        incidents=IncidentStore(settings.decisions_table_name, on_transition=monitor.record_incident),
+        incidents=IncidentStore(settings.decisions_table_name, on_transition=monitor.record_status),
         monitor=monitor,
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         artifacts=ArtifactStore(settings.artifacts_bucket),

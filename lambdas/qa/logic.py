@@ -55,18 +55,8 @@ class QaPorts:
 
 def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts) -> dict[str, Any]:
     fix = _resolve_fix(data.fix, ports.artifacts)
-    recorded = ports.verdicts.get(metadata.incident_id, metadata.attempt)
-    if recorded is not None and recorded.fix_sha256 != fix_sha256(fix):
-        # Another fix already holds this attempt's verdict (a second proposal at the same
-        # attempt): keep that verdict and leave the incident alone.
-        ports.monitor.record_event(
-            "duplicate_proposal_ignored", {"attempt": metadata.attempt, "validated_fix": recorded.fix_sha256[:12]}
-        )
-        return {"action": "stale", "incident_id": metadata.incident_id}
-    if recorded is not None:
-        # This fix's verdict is recorded: a retry or replay. Finish from the record and never run the
-        # validation again, nor move the incident back to VALIDATING (the Manager may be reading it).
-        return _finish_from_record(metadata, data, recorded, ports)
+    # A verdict lands with the status it leads to, so an incident still FIX_PROPOSED (or VALIDATING:
+    # a retry) at this attempt has none yet, and only a refused start needs to read one.
     validating = ports.incidents.transition(
         metadata.incident_id,
         Status.VALIDATING,
@@ -75,7 +65,7 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
         redo_from=frozenset({Status.VALIDATING}),
     )
     if validating is None:
-        return {"action": "stale", "incident_id": metadata.incident_id}
+        return _after_verdict(metadata, data, fix, ports)
     code_files = dict(data.issue.code.files) if data.issue.code else {}
     if data.issue.code and data.issue.code.artifact:
         code_files.update(ports.artifacts.get_json(data.issue.code.artifact))
@@ -92,8 +82,10 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     )
     passed = result.passed and not result.weak_evidence
     try:
-        # The Manager reads the fix and its risk from here, never from the event: written first.
-        ports.verdicts.put(
+        # The Manager reads the fix and its risk from here, never from the event: written with
+        # the status, before the event goes out.
+        recorded = ports.verdicts.put(
+            ports.incidents,
             incident_id=metadata.incident_id,
             attempt=metadata.attempt,
             fix=fix,
@@ -104,7 +96,25 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
         )
     except ValidationConflict as conflict:
         return _settle_to_record(metadata, conflict.existing, ports)
-    return _conclude(metadata, data, fix, result, evidence_ref, ports)
+    if recorded is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    return _conclude(metadata, data, fix, result, evidence_ref, ports, moved=True)
+
+
+def _after_verdict(metadata: Metadata, data: FixProposedV1, fix: Fix, ports: QaPorts) -> dict[str, Any]:
+    """The incident is past VALIDATING: a retry or replay of a step whose verdict is recorded
+    finishes from the record, and never runs the validation again nor moves the incident back."""
+    recorded = ports.verdicts.get(metadata.incident_id, metadata.attempt)
+    if recorded is None:
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    if recorded.fix_sha256 != fix_sha256(fix):
+        # Another fix already holds this attempt's verdict (a second proposal at the same
+        # attempt): keep that verdict and leave the incident alone.
+        ports.monitor.record_event(
+            "duplicate_proposal_ignored", {"attempt": metadata.attempt, "validated_fix": recorded.fix_sha256[:12]}
+        )
+        return {"action": "stale", "incident_id": metadata.incident_id}
+    return _finish_from_record(metadata, data, recorded, ports)
 
 
 def _finish_from_record(
@@ -122,7 +132,7 @@ def _finish_from_record(
         evidence=evidence,
         weak_evidence=bool(stored.get("weak_evidence", False)) and not recorded.passed,
     )
-    return _conclude(metadata, data, fix, result, ref, ports)
+    return _conclude(metadata, data, fix, result, ref, ports, moved=False)
 
 
 def _conclude(
@@ -132,18 +142,20 @@ def _conclude(
     result: ValidationResult,
     evidence_ref: ArtifactRef | None,
     ports: QaPorts,
+    *,
+    moved: bool,
 ) -> dict[str, Any]:
-    """Status, decision, event: each redoable at this attempt, so a retry finishes the step."""
+    """Status, decision, event: each redoable at this attempt, so a retry finishes the step.
+    `moved`: the status landed with the verdict already (False: a retry finishing from the record)."""
     passed = result.passed and not result.weak_evidence
     landing = Status.VALIDATED if passed else Status.REJECTED
-    moved = ports.incidents.transition(
+    if not moved and not ports.incidents.transition(
         metadata.incident_id,
         landing,
         reason=result.reason,
         expected_attempt=metadata.attempt,
         redo_from=frozenset({landing}),
-    )
-    if moved is None:
+    ):
         return {"action": "stale", "incident_id": metadata.incident_id}
     _record(metadata, fix, result, passed, ports)
     evidence = result.evidence[:MAX_EVIDENCE_IN_EVENT]

@@ -652,6 +652,40 @@ def test_a_crash_between_the_lambda_write_and_the_status_write_is_finished_by_th
     assert incident.change["previous"] == {"timeout_s": 3}
 
 
+def test_the_approval_write_plans_and_claims_the_change_and_a_crash_after_it_is_finished_by_the_retry(aws, monkeypatch):
+    # Given the Manager crashes after the APPROVED write, before it touches the function
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    original = heal._check_still_managed
+    crashed = []
+
+    def crash_once(change, cloud, *, by_hand):
+        if not crashed:
+            crashed.append(change["change_id"])
+            raise RuntimeError("Lambda timed out")
+        return original(change, cloud, by_hand=by_hand)
+
+    monkeypatch.setattr(heal, "_check_still_managed", crash_once)
+    pipeline.put_raw_event(alarm_event())
+    deliveries = pipeline.run()
+    [broken] = [d for d in deliveries if d.error]
+
+    # Then that one write left the incident APPROVED with its change planned and claimed, the function untouched
+    incident = only_incident(pipeline)
+    assert incident.status == "APPROVED" and incident.heal_phase == "applying"
+    assert incident.change_id == crashed[0] and incident.change["proposed"] == {"timeout_s": 10}
+    assert incident.validated_fix["record"]["attempt"] == 1
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+    # When Lambda retries the same event, the step finishes: applied once, verifying
+    retried = pipeline.invoke(broken.agent, broken.event)
+    assert retried.error is None and retried.result["action"] == "applied", retried.result
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    assert len(decisions_of(pipeline, incident.incident_id, "apply")) == 1
+
+
 def test_a_crash_inside_the_rollback_is_finished_by_the_retry_and_an_ok_meanwhile_does_not_resolve(aws, monkeypatch):
     # Given an applied fix with no recovery, and the Manager crashing right after it claimed the rollback
     from lambdas.manager import heal
@@ -756,7 +790,6 @@ def test_a_write_failing_halfway_puts_back_what_the_step_already_wrote(aws):
             {"memory_mb": 512.0, "reserved_concurrency": 5.0},
             before["revision_id"],
             cloud,
-            redo=False,
             check_fresh=True,
             chain=[],
         )

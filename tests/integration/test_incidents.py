@@ -54,6 +54,42 @@ def test_transitions_only_move_forward(store):
     assert history == ["DETECTED", "REMEDIATING", "FIX_PROPOSED"]
 
 
+def test_a_stored_answer_lands_with_its_status_or_neither_does(store):
+    # Given an incident REMEDIATING at attempt 1, and a step's answer to store with FIX_PROPOSED
+    from selfheal_core.incidents import ItemRefused
+
+    open_one(store)
+    store.transition("inc-1", Status.REMEDIATING, reason="go", new_attempt=1)
+    answer = {"pk": "INCIDENT#inc-1", "sk": "PROPOSAL#001#000", "fix": "raise memory"}
+    put = {"Item": answer, "ConditionExpression": "attribute_not_exists(pk)"}
+
+    def stored():
+        return store._table.get_item(Key={"pk": "INCIDENT#inc-1", "sk": "PROPOSAL#001#000"}).get("Item")
+
+    # When the incident may not move (a wrong attempt), nothing is written: no answer without its status
+    assert store.transition_and_put("inc-1", Status.FIX_PROPOSED, put=put, reason="fix", expected_attempt=2) is False
+    assert stored() is None and store.get("inc-1").status == "REMEDIATING"
+
+    # When it may, both land in one write
+    assert store.transition_and_put("inc-1", Status.FIX_PROPOSED, put=put, reason="fix", expected_attempt=1) is True
+    assert stored()["fix"] == "raise memory" and store.get("inc-1").status == "FIX_PROPOSED"
+
+    # And another answer for the same step is refused (first writer wins) and changes nothing: no status
+    # without its answer, even where the status itself could be redone
+    other = {**put, "Item": {**answer, "fix": "something else"}}
+    with pytest.raises(ItemRefused):
+        store.transition_and_put(
+            "inc-1",
+            Status.FIX_PROPOSED,
+            put=other,
+            reason="again",
+            expected_attempt=1,
+            redo_from=frozenset({Status.FIX_PROPOSED}),
+        )
+    assert stored()["fix"] == "raise memory"
+    assert store.get("inc-1").last_reason == "fix"
+
+
 def test_concurrent_reports_open_exactly_one_incident(store):
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda i: open_one(store, incident_id=f"inc-{i}"), range(24)))

@@ -291,6 +291,37 @@ def test_a_retry_after_a_failed_publish_finishes_the_step(aws, monkeypatch, fail
     assert pipeline.function_config("orders-api")["memory_mb"] == 1024  # applied once: 512 -> 1024, not 2048
 
 
+def test_an_answer_stored_first_by_another_delivery_is_the_one_that_goes_on(aws, monkeypatch):
+    # Given the Engineer's provider answers while another delivery of the same step stores its own
+    # answer first (a re-drive racing the original)
+    from lambdas.engineer.proposals import ProposalStore
+    from lambdas.engineer.providers.runbook import RunbookProvider
+
+    pipeline = pipeline_with(parameters={"automation-level": "full_auto"})
+    original = RunbookProvider.propose
+
+    def answered_twice(self, request):
+        result = original(self, request)
+        first = result.fix.model_copy(update={"rationale": "the answer stored first"})
+        store = ProposalStore(pipeline.env["DECISIONS_TABLE_NAME"])
+        store.put(request.incident_id, request.attempt, type(result)(fix=first, reasoning=[], confidence=0.7))
+        return result
+
+    monkeypatch.setattr(RunbookProvider, "propose", answered_twice)
+
+    # When the pipeline runs
+    pipeline.put("IssueReported", latency_issue())
+    deliveries = pipeline.run()
+
+    # Then this delivery's own answer was refused (first writer wins) and the stored one went on to QA
+    assert agents_of(deliveries) == ["manager", "engineer", "qa", "manager"]
+    assert all(d.error is None for d in deliveries), [d.error for d in deliveries]
+    proposed = next(d for d in deliveries if d.agent == "qa").event["detail"]["data"]["fix"]
+    assert proposed["rationale"] == "the answer stored first"
+    [incident] = pipeline.incidents()
+    assert incident.status == "VERIFYING"
+
+
 def test_one_incident_costs_each_agent_few_aws_calls(aws, monkeypatch):
     # Given a pipeline on full automation, with every AWS call counted per agent
     from collections import Counter
@@ -332,3 +363,11 @@ def test_one_incident_costs_each_agent_few_aws_calls(aws, monkeypatch):
     # Manager's one GetItem is the fingerprint lock, read to fold a duplicate before idempotency)
     assert manager["BatchGetItem"] == 1 and manager["GetItem"] == 1
     assert engineer["BatchGetItem"] == 1 and engineer["GetItem"] == 0
+    # And each step's stored answer lands with its status: the Engineer's proposal with FIX_PROPOSED,
+    # QA's verdict with VALIDATED, the validated fix and the planned change with APPROVED (the
+    # Manager's three status writes are REMEDIATING, APPROVED and VERIFYING)
+    qa = calls["qa"]
+    assert engineer["UpdateItem"] == 0 and engineer["PutItem"] == 1  # the one PutItem: idempotency's claim
+    assert qa["GetItem"] == 0 and qa["UpdateItem"] == 1 and qa["PutItem"] == 1
+    assert manager["UpdateItem"] == 3
+    assert engineer["TransactWriteItems"] == qa["TransactWriteItems"] == 2  # the answer's, then the settle

@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from selfheal_core.events import Fix
+from selfheal_core.incidents import IncidentStore
 from selfheal_core.validations import ValidationStore, fix_sha256
 from tests.support.pipeline import Pipeline
 
@@ -154,11 +155,13 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
     genuine = run_until_fix_validated(pipeline)
     [incident] = pipeline.incidents()
     store = ValidationStore(pipeline.env["DECISIONS_TABLE_NAME"])
+    incidents = IncidentStore(pipeline.env["DECISIONS_TABLE_NAME"])
     before = store.get(incident.incident_id, 1)
     fix = Fix.model_validate(genuine["detail"]["data"]["fix"])
 
     # When QA's own retry writes the same fix again, it succeeds (a retry finishes the step)
     again = store.put(
+        incidents,
         incident_id=incident.incident_id,
         attempt=1,
         fix=fix,
@@ -175,6 +178,7 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
     other = fix.model_copy(update={"risk_level": "low"})
     with pytest.raises(ValidationConflict):
         store.put(
+            incidents,
             incident_id=incident.incident_id,
             attempt=1,
             fix=other,
@@ -184,6 +188,7 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
             evidence_artifact=None,
         )
     assert store.get(incident.incident_id, 1).risk_level == "medium"
+    assert pipeline.incidents()[0].status == "VALIDATED"  # the refused verdict moved nothing either
 
 
 def test_a_second_proposal_at_the_same_attempt_cannot_replace_the_validated_fix(aws):

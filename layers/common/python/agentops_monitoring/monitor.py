@@ -278,7 +278,8 @@ class AgentOpsMonitor:
         return item
 
     def record_status(self, status: str, *, incident_cost_usd: float | None = None) -> None:
-        """Call after every successful IncidentStore.transition (feeds "incidents by status").
+        """Every status an incident enters: `IncidentStore(on_transition=monitor.record_status)`
+        (feeds "incidents by status").
 
         On RESOLVED pass the incident's cost_usd: one ResolvedIncidentCost sample per incident.
         """
@@ -300,12 +301,6 @@ class AgentOpsMonitor:
     def record_sweep(self, outcome: str) -> None:
         """One overdue incident the sweeper handled: redriven, escalated or failed."""
         self._count(names.EVENTS, names.SWEPT_INCIDENTS, {names.OUTCOME: outcome})
-
-    def record_incident(self, incident: Any) -> None:
-        """`IncidentStore(on_transition=monitor.record_incident)`: every status an incident enters."""
-        self.record_status(
-            incident.status, incident_cost_usd=incident.cost_usd if incident.status == "RESOLVED" else None
-        )
 
     # ------------------------------------------------------------------ costs
     def prices(self) -> PriceTable:

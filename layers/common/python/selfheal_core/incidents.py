@@ -124,6 +124,11 @@ _DEFAULTS: dict[str, Any] = {
 OPEN_TRIES = 4
 
 
+class ItemRefused(RuntimeError):
+    """`IncidentStore.transition_and_put`: the item's own condition failed (it exists already);
+    nothing was written."""
+
+
 class IncidentContention(RuntimeError):
     """The fingerprint lock kept changing under us; the Lambda retry tries again later."""
 
@@ -175,13 +180,14 @@ class IncidentStore:
     def __init__(
         self,
         table_name: str,
-        on_transition: Callable[[Incident], None] | None = None,
+        on_transition: Callable[..., None] | None = None,
         cooldown_seconds: int = COOLDOWN_SECONDS,
     ) -> None:
         self.table_name = table_name
         self.cooldown_seconds = cooldown_seconds
-        # Called with the incident after every status it enters (metrics hook; see the handlers).
-        self.on_transition = on_transition or (lambda _incident: None)
+        # Called with every status an incident enters, and on RESOLVED its cost (metrics hook:
+        # `monitor.record_status`, see the handlers).
+        self.on_transition = on_transition or (lambda _status, **_kw: None)
 
     @property
     def _table(self) -> Any:
@@ -258,7 +264,7 @@ class IncidentStore:
                     ]
                 )
                 opened = Incident.from_item(incident_item)
-                self.on_transition(opened)
+                self._entered(opened)
                 return opened, True
             except ClientError as exc:
                 lock_held, incident_exists = _cancellation(exc)
@@ -373,6 +379,84 @@ class IncidentStore:
         top of the status condition; `forbid`: values they must not hold (absent is fine);
         `also_set`: attributes written in the same update.
         """
+        try:
+            result = self._table.update_item(
+                **self._transition_update(
+                    incident_id,
+                    to,
+                    reason=reason,
+                    expected_attempt=expected_attempt,
+                    new_attempt=new_attempt,
+                    allowed_from=allowed_from,
+                    redo_from=redo_from,
+                    require=require,
+                    forbid=forbid,
+                    also_set=also_set,
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        incident = Incident.from_item(result["Attributes"])
+        if to in TERMINAL:
+            self._release(incident)
+        self._entered(incident)
+        return incident
+
+    def transition_and_put(
+        self,
+        incident_id: str,
+        to: Status,
+        *,
+        put: dict[str, Any],
+        reason: str,
+        expected_attempt: int | None = None,
+        redo_from: frozenset[Status] = frozenset(),
+    ) -> bool:
+        """`transition` and a Put of another item of this table (`put`: Item, and its condition) in
+        one transaction: a step's stored answer lands with the status it leads to, or neither does.
+        False: the incident may not move (nothing written); ItemRefused: `put`'s condition failed.
+        Not for terminal statuses (their cool-down is a second write)."""
+        assert to not in TERMINAL
+        update = self._transition_update(
+            incident_id, to, reason=reason, expected_attempt=expected_attempt, redo_from=redo_from
+        )
+        client = self._table.meta.client  # a resource's client: plain Python values
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.table_name, **put}},
+                    {"Update": {"TableName": self.table_name, **update}},
+                ]
+            )
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    raise ItemRefused(put["Item"]["sk"]) from exc
+                if reasons[1:2] == ["ConditionalCheckFailed"]:
+                    return False
+            raise  # throttling, a conflict: the Lambda retry redoes the step
+        self.on_transition(to.value)
+        return True
+
+    def _transition_update(
+        self,
+        incident_id: str,
+        to: Status,
+        *,
+        reason: str,
+        expected_attempt: int | None = None,
+        new_attempt: int | None = None,
+        allowed_from: frozenset[Status] | None = None,
+        redo_from: frozenset[Status] = frozenset(),
+        require: dict[str, Any] | None = None,
+        forbid: dict[str, Any] | None = None,
+        also_set: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The conditional UpdateItem (key, expressions) that moves the incident to `to`."""
         sources = allowed_from or ALLOWED_FROM[to]
         now = utc_now()
         reason = scrub(reason)  # reasons quote QA and provider output
@@ -402,24 +486,18 @@ class IncidentStore:
         if new_attempt is not None:
             update += ", attempts = :attempt"
             values[":attempt"] = new_attempt
-        try:
-            result = self._table.update_item(
-                Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return None
-            raise
-        incident = Incident.from_item(result["Attributes"])
-        if to in TERMINAL:
-            self._release(incident)
-        self.on_transition(incident)
-        return incident
+        return {
+            "Key": {"pk": keys.incident_pk(incident_id), "sk": keys.META},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item(values),
+        }
+
+    def _entered(self, incident: Incident) -> None:
+        self.on_transition(
+            incident.status, incident_cost_usd=incident.cost_usd if incident.status == Status.RESOLVED.value else None
+        )
 
     def _release(self, incident: Incident) -> None:
         """Start the fingerprint's cool-down; after it, a recurrence opens a new incident."""

@@ -1,8 +1,8 @@
 """QA's validation record: the one place the Manager learns which fix passed, and at what risk.
 
 A `FixValidated` event says "look at attempt N"; it is not believed for the fix or its risk.
-QA writes the record (decisions table, `INCIDENT#<id>` / `VALIDATION#<attempt>`) before it
-publishes; the Manager reads it and compares the event's fix hash with the validated one.
+QA writes the record (decisions table, `INCIDENT#<id>` / `VALIDATION#<attempt>`) with the
+status it leads to, before it publishes; the Manager reads it and compares the event's fix hash with the validated one.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from . import aws, keys
 from .ddb import from_item, get_items, to_item
 from .events import ArtifactRef, Fix, utc_now
-from .incidents import Incident
+from .incidents import Incident, IncidentStore, ItemRefused, Status
 
 
 def canonical_fix_json(fix: Fix) -> str:
@@ -70,6 +68,7 @@ class ValidationStore:
 
     def put(
         self,
+        incidents: IncidentStore,
         *,
         incident_id: str,
         attempt: int,
@@ -78,9 +77,11 @@ class ValidationStore:
         passed: bool,
         reason: str,
         evidence_artifact: ArtifactRef | None,
-    ) -> ValidationRecord:
-        """Record QA's verdict. A retry of QA at the same attempt may rewrite it for the same fix
-        (same hash); a different fix at the same attempt raises ValidationConflict."""
+    ) -> ValidationRecord | None:
+        """Record QA's verdict and move the incident from VALIDATING to where it leads (VALIDATED or
+        REJECTED) in one transaction. None: the incident is not VALIDATING at this attempt, and
+        nothing was written. A retry of QA at the same attempt may rewrite the verdict for the same
+        fix (same hash); a different fix at the same attempt raises ValidationConflict."""
         digest = fix_sha256(fix)
         item = {
             "pk": keys.incident_pk(incident_id),
@@ -99,28 +100,26 @@ class ValidationStore:
             "evidence_artifact": evidence_artifact.model_dump(mode="json") if evidence_artifact else None,
             "validated_at": utc_now(),
         }
+        landing = Status.VALIDATED if passed else Status.REJECTED
         try:
-            self._table.put_item(
-                Item=to_item({k: v for k, v in item.items() if v is not None}),
-                ConditionExpression="attribute_not_exists(pk) OR fix_sha256 = :digest",
-                ExpressionAttributeValues={":digest": digest},
+            moved = incidents.transition_and_put(
+                incident_id,
+                landing,
+                put={
+                    "Item": to_item({k: v for k, v in item.items() if v is not None}),
+                    "ConditionExpression": "attribute_not_exists(pk) OR fix_sha256 = :digest",
+                    "ExpressionAttributeValues": {":digest": digest},
+                },
+                reason=reason,
+                expected_attempt=attempt,
+                redo_from=frozenset({landing}),
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        except ItemRefused as refused:
             existing = self.get(incident_id, attempt)
-            if existing is None:  # deleted in between (never by the agents): try once more
-                return self.put(
-                    incident_id=incident_id,
-                    attempt=attempt,
-                    fix=fix,
-                    original_fix=original_fix,
-                    passed=passed,
-                    reason=reason,
-                    evidence_artifact=evidence_artifact,
-                )
-            raise ValidationConflict(existing) from exc
-        return ValidationRecord.from_item(item)
+            if existing is None:  # deleted in between (never by the agents): the Lambda retry writes it
+                raise
+            raise ValidationConflict(existing) from refused
+        return ValidationRecord.from_item(item) if moved else None
 
     def get(self, incident_id: str, attempt: int) -> ValidationRecord | None:
         item = self._table.get_item(
