@@ -208,7 +208,11 @@ def _install_update_validation_cache() -> None:
     validator's private copy of the tree is unpickled from a pickle taken once per expression."""
     from moto.dynamodb.parsing import ast_nodes, validators
 
-    static = (validators.ActionCountValidator, validators.OverlappingPathsValidator, validators.UpdateHashRangeKeyValidator)
+    static = (
+        validators.ActionCountValidator,
+        validators.OverlappingPathsValidator,
+        validators.UpdateHashRangeKeyValidator,
+    )
     passed: dict[tuple[Any, ...], Any] = {}  # key -> the expression (kept alive, so its id stays its own)
     pickled: dict[int, tuple[Any, bytes]] = {}  # id -> the expression and its pickle
 
