@@ -709,7 +709,8 @@ class LocalRuntime:
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
 
-    def _action(self, environ: dict[str, Any]) -> str:
+    @staticmethod
+    def _action(environ: dict[str, Any]) -> str:
         target = environ.get("HTTP_X_AMZ_TARGET")
         if target:
             return target.rsplit(".", 1)[-1]
@@ -733,7 +734,7 @@ class LocalRuntime:
             return {"GET": "Get", "PUT": "Put", "HEAD": "Head", "DELETE": "Delete", "POST": "Post"}.get(
                 method, method
             ) + ("Object" if has_key else "Bucket")
-        return f"{method} {path.split('?')[0][:40]}"
+        return f"{method} {rest_resource(path)}"
 
     def _wsgi(self, moto_app: Any) -> Callable[..., Any]:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -827,6 +828,18 @@ class LocalRuntime:
         import signal
 
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def rest_resource(path: str) -> str:
+    """A REST-JSON call's resource for the API call counts: its first path segment (after an API
+    version such as Lambda's `2015-03-31`), so that one row counts every CreateSchedule call
+    (`POST /schedules`) rather than one per schedule name."""
+    segments = [s for s in path.split("?", 1)[0].split("/") if s]
+    keep = 2 if segments and _API_VERSION.fullmatch(segments[0]) else 1
+    return "/" + "/".join(segments[:keep])
 
 
 def _mapping(value: Any) -> dict[str, Any]:

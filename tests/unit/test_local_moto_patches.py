@@ -108,3 +108,116 @@ def test_an_item_over_the_size_limit_is_still_refused(table: Any) -> None:
     under = {"pk": {"S": "inc-3"}, **{f"a{i}": {"S": "x" * 50_000} for i in range(7)}}
     table.put_item(TableName="t", Item=under)
     assert table.get_item(TableName="t", Key={"pk": {"S": "inc-3"}})["Item"] == under
+
+
+def _item(table: Any, pk: str) -> dict[str, Any] | None:
+    return table.get_item(TableName="t", Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(table: Any) -> None:
+    # Given a transaction that updates and replaces items, then fails its last condition
+    from botocore.exceptions import ClientError
+
+    table.put_item(TableName="t", Item={"pk": {"S": "other"}, "n": {"N": "1"}})
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        table.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": {"pk": {"S": "inc-1"}},
+                        "UpdateExpression": "SET history[0].#st = :s ADD #c :one",
+                        "ExpressionAttributeNames": {"#c": "count", "#st": "status"},
+                        "ExpressionAttributeValues": {":s": {"S": "CHANGED"}, ":one": {"N": "1"}},
+                    }
+                },
+                {"Put": {"TableName": "t", "Item": {"pk": {"S": "other"}, "n": {"N": "2"}}}},
+                {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}}},
+                {
+                    "Delete": {
+                        "TableName": "t",
+                        "Key": {"pk": {"S": "nope"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
+    # Then nothing of it was applied, nested values included
+    assert _item(table, "inc-1") == RICH_ITEM
+    assert _item(table, "other") == {"pk": {"S": "other"}, "n": {"N": "1"}}
+    assert _item(table, "new") is None
+
+
+def test_a_failed_update_changes_nothing_and_a_good_one_returns_its_values(table: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    # Given an update whose second action fails (ADD to a string) after its first one (SET) ran
+    with pytest.raises(ClientError, match="ValidationException"):
+        table.update_item(
+            TableName="t",
+            Key={"pk": {"S": "inc-1"}},
+            UpdateExpression="SET history[0].#st = :s ADD #e :one",
+            ExpressionAttributeNames={"#e": "empty", "#st": "status"},
+            ExpressionAttributeValues={":s": {"S": "CHANGED"}, ":one": {"N": "1"}},
+        )
+    # Then the item is unchanged
+    assert _item(table, "inc-1") == RICH_ITEM
+    # And an update that passes returns the values before and after it, as asked
+    update = {
+        "TableName": "t",
+        "Key": {"pk": {"S": "inc-1"}},
+        "UpdateExpression": "SET history[0].#st = :s ADD #c :one",
+        "ExpressionAttributeNames": {"#c": "count", "#st": "status"},
+        "ExpressionAttributeValues": {":s": {"S": "FIXING"}, ":one": {"N": "1"}},
+    }
+    old = table.update_item(**update, ReturnValues="UPDATED_OLD")["Attributes"]
+    assert old["count"] == {"N": "42"}
+    assert old["history"]["L"][0]["M"]["status"] == {"S": "OPEN"}
+    assert table.update_item(**update, ReturnValues="UPDATED_NEW")["Attributes"]["count"] == {"N": "44"}
+    after = _item(table, "inc-1")
+    assert after is not None and after["history"]["L"][0]["M"]["status"] == {"S": "FIXING"}
+    assert after["history"]["L"][1:] == RICH_ITEM["history"]["L"][1:]
+
+
+def test_an_update_that_would_outgrow_the_size_limit_is_refused_whole(table: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    # Given an item of about 300 KB and an update that adds 150 KB, partly nested
+    table.put_item(TableName="t", Item={"pk": {"S": "big"}, "a": {"S": "x" * 300_000}, "m": {"M": {}}})
+    with pytest.raises(ClientError, match="size"):
+        table.update_item(
+            TableName="t",
+            Key={"pk": {"S": "big"}},
+            UpdateExpression="SET b = :small, m.part = :large",
+            ExpressionAttributeValues={":small": {"S": "y"}, ":large": {"S": "z" * 150_000}},
+        )
+    # Then it is unchanged
+    assert _item(table, "big") == {"pk": {"S": "big"}, "a": {"S": "x" * 300_000}, "m": {"M": {}}}
+
+
+def test_an_invalid_update_expression_is_refused_every_time(table: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    # Given an expression whose structure checks passed once (with other attribute names)...
+    update = {"TableName": "t", "Key": {"pk": {"S": "inc-1"}}, "UpdateExpression": "SET #a = :v, #b = :v"}
+    table.update_item(
+        **update, ExpressionAttributeNames={"#a": "x", "#b": "y"}, ExpressionAttributeValues={":v": {"N": "1"}}
+    )
+    # When the same string comes with names that make its paths overlap, or twice with two SET clauses
+    for _ in range(2):
+        with pytest.raises(ClientError, match="overlap"):
+            table.update_item(
+                **update, ExpressionAttributeNames={"#a": "x", "#b": "x"}, ExpressionAttributeValues={":v": {"N": "1"}}
+            )
+        with pytest.raises(ClientError, match="SET"):
+            table.update_item(
+                TableName="t",
+                Key={"pk": {"S": "inc-1"}},
+                UpdateExpression="SET a = :v SET b = :v",
+                ExpressionAttributeValues={":v": {"N": "1"}},
+            )
+    # Then the key attribute cannot be set either, whichever expression passed before
+    with pytest.raises(ClientError, match="key"):
+        table.update_item(
+            **update, ExpressionAttributeNames={"#a": "pk", "#b": "y"}, ExpressionAttributeValues={":v": {"S": "k"}}
+        )
