@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from selfheal_core.artifacts import ArtifactStore, too_large
 from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
@@ -25,6 +27,7 @@ from selfheal_core.events import (
 from selfheal_core.incidents import IncidentStore, ItemRefused, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
 from selfheal_core.ports import Monitor
+from selfheal_core.validations import fix_sha256
 
 from .proposals import ProposalStore
 from .providers.base import BudgetRefused, FixProvider, FixRequest, ProviderError, ProviderResult
@@ -260,9 +263,9 @@ def _claim_checked(fix: Fix, metadata: Metadata, artifacts: ArtifactStore) -> Fi
     """A fix too large for an event travels as a reference to the artifacts store."""
     if not too_large(fix.model_dump(mode="json")):
         return fix
-    ref = artifacts.put_json(
-        f"incidents/{metadata.incident_id}/fix-{metadata.attempt}.json", fix.model_dump(mode="json")
-    )
+    # Named by its hash: a racing delivery's fix never overwrites the one that was stored first.
+    key = f"incidents/{metadata.incident_id}/fix-{metadata.attempt}-{fix_sha256(fix)[:16]}.json"
+    ref = artifacts.put_json(key, fix.model_dump(mode="json"))
     return fix.model_copy(update={"patch": None, "files": {}, "tests": {}, "artifact": ref})
 
 
@@ -273,9 +276,15 @@ def _mark_proposed(
     in the same write; ItemRefused when another delivery stored one first."""
     reason = f"{fix.kind} fix by {fix.provider}"
     if new_answer is not None:
-        return ports.proposals.put_proposed(
-            ports.incidents, metadata.incident_id, metadata.attempt, new_answer, resumed, reason
-        )
+        try:
+            return ports.proposals.put_proposed(
+                ports.incidents, metadata.incident_id, metadata.attempt, new_answer, resumed, reason
+            )
+        except ClientError:
+            # The transaction kept failing (conflicts, throttling): keep the answer on its own, so
+            # the Lambda retry moves the incident with it instead of asking the model again.
+            ports.proposals.put(metadata.incident_id, metadata.attempt, new_answer, resumed)
+            raise
     moved = ports.incidents.transition(
         metadata.incident_id,
         Status.FIX_PROPOSED,

@@ -90,6 +90,37 @@ def test_a_stored_answer_lands_with_its_status_or_neither_does(store):
     assert store.get("inc-1").last_reason == "fix"
 
 
+def test_a_transaction_cancelled_by_a_concurrent_write_is_tried_again_in_process(store, monkeypatch):
+    # Given a step's answer whose first transaction is cancelled by a conflict on the incident item
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
+
+    open_one(store)
+    store.transition("inc-1", Status.REMEDIATING, reason="go", new_attempt=1)
+    original = BaseClient._make_api_call
+    cancelled = []
+
+    def conflict_once(self, operation, params):
+        if operation == "TransactWriteItems" and not cancelled:
+            cancelled.append(operation)
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+                },
+                operation,
+            )
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", conflict_once)
+    answer = {"pk": "INCIDENT#inc-1", "sk": "PROPOSAL#001#000", "fix": "raise memory"}
+
+    # When it is written, it lands: the conflict was tried again, not raised to redo the step
+    put = {"Item": answer, "ConditionExpression": "attribute_not_exists(pk)"}
+    assert store.transition_and_put("inc-1", Status.FIX_PROPOSED, put=put, reason="fix", expected_attempt=1)
+    assert cancelled and store.get("inc-1").status == "FIX_PROPOSED"
+
+
 def test_concurrent_reports_open_exactly_one_incident(store):
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda i: open_one(store, incident_id=f"inc-{i}"), range(24)))

@@ -322,6 +322,43 @@ def test_an_answer_stored_first_by_another_delivery_is_the_one_that_goes_on(aws,
     assert incident.status == "VERIFYING"
 
 
+def test_an_answer_whose_transaction_keeps_failing_is_kept_and_the_retry_does_not_ask_again(aws, monkeypatch):
+    # Given the Engineer's answer-and-status transaction fails (throttled past its own tries)
+    from botocore.exceptions import ClientError
+
+    from lambdas.engineer.providers.runbook import RunbookProvider
+    from selfheal_core.incidents import IncidentStore
+
+    pipeline = pipeline_with(parameters={"automation-level": "full_auto"})
+    asked, failed = [], []
+    original_propose, original_put = RunbookProvider.propose, IncidentStore.transition_and_put
+
+    def counted(self, request):
+        asked.append(request.attempt)
+        return original_propose(self, request)
+
+    def throttled_once(self, *args, **kwargs):
+        if not failed:
+            failed.append(args)
+            raise ClientError({"Error": {"Code": "TransactionCanceledException"}}, "TransactWriteItems")
+        return original_put(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunbookProvider, "propose", counted)
+    monkeypatch.setattr(IncidentStore, "transition_and_put", throttled_once)
+    pipeline.put("IssueReported", latency_issue())
+    [broken] = [d for d in pipeline.run() if d.error]
+    assert broken.agent == "engineer" and pipeline.incidents()[0].status == "REMEDIATING"
+
+    # When Lambda retries the event
+    retried = pipeline.invoke(broken.agent, broken.event)
+    pipeline.run()
+
+    # Then the stored answer moved the incident on: the model (here the runbook) was asked once
+    assert retried.error is None, retried.error
+    assert asked == [1]
+    assert pipeline.incidents()[0].status == "VERIFYING"
+
+
 def test_one_incident_costs_each_agent_few_aws_calls(aws, monkeypatch):
     # Given a pipeline on full automation, with every AWS call counted per agent
     from collections import Counter

@@ -7,6 +7,8 @@ attempt); otherwise it returns None and the caller drops the stale event.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -122,6 +124,11 @@ _DEFAULTS: dict[str, Any] = {
 
 
 OPEN_TRIES = 4
+# transition_and_put: tries of a transaction cancelled only by a conflict or throttling.
+TRANSACTION_TRIES = 4
+TRANSIENT_CANCELLATIONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
 
 
 class ItemRefused(RuntimeError):
@@ -424,21 +431,28 @@ class IncidentStore:
             incident_id, to, reason=reason, expected_attempt=expected_attempt, redo_from=redo_from
         )
         client = self._table.meta.client  # a resource's client: plain Python values
-        try:
-            client.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": self.table_name, **put}},
-                    {"Update": {"TableName": self.table_name, **update}},
-                ]
-            )
-        except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+        for attempt in range(TRANSACTION_TRIES):
+            try:
+                client.transact_write_items(
+                    TransactItems=[
+                        {"Put": {"TableName": self.table_name, **put}},
+                        {"Update": {"TableName": self.table_name, **update}},
+                    ]
+                )
+                break
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                 if reasons[:1] == ["ConditionalCheckFailed"]:
                     raise ItemRefused(put["Item"]["sk"]) from exc
                 if reasons[1:2] == ["ConditionalCheckFailed"]:
                     return False
-            raise  # throttling, a conflict: the Lambda retry redoes the step
+                # A concurrent write on the incident (a storm's folds) or throttling: the step's
+                # answer is still in memory, so try again here rather than redo the step.
+                if attempt + 1 == TRANSACTION_TRIES or not set(reasons) - {"None"} <= TRANSIENT_CANCELLATIONS:
+                    raise
+                time.sleep(0.05 * 2**attempt * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not security
         self.on_transition(to.value)
         return True
 
