@@ -223,7 +223,7 @@ def _install_update_validation_cache() -> None:
             return pickle.loads(entry[1])  # noqa: S301 - our own pickle of moto's parse tree
         return copy.deepcopy(value, memo)
 
-    validators.deepcopy = tree_copy  # type: ignore[attr-defined]
+    validators.deepcopy = tree_copy  # type: ignore[attr-defined,assignment]
     init, validate = validators.UpdateExpressionValidator.__init__, validators.UpdateExpressionValidator.validate
 
     def key_of(expression: Any, names: Any, table: Any) -> tuple[Any, ...]:
@@ -251,7 +251,7 @@ def _install_update_validation_cache() -> None:
     validators.UpdateExpressionValidator.__init__ = validator_init  # type: ignore[method-assign]
     validators.UpdateExpressionValidator.validate = validator_validate  # type: ignore[method-assign]
 
-    traverser = ast_nodes.DepthFirstTraverser
+    traverser = ast_nodes.DepthFirstTraverser  # type: ignore[attr-defined]
     generic_types, generic_process = traverser.nodes_to_be_processed, traverser.process
 
     def processing_map(walker: Any) -> dict[type, Any]:
