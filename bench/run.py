@@ -490,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     # 40: a p95 of 20 samples is their maximum, i.e. the one incident that pays the workers' cold
     # starts; that incident is reported on its own row (slowest incident).
     parser.add_argument("--incidents", type=int, default=40)
-    parser.add_argument("--repeat", type=int, default=11, help="fresh processes per handler in the cold-start benchmark")
+    parser.add_argument(
+        "--repeat", type=int, default=11, help="fresh processes per handler in the cold-start benchmark"
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="workers per function in the runtime")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
