@@ -129,9 +129,9 @@ def planned_on_approval(incident: Incident, record: dict[str, Any] | None, ports
     """Attributes the APPROVED write sets with it: the planned configuration change, already
     claimed for applying when no window holds it back. One write instead of three; a fix that
     cannot be planned gets nothing here, and `after_approval` escalates it with the reason."""
-    if record is None and "record" in (incident.validated_fix or {}):
-        record = (incident.validated_fix or {})["record"]
-    if record is None:  # kept in the artifacts store: planned after the approval, as any fix can be
+    # A record kept in the artifacts store is not fetched here: planned after the approval instead.
+    record = record or (incident.validated_fix or {}).get("record")
+    if record is None:
         return {}
     fix = Fix.model_validate(record["fix"])
     if fix.kind != "config":
