@@ -575,7 +575,10 @@ def _write(
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code != "PreconditionFailedException":
+            # PreconditionFailed: the revision moved. ResourceConflict: an update is in progress,
+            # which a duplicate delivery of this step meets while the other delivery's write runs
+            # (Lambda shows the values being written). Either way, only our own values carry on.
+            if code not in ("PreconditionFailedException", "ResourceConflictException"):
                 raise HealAbort(
                     f"UpdateFunctionConfiguration on {target} failed ({code}); nothing was changed"
                 ) from exc
@@ -583,6 +586,11 @@ def _write(
             landed = {"MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout")}
             # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step).
             if not all(landed[k] == int(v) for k, v in config.items()):
+                if code == "ResourceConflictException":
+                    raise HealAbort(
+                        f"UpdateFunctionConfiguration on {target} failed ({code}: another update is in progress); "
+                        "nothing was changed"
+                    ) from exc
                 raise HealAbort(
                     f"{target} changed since it was read (RevisionId {revision_id} is stale, now {current.get('RevisionId')}): "
                     f"fail safe, nothing was changed; values now timeout {landed['Timeout']} s, memory {landed['MemorySize']} MB"

@@ -686,6 +686,80 @@ def test_the_approval_write_plans_and_claims_the_change_and_a_crash_after_it_is_
     assert len(decisions_of(pipeline, incident.incident_id, "apply")) == 1
 
 
+class WinnerWritesFirst:
+    """A Lambda client for the delivery that loses the race: the other delivery of the same step
+    writes the change first and is still updating, so Lambda answers ResourceConflictException."""
+
+    def __init__(self, real, winner_values: dict | None) -> None:
+        self.real, self.winner_values = real, winner_values
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def update_function_configuration(self, **kwargs):
+        if self.winner_values is not None:
+            boto3.client("lambda").update_function_configuration(
+                FunctionName=kwargs["FunctionName"], **self.winner_values
+            )
+        raise ClientError(
+            {"Error": {"Code": "ResourceConflictException", "Message": "An update is in progress for resource"}},
+            "UpdateFunctionConfiguration",
+        )
+
+
+@pytest.mark.parametrize(
+    ("winner_values", "status", "timeout_s"),
+    [
+        ({"Timeout": 10}, "VERIFYING", 10),  # the other delivery of this step is writing our change
+        ({"MemorySize": 1024}, "ESCALATED", 3),  # someone else's update is in progress
+    ],
+)
+def test_a_duplicate_apply_that_meets_the_other_deliverys_update_in_progress_carries_on(
+    aws, monkeypatch, winner_values, status, timeout_s
+):
+    # Given an incident APPROVED and claimed for its change (the first delivery died after the approval write)
+    from lambdas.manager import heal
+    from lambdas.manager.investigate import CloudPort
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    original = heal._check_still_managed
+    crashed = []
+
+    def crash_once(change, cloud, *, by_hand):
+        if not crashed:
+            crashed.append(change["change_id"])
+            raise RuntimeError("Lambda timed out")
+        return original(change, cloud, by_hand=by_hand)
+
+    monkeypatch.setattr(heal, "_check_still_managed", crash_once)
+    pipeline.put_raw_event(alarm_event())
+    [broken] = [d for d in pipeline.run() if d.error]
+
+    # When a delivery of the step writes while another update of the function is in progress
+    real_client = CloudPort.client
+    monkeypatch.setattr(
+        CloudPort,
+        "client",
+        lambda self, service: (
+            WinnerWritesFirst(real_client(self, service), winner_values)
+            if service == "lambda"
+            else real_client(self, service)
+        ),
+    )
+    retried = pipeline.invoke(broken.agent, broken.event)
+
+    # Then our own values in progress are recognised and the step finishes; anyone else's fail safe
+    incident = only_incident(pipeline)
+    assert incident.status == status, (incident.status, incident.last_reason, retried.result)
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == timeout_s
+    if status == "ESCALATED":
+        assert "ResourceConflictException: another update is in progress" in incident.last_reason
+        assert "nothing was changed" in incident.last_reason
+    else:
+        assert retried.result["action"] == "applied"
+        assert len(decisions_of(pipeline, incident.incident_id, "apply")) == 1
+
+
 def test_a_crash_inside_the_rollback_is_finished_by_the_retry_and_an_ok_meanwhile_does_not_resolve(aws, monkeypatch):
     # Given an applied fix with no recovery, and the Manager crashing right after it claimed the rollback
     from lambdas.manager import heal
