@@ -322,6 +322,35 @@ def test_an_answer_stored_first_by_another_delivery_is_the_one_that_goes_on(aws,
     assert incident.status == "VERIFYING"
 
 
+def test_a_large_fix_is_claim_checked_under_its_hash_so_a_racing_delivery_never_replaces_the_stored_one(aws):
+    # Given two deliveries of one Engineer step whose answers are different fixes, each too large for an event
+    from lambdas.engineer.logic import _claim_checked
+    from selfheal_core.artifacts import ArtifactStore
+    from selfheal_core.events import Fix, Metadata
+
+    pipeline = pipeline_with()
+    artifacts = ArtifactStore(pipeline.env["ARTIFACTS_BUCKET"])
+    metadata = Metadata(incident_id="inc-race", correlation_id="c-1", producer="engineer", attempt=1)
+
+    def large_fix(body: str) -> Fix:
+        return Fix(kind="code", provider="claude", rationale="r", risk_level="low", files={"app.py": body * 40_000})
+
+    first, second = large_fix("a"), large_fix("b")
+
+    # When both are claim-checked, the second after the first
+    first_sent = _claim_checked(first, metadata, artifacts)
+    first_body = artifacts.get_json(first_sent.artifact)
+    second_sent = _claim_checked(second, metadata, artifacts)
+
+    # Then each travels as a reference under its own key, the first object is untouched, and the
+    # same fix sent again lands on the same key
+    assert first_sent.files == {} and second_sent.files == {}
+    assert first_sent.artifact.key != second_sent.artifact.key
+    assert artifacts.get_json(first_sent.artifact) == first_body
+    assert first_body["files"]["app.py"].startswith("a")
+    assert _claim_checked(first, metadata, artifacts).artifact.key == first_sent.artifact.key
+
+
 def test_an_answer_whose_transaction_keeps_failing_is_kept_and_the_retry_does_not_ask_again(aws, monkeypatch):
     # Given the Engineer's answer-and-status transaction fails (throttled past its own tries)
     from botocore.exceptions import ClientError
