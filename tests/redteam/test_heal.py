@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 from tests.integration.test_heal import FUNCTION, Dependant, alarm_event, alarm_in_state, only_incident
 from tests.support.pipeline import Pipeline
@@ -101,3 +102,66 @@ def test_an_ok_between_the_restore_and_the_escalation_does_not_turn_a_rollback_i
     incident = only_incident(pipeline)
     assert incident.status == "ESCALATED", (incident.status, incident.last_reason)
     assert [e["type"] for e in dependant.events()] == ["FixApplied", "FixRolledBack"]
+
+
+def test_an_ok_while_a_scheduled_change_is_being_applied_does_not_hide_the_change(aws, monkeypatch):
+    """Expected: a change that reaches the target is announced (FixApplied) and verified; an OK
+    that arrives while the change is in flight (`heal_phase == "applying"`) must not close the
+    incident under it, exactly as `RESOLVED` is refused from APPROVED for that reason.
+
+    Why it matters: in a low-traffic window the apply step claims the SCHEDULED incident
+    (`heal_phase = applying`), writes the function, then records VERIFYING. If it dies in between
+    and the alarm's OK arrives before the retry, the incident is RESOLVED and the retried ApplyDue
+    is stale: the function runs with a changed configuration that no FixApplied announced (a
+    dependant filtering on `breaking_change` never hears of it), with no `applied_at`, no verify
+    and no rollback path.
+
+    Actual: incidents.ALLOWED_FROM lets RESOLVED follow SCHEDULED, and `_alarm_recovered` only
+    forbids `heal_phase == "rolling_back"`.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from lambdas.manager import heal
+    from selfheal_core.incidents import IncidentStore, Status
+
+    ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(heal, "now", lambda: ten)
+    pipeline = Pipeline(
+        parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"]})},
+        functions={FUNCTION: {"timeout": 3, "memory": 512}},
+    )
+    dependant = Dependant(pipeline)
+    low = copy.deepcopy(alarm_event())
+    low["detail"]["configuration"]["description"] = "orders-api errors, low priority"
+    pipeline.put_raw_event(low)
+    pipeline.run()
+    assert only_incident(pipeline).status == "SCHEDULED"
+
+    # When the window opens and the apply dies after writing the function, before VERIFYING
+    original = IncidentStore.transition
+    crashed: list[Status] = []
+
+    def crash_once(self, incident_id, to, **kwargs):
+        if to is Status.VERIFYING and not crashed:
+            crashed.append(to)
+            raise RuntimeError("Lambda timed out")
+        return original(self, incident_id, to, **kwargs)
+
+    monkeypatch.setattr(IncidentStore, "transition", crash_once)
+    monkeypatch.setattr(heal, "now", lambda: ten + timedelta(days=1, hours=-8, seconds=5))  # tomorrow 02:00:05
+    pipeline.fire_schedules("apply")
+    [broken] = pipeline.run()
+    assert broken.error and pipeline.function_config(FUNCTION)["timeout_s"] == 10  # the write landed
+
+    # And the alarm's OK is delivered before Lambda retries the ApplyDue
+    alarm_in_state("OK", 0.0)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+    pipeline.invoke(broken.agent, broken.event)
+    pipeline.run()
+
+    # Then the change that landed was recorded and announced like any applied change
+    incident = only_incident(pipeline)
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    assert (incident.change or {}).get("applied_at"), (incident.status, incident.heal_phase, incident.last_reason)
+    assert "FixApplied" in [e["type"] for e in dependant.events()]
