@@ -165,3 +165,49 @@ def test_an_ok_while_a_scheduled_change_is_being_applied_does_not_hide_the_chang
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
     assert (incident.change or {}).get("applied_at"), (incident.status, incident.heal_phase, incident.last_reason)
     assert "FixApplied" in [e["type"] for e in dependant.events()]
+
+
+def test_an_ok_that_cannot_resolve_the_incident_does_not_release_its_fingerprint(aws, monkeypatch):
+    """Expected: while an incident is open, every report of its alarm folds into it; an OK that
+    is refused (the incident is APPROVED with its change in flight, so RESOLVED is not allowed)
+    leaves the fingerprint lock alone, and the alarm's next ALARM folds into the open incident.
+
+    Why it matters: a flap (ALARM, OK, ALARM) during an apply opens a second incident for the same
+    alarm while the first still owns a change to the function. The second investigates the
+    function as the first left it, proposes and applies its own change on top, and the first's
+    rollback then finds the function moved under it (ROLLBACK FAILED): two heal loops racing on
+    one target.
+
+    Actual: `logic._alarm_recovered` calls `release_now` whether or not the RESOLVED transition
+    succeeded, deleting the lock of an incident that is still open.
+    """
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    original = heal._check_still_managed
+    crashed: list[str] = []
+
+    def crash_once(change, cloud, *, by_hand):
+        if not crashed:
+            crashed.append(change["change_id"])
+            raise RuntimeError("Lambda timed out")
+        return original(change, cloud, by_hand=by_hand)
+
+    monkeypatch.setattr(heal, "_check_still_managed", crash_once)
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    first = only_incident(pipeline)
+    assert first.status == "APPROVED" and first.heal_phase == "applying"
+
+    # When the alarm flaps: OK (refused: the change is in flight), then ALARM again
+    pipeline.put_raw_event(alarm_transition("OK", "2025-11-20T17:06:40.000+0000", 0.0))
+    [ok] = pipeline.run()
+    assert ok.result["action"] == "stale"
+    again = alarm_transition("ALARM", "2025-11-20T17:08:40.000+0000", 30.0)
+    again["detail"]["state"]["reason"] = "Threshold Crossed again"
+    pipeline.put_raw_event(again)
+    pipeline.run()
+
+    # Then the second ALARM is a duplicate of the open incident, not a second heal loop
+    incidents = pipeline.incidents()
+    assert [i.incident_id for i in incidents] == [first.incident_id], [(i.incident_id, i.status) for i in incidents]
