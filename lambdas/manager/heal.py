@@ -219,6 +219,9 @@ def plan_change(incident: Incident, fix: Fix) -> dict[str, Any]:
             )
         if c.setting not in inv.values:
             raise HealAbort(f"no change relative to a value nobody read: {inv.gap_for(c.setting)}")
+        if not float(c.proposed).is_integer():
+            # Lambda takes whole seconds and megabytes: truncating would apply what nobody validated.
+            raise HealAbort(f"{c.setting}={c.proposed:g} is not a whole number; nothing was changed")
         previous[c.setting] = inv.values[c.setting]
         proposed[c.setting] = float(c.proposed)
     if not proposed:

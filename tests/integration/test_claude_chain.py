@@ -345,3 +345,40 @@ def test_a_long_provider_outage_fails_after_the_wait_limit(pipeline, server):
         pipeline.run()
     [failed] = pipeline.incidents()
     assert failed.status == "FAILED" and "provider" in failed.last_reason
+
+
+@pytest.mark.parametrize(
+    ("setting", "proposed", "start"),
+    [("timeout_s", 3.9, {"timeout": 3}), ("memory_mb", 767.5, {"memory": 512})],
+)
+def test_a_fractional_setting_from_the_model_is_refused_by_qa_never_applied_truncated(server, setting, proposed, start):
+    """Lambda takes whole seconds and megabytes, and the tool schema allows any number: applying
+    int(3.9) = 3 s would be a change nobody validated (here: no change at all), announced as 3.9."""
+    from tests.integration.test_heal import FUNCTION, Dependant, alarm_event, only_incident
+
+    with mock_aws():
+        pipeline = Pipeline(
+            parameters={"engineer-provider": "anthropic", "automation-level": "full_auto", "max-fix-attempts": "1"},
+            secret={"anthropic_api_key": FAKE_ANTHROPIC_KEY},
+            functions={FUNCTION: start},
+        )
+        dependant = Dependant(pipeline)
+        server.script.append(
+            tool_use(
+                {
+                    "changes": [{"setting": setting, "target": FUNCTION, "proposed": proposed}],
+                    "risk_level": "low",
+                    "rationale": "a little more headroom",
+                }
+            )
+        )
+        before = pipeline.function_config(FUNCTION)
+        pipeline.put_raw_event(alarm_event())
+        pipeline.run()
+
+        incident = only_incident(pipeline)
+        assert incident.status == "FAILED", (incident.status, incident.last_reason)
+        [verdict] = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "validate_fix"]
+        assert f"{setting}={proposed:g} must be a whole number" in json.dumps(verdict, default=str)
+        assert pipeline.function_config(FUNCTION) == before
+        assert [e["type"] for e in dependant.events()] == []

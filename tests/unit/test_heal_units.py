@@ -197,6 +197,11 @@ def _config_fix(target="orders-api", setting="memory_mb", proposed=1024.0) -> Fi
             _config_fix(setting="batch_size", proposed=10),
             "cannot be applied",
         ),
+        (
+            {"target": "orders-api", "managed": True, "values": {"memory_mb": 512}, "revision_id": "r"},
+            _config_fix(proposed=767.5),
+            "memory_mb=767.5 is not a whole number",
+        ),
     ],
 )
 def test_a_change_is_planned_only_on_a_read_managed_target(investigation, fix, refusal):

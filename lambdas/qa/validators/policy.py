@@ -36,11 +36,13 @@ class PolicyValidator:
         evidence = [self._count_check(fix)]
         for change in fix.changes:
             low, high = BOUNDS[change.setting]
+            # Every bounded setting is a whole number (seconds, MB, executions, retries, records):
+            # a fraction would be truncated on apply, i.e. applied as a value nobody validated.
             evidence.append(
                 Evidence(
                     check=f"bounds:{change.setting}",
-                    passed=low <= change.proposed <= high,
-                    excerpt=f"{change.setting}={change.proposed:g} must be within [{low:g}, {high:g}]",
+                    passed=low <= change.proposed <= high and float(change.proposed).is_integer(),
+                    excerpt=f"{change.setting}={change.proposed:g} must be a whole number within [{low:g}, {high:g}]",
                 )
             )
             scope = self.investigation.target if self.investigation and self.investigation.target else None
