@@ -139,7 +139,7 @@ CONFIG_TOOL: dict[str, Any] = {
                         },
                         "target": {"type": "string"},
                         "current": {"type": ["number", "null"]},
-                        "proposed": {"type": "number"},
+                        "proposed": {"type": "integer"},  # Lambda takes whole seconds and MB
                     },
                     "required": ["setting", "target", "proposed"],
                     "additionalProperties": False,
