@@ -199,7 +199,8 @@ def test_an_ok_that_cannot_resolve_the_incident_does_not_release_its_fingerprint
     first = only_incident(pipeline)
     assert first.status == "APPROVED" and first.heal_phase == "applying"
 
-    # When the alarm flaps: OK (refused: the change is in flight), then ALARM again
+    # When the alarm flaps: OK (really OK, but refused: the change is in flight), then ALARM again
+    alarm_in_state("OK", 0.0)
     pipeline.put_raw_event(alarm_transition("OK", "2025-11-20T17:06:40.000+0000", 0.0))
     [ok] = pipeline.run()
     assert ok.result["action"] == "stale"
