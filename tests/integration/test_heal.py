@@ -842,6 +842,26 @@ def test_a_late_ok_older_than_the_alarm_that_opened_the_incident_does_not_resolv
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
 
 
+def test_an_ok_for_an_alarm_that_cannot_be_read_here_resolves_nothing(aws):
+    # Given an applied change being verified, and no such alarm in this account and Region
+    # (deleted, or another account's): DescribeAlarms finds nothing
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+
+    # When an OK for it arrives
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [ok] = pipeline.run()
+
+    # Then nothing is resolved and the fingerprint still folds the alarm's reports into the incident
+    assert ok.error is None and ok.result["action"] == "unconfirmed", ok.result
+    assert "MISSING" in ok.result["reason"]
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("VERIFYING", "applied")
+    pipeline.put_raw_event(alarm_transition("ALARM", "2025-11-20T17:30:00.000+0000", 30.0))
+    pipeline.run()
+    assert only_incident(pipeline).duplicates == 1
+
 def test_an_ok_between_the_restore_and_the_escalation_does_not_turn_a_rollback_into_a_resolution(aws, monkeypatch):
     """Expected: once a change has been rolled back for want of recovery, the incident ends
     ESCALATED and dependants get FixRolledBack, whatever alarm event arrives in between.
