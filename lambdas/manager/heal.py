@@ -788,24 +788,7 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool, dict[str
     issue = IssueReportedV1.model_validate(incident.issue)
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
-        try:
-            alarms = (
-                ports.cloud.client("cloudwatch").describe_alarms(AlarmNames=[issue.resource]).get("MetricAlarms", [])
-            )
-        except ClientError as exc:
-            return (
-                False,
-                figures,
-                [
-                    step(
-                        "Is the alarm OK now?",
-                        f"DescribeAlarms {issue.resource}",
-                        f"could not read it ({exc.response.get('Error', {}).get('Code')}): no proof of recovery",
-                    )
-                ],
-            )
-        state = alarms[0].get("StateValue") if alarms else "MISSING"
-        latest = _latest_datapoint(alarms[0]) if alarms else None
+        state, latest = alarm_now(issue.resource, ports.cloud)
         if latest is not None:
             figures["after_latest_datapoint"] = latest
         return (
@@ -820,6 +803,19 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool, dict[str
             ],
         )
     return _metric_recovery(incident, issue, figures, ports)
+
+
+def alarm_now(alarm_name: str, cloud: CloudPort) -> tuple[str, float | None]:
+    """The alarm's state as CloudWatch holds it now, and its latest datapoint. Events about it are
+    not ordered, so this read is the truth. MISSING: no such alarm here (deleted, or another
+    account's or Region's); "UNREADABLE (code)": DescribeAlarms refused. Neither is OK."""
+    try:
+        alarms = cloud.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name]).get("MetricAlarms", [])
+    except ClientError as exc:
+        return f"UNREADABLE ({exc.response.get('Error', {}).get('Code')})", None
+    if not alarms:
+        return "MISSING", None
+    return str(alarms[0].get("StateValue")), _latest_datapoint(alarms[0])
 
 
 def _latest_datapoint(alarm: dict[str, Any]) -> float | None:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from selfheal_core.artifacts import ArtifactStore
-from selfheal_core.catalog import AGENT_SOURCES
+from selfheal_core.catalog import AGENT_SOURCES, TERMINAL
 from selfheal_core.config import RuntimeParameters
 from selfheal_core.events import (
     FEEDBACK_ITEM_CHARS,
@@ -286,22 +286,38 @@ def triage(intake: Intake, params: RuntimeParameters) -> tuple[list[dict[str, st
     return chain, round(min(confidence, 0.95), 2)
 
 
+# Heal phases with a change to the target in flight: the apply ends VERIFYING with FixApplied, the
+# rollback ESCALATED with FixRolledBack; an OK meanwhile must not close the incident under them.
+CHANGE_IN_FLIGHT = frozenset({"applying", "rolling_back"})
+
+
 def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     incident_id = ports.incidents.open_incident_for(intake.fingerprint)
     if incident_id is None:
         return {"action": "ignored", "reason": "alarm OK with no open incident"}
     before = ports.incidents.get(incident_id)
-    # Not while a rollback is under way: the restore finishes and escalates (the OK may be its own doing).
+    if before is None or Status(before.status) in TERMINAL:
+        # Closed already: the alarm is OK, so its next ALARM is a new occurrence, not a late duplicate.
+        ports.incidents.release_now(intake.fingerprint, incident_id)
+        return {"action": "stale", "incident_id": incident_id}
+    # Alarm events are not ordered (a retried OK may predate the ALARM that opened the incident):
+    # only the alarm's state now proves recovery. Otherwise the incident goes on; a VERIFYING one is
+    # decided by its verify deadline (heal.check_recovery reads the alarm again).
+    state, _ = heal.alarm_now(intake.issue.resource, ports.cloud)
+    if state != "OK":
+        return {"action": "unconfirmed", "incident_id": incident_id, "reason": f"alarm is {state} now"}
     incident = ports.incidents.transition(
         incident_id,
         Status.RESOLVED,
         reason=f"alarm {intake.issue.resource} returned to OK",
-        forbid={"heal_phase": "rolling_back"},
+        forbid={"heal_phase": CHANGE_IN_FLIGHT},
     )
+    if incident is None:
+        # Refused (a change in flight, a rollback to finish): the incident keeps its fingerprint so
+        # the alarm's next ALARM folds into it rather than starting a second heal loop on the target.
+        return {"action": "stale", "incident_id": incident_id}
     # The alarm is OK: its next ALARM is a new occurrence, not a late duplicate.
     ports.incidents.release_now(intake.fingerprint, incident_id)
-    if incident is None:
-        return {"action": "stale", "incident_id": incident_id}
     ports.monitor.bind(incident_id=incident_id, correlation_id=incident.correlation_id)
     ports.monitor.record_decision(
         "resolve_on_recovery",
@@ -311,7 +327,7 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         0.9,
         once="resolve_on_recovery",
     )
-    if before is not None and before.status == Status.VERIFYING.value:
+    if before.status == Status.VERIFYING.value:
         heal.on_alarm_ok(
             before, incident, intake.issue.signals, ports
         )  # verify decision, FixVerified, IncidentResolved

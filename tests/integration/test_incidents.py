@@ -54,6 +54,19 @@ def test_transitions_only_move_forward(store):
     assert history == ["DETECTED", "REMEDIATING", "FIX_PROPOSED"]
 
 
+def test_a_forbidden_set_refuses_each_of_its_values_and_nothing_else(store):
+    in_flight = frozenset({"applying", "rolling_back"})
+    open_one(store)
+    for phase in sorted(in_flight):
+        store.record("inc-1", statuses=frozenset({Status.DETECTED}), values={"heal_phase": phase})
+        assert store.transition("inc-1", Status.RESOLVED, reason="ok", forbid={"heal_phase": in_flight}) is None
+    assert store.get("inc-1").status == "DETECTED"
+    store.record("inc-1", statuses=frozenset({Status.DETECTED}), values={"heal_phase": "applied"})
+    assert store.transition("inc-1", Status.RESOLVED, reason="ok", forbid={"heal_phase": in_flight}) is not None
+    # An absent attribute holds none of the values.
+    open_one(store, "inc-2", "fp-2")
+    assert store.transition("inc-2", Status.RESOLVED, reason="ok", forbid={"heal_phase": in_flight}) is not None
+
 def test_a_stored_answer_lands_with_its_status_or_neither_does(store):
     # Given an incident REMEDIATING at attempt 1, and a step's answer to store with FIX_PROPOSED
     from selfheal_core.incidents import ItemRefused

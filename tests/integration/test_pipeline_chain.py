@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from tests.conftest import load_event
+from tests.integration.test_heal import alarm_in_state
 from tests.support.pipeline import Pipeline
 
 # The functions the incidents concern, as the investigation will read them.
@@ -86,7 +87,8 @@ def test_real_shaped_alarm_opens_an_incident_and_recovery_resolves_it(aws):
     assert incident.status == "AWAITING_APPROVAL"
     assert incident.issue_type == "high_error_rate" and incident.service == "orders-api"
 
-    # The same alarm returning to OK resolves its incident.
+    # The same alarm returning to OK (DescribeAlarms confirms it) resolves its incident.
+    alarm_in_state("OK", 0.0)
     recovered = copy.deepcopy(alarm)
     recovered["detail"]["previousState"], recovered["detail"]["state"] = (
         alarm["detail"]["state"],

@@ -112,6 +112,8 @@ def test_the_new_statuses_have_their_only_ways_in():
     assert ALLOWED_FROM[Status.PATCH_READY] == {Status.APPROVED}
     # Approval alone never resolves: a change may be in flight.
     assert Status.APPROVED not in ALLOWED_FROM[Status.RESOLVED]
+    # A rollback always ends ESCALATED with FixRolledBack, whatever OK arrives meanwhile.
+    assert Status.ROLLED_BACK not in ALLOWED_FROM[Status.RESOLVED]
     assert {Status.PATCH_READY, Status.VERIFYING, Status.SCHEDULED} <= ALLOWED_FROM[Status.RESOLVED]  # alarm back to OK
     assert {Status.VERIFYING, Status.PATCH_READY, Status.SCHEDULED} <= OPEN_STATUSES
     assert {Status.RESOLVED, Status.FAILED, Status.ESCALATED} == TERMINAL

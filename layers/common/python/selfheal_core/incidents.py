@@ -42,7 +42,8 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.PATCH_READY: frozenset({Status.APPROVED}),
     Status.ESCALATED: frozenset(OPEN_STATUSES),
     # Not while APPROVED: a change may be in flight; verification reads the alarm's state instead.
-    Status.RESOLVED: frozenset(OPEN_STATUSES - {Status.APPROVED}),
+    # Not from ROLLED_BACK: a rollback always ends ESCALATED with FixRolledBack (heal._finish_rollback).
+    Status.RESOLVED: frozenset(OPEN_STATUSES - {Status.APPROVED, Status.ROLLED_BACK}),
 }
 
 
@@ -163,7 +164,8 @@ def _placeholders(prefix: str, statuses: frozenset[Status], values: dict[str, An
 def _and_attributes(
     condition: str, require: dict[str, Any], forbid: dict[str, Any], names: dict[str, str], values: dict[str, Any]
 ) -> str:
-    """`condition` and: each `require`d attribute holds its value (None: absent), no `forbid`den one does."""
+    """`condition` and: each `require`d attribute holds its value (None: absent), no `forbid`den one
+    does (a set forbids each of its values)."""
     for i, (attr, value) in enumerate(sorted(require.items())):
         names[f"#req{i}"] = attr
         if value is None:
@@ -173,8 +175,11 @@ def _and_attributes(
             condition = f"({condition}) AND #req{i} = :req{i}"
     for i, (attr, value) in enumerate(sorted(forbid.items())):
         names[f"#not{i}"] = attr
-        values[f":not{i}"] = value
-        condition = f"({condition}) AND (attribute_not_exists(#not{i}) OR #not{i} <> :not{i})"
+        forbidden = sorted(value) if isinstance(value, (set, frozenset)) else [value]
+        for j, one in enumerate(forbidden):
+            values[f":not{i}_{j}"] = one
+        listed = ", ".join(f":not{i}_{j}" for j in range(len(forbidden)))
+        condition = f"({condition}) AND (attribute_not_exists(#not{i}) OR NOT (#not{i} IN ({listed})))"
     return condition
 
 
@@ -383,7 +388,8 @@ class IncidentStore:
         holds them while a step runs and answers them once it has finished.)
 
         `require`: top-level attributes that must hold these values (None = must not exist), on
-        top of the status condition; `forbid`: values they must not hold (absent is fine);
+        top of the status condition; `forbid`: values they must not hold (absent is fine; a set:
+        none of its values);
         `also_set`: attributes written in the same update.
         """
         try:
