@@ -58,9 +58,7 @@ def function_name_of(reference: str | None) -> str | None:
     return reference if FUNCTION_NAME.fullmatch(reference) else None
 
 
-def target_of(
-    issue: IssueReportedV1, origin: str, alarm_function: str | None, home: Home
-) -> tuple[str | None, str]:
+def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None, home: Home) -> tuple[str | None, str]:
     """The function to investigate, and how it was found (for the reasoning chain).
 
     A function ARN of another account or Region is no target here: only its name would be left,

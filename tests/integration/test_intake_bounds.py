@@ -282,7 +282,10 @@ def test_an_alarm_of_this_account_and_region_is_taken_on(pipeline):
 @pytest.mark.parametrize(
     "arn, named",
     [
-        (f"arn:aws:lambda:us-east-1:{OTHER_ACCOUNT}:function:orders-api", f"account {OTHER_ACCOUNT} / Region us-east-1"),
+        (
+            f"arn:aws:lambda:us-east-1:{OTHER_ACCOUNT}:function:orders-api",
+            f"account {OTHER_ACCOUNT} / Region us-east-1",
+        ),
         ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api:live", "account 123456789012 / Region eu-west-1"),
     ],
 )

@@ -56,10 +56,26 @@ def test_an_alarm_without_a_function_dimension_has_no_target():
 @pytest.mark.parametrize(
     "origin, reference, elsewhere",
     [
-        ("issue", "arn:aws:lambda:eu-west-1:999999999999:function:orders-api", "account 999999999999 / Region eu-west-1"),
-        ("issue", "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live", "account 123456789012 / Region us-east-1"),
-        ("alarm", "arn:aws:lambda:eu-west-1:999999999999:function:orders-api", "account 999999999999 / Region eu-west-1"),
-        ("scan", "arn:aws:lambda:eu-west-1:999999999999:function:orders-api", "account 999999999999 / Region eu-west-1"),
+        (
+            "issue",
+            "arn:aws:lambda:eu-west-1:999999999999:function:orders-api",
+            "account 999999999999 / Region eu-west-1",
+        ),
+        (
+            "issue",
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
+            "account 123456789012 / Region us-east-1",
+        ),
+        (
+            "alarm",
+            "arn:aws:lambda:eu-west-1:999999999999:function:orders-api",
+            "account 999999999999 / Region eu-west-1",
+        ),
+        (
+            "scan",
+            "arn:aws:lambda:eu-west-1:999999999999:function:orders-api",
+            "account 999999999999 / Region eu-west-1",
+        ),
     ],
 )
 def test_a_function_arn_of_another_account_or_region_is_no_target_here(origin, reference, elsewhere):
