@@ -14,7 +14,15 @@ from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
 
 from . import heal, logic, sweep
-from .intake import ALARM_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE, delivery_key, parse_alarm, parse_issue_reported
+from .home import Home
+from .intake import (
+    ALARM_DETAIL_TYPE,
+    SCHEDULED_DETAIL_TYPE,
+    alarm_elsewhere,
+    delivery_key,
+    parse_alarm,
+    parse_issue_reported,
+)
 from .scan import scan_lambda_metrics
 
 settings = get_settings()
@@ -29,6 +37,7 @@ def ports(context: Any) -> logic.ManagerPorts:
         params=get_runtime_parameters(settings),
         artifacts=ArtifactStore(settings.artifacts_bucket),
         schedules=heal.ScheduleTarget(settings.environment, settings.event_bus_arn, settings.scheduler_role_arn),
+        home=Home.of_context(context),
     )
 
 
@@ -49,6 +58,13 @@ def intake(call: Call) -> dict[str, Any]:
 
 def fold_duplicate(call: Call) -> dict[str, Any] | None:
     return logic.fold_duplicate(call.parsed, call.ports, context=call.context, **intake_of(call))
+
+
+def alarm_first(call: Call) -> dict[str, Any] | None:
+    """An alarm of another account or Region is refused (listed by `selfheal rejected`) before
+    anything else: its FunctionName names a function there, not our namesake."""
+    elsewhere = alarm_elsewhere(call.event, Home.of_context(call.context))
+    return call.reject(elsewhere) if elsewhere else fold_duplicate(call)
 
 
 def scheduled_scan(call: Call) -> dict[str, Any]:
@@ -73,7 +89,7 @@ handler = agent_handler(
     {
         # A duplicate of an open incident is folded before idempotency, in 2 API calls (logic.fold_duplicate).
         DetailType.ISSUE_REPORTED: Route(intake, parse=parse_issue_reported, first=fold_duplicate),
-        ALARM_DETAIL_TYPE: Route(intake, parse=parse_alarm, first=fold_duplicate),
+        ALARM_DETAIL_TYPE: Route(intake, parse=parse_alarm, first=alarm_first),
         SCHEDULED_DETAIL_TYPE: Route(scheduled_scan, parse=lambda _event: None),
         DetailType.FIX_VALIDATED: fix_validated,
         DetailType.REMEDIATION_FAILED: lambda call: logic.handle_remediation_failed(

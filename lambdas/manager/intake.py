@@ -25,6 +25,8 @@ from selfheal_core.events import (
 )
 from selfheal_core.redact import scrub
 
+from .home import Home, locate
+
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 ALARM_STATES = frozenset({"ALARM", "OK", "INSUFFICIENT_DATA"})
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
@@ -159,6 +161,25 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
             None,
         ),
     )
+
+
+def alarm_elsewhere(event: dict[str, Any], home: Home) -> str | None:
+    """Why an alarm state change is not this Manager's to act on: its envelope or its alarm ARN
+    names another account or Region (a bus that receives an organisation's events). None when it
+    is ours. A field left out is not checked: EventBridge always sets them (and the rule pins them),
+    only a direct invoke, which needs lambda:InvokeFunction, can leave them out."""
+    found = [("the event", event.get("account"), event.get("region"))]
+    resources = event.get("resources")
+    detail = event.get("detail")
+    arns = [*(resources if isinstance(resources, list) else []), isinstance(detail, dict) and detail.get("alarmArn")]
+    found += [("the alarm ARN", *located) for located in map(locate, arns) if located]
+    for where, account, region in found:
+        if (account or region) and not home.holds(account or home.account, region or home.region):
+            return (
+                f"alarm state change from another account or Region: {where} names account "
+                f"{str(account or '?')[:20]} / Region {str(region or '?')[:20]}, not this Manager's ({home})"
+            )
+    return None
 
 
 def _alarm_metrics(alarm: Any) -> list[dict[str, Any]]:

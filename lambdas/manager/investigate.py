@@ -20,6 +20,8 @@ from selfheal_core import aws
 from selfheal_core.events import MAX_EVIDENCE_ITEMS, MAX_INVESTIGATION_LINES, SETTINGS, Investigation, IssueReportedV1
 from selfheal_core.redact import cap, scrub
 
+from .home import Home
+
 MANAGED_TAG = "selfheal:managed"
 # Adds one (thought, action, observation) to the reasoning chain.
 Step = Callable[[str, str, str], None]
@@ -56,20 +58,29 @@ def function_name_of(reference: str | None) -> str | None:
     return reference if FUNCTION_NAME.fullmatch(reference) else None
 
 
-def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None) -> tuple[str | None, str]:
-    """The function to investigate, and how it was found (for the reasoning chain)."""
+def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None, home: Home) -> tuple[str | None, str]:
+    """The function to investigate, and how it was found (for the reasoning chain).
+
+    A function ARN of another account or Region is no target here: only its name would be left,
+    and that names our namesake, not the function reported.
+    """
     if origin == "alarm":
-        if alarm_function:
-            return function_name_of(alarm_function), "the alarm's FunctionName dimension"
-        return None, "the alarm has no FunctionName dimension"
-    if origin == "scan":
-        return function_name_of(issue.service), "the scanned function"
-    if issue.resource:
-        name = function_name_of(issue.resource)
-        return name, (
-            "the reported resource" if name else f"resource {issue.resource[:80]!r} is not a function name or ARN"
-        )
-    return function_name_of(issue.service), "no resource reported; the service name as function name"
+        if not alarm_function:
+            return None, "the alarm has no FunctionName dimension"
+        reference, how = alarm_function, "the alarm's FunctionName dimension"
+    elif origin == "scan":
+        reference, how = issue.service, "the scanned function"
+    elif issue.resource:
+        reference, how = issue.resource, "the reported resource"
+    else:
+        reference, how = issue.service, "no resource reported; the service name as function name"
+    name = function_name_of(reference)
+    if name is None and how == "the reported resource":
+        return None, f"resource {reference[:80]!r} is not a function name or ARN"
+    elsewhere = home.elsewhere(reference) if name and reference.startswith("arn:") else None
+    if elsewhere is not None:
+        return None, f"{how} is a function ARN in {elsewhere}, not this Manager's ({home})"
+    return name, how
 
 
 def _denied_or_missing(exc: ClientError) -> str:

@@ -36,6 +36,7 @@ from selfheal_core.ports import Monitor
 from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha256
 
 from . import heal
+from .home import Home
 from .intake import Intake
 from .investigate import CloudPort, enrich, investigate, target_of
 
@@ -52,6 +53,8 @@ class ManagerPorts:
     artifacts: ArtifactStore
     cloud: CloudPort = field(default_factory=CloudPort)
     schedules: heal.ScheduleTarget = field(default_factory=lambda: heal.ScheduleTarget("", "", ""))
+    # The account and Region whose functions this Manager may change (unknown: none by ARN).
+    home: Home = field(default_factory=lambda: Home("", ""))
     # QA's verdicts live next to the incident (same table); derived so the handler needs no change.
     validations: ValidationStore | None = None
 
@@ -135,6 +138,7 @@ def handle_intake(
         correlation_id=correlation_id,
         issue=issue.model_dump(mode="json", exclude_none=True),
         origin=intake.origin,
+        alarm_function=intake.alarm_function,  # a re-drive investigates what this delivery does
         count_duplicate=not replayed,  # a replay was counted the first time it arrived
         fold_record=lambda into: _fold_record(intake, into, ports, delivery=incident_id),
     )
@@ -226,7 +230,7 @@ def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Inv
     """Read the target before anyone proposes a change to it (stored by the transition that follows)."""
     if incident.investigation:  # a retry or replay of this step: read once, decided once
         return Investigation.model_validate(incident.investigation)
-    target, how = target_of(intake.issue, intake.origin, intake.alarm_function)
+    target, how = target_of(intake.issue, intake.origin, intake.alarm_function, ports.home)
     inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
     gaps = "; ".join(inv.gaps)
     chain.append(

@@ -140,7 +140,8 @@ def _sweep(incident: Incident, status: Status, ports: logic.ManagerPorts, *, now
             issue=issue,
             fingerprint=incident.fingerprint,
             origin=incident.origin,
-            alarm_function=issue.service if incident.origin == "alarm" else None,
+            # What the first delivery investigated; an incident stored without it has no target.
+            alarm_function=incident.alarm_function,
         )
         logic.open_detected(intake, claimed, ports)
     else:

@@ -112,9 +112,13 @@ class EventRoutes(Construct):
 
         self._rule(
             "AlarmStateChange",
-            "Forwards CloudWatch alarm state changes (not Selfheal's own alarms) to the Manager",
+            "Forwards this account's CloudWatch alarm state changes (not Selfheal's own alarms) to the Manager",
             events.EventBus.from_event_bus_name(self, "DefaultBus", "default"),
+            # Only this account and Region: a default bus that receives an organisation's events
+            # carries alarms on functions of other accounts, often with the same names as ours.
             events.EventPattern(
+                account=[Stack.of(self).account],
+                region=[Stack.of(self).region],
                 source=["aws.cloudwatch"],
                 detail_type=["CloudWatch Alarm State Change"],
                 detail={"alarmName": [{"anything-but": {"prefix": constants.ALARM_PREFIX}}]},

@@ -123,6 +123,9 @@ def test_alarm_forwarding_rule_is_on_the_default_bus_and_skips_our_own_alarms(te
         "AWS::Events::Rule",
         {
             "EventPattern": {
+                # Only this account's and Region's alarms: a default bus may receive an organisation's.
+                "account": [{"Ref": "AWS::AccountId"}],
+                "region": [{"Ref": "AWS::Region"}],
                 "source": ["aws.cloudwatch"],
                 "detail-type": ["CloudWatch Alarm State Change"],
                 "detail": {"alarmName": [{"anything-but": {"prefix": "selfheal-"}}]},

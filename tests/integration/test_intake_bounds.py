@@ -239,3 +239,73 @@ def test_a_corrected_report_sent_again_with_the_same_key_is_not_answered_from_a_
     good = pipeline.invoke("manager", manager_event(issue(idempotency_key="acme-7")))
     # Then it runs: the refusal was not cached under the key
     assert good.result["action"] == "opened" and len(pipeline.incidents()) == 1
+
+
+OTHER_ACCOUNT = "999999999999"
+OWN_ALARM_ARN = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:orders-api-Errors"
+
+
+@pytest.mark.parametrize(
+    "envelope, named",
+    [
+        ({"account": OTHER_ACCOUNT}, OTHER_ACCOUNT),
+        ({"region": "eu-west-1"}, "eu-west-1"),
+        ({"resources": [f"arn:aws:cloudwatch:us-east-1:{OTHER_ACCOUNT}:alarm:orders-api-Errors"]}, OTHER_ACCOUNT),
+        ({"resources": ["arn:aws:cloudwatch:eu-west-1:123456789012:alarm:orders-api-Errors"]}, "eu-west-1"),
+    ],
+)
+def test_an_alarm_from_another_account_or_region_is_refused_and_changes_nothing(pipeline, envelope, named):
+    """Accounts of one organisation reuse function names: staging's orders-api alarm (a default
+    bus receiving the organisation's events) must not change prod's orders-api."""
+    pipeline.create_function("orders-api", timeout=3)
+    alarm = {**copy.deepcopy(load_event("alarm_state_change")), **envelope}
+
+    delivery = pipeline.invoke("manager", alarm)
+    pipeline.run()
+
+    assert delivery.error is None and delivery.result["action"] == "rejected", delivery.result
+    [rejected] = rejections(pipeline)
+    assert "another account or Region" in rejected["reason"] and named in rejected["reason"], rejected["reason"]
+    assert "account 123456789012 / Region us-east-1" in rejected["reason"]  # this Manager's, from its context
+    assert pipeline.incidents() == []
+    assert pipeline.function_config("orders-api")["timeout_s"] == 3
+
+
+def test_an_alarm_of_this_account_and_region_is_taken_on(pipeline):
+    pipeline.create_function("orders-api", timeout=3)
+    alarm = {**copy.deepcopy(load_event("alarm_state_change")), "resources": [OWN_ALARM_ARN]}
+    delivery = pipeline.invoke("manager", alarm)
+    assert delivery.result["action"] == "opened", delivery.result
+    assert rejections(pipeline) == []
+
+
+@pytest.mark.parametrize(
+    "arn, named",
+    [
+        (
+            f"arn:aws:lambda:us-east-1:{OTHER_ACCOUNT}:function:orders-api",
+            f"account {OTHER_ACCOUNT} / Region us-east-1",
+        ),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api:live", "account 123456789012 / Region eu-west-1"),
+    ],
+)
+def test_a_reported_function_arn_of_another_account_or_region_is_a_gap_not_our_namesake(pipeline, arn, named):
+    """`resource` as an ARN is exact: only its name would be left, and that names our namesake."""
+    pipeline.create_function("orders-api", timeout=3)
+    pipeline.put("IssueReported", issue(resource=arn, summary="staging orders-api times out"))
+    pipeline.run()
+
+    [incident] = pipeline.incidents()
+    assert pipeline.function_config("orders-api")["timeout_s"] == 3, (incident.status, incident.last_reason)
+    assert incident.investigation.get("target") is None, incident.investigation
+    [gap] = incident.investigation["gaps"]
+    assert f"function ARN in {named}, not this Manager's" in gap, gap
+
+
+def test_a_reported_function_arn_of_this_account_and_region_is_investigated(pipeline):
+    arn = pipeline.create_function("orders-api", timeout=3)
+    pipeline.put("IssueReported", issue(resource=arn))
+    pipeline.run()
+    [incident] = pipeline.incidents()
+    assert incident.investigation["target"] == "orders-api", incident.investigation
+    assert not any("not this Manager's" in gap for gap in incident.investigation["gaps"])

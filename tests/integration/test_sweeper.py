@@ -6,6 +6,7 @@ then runs the scheduled scan before and after the step's allowance.
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from datetime import timedelta
@@ -217,3 +218,66 @@ def test_the_allowances_follow_the_deployed_timeouts():
     from stacks.pipeline_stack import AGENTS
 
     assert {agent: int(spec[0].to_seconds()) for agent, spec in AGENTS.items()} == AGENT_TIMEOUT_S
+
+
+def api_gateway_alarm() -> dict:
+    """A real-shaped alarm on API Gateway 5XX errors of the API named orders-api (no FunctionName)."""
+    event = copy.deepcopy(load_event("alarm_state_change"))
+    event["detail"]["alarmName"] = "orders-api-5xx"
+    event["detail"]["configuration"]["description"] = "API Gateway orders-api returns 5XX"
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"] = {
+        "namespace": "AWS/ApiGateway",
+        "name": "5XXError",
+        "dimensions": {"ApiName": "orders-api"},
+    }
+    return event
+
+
+def test_a_redriven_alarm_incident_investigates_the_same_target_as_the_first_delivery(aws, monkeypatch):
+    """An alarm on another service is often named after the function behind it: the re-drive must
+    not take the alarm's ApiName (its `service`) for a Lambda function the first delivery never named."""
+    pipeline = Pipeline(functions={"orders-api": {"timeout": 3, "memory": 512}})
+
+    # Given the API's alarm, whose first triage dies in the investigation (every try)
+    def dies(*_args, **_kwargs):
+        raise Killed("Task timed out after 30.00 seconds")
+
+    with monkeypatch.context() as m:
+        m.setattr(logic, "investigate", dies)
+        pipeline.put_raw_event(api_gateway_alarm())
+        [first] = pipeline.run()
+    [incident] = pipeline.incidents()
+    assert first.error and incident.status == Status.DETECTED.value and incident.alarm_function is None
+
+    # When the scheduled scan finds it overdue and re-drives it
+    scan(pipeline, monkeypatch, after=sweep.allowance(Status.DETECTED) + timedelta(seconds=1))
+
+    # Then it is investigated as the first delivery would have been: no Lambda target, nothing changed
+    [after] = pipeline.incidents()
+    assert after.investigation.get("target") is None, after.investigation
+    assert any("no FunctionName dimension" in gap for gap in after.investigation["gaps"]), after.investigation
+    assert pipeline.function_config("orders-api")["timeout_s"] == 3
+
+
+def test_a_redriven_alarm_incident_investigates_the_function_its_alarm_names(aws, monkeypatch):
+    """The FunctionName the first delivery read is kept on the incident, so the re-drive reads it too."""
+    pipeline = Pipeline(functions={"orders-api": {"timeout": 3}, "orders-worker": {"timeout": 3}})
+    alarm = copy.deepcopy(load_event("alarm_state_change"))
+    alarm["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {
+        "FunctionName": "orders-worker"
+    }
+
+    def dies(*_args, **_kwargs):
+        raise Killed("Task timed out after 30.00 seconds")
+
+    with monkeypatch.context() as m:
+        m.setattr(logic, "investigate", dies)
+        pipeline.put_raw_event(alarm)
+        pipeline.run()
+    [incident] = pipeline.incidents()
+    assert incident.status == Status.DETECTED.value and incident.alarm_function == "orders-worker"
+
+    scan(pipeline, monkeypatch, after=sweep.allowance(Status.DETECTED) + timedelta(seconds=1))
+
+    [after] = pipeline.incidents()
+    assert after.investigation["target"] == "orders-worker", after.investigation

@@ -111,5 +111,21 @@ def lambda_routes() -> list[LambdaRoute]:
         for target in props["Targets"]:
             agent = agent_of.get(target["Arn"].get("Fn::GetAtt", [""])[0]) if isinstance(target["Arn"], dict) else None
             if agent:
-                routes.append(LambdaRoute(lid, props.get("EventBusName") == "default", props["EventPattern"], agent))
+                pattern = _pseudo_resolved(props["EventPattern"])
+                routes.append(LambdaRoute(lid, props.get("EventBusName") == "default", pattern, agent))
     return routes
+
+
+# moto's account (every moto event carries it) and the tests' Region (tests/conftest.py).
+PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+
+
+def _pseudo_resolved(value: Any) -> Any:
+    """A pattern with the account and Region refs of an environment-agnostic stack filled in."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in PSEUDO:
+            return PSEUDO[value["Ref"]]
+        return {k: _pseudo_resolved(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pseudo_resolved(v) for v in value]
+    return value

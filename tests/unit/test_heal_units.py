@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lambdas.manager.heal import HealAbort, format_patch, next_window, plan_change
+from lambdas.manager.home import Home
 from lambdas.manager.investigate import enrich, function_name_of, target_of
 from selfheal_core.catalog import OPEN_STATUSES, TERMINAL, Status
 from selfheal_core.events import (
@@ -42,11 +43,62 @@ def test_only_function_names_and_function_arns_are_targets(reference, name):
     assert function_name_of(reference) == name
 
 
+HOME = Home(account="123456789012", region="eu-west-1")
+
+
 def test_an_alarm_without_a_function_dimension_has_no_target():
     issue = IssueReportedV1(service="checkout-alb", issue_type="latency", summary="s", resource="checkout-alb-5xx")
-    assert target_of(issue, "alarm", None) == (None, "the alarm has no FunctionName dimension")
-    assert target_of(issue, "alarm", "checkout-fn")[0] == "checkout-fn"
-    assert target_of(issue, "issue", None)[0] == "checkout-alb-5xx"
+    assert target_of(issue, "alarm", None, HOME) == (None, "the alarm has no FunctionName dimension")
+    assert target_of(issue, "alarm", "checkout-fn", HOME)[0] == "checkout-fn"
+    assert target_of(issue, "issue", None, HOME)[0] == "checkout-alb-5xx"
+
+
+@pytest.mark.parametrize(
+    "origin, reference, elsewhere",
+    [
+        (
+            "issue",
+            "arn:aws:lambda:eu-west-1:999999999999:function:orders-api",
+            "account 999999999999 / Region eu-west-1",
+        ),
+        (
+            "issue",
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
+            "account 123456789012 / Region us-east-1",
+        ),
+        (
+            "alarm",
+            "arn:aws:lambda:eu-west-1:999999999999:function:orders-api",
+            "account 999999999999 / Region eu-west-1",
+        ),
+        (
+            "scan",
+            "arn:aws:lambda:eu-west-1:999999999999:function:orders-api",
+            "account 999999999999 / Region eu-west-1",
+        ),
+    ],
+)
+def test_a_function_arn_of_another_account_or_region_is_no_target_here(origin, reference, elsewhere):
+    """Only its name would be left, and that names this account's namesake."""
+    issue = IssueReportedV1(
+        service=reference if origin == "scan" else "orders-api",
+        issue_type="latency",
+        summary="s",
+        resource=reference if origin == "issue" else None,
+    )
+    target, how = target_of(issue, origin, reference if origin == "alarm" else None, HOME)
+    assert target is None
+    assert f"function ARN in {elsewhere}, not this Manager's (account 123456789012 / Region eu-west-1)" in how
+
+
+def test_a_function_arn_of_this_account_and_region_is_its_name():
+    issue = IssueReportedV1(
+        service="s", issue_type="latency", summary="s", resource="arn:aws:lambda:eu-west-1:123456789012:function:f:1"
+    )
+    assert target_of(issue, "issue", None, HOME) == ("f", "the reported resource")
+    # A Manager that cannot tell its own account takes no ARN as its own; names still work.
+    assert target_of(issue, "issue", None, Home("", ""))[0] is None
+    assert target_of(issue.model_copy(update={"resource": "f"}), "issue", None, Home("", ""))[0] == "f"
 
 
 def test_reported_settings_are_claims_and_only_readings_reach_the_engineer():

@@ -1,6 +1,7 @@
 import pytest
 
-from lambdas.manager.intake import fingerprint, parse_alarm, parse_issue_reported
+from lambdas.manager.home import Home
+from lambdas.manager.intake import alarm_elsewhere, fingerprint, parse_alarm, parse_issue_reported
 from selfheal_core.events import InvalidEvent
 
 
@@ -75,6 +76,54 @@ def test_alarm_without_state_is_rejected():
     del event["detail"]["state"]
     with pytest.raises(InvalidEvent, match=r"detail\.state"):
         parse_alarm(event)
+
+
+HOME = Home(account="123456789012", region="us-east-1")
+
+
+def test_an_alarm_of_this_account_and_region_is_ours():
+    assert alarm_elsewhere(alarm_event(), HOME) is None
+    # EventBridge always sets these; a field left out is not evidence of anything
+    bare = {k: v for k, v in alarm_event().items() if k not in ("account", "region", "resources")}
+    assert alarm_elsewhere(bare, HOME) is None
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"account": "999999999999"}, "the event names account 999999999999 / Region us-east-1"),
+        ({"region": "eu-west-1"}, "the event names account 123456789012 / Region eu-west-1"),
+        (
+            {"resources": ["arn:aws:cloudwatch:us-east-1:999999999999:alarm:orders-api-errors"]},
+            "the alarm ARN names account 999999999999",
+        ),
+        (
+            {"resources": ["arn:aws:cloudwatch:ap-south-1:123456789012:alarm:orders-api-errors"]},
+            "Region ap-south-1",
+        ),
+    ],
+)
+def test_an_alarm_naming_another_account_or_region_is_not_ours(change, named):
+    reason = alarm_elsewhere({**alarm_event(), **change}, HOME)
+    assert reason is not None and named in reason and "not this Manager's (account 123456789012" in reason
+
+
+def test_an_alarm_arn_in_the_detail_is_checked_too():
+    event = alarm_event()
+    event["detail"]["alarmArn"] = "arn:aws:cloudwatch:us-east-1:999999999999:alarm:orders-api-errors"
+    assert "999999999999" in (alarm_elsewhere(event, HOME) or "")
+
+
+def test_a_manager_that_cannot_tell_its_home_takes_no_alarm_that_names_one():
+    unknown = Home.of_context(object())  # a context without invoked_function_arn
+    assert unknown == Home("", "") and alarm_elsewhere(alarm_event(), unknown) is not None
+
+
+def test_home_is_read_from_the_invoked_function_arn():
+    class Context:
+        invoked_function_arn = "arn:aws:lambda:eu-central-1:210987654321:function:selfheal-prod-manager:live"
+
+    assert Home.of_context(Context()) == Home(account="210987654321", region="eu-central-1")
 
 
 def test_issue_reported_accepts_plain_detail_and_envelope():

@@ -69,6 +69,9 @@ class Incident:
     updated_at: str
     origin: str
     issue: dict[str, Any]
+    # For alarms: the FunctionName dimension the first delivery investigated (None: no Lambda
+    # target), so a re-drive investigates the same function (lambdas/manager/sweep.py).
+    alarm_function: str | None = None
     last_reason: str = ""
     status_history: list[dict[str, Any]] = field(default_factory=list)
     # Healing: what was read, what was validated, what was changed (see lambdas/manager/heal.py).
@@ -214,6 +217,7 @@ class IncidentStore:
         correlation_id: str,
         issue: dict[str, Any],
         origin: str,
+        alarm_function: str | None = None,
         count_duplicate: bool = True,
         fold_record: Callable[[str], dict[str, Any]] | None = None,
     ) -> tuple[Incident, bool]:
@@ -246,6 +250,8 @@ class IncidentStore:
             "issue": issue,
             "status_history": [{"status": Status.DETECTED.value, "at": now, "reason": "opened"}],
         }
+        if alarm_function is not None:
+            incident_item["alarm_function"] = alarm_function
         lock_item = {
             "pk": keys.fingerprint_pk(fingerprint),
             "sk": keys.OPEN,
