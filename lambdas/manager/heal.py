@@ -805,12 +805,18 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool, dict[str
     return _metric_recovery(incident, issue, figures, ports)
 
 
-def alarm_now(alarm_name: str, cloud: CloudPort) -> tuple[str, float | None]:
+def alarm_now(alarm_name: str | None, cloud: CloudPort) -> tuple[str, float | None]:
     """The alarm's state as CloudWatch holds it now, and its latest datapoint. Events about it are
     not ordered, so this read is the truth. MISSING: no such alarm here (deleted, or another
-    account's or Region's); "UNREADABLE (code)": DescribeAlarms refused. Neither is OK."""
+    account's or Region's); "UNREADABLE (code)": DescribeAlarms refused. Neither is OK. Composite
+    alarms are asked for too: DescribeAlarms returns metric alarms only unless told otherwise."""
+    if not alarm_name:
+        return "MISSING", None
     try:
-        alarms = cloud.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name]).get("MetricAlarms", [])
+        found = cloud.client("cloudwatch").describe_alarms(
+            AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+        )
+        alarms = [*found.get("MetricAlarms", []), *found.get("CompositeAlarms", [])]
     except ClientError as exc:
         return f"UNREADABLE ({exc.response.get('Error', {}).get('Code')})", None
     if not alarms:

@@ -862,6 +862,7 @@ def test_an_ok_for_an_alarm_that_cannot_be_read_here_resolves_nothing(aws):
     pipeline.run()
     assert only_incident(pipeline).duplicates == 1
 
+
 def test_an_ok_between_the_restore_and_the_escalation_does_not_turn_a_rollback_into_a_resolution(aws, monkeypatch):
     """Expected: once a change has been rolled back for want of recovery, the incident ends
     ESCALATED and dependants get FixRolledBack, whatever alarm event arrives in between.

@@ -67,6 +67,7 @@ def test_a_forbidden_set_refuses_each_of_its_values_and_nothing_else(store):
     open_one(store, "inc-2", "fp-2")
     assert store.transition("inc-2", Status.RESOLVED, reason="ok", forbid={"heal_phase": in_flight}) is not None
 
+
 def test_a_stored_answer_lands_with_its_status_or_neither_does(store):
     # Given an incident REMEDIATING at attempt 1, and a step's answer to store with FIX_PROPOSED
     from selfheal_core.incidents import ItemRefused

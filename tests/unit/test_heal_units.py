@@ -320,3 +320,29 @@ def test_the_kept_patch_applies_with_git_am_and_carries_qa_evidence(tmp_path):
     assert "tests_with_fix: PASS, exit 0 (python -m pytest -q)" in message
     assert "fails_without_fix: PASS, exit 1" in message and "ZeroDivisionError" in message
     assert "Selfheal-Incident: inc-1" in message
+
+
+class _Alarms:
+    """A CloudWatch client that holds one composite alarm, answering the way DescribeAlarms does."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict] = []
+
+    def describe_alarms(self, **kwargs):
+        self.asked.append(kwargs)
+        composite = [{"AlarmName": "orders-health", "StateValue": "OK"}]
+        return {
+            "MetricAlarms": [],
+            "CompositeAlarms": composite if "CompositeAlarm" in kwargs.get("AlarmTypes", []) else [],
+        }
+
+
+def test_a_composite_alarms_state_is_read_and_a_nameless_alarm_is_missing_without_a_call():
+    from lambdas.manager.heal import alarm_now
+    from lambdas.manager.investigate import CloudPort
+
+    alarms = _Alarms()
+    cloud = CloudPort(overrides={"cloudwatch": alarms})
+    assert alarm_now("orders-health", cloud) == ("OK", None)
+    assert alarm_now(None, cloud) == ("MISSING", None)
+    assert len(alarms.asked) == 1
