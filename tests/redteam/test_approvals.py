@@ -1,0 +1,61 @@
+"""Red-team: human approvals (approvals function URL -> ApprovalGranted/Denied -> Manager)."""
+
+from __future__ import annotations
+
+from tests.integration.test_heal import approve
+from tests.support.context import FakeLambdaContext
+from tests.support.pipeline import Pipeline
+
+FUNCTION = "orders-api"
+
+
+def _awaiting(pipeline: Pipeline):
+    pipeline.put(
+        "IssueReported",
+        {"service": FUNCTION, "issue_type": "latency", "severity": "high", "summary": "p95 4.2 s"},
+    )
+    pipeline.run()
+    [incident] = pipeline.incidents()
+    assert incident.status == "AWAITING_APPROVAL", incident.last_reason
+    return incident
+
+
+def test_a_denial_racing_an_approval_does_not_escalate_a_change_already_applied(aws):
+    """Expected: when an operator's `reject` and another operator's `approve` are handled
+    concurrently (both Manager invocations read AWAITING_APPROVAL; the approval wins the write
+    and applies the change), the denial is stale and the incident stays VERIFYING so the
+    change is verified and rolled back if needed.
+
+    Why it matters: handle_approval's ESCALATED write is conditioned only on "any open status"
+    (ALLOWED_FROM[ESCALATED] = OPEN_STATUSES), not on AWAITING_APPROVAL. The late denial turns a
+    VERIFYING incident whose change is live on the function into ESCALATED: the verify step
+    then never runs, so a change nobody verified stays applied and is never rolled back."""
+    from lambdas.manager import handler as manager_handler
+    from lambdas.manager import logic
+    from selfheal_core.events import ApprovalV1, Metadata
+
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"memory": 512}})
+    snapshot = _awaiting(pipeline)  # what the denial's invocation read
+
+    approve(pipeline, snapshot)  # the approval's invocation wins: applied, verifying
+    [applied] = pipeline.incidents()
+    assert applied.status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+
+    ports = manager_handler.ports(FakeLambdaContext(function_name="selfheal-test-manager"))
+    ports.incidents.get = lambda _incident_id: snapshot  # the read happened before the approval's write
+    logic.handle_approval(
+        Metadata(
+            incident_id=snapshot.incident_id,
+            correlation_id=snapshot.correlation_id,
+            attempt=snapshot.attempts,
+            producer="approvals",
+        ),
+        ApprovalV1(approver="arn:aws:iam::123456789012:user/bob", comment="no"),
+        False,
+        ports,
+    )
+
+    [after] = pipeline.incidents()
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024  # the change is live
+    assert after.status == "VERIFYING", f"a stale denial moved a live change to {after.status}: {after.last_reason}"
