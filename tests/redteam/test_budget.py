@@ -1,0 +1,48 @@
+"""Red-team: the LLM budget against hostile or broken model responses."""
+
+from __future__ import annotations
+
+from agentops_monitoring.costs import load_price_table
+from lambdas.engineer.providers.base import LlmUsage, ProviderError
+from tests.integration.test_claude_provider import GOOD_FIX, FakeBudgetGuard, make_provider, make_request
+from tests.support.anthropic_server import AnthropicTestServer, tool_use
+
+PRICES = load_price_table()
+
+
+def real_price(usage: LlmUsage) -> float:
+    """What the Engineer prices a call with (AgentOpsMonitor.price_call)."""
+    return PRICES.llm_cost(
+        usage.model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
+    ).cost_usd
+
+
+def test_a_response_with_negative_usage_still_settles_its_reservation() -> None:
+    """Expected: whatever `usage` the model endpoint reports (here input_tokens = -5,000,000, as a
+    broken gateway or a hostile ANTHROPIC_BASE_URL could send), the call's reservation is
+    reconciled exactly once and the Engineer gets a ProviderError it knows how to handle.
+
+    Why it matters: ClaudeProvider._call prices the reported usage before reconciling, and the
+    price table raises ValueError on a negative count. The reservation is never settled (held
+    against the daily budget until the UTC day rolls over) and the ValueError is not a
+    ProviderError, so it escapes propose(): the Engineer invocation fails and its retries call
+    the model again, each leaking another reservation - a few such responses pause every
+    incident of the day as BUDGET_PAUSED with no money actually spent."""
+    guard = FakeBudgetGuard()
+    with AnthropicTestServer([tool_use(GOOD_FIX, usage={"input_tokens": -5_000_000})]) as srv:
+        provider = make_provider(srv, guard, price_call=real_price)
+        try:
+            provider.propose(make_request())
+            escaped = None
+        except ProviderError:
+            escaped = None
+        except Exception as exc:  # noqa: BLE001 - the defect: not a ProviderError
+            escaped = exc
+
+    [reservation] = guard.reservations
+    assert reservation.reconciled, "the reservation was never reconciled: it stays held until the day rolls over"
+    assert escaped is None, f"propose() raised {type(escaped).__name__}: {escaped}"
