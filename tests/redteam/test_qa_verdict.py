@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lambdas.qa.validators.code import CodeValidator
 from selfheal_core.events import Fix
 from tests.support.qa_runner import InProcessRunner
 from tests.unit.test_code_validator import ISSUE, SERVICE
 
+MARKER_TESTS = {
+    # the missing name, checked without raising AttributeError
+    "getattr-marker": "import stats\n\n\ndef test_the_empty_list_bug_is_fixed():\n    assert getattr(stats, 'FIXED', False)\n",
+    # the fix's text, not its behaviour
+    "source-text": (
+        "import pathlib\n\n\ndef test_the_empty_list_bug_is_fixed():\n"
+        "    assert 'FIXED' in pathlib.Path('stats.py').read_text()\n"
+    ),
+}
 
-def test_a_new_test_that_only_checks_for_a_marker_the_fix_adds_is_weak_evidence() -> None:
+
+@pytest.mark.parametrize("variant", list(MARKER_TESTS))
+def test_a_new_test_that_only_checks_for_a_marker_the_fix_adds_is_weak_evidence(variant: str) -> None:
     """Expected: a 'fix' that adds `FIXED = True` to stats.py and leaves average([]) dividing by
-    zero, with a new test `assert getattr(stats, "FIXED", False)`, is weak evidence: the test
+    zero, with a new test `assert getattr(stats, "FIXED", False)` (or one that greps the source for it), is weak evidence: the test
     fails without the fix only because a name the fix adds is missing.
 
     Why it matters: TestCase.reproduces refuses "a name that only the fix adds" by matching the
@@ -23,12 +36,7 @@ def test_a_new_test_that_only_checks_for_a_marker_the_fix_adds_is_weak_evidence(
         rationale="guard the empty list",
         risk_level="low",
         files={"stats.py": "FIXED = True\n\n" + SERVICE["stats.py"]},
-        tests={
-            "tests/test_fixed.py": (
-                "import stats\n\n\ndef test_the_empty_list_bug_is_fixed():\n"
-                "    assert getattr(stats, 'FIXED', False)\n"
-            )
-        },
+        tests={"tests/test_fixed.py": MARKER_TESTS[variant]},
     )
 
     result = CodeValidator(InProcessRunner()).validate(fix, ISSUE, SERVICE)
