@@ -46,3 +46,34 @@ def test_a_response_with_negative_usage_still_settles_its_reservation() -> None:
     [reservation] = guard.reservations
     assert reservation.reconciled, "the reservation was never reconciled: it stays held until the day rolls over"
     assert escaped is None, f"propose() raised {type(escaped).__name__}: {escaped}"
+
+
+def test_a_budget_the_parameters_accept_can_be_reserved_against(aws) -> None:
+    """Expected: every value of `daily-llm-budget-usd` that parse_parameters accepts works as a
+    limit (or the value is refused as a ConfigError, as "bad values fail loudly" promises).
+    An operator who sets it to "inf" (or "1e400") to lift the cap gets either unlimited calls or
+    a clear configuration error.
+
+    Why it matters: RuntimeParameters only says `ge=0`, so pydantic accepts infinity; then
+    BudgetGuard.reserve rounds the limit with Decimal.quantize, which raises InvalidOperation
+    on Infinity. Every Engineer model call crashes with an exception that is not a
+    ProviderError (no BUDGET_PAUSED, no RemediationFailed): incidents stall until the sweeper
+    escalates them, and the cause is a decimal error in the logs."""
+    import os
+
+    from agentops_monitoring.budget import BudgetGuard
+    from selfheal_core.config import ConfigError, parse_parameters
+    from tests.support.tables import create_tables
+
+    create_tables(os.environ["DECISIONS_TABLE_NAME"], os.environ["MONITORING_TABLE_NAME"], "idem")
+    for value in ("inf", "1e400"):
+        try:
+            limit = parse_parameters({"daily-llm-budget-usd": value}).daily_llm_budget_usd
+        except ConfigError:
+            continue  # refused loudly: fine
+        guard = BudgetGuard(os.environ["MONITORING_TABLE_NAME"], limit)
+        try:
+            reservation = guard.reserve(0.05, model="claude-sonnet-4-5")
+        except Exception as exc:
+            raise AssertionError(f"limit {value!r} accepted by the parameters, then reserve() raised {exc!r}") from exc
+        assert reservation is not None
