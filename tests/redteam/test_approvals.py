@@ -108,3 +108,38 @@ def boto3_reserved(name: str):
     import boto3
 
     return boto3.client("lambda").get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+
+
+def _signed(body: str) -> dict:
+    context = {"http": {"method": "POST"}, "authorizer": {"iam": {"userArn": "arn:aws:iam::123456789012:user/eve"}}}
+    return {"version": "2.0", "requestContext": context, "body": body, "isBase64Encoded": False}
+
+
+def test_malformed_approval_bodies_get_400_not_a_function_error():
+    """Expected: an authenticated caller sending `{"decision": ["approve"]}` (a JSON list where a
+    string is expected) or a body nested 4,000 levels deep (under the 8 KB cap) gets a 400 with
+    a reason, like every other malformed body.
+
+    Why it matters: lambdas/approvals/logic.py tests `decision not in DECISIONS` on an unhashable
+    value (TypeError) and json.loads raises RecursionError on deep nesting; neither is a
+    ValueError, so the function raises, the function URL answers 502, the error metric counts
+    it as a Selfheal fault and `selfheal approve` shows a raw gateway error."""
+    from lambdas.approvals import logic
+
+    class NoIncident:
+        def get(self, _incident_id):
+            return None
+
+    ports = logic.ApprovalPorts(incidents=NoIncident(), publisher=NoIncident())
+    bodies = {
+        "list-decision": '{"incident_id": "inc-1", "decision": ["approve"]}',
+        "dict-decision": '{"incident_id": "inc-1", "decision": {"approve": 1}}',
+        "deep-nesting": '{"incident_id": "inc-1", "x": ' + "[" * 4000 + "]" * 4000 + "}",
+    }
+    outcomes = {}
+    for name, body in bodies.items():
+        try:
+            outcomes[name] = logic.handle_request(_signed(body), ports)["statusCode"]
+        except Exception as exc:  # noqa: BLE001 - the defect: the function raises
+            outcomes[name] = type(exc).__name__
+    assert outcomes == dict.fromkeys(bodies, 400)
