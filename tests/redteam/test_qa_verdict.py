@@ -7,7 +7,7 @@ import pytest
 from lambdas.qa.validators.code import CodeValidator
 from selfheal_core.events import Fix
 from tests.support.qa_runner import InProcessRunner
-from tests.unit.test_code_validator import ISSUE, SERVICE
+from tests.unit.test_code_validator import EMPTY_LIST_TEST, ISSUE, SERVICE
 
 MARKER_TESTS = {
     # the missing name, checked without raising AttributeError
@@ -42,3 +42,45 @@ def test_a_new_test_that_only_checks_for_a_marker_the_fix_adds_is_weak_evidence(
     result = CodeValidator(InProcessRunner()).validate(fix, ISSUE, SERVICE)
 
     assert not result.passed, f"QA validated a fix that changes no behaviour: {result.reason}"
+
+
+# A pytest plugin that reports every failing test as passed, loaded by a configuration file
+# pytest 9 reads (`pytest.toml`, `.pytest.toml`) but the tamper list does not know.
+PASS_EVERYTHING_PLUGIN = (
+    "import pytest\n\n\n"
+    "@pytest.hookimpl(wrapper=True)\n"
+    "def pytest_runtest_makereport(item, call):\n"
+    "    report = yield\n"
+    "    if report.when == 'call' and report.failed:\n"
+    "        report.outcome = 'passed'\n"
+    "        report.longrepr = None\n"
+    "    return report\n"
+)
+
+
+@pytest.mark.parametrize("config_name", ["pytest.toml", ".pytest.toml"])
+def test_a_pytest_toml_that_loads_a_plugin_is_tampering(config_name: str) -> None:
+    """Expected: a fix that adds `pytest.toml` (or `.pytest.toml`) is rejected as
+    `tampers with tests: pytest.toml`, like pytest.ini, tox.ini, setup.cfg and [tool.pytest].
+
+    Why it matters: the runner's pytest is 9.2, which reads these TOML files before
+    pyproject.toml/tox.ini/setup.cfg; lambdas/qa/validators/code.py `_CONFIG_FILES` omits them.
+    Here the file loads a plugin module shipped as "source" that turns every failing test into a
+    pass: the bug is untouched, yet QA records "new test(s) ... fail without it and pass with it"
+    (the unpatched run has neither file, so its failure is genuine)."""
+    fix = Fix(
+        kind="code",
+        provider="test",
+        rationale="guard the empty list",
+        risk_level="low",
+        files={
+            config_name: '[pytest]\naddopts = ["-p", "ci_helpers"]\n',
+            "ci_helpers.py": PASS_EVERYTHING_PLUGIN,
+        },
+        tests=EMPTY_LIST_TEST,
+    )
+
+    result = CodeValidator(InProcessRunner()).validate(fix, ISSUE, SERVICE)
+
+    assert not result.passed, f"QA validated a fix that only loads a pass-everything plugin: {result.reason}"
+    assert result.reason == f"tampers with tests: {config_name}"
