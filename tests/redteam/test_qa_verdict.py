@@ -84,3 +84,31 @@ def test_a_pytest_toml_that_loads_a_plugin_is_tampering(config_name: str) -> Non
 
     assert not result.passed, f"QA validated a fix that only loads a pass-everything plugin: {result.reason}"
     assert result.reason == f"tampers with tests: {config_name}"
+
+
+def test_test_files_named_by_a_projects_pytest_toml_are_protected() -> None:
+    """Expected: when the project's own `pytest.toml` sets `python_files = ["check_*.py"]`, a fix
+    that rewrites `check_stats.py` tampers with the tests, as it would if the same setting were
+    in pytest.ini, tox.ini, setup.cfg or pyproject.toml.
+
+    Why it matters: project_test_patterns reads python_files from every pytest config file but
+    pytest 9's pytest.toml/.pytest.toml, so such a project's tests count as source: the fix's
+    rewritten copy replaces the "untouched" project tests in every run, and a failing
+    pre-existing test can be made to pass by editing the test."""
+    from lambdas.qa.validators.code import tampered_path
+
+    project = {
+        "pytest.toml": '[pytest]\npython_files = ["check_*.py"]\n',
+        "stats.py": SERVICE["stats.py"],
+        "check_stats.py": "from stats import average\n\n\ndef test_empty():\n    assert average([]) == 0.0\n",
+    }
+    fix = Fix(
+        kind="code",
+        provider="test",
+        rationale="fixed",
+        risk_level="low",
+        files={"check_stats.py": "def test_empty():\n    assert True\n"},
+        tests=EMPTY_LIST_TEST,
+    )
+
+    assert tampered_path(project, fix) == "check_stats.py"
