@@ -143,3 +143,40 @@ def test_malformed_approval_bodies_get_400_not_a_function_error():
         except Exception as exc:  # noqa: BLE001 - the defect: the function raises
             outcomes[name] = type(exc).__name__
     assert outcomes == dict.fromkeys(bodies, 400)
+
+
+def test_a_retry_after_a_denial_was_written_still_escalates(aws, monkeypatch):
+    """Expected: when the Manager dies after writing ESCALATED for a human denial but before
+    IncidentEscalated is published, Lambda's retry of the same ApprovalDenied delivery sends the
+    escalation (as RemediationFailed and FixValidated retries finish their step).
+
+    Why it matters: handle_approval answers "stale" to anything not AWAITING_APPROVAL, so the
+    retry finds ESCALATED and stops: the people on the alerts topic are never told that the fix
+    was denied and the incident needs a person (lambdas/manager/logic.py handle_approval has no
+    "retry after the status write" branch for a denial)."""
+    from tests.integration.test_redo_steps import SENT, kill_once
+
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"memory": 512}})
+    incident = _awaiting(pipeline)
+    kill_once(monkeypatch, "agentops.manager", "IncidentEscalated", after_publish=False)
+    pipeline.put(
+        "ApprovalDenied",
+        {
+            "metadata": {
+                "incident_id": incident.incident_id,
+                "correlation_id": incident.correlation_id,
+                "producer": "approvals",
+                "attempt": incident.attempts,
+            },
+            "data": {"approver": "arn:aws:iam::123456789012:user/bob", "comment": "not this"},
+        },
+        source="agentops.operator",
+    )
+    [crashed] = [d for d in pipeline.run() if d.error]
+    [denied] = pipeline.incidents()
+    assert denied.status == "ESCALATED" and not [s for s in SENT if s[1] == "IncidentEscalated"]
+
+    retried = pipeline.invoke("manager", crashed.event)
+
+    assert retried.error is None
+    assert (incident.incident_id, "IncidentEscalated") in SENT, f"retry answered {retried.result}; nobody was told"
