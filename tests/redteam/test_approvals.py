@@ -58,7 +58,13 @@ def test_a_denial_racing_an_approval_does_not_escalate_a_change_already_applied(
 
     [after] = pipeline.incidents()
     assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024  # the change is live
-    assert after.status == "VERIFYING", f"a stale denial moved a live change to {after.status}: {after.last_reason}"
+    # The verify deadline passes: nothing verifies or rolls back an ESCALATED incident.
+    pipeline.fire_due("verify")
+    [final] = pipeline.incidents()
+    assert after.status == "VERIFYING", (
+        f"a stale denial moved a live change to {after.status} ({after.last_reason}); after the verify "
+        f"deadline: {final.status}, memory {pipeline.function_config(FUNCTION)['memory_mb']} MB"
+    )
 
 
 def test_the_models_own_risk_label_does_not_skip_human_approval_for_a_limit_lowering_change(monkeypatch):
