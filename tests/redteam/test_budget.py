@@ -77,3 +77,30 @@ def test_a_budget_the_parameters_accept_can_be_reserved_against(aws) -> None:
         except Exception as exc:
             raise AssertionError(f"limit {value!r} accepted by the parameters, then reserve() raised {exc!r}") from exc
         assert reservation is not None
+
+
+def test_an_absurd_reported_usage_settles_instead_of_crashing_the_reconcile(aws) -> None:
+    """Expected: a call whose response claims absurd usage (here 10**25 output tokens, about
+    1.5e20 USD at Sonnet prices: a broken gateway or a hostile endpoint) is still reconciled -
+    the reservation released and the cost recorded or capped - without an exception.
+
+    Why it matters: agentops_monitoring/budget.py `_usd` quantizes to 1e-9 USD in Decimal's
+    default 28-digit context, so any cost above ~1e19 USD raises decimal.InvalidOperation in
+    Reservation.reconcile. The reservation stays held until the UTC day rolls over and the
+    exception (not a ProviderError) escapes the Engineer, whose retries call the model again."""
+    import os
+
+    from agentops_monitoring.budget import BudgetGuard
+    from tests.support.tables import create_tables
+
+    create_tables(os.environ["DECISIONS_TABLE_NAME"], os.environ["MONITORING_TABLE_NAME"], "idem")
+    guard = BudgetGuard(os.environ["MONITORING_TABLE_NAME"], 5.0)
+    reservation = guard.reserve(0.1, model="claude-sonnet-4-5")
+    assert reservation is not None
+    absurd = real_price(LlmUsage("claude-sonnet-4-5", input_tokens=1_000, output_tokens=10**25))
+
+    try:
+        reservation.reconcile(absurd)
+    except Exception as exc:
+        raise AssertionError(f"reconcile({absurd:.3g}) raised {exc!r}; reserved stays {guard.budget_status()}") from exc
+    assert guard.budget_status().reserved_usd == 0
