@@ -7,8 +7,6 @@ A model that matches no entry is priced by the table's `unknown_model` rule (def
 most expensive known model) and flagged; it is never priced at zero.
 """
 
-from __future__ import annotations
-
 import json
 import math
 import os

@@ -4,8 +4,6 @@ Decisions go to the decisions table; events, costs and collaboration messages to
 monitoring table. Items without an incident belong to their agent (pk AGENT#<agent>).
 """
 
-from __future__ import annotations
-
 import json
 import time
 from typing import Any

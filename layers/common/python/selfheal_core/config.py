@@ -5,8 +5,6 @@ missing variable. `RuntimeParameters` are the hot-reloadable thresholds kept in 
 `PARAMETER_PREFIX`, cached by Powertools Parameters for `PARAMETERS_MAX_AGE` seconds.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from functools import lru_cache

@@ -4,8 +4,6 @@
 with a reason by `parse_detail`; nothing here touches AWS.
 """
 
-from __future__ import annotations
-
 import math
 from datetime import UTC, datetime
 from enum import StrEnum

@@ -9,8 +9,6 @@ The command allow-list lives here so that both sides apply it: QA before it send
 the runner again before it runs one (whoever built the bundle).
 """
 
-from __future__ import annotations
-
 import re
 import shlex
 from typing import Literal
