@@ -4,6 +4,8 @@ Decisions go to the decisions table; events, costs and collaboration messages to
 monitoring table. Items without an incident belong to their agent (pk AGENT#<agent>).
 """
 
+# No `from __future__ import annotations`: see selfheal_core/events.py (model classes, cold start).
+
 import json
 import time
 from typing import Any

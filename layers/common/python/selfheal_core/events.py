@@ -4,6 +4,9 @@
 with a reason by `parse_detail`; nothing here touches AWS.
 """
 
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when a model class is created, i.e. at every cold start.
+
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
