@@ -14,6 +14,9 @@ TARGET_RETRY_ATTEMPTS = 4
 TARGET_MAX_EVENT_AGE = Duration.hours(2)
 ASYNC_RETRY_ATTEMPTS = 2
 SCAN_RATE = Duration.minutes(5)
+# Every function that carries the core layer: pydantic otherwise reads the entry points of every
+# installed distribution, on the first validator it builds, to find plugins; none ship.
+CORE_ENVIRONMENT = {"PYDANTIC_DISABLE_PLUGINS": "1"}
 
 # Names live in the layer's catalog (no CDK import, shared with the agents and the CLI); re-exported for the stacks.
 from selfheal_core.catalog import (  # noqa: E402,F401

@@ -10,7 +10,6 @@ kept as a `git am`-able artifact (`selfheal patch INCIDENT`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -1166,6 +1165,8 @@ def _indent_safe(text: str) -> list[str]:
 
 
 def _diff(fix: Fix, originals: dict[str, str]) -> str:
+    import difflib  # code fixes only: not every Manager cold start
+
     parts = []
     if fix.patch and not fix.files:
         parts.append(fix.patch if fix.patch.endswith("\n") else fix.patch + "\n")

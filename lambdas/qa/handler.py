@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentops_monitoring import AgentOpsMonitor
 from selfheal_core.agent import agent_handler
@@ -17,7 +17,9 @@ from selfheal_core.messaging import Messenger
 from . import logic
 from .validators.base import Validator
 from .validators.policy import PolicyValidator
-from .validators.runner import Runner
+
+if TYPE_CHECKING:  # the runner and its models (selfheal_core.qa_run) load only for code fixes
+    from .validators.runner import Runner
 
 settings = get_settings()
 monitor = AgentOpsMonitor(logic.AGENT, settings=settings)

@@ -130,6 +130,7 @@ class AgentFunction(Construct):
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "AGENT_NAME": agent,
                 "SELFHEAL_XRAY_SDK": "false",
+                **constants.CORE_ENVIRONMENT,
                 **environment,
             },
             retry_attempts=constants.ASYNC_RETRY_ATTEMPTS,

@@ -105,6 +105,7 @@ class QaRunner(Construct):
                 "POWERTOOLS_SERVICE_NAME": RUNNER,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "SELFHEAL_ALLOW_UNISOLATED_QA": "true" if allow_unisolated else "false",
+                **constants.CORE_ENVIRONMENT,  # every run is a cold start (one tenant per run)
             },
         )
         self._acknowledge()

@@ -97,6 +97,7 @@ def test_runner_role_may_only_write_its_own_logs_and_manage_its_network_interfac
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_LOG_LEVEL",
         "SELFHEAL_ALLOW_UNISOLATED_QA",
+        "PYDANTIC_DISABLE_PLUGINS",
     }
     assert runner["Properties"]["Environment"]["Variables"]["SELFHEAL_ALLOW_UNISOLATED_QA"] == "false"
 

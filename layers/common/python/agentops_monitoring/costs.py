@@ -7,7 +7,7 @@ A model that matches no entry is priced by the table's `unknown_model` rule (def
 most expensive known model) and flagged; it is never priced at zero.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see selfheal_core/events.py (model classes, cold start).
 
 import json
 import math

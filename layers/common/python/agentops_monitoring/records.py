@@ -4,7 +4,7 @@ Decisions go to the decisions table; events, costs and collaboration messages to
 monitoring table. Items without an incident belong to their agent (pk AGENT#<agent>).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see selfheal_core/events.py (model classes, cold start).
 
 import json
 import time

@@ -5,7 +5,7 @@ missing variable. `RuntimeParameters` are the hot-reloadable thresholds kept in 
 `PARAMETER_PREFIX`, cached by Powertools Parameters for `PARAMETERS_MAX_AGE` seconds.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see selfheal_core/events.py (model classes, cold start).
 
 import os
 import re

@@ -4,7 +4,8 @@
 with a reason by `parse_detail`; nothing here touches AWS.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when a model class is created, i.e. at every cold start.
 
 import math
 from datetime import UTC, datetime

@@ -9,7 +9,7 @@ The command allow-list lives here so that both sides apply it: QA before it send
 the runner again before it runs one (whoever built the bundle).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see selfheal_core/events.py (model classes, cold start).
 
 import re
 import shlex
