@@ -28,7 +28,7 @@ TOOL_NAME = "submit_fix"
 CALL_TIMEOUT_CAP_S = 60.0
 SAFETY_MARGIN_S = 5.0  # left for the handler to record the outcome after the last call
 CHARS_PER_TOKEN_ESTIMATE = 3  # pessimistic (real text is ~3.5-4), so reservations cover the call
-# Reported prompt tokens above this are implausible: 10x the largest context window of any Claude model.
+# A reported token count above this is implausible: 10x the largest context window of any Claude model.
 MAX_PLAUSIBLE_TOKENS = 10_000_000
 
 MAX_SUMMARY_CHARS = 2_000
@@ -388,7 +388,7 @@ class ClaudeProvider:
                 cost_usd = 0.0  # no answer, nothing billed
                 raise self._provider_error(exc) from exc
             try:
-                used = _usage(self.model, response.usage, self._max_tokens)
+                used = _usage(self.model, response.usage)
             except ProviderError:
                 # The tokens are unknown: the worst case reserved stands for them, in the budget and the cost records.
                 usage.append(estimate)
@@ -472,7 +472,7 @@ class ClaudeProvider:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _usage(model: str, usage: Any, max_tokens: int) -> LlmUsage:
+def _usage(model: str, usage: Any) -> LlmUsage:
     """The response's `usage`, untrusted like the rest of it: an implausible count is a ProviderError."""
     counts: dict[str, int] = {}
     for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
@@ -486,8 +486,8 @@ def _usage(model: str, usage: Any, max_tokens: int) -> LlmUsage:
             problem = f"{value!r} is not a whole number"
         elif value < 0:
             problem = f"{value} is negative"
-        elif value > (limit := max_tokens if name == "output_tokens" else MAX_PLAUSIBLE_TOKENS):
-            problem = f"{value} is above the {limit} a call can use"
+        elif value > MAX_PLAUSIBLE_TOKENS:
+            problem = f"{value} is above the {MAX_PLAUSIBLE_TOKENS} a call can use"
         else:
             counts[name] = value
             continue
