@@ -14,6 +14,7 @@ from selfheal_core.catalog import (
     AUTOMATION_LEVELS,
     CONTEXT_DEFAULTS,
     LOCAL_SYNTH_MARKER,
+    MAX_DAILY_LLM_BUDGET_USD,
     PROVIDERS,
     unknown_context_problem,
 )
@@ -105,8 +106,13 @@ class DeploySettings:
                 bedrock_model_id(self.engineer_model)
             except ConfigError as exc:
                 problems.append(f"engineerModel: {exc}")
-        if self.cost_alert_threshold <= 0 or self.daily_llm_budget_usd < 0:
-            problems.append("costAlertThreshold must be > 0 and dailyLlmBudgetUsd >= 0")
+        if self.cost_alert_threshold <= 0:
+            problems.append("costAlertThreshold must be > 0")
+        # Written as a range so NaN fails too; "inf" would reach SSM and be refused at every read.
+        if not 0 <= self.daily_llm_budget_usd <= MAX_DAILY_LLM_BUDGET_USD:
+            problems.append(
+                f"dailyLlmBudgetUsd must be between 0 and {MAX_DAILY_LLM_BUDGET_USD:g}, not {self.daily_llm_budget_usd!r}"
+            )
         if self.anthropic_base_url and not re.fullmatch(r"https?://\S+", self.anthropic_base_url):
             problems.append(f"anthropicBaseUrl {self.anthropic_base_url!r} must be an http(s) URL")
         if not 1 <= self.max_fix_attempts <= 10:

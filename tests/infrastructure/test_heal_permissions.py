@@ -131,6 +131,14 @@ def test_a_verify_window_out_of_range_is_refused():
         DeploySettings.from_context(app.node)
 
 
+@pytest.mark.parametrize("budget", ["inf", "1e400", "nan", "-1", "10001"])
+def test_a_daily_llm_budget_that_is_not_finite_or_out_of_range_is_refused(budget):
+    # It would reach the SSM parameter, which every agent then refuses to read.
+    app = cdk.App(context={"dailyLlmBudgetUsd": budget})
+    with pytest.raises(ValueError, match="dailyLlmBudgetUsd must be between 0 and 10000"):
+        DeploySettings.from_context(app.node)
+
+
 def test_the_bus_policy_lets_the_scheduler_role_send_as_the_manager_and_nobody_else(templates):
     # Given the bus resource policy that pins each agent source to its role
     policies = templates["pipeline"].find_resources("AWS::Events::EventBusPolicy")

@@ -13,8 +13,11 @@ from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
 from agentops_monitoring import AgentOpsMonitor, BudgetGuard, notify_budget_paused
+from agentops_monitoring.budget import MAX_USD
+from agentops_monitoring.costs import load_price_table
 from selfheal_core import aws
-from selfheal_core.config import get_runtime_parameters, get_settings
+from selfheal_core.catalog import MAX_DAILY_LLM_BUDGET_USD
+from selfheal_core.config import ConfigError, get_runtime_parameters, get_settings, parse_parameters
 from selfheal_core.incidents import IncidentStore, Status
 from tests.support.tables import create_tables
 
@@ -170,3 +173,47 @@ def test_granted_reservations_publish_the_budget_used_gauge(env, settings, capsy
     doc = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if "LLMBudgetUsedPercent" in line)
     assert doc["LLMBudgetUsedPercent"] == [25.0]
     assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["environment"]]
+
+
+def test_an_absurd_reported_cost_is_capped_and_settled_instead_of_crashing_the_reconcile(env, settings):
+    # Given a reservation, and a response that claimed 10**25 output tokens (about 1.5e20 USD at Sonnet prices)
+    guard = BudgetGuard(settings.monitoring_table_name, 5.0)
+    reservation = guard.reserve(0.1, model="claude-sonnet-4-5")
+    absurd = load_price_table().llm_cost("claude-sonnet-4-5", 1_000, 10**25).cost_usd
+    assert absurd > 1e20  # beyond the 28 digits Decimal keeps at 1e-9 USD: quantize used to raise
+    # When it is reconciled, Then nothing raises, the reservation is released and the cost is capped, not dropped
+    reservation.reconcile(absurd)
+    status = guard.budget_status()
+    assert status.reserved_usd == 0
+    assert status.spent_usd == float(MAX_USD)
+    assert guard.reserve(0.01, model="claude-sonnet-4-5") is None  # the day's budget is used up
+
+
+@pytest.mark.parametrize("figure", [-3.0, float("nan"), float("-inf"), None, "0.2", True])
+def test_a_figure_that_is_no_cost_charges_what_was_reserved(env, settings, figure):
+    guard = BudgetGuard(settings.monitoring_table_name, 1.0)
+    reservation = guard.reserve(0.30, model="claude-haiku-4-5")
+    reservation.reconcile(figure)
+    status = guard.budget_status()
+    assert (status.reserved_usd, status.spent_usd) == pytest.approx((0.0, 0.30))
+
+
+@pytest.mark.parametrize("estimate", [float("nan"), -1.0, None])
+def test_an_estimate_that_is_no_cost_is_refused_without_a_write(env, settings, estimate):
+    guard = BudgetGuard(settings.monitoring_table_name, 1.0)
+    assert guard.reserve(estimate, model="m") is None
+    assert guard.budget_status().reserved_usd == 0
+
+
+@pytest.mark.parametrize("limit", [float("inf"), 1e400, float("nan")])
+def test_a_non_finite_limit_never_crashes_a_reservation(env, settings, limit):
+    # The parameters refuse such a limit (below); a guard built with one still decides, never raises.
+    granted = BudgetGuard(settings.monitoring_table_name, limit).reserve(0.05, model="claude-sonnet-4-5")
+    assert (granted is None) == (limit != limit)  # NaN is no limit at all: every call is refused
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity", "1e400", "nan", "-1", str(MAX_DAILY_LLM_BUDGET_USD + 1)])
+def test_a_daily_budget_that_is_not_finite_or_absurd_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="daily_llm_budget_usd"):
+        parse_parameters({"daily-llm-budget-usd": value})
+    assert parse_parameters({"daily-llm-budget-usd": str(MAX_DAILY_LLM_BUDGET_USD)}).daily_llm_budget_usd == 10_000

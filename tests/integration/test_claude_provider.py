@@ -304,6 +304,59 @@ def test_the_budget_is_reserved_before_and_reconciled_to_the_actual_cost() -> No
     assert guard.reservations[0].reconciled == [price(result.usage[0])]
 
 
+@pytest.mark.parametrize(
+    "reported, problem",
+    [
+        ({"input_tokens": -5_000_000}, "input_tokens -5000000 is negative"),
+        ({"output_tokens": 10**25}, "output_tokens 10000000000000000000000000 is above the 10000000"),
+        ({"input_tokens": 20_000_000}, "input_tokens 20000000 is above the 10000000"),
+        ({"cache_read_input_tokens": 12.5}, "cache_read_input_tokens 12.5 is not a whole number"),
+        ({"input_tokens": "900"}, "input_tokens '900' is not a whole number"),
+        ({"input_tokens": None}, "input_tokens is missing"),
+    ],
+)
+@pytest.mark.parametrize("pricing", ["test", "price table"])
+def test_implausible_usage_is_a_provider_error_and_the_reservation_is_charged_in_full(
+    reported: dict[str, Any], problem: str, pricing: str
+) -> None:
+    # Given a model endpoint (a broken gateway, a hostile base URL) that answers a good fix with impossible usage
+    guard = FakeBudgetGuard()
+    price_call = price if pricing == "test" else _table_price  # the table raised ValueError on a negative count
+    with AnthropicTestServer([tool_use(GOOD_FIX, usage=reported)]) as srv, pytest.raises(ProviderError) as raised:
+        make_provider(srv, guard, max_tokens=4096, price_call=price_call).propose(make_request())
+
+    # Then the Engineer gets an error it handles, and the spend is never under-counted: the worst case
+    # reserved is charged (the tokens are unknown) and is what the cost records see too
+    assert raised.value.category == "invalid_output"
+    assert f"implausible usage: {problem}" in raised.value.reason
+    [(reserved, _)] = guard.reserved
+    assert guard.reservations[0].reconciled == [reserved]
+    [estimate] = raised.value.usage
+    assert price_call(estimate) == reserved and estimate.output_tokens == 4096
+
+
+def _table_price(usage: LlmUsage) -> float:
+    from agentops_monitoring.costs import load_price_table
+
+    return load_price_table().llm_cost(usage.model, usage.input_tokens, usage.output_tokens).cost_usd
+
+
+def test_a_failure_while_pricing_the_answer_still_settles_the_reservation() -> None:
+    guard = FakeBudgetGuard()
+    calls: list[LlmUsage] = []
+
+    def price_call(usage: LlmUsage) -> float:  # prices the reservation, then fails on the answer
+        calls.append(usage)
+        if len(calls) > 1:
+            raise RuntimeError("price table unavailable")
+        return 0.25
+
+    with AnthropicTestServer([tool_use(GOOD_FIX)]) as srv, pytest.raises(RuntimeError, match="price table"):
+        make_provider(srv, guard, price_call=price_call).propose(make_request())
+
+    assert guard.reservations[0].reconciled == [0.25]
+
+
 def test_a_refused_reservation_sends_nothing() -> None:
     with AnthropicTestServer([tool_use(GOOD_FIX)]) as srv, pytest.raises(BudgetRefused) as raised:
         make_provider(srv, FakeBudgetGuard(allow=False)).propose(make_request())

@@ -25,7 +25,7 @@ class FixRequest:
 
 @dataclass(frozen=True)
 class LlmUsage:
-    """One model call's `usage`, exactly as the API reported it."""
+    """One model call's `usage`, exactly as the API reported it (the reserved worst case when what it reported was implausible)."""
 
     model: str
     input_tokens: int

@@ -28,6 +28,8 @@ TOOL_NAME = "submit_fix"
 CALL_TIMEOUT_CAP_S = 60.0
 SAFETY_MARGIN_S = 5.0  # left for the handler to record the outcome after the last call
 CHARS_PER_TOKEN_ESTIMATE = 3  # pessimistic (real text is ~3.5-4), so reservations cover the call
+# A reported token count above this is implausible: 10x the largest context window of any Claude model.
+MAX_PLAUSIBLE_TOKENS = 10_000_000
 
 MAX_SUMMARY_CHARS = 2_000
 MAX_EVIDENCE_CHARS = 8_000
@@ -368,25 +370,35 @@ class ClaudeProvider:
         estimate = LlmUsage(
             self.model, input_tokens=math.ceil(prompt_chars / CHARS_PER_TOKEN_ESTIMATE), output_tokens=self._max_tokens
         )
-        reservation = self._reserve(self._price_call(estimate))
+        reserved_usd = self._price_call(estimate)
+        reservation = self._reserve(reserved_usd)
+        # Settled on every path (finally): what is not known to be the actual cost is charged as reserved.
+        cost_usd = reserved_usd
         try:
-            response = client.messages.create(
-                model=self.model,
-                max_tokens=self._max_tokens,
-                system=system,
-                tools=[tool],
-                tool_choice={"type": "tool", "name": TOOL_NAME},
-                messages=messages,
-            )
-        except Exception as exc:
+            try:
+                response = client.messages.create(
+                    model=self.model,
+                    max_tokens=self._max_tokens,
+                    system=system,
+                    tools=[tool],
+                    tool_choice={"type": "tool", "name": TOOL_NAME},
+                    messages=messages,
+                )
+            except Exception as exc:
+                cost_usd = 0.0  # no answer, nothing billed
+                raise self._provider_error(exc) from exc
+            try:
+                used = _usage(self.model, response.usage)
+            except ProviderError:
+                # The tokens are unknown: the worst case reserved stands for them, in the budget and the cost records.
+                usage.append(estimate)
+                raise
+            usage.append(used)
+            cost_usd = self._price_call(used)
+            return response
+        finally:
             if reservation is not None:
-                reservation.reconcile(0.0)
-            raise self._provider_error(exc) from exc
-        used = _usage(self.model, response.usage)
-        usage.append(used)
-        if reservation is not None:
-            reservation.reconcile(self._price_call(used))
-        return response
+                reservation.reconcile(cost_usd)
 
     def _reserve(self, max_cost_usd: float) -> Reservation | None:
         if self._budget_guard is None:
@@ -461,13 +473,26 @@ class ClaudeProvider:
 
 
 def _usage(model: str, usage: Any) -> LlmUsage:
-    return LlmUsage(
-        model=model,
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", None) or 0,
-        cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", None) or 0,
-    )
+    """The response's `usage`, untrusted like the rest of it: an implausible count is a ProviderError."""
+    counts: dict[str, int] = {}
+    for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        value = getattr(usage, name, None)
+        if value is None and name.startswith("cache_"):
+            value = 0  # null cache fields are normal; input and output tokens are always reported
+        # The SDK builds the response without validating it, so a gateway can put any JSON value here.
+        if value is None:
+            problem = "is missing"
+        elif isinstance(value, bool) or not isinstance(value, int):
+            problem = f"{value!r} is not a whole number"
+        elif value < 0:
+            problem = f"{value} is negative"
+        elif value > MAX_PLAUSIBLE_TOKENS:
+            problem = f"{value} is above the {MAX_PLAUSIBLE_TOKENS} a call can use"
+        else:
+            counts[name] = value
+            continue
+        raise ProviderError(f"the model endpoint reported an implausible usage: {name} {problem}"[:300], "invalid_output")
+    return LlmUsage(model=model, **counts)
 
 
 def _correction(response: Any, error: str) -> list[dict[str, Any]]:

@@ -27,11 +27,23 @@ from .emf import MetricSink
 
 BUDGET_PK = "BUDGET#LLM"
 _MICRO = Decimal("0.000000001")
+# The largest figure written: far above any real budget or call, and small enough that quantizing
+# to 1e-9 stays within Decimal's 28 digits (a 1e20 USD "cost" raised InvalidOperation).
+MAX_USD = Decimal(10**12)
 
 
-def _usd(value: float | Decimal) -> Decimal:
-    """Rounded to 1e-9 USD, written without trailing zeros or exponent (plain DynamoDB numbers)."""
-    text = format(Decimal(str(value)).quantize(_MICRO, rounding=ROUND_HALF_UP), "f")
+def _figure(value: object) -> Decimal | None:
+    """`value` as USD, or None when it is no cost at all (negative, NaN, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    amount = Decimal(str(value))
+    return None if amount.is_nan() or amount < 0 else amount
+
+
+def _usd(amount: Decimal) -> Decimal:
+    """Capped at MAX_USD (infinity too), rounded to 1e-9 USD, written without trailing zeros or
+    exponent (plain DynamoDB numbers)."""
+    text = format(min(amount, MAX_USD).quantize(_MICRO, rounding=ROUND_HALF_UP), "f")
     return Decimal(text.rstrip("0").rstrip(".") if "." in text else text)
 
 
@@ -60,12 +72,23 @@ class Reservation:
         self._lock = threading.Lock()
 
     def reconcile(self, actual_cost_usd: float) -> None:
-        """Idempotent: a second call (e.g. from a retry path) changes nothing."""
+        """Idempotent: a second call (e.g. from a retry path) changes nothing.
+
+        A figure that is no cost (negative, NaN, not a number) charges the reservation, an
+        absurd one is capped: never raises on the figure, never under-counts.
+        """
         with self._lock:
             if self._done:
                 return
+            figure = _figure(actual_cost_usd)
+            actual = self._amount if figure is None else _usd(figure)
+            if figure is None or figure > MAX_USD:
+                logger.warning(
+                    "LLM budget: an implausible call cost was settled safely",
+                    extra={"reported": repr(actual_cost_usd)[:100], "charged_usd": float(actual), "model": self.model},
+                )
             # Marked done only once settled: a failed write can be retried, not leaked.
-            self.guard._settle(self.period, reserved=self._amount, actual=_usd(max(0.0, actual_cost_usd)))
+            self.guard._settle(self.period, reserved=self._amount, actual=actual)
             self._done = True
 
     def release(self) -> None:
@@ -98,7 +121,12 @@ class BudgetGuard:
         return self._clock().date().isoformat()
 
     def reserve(self, max_cost_usd: float, *, model: str) -> Reservation | None:
-        period, amount, limit = self.period(), _usd(max(0.0, max_cost_usd)), _usd(self.limit_usd())
+        period, figure, limit_figure = self.period(), _figure(max_cost_usd), _figure(self.limit_usd())
+        limit = Decimal(0) if limit_figure is None else _usd(limit_figure)  # no usable limit: refuse every call
+        if figure is None:  # an estimate that is no cost cannot be reserved safely
+            self._refused(period, MAX_USD, limit, model)
+            return None
+        amount = _usd(figure)
         headroom = limit - amount
         if headroom < 0:
             self._refused(period, amount, limit, model)

@@ -227,6 +227,8 @@ DEFAULT_AUTOMATION_LEVEL: AutomationLevel = "semi_auto"
 DEFAULT_PROVIDER: Provider = "runbook"
 DEFAULT_MAX_FIX_ATTEMPTS = 3
 DEFAULT_DAILY_LLM_BUDGET_USD = 5.0
+# The largest daily LLM budget accepted (SSM and CDK context): above it is a typo or an attempt at "no limit".
+MAX_DAILY_LLM_BUDGET_USD = 10_000.0
 DEFAULT_VERIFY_WINDOW_SECONDS = 900
 # Metric-scan thresholds (the `scan-thresholds` SSM parameter).
 DEFAULT_SCAN_THRESHOLDS = {"error_rate_pct": 5.0, "latency_p95_ms": 3_000.0, "throttles": 10.0}

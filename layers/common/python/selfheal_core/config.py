@@ -100,7 +100,10 @@ class RuntimeParameters(BaseModel):
 
     automation_level: AutomationLevel = catalog.DEFAULT_AUTOMATION_LEVEL
     max_fix_attempts: int = Field(default=catalog.DEFAULT_MAX_FIX_ATTEMPTS, ge=1, le=10)
-    daily_llm_budget_usd: float = Field(default=catalog.DEFAULT_DAILY_LLM_BUDGET_USD, ge=0)
+    # Finite and capped: "inf"/"nan"/"1e400" would pass `ge=0` and then break every reservation.
+    daily_llm_budget_usd: float = Field(
+        default=catalog.DEFAULT_DAILY_LLM_BUDGET_USD, ge=0, le=catalog.MAX_DAILY_LLM_BUDGET_USD, allow_inf_nan=False
+    )
     engineer_provider: Provider = catalog.DEFAULT_PROVIDER
     engineer_model: str = DEFAULT_ENGINEER_MODEL
     manager_model: str = DEFAULT_MANAGER_MODEL
