@@ -91,8 +91,8 @@ def test_nothing_grants_a_direct_invoke_of_the_approvals_function(templates):
                 assert not approvals(resource["Properties"]["FunctionName"]), resource
         documents = [r.get("Properties", {}).get("PolicyDocument") for r in resources]
         documents += [p["PolicyDocument"] for r in resources for p in r.get("Properties", {}).get("Policies") or []]
-        for document in filter(None, documents):
-            for statement in document["Statement"]:
+        for document in documents:
+            for statement in document.get("Statement", []) if isinstance(document, dict) else []:
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 if (
