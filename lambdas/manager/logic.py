@@ -587,10 +587,10 @@ def handle_approval(
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
     reason = f"{'approved' if granted else 'denied'} by {data.approver}"
     if incident.status != Status.AWAITING_APPROVAL.value:
-        # A retry after the status write finishes the step (not an archive replay: nobody is
-        # told twice); only this decision's own write counts, not another approver's.
+        # A retry after the status write finishes the step; only this decision's own write counts,
+        # not another approver's. A replayed denial tells nobody twice (heal guards a replayed approval).
         finishing = Status.APPROVED if granted else Status.ESCALATED
-        if replayed or incident.status != finishing.value:
+        if incident.status != finishing.value or (replayed and not granted):
             return {"action": "stale", "incident_id": metadata.incident_id}
         if granted:  # heal's steps are guarded by the incident's change id and phase
             if _decided_here(incident, reason):
