@@ -41,24 +41,46 @@ def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
-def caller_arn(event: dict[str, Any]) -> str | None:
+def _field(value: Any, *path: str) -> Any:
+    """value[path[0]][path[1]]..., or None where a level is not a JSON object."""
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def caller_arn(event: Any) -> str | None:
     """The authenticated principal (payload format 2.0, AWS_IAM auth)."""
-    context = event.get("requestContext")
-    authorizer = context.get("authorizer") if isinstance(context, dict) else None
-    iam = authorizer.get("iam") if isinstance(authorizer, dict) else None
-    arn = iam.get("userArn") if isinstance(iam, dict) else None
+    arn = _field(event, "requestContext", "authorizer", "iam", "userArn")
     return arn if isinstance(arn, str) and arn else None
 
 
+def url_request(event: Any) -> bool:
+    """Shaped like a function URL request (payload format 2.0). Only defence in depth: a direct
+    Invoke can forge this shape, so the boundary is IAM (nobody holds lambda:InvokeFunction on
+    this function other than through its URL; README, "Approvals")."""
+    return _field(event, "version") == "2.0" and isinstance(_field(event, "requestContext", "http", "method"), str)
+
+
 def parse_body(event: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON object; ValueError with the reason for anything else."""
     raw = event.get("body") or ""
+    if not isinstance(raw, str):
+        raise ValueError("the body must be a JSON object of at most 8 KB")
     if event.get("isBase64Encoded"):
         import base64
 
-        raw = base64.b64decode(raw).decode("utf-8", "replace")
-    if not isinstance(raw, str) or len(raw.encode()) > MAX_BODY_BYTES:
+        try:
+            raw = base64.b64decode(raw, validate=True).decode("utf-8")
+        except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            raise ValueError("the body is not base64-encoded UTF-8") from exc
+    if len(raw.encode()) > MAX_BODY_BYTES:
         raise ValueError("the body must be a JSON object of at most 8 KB")
-    body = json.loads(raw or "{}")
+    try:
+        body = json.loads(raw or "{}")
+    except RecursionError as exc:  # not a ValueError: deep nesting fits in 8 KB
+        raise ValueError("the body is nested too deeply") from exc
+    except ValueError as exc:
+        raise ValueError(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
     return body
@@ -66,10 +88,10 @@ def parse_body(event: dict[str, Any]) -> dict[str, Any]:
 
 def handle_request(event: dict[str, Any], ports: ApprovalPorts) -> dict[str, Any]:
     approver = caller_arn(event)
-    if approver is None:  # AWS_IAM auth always sets it; refuse rather than trust anything else
-        return response(403, {"error": "no authenticated IAM principal in the request context"})
-    method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")
-    if method != "POST":
+    if approver is None or not url_request(event):
+        # AWS_IAM auth always sets the caller on a function URL request; refuse anything else.
+        return response(403, {"error": "not a function URL request with an authenticated IAM principal"})
+    if _field(event, "requestContext", "http", "method") != "POST":
         return response(405, {"error": "POST {incident_id, decision: approve|reject, comment}"})
     try:
         body = parse_body(event)
@@ -79,7 +101,7 @@ def handle_request(event: dict[str, Any], ports: ApprovalPorts) -> dict[str, Any
     decision = body.get("decision")
     if not isinstance(incident_id, str) or not incident_id or len(incident_id) > 64:
         return response(400, {"error": "incident_id is required"})
-    if decision not in DECISIONS:
+    if not isinstance(decision, str) or decision not in DECISIONS:
         return response(400, {"error": "decision must be 'approve' or 'reject'"})
     comment = body.get("comment") or ""
     if not isinstance(comment, str):

@@ -81,7 +81,7 @@ def fix_validated(call: Call) -> dict[str, Any]:
 
 
 def approval(granted: bool) -> Any:
-    return lambda call: logic.handle_approval(call.metadata, call.data, granted, call.ports)
+    return lambda call: logic.handle_approval(call.metadata, call.data, granted, call.ports, replayed=call.replayed)
 
 
 handler = agent_handler(

@@ -6,6 +6,7 @@ Plain Python over ports (incident store, monitor, messenger); no boto3 here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -33,6 +34,7 @@ from selfheal_core.events import (
 from selfheal_core.incidents import Incident, IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
 from selfheal_core.ports import Monitor
+from selfheal_core.redact import scrub
 from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha256
 
 from . import heal
@@ -570,20 +572,55 @@ def _refuse_validation(metadata: Metadata, reason: str, ports: ManagerPorts) -> 
     return {"action": "refused", "incident_id": metadata.incident_id, "reason": reason}
 
 
-def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: ManagerPorts) -> dict[str, Any]:
+def handle_approval(
+    metadata: Metadata, data: ApprovalV1, granted: bool, ports: ManagerPorts, *, replayed: bool = False
+) -> dict[str, Any]:
     """`data.approver` is believed only because the bus policy lets no principal but the approvals
-    function send `agentops.operator`, and that function sets it from the SigV4-authenticated caller."""
+    function send `agentops.operator`, and that function sets it from the SigV4-authenticated caller.
+
+    A decision moves the incident only from AWAITING_APPROVAL at the attempt it was asked for, and
+    is recorded only once its write won: of an approval and a denial handled concurrently, the
+    loser is stale (a late denial must not close a change already live, before it is verified)."""
     incident = ports.incidents.get(metadata.incident_id)
-    if (
-        granted
-        and incident is not None
-        and incident.status == Status.APPROVED.value
-        and incident.attempts == metadata.attempt
-    ):
-        return heal.after_approval(incident, ports)  # a retry after approval: finish the step
-    if incident is None or incident.status != Status.AWAITING_APPROVAL.value:
+    if incident is None or incident.attempts != metadata.attempt:
         return {"action": "stale", "incident_id": metadata.incident_id}
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+    reason = f"{'approved' if granted else 'denied'} by {data.approver}"
+    if incident.status != Status.AWAITING_APPROVAL.value:
+        # A retry after the status write finishes the step; only this decision's own write counts,
+        # not another approver's. A replayed denial tells nobody twice (heal guards a replayed approval).
+        finishing = Status.APPROVED if granted else Status.ESCALATED
+        if incident.status != finishing.value or (replayed and not granted):
+            return {"action": "stale", "incident_id": metadata.incident_id}
+        if granted:  # heal's steps are guarded by the incident's change id and phase
+            if _decided_here(incident, reason):
+                _record_human_decision(incident, data, granted, ports)
+            return heal.after_approval(incident, ports)
+        if not _decided_here(incident, reason):
+            return {"action": "stale", "incident_id": metadata.incident_id}
+        return _announce_denial(incident, data, ports)
+    if granted:
+        return _approve_and_resolve(
+            incident, ports, reason=reason, decided=lambda: _record_human_decision(incident, data, granted, ports)
+        )
+    escalated = ports.incidents.transition(
+        incident.incident_id,
+        Status.ESCALATED,
+        reason=reason,
+        expected_attempt=metadata.attempt,
+        allowed_from=frozenset({Status.AWAITING_APPROVAL}),
+    )
+    if escalated is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    return _announce_denial(escalated, data, ports)
+
+
+def _decided_here(incident: Incident, reason: str) -> bool:
+    """The incident's status was written by this decision (the store scrubs and caps reasons)."""
+    return incident.last_reason == scrub(reason)[:1000]
+
+
+def _record_human_decision(incident: Incident, data: ApprovalV1, granted: bool, ports: ManagerPorts) -> None:
     ports.monitor.record_decision(
         "human_approval",
         [
@@ -598,11 +635,11 @@ def handle_approval(metadata: Metadata, data: ApprovalV1, granted: bool, ports: 
         1.0,
         once=f"human_approval#{incident.attempts}",
     )
-    if granted:
-        return _approve_and_resolve(incident, ports, reason=f"approved by {data.approver}")
-    escalated = ports.incidents.transition(incident.incident_id, Status.ESCALATED, reason=f"denied by {data.approver}")
-    if escalated:
-        announce(ports, escalated, DetailType.INCIDENT_ESCALATED, f"fix denied by {data.approver}: {data.comment}")
+
+
+def _announce_denial(incident: Incident, data: ApprovalV1, ports: ManagerPorts) -> dict[str, Any]:
+    _record_human_decision(incident, data, False, ports)
+    announce(ports, incident, DetailType.INCIDENT_ESCALATED, f"fix denied by {data.approver}: {data.comment}")
     return {"action": "escalated", "incident_id": incident.incident_id}
 
 
@@ -643,9 +680,11 @@ def _approve_and_resolve(
     reason: str,
     record: dict[str, Any] | None = None,
     kept: dict[str, Any] | None = None,
+    decided: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """`record`: the validated fix when this invocation has just read it, and `kept`: what the
-    incident keeps of it, written with APPROVED (absent when it was kept at AWAITING_APPROVAL)."""
+    incident keeps of it, written with APPROVED (absent when it was kept at AWAITING_APPROVAL).
+    `decided`: records who decided, once the APPROVED write has won."""
     also = {"validated_fix": kept} if kept is not None else {}
     approved = ports.incidents.transition(
         incident.incident_id,
@@ -655,6 +694,8 @@ def _approve_and_resolve(
     )
     if approved is None:
         return {"action": "stale", "incident_id": incident.incident_id}
+    if decided is not None:
+        decided()
     # RemediationApproved goes out with what the apply step sends (FixApplied, or the escalation):
     # one PutEvents, and still sent if the step raises.
     with ports.messenger.held():

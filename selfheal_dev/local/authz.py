@@ -1,5 +1,6 @@
 """What the local runtime enforces on behalf of IAM: the event bus resource policy at PutEvents,
-and SigV4 presence on function URLs with `AWS_IAM` auth.
+SigV4 presence on function URLs with `AWS_IAM` auth, and no direct Invoke of a function that
+the template lets be invoked only through its URL.
 
 Locally every client is trusted to hold credentials (there is no IAM to check a signature
 against), so identity comes from the access key id: each function's workers carry their own
@@ -135,6 +136,51 @@ def function_urls(assembly: Assembly) -> dict[str, FunctionUrl]:
         function = target.split(":")[6] if target.startswith("arn:") else target
         urls[res.physical_id] = FunctionUrl(res.physical_id, function, str(res.properties.get("AuthType", "AWS_IAM")))
     return urls
+
+
+def url_only_functions(assembly: Assembly) -> frozenset[str]:
+    """Names of the functions behind an AWS_IAM URL that the template lets no one Invoke directly.
+
+    On AWS a direct Invoke needs lambda:InvokeFunction, and a direct invoker writes the request
+    context (the caller's ARN) itself. Locally every client holds credentials, so the template's
+    grants stand in for IAM: a function is URL-only when no Lambda permission grants
+    lambda:InvokeFunction on it and every policy statement that does requires
+    `lambda:InvokedViaFunctionUrl` (the approver policy's grant)."""
+    targets = {
+        str(res.properties.get("TargetFunctionArn", ""))
+        for res in assembly.of_type("AWS::Lambda::Url")
+        if str(res.properties.get("AuthType", "AWS_IAM")) == "AWS_IAM"
+    }
+    targets = {t for t in targets if t.startswith("arn:")}
+    granted: set[str] = set()
+    for res in assembly.of_type("AWS::Lambda::Permission"):
+        if _grants_invoke(res.properties.get("Action")):
+            function = str(res.properties.get("FunctionName", ""))
+            granted |= {t for t in targets if function in (t, t.split(":")[6]) or _arn_like(t, function)}
+    for statement in _policy_statements(assembly):
+        if statement.get("Effect") != "Allow" or not _grants_invoke(statement.get("Action")):
+            continue
+        condition = (statement.get("Condition") or {}).get("Bool") or {}
+        if str(condition.get("lambda:InvokedViaFunctionUrl", "")).lower() == "true":
+            continue  # the URL's own path (Lambda requires it of URLs created since October 2025)
+        resources = _values(statement.get("Resource", []))
+        granted |= {t for t in targets if any(_arn_like(t, r) or _arn_like(f"{t}:$LATEST", r) for r in resources)}
+    return frozenset(t.split(":")[6] for t in targets - granted)
+
+
+def _grants_invoke(action: Any) -> bool:
+    return any(fnmatch.fnmatchcase("lambda:invokefunction", a.lower()) for a in _values(action or []))
+
+
+def _policy_statements(assembly: Assembly) -> list[dict[str, Any]]:
+    docs = [r.properties.get("PolicyDocument") for r in assembly.of_type("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")]
+    for role in assembly.of_type("AWS::IAM::Role"):
+        docs += [p.get("PolicyDocument") for p in role.properties.get("Policies") or [] if isinstance(p, dict)]
+    statements: list[dict[str, Any]] = []
+    for doc in docs:
+        raw = doc.get("Statement") if isinstance(doc, dict) else None
+        statements += [s for s in (raw if isinstance(raw, list) else [raw]) if isinstance(s, dict)]
+    return statements
 
 
 def local_caller(headers: dict[str, str]) -> tuple[str, str] | None:

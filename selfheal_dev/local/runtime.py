@@ -40,7 +40,16 @@ from urllib.parse import parse_qs, unquote
 from . import lambda_revisions, moto_patches
 from .alarms import AlarmEvaluator
 from .assembly import ACCOUNT, REGION, Assembly
-from .authz import BusPolicy, FunctionUrl, client_principal, function_urls, local_caller, url_event
+from .authz import (
+    PLATFORM_PRINCIPAL,
+    BusPolicy,
+    FunctionUrl,
+    client_principal,
+    function_urls,
+    local_caller,
+    url_event,
+    url_only_functions,
+)
 from .endpoints import engineer_endpoint
 from .functions import FunctionPool, FunctionSpec, Invocation, InvocationResult, function_specs
 from .lambda_api import LambdaControlPlane
@@ -92,6 +101,7 @@ class LocalRuntime:
         self.report = ProvisionReport()
         self.bus_policy = BusPolicy.from_assembly(assembly)
         self.function_urls: dict[str, FunctionUrl] = function_urls(assembly)
+        self.url_only: frozenset[str] = url_only_functions(assembly)
         self.subscriptions: SubscriptionRouter | None = None
         self._log_buffer: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._log_lock = threading.Lock()
@@ -392,6 +402,9 @@ class LocalRuntime:
         self, environ: dict[str, Any], start_response: Callable[..., Any], function_name: str
     ) -> list[bytes]:
         """`lambda:Invoke` (RequestResponse or Event), served by the worker pools rather than moto."""
+        denied = self._invoke_denied(environ, function_name)
+        if denied:
+            return self._aws_error(start_response, "403 Forbidden", "AccessDeniedException", denied)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         invocation_type = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
@@ -432,6 +445,20 @@ class LocalRuntime:
         headers += [("X-Amz-Executed-Version", "$LATEST"), ("Content-Length", str(len(body)))]
         start_response("200 OK", headers)
         return [body]
+
+    def _invoke_denied(self, environ: dict[str, Any], function_name: str) -> str | None:
+        """Why IAM would refuse this direct Invoke: a URL-only function (authz.url_only_functions)
+        is invoked through its URL, whose event carries the caller Lambda authenticated."""
+        name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name.split(":")[0]
+        principal = self._principal(environ)
+        if name not in self.url_only or principal == PLATFORM_PRINCIPAL:
+            return None
+        self.log_platform(f"Invoke denied: {principal} may invoke {name} only through its function URL")
+        spec = self.specs.get(name)
+        return (
+            f"User: {principal} is not authorized to perform: lambda:InvokeFunction on resource: "
+            f"{spec.arn if spec else name} because no identity-based policy allows the lambda:InvokeFunction action"
+        )
 
     def _lookup_events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         """CloudTrail LookupEvents (moto has none): the Lambda API changes recorded locally."""

@@ -76,6 +76,33 @@ def test_approver_managed_policy_grants_only_invoking_the_approvals_url(template
     )
 
 
+def test_nothing_grants_a_direct_invoke_of_the_approvals_function(templates):
+    """A direct Invoke writes its own request context (the approver): lambda:InvokeFunction on the
+    approvals function is granted only through its URL, and no resource policy opens it."""
+    import fnmatch
+
+    def approvals(resource) -> bool:
+        return resource == "*" or "ApprovalsFunction" in json.dumps(resource)
+
+    for template in templates.values():
+        resources = template.to_json()["Resources"].values()
+        for resource in resources:
+            if resource["Type"] == "AWS::Lambda::Permission":
+                assert not approvals(resource["Properties"]["FunctionName"]), resource
+        documents = [r.get("Properties", {}).get("PolicyDocument") for r in resources]
+        documents += [p["PolicyDocument"] for r in resources for p in r.get("Properties", {}).get("Policies") or []]
+        for document in documents:
+            for statement in document.get("Statement", []) if isinstance(document, dict) else []:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                if (
+                    statement["Effect"] == "Allow"
+                    and any(fnmatch.fnmatchcase("lambda:InvokeFunction", a) for a in actions)
+                    and any(approvals(t) for t in targets)
+                ):
+                    assert statement["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}, statement
+
+
 def test_approvals_role_reads_incidents_and_sends_only_operator_events(templates):
     policies = templates["pipeline"].find_resources("AWS::IAM::Policy")
     [approvals] = [p for name, p in policies.items() if name.startswith("ApprovalsFunctionRole")]

@@ -1088,3 +1088,43 @@ def test_a_write_failing_halfway_puts_back_what_the_step_already_wrote(aws):
     )
     after = pipeline.function_config(FUNCTION)
     assert (after["memory_mb"], after["reserved_concurrency"]) == (512, 5)
+
+
+def test_a_denial_racing_an_approval_leaves_the_applied_change_to_be_verified(aws):
+    # Given an operator's reject read AWAITING_APPROVAL, then another's approve won the write and applied the fix
+    from lambdas.manager import handler as manager_handler  # reads the test environment on import
+    from lambdas.manager import logic
+    from selfheal_core.events import ApprovalV1, Metadata
+    from tests.support.context import FakeLambdaContext
+
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"memory": 512}})
+    pipeline.put(
+        "IssueReported",
+        {"service": FUNCTION, "issue_type": "latency", "severity": "high", "summary": "p95 4.2 s"},
+    )
+    pipeline.run()
+    snapshot = only_incident(pipeline)
+    assert snapshot.status == "AWAITING_APPROVAL"
+    approve(pipeline, snapshot)
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+    # When the denial's invocation carries on from what it read
+    ports = manager_handler.ports(FakeLambdaContext(function_name="selfheal-test-manager"))
+    ports.incidents.get = lambda _incident_id: snapshot
+    denial = ApprovalV1(approver="arn:aws:iam::123456789012:user/bob", comment="no")
+    metadata = Metadata(
+        incident_id=snapshot.incident_id,
+        correlation_id=snapshot.correlation_id,
+        attempt=snapshot.attempts,
+        producer="approvals",
+    )
+    outcome = logic.handle_approval(metadata, denial, False, ports)
+    # Then it is stale: the live change stays VERIFYING, nothing claims the denial decided it,
+    # and the verify deadline still verifies it (kept or rolled back, never left unverified)
+    assert outcome["action"] == "stale"
+    assert only_incident(pipeline).status == "VERIFYING"
+    [decided] = decisions_of(pipeline, snapshot.incident_id, "human_approval")
+    assert decided["inputs"]["approver"] == "alice@example.com" and decided["outputs"] == {"granted": True}
+    pipeline.fire_due("verify")
+    assert only_incident(pipeline).status == "RESOLVED"
+    assert only_incident(pipeline).last_reason == "recovered within the verify window"

@@ -6,7 +6,11 @@ same event again, as Lambda's asynchronous retry does.
 
 from __future__ import annotations
 
+import json
+
 from selfheal_core.bus import EventPublisher
+from selfheal_core.events import ApprovalV1, Metadata
+from tests.support.context import FakeLambdaContext
 from tests.support.faults import Killed, latency_issue
 from tests.support.pipeline import Pipeline
 
@@ -94,3 +98,44 @@ def test_a_retry_after_failed_was_written_still_escalates(aws, monkeypatch):
     assert (incident.incident_id, "IncidentEscalated") in SENT
     fails = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "fail_incident"]
     assert len(fails) == 1
+
+
+def _deny(pipeline: Pipeline, incident, approver: str) -> None:
+    metadata = {
+        "incident_id": incident.incident_id,
+        "correlation_id": incident.correlation_id,
+        "producer": "approvals",
+        "attempt": incident.attempts,
+    }
+    data = {"approver": approver, "comment": "not this"}
+    pipeline.put("ApprovalDenied", {"metadata": metadata, "data": data}, source="agentops.operator")
+
+
+def test_a_retry_after_a_denial_was_written_still_escalates(aws, monkeypatch):
+    # Given the Manager dies after writing ESCALATED for a human denial, before IncidentEscalated
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={"orders-api": {"memory": 512}})
+    pipeline.put("IssueReported", latency_issue())
+    pipeline.run()
+    [waiting] = pipeline.incidents()
+    assert waiting.status == "AWAITING_APPROVAL"
+    kill_once(monkeypatch, "agentops.manager", "IncidentEscalated", after_publish=False)
+    _deny(pipeline, waiting, "arn:aws:iam::123456789012:user/bob")
+    [crashed] = [d for d in pipeline.run() if d.error]
+    assert pipeline.incidents()[0].status == "ESCALATED" and not [s for s in SENT if s[1] == "IncidentEscalated"]
+    # When Lambda retries the ApprovalDenied delivery
+    retried = pipeline.invoke("manager", crashed.event)
+    # Then the escalation goes out and the denial is recorded once
+    assert retried.error is None and retried.result["action"] == "escalated"
+    assert (waiting.incident_id, "IncidentEscalated") in SENT
+    decisions = [d for d in pipeline.decisions(waiting.incident_id) if d["decision_type"] == "human_approval"]
+    assert len(decisions) == 1 and "bob denied" in json.dumps(decisions[0], default=str)
+    # And another operator's denial of the same attempt tells nobody again (past idempotency's
+    # window too: only the denial that wrote ESCALATED finishes it)
+    from lambdas.manager import handler as manager_handler  # reads the test environment on import
+    from lambdas.manager import logic
+
+    SENT.clear()
+    carol = ApprovalV1(approver="arn:aws:iam::123456789012:user/carol", comment="me neither")
+    metadata = Metadata(incident_id=waiting.incident_id, correlation_id="c", attempt=waiting.attempts, producer="a")
+    ports = manager_handler.ports(FakeLambdaContext(function_name="selfheal-test-manager"))
+    assert logic.handle_approval(metadata, carol, False, ports)["action"] == "stale" and not SENT

@@ -2,7 +2,8 @@
 
 The runtime enforces the template's event bus policy at PutEvents (a principal is known by its
 access key: each function's own, or a non-agent client) and serves the approvals function URL
-(AWS_IAM: unsigned requests get 403; the approver is `local:<user>`).
+(AWS_IAM: unsigned requests get 403; the approver is `local:<user>`); a direct Invoke of the
+approvals function is denied, as IAM denies it to everyone on AWS.
 """
 
 from __future__ import annotations
@@ -175,6 +176,45 @@ def test_unsigned_approval_is_refused_with_403(runtime: Any, tmp_path: Path) -> 
     assert refused.value.code == 403
     runtime.idle(timeout=30)
     assert _status(runtime, incident["incident_id"]) == "AWAITING_APPROVAL"
+
+
+def test_a_direct_invoke_of_the_approvals_function_is_denied_so_no_one_approves_as_a_forged_arn(
+    runtime: Any, tmp_path: Path
+) -> None:
+    # Given an incident awaiting approval
+    incident = _awaiting_incident(runtime, tmp_path, "direct-invoke-api")
+
+    # When the stock CLI invokes the approvals function directly, writing its own request context
+    forged = "arn:aws:iam::123456789012:user/ceo"
+    event = {
+        "version": "2.0",
+        "requestContext": {"http": {"method": "POST"}, "authorizer": {"iam": {"userArn": forged}}},
+        "body": json.dumps({"incident_id": incident["incident_id"], "decision": "approve", "comment": "ship it"}),
+        "isBase64Encoded": False,
+    }
+    payload = tmp_path / "forged.json"
+    payload.write_text(json.dumps(event))
+    for invocation_type in ("RequestResponse", "Event"):
+        with pytest.raises(RuntimeError, match="AccessDeniedException") as denied:
+            runtime.aws(
+                "lambda",
+                "invoke",
+                "--function-name",
+                "selfheal-dev-approvals",
+                "--invocation-type",
+                invocation_type,
+                "--payload",
+                f"file://{payload}",
+                str(tmp_path / "answer.json"),
+            )
+        # Then it is refused as IAM refuses a caller without lambda:InvokeFunction (only the URL invokes it)
+        assert "lambda:InvokeFunction" in str(denied.value)
+
+    # And nothing was decided
+    runtime.idle(timeout=30)
+    assert _status(runtime, incident["incident_id"]) == "AWAITING_APPROVAL"
+    trace = json.loads(runtime.selfheal("trace", incident["incident_id"], "--json").stdout)
+    assert not [d for d in trace["decisions"] if d["decision_type"] == "human_approval"]
 
 
 def test_signed_approval_records_the_local_user_and_a_typed_name_only_as_comment(runtime: Any, tmp_path: Path) -> None:

@@ -94,3 +94,37 @@ def test_hostile_bodies_are_refused() -> None:
     assert logic.handle_request(not_json, ports)["statusCode"] == 400  # type: ignore[arg-type]
     assert logic.handle_request(request({}, method="GET"), ports)["statusCode"] == 405  # type: ignore[arg-type]
     assert ports.sent == []
+
+
+def test_malformed_bodies_get_400_with_a_reason_not_a_function_error() -> None:
+    ports = Ports(incident())
+    bodies = {
+        "list-decision": '{"incident_id": "inc-1", "decision": ["approve"]}',
+        "dict-decision": '{"incident_id": "inc-1", "decision": {"approve": 1}}',
+        "deep-nesting": '{"incident_id": "inc-1", "x": ' + "[" * 4000 + "]" * 4000 + "}",  # RecursionError in json
+        "not-utf8-base64": "//79",
+    }
+    answers = {}
+    for name, body in bodies.items():
+        event = {**request({}), "body": body, "isBase64Encoded": name == "not-utf8-base64"}
+        answers[name] = logic.handle_request(event, ports)  # type: ignore[arg-type]
+    assert {name: a["statusCode"] for name, a in answers.items()} == dict.fromkeys(bodies, 400)
+    assert all(json.loads(a["body"])["error"] for a in answers.values())
+    assert json.loads(answers["deep-nesting"]["body"])["error"] == "the body is nested too deeply"
+    assert logic.handle_request({**request({}), "body": ["x"]}, ports)["statusCode"] == 400  # type: ignore[arg-type]
+    assert ports.sent == []
+
+
+def test_events_not_shaped_like_a_function_url_request_are_refused() -> None:
+    ports = Ports(incident())
+    body = {"incident_id": "inc-1", "decision": "approve"}
+    signed = request(body)
+    for event in (
+        {**signed, "version": "1.0"},  # not payload format 2.0
+        {**signed, "requestContext": {"authorizer": signed["requestContext"]["authorizer"]}},  # no http
+        {**signed, "requestContext": {**signed["requestContext"], "http": "POST"}},
+        {**signed, "requestContext": "arn:aws:iam::123456789012:user/eve"},
+        {"incident_id": "inc-1", "decision": "approve"},
+    ):
+        assert logic.handle_request(event, ports)["statusCode"] == 403  # type: ignore[arg-type]
+    assert ports.sent == []
