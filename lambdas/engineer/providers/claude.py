@@ -491,7 +491,9 @@ def _usage(model: str, usage: Any) -> LlmUsage:
         else:
             counts[name] = value
             continue
-        raise ProviderError(f"the model endpoint reported an implausible usage: {name} {problem}"[:300], "invalid_output")
+        raise ProviderError(
+            f"the model endpoint reported an implausible usage: {name} {problem}"[:300], "invalid_output"
+        )
     return LlmUsage(model=model, **counts)
 
 
