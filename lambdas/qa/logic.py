@@ -74,7 +74,7 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     result = _scrubbed(ports.validator_for(fix, data.investigation).validate(fix, data.issue, code_files))
     # The risk that decides on approval is QA's, from the change itself; the label is only a floor.
     risk = assess(fix, data.investigation)
-    result = dataclasses.replace(result, evidence=[*result.evidence, risk.evidence()])
+    result = dataclasses.replace(result, evidence=[risk.evidence(), *result.evidence])
     evidence_ref = ports.artifacts.put_json(
         f"incidents/{metadata.incident_id}/qa-evidence-{metadata.attempt}.json",
         {

@@ -39,7 +39,7 @@ def pipeline(server: AnthropicTestServer) -> Iterator[Pipeline]:
         yield Pipeline(
             parameters={
                 "engineer-provider": "anthropic",
-                "automation-level": "semi_auto",
+                "automation-level": "full_auto",  # a code fix is medium risk: semi_auto would ask a person
                 "max-fix-attempts": "1",
                 "daily-llm-budget-usd": "5",
             },
@@ -108,6 +108,6 @@ def test_with_isolation_the_same_fix_resolves_and_every_evidence_item_names_it(
     incident, qa = report(pipeline, "python -m pytest -q")
 
     assert incident.status == "PATCH_READY", qa["outputs"]["reason"]  # validated code is kept as a patch, not deployed
-    runs = [e for e in qa["outputs"]["evidence"] if e["check"] != "apply"]
+    runs = [e for e in qa["outputs"]["evidence"] if e["check"] not in ("risk", "apply")]  # what ran
     assert runs and {e["isolation"] for e in runs} == {"namespaces"}
     assert json.dumps(qa["outputs"], default=str).count('"isolation": "namespaces"') == len(runs)
