@@ -77,7 +77,7 @@ def test_an_issue_whose_test_command_skips_the_guard_never_resolves(
     # Then QA refuses the command, nothing runs, and the incident fails instead of resolving
     assert incident.status == "FAILED"
     assert qa["outputs"]["reason"].startswith("the test command is refused")
-    assert [e["check"] for e in qa["outputs"]["evidence"]] == ["command"]
+    assert [e["check"] for e in qa["outputs"]["evidence"]] == ["risk", "command"]  # QA's risk, then the refusal
 
 
 def test_without_isolation_a_code_fix_is_rejected_with_the_reason(
