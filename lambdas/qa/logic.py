@@ -26,6 +26,7 @@ from selfheal_core.ports import Monitor
 from selfheal_core.redact import scrub
 from selfheal_core.validations import ValidationConflict, ValidationRecord, ValidationStore, fix_sha256
 
+from .risk import assess
 from .validators.base import ValidationResult, Validator
 
 AGENT = "qa"
@@ -71,6 +72,9 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
         code_files.update(ports.artifacts.get_json(data.issue.code.artifact))
 
     result = _scrubbed(ports.validator_for(fix, data.investigation).validate(fix, data.issue, code_files))
+    # The risk that decides on approval is QA's, from the change itself; the label is only a floor.
+    risk = assess(fix, data.investigation)
+    result = dataclasses.replace(result, evidence=[risk.evidence(), *result.evidence])
     evidence_ref = ports.artifacts.put_json(
         f"incidents/{metadata.incident_id}/qa-evidence-{metadata.attempt}.json",
         {
@@ -93,6 +97,7 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
             passed=passed,
             reason=result.reason,
             evidence_artifact=evidence_ref,
+            risk_level=risk.level.value,
         )
     except ValidationConflict as conflict:
         return _settle_to_record(metadata, conflict.existing, ports)
@@ -190,7 +195,7 @@ def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool
         "validate_fix",
         [
             {
-                "thought": f"The Engineer proposes a {fix.kind} fix ({fix.risk_level} risk); its claim proves nothing",
+                "thought": f"The Engineer proposes a {fix.kind} fix (labelled {fix.risk_level} risk); its claim proves nothing",
                 "action": "validate it independently",
                 "observation": checks[:1000],
             },

@@ -16,6 +16,7 @@ from selfheal_core.config import ConfigError, RuntimeParameters, bedrock_model_i
 from tests.conftest import load_event
 from tests.integration.test_claude_chain import GOOD_CART, NEW_TEST
 from tests.integration.test_claude_provider import GOOD_FIX, FakeBudgetGuard, make_request
+from tests.integration.test_heal import approve
 from tests.support.anthropic_server import AnthropicTestServer, overloaded, rate_limited, tool_use
 from tests.support.pipeline import Pipeline
 
@@ -230,11 +231,13 @@ def test_a_code_fix_through_bedrock_is_proven_and_records_usage_and_cost_to_the_
         # When an issue with code comes in
         pipeline.put("IssueReported", load_event("issue_reported")["detail"])
         deliveries = pipeline.run()
+        [waiting] = pipeline.incidents()
+        approve(pipeline, waiting)  # a code fix is medium risk (QA's assessment): semi_auto asks a person
         [incident] = pipeline.incidents()
         llm = [r for r in AgentOpsMonitor("test").timeline(incident.incident_id) if r.get("cost_kind") == "llm"]
     # Then QA proved the Bedrock fix, and the validated patch waits for a person to merge it
     assert all(d.error is None for d in deliveries), [d.error for d in deliveries]
-    assert incident.status == "PATCH_READY"
+    assert waiting.status == "AWAITING_APPROVAL" and incident.status == "PATCH_READY"
     assert [r.path for r in bedrock_server.requests] == [f"/model/{PROFILE}/invoke"] * 2  # 429 retried once
     # And the usage Bedrock reported is recorded and priced from the table as Sonnet 4.6, to the cent
     [record] = llm

@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from tests.conftest import load_event
+from tests.integration.test_heal import approve
 from tests.support.anthropic_server import AnthropicTestServer, overloaded, rate_limited, tool_use
 from tests.support.pipeline import Pipeline
 
@@ -75,7 +76,8 @@ def pipeline(server):
         yield Pipeline(
             parameters={
                 "engineer-provider": "anthropic",
-                "automation-level": "semi_auto",
+                # A code fix is at least medium risk (QA's assessment), so only full_auto keeps it unasked.
+                "automation-level": "full_auto",
                 "max-fix-attempts": "2",
                 "daily-llm-budget-usd": "5",
             },
@@ -89,6 +91,9 @@ def code_issue(**extra):
 
 
 def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server):
+    boto3.client("ssm").put_parameter(
+        Name=f"{pipeline.env['PARAMETER_PREFIX']}automation-level", Value="semi_auto", Type="String", Overwrite=True
+    )
     server.script.extend([rate_limited(), overloaded(), good_fix(cache_read_input_tokens=1_500)])
 
     pipeline.put("IssueReported", code_issue())
@@ -96,12 +101,18 @@ def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server
 
     assert [d.agent for d in deliveries] == ["manager", "engineer", "qa", "manager"]
     assert all(d.error is None for d in deliveries), [d.error for d in deliveries]
+    # semi_auto: the model labelled its code fix "low", QA records medium, so a person is asked
+    [waiting] = pipeline.incidents()
+    assert waiting.status == "AWAITING_APPROVAL"
+    approve(pipeline, waiting)
     [incident] = pipeline.incidents()
-    assert incident.status == "PATCH_READY"  # semi_auto + low risk + QA evidence: the patch is kept, not deployed
+    assert incident.status == "PATCH_READY"  # approved + QA evidence: the patch is kept, not deployed
     assert len(server.requests) == 3  # 429 and 529 retried by the SDK
     qa = next(d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "validate_fix")
     checks = {e["check"]: e["passed"] for e in qa["outputs"]["evidence"]}
     assert qa["outputs"]["passed"] is True and all(checks.values()), checks
+    [risk] = [e["excerpt"] for e in qa["outputs"]["evidence"] if e["check"] == "risk"]
+    assert risk.startswith("risk medium: a code fix") and "label low" in risk
     assert any("unpatched" in c or "original" in c for c in checks), checks  # the weak-evidence run happened
 
     # The kept patch is what `selfheal patch` prints: an mbox for git am with QA's evidence in the message
@@ -382,3 +393,44 @@ def test_a_fractional_setting_from_the_model_is_refused_by_qa_never_applied_trun
         assert f"{setting}={proposed:g} must be a whole number" in json.dumps(verdict, default=str)
         assert pipeline.function_config(FUNCTION) == before
         assert [e["type"] for e in dependant.events()] == []
+
+
+@pytest.mark.parametrize(
+    ("proposed", "status", "assessment"),
+    [
+        (50, "AWAITING_APPROVAL", "reserved_concurrency 100 -> 50 lowers a limit"),
+        (250, "AWAITING_APPROVAL", "reserved_concurrency 100 -> 250 is a step beyond x0.75..x2"),
+        (150, "VERIFYING", "every step within x0.75..x2, no limit lowered"),
+    ],
+)
+def test_in_semi_auto_qa_decides_the_risk_from_the_change_not_the_models_label(server, proposed, status, assessment):
+    """The model labels every change "low"; QA records medium for a lowered limit or a large step,
+    so a person is asked, and only a small raise is applied unattended."""
+    from tests.integration.test_heal import FUNCTION, alarm_event, only_incident
+
+    with mock_aws():
+        pipeline = Pipeline(
+            parameters={"engineer-provider": "anthropic", "automation-level": "semi_auto", "max-fix-attempts": "1"},
+            secret={"anthropic_api_key": FAKE_ANTHROPIC_KEY},
+            functions={FUNCTION: {"reserved": 100}},
+        )
+        server.script.append(
+            tool_use(
+                {
+                    "changes": [{"setting": "reserved_concurrency", "target": FUNCTION, "proposed": proposed}],
+                    "risk_level": "low",
+                    "rationale": "adjust concurrency",
+                }
+            )
+        )
+        pipeline.put_raw_event(alarm_event())
+        pipeline.run()
+
+        incident = only_incident(pipeline)
+        reserved = boto3.client("lambda").get_function_concurrency(FunctionName=FUNCTION)
+        assert incident.status == status, (incident.status, incident.last_reason)
+        assert reserved.get("ReservedConcurrentExecutions") == (proposed if status == "VERIFYING" else 100)
+        [verdict] = [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "validate_fix"]
+        [risk] = [e["excerpt"] for e in verdict["outputs"]["evidence"] if e["check"] == "risk"]
+        assert assessment in risk
+        assert risk.startswith(f"risk {'low' if status == 'VERIFYING' else 'medium'}:")

@@ -39,7 +39,7 @@ def pipeline(server: AnthropicTestServer) -> Iterator[Pipeline]:
         yield Pipeline(
             parameters={
                 "engineer-provider": "anthropic",
-                "automation-level": "semi_auto",
+                "automation-level": "full_auto",  # a code fix is medium risk: semi_auto would ask a person
                 "max-fix-attempts": "1",
                 "daily-llm-budget-usd": "5",
             },
@@ -77,7 +77,7 @@ def test_an_issue_whose_test_command_skips_the_guard_never_resolves(
     # Then QA refuses the command, nothing runs, and the incident fails instead of resolving
     assert incident.status == "FAILED"
     assert qa["outputs"]["reason"].startswith("the test command is refused")
-    assert [e["check"] for e in qa["outputs"]["evidence"]] == ["command"]
+    assert [e["check"] for e in qa["outputs"]["evidence"]] == ["risk", "command"]  # QA's risk, then the refusal
 
 
 def test_without_isolation_a_code_fix_is_rejected_with_the_reason(
@@ -108,6 +108,6 @@ def test_with_isolation_the_same_fix_resolves_and_every_evidence_item_names_it(
     incident, qa = report(pipeline, "python -m pytest -q")
 
     assert incident.status == "PATCH_READY", qa["outputs"]["reason"]  # validated code is kept as a patch, not deployed
-    runs = [e for e in qa["outputs"]["evidence"] if e["check"] != "apply"]
+    runs = [e for e in qa["outputs"]["evidence"] if e["check"] not in ("risk", "apply")]  # what ran
     assert runs and {e["isolation"] for e in runs} == {"namespaces"}
     assert json.dumps(qa["outputs"], default=str).count('"isolation": "namespaces"') == len(runs)

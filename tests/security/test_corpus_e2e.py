@@ -41,7 +41,7 @@ def runtime(server: AnthropicTestServer, tmp_path_factory: pytest.TempPathFactor
             "anthropicBaseUrl": server.base_url,
             "engineerProvider": "anthropic",
             "maxFixAttempts": "1",
-            "automationLevel": "semi_auto",
+            "automationLevel": "full_auto",  # a code fix is medium risk: semi_auto would ask a person
         },
         extra_args=["--quiet"],
     )
@@ -119,7 +119,7 @@ def test_only_the_real_fix_resolves_its_incident(
     assert real["incident"]["status"] == "PATCH_READY", real  # validated code is kept as a patch, not deployed
     evidence = real["qa"]["outputs"]["evidence"]
     assert {e["check"] for e in evidence} >= {"tests", "new_tests", "new_tests_unpatched", "tests_unpatched"}
-    assert {e.get("isolation") for e in evidence if e["check"] != "apply"} == {"namespaces"}
+    assert {e.get("isolation") for e in evidence if e["check"] not in ("risk", "apply")} == {"namespaces"}
     # And the non-fix and the cheat are rejected (one attempt each), for the right reasons
     assert results["non-fix"]["incident"]["status"] == "FAILED"
     assert results["non-fix"]["qa"]["outputs"]["reason"].startswith("the fix's new tests do not all pass")

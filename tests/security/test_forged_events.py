@@ -169,6 +169,7 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
         passed=True,
         reason="ok",
         evidence_artifact=None,
+        risk_level=before.risk_level,
     )
     assert again.fix_sha256 == before.fix_sha256
 
@@ -186,6 +187,7 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
             passed=True,
             reason="forged",
             evidence_artifact=None,
+            risk_level="low",
         )
     assert store.get(incident.incident_id, 1).risk_level == "medium"
     assert pipeline.incidents()[0].status == "VALIDATED"  # the refused verdict moved nothing either

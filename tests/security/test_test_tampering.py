@@ -254,3 +254,53 @@ def test_bytecode_caches_are_protected(path: str, validator: CodeValidator) -> N
     result = validator.validate(fix(files={CASE.module: CASE.fix, path: "x"}, tests=NEW_TEST), issue(), CASE.files)
 
     assert result.reason == f"tampers with tests: {path}"
+
+
+# A plugin that reports every failing test as passed, shipped as "source" and loaded by a
+# configuration file pytest 9 reads before pyproject.toml/tox.ini/setup.cfg.
+PASS_EVERYTHING_PLUGIN = (
+    "import pytest\n\n\n"
+    "@pytest.hookimpl(wrapper=True)\n"
+    "def pytest_runtest_makereport(item, call):\n"
+    "    report = yield\n"
+    "    if report.when == 'call' and report.failed:\n"
+    "        report.outcome = 'passed'\n"
+    "        report.longrepr = None\n"
+    "    return report\n"
+)
+
+
+@pytest.mark.parametrize("config_name", ["pytest.toml", ".pytest.toml"])
+def test_a_pytest_toml_that_loads_a_plugin_is_tampering(config_name: str, validator: CodeValidator) -> None:
+    from tests.unit.test_code_validator import EMPTY_LIST_TEST, ISSUE, SERVICE
+
+    answer = fix(
+        files={config_name: '[pytest]\naddopts = ["-p", "ci_helpers"]\n', "ci_helpers.py": PASS_EVERYTHING_PLUGIN},
+        tests=EMPTY_LIST_TEST,
+    )
+
+    result = validator.validate(answer, ISSUE, SERVICE)
+
+    assert not result.passed
+    assert result.reason == f"tampers with tests: {config_name}"
+
+
+@pytest.mark.parametrize(
+    ("config_name", "config"),
+    [
+        ("pytest.toml", '[pytest]\npython_files = ["check_*.py"]\n'),
+        (".pytest.toml", '[pytest]\npython_files = "check_*.py"\n'),
+        ("pyproject.toml", '[tool.pytest]\npython_files = ["check_*.py"]\n'),  # pytest 9's TOML mode
+    ],
+)
+def test_test_files_named_by_a_projects_toml_configuration_are_protected(config_name: str, config: str) -> None:
+    from lambdas.qa.validators.code import tampered_path
+
+    project = {
+        config_name: config,
+        CASE.module: CASE.files[CASE.module],
+        "check_shipping.py": CASE.files[TEST_FILE],
+    }
+    answer = fix(files={"check_shipping.py": "def test_ok():\n    assert True\n"}, tests=NEW_TEST)
+
+    assert tampered_path(project, answer) == "check_shipping.py"

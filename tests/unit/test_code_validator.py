@@ -303,17 +303,18 @@ def test_test_commands_other_than_python_or_pytest_are_refused(validator: CodeVa
 def test_a_pre_existing_test_module_that_could_not_even_be_collected_before_may_pass_after(
     validator: CodeValidator,
 ) -> None:
-    # Given a reported project whose test imports the function the fix is asked to add
+    # Given a reported project whose test imports the function the fix is asked to add, and
+    # whose total([]) is None (the bug the new test shows: a missing name alone proves nothing)
     files = {
-        "stats.py": "def total(values):\n    return sum(values)\n",
+        "stats.py": "def total(values):\n    return sum(values) if values else None\n",
         "tests/test_stats.py": "from stats import average\n\n\ndef test_average():\n    assert average([2, 4]) == 3\n",
     }
     issue = ISSUE.model_copy(update={"code": CodeBundle(files=files, test_command="python -m pytest -q")})
-    fixed = files["stats.py"] + "\n\ndef average(values):\n    return sum(values) / len(values) if values else 0.0\n"
-    new_test = {
-        "tests/test_average_empty.py": "import stats\n\n\ndef test_empty():\n"
-        "    assert getattr(stats, 'average', lambda v: None)([]) == 0.0\n"
-    }
+    fixed = (
+        "def total(values):\n    return sum(values)\n"
+        "\n\ndef average(values):\n    return sum(values) / len(values) if values else 0.0\n"
+    )
+    new_test = {"tests/test_total_empty.py": "from stats import total\n\n\ndef test_empty():\n    assert total([]) == 0\n"}
 
     # When the fix adds it (the module errored at collection before, passes after)
     result = validator.validate(code_fix(files={"stats.py": fixed}, tests=new_test), issue, files)
@@ -321,3 +322,68 @@ def test_a_pre_existing_test_module_that_could_not_even_be_collected_before_may_
     # Then the collection error before is not a "missing" test after
     assert result.passed, result.reason
     assert {e.check: e.exit_code for e in result.evidence}["tests_unpatched"] == 2
+
+
+MARKER_TESTS = {
+    # the missing name, checked without raising AttributeError
+    "getattr-marker": "import stats\n\n\ndef test_the_empty_list_bug_is_fixed():\n    assert getattr(stats, 'FIXED', False)\n",
+    "hasattr-marker": "import stats\n\n\ndef test_the_empty_list_bug_is_fixed():\n    assert hasattr(stats, 'FIXED')\n",
+    # the fix's text, not its behaviour
+    "source-text": (
+        "import pathlib\n\n\ndef test_the_empty_list_bug_is_fixed():\n"
+        "    assert 'FIXED' in pathlib.Path('stats.py').read_text()\n"
+    ),
+    # a module the fix adds
+    "new-module": (
+        "import importlib.util\n\n\ndef test_the_empty_list_bug_is_fixed():\n"
+        "    assert importlib.util.find_spec('stats_fixed') is not None\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", list(MARKER_TESTS))
+def test_a_new_test_that_only_checks_for_what_the_fix_adds_is_weak_evidence(
+    validator: CodeValidator, variant: str
+) -> None:
+    # Given a "fix" that adds a marker and a module but leaves average([]) dividing by zero
+    files = {"stats.py": "FIXED = True\n\n" + SERVICE["stats.py"], "stats_fixed.py": "DONE = 1\n"}
+
+    result = validator.validate(code_fix(files=files, tests={"tests/test_fixed.py": MARKER_TESTS[variant]}), ISSUE, SERVICE)
+
+    # Then its test passes on the original source plus only what the fix adds: it proves nothing
+    assert not result.passed and result.weak_evidence, result.reason
+    assert "plus only the names the fix adds" in result.reason
+
+
+def test_a_fix_that_adds_a_helper_is_still_proven_by_a_test_of_the_old_behaviour(validator: CodeValidator) -> None:
+    # Given a real fix that adds an import, a decorated helper and a constant, and uses them
+    fixed = (
+        "from __future__ import annotations\n\nimport functools\n\nEMPTY_AVERAGE = 0.0\n\n\n"
+        "@functools.lru_cache(maxsize=1)\ndef _empty() -> float:\n    return EMPTY_AVERAGE\n\n\n"
+        + SERVICE["stats.py"].replace("    return sum", "    if not values:\n        return _empty()\n    return sum")
+    )
+
+    result = validator.validate(code_fix(files={"stats.py": fixed}, tests=EMPTY_LIST_TEST), ISSUE, SERVICE)
+
+    # Then the grafted names do not fix the original: its test still fails there, on the bug
+    assert result.passed, result.reason
+    [unpatched] = [e for e in result.evidence if e.check == "new_tests_unpatched"]
+    assert "ZeroDivisionError" in unpatched.excerpt
+
+
+def test_the_graft_adds_only_statements_that_bind_new_names() -> None:
+    from lambdas.qa.validators.code import grafted_original
+
+    original = "import math\n\nLIMIT = 1\n\n\ndef average(values):\n    return sum(values) / len(values)\n"
+    patched = (
+        "from __future__ import annotations\nimport math\nimport functools\n\nLIMIT = 2\nFIXED = True\n"
+        "LIMIT, OTHER = 3, 4\nfrom os import *\n\n\n@functools.cache\ndef helper(x):\n    return x\n\n\n"
+        "def average(values):\n    return 0.0\n"
+    )
+
+    tree = grafted_original({"m.py": original, "data.txt": "a"}, {"m.py": patched, "data.txt": "b", "new.py": "N = 1\n"})
+
+    assert tree["m.py"] == original + "\n\nimport functools\n\n\nFIXED = True\n\n\n@functools.cache\ndef helper(x):\n    return x\n"
+    assert tree["data.txt"] == "a" and tree["new.py"] == "N = 1\n"
+    # a module that does not parse is left as it was
+    assert grafted_original({"m.py": "def (:\n"}, {"m.py": "X = 1\n"})["m.py"] == "def (:\n"

@@ -152,3 +152,43 @@ def test_policy_refuses_an_unbounded_step_from_zero_instead_of_calling_it_unknow
     )
     # Then the refusal says why (a factor from 0), not "unknown"
     assert not result.passed and "step from 0" in result.reason and "unknown" not in result.reason
+
+
+@pytest.mark.parametrize(
+    ("label", "setting", "proposed", "recorded"),
+    [
+        ("low", "memory_mb", 256, "low"),  # a raise within x2
+        ("low", "memory_mb", 96, "medium"),  # lowers a limit (also below x0.75)
+        ("low", "timeout_s", 2.9, "medium"),  # lowers a limit by a little
+        ("low", "memory_mb", 512, "medium"),  # a x4 step: within policy, not unattended
+        ("low", "max_retries", 1, "medium"),  # not a limit, but a x0.5 step
+        ("low", "reserved_concurrency", 8, "medium"),
+        ("high", "memory_mb", 256, "high"),  # the proposer's label is a floor
+    ],
+)
+def test_qa_records_the_higher_of_its_own_risk_and_the_proposers(label, setting, proposed, recorded):
+    from lambdas.qa.risk import assess
+
+    fix = Fix(
+        kind="config",
+        provider="test",
+        rationale="r",
+        risk_level=label,
+        changes=[ConfigChange(setting=setting, target="orders-api", proposed=proposed)],
+    )
+
+    assessment = assess(fix, investigated())
+
+    assert assessment.level.value == recorded
+    assert assessment.evidence().excerpt.startswith(f"risk {recorded}:")
+
+
+def test_qa_calls_a_code_fix_or_a_step_of_unknown_size_at_least_medium():
+    from lambdas.qa.risk import assess
+
+    code = Fix(kind="code", provider="test", rationale="r", risk_level="low", files={"a.py": "x = 1\n"})
+    unread = _fix(ConfigChange(setting="memory_mb", target="orders-api", proposed=256))
+
+    assert assess(code, None).level.value == "medium"
+    assert assess(unread, Investigation(target="orders-api")).level.value == "medium"
+    assert "step size is unknown" in assess(unread, None).evidence().excerpt

@@ -9,9 +9,10 @@ command is not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
 1. patched source + an untouched copy of the project's tests and configuration: compiles,
    and the project's tests pass (the pytest report must list every pre-existing test);
 2. the same + the fix's new tests: every new test passes;
-3. original source + the new tests: at least one new test fails (pytest exit 1) on an
-   assertion or the bug's own exception; an import, name or collection error proves
-   nothing - otherwise `weak_evidence`;
+3. original source + only the names the fix adds (`grafted_original`) + the new tests: at
+   least one new test fails (pytest exit 1) on an assertion or the bug's own exception; an
+   import, name or collection error proves nothing, and a test that only checks for what the
+   fix adds passes here - otherwise `weak_evidence`;
 4. original source alone: every pre-existing test that failed before passes in run 1.
 
 Patches go through a small strict applier (`apply_patch`).
@@ -19,6 +20,7 @@ Patches go through a small strict applier (`apply_patch`).
 
 from __future__ import annotations
 
+import ast
 import configparser
 import fnmatch
 import posixpath
@@ -170,7 +172,11 @@ def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------------- test tampering
 
-_CONFIG_FILES = {"conftest.py", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
+# Every file pytest reads its configuration from by name (pytest 9: `CONFIG_LOADERS_BY_NAME`,
+# pyproject.toml aside: only its [tool.pytest] tables count), and conftest.py.
+_TOML_CONFIG_FILES = {"pytest.toml", ".pytest.toml"}
+_INI_CONFIG_FILES = {"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
+_CONFIG_FILES = {"conftest.py", *_TOML_CONFIG_FILES, *_INI_CONFIG_FILES}
 _CUSTOMIZE = {"sitecustomize", "usercustomize"}
 # Top-level names that would shadow pytest or what it imports (`python -m pytest` puts the
 # project first on sys.path): a `pytest.py` in the tree would replace the test runner.
@@ -198,10 +204,14 @@ def project_test_patterns(code_files: dict[str, str]) -> tuple[str, ...]:
         name = path.split("/")[-1]
         if name == "pyproject.toml":
             section = _pytest_section(text)
-            options = section.get("ini_options", {}) if isinstance(section, dict) else {}
-            value = options.get("python_files", []) if isinstance(options, dict) else []
-            found += value.split() if isinstance(value, str) else [str(v) for v in value]
-        elif name in ("pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"):
+            if isinstance(section, dict):  # [tool.pytest.ini_options] (INI mode) or [tool.pytest] (TOML mode)
+                found += _python_files(section.get("ini_options", section))
+        elif name in _TOML_CONFIG_FILES:
+            try:
+                found += _python_files(tomllib.loads(text).get("pytest"))
+            except tomllib.TOMLDecodeError:
+                continue
+        elif name in _INI_CONFIG_FILES:
             parser = configparser.ConfigParser(interpolation=None, strict=False)
             try:
                 parser.read_string(text)
@@ -211,6 +221,14 @@ def project_test_patterns(code_files: dict[str, str]) -> tuple[str, ...]:
                 if parser.has_option(section_name, "python_files"):
                     found += parser.get(section_name, "python_files").split()
     return tuple(found)
+
+
+def _python_files(table: Any) -> list[str]:
+    """`python_files` of a parsed TOML table: a list of globs, or one whitespace-separated string."""
+    value = table.get("python_files", []) if isinstance(table, dict) else []
+    if isinstance(value, str):
+        return value.split()
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def is_test_file(path: str, patterns: tuple[str, ...] = ()) -> bool:
@@ -295,6 +313,65 @@ def patched_files(code_files: dict[str, str], fix: Fix) -> dict[str, str]:
     if bool(fix.patch) == bool(fix.files):
         raise FixError("a code fix carries exactly one of 'patch' or 'files'")
     return apply_patch(code_files, fix.patch) if fix.patch else {**code_files, **fix.files}
+
+
+def _binds(stmt: ast.stmt) -> set[str]:
+    """Module-level names a top-level statement binds ("*" for a star import)."""
+    names: set[str] = set()
+    stack: list[ast.AST] = [stmt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)  # its body binds its own names, not the module's
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _added_statements(original: str, patched: str) -> list[str]:
+    """Source of the patched module's top-level statements that bind only names the original
+    does not bind (a new constant, function, class or import), in order; [] when either side
+    does not parse."""
+    try:
+        before, after = ast.parse(original), ast.parse(patched)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    existing = set().union(*(_binds(stmt) for stmt in before.body))
+    lines = patched.splitlines(keepends=True)
+    added: list[str] = []
+    for stmt in after.body:
+        names = _binds(stmt)
+        future = isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+        if not names or "*" in names or names & existing or future:
+            continue
+        segment = ast.get_source_segment(patched, stmt) or ""
+        decorators = getattr(stmt, "decorator_list", [])
+        if decorators:  # the statement's own position starts at `def`/`class`, after its decorators
+            segment = "".join(lines[min(d.lineno for d in decorators) - 1 : stmt.lineno - 1]) + segment
+        added.append(segment)
+    return added
+
+
+def grafted_original(code_files: dict[str, str], patched: dict[str, str]) -> dict[str, str]:
+    """The original source plus only what the fix adds by name: the files it creates, and the
+    new top-level names of the modules it changes (appended to the original module). A new
+    test that fails here fails on the behaviour the original has, not on a marker the fix adds."""
+    tree = dict(code_files)
+    for path, text in patched.items():
+        before = code_files.get(path)
+        if before is None:
+            tree[path] = text
+        elif before != text and path.endswith(".py"):
+            added = _added_statements(before, text)
+            if added:
+                tree[path] = before.rstrip("\n") + "\n\n\n" + "\n\n\n".join(added) + "\n"
+    return tree
 
 
 def _check_size(files: dict[str, str]) -> None:
@@ -410,7 +487,8 @@ class CodeValidator:
                 **{p: t for p, t in patched.items() if not is_test_infrastructure(p, patterns)},
                 **untouched,
             }
-            for tree in (patched_tree, {**patched_tree, **fix.tests}, {**code_files, **fix.tests}):
+            grafted = grafted_original(code_files, patched)
+            for tree in (patched_tree, {**patched_tree, **fix.tests}, {**grafted, **fix.tests}):
                 _check_size(tree)
         except FixError as exc:
             return ValidationResult(
@@ -428,12 +506,18 @@ class CodeValidator:
         ]
         session = _Session(self.runner, self.limits, time.monotonic() + self.total_seconds, evidence, self.on_run)
         try:
-            return self._checks(session, argv, fix, code_files, patched_tree)
+            return self._checks(session, argv, fix, code_files, patched_tree, grafted)
         except _Refused as refused:
             return refused.result
 
     def _checks(
-        self, s: _Session, argv: list[str], fix: Fix, code_files: dict[str, str], patched_tree: dict[str, str]
+        self,
+        s: _Session,
+        argv: list[str],
+        fix: Fix,
+        code_files: dict[str, str],
+        patched_tree: dict[str, str],
+        grafted: dict[str, str],
     ) -> ValidationResult:
         new_tests = sorted(fix.tests)
         new_tests_argv = ["python", "-m", "pytest", "-q", *new_tests]
@@ -462,9 +546,9 @@ class CodeValidator:
             return ValidationResult(
                 False, f"the fix's new tests do not all pass on the patched code: {detail}", s.evidence
             )
-        # 3. Without the fix at least one new test fails on what it checks.
+        # 3. Without the fix (but with the names it adds) at least one new test fails on what it checks.
         [unpatched] = s.run(
-            {**code_files, **fix.tests},
+            {**grafted, **fix.tests},
             [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
             judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(t.reproduces for t in r.tests or []),
         )
@@ -472,8 +556,9 @@ class CodeValidator:
         if unpatched.exit_code != PYTEST_TESTS_FAILED or not failing:
             return ValidationResult(
                 False,
-                "weak evidence: no new test fails on what it checks without the fix "
-                f"({_last_line(unpatched)}), so they do not show that the fix changes anything",
+                "weak evidence: no new test fails on what it checks without the fix, on the original source "
+                f"plus only the names the fix adds ({_last_line(unpatched)}), so they do not show that the fix "
+                "changes anything",
                 s.evidence,
                 weak_evidence=True,
             )

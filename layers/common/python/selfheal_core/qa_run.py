@@ -68,7 +68,8 @@ class TestCase(_Model):
     def reproduces(self) -> bool:
         """The test ran and failed on what it checks: an assertion (or pytest.fail / pytest.raises),
         or the bug's own exception. Not a setup or collection error (`error`), and not a name that
-        only the fix adds (ImportError, NameError, a module without the attribute)."""
+        only the fix adds (ImportError, NameError, a module without the attribute). QA runs the new
+        tests on the original plus the names the fix adds, so a check for such a name passes there."""
         return self.outcome == "failed" and not _MISSING_NAME.match(self.message)
 
 

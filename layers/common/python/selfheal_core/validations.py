@@ -1,4 +1,4 @@
-"""QA's validation record: the one place the Manager learns which fix passed, and at what risk.
+"""QA's validation record: the one place the Manager learns which fix passed, and at what risk (QA's).
 
 A `FixValidated` event says "look at attempt N"; it is not believed for the fix or its risk.
 QA writes the record (decisions table, `INCIDENT#<id>` / `VALIDATION#<attempt>`) with the
@@ -77,11 +77,13 @@ class ValidationStore:
         passed: bool,
         reason: str,
         evidence_artifact: ArtifactRef | None,
+        risk_level: str,
     ) -> ValidationRecord | None:
         """Record QA's verdict and move the incident from VALIDATING to where it leads (VALIDATED or
         REJECTED) in one transaction. None: the incident is not VALIDATING at this attempt, and
         nothing was written. A retry of QA at the same attempt may rewrite the verdict for the same
-        fix (same hash); a different fix at the same attempt raises ValidationConflict."""
+        fix (same hash); a different fix at the same attempt raises ValidationConflict.
+        `risk_level` is QA's assessment (lambdas/qa/risk.py), never the fix's own label."""
         digest = fix_sha256(fix)
         item = {
             "pk": keys.incident_pk(incident_id),
@@ -91,7 +93,7 @@ class ValidationStore:
             "attempt": attempt,
             "passed": passed,
             "fix_sha256": digest,
-            "risk_level": fix.risk_level,
+            "risk_level": risk_level,
             "kind": fix.kind,
             "reason": reason[:2_000],
             # A claim-checked fix stays in the artifacts store; the hash pins its content.
