@@ -314,7 +314,9 @@ def test_a_pre_existing_test_module_that_could_not_even_be_collected_before_may_
         "def total(values):\n    return sum(values)\n"
         "\n\ndef average(values):\n    return sum(values) / len(values) if values else 0.0\n"
     )
-    new_test = {"tests/test_total_empty.py": "from stats import total\n\n\ndef test_empty():\n    assert total([]) == 0\n"}
+    new_test = {
+        "tests/test_total_empty.py": "from stats import total\n\n\ndef test_empty():\n    assert total([]) == 0\n"
+    }
 
     # When the fix adds it (the module errored at collection before, passes after)
     result = validator.validate(code_fix(files={"stats.py": fixed}, tests=new_test), issue, files)
@@ -348,7 +350,9 @@ def test_a_new_test_that_only_checks_for_what_the_fix_adds_is_weak_evidence(
     # Given a "fix" that adds a marker and a module but leaves average([]) dividing by zero
     files = {"stats.py": "FIXED = True\n\n" + SERVICE["stats.py"], "stats_fixed.py": "DONE = 1\n"}
 
-    result = validator.validate(code_fix(files=files, tests={"tests/test_fixed.py": MARKER_TESTS[variant]}), ISSUE, SERVICE)
+    result = validator.validate(
+        code_fix(files=files, tests={"tests/test_fixed.py": MARKER_TESTS[variant]}), ISSUE, SERVICE
+    )
 
     # Then its test passes on the original source plus only what the fix adds: it proves nothing
     assert not result.passed and result.weak_evidence, result.reason
@@ -381,9 +385,14 @@ def test_the_graft_adds_only_statements_that_bind_new_names() -> None:
         "def average(values):\n    return 0.0\n"
     )
 
-    tree = grafted_original({"m.py": original, "data.txt": "a"}, {"m.py": patched, "data.txt": "b", "new.py": "N = 1\n"})
+    tree = grafted_original(
+        {"m.py": original, "data.txt": "a"}, {"m.py": patched, "data.txt": "b", "new.py": "N = 1\n"}
+    )
 
-    assert tree["m.py"] == original + "\n\nimport functools\n\n\nFIXED = True\n\n\n@functools.cache\ndef helper(x):\n    return x\n"
+    assert (
+        tree["m.py"]
+        == original + "\n\nimport functools\n\n\nFIXED = True\n\n\n@functools.cache\ndef helper(x):\n    return x\n"
+    )
     assert tree["data.txt"] == "a" and tree["new.py"] == "N = 1\n"
     # a module that does not parse is left as it was
     assert grafted_original({"m.py": "def (:\n"}, {"m.py": "X = 1\n"})["m.py"] == "def (:\n"
