@@ -167,10 +167,12 @@ def alarm_entry(alarm_name: str, function: str) -> dict[str, Any]:
 
 
 def target_function(rt: Any, name: str) -> None:
-    """The function an incident concerns, managed, so the Manager investigates it and may change it."""
+    """The function an incident concerns, managed, so the Manager investigates it and may change it.
+    Timeout 5 s: the runbook doubles it to 10, a step QA rates low risk (lambdas/qa/risk.py), so
+    the default semi_auto applies it and every incident runs the whole loop to VERIFYING."""
     from tests.e2e.functions import create_function
 
-    create_function(rt, name, timeout=3, managed=True)
+    create_function(rt, name, timeout=5, managed=True)
 
 
 def bench_storm(rt: Any, size: int) -> dict[str, Any]:
