@@ -4,6 +4,7 @@ The keys and their defaults live in selfheal_core/catalog.py (CONTEXT_DEFAULTS).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -106,8 +107,10 @@ class DeploySettings:
                 bedrock_model_id(self.engineer_model)
             except ConfigError as exc:
                 problems.append(f"engineerModel: {exc}")
-        if self.cost_alert_threshold <= 0:
-            problems.append("costAlertThreshold must be > 0")
+        # math.isfinite: NaN compares false to everything and inf passes "> 0"; either would make an
+        # alarm that never fires.
+        if not (math.isfinite(self.cost_alert_threshold) and self.cost_alert_threshold > 0):
+            problems.append(f"costAlertThreshold must be a finite number > 0, not {self.cost_alert_threshold!r}")
         # Written as a range so NaN fails too; "inf" would reach SSM and be refused at every read.
         if not 0 <= self.daily_llm_budget_usd <= MAX_DAILY_LLM_BUDGET_USD:
             problems.append(

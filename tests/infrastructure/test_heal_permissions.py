@@ -139,6 +139,14 @@ def test_a_daily_llm_budget_that_is_not_finite_or_out_of_range_is_refused(budget
         DeploySettings.from_context(app.node)
 
 
+@pytest.mark.parametrize("threshold", ["inf", "nan", "0", "-3"])
+def test_a_cost_alert_threshold_that_is_not_a_finite_positive_number_is_refused(threshold):
+    # An alarm on NaN or inf never fires: the cost alert would be silently off.
+    app = cdk.App(context={"costAlertThreshold": threshold})
+    with pytest.raises(ValueError, match="costAlertThreshold must be a finite number > 0"):
+        DeploySettings.from_context(app.node)
+
+
 def test_the_bus_policy_lets_the_scheduler_role_send_as_the_manager_and_nobody_else(templates):
     # Given the bus resource policy that pins each agent source to its role
     policies = templates["pipeline"].find_resources("AWS::Events::EventBusPolicy")
