@@ -660,8 +660,9 @@ def test_a_crash_between_the_lambda_write_and_the_status_write_is_finished_by_th
     assert incident.change["previous"] == {"timeout_s": 3}
 
 
-def test_the_approval_write_plans_and_claims_the_change_and_a_crash_after_it_is_finished_by_the_retry(aws, monkeypatch):
-    # Given the Manager crashes after the APPROVED write, before it touches the function
+def died_after_approval(monkeypatch):
+    """An alarm whose apply step dies once right after the APPROVED write, before it touches the
+    function: the pipeline, the failed delivery and the change id it had claimed."""
     from lambdas.manager import heal
 
     pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
@@ -676,13 +677,18 @@ def test_the_approval_write_plans_and_claims_the_change_and_a_crash_after_it_is_
 
     monkeypatch.setattr(heal, "_check_still_managed", crash_once)
     pipeline.put_raw_event(alarm_event())
-    deliveries = pipeline.run()
-    [broken] = [d for d in deliveries if d.error]
+    [broken] = [d for d in pipeline.run() if d.error]
+    return pipeline, broken, crashed[0]
+
+
+def test_the_approval_write_plans_and_claims_the_change_and_a_crash_after_it_is_finished_by_the_retry(aws, monkeypatch):
+    # Given the Manager crashes after the APPROVED write, before it touches the function
+    pipeline, broken, change_id = died_after_approval(monkeypatch)
 
     # Then that one write left the incident APPROVED with its change planned and claimed, the function untouched
     incident = only_incident(pipeline)
     assert incident.status == "APPROVED" and incident.heal_phase == "applying"
-    assert incident.change_id == crashed[0] and incident.change["proposed"] == {"timeout_s": 10}
+    assert incident.change_id == change_id and incident.change["proposed"] == {"timeout_s": 10}
     assert incident.validated_fix["record"]["attempt"] == 1
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
 
@@ -726,22 +732,9 @@ def test_a_duplicate_apply_that_meets_the_other_deliverys_update_in_progress_car
     aws, monkeypatch, winner_values, status, timeout_s
 ):
     # Given an incident APPROVED and claimed for its change (the first delivery died after the approval write)
-    from lambdas.manager import heal
     from lambdas.manager.investigate import CloudPort
 
-    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
-    original = heal._check_still_managed
-    crashed = []
-
-    def crash_once(change, cloud, *, by_hand):
-        if not crashed:
-            crashed.append(change["change_id"])
-            raise RuntimeError("Lambda timed out")
-        return original(change, cloud, by_hand=by_hand)
-
-    monkeypatch.setattr(heal, "_check_still_managed", crash_once)
-    pipeline.put_raw_event(alarm_event())
-    [broken] = [d for d in pipeline.run() if d.error]
+    pipeline, broken, _ = died_after_approval(monkeypatch)
 
     # When a delivery of the step writes while another update of the function is in progress
     real_client = CloudPort.client
