@@ -734,11 +734,9 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
     return rollback(incident, ports, figures, "no recovery within the verify window", chain=chain)
 
 
-def on_alarm_ok(before: Incident | None, resolved: Incident, alarm_figures: dict[str, float], ports: HealPorts) -> None:
+def on_alarm_ok(resolved: Incident, alarm_figures: dict[str, float], ports: HealPorts) -> None:
     """The originating alarm is OK while a change was being verified: the change is kept."""
-    if before is None or before.status != Status.VERIFYING.value or not before.change:
-        return
-    figures = {**_before_figures(before), **{f"after_{k}": v for k, v in alarm_figures.items()}}
+    figures = {**_before_figures(resolved), **{f"after_{k}": v for k, v in alarm_figures.items()}}
     chain = [
         step("The alarm that opened this incident is OK again", "compare before and after", _figures_text(figures))
     ]

@@ -333,10 +333,11 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         0.9,
         once="resolve_on_recovery",
     )
-    if before.status == Status.VERIFYING.value:
-        heal.on_alarm_ok(
-            before, incident, intake.issue.signals, ports
-        )  # verify decision, FixVerified, IncidentResolved
+    # What the write resolved, from its own history: `before` may predate a scheduled apply that
+    # landed while CloudWatch was being asked.
+    came_from = incident.status_history[-2]["status"] if len(incident.status_history) > 1 else before.status
+    if came_from == Status.VERIFYING.value and incident.change:
+        heal.on_alarm_ok(incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
         return {"action": "resolved", "incident_id": incident_id}
     announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
     return {"action": "resolved", "incident_id": incident_id}

@@ -961,6 +961,55 @@ def test_an_ok_while_a_scheduled_change_is_being_applied_does_not_hide_the_chang
     assert "FixApplied" in [e["type"] for e in dependant.events()]
 
 
+def test_an_ok_read_before_a_scheduled_change_landed_still_verifies_the_change(aws, monkeypatch):
+    """The OK path reads the incident, asks CloudWatch, then writes RESOLVED. If the scheduled
+    apply lands in between (SCHEDULED, then VERIFYING with the change live), the incident is
+    resolved with a change on the target: FixVerified must go out, as for any verified change."""
+    from lambdas.manager import heal
+    from selfheal_core.incidents import IncidentStore
+
+    ten = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(heal, "now", lambda: ten)
+    pipeline = Pipeline(
+        parameters={"apply-windows": json.dumps({FUNCTION: ["02:00-03:00"]})},
+        functions={FUNCTION: {"timeout": 3, "memory": 512}},
+    )
+    dependant = Dependant(pipeline)
+    low = copy.deepcopy(alarm_event())
+    low["detail"]["configuration"]["description"] = "orders-api errors, low priority"
+    pipeline.put_raw_event(low)
+    pipeline.run()
+    scheduled = only_incident(pipeline)
+    assert scheduled.status == "SCHEDULED"
+
+    # Given the window opened and the change landed (VERIFYING)
+    monkeypatch.setattr(heal, "now", lambda: ten + timedelta(days=1, hours=-8, seconds=5))
+    pipeline.fire_schedules("apply")
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+
+    # When the alarm's OK is handled by an invocation that read the incident before the apply landed
+    original_get = IncidentStore.get
+    stale: list[str] = []
+
+    def read_before_the_apply(self, incident_id):
+        if not stale:
+            stale.append(incident_id)
+            return scheduled
+        return original_get(self, incident_id)
+
+    monkeypatch.setattr(IncidentStore, "get", read_before_the_apply)
+    alarm_in_state("OK", 0.0)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+
+    # Then the change it resolved with is verified and announced
+    incident = only_incident(pipeline)
+    assert stale and incident.status == "RESOLVED"
+    assert [e["type"] for e in dependant.events()] == ["FixApplied", "FixVerified"]
+    assert decisions_of(pipeline, incident.incident_id, "verify")
+
+
 def test_an_ok_that_cannot_resolve_the_incident_does_not_release_its_fingerprint(aws, monkeypatch):
     """Expected: while an incident is open, every report of its alarm folds into it; an OK that
     is refused (the incident is APPROVED with its change in flight, so RESOLVED is not allowed)
