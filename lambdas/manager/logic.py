@@ -302,6 +302,9 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     if incident_id is None:
         return {"action": "ignored", "reason": "alarm OK with no open incident"}
     before = ports.incidents.get(incident_id)
+    reason = f"alarm {intake.issue.resource} returned to OK"
+    if before is not None and before.status == Status.RESOLVED.value and before.last_reason == scrub(reason)[:1000]:
+        return _finish_recovery(before, intake, ports)  # a retry after the RESOLVED write: finish the step
     if before is None or Status(before.status) in TERMINAL:
         # Closed already: the alarm is OK, so its next ALARM is a new occurrence, not a late duplicate.
         ports.incidents.release_now(intake.fingerprint, incident_id)
@@ -313,18 +316,20 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     if state != "OK":
         return {"action": "unconfirmed", "incident_id": incident_id, "reason": f"alarm is {state} now"}
     incident = ports.incidents.transition(
-        incident_id,
-        Status.RESOLVED,
-        reason=f"alarm {intake.issue.resource} returned to OK",
-        forbid={"heal_phase": CHANGE_IN_FLIGHT},
+        incident_id, Status.RESOLVED, reason=reason, forbid={"heal_phase": CHANGE_IN_FLIGHT}
     )
     if incident is None:
         # Refused (a change in flight, a rollback to finish): the incident keeps its fingerprint so
         # the alarm's next ALARM folds into it rather than starting a second heal loop on the target.
         return {"action": "stale", "incident_id": incident_id}
-    # The alarm is OK: its next ALARM is a new occurrence, not a late duplicate.
-    ports.incidents.release_now(intake.fingerprint, incident_id)
-    ports.monitor.bind(incident_id=incident_id, correlation_id=incident.correlation_id)
+    return _finish_recovery(incident, intake, ports)
+
+
+def _finish_recovery(incident: Incident, intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
+    """Record and announce a resolution by the alarm's OK, then release the fingerprint. The
+    release comes last: until then a retry finds the lock and finishes (records are once-only,
+    an announcement may repeat), and afterwards the next ALARM is a new occurrence."""
+    ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
     ports.monitor.record_decision(
         "resolve_on_recovery",
         [step("The alarm that opened this incident is OK again", "resolve the incident", "fingerprint released")],
@@ -333,14 +338,16 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         0.9,
         once="resolve_on_recovery",
     )
-    # What the write resolved, from its own history: `before` may predate a scheduled apply that
-    # landed while CloudWatch was being asked.
-    came_from = incident.status_history[-2]["status"] if len(incident.status_history) > 1 else before.status
+    # What the write resolved, from its own history: a read taken before it may predate a
+    # scheduled apply that landed while CloudWatch was being asked.
+    history = [h.get("status") for h in incident.status_history]
+    came_from = history[-2] if len(history) > 1 else None
     if came_from == Status.VERIFYING.value and incident.change:
         heal.on_alarm_ok(incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
-        return {"action": "resolved", "incident_id": incident_id}
-    announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
-    return {"action": "resolved", "incident_id": incident_id}
+    else:
+        announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
+    ports.incidents.release_now(intake.fingerprint, incident.incident_id)
+    return {"action": "resolved", "incident_id": incident.incident_id}
 
 
 # A paused incident resumes only when one worst-case Engineer call fits in what is left of today's

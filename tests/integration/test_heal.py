@@ -961,6 +961,47 @@ def test_an_ok_while_a_scheduled_change_is_being_applied_does_not_hide_the_chang
     assert "FixApplied" in [e["type"] for e in dependant.events()]
 
 
+def test_a_crash_after_the_ok_resolved_the_incident_is_finished_by_the_retry(aws, monkeypatch):
+    """A Lambda retry must finish the step: the RESOLVED write landed, then the invocation died
+    before the verify decision, FixVerified and the lock's release."""
+    from selfheal_core.incidents import IncidentStore, Status
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    dependant = Dependant(pipeline)
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+
+    original = IncidentStore.transition
+    crashed: list[str] = []
+
+    def crash_after_resolving(self, incident_id, to, **kwargs):
+        result = original(self, incident_id, to, **kwargs)
+        if to is Status.RESOLVED and result is not None and not crashed:
+            crashed.append(incident_id)
+            raise RuntimeError("Lambda timed out")
+        return result
+
+    monkeypatch.setattr(IncidentStore, "transition", crash_after_resolving)
+    alarm_in_state("OK", 0.0)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [broken] = pipeline.run()
+    assert broken.error and only_incident(pipeline).status == "RESOLVED"
+
+    # When Lambda retries the OK
+    pipeline.invoke(broken.agent, broken.event)
+    pipeline.run()
+
+    # Then the resolution is recorded and announced once, and the alarm's next ALARM is a new incident
+    incident = only_incident(pipeline)
+    assert [e["type"] for e in dependant.events()] == ["FixApplied", "FixVerified"]
+    assert len(decisions_of(pipeline, incident.incident_id, "verify")) == 1
+    again = alarm_transition("ALARM", "2025-11-20T17:30:00.000+0000", 30.0)
+    pipeline.put_raw_event(again)
+    pipeline.run()
+    assert len(pipeline.incidents()) == 2
+
+
 def test_an_ok_read_before_a_scheduled_change_landed_still_verifies_the_change(aws, monkeypatch):
     """The OK path reads the incident, asks CloudWatch, then writes RESOLVED. If the scheduled
     apply lands in between (SCHEDULED, then VERIFYING with the change live), the incident is
