@@ -720,6 +720,8 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
     if incident.heal_phase == "rolling_back":
         return rollback(incident, ports, {}, "retry of an interrupted rollback")
     recovered, figures, chain = check_recovery(incident, ports)
+    if recovered is None:
+        return _no_evidence(incident, ports, figures, chain)
     if recovered:
         resolved = ports.incidents.transition(
             incident.incident_id,
@@ -780,8 +782,90 @@ def _verified(
     return {"action": "resolved", "incident_id": incident.incident_id, "figures": figures}
 
 
-def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
-    """Alarm incidents: is the alarm OK now? Others: did the describing metric stay under its threshold?"""
+# The window is extended this many times while nothing shows whether the service recovered (no
+# traffic: the alarm has INSUFFICIENT_DATA, the metric no datapoint); then a person decides.
+VERIFY_EXTENSIONS = 3
+
+
+def _no_evidence(
+    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]]
+) -> dict[str, Any]:
+    """No traffic since the change: neither recovery (RESOLVED) nor its absence (rollback) is shown.
+    Wait one more window; after VERIFY_EXTENSIONS, escalate with the change kept and the command
+    that undoes it. The schedule is created before the write, so a crash between them is redone."""
+    change = dict(incident.change or {})
+    cid = change["change_id"]
+    extended = int(change.get("verify_extensions", 0))
+    if extended >= VERIFY_EXTENSIONS:
+        return _unverified(incident, ports, figures, chain)
+    until = now() + timedelta(seconds=ports.params.verify_window_seconds)
+    create_schedule(ports, f"verify-{extended + 1}", incident, DetailType.VERIFY_DUE, until)
+    updated = ports.incidents.record(
+        incident.incident_id,
+        statuses=frozenset({Status.VERIFYING}),
+        require={"change_id": cid, "heal_phase": "applied"},
+        values={
+            "change": {
+                **change,
+                "verify_until": until.isoformat(timespec="seconds"),
+                "verify_extensions": extended + 1,
+            }
+        },
+    )
+    if updated is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    ports.monitor.record_decision(
+        "verify",
+        [
+            *chain,
+            step(
+                "Nothing shows whether the service recovered (no traffic since the change)",
+                f"keep the change and verify again at {until.isoformat(timespec='seconds')}",
+                f"extension {extended + 1} of {VERIFY_EXTENSIONS}",
+            ),
+        ],
+        {"change_id": cid, "figures": figures},
+        {"status": Status.VERIFYING.value, "recovered": None, "verify_until": until.isoformat(timespec="seconds")},
+        0.5,
+        once=f"verify#{cid}#extend{extended + 1}",
+    )
+    return {"action": "verify_extended", "incident_id": incident.incident_id, "verify_until": until.isoformat()}
+
+
+def _unverified(
+    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]]
+) -> dict[str, Any]:
+    change = incident.change or {}
+    undo = _by_hand_values(change["target"], {k: float(v) for k, v in change["previous"].items()})
+    reason = (
+        f"UNVERIFIED: no traffic on {change['target']} for {VERIFY_EXTENSIONS + 1} verify windows since "
+        f"{change['change_id']}; the change is kept. Confirm the service, or undo it: {undo}"
+    )
+    escalated = ports.incidents.transition(
+        incident.incident_id,
+        Status.ESCALATED,
+        reason=reason,
+        allowed_from=frozenset({Status.VERIFYING}),
+        require={"change_id": change["change_id"], "heal_phase": "applied"},
+        also_set={"heal_phase": "unverified"},
+    )
+    if escalated is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    ports.monitor.record_decision(
+        "verify",
+        [*chain, step("Still no traffic to judge the change by", "escalate; the change is kept", reason)],
+        {"change_id": change["change_id"], "figures": figures},
+        {"status": Status.ESCALATED.value, "recovered": None, "undo_by_hand": change["previous"]},
+        0.5,
+        once=f"verify#{change['change_id']}",
+    )
+    _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
+    return {"action": "unverified", "incident_id": incident.incident_id}
+
+
+def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, dict[str, float], list[dict[str, str]]]:
+    """Alarm incidents: is the alarm OK now? Others: did the describing metric stay under its
+    threshold? None: nothing to judge by (INSUFFICIENT_DATA, or no traffic since the change)."""
     issue = IssueReportedV1.model_validate(incident.issue)
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
@@ -789,7 +873,7 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool, dict[str
         if latest is not None:
             figures["after_latest_datapoint"] = latest
         return (
-            state == "OK",
+            None if state == "INSUFFICIENT_DATA" else state == "OK",
             figures,
             [
                 step(
@@ -837,9 +921,10 @@ METRICS = {
 
 def _metric_recovery(
     incident: Incident, issue: IssueReportedV1, figures: dict[str, float], ports: HealPorts
-) -> tuple[bool, dict[str, float], list[dict[str, str]]]:
+) -> tuple[bool | None, dict[str, float], list[dict[str, str]]]:
     """Per minute since the change: Duration p95 or Throttles against their threshold; Errors
-    against the issue's threshold when it gave one, else the error rate against the scan's."""
+    against the issue's threshold when it gave one, else the error rate against the scan's.
+    None when there was no traffic (no invocation and no datapoint of the metric)."""
     change = incident.change or {}
     target = change["target"]
     metric, stat = METRICS.get(issue.issue_type, ("Errors", "Sum"))
@@ -858,7 +943,8 @@ def _metric_recovery(
     start = _parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
     end = max(now(), start + timedelta(minutes=1))
     dims = [{"Name": "FunctionName", "Value": target}]
-    queries = [(metric.lower(), metric, stat)] + ([("invocations", "Invocations", "Sum")] if as_rate else [])
+    # Invocations too: without them (and without the metric) there was no traffic to judge by.
+    queries = [(metric.lower(), metric, stat), ("invocations", "Invocations", "Sum")]
     try:
         results = (
             ports.cloud.client("cloudwatch")
@@ -893,8 +979,8 @@ def _metric_recovery(
         )
     series = {r["Id"]: dict(zip(r.get("Timestamps", []), r.get("Values", []), strict=False)) for r in results}
     measured = series.get(metric.lower(), {})
+    calls = series.get("invocations", {})
     if as_rate:
-        calls = series.get("invocations", {})
         values = [
             100.0 * float(v) / float(calls[t]) if calls.get(t) else (100.0 if v else 0.0) for t, v in measured.items()
         ]
@@ -905,8 +991,10 @@ def _metric_recovery(
         label = f"{metric} ({stat})"
         figures[f"after_{metric.lower()}_max"] = max(values, default=0.0)
     worst = max(values, default=0.0)
-    figures.update({"threshold": threshold, "after_datapoints": float(len(values))})
-    recovered = worst <= threshold
+    invocations = sum(float(v) for v in calls.values())
+    figures.update({"threshold": threshold, "after_datapoints": float(len(values)), "after_invocations": invocations})
+    recovered = None if not values and not invocations else worst <= threshold
+    verdict = {None: "no traffic: nothing to judge by", True: "recovered", False: "not recovered"}[recovered]
     return (
         recovered,
         figures,
@@ -914,8 +1002,7 @@ def _metric_recovery(
             step(
                 f"Did {target}'s {label} stay under {threshold:g} for the window?",
                 "GetMetricData per minute since the change",
-                f"{len(values)} datapoint(s), worst {worst:g}: {'recovered' if recovered else 'not recovered'}"
-                + ("" if values else " (no traffic: nothing shows the change harmful)"),
+                f"{len(values)} datapoint(s), {invocations:g} invocation(s), worst {worst:g}: {verdict}",
             )
         ],
     )

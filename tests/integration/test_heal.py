@@ -97,6 +97,23 @@ def alarm_transition(state: str, at: str, datapoint: float) -> dict:
     return event
 
 
+def traffic_after_the_change(pipeline: Pipeline, **metrics: float) -> None:
+    """The target's AWS/Lambda metrics 30 s after the change was applied (one datapoint each)."""
+    at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=30)
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": name,
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+                "Timestamp": at,
+                "Value": v,
+            }
+            for name, v in metrics.items()
+        ],
+    )
+
+
 def decisions_of(pipeline: Pipeline, incident_id: str, kind: str) -> list[dict]:
     return [d for d in pipeline.decisions(incident_id) if d["decision_type"] == kind]
 
@@ -592,6 +609,111 @@ def test_an_error_issue_without_a_threshold_is_verified_on_the_scan_error_rate(a
     incident = only_incident(pipeline)
     assert incident.status == final
     assert pipeline.function_config(FUNCTION)["timeout_s"] == timeout_after
+
+
+def throttling_fix_applied(pipeline: Pipeline, dependant: Dependant | None = None) -> None:
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": FUNCTION,
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "severity": "high",
+            "signals": {"threshold": 5.0},
+        },
+    )
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
+
+
+def fire_verify(pipeline: Pipeline, window: int) -> None:
+    """The next VerifyDue, `window` verify windows after the first deadline."""
+    pipeline.fire_due("verify", after_seconds=2 * 86_400 + window * 1000)
+
+
+def test_no_traffic_is_no_proof_the_window_is_extended_then_a_person_decides_with_the_change_kept(aws, monkeypatch):
+    # Given an applied throttling fix (reserved concurrency 10 -> 20) and no traffic at all since
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
+    dependant = Dependant(pipeline)
+    throttling_fix_applied(pipeline)
+    first_until = only_incident(pipeline).change["verify_until"]
+    [first] = pipeline.schedules()
+
+    # When the deadline comes with nothing to judge by
+    fire_verify(pipeline, 0)
+
+    # Then it is not RESOLVED (nothing shows recovery) nor rolled back (nothing shows harm): it waits a window more
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
+    assert incident.change["verify_until"] > first_until
+    assert [s["Name"] for s in pipeline.schedules()] == [f"selfheal-test-verify-1-{incident.incident_id}"]
+    [extended] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert extended["outputs"]["recovered"] is None and extended["inputs"]["figures"]["after_invocations"] == 0
+
+    # When the first deadline's event is delivered again, between the two deadlines, nothing more happens
+    params = first["Target"]["EventBridgeParameters"]
+    monkeypatch.setattr(heal, "now", lambda: datetime.fromisoformat(first_until) + timedelta(seconds=60))
+    pipeline.put(params["DetailType"], json.loads(first["Target"]["Input"]), source=params["Source"])
+    pipeline.run()
+    monkeypatch.undo()
+    assert only_incident(pipeline).change["verify_extensions"] == 1
+
+    # When every extension passes without traffic
+    for window in (1, 2, 3):
+        fire_verify(pipeline, window)
+
+    # Then a person decides: ESCALATED as unverified, the change kept, the undo command given; never RESOLVED
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED" and incident.heal_phase == "unverified"
+    assert "RESOLVED" not in [h["status"] for h in incident.status_history]
+    assert incident.last_reason.startswith("UNVERIFIED")
+    assert f"--function-name {FUNCTION}" in incident.last_reason and "10" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
+    assert pipeline.schedules() == []
+    verify = decisions_of(pipeline, incident.incident_id, "verify")
+    assert sorted(d["outputs"]["status"] for d in verify) == ["ESCALATED"] + ["VERIFYING"] * 3
+    assert [e["type"] for e in dependant.events()] == ["FixApplied"]  # neither verified nor rolled back
+
+
+def test_traffic_arriving_during_an_extension_decides_the_change(aws):
+    # Given an applied fix whose first deadline saw no traffic
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
+    throttling_fix_applied(pipeline)
+    fire_verify(pipeline, 0)
+    assert only_incident(pipeline).status == "VERIFYING"
+
+    # When traffic comes, throttled above the threshold, before the extended deadline
+    traffic_after_the_change(pipeline, Throttles=12.0, Invocations=80.0)
+    fire_verify(pipeline, 1)
+
+    # Then it is judged on it: rolled back and escalated
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED" and incident.heal_phase == "rolled_back"
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 10
+
+
+def test_an_alarm_with_insufficient_data_at_the_deadline_waits_and_its_ok_then_resolves(aws):
+    # Given an applied alarm fix, and the alarm in INSUFFICIENT_DATA at the deadline (no traffic)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("INSUFFICIENT_DATA", 0.0)
+    fire_verify(pipeline, 0)
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10  # not rolled back on no evidence
+
+    # When the alarm goes OK during the extension
+    alarm_in_state("OK", 0.0)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+
+    # Then the incident is RESOLVED and the change kept
+    assert only_incident(pipeline).status == "RESOLVED"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
 
 
 # ------------------------------------------------------------------------------ replays and crashes
@@ -1208,6 +1330,7 @@ def test_a_denial_racing_an_approval_leaves_the_applied_change_to_be_verified(aw
     assert only_incident(pipeline).status == "VERIFYING"
     [decided] = decisions_of(pipeline, snapshot.incident_id, "human_approval")
     assert decided["inputs"]["approver"] == "alice@example.com" and decided["outputs"] == {"granted": True}
+    traffic_after_the_change(pipeline, Invocations=50.0)  # (in-process moto computes no p95 of Duration)
     pipeline.fire_due("verify")
     assert only_incident(pipeline).status == "RESOLVED"
     assert only_incident(pipeline).last_reason == "recovered within the verify window"

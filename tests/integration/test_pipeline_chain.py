@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from datetime import datetime, timedelta
 
 import boto3
 import pytest
@@ -49,7 +50,19 @@ def test_issue_reported_runs_the_whole_chain_and_records_every_decision(aws):
     assert incident.status == "VERIFYING" and incident.attempts == 1
     assert pipeline.function_config("orders-api")["memory_mb"] == 1024
 
-    # And when the verify window ends with the metric under its threshold, the incident is resolved
+    # And when the verify window ends with traffic and the metric under its threshold, the incident is resolved
+    applied_at = datetime.fromisoformat(incident.change["applied_at"])
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Invocations",
+                "Dimensions": [{"Name": "FunctionName", "Value": "orders-api"}],
+                "Timestamp": applied_at + timedelta(seconds=30),
+                "Value": 40.0,
+            }
+        ],
+    )
     pipeline.fire_due("verify")
     [incident] = pipeline.incidents()
     assert incident.status == "RESOLVED"
