@@ -138,6 +138,33 @@ def test_the_same_idempotency_key_redelivered_is_answered_once(pipeline):
     assert first.result == again.result and len(pipeline.incidents()) == 1
 
 
+def test_a_key_reused_for_another_issue_is_refused_visibly_not_answered_with_the_first_outcome(pipeline):
+    # Given a report opened under the producer's key
+    first = pipeline.invoke("manager", manager_event(issue(idempotency_key="acme-43")))
+    assert first.result["action"] == "opened"
+    # When the producer sends another service's issue under the same key, in both detail shapes
+    other = pipeline.invoke("manager", manager_event(issue(service="billing-api", idempotency_key="acme-43")))
+    enveloped = pipeline.invoke(
+        "manager",
+        manager_event(
+            {
+                "metadata": {"incident_id": "acme-1", "correlation_id": "acme-1", "producer": "acme"},
+                "data": issue(issue_type="throttling", idempotency_key="acme-43"),
+            }
+        ),
+    )
+    # Then each is refused with the reason, listed for operators; nothing else was opened
+    for delivery in (other, enveloped):
+        assert delivery.error is None and delivery.result["action"] == "rejected"
+        assert "idempotency_key already used for a different issue" in delivery.result["reason"]
+    assert len(rejections(pipeline)) == 2
+    assert [i.service for i in pipeline.incidents()] == ["orders-api"]
+    # And the same issue under the key, reworded, is still that report's incident
+    again = pipeline.invoke("manager", manager_event(issue(summary="p95 is 5 s now", idempotency_key="acme-43")))
+    assert again.result["incident_id"] == first.result["incident_id"] and len(pipeline.incidents()) == 1
+    assert len(rejections(pipeline)) == 2
+
+
 def test_an_unknown_alarm_state_is_recorded_as_a_rejection(pipeline):
     alarm = load_event("alarm_state_change")
     alarm["detail"]["state"]["value"] = "BROKEN"

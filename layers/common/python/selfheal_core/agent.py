@@ -29,7 +29,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from .config import Settings
-from .edge import bounds_problem, idempotency, reject
+from .edge import KEY_REUSED, bounds_problem, idempotency, reject
 from .events import DATA_MODELS, Envelope, InvalidEvent, parse_detail
 from .observability import CORRELATION_ID_PATH, logger, metrics, traced
 
@@ -150,6 +150,26 @@ def _screen(event: Any, table: Mapping[str, Route], name: str) -> tuple[str | No
         return exc.reason, route, None
 
 
+def _idempotent(run: Callable[..., Any], settings: Settings, monitor: Monitor) -> Callable[..., dict[str, Any]]:
+    """`run` under Powertools' idempotency, built on the first invocation that needs it."""
+    built: list[Callable[..., Any]] = []
+
+    def keyed(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+
+        if not built:
+            from aws_lambda_powertools.utilities.idempotency import idempotent
+
+            persistence, config = idempotency(settings, hold=monitor.hold)
+            built.append(idempotent(persistence_store=persistence, config=config)(run))
+        try:
+            return built[0](event, context)
+        except IdempotencyValidationError:
+            return _CALL.get().reject(KEY_REUSED)
+
+    return keyed
+
+
 def agent_handler(
     agent: str,
     routes: Mapping[str | Enum, Route | Callable[[Call], dict[str, Any]]],
@@ -170,7 +190,6 @@ def agent_handler(
     if unknown:
         raise ValueError(f"{agent}: no event model for {unknown}; give these routes a parser")
     name = label or f"the {agent}"
-    idempotent_run: list[Callable[..., Any]] = []  # built on the first invocation that needs it
 
     def run(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001 - Powertools' idempotent passes (event, context)
         call = _CALL.get()
@@ -179,13 +198,7 @@ def agent_handler(
         except InvalidEvent as exc:
             return call.reject(exc.reason)
 
-    def keyed(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        if not idempotent_run:
-            from aws_lambda_powertools.utilities.idempotency import idempotent
-
-            persistence, config = idempotency(settings, hold=monitor.hold)
-            idempotent_run.append(idempotent(persistence_store=persistence, config=config)(run))
-        return idempotent_run[0](event, context)
+    keyed = _idempotent(run, settings, monitor)
 
     def screened(event: Any, context: Any) -> dict[str, Any]:
         problem, route, parsed = _screen(event, table, name)

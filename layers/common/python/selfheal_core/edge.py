@@ -24,6 +24,16 @@ IDEMPOTENCY_KEY = (
     " || detail.metadata.incident_id || id,"
     " detail.metadata.attempt, detail.data.resumed, detail.data.fix, detail.data.redrive]"
 )
+# A producer's key stands for one issue: under a key already used, a report of another service,
+# issue type or resource is refused (listed), never answered with the first report's outcome.
+ISSUE_IDENTITY = (
+    "\"detail-type\" == 'IssueReported' && [detail.data.service || detail.service,"
+    " detail.data.issue_type || detail.issue_type, detail.data.resource || detail.resource]"
+)
+KEY_REUSED = (
+    "idempotency_key already used for a different issue (service, issue_type or resource differ); "
+    "a new issue needs a new key"
+)
 
 # Checked before anything copies or stores the event. EventBridge delivers up to 256 KB and
 # 1,000 levels of nesting; no valid event of ours comes near these.
@@ -43,6 +53,10 @@ def idempotency(settings: Settings, hold: Callable[[dict[str, Any]], None] | Non
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
     class HeldCompletion(DynamoDBPersistenceLayer):
+        def _validate_payload(self, data_payload: Any, stored_data_record: Any) -> None:
+            if stored_data_record.payload_hash:  # a record written before ISSUE_IDENTITY has none
+                super()._validate_payload(data_payload, stored_data_record)
+
         def _update_record(self, data_record: Any) -> None:
             if hold is None:
                 super()._update_record(data_record)
@@ -55,7 +69,10 @@ def idempotency(settings: Settings, hold: Callable[[dict[str, Any]], None] | Non
 
     persistence = HeldCompletion(table_name=settings.idempotency_table_name)
     config = IdempotencyConfig(
-        event_key_jmespath=IDEMPOTENCY_KEY, raise_on_no_idempotency_key=False, expires_after_seconds=6 * 3600
+        event_key_jmespath=IDEMPOTENCY_KEY,
+        payload_validation_jmespath=ISSUE_IDENTITY,
+        raise_on_no_idempotency_key=False,
+        expires_after_seconds=6 * 3600,
     )
     return persistence, config
 
