@@ -815,7 +815,7 @@ def _no_evidence(
     if updated is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     ports.monitor.record_decision(
-        "verify",
+        "verify_extend",
         [
             *chain,
             step(
@@ -824,10 +824,10 @@ def _no_evidence(
                 f"extension {extended + 1} of {VERIFY_EXTENSIONS}",
             ),
         ],
-        {"change_id": cid, "figures": figures},
+        {"change_id": cid, "figures": figures, "extension": extended + 1},
         {"status": Status.VERIFYING.value, "recovered": None, "verify_until": until.isoformat(timespec="seconds")},
         0.5,
-        once=f"verify#{cid}#extend{extended + 1}",
+        once=f"verify_extend#{cid}#{extended + 1}",
     )
     return {"action": "verify_extended", "incident_id": incident.incident_id, "verify_until": until.isoformat()}
 

@@ -145,8 +145,9 @@ def duplicate_decisions(pipeline: Pipeline, incident_id: str) -> list[tuple[Any,
     for d in pipeline.decisions(incident_id):
         if d["decision_type"] == "fold_duplicate":
             continue
-        attempt = (d.get("inputs") or {}).get("attempt") if isinstance(d.get("inputs"), dict) else None
-        seen[(d["agent"], d["decision_type"], str(attempt))] += 1
+        inputs = d.get("inputs") if isinstance(d.get("inputs"), dict) else {}
+        # A step that may legitimately repeat numbers its repeats (a verify window's extension).
+        seen[(d["agent"], d["decision_type"], str(inputs.get("attempt")), str(inputs.get("extension")))] += 1
     return [key for key, count in seen.items() if count > 1]
 
 

@@ -650,7 +650,7 @@ def test_no_traffic_is_no_proof_the_window_is_extended_then_a_person_decides_wit
     assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
     assert incident.change["verify_until"] > first_until
     assert [s["Name"] for s in pipeline.schedules()] == [f"selfheal-test-verify-1-{incident.incident_id}"]
-    [extended] = decisions_of(pipeline, incident.incident_id, "verify")
+    [extended] = decisions_of(pipeline, incident.incident_id, "verify_extend")
     assert extended["outputs"]["recovered"] is None and extended["inputs"]["figures"]["after_invocations"] == 0
 
     # When the first deadline's event is delivered again, between the two deadlines, nothing more happens
@@ -673,8 +673,13 @@ def test_no_traffic_is_no_proof_the_window_is_extended_then_a_person_decides_wit
     assert f"--function-name {FUNCTION}" in incident.last_reason and "10" in incident.last_reason
     assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
     assert pipeline.schedules() == []
-    verify = decisions_of(pipeline, incident.incident_id, "verify")
-    assert sorted(d["outputs"]["status"] for d in verify) == ["ESCALATED"] + ["VERIFYING"] * 3
+    assert sorted(d["inputs"]["extension"] for d in decisions_of(pipeline, incident.incident_id, "verify_extend")) == [
+        1,
+        2,
+        3,
+    ]
+    [verify] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert verify["outputs"]["status"] == "ESCALATED" and verify["outputs"]["recovered"] is None
     assert [e["type"] for e in dependant.events()] == ["FixApplied"]  # neither verified nor rolled back
 
 
