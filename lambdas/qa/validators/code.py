@@ -9,7 +9,8 @@ command is not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
 1. patched source + an untouched copy of the project's tests and configuration: compiles,
    and the project's tests pass (the pytest report must list every pre-existing test);
 2. the same + the fix's new tests: every new test passes;
-3. original source + only the names the fix adds (`grafted_original`) + the new tests: at
+3. original source + only the names the fix adds (`grafted_original`; a new name on an
+   existing import line is carried as an import of its own) + the new tests: at
    least one new test fails (pytest exit 1) on an assertion or the bug's own exception; an
    import, name or collection error proves nothing, and a test that only checks for what the
    fix adds passes here - otherwise `weak_evidence`;
@@ -348,6 +349,17 @@ def _added_statements(original: str, patched: str) -> list[str]:
     for stmt in after.body:
         names = _binds(stmt)
         future = isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+        if isinstance(stmt, ast.Import | ast.ImportFrom) and not future and "*" not in names:
+            # `from .gcd import gcd, lcm` where `gcd` was imported before: carry the import of `lcm`
+            # alone, or a test importing the package's new name fails on an ImportError.
+            if new := [a for a in stmt.names if (a.asname or a.name).split(".")[0] not in existing]:
+                node = (
+                    ast.Import(names=new)
+                    if isinstance(stmt, ast.Import)
+                    else ast.ImportFrom(stmt.module, new, stmt.level)
+                )
+                added.append(ast.unparse(node))
+            continue
         if not names or "*" in names or names & existing or future:
             continue
         segment = ast.get_source_segment(patched, stmt) or ""
