@@ -3,8 +3,10 @@
 QA never executes fix code: every run is a bundle sent to the QA runner function (one
 synchronous invocation, one fresh tenant, one tree), so no writable directory is shared
 between the patched and the original tree. A fix is rejected before anything runs when it
-touches the tests or their configuration (`tampers with tests: <path>`) or when the test
-command is not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
+touches the tests or their configuration (`tampers with tests: <path>`), when it adds code
+that could tell a test run from production or a module that replaces a standard one
+(`tampers with the test run: <path>:<line>: ...`, see `evasion`), or when the test command is
+not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
 
 1. patched source + an untouched copy of the project's tests and configuration: compiles,
    and the project's tests pass (the pytest report must list every pre-existing test);
@@ -38,6 +40,7 @@ from selfheal_core.events import Evidence, Fix, IssueReportedV1
 from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
 
 from .base import ValidationResult
+from .evasion import evasion
 from .runner import Runner, RunnerError
 
 DEFAULT_TEST_COMMAND = "python -m pytest -q"
@@ -492,6 +495,11 @@ class CodeValidator:
                     False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
                 )
             patched = patched_files(code_files, fix)
+            if (found := evasion(code_files, patched, fix.tests)) is not None:
+                reason = f"tampers with the test run: {found}; a fix must behave the same under test as in production"
+                return ValidationResult(
+                    False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
+                )
             # The pre-existing tests and their configuration, as the project has them, over the patched source.
             patterns = project_test_patterns(code_files)
             untouched = {p: t for p, t in code_files.items() if is_test_infrastructure(p, patterns)}
