@@ -14,7 +14,9 @@ import pytest
 
 from lambdas.qa.validators.code import CodeValidator
 from lambdas.qa.validators.evasion import evasion
+from lambdas.qa_runner import sandbox
 from selfheal_core.events import CodeBundle, Fix, IssueReportedV1
+from selfheal_core.qa_run import RunBundle, RunStep
 from tests.support.qa_runner import InProcessRunner
 
 from .corpus_cases import CASES, NAMES, Case, load
@@ -204,3 +206,121 @@ def test_legitimate_neighbours_of_the_hostile_constructs_are_not_flagged() -> No
 
     # Then nothing is flagged
     assert evasion(project, patched, new_tests) is None
+
+
+# ------------------------------------------------------------------ rewriting the tests at run time
+
+CALC = {
+    "calc.py": "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n",
+    "tests/test_add.py": "from calc import add\n\n\ndef test_adding_zero():\n    assert add(1, 0) == 1\n",
+    "tests/test_sub.py": "from calc import sub\n\n\ndef test_subtracting():\n    assert sub(5, 3) == 2\n",
+}
+# Fixes add() and breaks sub(); on import (test_add.py is collected first) it empties the
+# sub() test before pytest reads it. Nothing here names pytest, a frame or a hook.
+REWRITES_A_LATER_TEST = (
+    "import os\n\n"
+    "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
+    "with open(os.path.join(_HERE, 'tests', 'test_sub.py'), 'w') as _fh:\n"
+    "    _fh.write('def test_subtracting():\\n    pass\\n')\n\n\n"
+    "def add(a, b):\n    return a + b\n\n\n"
+    "def sub(a, b):\n    return a + b\n"
+)
+
+
+def test_a_fix_that_rewrites_a_test_while_the_tests_run_is_rejected(validator: CodeValidator) -> None:
+    # Given a fix of add() that breaks sub() and rewrites sub()'s test when it is imported
+    answer = fix(
+        files={"calc.py": REWRITES_A_LATER_TEST},
+        tests={
+            "tests/test_regression_add.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
+        },
+    )
+    project_issue = IssueReportedV1(
+        service="calc", issue_type="exception", summary="add subtracts", code=CodeBundle(files=CALC)
+    )
+
+    # When QA validates it
+    result = validator.validate(answer, project_issue, CALC)
+
+    # Then the write was refused inside the run, so the project's tests fail on the patched code
+    assert not result.passed, result.reason
+    assert result.reason.startswith("tests fail on the patched code"), result.reason
+    tests_run = next(e for e in result.evidence if e.check == "tests")
+    assert "is blocked in the Selfheal sandbox" in tests_run.excerpt
+
+
+WRITES = """
+import os
+import pytest
+
+BLOCKED = "is blocked in the Selfheal sandbox"
+
+
+@pytest.mark.parametrize("target", [
+    "tests/test_existing.py", "conftest.py", "tests/conftest.py", "app.py", "new_module.py", "evil.pth",
+    "pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", "__pycache__/app.cpython-311.pyc",
+])
+def test_writing_a_source_or_config_file_is_refused(target):
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    with pytest.raises(PermissionError, match=BLOCKED):
+        open(target, "w")
+    with pytest.raises(PermissionError, match=BLOCKED):
+        os.open(target, os.O_WRONLY | os.O_CREAT)
+
+
+def test_appending_truncating_or_deleting_a_test_is_refused():
+    for attempt in (lambda: open("tests/test_existing.py", "a"), lambda: os.truncate("tests/test_existing.py", 0),
+                    lambda: os.remove("tests/test_existing.py")):
+        with pytest.raises(PermissionError, match=BLOCKED):
+            attempt()
+
+
+def test_renaming_or_linking_onto_a_source_name_is_refused(tmp_path):
+    staged = tmp_path / "staged.txt"
+    staged.write_text("def test_existing():\\n    pass\\n")
+    for attempt in (lambda: os.replace(staged, "tests/test_existing.py"), lambda: os.symlink(staged, "tests/x_test.py"),
+                    lambda: os.link(staged, "conftest.py"), lambda: os.replace("tests/test_existing.py", staged)):
+        with pytest.raises(PermissionError, match=BLOCKED):
+            attempt()
+
+
+def test_a_symlink_in_the_scratch_dir_does_not_lead_out(tmp_path):
+    os.symlink(os.path.abspath("tests/test_existing.py"), tmp_path / "alias.txt")
+    with pytest.raises(PermissionError, match=BLOCKED):
+        open(tmp_path / "alias.txt", "w")
+
+
+def test_the_scratch_dir_and_other_files_stay_writable(tmp_path):
+    (tmp_path / "generated.py").write_text("X = 1\\n")
+    (tmp_path / "settings.toml").write_text("a = 1\\n")
+    with open("notes.txt", "w") as fh:
+        fh.write("fine")
+    assert open("tests/test_existing.py").read().startswith("def test_existing")
+"""
+
+
+@pytest.mark.parametrize("isolation", ["namespaces", "guard_only"])
+def test_the_runner_refuses_writes_of_sources_and_config_outside_its_scratch_dir(
+    isolation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the runner with its namespaces, or with its Python guard alone (as in Lambda)
+    runner = InProcessRunner()
+    if isolation == "guard_only":
+        monkeypatch.setattr(sandbox, "namespace_prefix", lambda: ())
+        runner.kwargs["mode"] = lambda: "microvm"
+    # And a test file that tries to write sources and configuration of the tree it runs in
+    bundle = RunBundle(
+        files={
+            "app.py": "VALUE = 1\n",
+            "tests/test_existing.py": "def test_existing():\n    assert True\n",
+            "test_writes.py": WRITES,
+        },
+        steps=[RunStep(check="new_tests", argv=["python", "-m", "pytest", "-q", "test_writes.py"], junit=True)],
+    )
+
+    # When the runner runs it
+    [step] = runner.run(bundle).steps
+
+    # Then every write outside .tmp/ was refused, and .tmp/ and other files stayed writable
+    outcomes = {t.id.split("::")[-1]: t.outcome for t in step.tests or []}
+    assert len(outcomes) == 15 and set(outcomes.values()) == {"passed"}, (outcomes, step.stdout_excerpt[-3000:])
