@@ -128,3 +128,65 @@ def test_a_test_file_beside_the_code_is_protected_like_one_in_tests(validator: C
     # Then it is refused as tampering before anything runs
     assert result.reason == "tampers with tests: test_shunting_yard.py"
     assert [e.check for e in result.evidence] == ["tamper"]
+
+
+# ------------------------------------------------------------------ when pytest itself stops
+
+KEY = "AKIA" + "IOSFODNN7" + "CANARY1"  # built at run time: no credential-shaped literal in the repository
+
+
+def test_a_collection_error_of_the_projects_tests_is_quoted(validator: CodeValidator) -> None:
+    # Given a src/ fix whose package re-exports a name its module does not define
+    case = load("gcd_src_layout")
+    init = case.fix_tree["src/mathx/__init__.py"].replace("import gcd, lcm", "import gcd, gcd_all, lcm")
+    broken = {**case.fix_tree, "src/mathx/__init__.py": init}
+
+    # When QA validates it
+    result = validator.validate(fix(files=broken, tests=case.new_tests), issue_for(case), case.files)
+
+    # Then the reason quotes pytest's own error, without the runner's paths
+    assert result.reason.startswith("tests fail on the patched code: pytest stopped: errors during collection"), (
+        result.reason
+    )
+    assert (
+        "ERROR collecting tests/test_gcd.py: ImportError: cannot import name 'gcd_all' from 'mathx.gcd'"
+        in result.reason
+    )
+    assert "selfheal-run-" not in result.reason and len(result.reason) <= 1000
+
+
+def test_a_usage_error_is_quoted(validator: CodeValidator) -> None:
+    # Given a test command naming a test file the project does not have
+    case = load("sieve_unittest")
+    wrong = IssueReportedV1(
+        service="sieve",
+        issue_type="exception",
+        summary="no primes",
+        code=CodeBundle(files=case.files, test_command="python -m pytest -q tests/test_primes.py"),
+    )
+
+    # When QA validates the real fix
+    result = validator.validate(fix(files=case.fix_tree, tests=case.new_tests), wrong, case.files)
+
+    # Then the reason is pytest's own usage error
+    assert result.reason == (
+        "tests fail on the patched code: pytest stopped: usage error: "
+        "ERROR: file or directory not found: tests/test_primes.py"
+    ), result.reason
+
+
+def test_a_new_test_that_does_not_collect_is_quoted_and_scrubbed(validator: CodeValidator) -> None:
+    # Given the real fix with a regression test that breaks at import, carrying a credential
+    case = load("shunting_yard_beside")
+    broken = f"raise ImportError('cannot load the fixture for {KEY}')\n"
+
+    # When QA validates it
+    result = validator.validate(
+        fix(files=case.fix_tree, tests={"test_regression_shunting_yard.py": broken}), issue_for(case), case.files
+    )
+
+    # Then the reason quotes the error with the credential redacted
+    assert result.reason.startswith(
+        "the fix's new tests do not all pass on the patched code: pytest stopped: errors during collection"
+    ), result.reason
+    assert "ImportError: cannot load the fixture for [REDACTED]" in result.reason and KEY not in result.reason
