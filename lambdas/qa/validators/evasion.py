@@ -66,7 +66,8 @@ _MODULE_ATTRIBUTE = {
 _WATCHED_MODULES = {"sys", "os", "inspect", "traceback", "gc", "builtins", "threading", "importlib"}
 _BUILTIN_CALLS = {"exec": _DYNAMIC, "eval": _DYNAMIC, "compile": _DYNAMIC, "__import__": _IMPORTS}
 _IMPORTED = {"builtins": _BUILTINS, "ctypes": _NATIVE, "_ctypes": _NATIVE, "pytest": _TOOLING, "_pytest": _TOOLING}
-_TOOLING_WORDS = ("pytest", "selfheal")
+# pytest, and what only QA's runner has: its guard, its environment, its directories.
+_TOOLING_WORDS = ("pytest", "selfheal_sandbox", "selfheal-run", "selfheal-guard", "sitecustomize")
 
 
 @dataclass(frozen=True)
