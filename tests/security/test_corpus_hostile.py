@@ -93,6 +93,7 @@ HOSTILE_SOURCES = {
     "eval": (only_under_test("eval('1') == 1"), "runs dynamically built code (eval)"),
     "exec": (only_under_test("exec('x = 1') is None"), "runs dynamically built code (exec)"),
     "compile": (only_under_test("compile('1', 'f', 'eval') is not None"), "(compile)"),
+    "eval-rebound": (only_under_test("eval('1') == 1", imports="import sys\neval = eval"), "(eval)"),
     "builtins-patched": (
         only_under_test("setattr(builtins, 'len', len) is None", imports="import builtins"),
         "the builtins",

@@ -85,7 +85,7 @@ class _Scan(ast.NodeVisitor):
         self.is_test = is_test
         self.found: list[_Finding] = []
         self.aliases: dict[str, str] = {}  # local name -> module (`import sys as s`)
-        self.own: set[str] = set()  # names the module binds itself (its own `compile`)
+        self.own: set[str] = set()  # functions and classes it defines (its own `compile`); `eval = eval` is no def
         self.docstrings: set[int] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -93,8 +93,6 @@ class _Scan(ast.NodeVisitor):
                     self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name.split(".")[0]
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.own.add(node.name)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                self.own.add(node.id)
             elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
                 self.docstrings.add(id(node.value))  # a bare string statement does nothing
         self.visit(tree)
