@@ -78,7 +78,8 @@ def run_bundle(
         for step, command in zip(bundle.steps, commands, strict=True):
             report = reports / f"junit-{uuid.uuid4().hex}.xml"
             argv = [*command, f"--junitxml={report}"] if step.junit else command
-            run = sandbox(project, argv, limits, writable=[reports])
+            # compileall writes the tree's bytecode; every other step may not write sources or config.
+            run = sandbox(project, argv, limits, writable=[reports], protect_sources=not is_compile(step.argv))
             result = StepResult(
                 check=step.check,
                 argv=step.argv,
@@ -98,10 +99,14 @@ def run_bundle(
     return RunReply(isolation=isolation, steps=results).model_dump(mode="json")  # type: ignore[arg-type]
 
 
+def is_compile(argv: Sequence[str]) -> bool:
+    return list(argv[:3]) == ["python", "-m", "compileall"] and tuple(argv[3:]) == COMPILE_ARGS
+
+
 def bind_command(argv: Sequence[str]) -> list[str]:
     """Symbolic argv -> this interpreter; only `python -m pytest <allowed>` and compileall run."""
     argv = list(argv)
-    if argv[:3] == ["python", "-m", "compileall"] and tuple(argv[3:]) == COMPILE_ARGS:
+    if is_compile(argv):
         return [sys.executable, *argv[1:]]
     try:
         args = pytest_arguments(argv)

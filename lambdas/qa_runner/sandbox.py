@@ -13,7 +13,9 @@ permissions). Layers, each protecting against something the others do not:
   /proc where no outside process exists, every mount read-only except the run's own
   directories, and the command run as an unprivileged user with no capabilities;
 - a Python guard (`sitecustomize` audit hook) in every Python child: blocks sockets, reading any
-  `environ` file under /proc, and spawning processes. Audit hooks are not a security boundary
+  `environ` file under /proc, spawning processes, and (in test runs) writing source or
+  configuration files outside the scratch directory `.tmp/`, so a fix cannot rewrite the tests,
+  conftest.py, pytest's configuration or bytecode while they run. Audit hooks are not a security boundary
   (`python -S`, ctypes, `_posixsubprocess` get past them); they only make the common case fail
   early and visibly. Where there are no namespaces (Lambda), the boundary is the runner
   function itself: its own microVM per tenant, a role that may only write logs, and a VPC
@@ -91,6 +93,41 @@ def _is_environ(path):
     return _os.path.basename(path) == "environ" or _os.path.basename(_os.path.realpath(path)) == "environ"
 
 
+# With SELFHEAL_SANDBOX_SCRATCH set (test runs, not the compile step), no source or configuration
+# file may be written, replaced, linked, truncated or removed outside that directory: a fix must
+# not rewrite tests, conftest.py, pytest's configuration or bytecode while the tests run.
+_SCRATCH = _os.environ.get("SELFHEAL_SANDBOX_SCRATCH")
+_SCRATCH = _os.path.realpath(_SCRATCH) + _os.sep if _SCRATCH else None
+_PROTECTED = (".py", ".pyc", ".pth", ".toml", ".ini", ".cfg")
+_WRITES = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC | _os.O_APPEND
+_CHANGE_EVENTS = {"os.rename": (0, 1), "os.link": (1,), "os.symlink": (1,), "os.truncate": (0,), "os.remove": (0,)}
+
+
+def _protected(path):
+    # A descriptor (os.fdopen, pytest's capture) was opened by a path checked when it was opened.
+    try:
+        path = _os.fsdecode(path)
+    except TypeError:
+        return False
+    real = _os.path.realpath(path)  # through symlinks, also one in the scratch dir that points out
+    if (real + _os.sep).startswith(_SCRATCH):
+        return False
+    return path.lower().endswith(_PROTECTED) or real.lower().endswith(_PROTECTED)
+
+
+def _guard_writes(event, args):
+    if event == "open" and len(args) > 2 and isinstance(args[2], int) and args[2] & _WRITES:
+        paths = args[:1]
+    else:
+        paths = [args[i] for i in _CHANGE_EVENTS.get(event, ()) if i < len(args)]
+    for path in paths:
+        if _protected(path):
+            raise PermissionError(
+                f"changing {_os.fsdecode(path)}: writing source or configuration files outside the scratch"
+                " directory is blocked in the Selfheal sandbox"
+            )
+
+
 def _guard(event, args):
     if event == "socket.__new__" and args[1] != _socket.AF_UNIX:
         raise PermissionError("network access is blocked in the Selfheal sandbox")
@@ -100,6 +137,8 @@ def _guard(event, args):
         raise PermissionError("reading process environments is blocked in the Selfheal sandbox")
     if event in _SPAWN_EVENTS and not _ALLOW_SPAWN:
         raise PermissionError("starting processes is blocked in the Selfheal sandbox")
+    if _SCRATCH:
+        _guard_writes(event, args)
 
 
 _sys.addaudithook(_guard)
@@ -166,7 +205,9 @@ def isolation_mode() -> str:
     return "none"
 
 
-def _child_env(workdir: Path, guard_dir: Path, tmp_dir: Path, allow_subprocess: bool) -> dict[str, str]:
+def _child_env(
+    workdir: Path, guard_dir: Path, tmp_dir: Path, allow_subprocess: bool, protect_sources: bool
+) -> dict[str, str]:
     """Built from scratch, never copied: nothing AWS_*, no keys, secrets or tokens."""
     python_dir = str(Path(sys.executable).parent)
     env = {
@@ -181,6 +222,8 @@ def _child_env(workdir: Path, guard_dir: Path, tmp_dir: Path, allow_subprocess: 
     }
     if allow_subprocess:
         env["SELFHEAL_SANDBOX_ALLOW_SPAWN"] = "1"
+    if protect_sources:
+        env["SELFHEAL_SANDBOX_SCRATCH"] = str(tmp_dir)
     return env
 
 
@@ -228,9 +271,17 @@ class _CappedReader(threading.Thread):
 
 
 def run_in_sandbox(
-    workdir: Path, command: Sequence[str], limits: SandboxLimits, *, writable: Sequence[Path] = ()
+    workdir: Path,
+    command: Sequence[str],
+    limits: SandboxLimits,
+    *,
+    writable: Sequence[Path] = (),
+    protect_sources: bool = True,
 ) -> SandboxRun:
     """Run `command` in `workdir` under every layer above; never raises for what the child does.
+
+    `protect_sources`: the guard refuses to write .py/.pyc/.pth/.toml/.ini/.cfg files anywhere
+    but `workdir/.tmp` (off only for the compile step, which writes the tree's bytecode).
 
     With namespaces only `workdir` and `writable` can be written to, by the unprivileged
     user they are handed to; their parent directories must be traversable by it.
@@ -253,7 +304,7 @@ def run_in_sandbox(
             proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
-                env=_child_env(workdir, guard_dir, tmp_dir, limits.allow_subprocess),
+                env=_child_env(workdir, guard_dir, tmp_dir, limits.allow_subprocess, protect_sources),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

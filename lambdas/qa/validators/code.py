@@ -3,13 +3,16 @@
 QA never executes fix code: every run is a bundle sent to the QA runner function (one
 synchronous invocation, one fresh tenant, one tree), so no writable directory is shared
 between the patched and the original tree. A fix is rejected before anything runs when it
-touches the tests or their configuration (`tampers with tests: <path>`) or when the test
-command is not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
+touches the tests or their configuration (`tampers with tests: <path>`), when it adds code
+that could tell a test run from production or a module that replaces a standard one
+(`tampers with the test run: <path>:<line>: ...`, see `evasion`), or when the test command is
+not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
 
 1. patched source + an untouched copy of the project's tests and configuration: compiles,
    and the project's tests pass (the pytest report must list every pre-existing test);
 2. the same + the fix's new tests: every new test passes;
-3. original source + only the names the fix adds (`grafted_original`) + the new tests: at
+3. original source + only the names the fix adds (`grafted_original`; a new name on an
+   existing import line is carried as an import of its own) + the new tests: at
    least one new test fails (pytest exit 1) on an assertion or the bug's own exception; an
    import, name or collection error proves nothing, and a test that only checks for what the
    fix adds passes here - otherwise `weak_evidence`;
@@ -35,8 +38,10 @@ from typing import Any
 from selfheal_core.diffs import header_path
 from selfheal_core.events import Evidence, Fix, IssueReportedV1
 from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
+from selfheal_core.redact import scrub
 
 from .base import ValidationResult
+from .evasion import evasion
 from .runner import Runner, RunnerError
 
 DEFAULT_TEST_COMMAND = "python -m pytest -q"
@@ -348,6 +353,17 @@ def _added_statements(original: str, patched: str) -> list[str]:
     for stmt in after.body:
         names = _binds(stmt)
         future = isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+        if isinstance(stmt, ast.Import | ast.ImportFrom) and not future and "*" not in names:
+            # `from .gcd import gcd, lcm` where `gcd` was imported before: carry the import of `lcm`
+            # alone, or a test importing the package's new name fails on an ImportError.
+            if new := [a for a in stmt.names if (a.asname or a.name).split(".")[0] not in existing]:
+                node = (
+                    ast.Import(names=new)
+                    if isinstance(stmt, ast.Import)
+                    else ast.ImportFrom(stmt.module, new, stmt.level)
+                )
+                added.append(ast.unparse(node))
+            continue
         if not names or "*" in names or names & existing or future:
             continue
         segment = ast.get_source_segment(patched, stmt) or ""
@@ -404,6 +420,41 @@ def _last_line(run: StepResult) -> str:
 
 
 PYTEST_TESTS_FAILED = 1
+# pytest's own exit codes when it could not run the tests as asked.
+_PYTEST_STOPPED = {2: "errors during collection", 3: "internal error", 4: "usage error", 5: "no tests collected"}
+_COLLECTING = re.compile(r"^_+ (ERROR collecting .+?) _+$")
+_EXCEPTION = re.compile(r"^E\s+([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*)")
+_OWN_ERROR = re.compile(r"^(?:ERROR: .+|INTERNALERROR> \S*(?:Error|Exception)\b.*|\S+: error: .+)")
+_RUN_DIR = re.compile(r"/\S*?selfheal-run-[^/\s]+/project/")  # the runner's tree: noise, not evidence
+QUOTED_ERRORS = 3
+
+
+def _pytest_stopped(run: StepResult) -> str | None:
+    """pytest's own error lines (which module failed to collect and why, a usage error), when
+    pytest stopped before running the tests as asked; scrubbed and bounded."""
+    label = _PYTEST_STOPPED.get(run.exit_code)
+    if label is None or run.killed_reason:
+        return None
+    quotes: list[str] = []
+    collecting = ""
+    for line in (run.stdout_excerpt + "\n" + run.stderr_excerpt).splitlines():
+        if header := _COLLECTING.match(line):
+            collecting = header[1] + ": "
+        elif (exception := _EXCEPTION.match(line)) and collecting:
+            quotes.append(collecting + exception[1])
+            collecting = ""  # the first exception of a module's report is its cause
+        elif own := _OWN_ERROR.match(line):
+            quotes.append(own[0])
+    shown = [scrub(_RUN_DIR.sub("", q.strip()))[:300] for q in dict.fromkeys(quotes)]
+    more = f" (and {len(shown) - QUOTED_ERRORS} more)" if len(shown) > QUOTED_ERRORS else ""
+    return f"pytest stopped: {label}: {'; '.join(shown[:QUOTED_ERRORS]) or _last_line(run)}{more}"
+
+
+def _outcome(run: StepResult) -> str:
+    """What a pytest step ended with, for a reason: pytest's own error, else its last line."""
+    return _pytest_stopped(run) or _last_line(run)
+
+
 COMPILE_ARGV = ["python", "-m", "compileall", "-q", "-x", r"/\.tmp/", "."]
 
 
@@ -480,6 +531,11 @@ class CodeValidator:
                     False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
                 )
             patched = patched_files(code_files, fix)
+            if (found := evasion(code_files, patched, fix.tests)) is not None:
+                reason = f"tampers with the test run: {found}; a fix must behave the same under test as in production"
+                return ValidationResult(
+                    False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
+                )
             # The pre-existing tests and their configuration, as the project has them, over the patched source.
             patterns = project_test_patterns(code_files)
             untouched = {p: t for p, t in code_files.items() if is_test_infrastructure(p, patterns)}
@@ -529,7 +585,7 @@ class CodeValidator:
             return ValidationResult(False, f"the patched code does not compile: {_last_line(steps[0])}", s.evidence)
         patched_run = steps[1]
         if not patched_run.ok:
-            return ValidationResult(False, f"tests fail on the patched code: {_last_line(patched_run)}", s.evidence)
+            return ValidationResult(False, f"tests fail on the patched code: {_outcome(patched_run)}", s.evidence)
         if not patched_run.tests:
             return ValidationResult(
                 False, "the patched test run wrote no test report, so it proves nothing", s.evidence
@@ -542,7 +598,8 @@ class CodeValidator:
         [added] = s.run({**patched_tree, **fix.tests}, [RunStep(check="new_tests", argv=new_tests_argv, junit=True)])
         not_passing = [t.id for t in added.tests or [] if t.outcome != "passed"]
         if not added.ok or not added.tests or not_passing:
-            detail = f"not passing: {', '.join(not_passing)[:300]}" if not_passing else _last_line(added)
+            stopped = _pytest_stopped(added)
+            detail = stopped or (f"not passing: {', '.join(not_passing)[:300]}" if not_passing else _last_line(added))
             return ValidationResult(
                 False, f"the fix's new tests do not all pass on the patched code: {detail}", s.evidence
             )
@@ -557,7 +614,7 @@ class CodeValidator:
             return ValidationResult(
                 False,
                 "weak evidence: no new test fails on what it checks without the fix, on the original source "
-                f"plus only the names the fix adds ({_last_line(unpatched)}), so they do not show that the fix "
+                f"plus only the names the fix adds ({_outcome(unpatched)}), so they do not show that the fix "
                 "changes anything",
                 s.evidence,
                 weak_evidence=True,

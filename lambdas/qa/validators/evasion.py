@@ -1,0 +1,204 @@
+"""Static refusal of fixes that could behave one way under test and another in production.
+
+A fix is code QA runs, so it can look at the run itself: ask whether pytest is loaded
+(`"pytest" in sys.modules`, PYTEST_CURRENT_TEST), read its caller's frame, hook tracing or the
+import system, walk live objects, end the interpreter before pytest reports, build code at run
+time, patch the builtins, or ship a module that replaces one of the standard library or the
+test tooling. None of that is needed to fix a bug, and any of it can forge a green run, so a
+fix that *adds* one is refused before anything runs. Uses the project already has are counted
+and allowed (only what the fix adds is judged); docstrings are not code. The new tests get the
+same checks, except that they may name pytest.
+
+This is a deliberately narrow list, read from the syntax tree: it catches the ways seen and the
+obvious spellings, not every spelling (a computed attribute of a watched module is refused for
+that reason). The isolation of the runner, not this list, is what contains the code.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections import Counter
+from dataclasses import dataclass
+
+# Modules that would take the place of the standard library or the test tooling when a new file
+# of that name lands on a sys.path entry (a directory that is no package: the project root, src/).
+SHADOWED = frozenset(sys.stdlib_module_names) | {
+    "pytest",
+    "_pytest",
+    "py",
+    "pluggy",
+    "iniconfig",
+    "packaging",
+    "conftest",
+    "sitecustomize",
+    "usercustomize",
+}
+
+_TOOLING = "names the test tooling or QA"
+_IMPORTS = "reads or changes the import system"
+_FRAMES = "inspects the call stack"
+_TRACING = "hooks tracing or profiling"
+_GC = "walks live objects"
+_EXIT = "ends the interpreter"
+_DYNAMIC = "runs dynamically built code"
+_BUILTINS = "reaches into the builtins"
+_NATIVE = "loads native code"
+_COMPUTED = "reads a module's attribute by a computed name"
+
+# Attribute names distinctive enough to refuse on any object (`frame.f_back`, `os._exit`).
+_ANY_ATTRIBUTE = {
+    **dict.fromkeys(("_getframe", "_current_frames", "currentframe", "getouterframes", "getinnerframes"), _FRAMES),
+    **dict.fromkeys(("f_back", "f_globals", "f_locals", "f_builtins", "tb_frame", "gi_frame", "cr_frame"), _FRAMES),
+    **dict.fromkeys(("settrace", "setprofile", "gettrace", "getprofile", "addaudithook"), _TRACING),
+    **dict.fromkeys(("settrace_all_threads", "setprofile_all_threads"), _TRACING),
+    **dict.fromkeys(("get_objects", "get_referrers", "get_referents"), _GC),
+    **dict.fromkeys(("meta_path", "path_hooks", "path_importer_cache"), _IMPORTS),
+    "_exit": _EXIT,
+}
+# Names refused only as attributes of these modules (`self.modules`, `parser.stack` are fine).
+_MODULE_ATTRIBUTE = {
+    "sys": {"modules": _IMPORTS, "monitoring": _TRACING, "__dict__": _COMPUTED},
+    "inspect": {"stack": _FRAMES, "trace": _FRAMES},
+    "traceback": {"extract_stack": _FRAMES, "walk_stack": _FRAMES},
+    "os": {"abort": _EXIT, "__dict__": _COMPUTED},
+}
+_WATCHED_MODULES = {"sys", "os", "inspect", "traceback", "gc", "builtins", "threading", "importlib"}
+_BUILTIN_CALLS = {"exec": _DYNAMIC, "eval": _DYNAMIC, "compile": _DYNAMIC, "__import__": _IMPORTS}
+_IMPORTED = {"builtins": _BUILTINS, "ctypes": _NATIVE, "_ctypes": _NATIVE, "pytest": _TOOLING, "_pytest": _TOOLING}
+# pytest, and what only QA's runner has: its guard, its environment, its directories.
+_TOOLING_WORDS = ("pytest", "selfheal_sandbox", "selfheal-run", "selfheal-guard", "sitecustomize")
+
+
+@dataclass(frozen=True)
+class _Finding:
+    line: int
+    end: int  # end column: of `a.b.c` the innermost part is found first
+    category: str
+    what: str
+
+
+class _Scan(ast.NodeVisitor):
+    """Every watched construct of one module, in source order."""
+
+    def __init__(self, tree: ast.Module, *, is_test: bool) -> None:
+        self.is_test = is_test
+        self.found: list[_Finding] = []
+        self.aliases: dict[str, str] = {}  # local name -> module (`import sys as s`)
+        self.own: set[str] = set()  # functions and classes it defines (its own `compile`); `eval = eval` is no def
+        self.docstrings: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name.split(".")[0]
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                self.own.add(node.name)
+            elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                self.docstrings.add(id(node.value))  # a bare string statement does nothing
+        self.visit(tree)
+
+    def _add(self, node: ast.AST, category: str, what: str) -> None:
+        if category == _TOOLING and self.is_test:
+            return  # a test may import and name pytest
+        self.found.append(_Finding(getattr(node, "lineno", 0), getattr(node, "end_col_offset", 0), category, what))
+
+    def _module_of(self, node: ast.expr) -> str | None:
+        return self.aliases.get(node.id) if isinstance(node, ast.Name) else None
+
+    def _attribute(self, node: ast.AST, module: str | None, attr: str) -> None:
+        if module == "builtins":
+            self._add(node, _BUILTINS, f"builtins.{attr}")
+        elif attr in _MODULE_ATTRIBUTE.get(module or "", {}):
+            self._add(node, _MODULE_ATTRIBUTE[module or ""][attr], f"{module}.{attr}")
+        elif attr in _ANY_ATTRIBUTE:
+            self._add(node, _ANY_ATTRIBUTE[attr], f"{module}.{attr}" if module else f".{attr}")
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            top = alias.name.split(".")[0]
+            if top in _IMPORTED:
+                self._add(node, _IMPORTED[top], f"import {alias.name}")
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        top = (node.module or "").split(".")[0]
+        if node.level == 0 and top in _IMPORTED:
+            self._add(node, _IMPORTED[top], f"from {node.module} import ...")
+        elif node.level == 0:
+            for alias in node.names:
+                self._attribute(node, top, alias.name)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self._attribute(node, self._module_of(node.value), node.attr)
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id == "__builtins__":
+            self._add(node, _BUILTINS, "__builtins__")
+        elif node.id in _BUILTIN_CALLS and node.id not in self.own and node.id not in self.aliases:
+            self._add(node, _BUILTIN_CALLS[node.id], node.id)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "hasattr", "delattr", "vars"):
+            module = self._module_of(node.args[0]) if node.args else None
+            if module in _WATCHED_MODULES:
+                name = node.args[1] if len(node.args) > 1 and func.id != "vars" else None
+                if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                    self._attribute(node, module, name.value)
+                else:
+                    self._add(node, _COMPUTED, f"{func.id}({module}, ...)")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        value = node.value.decode(errors="replace") if isinstance(node.value, bytes) else node.value
+        text = value if isinstance(value, str) and id(node) not in self.docstrings else ""
+        if any(word in text.lower() for word in _TOOLING_WORDS):
+            self._add(node, _TOOLING, repr(text[:60]))
+
+
+def _scan(text: str, *, is_test: bool) -> list[_Finding]:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []  # the compile step refuses it
+    return sorted(_Scan(tree, is_test=is_test).found, key=lambda f: (f.line, f.end))
+
+
+def _added(before: str | None, after: str, *, is_test: bool) -> _Finding | None:
+    """The first construct `after` has more of than `before` (a move is no addition)."""
+    had = Counter((f.category, f.what) for f in _scan(before, is_test=is_test)) if before is not None else Counter()
+    for finding in _scan(after, is_test=is_test):
+        key = (finding.category, finding.what)
+        if had[key] > 0:
+            had[key] -= 1
+        else:
+            return finding
+    return None
+
+
+def shadowed_module(path: str, tree: dict[str, str]) -> str | None:
+    """The module name a new file at `path` would take over, when it lands on a sys.path entry."""
+    if not path.endswith(".py"):
+        return None
+    parts = path.removesuffix(".py").split("/")
+    for i, name in enumerate(parts):
+        if i > 0 and "/".join(parts[:i]) + "/__init__.py" in tree:
+            return None  # inside a package: `pkg.json`, not `json`
+        module = i == len(parts) - 1 and name != "__init__"
+        package = "/".join(parts[: i + 1]) + "/__init__.py" in tree  # a directory alone is a namespace
+        if (module or package) and name in SHADOWED:
+            return name
+    return None
+
+
+def evasion(code_files: dict[str, str], patched: dict[str, str], new_tests: dict[str, str]) -> str | None:
+    """`path:line: what it does` for the first thing the fix adds that could tell a test run
+    from production (or take over a standard module), else None."""
+    for path in sorted(p for p in patched if p not in code_files):
+        if (name := shadowed_module(path, patched)) is not None:
+            return f"{path}: a new module would replace {name!r} of the standard library or the test tooling"
+    changed = [(p, patched[p], False) for p in sorted(patched) if p.endswith(".py") and code_files.get(p) != patched[p]]
+    for path, text, is_test in [*changed, *((p, t, True) for p, t in sorted(new_tests.items()))]:
+        if (found := _added(code_files.get(path), text, is_test=is_test)) is not None:
+            return f"{path}:{found.line}: {found.category} ({found.what})"
+    return None
