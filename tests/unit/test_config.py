@@ -16,7 +16,7 @@ def test_a_json_parameter_that_is_not_json_names_the_parameter(name, value):
 
 
 def test_a_json_parameter_with_a_bad_value_names_the_parameter():
-    with pytest.raises(ConfigError, match="(?s)invalid SSM parameter /selfheal/dev/scan-thresholds: .*error_rate_pct"):
+    with pytest.raises(ConfigError, match=r"(?s)invalid SSM parameter /selfheal/dev/scan-thresholds: .*error_rate_pct"):
         parse_parameters({"/selfheal/dev/scan-thresholds": '{"error_rate_pct": -1}'})
 
 
