@@ -267,7 +267,7 @@ def inject_alarm(
     if existing is not None:
         if given:
             flags = " ".join(f"--{k}" for k in sorted(given))
-            raise OperatorError(f"alarm {alarm_name!r} exists: the event describes it as defined; drop {flags}")
+            raise UsageError(f"alarm {alarm_name!r} exists: the event describes it as defined; drop {flags}")
         first = next((m["metricStat"] for m in existing["metrics"] if "metricStat" in m), None)
         detail = alarm_event_detail(
             alarm_name=alarm_name,
