@@ -280,7 +280,9 @@ def test_the_test_fixtures_read_every_agent_route_and_table_from_the_template():
     from tests.support.template import lambda_routes, table_definitions
 
     routes = lambda_routes()
-    on_bus = {(tuple(r.pattern["detail-type"]), r.agent) for r in routes if not r.on_default_bus}
+    [unrouted] = [r for r in routes if catalog.UNROUTED_RULE_ID in r.rule]
+    assert unrouted.agent == "manager" and not unrouted.on_default_bus
+    on_bus = {(tuple(r.pattern["detail-type"]), r.agent) for r in routes if not r.on_default_bus and r is not unrouted}
     assert on_bus == {(route.detail_types, route.agent) for route in catalog.AGENT_ROUTES}
     [alarms] = [r for r in routes if r.on_default_bus]
     assert alarms.agent == "manager" and alarms.pattern["source"] == ["aws.cloudwatch"]
