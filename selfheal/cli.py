@@ -58,6 +58,16 @@ def positive_float(value: str) -> float:
     return number
 
 
+def finite_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {value!r}")
+    return number
+
+
 def signal(value: str) -> tuple[str, float]:
     """NAME=VALUE with a finite number: what the Manager accepts as a signal."""
     name, sep, raw = value.partition("=")
@@ -138,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stat", help="default Sum (only for an alarm that does not exist)")
     p.add_argument("--period", type=positive_int, help="default 60 (only for an alarm that does not exist)")
-    p.add_argument("--threshold", type=float, help="default 5 (only for an alarm that does not exist)")
-    p.add_argument("--value", type=float, default=37.0, help="the breaching data point")
+    p.add_argument("--threshold", type=finite_float, help="default 5 (only for an alarm that does not exist)")
+    p.add_argument("--value", type=finite_float, default=37.0, help="the breaching data point")
     p.add_argument("--count", type=positive_int, default=1, help="send N copies (duplicate storms)")
     p.set_defaults(func=cmd_inject)
 

@@ -107,6 +107,8 @@ def _exit_code(argv: list[str]) -> int:
         (["inject", "--service", "s"], "at least --service and --summary"),
         (["inject", "--alarm", "a", "--dimension", "FunctionName"], "expected NAME=VALUE"),
         (["inject", "--alarm", "a", "--count", "0"], "must be 1 or more"),
+        (["inject", "--alarm", "a", "--value", "inf"], "finite"),
+        (["inject", "--alarm", "a", "--threshold", "NaN"], "finite"),
         (["incidents", "--limit", "0"], "must be 1 or more, not 0"),
         (["incidents", "--limit", "-5"], "must be 1 or more, not -5"),
         (["incidents", "--limit", "ten"], "not a whole number"),
