@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from selfheal_core import catalog as names
 
-from .ops.target import OperatorError, Target, connect
+from .ops.target import OperatorError, Target, UsageError, connect
 from .output import emit_json, format_analysis, format_costs, format_trace, progress, table, usd
 
 EPILOG = "Targets: --endpoint-url, else a running `selfheal local up`, else AWS (default credentials). Add --json for scripts."
@@ -36,16 +37,68 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", default=None, help="AWS region (default from the environment, else us-east-1)")
 
 
-def _kv_floats(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = float(value)
-    return out
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number >= 1 (a limit, a count, a window)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
 
 
-def _kv(items: list[str]) -> dict[str, str]:
-    return dict(item.partition("=")[::2] for item in items)
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, not {value!r}")
+    return number
+
+
+def finite_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {value!r}")
+    return number
+
+
+def signal(value: str) -> tuple[str, float]:
+    """NAME=VALUE with a finite number: what the Manager accepts as a signal."""
+    name, sep, raw = value.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. p95_ms=4000, not {value!r}")
+    try:
+        number = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: not a number: {raw!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{name}: must be a finite number, not {raw!r}")
+    return name.strip(), number
+
+
+def key_value(value: str) -> tuple[str, str]:
+    name, sep, raw = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {value!r}")
+    return name, raw
+
+
+def json_file(value: str) -> Path:
+    """A readable JSON file (checked when the arguments are parsed, so a typo is a usage error)."""
+    path = Path(value)
+    try:
+        json.loads(path.read_text())
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {value}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{value} is not JSON: {exc}") from None
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.add_argument(
-        "--file", type=Path, help="JSON: put-events entries, an EventBridge event, or an IssueReported detail"
+        "--file", type=json_file, help="JSON: put-events entries, an EventBridge event, or an IssueReported detail"
     )
     p.add_argument("--service")
     p.add_argument(
@@ -71,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--severity", default="medium", help="low|medium|high|critical")
     p.add_argument("--summary")
-    p.add_argument("--signal", action="append", default=[], metavar="NAME=VALUE", help="metric value (repeatable)")
+    p.add_argument(
+        "--signal", type=signal, action="append", default=[], metavar="NAME=VALUE", help="metric value (repeatable)"
+    )
     p.add_argument(
         "--evidence", action="append", default=[], metavar="LINE", help="log line / stack trace line (repeatable)"
     )
@@ -81,20 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resource", help="affected resource (function name, alarm name...)")
     p.add_argument("--alarm", metavar="ALARM_NAME", help="send a real-shaped CloudWatch alarm state change instead")
     p.add_argument("--state", default="ALARM", choices=["ALARM", "OK", "INSUFFICIENT_DATA"])
-    p.add_argument("--namespace", default="AWS/Lambda")
-    p.add_argument("--metric", default="Errors")
-    p.add_argument("--dimension", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--stat", default="Sum")
-    p.add_argument("--period", type=int, default=60)
-    p.add_argument("--threshold", type=float, default=5.0)
-    p.add_argument("--value", type=float, default=37.0, help="the breaching data point")
-    p.add_argument("--count", type=int, default=1, help="send N copies (duplicate storms)")
+    # An existing alarm is described as DescribeAlarms defines it: these are for one that does not exist.
+    p.add_argument("--namespace", help="default AWS/Lambda (only for an alarm that does not exist)")
+    p.add_argument("--metric", help="default Errors (only for an alarm that does not exist)")
+    p.add_argument(
+        "--dimension",
+        type=key_value,
+        action="append",
+        metavar="NAME=VALUE",
+        help="default FunctionName=<alarm name up to its last '-'> (only for an alarm that does not exist)",
+    )
+    p.add_argument("--stat", help="default Sum (only for an alarm that does not exist)")
+    p.add_argument("--period", type=positive_int, help="default 60 (only for an alarm that does not exist)")
+    p.add_argument("--threshold", type=finite_float, help="default 5 (only for an alarm that does not exist)")
+    p.add_argument("--value", type=finite_float, default=37.0, help="the breaching data point")
+    p.add_argument("--count", type=positive_int, default=1, help="send N copies (duplicate storms)")
     p.set_defaults(func=cmd_inject)
 
     p = sub.add_parser("incidents", help="list incidents: id, status, attempts, cost", epilog=EPILOG)
     _common(p)
-    p.add_argument("--days", type=int, default=7)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--days", type=positive_int, default=7)
+    p.add_argument("--limit", type=positive_int, default=100)
     p.set_defaults(func=cmd_incidents)
 
     p = sub.add_parser(
@@ -132,19 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("action", nargs="?", choices=["list", "stop", "start"], default="list")
     p.add_argument("agent", nargs="?", choices=list(names.AGENTS))
-    p.add_argument("--hours", type=int, default=24)
+    p.add_argument("--hours", type=positive_int, default=24)
     p.set_defaults(func=cmd_agents)
 
     p = sub.add_parser("costs", help="cost by agent, model, incident and day; today's LLM budget", epilog=EPILOG)
     _common(p)
-    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--days", type=positive_int, default=7)
     p.set_defaults(func=cmd_costs)
 
     p = sub.add_parser(
         "analyze", help="AgentOps analyzer report (collaboration, anomalies, effectiveness)", epilog=EPILOG
     )
     _common(p)
-    p.add_argument("--hours", type=int, default=24)
+    p.add_argument("--hours", type=positive_int, default=24)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("replay", help="replay archived bus events (idempotent: nothing done runs again)", epilog=EPILOG)
@@ -159,20 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--incident", help="only this incident's events")
     p.add_argument("--agent", choices=[*names.AGENTS, "operator"], help="only events from or to this agent")
-    p.add_argument("--for", dest="seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument(
+        "--for", dest="seconds", type=positive_float, help="stop after this many seconds (default: until Ctrl-C)"
+    )
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("rejected", help="events the agents refused, with the reason", epilog=EPILOG)
     _common(p)
-    p.add_argument("--days", type=int, default=7)
-    p.add_argument("--limit", type=int, default=None, help="at most this many, newest first (default: all)")
+    p.add_argument("--days", type=positive_int, default=7)
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many, newest first (default: all)")
     p.set_defaults(func=cmd_rejected)
 
     p = sub.add_parser(
         "notifications", help="SNS notifications (alarms, approvals, escalations) — local runtime", epilog=EPILOG
     )
     _common(p)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=positive_int, default=50)
     p.set_defaults(func=cmd_notifications)
 
     _add_dev_commands(sub)
@@ -193,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:  # reported as argparse reports its own: exit 2
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except OperatorError as exc:
         _fail(args, str(exc))
         return 1
@@ -229,27 +296,26 @@ def cmd_inject(args: argparse.Namespace) -> int:
                 alarm_name=args.alarm,
                 count=args.count,
                 state=args.state,
+                value=args.value,
                 namespace=args.namespace,
                 metric=args.metric,
-                dimensions=_kv(args.dimension)
-                or ({"FunctionName": args.alarm.rsplit("-", 1)[0]} if args.namespace == "AWS/Lambda" else {}),
+                dimensions=dict(args.dimension) if args.dimension else None,
                 stat=args.stat,
                 period=args.period,
                 threshold=args.threshold,
-                value=args.value,
             )
         else:
             if args.file:
                 entries = inject.entries_from_file(target, args.file)
             else:
                 if not (args.service and args.summary):
-                    raise OperatorError("give --file, --alarm, or at least --service and --summary")
+                    raise UsageError("give --file, --alarm, or at least --service and --summary")
                 detail = inject.issue_detail(
                     service=args.service,
                     issue_type=args.issue_type,
                     severity=args.severity,
                     summary=args.summary,
-                    signals=_kv_floats(args.signal),
+                    signals=dict(args.signal),
                     evidence=args.evidence,
                     code_dir=args.code_dir,
                     test_command=args.test_command,

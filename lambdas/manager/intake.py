@@ -14,13 +14,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from selfheal_core.events import (
-    DetailType,
     InvalidEvent,
     IssueReportedV1,
     IssueType,
     Severity,
     describe_validation_error,
-    parse_detail,
+    parse_producer_issue,
     storable_number,
 )
 from selfheal_core.redact import scrub
@@ -76,14 +75,7 @@ def parse_issue_reported(event: dict[str, Any]) -> Intake:
     detail = event.get("detail")
     if not isinstance(detail, dict):
         raise InvalidEvent("IssueReported detail must be a JSON object")
-    if "metadata" in detail and "data" in detail:
-        envelope = parse_detail(DetailType.ISSUE_REPORTED.value, detail, source=event.get("source", ""))
-        issue = envelope.data
-    else:
-        try:
-            issue = IssueReportedV1.model_validate(detail)
-        except ValidationError as exc:
-            raise InvalidEvent(f"IssueReported is invalid: {describe_validation_error(exc)}") from exc
+    issue = parse_producer_issue(detail)
     if (issue.code is not None and issue.code.artifact is not None) or issue.evidence_artifact is not None:
         # Claim checks are created by the Manager only: a producer's artifact key could point at
         # another incident's code, or at nothing.

@@ -11,7 +11,7 @@ from typing import Any
 from selfheal_core import catalog as names
 from selfheal_core.bus import put_entries
 
-from .target import OperatorError, Target
+from .target import OperatorError, Target, UsageError
 
 
 def _put(target: Target, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -56,12 +56,17 @@ def issue_detail(
 
 def entries_from_file(target: Target, path: Path) -> list[dict[str, Any]]:
     """A file may hold put-events entries, an EventBridge event, or an IssueReported detail."""
-    raw = json.loads(Path(path).read_text())
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--file {path}: {exc}") from None
     if isinstance(raw, dict) and "Entries" in raw:
         raw = raw["Entries"]
     if isinstance(raw, list):
         out = []
-        for e in raw:
+        for n, e in enumerate(raw):
+            if not isinstance(e, dict) or not e.get("DetailType") or not e.get("Source"):
+                raise UsageError(f"--file {path}: entry {n} is not a put-events entry with Source and DetailType")
             entry = dict(e)
             entry.setdefault("EventBusName", target.bus)
             if not isinstance(entry.get("Detail"), str):
@@ -88,7 +93,7 @@ def entries_from_file(target: Target, path: Path) -> list[dict[str, Any]]:
                 "EventBusName": target.bus,
             }
         ]
-    raise OperatorError(f"{path}: expected put-events entries, an EventBridge event or an IssueReported detail")
+    raise UsageError(f"--file {path}: expected put-events entries, an EventBridge event or an IssueReported detail")
 
 
 def inject_entries(target: Target, entries: list[dict[str, Any]], count: int = 1) -> dict[str, Any]:
@@ -96,6 +101,72 @@ def inject_entries(target: Target, entries: list[dict[str, Any]], count: int = 1
     result["detail_types"] = sorted({e["DetailType"] for e in entries})
     result["bus"] = sorted({e.get("EventBusName", "default") for e in entries})
     return result
+
+
+# What describes an alarm's metric: taken from the alarm itself when it exists.
+DEFINITION_FIELDS = ("namespace", "metric", "dimensions", "stat", "period", "threshold")
+FALLBACK_DEFINITION: dict[str, Any] = {
+    "namespace": "AWS/Lambda",
+    "metric": "Errors",
+    "stat": "Sum",
+    "period": 60,
+    "threshold": 5.0,
+}
+
+
+def _metric_of(stat: dict[str, Any]) -> dict[str, Any]:
+    """A DescribeAlarms MetricStat in the alarm state-change event's shape."""
+    metric = stat.get("Metric", {})
+    return {
+        "metric": {
+            "dimensions": {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])},
+            "name": metric.get("MetricName", ""),
+            "namespace": metric.get("Namespace", ""),
+        },
+        "period": stat.get("Period", 60),
+        "stat": stat.get("Stat", ""),
+    }
+
+
+def alarm_definition(target: Target, alarm_name: str) -> dict[str, Any] | None:
+    """The alarm's own definition from DescribeAlarms, in the state-change event's terms; None
+    when there is no such alarm. Single-metric and metric-math alarms alike."""
+    found = target.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name]).get("MetricAlarms", [])
+    if not found:
+        return None
+    alarm = found[0]
+    if alarm.get("MetricName"):
+        single = {
+            "Metric": {
+                "Namespace": alarm.get("Namespace", ""),
+                "MetricName": alarm["MetricName"],
+                "Dimensions": alarm.get("Dimensions", []),
+            },
+            "Period": alarm.get("Period", 60),
+            "Stat": alarm.get("Statistic") or alarm.get("ExtendedStatistic", ""),
+        }
+        metrics = [
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm_name)),
+                "metricStat": _metric_of(single),
+                "returnData": True,
+            }
+        ]
+    else:
+        metrics = []
+        for query in alarm.get("Metrics", []):
+            entry: dict[str, Any] = {"id": query["Id"], "returnData": query.get("ReturnData", True)}
+            if "Expression" in query:
+                entry.update(expression=query["Expression"], label=query.get("Label", query["Id"]))
+            if "MetricStat" in query:
+                entry["metricStat"] = _metric_of(query["MetricStat"])
+            metrics.append(entry)
+    return {
+        "arn": alarm.get("AlarmArn"),
+        "description": alarm.get("AlarmDescription"),
+        "threshold": float(alarm.get("Threshold", 0.0)),
+        "metrics": metrics,
+    }
 
 
 def alarm_event_detail(
@@ -110,8 +181,10 @@ def alarm_event_detail(
     threshold: float,
     value: float,
     description: str | None = None,
+    metrics: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """`detail` of a real single-metric "CloudWatch Alarm State Change" event."""
+    """`detail` of a real "CloudWatch Alarm State Change" event: of a single-metric alarm, or of
+    the alarm whose `metrics` (the event's configuration.metrics) are given."""
     now = datetime.now(UTC)
     start = now.replace(second=0, microsecond=0) - timedelta(seconds=period)
 
@@ -135,6 +208,18 @@ def alarm_event_detail(
         "threshold": threshold,
         "evaluatedDatapoints": [{"timestamp": cw(start), "sampleCount": 1.0, "value": value}],
     }
+    if metrics is None:
+        metrics = [
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm_name)),
+                "metricStat": {
+                    "metric": {"dimensions": dimensions, "name": metric, "namespace": namespace},
+                    "period": period,
+                    "stat": stat,
+                },
+                "returnData": True,
+            }
+        ]
     return {
         "alarmName": alarm_name,
         "state": {"value": state, "reason": reason, "reasonData": json.dumps(reason_data), "timestamp": cw(now)},
@@ -145,24 +230,24 @@ def alarm_event_detail(
         },
         "configuration": {
             "description": description or f"{metric} of {', '.join(dimensions.values()) or namespace}",
-            "metrics": [
-                {
-                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm_name)),
-                    "metricStat": {
-                        "metric": {"dimensions": dimensions, "name": metric, "namespace": namespace},
-                        "period": period,
-                        "stat": stat,
-                    },
-                    "returnData": True,
-                }
-            ],
+            "metrics": metrics,
         },
     }
 
 
-def inject_alarm(target: Target, *, alarm_name: str, count: int = 1, **kwargs: Any) -> dict[str, Any]:
+def inject_alarm(
+    target: Target, *, alarm_name: str, state: str = "ALARM", value: float = 37.0, count: int = 1, **given: Any
+) -> dict[str, Any]:
     """Locally: the real-shaped event on the default bus. On AWS (where `aws.*` sources cannot be
-    put), the alarm itself is set to the state, which makes CloudWatch emit the real event."""
+    put), the alarm itself is set to the state, which makes CloudWatch emit the real event.
+
+    The event describes the alarm as DescribeAlarms does when it exists; `given` (namespace,
+    metric, dimensions, stat, period, threshold) describes one that does not, and is refused for
+    one that does (its own definition is the truth, not what was typed)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    unknown = sorted(set(given) - set(DEFINITION_FIELDS))
+    if unknown:
+        raise TypeError(f"inject_alarm: unexpected {unknown}")
     if not target.local and not target.endpoint_url:
         cw = target.client("cloudwatch")
         found = cw.describe_alarms(AlarmNames=[alarm_name]).get("MetricAlarms", [])
@@ -173,17 +258,44 @@ def inject_alarm(target: Target, *, alarm_name: str, count: int = 1, **kwargs: A
         for _ in range(max(1, count)):
             cw.set_alarm_state(
                 AlarmName=alarm_name,
-                StateValue=kwargs.get("state", "ALARM"),
+                StateValue=state,
                 StateReason="selfheal inject --alarm (operator test)",
             )
-        return {"alarm": alarm_name, "set_state": kwargs.get("state", "ALARM"), "times": count}
+        return {"alarm": alarm_name, "set_state": state, "times": count}
     region = target.region
-    detail = alarm_event_detail(alarm_name=alarm_name, **kwargs)
+    existing = alarm_definition(target, alarm_name)
+    if existing is not None:
+        if given:
+            flags = " ".join(f"--{k}" for k in sorted(given))
+            raise UsageError(f"alarm {alarm_name!r} exists: the event describes it as defined; drop {flags}")
+        first = next((m["metricStat"] for m in existing["metrics"] if "metricStat" in m), None)
+        detail = alarm_event_detail(
+            alarm_name=alarm_name,
+            state=state,
+            value=value,
+            namespace=first["metric"]["namespace"] if first else "",
+            metric=first["metric"]["name"] if first else "expression",
+            dimensions=first["metric"]["dimensions"] if first else {},
+            stat=first["stat"] if first else "",
+            period=int(first["period"]) if first else 60,
+            threshold=existing["threshold"],
+            description=existing["description"],
+            metrics=existing["metrics"],
+        )
+        arn = existing["arn"] or f"arn:aws:cloudwatch:{region}:123456789012:alarm:{alarm_name}"
+    else:
+        definition = {**FALLBACK_DEFINITION, **given}
+        if "dimensions" not in definition:
+            # A Lambda alarm named <function>-<metric> is about that function.
+            lambda_alarm = definition["namespace"] == "AWS/Lambda"
+            definition["dimensions"] = {"FunctionName": alarm_name.rsplit("-", 1)[0]} if lambda_alarm else {}
+        detail = alarm_event_detail(alarm_name=alarm_name, state=state, value=value, **definition)
+        arn = f"arn:aws:cloudwatch:{region}:123456789012:alarm:{alarm_name}"
     entry = {
         "Source": "aws.cloudwatch",
         "DetailType": "CloudWatch Alarm State Change",
         "Detail": json.dumps(detail),
-        "Resources": [f"arn:aws:cloudwatch:{region}:123456789012:alarm:{alarm_name}"],
+        "Resources": [arn],
         "EventBusName": "default",
     }
     result = _put(target, [entry] * max(1, count))

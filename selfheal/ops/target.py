@@ -32,6 +32,10 @@ class OperatorError(RuntimeError):
     """A problem the operator can fix; the message says how."""
 
 
+class UsageError(OperatorError):
+    """The command line asks for something that cannot be done (exit 2, as argparse's own errors)."""
+
+
 class EndpointSession(boto3.Session):
     """A boto3 session whose clients and resources default to one endpoint URL (LocalStack,
     the local runtime), the way AWS_ENDPOINT_URL would, without touching the environment."""

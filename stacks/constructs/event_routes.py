@@ -16,7 +16,14 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
-from selfheal_core.catalog import AGENT_ROUTES, NOTIFY_DETAIL_TYPES, NOTIFY_SOURCES
+from selfheal_core.catalog import (
+    AGENT_ROUTES,
+    NOTIFY_DETAIL_TYPES,
+    NOTIFY_SOURCES,
+    PIPELINE_SOURCE_PREFIX,
+    PRODUCER_DETAIL_TYPES,
+    UNROUTED_RULE_ID,
+)
 
 from .. import constants
 from .agent_function import dead_letter_queue
@@ -109,6 +116,18 @@ class EventRoutes(Construct):
                 detail_type=list(route.detail_types), source=list(route.sources) if route.sources else None
             )
             self._rule(route.rule_id, route.description, bus, pattern, self._lambda_target(functions, route.agent))
+
+        # A producer's event no route above takes would vanish: the Manager refuses it with the reason.
+        self._rule(
+            UNROUTED_RULE_ID,
+            "Producer events no route takes, to the Manager, which refuses them with the reason",
+            bus,
+            events.EventPattern(
+                detail_type=events.Match.anything_but(*PRODUCER_DETAIL_TYPES),
+                source=events.Match.anything_but_prefix(PIPELINE_SOURCE_PREFIX),
+            ),
+            self._lambda_target(functions, "manager"),
+        )
 
         self._rule(
             "AlarmStateChange",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aws_cdk.assertions import Match
 
 from selfheal_core.catalog import AGENT_ROUTES
@@ -111,7 +112,7 @@ def test_three_agents_have_each_their_own_role_log_group_and_failure_queue(templ
 
 def test_every_rule_target_has_retry_policy_and_dead_letter_queue(templates):
     rules = templates["pipeline"].find_resources("AWS::Events::Rule")
-    assert len(rules) == len(AGENT_ROUTES) + 4  # + alarm forwarding, notify, audit, scan
+    assert len(rules) == len(AGENT_ROUTES) + 5  # + unrouted, alarm forwarding, notify, audit, scan
     for logical_id, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
             assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4, logical_id
@@ -279,7 +280,9 @@ def test_the_test_fixtures_read_every_agent_route_and_table_from_the_template():
     from tests.support.template import lambda_routes, table_definitions
 
     routes = lambda_routes()
-    on_bus = {(tuple(r.pattern["detail-type"]), r.agent) for r in routes if not r.on_default_bus}
+    [unrouted] = [r for r in routes if catalog.UNROUTED_RULE_ID in r.rule]
+    assert unrouted.agent == "manager" and not unrouted.on_default_bus
+    on_bus = {(tuple(r.pattern["detail-type"]), r.agent) for r in routes if not r.on_default_bus and r is not unrouted}
     assert on_bus == {(route.detail_types, route.agent) for route in catalog.AGENT_ROUTES}
     [alarms] = [r for r in routes if r.on_default_bus]
     assert alarms.agent == "manager" and alarms.pattern["source"] == ["aws.cloudwatch"]
@@ -293,3 +296,58 @@ def test_the_test_fixtures_read_every_agent_route_and_table_from_the_template():
         "gsi1",
         "gsi2",
     ]
+
+
+def _agents_bus_rules_to(templates, function_prefix: str) -> dict[str, dict]:
+    """The enabled rules on the agents bus with a target whose ARN points at that function."""
+    rules = templates["pipeline"].find_resources("AWS::Events::Rule")
+    found = {}
+    for logical_id, rule in rules.items():
+        props = rule["Properties"]
+        if "EventPattern" not in props or props.get("EventBusName") == "default":
+            continue
+        if any(function_prefix in json.dumps(t["Arn"]) for t in props["Targets"]):
+            found[logical_id] = props["EventPattern"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "detail_type", "rule"),
+    [
+        # A producer's report: its own route only, never a second delivery through Unrouted.
+        ("acme.checkout", "IssueReported", "IssueReported"),
+        ("selfheal.cli", "IssueReported", "IssueReported"),
+        # A producer's event no route takes: to the Manager, to be refused with the reason.
+        ("acme.checkout", "issueReported", "Unrouted"),
+        ("acme.checkout", "Issue Reported", "Unrouted"),
+        ("acme.checkout", "FixValidated", "Unrouted"),  # a step from a source the contract does not name
+        ("selfheal.cli", "ApprovalGranted", "Unrouted"),
+        # The pipeline's own events: their routes, or none at all (no loop through Unrouted).
+        ("agentops.qa", "FixValidated", "FixValidated"),
+        ("agentops.manager", "ApplyDue", "HealSchedules"),
+        ("agentops.manager", "IssueDetected", None),
+        ("agentops.manager", "FixApplied", None),
+        ("agentops.operator", "ApprovalGranted", "OperatorApproval"),
+        ("agentops.engineer", "RemediationRequested", None),  # not the Manager's to take from the Engineer
+    ],
+)
+def test_every_producer_event_reaches_the_manager_once_and_the_pipelines_own_never_loop(
+    templates, source, detail_type, rule
+):
+    from moto.events.models import EventPattern
+
+    event = {"source": source, "detail-type": detail_type, "account": "123456789012", "detail": {"service": "x"}}
+    to_manager = _agents_bus_rules_to(templates, "Manager")
+    matched = [
+        logical_id for logical_id, pattern in to_manager.items() if EventPattern(None, pattern).matches_event(event)
+    ]
+    assert len(matched) == (rule is not None), matched
+    if rule:
+        assert matched[0].startswith(f"Routes{rule}"), matched
+
+
+def test_the_unrouted_rule_takes_no_pipeline_source():
+    from selfheal_core.catalog import AGENT_SOURCES, PIPELINE_SOURCE_PREFIX
+
+    # The rule excludes the pipeline by this prefix: a new agent source without it would loop.
+    assert all(source.startswith(PIPELINE_SOURCE_PREFIX) for source in AGENT_SOURCES.values())

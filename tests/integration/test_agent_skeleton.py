@@ -98,11 +98,14 @@ def test_refused_events_are_recorded_and_never_reach_idempotency(settings, lambd
     monitor = Monitor()
     handler, ran = build(settings, routes, monitor)
     assert handler(event("Pong"), lambda_context)["reason"] == "the Test agent does not handle 'Pong'"
+    assert handler(event("ping"), lambda_context)["reason"] == (
+        "the Test agent does not handle 'ping'; detail-types are case-sensitive: did you mean 'Ping'?"
+    )
     assert handler(event("Ping"), lambda_context)["reason"] == "n is missing"
     assert handler(["not", "an", "object"], lambda_context)["reason"] == "event must be a JSON object"
     assert handler({"detail-type": ["unhashable"]}, lambda_context)["action"] == "rejected"
     assert ran == [] and idempotency_records(settings) == 0
-    assert [c for c in monitor.calls if c[0] == "event"] == [("event", "event_rejected")] * 4
+    assert [c for c in monitor.calls if c[0] == "event"] == [("event", "event_rejected")] * 5
     assert ("end", True) in monitor.calls
 
 

@@ -199,7 +199,7 @@ def test_rejected_lists_every_page(pipeline):
 
     log = RejectionLog(pipeline.env["MONITORING_TABLE_NAME"])
     for i in range(300):
-        log.record(reason=f"bad {i}", event={"id": str(i), "pad": "x" * 6_000}, agent="manager")
+        log.record(reason=f"bad {i}", event={"id": str(i), "time": f"t{i}", "pad": "x" * 6_000}, agent="manager")
     assert len(log.list(days=1)) == 300
     assert len(log.list(days=1, limit=7)) == 7
 
@@ -336,3 +336,19 @@ def test_a_reported_function_arn_of_this_account_and_region_is_investigated(pipe
     [incident] = pipeline.incidents()
     assert incident.investigation["target"] == "orders-api", incident.investigation
     assert not any("not this Manager's" in gap for gap in incident.investigation["gaps"])
+
+
+def test_a_refused_event_delivered_again_or_replayed_is_listed_once(pipeline):
+    # Given a report the Manager refuses (no summary)
+    refused = manager_event(issue(summary=""))
+    assert pipeline.invoke("manager", refused).result["action"] == "rejected"
+    # When Lambda retries it (same id) and an EventBridge replay sends it again (new id, replay-name)
+    again = pipeline.invoke("manager", refused)
+    replayed = pipeline.invoke("manager", {**refused, "id": str(uuid.uuid4()), "replay-name": "r1"})
+    # Then each answer is still the refusal, but `selfheal rejected` lists the event once
+    assert again.result["action"] == replayed.result["action"] == "rejected"
+    assert [r["event_id"] for r in rejections(pipeline)] == [refused["id"]]
+    # And another report refused for the same reason, sent later, is listed on its own
+    later = {**refused, "id": str(uuid.uuid4()), "time": "2026-11-27T10:05:00Z"}
+    pipeline.invoke("manager", later)
+    assert len(rejections(pipeline)) == 2

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from selfheal_core.catalog import UNROUTED_RULE_ID
+
 # The runtime runs as a child process here (as `selfheal local up` runs it): slow, so end-to-end.
 pytestmark = pytest.mark.e2e
 
@@ -141,8 +143,34 @@ def put(rt: Any, detail_type: str, source: str = "com.example.tests", detail: di
     return resp["Entries"][0]["EventId"]
 
 
-def invocations_of(rt: Any, event_id: str) -> list[dict[str, Any]]:
-    return [i for i in rt.control("invocations")["invocations"] if i["event_id"] == event_id]
+def invocations_of(rt: Any, event_id: str, *, unrouted: bool = False) -> list[dict[str, Any]]:
+    """The event's invocations; by default not those of the Unrouted rule (the probes' own
+    detail-types are no route of the pipeline's, so that rule also takes them to the Manager)."""
+    return [
+        i
+        for i in rt.control("invocations")["invocations"]
+        if i["event_id"] == event_id and (unrouted or UNROUTED_RULE_ID not in (i.get("rule") or ""))
+    ]
+
+
+def test_a_producer_event_no_route_takes_reaches_the_manager_and_is_refused_with_the_reason(runtime: Any) -> None:
+    # Given a report whose detail-type is spelled wrong: no route of the pipeline takes it
+    detail = {"service": "checkout", "issue_type": "latency", "summary": "p95 4 s"}
+    event_id = put(runtime, "issueReported", source="acme.checkout", detail=detail)
+    assert runtime.idle(timeout=60)
+
+    # Then the Unrouted rule delivered it to the Manager, once
+    calls = invocations_of(runtime, event_id, unrouted=True)
+    assert [c["function"] for c in calls] == ["selfheal-dev-manager"]
+    assert UNROUTED_RULE_ID in calls[0]["rule"]
+    # And the Manager refused it with a reason an operator lists (`selfheal rejected`)
+    items = runtime.client("dynamodb").scan(
+        TableName="agent-monitoring-dev",
+        FilterExpression="event_id = :id",
+        ExpressionAttributeValues={":id": {"S": event_id}},
+    )["Items"]
+    assert len(items) == 1
+    assert "did you mean 'IssueReported'" in items[0]["reason"]["S"]
 
 
 def test_a_rule_added_only_in_cdk_is_routed_to_its_target(runtime: Any) -> None:

@@ -96,3 +96,26 @@ def test_local_up_refuses_a_misspelt_key_before_starting_anything(tmp_path, caps
     err = capsys.readouterr().err
     assert "engineerProvidr" in err and "engineerProvider" in err
     assert list(tmp_path.iterdir()) == []  # no runtime, no synth
+
+
+def test_the_readme_event_types_table_lists_every_detail_type_of_the_contract():
+    from selfheal_core.events import DATA_MODELS
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("### Event types", 1)[1].split("\n###", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]+) \|", table, flags=re.M)
+    documented = {t for cell in first_cells for t in re.findall(r"`(\w+)`", cell)}
+    assert documented == set(DATA_MODELS)
+
+
+def test_the_readme_verb_table_names_every_operator_verb():
+    from selfheal.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Operator CLI", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    first_cells = [re.split(r"(?<!\\)\|", row)[1] for row in rows]  # `\|` inside a cell is no column
+    documented = {verb for cell in first_cells for verb in re.findall(r"`(\w+)", cell)}
+    parser = build_parser()
+    [verbs] = [a.choices for a in parser._actions if isinstance(a.choices, dict)]
+    assert set(verbs) <= documented, set(verbs) - documented

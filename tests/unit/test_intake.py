@@ -136,13 +136,47 @@ def test_issue_reported_accepts_plain_detail_and_envelope():
         "detail-type": "IssueReported",
         "source": "acme",
         "detail": {
-            "metadata": {"incident_id": "ext", "correlation_id": "c1", "producer": "acme"},
+            "metadata": {"incident_id": "ext", "correlation_id": "c1", "producer": "acme", "event_version": "1"},
             "data": plain["detail"],
         },
     }
 
     assert parse_issue_reported(plain).issue == parse_issue_reported(wrapped).issue
     assert parse_issue_reported(plain).fingerprint == fingerprint("billing", "memory", None)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {},
+        {"event_version": "1"},
+        {"event_version": 1},
+        {"event_version": "1", "trace_id": "t-9", "sent_at": "yesterday"},
+        {"incident_id": "ext", "producer": "acme"},
+    ],
+)
+def test_a_producer_envelope_needs_only_its_event_version(metadata):
+    """A producer has no incident or correlation id of ours to give, nor our producer name."""
+    fields = {"service": "billing", "issue_type": "memory", "summary": "OOM kills"}
+    event = {"detail-type": "IssueReported", "source": "acme", "detail": {"metadata": metadata, "data": fields}}
+
+    assert parse_issue_reported(event).issue == parse_issue_reported({**event, "detail": fields}).issue
+
+
+@pytest.mark.parametrize(
+    ("detail", "reason"),
+    [
+        ({"metadata": "v1", "data": {}}, "needs a metadata object and data"),
+        ({"data": {"service": "b", "issue_type": "memory", "summary": "s"}}, "needs a metadata object and data"),
+        ({"metadata": {"event_version": "1"}}, "needs a metadata object and data"),
+        ({"metadata": {"event_version": "2"}, "data": {}}, "unsupported event_version '2'"),
+        ({"metadata": {"event_version": "1"}, "data": {"service": "b"}}, "IssueReported v1 is invalid: issue_type"),
+        ({"metadata": {"event_version": "1"}, "data": {}, "extra": 1}, "only metadata and data"),
+    ],
+)
+def test_a_producer_envelope_that_cannot_be_read_is_refused_with_the_reason(detail, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        parse_issue_reported({"detail-type": "IssueReported", "source": "acme", "detail": detail})
 
 
 def test_malformed_issue_is_rejected_with_reason():

@@ -86,3 +86,97 @@ def test_the_dev_commands_plug_in_and_the_operator_package_never_imports_them():
             elif isinstance(node, ast.Import):
                 imported.update(a.name.split(".")[0] for a in node.names)
     assert "selfheal_dev" not in imported
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        return int(exc.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["inject", "--file", "{missing}"], "cannot read"),
+        (["inject", "--file", "{not_json}"], "is not JSON"),
+        (["inject", "--file", "{not_entries}"], "entry 0 is not a put-events entry"),
+        (["inject", "--service", "s", "--summary", "x", "--signal", "p95_ms"], "expected NAME=VALUE"),
+        (["inject", "--service", "s", "--summary", "x", "--signal", "p95_ms=fast"], "not a number"),
+        (["inject", "--service", "s", "--summary", "x", "--signal", "p95_ms=nan"], "finite"),
+        (["inject", "--service", "s"], "at least --service and --summary"),
+        (["inject", "--alarm", "a", "--dimension", "FunctionName"], "expected NAME=VALUE"),
+        (["inject", "--alarm", "a", "--count", "0"], "must be 1 or more"),
+        (["inject", "--alarm", "a", "--value", "inf"], "finite"),
+        (["inject", "--alarm", "a", "--threshold", "NaN"], "finite"),
+        (["incidents", "--limit", "0"], "must be 1 or more, not 0"),
+        (["incidents", "--limit", "-5"], "must be 1 or more, not -5"),
+        (["incidents", "--limit", "ten"], "not a whole number"),
+        (["rejected", "--limit", "0"], "must be 1 or more"),
+        (["notifications", "--limit", "0"], "must be 1 or more"),
+        (["costs", "--days", "-1"], "must be 1 or more"),
+        (["tail", "--for", "-2"], "must be a number > 0"),
+    ],
+)
+def test_a_usage_error_is_one_clear_line_and_exit_code_2_not_a_traceback(deployed, tmp_path, capsys, argv, says):
+    files = {
+        "missing": tmp_path / "nope.json",
+        "not_json": tmp_path / "bad.json",
+        "not_entries": tmp_path / "list.json",
+    }
+    files["not_json"].write_text("{'service': 'single quotes'}")
+    files["not_entries"].write_text("[1, 2]")
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+
+    assert _exit_code([*argv, "--env", "test", "--region", "us-east-1"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert err.startswith(("usage:", f"selfheal {argv[0]}: error:"))
+
+
+def test_inject_alarm_describes_an_existing_alarm_as_cloudwatch_defines_it(deployed, monkeypatch):
+    from selfheal.ops import inject
+    from selfheal.ops.target import OperatorError, Target
+
+    # Given an alarm on a p95 latency metric of a function whose name is not the alarm's prefix
+    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    cw.put_metric_alarm(
+        AlarmName="checkout-slow",
+        AlarmDescription="checkout p95 over 3 s",
+        Namespace="AWS/Lambda",
+        MetricName="Duration",
+        Dimensions=[{"Name": "FunctionName", "Value": "checkout-handler-prod"}],
+        ExtendedStatistic="p95",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=3000.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    sent: list[dict] = []
+    monkeypatch.setattr(
+        inject, "_put", lambda _target, entries: sent.extend(entries) or {"event_ids": [], "sent": 0, "failed": []}
+    )
+    target = Target(env="test", region="us-east-1", endpoint_url=None, local=True)
+
+    # When it is injected without describing it
+    inject.inject_alarm(target, alarm_name="checkout-slow", value=4200.0)
+
+    # Then the event carries the alarm's own metric, dimensions, statistic, period and threshold
+    [entry] = sent
+    detail = json.loads(entry["Detail"])
+    [metric] = detail["configuration"]["metrics"]
+    assert metric["metricStat"] == {
+        "metric": {
+            "namespace": "AWS/Lambda",
+            "name": "Duration",
+            "dimensions": {"FunctionName": "checkout-handler-prod"},
+        },
+        "period": 300,
+        "stat": "p95",
+    }
+    assert detail["configuration"]["description"] == "checkout p95 over 3 s"
+    assert json.loads(detail["state"]["reasonData"])["threshold"] == 3000.0
+    assert entry["Resources"] == [cw.describe_alarms(AlarmNames=["checkout-slow"])["MetricAlarms"][0]["AlarmArn"]]
+    # And a definition typed for an existing alarm is refused rather than sent as if it were the alarm's
+    with pytest.raises(OperatorError, match="drop --metric"):
+        inject.inject_alarm(target, alarm_name="checkout-slow", metric="Errors")

@@ -143,7 +143,7 @@ def _screen(event: Any, table: Mapping[str, Route], name: str) -> tuple[str | No
     detail_type = event.get("detail-type", "")
     route = table.get(detail_type) if isinstance(detail_type, str) else None
     if route is None:
-        return f"{name} does not handle {str(detail_type)[:100]!r}", None, None
+        return _no_route(detail_type, table, name), None, None
     try:
         return None, route, route.parse(event)
     except InvalidEvent as exc:
@@ -168,6 +168,15 @@ def _idempotent(run: Callable[..., Any], settings: Settings, monitor: Monitor) -
             return _CALL.get().reject(KEY_REUSED)
 
     return keyed
+
+
+def _no_route(detail_type: Any, table: Mapping[str, Route], name: str) -> str:
+    """The refusal of a detail-type this agent has no route for, with the spelling it meant, if any
+    (producers' events no route takes reach the Manager through the Unrouted rule)."""
+    reason = f"{name} does not handle {str(detail_type)[:100]!r}"
+    folded = "".join(ch for ch in str(detail_type).lower() if ch.isalnum())
+    meant = [known for known in table if "".join(ch for ch in known.lower() if ch.isalnum()) == folded]
+    return f"{reason}; detail-types are case-sensitive: did you mean {meant[0]!r}?" if meant else reason
 
 
 def agent_handler(

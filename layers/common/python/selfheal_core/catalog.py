@@ -195,6 +195,16 @@ AGENT_ROUTES = (
         "manager",
     ),
 )
+# The pipeline's own events (agents, approvals, the Manager's schedules) all carry this source prefix.
+PIPELINE_SOURCE_PREFIX = "agentops."
+# What a producer may send: the detail-types any source may put on the bus.
+PRODUCER_DETAIL_TYPES = tuple(t for route in AGENT_ROUTES if route.sources is None for t in route.detail_types)
+# The Unrouted rule: a producer's event no route takes (`issueReported`, a step from a source the
+# contract does not name), i.e. any detail-type but these from any source without that prefix,
+# goes to the Manager, which refuses it with the reason (`selfheal rejected`) instead of it
+# vanishing. Never the pipeline's own events: no loop, and informational events (IssueDetected,
+# FixApplied, ...) are for dependants, not refusals.
+UNROUTED_RULE_ID = "Unrouted"
 # Events people must read: delivered to the alerts topic (email).
 NOTIFY_DETAIL_TYPES = ("ApprovalRequested", "IncidentEscalated", "FixRolledBack")
 NOTIFY_SOURCES = (_S["manager"], _S["engineer"])

@@ -136,15 +136,24 @@ def parse_parameters(values: dict[str, str]) -> RuntimeParameters:
     import json
 
     raw: dict[str, Any] = {}
+    named: dict[str, str] = {}  # field -> the parameter it came from, for the error message
     for name, value in values.items():
         field = PARAMETER_NAMES.get(name.rsplit("/", 1)[-1])
         if field is None:
             continue
-        raw[field] = json.loads(value) if field in JSON_PARAMETERS else value
+        named[field] = name
+        if field in JSON_PARAMETERS:
+            try:
+                raw[field] = json.loads(value)
+            except ValueError as exc:  # a JSONDecodeError alone would not say which parameter
+                raise ConfigError(f"SSM parameter {name} is not JSON: {exc}") from exc
+        else:
+            raw[field] = value
     try:
         return RuntimeParameters.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid SSM parameters: {exc}") from exc
+        culprits = sorted({named.get(str(e["loc"][0]), str(e["loc"][0])) for e in exc.errors() if e["loc"]})
+        raise ConfigError(f"invalid SSM parameter {', '.join(culprits)}: {exc}") from exc
 
 
 def get_runtime_parameters(settings: Settings | None = None) -> RuntimeParameters:

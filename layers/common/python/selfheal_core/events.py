@@ -428,5 +428,38 @@ def parse_detail(detail_type: str, detail: Any, source: str = "", event_id: str 
     return Envelope(detail_type=detail_type, source=source, event_id=event_id, metadata=metadata, data=data)
 
 
+def parse_producer_issue(detail: dict[str, Any]) -> IssueReportedV1:
+    """An IssueReported from any producer: the fields are the whole detail, or the `data` of an
+    envelope. Raises InvalidEvent with the reason.
+
+    Of the envelope's metadata only `event_version` is read (default "1"): a producer's other
+    fields (its own ids, timestamps, names) are ignored, since Selfheal assigns incident and
+    correlation ids itself."""
+    if "data" in detail or "metadata" in detail:
+        raw_meta = detail.get("metadata")
+        if not isinstance(raw_meta, dict) or "data" not in detail:
+            raise InvalidEvent("an IssueReported envelope needs a metadata object and data")
+        extra = sorted(str(k)[:64] for k in detail if k not in ("metadata", "data"))
+        if extra:
+            raise InvalidEvent(f"an IssueReported envelope has only metadata and data, not {extra[:5]}")
+        # As for every event, a missing version is the first one; "1" or 1: producers are not all typed alike.
+        version = str(raw_meta.get("event_version", EVENT_VERSION))[:16]
+        model = DATA_MODELS[DetailType.ISSUE_REPORTED.value].get(version)
+        if model is None:
+            raise InvalidEvent(
+                f"unsupported event_version {version[:16]!r} for IssueReported; supported: "
+                f"{sorted(DATA_MODELS[DetailType.ISSUE_REPORTED.value])}"
+            )
+        fields, where = detail["data"], f"IssueReported v{version}"
+    else:
+        model, fields, where = IssueReportedV1, detail, "IssueReported"
+    try:
+        issue = model.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidEvent(f"{where} is invalid: {describe_validation_error(exc)}") from exc
+    assert isinstance(issue, IssueReportedV1)
+    return issue
+
+
 def build_detail(metadata: Metadata, data: BaseModel) -> dict[str, Any]:
     return {"metadata": metadata.model_dump(mode="json"), "data": data.model_dump(mode="json", exclude_none=True)}

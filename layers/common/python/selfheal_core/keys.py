@@ -13,6 +13,7 @@ Monitoring table (pk, sk) + GSI1 + GSI2:
   collaboration   INCIDENT#<id>        | MSG#<ts>#<uid>           GSI1 COLLAB#<day>    | <ts>#<from>#<to> (3)
   budget          BUDGET#<kind>        | <period>   reserved_usd, spent_usd                            (6)
   rejected event  REJECTED#<day>       | <ts>#<uid>  reason, raw (capped)
+                  REJECTED-DELIVERY#<key> | -          marks a refused delivery listed (retries, replays: once)
 An incident's timeline (1) is one query per table on pk INCIDENT#<id>, merged by sk timestamp.
 """
 
