@@ -318,6 +318,10 @@ def bench_latency(rt: Any, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
         "per_incident_total": round(sum(sum(v.values()) for v in agent_calls.values()) / done, 1),
         "per_incident_by_agent": {k: round(sum(v.values()) / done, 1) for k, v in sorted(agent_calls.items())},
         "per_incident_by_action": {k: round(v / done, 2) for k, v in sorted(per_action.items(), key=lambda kv: -kv[1])},
+        "per_incident_by_agent_and_action": {
+            agent: {k: round(v / done, 2) for k, v in sorted(per.items(), key=lambda kv: -kv[1])}
+            for agent, per in sorted(agent_calls.items())
+        },
         "put_metric_data_calls": calls["put_metric_data_calls"],
     }
     return latency, api

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,17 @@ METRIC_ISSUE_TYPES = [
     ("memory", IssueType.MEMORY),
     ("exception", IssueType.EXCEPTION),
 ]
-SERVICE_DIMENSIONS = ("FunctionName", "ServiceName", "service", "Service", "ApiName", "QueueName", "TableName")
+# AWS/Lambda names the function `FunctionName`; LambdaInsights (the only Lambda memory metrics) `function_name`.
+FUNCTION_DIMENSIONS = ("FunctionName", "function_name")
+SERVICE_DIMENSIONS = (*FUNCTION_DIMENSIONS, "ServiceName", "service", "Service", "ApiName", "QueueName", "TableName")
+# Severity words in an alarm's name or description, most severe first; whole words only ("slow"
+# is not "low") and not when negated ("not critical", "non-critical").
+SEVERITY_WORDS = [
+    (Severity.CRITICAL, re.compile(r"\b(critical|sev-?1)\b")),
+    (Severity.HIGH, re.compile(r"\bhigh\b")),
+    (Severity.LOW, re.compile(r"\blow\b")),
+]
+NEGATED = re.compile(r"\b(not|non|no)[\s-]+$")
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,7 @@ class Intake:
     fingerprint: str
     origin: str  # "issue" | "alarm" | "scan"
     alarm_state: str | None = None  # for alarms: ALARM / OK / INSUFFICIENT_DATA
-    alarm_function: str | None = None  # for alarms: the FunctionName dimension, the function to investigate
+    alarm_function: str | None = None  # for alarms: the one function its metrics name, the function to investigate
 
 
 def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
@@ -123,6 +134,7 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
     except (KeyError, TypeError) as exc:
         raise InvalidEvent(f"alarm state change is missing {exc}") from exc
     metric_names = [m.get("name", "") for m in metrics]
+    functions = _functions_of(metrics)
     issue_type = _issue_type_for([*metric_names, alarm.alarm_name])
     service = _service_for(metrics) or alarm.alarm_name
     description = alarm.configuration.description or "" if "configuration" in detail else ""
@@ -138,7 +150,14 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
             severity=severity,
             summary=f"Alarm {alarm.alarm_name} is {state}: {reason}"[:2000],
             signals=signals,
-            evidence=[f"metrics: {', '.join(n for n in metric_names if n) or 'expression'}"],
+            evidence=[
+                f"metrics: {', '.join(n for n in metric_names if n) or 'expression'}",
+                *(
+                    [f"metrics over {len(functions)} functions ({', '.join(functions)[:300]}): no single target"]
+                    if len(functions) > 1
+                    else []
+                ),
+            ],
             resource=alarm.alarm_name,
         )
     except ValidationError as exc:
@@ -148,10 +167,7 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
         fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name),
         origin="alarm",
         alarm_state=state,
-        alarm_function=next(
-            (str(m["dimensions"]["FunctionName"]) for m in metrics if (m.get("dimensions") or {}).get("FunctionName")),
-            None,
-        ),
+        alarm_function=functions[0] if len(functions) == 1 else None,
     )
 
 
@@ -192,6 +208,17 @@ def _issue_type_for(names: list[str]) -> IssueType:
     return IssueType.UNKNOWN
 
 
+def _functions_of(metrics: list[dict[str, Any]]) -> list[str]:
+    """The distinct functions an alarm's metrics name; a change to one of several is no fix for their sum."""
+    found: list[str] = []
+    for metric in metrics:
+        dimensions = metric.get("dimensions") or {}
+        name = next((str(dimensions[key]) for key in FUNCTION_DIMENSIONS if dimensions.get(key)), None)
+        if name and name not in found:
+            found.append(name)
+    return found
+
+
 def _service_for(metrics: list[dict[str, Any]]) -> str | None:
     for metric in metrics:
         dimensions = metric.get("dimensions") or {}
@@ -203,8 +230,8 @@ def _service_for(metrics: list[dict[str, Any]]) -> str | None:
 
 def _severity_for(text: str, issue_type: IssueType) -> Severity:
     lowered = text.lower()
-    for level in (Severity.CRITICAL, Severity.HIGH, Severity.LOW):
-        if level.value in lowered or (level is Severity.CRITICAL and "sev1" in lowered):
+    for level, words in SEVERITY_WORDS:
+        if any(not NEGATED.search(lowered[: found.start()]) for found in words.finditer(lowered)):
             return level
     return Severity.HIGH if issue_type in (IssueType.HIGH_ERROR_RATE, IssueType.EXCEPTION) else Severity.MEDIUM
 

@@ -66,8 +66,8 @@ def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None, h
     """
     if origin == "alarm":
         if not alarm_function:
-            return None, "the alarm has no FunctionName dimension"
-        reference, how = alarm_function, "the alarm's FunctionName dimension"
+            return None, "the alarm's metrics name no single function (FunctionName or function_name dimension)"
+        reference, how = alarm_function, "the alarm's function dimension"
     elif origin == "scan":
         reference, how = issue.service, "the scanned function"
     elif issue.resource:

@@ -255,7 +255,7 @@ def test_a_redriven_alarm_incident_investigates_the_same_target_as_the_first_del
     # Then it is investigated as the first delivery would have been: no Lambda target, nothing changed
     [after] = pipeline.incidents()
     assert after.investigation.get("target") is None, after.investigation
-    assert any("no FunctionName dimension" in gap for gap in after.investigation["gaps"]), after.investigation
+    assert any("name no single function" in gap for gap in after.investigation["gaps"]), after.investigation
     assert pipeline.function_config("orders-api")["timeout_s"] == 3
 
 

@@ -48,7 +48,10 @@ HOME = Home(account="123456789012", region="eu-west-1")
 
 def test_an_alarm_without_a_function_dimension_has_no_target():
     issue = IssueReportedV1(service="checkout-alb", issue_type="latency", summary="s", resource="checkout-alb-5xx")
-    assert target_of(issue, "alarm", None, HOME) == (None, "the alarm has no FunctionName dimension")
+    assert target_of(issue, "alarm", None, HOME) == (
+        None,
+        "the alarm's metrics name no single function (FunctionName or function_name dimension)",
+    )
     assert target_of(issue, "alarm", "checkout-fn", HOME)[0] == "checkout-fn"
     assert target_of(issue, "issue", None, HOME)[0] == "checkout-alb-5xx"
 

@@ -192,3 +192,67 @@ def test_a_replayed_report_has_the_delivery_key_of_the_original():
     later = {**original, "id": "c", "time": "2026-11-27T10:05:00Z"}
     assert delivery_key(original) == delivery_key(replayed)
     assert delivery_key(original) != delivery_key(later)
+
+
+def test_a_lambda_insights_alarm_names_its_function_by_the_function_name_dimension():
+    # Lambda has no memory metric of its own: memory alarms are on LambdaInsights, whose dimension
+    # is `function_name`.
+    event = alarm_event(name="orders-api-memory", metric="memory_utilization", dims={"function_name": "orders-api"})
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["namespace"] = "LambdaInsights"
+
+    intake = parse_alarm(event)
+
+    assert intake.issue.issue_type == "memory"
+    assert intake.issue.service == "orders-api"
+    assert intake.alarm_function == "orders-api"
+
+
+def test_an_alias_alarm_targets_the_function_not_the_alias():
+    intake = parse_alarm(alarm_event(dims={"FunctionName": "orders-api", "Resource": "orders-api:prod"}))
+
+    assert intake.alarm_function == "orders-api"
+
+
+def test_a_metric_math_alarm_over_two_functions_has_no_single_target():
+    event = alarm_event(name="fleet-errors", math=True)
+    metrics = event["detail"]["configuration"]["metrics"]
+    metrics[2]["metricStat"]["metric"] = {**metrics[2]["metricStat"]["metric"], "dimensions": {"FunctionName": "b"}}
+
+    intake = parse_alarm(event)
+
+    assert intake.alarm_function is None
+    assert any("orders-api" in line and "b" in line for line in intake.issue.evidence)
+
+
+def test_a_composite_alarm_is_an_issue_without_a_target():
+    event = alarm_event(name="checkout-errors-composite")
+    event["detail"]["configuration"] = {
+        "alarmRule": 'ALARM("orders-api-errors") OR ALARM("payments-errors")',
+        "actionsSuppressor": "",
+        "actionsSuppressorWaitPeriod": 0,
+        "actionsSuppressorExtensionPeriod": 0,
+    }
+
+    intake = parse_alarm(event)
+
+    assert intake.alarm_function is None
+    assert intake.issue.issue_type == "high_error_rate"
+
+
+@pytest.mark.parametrize(
+    ("description", "severity"),
+    [
+        ("checkout requests are slow", "medium"),
+        ("latency higher than usual, below the paging bar", "medium"),
+        ("not critical: p99 above 3 s", "medium"),
+        ("non-critical path; high p99", "high"),
+        ("Severity: CRITICAL - page the on-call", "critical"),
+        ("sev1 orders down", "critical"),
+        ("low priority", "low"),
+    ],
+)
+def test_severity_is_read_from_whole_words_and_a_negation_is_not_a_claim(description, severity):
+    event = alarm_event(name="orders-api-p99", metric="Duration")
+    event["detail"]["configuration"]["description"] = description
+
+    assert parse_alarm(event).issue.severity == severity

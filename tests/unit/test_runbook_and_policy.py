@@ -54,7 +54,14 @@ def test_runbook_uses_the_investigated_value_and_retries_more_conservatively():
 @pytest.mark.parametrize(
     "inv, named",
     [
-        (Investigation(gaps=["no Lambda target: the alarm has no FunctionName dimension"]), "FunctionName"),
+        (
+            Investigation(
+                gaps=[
+                    "no Lambda target: the alarm's metrics name no single function (FunctionName or function_name dimension)"
+                ]
+            ),
+            "FunctionName",
+        ),
         (
             Investigation(target="orders-api", gaps=["GetFunctionConfiguration orders-api: permission denied"]),
             "permission denied",
