@@ -387,7 +387,7 @@ def handle_apply_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict[
         return _announce_applied(incident, ports)  # the apply finished; only its announcement may be missing
     if incident.status != Status.SCHEDULED.value:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    scheduled_for = _parse_time((incident.change or {}).get("scheduled_for"))
+    scheduled_for = parse_time((incident.change or {}).get("scheduled_for"))
     if scheduled_for is not None and now() < scheduled_for - DUE_SLACK:
         return {"action": "not_due", "incident_id": incident.incident_id, "apply_at": scheduled_for.isoformat()}
     return apply_change(incident, ports)
@@ -414,11 +414,11 @@ def sweep_overdue(ports: HealPorts, incidents: list[Incident]) -> list[str]:
         ):
             continue
         change = incident.change or {}
-        due_at = _parse_time(
+        due_at = parse_time(
             change.get("verify_until")
             if incident.status in (Status.VERIFYING.value, Status.ROLLED_BACK.value)
             else change.get("scheduled_for")
-        ) or _parse_time(incident.updated_at)
+        ) or parse_time(incident.updated_at)
         if due_at is None or due_at > late:
             continue
         ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
@@ -714,7 +714,7 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
         return _finish_rollback(incident, ports)
     if incident.status != Status.VERIFYING.value or incident.heal_phase not in ("applied", "rolling_back"):
         return {"action": "stale", "incident_id": metadata.incident_id}
-    verify_until = _parse_time((incident.change or {}).get("verify_until"))
+    verify_until = parse_time((incident.change or {}).get("verify_until"))
     if verify_until is not None and now() < verify_until - DUE_SLACK:
         return {"action": "not_due", "incident_id": incident.incident_id, "verify_until": verify_until.isoformat()}
     if incident.heal_phase == "rolling_back":
@@ -891,18 +891,38 @@ def alarm_now(alarm_name: str | None, cloud: CloudPort) -> tuple[str, float | No
     not ordered, so this read is the truth. MISSING: no such alarm here (deleted, or another
     account's or Region's); "UNREADABLE (code)": DescribeAlarms refused. Neither is OK. Composite
     alarms are asked for too: DescribeAlarms returns metric alarms only unless told otherwise."""
+    alarm = _describe_alarm(alarm_name, cloud)
+    if isinstance(alarm, str):
+        return alarm, None
+    return str(alarm.get("StateValue")), _latest_datapoint(alarm)
+
+
+def ok_since(alarm_name: str | None, cloud: CloudPort) -> datetime | None:
+    """When the alarm went OK, if it is OK now; None when it is not, or cannot be read."""
+    alarm = _describe_alarm(alarm_name, cloud)
+    if isinstance(alarm, str) or alarm.get("StateValue") != "OK":
+        return None
+    since = alarm.get("StateUpdatedTimestamp")
+    if isinstance(since, datetime):
+        return since if since.tzinfo else since.replace(tzinfo=UTC)
+    return None
+
+
+def _describe_alarm(alarm_name: str | None, cloud: CloudPort) -> dict[str, Any] | str:
+    """The alarm as DescribeAlarms returns it, or why there is none ("MISSING", "UNREADABLE (code)")."""
     if not alarm_name:
-        return "MISSING", None
+        return "MISSING"
     try:
         found = cloud.client("cloudwatch").describe_alarms(
             AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
         )
         alarms = [*found.get("MetricAlarms", []), *found.get("CompositeAlarms", [])]
     except ClientError as exc:
-        return f"UNREADABLE ({exc.response.get('Error', {}).get('Code')})", None
+        return f"UNREADABLE ({exc.response.get('Error', {}).get('Code')})"
     if not alarms:
-        return "MISSING", None
-    return str(alarms[0].get("StateValue")), _latest_datapoint(alarms[0])
+        return "MISSING"
+    alarm: dict[str, Any] = alarms[0]
+    return alarm
 
 
 def _latest_datapoint(alarm: dict[str, Any]) -> float | None:
@@ -940,7 +960,7 @@ def _metric_recovery(
             "Errors": thresholds.error_rate_pct,
         }[metric]
     )
-    start = _parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
+    start = parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
     end = max(now(), start + timedelta(minutes=1))
     dims = [{"Name": "FunctionName", "Value": target}]
     # Invocations too: without them (and without the metric) there was no traffic to judge by.
@@ -1316,10 +1336,13 @@ def _figures_text(figures: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(figures.items())) or "no figures"
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if not value:
         return None
-    parsed = datetime.fromisoformat(str(value))
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -62,6 +62,7 @@ class Intake:
     origin: str  # "issue" | "alarm" | "scan"
     alarm_state: str | None = None  # for alarms: ALARM / OK / INSUFFICIENT_DATA
     alarm_function: str | None = None  # for alarms: the one function its metrics name, the function to investigate
+    alarm_since: str | None = None  # for alarms: when the alarm entered the state (detail.state.timestamp)
 
 
 def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
@@ -168,6 +169,7 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
         origin="alarm",
         alarm_state=state,
         alarm_function=functions[0] if len(functions) == 1 else None,
+        alarm_since=str(alarm.state.get("timestamp") or "")[:40] or None,
     )
 
 

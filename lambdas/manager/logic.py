@@ -33,6 +33,7 @@ from selfheal_core.events import (
 )
 from selfheal_core.incidents import Incident, IncidentStore, Status, count_status
 from selfheal_core.messaging import Messenger, follow_up
+from selfheal_core.observability import logger
 from selfheal_core.ports import Monitor
 from selfheal_core.redact import scrub
 from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha256
@@ -129,6 +130,10 @@ def handle_intake(
             if intake.alarm_state == "OK"
             else {"action": "ignored", "reason": intake.alarm_state}
         )
+    late = _late_alarm(intake, ports)
+    if late is not None:
+        logger.warning("late ALARM ignored", extra={"reason": late, "fingerprint": intake.fingerprint})
+        return {"action": "ignored", "reason": late}
 
     incident_id = _incident_id(intake, delivery_id or correlation_id)
     # Source code lives in the artifacts store from the start: the incident item stays small and
@@ -153,6 +158,23 @@ def handle_intake(
         Intake(issue=issue, fingerprint=intake.fingerprint, origin=intake.origin, alarm_function=intake.alarm_function),
         incident,
         ports,
+    )
+
+
+def _late_alarm(intake: Intake, ports: ManagerPorts) -> str | None:
+    """Why an ALARM is not to be acted on: the alarm has been OK since after it entered ALARM (a
+    delivery retried or delayed past its own OK, which found no incident to resolve). Opening an
+    incident for it would change a function that has recovered. None otherwise: an alarm not
+    readable here, or with no time to compare, is taken at its word."""
+    if intake.origin != "alarm":
+        return None
+    raised = heal.parse_time(intake.alarm_since)
+    since = heal.ok_since(intake.issue.resource, ports.cloud) if raised is not None else None
+    if since is None or raised is None or since <= raised:
+        return None
+    return (
+        f"late ALARM: alarm {intake.issue.resource} entered ALARM at {raised.isoformat()} and has been OK "
+        f"since {since.isoformat(timespec='seconds')}; nothing to heal"
     )
 
 

@@ -1123,7 +1123,8 @@ def test_a_crash_after_the_ok_resolved_the_incident_is_finished_by_the_retry(aws
     incident = only_incident(pipeline)
     assert [e["type"] for e in dependant.events()] == ["FixApplied", "FixVerified"]
     assert len(decisions_of(pipeline, incident.incident_id, "verify")) == 1
-    again = alarm_transition("ALARM", "2025-11-20T17:30:00.000+0000", 30.0)
+    alarm_in_state("ALARM", 30.0)
+    again = alarm_transition("ALARM", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000"), 30.0)
     pipeline.put_raw_event(again)
     pipeline.run()
     assert len(pipeline.incidents()) == 2

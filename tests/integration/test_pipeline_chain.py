@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -111,6 +111,44 @@ def test_real_shaped_alarm_opens_an_incident_and_recovery_resolves_it(aws):
     pipeline.run()
     [incident] = pipeline.incidents()
     assert incident.status == "RESOLVED"
+
+
+def cloudwatch_time(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def test_an_alarm_delivered_after_its_own_ok_opens_nothing(aws):
+    """An ALARM retried or delayed past the OK that followed it (which found no incident to
+    resolve) must not open an incident: the function has recovered, a change would be unneeded."""
+    pipeline = pipeline_with()
+    # Given the alarm went OK after it entered ALARM
+    alarm_in_state("OK", 0.0)
+    late = copy.deepcopy(load_event("alarm_state_change"))
+    late["detail"]["state"]["timestamp"] = cloudwatch_time(datetime.now(UTC) - timedelta(minutes=3))
+
+    # When the ALARM event arrives now
+    pipeline.put_raw_event(late)
+    [delivery] = pipeline.run()
+
+    # Then nothing is opened, and the reason says why
+    assert pipeline.incidents() == []
+    assert delivery.result["action"] == "ignored" and "late ALARM" in delivery.result["reason"]
+
+
+@pytest.mark.parametrize("state_now", ["ALARM", "OK", "MISSING"])
+def test_an_alarm_newer_than_its_state_or_not_readable_opens_an_incident(aws, state_now):
+    pipeline = pipeline_with(parameters={"automation-level": "manual"})
+    if state_now != "MISSING":
+        alarm_in_state(state_now, 37.0)
+    fresh = copy.deepcopy(load_event("alarm_state_change"))
+    # stamped after the alarm's last state change (OK: this ALARM is what came after it)
+    fresh["detail"]["state"]["timestamp"] = cloudwatch_time(datetime.now(UTC) + timedelta(seconds=5))
+
+    pipeline.put_raw_event(fresh)
+    pipeline.run()
+
+    [incident] = pipeline.incidents()
+    assert incident.status == "AWAITING_APPROVAL"
 
 
 def test_metric_math_alarm_is_parsed_at_the_edge(aws):
