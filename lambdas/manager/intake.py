@@ -61,7 +61,8 @@ class Intake:
     fingerprint: str
     origin: str  # "issue" | "alarm" | "scan"
     alarm_state: str | None = None  # for alarms: ALARM / OK / INSUFFICIENT_DATA
-    alarm_function: str | None = None  # for alarms: the one function its metrics name, the function to investigate
+    # for alarms: the one function its metrics name (`name:alias` for an alias's), the function to investigate
+    alarm_function: str | None = None
     alarm_since: str | None = None  # for alarms: when the alarm entered the state (detail.state.timestamp)
 
 
@@ -168,7 +169,7 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
         fingerprint=fingerprint(service, issue_type.value, alarm.alarm_name),
         origin="alarm",
         alarm_state=state,
-        alarm_function=functions[0] if len(functions) == 1 else None,
+        alarm_function=_alarm_target(metrics, functions),
         alarm_since=str(alarm.state.get("timestamp") or "")[:40] or None,
     )
 
@@ -214,11 +215,34 @@ def _functions_of(metrics: list[dict[str, Any]]) -> list[str]:
     """The distinct functions an alarm's metrics name; a change to one of several is no fix for their sum."""
     found: list[str] = []
     for metric in metrics:
-        dimensions = metric.get("dimensions") or {}
-        name = next((str(dimensions[key]) for key in FUNCTION_DIMENSIONS if dimensions.get(key)), None)
-        if name and name not in found:
-            found.append(name)
+        named = _function_in(metric.get("dimensions") or {})
+        if named and named[0] not in found:
+            found.append(named[0])
     return found
+
+
+def _alarm_target(metrics: list[dict[str, Any]], functions: list[str]) -> str | None:
+    """The one function the alarm is about, qualified (`name:alias`, `name:3`) when its metrics are
+    an alias's or a version's; None for several functions or several qualifiers."""
+    if len(functions) != 1:
+        return None
+    qualifiers = {named[1] for m in metrics if (named := _function_in(m.get("dimensions") or {})) and named[1]}
+    if len(qualifiers) > 1:
+        return None
+    return f"{functions[0]}:{qualifiers.pop()}" if qualifiers else functions[0]
+
+
+def _function_in(dimensions: dict[str, Any]) -> tuple[str, str | None] | None:
+    """(function, alias or version) a metric's dimensions name: AWS/Lambda adds `Resource`
+    (`name:alias`) for an alias's metrics and `ExecutedVersion` for a version's."""
+    name = next((str(dimensions[key]) for key in FUNCTION_DIMENSIONS if dimensions.get(key)), None)
+    if name is None:
+        return None
+    resource = str(dimensions.get("Resource") or "")
+    if resource.startswith(f"{name}:"):
+        return name, resource[len(name) + 1 :]
+    version = dimensions.get("ExecutedVersion")
+    return name, str(version) if version else None
 
 
 def _service_for(metrics: list[dict[str, Any]]) -> str | None:

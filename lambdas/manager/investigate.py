@@ -26,6 +26,8 @@ MANAGED_TAG = "selfheal:managed"
 # Adds one (thought, action, observation) to the reasoning chain.
 Step = Callable[[str, str, str], None]
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# An alias or a published version (`$LATEST` is the unqualified function).
+QUALIFIER = re.compile(r"[A-Za-z0-9_-]{1,128}|\$LATEST")
 LOG_LOOKBACK = timedelta(minutes=15)
 LOG_LOOKAHEAD = timedelta(minutes=5)
 CHANGE_LOOKBACK = timedelta(hours=24)
@@ -47,19 +49,32 @@ class CloudPort:
 
 
 def function_name_of(reference: str | None) -> str | None:
-    """A function name from a name or a (possibly qualified) function ARN; None when it is neither."""
+    """A function name from a name or a function ARN, either possibly qualified (`name:alias`,
+    `name:3`); None when it is neither."""
+    split = split_qualifier(reference)
+    return split[0] if split else None
+
+
+def split_qualifier(reference: str | None) -> tuple[str, str | None] | None:
+    """(name, alias or version) of a function name or ARN; None when it is neither."""
     if not reference:
         return None
+    parts = reference.split(":")
     if reference.startswith("arn:"):
-        parts = reference.split(":")
-        if len(parts) < 7 or parts[2] != "lambda" or parts[5] != "function":
+        if len(parts) not in (7, 8) or parts[2] != "lambda" or parts[5] != "function":
             return None
-        reference = parts[6]
-    return reference if FUNCTION_NAME.fullmatch(reference) else None
+        parts = parts[6:]
+    if len(parts) > 2 or not FUNCTION_NAME.fullmatch(parts[0]):
+        return None
+    qualifier = parts[1] if len(parts) == 2 else None
+    if qualifier is not None and not QUALIFIER.fullmatch(qualifier):
+        return None
+    return parts[0], None if qualifier == "$LATEST" else qualifier
 
 
 def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None, home: Home) -> tuple[str | None, str]:
-    """The function to investigate, and how it was found (for the reasoning chain).
+    """The function to investigate (`name`, or `name:qualifier` for an alias or a version), and
+    how it was found (for the reasoning chain).
 
     A function ARN of another account or Region is no target here: only its name would be left,
     and that names our namesake, not the function reported.
@@ -74,13 +89,16 @@ def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None, h
         reference, how = issue.resource, "the reported resource"
     else:
         reference, how = issue.service, "no resource reported; the service name as function name"
-    name = function_name_of(reference)
-    if name is None and how == "the reported resource":
+    split = split_qualifier(reference)
+    if split is None and how == "the reported resource":
         return None, f"resource {reference[:80]!r} is not a function name or ARN"
-    elsewhere = home.elsewhere(reference) if name and reference.startswith("arn:") else None
+    elsewhere = home.elsewhere(reference) if split and reference.startswith("arn:") else None
     if elsewhere is not None:
         return None, f"{how} is a function ARN in {elsewhere}, not this Manager's ({home})"
-    return name, how
+    if split is None:
+        return None, how
+    name, qualifier = split
+    return (f"{name}:{qualifier}" if qualifier else name), how
 
 
 def _denied_or_missing(exc: ClientError) -> str:
@@ -113,41 +131,71 @@ def investigate(
         )
         return Investigation(gaps=[f"no Lambda target: {how}"]), chain
 
+    reference = target
+    target, qualifier = split_qualifier(reference) or (reference, None)
     inv = Investigation(target=target)
     lam = cloud.client("lambda")
-    step("Which function does this incident concern?", f"target from {how}", target)
+    step("Which function does this incident concern?", f"target from {how}", reference)
 
-    # One GetFunction read gives the configuration, the tags and the reserved concurrency.
+    # One GetFunction read gives the configuration, the tags and the reserved concurrency; with
+    # the qualifier, the configuration of what the alias or version runs.
     try:
-        function = lam.get_function(FunctionName=target)
+        function = lam.get_function(FunctionName=target, **({"Qualifier": qualifier} if qualifier else {}))
     except ClientError as exc:
         reason = _denied_or_missing(exc)
-        inv.gaps.append(f"GetFunction {target}: {reason}")
+        inv.gaps.append(f"GetFunction {reference}: {reason}")
         step("What is its configuration now?", "GetFunction", f"could not read it: {reason}")
         if _code(exc) == "ResourceNotFoundException":
             return inv, chain
         function = None
     config = (function or {}).get("Configuration")
     if config is not None:
-        inv.target_arn = config.get("FunctionArn")
-        inv.revision_id = config.get("RevisionId")
-        inv.values["timeout_s"] = float(config["Timeout"])
-        inv.values["memory_mb"] = float(config["MemorySize"])
-        if not inv.revision_id:
-            inv.gaps.append("GetFunction returned no RevisionId: a configuration change cannot be guarded")
-        step(
-            "What is its configuration now?",
-            "GetFunction: Configuration",
-            f"timeout {config['Timeout']} s, memory {config['MemorySize']} MB, revision {inv.revision_id}",
-        )
+        inv.target_arn = _unqualified(config.get("FunctionArn"))
+        if config.get("Version", "$LATEST") != "$LATEST":
+            # Timeout and memory of a published version were fixed when it was published: a
+            # change to the function would not reach what the alias or version runs.
+            version = config.get("Version")
+            inv.gaps.append(
+                f"{reference} runs published version {version}: its timeout and memory were fixed when it "
+                f"was published; publish a version with the change and move {qualifier} to it (by hand)"
+            )
+            step(
+                f"What does {reference} run?",
+                "GetFunction with Qualifier",
+                f"published version {version}: timeout {config.get('Timeout')} s, memory "
+                f"{config.get('MemorySize')} MB, fixed; the function's reserved concurrency applies to it",
+            )
+        else:
+            inv.revision_id = config.get("RevisionId")
+            inv.values["timeout_s"] = float(config["Timeout"])
+            inv.values["memory_mb"] = float(config["MemorySize"])
+            if not inv.revision_id:
+                inv.gaps.append("GetFunction returned no RevisionId: a configuration change cannot be guarded")
+            step(
+                "What is its configuration now?",
+                "GetFunction: Configuration",
+                f"timeout {config['Timeout']} s, memory {config['MemorySize']} MB, revision {inv.revision_id}",
+            )
         _read_concurrency(inv, function or {}, step)
         _read_tags(inv, function or {}, step)
-    _read_retries(inv, target, lam, step)
+    if qualifier:
+        # Async retries are configured per alias or version; the heal loop sets the function's own.
+        inv.gaps.append(f"max_retries of {reference}: set per alias or version, not changed by Selfheal")
+    else:
+        _read_retries(inv, target, lam, step)
 
     log_group = ((config or {}).get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{target}"
     _read_errors(inv, log_group, around, cloud, step)
     _read_changes(inv, target, around, cloud, step)
     return inv, chain
+
+
+def _unqualified(arn: str | None) -> str | None:
+    """A function ARN without its alias or version: tags and concurrency belong to the function."""
+    if not arn:
+        return None
+    parts = arn.split(":")
+    return ":".join(parts[:7]) if len(parts) == 8 else arn
 
 
 def _read_concurrency(inv: Investigation, function: dict[str, Any], step: Step) -> None:

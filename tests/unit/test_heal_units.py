@@ -33,6 +33,11 @@ AT_TEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
         ("orders-api", "orders-api"),
         ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api", "orders-api"),
         ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api:live", "orders-api"),
+        ("orders-api:live", "orders-api"),
+        ("orders-api:$LATEST", "orders-api"),
+        ("orders-api:live:extra", None),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:orders-api:live:extra", None),
+        ("orders-api:", None),
         ("arn:aws:sqs:eu-west-1:123456789012:orders-api", None),  # not a function
         ("../../etc/passwd", None),
         ("orders api; rm -rf /", None),
@@ -53,6 +58,11 @@ def test_an_alarm_without_a_function_dimension_has_no_target():
         "the alarm's metrics name no single function (FunctionName or function_name dimension)",
     )
     assert target_of(issue, "alarm", "checkout-fn", HOME)[0] == "checkout-fn"
+    assert target_of(issue, "alarm", "checkout-fn:prod", HOME)[0] == "checkout-fn:prod"
+    qualified = issue.model_copy(update={"resource": "arn:aws:lambda:eu-west-1:123456789012:function:checkout-fn:7"})
+    assert target_of(qualified, "issue", None, HOME)[0] == "checkout-fn:7"
+    latest = issue.model_copy(update={"resource": "checkout-fn:$LATEST"})
+    assert target_of(latest, "issue", None, HOME)[0] == "checkout-fn"
     assert target_of(issue, "issue", None, HOME)[0] == "checkout-alb-5xx"
 
 
@@ -94,11 +104,11 @@ def test_a_function_arn_of_another_account_or_region_is_no_target_here(origin, r
     assert f"function ARN in {elsewhere}, not this Manager's (account 123456789012 / Region eu-west-1)" in how
 
 
-def test_a_function_arn_of_this_account_and_region_is_its_name():
+def test_a_function_arn_of_this_account_and_region_is_its_name_with_its_qualifier():
     issue = IssueReportedV1(
         service="s", issue_type="latency", summary="s", resource="arn:aws:lambda:eu-west-1:123456789012:function:f:1"
     )
-    assert target_of(issue, "issue", None, HOME) == ("f", "the reported resource")
+    assert target_of(issue, "issue", None, HOME) == ("f:1", "the reported resource")
     # A Manager that cannot tell its own account takes no ARN as its own; names still work.
     assert target_of(issue, "issue", None, Home("", ""))[0] is None
     assert target_of(issue.model_copy(update={"resource": "f"}), "issue", None, Home("", ""))[0] == "f"

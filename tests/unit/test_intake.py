@@ -207,10 +207,32 @@ def test_a_lambda_insights_alarm_names_its_function_by_the_function_name_dimensi
     assert intake.alarm_function == "orders-api"
 
 
-def test_an_alias_alarm_targets_the_function_not_the_alias():
-    intake = parse_alarm(alarm_event(dims={"FunctionName": "orders-api", "Resource": "orders-api:prod"}))
+@pytest.mark.parametrize(
+    ("dims", "target"),
+    [
+        ({"FunctionName": "orders-api", "Resource": "orders-api:prod"}, "orders-api:prod"),
+        ({"FunctionName": "orders-api", "ExecutedVersion": "7"}, "orders-api:7"),
+        ({"FunctionName": "orders-api", "Resource": "orders-api"}, "orders-api"),
+    ],
+)
+def test_an_alias_or_version_alarm_names_the_qualified_function(dims, target):
+    intake = parse_alarm(alarm_event(dims=dims))
 
-    assert intake.alarm_function == "orders-api"
+    assert intake.issue.service == "orders-api"
+    assert intake.alarm_function == target
+
+
+def test_a_metric_math_alarm_over_two_aliases_has_no_single_target():
+    event = alarm_event(
+        name="orders-errors", math=True, dims={"FunctionName": "orders-api", "Resource": "orders-api:a"}
+    )
+    metrics = event["detail"]["configuration"]["metrics"]
+    metrics[2]["metricStat"]["metric"] = {
+        **metrics[2]["metricStat"]["metric"],
+        "dimensions": {"FunctionName": "orders-api", "Resource": "orders-api:b"},
+    }
+
+    assert parse_alarm(event).alarm_function is None
 
 
 def test_a_metric_math_alarm_over_two_functions_has_no_single_target():
