@@ -34,6 +34,7 @@ from selfheal_core.catalog import (  # noqa: E402,F401
     parameter_prefix,
     secret_name,
     stack_names,
+    validations_table_name,
 )
 
 

@@ -43,6 +43,20 @@ class DataStack(Stack):
         env_name = self.env_name = settings.env_name
         self.decisions_table = self._build_table("DecisionsTable", constants.decisions_table_name(env_name))
         self.monitoring_table = self._build_table("MonitoringTable", constants.monitoring_table_name(env_name))
+        # QA's verdicts in a table of their own: IAM has no condition on a sort key, so only a
+        # table lets "QA's role alone writes verdicts" be a policy rather than a convention.
+        self.validations_table = dynamodb.TableV2(
+            self,
+            "ValidationsTable",
+            table_name=constants.validations_table_name(env_name),
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing=dynamodb.Billing.on_demand(),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         self.idempotency_table = dynamodb.TableV2(
             self,
             "IdempotencyTable",
@@ -70,6 +84,7 @@ class DataStack(Stack):
         for name, value in {
             "DecisionsTableName": self.decisions_table.table_name,
             "MonitoringTableName": self.monitoring_table.table_name,
+            "ValidationsTableName": self.validations_table.table_name,
             "AlertsTopicArn": self.alerts_topic.topic_arn,
             "ArtifactsBucketName": self.artifacts_bucket.bucket_name,
             "AgentOpsSecretName": constants.secret_name(env_name),

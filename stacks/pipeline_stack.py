@@ -43,6 +43,12 @@ AGENTS = {
 }
 
 
+VERDICT_ACTIONS = {
+    "qa": ["dynamodb:GetItem", "dynamodb:PutItem"],
+    "manager": ["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+}
+
+
 class PipelineStack(Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: DeploySettings, data: DataStack, **kwargs: Any
@@ -88,9 +94,11 @@ class PipelineStack(Stack):
             "qa": {
                 **{k: v for k, v in self.agent_environment.items() if k != "SECRET_NAME"},
                 "QA_RUNNER_FUNCTION_NAME": self.qa_runner.function.function_name,
+                "VALIDATIONS_TABLE_NAME": data.validations_table.table_name,
             },
             "manager": {
                 **self.agent_environment,
+                "VALIDATIONS_TABLE_NAME": data.validations_table.table_name,
                 "EVENT_BUS_ARN": self.bus.event_bus_arn,
                 "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn,
             },
@@ -173,6 +181,13 @@ class PipelineStack(Stack):
                     resources=[data.idempotency_table.table_arn],
                 )
             )
+            # QA's verdicts: QA writes them (with the status move, one transaction), the Manager
+            # reads them; the Engineer, which handles model output, has no access at all.
+            verdict_actions = VERDICT_ACTIONS.get(agent)
+            if verdict_actions:
+                role.add_to_policy(
+                    iam.PolicyStatement(actions=verdict_actions, resources=[data.validations_table.table_arn])
+                )
             # Each agent may only publish events under its own source.
             role.add_to_policy(
                 iam.PolicyStatement(

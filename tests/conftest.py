@@ -20,6 +20,7 @@ TEST_ENV = {
     "DECISIONS_TABLE_NAME": "agent-decisions-test",
     "MONITORING_TABLE_NAME": "agent-monitoring-test",
     "IDEMPOTENCY_TABLE_NAME": "selfheal-idempotency-test",
+    "VALIDATIONS_TABLE_NAME": "agent-validations-test",
     "ARTIFACTS_BUCKET": "selfheal-test-artifacts",
     "ALERTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:selfheal-test-alerts",
     "SECRET_NAME": "selfheal/test/agentops",

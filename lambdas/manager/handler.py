@@ -12,6 +12,7 @@ from selfheal_core.config import get_runtime_parameters, get_settings
 from selfheal_core.events import DetailType
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
+from selfheal_core.validations import ValidationStore
 
 from . import heal, logic, sweep
 from .home import Home
@@ -36,6 +37,7 @@ def ports(context: Any) -> logic.ManagerPorts:
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         params=get_runtime_parameters(settings),
         artifacts=ArtifactStore(settings.artifacts_bucket),
+        verdicts=ValidationStore(settings.validations_table_name, settings.decisions_table_name),
         schedules=heal.ScheduleTarget(settings.environment, settings.event_bus_arn, settings.scheduler_role_arn),
         home=Home.of_context(context),
     )

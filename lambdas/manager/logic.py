@@ -54,21 +54,12 @@ class ManagerPorts:
     messenger: Messenger
     params: RuntimeParameters
     artifacts: ArtifactStore
+    # QA's verdicts: a table of their own, which only QA's role may write.
+    verdicts: ValidationStore
     cloud: CloudPort = field(default_factory=CloudPort)
     schedules: heal.ScheduleTarget = field(default_factory=lambda: heal.ScheduleTarget("", "", ""))
     # The account and Region whose functions this Manager may change (unknown: none by ARN).
     home: Home = field(default_factory=lambda: Home("", ""))
-    # QA's verdicts live next to the incident (same table); derived so the handler needs no change.
-    validations: ValidationStore | None = None
-
-    def __post_init__(self) -> None:
-        if self.validations is None:
-            self.validations = ValidationStore(self.incidents.table_name)
-
-    @property
-    def verdicts(self) -> ValidationStore:
-        assert self.validations is not None
-        return self.validations
 
 
 def step(thought: str, action: str, observation: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from selfheal_core.config import get_settings
 from selfheal_core.events import DetailType, Fix, Investigation
 from selfheal_core.incidents import IncidentStore
 from selfheal_core.messaging import Messenger
+from selfheal_core.validations import ValidationStore
 
 from . import logic
 from .validators.base import Validator
@@ -47,6 +48,7 @@ def ports(context: Any) -> logic.QaPorts:
         messenger=Messenger(logic.AGENT, EventPublisher(settings.event_bus_name, logic.SOURCE), monitor),
         artifacts=ArtifactStore(settings.artifacts_bucket),
         validator_for=validator_for,
+        verdicts=ValidationStore(settings.validations_table_name, settings.decisions_table_name),
     )
 
 

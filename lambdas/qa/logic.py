@@ -41,17 +41,8 @@ class QaPorts:
     messenger: Messenger
     artifacts: ArtifactStore
     validator_for: Callable[[Fix, Investigation | None], Validator]
-    # The verdict lives next to the incident (same table); derived so the handler needs no change.
-    validations: ValidationStore | None = None
-
-    def __post_init__(self) -> None:
-        if self.validations is None:
-            self.validations = ValidationStore(self.incidents.table_name)
-
-    @property
-    def verdicts(self) -> ValidationStore:
-        assert self.validations is not None
-        return self.validations
+    # QA's verdicts: a table of their own, which only QA's role may write.
+    verdicts: ValidationStore
 
 
 def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts) -> dict[str, Any]:

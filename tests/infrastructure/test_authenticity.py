@@ -152,3 +152,37 @@ def test_sns_and_kms_grants_to_events_and_cloudwatch_carry_source_conditions(tem
             expected = ":alarm:selfheal-dev-*" if services[0].startswith("cloudwatch") else ":rule/agentops-dev/*"
             assert expected in source_arn
     assert granted == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
+
+
+def _grants_on(template, table_logical_id: str) -> dict[str, set[str]]:
+    """Role logical ids -> the actions any of their policies grants on the table (by its ARN)."""
+    grants: dict[str, set[str]] = {}
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        roles = [r["Ref"] for r in policy["Properties"]["Roles"] if isinstance(r, dict) and "Ref" in r]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if table_logical_id not in json.dumps(statement.get("Resource")) or statement["Effect"] != "Allow":
+                continue
+            actions = statement["Action"]
+            for role in roles:
+                grants.setdefault(role, set()).update([actions] if isinstance(actions, str) else actions)
+    return grants
+
+
+def test_only_qas_role_may_write_a_verdict_and_the_engineer_cannot_even_read_one(templates):
+    # Given the validations table, and every policy that names it (by import from the data stack)
+    data = templates["data"].to_json()["Resources"]
+    [table_id] = [lid for lid, r in data.items() if r["Properties"].get("TableName") == "agent-validations-dev"]
+    grants = _grants_on(templates["pipeline"], table_id)
+
+    # Then QA may write and read, the Manager may only read, and no one else has anything
+    by_role = {role.split("AgentRole")[0] if "AgentRole" in role else role: actions for role, actions in grants.items()}
+    assert by_role == {
+        "Qa": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "Manager": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
+    }, grants
+    for template in templates.values():
+        for policy in template.find_resources("AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                resource = json.dumps(statement.get("Resource"))
+                actions = json.dumps(statement["Action"])
+                assert not ("dynamodb:*" in actions or ('"*"' in resource and "dynamodb" in actions)), statement

@@ -16,7 +16,7 @@ from tests.support.validation import assert_validation_passed
 
 def test_tables_are_on_demand_with_pitr_ttl_and_two_gsis(templates):
     data = templates["data"]
-    data.resource_count_is("AWS::DynamoDB::GlobalTable", 3)
+    data.resource_count_is("AWS::DynamoDB::GlobalTable", 4)
     for name in ("agent-decisions-dev", "agent-monitoring-dev"):
         data.has_resource_properties(
             "AWS::DynamoDB::GlobalTable",
@@ -33,6 +33,15 @@ def test_tables_are_on_demand_with_pitr_ttl_and_two_gsis(templates):
                 ],
             },
         )
+    data.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "TableName": "agent-validations-dev",
+            "BillingMode": "PAY_PER_REQUEST",
+            "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})],
+            "GlobalSecondaryIndexes": Match.absent(),
+        },
+    )
     data.has_resource_properties(
         "AWS::DynamoDB::GlobalTable",
         {
@@ -291,6 +300,7 @@ def test_the_test_fixtures_read_every_agent_route_and_table_from_the_template():
         catalog.decisions_table_name("dev"),
         catalog.monitoring_table_name("dev"),
         catalog.idempotency_table_name("dev"),
+        catalog.validations_table_name("dev"),
     }
     assert [i["IndexName"] for i in tables[catalog.decisions_table_name("dev")]["GlobalSecondaryIndexes"]] == [
         "gsi1",

@@ -117,7 +117,7 @@ def test_fix_validated_without_a_passing_record_is_refused(aws):
     pipeline.put("IssueReported", latency_issue())
     genuine = run_until_fix_validated(pipeline)
     [incident] = pipeline.incidents()
-    table = boto3.resource("dynamodb").Table(pipeline.env["DECISIONS_TABLE_NAME"])
+    table = boto3.resource("dynamodb").Table(pipeline.env["VALIDATIONS_TABLE_NAME"])
     table.delete_item(Key={"pk": f"INCIDENT#{incident.incident_id}", "sk": "VALIDATION#001"})
 
     # When the (otherwise genuine) FixValidated arrives, even on full automation
@@ -132,6 +132,29 @@ def test_fix_validated_without_a_passing_record_is_refused(aws):
     assert status_of(pipeline) == "VALIDATED"
 
 
+def test_a_verdict_written_where_other_agents_may_write_is_not_believed(aws):
+    """The Engineer and the Manager may write the decisions table (IAM has no condition on a sort
+    key); a passing verdict written there, the record's old home, must count for nothing."""
+    pipeline = Pipeline(parameters={"automation-level": "full_auto"}, functions={"orders-api": {"memory": 512}})
+    pipeline.put("IssueReported", latency_issue())
+    genuine = run_until_fix_validated(pipeline)
+    [incident] = pipeline.incidents()
+    key = {"pk": f"INCIDENT#{incident.incident_id}", "sk": "VALIDATION#001"}
+    resource = boto3.resource("dynamodb")
+    verdict = resource.Table(pipeline.env["VALIDATIONS_TABLE_NAME"]).get_item(Key=key)["Item"]
+    # Given QA's verdict moved, as a forger would write it, into the decisions table
+    resource.Table(pipeline.env["DECISIONS_TABLE_NAME"]).put_item(Item={**verdict, "risk_level": "low"})
+    resource.Table(pipeline.env["VALIDATIONS_TABLE_NAME"]).delete_item(Key=key)
+
+    # When the FixValidated arrives
+    outcome = pipeline.invoke("manager", genuine)
+
+    # Then the Manager finds no verdict from QA and approves nothing
+    assert outcome.result["action"] == "refused"
+    assert outcome.result["reason"] == "no validation record from QA for this attempt"
+    assert status_of(pipeline) == "VALIDATED"
+
+
 def test_qa_writes_its_record_before_publishing_and_the_hash_pins_the_fix(aws):
     # Given the chain up to QA's verdict
     pipeline = Pipeline(parameters={"automation-level": "full_auto"}, functions={"orders-api": {"memory": 512}})
@@ -140,7 +163,9 @@ def test_qa_writes_its_record_before_publishing_and_the_hash_pins_the_fix(aws):
     [incident] = pipeline.incidents()
 
     # Then the record holds the validated fix, its hash and QA's risk level
-    record = ValidationStore(pipeline.env["DECISIONS_TABLE_NAME"]).get(incident.incident_id, 1)
+    record = ValidationStore(pipeline.env["VALIDATIONS_TABLE_NAME"], pipeline.env["DECISIONS_TABLE_NAME"]).get(
+        incident.incident_id, 1
+    )
     assert record is not None and record.passed and record.risk_level == "medium"
     fix = Fix.model_validate(genuine["detail"]["data"]["fix"])
     assert record.fix_sha256 == fix_sha256(fix)
@@ -154,7 +179,7 @@ def test_qa_retry_at_the_same_attempt_rewrites_its_record_but_not_another_fixs(a
     pipeline.put("IssueReported", latency_issue())
     genuine = run_until_fix_validated(pipeline)
     [incident] = pipeline.incidents()
-    store = ValidationStore(pipeline.env["DECISIONS_TABLE_NAME"])
+    store = ValidationStore(pipeline.env["VALIDATIONS_TABLE_NAME"], pipeline.env["DECISIONS_TABLE_NAME"])
     incidents = IncidentStore(pipeline.env["DECISIONS_TABLE_NAME"])
     before = store.get(incident.incident_id, 1)
     fix = Fix.model_validate(genuine["detail"]["data"]["fix"])

@@ -44,6 +44,11 @@ def decisions_table_name(env_name: str) -> str:
     return f"agent-decisions-{env_name}"
 
 
+def validations_table_name(env_name: str) -> str:
+    """QA's verdicts: written by QA's role only, read by the Manager (an IAM guarantee)."""
+    return f"agent-validations-{env_name}"
+
+
 def monitoring_table_name(env_name: str) -> str:
     return f"agent-monitoring-{env_name}"
 

@@ -43,6 +43,7 @@ class Settings(BaseModel):
     decisions_table_name: str = Field(min_length=1)
     monitoring_table_name: str = Field(min_length=1)
     idempotency_table_name: str = Field(min_length=1)
+    validations_table_name: str = ""  # QA's verdicts: set for QA (writes) and the Manager (reads) only
     artifacts_bucket: str = Field(min_length=1)
     alerts_topic_arn: str = Field(min_length=1)
     secret_name: str = ""  # the AgentOps key (not set for QA, which reads no secret: no AgentOps traces)
@@ -60,6 +61,7 @@ _ENV_KEYS = {
     "decisions_table_name": "DECISIONS_TABLE_NAME",
     "monitoring_table_name": "MONITORING_TABLE_NAME",
     "idempotency_table_name": "IDEMPOTENCY_TABLE_NAME",
+    "validations_table_name": "VALIDATIONS_TABLE_NAME",
     "artifacts_bucket": "ARTIFACTS_BUCKET",
     "alerts_topic_arn": "ALERTS_TOPIC_ARN",
     "secret_name": "SECRET_NAME",

@@ -48,22 +48,33 @@ def from_item(value: Any) -> Any:
 
 
 def get_items(table_name: str, keys: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(pk, sk) -> item for the keys found, read consistently with one BatchGetItem per 100 keys
-    (one call where several GetItem would be). Unprocessed keys are read again; raises if any
-    remain after MAX_READ_ROUNDS, so no caller mistakes an unread item for a missing one."""
-    client = aws.table(table_name).meta.client  # a resource's client: plain Python values
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    unique = list({(k["pk"], k["sk"]): k for k in keys}.values())
+    """(pk, sk) -> item for the keys of one table found (see `read_items`)."""
+    return {(pk, sk): item for (_, pk, sk), item in read_items({table_name: keys}).items()}
+
+
+def read_items(keys_by_table: dict[str, list[dict[str, str]]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(table, pk, sk) -> item for the keys found, of one or more tables, read consistently with
+    one BatchGetItem per 100 keys (one call where several GetItem would be). Unprocessed keys are
+    read again; raises if any remain after MAX_READ_ROUNDS, so no caller mistakes an unread item
+    for a missing one."""
+    unique = list({(t, k["pk"], k["sk"]): (t, k) for t, keys in keys_by_table.items() for k in keys}.values())
+    if not unique:
+        return {}
+    client = aws.table(unique[0][0]).meta.client  # a resource's client: plain Python values
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
     for start in range(0, len(unique), MAX_BATCH_KEYS):
-        request: dict[str, Any] = {table_name: {"Keys": unique[start : start + MAX_BATCH_KEYS], "ConsistentRead": True}}
+        request: dict[str, Any] = {}
+        for table, key in unique[start : start + MAX_BATCH_KEYS]:
+            request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
         for round_ in range(MAX_READ_ROUNDS):
             response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table_name, []):
-                found[(item["pk"], item["sk"])] = from_item(item)
+            for table, items in response.get("Responses", {}).items():
+                for item in items:
+                    found[(table, item["pk"], item["sk"])] = from_item(item)
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
             time.sleep(0.05 * 2**round_)
         if request:
-            raise RuntimeError(f"BatchGetItem on {table_name} left keys unread after {MAX_READ_ROUNDS} rounds")
+            raise RuntimeError(f"BatchGetItem on {sorted(request)} left keys unread after {MAX_READ_ROUNDS} rounds")
     return found

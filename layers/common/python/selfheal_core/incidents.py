@@ -434,8 +434,8 @@ class IncidentStore:
         expected_attempt: int | None = None,
         redo_from: frozenset[Status] = frozenset(),
     ) -> bool:
-        """`transition` and a Put of another item of this table (`put`: Item, and its condition) in
-        one transaction: a step's stored answer lands with the status it leads to, or neither does.
+        """`transition` and a Put of another item (`put`: Item, its condition, and TableName when it
+        is not this table's) in one transaction: a step's stored answer lands with the status it leads to, or neither does.
         False: the incident may not move (nothing written); ItemRefused: `put`'s condition failed.
         Not for terminal statuses (their cool-down is a second write)."""
         assert to not in TERMINAL

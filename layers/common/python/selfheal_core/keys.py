@@ -1,10 +1,12 @@
-"""Key design for both tables in one place (the access patterns, no scans).
+"""Key design for the tables in one place (the access patterns, no scans).
 
 Decisions table (pk, sk) + GSI1 (gsi1pk, gsi1sk) + GSI2 (gsi2pk, gsi2sk):
   incident        INCIDENT#<id>        | #META                      GSI2 INCIDENTS#<day> | <created_at>
   decision        INCIDENT#<id>        | DECISION#<ts>#<uid> or DECISION#ONCE#<agent>#<step>#<attempt> GSI1 AGENT#<agent>   | <ts>          (2)
-  validation      INCIDENT#<id>        | VALIDATION#<attempt:03>    QA's verdict on one attempt's fix (written by QA only)
   fingerprint     FINGERPRINT#<fp>     | #OPEN   -> incident_id                                          (5)
+
+Validations table (pk, sk), no index; written by QA's role only, read by the Manager's:
+  validation      INCIDENT#<id>        | VALIDATION#<attempt:03>    QA's verdict on one attempt's fix
 
 Monitoring table (pk, sk) + GSI1 + GSI2:
   event           INCIDENT#<id>|AGENT#<a> | EVENT#<ts>#<uid>      GSI1 EVENT#<type>    | <ts>          (1, 2)

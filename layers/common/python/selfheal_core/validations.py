@@ -1,8 +1,10 @@
 """QA's validation record: the one place the Manager learns which fix passed, and at what risk (QA's).
 
 A `FixValidated` event says "look at attempt N"; it is not believed for the fix or its risk.
-QA writes the record (decisions table, `INCIDENT#<id>` / `VALIDATION#<attempt>`) with the
-status it leads to, before it publishes; the Manager reads it and compares the event's fix hash with the validated one.
+QA writes the record (validations table, `INCIDENT#<id>` / `VALIDATION#<attempt>`) with the
+status it leads to, before it publishes; the Manager reads it and compares the event's fix hash
+with the validated one. The table is its own so that IAM, not only the code, says who writes a
+verdict: QA's role alone may (docs/decision_log.md, "Verdicts in a table only QA writes").
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import aws, keys
-from .ddb import from_item, get_items, to_item
+from .ddb import from_item, read_items, to_item
 from .events import ArtifactRef, Fix, utc_now
 from .incidents import Incident, IncidentStore, ItemRefused, Status
 
@@ -59,8 +61,13 @@ class ValidationConflict(RuntimeError):
 
 
 class ValidationStore:
-    def __init__(self, table_name: str) -> None:
+    """QA's verdicts (`table_name`) beside the incidents they move (`incidents_table`)."""
+
+    def __init__(self, table_name: str, incidents_table: str) -> None:
+        if not table_name:
+            raise ValueError("VALIDATIONS_TABLE_NAME is not set: QA and the Manager need the validations table")
         self.table_name = table_name
+        self.incidents_table = incidents_table
 
     @property
     def _table(self) -> Any:
@@ -108,6 +115,7 @@ class ValidationStore:
                 incident_id,
                 landing,
                 put={
+                    "TableName": self.table_name,
                     "Item": to_item({k: v for k, v in item.items() if v is not None}),
                     "ConditionExpression": "attribute_not_exists(pk) OR fix_sha256 = :digest",
                     "ExpressionAttributeValues": {":digest": digest},
@@ -130,11 +138,16 @@ class ValidationStore:
         return ValidationRecord.from_item(item) if item else None
 
     def get_with_incident(self, incident_id: str, attempt: int) -> tuple[Incident | None, ValidationRecord | None]:
-        """The incident and QA's verdict on `attempt`, in one read (same table, same pk)."""
+        """The incident and QA's verdict on `attempt`, in one read (one BatchGetItem over both tables)."""
         pk = keys.incident_pk(incident_id)
-        found = get_items(self.table_name, [{"pk": pk, "sk": keys.META}, {"pk": pk, "sk": keys.validation_sk(attempt)}])
-        incident = found.get((pk, keys.META))
-        verdict = found.get((pk, keys.validation_sk(attempt)))
+        found = read_items(
+            {
+                self.incidents_table: [{"pk": pk, "sk": keys.META}],
+                self.table_name: [{"pk": pk, "sk": keys.validation_sk(attempt)}],
+            }
+        )
+        incident = found.get((self.incidents_table, pk, keys.META))
+        verdict = found.get((self.table_name, pk, keys.validation_sk(attempt)))
         return (
             Incident.from_item(incident) if incident else None,
             ValidationRecord.from_item(verdict) if verdict else None,
