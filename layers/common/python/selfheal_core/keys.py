@@ -5,6 +5,7 @@ Decisions table (pk, sk) + GSI1 (gsi1pk, gsi1sk) + GSI2 (gsi2pk, gsi2sk):
   decision        INCIDENT#<id>        | DECISION#<ts>#<uid> or DECISION#ONCE#<agent>#<step>#<attempt> GSI1 AGENT#<agent>   | <ts>          (2)
   validation      INCIDENT#<id>        | VALIDATION#<attempt:03>    QA's verdict on one attempt's fix (written by QA only)
   fingerprint     FINGERPRINT#<fp>     | #OPEN   -> incident_id                                          (5)
+  target hold     TARGET#<function>    | #HOLD   -> incident_id whose change on the function is in flight
 
 Monitoring table (pk, sk) + GSI1 + GSI2:
   event           INCIDENT#<id>|AGENT#<a> | EVENT#<ts>#<uid>      GSI1 EVENT#<type>    | <ts>          (1, 2)
@@ -23,6 +24,7 @@ import uuid
 
 META = "#META"
 OPEN = "#OPEN"
+HOLD = "#HOLD"
 
 
 def day_of(ts: str) -> str:
@@ -39,6 +41,10 @@ def incident_pk(incident_id: str) -> str:
 
 def fingerprint_pk(fingerprint: str) -> str:
     return f"FINGERPRINT#{fingerprint}"
+
+
+def target_pk(function_name: str) -> str:
+    return f"TARGET#{function_name}"
 
 
 def validation_sk(attempt: int) -> str:
