@@ -41,7 +41,7 @@ from selfheal_core.events import (
     is_breaking,
     setting_named,
 )
-from selfheal_core.incidents import Incident, IncidentStore, Status
+from selfheal_core.incidents import Incident, IncidentStore, Status, TargetHeld
 from selfheal_core.messaging import Messenger
 from selfheal_core.ports import Monitor
 
@@ -302,11 +302,105 @@ def _parse_window(window: str, base: datetime) -> tuple[datetime, datetime]:
 def _schedule_apply(incident: Incident, due: datetime, ports: HealPorts) -> dict[str, Any]:
     change = dict(incident.change or {})
     change["scheduled_for"] = due.isoformat(timespec="seconds")
-    create_schedule(ports, "apply", incident, DetailType.APPLY_DUE, due)
+    return _schedule(
+        incident,
+        change,
+        ports,
+        kind="apply",
+        reason=f"waiting for the low-traffic window at {change['scheduled_for']}",
+        decision=(
+            "schedule_apply",
+            [
+                step(
+                    f"{incident.severity} severity; {incident.service} has low-traffic windows",
+                    "wait for the next window (one-time schedule ApplyDue)",
+                    change["scheduled_for"],
+                )
+            ],
+            {
+                "severity": incident.severity,
+                "windows": ports.params.apply_windows.get(incident.service, ports.params.apply_windows.get("*", "any")),
+            },
+        ),
+        once=f"schedule_apply#{change['change_id']}",
+    )
+
+
+# A change waits this many times for other incidents' changes on its target, then a person decides.
+# (One holder settles within its verify window and VERIFY_EXTENSIONS more.)
+TARGET_WAITS = 6
+# After the holder's verify deadline, the time its verification takes to settle.
+SETTLE = timedelta(minutes=2)
+
+
+def _wait_for_target(incident: Incident, holder: Incident, ports: HealPorts) -> dict[str, Any]:
+    """Another incident's change on the same function is in flight: apply after it settles (the
+    scheduled-apply path), re-reading the function first; escalate after TARGET_WAITS waits."""
+    change = dict(incident.change or {})
+    target = change["target"]
+    waits = int(change.get("waits", 0)) + 1
+    held = f"{target} has change {holder.change_id} of incident {holder.incident_id} in flight ({holder.status}, {holder.heal_phase})"
+    if waits > TARGET_WAITS:
+        return _escalate(
+            incident,
+            ports,
+            f"{held} after {TARGET_WAITS} waits; nothing was changed. "
+            f"Make the change by hand once it settles: {_by_hand_values(target, change['proposed'])}",
+            frozenset({Status.APPROVED, Status.SCHEDULED}),
+            decision="wait_for_target",
+        )
+    holder_due = parse_time((holder.change or {}).get("verify_until"))
+    due = max(holder_due or now() + timedelta(seconds=ports.params.verify_window_seconds), now()) + SETTLE
+    change.update(
+        {
+            "scheduled_for": due.isoformat(timespec="seconds"),
+            "waits": waits,
+            "waited_for": holder.incident_id,
+            "reread": True,
+        }
+    )
+    return _schedule(
+        incident,
+        change,
+        ports,
+        kind=f"apply-wait-{waits}",
+        reason=f"waiting for incident {holder.incident_id}'s change on {target} to settle; apply re-checked at {change['scheduled_for']}",
+        decision=(
+            "wait_for_target",
+            [
+                step(
+                    "Is another change on the target in flight?",
+                    f"hold {target} for this change",
+                    f"no: {held}",
+                ),
+                step(
+                    "A second change would confound its verification and block its rollback",
+                    "wait, then apply after re-reading the function (one-time schedule ApplyDue)",
+                    f"{change['scheduled_for']} (wait {waits} of {TARGET_WAITS})",
+                ),
+            ],
+            {"holder": holder.incident_id, "holder_change_id": holder.change_id, "wait": waits},
+        ),
+        once=f"wait_for_target#{change['change_id']}#{waits}",
+    )
+
+
+def _schedule(
+    incident: Incident,
+    change: dict[str, Any],
+    ports: HealPorts,
+    *,
+    kind: str,
+    reason: str,
+    decision: tuple[str, list[dict[str, str]], dict[str, Any]],
+    once: str,
+) -> dict[str, Any]:
+    """SCHEDULED with a one-time ApplyDue at change["scheduled_for"]; the schedule first, so a retry redoes it."""
+    create_schedule(ports, kind, incident, DetailType.APPLY_DUE, datetime.fromisoformat(change["scheduled_for"]))
     scheduled = ports.incidents.transition(
         incident.incident_id,
         Status.SCHEDULED,
-        reason=f"waiting for the low-traffic window at {change['scheduled_for']}",
+        reason=reason,
         expected_attempt=incident.attempts,
         redo_from=frozenset({Status.SCHEDULED}),
         require={"change_id": change["change_id"]},
@@ -314,22 +408,14 @@ def _schedule_apply(incident: Incident, due: datetime, ports: HealPorts) -> dict
     )
     if scheduled is None:
         return {"action": "stale", "incident_id": incident.incident_id}
+    decision_type, chain, inputs = decision
     ports.monitor.record_decision(
-        "schedule_apply",
-        [
-            step(
-                f"{incident.severity} severity; {incident.service} has low-traffic windows",
-                "wait for the next window (one-time schedule ApplyDue)",
-                change["scheduled_for"],
-            )
-        ],
-        {
-            "severity": incident.severity,
-            "windows": ports.params.apply_windows.get(incident.service, ports.params.apply_windows.get("*", "any")),
-        },
+        decision_type,
+        chain,
+        inputs,
         {"status": Status.SCHEDULED.value, "apply_at": change["scheduled_for"], "change_id": change["change_id"]},
         0.9,
-        once=f"schedule_apply#{change['change_id']}",
+        once=once,
     )
     _announce(
         ports,
@@ -441,18 +527,19 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     change = dict(incident.change or {})
     cid = change["change_id"]
     sources = frozenset({Status.APPROVED, Status.SCHEDULED})
-    # The claim marks that the target may be written from now on; an incident claimed already
-    # (with its approval, or by the attempt a crash interrupted) is not claimed again.
-    claimed = (
-        incident
-        if incident.heal_phase == "applying"
-        else ports.incidents.record(
-            incident.incident_id,
+    # The claim marks that the target may be written from now on, and holds the target: another
+    # incident's change would confound this one's verification and block its rollback. Claiming
+    # again (claimed with the approval, or a retry of the attempt a crash interrupted) is a no-op.
+    try:
+        claimed = ports.incidents.claim_target(
+            incident,
+            change["target"],
             statuses=sources,
             require={"change_id": cid, "heal_phase": incident.heal_phase},
             values={"heal_phase": "applying"},
         )
-    )
+    except TargetHeld as held:
+        return _wait_for_target(incident, held.holder, ports)
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     chain = [
@@ -463,6 +550,18 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
         )
     ]
     try:
+        if change.get("reread"):
+            change = _reread_after_wait(change, ports.cloud, chain)
+            if (
+                ports.incidents.record(
+                    incident.incident_id,
+                    statuses=sources,
+                    require={"change_id": cid, "heal_phase": "applying"},
+                    values={"change": change},
+                )
+                is None
+            ):
+                return {"action": "stale", "incident_id": incident.incident_id}
         _check_still_managed(change, ports.cloud, by_hand=_by_hand_values(change["target"], change["proposed"]))
         written = _write(
             change["target"],
@@ -645,6 +744,42 @@ def _undo(lam: Any, target: str, done: list[str], base: dict[str, float], revisi
             + ", ".join(f"{k}={base[k]:g}" for k in done)
         )
     return "put back " + ", ".join(f"{k}={base[k]:g}" for k in done)
+
+
+def _reread_after_wait(change: dict[str, Any], cloud: CloudPort, chain: list[dict[str, str]]) -> dict[str, Any]:
+    """This change waited for another incident's on the same function, which moved its revision:
+    read the function again. The change still applies only to the values it was validated against,
+    and is then guarded by the revision read now."""
+    target = change["target"]
+    try:
+        current = cloud.client("lambda").get_function_configuration(FunctionName=target)
+    except ClientError as exc:
+        raise HealAbort(
+            f"{target} could not be read again after waiting ({exc.response.get('Error', {}).get('Code')}); nothing was changed"
+        ) from exc
+    now_values = {"memory_mb": current.get("MemorySize"), "timeout_s": current.get("Timeout")}
+    moved = {
+        k: now_values[k]
+        for k in change["proposed"]
+        if k in now_values and not _same(now_values[k], change["previous"][k])
+    }
+    if moved:
+        raise HealAbort(
+            f"{target} changed while this change waited for incident {change.get('waited_for')}: "
+            + ", ".join(
+                f"{k} is now {v}, not the validated {change['previous'][k]:g}" for k, v in sorted(moved.items())
+            )
+            + "; fail safe, nothing was changed"
+        )
+    chain.append(
+        step(
+            f"Waited for incident {change.get('waited_for')}'s change on {target}: are the validated values still there?",
+            "GetFunctionConfiguration",
+            f"yes; guard the write with RevisionId {current.get('RevisionId')} read now",
+        )
+    )
+    fresh = {k: v for k, v in change.items() if k != "reread"}
+    return {**fresh, "revision_id": current.get("RevisionId")}
 
 
 def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: str) -> None:

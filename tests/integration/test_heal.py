@@ -1340,3 +1340,169 @@ def test_a_denial_racing_an_approval_leaves_the_applied_change_to_be_verified(aw
     pipeline.fire_due("verify")
     assert only_incident(pipeline).status == "RESOLVED"
     assert only_incident(pipeline).last_reason == "recovered within the verify window"
+
+
+# ------------------------------------------------------------------------------ one change per target at a time
+
+
+def two_incidents_on_one_function(pipeline: Pipeline):
+    """A: the Errors alarm, its timeout fix (3 -> 10 s) applied and VERIFYING. B: a latency issue on
+    the same function (memory 512 -> 1024), investigated after A's apply, reaching its apply."""
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    a = only_incident(pipeline)
+    assert a.status == "VERIFYING" and pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+    b = next(i for i in pipeline.incidents() if i.incident_id != a.incident_id)
+    return a, b
+
+
+def test_a_second_incident_does_not_change_a_function_whose_change_is_being_verified(aws):
+    # Given incident A's change on orders-api under verification, and incident B on the same function
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    a, b = two_incidents_on_one_function(pipeline)
+
+    # Then B's change was not written: A's verification is not confounded, A's rollback stays possible
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+    assert b.status == "SCHEDULED", (b.status, b.last_reason)
+    assert a.incident_id in b.last_reason
+    [wait] = decisions_of(pipeline, b.incident_id, "wait_for_target")
+    assert a.incident_id in json.dumps(wait["reasoning_chain"])
+    assert b.change["waited_for"] == a.incident_id and b.change["reread"] is True
+    assert hold_of(pipeline, FUNCTION) == a.incident_id
+
+
+def hold_of(pipeline: Pipeline, function: str) -> str | None:
+    from selfheal_core.incidents import IncidentStore
+
+    return IncidentStore(pipeline.env["DECISIONS_TABLE_NAME"]).holder_of(function)
+
+
+def incident_by_id(pipeline: Pipeline, incident_id: str):
+    return next(i for i in pipeline.incidents() if i.incident_id == incident_id)
+
+
+def test_the_waiting_change_applies_after_the_first_one_is_resolved_re_reading_the_function(aws):
+    # Given A verifying on orders-api and B waiting for it
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    a, b = two_incidents_on_one_function(pipeline)
+
+    # When A's alarm returns to OK (A resolved, its change kept) and B's wait ends
+    alarm_in_state("OK", 0.0)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+    assert incident_by_id(pipeline, a.incident_id).status == "RESOLVED"
+    assert hold_of(pipeline, FUNCTION) is None
+    pipeline.fire_due("apply")
+
+    # Then B is applied on top of A's kept change, guarded by the revision read after the wait
+    b = incident_by_id(pipeline, b.incident_id)
+    assert b.status == "VERIFYING", (b.status, b.last_reason)
+    config = pipeline.function_config(FUNCTION)
+    assert (config["timeout_s"], config["memory_mb"]) == (10, 1024)
+    assert "reread" not in b.change
+    assert hold_of(pipeline, FUNCTION) == b.incident_id
+    [apply] = decisions_of(pipeline, b.incident_id, "apply")
+    assert any("Waited for incident" in s["thought"] for s in apply["reasoning_chain"])
+
+
+def test_the_waiting_change_applies_after_the_first_one_is_rolled_back(aws):
+    # Given A verifying on orders-api and B waiting for it
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    a, b = two_incidents_on_one_function(pipeline)
+
+    # When A does not recover and is rolled back, then B's wait ends
+    alarm_in_state("ALARM", 41.0)
+    pipeline.fire_due("verify")
+    a = incident_by_id(pipeline, a.incident_id)
+    assert (a.status, a.heal_phase) == ("ESCALATED", "rolled_back")  # the rollback was not blocked
+    assert hold_of(pipeline, FUNCTION) is None
+    pipeline.fire_due("apply")
+
+    # Then B is applied on the restored function
+    assert incident_by_id(pipeline, b.incident_id).status == "VERIFYING"
+    config = pipeline.function_config(FUNCTION)
+    assert (config["timeout_s"], config["memory_mb"]) == (3, 1024)
+
+
+def test_a_change_still_held_at_its_due_time_waits_again_then_a_person_decides(aws, monkeypatch):
+    from lambdas.manager import heal
+
+    monkeypatch.setattr(heal, "TARGET_WAITS", 2)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    a, b = two_incidents_on_one_function(pipeline)
+
+    # When B's wait ends while A is still verifying (its window extended), B waits again
+    pipeline.fire_due("apply")
+    b = incident_by_id(pipeline, b.incident_id)
+    assert (b.status, b.change["waits"]) == ("SCHEDULED", 2)
+
+    # And after TARGET_WAITS waits a person is told which incident holds the function
+    pipeline.fire_due("apply", after_seconds=3 * 86_400)
+    b = incident_by_id(pipeline, b.incident_id)
+    assert b.status == "ESCALATED" and a.incident_id in b.last_reason
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+    assert (
+        incident_by_id(pipeline, a.incident_id).status == "VERIFYING" and hold_of(pipeline, FUNCTION) == a.incident_id
+    )
+
+
+def test_a_waiting_change_is_refused_when_its_setting_moved_while_it_waited(aws):
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    _, b = two_incidents_on_one_function(pipeline)
+
+    # When someone sets the memory B was validated against, and A resolves
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, MemorySize=768)
+    alarm_in_state("OK", 0.0)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+    pipeline.fire_due("apply")
+
+    # Then B fails safe: nothing written, a person told why, the hold released
+    b = incident_by_id(pipeline, b.incident_id)
+    assert b.status == "ESCALATED" and "memory_mb is now 768, not the validated 512" in b.last_reason
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 768
+    assert hold_of(pipeline, FUNCTION) is None
+
+
+def test_a_retry_of_the_apply_after_the_hold_was_taken_finishes_it(aws, monkeypatch):
+    # Given the Manager crashes inside the apply, after the claim took the hold
+    pipeline, broken, _ = died_after_approval(monkeypatch)
+    incident = only_incident(pipeline)
+    assert hold_of(pipeline, FUNCTION) == incident.incident_id and pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+    # When Lambda retries the step, the holder re-takes its own hold and finishes
+    retried = pipeline.invoke(broken.agent, broken.event)
+    assert retried.error is None and retried.result["action"] == "applied", retried.result
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    assert hold_of(pipeline, FUNCTION) == incident.incident_id
+
+
+def test_a_hold_left_by_a_closed_incident_does_not_block_the_target(aws, monkeypatch):
+    # Given A resolved, but its hold was not released (a crash between the two writes)
+    from selfheal_core.incidents import IncidentStore
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    release = IncidentStore._release_target
+    crashing = [True]
+    monkeypatch.setattr(
+        IncidentStore, "_release_target", lambda self, incident: None if crashing else release(self, incident)
+    )
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    a = only_incident(pipeline)
+    alarm_in_state("OK", 0.0)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+    assert incident_by_id(pipeline, a.incident_id).status == "RESOLVED" and hold_of(pipeline, FUNCTION) == a.incident_id
+    crashing.clear()
+
+    # When B reaches its apply
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+
+    # Then the holder's own state is the truth: the stale hold is replaced, B applied at once
+    b = next(i for i in pipeline.incidents() if i.incident_id != a.incident_id)
+    assert b.status == "VERIFYING" and pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+    assert hold_of(pipeline, FUNCTION) == b.incident_id

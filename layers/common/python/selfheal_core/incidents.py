@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,6 +142,24 @@ class ItemRefused(RuntimeError):
 
 class IncidentContention(RuntimeError):
     """The fingerprint lock kept changing under us; the Lambda retry tries again later."""
+
+
+class TargetHeld(RuntimeError):
+    """`IncidentStore.claim_target`: another incident's change on the target is in flight."""
+
+    def __init__(self, holder: Incident) -> None:
+        super().__init__(f"held by {holder.incident_id}")
+        self.holder = holder
+
+
+# Heal phases in which an incident's change on its target is in flight (being written, verified or
+# rolled back): the target's hold is live only while its holder is in one of them.
+HOLDING_PHASES = frozenset({"applying", "applied", "rolling_back"})
+HOLDING_STATUSES = frozenset({Status.APPROVED.value, Status.SCHEDULED.value, Status.VERIFYING.value})
+
+
+def holds_target(incident: Incident) -> bool:
+    return incident.status in HOLDING_STATUSES and incident.heal_phase in HOLDING_PHASES
 
 
 def _cancellation(exc: ClientError) -> tuple[bool, bool]:
@@ -421,6 +439,7 @@ class IncidentStore:
         incident = Incident.from_item(result["Attributes"])
         if to in TERMINAL:
             self._release(incident)
+            self._release_target(incident)
         self._entered(incident)
         return incident
 
@@ -556,6 +575,92 @@ class IncidentStore:
             if not _is_condition_failure(exc):
                 raise
 
+    # ------------------------------------------------------------------ target holds
+    def claim_target(
+        self,
+        incident: Incident,
+        target: str,
+        *,
+        statuses: frozenset[Status],
+        require: dict[str, Any],
+        values: dict[str, Any],
+    ) -> Incident | None:
+        """Hold `target` for the incident and `record` `values` on it, in one transaction: one change
+        per function is in flight at a time (applied, verified, kept or rolled back). The holder
+        taking its own hold again (a Lambda retry) is fine. Returns the incident as written (`values`
+        on what the condition checked; not read back); None: the incident may not move; raises
+        TargetHeld when another incident's change is in flight. A hold whose holder is no longer
+        changing the target (a crash between its closing write and the release) is removed: the
+        holder's own state is the truth."""
+        incident_id = incident.incident_id
+        hold = {
+            "pk": keys.target_pk(target),
+            "sk": keys.HOLD,
+            "incident_id": incident_id,
+            "created_at": utc_now(),
+        }
+        client = self._table.meta.client
+        for _ in range(OPEN_TRIES):
+            try:
+                client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table_name,
+                                "Item": to_item(hold),
+                                "ConditionExpression": "attribute_not_exists(pk) OR incident_id = :me",
+                                "ExpressionAttributeValues": {":me": incident_id},
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.table_name,
+                                **self._record_update(incident_id, statuses=statuses, require=require, values=values),
+                            }
+                        },
+                    ]
+                )
+                return replace(incident, **values)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons[1:2] == ["ConditionalCheckFailed"]:
+                    return None
+                if reasons[:1] != ["ConditionalCheckFailed"]:
+                    raise  # a conflict, throttling: the Lambda retry claims again
+            holder_id = self.holder_of(target)
+            if holder_id is None or holder_id == incident_id:
+                continue  # released (or ours) between the write and the read: try again
+            holder = self.get(holder_id)
+            if holder is not None and holds_target(holder):
+                raise TargetHeld(holder)
+            self._release_target_of(target, holder_id)  # stale: its holder has settled
+        raise IncidentContention(f"could not claim target {target} after {OPEN_TRIES} tries")
+
+    def holder_of(self, target: str) -> str | None:
+        item = self._table.get_item(Key={"pk": keys.target_pk(target), "sk": keys.HOLD}, ConsistentRead=True).get(
+            "Item"
+        )
+        return str(item["incident_id"]) if item else None
+
+    def _release_target(self, incident: Incident) -> None:
+        """An incident that closes no longer holds its target (if it held one)."""
+        target = (incident.change or {}).get("target")
+        if target:
+            self._release_target_of(target, incident.incident_id)
+
+    def _release_target_of(self, target: str, incident_id: str) -> None:
+        try:
+            self._table.delete_item(
+                Key={"pk": keys.target_pk(target), "sk": keys.HOLD},
+                ConditionExpression="incident_id = :id",
+                ExpressionAttributeValues={":id": incident_id},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
     # ------------------------------------------------------------------ reads
     def get(self, incident_id: str) -> Incident | None:
         item = self._table.get_item(
@@ -596,6 +701,26 @@ class IncidentStore:
     ) -> Incident | None:
         """Write attributes without changing status, only while the incident is in `statuses` (and
         `require` holds, None = attribute absent); None when the condition fails."""
+        try:
+            result = self._table.update_item(
+                **self._record_update(incident_id, statuses=statuses, require=require, values=values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return Incident.from_item(result["Attributes"])
+
+    def _record_update(
+        self,
+        incident_id: str,
+        *,
+        statuses: frozenset[Status],
+        require: dict[str, Any] | None,
+        values: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The conditional UpdateItem (key, expressions) of `record`."""
         names: dict[str, str] = {"#status": "status"}
         vals: dict[str, Any] = {":now": utc_now()}
         placeholders = []
@@ -615,20 +740,13 @@ class IncidentStore:
             names[f"#set{i}"] = attr
             vals[f":set{i}"] = value
             update += f", #set{i} = :set{i}"
-        try:
-            result = self._table.update_item(
-                Key={"pk": keys.incident_pk(incident_id), "sk": keys.META},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(vals),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return None
-            raise
-        return Incident.from_item(result["Attributes"])
+        return {
+            "Key": {"pk": keys.incident_pk(incident_id), "sk": keys.META},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item(vals),
+        }
 
     def add_cost(self, incident_id: str, cost_usd: float) -> None:
         update = self.cost_update(incident_id, cost_usd)

@@ -4,6 +4,7 @@ Decisions table (pk, sk) + GSI1 (gsi1pk, gsi1sk) + GSI2 (gsi2pk, gsi2sk):
   incident        INCIDENT#<id>        | #META                      GSI2 INCIDENTS#<day> | <created_at>
   decision        INCIDENT#<id>        | DECISION#<ts>#<uid> or DECISION#ONCE#<agent>#<step>#<attempt> GSI1 AGENT#<agent>   | <ts>          (2)
   fingerprint     FINGERPRINT#<fp>     | #OPEN   -> incident_id                                          (5)
+  target hold     TARGET#<function>    | #HOLD   -> incident_id whose change on the function is in flight
 
 Validations table (pk, sk), no index; written by QA's role only, read by the Manager's:
   validation      INCIDENT#<id>        | VALIDATION#<attempt:03>    QA's verdict on one attempt's fix
@@ -25,6 +26,7 @@ import uuid
 
 META = "#META"
 OPEN = "#OPEN"
+HOLD = "#HOLD"
 
 
 def day_of(ts: str) -> str:
@@ -41,6 +43,10 @@ def incident_pk(incident_id: str) -> str:
 
 def fingerprint_pk(fingerprint: str) -> str:
     return f"FINGERPRINT#{fingerprint}"
+
+
+def target_pk(function_name: str) -> str:
+    return f"TARGET#{function_name}"
 
 
 def validation_sk(attempt: int) -> str:
