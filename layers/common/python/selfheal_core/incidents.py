@@ -565,11 +565,13 @@ class IncidentStore:
 
     def release_now(self, fingerprint: str, incident_id: str) -> None:
         """End the cool-down: the source says the problem is gone, so the next report is new."""
+        self._delete_owned({"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, incident_id)
+
+    def _delete_owned(self, key: dict[str, str], incident_id: str) -> None:
+        """Delete a lock or hold item only while it still names `incident_id` (else leave it be)."""
         try:
             self._table.delete_item(
-                Key={"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN},
-                ConditionExpression="incident_id = :id",
-                ExpressionAttributeValues={":id": incident_id},
+                Key=key, ConditionExpression="incident_id = :id", ExpressionAttributeValues={":id": incident_id}
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
@@ -651,15 +653,7 @@ class IncidentStore:
             self._release_target_of(target, incident.incident_id)
 
     def _release_target_of(self, target: str, incident_id: str) -> None:
-        try:
-            self._table.delete_item(
-                Key={"pk": keys.target_pk(target), "sk": keys.HOLD},
-                ConditionExpression="incident_id = :id",
-                ExpressionAttributeValues={":id": incident_id},
-            )
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
+        self._delete_owned({"pk": keys.target_pk(target), "sk": keys.HOLD}, incident_id)
 
     # ------------------------------------------------------------------ reads
     def get(self, incident_id: str) -> Incident | None:
