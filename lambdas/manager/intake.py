@@ -67,8 +67,11 @@ class Intake:
 
 
 def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
-    """Same service + type + resource = the same problem, however many times it is reported."""
-    basis = "|".join([service.lower(), issue_type, (resource or "").lower()])
+    """Same service + type + resource = the same problem, however many times it is reported.
+
+    Exact, not case-folded: Lambda function names and alarm names are case-sensitive, so
+    `Checkout` and `checkout` are two functions whose incidents must not fold into one."""
+    basis = "|".join([service, issue_type, resource or ""])
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
 
 

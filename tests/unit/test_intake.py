@@ -71,6 +71,21 @@ def test_same_alarm_gives_the_same_fingerprint_and_other_alarms_do_not():
     assert parse_alarm(alarm_event()).fingerprint != parse_alarm(alarm_event(name="other")).fingerprint
 
 
+def test_names_that_differ_only_in_case_are_different_problems():
+    """Lambda function names and alarm names are case-sensitive: folding `Checkout` into
+    `checkout` would hand one function's incident to the other's."""
+    lower = parse_alarm(alarm_event(name="errors", dims={"FunctionName": "checkout"}))
+    upper = parse_alarm(alarm_event(name="errors", dims={"FunctionName": "Checkout"}))
+    renamed = parse_alarm(alarm_event(name="Errors", dims={"FunctionName": "checkout"}))
+
+    assert len({lower.fingerprint, upper.fingerprint, renamed.fingerprint}) == 3
+    report = {"detail-type": "IssueReported", "source": "acme", "detail": {"issue_type": "memory", "summary": "OOM"}}
+    assert (
+        parse_issue_reported({**report, "detail": {**report["detail"], "service": "Billing"}}).fingerprint
+        != parse_issue_reported({**report, "detail": {**report["detail"], "service": "billing"}}).fingerprint
+    )
+
+
 def test_alarm_without_state_is_rejected():
     event = alarm_event()
     del event["detail"]["state"]
