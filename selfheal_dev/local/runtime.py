@@ -62,6 +62,9 @@ PLATFORM_KEY = "ASIALOCALPLATFORM00"
 CONTROL_PREFIX = "/_selfheal/"
 FUNCTION_URL_PREFIX = "/_selfheal/url/"
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+# EventBridge refuses a PutEvents request whose entries add up to more than 256 KB. Sized here
+# as the service documents it, independently of the product's own count (selfheal_core.bus).
+PUT_EVENTS_MAX_BYTES = 256 * 1024
 
 
 @dataclass
@@ -632,6 +635,13 @@ class LocalRuntime:
             entries = json.loads(raw or b"{}").get("Entries") or []
         except (ValueError, AttributeError):
             entries = []
+        if sum(_entry_size(e) for e in entries if isinstance(e, dict)) > PUT_EVENTS_MAX_BYTES:
+            return self._aws_error(
+                start_response,
+                "400 Bad Request",
+                "ValidationException",
+                "Total size of the entries in the request is over the limit.",
+            )
         principal = self._principal(environ)
         denials = {
             i: s for i, e in enumerate(entries) if isinstance(e, dict) and (s := self.bus_policy.check(principal, e))
@@ -867,6 +877,12 @@ def rest_resource(path: str) -> str:
     segments = [s for s in path.split("?", 1)[0].split("/") if s]
     keep = 2 if segments and _API_VERSION.fullmatch(segments[0]) else 1
     return "/" + "/".join(segments[:keep])
+
+
+def _entry_size(entry: dict[str, Any]) -> int:
+    """A PutEvents entry's size: Time 14 bytes; Source, DetailType, Detail and each Resource in UTF-8."""
+    texts = [entry.get("Source"), entry.get("DetailType"), entry.get("Detail"), *(entry.get("Resources") or [])]
+    return (14 if entry.get("Time") is not None else 0) + sum(len(str(t).encode()) for t in texts if t is not None)
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -186,6 +186,24 @@ def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: An
     assert manager_alarm_calls == []
 
 
+def test_put_events_over_256_kb_together_is_refused_whole_as_eventbridge_does(runtime: Any, tmp_path: Path) -> None:
+    """Two entries of 150 KB each pass one by one and fail together: the emulator must not accept
+    what EventBridge refuses, or a step that publishes too much at once would work only here."""
+    entry = {
+        "EventBusName": "agentops-dev",
+        "Source": "com.example.tests",
+        "DetailType": "SizeProbe",
+        "Detail": json.dumps({"padding": "x" * 150_000}),
+    }
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps([entry, entry]))
+    with pytest.raises(RuntimeError, match="ValidationException"):
+        runtime.aws("events", "put-events", "--entries", f"file://{both}")
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([entry]))
+    assert runtime.aws("events", "put-events", "--entries", f"file://{one}")["FailedEntryCount"] == 0
+
+
 def test_the_cli_reads_notifications_and_agents(runtime: Any) -> None:
     out = runtime.selfheal("notifications").stdout
     assert "ALARM" in out

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from selfheal_core.bus import EventPublisher, PublishError
+from selfheal_core.bus import MAX_REQUEST_BYTES, EventPublisher, PublishError, entry_size, put_entries, requests
 from selfheal_core.events import DetailType, InfoV1, Metadata
 from selfheal_core.messaging import Messenger
 
@@ -85,3 +85,47 @@ def test_a_send_outside_a_held_block_goes_out_at_once(wired):
     messenger, events, _ = wired()
     messenger.send(DetailType.ISSUE_DETECTED, METADATA, INFO)
     assert events.calls == [["IssueDetected"]]
+
+
+def test_entry_size_is_eventbridges_count():
+    """Time is 14 bytes; Source, DetailType, Detail and each resource count their UTF-8 bytes; the bus name does not."""
+    entry = {"EventBusName": "b" * 50, "Source": "src", "DetailType": "dt", "Detail": '{"é":1}', "Resources": ["r1"]}
+
+    assert entry_size(entry) == 3 + 2 + len('{"é":1}'.encode()) + 2
+    assert entry_size({**entry, "Time": "2026-11-29T00:00:00Z"}) == entry_size(entry) + 14
+
+
+def test_entries_that_add_up_to_more_than_256_kb_go_in_separate_requests():
+    """PutEvents refuses a whole request over 256 KB: the entries are cut into requests that fit."""
+    events = Events()
+    big = {"Source": "s", "DetailType": "Big", "Detail": "x" * 100_000}
+    small = {"Source": "s", "DetailType": "Small", "Detail": "{}"}
+
+    result = put_entries([big, big, big, small], client=events)
+
+    assert events.calls == [["Big", "Big"], ["Big", "Small"]]
+    assert len(result.event_ids) == 4 and result.failed == []
+    assert all(sum(entry_size(e) for e in request) <= MAX_REQUEST_BYTES for request in requests([big, big, big, small]))
+
+
+def test_an_entry_over_256_kb_is_reported_and_never_sent_while_the_others_go_out():
+    events = Events()
+    huge = {"Source": "s", "DetailType": "Huge", "Detail": "x" * (MAX_REQUEST_BYTES + 1)}
+    small = {"Source": "s", "DetailType": "Small", "Detail": "{}"}
+
+    result = put_entries([huge, small], client=events)
+
+    assert events.calls == [["Small"]]
+    assert [f["error_code"] for f in result.failed] == ["EntryTooLarge"]
+    assert "bytes" in result.failed[0]["error_message"]
+
+
+def test_a_step_that_publishes_more_than_256_kb_at_once_sends_it_in_several_requests(wired):
+    messenger, events, recorder = wired()
+    padding = "x" * 150_000
+    with messenger.held():
+        messenger.send(DetailType.ISSUE_DETECTED, METADATA, InfoV1(status="REMEDIATING", summary=padding[:1000]))
+        for _ in range(2):
+            messenger.send(DetailType.INCIDENT_ESCALATED, METADATA, InfoV1.model_construct(status="X", summary=padding))
+    assert events.calls == [["IssueDetected", "IncidentEscalated"], ["IncidentEscalated"]]
+    assert recorder.records == [("manager", "operator", "IncidentEscalated")] * 2

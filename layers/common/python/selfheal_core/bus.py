@@ -1,9 +1,11 @@
-"""Publish envelopes to the agents bus: batches of 10, entries that fail transiently are retried."""
+"""Publish envelopes to the agents bus: requests of at most 10 entries and 256 KB, entries that
+fail transiently are retried."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +14,12 @@ from pydantic import BaseModel
 from . import aws
 from .events import Metadata, build_detail
 
+# PutEvents' limits: 10 entries, and 256 KB for all of a request's entries together (entry_size);
+# a request over the size limit fails as a whole (ValidationException).
 MAX_BATCH = 10
-MAX_ENTRY_BYTES = 256 * 1024
+MAX_REQUEST_BYTES = 256 * 1024
 MAX_ROUNDS = 4
+TOO_LARGE = "EntryTooLarge"
 
 
 class PublishError(RuntimeError):
@@ -41,21 +46,39 @@ class EventPublisher:
             "DetailType": message.detail_type,
             "Detail": detail,
         }
-        size = sum(len(str(v).encode()) for v in entry.values())
-        if size > MAX_ENTRY_BYTES:
+        size = entry_size(entry)
+        if size > MAX_REQUEST_BYTES:
             # Never send: large content belongs in the artifacts store (claim check).
             raise PublishError(f"{message.detail_type} is {size} bytes; move content to an artifact reference")
         return entry
 
     def publish(self, *messages: Outgoing) -> None:
-        entries = [self.entry(m) for m in messages]
-        for start in range(0, len(entries), MAX_BATCH):
-            self._put_batch(entries[start : start + MAX_BATCH])
-
-    def _put_batch(self, batch: list[dict[str, Any]]) -> None:
-        result = put_entries(batch)
+        result = put_entries([self.entry(m) for m in messages])
         if result.failed:
-            raise PublishError(f"{len(result.failed)} events still failing after {MAX_ROUNDS} attempts")
+            raise PublishError(f"{len(result.failed)} events not sent: {result.failed[0]['error_message']}")
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """EventBridge's size of a PutEvents entry: Time counts 14 bytes; Source, DetailType, Detail
+    and each of the Resources their UTF-8 bytes (the bus name does not count)."""
+    size = 14 if entry.get("Time") is not None else 0
+    size += sum(len(str(entry.get(key) or "").encode()) for key in ("Source", "DetailType", "Detail"))
+    return size + sum(len(str(r).encode()) for r in entry.get("Resources") or [] if r is not None)
+
+
+def requests(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The entries in order, cut into the requests PutEvents accepts (10 entries, 256 KB)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        n = entry_size(entry)
+        if batch and (len(batch) == MAX_BATCH or size + n > MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += n
+    if batch:
+        yield batch
 
 
 # PutEvents reports these per entry; they pass on their own. Anything else (AccessDenied,
@@ -70,13 +93,26 @@ class PutResult:
 
 
 def put_entries(entries: list[dict[str, Any]], client: Any = None) -> PutResult:
-    """PutEvents in batches of 10; entries that fail transiently are sent again (4 rounds,
-    backing off), the others are reported. `client` defaults to this process's events client."""
+    """PutEvents in the requests it accepts (see `requests`); entries that fail transiently are
+    sent again (4 rounds, backing off), the others are reported, as is an entry over 256 KB,
+    which is never sent (it would fail its whole request). `client` defaults to this process's
+    events client."""
     events = client or aws.client("events")
     ids: list[str] = []
     failed: list[dict[str, Any]] = []
-    for start in range(0, len(entries), MAX_BATCH):
-        pending = entries[start : start + MAX_BATCH]
+    sendable = []
+    for entry in entries:
+        size = entry_size(entry)
+        if size > MAX_REQUEST_BYTES:
+            failed.append(
+                {
+                    "error_code": TOO_LARGE,
+                    "error_message": f"entry is {size} bytes; PutEvents takes {MAX_REQUEST_BYTES}",
+                }
+            )
+        else:
+            sendable.append(entry)
+    for pending in requests(sendable):
         for round_ in range(MAX_ROUNDS):
             response = events.put_events(Entries=pending)
             retry = []
