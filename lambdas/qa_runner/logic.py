@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from selfheal_core.diffs import path_problem
 from selfheal_core.qa_run import (
     ISOLATION_UNAVAILABLE,
     MAX_TESTCASES,
@@ -122,8 +123,10 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
     root.mkdir(parents=True)
     base = root.resolve()
     for path, text in files.items():
+        if problem := path_problem(path):
+            raise BundleError(problem)
         target = (base / path).resolve()
-        if path.startswith("/") or ".." in path.split("/") or not target.is_relative_to(base) or target == base:
+        if not target.is_relative_to(base) or target == base:
             raise BundleError(f"path {path!r} escapes the project directory")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

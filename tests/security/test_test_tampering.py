@@ -62,6 +62,11 @@ def _diff_xfail(path: str, text: str) -> str:
     return f"--- a/{path}\n+++ b/{path}\n@@ -1,{len(lines)} +1,{len(lines) + added} @@\n" + "\n".join(body) + "\n"
 
 
+SKIP_ALL = (
+    "import pytest\n\n\ndef pytest_collection_modifyitems(items):\n"
+    "    for item in items:\n        item.add_marker(pytest.mark.skip(reason='fine'))\n"
+)
+
 CHEATS = {
     # 1. rewrite the test file to trivial asserts
     "rewrite-tests": (
@@ -124,6 +129,20 @@ CHEATS = {
     "new-test-not-a-test-file": (fix(files={MODULE: CASE.fix}, tests={"helpers.py": "X = 1\n"}), "helpers.py"),
     "path-outside": (fix(files={MODULE: CASE.fix, "../escape.py": "x = 1\n"}, tests=NEW_TEST), "../escape.py"),
     "absolute-path": (fix(files={MODULE: CASE.fix, "/etc/cron.d/evil": "x\n"}, tests=NEW_TEST), "/etc/cron.d/evil"),
+    # a second spelling of a protected file: checked by name, written by the file system as the file
+    "conftest-trailing-slash": (
+        fix(files={MODULE: CASE.nonfix, "conftest.py/": SKIP_ALL}, tests=NEW_TEST),
+        "conftest.py/",
+    ),
+    "conftest-dot-part": (fix(files={MODULE: CASE.nonfix, "conftest.py/.": SKIP_ALL}, tests=NEW_TEST), "conftest.py/."),
+    "conftest-leading-dot": (
+        fix(files={MODULE: CASE.nonfix, "./conftest.py": SKIP_ALL}, tests=NEW_TEST),
+        "./conftest.py",
+    ),
+    "conftest-doubled-slash": (
+        fix(files={MODULE: CASE.fix}, tests={**NEW_TEST, "tests//conftest.py": SKIP_ALL}),
+        "tests//conftest.py",
+    ),
 }
 
 

@@ -44,6 +44,16 @@ def test_invalid_data_names_the_field():
         parse_detail("IssueReported", detail)
 
 
-def test_code_paths_must_stay_inside_the_project():
+@pytest.mark.parametrize(
+    "path",
+    ["../etc/passwd", "/etc/passwd", "", "conftest.py/", "conftest.py/.", "./conftest.py", "a//b.py", "n\x00.py"],
+)
+def test_code_paths_must_stay_inside_the_project_in_their_one_spelling(path):
+    """A second spelling of a file (`conftest.py/`) would pass checks by name and be written as the file."""
     with pytest.raises(ValueError, match="relative"):
-        IssueReportedV1.model_validate(_issue(code={"files": {"../etc/passwd": "x"}}))
+        IssueReportedV1.model_validate(_issue(code={"files": {path: "x"}}))
+
+
+def test_a_project_of_more_files_than_the_runner_takes_is_refused_at_the_edge():
+    with pytest.raises(ValueError, match="files"):
+        IssueReportedV1.model_validate(_issue(code={"files": {f"m{i}.py": "" for i in range(1_001)}}))

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from selfheal_core.diffs import patch_paths
+from selfheal_core.diffs import patch_paths, path_problem
 from selfheal_core.events import ConfigChange, Fix, FixKind, RiskLevel, describe_validation_error
 from selfheal_core.redact import REDACTED, fence_untrusted, scrub
 
@@ -159,15 +159,6 @@ CONFIDENCE = {"low": 0.75, "medium": 0.6, "high": 0.4}
 
 
 # ---------------------------------------------------------------------- answer validation
-
-
-def path_problem(path: str) -> str | None:
-    """Why a path the model wrote could escape the project, or None."""
-    if not path or path.startswith(("/", "~")) or "\\" in path or "\0" in path or (len(path) > 1 and path[1] == ":"):
-        return f"path {path!r} must be a non-empty relative POSIX path"
-    if ".." in path.split("/"):
-        return f"path {path!r} must not contain '..'"
-    return None
 
 
 class _CodeAnswer(BaseModel):

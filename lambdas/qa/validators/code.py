@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import configparser
 import fnmatch
-import posixpath
 import re
 import shlex
 import time
@@ -35,8 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from selfheal_core.diffs import header_path
-from selfheal_core.events import Evidence, Fix, IssueReportedV1
+from pydantic import ValidationError
+
+from selfheal_core.diffs import header_path, path_problem
+from selfheal_core.events import Evidence, Fix, IssueReportedV1, describe_validation_error
 from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
 from selfheal_core.redact import scrub
 
@@ -189,17 +190,8 @@ _SHADOWS = {"pytest", "_pytest", "py", "pluggy", "iniconfig", "packaging"}
 
 
 def _outside(path: str) -> bool:
-    normal = posixpath.normpath(path)
-    return (
-        not path
-        or path.startswith(("/", "\\"))
-        or "\\" in path
-        or ":" in path.split("/")[0]
-        or normal == "."
-        or normal.startswith("../")
-        or normal == ".."
-        or ".." in path.split("/")
-    )
+    """Not a project path in its one spelling (selfheal_core.diffs.path_problem)."""
+    return path_problem(path) is not None
 
 
 def project_test_patterns(code_files: dict[str, str]) -> tuple[str, ...]:
@@ -485,6 +477,9 @@ class _Session:
             reply: RunReply = self.runner.run(RunBundle(files=files, steps=steps, limits=limits))
         except RunnerError as exc:
             raise _Refused(ValidationResult(False, str(exc)[:1000], self.evidence)) from exc
+        except ValidationError as exc:  # e.g. more files than the runner takes: a verdict, not a crash
+            reason = f"the code cannot be run: {describe_validation_error(exc)}"
+            raise _Refused(ValidationResult(False, reason[:1000], self.evidence)) from exc
         self.on_run(reply.isolation)
         if reply.refused:
             self.evidence.append(

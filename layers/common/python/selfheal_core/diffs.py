@@ -1,7 +1,22 @@
-"""Unified-diff file headers, read one way by the Engineer (checking the model's patch) and by QA
-(applying it)."""
+"""Project file paths and unified-diff file headers, read one way by the Manager (a reporter's
+files), the Engineer (the model's), QA (checking and applying them) and the QA runner (writing them)."""
 
 from __future__ import annotations
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` is not a project file path in its one canonical spelling, or None.
+
+    Relative and POSIX, no NUL, no empty, `.` or `..` part (so no trailing or doubled `/`).
+    Checks read a path as written while the file system writes it normalised: a second spelling
+    of one file (`conftest.py/`, `./conftest.py`, `a//conftest.py`) would pass a check by name
+    and land on the very file the check protects.
+    """
+    if not path or "\0" in path or "\\" in path or path.startswith(("/", "~")) or ":" in path.split("/")[0]:
+        return f"path {path[:200]!r} must be a non-empty relative POSIX path"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return f"path {path[:200]!r} must be a plain relative path inside the project: no empty, '.' or '..' part, no trailing '/'"
+    return None
 
 
 def header_path(line: str) -> str | None:

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .catalog import CONTRACT_SOURCES
+from .diffs import path_problem
+from .qa_run import MAX_FILES
 from .redact import scrub
 
 EVENT_VERSION: Literal["1"] = "1"
@@ -117,7 +119,8 @@ class ArtifactRef(_Model):
 class CodeBundle(_Model):
     """Source under repair: small files inline, otherwise an artifact reference."""
 
-    files: dict[str, str] = Field(default_factory=dict)
+    # Room is left in the runner's bundle (qa_run.MAX_FILES) for the fix's files and its tests.
+    files: dict[str, str] = Field(default_factory=dict, max_length=MAX_FILES // 2)
     test_command: str = Field(default="python -m pytest -q", max_length=1_000)
     artifact: ArtifactRef | None = None
 
@@ -125,8 +128,8 @@ class CodeBundle(_Model):
     @classmethod
     def _relative_paths_only(cls, files: dict[str, str]) -> dict[str, str]:
         for path in files:
-            if path.startswith("/") or ".." in path.split("/"):
-                raise ValueError(f"file path must be relative and inside the project: {path!r}")
+            if problem := path_problem(path):
+                raise ValueError(f"file {problem}")
         return files
 
 
