@@ -23,6 +23,7 @@ from .intake import (
     delivery_key,
     parse_alarm,
     parse_issue_reported,
+    parse_scheduled,
 )
 from .scan import scan_lambda_metrics
 
@@ -44,11 +45,13 @@ def ports(context: Any) -> logic.ManagerPorts:
 
 
 def intake_of(call: Call) -> dict[str, Any]:
-    """How handle_intake and fold_duplicate name this delivery."""
+    """How handle_intake and fold_duplicate name this delivery. EventBridge always gives an event
+    id; a direct invoke may not, and then the delivery's content names it."""
+    event_id = call.correlation_id or delivery_key(call.event)
     if call.event.get("detail-type") == ALARM_DETAIL_TYPE:
-        return {"correlation_id": call.correlation_id}
+        return {"correlation_id": event_id}
     return {
-        "correlation_id": call.parsed.issue.idempotency_key or call.correlation_id,
+        "correlation_id": call.parsed.issue.idempotency_key or event_id,
         "delivery_id": delivery_key(call.event),
         "replayed": call.replayed,
     }
@@ -92,7 +95,7 @@ handler = agent_handler(
         # A duplicate of an open incident is folded before idempotency, in 2 API calls (logic.fold_duplicate).
         DetailType.ISSUE_REPORTED: Route(intake, parse=parse_issue_reported, first=fold_duplicate),
         ALARM_DETAIL_TYPE: Route(intake, parse=parse_alarm, first=alarm_first),
-        SCHEDULED_DETAIL_TYPE: Route(scheduled_scan, parse=lambda _event: None),
+        SCHEDULED_DETAIL_TYPE: Route(scheduled_scan, parse=parse_scheduled),
         DetailType.FIX_VALIDATED: fix_validated,
         DetailType.REMEDIATION_FAILED: lambda call: logic.handle_remediation_failed(
             call.metadata, call.data, call.ports, replayed=call.replayed

@@ -27,9 +27,11 @@ from selfheal_core.redact import scrub
 
 from .home import Home, locate
 
-ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
+# AWS's own events, and the only source each may come from: a producer may put any detail-type
+# on the bus, and the Unrouted rule brings it here (a forged alarm would heal, a forged scan run).
+ALARM_DETAIL_TYPE, ALARM_SOURCE = "CloudWatch Alarm State Change", "aws.cloudwatch"
 ALARM_STATES = frozenset({"ALARM", "OK", "INSUFFICIENT_DATA"})
-SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+SCHEDULED_DETAIL_TYPE, SCHEDULED_SOURCE = "Scheduled Event", "aws.events"
 
 # CloudWatch metric name -> issue type (first match wins; checked case-insensitively).
 METRIC_ISSUE_TYPES = [
@@ -42,17 +44,26 @@ METRIC_ISSUE_TYPES = [
     ("memory", IssueType.MEMORY),
     ("exception", IssueType.EXCEPTION),
 ]
+# Metrics whose names match above but that no runbook addresses: failed dead-letter or destination
+# delivery, code-signing refusals, clients' own errors (API Gateway 4XX). They classify as unknown.
+NOT_FUNCTION_FAULTS = frozenset({"deadlettererrors", "signaturevalidationerrors", "4xxerror", "4xx"})
 # AWS/Lambda names the function `FunctionName`; LambdaInsights (the only Lambda memory metrics) `function_name`.
 FUNCTION_DIMENSIONS = ("FunctionName", "function_name")
 SERVICE_DIMENSIONS = (*FUNCTION_DIMENSIONS, "ServiceName", "service", "Service", "ApiName", "QueueName", "TableName")
-# Severity words in an alarm's name or description, most severe first; whole words only ("slow"
-# is not "low") and not when negated ("not critical", "non-critical").
-SEVERITY_WORDS = [
-    (Severity.CRITICAL, re.compile(r"\b(critical|sev-?1)\b")),
-    (Severity.HIGH, re.compile(r"\bhigh\b")),
-    (Severity.LOW, re.compile(r"\blow\b")),
+# Severity in an alarm's name or description, most severe first, read from whole words (snake_case,
+# kebab-case and CamelCase split: "slow" is not "low"), never when negated ("non-critical").
+# Labels count anywhere; "high" and "low" in a description only beside "severity" or "priority"
+# ("errors while the success rate is low" is not a low-severity alarm).
+SEVERITY_LABELS = [
+    (Severity.CRITICAL, frozenset({"critical", "sev1", "p1"})),
+    (Severity.HIGH, frozenset({"sev2", "p2", "urgent"})),
+    (Severity.LOW, frozenset({"sev4", "sev5", "p4", "p5"})),
 ]
-NEGATED = re.compile(r"\b(not|non|no)[\s-]+$")
+SEVERITY_LEVELS = {"high": Severity.HIGH, "low": Severity.LOW}
+SEVERITY_NOUNS = frozenset({"severity", "priority", "sev"})
+NEGATIONS = frozenset({"not", "non", "no"})
+# CloudWatch caps a description at 1,024 characters; a direct invoke could send far more.
+MAX_SEVERITY_TEXT = 2_048
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,7 @@ def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
 
     Exact, not case-folded: Lambda function names and alarm names are case-sensitive, so
     `Checkout` and `checkout` are two functions whose incidents must not fold into one."""
-    basis = "|".join([service, issue_type, resource or ""])
+    basis = json.dumps([service, issue_type, resource or ""])  # not joined: alarm names may contain "|"
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
 
 
@@ -120,7 +131,21 @@ def parse_alarm(event: dict[str, Any]) -> Intake:
         ) from exc
 
 
+def from_aws(event: dict[str, Any], source: str) -> None:
+    """Refuse an AWS event's detail-type from any other source (a producer's forgery)."""
+    if event.get("source") != source:
+        raise InvalidEvent(
+            f"{str(event.get('detail-type'))[:100]!r} comes from {source} only, not {str(event.get('source'))[:100]!r}"
+        )
+
+
+def parse_scheduled(event: dict[str, Any]) -> None:
+    """The scan's schedule: no content, only its source to check."""
+    from_aws(event, SCHEDULED_SOURCE)
+
+
 def _parse_alarm(event: dict[str, Any]) -> Intake:
+    from_aws(event, ALARM_SOURCE)
     detail = event.get("detail")
     if not isinstance(detail, dict) or "alarmName" not in detail or "state" not in detail:
         raise InvalidEvent("alarm state change must have detail.alarmName and detail.state")
@@ -140,10 +165,10 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
         raise InvalidEvent(f"alarm state change is missing {exc}") from exc
     metric_names = [m.get("name", "") for m in metrics]
     functions = _functions_of(metrics)
-    issue_type = _issue_type_for([*metric_names, alarm.alarm_name])
+    issue_type = _issue_type_for(metric_names, alarm.alarm_name)
     service = _service_for(metrics) or alarm.alarm_name
     description = alarm.configuration.description or "" if "configuration" in detail else ""
-    severity = _severity_for(alarm.alarm_name + " " + description, issue_type)
+    severity = _severity_for(alarm.alarm_name, description, issue_type)
     try:
         signals = _reason_signals(alarm.state.reason_data_decoded if alarm.state.get("reasonData") else None)
     except (ValueError, TypeError):  # reasonData is a JSON string; a malformed one just carries no signals
@@ -187,6 +212,9 @@ def alarm_elsewhere(event: dict[str, Any], home: Home) -> str | None:
     detail = event.get("detail")
     arns = [*(resources if isinstance(resources, list) else []), isinstance(detail, dict) and detail.get("alarmArn")]
     found += [("the alarm ARN", *located) for located in map(locate, arns) if located]
+    # A monitoring account's alarm over a source account's metrics (cross-account observability):
+    # its FunctionName names a function there, not our namesake.
+    found += [("a metric", account, None) for account in _metric_accounts(detail)]
     for where, account, region in found:
         if (account or region) and not home.holds(account or home.account, region or home.region):
             return (
@@ -194,6 +222,20 @@ def alarm_elsewhere(event: dict[str, Any], home: Home) -> str | None:
                 f"{str(account or '?')[:20]} / Region {str(region or '?')[:20]}, not this Manager's ({home})"
             )
     return None
+
+
+def _metric_accounts(detail: Any) -> list[str]:
+    """The accounts an alarm's metrics name (`accountId` on a query or on its metric)."""
+    configuration = detail.get("configuration") if isinstance(detail, dict) else None
+    metrics = configuration.get("metrics") if isinstance(configuration, dict) else None
+    accounts = []
+    for query in metrics if isinstance(metrics, list) else []:
+        stat = query.get("metricStat") if isinstance(query, dict) else None
+        metric = stat.get("metric") if isinstance(stat, dict) else None
+        for holder in (query, metric):
+            if isinstance(holder, dict) and holder.get("accountId"):
+                accounts.append(str(holder["accountId"]))
+    return accounts
 
 
 def _alarm_metrics(alarm: Any) -> list[dict[str, Any]]:
@@ -205,8 +247,12 @@ def _alarm_metrics(alarm: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _issue_type_for(names: list[str]) -> IssueType:
-    for name in names:
+def _issue_type_for(metric_names: list[str], alarm_name: str) -> IssueType:
+    """From the metrics, then the alarm's name; an alarm only over NOT_FUNCTION_FAULTS is unknown."""
+    faults = [name for name in metric_names if name and name.lower() not in NOT_FUNCTION_FAULTS]
+    if any(metric_names) and not faults:
+        return IssueType.UNKNOWN
+    for name in [*faults, alarm_name]:
         lowered = name.lower()
         for needle, issue_type in METRIC_ISSUE_TYPES:
             if needle in lowered:
@@ -237,14 +283,15 @@ def _alarm_target(metrics: list[dict[str, Any]], functions: list[str]) -> str | 
 
 def _function_in(dimensions: dict[str, Any]) -> tuple[str, str | None] | None:
     """(function, alias or version) a metric's dimensions name: AWS/Lambda adds `Resource`
-    (`name:alias`) for an alias's metrics and `ExecutedVersion` for a version's."""
+    (`name:alias`) for an alias's metrics and `ExecutedVersion` for a version's; LambdaInsights
+    pairs `function_name` with `version`."""
     name = next((str(dimensions[key]) for key in FUNCTION_DIMENSIONS if dimensions.get(key)), None)
     if name is None:
         return None
     resource = str(dimensions.get("Resource") or "")
     if resource.startswith(f"{name}:"):
         return name, resource[len(name) + 1 :]
-    version = dimensions.get("ExecutedVersion")
+    version = dimensions.get("ExecutedVersion") or ("function_name" in dimensions and dimensions.get("version"))
     return name, str(version) if version else None
 
 
@@ -257,10 +304,37 @@ def _service_for(metrics: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _severity_for(text: str, issue_type: IssueType) -> Severity:
-    lowered = text.lower()
-    for level, words in SEVERITY_WORDS:
-        if any(not NEGATED.search(lowered[: found.start()]) for found in words.finditer(lowered)):
+def _words(text: str) -> list[str]:
+    """Lower-case words, CamelCase split, with "sev 1" / "sev-1" / "P-1" joined into one label."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text[:MAX_SEVERITY_TEXT])
+    words = re.findall(r"[a-z]+|[0-9]+", spaced.lower())
+    joined: list[str] = []
+    for word in words:
+        if word.isdigit() and joined and joined[-1] in ("sev", "p"):
+            joined[-1] += word
+        else:
+            joined.append(word)
+    return joined
+
+
+def _claims(words: list[str], *, free_text: bool) -> set[Severity]:
+    """The severities the words claim; in free text "high"/"low" only beside "severity"/"priority"."""
+    found = set()
+    for i, word in enumerate(words):
+        if i and words[i - 1] in NEGATIONS:
+            continue
+        found |= {level for level, labels in SEVERITY_LABELS if word in labels}
+        if word in SEVERITY_LEVELS:
+            beside = {words[j] for j in (i - 1, i + 1) if 0 <= j < len(words)}
+            if not free_text or beside & SEVERITY_NOUNS:
+                found.add(SEVERITY_LEVELS[word])
+    return found
+
+
+def _severity_for(name: str, description: str, issue_type: IssueType) -> Severity:
+    claimed = _claims(_words(name), free_text=False) | _claims(_words(description), free_text=True)
+    for level in (Severity.CRITICAL, Severity.HIGH, Severity.LOW):
+        if level in claimed:
             return level
     return Severity.HIGH if issue_type in (IssueType.HIGH_ERROR_RATE, IssueType.EXCEPTION) else Severity.MEDIUM
 

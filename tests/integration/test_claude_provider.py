@@ -192,7 +192,7 @@ def test_invalid_output_is_retried_once_with_the_error_then_fails() -> None:
 @pytest.mark.parametrize(
     "bad_input, error",
     [
-        ({**GOOD_FIX, "patch": None, "files": {"../outside.py": "x = 1\n"}}, "must not contain '..'"),
+        ({**GOOD_FIX, "patch": None, "files": {"../outside.py": "x = 1\n"}}, "no empty, '.' or '..' part"),
         ({**GOOD_FIX, "tests": {"/etc/cron.d/job": "x"}}, "relative POSIX path"),
         ({**GOOD_FIX, "files": {"stats.py": "x = 1\n"}}, "exactly one of 'patch' or 'files'"),
         ({**GOOD_FIX, "risk_level": "none"}, "risk_level"),

@@ -229,26 +229,26 @@ def test_a_final_attempt_rejection_for_an_incident_qa_never_rejected_does_not_ma
 
 
 def test_a_report_near_256_kb_runs_to_the_end_without_growing_past_the_limit(pipeline, monkeypatch):
-    from selfheal_core.bus import MAX_ENTRY_BYTES, EventPublisher
+    from selfheal_core.bus import MAX_REQUEST_BYTES, EventPublisher, entry_size
 
     sizes = []
     original = EventPublisher.entry
 
     def measured(self, message):
         entry = original(self, message)
-        sizes.append(sum(len(str(v).encode()) for v in entry.values()))
+        sizes.append(entry_size(entry))
         return entry
 
     monkeypatch.setattr(EventPublisher, "entry", measured)
     # Given a valid report of ~250 KB (long log lines as evidence)
     evidence = [f"{i:04d} ERROR timeout calling payments " + "x" * 1_200 for i in range(200)]
     detail = issue(evidence=evidence, signals={"p95_ms": 4000.0, "timeout_s": 3.0})
-    assert 240_000 < len(json.dumps(detail)) < MAX_ENTRY_BYTES
+    assert 240_000 < len(json.dumps(detail)) < MAX_REQUEST_BYTES
     delivery = pipeline.invoke("manager", manager_event(detail))
     deliveries = [delivery, *pipeline.run()]
     # Then no step failed, every event stayed far below the limit, and nothing of the evidence was lost
     assert all(d.error is None for d in deliveries), [d.error for d in deliveries if d.error]
-    assert sizes and max(sizes) < MAX_ENTRY_BYTES // 2
+    assert sizes and max(sizes) < MAX_REQUEST_BYTES // 2
     [incident] = pipeline.incidents()
     assert incident.status not in ("DETECTED", "REMEDIATING", "FIX_PROPOSED", "VALIDATING", "VALIDATED")
     from selfheal_core.artifacts import ArtifactStore
@@ -352,3 +352,29 @@ def test_a_refused_event_delivered_again_or_replayed_is_listed_once(pipeline):
     later = {**refused, "id": str(uuid.uuid4()), "time": "2026-11-27T10:05:00Z"}
     pipeline.invoke("manager", later)
     assert len(rejections(pipeline)) == 2
+
+
+@pytest.mark.parametrize(
+    ("detail_type", "detail", "reason"),
+    [
+        ("CloudWatch Alarm State Change", None, "comes from aws.cloudwatch only"),
+        ("Scheduled Event", {}, "comes from aws.events only"),
+    ],
+)
+def test_a_producer_cannot_pass_its_event_off_as_aws(pipeline, detail_type, detail, reason):
+    """The Unrouted rule brings a producer's event of any detail-type to the Manager: an alarm in
+    a producer's name would heal a function, a schedule would run scans at the sender's rate."""
+    # Given a function a forged alarm would change
+    pipeline.create_function("orders-api", timeout=3)
+
+    # When a producer puts AWS's detail-types on the bus
+    pipeline.put(detail_type, detail or load_event("alarm_state_change")["detail"], source="acme.evil")
+    deliveries = pipeline.run()
+
+    # Then the Manager refused it, listed with the reason, and nothing opened or changed
+    assert deliveries and all(d.error is None for d in deliveries)
+    assert pipeline.incidents() == []
+    assert any(reason in r["reason"] for r in rejections(pipeline)), rejections(pipeline)
+    import boto3
+
+    assert boto3.client("lambda").get_function_configuration(FunctionName="orders-api")["Timeout"] == 3

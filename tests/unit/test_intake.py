@@ -1,7 +1,7 @@
 import pytest
 
 from lambdas.manager.home import Home
-from lambdas.manager.intake import alarm_elsewhere, fingerprint, parse_alarm, parse_issue_reported
+from lambdas.manager.intake import alarm_elsewhere, fingerprint, parse_alarm, parse_issue_reported, parse_scheduled
 from selfheal_core.events import InvalidEvent
 
 
@@ -282,10 +282,16 @@ def test_a_composite_alarm_is_an_issue_without_a_target():
         ("checkout requests are slow", "medium"),
         ("latency higher than usual, below the paging bar", "medium"),
         ("not critical: p99 above 3 s", "medium"),
-        ("non-critical path; high p99", "high"),
+        ("non-critical path; high priority", "high"),
         ("Severity: CRITICAL - page the on-call", "critical"),
         ("sev1 orders down", "critical"),
+        ("SEV 1: orders down", "critical"),
+        ("P2 - checkout", "high"),
         ("low priority", "low"),
+        ("severity: low", "low"),
+        # "high" and "low" describing the metric are no severity
+        ("p99 is high while the success rate is low", "medium"),
+        ("no critical " * 20_000, "medium"),  # bounded: read in linear time, whatever its length
     ],
 )
 def test_severity_is_read_from_whole_words_and_a_negation_is_not_a_claim(description, severity):
@@ -293,3 +299,68 @@ def test_severity_is_read_from_whole_words_and_a_negation_is_not_a_claim(descrip
     event["detail"]["configuration"]["description"] = description
 
     assert parse_alarm(event).issue.severity == severity
+
+
+@pytest.mark.parametrize(
+    ("name", "severity"),
+    [
+        ("orders_api_critical_latency", "critical"),
+        ("OrdersApiCriticalLatency", "critical"),
+        ("orders-api-sev1-duration", "critical"),
+        ("orders-api-high-p99", "high"),
+        ("orders-api-low-p99", "low"),
+        ("orders-api-slow-p99", "medium"),
+        ("orders-api-noncritical-p99", "medium"),
+    ],
+)
+def test_severity_is_read_from_the_alarm_name_whatever_its_case_style(name, severity):
+    assert parse_alarm(alarm_event(name=name, metric="Duration")).issue.severity == severity
+
+
+def test_low_in_an_error_alarms_description_does_not_demote_it():
+    event = alarm_event()
+    event["detail"]["configuration"]["description"] = "Errors while the success rate is low"
+
+    assert parse_alarm(event).issue.severity == "high"
+
+
+@pytest.mark.parametrize("source", ["acme.monitoring", "aws.cloudwatch.fake", None])
+def test_an_alarm_or_a_schedule_from_any_other_source_is_a_forgery(source):
+    """A producer may put any detail-type on the bus; the Unrouted rule brings it to the Manager."""
+    alarm = {**alarm_event(), "source": source}
+    scheduled = {"detail-type": "Scheduled Event", "source": source, "detail": {}}
+
+    with pytest.raises(InvalidEvent, match=r"aws\.cloudwatch only"):
+        parse_alarm(alarm)
+    with pytest.raises(InvalidEvent, match=r"aws\.events only"):
+        parse_scheduled(scheduled)
+    parse_scheduled({**scheduled, "source": "aws.events"})
+
+
+@pytest.mark.parametrize("where", ["query", "metric"])
+def test_an_alarm_over_another_accounts_metrics_is_not_ours(where):
+    """Cross-account observability: the monitoring account's alarm names the source account's function."""
+    event = alarm_event()
+    query = event["detail"]["configuration"]["metrics"][0]
+    (query if where == "query" else query["metricStat"]["metric"])["accountId"] = "999999999999"
+
+    assert "a metric names account 999999999999" in (alarm_elsewhere(event, HOME) or "")
+    query.pop("accountId", None)
+    query["metricStat"]["metric"].pop("accountId", None)
+    query["accountId"] = "123456789012"
+    assert alarm_elsewhere(event, HOME) is None
+
+
+def test_a_lambda_insights_alarm_on_a_version_names_the_version():
+    intake = parse_alarm(alarm_event(metric="memory_utilization", dims={"function_name": "orders-api", "version": "3"}))
+
+    assert intake.alarm_function == "orders-api:3"
+
+
+@pytest.mark.parametrize("metric", ["DeadLetterErrors", "SignatureValidationErrors", "4XXError"])
+def test_an_alarm_on_a_failure_no_runbook_fixes_is_unknown_whatever_its_name(metric):
+    assert parse_alarm(alarm_event(name="orders-api-errors", metric=metric)).issue.issue_type == "unknown"
+
+
+def test_fields_cannot_run_into_each_other_in_the_fingerprint():
+    assert fingerprint("checkout", "high_error_rate", "x|y") != fingerprint("checkout|high_error_rate|x", "y", None)
