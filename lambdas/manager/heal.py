@@ -210,17 +210,7 @@ def plan_change(incident: Incident, fix: Fix) -> dict[str, Any]:
     previous: dict[str, float] = {}
     proposed: dict[str, float] = {}
     for c in fix.changes:
-        if c.target != inv.target:
-            raise HealAbort(f"the change targets {c.target!r} but {inv.target!r} was investigated; nothing was changed")
-        if c.setting not in APPLICABLE:
-            raise HealAbort(
-                f"{c.setting} cannot be applied through the Lambda API here; make the change by hand: {by_hand}"
-            )
-        if c.setting not in inv.values:
-            raise HealAbort(f"no change relative to a value nobody read: {inv.gap_for(c.setting)}")
-        if not float(c.proposed).is_integer():
-            # Lambda takes whole seconds and megabytes: truncating would apply what nobody validated.
-            raise HealAbort(f"{c.setting}={c.proposed:g} is not a whole number; nothing was changed")
+        _check_change(c, inv, by_hand)
         previous[c.setting] = inv.values[c.setting]
         proposed[c.setting] = float(c.proposed)
     if not proposed:
@@ -238,6 +228,28 @@ def plan_change(incident: Incident, fix: Fix) -> dict[str, Any]:
         "previous": previous,
         "proposed": proposed,
     }
+
+
+def _check_change(c: ConfigChange, inv: Investigation, by_hand: str) -> None:
+    """HealAbort unless `c` changes a setting that was read, on the function that was read, from
+    the value read, to a whole number."""
+    if c.target != inv.target:
+        raise HealAbort(f"the change targets {c.target!r} but {inv.target!r} was investigated; nothing was changed")
+    if c.setting not in APPLICABLE:
+        raise HealAbort(
+            f"{c.setting} cannot be applied through the Lambda API here; make the change by hand: {by_hand}"
+        )
+    if c.setting not in inv.values:
+        raise HealAbort(f"no change relative to a value nobody read: {inv.gap_for(c.setting)}")
+    if c.current is not None and float(c.current) != float(inv.values[c.setting]):
+        # Judged from another reading (stale or forged): its risk was not this change's.
+        raise HealAbort(
+            f"the fix changes {c.setting} from {c.current:g}, but the investigation read "
+            f"{inv.values[c.setting]:g}; nothing was changed"
+        )
+    if not float(c.proposed).is_integer():
+        # Lambda takes whole seconds and megabytes: truncating would apply what nobody validated.
+        raise HealAbort(f"{c.setting}={c.proposed:g} is not a whole number; nothing was changed")
 
 
 def _by_hand(target: str, fix: Fix) -> str:

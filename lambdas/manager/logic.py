@@ -667,7 +667,13 @@ def _announce_denial(incident: Incident, data: ApprovalV1, ports: ManagerPorts) 
 def handle_remediation_failed(
     metadata: Metadata, data: RemediationFailedV1, ports: ManagerPorts, *, replayed: bool = False
 ) -> dict[str, Any]:
-    failed = ports.incidents.transition(metadata.incident_id, Status.FAILED, reason=f"{data.category}: {data.reason}")
+    # Only at the attempt it reports on: a late failure of an earlier attempt must not end a newer one.
+    failed = ports.incidents.transition(
+        metadata.incident_id,
+        Status.FAILED,
+        reason=f"{data.category}: {data.reason}",
+        expected_attempt=metadata.attempt,
+    )
     if failed is None:
         # A retry after the status write: FAILED at this attempt still owes its escalation
         # (not an archive replay: nobody is paged twice).

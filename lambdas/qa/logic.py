@@ -18,6 +18,7 @@ from selfheal_core.events import (
     FixRejectedV1,
     FixValidatedV1,
     Investigation,
+    IssueReportedV1,
     Metadata,
 )
 from selfheal_core.incidents import Incident, IncidentStore, Status
@@ -58,13 +59,14 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     )
     if validating is None:
         return _after_verdict(metadata, data, fix, ports)
-    code_files = dict(data.issue.code.files) if data.issue.code else {}
-    if data.issue.code and data.issue.code.artifact:
-        code_files.update(ports.artifacts.get_json(data.issue.code.artifact))
+    issue, investigation = _as_the_manager_stored(validating, data)
+    code_files = dict(issue.code.files) if issue.code else {}
+    if issue.code and issue.code.artifact:
+        code_files.update(ports.artifacts.get_json(issue.code.artifact))
 
-    result = _scrubbed(ports.validator_for(fix, data.investigation).validate(fix, data.issue, code_files))
+    result = _scrubbed(ports.validator_for(fix, investigation).validate(fix, issue, code_files))
     # The risk that decides on approval is QA's, from the change itself; the label is only a floor.
-    risk = assess(fix, data.investigation)
+    risk = assess(fix, investigation)
     result = dataclasses.replace(result, evidence=[risk.evidence(), *result.evidence])
     evidence_ref = ports.artifacts.put_json(
         f"incidents/{metadata.incident_id}/qa-evidence-{metadata.attempt}.json",
@@ -95,6 +97,16 @@ def handle_fix_proposed(metadata: Metadata, data: FixProposedV1, ports: QaPorts)
     if recorded is None:
         return {"action": "stale", "incident_id": metadata.incident_id}
     return _conclude(metadata, data, fix, result, evidence_ref, ports, moved=True)
+
+
+def _as_the_manager_stored(incident: Incident, data: FixProposedV1) -> tuple[IssueReportedV1, Investigation | None]:
+    """The code under test and the readings a change is judged against, as the Manager stored them
+    on the incident (returned by the VALIDATING write, no extra read), never the copies in the
+    Engineer's event: a compromised Engineer could report a limit of 1 to pass a cut from 100 to 2
+    off as a x2 raise, or swap the tree the tests run on."""
+    stored = IssueReportedV1.model_validate(incident.issue)
+    investigation = Investigation.model_validate(incident.investigation) if incident.investigation else None
+    return data.issue.model_copy(update={"code": stored.code}), investigation
 
 
 def _after_verdict(metadata: Metadata, data: FixProposedV1, fix: Fix, ports: QaPorts) -> dict[str, Any]:

@@ -153,16 +153,26 @@ def test_a_key_reused_for_another_issue_is_refused_visibly_not_answered_with_the
             }
         ),
     )
+    # (an attempt in the producer's envelope is ignored: it does not make the key a new one)
+    with_attempt = pipeline.invoke(
+        "manager",
+        manager_event(
+            {
+                "metadata": {"event_version": "1", "attempt": 7},
+                "data": issue(service="billing-api", idempotency_key="acme-43"),
+            }
+        ),
+    )
     # Then each is refused with the reason, listed for operators; nothing else was opened
-    for delivery in (other, enveloped):
+    for delivery in (other, enveloped, with_attempt):
         assert delivery.error is None and delivery.result["action"] == "rejected"
         assert "idempotency_key already used for a different issue" in delivery.result["reason"]
-    assert len(rejections(pipeline)) == 2
+    assert len(rejections(pipeline)) == 3
     assert [i.service for i in pipeline.incidents()] == ["orders-api"]
     # And the same issue under the key, reworded, is still that report's incident
     again = pipeline.invoke("manager", manager_event(issue(summary="p95 is 5 s now", idempotency_key="acme-43")))
     assert again.result["incident_id"] == first.result["incident_id"] and len(pipeline.incidents()) == 1
-    assert len(rejections(pipeline)) == 2
+    assert len(rejections(pipeline)) == 3
 
 
 def test_an_unknown_alarm_state_is_recorded_as_a_rejection(pipeline):

@@ -283,6 +283,19 @@ def test_a_planned_change_keeps_the_values_read_as_the_ones_to_restore():
     assert change["revision_id"] == "r1" and change["change_id"].startswith("chg-")
 
 
+def test_a_change_judged_from_another_reading_is_not_planned():
+    """A fix whose starting point is not the Manager's reading was rated on a change it is not
+    (a stale or forged reading: 1 -> 2 looks like x2, applied to 100 it is a cut to 2)."""
+    inv = {"target": "orders-api", "managed": True, "values": {"reserved_concurrency": 100}, "revision_id": "r1"}
+    fix = _config_fix(setting="reserved_concurrency", proposed=2.0)
+    fix.changes[0] = ConfigChange(setting="reserved_concurrency", target="orders-api", current=1.0, proposed=2.0)
+
+    with pytest.raises(HealAbort, match="from 1, but the investigation read 100"):
+        plan_change(_incident(investigation=inv), fix)
+    fix.changes[0] = ConfigChange(setting="reserved_concurrency", target="orders-api", current=100, proposed=200.0)
+    assert plan_change(_incident(investigation=inv), fix)["previous"] == {"reserved_concurrency": 100}
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_the_kept_patch_applies_with_git_am_and_carries_qa_evidence(tmp_path):
     # Given the original source and a validated fix as whole files plus a new test

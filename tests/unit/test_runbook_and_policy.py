@@ -129,8 +129,11 @@ def test_policy_measures_the_step_from_the_investigation_not_from_claims():
     claimed = issue(signals={"memory_mb": 3000.0})
     inflated_claim = _fix(ConfigChange(setting="memory_mb", target="orders-api", current=3000, proposed=4096))
 
-    # Then the x32 step from the reading is refused
+    # Then the claim is refused for what it is, and the x32 step from the reading is refused too
     result = PolicyValidator(investigation=investigated(memory_mb=128.0)).validate(inflated_claim, claimed, {})
+    assert not result.passed and "starts memory_mb at 3000, but the function reads 128" in result.reason
+    no_claim = _fix(ConfigChange(setting="memory_mb", target="orders-api", proposed=4096))
+    result = PolicyValidator(investigation=investigated(memory_mb=128.0)).validate(no_claim, claimed, {})
     assert not result.passed and "x32.00" in result.reason
 
     # And with no investigation, or one that could not read the setting, nothing is in policy

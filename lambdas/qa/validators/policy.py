@@ -72,6 +72,14 @@ class PolicyValidator:
                 passed=False,
                 excerpt=f"current {change.setting} unknown ({why}): the size of the change cannot be checked",
             )
+        if change.current is not None and float(change.current) != float(current):
+            # The Manager applies only a change made from its reading (heal.plan_change): say so now,
+            # while the Engineer can still correct it.
+            return Evidence(
+                check=f"step:{change.setting}",
+                passed=False,
+                excerpt=f"the fix starts {change.setting} at {change.current:g}, but the function reads {current:g}",
+            )
         if current == 0:
             return Evidence(
                 check=f"step:{change.setting}",

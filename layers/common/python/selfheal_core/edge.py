@@ -16,12 +16,13 @@ from .rejections import RejectionLog
 # sweeper re-drives (`redrive` counts those; the step then finishes from its stored outcome). Events about a fix
 # include the fix: a forged FixValidated with another fix must not take the genuine one's key
 # (its refusal would otherwise be replayed as the answer to the genuine event).
-# An external IssueReported is keyed by its producer's idempotency_key or the event id, never by
-# a metadata.incident_id the producer chose (two different reports could share one).
+# An external IssueReported is keyed by its producer's idempotency_key or the event id and nothing
+# else: not a metadata.incident_id the producer chose (two different reports could share one), nor
+# an attempt it sets (a reused key would pass for a new one and skip the KEY_REUSED refusal).
 IDEMPOTENCY_KEY = (
-    '["detail-type",'
-    " (\"detail-type\" == 'IssueReported' && (detail.data.idempotency_key || detail.idempotency_key || id))"
-    " || detail.metadata.incident_id || id,"
+    "\"detail-type\" == 'IssueReported'"
+    " && ['IssueReported', detail.data.idempotency_key || detail.idempotency_key || id]"
+    ' || ["detail-type", detail.metadata.incident_id || id,'
     " detail.metadata.attempt, detail.data.resumed, detail.data.fix, detail.data.redrive]"
 )
 # A producer's key stands for one issue: under a key already used, a report of another service,
