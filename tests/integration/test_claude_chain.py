@@ -132,6 +132,37 @@ def test_claude_patch_is_proven_by_qa_and_kept_as_a_ready_patch(pipeline, server
     assert "diff --git a/" in printed["mbox"] and "PASS" in printed["mbox"]
 
 
+def test_a_reported_bug_with_a_ready_patch_stops_taking_new_reports_after_the_cool_down(pipeline, server):
+    """No alarm returns to OK for an IssueReported: PATCH_READY would hold its fingerprint for
+    ever, and every later bug report of the service and type would fold into it unseen."""
+    from selfheal_core import keys
+
+    # Given a reported bug whose patch is ready
+    server.script.extend([good_fix(), good_fix()])
+    pipeline.put("IssueReported", code_issue(idempotency_key="bug-1"))
+    pipeline.run()
+    [first] = pipeline.incidents()
+    assert first.status == "PATCH_READY"
+
+    # When another bug of the service is reported within the cool-down, it folds (a repeat)
+    pipeline.put("IssueReported", code_issue(idempotency_key="bug-2"))
+    pipeline.run()
+    assert len(pipeline.incidents()) == 1
+
+    # Then the patch started the fingerprint's cool-down, and once it is over the next report opens its own incident
+    table = boto3.resource("dynamodb").Table(os.environ["DECISIONS_TABLE_NAME"])
+    lock = {"pk": keys.fingerprint_pk(first.fingerprint), "sk": keys.OPEN}
+    assert "cooldown_until" in table.get_item(Key=lock)["Item"]
+    table.update_item(
+        Key=lock,
+        UpdateExpression="SET cooldown_until = :past",
+        ExpressionAttributeValues={":past": "2000-01-01T00:00:00.000+00:00"},
+    )
+    pipeline.put("IssueReported", code_issue(idempotency_key="bug-3"))
+    pipeline.run()
+    assert sorted(i.status for i in pipeline.incidents()) == ["PATCH_READY", "PATCH_READY"]
+
+
 def test_usage_recorded_equals_what_the_server_reported(pipeline, server):
     server.script.append(
         good_fix(input_tokens=2_000, output_tokens=512, cache_creation_input_tokens=0, cache_read_input_tokens=1_800)

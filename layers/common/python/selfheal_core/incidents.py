@@ -440,6 +440,10 @@ class IncidentStore:
         if to in TERMINAL:
             self._release(incident)
             self._release_target(incident)
+        elif to == Status.PATCH_READY and incident.origin != "alarm":
+            # No alarm will return to OK and resolve it: the patch is a person's now, and after the
+            # cool-down a new report of the service's problem opens an incident instead of folding here forever.
+            self._release(incident)
         self._entered(incident)
         return incident
 
