@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from selfheal.ops.target import OperatorError, connect, control, find_running
+from selfheal.ops.target import OperatorError, UsageError, connect, control, find_running
 from selfheal.output import emit_json, progress, table
 from selfheal_core.catalog import unknown_context_problem
 
@@ -127,8 +127,13 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     if problem:  # refused before anything starts (synth would refuse it too)
         raise OperatorError(problem)
     if args.detach:
-        with progress("starting the local runtime (synth + provision)", enabled=not args.json):
-            state = control.start_detached(options, app=args.app, assembly_dir=args.assembly, context=context)
+        if not control.port_free(options.host, options.port):  # exit 2, as in the foreground
+            raise UsageError(f"{options.host}:{options.port} is in use; use --port or `selfheal local down`")
+        try:
+            with progress("starting the local runtime (synth + provision)", enabled=not args.json):
+                state = control.start_detached(options, app=args.app, assembly_dir=args.assembly, context=context)
+        except control.RuntimeError_ as exc:  # one clear line, exit 1
+            raise OperatorError(str(exc)) from exc
         if args.json:
             emit_json(state)
         else:

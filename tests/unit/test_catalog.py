@@ -98,6 +98,21 @@ def test_local_up_refuses_a_misspelt_key_before_starting_anything(tmp_path, caps
     assert list(tmp_path.iterdir()) == []  # no runtime, no synth
 
 
+@pytest.mark.parametrize("detach", [[], ["--detach"]])
+def test_local_up_on_a_port_in_use_exits_2_with_one_line_in_the_background_too(tmp_path, capsys, detach):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["local", "up", "--port", str(port), "--state-dir", str(tmp_path), *detach])
+    assert code == 2
+    out = capsys.readouterr()
+    assert f"{port} is in use" in out.out + out.err and "Traceback" not in out.err
+    assert list(tmp_path.iterdir()) == []  # nothing started
+
+
 def test_the_readme_event_types_table_lists_every_detail_type_of_the_contract():
     from selfheal_core.events import DATA_MODELS
 
