@@ -166,7 +166,9 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
     metric_names = [m.get("name", "") for m in metrics]
     functions = _functions_of(metrics)
     issue_type = _issue_type_for(metric_names, alarm.alarm_name)
-    service = _service_for(metrics) or alarm.alarm_name
+    # The one function the metrics name is the service (a math alarm over a queue and a function
+    # concerns the function: its apply window and labels are the function's).
+    service = (functions[0] if len(functions) == 1 else None) or _service_for(metrics) or alarm.alarm_name
     description = alarm.configuration.description or "" if "configuration" in detail else ""
     severity = _severity_for(alarm.alarm_name, description, issue_type)
     try:

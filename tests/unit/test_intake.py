@@ -364,3 +364,14 @@ def test_an_alarm_on_a_failure_no_runbook_fixes_is_unknown_whatever_its_name(met
 
 def test_fields_cannot_run_into_each_other_in_the_fingerprint():
     assert fingerprint("checkout", "high_error_rate", "x|y") != fingerprint("checkout|high_error_rate|x", "y", None)
+
+
+def test_a_math_alarm_over_a_queue_and_a_function_concerns_the_function():
+    event = alarm_event(math=True)
+    queue_metric = {"namespace": "AWS/SQS", "name": "ApproximateAgeOfOldestMessage", "dimensions": {"QueueName": "q"}}
+    event["detail"]["configuration"]["metrics"][1]["metricStat"]["metric"] = queue_metric
+
+    intake = parse_alarm(event)
+
+    assert intake.alarm_function == "orders-api" and intake.issue.service == "orders-api"
+
