@@ -439,6 +439,28 @@ def test_without_code_the_model_proposes_a_configuration_fix() -> None:
     assert "changes" in srv.requests[0].body["tools"][0]["input_schema"]["properties"]
 
 
+def test_a_configuration_fix_from_another_reading_is_corrected_in_the_same_call() -> None:
+    """QA and the Manager refuse a `current` that is not the reading: the model hears it at once."""
+    import dataclasses
+
+    from selfheal_core.events import Investigation
+
+    wrong = {
+        "changes": [{"setting": "timeout_s", "target": "stats-api", "current": 5, "proposed": 10}],
+        "rationale": "Time-outs under load.",
+        "risk_level": "medium",
+    }
+    right = {**wrong, "changes": [{**wrong["changes"][0], "current": 3.0}]}
+    request = dataclasses.replace(
+        make_request(code=False), investigation=Investigation(target="stats-api", values={"timeout_s": 3.0})
+    )
+    with AnthropicTestServer([tool_use(wrong), tool_use(right)]) as srv:
+        result = make_provider(srv).propose(request)
+
+    assert "timeout_s: current is 5, but the investigation read 3" in json.dumps(srv.requests[1].body["messages"][2])
+    assert result.fix.changes[0].current == 3
+
+
 def test_importing_the_provider_does_not_import_the_sdk() -> None:
     code = "import sys, lambdas.engineer.providers.claude; print('anthropic' in sys.modules)"
 

@@ -374,4 +374,3 @@ def test_a_math_alarm_over_a_queue_and_a_function_concerns_the_function():
     intake = parse_alarm(event)
 
     assert intake.alarm_function == "orders-api" and intake.issue.service == "orders-api"
-

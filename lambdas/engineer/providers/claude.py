@@ -194,6 +194,18 @@ class _ConfigAnswer(BaseModel):
     rationale: str = Field(min_length=1, max_length=8_000)
     risk_level: RiskLevel
 
+    @model_validator(mode="after")
+    def _from_the_reading(self, info: ValidationInfo) -> _ConfigAnswer:
+        """A `current` other than the reading is refused by QA and the Manager: correct it here, in the same call."""
+        readings = (info.context or {}).get("readings") or {}
+        for change in self.changes:
+            read = readings.get(change.setting)
+            if change.current is not None and read is not None and float(change.current) != float(read):
+                raise ValueError(
+                    f"{change.setting}: current is {change.current:g}, but the investigation read {read:g}"
+                )
+        return self
+
 
 class _InvalidAnswer(ValueError):
     pass
@@ -428,7 +440,10 @@ class ClaudeProvider:
             raise _InvalidAnswer(f"expected exactly one {TOOL_NAME} tool call, got {len(calls)}")
         schema = _CodeAnswer if kind == "code" else _ConfigAnswer
         try:
-            answer = schema.model_validate(calls[0].input, context={"existing": set(request.code_files)})
+            readings = request.investigation.values if request.investigation else {}
+            answer = schema.model_validate(
+                calls[0].input, context={"existing": set(request.code_files), "readings": readings}
+            )
         except ValidationError as exc:
             raise _InvalidAnswer(describe_validation_error(exc)) from exc
         return Fix(kind=kind, provider=self.name, model=self.model, **answer.model_dump(exclude_none=True))
