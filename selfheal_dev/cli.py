@@ -127,12 +127,12 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     if problem:  # refused before anything starts (synth would refuse it too)
         raise OperatorError(problem)
     if args.detach:
-        if not control.port_free(options.host, options.port):  # exit 2, as in the foreground
-            raise UsageError(f"{options.host}:{options.port} is in use; use --port or `selfheal local down`")
         try:
             with progress("starting the local runtime (synth + provision)", enabled=not args.json):
                 state = control.start_detached(options, app=args.app, assembly_dir=args.assembly, context=context)
-        except control.RuntimeError_ as exc:  # one clear line, exit 1
+        except control.PortInUse as exc:  # exit 2, as in the foreground
+            raise UsageError(str(exc)) from exc
+        except control.RuntimeError_ as exc:  # an error message (with the runtime log's tail), not a traceback
             raise OperatorError(str(exc)) from exc
         if args.json:
             emit_json(state)

@@ -1358,7 +1358,13 @@ def _patch_ready(incident: Incident, fix: Fix, record: dict[str, Any], ports: He
                 "keep the patch; code is not deployed by Selfheal",
                 f"selfheal patch {incident.incident_id} | git am",
             ),
-            step("When is it done?", "resolve when the originating alarm returns to OK", "PATCH_READY"),
+            step(
+                "When is it done?",
+                "resolve when the originating alarm returns to OK"
+                if incident.origin == "alarm"
+                else "no alarm will return to OK: a person merges it; the fingerprint cools down",
+                "PATCH_READY",
+            ),
         ],
         {"kind": "code", "files": sorted({*fix.files, *fix.tests})},
         {"status": Status.PATCH_READY.value, "patch": ref.key},

@@ -52,8 +52,8 @@ FUNCTION_DIMENSIONS = ("FunctionName", "function_name")
 SERVICE_DIMENSIONS = (*FUNCTION_DIMENSIONS, "ServiceName", "service", "Service", "ApiName", "QueueName", "TableName")
 # Severity in an alarm's name or description, most severe first, read from whole words (snake_case,
 # kebab-case and CamelCase split: "slow" is not "low"), never when negated ("non-critical").
-# Labels count anywhere; "high" and "low" in a description only beside "severity" or "priority"
-# ("errors while the success rate is low" is not a low-severity alarm).
+# Labels count anywhere; "high" and "low" only beside "severity", "priority" or "sev": they mostly
+# describe the metric ("OrdersLowSuccessRate", "the success rate is low"), not the alarm.
 SEVERITY_LABELS = [
     (Severity.CRITICAL, frozenset({"critical", "sev1", "p1"})),
     (Severity.HIGH, frozenset({"sev2", "p2", "urgent"})),
@@ -83,6 +83,13 @@ def fingerprint(service: str, issue_type: str, resource: str | None) -> str:
     Exact, not case-folded: Lambda function names and alarm names are case-sensitive, so
     `Checkout` and `checkout` are two functions whose incidents must not fold into one."""
     basis = json.dumps([service, issue_type, resource or ""])  # not joined: alarm names may contain "|"
+    return hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def legacy_fingerprint(service: str, issue_type: str, resource: str | None) -> str:
+    """The fingerprint as computed before 2026-11-29 (case-folded, joined with "|"): an alarm that
+    opened its incident before an upgrade still finds it when it returns to OK."""
+    basis = "|".join([service.lower(), issue_type, (resource or "").lower()])
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
 
 
@@ -319,8 +326,8 @@ def _words(text: str) -> list[str]:
     return joined
 
 
-def _claims(words: list[str], *, free_text: bool) -> set[Severity]:
-    """The severities the words claim; in free text "high"/"low" only beside "severity"/"priority"."""
+def _claims(words: list[str]) -> set[Severity]:
+    """The severities the words claim ("high"/"low" only beside "severity"/"priority"/"sev")."""
     found = set()
     for i, word in enumerate(words):
         if i and words[i - 1] in NEGATIONS:
@@ -328,13 +335,13 @@ def _claims(words: list[str], *, free_text: bool) -> set[Severity]:
         found |= {level for level, labels in SEVERITY_LABELS if word in labels}
         if word in SEVERITY_LEVELS:
             beside = {words[j] for j in (i - 1, i + 1) if 0 <= j < len(words)}
-            if not free_text or beside & SEVERITY_NOUNS:
+            if beside & SEVERITY_NOUNS:
                 found.add(SEVERITY_LEVELS[word])
     return found
 
 
 def _severity_for(name: str, description: str, issue_type: IssueType) -> Severity:
-    claimed = _claims(_words(name), free_text=False) | _claims(_words(description), free_text=True)
+    claimed = _claims(_words(name)) | _claims(_words(description))
     for level in (Severity.CRITICAL, Severity.HIGH, Severity.LOW):
         if level in claimed:
             return level

@@ -40,7 +40,7 @@ from selfheal_core.validations import ValidationRecord, ValidationStore, fix_sha
 
 from . import heal
 from .home import Home
-from .intake import Intake
+from .intake import Intake, legacy_fingerprint
 from .investigate import CloudPort, enrich, investigate, target_of
 
 AGENT = "manager"
@@ -310,8 +310,18 @@ def triage(intake: Intake, params: RuntimeParameters) -> tuple[list[dict[str, st
 CHANGE_IN_FLIGHT = frozenset({"applying", "rolling_back"})
 
 
+def _incident_of_alarm(intake: Intake, ports: ManagerPorts) -> tuple[str, str | None]:
+    """(fingerprint, incident) the alarm's lock names; failing that, under its pre-upgrade fingerprint."""
+    issue = intake.issue
+    for fingerprint in (intake.fingerprint, legacy_fingerprint(issue.service, issue.issue_type, issue.resource)):
+        incident_id = ports.incidents.open_incident_for(fingerprint)
+        if incident_id is not None:
+            return fingerprint, incident_id
+    return intake.fingerprint, None
+
+
 def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
-    incident_id = ports.incidents.open_incident_for(intake.fingerprint)
+    fingerprint, incident_id = _incident_of_alarm(intake, ports)
     if incident_id is None:
         return {"action": "ignored", "reason": "alarm OK with no open incident"}
     before = ports.incidents.get(incident_id)
@@ -320,7 +330,7 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         return _finish_recovery(before, intake, ports)  # a retry after the RESOLVED write: finish the step
     if before is None or Status(before.status) in TERMINAL:
         # Closed already: the alarm is OK, so its next ALARM is a new occurrence, not a late duplicate.
-        ports.incidents.release_now(intake.fingerprint, incident_id)
+        ports.incidents.release_now(fingerprint, incident_id)
         return {"action": "stale", "incident_id": incident_id}
     # Alarm events are not ordered (a retried OK may predate the ALARM that opened the incident):
     # only the alarm's state now proves recovery. Otherwise the incident goes on; a VERIFYING one is
@@ -359,7 +369,7 @@ def _finish_recovery(incident: Incident, intake: Intake, ports: ManagerPorts) ->
         heal.on_alarm_ok(incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
     else:
         announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
-    ports.incidents.release_now(intake.fingerprint, incident.incident_id)
+    ports.incidents.release_now(incident.fingerprint, incident.incident_id)
     return {"action": "resolved", "incident_id": incident.incident_id}
 
 

@@ -24,6 +24,10 @@ class RuntimeError_(RuntimeError):  # noqa: N801 - distinct from the builtin, sa
     pass
 
 
+class PortInUse(RuntimeError_):
+    """`local up --detach` on a port another process holds (a usage error, as in the foreground)."""
+
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -143,7 +147,7 @@ def start_detached(
     if running:
         return running
     if not port_free(options.host, options.port):
-        raise RuntimeError_(f"{options.host}:{options.port} is in use; choose --port")
+        raise PortInUse(f"{options.host}:{options.port} is in use; use --port or `selfheal local down`")
     cmd = [
         sys.executable,
         "-m",

@@ -46,12 +46,30 @@ def test_invalid_data_names_the_field():
 
 @pytest.mark.parametrize(
     "path",
-    ["../etc/passwd", "/etc/passwd", "", "conftest.py/", "conftest.py/.", "./conftest.py", "a//b.py", "n\x00.py"],
+    [
+        "../etc/passwd",
+        "/etc/passwd",
+        "",
+        "conftest.py/",
+        "conftest.py/.",
+        "./conftest.py",
+        "a//b.py",
+        "n\x00.py",
+        # a newline would become a file header of its own in the patch a person applies
+        "src/ok.py\n--- /dev/null\n+++ b/conftest.py",
+        "tab\tname.py",
+        " conftest.py",
+        "C:/x.py",
+    ],
 )
 def test_code_paths_must_stay_inside_the_project_in_their_one_spelling(path):
     """A second spelling of a file (`conftest.py/`) would pass checks by name and be written as the file."""
     with pytest.raises(ValueError, match="relative"):
         IssueReportedV1.model_validate(_issue(code={"files": {path: "x"}}))
+
+
+def test_a_colon_is_a_legitimate_posix_file_name_character():
+    IssueReportedV1.model_validate(_issue(code={"files": {"notes/2024:q1.md": "x", "2024:notes.md": "y"}}))
 
 
 def test_a_project_of_more_files_than_the_runner_takes_is_refused_at_the_edge():

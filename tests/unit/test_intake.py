@@ -307,8 +307,11 @@ def test_severity_is_read_from_whole_words_and_a_negation_is_not_a_claim(descrip
         ("orders_api_critical_latency", "critical"),
         ("OrdersApiCriticalLatency", "critical"),
         ("orders-api-sev1-duration", "critical"),
-        ("orders-api-high-p99", "high"),
-        ("orders-api-low-p99", "low"),
+        ("orders-api-high-priority-p99", "high"),
+        ("orders-api-sev-low-p99", "low"),
+        # what the alarm measures is no severity
+        ("OrdersHighLatency", "medium"),
+        ("orders-api-low-throughput", "medium"),
         ("orders-api-slow-p99", "medium"),
         ("orders-api-noncritical-p99", "medium"),
     ],
@@ -374,3 +377,28 @@ def test_a_math_alarm_over_a_queue_and_a_function_concerns_the_function():
     intake = parse_alarm(event)
 
     assert intake.alarm_function == "orders-api" and intake.issue.service == "orders-api"
+
+
+def test_an_alarm_that_opened_its_incident_before_the_upgrade_still_finds_it_on_ok():
+    """Fingerprints became exact and JSON-encoded: the OK looks under the old one too."""
+    from lambdas.manager.intake import legacy_fingerprint
+    from lambdas.manager.logic import _incident_of_alarm
+
+    ok = parse_alarm(alarm_event(name="Orders-Errors", state="OK", dims={"FunctionName": "Orders-API"}))
+    old = legacy_fingerprint("Orders-API", "high_error_rate", "Orders-Errors")
+
+    class Locks:
+        def __init__(self, held: dict[str, str]) -> None:
+            self.held = held
+
+        def open_incident_for(self, fingerprint: str) -> str | None:
+            return self.held.get(fingerprint)
+
+    class Ports:
+        def __init__(self, held: dict[str, str]) -> None:
+            self.incidents = Locks(held)
+
+    assert old != ok.fingerprint
+    assert _incident_of_alarm(ok, Ports({old: "inc-old"})) == (old, "inc-old")
+    assert _incident_of_alarm(ok, Ports({ok.fingerprint: "inc-new", old: "inc-old"})) == (ok.fingerprint, "inc-new")
+    assert _incident_of_alarm(ok, Ports({})) == (ok.fingerprint, None)

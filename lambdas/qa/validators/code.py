@@ -474,12 +474,14 @@ class _Session:
         # Each step of the invocation gets its share of what is left of the budget.
         limits = self.limits.model_copy(update={"wall_seconds": min(self.limits.wall_seconds, left / len(steps))})
         try:
-            reply: RunReply = self.runner.run(RunBundle(files=files, steps=steps, limits=limits))
-        except RunnerError as exc:
-            raise _Refused(ValidationResult(False, str(exc)[:1000], self.evidence)) from exc
+            bundle = RunBundle(files=files, steps=steps, limits=limits)
         except ValidationError as exc:  # e.g. more files than the runner takes: a verdict, not a crash
             reason = f"the code cannot be run: {describe_validation_error(exc)}"
             raise _Refused(ValidationResult(False, reason[:1000], self.evidence)) from exc
+        try:
+            reply: RunReply = self.runner.run(bundle)
+        except RunnerError as exc:
+            raise _Refused(ValidationResult(False, str(exc)[:1000], self.evidence)) from exc
         self.on_run(reply.isolation)
         if reply.refused:
             self.evidence.append(

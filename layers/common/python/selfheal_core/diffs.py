@@ -3,19 +3,28 @@ files), the Engineer (the model's), QA (checking and applying them) and the QA r
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 def path_problem(path: str) -> str | None:
     """Why `path` is not a project file path in its one canonical spelling, or None.
 
-    Relative and POSIX, no NUL, no empty, `.` or `..` part (so no trailing or doubled `/`).
-    Checks read a path as written while the file system writes it normalised: a second spelling
-    of one file (`conftest.py/`, `./conftest.py`, `a//conftest.py`) would pass a check by name
-    and land on the very file the check protects.
+    Relative and POSIX, no control character, no empty, `.` or `..` part (so no trailing or
+    doubled `/`), no part that starts or ends with a space. Checks read a path as written while
+    the file system writes it normalised: a second spelling of one file (`conftest.py/`,
+    `./conftest.py`) would pass a check by name and land on the very file the check protects;
+    a newline in a name would become a file header of its own in the patch a person applies.
     """
-    if not path or "\0" in path or "\\" in path or path.startswith(("/", "~")) or ":" in path.split("/")[0]:
-        return f"path {path[:200]!r} must be a non-empty relative POSIX path"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return f"path {path[:200]!r} must be a plain relative path inside the project: no empty, '.' or '..' part, no trailing '/'"
+    drive = len(path) > 1 and path[1] == ":" and path[0].isalpha()
+    if not path or _CONTROL.search(path) or "\\" in path or path.startswith(("/", "~")) or drive:
+        return f"path {path[:200]!r} must be a non-empty relative POSIX path without control characters"
+    if any(part in ("", ".", "..") or part != part.strip() for part in path.split("/")):
+        return (
+            f"path {path[:200]!r} must be a plain relative path inside the project: no empty, '.' or '..' "
+            "part, none that starts or ends with a space, no trailing '/'"
+        )
     return None
 
 
