@@ -248,12 +248,39 @@ def _metric_accounts(detail: Any) -> list[str]:
 
 
 def _alarm_metrics(alarm: Any) -> list[dict[str, Any]]:
-    """Single-metric and metric-math alarms both list metrics; math entries have no metricStat."""
+    """Single-metric and metric-math alarms both list metrics; math entries have no metricStat.
+    A Metrics Insights query counts as the metric it selects (`query_metric`)."""
     found = []
     for metric in alarm.configuration.metrics if "configuration" in alarm else []:
         if "metricStat" in metric:
             found.append(metric.metric_stat.metric)
+        elif isinstance(expression := metric.get("expression"), str) and (queried := query_metric(expression)):
+            found.append(queried)
     return found
+
+
+# A Metrics Insights query: SELECT FUNC(metric) FROM namespace | SCHEMA(namespace, dims...) [the rest].
+_QUERY = re.compile(
+    r'^\s*SELECT\s+\w+\s*\(\s*"?(?P<name>[^"()\s]+)"?\s*\)\s+FROM\s+'
+    r'(?:SCHEMA\s*\(\s*"?(?P<schema>[^",()\s]+)"?[^)]*\)|"?(?P<namespace>[^"\s]+)"?)(?P<rest>.*)$',
+    re.IGNORECASE | re.DOTALL,
+)
+# The only rest that names one function: a single equality, nothing grouped, nothing else.
+_ONE_FUNCTION = re.compile(r"^\s*WHERE\s+\"?FunctionName\"?\s*=\s*'(?P<function>[^']+)'\s*$", re.IGNORECASE)
+
+
+def query_metric(expression: str) -> dict[str, Any] | None:
+    """The metric a Metrics Insights query selects, with `FunctionName` when it names exactly one
+    function (`WHERE FunctionName = 'x'`, no GROUP BY); None for math expressions."""
+    query = _QUERY.match(expression[:2_048])
+    if query is None:
+        return None
+    one = _ONE_FUNCTION.match(query["rest"])
+    return {
+        "namespace": query["schema"] or query["namespace"],
+        "name": query["name"],
+        "dimensions": {"FunctionName": one["function"]} if one else {},
+    }
 
 
 def _issue_type_for(metric_names: list[str], alarm_name: str) -> IssueType:

@@ -402,3 +402,37 @@ def test_an_alarm_that_opened_its_incident_before_the_upgrade_still_finds_it_on_
     assert _incident_of_alarm(ok, Ports({old: "inc-old"})) == (old, "inc-old")
     assert _incident_of_alarm(ok, Ports({ok.fingerprint: "inc-new", old: "inc-old"})) == (ok.fingerprint, "inc-new")
     assert _incident_of_alarm(ok, Ports({})) == (ok.fingerprint, None)
+
+
+def insights_alarm(query: str) -> dict:
+    event = alarm_event(name="orders-api-p95")
+    event["detail"]["configuration"]["metrics"] = [
+        {"id": "q1", "expression": query, "period": 60, "label": "p95", "returnData": True}
+    ]
+    return event
+
+
+@pytest.mark.parametrize(
+    ("query", "issue_type", "target"),
+    [
+        (
+            "SELECT AVG(Duration) FROM SCHEMA(\"AWS/Lambda\", FunctionName) WHERE FunctionName = 'orders-api'",
+            "latency",
+            "orders-api",
+        ),
+        ("SELECT SUM(Errors) FROM \"AWS/Lambda\" WHERE FunctionName='orders-api'", "high_error_rate", "orders-api"),
+        # a fleet, or one function among others: no single target
+        ('SELECT MAX(Duration) FROM SCHEMA("AWS/Lambda", FunctionName) GROUP BY FunctionName', "latency", None),
+        ("SELECT SUM(Errors) FROM \"AWS/Lambda\" WHERE FunctionName != 'orders-api'", "high_error_rate", None),
+        (
+            "SELECT SUM(Errors) FROM \"AWS/Lambda\" WHERE FunctionName = 'a' OR FunctionName = 'b'",
+            "high_error_rate",
+            None,
+        ),
+    ],
+)
+def test_a_metrics_insights_alarm_is_read_from_its_query(query, issue_type, target):
+    intake = parse_alarm(insights_alarm(query))
+
+    assert intake.issue.issue_type == issue_type
+    assert intake.alarm_function == target
