@@ -241,7 +241,7 @@ def _check_change(c: ConfigChange, inv: Investigation, by_hand: str) -> None:
         )
     if c.setting not in inv.values:
         raise HealAbort(f"no change relative to a value nobody read: {inv.gap_for(c.setting)}")
-    if c.current is not None and float(c.current) != float(inv.values[c.setting]):
+    if c.contradicts(inv.values[c.setting]):
         # Judged from another reading (stale or forged): its risk was not this change's.
         raise HealAbort(
             f"the fix changes {c.setting} from {c.current:g}, but the investigation read "

@@ -200,7 +200,7 @@ class _ConfigAnswer(BaseModel):
         readings = (info.context or {}).get("readings") or {}
         for change in self.changes:
             read = readings.get(change.setting)
-            if change.current is not None and read is not None and float(change.current) != float(read):
+            if change.contradicts(read):
                 raise ValueError(
                     f"{change.setting}: current is {change.current:g}, but the investigation read {read:g}"
                 )

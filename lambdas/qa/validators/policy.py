@@ -72,7 +72,7 @@ class PolicyValidator:
                 passed=False,
                 excerpt=f"current {change.setting} unknown ({why}): the size of the change cannot be checked",
             )
-        if change.current is not None and float(change.current) != float(current):
+        if change.contradicts(current):
             # The Manager applies only a change made from its reading (heal.plan_change): say so now,
             # while the Engineer can still correct it.
             return Evidence(

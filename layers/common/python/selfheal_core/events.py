@@ -211,6 +211,12 @@ class ConfigChange(_Model):
     current: Number | None = None
     proposed: Number
 
+    def contradicts(self, reading: float | None) -> bool:
+        """The change claims to start from another value than the one read (a stale or forged
+        reading: its step, and so its risk, are not this change's). Refused by the Engineer's
+        answer check, QA's policy and the Manager's plan alike."""
+        return self.current is not None and reading is not None and float(self.current) != float(reading)
+
 
 class Fix(_Model):
     kind: FixKind
