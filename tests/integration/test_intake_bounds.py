@@ -388,3 +388,23 @@ def test_a_producer_cannot_pass_its_event_off_as_aws(pipeline, detail_type, deta
     import boto3
 
     assert boto3.client("lambda").get_function_configuration(FunctionName="orders-api")["Timeout"] == 3
+
+
+@pytest.mark.parametrize("event_id", [None, ""])
+def test_an_alarm_invoked_directly_without_an_event_id_is_named_by_its_content(pipeline, event_id):
+    """EventBridge always gives an id; a direct invoke may not. It crashed after the incident was
+    written, leaving it REMEDIATING with no request for a fix."""
+    pipeline.create_function("orders-api", timeout=3)
+    alarm = load_event("alarm_state_change")
+    if event_id is None:
+        alarm.pop("id")
+    else:
+        alarm["id"] = event_id
+
+    delivery = pipeline.invoke("manager", alarm)
+    again = pipeline.invoke("manager", alarm)  # the same delivery, retried
+
+    assert delivery.error is None and delivery.result["action"] == "opened", delivery.error
+    assert again.error is None and again.result["incident_id"] == delivery.result["incident_id"]
+    [incident] = pipeline.incidents()
+    assert incident.correlation_id
