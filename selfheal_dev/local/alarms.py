@@ -8,7 +8,8 @@ has data, so a spike alarms at once; while it has none yet, the periods before i
 `EvaluationPeriods`, `DatapointsToAlarm` and `TreatMissingData`
 behave as documented. A state change updates the alarm in moto (describe-alarms and
 describe-alarm-history show it), publishes the real notification JSON to the SNS topics of
-the matching actions, and puts a "CloudWatch Alarm State Change" event on the default bus.
+the matching actions, and puts a "CloudWatch Alarm State Change" event on the default bus. So
+does `set-alarm-state` (composite alarms included) when it changes the state, as on AWS.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +30,7 @@ from .moto_patches import REQUEST_LOCK
 from .platform import Platform
 
 REGION_NAME = "US East (N. Virginia)"
+INITIAL_REASON = "Unchecked: Initial alarm creation"
 OPS = {
     "GreaterThanThreshold": (lambda v, t: v > t, "greater than"),
     "GreaterThanOrEqualToThreshold": (lambda v, t: v >= t, "greater than or equal to"),
@@ -93,6 +96,8 @@ def alarm_queries(alarm: Any) -> tuple[list[dict[str, Any]], str, int]:
 
 def event_configuration(alarm: Any) -> dict[str, Any]:
     """`detail.configuration` of the state-change event, in the service's shape."""
+    if alarm.rule:  # a composite alarm (only `set-alarm-state` changes one here: none is evaluated)
+        return {"alarmRule": alarm.rule, **({"description": alarm.description} if alarm.description else {})}
     queries, _, _ = alarm_queries(alarm)
     metrics = []
     for q in queries:
@@ -218,9 +223,33 @@ class AlarmEvaluator(threading.Thread):
 
     # effects ------------------------------------------------------------------------
     def _change(self, alarm: Any, new_state: str, reason: str, reason_data: str, now: float) -> dict[str, Any]:
-        old_state, old_reason, old_data = alarm.state_value, alarm.state_reason, alarm.state_reason_data
-        old_ts = alarm.state_updated_timestamp
+        before = _state_of(alarm)
         alarm.update_state(reason, reason_data, new_state)
+        return self._announce(alarm, before, now)
+
+    def through_api(self, action: str, call: Callable[[], list[bytes]]) -> list[bytes]:
+        """An alarm write from the API (`call`, run under REQUEST_LOCK, as the evaluation is), with
+        what AWS does around it that moto does not: a new alarm starts INSUFFICIENT_DATA and an
+        updated one keeps its state (moto starts both at OK); a state `set-alarm-state` changed runs
+        the alarm's actions and emits its event (the next evaluation then sets the state the
+        metrics give, as on AWS)."""
+        alarms: dict[str, Any] = self.platform.backend("cloudwatch").alarms
+        before = dict(alarms)
+        states = {name: _state_of(alarm) for name, alarm in before.items()}
+        answer = call()
+        for name, alarm in list(alarms.items()):
+            if name not in before or before[name] is not alarm:  # created, or rebuilt by an update
+                initial = ("INSUFFICIENT_DATA", INITIAL_REASON, None, alarm.state_updated_timestamp)
+                (alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp) = (
+                    states.get(name, initial)
+                )
+            elif action == "SetAlarmState" and states[name][0] != alarm.state_value:
+                self._announce(alarm, states[name], time.time())
+        return answer
+
+    def _announce(self, alarm: Any, before: tuple[Any, ...], now: float) -> dict[str, Any]:
+        old_state, old_reason, old_data, old_ts = before
+        new_state, reason, reason_data = alarm.state_value, alarm.state_reason, alarm.state_reason_data
         change = {
             "alarm": alarm.name,
             "from": old_state,
@@ -251,7 +280,12 @@ class AlarmEvaluator(threading.Thread):
             previous["reasonData"] = old_data
         detail = {
             "alarmName": alarm.name,
-            "state": {"value": new_state, "reason": reason, "reasonData": reason_data, "timestamp": _cw_time(now)},
+            "state": {
+                "value": new_state,
+                "reason": reason,
+                **({"reasonData": reason_data} if reason_data else {}),
+                "timestamp": _cw_time(now),
+            },
             "previousState": previous,
             "configuration": event_configuration(alarm),
         }
@@ -260,7 +294,9 @@ class AlarmEvaluator(threading.Thread):
 
     def _notification(self, alarm: Any, old_state: str, now: float) -> dict[str, Any]:
         trigger: dict[str, Any]
-        if alarm.metric_data_queries:
+        if alarm.rule:
+            trigger = {}
+        elif alarm.metric_data_queries:
             queries, _, period = alarm_queries(alarm)
             trigger = {
                 "Period": period,
@@ -301,8 +337,12 @@ class AlarmEvaluator(threading.Thread):
             "OKActions": alarm.ok_actions,
             "AlarmActions": alarm.alarm_actions,
             "InsufficientDataActions": alarm.insufficient_data_actions,
-            "Trigger": trigger,
+            **({"Trigger": trigger} if trigger else {"AlarmRule": alarm.rule}),
         }
+
+
+def _state_of(alarm: Any) -> tuple[Any, ...]:
+    return alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp
 
 
 def _epoch(value: Any) -> float:

@@ -65,6 +65,8 @@ INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 # EventBridge refuses a PutEvents request whose entries add up to more than 256 KB. Sized here
 # as the service documents it, independently of the product's own count (selfheal_core.bus).
 PUT_EVENTS_MAX_BYTES = 256 * 1024
+# CloudWatch writes the emulator completes as AWS does (`AlarmEvaluator.through_api`).
+ALARM_WRITES = frozenset({"PutMetricAlarm", "PutCompositeAlarm", "SetAlarmState"})
 
 
 @dataclass
@@ -807,6 +809,8 @@ class LocalRuntime:
                 try:
                     if key[1:] == ("events", "PutEvents"):
                         return self._put_events(environ, start_response, moto_app)
+                    if key[1] == "monitoring" and key[2] in ALARM_WRITES:
+                        return self.alarms.through_api(key[2], lambda: list(moto_app(environ, start_response)))
                     return list(moto_app(environ, start_response))
                 finally:
                     self.api_call_ms[key] += (time.perf_counter() - started) * 1000

@@ -186,6 +186,67 @@ def test_an_issue_put_with_the_aws_cli_runs_through_all_three_agents(runtime: An
     assert manager_alarm_calls == []
 
 
+def test_set_alarm_state_with_the_aws_cli_changes_the_alarm_as_on_aws_and_opens_an_incident(runtime: Any) -> None:
+    """`aws cloudwatch set-alarm-state` is how teams test alarm-driven automation: on AWS it runs
+    the alarm's actions and emits the state change event; the emulator must not just store it."""
+    alarm_events = runtime.listen("e2e-set-state-listener", {"source": ["aws.cloudwatch"]})
+    create_function(runtime, "stock-api", timeout=3)
+    name = "stock-api-errors"
+    runtime.aws(
+        "cloudwatch", "put-metric-alarm", "--alarm-name", name, "--namespace", "AWS/Lambda",
+        "--metric-name", "Errors", "--dimensions", "Name=FunctionName,Value=stock-api", "--statistic", "Sum",
+        "--period", "60", "--evaluation-periods", "1", "--threshold", "5",
+        "--comparison-operator", "GreaterThanThreshold", "--treat-missing-data", "ignore",
+    )  # fmt: skip
+
+    def state_of() -> str:
+        found = runtime.aws("cloudwatch", "describe-alarms", "--alarm-names", name)["MetricAlarms"]
+        return str(found[0]["StateValue"])
+
+    assert state_of() == "INSUFFICIENT_DATA"  # as AWS creates an alarm (moto would say OK)
+
+    # When the alarm is set to ALARM with the stock CLI
+    runtime.aws(
+        "cloudwatch", "set-alarm-state", "--alarm-name", name, "--state-value", "ALARM",
+        "--state-reason", "game day: errors injected by hand",
+    )  # fmt: skip
+
+    # Then a real-shaped state change event is on the default bus, with the reason given
+    def alarmed() -> list[dict[str, Any]]:
+        return [e for e in alarm_events() if e["detail"]["alarmName"] == name]
+
+    events = _wait(alarmed, 15)
+    assert [e["detail"]["state"]["value"] for e in events] == ["ALARM"], events
+    state = events[0]["detail"]["state"]
+    assert state["reason"] == "game day: errors injected by hand" and "reasonData" not in state
+    assert events[0]["detail"]["previousState"]["value"] == "INSUFFICIENT_DATA"
+    assert events[0]["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] == {
+        "FunctionName": "stock-api"
+    }
+
+    # and the Manager opens an incident for the alarm's function
+    incident = _wait(
+        lambda: next((i for i in _incidents(runtime) if i["service"] == "stock-api"), None),
+        30,
+    )
+    assert incident, runtime.log()[-3000:]
+    assert incident["issue_type"] == "high_error_rate"
+
+    # and setting the same state again, or updating the alarm, changes no state: no second event
+    runtime.aws(
+        "cloudwatch", "set-alarm-state", "--alarm-name", name, "--state-value", "ALARM", "--state-reason", "again"
+    )
+    runtime.aws(
+        "cloudwatch", "put-metric-alarm", "--alarm-name", name, "--namespace", "AWS/Lambda",
+        "--metric-name", "Errors", "--dimensions", "Name=FunctionName,Value=stock-api", "--statistic", "Sum",
+        "--period", "60", "--evaluation-periods", "1", "--threshold", "6",
+        "--comparison-operator", "GreaterThanThreshold", "--treat-missing-data", "ignore",
+    )  # fmt: skip
+    assert state_of() == "ALARM"
+    time.sleep(2)
+    assert [e["detail"]["state"]["value"] for e in alarmed()] == ["ALARM"]
+
+
 def test_put_events_over_256_kb_together_is_refused_whole_as_eventbridge_does(runtime: Any, tmp_path: Path) -> None:
     """Two entries of 150 KB each pass one by one and fail together: the emulator must not accept
     what EventBridge refuses, or a step that publishes too much at once would work only here."""
