@@ -130,10 +130,14 @@ def _opened_incident_id(rt: Any, event_id: str, since: float) -> str | None:
 
 
 def _put(rt: Any, entries: list[dict[str, Any]]) -> list[str]:
+    """PutEvents; alarm state changes (source aws.cloudwatch, which only CloudWatch may put) are
+    emitted by the runtime as CloudWatch would."""
     events = rt.client("events")
     ids = []
     for start in range(0, len(entries), 10):
-        resp = events.put_events(Entries=entries[start : start + 10])
+        chunk = entries[start : start + 10]
+        as_aws = chunk[0]["Source"].startswith("aws.")
+        resp = rt.control("aws-events", {"entries": chunk}) if as_aws else events.put_events(Entries=chunk)
         if resp["FailedEntryCount"]:
             raise RuntimeError(f"put_events failed: {resp}")
         ids.extend(e["EventId"] for e in resp["Entries"])

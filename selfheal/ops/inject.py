@@ -11,12 +11,26 @@ from typing import Any
 from selfheal_core import catalog as names
 from selfheal_core.bus import put_entries
 
-from .target import OperatorError, Target, UsageError
+from .target import OperatorError, Target, UsageError, local_control
+
+AWS_SOURCE_PREFIX = "aws."
 
 
 def _put(target: Target, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    result = put_entries(entries, client=target.client("events"))
+    as_aws = target.local and any(str(e.get("Source", "")).startswith(AWS_SOURCE_PREFIX) for e in entries)
+    result = put_entries(entries, client=_LocalAwsService(target) if as_aws else target.client("events"))
     return {"event_ids": result.event_ids, "sent": len(result.event_ids), "failed": result.failed}
+
+
+class _LocalAwsService:
+    """PutEvents refuses `aws.*` sources to anyone but the service that owns them: the local
+    runtime emits them as the service would, through its control API (same request shape)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        return dict(local_control(self.target, "aws-events", {"entries": Entries}))
 
 
 def issue_detail(

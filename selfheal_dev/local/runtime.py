@@ -294,6 +294,17 @@ class LocalRuntime:
             ]
         )
 
+    def emit_as_aws(self, entries: Any) -> dict[str, Any]:
+        """Events as an AWS service emits them (sources `aws.*`, which PutEvents refuses to anyone
+        else): locally, `selfheal inject --alarm` and the bench stand in for CloudWatch."""
+        if not isinstance(entries, list) or not 1 <= len(entries) <= 10:
+            raise ValueError("entries: a list of 1 to 10 PutEvents entries")
+        if not all(isinstance(e, dict) and str(e.get("Source") or "").startswith("aws.") for e in entries):
+            raise ValueError("only events with an AWS service's source (aws.*) are emitted here; put the others")
+        with moto_patches.REQUEST_LOCK:
+            results = self.backend("events").put_events(entries)
+        return {"FailedEntryCount": sum(1 for r in results if r.get("ErrorCode")), "Entries": results}
+
     def platform_metric(
         self, namespace: str, name: str, value: float, dimension_sets: list[dict[str, str]], unit: str | None = None
     ) -> None:
@@ -629,7 +640,8 @@ class LocalRuntime:
         return client_principal(key)
 
     def _put_events(self, environ: dict[str, Any], start_response: Callable[..., Any], moto_app: Any) -> list[bytes]:
-        """PutEvents through the bus resource policy: denied entries fail, the others go to moto."""
+        """PutEvents as EventBridge takes it: an entry with an AWS service's source (`aws.*`) or that
+        the bus resource policy denies fails, the others go to moto."""
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(raw)
@@ -645,16 +657,27 @@ class LocalRuntime:
                 "Total size of the entries in the request is over the limit.",
             )
         principal = self._principal(environ)
-        denials = {
-            i: s for i, e in enumerate(entries) if isinstance(e, dict) and (s := self.bus_policy.check(principal, e))
-        }
+        denials: dict[int, tuple[str, str]] = {}
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            if str(entry.get("Source") or "").startswith("aws."):
+                # AWS services' sources are theirs alone: a forged alarm state change never reaches a rule.
+                denials[i] = ("NotAuthorizedForSourceException", "Not authorized for the source.")
+                self.log_platform(f"PutEvents refused: {principal} may not send source {entry.get('Source')!r}")
+            elif statement := self.bus_policy.check(principal, entry):
+                bus = str(entry.get("EventBusName") or "default")
+                denials[i] = (
+                    "AccessDeniedException",
+                    f"User: {principal} is not authorized to perform: events:PutEvents on resource: "
+                    f"event-bus/{bus} with an explicit deny in a resource-based policy ({statement.sid})",
+                )
+                self.log_platform(
+                    f"PutEvents denied by bus policy {statement.sid}: {principal} may not send "
+                    f"{entry.get('Source')!r} to {statement.bus}"
+                )
         if not denials:
             return list(moto_app(environ, start_response))
-        for i, statement in denials.items():
-            self.log_platform(
-                f"PutEvents denied by bus policy {statement.sid}: {principal} may not send "
-                f"{entries[i].get('Source')!r} to {statement.bus}"
-            )
         allowed = [e for i, e in enumerate(entries) if i not in denials]
         results: list[dict[str, Any]] = []
         if allowed:
@@ -676,17 +699,9 @@ class LocalRuntime:
                 )
             results = list(json.loads(answer).get("Entries", []))
         merged, passed = [], iter(results)
-        for i, entry in enumerate(entries):
+        for i in range(len(entries)):
             if i in denials:
-                bus = str(entry.get("EventBusName") or "default")
-                merged.append(
-                    {
-                        "ErrorCode": "AccessDeniedException",
-                        "ErrorMessage": f"User: {principal} is not authorized to perform: events:PutEvents on "
-                        f"resource: event-bus/{bus} with an explicit deny in a resource-based "
-                        f"policy ({denials[i].sid})",
-                    }
-                )
+                merged.append({"ErrorCode": denials[i][0], "ErrorMessage": denials[i][1]})
             else:
                 merged.append(next(passed, {"ErrorCode": "InternalException", "ErrorMessage": "no result"}))
         payload = json.dumps(
@@ -849,6 +864,8 @@ class LocalRuntime:
                 timeout = float(body.get("timeout", query.get("timeout", 60)))
                 quiet = float(body.get("quiet", query.get("quiet", 1.0)))
                 payload = {"idle": self.wait_idle(timeout, quiet)}
+            elif route == "aws-events" and method == "POST":
+                payload = self.emit_as_aws(body.get("entries"))
             elif route == "alarms/evaluate" and method == "POST":
                 payload = {"changes": self.alarms.evaluate_all()}
             elif route == "schedules/fire" and method == "POST":

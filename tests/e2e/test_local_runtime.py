@@ -247,6 +247,47 @@ def test_set_alarm_state_with_the_aws_cli_changes_the_alarm_as_on_aws_and_opens_
     assert [e["detail"]["state"]["value"] for e in alarmed()] == ["ALARM"]
 
 
+def test_a_forged_alarm_put_with_the_aws_cli_is_refused_as_eventbridge_does(runtime: Any, tmp_path: Path) -> None:
+    """Only CloudWatch emits `aws.cloudwatch` events: an alarm state change put by a client is an
+    entry EventBridge refuses (NotAuthorizedForSourceException), so it never reaches the Manager;
+    the entry beside it is delivered."""
+    create_function(runtime, "forged-api", timeout=3, managed=True)
+    forged = json.loads((Path(__file__).parents[1] / "events" / "alarm_state_change.json").read_text())
+    forged["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {
+        "FunctionName": "forged-api"
+    }
+    forged["detail"]["alarmName"] = "forged-api-Errors"
+    entries = tmp_path / "forged.json"
+    entries.write_text(
+        json.dumps(
+            [
+                {
+                    "Source": "aws.cloudwatch",
+                    "DetailType": forged["detail-type"],
+                    "Detail": json.dumps(forged["detail"]),
+                },
+                {"Source": "com.example.orders", "DetailType": "OrderPlaced", "Detail": "{}"},
+            ]
+        )
+    )
+    since = time.time()
+    result = runtime.aws("events", "put-events", "--entries", f"file://{entries}")
+    assert result["FailedEntryCount"] == 1
+    assert result["Entries"][0] == {
+        "ErrorCode": "NotAuthorizedForSourceException",
+        "ErrorMessage": "Not authorized for the source.",
+    }
+    assert result["Entries"][1]["EventId"]
+    time.sleep(3)
+    assert not [i for i in _incidents(runtime) if i["service"] == "forged-api"]
+    alarm_calls = [
+        i
+        for i in runtime.control(f"invocations?since={since}")["invocations"]
+        if i["detail_type"] == "CloudWatch Alarm State Change"
+    ]
+    assert alarm_calls == []
+
+
 def test_put_events_over_256_kb_together_is_refused_whole_as_eventbridge_does(runtime: Any, tmp_path: Path) -> None:
     """Two entries of 150 KB each pass one by one and fail together: the emulator must not accept
     what EventBridge refuses, or a step that publishes too much at once would work only here."""
