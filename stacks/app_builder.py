@@ -31,6 +31,8 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
             names["monitoring"],
             env_name=settings.env_name,
             functions=pipeline.functions,
+            # Not agents (no REPORT-line billing of their own), but watched like them.
+            helper_functions={"qa-runner": pipeline.qa_runner.function, "approvals": pipeline.approvals.function},
             dead_letter_queues=[
                 *pipeline.routes.dead_letter_queues.values(),
                 *(a.failures for a in pipeline.agents.values()),

@@ -38,6 +38,7 @@ class MonitoringStack(Stack):
         *,
         env_name: str,
         functions: dict[str, lambda_.IFunction],
+        helper_functions: dict[str, lambda_.IFunction],
         dead_letter_queues: list[sqs.IQueue],
         event_bus: events.IEventBus,
         rules: list[events.IRule],
@@ -70,6 +71,7 @@ class MonitoringStack(Stack):
         # Our own resources are watched like the agents' ones.
         all_functions = {
             **functions,
+            **helper_functions,
             "analyzer": self.analyzer.function,
             "billing": self.billed_cost.reconciler.function,
         }

@@ -68,7 +68,7 @@ def _helper_stack(app: cdk.App, layer_dir: Path) -> dict[str, Any]:
             handler="index.handler",
             code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
         )
-        for agent in ("manager", "engineer", "qa")
+        for agent in ("manager", "engineer", "qa", "qa-runner", "approvals")
     }
     bus = events.EventBus(stack, "Bus", event_bus_name="agentops-test")
     queues = [sqs.Queue(stack, f"Dlq{n}") for n in range(2)]
@@ -88,7 +88,8 @@ def _helper_stack(app: cdk.App, layer_dir: Path) -> dict[str, Any]:
         ),
     ]
     return {
-        "functions": functions,
+        "functions": {agent: functions[agent] for agent in ("manager", "engineer", "qa")},
+        "helper_functions": {helper: functions[helper] for helper in ("qa-runner", "approvals")},
         "dead_letter_queues": queues,
         "event_bus": bus,
         "rules": rules,
@@ -348,6 +349,8 @@ def test_every_alarm_notifies_the_alerts_topic_and_carries_the_ignored_prefix(te
         "collaboration-anomalies",
         "manager-errors",
         "analyzer-errors",
+        "qa-runner-errors",
+        "approvals-errors",
     }
     for alarm in alarms:
         assert alarm["AlarmName"].startswith("selfheal-")
