@@ -94,13 +94,15 @@ def _is_environ(path):
 
 
 # With SELFHEAL_SANDBOX_SCRATCH set (test runs, not the compile step), no source or configuration
-# file may be written, replaced, linked, truncated or removed outside that directory: a fix must
-# not rewrite tests, conftest.py, pytest's configuration or bytecode while the tests run.
+# file may be written, replaced, linked, truncated or removed outside that directory, and no
+# directory there renamed, linked or removed: a fix must not rewrite tests, conftest.py, pytest's
+# configuration or bytecode while the tests run, nor swap tests/ for a copy of its own.
 _SCRATCH = _os.environ.get("SELFHEAL_SANDBOX_SCRATCH")
 _SCRATCH = _os.path.realpath(_SCRATCH) + _os.sep if _SCRATCH else None
 _PROTECTED = (".py", ".pyc", ".pth", ".toml", ".ini", ".cfg")
 _WRITES = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC | _os.O_APPEND
-_CHANGE_EVENTS = {"os.rename": (0, 1), "os.link": (1,), "os.symlink": (1,), "os.truncate": (0,), "os.remove": (0,)}
+_CHANGE_EVENTS = {"os.rename": (0, 1), "os.link": (1,), "os.symlink": (1,), "os.truncate": (0,), "os.remove": (0,),
+                  "os.rmdir": (0,)}
 
 
 def _protected(path):
@@ -112,7 +114,7 @@ def _protected(path):
     real = _os.path.realpath(path)  # through symlinks, also one in the scratch dir that points out
     if (real + _os.sep).startswith(_SCRATCH):
         return False
-    return path.lower().endswith(_PROTECTED) or real.lower().endswith(_PROTECTED)
+    return path.lower().endswith(_PROTECTED) or real.lower().endswith(_PROTECTED) or _os.path.isdir(real)
 
 
 def _guard_writes(event, args):

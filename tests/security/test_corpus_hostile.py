@@ -211,8 +211,8 @@ def test_legitimate_neighbours_of_the_hostile_constructs_are_not_flagged() -> No
 
 # ------------------------------------------------------------------ rewriting the tests at run time
 
-CALC = {
-    "calc.py": "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n",
+CALC = {  # its code uses os already, so a fix may too: what stops the rewrite is the run's guard
+    "calc.py": "import os\n\nHOME = os.getcwd()\n\n\ndef add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n",
     "tests/test_add.py": "from calc import add\n\n\ndef test_adding_zero():\n    assert add(1, 0) == 1\n",
     "tests/test_sub.py": "from calc import sub\n\n\ndef test_subtracting():\n    assert sub(5, 3) == 2\n",
 }
@@ -285,6 +285,15 @@ def test_renaming_or_linking_onto_a_source_name_is_refused(tmp_path):
             attempt()
 
 
+def test_renaming_or_removing_a_directory_outside_the_scratch_dir_is_refused(tmp_path):
+    os.makedirs("emptydir")
+    for attempt in (lambda: os.rename("tests", tmp_path / "orig"), lambda: os.replace("tests", "tests_moved"),
+                    lambda: os.rmdir("emptydir")):
+        with pytest.raises(PermissionError, match=BLOCKED):
+            attempt()
+    assert os.path.isfile("tests/test_existing.py")
+
+
 def test_a_symlink_in_the_scratch_dir_does_not_lead_out(tmp_path):
     os.symlink(os.path.abspath("tests/test_existing.py"), tmp_path / "alias.txt")
     with pytest.raises(PermissionError, match=BLOCKED):
@@ -324,4 +333,4 @@ def test_the_runner_refuses_writes_of_sources_and_config_outside_its_scratch_dir
 
     # Then every write outside .tmp/ was refused, and .tmp/ and other files stayed writable
     outcomes = {t.id.split("::")[-1]: t.outcome for t in step.tests or []}
-    assert len(outcomes) == 15 and set(outcomes.values()) == {"passed"}, (outcomes, step.stdout_excerpt[-3000:])
+    assert len(outcomes) == 16 and set(outcomes.values()) == {"passed"}, (outcomes, step.stdout_excerpt[-3000:])

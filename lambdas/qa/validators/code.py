@@ -16,7 +16,8 @@ not `python -m pytest` with paths, -q, -x or -k EXPR. Then:
    least one new test fails (pytest exit 1) on an assertion or the bug's own exception; an
    import, name or collection error proves nothing, and a test that only checks for what the
    fix adds passes here - otherwise `weak_evidence`;
-4. original source alone: every pre-existing test that failed before passes in run 1.
+4. original source alone: every pre-existing test that failed before passes in run 1; when
+   that run writes no report (it hung or crashed), every test of run 1 must have passed.
 
 Patches go through a small strict applier (`apply_patch`).
 """
@@ -25,11 +26,15 @@ from __future__ import annotations
 
 import ast
 import configparser
+import contextlib
+import doctest
 import fnmatch
+import functools
 import re
 import shlex
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -270,7 +275,26 @@ def _tampers(path: str, before: str | None, after: str | None, patterns: tuple[s
         return True
     if path.split("/")[-1] == "pyproject.toml":
         return _pytest_section(before) != _pytest_section(after) or _pytest_section(after) == "<unparsable>"
-    return False
+    if before is not None and not path.endswith(".py"):
+        return True  # a data or golden file the tests read (json_testcases/*.json) is their input
+    return before is not None and not _doctest_examples(before) <= _doctest_examples(after or "")
+
+
+def _doctest_examples(text: str) -> Counter[tuple[str, str]]:
+    """The docstring examples of a module (`>>> add(2, 3)` / `5`): tests, wherever they are written."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return Counter()
+    found: Counter[tuple[str, str]] = Counter()
+    parser = doctest.DocTestParser()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            docstring = ast.get_docstring(node, clean=False)
+            if docstring and ">>>" in docstring:
+                with contextlib.suppress(ValueError):
+                    found.update((e.source, e.want) for e in parser.get_examples(docstring))
+    return found
 
 
 def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
@@ -528,13 +552,14 @@ class CodeValidator:
                     False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
                 )
             patched = patched_files(code_files, fix)
-            if (found := evasion(code_files, patched, fix.tests)) is not None:
+            patterns = project_test_patterns(code_files)
+            project_test = functools.partial(is_test_infrastructure, patterns=patterns)
+            if (found := evasion(code_files, patched, fix.tests, project_test)) is not None:
                 reason = f"tampers with the test run: {found}; a fix must behave the same under test as in production"
                 return ValidationResult(
                     False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
                 )
             # The pre-existing tests and their configuration, as the project has them, over the patched source.
-            patterns = project_test_patterns(code_files)
             untouched = {p: t for p, t in code_files.items() if is_test_infrastructure(p, patterns)}
             patched_tree = {
                 **{p: t for p, t in patched.items() if not is_test_infrastructure(p, patterns)},
@@ -623,6 +648,18 @@ class CodeValidator:
             judge=lambda r: r.tests is not None,
         )  # a record of what failed before
         after = {t.id: t.outcome for t in patched_run.tests}
+        if before.tests is None:
+            # No record of what failed before (the original hung or crashed: often the very bug), so
+            # nothing shows that a test not passing with the fix (a skip the fix raises) passed then.
+            not_passed = [t for t, outcome in after.items() if outcome != "passed"]
+            if not_passed:
+                return ValidationResult(
+                    False,
+                    f"weak evidence: the original run wrote no report ({_outcome(before)}), so what failed "
+                    f"before is unknown, and with the fix these did not pass: {', '.join(not_passed)[:400]}",
+                    s.evidence,
+                    weak_evidence=True,
+                )
         # A collection error has no test identity (its id names the module), so it may be absent after.
         broken = [
             t.id

@@ -17,8 +17,10 @@ that reason). The isolation of the runner, not this list, is what contains the c
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Modules that would take the place of the standard library or the test tooling when a new file
@@ -45,6 +47,26 @@ _DYNAMIC = "runs dynamically built code"
 _BUILTINS = "reaches into the builtins"
 _NATIVE = "loads native code"
 _COMPUTED = "reads a module's attribute by a computed name"
+_PATCHES = "patches a library module"
+_UNREADABLE = "is not Python QA can read as the interpreter will"
+_CAPABILITY = "imports a module the project's code does not use and no fix needs"
+
+# What a fix may import anew without the project using it already: computation only. The rest of
+# the standard library reaches the interpreter, the process, the files or the network (atexit,
+# posix, pickle, runpy, importlib, weakref.finalize, logging's handlers, ...), which is how a fix
+# would forge a run; one the project's own code imports is allowed (only what the fix adds is judged).
+COMPUTATION_MODULES = frozenset(
+    {
+        "__future__", "abc", "array", "base64", "binascii", "bisect", "calendar", "cmath", "collections",
+        "colorsys", "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "enum",
+        "fnmatch", "fractions", "functools", "graphlib", "hashlib", "heapq", "hmac", "html", "ipaddress",
+        "itertools", "json", "keyword", "math", "numbers", "operator", "pprint", "random", "re", "reprlib",
+        "secrets", "statistics", "string", "struct", "textwrap", "time", "typing", "unicodedata", "uuid",
+        "zlib", "zoneinfo",
+    }
+)  # fmt: skip
+# PEP 263: a coding declaration on line 1 or 2 changes how the interpreter reads the bytes.
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
 
 # Attribute names distinctive enough to refuse on any object (`frame.f_back`, `os._exit`).
 _ANY_ATTRIBUTE = {
@@ -55,6 +77,7 @@ _ANY_ATTRIBUTE = {
     **dict.fromkeys(("get_objects", "get_referrers", "get_referents"), _GC),
     **dict.fromkeys(("meta_path", "path_hooks", "path_importer_cache"), _IMPORTS),
     "_exit": _EXIT,
+    **dict.fromkeys(("SkipTest", "skip", "xfail", "importorskip"), _TOOLING),
 }
 # Names refused only as attributes of these modules (`self.modules`, `parser.stack` are fine).
 _MODULE_ATTRIBUTE = {
@@ -64,7 +87,13 @@ _MODULE_ATTRIBUTE = {
     "os": {"abort": _EXIT, "__dict__": _COMPUTED},
 }
 _WATCHED_MODULES = {"sys", "os", "inspect", "traceback", "gc", "builtins", "threading", "importlib"}
-_BUILTIN_CALLS = {"exec": _DYNAMIC, "eval": _DYNAMIC, "compile": _DYNAMIC, "__import__": _IMPORTS}
+_BUILTIN_CALLS = {
+    "exec": _DYNAMIC,
+    "eval": _DYNAMIC,
+    "compile": _DYNAMIC,
+    "__import__": _IMPORTS,
+    "breakpoint": _DYNAMIC,
+}
 _IMPORTED = {"builtins": _BUILTINS, "ctypes": _NATIVE, "_ctypes": _NATIVE, "pytest": _TOOLING, "_pytest": _TOOLING}
 # pytest, and what only QA's runner has: its guard, its environment, its directories.
 _TOOLING_WORDS = ("pytest", "selfheal_sandbox", "selfheal-run", "selfheal-guard", "sitecustomize")
@@ -85,12 +114,16 @@ class _Scan(ast.NodeVisitor):
         self.is_test = is_test
         self.found: list[_Finding] = []
         self.aliases: dict[str, str] = {}  # local name -> module (`import sys as s`)
+        self.imported: dict[str, str] = {}  # local name -> the module it came from (`from m import x`)
         self.own: set[str] = set()  # functions and classes it defines (its own `compile`); `eval = eval` is no def
         self.docstrings: set[int] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:  # `from unittest import TestCase`: a library's object
+                    self.imported[alias.asname or alias.name] = node.module.split(".")[0]
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.own.add(node.name)
             elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
@@ -127,6 +160,40 @@ class _Scan(ast.NodeVisitor):
             for alias in node.names:
                 self._attribute(node, top, alias.name)
 
+    def _library_root(self, node: ast.expr) -> str | None:
+        """The standard or tooling module an attribute chain starts from (`unittest.TestCase.x`)."""
+        while isinstance(node, ast.Attribute | ast.Subscript):
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return None
+        module = self.aliases.get(node.id) or self.imported.get(node.id)
+        return module if module in SHADOWED else None
+
+    def _patched(self, target: ast.expr) -> None:
+        if isinstance(target, ast.Attribute) and (module := self._library_root(target.value)):
+            self._add(target, _PATCHES, f"{module}: .{target.attr} =")
+        elif isinstance(target, ast.Tuple | ast.List):
+            for element in target.elts:
+                self._patched(element)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._patched(target)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._patched(node.target)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self._patched(node.target)
+        self.generic_visit(node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._patched(target)
+        self.generic_visit(node)
+
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self._attribute(node, self._module_of(node.value), node.attr)
         self.generic_visit(node)
@@ -139,6 +206,9 @@ class _Scan(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        patching = isinstance(func, ast.Name) and func.id in ("setattr", "delattr") and node.args
+        if patching and (module := self._library_root(node.args[0])):
+            self._add(node, _PATCHES, f"{getattr(func, 'id', '')}({module}...)")
         if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "hasattr", "delattr", "vars"):
             module = self._module_of(node.args[0]) if node.args else None
             if module in _WATCHED_MODULES:
@@ -156,16 +226,43 @@ class _Scan(ast.NodeVisitor):
             self._add(node, _TOOLING, repr(text[:60]))
 
 
-def _scan(text: str, *, is_test: bool) -> list[_Finding]:
+def _read_otherwise(text: str) -> bool:
+    """Will the interpreter read the file QA writes (UTF-8) as other text than QA scans? Yes with
+    a coding declaration other than UTF-8 (`# coding: utf-7` turns what QA reads as a comment into code)."""
+    return any(
+        (m := _CODING.match(line)) is not None and m[1].lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig")
+        for line in text.removeprefix("\ufeff").splitlines()[:2]
+    )
+
+
+def _parse(text: str) -> ast.Module | None:
     try:
-        tree = ast.parse(text)
+        return ast.parse(text.removeprefix("\ufeff"))  # as Python reads a file: past its byte-order mark
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []  # the compile step refuses it
-    return sorted(_Scan(tree, is_test=is_test).found, key=lambda f: (f.line, f.end))
+        return None  # the compile step refuses it
+
+
+def _scan(text: str, *, is_test: bool) -> list[_Finding]:
+    tree = _parse(text)
+    return [] if tree is None else sorted(_Scan(tree, is_test=is_test).found, key=lambda f: (f.line, f.end))
+
+
+def _imports(text: str | None) -> set[str]:
+    """The top-level modules a file imports absolutely (relative imports are the project's own)."""
+    tree = _parse(text) if text is not None else None
+    found: set[str] = set()
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
 
 
 def _added(before: str | None, after: str, *, is_test: bool) -> _Finding | None:
     """The first construct `after` has more of than `before` (a move is no addition)."""
+    if _read_otherwise(after):
+        return _Finding(1, 0, _UNREADABLE, "a coding declaration other than UTF-8")
     had = Counter((f.category, f.what) for f in _scan(before, is_test=is_test)) if before is not None else Counter()
     for finding in _scan(after, is_test=is_test):
         key = (finding.category, finding.what)
@@ -191,14 +288,28 @@ def shadowed_module(path: str, tree: dict[str, str]) -> str | None:
     return None
 
 
-def evasion(code_files: dict[str, str], patched: dict[str, str], new_tests: dict[str, str]) -> str | None:
+def evasion(
+    code_files: dict[str, str],
+    patched: dict[str, str],
+    new_tests: dict[str, str],
+    project_test: Callable[[str], bool] = lambda _path: False,
+) -> str | None:
     """`path:line: what it does` for the first thing the fix adds that could tell a test run
-    from production (or take over a standard module), else None."""
+    from production (or take over a standard module), else None. `project_test(path)`: a project
+    file that is a test (what its tests import is no licence for the fix's code)."""
     for path in sorted(p for p in patched if p not in code_files):
         if (name := shadowed_module(path, patched)) is not None:
             return f"{path}: a new module would replace {name!r} of the standard library or the test tooling"
     changed = [(p, patched[p], False) for p in sorted(patched) if p.endswith(".py") and code_files.get(p) != patched[p]]
-    for path, text, is_test in [*changed, *((p, t, True) for p, t in sorted(new_tests.items()))]:
+    checked = [*changed, *((p, t, True) for p, t in sorted(new_tests.items()))]
+    for path, text, is_test in checked:
         if (found := _added(code_files.get(path), text, is_test=is_test)) is not None:
             return f"{path}:{found.line}: {found.category} ({found.what})"
+    # The fix's code runs inside the project's own test run (run 1), so it may not bring a
+    # capability the project's code never had. (New tests run apart from it, in runs 2 and 3.)
+    in_code = set().union(*(_imports(t) for p, t in code_files.items() if p.endswith(".py") and not project_test(p)))
+    for path, text, _ in changed:
+        for module in sorted(_imports(text) - COMPUTATION_MODULES - in_code):
+            if module in SHADOWED:
+                return f"{path}: {_CAPABILITY} ({module})"
     return None
