@@ -19,7 +19,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from selfheal_core import catalog as names
 
 from .ops.target import OperatorError, Target, UsageError, connect
-from .output import emit_json, format_analysis, format_costs, format_trace, progress, table, usd
+from .output import (
+    PrintableStream,
+    emit_json,
+    format_analysis,
+    format_costs,
+    format_trace,
+    printable,
+    progress,
+    table,
+    usd,
+)
 
 EPILOG = "Targets: --endpoint-url, else a running `selfheal local up`, else AWS (default credentials). Add --json for scripts."
 
@@ -255,10 +265,13 @@ def _add_dev_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    stdout = sys.stdout
+    if not getattr(args, "json", False):  # JSON escapes control characters itself
+        sys.stdout = PrintableStream(stdout)  # type: ignore[assignment]
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:  # reported as argparse reports its own: exit 2
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        print(printable(f"{parser.prog} {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     except OperatorError as exc:
         _fail(args, str(exc))
@@ -268,13 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as exc:  # one clear line, not a traceback
         _fail(args, f"AWS error: {exc}")
         return 1
+    finally:
+        sys.stdout = stdout
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:
     if getattr(args, "json", False):
         emit_json({"error": message})
     else:
-        print(f"error: {message}", file=sys.stderr)
+        print(printable(f"error: {message}"), file=sys.stderr)
 
 
 def _target(args: argparse.Namespace) -> Target:

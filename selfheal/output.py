@@ -5,11 +5,35 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+
+# Control characters and bidirectional overrides: in an incident's text (reporters, model output,
+# log lines) they would recolour, retitle or rewrite the operator's terminal ("\x1b[2K\rRESOLVED").
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but newline and tab shown escaped (`\\x1b`)."""
+    return _UNSAFE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+class PrintableStream:
+    """A text stream that writes `printable` text: the human-readable output of every verb."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return int(self._stream.write(printable(text)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def emit_json(data: Any) -> None:

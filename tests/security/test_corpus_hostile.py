@@ -66,7 +66,7 @@ HOSTILE_SOURCES = {
     ),
     "qa-sandbox-env-var": (
         only_under_test('os.environ.get("SELFHEAL_SANDBOX_ALLOW_SPAWN") is not None', imports="import os"),
-        "names the test tooling",
+        "reads the process's context (environment, arguments, directory, file location) (os.environ)",
     ),
     "sys-modules-aliased": (
         only_under_test('len(s.modules) > 300 and "_pytest" in str(list(s.modules))', imports="import sys as s"),
@@ -220,8 +220,7 @@ CALC = {  # its code uses os already, so a fix may too: what stops the rewrite i
 # sub() test before pytest reads it. Nothing here names pytest, a frame or a hook.
 REWRITES_A_LATER_TEST = (
     "import os\n\n"
-    "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
-    "with open(os.path.join(_HERE, 'tests', 'test_sub.py'), 'w') as _fh:\n"
+    "with open(os.path.join('tests', 'test_sub.py'), 'w') as _fh:\n"
     "    _fh.write('def test_subtracting():\\n    pass\\n')\n\n\n"
     "def add(a, b):\n    return a + b\n\n\n"
     "def sub(a, b):\n    return a + b\n"

@@ -180,3 +180,30 @@ def test_inject_alarm_describes_an_existing_alarm_as_cloudwatch_defines_it(deplo
     # And a definition typed for an existing alarm is refused rather than sent as if it were the alarm's
     with pytest.raises(OperatorError, match="drop --metric"):
         inject.inject_alarm(target, alarm_name="checkout-slow", metric="Errors")
+
+
+def test_hostile_text_in_an_incident_cannot_drive_the_operators_terminal(deployed, capsys):
+    from selfheal_core.incidents import IncidentStore
+
+    # Given an incident whose reporter-supplied text carries terminal escapes and a bidi override
+    hostile = "x\x1b]0;pwned\x07\x1b[2K\rRESOLVED all good\u202e"
+    IncidentStore(deployed.decisions_table_name).open_or_fold(
+        incident_id="inc-ansi",
+        fingerprint="fp-ansi",
+        correlation_id="corr-ansi",
+        issue={"service": "svc\x1b[31mRED\x1b[0m", "issue_type": "latency", "severity": "low", "summary": hostile},
+        origin="test",
+    )
+
+    # When the operator reads it as a table and as a trace
+    assert cli.main(["incidents", "--env", "test", "--region", "us-east-1"]) == 0
+    assert cli.main(["trace", "inc-ansi", "--env", "test", "--region", "us-east-1"]) == 0
+    text = capsys.readouterr().out
+
+    # Then the text is there, but no control character reaches the terminal
+    assert "svc\\x1b[31mRED" in text
+    assert not any(ch in text for ch in "\x1b\x07\r\u202e"), repr(text[:500])
+
+    # and --json keeps the data exact (JSON escapes it)
+    assert cli.main(["trace", "inc-ansi", "--env", "test", "--region", "us-east-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["incident"]["summary"] == hostile

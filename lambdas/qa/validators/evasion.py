@@ -9,6 +9,11 @@ fix that *adds* one is refused before anything runs. Uses the project already ha
 and allowed (only what the fix adds is judged); docstrings are not code. The new tests get the
 same checks, except that they may name pytest.
 
+It also refuses reads of the process's context (environment, arguments, working directory,
+`__file__`, /proc) a fix adds: they differ between a test run and production by construction.
+And a fix may not import anew a standard module beyond computation (`COMPUTATION_MODULES`) that
+the project's code does not import already, nor patch a library module's attributes.
+
 This is a deliberately narrow list, read from the syntax tree: it catches the ways seen and the
 obvious spellings, not every spelling (a computed attribute of a watched module is refused for
 that reason). The isolation of the runner, not this list, is what contains the code.
@@ -48,6 +53,7 @@ _BUILTINS = "reaches into the builtins"
 _NATIVE = "loads native code"
 _COMPUTED = "reads a module's attribute by a computed name"
 _PATCHES = "patches a library module"
+_CONTEXT = "reads the process's context (environment, arguments, directory, file location)"
 _UNREADABLE = "is not Python QA can read as the interpreter will"
 _CAPABILITY = "imports a module the project's code does not use and no fix needs"
 
@@ -77,14 +83,26 @@ _ANY_ATTRIBUTE = {
     **dict.fromkeys(("get_objects", "get_referrers", "get_referents"), _GC),
     **dict.fromkeys(("meta_path", "path_hooks", "path_importer_cache"), _IMPORTS),
     "_exit": _EXIT,
+    "cwd": _CONTEXT,  # Path.cwd()
     **dict.fromkeys(("SkipTest", "skip", "xfail", "importorskip"), _TOOLING),
 }
 # Names refused only as attributes of these modules (`self.modules`, `parser.stack` are fine).
 _MODULE_ATTRIBUTE = {
-    "sys": {"modules": _IMPORTS, "monitoring": _TRACING, "__dict__": _COMPUTED},
+    "sys": {
+        "modules": _IMPORTS,
+        "monitoring": _TRACING,
+        "__dict__": _COMPUTED,
+        **dict.fromkeys(("argv", "orig_argv", "executable"), _CONTEXT),
+    },
     "inspect": {"stack": _FRAMES, "trace": _FRAMES},
     "traceback": {"extract_stack": _FRAMES, "walk_stack": _FRAMES},
-    "os": {"abort": _EXIT, "__dict__": _COMPUTED},
+    "os": {
+        "abort": _EXIT,
+        "__dict__": _COMPUTED,
+        **dict.fromkeys(
+            ("environ", "environb", "getenv", "getenvb", "getcwd", "getcwdb", "getpid", "getppid"), _CONTEXT
+        ),
+    },
 }
 _WATCHED_MODULES = {"sys", "os", "inspect", "traceback", "gc", "builtins", "threading", "importlib"}
 _BUILTIN_CALLS = {
@@ -131,8 +149,8 @@ class _Scan(ast.NodeVisitor):
         self.visit(tree)
 
     def _add(self, node: ast.AST, category: str, what: str) -> None:
-        if category == _TOOLING and self.is_test:
-            return  # a test may import and name pytest
+        if category in (_TOOLING, _CONTEXT) and self.is_test:
+            return  # a test may import and name pytest, and find its files (it runs apart from run 1)
         self.found.append(_Finding(getattr(node, "lineno", 0), getattr(node, "end_col_offset", 0), category, what))
 
     def _module_of(self, node: ast.expr) -> str | None:
@@ -201,6 +219,8 @@ class _Scan(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id == "__builtins__":
             self._add(node, _BUILTINS, "__builtins__")
+        elif node.id == "__file__":  # "/var/task" in production, a run directory under test
+            self._add(node, _CONTEXT, "__file__")
         elif node.id in _BUILTIN_CALLS and node.id not in self.own and node.id not in self.aliases:
             self._add(node, _BUILTIN_CALLS[node.id], node.id)
 
@@ -224,6 +244,8 @@ class _Scan(ast.NodeVisitor):
         text = value if isinstance(value, str) and id(node) not in self.docstrings else ""
         if any(word in text.lower() for word in _TOOLING_WORDS):
             self._add(node, _TOOLING, repr(text[:60]))
+        elif "/proc/" in text:  # /proc/self/cmdline, /proc/self/environ: the process's context
+            self._add(node, _CONTEXT, repr(text[:60]))
 
 
 def _read_otherwise(text: str) -> bool:
