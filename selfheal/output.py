@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-
 # Control characters and bidirectional overrides: in an incident's text (reporters, model output,
 # log lines) they would recolour, retitle or rewrite the operator's terminal ("\x1b[2K\rRESOLVED").
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
