@@ -22,6 +22,7 @@ CORE_ENVIRONMENT = {"PYDANTIC_DISABLE_PLUGINS": "1"}
 from selfheal_core.catalog import (  # noqa: E402,F401
     AGENT_SOURCES,
     ALARM_PREFIX,
+    PIPELINE_SOURCE_PREFIX,
     alerts_topic_name,
     anthropic_secret_name,
     archive_name,

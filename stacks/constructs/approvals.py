@@ -116,3 +116,18 @@ def restrict_agent_sources(bus: events.EventBus, senders: dict[str, iam.IRole | 
                 },
             )
         )
+    # Any other `agentops.` source is a look-alike ("agentops.manager" + a zero-width space, a
+    # Cyrillic letter, "agentops.operator.x"): no one sends it, and the audit log would show it.
+    bus.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="NoOneSendsLookAlikeAgentSources",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["events:PutEvents"],
+            resources=[bus.event_bus_arn],
+            conditions={
+                "StringLike": {"events:source": f"{constants.PIPELINE_SOURCE_PREFIX}*"},
+                "StringNotEquals": {"events:source": sorted(set(constants.AGENT_SOURCES.values()))},
+            },
+        )
+    )

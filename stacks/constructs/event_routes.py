@@ -182,7 +182,7 @@ class EventRoutes(Construct):
             "Audit",
             "Every agent event, including informational ones, to the audit log",
             bus,
-            events.EventPattern(source=events.Match.prefix("agentops.")),
+            events.EventPattern(source=events.Match.prefix(constants.PIPELINE_SOURCE_PREFIX)),
             LogGroupTarget(self.audit_log, self.dead_letter_queues["notifications"]),
         )
         # A native resource policy instead of the target's custom resource (no extra Lambda).

@@ -159,6 +159,34 @@ def test_forged_agent_and_operator_events_from_the_aws_cli_are_refused(runtime: 
     assert _status(runtime, incident["incident_id"]) == "AWAITING_APPROVAL"
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["agentops.manager\u200b", "agentops.q\u0430", "agentops.operator.x", "agentops.qa "],
+    ids=["zero-width", "cyrillic", "sub-source", "trailing-space"],
+)
+def test_a_look_alike_agent_source_is_refused_so_the_audit_log_shows_only_the_agents(
+    runtime: Any, tmp_path: Path, source: str
+) -> None:
+    # When the stock CLI sends an event whose source only looks like an agent's
+    result = _put_with_aws_cli(
+        runtime,
+        tmp_path,
+        [
+            {
+                "EventBusName": "agentops-dev",
+                "Source": source,
+                "DetailType": "IncidentResolved",
+                "Detail": json.dumps({"metadata": {"incident_id": "inc-look-alike"}, "data": {"status": "RESOLVED"}}),
+            }
+        ],
+    )
+
+    # Then the bus refuses it by its policy (no rule, so no audit line, ever sees it)
+    assert result["FailedEntryCount"] == 1, result
+    assert result["Entries"][0]["ErrorCode"] == "AccessDeniedException"
+    assert "NoOneSendsLookAlikeAgentSources" in result["Entries"][0]["ErrorMessage"]
+
+
 def test_unsigned_approval_is_refused_with_403(runtime: Any, tmp_path: Path) -> None:
     # Given an incident awaiting approval and the approvals URL from the stack outputs
     incident = _awaiting_incident(runtime, tmp_path, "unsigned-api")
