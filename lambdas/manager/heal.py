@@ -1016,21 +1016,80 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
     issue = IssueReportedV1.model_validate(incident.issue)
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
-        state, latest = alarm_now(issue.resource, ports.cloud)
+        alarm = _describe_alarm(issue.resource, ports.cloud)
+        state = alarm if isinstance(alarm, str) else str(alarm.get("StateValue"))
+        latest = None if isinstance(alarm, str) else _latest_datapoint(alarm)
         if latest is not None:
             figures["after_latest_datapoint"] = latest
-        return (
-            None if state == "INSUFFICIENT_DATA" else state == "OK",
-            figures,
-            [
-                step(
-                    "Is the alarm that opened the incident OK now?",
-                    f"DescribeAlarms {issue.resource}",
-                    f"state {state}; {_figures_text(figures)}",
-                )
-            ],
+        chain = [
+            step(
+                "Is the alarm that opened the incident OK now?",
+                f"DescribeAlarms {issue.resource}",
+                f"state {state}; {_figures_text(figures)}",
+            )
+        ]
+        if state == "INSUFFICIENT_DATA" or isinstance(alarm, str) or state != "OK":
+            return (None if state == "INSUFFICIENT_DATA" else False), figures, chain
+        shown = recovery_shown(alarm, incident.change or {}, ports.cloud)
+        chain.append(
+            step(
+                "Does the OK rest on the service since the change?",
+                "the alarm's evaluated datapoints, else the target's invocations since the change",
+                shown or "no: no datapoint or invocation since the change (no traffic is no proof)",
+            )
         )
+        return (True if shown else None), figures, chain
     return _metric_recovery(incident, issue, figures, ports)
+
+
+def recovery_shown(alarm: dict[str, Any], change: dict[str, Any], cloud: CloudPort) -> str | None:
+    """What shows an OK alarm is about the service since the change, or None: an OK on data from
+    before the change (an alarm set by hand, an evaluation that has not caught up) or on missing
+    data proves nothing. Evidence: a datapoint the alarm evaluated whose period began after the
+    change, else an invocation of the target in a minute that began after it (DescribeAlarms keeps
+    the reason data of the last state change, so a later evaluation that stayed OK is not in it)."""
+    applied = parse_time(change.get("applied_at"))
+    if applied is None:
+        return "no time of change recorded"
+    try:
+        points = json.loads(alarm.get("StateReasonData") or "{}").get("evaluatedDatapoints") or []
+    except (ValueError, AttributeError):
+        points = []
+    for point in points if isinstance(points, list) else []:
+        when = parse_time(point.get("timestamp")) if isinstance(point, dict) else None
+        if when is not None and when >= applied:
+            return f"the alarm evaluated the period of {when.isoformat()}, after the change"
+    first = applied.replace(second=0, microsecond=0) + (
+        timedelta(minutes=1) if applied.second or applied.microsecond else timedelta()
+    )
+    try:
+        results = cloud.client("cloudwatch").get_metric_data(
+            MetricDataQueries=[
+                {
+                    "Id": "invocations",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": "AWS/Lambda",
+                            "MetricName": "Invocations",
+                            "Dimensions": [{"Name": "FunctionName", "Value": str(change.get("target"))}],
+                        },
+                        "Period": 60,
+                        "Stat": "Sum",
+                    },
+                }
+            ],
+            StartTime=first,
+            EndTime=max(now(), first + timedelta(minutes=1)),
+        )["MetricDataResults"]
+    except (ClientError, KeyError):
+        return None
+    calls = sum(
+        float(v)
+        for r in results
+        for t, v in zip(r.get("Timestamps", []), r.get("Values", []), strict=False)
+        if t >= first
+    )
+    return f"{calls:g} invocation(s) of {change.get('target')} since {first.isoformat()}" if calls else None
 
 
 def alarm_now(alarm_name: str | None, cloud: CloudPort) -> tuple[str, float | None]:

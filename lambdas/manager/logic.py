@@ -335,9 +335,16 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     # Alarm events are not ordered (a retried OK may predate the ALARM that opened the incident):
     # only the alarm's state now proves recovery. Otherwise the incident goes on; a VERIFYING one is
     # decided by its verify deadline (heal.check_recovery reads the alarm again).
-    state, _ = heal.alarm_now(intake.issue.resource, ports.cloud)
-    if state != "OK":
-        return {"action": "unconfirmed", "incident_id": incident_id, "reason": f"alarm is {state} now"}
+    if before.status == Status.VERIFYING.value and before.change and before.heal_phase == "applied":
+        # A change is being verified: an OK on data from before it (an alarm set by hand, a lagging
+        # evaluation) is no proof; the verify deadline reads the alarm and the traffic again.
+        recovered, _, chain = heal.check_recovery(before, ports)
+        if not recovered:
+            return {"action": "unconfirmed", "incident_id": incident_id, "reason": chain[-1]["observation"]}
+    else:
+        state, _ = heal.alarm_now(intake.issue.resource, ports.cloud)
+        if state != "OK":
+            return {"action": "unconfirmed", "incident_id": incident_id, "reason": f"alarm is {state} now"}
     incident = ports.incidents.transition(
         incident_id, Status.RESOLVED, reason=reason, forbid={"heal_phase": CHANGE_IN_FLIGHT}
     )

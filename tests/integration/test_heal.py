@@ -73,7 +73,14 @@ def alarm_in_state(state: str, datapoint: float) -> None:
         AlarmName=ALARM,
         StateValue=state,
         StateReason="test",
-        StateReasonData=json.dumps({"recentDatapoints": [datapoint], "threshold": 5.0}),
+        StateReasonData=json.dumps(
+            {
+                "recentDatapoints": [datapoint],
+                "threshold": 5.0,
+                # the period evaluated: now (after the change when the test applied one first)
+                "evaluatedDatapoints": [{"timestamp": datetime.now(UTC).isoformat(), "value": datapoint}],
+            }
+        ),
     )
 
 
@@ -458,6 +465,58 @@ def test_alarm_back_to_ok_while_verifying_resolves_with_before_and_after_figures
     assert applied["changes"] == [{"setting": "timeout_s", "before": 3.0, "after": 10.0}]
     assert applied["breaking_change"] is False
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 10  # the change is kept
+
+
+def test_an_ok_on_data_from_before_the_change_resolves_nothing_until_traffic_since_shows_recovery(aws):
+    """`set-alarm-state ALARM` on a quiet function: the next evaluation is OK on the datapoint from
+    before the change. That OK is no proof; traffic in a minute after the change is."""
+    # Given an applied fix, and the alarm OK on a period that began before the change
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    applied = datetime.fromisoformat(only_incident(pipeline).change["applied_at"])
+    alarm_in_state("OK", 0.0)
+    earlier = (applied - timedelta(minutes=2)).isoformat()
+    boto3.client("cloudwatch").set_alarm_state(
+        AlarmName=ALARM,
+        StateValue="OK",
+        StateReason="Threshold Crossed: 1 datapoint [0.0] was not greater than or equal to the threshold (5.0).",
+        StateReasonData=json.dumps(
+            {"recentDatapoints": [0.0], "evaluatedDatapoints": [{"timestamp": earlier, "value": 0.0}]}
+        ),
+    )
+
+    # When its OK event arrives, and the verify deadline passes with no invocation since the change
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+    fire_verify(pipeline, 0)
+
+    # Then nothing is resolved: the window is extended, the change kept
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
+    [extend] = decisions_of(pipeline, incident.incident_id, "verify_extend")
+    assert "no traffic is no proof" in json.dumps(extend["reasoning_chain"])
+
+    # When the function is invoked in a minute after the change, and the alarm is still OK at the next deadline
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Invocations",
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+                "Timestamp": applied + timedelta(seconds=90),
+                "Value": 25.0,
+            }
+        ],
+    )
+    fire_verify(pipeline, 1)
+
+    # Then it is RESOLVED on that evidence
+    incident = only_incident(pipeline)
+    assert incident.status == "RESOLVED"
+    [verify] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert "invocation(s) of" in json.dumps(verify["reasoning_chain"])
 
 
 def test_no_recovery_rolls_back_the_exact_previous_values_then_escalates(aws):
