@@ -10,6 +10,7 @@ kept as a `git am`-able artifact (`selfheal patch INCIDENT`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from selfheal_core.events import (
     is_breaking,
     setting_named,
 )
-from selfheal_core.incidents import Incident, IncidentStore, Status, TargetHeld
+from selfheal_core.incidents import Incident, IncidentStore, Status, TargetCoolingDown, TargetHeld
 from selfheal_core.messaging import Messenger
 from selfheal_core.ports import Monitor
 
@@ -345,6 +346,12 @@ TARGET_WAITS = 6
 SETTLE = timedelta(minutes=2)
 
 
+def _repeats(change: dict[str, Any], rolled_back: Incident) -> bool:
+    """Does `change` set a setting to the value a rolled-back change set it to (which did not help)?"""
+    before = (rolled_back.change or {}).get("proposed") or {}
+    return any(k in before and _same(v, float(before[k])) for k, v in change.get("proposed", {}).items())
+
+
 def _wait_for_target(incident: Incident, holder: Incident, ports: HealPorts) -> dict[str, Any]:
     """Another incident's change on the same function is in flight: apply after it settles (the
     scheduled-apply path), re-reading the function first; escalate after TARGET_WAITS waits."""
@@ -542,14 +549,30 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     # The claim marks that the target may be written from now on, and holds the target: another
     # incident's change would confound this one's verification and block its rollback. Claiming
     # again (claimed with the approval, or a retry of the attempt a crash interrupted) is a no-op.
+    claim = functools.partial(
+        ports.incidents.claim_target,
+        incident,
+        change["target"],
+        statuses=sources,
+        require={"change_id": cid, "heal_phase": incident.heal_phase},
+        values={"heal_phase": "applying"},
+    )
     try:
-        claimed = ports.incidents.claim_target(
-            incident,
-            change["target"],
-            statuses=sources,
-            require={"change_id": cid, "heal_phase": incident.heal_phase},
-            values={"heal_phase": "applying"},
-        )
+        try:
+            claimed = claim()
+        except TargetCoolingDown as cooling:
+            if _repeats(change, cooling.holder):
+                return _escalate(
+                    incident,
+                    ports,
+                    f"{change['target']}: the same change ({cooling.holder.change_id} of incident "
+                    f"{cooling.holder.incident_id}) was rolled back for no recovery; Selfheal does not make "
+                    f"it again before {cooling.until}, so nothing was changed. Look at the function; to make "
+                    f"it anyway: {_by_hand_values(change['target'], change['proposed'])}",
+                    sources,
+                    decision="wait_for_target",
+                )
+            claimed = claim(past_cooldown=True)  # another change than the one that did not help
     except TargetHeld as held:
         return _wait_for_target(incident, held.holder, ports)
     if claimed is None:

@@ -1476,13 +1476,40 @@ def test_the_waiting_change_applies_after_the_first_one_is_rolled_back(aws):
     pipeline.fire_due("verify")
     a = incident_by_id(pipeline, a.incident_id)
     assert (a.status, a.heal_phase) == ("ESCALATED", "rolled_back")  # the rollback was not blocked
-    assert hold_of(pipeline, FUNCTION) is None
+    assert hold_of(pipeline, FUNCTION) == a.incident_id  # cooling down: A's change is not made again
     pipeline.fire_due("apply")
 
-    # Then B is applied on the restored function
+    # Then B, another change (memory, not A's timeout), is applied on the restored function
     assert incident_by_id(pipeline, b.incident_id).status == "VERIFYING"
     config = pipeline.function_config(FUNCTION)
     assert (config["timeout_s"], config["memory_mb"]) == (3, 1024)
+
+
+def test_a_change_that_was_just_rolled_back_is_not_made_again_by_another_report(aws):
+    """The scan (or another alarm) reports the same failure under another fingerprint right after
+    a rollback: the change that did not help is not made again within the cool-down."""
+    # Given the alarm's timeout fix (3 -> 10 s) applied, not recovered, rolled back
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    pipeline.fire_due("verify")
+    first = only_incident(pipeline)
+    assert (first.status, first.heal_phase) == ("ESCALATED", "rolled_back")
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+    # When another report of the same failure proposes the same change
+    pipeline.put(
+        "IssueReported",
+        {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"},
+    )
+    pipeline.run()
+
+    # Then nothing is changed: a person is asked, with the change that did not help named
+    second = next(i for i in pipeline.incidents() if i.incident_id != first.incident_id)
+    assert second.status == "ESCALATED", (second.status, second.last_reason)
+    assert "was rolled back for no recovery" in second.last_reason and first.incident_id in second.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
 
 
 def test_a_change_still_held_at_its_due_time_waits_again_then_a_person_decides(aws, monkeypatch):

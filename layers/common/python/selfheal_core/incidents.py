@@ -152,6 +152,16 @@ class TargetHeld(RuntimeError):
         self.holder = holder
 
 
+class TargetCoolingDown(RuntimeError):
+    """`IncidentStore.claim_target`: a change on the target was rolled back (no recovery) lately;
+    Selfheal does not change the function again before `until` (a person looks first)."""
+
+    def __init__(self, holder: Incident, until: str) -> None:
+        super().__init__(f"{holder.incident_id} rolled back a change; cooling down until {until}")
+        self.holder = holder
+        self.until = until
+
+
 # Heal phases in which an incident's change on its target is in flight (being written, verified or
 # rolled back): the target's hold is live only while its holder is in one of them.
 HOLDING_PHASES = frozenset({"applying", "applied", "rolling_back"})
@@ -590,6 +600,7 @@ class IncidentStore:
         statuses: frozenset[Status],
         require: dict[str, Any],
         values: dict[str, Any],
+        past_cooldown: bool = False,
     ) -> Incident | None:
         """Hold `target` for the incident and `record` `values` on it, in one transaction: one change
         per function is in flight at a time (applied, verified, kept or rolled back). The holder
@@ -597,7 +608,8 @@ class IncidentStore:
         on what the condition checked; not read back); None: the incident may not move; raises
         TargetHeld when another incident's change is in flight. A hold whose holder is no longer
         changing the target (a crash between its closing write and the release) is removed: the
-        holder's own state is the truth."""
+        holder's own state is the truth. A rolled-back change's hold cooling down raises
+        TargetCoolingDown, unless `past_cooldown` (the caller saw it and this change is another)."""
         incident_id = incident.incident_id
         hold = {
             "pk": keys.target_pk(target),
@@ -635,26 +647,55 @@ class IncidentStore:
                     return None
                 if reasons[:1] != ["ConditionalCheckFailed"]:
                     raise  # a conflict, throttling: the Lambda retry claims again
-            holder_id = self.holder_of(target)
+            hold_item = self._hold(target)
+            holder_id = str(hold_item["incident_id"]) if hold_item else None
             if holder_id is None or holder_id == incident_id:
                 continue  # released (or ours) between the write and the read: try again
             holder = self.get(holder_id)
             if holder is not None and holds_target(holder):
                 raise TargetHeld(holder)
+            cooling = str((hold_item or {}).get("cooldown_until") or "")
+            if holder is not None and cooling > utc_now() and not past_cooldown:
+                raise TargetCoolingDown(holder, cooling)
             self._release_target_of(target, holder_id)  # stale: its holder has settled
         raise IncidentContention(f"could not claim target {target} after {OPEN_TRIES} tries")
 
     def holder_of(self, target: str) -> str | None:
+        item = self._hold(target)
+        return str(item["incident_id"]) if item else None
+
+    def _hold(self, target: str) -> dict[str, Any] | None:
         item = self._table.get_item(Key={"pk": keys.target_pk(target), "sk": keys.HOLD}, ConsistentRead=True).get(
             "Item"
         )
-        return str(item["incident_id"]) if item else None
+        return dict(item) if item else None
 
     def _release_target(self, incident: Incident) -> None:
-        """An incident that closes no longer holds its target (if it held one)."""
+        """An incident that closes no longer holds its target (if it held one). One that rolled its
+        change back keeps the hold, cooling down, for `cooldown_seconds`: another report of the same
+        failure (the scan's, another alarm's) would otherwise make the change that did not help again."""
         target = (incident.change or {}).get("target")
-        if target:
+        if not target:
+            return
+        if incident.heal_phase != "rolled_back":
             self._release_target_of(target, incident.incident_id)
+            return
+        until = datetime.now(UTC) + timedelta(seconds=self.cooldown_seconds)
+        try:
+            self._table.update_item(
+                Key={"pk": keys.target_pk(target), "sk": keys.HOLD},
+                UpdateExpression="SET cooldown_until = :until, #ttl = :ttl",
+                ConditionExpression="incident_id = :id",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={
+                    ":until": until.isoformat(timespec="milliseconds"),
+                    ":ttl": int(until.timestamp()) + 3600,
+                    ":id": incident.incident_id,
+                },
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
 
     def _release_target_of(self, target: str, incident_id: str) -> None:
         self._delete_owned({"pk": keys.target_pk(target), "sk": keys.HOLD}, incident_id)
