@@ -302,7 +302,12 @@ class AlarmEvaluator(threading.Thread):
                 "Period": period,
                 "EvaluationPeriods": alarm.evaluation_periods,
                 "ComparisonOperator": alarm.comparison_operator,
-                "Threshold": float(alarm.threshold),
+                # an anomaly detection alarm compares with a band (a query), not a number
+                **(
+                    {"Threshold": float(alarm.threshold)}
+                    if alarm.threshold is not None
+                    else {"ThresholdMetricId": alarm.threshold_metric_id}
+                ),
                 "TreatMissingData": alarm.treat_missing_data or "missing",
                 "EvaluateLowSampleCountPercentile": "",
                 "Metrics": [{k[0].lower() + k[1:]: v for k, v in q.items()} for q in queries],

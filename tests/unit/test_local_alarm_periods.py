@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -79,3 +80,56 @@ def test_no_traffic_at_all_returns_to_ok_after_a_whole_quiet_minute(evaluator):
     # Then it stays in ALARM while the next minute is open and empty, and is OK once that minute is over
     assert evaluator.state(T0 + MINUTE + 30) == "ALARM"
     assert evaluator.state(T0 + 2 * MINUTE + 1) == "OK"
+
+
+def test_set_alarm_state_on_an_anomaly_detection_alarm_emits_its_event_with_the_band():
+    """An anomaly detection alarm has no Threshold (it compares with a band): setting its state
+    by hand must still notify and emit the event, not fail on the missing number."""
+    with mock_aws():
+        cw = boto3.client("cloudwatch", region_name="us-east-1")
+        cw.put_metric_alarm(
+            AlarmName="orders-latency-anomaly",
+            ComparisonOperator="GreaterThanUpperThreshold",
+            EvaluationPeriods=1,
+            ThresholdMetricId="ad1",
+            AlarmActions=["arn:aws:sns:us-east-1:123456789012:ops"],
+            Metrics=[
+                {
+                    "Id": "m1",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": "AWS/Lambda",
+                            "MetricName": "Duration",
+                            "Dimensions": [{"Name": "FunctionName", "Value": "orders-api"}],
+                        },
+                        "Period": 60,
+                        "Stat": "p95",
+                    },
+                    "ReturnData": True,
+                },
+                {"Id": "ad1", "Expression": "ANOMALY_DETECTION_BAND(m1, 2)", "ReturnData": True},
+            ],
+        )
+        from moto.backends import get_backend
+
+        backend = get_backend("cloudwatch")["123456789012"]["us-east-1"]
+        events: list[dict[str, Any]] = []
+        notes: list[str] = []
+        platform = SimpleNamespace(
+            backend=lambda _service: backend,
+            log_platform=lambda _line: None,
+            publish_sns=lambda _arn, message, **_kw: notes.append(message),
+            put_platform_event=lambda _source, _type, detail, _resources: events.append(detail),
+        )
+        evaluator = AlarmEvaluator(platform, interval_s=3600)  # type: ignore[arg-type]
+
+        def set_by_hand() -> list[bytes]:
+            cw.set_alarm_state(AlarmName="orders-latency-anomaly", StateValue="ALARM", StateReason="game day")
+            return []
+
+        evaluator.through_api("SetAlarmState", set_by_hand)
+
+        [detail] = events
+        assert detail["state"]["value"] == "ALARM" and detail["state"]["reason"] == "game day"
+        [note] = notes
+        assert json.loads(note)["Trigger"]["ThresholdMetricId"] == "ad1"
