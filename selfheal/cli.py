@@ -27,6 +27,7 @@ from .output import (
     format_trace,
     printable,
     progress,
+    raw_stdout,
     table,
     usd,
 )
@@ -416,7 +417,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        sys.stdout.write(result["mbox"])
+        raw_stdout().write(result["mbox"])  # data for `git am`: byte for byte, not escaped
     return 0
 
 

@@ -35,6 +35,12 @@ class PrintableStream:
         return getattr(self._stream, name)
 
 
+def raw_stdout() -> Any:
+    """Standard output without the escaping, for data verbs (`patch`: an mbox for `git am`)."""
+    stream = sys.stdout
+    return stream._stream if isinstance(stream, PrintableStream) else stream
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
 

@@ -902,7 +902,10 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
         )
         if resolved is None:
             return {"action": "stale", "incident_id": incident.incident_id}
-        return _verified(resolved, ports, figures, chain)
+        result = _verified(resolved, ports, figures, chain)
+        if resolved.origin == "alarm":  # its alarm is OK: its next ALARM is a new occurrence
+            ports.incidents.release_now(resolved.fingerprint, resolved.incident_id)
+        return result
     return rollback(incident, ports, figures, "no recovery within the verify window", chain=chain)
 
 
@@ -1079,8 +1082,8 @@ def recovery_shown(alarm: dict[str, Any], change: dict[str, Any], cloud: CloudPo
     except (ValueError, AttributeError):
         points = []
     for point in points if isinstance(points, list) else []:
-        when = parse_time(point.get("timestamp")) if isinstance(point, dict) else None
-        if when is not None and when >= applied:
+        when = parse_time(point.get("timestamp")) if isinstance(point, dict) and "value" in point else None
+        if when is not None and when >= applied:  # a missing period (no value) is no evidence
             return f"the alarm evaluated the period of {when.isoformat()}, after the change"
     first = applied.replace(second=0, microsecond=0) + (
         timedelta(minutes=1) if applied.second or applied.microsecond else timedelta()

@@ -345,8 +345,13 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         state, _ = heal.alarm_now(intake.issue.resource, ports.cloud)
         if state != "OK":
             return {"action": "unconfirmed", "incident_id": incident_id, "reason": f"alarm is {state} now"}
+    # As read: a change that landed since (a scheduled apply) is verified on its own evidence.
     incident = ports.incidents.transition(
-        incident_id, Status.RESOLVED, reason=reason, forbid={"heal_phase": CHANGE_IN_FLIGHT}
+        incident_id,
+        Status.RESOLVED,
+        reason=reason,
+        forbid={"heal_phase": CHANGE_IN_FLIGHT},
+        require={"heal_phase": before.heal_phase},
     )
     if incident is None:
         # Refused (a change in flight, a rollback to finish): the incident keeps its fingerprint so

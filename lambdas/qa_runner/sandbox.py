@@ -95,35 +95,64 @@ def _is_environ(path):
 
 # With SELFHEAL_SANDBOX_SCRATCH set (test runs, not the compile step), no source or configuration
 # file may be written, replaced, linked, truncated or removed outside that directory, and no
-# directory there renamed, linked or removed: a fix must not rewrite tests, conftest.py, pytest's
-# configuration or bytecode while the tests run, nor swap tests/ for a copy of its own.
+# directory of the project's tree renamed, linked or removed: a fix must not rewrite tests,
+# conftest.py, pytest's configuration or bytecode while the tests run, nor swap tests/ for a copy
+# of its own. (Directories a test creates may come and go.) Paths relative to a directory
+# descriptor are resolved through it; `open` does not report its dir_fd, which namespaces cover.
 _SCRATCH = _os.environ.get("SELFHEAL_SANDBOX_SCRATCH")
 _SCRATCH = _os.path.realpath(_SCRATCH) + _os.sep if _SCRATCH else None
 _PROTECTED = (".py", ".pyc", ".pth", ".toml", ".ini", ".cfg")
 _WRITES = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC | _os.O_APPEND
-_CHANGE_EVENTS = {"os.rename": (0, 1), "os.link": (1,), "os.symlink": (1,), "os.truncate": (0,), "os.remove": (0,),
-                  "os.rmdir": (0,)}
+# event -> (index of a path, index of the directory descriptor it is relative to, or None)
+_CHANGE_EVENTS = {"os.rename": ((0, 2), (1, 3)), "os.link": ((1, 3),), "os.symlink": ((1, 2),),
+                  "os.truncate": ((0, None),), "os.remove": ((0, 1),), "os.rmdir": ((0, 1),)}
 
 
-def _protected(path):
+def _tree_dirs():
+    found = set()
+    for top, dirs, _files in _os.walk("."):
+        real = _os.path.realpath(top)
+        if not (real + _os.sep).startswith(_SCRATCH):
+            st = _os.stat(top)
+            found.add((st.st_dev, st.st_ino))
+    return found
+
+
+_TREE_DIRS = _tree_dirs() if _SCRATCH else set()
+
+
+def _resolved(path, dir_fd):
+    if isinstance(dir_fd, int) and dir_fd >= 0 and not _os.path.isabs(path):
+        return _os.path.join(_os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+    return path
+
+
+def _protected(path, dir_fd=None):
     # A descriptor (os.fdopen, pytest's capture) was opened by a path checked when it was opened.
     try:
-        path = _os.fsdecode(path)
-    except TypeError:
+        path = _resolved(_os.fsdecode(path), dir_fd)
+    except (TypeError, OSError):
         return False
     real = _os.path.realpath(path)  # through symlinks, also one in the scratch dir that points out
     if (real + _os.sep).startswith(_SCRATCH):
         return False
-    return path.lower().endswith(_PROTECTED) or real.lower().endswith(_PROTECTED) or _os.path.isdir(real)
+    if path.lower().endswith(_PROTECTED) or real.lower().endswith(_PROTECTED):
+        return True
+    try:
+        st = _os.stat(real)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) in _TREE_DIRS
 
 
 def _guard_writes(event, args):
     if event == "open" and len(args) > 2 and isinstance(args[2], int) and args[2] & _WRITES:
-        paths = args[:1]
+        paths = [(args[0], None)]
     else:
-        paths = [args[i] for i in _CHANGE_EVENTS.get(event, ()) if i < len(args)]
-    for path in paths:
-        if _protected(path):
+        paths = [(args[i], args[fd] if fd is not None and fd < len(args) else None)
+                 for i, fd in _CHANGE_EVENTS.get(event, ()) if i < len(args)]
+    for path, dir_fd in paths:
+        if _protected(path, dir_fd):
             raise PermissionError(
                 f"changing {_os.fsdecode(path)}: writing source or configuration files outside the scratch"
                 " directory is blocked in the Selfheal sandbox"

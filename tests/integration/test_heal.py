@@ -1189,10 +1189,10 @@ def test_a_crash_after_the_ok_resolved_the_incident_is_finished_by_the_retry(aws
     assert len(pipeline.incidents()) == 2
 
 
-def test_an_ok_read_before_a_scheduled_change_landed_still_verifies_the_change(aws, monkeypatch):
+def test_an_ok_read_before_a_scheduled_change_landed_leaves_the_change_to_its_own_verification(aws, monkeypatch):
     """The OK path reads the incident, asks CloudWatch, then writes RESOLVED. If the scheduled
-    apply lands in between (SCHEDULED, then VERIFYING with the change live), the incident is
-    resolved with a change on the target: FixVerified must go out, as for any verified change."""
+    apply lands in between (SCHEDULED, then VERIFYING with the change live), that OK says nothing
+    about the change: the incident stays VERIFYING, and the verify deadline judges the change."""
     from lambdas.manager import heal
     from selfheal_core.incidents import IncidentStore
 
@@ -1231,11 +1231,11 @@ def test_an_ok_read_before_a_scheduled_change_landed_still_verifies_the_change(a
     pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
     pipeline.run()
 
-    # Then the change it resolved with is verified and announced
+    # Then the OK resolves nothing: the change is verified on its own evidence at its deadline
     incident = only_incident(pipeline)
-    assert stale and incident.status == "RESOLVED"
-    assert [e["type"] for e in dependant.events()] == ["FixApplied", "FixVerified"]
-    assert decisions_of(pipeline, incident.incident_id, "verify")
+    assert stale and incident.status == "VERIFYING" and incident.heal_phase == "applied"
+    assert [e["type"] for e in dependant.events()] == ["FixApplied"]
+    assert decisions_of(pipeline, incident.incident_id, "verify") == []
 
 
 def test_an_ok_that_cannot_resolve_the_incident_does_not_release_its_fingerprint(aws, monkeypatch):

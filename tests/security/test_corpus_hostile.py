@@ -284,13 +284,24 @@ def test_renaming_or_linking_onto_a_source_name_is_refused(tmp_path):
             attempt()
 
 
-def test_renaming_or_removing_a_directory_outside_the_scratch_dir_is_refused(tmp_path):
-    os.makedirs("emptydir")
+def test_renaming_or_removing_a_directory_of_the_tree_is_refused_also_through_a_directory_fd(tmp_path):
+    root = os.open(".", os.O_RDONLY)
     for attempt in (lambda: os.rename("tests", tmp_path / "orig"), lambda: os.replace("tests", "tests_moved"),
-                    lambda: os.rmdir("emptydir")):
+                    lambda: os.rename("tests", "t", src_dir_fd=root, dst_dir_fd=root),
+                    lambda: os.rmdir("tests", dir_fd=root)):
         with pytest.raises(PermissionError, match=BLOCKED):
             attempt()
     assert os.path.isfile("tests/test_existing.py")
+
+
+def test_directories_a_test_makes_come_and_go_inside_and_outside_the_scratch_dir(tmp_path):
+    import shutil
+    os.makedirs("fake-project/tests")
+    shutil.rmtree("fake-project")
+    (tmp_path / "tests" / "src").mkdir(parents=True)
+    (tmp_path / "tests" / "src" / "a.txt").write_text("x")
+    shutil.rmtree(tmp_path / "tests")
+    assert not os.path.exists("fake-project") and not (tmp_path / "tests").exists()
 
 
 def test_a_symlink_in_the_scratch_dir_does_not_lead_out(tmp_path):
@@ -332,4 +343,4 @@ def test_the_runner_refuses_writes_of_sources_and_config_outside_its_scratch_dir
 
     # Then every write outside .tmp/ was refused, and .tmp/ and other files stayed writable
     outcomes = {t.id.split("::")[-1]: t.outcome for t in step.tests or []}
-    assert len(outcomes) == 16 and set(outcomes.values()) == {"passed"}, (outcomes, step.stdout_excerpt[-3000:])
+    assert len(outcomes) == 17 and set(outcomes.values()) == {"passed"}, (outcomes, step.stdout_excerpt[-3000:])

@@ -150,11 +150,47 @@ def test_a_new_test_may_find_its_files_and_read_the_environment() -> None:
     assert evasion(CASE.files, CASE.files, new_tests) is None
 
 
-def test_a_coding_declaration_that_hides_code_from_the_scan_is_refused() -> None:
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "# -*- coding: utf-7 -*-\n# note +AAo-import os+ADs- os.+AF8-exit(0)\n",
+        # str.splitlines breaks at a form feed, Python's reader does not: the declaration is on line 2
+        "# header\x0c\n# coding: utf-7\n# +AAo-print('hidden code ran')\n",
+        "# header\u2028\n# coding: utf-7\n# +AAo-print('hidden code ran')\n",
+    ],
+    ids=["line-1", "form-feed", "line-separator"],
+)
+def test_a_coding_declaration_that_hides_code_from_the_scan_is_refused(hidden: str) -> None:
     # `+AAo-` is a newline in UTF-7: Python runs what QA reads as a comment
-    hidden = "# -*- coding: utf-7 -*-\n# note +AAo-import os+ADs- os.+AF8-exit(0)\n"
     found = evasion(CASE.files, still_buggy("", prefix=hidden), CASE.new_tests)
-    assert found is not None and "a coding declaration other than UTF-8" in found, found
+    assert found is not None and "a coding declaration of utf-7" in found, found
+
+
+def test_a_declaration_the_file_already_had_is_kept_when_it_reads_ascii_as_ascii() -> None:
+    old = {**CASE.files, CASE.module: "# -*- coding: latin-1 -*-\n" + CASE.files[CASE.module]}
+    fixed = {**old, CASE.module: old[CASE.module].replace(BUGGY, FIXED)}
+    assert evasion(old, fixed, CASE.new_tests) is None
+
+
+@pytest.mark.parametrize(
+    ("appended", "says"),
+    [
+        ("import typing\n_m = typing.sys.modules\n", "sys.modules"),
+        ("import random\nrandom._os.environ.get('CI')\n", "os.environ"),
+        ("import contextlib\ngetattr(contextlib.sys, 'exi' + 't')(0)\n", "getattr(sys, ...)"),
+        ("import uuid\nuuid.os.getcwd()\n", "os.getcwd"),
+        ("import json\ngetattr(json, 'dec' + 'oder')\n", "getattr(json, ...)"),
+    ],
+)
+def test_a_standard_module_reached_through_another_is_judged_as_itself(appended: str, says: str) -> None:
+    # `typing.sys` is sys: no import of sys is needed to reach it
+    found = evasion(CASE.files, still_buggy(appended), CASE.new_tests)
+    assert found is not None and says in found, found
+
+
+def test_a_reached_module_counts_as_imported_for_the_capability_rule() -> None:
+    found = evasion(CASE.files, still_buggy("import logging\n_hook = logging.atexit.register\n"), CASE.new_tests)
+    assert found is not None and "(atexit)" in found, found
 
 
 def test_a_byte_order_mark_no_longer_blinds_the_scan() -> None:
@@ -251,6 +287,18 @@ def test_when_the_original_run_leaves_no_report_a_test_the_fix_skips_is_weak_evi
     assert "the original run wrote no report" in result.reason and "test_missing" in result.reason, result.reason
 
 
+def test_prose_beside_the_fix_and_docstrings_without_doctests_may_change() -> None:
+    project = {
+        "calc.py": 'def add(a, b):\n    """Sum.\n\n    >>> add(2, 3)\n    -1\n    """\n    return a - b\n',
+        "CHANGELOG.md": "# Changes\n",
+        "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+    }
+    fixed = project["calc.py"].replace("    -1\n", "    5\n").replace("a - b", "a + b")
+    answer = fix(files={"calc.py": fixed, "CHANGELOG.md": "# Changes\n- add adds\n"}, tests={})
+    result = CodeValidator(InProcessRunner()).validate(answer, issue(project, "add subtracts"), project)
+    assert not result.reason.startswith("tampers"), result.reason
+
+
 def test_ordinary_fixes_still_pass_the_static_checks() -> None:
     project = {
         **CASE.files,
@@ -262,8 +310,10 @@ def test_ordinary_fixes_still_pass_the_static_checks() -> None:
     patched = {
         **project,
         # new computation imports, a relative import, an own module's attribute set, os (the project uses it)
-        CASE.module: "from __future__ import annotations\n\nimport math\nfrom collections import Counter\n\n"
-        "import settings\n\nsettings.LIMIT = math.floor(10.5)\n_SEEN = Counter()\n" + module,
+        CASE.module: "from __future__ import annotations\n\nimport math\nfrom collections import Counter\n"
+        "from urllib.parse import unquote_plus\n\n"
+        "import settings\n\nsettings.LIMIT = math.floor(10.5)\n_SEEN = Counter()\n_KEY = unquote_plus('a+b')\n"
+        "\n\ndef _page_of(cursor):\n    return cursor.skip(10)\n" + module,
         "app/core.py": "import os\n\nfrom . import io_helpers\n\nPATH = os.path.join(io_helpers.ROOT, 'x')\n",
     }
     assert evasion(project, patched, CASE.new_tests) is None

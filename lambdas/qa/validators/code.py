@@ -267,8 +267,23 @@ def _pytest_section(text: str | None) -> Any:
         return "<unparsable>"
 
 
-def _tampers(path: str, before: str | None, after: str | None, patterns: tuple[str, ...]) -> bool:
-    """Does creating, changing or deleting `path` (None = absent) touch the tests?"""
+# Prose a fix may update beside the code (a changelog line): no test reads it unless doctests run.
+_DOC_NAMES = ("readme", "changelog", "changes", "history", "authors", "contributing", "news")
+
+
+def _is_prose(path: str) -> bool:
+    name = path.split("/")[-1].lower()
+    return name.endswith((".md", ".rst")) or name.startswith(_DOC_NAMES) or path.split("/")[0] == "docs"
+
+
+def _runs_doctests(code_files: dict[str, str]) -> bool:
+    """Does the project's pytest configuration collect doctests (in modules or text files)?"""
+    return any("--doctest" in text for path, text in code_files.items() if path.split("/")[-1] in _CONFIG_FILES)
+
+
+def _tampers(path: str, before: str | None, after: str | None, patterns: tuple[str, ...], doctests: bool) -> bool:
+    """Does creating, changing or deleting `path` (None = absent) touch the tests? `doctests`: the
+    configuration collects doctests, so docstring examples and text files are tests too."""
     if before == after:
         return False
     if _outside(path) or is_test_infrastructure(path, patterns):
@@ -276,14 +291,15 @@ def _tampers(path: str, before: str | None, after: str | None, patterns: tuple[s
     if path.split("/")[-1] == "pyproject.toml":
         return _pytest_section(before) != _pytest_section(after) or _pytest_section(after) == "<unparsable>"
     if before is not None and not path.endswith(".py"):
-        return True  # a data or golden file the tests read (json_testcases/*.json) is their input
-    return before is not None and not _doctest_examples(before) <= _doctest_examples(after or "")
+        # A data or golden file the tests read (json_testcases/*.json) is their input; prose is not.
+        return doctests or not _is_prose(path)
+    return doctests and before is not None and not _doctest_examples(before) <= _doctest_examples(after or "")
 
 
 def _doctest_examples(text: str) -> Counter[tuple[str, str]]:
     """The docstring examples of a module (`>>> add(2, 3)` / `5`): tests, wherever they are written."""
     try:
-        tree = ast.parse(text)
+        tree = ast.parse(text.removeprefix("\ufeff"))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return Counter()
     found: Counter[tuple[str, str]] = Counter()
@@ -300,6 +316,7 @@ def _doctest_examples(text: str) -> Counter[tuple[str, str]]:
 def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
     """The first path by which the fix would change the tests or how they run, else None."""
     patterns = project_test_patterns(code_files)
+    doctests = _runs_doctests(code_files)
     if fix.patch:
         sections = parse_patch(fix.patch)
         paths = sorted({p for old, new, _ in sections for p in (old, new) if p is not None})
@@ -308,10 +325,10 @@ def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
                 return path  # a patch section always creates, changes or deletes its file
         patched = apply_patch(code_files, fix.patch)
         for path in paths:
-            if _tampers(path, code_files.get(path), patched.get(path), patterns):
+            if _tampers(path, code_files.get(path), patched.get(path), patterns, doctests):
                 return path
     for path, text in sorted(fix.files.items()):
-        if _outside(path) or _tampers(path, code_files.get(path), text, patterns):
+        if _outside(path) or _tampers(path, code_files.get(path), text, patterns, doctests):
             return path
     for path in sorted(fix.tests):  # new tests are new test_*.py files, nothing else
         name = path.split("/")[-1]

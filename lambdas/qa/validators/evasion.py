@@ -22,8 +22,9 @@ that reason). The isolation of the runner, not this list, is what contains the c
 from __future__ import annotations
 
 import ast
-import re
+import io
 import sys
+import tokenize
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,16 +64,14 @@ _CAPABILITY = "imports a module the project's code does not use and no fix needs
 # would forge a run; one the project's own code imports is allowed (only what the fix adds is judged).
 COMPUTATION_MODULES = frozenset(
     {
-        "__future__", "abc", "array", "base64", "binascii", "bisect", "calendar", "cmath", "collections",
-        "colorsys", "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "enum",
-        "fnmatch", "fractions", "functools", "graphlib", "hashlib", "heapq", "hmac", "html", "ipaddress",
-        "itertools", "json", "keyword", "math", "numbers", "operator", "pprint", "random", "re", "reprlib",
-        "secrets", "statistics", "string", "struct", "textwrap", "time", "typing", "unicodedata", "uuid",
-        "zlib", "zoneinfo",
+        "__future__", "abc", "array", "ast", "base64", "binascii", "bisect", "bz2", "calendar", "cmath",
+        "collections", "colorsys", "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib",
+        "email", "enum", "fnmatch", "fractions", "functools", "graphlib", "gzip", "hashlib", "heapq", "hmac",
+        "html", "http", "io", "ipaddress", "itertools", "json", "keyword", "logging", "lzma", "math", "numbers",
+        "operator", "posixpath", "pprint", "random", "re", "reprlib", "secrets", "shlex", "statistics",
+        "string", "struct", "textwrap", "time", "typing", "unicodedata", "urllib", "uuid", "zlib", "zoneinfo",
     }
 )  # fmt: skip
-# PEP 263: a coding declaration on line 1 or 2 changes how the interpreter reads the bytes.
-_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
 
 # Attribute names distinctive enough to refuse on any object (`frame.f_back`, `os._exit`).
 _ANY_ATTRIBUTE = {
@@ -83,8 +82,7 @@ _ANY_ATTRIBUTE = {
     **dict.fromkeys(("get_objects", "get_referrers", "get_referents"), _GC),
     **dict.fromkeys(("meta_path", "path_hooks", "path_importer_cache"), _IMPORTS),
     "_exit": _EXIT,
-    "cwd": _CONTEXT,  # Path.cwd()
-    **dict.fromkeys(("SkipTest", "skip", "xfail", "importorskip"), _TOOLING),
+    **dict.fromkeys(("SkipTest", "importorskip"), _TOOLING),
 }
 # Names refused only as attributes of these modules (`self.modules`, `parser.stack` are fine).
 _MODULE_ATTRIBUTE = {
@@ -154,7 +152,14 @@ class _Scan(ast.NodeVisitor):
         self.found.append(_Finding(getattr(node, "lineno", 0), getattr(node, "end_col_offset", 0), category, what))
 
     def _module_of(self, node: ast.expr) -> str | None:
-        return self.aliases.get(node.id) if isinstance(node, ast.Name) else None
+        """The module an expression names: an import's alias, or a standard module reached through
+        another one's attribute (`typing.sys`, `random._os`: the same module, no import needed)."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute) and self._module_of(node.value) is not None:
+            reached = node.attr.lstrip("_")
+            return reached if reached in sys.stdlib_module_names else None
+        return None
 
     def _attribute(self, node: ast.AST, module: str | None, attr: str) -> None:
         if module == "builtins":
@@ -213,6 +218,8 @@ class _Scan(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in ("cwd", "home") and self._library_root(node.value) == "pathlib":
+            self._add(node, _CONTEXT, f"Path.{node.attr}")
         self._attribute(node, self._module_of(node.value), node.attr)
         self.generic_visit(node)
 
@@ -231,7 +238,11 @@ class _Scan(ast.NodeVisitor):
             self._add(node, _PATCHES, f"{getattr(func, 'id', '')}({module}...)")
         if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "hasattr", "delattr", "vars"):
             module = self._module_of(node.args[0]) if node.args else None
-            if module in _WATCHED_MODULES:
+            name_arg = node.args[1] if len(node.args) > 1 else None
+            computed = not (isinstance(name_arg, ast.Constant) and isinstance(name_arg.value, str))
+            if module is not None and module not in _WATCHED_MODULES and func.id != "vars" and computed:
+                self._add(node, _COMPUTED, f"{func.id}({module}, ...)")
+            elif module in _WATCHED_MODULES:
                 name = node.args[1] if len(node.args) > 1 and func.id != "vars" else None
                 if isinstance(name, ast.Constant) and isinstance(name.value, str):
                     self._attribute(node, module, name.value)
@@ -248,13 +259,33 @@ class _Scan(ast.NodeVisitor):
             self._add(node, _CONTEXT, repr(text[:60]))
 
 
-def _read_otherwise(text: str) -> bool:
-    """Will the interpreter read the file QA writes (UTF-8) as other text than QA scans? Yes with
-    a coding declaration other than UTF-8 (`# coding: utf-7` turns what QA reads as a comment into code)."""
-    return any(
-        (m := _CODING.match(line)) is not None and m[1].lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig")
-        for line in text.removeprefix("\ufeff").splitlines()[:2]
-    )
+def _encoding(text: str) -> str:
+    """The encoding Python reads the UTF-8 file QA writes with (its own algorithm: a BOM, a coding
+    declaration on line 1 or 2, by the interpreter's notion of a line)."""
+    try:
+        return tokenize.detect_encoding(io.BytesIO(text.encode("utf-8", "surrogatepass")).readline)[0]
+    except (SyntaxError, LookupError, UnicodeError):
+        return "unreadable"
+
+
+def _read_otherwise(before: str | None, after: str) -> bool:
+    """Will the interpreter read the file as other text than QA scans, by a declaration the fix
+    adds? `# coding: utf-7` turns what QA reads as a comment into code. One the file had is kept
+    (an old project's latin-1), unless it is one that can turn plain ASCII into other text."""
+    encoding = _encoding(after)
+    if encoding in ("utf-8", "utf-8-sig"):
+        return False
+    kept = before is not None and _encoding(before) == encoding
+    return not kept or encoding == "unreadable" or not _ascii_safe(encoding)
+
+
+def _ascii_safe(encoding: str) -> bool:
+    """Does the codec read ASCII bytes as themselves (so a comment stays a comment)?"""
+    sample = bytes(range(128))
+    try:
+        return sample.decode(encoding) == sample.decode("ascii")
+    except (UnicodeError, LookupError):
+        return False
 
 
 def _parse(text: str) -> ast.Module | None:
@@ -270,21 +301,23 @@ def _scan(text: str, *, is_test: bool) -> list[_Finding]:
 
 
 def _imports(text: str | None) -> set[str]:
-    """The top-level modules a file imports absolutely (relative imports are the project's own)."""
+    """The top-level modules a file imports absolutely (relative imports are the project's own),
+    and the standard modules it reaches through another's attribute (`typing.sys`, `random._os`)."""
     tree = _parse(text) if text is not None else None
-    found: set[str] = set()
-    for node in ast.walk(tree) if tree is not None else ():
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+    if tree is None:
+        return set()
+    scan = _Scan(tree, is_test=True)
+    found = set(scan.aliases.values()) | set(scan.imported.values())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and (module := scan._module_of(node)) is not None:
+            found.add(module)
     return found
 
 
 def _added(before: str | None, after: str, *, is_test: bool) -> _Finding | None:
     """The first construct `after` has more of than `before` (a move is no addition)."""
-    if _read_otherwise(after):
-        return _Finding(1, 0, _UNREADABLE, "a coding declaration other than UTF-8")
+    if _read_otherwise(before, after):
+        return _Finding(1, 0, _UNREADABLE, f"a coding declaration of {_encoding(after)}")
     had = Counter((f.category, f.what) for f in _scan(before, is_test=is_test)) if before is not None else Counter()
     for finding in _scan(after, is_test=is_test):
         key = (finding.category, finding.what)

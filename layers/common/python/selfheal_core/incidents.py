@@ -654,9 +654,11 @@ class IncidentStore:
             holder = self.get(holder_id)
             if holder is not None and holds_target(holder):
                 raise TargetHeld(holder)
-            cooling = str((hold_item or {}).get("cooldown_until") or "")
-            if holder is not None and cooling > utc_now() and not past_cooldown:
-                raise TargetCoolingDown(holder, cooling)
+            until = str((hold_item or {}).get("cooldown_until") or "")
+            rolled_back = holder is not None and holder.heal_phase == "rolled_back"
+            # A rolled-back change cools down; between ROLLED_BACK and its closing write it has no end yet.
+            if holder is not None and rolled_back and not past_cooldown and (not until or until > utc_now()):
+                raise TargetCoolingDown(holder, until or "the end of its rollback")
             self._release_target_of(target, holder_id)  # stale: its holder has settled
         raise IncidentContention(f"could not claim target {target} after {OPEN_TRIES} tries")
 
