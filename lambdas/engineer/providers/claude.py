@@ -67,6 +67,12 @@ Code fixes (the incident shows source files)
   the code the way the existing tests do. No network, no AWS credentials, no sleeping, no files
   outside the project directory.
 - Paths are relative to the project root: never absolute, never containing `..`.
+- The fix must behave the same under test as in production, and QA refuses code that could tell
+  them apart: do not read environment variables, sys.argv, the working directory, __file__ or
+  /proc; do not patch library modules; import no standard module the project's code does not
+  already use beyond plain computation (re, json, math, collections, itertools, functools,
+  datetime, decimal, urllib.parse, logging, ...); change no data files, configuration or
+  docstring examples the tests read.
 
 Configuration fixes (no source files shown)
 - Propose 1-3 `changes` to Lambda settings (memory_mb, timeout_s, reserved_concurrency,
