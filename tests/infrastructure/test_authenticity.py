@@ -21,11 +21,21 @@ def test_bus_policy_lets_only_each_agents_role_send_its_source(templates):
 
     # Then every agentops source has a Deny for any principal but its own role
     by_source = {}
+    look_alikes = []
     for statement in statements:
         assert statement["Effect"] == "Deny" and statement["Action"] == "events:PutEvents"
         assert statement["Principal"] in ("*", {"AWS": "*"})
-        by_source[statement["Condition"]["StringEquals"]["events:source"]] = statement
+        if "StringEquals" in statement["Condition"]:
+            by_source[statement["Condition"]["StringEquals"]["events:source"]] = statement
+        else:
+            look_alikes.append(statement)
     assert set(by_source) == set(AGENT_ROLES)
+    # and one more denies every other agentops.* source to everyone (no principal spared)
+    [look_alike] = look_alikes
+    assert look_alike["Condition"] == {
+        "StringLike": {"events:source": "agentops.*"},
+        "StringNotEquals": {"events:source": sorted(AGENT_ROLES)},
+    }
     for source, role in AGENT_ROLES.items():
         principal = by_source[source]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
         if source == "agentops.manager":  # the Manager's one-time schedules send ApplyDue / VerifyDue as the Manager

@@ -65,8 +65,9 @@ atexit.register(_done)
 @pytest.mark.parametrize(
     ("appended", "says"),
     [
-        (FORGE_AT_EXIT.replace("sys.argv", "['--junitxml=reports/junit.xml']"), "(atexit)"),
-        ("import posix\nposix.__dict__['_exit'](0)\n", "(posix)"),
+        (FORGE_AT_EXIT.replace("sys.argv", "['--junitxml=reports/junit.xml']"), "(posix._exit)"),
+        ("import posix\nposix.__dict__['_exit'](0)\n", "(.__dict__)"),
+        ("import atexit\natexit.register(print)\n", "(atexit)"),
         ("import pickle\npickle.loads(b'cposix\\n_exit\\n(I0\\ntR.')\n", "(pickle)"),
         ("import runpy\nrunpy.run_path('notes.txt')\n", "(runpy)"),
         ("import importlib\nimportlib.import_module('_py' + 'test.main')\n", "(importlib)"),
@@ -78,9 +79,9 @@ def test_a_fix_that_brings_a_capability_the_project_code_never_had_is_refused(ap
     # Given a "fix" that leaves the bug and imports what could end or rewrite the run
     patched = still_buggy(appended)
 
-    # Then QA refuses it before anything runs, naming the module
+    # Then QA refuses it before anything runs, naming what it reaches for first
     found = evasion(CASE.files, patched, CASE.new_tests)
-    assert found is not None and "imports a module the project's code does not use" in found and says in found, found
+    assert found is not None and says in found, found
 
 
 def test_the_report_forger_is_refused_by_the_validator_before_the_runner_runs() -> None:
@@ -185,6 +186,35 @@ def test_a_declaration_the_file_already_had_is_kept_when_it_reads_ascii_as_ascii
 def test_a_standard_module_reached_through_another_is_judged_as_itself(appended: str, says: str) -> None:
     # `typing.sys` is sys: no import of sys is needed to reach it
     found = evasion(CASE.files, still_buggy(appended), CASE.new_tests)
+    assert found is not None and says in found, found
+
+
+REPROBE = {
+    "cr-only-line": ("\r# coding: utf-7\r# +AAo-print('HIDDEN RAN')\r", "a coding declaration of utf-7"),
+    "builtins-by-vars": ("import json\n_bi = vars(json)['__builtins__']\n", "vars(json, ...)"),
+    "builtins-by-name": ("import json\n_bi = json.__dict__\n", "(.__dict__)"),
+    "print-self": ("_os = print.__self__.__import__('os')\n", "(.__self__)"),
+    "function-globals": ("import json\n_g = json.dumps.__globals__\n", "(.__globals__)"),
+    "subclasses": ("_c = object.__subclasses__()\n", "(.__subclasses__)"),
+    "from-allowed-import-os": ("from logging import os\n_e = os.environ\n", "os.environ"),
+    "from-allowed-import-sys": ("from logging import sys\n_a = sys.argv\n", "sys.argv"),
+    "from-allowed-import-atexit": ("from logging import atexit\n", "(atexit)"),
+    "submodule-chain": ("import email.utils\n_e = email.utils.os.environ\n", "os.environ"),
+    "getattr-constant-module": ("import logging\n_s = getattr(logging, 'sys')\n", "(sys)"),
+    "getattr-constant-frame": ("def f():\n    yield\n_fr = getattr(f(), 'gi_frame')\n", "gi_frame"),
+    "handler-module": (
+        "import logging\n_p = any(type(h).__module__ == 'x' for h in logging.getLogger().handlers)\n",
+        "(.__module__)",
+    ),
+    "deep-expression": ("_x = " + "+".join(["1"] * 3000) + "\n", "nested too deeply to check"),
+}
+
+
+@pytest.mark.parametrize("name", list(REPROBE))
+def test_routes_around_the_tracked_names_are_refused(name: str) -> None:
+    appended, says = REPROBE[name]
+    prefix, appended = (appended, "") if name == "cr-only-line" else ("", appended)
+    found = evasion(CASE.files, still_buggy(appended, prefix=prefix), CASE.new_tests)
     assert found is not None and says in found, found
 
 

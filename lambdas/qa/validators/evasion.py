@@ -55,6 +55,18 @@ _NATIVE = "loads native code"
 _COMPUTED = "reads a module's attribute by a computed name"
 _PATCHES = "patches a library module"
 _CONTEXT = "reads the process's context (environment, arguments, directory, file location)"
+_INTROSPECTION = "reaches the interpreter's internals through a special attribute"
+# Special attributes that lead from any object to the builtins, a module's globals, the class tree
+# or the import system (`print.__self__.__import__`, `object.__subclasses__()`, `f.__globals__`):
+# routes around every name this scan tracks, and no bug fix needs them.
+_INTERNALS = frozenset(
+    {
+        "__builtins__", "__globals__", "__self__", "__subclasses__", "__bases__", "__base__", "__mro__",
+        "__dict__", "__loader__", "__spec__", "__code__", "__closure__", "__func__", "__traceback__",
+        "__import__", "__reduce__", "__reduce_ex__", "__getattribute__", "__module__", "__frame__",
+        "__wrapped__", "__defaults__", "__kwdefaults__",
+    }
+)  # fmt: skip
 _UNREADABLE = "is not Python QA can read as the interpreter will"
 _CAPABILITY = "imports a module the project's code does not use and no fix needs"
 
@@ -133,6 +145,7 @@ class _Scan(ast.NodeVisitor):
         self.imported: dict[str, str] = {}  # local name -> the module it came from (`from m import x`)
         self.own: set[str] = set()  # functions and classes it defines (its own `compile`); `eval = eval` is no def
         self.docstrings: set[int] = set()
+        self.reached: set[str] = set()  # standard modules reached through attributes (`typing.sys`)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -140,6 +153,8 @@ class _Scan(ast.NodeVisitor):
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 for alias in node.names:  # `from unittest import TestCase`: a library's object
                     self.imported[alias.asname or alias.name] = node.module.split(".")[0]
+                    if alias.name.lstrip("_") in sys.stdlib_module_names:  # `from logging import os`: os
+                        self.aliases[alias.asname or alias.name] = alias.name.lstrip("_")
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.own.add(node.name)
             elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
@@ -152,13 +167,17 @@ class _Scan(ast.NodeVisitor):
         self.found.append(_Finding(getattr(node, "lineno", 0), getattr(node, "end_col_offset", 0), category, what))
 
     def _module_of(self, node: ast.expr) -> str | None:
-        """The module an expression names: an import's alias, or a standard module reached through
-        another one's attribute (`typing.sys`, `random._os`: the same module, no import needed)."""
+        """The module an expression names: an import's alias, a standard module reached through
+        another one's attribute (`typing.sys`, `random._os`: the same module, no import needed), or
+        another attribute of a module, named by its path (`email.utils`), so the chain goes on."""
         if isinstance(node, ast.Name):
             return self.aliases.get(node.id)
-        if isinstance(node, ast.Attribute) and self._module_of(node.value) is not None:
+        if isinstance(node, ast.Attribute) and (base := self._module_of(node.value)) is not None:
             reached = node.attr.lstrip("_")
-            return reached if reached in sys.stdlib_module_names else None
+            if reached in sys.stdlib_module_names:
+                self.reached.add(reached)
+                return reached
+            return f"{base}.{node.attr}"
         return None
 
     def _attribute(self, node: ast.AST, module: str | None, attr: str) -> None:
@@ -218,6 +237,9 @@ class _Scan(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        self._module_of(node)  # notes a standard module it reaches (`x = typing.sys`)
+        if node.attr in _INTERNALS:
+            self._add(node, _INTROSPECTION, f".{node.attr}")
         if node.attr in ("cwd", "home") and self._library_root(node.value) == "pathlib":
             self._add(node, _CONTEXT, f"Path.{node.attr}")
         self._attribute(node, self._module_of(node.value), node.attr)
@@ -238,16 +260,16 @@ class _Scan(ast.NodeVisitor):
             self._add(node, _PATCHES, f"{getattr(func, 'id', '')}({module}...)")
         if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "hasattr", "delattr", "vars"):
             module = self._module_of(node.args[0]) if node.args else None
-            name_arg = node.args[1] if len(node.args) > 1 else None
-            computed = not (isinstance(name_arg, ast.Constant) and isinstance(name_arg.value, str))
-            if module is not None and module not in _WATCHED_MODULES and func.id != "vars" and computed:
+            name_arg = node.args[1] if len(node.args) > 1 and func.id != "vars" else None
+            name = name_arg.value if isinstance(name_arg, ast.Constant) and isinstance(name_arg.value, str) else None
+            if name is not None:  # `getattr(x, "tb_frame")` is `x.tb_frame`
+                if name in _INTERNALS:
+                    self._add(node, _INTROSPECTION, f"{func.id}(..., {name!r})")
+                if module is not None and name.lstrip("_") in sys.stdlib_module_names:
+                    self.reached.add(name.lstrip("_"))  # `getattr(logging, "sys")`
+                self._attribute(node, module, name)
+            elif module is not None:  # a module's attribute by a name built at run time, or all of them
                 self._add(node, _COMPUTED, f"{func.id}({module}, ...)")
-            elif module in _WATCHED_MODULES:
-                name = node.args[1] if len(node.args) > 1 and func.id != "vars" else None
-                if isinstance(name, ast.Constant) and isinstance(name.value, str):
-                    self._attribute(node, module, name.value)
-                else:
-                    self._add(node, _COMPUTED, f"{func.id}({module}, ...)")
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -255,6 +277,8 @@ class _Scan(ast.NodeVisitor):
         text = value if isinstance(value, str) and id(node) not in self.docstrings else ""
         if any(word in text.lower() for word in _TOOLING_WORDS):
             self._add(node, _TOOLING, repr(text[:60]))
+        elif text in _INTERNALS:  # vars(m)["__builtins__"], getattr(x, "__globals__")
+            self._add(node, _INTROSPECTION, repr(text))
         elif "/proc/" in text:  # /proc/self/cmdline, /proc/self/environ: the process's context
             self._add(node, _CONTEXT, repr(text[:60]))
 
@@ -263,7 +287,9 @@ def _encoding(text: str) -> str:
     """The encoding Python reads the UTF-8 file QA writes with (its own algorithm: a BOM, a coding
     declaration on line 1 or 2, by the interpreter's notion of a line)."""
     try:
-        return tokenize.detect_encoding(io.BytesIO(text.encode("utf-8", "surrogatepass")).readline)[0]
+        # Python's reader ends a line at a lone CR too; BytesIO.readline only at LF.
+        lines = text.replace("\r\n", "\n").replace("\r", "\n")
+        return tokenize.detect_encoding(io.BytesIO(lines.encode("utf-8", "surrogatepass")).readline)[0]
     except (SyntaxError, LookupError, UnicodeError):
         return "unreadable"
 
@@ -296,8 +322,13 @@ def _parse(text: str) -> ast.Module | None:
 
 
 def _scan(text: str, *, is_test: bool) -> list[_Finding]:
-    tree = _parse(text)
-    return [] if tree is None else sorted(_Scan(tree, is_test=is_test).found, key=lambda f: (f.line, f.end))
+    try:
+        tree = ast.parse(text.removeprefix("\ufeff"))
+        return sorted(_Scan(tree, is_test=is_test).found, key=lambda f: (f.line, f.end))
+    except (SyntaxError, ValueError):
+        return []  # the compile step refuses it
+    except (RecursionError, MemoryError):  # compile() takes deeper nesting than a recursive walk
+        return [_Finding(1, 0, _UNREADABLE, "nested too deeply to check")]
 
 
 def _imports(text: str | None) -> set[str]:
@@ -306,12 +337,11 @@ def _imports(text: str | None) -> set[str]:
     tree = _parse(text) if text is not None else None
     if tree is None:
         return set()
-    scan = _Scan(tree, is_test=True)
-    found = set(scan.aliases.values()) | set(scan.imported.values())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and (module := scan._module_of(node)) is not None:
-            found.add(module)
-    return found
+    try:
+        scan = _Scan(tree, is_test=True)
+    except RecursionError:
+        return set()  # judged as no import: what the fix adds is refused by `_scan` anyway
+    return set(scan.aliases.values()) | set(scan.imported.values()) | scan.reached
 
 
 def _added(before: str | None, after: str, *, is_test: bool) -> _Finding | None:
