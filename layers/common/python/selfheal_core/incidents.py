@@ -560,17 +560,22 @@ class IncidentStore:
 
     def _release(self, incident: Incident) -> None:
         """Start the fingerprint's cool-down; after it, a recurrence opens a new incident."""
+        self._cool_down({"pk": keys.fingerprint_pk(incident.fingerprint), "sk": keys.OPEN}, incident.incident_id)
+
+    def _cool_down(self, key: dict[str, str], incident_id: str) -> None:
+        """Mark a lock or hold item `cooldown_until` now + `cooldown_seconds` (expiring an hour
+        later), only while it still names `incident_id`."""
         until = datetime.now(UTC) + timedelta(seconds=self.cooldown_seconds)
         try:
             self._table.update_item(
-                Key={"pk": keys.fingerprint_pk(incident.fingerprint), "sk": keys.OPEN},
+                Key=key,
                 UpdateExpression="SET cooldown_until = :until, #ttl = :ttl",
                 ConditionExpression="incident_id = :id",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={
                     ":until": until.isoformat(timespec="milliseconds"),
                     ":ttl": int(until.timestamp()) + 3600,
-                    ":id": incident.incident_id,
+                    ":id": incident_id,
                 },
             )
         except ClientError as exc:
@@ -655,9 +660,9 @@ class IncidentStore:
             if holder is not None and holds_target(holder):
                 raise TargetHeld(holder)
             until = str((hold_item or {}).get("cooldown_until") or "")
-            rolled_back = holder is not None and holder.heal_phase == "rolled_back"
             # A rolled-back change cools down; between ROLLED_BACK and its closing write it has no end yet.
-            if holder is not None and rolled_back and not past_cooldown and (not until or until > utc_now()):
+            cooling = holder is not None and holder.heal_phase == "rolled_back" and (not until or until > utc_now())
+            if holder is not None and cooling and not past_cooldown:
                 raise TargetCoolingDown(holder, until or "the end of its rollback")
             self._release_target_of(target, holder_id)  # stale: its holder has settled
         raise IncidentContention(f"could not claim target {target} after {OPEN_TRIES} tries")
@@ -679,25 +684,10 @@ class IncidentStore:
         target = (incident.change or {}).get("target")
         if not target:
             return
-        if incident.heal_phase != "rolled_back":
+        if incident.heal_phase == "rolled_back":
+            self._cool_down({"pk": keys.target_pk(target), "sk": keys.HOLD}, incident.incident_id)
+        else:
             self._release_target_of(target, incident.incident_id)
-            return
-        until = datetime.now(UTC) + timedelta(seconds=self.cooldown_seconds)
-        try:
-            self._table.update_item(
-                Key={"pk": keys.target_pk(target), "sk": keys.HOLD},
-                UpdateExpression="SET cooldown_until = :until, #ttl = :ttl",
-                ConditionExpression="incident_id = :id",
-                ExpressionAttributeNames={"#ttl": "ttl"},
-                ExpressionAttributeValues={
-                    ":until": until.isoformat(timespec="milliseconds"),
-                    ":ttl": int(until.timestamp()) + 3600,
-                    ":id": incident.incident_id,
-                },
-            )
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
 
     def _release_target_of(self, target: str, incident_id: str) -> None:
         self._delete_owned({"pk": keys.target_pk(target), "sk": keys.HOLD}, incident_id)
