@@ -1054,24 +1054,26 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
                 f"state {state}; {_figures_text(figures)}",
             )
         ]
-        if state == "INSUFFICIENT_DATA" or isinstance(alarm, str) or state != "OK":
+        if state == "INSUFFICIENT_DATA" or isinstance(alarm, str):
             return (None if state == "INSUFFICIENT_DATA" else False), figures, chain
+        # Either state proves something only on the service since the change: an ALARM on the
+        # period the change landed in, with no traffic since, is no more proof than such an OK.
         shown = recovery_shown(alarm, incident.change or {}, ports.cloud)
         chain.append(
             step(
-                "Does the OK rest on the service since the change?",
+                f"Does the {state} rest on the service since the change?",
                 "the alarm's evaluated datapoints, else the target's invocations since the change",
                 shown or "no: no datapoint or invocation since the change (no traffic is no proof)",
             )
         )
-        return (True if shown else None), figures, chain
+        return (state == "OK" if shown else None), figures, chain
     return _metric_recovery(incident, issue, figures, ports)
 
 
 def recovery_shown(alarm: dict[str, Any], change: dict[str, Any], cloud: CloudPort) -> str | None:
-    """What shows an OK alarm is about the service since the change, or None: an OK on data from
-    before the change (an alarm set by hand, an evaluation that has not caught up) or on missing
-    data proves nothing. Evidence: a datapoint the alarm evaluated whose period began after the
+    """What shows the alarm's state is about the service since the change, or None: a state on
+    data from before the change (an alarm set by hand, an evaluation that has not caught up) or on
+    missing data proves nothing either way. Evidence: a datapoint the alarm evaluated whose period began after the
     change, else an invocation of the target in a minute that began after it (DescribeAlarms keeps
     the reason data of the last state change, so a later evaluation that stayed OK is not in it)."""
     applied = parse_time(change.get("applied_at"))

@@ -519,6 +519,52 @@ def test_an_ok_on_data_from_before_the_change_resolves_nothing_until_traffic_sin
     assert "invocation(s) of" in json.dumps(verify["reasoning_chain"])
 
 
+def test_an_alarm_still_in_alarm_on_the_period_before_the_change_is_no_reason_to_roll_back(aws):
+    """Errors stop as the change lands: the alarm stays ALARM on the period the change landed in.
+    With no traffic since, that is no proof the change failed; with traffic since, it is."""
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    applied = datetime.fromisoformat(only_incident(pipeline).change["applied_at"])
+    alarm_in_state("ALARM", 41.0)
+    before_the_change = (applied - timedelta(seconds=30)).isoformat()  # the minute it landed in
+    boto3.client("cloudwatch").set_alarm_state(
+        AlarmName=ALARM,
+        StateValue="ALARM",
+        StateReason="Threshold Crossed",
+        StateReasonData=json.dumps(
+            {"recentDatapoints": [41.0], "evaluatedDatapoints": [{"timestamp": before_the_change, "value": 41.0}]}
+        ),
+    )
+
+    # When the deadline passes with no invocation since the change
+    fire_verify(pipeline, 0)
+
+    # Then the change is kept and the window extended, not rolled back
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+
+    # When it is invoked after the change and the alarm is still ALARM at the next deadline
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Invocations",
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+                "Timestamp": applied + timedelta(seconds=90),
+                "Value": 12.0,
+            }
+        ],
+    )
+    fire_verify(pipeline, 1)
+
+    # Then the change did not help: rolled back
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "rolled_back")
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
 def test_no_recovery_rolls_back_the_exact_previous_values_then_escalates(aws):
     # Given an alarm incident whose fix was applied, and the alarm still in ALARM at the deadline
     pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
