@@ -192,12 +192,16 @@ def test_set_alarm_state_with_the_aws_cli_changes_the_alarm_as_on_aws_and_opens_
     alarm_events = runtime.listen("e2e-set-state-listener", {"source": ["aws.cloudwatch"]})
     create_function(runtime, "stock-api", timeout=3)
     name = "stock-api-errors"
-    runtime.aws(
-        "cloudwatch", "put-metric-alarm", "--alarm-name", name, "--namespace", "AWS/Lambda",
-        "--metric-name", "Errors", "--dimensions", "Name=FunctionName,Value=stock-api", "--statistic", "Sum",
-        "--period", "60", "--evaluation-periods", "1", "--threshold", "5",
-        "--comparison-operator", "GreaterThanThreshold", "--treat-missing-data", "ignore",
-    )  # fmt: skip
+
+    def put_alarm(threshold: str) -> None:
+        runtime.aws(
+            "cloudwatch", "put-metric-alarm", "--alarm-name", name, "--namespace", "AWS/Lambda",
+            "--metric-name", "Errors", "--dimensions", "Name=FunctionName,Value=stock-api", "--statistic", "Sum",
+            "--period", "60", "--evaluation-periods", "1", "--threshold", threshold,
+            "--comparison-operator", "GreaterThanThreshold", "--treat-missing-data", "ignore",
+        )  # fmt: skip
+
+    put_alarm("5")
 
     def state_of() -> str:
         found = runtime.aws("cloudwatch", "describe-alarms", "--alarm-names", name)["MetricAlarms"]
@@ -236,12 +240,7 @@ def test_set_alarm_state_with_the_aws_cli_changes_the_alarm_as_on_aws_and_opens_
     runtime.aws(
         "cloudwatch", "set-alarm-state", "--alarm-name", name, "--state-value", "ALARM", "--state-reason", "again"
     )
-    runtime.aws(
-        "cloudwatch", "put-metric-alarm", "--alarm-name", name, "--namespace", "AWS/Lambda",
-        "--metric-name", "Errors", "--dimensions", "Name=FunctionName,Value=stock-api", "--statistic", "Sum",
-        "--period", "60", "--evaluation-periods", "1", "--threshold", "6",
-        "--comparison-operator", "GreaterThanThreshold", "--treat-missing-data", "ignore",
-    )  # fmt: skip
+    put_alarm("6")
     assert state_of() == "ALARM"
     time.sleep(2)
     assert [e["detail"]["state"]["value"] for e in alarmed()] == ["ALARM"]

@@ -121,6 +121,21 @@ def traffic_after_the_change(pipeline: Pipeline, **metrics: float) -> None:
     )
 
 
+def invoked_in_a_minute_after(applied: datetime, invocations: float) -> None:
+    """Invocations of the target 90 s after the change: in a minute that began after it."""
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Invocations",
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+                "Timestamp": applied + timedelta(seconds=90),
+                "Value": invocations,
+            }
+        ],
+    )
+
+
 def decisions_of(pipeline: Pipeline, incident_id: str, kind: str) -> list[dict]:
     return [d for d in pipeline.decisions(incident_id) if d["decision_type"] == kind]
 
@@ -499,17 +514,7 @@ def test_an_ok_on_data_from_before_the_change_resolves_nothing_until_traffic_sin
     assert "no traffic is no proof" in json.dumps(extend["reasoning_chain"])
 
     # When the function is invoked in a minute after the change, and the alarm is still OK at the next deadline
-    boto3.client("cloudwatch").put_metric_data(
-        Namespace="AWS/Lambda",
-        MetricData=[
-            {
-                "MetricName": "Invocations",
-                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
-                "Timestamp": applied + timedelta(seconds=90),
-                "Value": 25.0,
-            }
-        ],
-    )
+    invoked_in_a_minute_after(applied, 25.0)
     fire_verify(pipeline, 1)
 
     # Then it is RESOLVED on that evidence
@@ -546,17 +551,7 @@ def test_an_alarm_still_in_alarm_on_the_period_before_the_change_is_no_reason_to
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
 
     # When it is invoked after the change and the alarm is still ALARM at the next deadline
-    boto3.client("cloudwatch").put_metric_data(
-        Namespace="AWS/Lambda",
-        MetricData=[
-            {
-                "MetricName": "Invocations",
-                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
-                "Timestamp": applied + timedelta(seconds=90),
-                "Value": 12.0,
-            }
-        ],
-    )
+    invoked_in_a_minute_after(applied, 12.0)
     fire_verify(pipeline, 1)
 
     # Then the change did not help: rolled back
