@@ -1,21 +1,34 @@
-"""Scheduled metric scan: Lambda functions whose metrics breach the SSM thresholds become issues."""
+"""Scheduled metric scan: Lambda functions whose metrics breach the SSM thresholds become issues.
+
+A breaching function whose configuration or code changed inside the window is left to the next
+scan: the window's figures mix the function before and after the change, so a fix Selfheal (or
+anyone) applied minutes ago would be judged, and reopened, on the errors it fixed
+(docs/decision_log.md, "The scan judges a function on figures after its last change").
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from selfheal_core import aws
 from selfheal_core.config import ScanThresholds
 from selfheal_core.events import IssueReportedV1, IssueType, Severity
+from selfheal_core.observability import logger
 
 from .intake import Intake, fingerprint
 
 WINDOW = timedelta(minutes=5)
+# CloudWatch rounds the window's start down to whole minutes: a change in the minute before it still counts.
+CHANGE_SLACK = timedelta(minutes=1)
 MAX_FUNCTIONS = 100  # GetMetricData takes 500 queries; 4 per function
 
 
-def scan_lambda_metrics(thresholds: ScanThresholds, *, exclude_prefix: str, cloudwatch: Any = None) -> list[Intake]:
+def scan_lambda_metrics(
+    thresholds: ScanThresholds, *, exclude_prefix: str, cloudwatch: Any = None, lambda_client: Any = None
+) -> list[Intake]:
     cloudwatch = cloudwatch or aws.client("cloudwatch")
     names = sorted(
         {
@@ -56,9 +69,27 @@ def scan_lambda_metrics(thresholds: ScanThresholds, *, exclude_prefix: str, clou
             {m: values.get(f"{m}_{i}", 0.0) for m in ("invocations", "errors", "throttles", "duration")},
             thresholds,
         )
-        if breach:
+        if breach and not _changed_since(name, end - WINDOW - CHANGE_SLACK, lambda_client or aws.client("lambda")):
             intakes.append(breach)
     return intakes
+
+
+def _changed_since(function: str, since: datetime, lambda_client: Any) -> bool:
+    """Whether the function was changed after `since` (one read, for breaching functions only).
+    When its configuration cannot be read the breach stands: the investigation reports why."""
+    try:
+        modified = lambda_client.get_function_configuration(FunctionName=function).get("LastModified")
+        changed_at = datetime.fromisoformat(str(modified))  # 2026-11-27T11:43:15.123+0000
+    except (ClientError, ValueError, TypeError) as exc:
+        logger.info("scan: last change of a breaching function unknown", extra={"function": function, "why": str(exc)})
+        return False
+    if changed_at.tzinfo is None or changed_at <= since:
+        return False
+    logger.info(
+        "scan: breach left to the next scan, the function changed inside the window",
+        extra={"function": function, "last_modified": modified},
+    )
+    return True
 
 
 def _all_pages(call: Any, key: str, **kwargs: Any) -> list[dict[str, Any]]:

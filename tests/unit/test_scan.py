@@ -1,5 +1,9 @@
 """The scheduled metric scan turns threshold breaches (SSM thresholds) into issues."""
 
+from datetime import UTC, datetime, timedelta
+
+from botocore.exceptions import ClientError
+
 from lambdas.manager.scan import scan_lambda_metrics
 from selfheal_core.config import ScanThresholds
 
@@ -21,6 +25,21 @@ class FakeCloudWatch:
         return {"MetricDataResults": results}
 
 
+class FakeLambda:
+    """GetFunctionConfiguration's LastModified as Lambda writes it; an absent function is denied."""
+
+    def __init__(self, last_modified: dict[str, datetime]) -> None:
+        self.last_modified = last_modified
+        self.reads: list[str] = []
+
+    def get_function_configuration(self, FunctionName):  # noqa: N803 - boto3's parameter name
+        self.reads.append(FunctionName)
+        if FunctionName not in self.last_modified:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetFunctionConfiguration")
+        stamp = self.last_modified[FunctionName].strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+        return {"FunctionName": FunctionName, "LastModified": stamp}
+
+
 def test_breaches_become_issues_and_healthy_or_own_functions_do_not():
     cloudwatch = FakeCloudWatch(
         {
@@ -31,7 +50,9 @@ def test_breaches_become_issues_and_healthy_or_own_functions_do_not():
         }
     )
 
-    intakes = scan_lambda_metrics(ScanThresholds(), exclude_prefix="selfheal-dev-", cloudwatch=cloudwatch)
+    intakes = scan_lambda_metrics(
+        ScanThresholds(), exclude_prefix="selfheal-dev-", cloudwatch=cloudwatch, lambda_client=FakeLambda({})
+    )
 
     by_service = {i.issue.service: i for i in intakes}
     assert set(by_service) == {"orders-api", "search-api"}
@@ -46,4 +67,44 @@ def test_thresholds_come_from_the_parameters():
 
     lenient = ScanThresholds(error_rate_pct=20.0)
 
-    assert scan_lambda_metrics(lenient, exclude_prefix="selfheal-", cloudwatch=cloudwatch) == []
+    assert (
+        scan_lambda_metrics(lenient, exclude_prefix="selfheal-", cloudwatch=cloudwatch, lambda_client=FakeLambda({}))
+        == []
+    )
+
+
+def test_a_function_changed_inside_the_window_is_left_to_the_next_scan():
+    """Its window mixes errors from before a fix with figures after it: judging it now would reopen
+    a just-healed function on the errors the fix ended. Functions changed earlier, and functions
+    whose configuration cannot be read, are reported as before."""
+    breaching = {"Invocations": 200, "Errors": 30, "Throttles": 0, "Duration": 120}
+    cloudwatch = FakeCloudWatch(
+        {"healed-api": breaching, "old-api": breaching, "unreadable-api": breaching, "quiet-api": {"Invocations": 9}}
+    )
+    now = datetime.now(UTC)
+    lam = FakeLambda(
+        {
+            "healed-api": now - timedelta(minutes=2),
+            "old-api": now - timedelta(hours=3),
+            "quiet-api": now - timedelta(minutes=1),
+        }
+    )
+
+    intakes = scan_lambda_metrics(
+        ScanThresholds(), exclude_prefix="selfheal-", cloudwatch=cloudwatch, lambda_client=lam
+    )
+
+    assert sorted(i.issue.service for i in intakes) == ["old-api", "unreadable-api"]
+    assert "quiet-api" not in lam.reads  # only breaching functions cost a read
+
+
+def test_a_change_just_before_the_window_still_counts():
+    """CloudWatch rounds the window's start down to the minute: a change a few seconds before it
+    may still have datapoints from before it in the window."""
+    cloudwatch = FakeCloudWatch({"orders-api": {"Invocations": 200, "Errors": 30, "Throttles": 0, "Duration": 120}})
+    lam = FakeLambda({"orders-api": datetime.now(UTC) - timedelta(minutes=5, seconds=20)})
+
+    assert (
+        scan_lambda_metrics(ScanThresholds(), exclude_prefix="selfheal-", cloudwatch=cloudwatch, lambda_client=lam)
+        == []
+    )
