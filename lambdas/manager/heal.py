@@ -352,6 +352,38 @@ def _repeats(change: dict[str, Any], rolled_back: Incident) -> bool:
     return any(k in before and _same(v, float(before[k])) for k, v in change.get("proposed", {}).items())
 
 
+def _escalate_repeat(
+    incident: Incident, change: dict[str, Any], cooling: TargetCoolingDown, sources: frozenset[Status], ports: HealPorts
+) -> dict[str, Any]:
+    return _escalate(
+        incident,
+        ports,
+        f"{change['target']}: the same change ({cooling.holder.change_id} of incident "
+        f"{cooling.holder.incident_id}) was rolled back for no recovery; Selfheal does not make "
+        f"it again before {cooling.until}, so nothing was changed. Look at the function; to make "
+        f"it anyway: {_by_hand_values(change['target'], change['proposed'])}",
+        sources,
+        decision="wait_for_target",
+    )
+
+
+def refuse_repeat_before_approval(incident: Incident, fix: Fix, ports: HealPorts) -> dict[str, Any] | None:
+    """A change that waits for a person and repeats one rolled back on its target within the
+    cool-down is escalated now rather than after the approval (where `apply_change` would refuse
+    it): nobody is asked to approve a change that will not be made. None: ask as usual (a fix
+    that cannot be planned is escalated after the approval, with the reason)."""
+    if fix.kind != "config":
+        return None
+    try:
+        change = plan_change(incident, fix)
+    except HealAbort:
+        return None
+    cooling = ports.incidents.cooling_down(change["target"])
+    if cooling is None or not _repeats(change, cooling.holder):
+        return None
+    return _escalate_repeat(incident, change, cooling, frozenset({Status.VALIDATED}), ports)
+
+
 def _wait_for_target(incident: Incident, holder: Incident, ports: HealPorts) -> dict[str, Any]:
     """Another incident's change on the same function is in flight: apply after it settles (the
     scheduled-apply path), re-reading the function first; escalate after TARGET_WAITS waits."""
@@ -562,16 +594,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             claimed = claim()
         except TargetCoolingDown as cooling:
             if _repeats(change, cooling.holder):
-                return _escalate(
-                    incident,
-                    ports,
-                    f"{change['target']}: the same change ({cooling.holder.change_id} of incident "
-                    f"{cooling.holder.incident_id}) was rolled back for no recovery; Selfheal does not make "
-                    f"it again before {cooling.until}, so nothing was changed. Look at the function; to make "
-                    f"it anyway: {_by_hand_values(change['target'], change['proposed'])}",
-                    sources,
-                    decision="wait_for_target",
-                )
+                return _escalate_repeat(incident, change, cooling, sources, ports)
             claimed = claim(past_cooldown=True)  # another change than the one that did not help
     except TargetHeld as held:
         return _wait_for_target(incident, held.holder, ports)

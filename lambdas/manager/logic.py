@@ -537,6 +537,10 @@ def handle_fix_validated(
     level = ports.params.automation_level
     risk = record.risk_level  # QA's record, never the event
     auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
+    if not auto and incident.status == Status.VALIDATED.value:
+        refused = heal.refuse_repeat_before_approval(incident, fix, ports)
+        if refused is not None:
+            return refused  # nobody is asked to approve a change that would not be made
     chain = [
         step(
             "QA validated the fix with evidence",

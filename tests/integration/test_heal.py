@@ -1553,6 +1553,61 @@ def test_a_change_that_was_just_rolled_back_is_not_made_again_by_another_report(
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
 
 
+def test_nobody_is_asked_to_approve_a_change_that_was_just_rolled_back(aws):
+    """With approval required, the repeat is escalated when QA's verdict arrives, not after a
+    person approved a change that `apply_change` would then refuse."""
+    # Given the alarm's timeout fix (3 -> 10 s) applied, not recovered, rolled back
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    pipeline.fire_due("verify")
+    first = only_incident(pipeline)
+    assert (first.status, first.heal_phase) == ("ESCALATED", "rolled_back")
+    pipeline.notifications()  # what the first incident sent
+
+    # When changes need a person and another report of the same failure proposes the same change
+    boto3.client("ssm").put_parameter(
+        Name=f"{pipeline.env['PARAMETER_PREFIX']}automation-level", Value="manual", Type="String", Overwrite=True
+    )
+    pipeline.put(
+        "IssueReported",
+        {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"},
+    )
+    pipeline.run()
+
+    # Then it is escalated naming the rolled-back incident, and no approval was requested
+    second = next(i for i in pipeline.incidents() if i.incident_id != first.incident_id)
+    assert second.status == "ESCALATED", (second.status, second.last_reason)
+    assert "was rolled back for no recovery" in second.last_reason and first.incident_id in second.last_reason
+    assert "AWAITING_APPROVAL" not in json.dumps(second.status_history)
+    sent = pipeline.notifications()
+    assert not any("ApprovalRequested" in body or "selfheal approve" in body for body in sent), sent
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
+def test_a_different_change_still_asks_for_approval_during_the_cool_down(aws):
+    # Given the alarm's timeout fix rolled back (the target cooling down)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    pipeline.fire_due("verify")
+    first = only_incident(pipeline)
+    assert first.heal_phase == "rolled_back"
+
+    # When, with approval required, a latency report proposes another setting (memory)
+    boto3.client("ssm").put_parameter(
+        Name=f"{pipeline.env['PARAMETER_PREFIX']}automation-level", Value="manual", Type="String", Overwrite=True
+    )
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+
+    # Then a person is asked as usual
+    second = next(i for i in pipeline.incidents() if i.incident_id != first.incident_id)
+    assert second.status == "AWAITING_APPROVAL", (second.status, second.last_reason)
+
+
 def test_a_change_still_held_at_its_due_time_waits_again_then_a_person_decides(aws, monkeypatch):
     from lambdas.manager import heal
 

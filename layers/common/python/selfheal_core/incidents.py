@@ -162,6 +162,15 @@ class TargetCoolingDown(RuntimeError):
         self.until = until
 
 
+def _cooling(holder: Incident | None, hold_item: dict[str, Any] | None) -> TargetCoolingDown | None:
+    """A hold whose holder rolled its change back cools down until `cooldown_until`; between
+    ROLLED_BACK and its closing write it has no end yet."""
+    until = str((hold_item or {}).get("cooldown_until") or "")
+    if holder is None or holder.heal_phase != "rolled_back" or (until and until <= utc_now()):
+        return None
+    return TargetCoolingDown(holder, until or "the end of its rollback")
+
+
 # Heal phases in which an incident's change on its target is in flight (being written, verified or
 # rolled back): the target's hold is live only while its holder is in one of them.
 HOLDING_PHASES = frozenset({"applying", "applied", "rolling_back"})
@@ -659,13 +668,17 @@ class IncidentStore:
             holder = self.get(holder_id)
             if holder is not None and holds_target(holder):
                 raise TargetHeld(holder)
-            until = str((hold_item or {}).get("cooldown_until") or "")
-            # A rolled-back change cools down; between ROLLED_BACK and its closing write it has no end yet.
-            cooling = holder is not None and holder.heal_phase == "rolled_back" and (not until or until > utc_now())
-            if holder is not None and cooling and not past_cooldown:
-                raise TargetCoolingDown(holder, until or "the end of its rollback")
+            cooling = _cooling(holder, hold_item)
+            if cooling is not None and not past_cooldown:
+                raise cooling
             self._release_target_of(target, holder_id)  # stale: its holder has settled
         raise IncidentContention(f"could not claim target {target} after {OPEN_TRIES} tries")
+
+    def cooling_down(self, target: str) -> TargetCoolingDown | None:
+        """The rolled-back change whose hold on `target` is cooling down, if any (two reads): for a
+        change that waits for a person, who should not be asked to approve what will not be made."""
+        hold_item = self._hold(target)
+        return _cooling(self.get(str(hold_item["incident_id"])), hold_item) if hold_item else None
 
     def holder_of(self, target: str) -> str | None:
         item = self._hold(target)
