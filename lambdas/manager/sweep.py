@@ -43,12 +43,21 @@ def handle_scheduled_scan(
     intakes: list[Intake], ports: logic.ManagerPorts, *, correlation_id: str, now: datetime
 ) -> dict[str, Any]:
     """The 5-minute schedule: open what the metric scan found, resume paused and waiting incidents,
-    finish overdue heal steps, then re-drive or escalate whatever else is stuck."""
+    finish overdue heal steps, then re-drive or escalate whatever else is stuck.
+
+    A finding on a function that already has an open incident of the same type (opened by its
+    alarm or a report, under another fingerprint) is that incident seen again: it is left to it,
+    before any tokens are spent on a second proposal for the same failure."""
+    watched = open_incidents(ports.incidents)
+    open_problems = {(i.service, i.issue_type) for i in watched}
+    known = [i.issue.service for i in intakes if (i.issue.service, str(i.issue.issue_type)) in open_problems]
+    if known:
+        logger.info("scan: findings left to their open incidents", extra={"services": known})
     results = [
         logic.handle_intake(intake, ports, correlation_id=f"{correlation_id}:{intake.issue.service}")
         for intake in intakes
+        if (intake.issue.service, str(intake.issue.issue_type)) not in open_problems
     ]
-    watched = open_incidents(ports.incidents)
     resumed = logic.resume_budget_paused(ports, watched, budget_remaining_usd=logic.resumable_budget_usd(ports))
     retried = logic.resume_after_provider_wait(ports, watched, now=now)
     swept = heal.sweep_overdue(ports, watched)  # heal steps whose one-time schedule never delivered
@@ -56,6 +65,7 @@ def handle_scheduled_scan(
     return {
         "action": "scanned",
         "results": results,
+        "left_to_open_incidents": known,
         "resumed": resumed,
         "retried": retried,
         "swept": swept,

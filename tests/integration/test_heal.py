@@ -1350,6 +1350,33 @@ def test_a_lost_verify_schedule_is_caught_by_the_scheduled_scan(aws, monkeypatch
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
 
 
+def test_a_scan_finding_on_a_function_with_an_open_incident_of_its_type_is_left_to_that_incident(aws, monkeypatch):
+    """The alarm's incident and the scan's finding have different fingerprints but are the same
+    failure: no second proposal (tokens) and no second change queued behind the first."""
+    from lambdas.manager import handler as manager_handler
+    from lambdas.manager.scan import _breach
+    from selfheal_core.config import ScanThresholds
+
+    # Given the Errors alarm's incident on orders-api, its change under verification
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}, "search-api": {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    first = only_incident(pipeline)
+    assert (first.status, first.issue_type) == ("VERIFYING", "high_error_rate")
+
+    # When the scan finds errors on orders-api and on search-api
+    errors = {"invocations": 200.0, "errors": 30.0, "throttles": 0.0, "duration": 100.0}
+    findings = [_breach(FUNCTION, errors, ScanThresholds()), _breach("search-api", errors, ScanThresholds())]
+    monkeypatch.setattr(manager_handler, "scan_lambda_metrics", lambda *_a, **_k: findings)
+    scan = pipeline.invoke("manager", {**load_event("scheduled_event"), "id": "scan-1"})
+    pipeline.run()
+
+    # Then orders-api's finding is left to the open incident; search-api gets its own
+    assert scan.error is None and scan.result["left_to_open_incidents"] == [FUNCTION]
+    by_service = sorted(i.service for i in pipeline.incidents())
+    assert by_service == sorted([FUNCTION, "search-api"]), by_service
+
+
 def test_a_due_event_for_another_change_is_ignored(aws):
     pipeline = Pipeline(functions={FUNCTION: {"memory": 512}})
     pipeline.put_raw_event(alarm_event())
