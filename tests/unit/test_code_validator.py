@@ -396,3 +396,33 @@ def test_the_graft_adds_only_statements_that_bind_new_names() -> None:
     assert tree["data.txt"] == "a" and tree["new.py"] == "N = 1\n"
     # a module that does not parse is left as it was
     assert grafted_original({"m.py": "def (:\n"}, {"m.py": "X = 1\n"})["m.py"] == "def (:\n"
+
+
+def test_a_patch_applies_to_a_crlf_file_and_keeps_its_line_ends() -> None:
+    """Windows line ends: the patch's lines come split without their CR (LF or CRLF patch alike)."""
+    crlf = {"stats.py": SERVICE["stats.py"].replace("\n", "\r\n")}
+
+    for patch in (GOOD_PATCH, GOOD_PATCH.replace("\n", "\r\n")):
+        patched = apply_patch(crlf, patch)["stats.py"]
+        assert patched.startswith("def average(values):\r\n    if not values:\r\n        return 0.0\r\n")
+        assert "\n" not in patched.replace("\r\n", "")
+
+
+def test_a_diff_between_two_trees_names_the_project_paths() -> None:
+    """`diff -ru buggy/ fixed/`: one file under two top directories is that file (as patch -p1)."""
+    tree_diff = GOOD_PATCH.replace("--- a/stats.py", "--- buggy/stats.py\t2026-11-29 10:00:00").replace(
+        "+++ b/stats.py", "+++ fixed/stats.py\t2026-11-29 10:01:00"
+    )
+
+    assert apply_patch(SERVICE, tree_diff)["stats.py"] == apply_patch(SERVICE, GOOD_PATCH)["stats.py"]
+
+
+def test_a_diff_between_two_trees_that_touches_a_test_is_still_tampering(validator: CodeValidator) -> None:
+    weakened = (
+        "--- buggy/tests/test_stats.py\n+++ fixed/tests/test_stats.py\n@@ -4,2 +4,2 @@\n"
+        " def test_average_of_values():\n-    assert average([1, 2, 3]) == 2\n+    assert True\n"
+    )
+
+    result = validator.validate(code_fix(patch=GOOD_PATCH + weakened, tests=EMPTY_LIST_TEST), ISSUE, SERVICE)
+
+    assert not result.passed and "tests/test_stats.py" in result.reason, result.reason

@@ -41,7 +41,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from selfheal_core.diffs import header_path, path_problem
+from selfheal_core.diffs import path_problem, section_paths
 from selfheal_core.events import Evidence, Fix, IssueReportedV1, describe_validation_error
 from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
 from selfheal_core.redact import scrub
@@ -105,7 +105,7 @@ def parse_patch(patch: str) -> list[tuple[str | None, str | None, list[_Hunk]]]:
     while i < len(lines):
         line = lines[i]
         if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            old, new = header_path(line), header_path(lines[i + 1])
+            old, new = section_paths(line, lines[i + 1])
             i += 2
             hunks = []
             while i < len(lines) and (header := _HUNK_HEADER.match(lines[i])):
@@ -171,13 +171,18 @@ def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
             text = result[old]
             ends_with_newline = text.endswith("\n")
             source = text.split("\n")[:-1] if ends_with_newline else text.split("\n")
+        # A CRLF file: the patch's lines were split without their CR; matched without it, joined with it.
+        body = source if ends_with_newline else source[:-1]
+        newline = "\r\n" if body and all(line.endswith("\r") for line in body) else "\n"
+        if newline == "\r\n":
+            source = [line.removesuffix("\r") for line in source]
         lines = _apply_hunks(source, hunks, name)
         if new is None:
             if lines:
                 raise FixError(f"{old} is deleted by the patch but {len(lines)} line(s) remain")
             del result[name]
             continue
-        result[new] = "\n".join(lines) + ("\n" if ends_with_newline and lines else "")
+        result[new] = newline.join(lines) + (newline if ends_with_newline and lines else "")
     return result
 
 

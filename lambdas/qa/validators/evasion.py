@@ -78,10 +78,11 @@ COMPUTATION_MODULES = frozenset(
     {
         "__future__", "abc", "array", "ast", "base64", "binascii", "bisect", "bz2", "calendar", "cmath",
         "collections", "colorsys", "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib",
-        "email", "enum", "fnmatch", "fractions", "functools", "graphlib", "gzip", "hashlib", "heapq", "hmac",
+        "email", "enum", "errno", "fnmatch", "fractions", "functools", "graphlib", "gzip", "hashlib", "heapq", "hmac",
         "html", "http", "io", "ipaddress", "itertools", "json", "keyword", "logging", "lzma", "math", "numbers",
         "operator", "posixpath", "pprint", "random", "re", "reprlib", "secrets", "shlex", "statistics",
-        "string", "struct", "textwrap", "time", "typing", "unicodedata", "urllib", "uuid", "zlib", "zoneinfo",
+        "string", "struct", "textwrap", "time", "typing", "unicodedata", "urllib", "uuid", "warnings", "zlib",
+        "zoneinfo",
     }
 )  # fmt: skip
 
@@ -135,6 +136,40 @@ class _Finding:
     what: str
 
 
+# Special attributes ordinary methods read on their own instance (`self.__dict__ == other.__dict__`,
+# `type(self).__module__` in a repr): no further than `vars(x)` on any argument, which is allowed.
+_ON_OWN_INSTANCE = frozenset({"__dict__", "__module__"})
+_COMPARISONS = frozenset({"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"})
+
+
+def _own_instance_reads(tree: ast.Module) -> set[int]:
+    """The ids of `self.__dict__`, `type(self).__module__`, `self.__class__.__module__` (and
+    `other.__dict__` in a comparison) inside methods of the module's classes."""
+    reads: set[int] = set()
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        for method in (m for m in cls.body if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef)):
+            params = [a.arg for a in method.args.posonlyargs + method.args.args]
+            mine = set(params[:2] if method.name in _COMPARISONS else params[:1])
+            for node in ast.walk(method):
+                if isinstance(node, ast.Attribute) and node.attr in _ON_OWN_INSTANCE and _names(node.value, mine):
+                    reads.add(id(node))
+    return reads
+
+
+def _names(node: ast.expr, mine: set[str]) -> bool:
+    """Is `node` one of `mine`, its `type(...)` or its `.__class__`?"""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "type"
+        and len(node.args) == 1
+    ):
+        node = node.args[0]
+    elif isinstance(node, ast.Attribute) and node.attr == "__class__":
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in mine
+
+
 class _Scan(ast.NodeVisitor):
     """Every watched construct of one module, in source order."""
 
@@ -146,6 +181,7 @@ class _Scan(ast.NodeVisitor):
         self.own: set[str] = set()  # functions and classes it defines (its own `compile`); `eval = eval` is no def
         self.docstrings: set[int] = set()
         self.reached: set[str] = set()  # standard modules reached through attributes (`typing.sys`)
+        self.own_instance_reads = _own_instance_reads(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -238,7 +274,7 @@ class _Scan(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self._module_of(node)  # notes a standard module it reaches (`x = typing.sys`)
-        if node.attr in _INTERNALS:
+        if node.attr in _INTERNALS and id(node) not in self.own_instance_reads:
             self._add(node, _INTROSPECTION, f".{node.attr}")
         if node.attr in ("cwd", "home") and self._library_root(node.value) == "pathlib":
             self._add(node, _CONTEXT, f"Path.{node.attr}")

@@ -36,10 +36,25 @@ def header_path(line: str) -> str | None:
     return path[2:] if path.startswith(("a/", "b/")) else path
 
 
+def section_paths(old_line: str, new_line: str) -> tuple[str | None, str | None]:
+    """A file section's old and new paths. `diff -ru buggy/ fixed/` names one file by two trees:
+    when only their first directory differs, it is stripped from both (as `patch -p1` would), so
+    every reader of the patch sees the project path."""
+    old, new = header_path(old_line), header_path(new_line)
+    if old is not None and new is not None and old != new:
+        old_rest, new_rest = old.partition("/")[2], new.partition("/")[2]
+        if old_rest and old_rest == new_rest:
+            return old_rest, new_rest
+    return old, new
+
+
 def patch_paths(patch: str) -> list[str]:
     """Every path a patch's file headers name (old and new sides; /dev/null left out)."""
+    lines = patch.splitlines()
     return [
         path
-        for line in patch.splitlines()
-        if line.startswith(("--- ", "+++ ")) and (path := header_path(line)) is not None
+        for i, line in enumerate(lines[:-1])
+        if line.startswith("--- ") and lines[i + 1].startswith("+++ ")
+        for path in section_paths(line, lines[i + 1])
+        if path is not None
     ]
