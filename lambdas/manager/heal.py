@@ -1110,9 +1110,7 @@ def recovery_shown(alarm: dict[str, Any], change: dict[str, Any], cloud: CloudPo
         when = parse_time(point.get("timestamp")) if isinstance(point, dict) and "value" in point else None
         if when is not None and when >= applied:  # a missing period (no value) is no evidence
             return f"the alarm evaluated the period of {when.isoformat()}, after the change"
-    first = applied.replace(second=0, microsecond=0) + (
-        timedelta(minutes=1) if applied.second or applied.microsecond else timedelta()
-    )
+    first = first_whole_minute(applied)
     try:
         results = cloud.client("cloudwatch").get_metric_data(
             MetricDataQueries=[
@@ -1141,6 +1139,13 @@ def recovery_shown(alarm: dict[str, Any], change: dict[str, Any], cloud: CloudPo
         if t >= first
     )
     return f"{calls:g} invocation(s) of {change.get('target')} since {first.isoformat()}" if calls else None
+
+
+def first_whole_minute(at: datetime) -> datetime:
+    """The first minute that began at or after `at`. GetMetricData rounds its StartTime down to the
+    minute, so a query from `at` itself would count the minute the change landed in, errors before
+    the change included."""
+    return at.replace(second=0, microsecond=0) + (timedelta(minutes=1) if at.second or at.microsecond else timedelta())
 
 
 def alarm_now(alarm_name: str | None, cloud: CloudPort) -> tuple[str, float | None]:
@@ -1217,7 +1222,8 @@ def _metric_recovery(
             "Errors": thresholds.error_rate_pct,
         }[metric]
     )
-    start = parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
+    applied = parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
+    start = first_whole_minute(applied)  # the minute the change landed in holds the errors that reported it
     end = max(now(), start + timedelta(minutes=1))
     dims = [{"Name": "FunctionName", "Value": target}]
     # Invocations too: without them (and without the metric) there was no traffic to judge by.

@@ -14,6 +14,7 @@ import ast
 import math
 import re
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -437,6 +438,15 @@ def run_queries(store: MetricStore, queries: list[dict[str, Any]], start: float,
     return out
 
 
+def rounded_start(start: float, now: float | None = None) -> float:
+    """GetMetricData's StartTime as CloudWatch uses it: rounded down to the whole minute when less
+    than 15 days old, to 5 minutes up to 63 days, else to the hour (so 12:24:12 counts 12:24's
+    datapoints, including those before 12:24:12)."""
+    age = (time.time() if now is None else now) - start
+    step = 60 if age < 15 * 86_400 else 300 if age < 63 * 86_400 else 3_600
+    return math.floor(start / step) * step
+
+
 def install_get_metric_data_patch(store_for: Any) -> None:
     """Serve GetMetricData from the store (exact dimensions, aligned periods, metric math)."""
     from moto.cloudwatch.models import CloudWatchBackend
@@ -444,7 +454,7 @@ def install_get_metric_data_patch(store_for: Any) -> None:
     def get_metric_data(
         self: Any, queries: list[dict[str, Any]], start_time: Any, end_time: Any, scan_by: str = "TimestampAscending"
     ) -> list[dict[str, Any]]:
-        results = run_queries(store_for(self), queries, to_epoch(start_time), to_epoch(end_time))
+        results = run_queries(store_for(self), queries, rounded_start(to_epoch(start_time)), to_epoch(end_time))
         out = []
         for r in results:
             if not r["return_data"]:

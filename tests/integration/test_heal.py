@@ -105,8 +105,8 @@ def alarm_transition(state: str, at: str, datapoint: float) -> dict:
 
 
 def traffic_after_the_change(pipeline: Pipeline, **metrics: float) -> None:
-    """The target's AWS/Lambda metrics 30 s after the change was applied (one datapoint each)."""
-    at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=30)
+    """The target's AWS/Lambda metrics 90 s after the change, in a minute that began after it (one datapoint each)."""
+    at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=90)
     boto3.client("cloudwatch").put_metric_data(
         Namespace="AWS/Lambda",
         MetricData=[
@@ -632,7 +632,7 @@ def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
             {
                 "MetricName": "Throttles",
                 "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
-                "Timestamp": applied_at + timedelta(seconds=30),
+                "Timestamp": applied_at + timedelta(seconds=90),
                 "Value": 12.0,
                 "Unit": "Count",
             }
@@ -672,7 +672,7 @@ def test_an_issue_without_an_alarm_resolves_when_its_metric_stays_under_the_thre
             {
                 "MetricName": "Throttles",
                 "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
-                "Timestamp": datetime.fromisoformat(incident.change["applied_at"]) + timedelta(seconds=30),
+                "Timestamp": datetime.fromisoformat(incident.change["applied_at"]) + timedelta(seconds=90),
                 "Value": 2.0,
             }
         ],
@@ -693,7 +693,7 @@ def test_an_error_issue_without_a_threshold_is_verified_on_the_scan_error_rate(a
         "IssueReported", {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"}
     )
     pipeline.run()
-    at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=30)
+    at = datetime.fromisoformat(only_incident(pipeline).change["applied_at"]) + timedelta(seconds=90)
     dims = [{"Name": "FunctionName", "Value": FUNCTION}]
     boto3.client("cloudwatch").put_metric_data(
         Namespace="AWS/Lambda",

@@ -372,3 +372,19 @@ def test_a_composite_alarms_state_is_read_and_a_nameless_alarm_is_missing_withou
     assert alarm_now("orders-health", cloud) == ("OK", None)
     assert alarm_now(None, cloud) == ("MISSING", None)
     assert len(alarms.asked) == 1
+
+
+@pytest.mark.parametrize(
+    ("applied", "first"),
+    [
+        (datetime(2026, 11, 27, 12, 24, 12, tzinfo=UTC), datetime(2026, 11, 27, 12, 25, tzinfo=UTC)),
+        (datetime(2026, 11, 27, 12, 24, 0, 1, tzinfo=UTC), datetime(2026, 11, 27, 12, 25, tzinfo=UTC)),
+        (datetime(2026, 11, 27, 12, 24, tzinfo=UTC), datetime(2026, 11, 27, 12, 24, tzinfo=UTC)),
+    ],
+)
+def test_recovery_is_read_from_the_first_minute_that_began_after_the_change(applied, first):
+    """GetMetricData rounds StartTime down to the minute: from 12:24:12 it would count 12:24's
+    errors, the ones before the change included."""
+    from lambdas.manager.heal import first_whole_minute
+
+    assert first_whole_minute(applied) == first

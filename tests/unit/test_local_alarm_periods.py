@@ -133,3 +133,13 @@ def test_set_alarm_state_on_an_anomaly_detection_alarm_emits_its_event_with_the_
         assert detail["state"]["value"] == "ALARM" and detail["state"]["reason"] == "game day"
         [note] = notes
         assert json.loads(note)["Trigger"]["ThresholdMetricId"] == "ad1"
+
+
+def test_get_metric_data_rounds_its_start_down_as_cloudwatch_does():
+    """Less than 15 days old: to the minute; up to 63 days: to 5 minutes; older: to the hour."""
+    from selfheal_dev.local.metrics import rounded_start
+
+    now = 1_800_000_000.0
+    assert rounded_start(now - 48.0, now) == (now - 48.0) // 60 * 60
+    assert rounded_start(now - 20 * 86_400 - 7, now) == (now - 20 * 86_400 - 7) // 300 * 300
+    assert rounded_start(now - 90 * 86_400 - 7, now) == (now - 90 * 86_400 - 7) // 3_600 * 3_600
