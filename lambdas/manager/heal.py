@@ -627,7 +627,6 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             change["previous"],
             change.get("revision_id"),
             ports.cloud,
-            check_fresh=True,
             chain=chain,
         )
     except HealAbort as exc:
@@ -704,14 +703,15 @@ def _write(
     revision_id: str | None,
     cloud: CloudPort,
     *,
-    check_fresh: bool,
     chain: list[dict[str, str]],
 ) -> dict[str, Any]:
-    """Move the target from `base` to `values`. Configuration first, guarded by `revision_id`; on a
-    retry of a step whose write already landed, the guard fails and the values read back are ours."""
+    """Move the target from `base` to `values` (the apply, and the rollback back from it).
+    Configuration first, guarded by `revision_id`; on a retry of a step whose write already landed,
+    the guard fails and the values read back are ours. Settings without a revision are read first:
+    one someone moved during verification (a reserved concurrency of 0 as a kill switch) is not
+    overwritten by a rollback either."""
     lam = cloud.client("lambda")
-    if check_fresh:
-        _check_unguarded(lam, target, values, base)
+    _check_unguarded(lam, target, values, base)
     config = {
         k: v
         for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items()
@@ -878,7 +878,7 @@ def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict
         if not _same(now_value, base["reserved_concurrency"]) and not _same(now_value, values["reserved_concurrency"]):
             raise HealAbort(
                 f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
-                "that was validated: fail safe, nothing was changed"
+                "Selfheal expected (someone changed it): fail safe, nothing was changed"
             )
     if "max_retries" in values:
         try:
@@ -888,7 +888,7 @@ def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict
         if not _same(now_value, base["max_retries"]) and not _same(now_value, values["max_retries"]):
             raise HealAbort(
                 f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
-                "that was validated: fail safe, nothing was changed"
+                "Selfheal expected (someone changed it): fail safe, nothing was changed"
             )
 
 
@@ -1333,7 +1333,6 @@ def rollback(
             change["proposed"],
             change.get("revision_after"),
             ports.cloud,
-            check_fresh=False,
             chain=chain,
         )
     except HealAbort as exc:
