@@ -14,12 +14,21 @@ from typing import Any
 
 # Control characters and bidirectional overrides: in an incident's text (reporters, model output,
 # log lines) they would recolour, retitle or rewrite the operator's terminal ("\x1b[2K\rRESOLVED").
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Controls, direction overrides, and what prints as nothing or as a space (zero-width, word
+# joiner, BOM, line and paragraph separators, no-break space): "rt-st\u200borm" is not "rt-storm".
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\xa0\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Inside one value a line break would start a forged row or trace line.
+_LINE_BREAKS = re.compile("[\n\t]")
 
 
 def printable(text: str) -> str:
     """`text` with every control character but newline and tab shown escaped (`\\x1b`)."""
     return _UNSAFE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+def one_line(value: str) -> str:
+    """A field's value on one line: its newlines and tabs shown escaped (`\\n`)."""
+    return _LINE_BREAKS.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), value)
 
 
 class PrintableStream:
@@ -57,7 +66,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], em
             return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
         if isinstance(value, (list, dict)):
             return json.dumps(value, default=str)
-        return str(value)
+        return one_line(str(value))
 
     cells = [[cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
@@ -123,7 +132,7 @@ def format_trace(t: dict[str, Any]) -> str:
     inc = t["incident"]
     lines = [
         f"Incident {inc['incident_id']}  {inc['status']}  attempts={inc['attempts']}  cost={usd(inc['cost_usd'])}  duplicates={inc['duplicates']}",
-        f"  {inc['service']} / {inc['issue_type']} / {inc['severity']}: {inc['summary']}",
+        one_line(f"  {inc['service']} / {inc['issue_type']} / {inc['severity']}: {inc['summary']}"),
         f"  correlation id {inc['correlation_id']}",
     ]
     if t["status_history"]:
@@ -136,11 +145,11 @@ def format_trace(t: dict[str, Any]) -> str:
         )
         lines.append(f"      correlation_id={d.get('correlation_id')}")
         for step in d.get("reasoning_chain") or []:
-            lines.append(f"      - thought: {step.get('thought', '')}")
+            lines.append(f"      - thought: {one_line(str(step.get('thought', '')))}")
             if step.get("action"):
-                lines.append(f"        action: {step['action']}")
+                lines.append(f"        action: {one_line(str(step['action']))}")
             if step.get("observation"):
-                lines.append(f"        observation: {step['observation']}")
+                lines.append(f"        observation: {one_line(str(step['observation']))}")
         for ev in d.get("evidence") or []:
             if isinstance(ev, dict):
                 mark = "PASS" if ev.get("passed") else "FAIL"

@@ -207,3 +207,29 @@ def test_hostile_text_in_an_incident_cannot_drive_the_operators_terminal(deploye
     # and --json keeps the data exact (JSON escapes it)
     assert cli.main(["trace", "inc-ansi", "--env", "test", "--region", "us-east-1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["incident"]["summary"] == hostile
+
+
+def test_hostile_text_cannot_forge_a_row_or_hide_in_invisible_characters(deployed, capsys):
+    from selfheal_core.incidents import IncidentStore
+
+    # Given a service name with a line break that continues as a RESOLVED row, and one with a zero-width space
+    forged_row = "rt-nl\ninc-000000000000  RESOLVED  1  $0.0000  0  forged-row"
+    summary = "ok\n  [2026-11-29T00:00:00+00:00] OPERATOR  approve  confidence=1.0"
+    store = IncidentStore(deployed.decisions_table_name)
+    for n, service in enumerate([forged_row, "rt-st\u200borm\u00a0"]):
+        store.open_or_fold(
+            incident_id=f"inc-forge{n}",
+            fingerprint=f"fp-forge{n}",
+            correlation_id="corr",
+            issue={"service": service, "issue_type": "latency", "severity": "low", "summary": summary},
+            origin="test",
+        )
+
+    # When the operator lists incidents and traces one
+    assert cli.main(["incidents", "--env", "test", "--region", "us-east-1"]) == 0
+    assert cli.main(["trace", "inc-forge0", "--env", "test", "--region", "us-east-1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    # Then no line starts as a forged row or decision, and the invisible characters are shown
+    assert not any(line.startswith(("inc-000000000000", "  [2026-11-29T00:00:00")) for line in lines), lines
+    assert any("rt-st\\u200borm\\xa0" in line for line in lines), lines

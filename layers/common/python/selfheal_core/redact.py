@@ -17,8 +17,12 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 
+# A name starts where a run of name characters starts: a match may not begin inside one (with
+# `\b` every `-` in "a-a-a-..." was a start, and the bounded name around it made a long line
+# quadratic: 40 KB took the Manager's whole timeout).
+_NAME_START = r"(?<![A-Za-z0-9_.\-])"
 # Name fragments that mark an assignment's value as a secret (`db_password=…`, `"api_key": "…"`).
-_SECRET_NAME = r"[A-Za-z0-9_.\-]*(?:passw(?:or)?d|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|token|credentials?)[A-Za-z0-9_.\-]*"  # noqa: S105 - a pattern, not a password
+_SECRET_NAME = r"[A-Za-z0-9_.\-]{0,64}(?:passw(?:or)?d|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|token|credentials?)[A-Za-z0-9_.\-]{0,64}"  # noqa: S105 - a pattern, not a password
 
 # Specific shapes first, each keeping whatever tells a reader what was removed.
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -54,7 +58,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # scheme://user:password@host keeps the user, drops the password (which may hold '@' or '/':
     # everything up to the last '@' before the host is the password).
     (
-        re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:@]+):(?!\[REDACTED\]@)\S*@(?=[^\s@/?#]+)"),
+        re.compile(
+            r"(?<![a-zA-Z0-9+.\-])([a-zA-Z][a-zA-Z0-9+.\-]{0,31}://[^\s/:@]+):(?!\[REDACTED\]@)\S{0,512}@(?=[^\s@/?#]+)"
+        ),
         r"\1:" + REDACTED + "@",
     ),
 ]
@@ -67,9 +73,9 @@ _BARE_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-
 _LONG_BASE64 = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{100,}={0,2}(?![A-Za-z0-9/+=])")
 
 # Quoted values (`password = "hunter2"`, JSON) are secrets in code and in logs alike.
-_QUOTED_ASSIGNMENT = re.compile(rf"(?i)\b({_SECRET_NAME}[\"']?\s*[:=]\s*)([\"'])(?!\[REDACTED\])[^\"'\n]+\2")
+_QUOTED_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_SECRET_NAME}[\"']?\s*[:=]\s*)([\"'])(?!\[REDACTED\])[^\"'\n]+\2")
 # Bare values (`token=abc123`) in logs: in code they are expressions (`api_key=api_key`).
-_BARE_ASSIGNMENT = re.compile(rf"(?i)\b({_SECRET_NAME}\s*[:=]\s*)(?![\"'\s]|\[REDACTED\])[^\s,;&\"')}}\]]+")
+_BARE_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_SECRET_NAME}\s*[:=]\s*)(?![\"'\s]|\[REDACTED\])[^\s,;&\"')}}\]]+")
 # In code too: `.env` lines (`API_KEY=abc`, `export DB_PASSWORD=x`) and YAML (`password: x`),
 # whole lines whose value is a plain scalar, not an expression or a type annotation.
 _ENV_LINE = re.compile(rf"(?im)^(\s*(?:export\s+)?{_SECRET_NAME}=)(?!\[REDACTED\])([^\s'\"()\[\]{{}}]+)[ \t]*(?=#|$)")
