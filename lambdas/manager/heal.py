@@ -1065,7 +1065,7 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
     issue = IssueReportedV1.model_validate(incident.issue)
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
-        alarm = _describe_alarm(issue.resource, ports.cloud)
+        alarm = describe_alarm(issue.resource, ports.cloud)
         state = alarm if isinstance(alarm, str) else str(alarm.get("StateValue"))
         latest = None if isinstance(alarm, str) else _latest_datapoint(alarm)
         if latest is not None:
@@ -1081,7 +1081,8 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
             return (None if state == "INSUFFICIENT_DATA" else False), figures, chain
         # Either state proves something only on the service since the change: an ALARM on the
         # period the change landed in, with no traffic since, is no more proof than such an OK.
-        shown = recovery_shown(alarm, incident.change or {}, ports.cloud)
+        change = incident.change or {}
+        shown = recovery_shown(alarm, parse_time(change.get("applied_at")), change.get("target"), ports.cloud)
         chain.append(
             step(
                 f"Does the {state} rest on the service since the change?",
@@ -1093,14 +1094,15 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
     return _metric_recovery(incident, issue, figures, ports)
 
 
-def recovery_shown(alarm: dict[str, Any], change: dict[str, Any], cloud: CloudPort) -> str | None:
-    """What shows the alarm's state is about the service since the change, or None: a state on
-    data from before the change (an alarm set by hand, an evaluation that has not caught up) or on
-    missing data proves nothing either way. Evidence: a datapoint the alarm evaluated whose period began after the
-    change, else an invocation of the target in a minute that began after it (DescribeAlarms keeps
-    the reason data of the last state change, so a later evaluation that stayed OK is not in it)."""
-    applied = parse_time(change.get("applied_at"))
-    if applied is None:
+def recovery_shown(alarm: dict[str, Any], since: datetime | None, target: str | None, cloud: CloudPort) -> str | None:
+    """What shows the alarm's state is about the service since `since` (the change, or the
+    incident's opening), or None: a state on data from before it (an alarm set by hand, an
+    evaluation that has not caught up) or on missing data proves nothing either way. Evidence: a
+    datapoint the alarm evaluated whose period began after `since`, else an invocation of the
+    target in a minute that began after it (DescribeAlarms keeps the reason data of the last state
+    change, so a later evaluation that stayed OK is not in it) while the alarm's own metric
+    breached its threshold in none of those minutes (an OK set by hand over failing calls)."""
+    if since is None:
         return "no time of change recorded"
     try:
         points = json.loads(alarm.get("StateReasonData") or "{}").get("evaluatedDatapoints") or []
@@ -1108,37 +1110,87 @@ def recovery_shown(alarm: dict[str, Any], change: dict[str, Any], cloud: CloudPo
         points = []
     for point in points if isinstance(points, list) else []:
         when = parse_time(point.get("timestamp")) if isinstance(point, dict) and "value" in point else None
-        if when is not None and when >= applied:  # a missing period (no value) is no evidence
+        if when is not None and when >= since:  # a missing period (no value) is no evidence
             return f"the alarm evaluated the period of {when.isoformat()}, after the change"
-    first = first_whole_minute(applied)
+    if not target:
+        return None
+    first = first_whole_minute(since)
+    invocations = {
+        "Id": "invocations",
+        "MetricStat": {
+            "Metric": {
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Invocations",
+                "Dimensions": [{"Name": "FunctionName", "Value": target}],
+            },
+            "Period": 60,
+            "Stat": "Sum",
+        },
+    }
+    own = _own_metric_query(alarm)
     try:
         results = cloud.client("cloudwatch").get_metric_data(
-            MetricDataQueries=[
-                {
-                    "Id": "invocations",
-                    "MetricStat": {
-                        "Metric": {
-                            "Namespace": "AWS/Lambda",
-                            "MetricName": "Invocations",
-                            "Dimensions": [{"Name": "FunctionName", "Value": str(change.get("target"))}],
-                        },
-                        "Period": 60,
-                        "Stat": "Sum",
-                    },
-                }
-            ],
+            MetricDataQueries=[invocations, *([own] if own else [])],
             StartTime=first,
             EndTime=max(now(), first + timedelta(minutes=1)),
         )["MetricDataResults"]
     except (ClientError, KeyError):
         return None
-    calls = sum(
-        float(v)
+    series = {
+        r.get("Id"): [
+            float(v) for t, v in zip(r.get("Timestamps", []), r.get("Values", []), strict=False) if t >= first
+        ]
         for r in results
-        for t, v in zip(r.get("Timestamps", []), r.get("Values", []), strict=False)
-        if t >= first
+    }
+    calls = sum(series.get("invocations", []))
+    breached = any(_breaches(alarm, v) for v in series.get("alarm_metric", []))
+    if not calls or (breached and alarm.get("StateValue") == "OK"):
+        return None
+    return f"{calls:g} invocation(s) of {target} since {first.isoformat()}" + (
+        ", the alarm's metric breaching its threshold" if breached else ""
     )
-    return f"{calls:g} invocation(s) of {change.get('target')} since {first.isoformat()}" if calls else None
+
+
+# The comparisons a single value can be judged by (anomaly bands need the band's own series).
+_COMPARE = {
+    "GreaterThanThreshold": lambda v, t: v > t,
+    "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
+    "LessThanThreshold": lambda v, t: v < t,
+    "LessThanOrEqualToThreshold": lambda v, t: v <= t,
+}
+
+
+def _own_metric_query(alarm: dict[str, Any]) -> dict[str, Any] | None:
+    """The alarm's single metric as a GetMetricData query (None for math, anomaly or composite alarms)."""
+    stat = alarm.get("Statistic") or alarm.get("ExtendedStatistic")
+    if not (alarm.get("MetricName") and alarm.get("Namespace") and stat and alarm.get("Period")):
+        return None
+    if alarm.get("ComparisonOperator") not in _COMPARE or alarm.get("Threshold") is None:
+        return None
+    metric = {
+        "Namespace": alarm["Namespace"],
+        "MetricName": alarm["MetricName"],
+        "Dimensions": alarm.get("Dimensions") or [],
+    }
+    return {"Id": "alarm_metric", "MetricStat": {"Metric": metric, "Period": int(alarm["Period"]), "Stat": stat}}
+
+
+def _breaches(alarm: dict[str, Any], value: float) -> bool:
+    return bool(_COMPARE[alarm["ComparisonOperator"]](value, float(alarm["Threshold"])))
+
+
+def ok_unproven(incident: Incident, alarm_name: str | None, cloud: CloudPort) -> str | None:
+    """Why an OK of the alarm that opened an incident with no change in flight proves no recovery
+    (None: it does): the alarm is not OK now, or it is OK on no data since the incident opened
+    (traffic stopped: missing data treated as not breaching is no proof either)."""
+    alarm = describe_alarm(alarm_name, cloud)
+    state = alarm if isinstance(alarm, str) else str(alarm.get("StateValue"))
+    if isinstance(alarm, str) or state != "OK":
+        return f"alarm is {state} now"
+    target = incident.alarm_function or (incident.investigation or {}).get("target")
+    if recovery_shown(alarm, parse_time(incident.created_at), target, cloud) is None:
+        return "alarm is OK, but on no datapoint or call since the incident opened (no traffic is no proof)"
+    return None
 
 
 def first_whole_minute(at: datetime) -> datetime:
@@ -1148,20 +1200,9 @@ def first_whole_minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0) + (timedelta(minutes=1) if at.second or at.microsecond else timedelta())
 
 
-def alarm_now(alarm_name: str | None, cloud: CloudPort) -> tuple[str, float | None]:
-    """The alarm's state as CloudWatch holds it now, and its latest datapoint. Events about it are
-    not ordered, so this read is the truth. MISSING: no such alarm here (deleted, or another
-    account's or Region's); "UNREADABLE (code)": DescribeAlarms refused. Neither is OK. Composite
-    alarms are asked for too: DescribeAlarms returns metric alarms only unless told otherwise."""
-    alarm = _describe_alarm(alarm_name, cloud)
-    if isinstance(alarm, str):
-        return alarm, None
-    return str(alarm.get("StateValue")), _latest_datapoint(alarm)
-
-
 def ok_since(alarm_name: str | None, cloud: CloudPort) -> datetime | None:
     """When the alarm went OK, if it is OK now; None when it is not, or cannot be read."""
-    alarm = _describe_alarm(alarm_name, cloud)
+    alarm = describe_alarm(alarm_name, cloud)
     if isinstance(alarm, str) or alarm.get("StateValue") != "OK":
         return None
     since = alarm.get("StateUpdatedTimestamp")
@@ -1170,8 +1211,11 @@ def ok_since(alarm_name: str | None, cloud: CloudPort) -> datetime | None:
     return None
 
 
-def _describe_alarm(alarm_name: str | None, cloud: CloudPort) -> dict[str, Any] | str:
-    """The alarm as DescribeAlarms returns it, or why there is none ("MISSING", "UNREADABLE (code)")."""
+def describe_alarm(alarm_name: str | None, cloud: CloudPort) -> dict[str, Any] | str:
+    """The alarm as DescribeAlarms returns it, or why there is none ("MISSING": no such alarm here,
+    deleted or another account's or Region's; "UNREADABLE (code)": DescribeAlarms refused; neither
+    is OK). Events about an alarm are not ordered, so this read is the truth. Composite alarms are
+    asked for too: DescribeAlarms returns metric alarms only unless told otherwise."""
     if not alarm_name:
         return "MISSING"
     try:

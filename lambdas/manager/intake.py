@@ -168,8 +168,13 @@ def _parse_alarm(event: dict[str, Any]) -> Intake:
             raise InvalidEvent(f"unknown alarm state {str(state)[:40]!r}; expected one of {sorted(ALARM_STATES)}")
         reason = alarm.state.reason
         metrics = _alarm_metrics(alarm)
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
         raise InvalidEvent(f"alarm state change is missing {exc}") from exc
+    except TypeError as exc:
+        raise InvalidEvent(
+            "alarm state change has a field of the wrong type (detail.state and detail.configuration.metrics "
+            f"as CloudWatch sends them expected): {str(exc)[:200]}"
+        ) from exc
     metric_names = [m.get("name", "") for m in metrics]
     functions = _functions_of(metrics)
     issue_type = _issue_type_for(metric_names, alarm.alarm_name)
@@ -321,10 +326,14 @@ def _function_in(dimensions: dict[str, Any]) -> tuple[str, str | None] | None:
     """(function, alias or version) a metric's dimensions name: AWS/Lambda adds `Resource`
     (`name:alias`) for an alias's metrics and `ExecutedVersion` for a version's; LambdaInsights
     pairs `function_name` with `version`."""
-    name = next((str(dimensions[key]) for key in FUNCTION_DIMENSIONS if dimensions.get(key)), None)
-    if name is None:
+    # CloudWatch dimension values are strings: anything else names no function.
+    name: str | None = next(
+        (dimensions[key] for key in FUNCTION_DIMENSIONS if isinstance(dimensions.get(key), str)), None
+    )
+    if not name:
         return None
-    resource = str(dimensions.get("Resource") or "")
+    resource = dimensions.get("Resource")
+    resource = resource if isinstance(resource, str) else ""
     if resource.startswith(f"{name}:"):
         return name, resource[len(name) + 1 :]
     version = dimensions.get("ExecutedVersion") or ("function_name" in dimensions and dimensions.get("version"))
@@ -335,7 +344,7 @@ def _service_for(metrics: list[dict[str, Any]]) -> str | None:
     for metric in metrics:
         dimensions = metric.get("dimensions") or {}
         for key in SERVICE_DIMENSIONS:
-            if dimensions.get(key):
+            if dimensions.get(key) and isinstance(dimensions[key], str):
                 return str(dimensions[key])
     return None
 

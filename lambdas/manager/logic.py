@@ -91,9 +91,11 @@ def fold_duplicate(
     delivery) and the invocation's cost (`context`: the Lambda context it is priced by). A
     delivery counted before settles its cost as usual (a third call). Anything else (the report
     that opens the incident and its retries, a lock whose incident is gone, a replay, an OK
-    alarm) goes the idempotent way through `handle_intake`.
+    alarm) goes the idempotent way through `handle_intake`. So does a report under a producer's
+    `idempotency_key`: sent again, it is that report (answered as it was, or refused when the key
+    names another issue), not a duplicate to count.
     """
-    if replayed or (intake.origin == "alarm" and intake.alarm_state != "ALARM"):
+    if replayed or intake.issue.idempotency_key or (intake.origin == "alarm" and intake.alarm_state != "ALARM"):
         return None
     delivery = _incident_id(intake, delivery_id or correlation_id)
     lock = ports.incidents.live_lock(intake.fingerprint)
@@ -341,10 +343,8 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         recovered, _, chain = heal.check_recovery(before, ports)
         if not recovered:
             return {"action": "unconfirmed", "incident_id": incident_id, "reason": chain[-1]["observation"]}
-    else:
-        state, _ = heal.alarm_now(intake.issue.resource, ports.cloud)
-        if state != "OK":
-            return {"action": "unconfirmed", "incident_id": incident_id, "reason": f"alarm is {state} now"}
+    elif unproven := heal.ok_unproven(before, intake.issue.resource, ports.cloud):
+        return {"action": "unconfirmed", "incident_id": incident_id, "reason": unproven}
     # As read: a change that landed since (a scheduled apply) is verified on its own evidence.
     incident = ports.incidents.transition(
         incident_id,

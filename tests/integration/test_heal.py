@@ -524,6 +524,71 @@ def test_an_ok_on_data_from_before_the_change_resolves_nothing_until_traffic_sin
     assert "invocation(s) of" in json.dumps(verify["reasoning_chain"])
 
 
+def ok_on_a_period_before(at: datetime) -> None:
+    """The alarm set OK by hand (`set-alarm-state`): its reason data is about a period before `at`."""
+    alarm_in_state("OK", 0.0)
+    boto3.client("cloudwatch").set_alarm_state(
+        AlarmName=ALARM,
+        StateValue="OK",
+        StateReason="manual: testing alarm actions",
+        StateReasonData=json.dumps(
+            {
+                "recentDatapoints": [0.0],
+                "evaluatedDatapoints": [{"timestamp": (at - timedelta(minutes=2)).isoformat(), "value": 0.0}],
+            }
+        ),
+    )
+
+
+def test_an_ok_set_by_hand_over_failing_calls_since_the_change_resolves_nothing(aws):
+    """Calls after the change are evidence only if the alarm's own metric did not breach in those
+    minutes: an OK set by hand while the function still fails is no recovery."""
+    # Given an applied fix, calls after it that still fail (Errors 9 >= the alarm's 5), and the alarm set OK by hand
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    applied = datetime.fromisoformat(only_incident(pipeline).change["applied_at"])
+    traffic_after_the_change(pipeline, Invocations=25.0, Errors=9.0)
+    ok_on_a_period_before(applied)
+
+    # When its OK event arrives, and the verify deadline passes
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+    fire_verify(pipeline, 0)
+
+    # Then nothing is resolved on it: the window is extended, the change kept for the next reading
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1, incident.last_reason
+
+
+def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
+    """No change made yet, traffic stopped: an OK on missing data is not a recovery. An OK with
+    calls since the incident opened, and the alarm's metric under its threshold, is."""
+    # Given an incident waiting for approval, and its alarm OK on a period before it opened
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    incident = only_incident(pipeline)
+    assert incident.status == "AWAITING_APPROVAL"
+    opened = datetime.fromisoformat(incident.created_at)
+    ok_on_a_period_before(opened)
+
+    # When the OK arrives
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [delivery] = pipeline.run()
+
+    # Then the incident waits on
+    assert delivery.result["action"] == "unconfirmed" and "no traffic is no proof" in delivery.result["reason"]
+    assert only_incident(pipeline).status == "AWAITING_APPROVAL"
+
+    # And once calls since it opened succeed, the next OK resolves it
+    invoked_in_a_minute_after(opened, 25.0)
+    pipeline.put_raw_event({**alarm_event("OK", datapoint=0.0), "id": "ok-2"})
+    pipeline.run()
+    assert only_incident(pipeline).status == "RESOLVED"
+
+
 def test_an_alarm_still_in_alarm_on_the_period_before_the_change_is_no_reason_to_roll_back(aws):
     """Errors stop as the change lands: the alarm stays ALARM on the period the change landed in.
     With no traffic since, that is no proof the change failed; with traffic since, it is."""

@@ -53,9 +53,9 @@ def manager_event(detail, detail_type="IssueReported", source="acme.monitoring")
     }
 
 
-@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity", "1e999", 1e126, -3e200, 1e-131])
+@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity", "1e999", 1e126, -3e200, 1e-131, True, "1e3", " 5 "])
 def test_non_finite_or_unstorable_numbers_are_refused_with_a_reason(pipeline, value):
-    # Given a report whose signal pydantic would turn into NaN/inf, or DynamoDB cannot store
+    # Given a report whose signal pydantic would turn into NaN/inf or a number from text or a boolean, or DynamoDB cannot store
     delivery = pipeline.invoke("manager", manager_event(issue(signals={"p95_ms": value})))
     # Then the handler answers (no crash, no on-failure queue), refuses it with a reason, opens nothing
     assert delivery.error is None and delivery.result["action"] == "rejected"
@@ -138,6 +138,31 @@ def test_the_same_idempotency_key_redelivered_is_answered_once(pipeline):
     assert first.result == again.result and len(pipeline.incidents()) == 1
 
 
+def test_the_same_report_sent_again_under_its_key_is_answered_as_that_report_not_counted(pipeline):
+    """A producer's retry is a new PutEvents: a new id and a new time. Under its key it is the
+    same report, however long the first incident stays open."""
+    event = manager_event(issue(idempotency_key="acme-44"))
+    first = pipeline.invoke("manager", event)
+    for n in range(2):
+        again = pipeline.invoke("manager", {**event, "id": str(uuid.uuid4()), "time": f"2026-11-29T12:0{n}:00Z"})
+        assert again.result == first.result
+    [incident] = pipeline.incidents()
+    assert incident.duplicates == 0
+
+
+def test_a_key_reused_for_another_issue_is_refused_even_when_that_issue_is_open(pipeline):
+    """The key check is not skipped because another report (no key, the same fingerprint: a report
+    without `resource` is matched by its key) opened the second issue."""
+    pipeline.invoke("manager", manager_event(issue(idempotency_key="acme-45")))
+    pipeline.invoke("manager", manager_event(issue(service="billing-api", resource="acme-45")))
+
+    reused = pipeline.invoke("manager", manager_event(issue(service="billing-api", idempotency_key="acme-45")))
+
+    assert reused.result["action"] == "rejected", reused.result
+    assert "idempotency_key already used for a different issue" in reused.result["reason"]
+    assert all(i.duplicates == 0 for i in pipeline.incidents())
+
+
 def test_a_key_reused_for_another_issue_is_refused_visibly_not_answered_with_the_first_outcome(pipeline):
     # Given a report opened under the producer's key
     first = pipeline.invoke("manager", manager_event(issue(idempotency_key="acme-43")))
@@ -181,6 +206,25 @@ def test_an_unknown_alarm_state_is_recorded_as_a_rejection(pipeline):
     delivery = pipeline.invoke("manager", alarm)
     assert delivery.result["action"] == "rejected" and "unknown alarm state" in delivery.result["reason"]
     assert len(rejections(pipeline)) == 1
+
+
+def test_an_alarm_whose_function_dimension_is_not_a_string_names_no_function(pipeline):
+    alarm = copy.deepcopy(load_event("alarm_state_change"))
+    for metric in alarm["detail"]["configuration"]["metrics"]:
+        dimensions = (metric.get("metricStat") or {}).get("metric", {}).get("dimensions")
+        if dimensions and "FunctionName" in dimensions:
+            dimensions["FunctionName"] = ["a", "b"]
+    delivery = pipeline.invoke("manager", alarm)
+    assert delivery.error is None
+    assert all("['a', 'b']" not in i.service for i in pipeline.incidents()), [i.service for i in pipeline.incidents()]
+
+
+def test_an_alarm_with_mistyped_metrics_is_refused_naming_the_fields(pipeline):
+    alarm = copy.deepcopy(load_event("alarm_state_change"))
+    alarm["detail"]["configuration"]["metrics"] = "oops"
+    delivery = pipeline.invoke("manager", alarm)
+    assert delivery.result["action"] == "rejected"
+    assert "wrong type" in delivery.result["reason"] and "configuration.metrics" in delivery.result["reason"]
 
 
 def test_alarm_datapoints_outside_the_storable_range_are_dropped_not_fatal(pipeline):

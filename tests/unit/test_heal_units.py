@@ -364,13 +364,13 @@ class _Alarms:
 
 
 def test_a_composite_alarms_state_is_read_and_a_nameless_alarm_is_missing_without_a_call():
-    from lambdas.manager.heal import alarm_now
+    from lambdas.manager.heal import describe_alarm
     from lambdas.manager.investigate import CloudPort
 
     alarms = _Alarms()
     cloud = CloudPort(overrides={"cloudwatch": alarms})
-    assert alarm_now("orders-health", cloud) == ("OK", None)
-    assert alarm_now(None, cloud) == ("MISSING", None)
+    assert describe_alarm("orders-health", cloud) == {"AlarmName": "orders-health", "StateValue": "OK"}
+    assert describe_alarm(None, cloud) == "MISSING"
     assert len(alarms.asked) == 1
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .catalog import CONTRACT_SOURCES
 from .diffs import path_problem
@@ -80,7 +80,15 @@ def storable_number(value: float) -> float:
     return value
 
 
-Number = Annotated[float, AfterValidator(storable_number)]
+def numeric(value: Any) -> Any:
+    """A number as JSON has it: `true` is not 1 and `"1e3"` is not 1000 (pydantic's lax mode would
+    take both); stored numbers read back (Decimal) are numbers."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"must be a JSON number, not {type(value).__name__}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(numeric), AfterValidator(storable_number)]
 SignalName = Annotated[str, Field(min_length=1, max_length=128)]
 MAX_SIGNALS = 64
 
