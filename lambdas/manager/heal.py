@@ -575,7 +575,10 @@ def sweep_overdue(ports: HealPorts, incidents: list[Incident]) -> list[str]:
 
 def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     """Make the recorded change; every exit leaves the incident VERIFYING or ESCALATED."""
-    change = dict(incident.change or {})
+    # When the first write was attempted (the wall clock, as Lambda's LastModified), kept by
+    # retries: a function holding exactly this change's values but changed before then was
+    # changed by someone else (`_write`).
+    change = {"attempted_at": datetime.now(UTC).isoformat(), **(incident.change or {})}
     cid = change["change_id"]
     sources = frozenset({Status.APPROVED, Status.SCHEDULED})
     # The claim marks that the target may be written from now on, and holds the target: another
@@ -587,7 +590,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
         change["target"],
         statuses=sources,
         require={"change_id": cid, "heal_phase": incident.heal_phase},
-        values={"heal_phase": "applying"},
+        values={"heal_phase": "applying", "change": change},
     )
     try:
         try:
@@ -628,6 +631,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             change.get("revision_id"),
             ports.cloud,
             chain=chain,
+            ours_since=parse_time(change["attempted_at"]),
         )
     except HealAbort as exc:
         return _escalate(claimed, ports, exc.reason, sources, chain=chain, decision="apply")
@@ -704,6 +708,7 @@ def _write(
     cloud: CloudPort,
     *,
     chain: list[dict[str, str]],
+    ours_since: datetime | None = None,
 ) -> dict[str, Any]:
     """Move the target from `base` to `values` (the apply, and the rollback back from it).
     Configuration first, guarded by `revision_id`; on a retry of a step whose write already landed,
@@ -743,7 +748,14 @@ def _write(
                 ) from exc
             current = lam.get_function_configuration(FunctionName=target)
             landed = {"MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout")}
-            # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step).
+            # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step),
+            # unless the function was changed before this change's first write was attempted.
+            if all(landed[k] == int(v) for k, v in config.items()) and _changed_before(current, ours_since):
+                raise HealAbort(
+                    f"{target} already has these values, set by someone else at {current.get('LastModified')} "
+                    "before Selfheal's write: nothing was changed, and Selfheal does not verify or roll back "
+                    "a change it did not make"
+                ) from exc
             if not all(landed[k] == int(v) for k, v in config.items()):
                 if code == "ResourceConflictException":
                     raise HealAbort(
@@ -780,6 +792,19 @@ def _write(
             f"{', '.join(done) or 'nothing'} was written; {undone}"
         ) from exc
     return result
+
+
+CLOCK_SLACK = timedelta(milliseconds=50)
+
+
+def _changed_before(configuration: dict[str, Any], since: datetime | None) -> bool:
+    """Was the function last changed before `since`? Our write lands a claim's round trip after
+    `since`; 50 ms allow for the two clocks (both synchronised to Amazon Time Sync)."""
+    try:
+        modified = datetime.fromisoformat(str(configuration.get("LastModified")))  # 2026-11-27T11:43:15.123+0000
+    except ValueError:
+        return False
+    return since is not None and modified.tzinfo is not None and modified < since - CLOCK_SLACK
 
 
 def _undo(lam: Any, target: str, done: list[str], base: dict[str, float], revision_id: str | None) -> str:

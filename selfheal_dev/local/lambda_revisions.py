@@ -3,7 +3,8 @@
 moto returns no `RevisionId` for a function and ignores the one passed to
 UpdateFunctionConfiguration. Selfheal's apply step relies on it (a concurrent change must make
 its write fail with PreconditionFailedException), so the emulator and the tests install this:
-every function gets a revision, configuration and code updates check and rotate it.
+every function gets a revision, configuration and code updates check and rotate it, and move its
+`LastModified` as Lambda does (moto keeps the creation time).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def install() -> None:
         return
     from moto.awslambda.exceptions import PreconditionFailedException
     from moto.awslambda.models import LambdaFunction
+    from moto.core.utils import iso_8601_datetime_with_nanoseconds
 
     original_get = LambdaFunction.get_configuration
     original_update = LambdaFunction.update_configuration
@@ -43,6 +45,7 @@ def install() -> None:
                 "to retrieve the latest Revision Id"
             )
         self._selfheal_revision = str(uuid.uuid4())
+        self.last_modified = iso_8601_datetime_with_nanoseconds()
         return original_update(self, {k: v for k, v in config_updates.items() if k != "RevisionId"})
 
     def update_function_code(self: Any, updated_spec: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +53,7 @@ def install() -> None:
         if expected and expected != revision(self):
             raise PreconditionFailedException("The Revision Id provided does not match the latest Revision Id.")
         self._selfheal_revision = str(uuid.uuid4())
+        self.last_modified = iso_8601_datetime_with_nanoseconds()
         return original_code(self, updated_spec)
 
     LambdaFunction.get_configuration = get_configuration  # type: ignore[method-assign]

@@ -296,6 +296,29 @@ def test_a_stale_revision_fails_safe_and_escalates_without_changing_anything(aws
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 7
 
 
+def test_a_persons_identical_change_made_before_the_approval_is_not_taken_for_ours(aws):
+    """The revision moved and the function holds exactly the change's values: a retry of our own
+    landed write looks like that, but this write was set before our first attempt. Adopting it
+    would make the rollback undo a change Selfheal never made."""
+    # Given an incident awaiting approval of memory 512 -> 1024
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"memory": 512}})
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+    incident = only_incident(pipeline)
+    assert incident.status == "AWAITING_APPROVAL"
+
+    # When a person sets 1024 themselves, and the approval comes after it
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, MemorySize=1024)
+    time.sleep(0.2)  # the approval after the person's change, beyond the clocks' slack
+    approve(pipeline, incident)
+
+    # Then Selfheal changes nothing, keeps no change to verify or roll back, and says why
+    after = only_incident(pipeline)
+    assert after.status == "ESCALATED", after.last_reason
+    assert "set by someone else" in after.last_reason and after.heal_phase != "applied"
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+
+
 def approve(pipeline: Pipeline, incident) -> None:
     pipeline.put(
         "ApprovalGranted",
@@ -583,7 +606,11 @@ def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
     assert only_incident(pipeline).status == "AWAITING_APPROVAL"
 
     # And once calls since it opened succeed, the next OK resolves it
-    invoked_in_a_minute_after(opened, 25.0)
+    from lambdas.manager.heal import first_whole_minute
+
+    invoked_in_a_minute_after(
+        first_whole_minute(opened) - timedelta(seconds=85), 25.0
+    )  # at its first whole minute + 5 s
     pipeline.put_raw_event({**alarm_event("OK", datapoint=0.0), "id": "ok-2"})
     pipeline.run()
     assert only_incident(pipeline).status == "RESOLVED"
