@@ -110,3 +110,29 @@ def test_a_long_line_of_short_name_pieces_is_scrubbed_in_one_pass(line: str) -> 
     40 KB evidence line held the Manager for its whole timeout (red-team round 5). These 100 KB
     lines hold no secret and come back unchanged; a quadratic pattern makes this test take minutes."""
     assert scrub(line) == line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n" * 50_000,
+        "\r\n" * 25_000,
+        " " * 100_000,
+        "password: a" + " " * 50_000 + "b",
+        "password: A" + " | a" * 40 + "!",
+        "eyJ-" * 25_000,
+        "x-eyJ" * 20_000,
+    ],
+)
+def test_blank_lines_spaces_annotations_and_token_runs_are_scrubbed_in_one_pass(text: str) -> None:
+    """The second ReDoS sweep (red-team round 5): `.env`/YAML lines whose leading blanks crossed
+    line ends, a type annotation with nested repeats, one JWT start per `eyJ` of a run. Each is
+    linear now; a regression makes this test take minutes."""
+    for code in (False, True):
+        scrubbed = scrub(text, code=code)
+        assert REDACTED not in scrubbed or text.startswith("password")
+
+
+def test_a_jwt_after_a_hyphen_is_still_removed_and_what_precedes_it_kept() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    assert scrub(f"Bearer-{jwt} and id-{jwt}") == f"Bearer-{REDACTED} and id-{REDACTED}"

@@ -483,7 +483,8 @@ def _pytest_stopped(run: StepResult) -> str | None:
             collecting = ""  # the first exception of a module's report is its cause
         elif own := _OWN_ERROR.match(line):
             quotes.append(own[0])
-    shown = [scrub(_RUN_DIR.sub("", q.strip()))[:300] for q in dict.fromkeys(quotes)]
+    # Cut before the patterns run: each `/` of a long token starts a scan of the rest of it.
+    shown = [scrub(_RUN_DIR.sub("", q.strip()[:2000]))[:300] for q in dict.fromkeys(quotes)]
     more = f" (and {len(shown) - QUOTED_ERRORS} more)" if len(shown) > QUOTED_ERRORS else ""
     return f"pytest stopped: {label}: {'; '.join(shown[:QUOTED_ERRORS]) or _last_line(run)}{more}"
 

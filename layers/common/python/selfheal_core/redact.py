@@ -12,7 +12,7 @@ import binascii
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -25,7 +25,7 @@ _NAME_START = r"(?<![A-Za-z0-9_.\-])"
 _SECRET_NAME = r"[A-Za-z0-9_.\-]{0,64}(?:passw(?:or)?d|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|token|credentials?)[A-Za-z0-9_.\-]{0,64}"  # noqa: S105 - a pattern, not a password
 
 # Specific shapes first, each keeping whatever tells a reader what was removed.
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # Private keys and PGP blocks; a block cut short (no END line, e.g. a capped excerpt) is
     # removed to the end of the text.
     (
@@ -52,7 +52,14 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"), REDACTED),
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), REDACTED),
     # JWTs, bare or not: base64url header "eyJ…" . payload . signature.
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"), REDACTED),
+    # One start per run of token characters (atomic): with a start at every "eyJ" after a "-", a
+    # long "eyJ-eyJ-..." run was scanned once per start. The run's prefix before "eyJ" is kept.
+    (
+        re.compile(
+            r"(?<![A-Za-z0-9_\-])((?>[A-Za-z0-9_\-]*?\beyJ))(?<=eyJ)[A-Za-z0-9_\-]{5,}+\.[A-Za-z0-9_\-]{5,}+\.[A-Za-z0-9_\-]*"
+        ),
+        lambda m: m.group(1)[:-3] + REDACTED,
+    ),
     # A token has a digit somewhere; that keeps prose like "bearer instrument" intact.
     (re.compile(r"\b([Bb]earer)\s+(?=\S*[0-9])[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + REDACTED),
     # scheme://user:password@host keeps the user, drops the password (which may hold '@' or '/':
@@ -78,15 +85,21 @@ _QUOTED_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_SECRET_NAME}[\"']?\s*[:=]
 _BARE_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_SECRET_NAME}\s*[:=]\s*)(?![\"'\s]|\[REDACTED\])[^\s,;&\"')}}\]]+")
 # In code too: `.env` lines (`API_KEY=abc`, `export DB_PASSWORD=x`) and YAML (`password: x`),
 # whole lines whose value is a plain scalar, not an expression or a type annotation.
-_ENV_LINE = re.compile(rf"(?im)^(\s*(?:export\s+)?{_SECRET_NAME}=)(?!\[REDACTED\])([^\s'\"()\[\]{{}}]+)[ \t]*(?=#|$)")
+# Leading blanks stop at the line's end (`\s*` ran on across blank lines: a line start per blank
+# line rescanned all the rest), and the value's spaces are taken once (possessive).
+_ENV_LINE = re.compile(
+    rf"(?im)^([^\S\n]*(?:export[^\S\n]+)?{_SECRET_NAME}=)(?!\[REDACTED\])([^\s'\"()\[\]{{}}]+)[ \t]*(?=#|$)"
+)
 _YAML_LINE = re.compile(
-    rf"(?im)^(\s*-?\s*{_SECRET_NAME}:[ \t]+)(?!\[REDACTED\])([^\s'\"#|>&*!{{\[](?:(?!\s=)[^\n#(])*?)[ \t]*(?=#|$)"
+    rf"(?im)^([^\S\n]*+(?:-[^\S\n]*+)?{_SECRET_NAME}:[ \t]+)(?!\[REDACTED\])"
+    rf"([^\s'\"#|>&*!{{\[](?:[^\s#(]|[ \t]++(?![=#\n]|\Z)(?!\s=)|(?!\s=)[^\S\n \t])*+)[ \t]*+(?=#|$)"
 )
 # `token: str`, `password: Optional[SecretStr]`: annotations, not values.
 _ANNOTATION = re.compile(
     r"^(?:str|bytes|int|float|bool|None|dict|list|tuple|set|object|[A-Z][A-Za-z]*)"
-    r"(?:\[[\w\[\], .|]*\])?(?:\s*\|\s*[\w\[\], .]+)*$"
+    r"(?:\[[\w\[\], .|]*\])?(?:\s*+\|\s*+[\w\[\],.]++(?: +[\w\[\],.]++)*+)*+$"
 )
+MAX_ANNOTATION = 200  # the bracket part stays quadratic on "A[] | a] | a...": longer is no annotation
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u180e\u00ad"), None)
 
 
@@ -109,7 +122,9 @@ def _mixed(value: str) -> bool:
 
 
 def _yaml(match: re.Match[str]) -> str:
-    return match.group(0) if _ANNOTATION.match(match.group(2).strip()) else match.group(1) + REDACTED
+    value = match.group(2).strip()
+    annotation = len(value) <= MAX_ANNOTATION and _ANNOTATION.match(value)
+    return match.group(0) if annotation else match.group(1) + REDACTED
 
 
 def scrub(text: str, extra_secrets: Iterable[str] = (), *, code: bool = False) -> str:
