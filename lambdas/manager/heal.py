@@ -575,11 +575,13 @@ def sweep_overdue(ports: HealPorts, incidents: list[Incident]) -> list[str]:
 
 def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     """Make the recorded change; every exit leaves the incident VERIFYING or ESCALATED."""
-    # When the first write was attempted (the wall clock, as Lambda's LastModified), kept by
-    # retries: a function holding exactly this change's values but changed before then was
-    # changed by someone else (`_write`).
-    change = {"attempted_at": datetime.now(UTC).isoformat(), **(incident.change or {})}
+    change = dict(incident.change or {})
     cid = change["change_id"]
+    # When the first write was attempted, first writer wins: a function holding exactly this
+    # change's values but changed before then was changed by someone else (`_write`). The claim
+    # requires the value read, so an invocation working from an older read (a duplicate, the
+    # sweeper) cannot move it past our own write: its claim fails and it is stale.
+    attempted_at = incident.attempted_at or datetime.now(UTC).isoformat()
     sources = frozenset({Status.APPROVED, Status.SCHEDULED})
     # The claim marks that the target may be written from now on, and holds the target: another
     # incident's change would confound this one's verification and block its rollback. Claiming
@@ -589,8 +591,8 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
         incident,
         change["target"],
         statuses=sources,
-        require={"change_id": cid, "heal_phase": incident.heal_phase},
-        values={"heal_phase": "applying", "change": change},
+        require={"change_id": cid, "heal_phase": incident.heal_phase, "attempted_at": incident.attempted_at},
+        values={"heal_phase": "applying", "attempted_at": attempted_at},
     )
     try:
         try:
@@ -631,7 +633,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             change.get("revision_id"),
             ports.cloud,
             chain=chain,
-            ours_since=parse_time(change["attempted_at"]),
+            ours_since=parse_time(attempted_at),
         )
     except HealAbort as exc:
         return _escalate(claimed, ports, exc.reason, sources, chain=chain, decision="apply")
@@ -1107,28 +1109,33 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
         # Either state proves something only on the service since the change: an ALARM on the
         # period the change landed in, with no traffic since, is no more proof than such an OK.
         change = incident.change or {}
-        shown = recovery_shown(alarm, parse_time(change.get("applied_at")), change.get("target"), ports.cloud)
+        shown, why = recovery_shown(alarm, parse_time(change.get("applied_at")), change.get("target"), ports.cloud)
         chain.append(
             step(
                 f"Does the {state} rest on the service since the change?",
                 "the alarm's evaluated datapoints, else the target's invocations since the change",
-                shown or "no: no datapoint or invocation since the change (no traffic is no proof)",
+                why,
             )
         )
+        if shown is False:
+            return False, figures, chain
         return (state == "OK" if shown else None), figures, chain
     return _metric_recovery(incident, issue, figures, ports)
 
 
-def recovery_shown(alarm: dict[str, Any], since: datetime | None, target: str | None, cloud: CloudPort) -> str | None:
-    """What shows the alarm's state is about the service since `since` (the change, or the
-    incident's opening), or None: a state on data from before it (an alarm set by hand, an
-    evaluation that has not caught up) or on missing data proves nothing either way. Evidence: a
-    datapoint the alarm evaluated whose period began after `since`, else an invocation of the
-    target in a minute that began after it (DescribeAlarms keeps the reason data of the last state
-    change, so a later evaluation that stayed OK is not in it) while the alarm's own metric
-    breached its threshold in none of those minutes (an OK set by hand over failing calls)."""
+def recovery_shown(
+    alarm: dict[str, Any], since: datetime | None, target: str | None, cloud: CloudPort
+) -> tuple[bool | None, str]:
+    """Whether the alarm's state is about the service since `since` (the change, or the
+    incident's opening), and what shows it. True: a datapoint the alarm evaluated whose period
+    began after `since`, else an invocation of the target in a minute that began after it
+    (DescribeAlarms keeps the reason data of the last state change only, so a later evaluation
+    that stayed OK is not in it). None: nothing since (an alarm set by hand, an evaluation that
+    has not caught up, missing data): no proof either way. False: an OK contradicted by the
+    alarm's own metric, whose latest minute since breaches its threshold (an OK set by hand over
+    failing calls)."""
     if since is None:
-        return "no time of change recorded"
+        return True, "no time of change recorded"
     try:
         points = json.loads(alarm.get("StateReasonData") or "{}").get("evaluatedDatapoints") or []
     except (ValueError, AttributeError):
@@ -1136,9 +1143,10 @@ def recovery_shown(alarm: dict[str, Any], since: datetime | None, target: str | 
     for point in points if isinstance(points, list) else []:
         when = parse_time(point.get("timestamp")) if isinstance(point, dict) and "value" in point else None
         if when is not None and when >= since:  # a missing period (no value) is no evidence
-            return f"the alarm evaluated the period of {when.isoformat()}, after the change"
+            return True, f"the alarm evaluated the period of {when.isoformat()}, after the change"
+    nothing = "no: no datapoint or invocation since the change (no traffic is no proof)"
     if not target:
-        return None
+        return None, nothing
     first = first_whole_minute(since)
     invocations = {
         "Id": "invocations",
@@ -1160,20 +1168,24 @@ def recovery_shown(alarm: dict[str, Any], since: datetime | None, target: str | 
             EndTime=max(now(), first + timedelta(minutes=1)),
         )["MetricDataResults"]
     except (ClientError, KeyError):
-        return None
+        return None, nothing
     series = {
         r.get("Id"): [
-            float(v) for t, v in zip(r.get("Timestamps", []), r.get("Values", []), strict=False) if t >= first
+            float(v) for t, v in sorted(zip(r.get("Timestamps", []), r.get("Values", []), strict=False)) if t >= first
         ]
         for r in results
     }
     calls = sum(series.get("invocations", []))
-    breached = any(_breaches(alarm, v) for v in series.get("alarm_metric", []))
-    if not calls or (breached and alarm.get("StateValue") == "OK"):
-        return None
-    return f"{calls:g} invocation(s) of {target} since {first.isoformat()}" + (
-        ", the alarm's metric breaching its threshold" if breached else ""
-    )
+    if not calls:
+        return None, nothing
+    own_values = series.get("alarm_metric") or []
+    latest = own_values[-1] if own_values else None
+    if latest is not None and alarm.get("StateValue") == "OK" and _breaches(alarm, latest):
+        return False, (
+            f"no: the alarm is OK, but its metric's latest minute since the change is {latest:g}, "
+            f"breaching its threshold {float(alarm['Threshold']):g} (an OK set by hand?)"
+        )
+    return True, f"{calls:g} invocation(s) of {target} since {first.isoformat()}"
 
 
 # The comparisons a single value can be judged by (anomaly bands need the band's own series).
@@ -1213,9 +1225,12 @@ def ok_unproven(incident: Incident, alarm_name: str | None, cloud: CloudPort) ->
     if isinstance(alarm, str) or state != "OK":
         return f"alarm is {state} now"
     target = incident.alarm_function or (incident.investigation or {}).get("target")
-    if recovery_shown(alarm, parse_time(incident.created_at), target, cloud) is None:
-        return "alarm is OK, but on no datapoint or call since the incident opened (no traffic is no proof)"
-    return None
+    opened = parse_time(incident.created_at)
+    # A period that ended after the opening is newer than what raised the ALARM (the OK that
+    # follows one evaluation later evaluates the period the incident opened in).
+    since = opened - timedelta(seconds=int(alarm.get("Period") or 60)) if opened else None
+    shown, why = recovery_shown(alarm, since, target, cloud)
+    return None if shown else f"alarm is OK, but {why.removeprefix('no: ')}"
 
 
 def first_whole_minute(at: datetime) -> datetime:

@@ -580,9 +580,12 @@ def test_an_ok_set_by_hand_over_failing_calls_since_the_change_resolves_nothing(
     assert only_incident(pipeline).status == "VERIFYING"
     fire_verify(pipeline, 0)
 
-    # Then nothing is resolved on it: the window is extended, the change kept for the next reading
+    # Then the change did not help: it is rolled back, with the reason
     incident = only_incident(pipeline)
-    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1, incident.last_reason
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "rolled_back"), incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    assert "breaching its threshold" in json.dumps(rollback["reasoning_chain"])
 
 
 def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
@@ -606,13 +609,37 @@ def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
     assert only_incident(pipeline).status == "AWAITING_APPROVAL"
 
     # And once calls since it opened succeed, the next OK resolves it
-    from lambdas.manager.heal import first_whole_minute
-
-    invoked_in_a_minute_after(
-        first_whole_minute(opened) - timedelta(seconds=85), 25.0
-    )  # at its first whole minute + 5 s
+    invoked_in_a_minute_after(opened - timedelta(seconds=89), 25.0)  # a second after it opened
     pipeline.put_raw_event({**alarm_event("OK", datapoint=0.0), "id": "ok-2"})
     pipeline.run()
+    assert only_incident(pipeline).status == "RESOLVED"
+
+
+def test_an_ok_on_the_period_the_incident_opened_in_resolves_it(aws):
+    """ALARM at 12:05:30 on 12:04's period, incident at 12:05:31, OK at 12:06:30 on 12:05's period:
+    that period began before the opening but is newer than what raised the ALARM."""
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    opened = datetime.fromisoformat(only_incident(pipeline).created_at)
+    alarm_in_state("OK", 0.0)
+    boto3.client("cloudwatch").set_alarm_state(
+        AlarmName=ALARM,
+        StateValue="OK",
+        StateReason="Threshold Crossed: 1 datapoint [0.0] was not greater than or equal to the threshold (5.0).",
+        StateReasonData=json.dumps(
+            {
+                "recentDatapoints": [0.0],
+                "evaluatedDatapoints": [
+                    {"timestamp": opened.replace(second=0, microsecond=0).isoformat(), "value": 0.0}
+                ],
+            }
+        ),
+    )
+
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+
     assert only_incident(pipeline).status == "RESOLVED"
 
 

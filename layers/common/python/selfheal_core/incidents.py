@@ -80,6 +80,8 @@ class Incident:
     change_id: str | None = None
     heal_phase: str | None = None
     change: dict[str, Any] | None = None
+    # When the change's first write was attempted (the wall clock, as Lambda's LastModified).
+    attempted_at: str | None = None
     # The sweeper: which step (`<status>#<attempt>`) it re-drove, how often, and when last.
     redrive_of: str | None = None
     redrives: int = 0
