@@ -426,3 +426,23 @@ def test_a_diff_between_two_trees_that_touches_a_test_is_still_tampering(validat
     result = validator.validate(code_fix(patch=GOOD_PATCH + weakened, tests=EMPTY_LIST_TEST), ISSUE, SERVICE)
 
     assert not result.passed and "tests/test_stats.py" in result.reason, result.reason
+
+
+def test_a_lone_carriage_return_inside_a_patch_line_is_refused() -> None:
+    """`+b = 3\\rimport os`: split as Python reads it, QA scanned `b = 3` and dropped the rest as
+    noise, while `git apply` kept both statements on one line that Python runs as two."""
+    hidden = GOOD_PATCH.replace("+        return 0.0\n", "+        return 0.0\rimport os\n")
+    with pytest.raises(FixError, match="carriage return"):
+        apply_patch(SERVICE, hidden)
+
+
+def test_a_form_feed_stays_inside_its_line_as_git_reads_it() -> None:
+    fed = GOOD_PATCH.replace("+        return 0.0\n", "+        return 0.0  \x0c# page\n")
+    assert "return 0.0  \x0c# page\n" in apply_patch(SERVICE, fed)["stats.py"]
+
+
+def test_git_prefixed_paths_in_two_directories_are_a_rename_not_one_file() -> None:
+    """`a/src/x.py` -> `b/lib/x.py` is git's rename; stripping a further directory would make it x.py."""
+    moved = "--- a/src/stats.py\n+++ b/lib/stats.py\n@@ -1 +1 @@\n-x\n+y\n"
+    with pytest.raises(FixError, match="renames are not supported"):
+        apply_patch({"src/stats.py": "x\n"}, moved)

@@ -41,7 +41,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from selfheal_core.diffs import path_problem, section_paths
+from selfheal_core.diffs import patch_lines, path_problem, section_paths
 from selfheal_core.events import Evidence, Fix, IssueReportedV1, describe_validation_error
 from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
 from selfheal_core.redact import scrub
@@ -99,7 +99,10 @@ def _parse_hunk(lines: list[str], i: int, header: re.Match[str]) -> tuple[_Hunk,
 
 def parse_patch(patch: str) -> list[tuple[str | None, str | None, list[_Hunk]]]:
     """File sections of a unified diff as (old path, new path, hunks); None is /dev/null."""
-    lines = patch.splitlines()
+    lines = patch_lines(patch)
+    if any("\r" in line for line in lines):
+        # Python reads a lone CR as a line break, git as text: what QA scans would not be what runs.
+        raise FixError("a patch line holds a carriage return inside it")
     sections: list[tuple[str | None, str | None, list[_Hunk]]] = []
     i = 0
     while i < len(lines):

@@ -38,19 +38,27 @@ def header_path(line: str) -> str | None:
 
 def section_paths(old_line: str, new_line: str) -> tuple[str | None, str | None]:
     """A file section's old and new paths. `diff -ru buggy/ fixed/` names one file by two trees:
-    when only their first directory differs, it is stripped from both (as `patch -p1` would), so
-    every reader of the patch sees the project path."""
+    when only their first directory differs (and git's a/ b/ were not already stripped), it is
+    stripped from both (as `patch -p1` would), so every reader of the patch sees the project path."""
     old, new = header_path(old_line), header_path(new_line)
-    if old is not None and new is not None and old != new:
+    git_prefixed = old_line[4:].startswith("a/") or new_line[4:].startswith("b/")
+    if old is not None and new is not None and old != new and not git_prefixed:
         old_rest, new_rest = old.partition("/")[2], new.partition("/")[2]
         if old_rest and old_rest == new_rest:
             return old_rest, new_rest
     return old, new
 
 
+def patch_lines(patch: str) -> list[str]:
+    """A patch's lines as git reads them: split on LF only (a CRLF patch's CR dropped). Other
+    characters `str.splitlines` breaks on stay inside the line, as they do for git."""
+    lines = [line.removesuffix("\r") for line in patch.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def patch_paths(patch: str) -> list[str]:
     """Every path a patch's file headers name (old and new sides; /dev/null left out)."""
-    lines = patch.splitlines()
+    lines = patch_lines(patch)
     return [
         path
         for i, line in enumerate(lines[:-1])
