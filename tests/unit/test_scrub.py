@@ -136,3 +136,25 @@ def test_blank_lines_spaces_annotations_and_token_runs_are_scrubbed_in_one_pass(
 def test_a_jwt_after_a_hyphen_is_still_removed_and_what_precedes_it_kept() -> None:
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
     assert scrub(f"Bearer-{jwt} and id-{jwt}") == f"Bearer-{REDACTED} and id-{REDACTED}"
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "SELFHEAL_PRODUCTION_PAYMENTS_SERVICE_PRIMARY_DATABASE_CLUSTER_MASTER_USER_PASSWORD=hunter2xyz",
+        "app.config.production.us-east-1.payments-service.primary-database-cluster.master.password=s3cr3t",
+        "x-" * 60 + "api_key=abcdef123",
+    ],
+)
+def test_a_long_secret_name_does_not_let_its_value_through(assignment: str) -> None:
+    """The name is the whole run before `=`, however long (a bound on it made the scan linear but
+    let these through)."""
+    assert scrub(assignment).endswith("=" + REDACTED)
+
+
+@pytest.mark.parametrize("prefix", ["-", "15.123-", "a" * 40, "jdbc:"])
+def test_a_url_password_is_removed_whatever_the_scheme_is_glued_to(prefix: str) -> None:
+    assert (
+        scrub(f"{prefix}postgres://app:pw-9x@db.internal/orders")
+        == f"{prefix}postgres://app:{REDACTED}@db.internal/orders"
+    )

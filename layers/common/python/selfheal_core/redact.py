@@ -17,12 +17,16 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 
-# A name starts where a run of name characters starts: a match may not begin inside one (with
-# `\b` every `-` in "a-a-a-..." was a start, and the bounded name around it made a long line
-# quadratic: 40 KB took the Manager's whole timeout).
+# A secret-named assignment's name is the whole run of name characters before its `=` or `:`,
+# taken in one possessive step from where the run starts; the words that make it a secret's are
+# looked for in it afterwards (`_secret_named`). A name bounded around the word, started at any
+# `\b`, rescanned a long "a-a-a-..." line once per `-` (40 KB took the Manager's whole timeout),
+# and a length bound let a long name's secret through.
 _NAME_START = r"(?<![A-Za-z0-9_.\-])"
-# Name fragments that mark an assignment's value as a secret (`db_password=…`, `"api_key": "…"`).
-_SECRET_NAME = r"[A-Za-z0-9_.\-]{0,64}(?:passw(?:or)?d|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|token|credentials?)[A-Za-z0-9_.\-]{0,64}"  # noqa: S105 - a pattern, not a password
+_NAME_RUN = r"[A-Za-z0-9_.\-]++"
+_SECRET_WORD = re.compile(
+    r"passw(?:or)?d|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|token|credentials?", re.I
+)
 
 # Specific shapes first, each keeping whatever tells a reader what was removed.
 _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
@@ -63,11 +67,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     # A token has a digit somewhere; that keeps prose like "bearer instrument" intact.
     (re.compile(r"\b([Bb]earer)\s+(?=\S*[0-9])[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + REDACTED),
     # scheme://user:password@host keeps the user, drops the password (which may hold '@' or '/':
-    # everything up to the last '@' before the host is the password).
+    # everything up to the last '@' before the host is the password). Anchored on "://" itself,
+    # whatever the scheme and whatever it is glued to; a password of up to 512 characters keeps
+    # the scan from each "://" bounded.
     (
-        re.compile(
-            r"(?<![a-zA-Z0-9+.\-])([a-zA-Z][a-zA-Z0-9+.\-]{0,31}://[^\s/:@]+):(?!\[REDACTED\]@)\S{0,512}@(?=[^\s@/?#]+)"
-        ),
+        re.compile(r"(://[^\s/:@]+):(?!\[REDACTED\]@)\S{0,512}@(?=[^\s@/?#]+)"),
         r"\1:" + REDACTED + "@",
     ),
 ]
@@ -80,18 +84,18 @@ _BARE_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-
 _LONG_BASE64 = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{100,}={0,2}(?![A-Za-z0-9/+=])")
 
 # Quoted values (`password = "hunter2"`, JSON) are secrets in code and in logs alike.
-_QUOTED_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_SECRET_NAME}[\"']?\s*[:=]\s*)([\"'])(?!\[REDACTED\])[^\"'\n]+\2")
+_QUOTED_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_NAME_RUN}[\"']?\s*[:=]\s*)([\"'])(?!\[REDACTED\])[^\"'\n]+\2")
 # Bare values (`token=abc123`) in logs: in code they are expressions (`api_key=api_key`).
-_BARE_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_SECRET_NAME}\s*[:=]\s*)(?![\"'\s]|\[REDACTED\])[^\s,;&\"')}}\]]+")
+_BARE_ASSIGNMENT = re.compile(rf"(?i){_NAME_START}({_NAME_RUN}\s*[:=]\s*)(?![\"'\s]|\[REDACTED\])[^\s,;&\"')}}\]]+")
 # In code too: `.env` lines (`API_KEY=abc`, `export DB_PASSWORD=x`) and YAML (`password: x`),
 # whole lines whose value is a plain scalar, not an expression or a type annotation.
 # Leading blanks stop at the line's end (`\s*` ran on across blank lines: a line start per blank
 # line rescanned all the rest), and the value's spaces are taken once (possessive).
 _ENV_LINE = re.compile(
-    rf"(?im)^([^\S\n]*(?:export[^\S\n]+)?{_SECRET_NAME}=)(?!\[REDACTED\])([^\s'\"()\[\]{{}}]+)[ \t]*(?=#|$)"
+    rf"(?im)^([^\S\n]*(?:export[^\S\n]+)?{_NAME_RUN}=)(?!\[REDACTED\])([^\s'\"()\[\]{{}}]+)[ \t]*(?=#|$)"
 )
 _YAML_LINE = re.compile(
-    rf"(?im)^([^\S\n]*+(?:-[^\S\n]*+)?{_SECRET_NAME}:[ \t]+)(?!\[REDACTED\])"
+    rf"(?im)^([^\S\n]*+(?:-[^\S\n]*+)?{_NAME_RUN}:[ \t]+)(?!\[REDACTED\])"
     rf"([^\s'\"#|>&*!{{\[](?:[^\s#(]|[ \t]++(?![=#\n]|\Z)(?!\s=)|(?!\s=)[^\S\n \t])*+)[ \t]*+(?=#|$)"
 )
 # `token: str`, `password: Optional[SecretStr]`: annotations, not values.
@@ -121,7 +125,13 @@ def _mixed(value: str) -> bool:
     )
 
 
+def _secret_named(match: re.Match[str]) -> bool:
+    return _SECRET_WORD.search(match.group(1)) is not None
+
+
 def _yaml(match: re.Match[str]) -> str:
+    if not _secret_named(match):
+        return match.group(0)
     value = match.group(2).strip()
     annotation = len(value) <= MAX_ANNOTATION and _ANNOTATION.match(value)
     return match.group(0) if annotation else match.group(1) + REDACTED
@@ -142,11 +152,13 @@ def scrub(text: str, extra_secrets: Iterable[str] = (), *, code: bool = False) -
     text = _BASIC_AUTH.sub(_basic, text)
     text = _LONG_BASE64.sub(lambda m: REDACTED if _mixed(m.group(0)) else m.group(0), text)
     text = _BARE_AWS_SECRET.sub(lambda m: REDACTED if _mixed(m.group(0)) else m.group(0), text)
-    text = _QUOTED_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
-    text = _ENV_LINE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _QUOTED_ASSIGNMENT.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}" if _secret_named(m) else m.group(0), text
+    )
+    text = _ENV_LINE.sub(lambda m: m.group(1) + REDACTED if _secret_named(m) else m.group(0), text)
     text = _YAML_LINE.sub(_yaml, text)
     if not code:
-        text = _BARE_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)
+        text = _BARE_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED if _secret_named(m) else m.group(0), text)
     return text
 
 
