@@ -16,6 +16,7 @@ from typing import Any
 from selfheal_core import catalog as names
 
 from .ops.target import OperatorError, Target
+from .output import one_line
 
 # The status an agent-to-agent event moves its incident to (informational events carry theirs).
 IMPLIED_STATUS = {
@@ -112,7 +113,7 @@ def tail_line(event: dict[str, Any]) -> dict[str, Any]:
 
 def format_tail_line(line: dict[str, Any]) -> str:
     replay = " (replay)" if line["replayed"] else ""
-    return (
+    return one_line(
         f"{line['time']}  {line['from']:>8} -> {line['to']:<8}  {line['detail_type']:<22}  "
         f"{line['incident_id'] or '-':<18}  {line['status'] or '-'}{replay}"
     )

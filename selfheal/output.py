@@ -9,26 +9,46 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-# Control characters and bidirectional overrides: in an incident's text (reporters, model output,
-# log lines) they would recolour, retitle or rewrite the operator's terminal ("\x1b[2K\rRESOLVED").
-# Controls, direction overrides, and what prints as nothing or as a space (zero-width, word
-# joiner, BOM, line and paragraph separators, no-break space): "rt-st\u200borm" is not "rt-storm".
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\xa0\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# What would recolour, retitle or rewrite the operator's terminal ("\x1b[2K\rRESOLVED"), or print
+# as nothing or as a blank ("rt-st\u200borm" is not "rt-storm"): controls and format characters
+# (zero-width, bidirectional, BOM, tags), line and paragraph separators, spaces other than " ",
+# variation selectors and the Hangul fillers. Reporters, model output and log lines reach it.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp", "Zs"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+_ASCII_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 # Inside one value a line break would start a forged row or trace line.
 _LINE_BREAKS = re.compile("[\n\t]")
 
 
+def _escaped(ch: str) -> str:
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def _unsafe(ch: str) -> bool:
+    if ch in "\n\t ":
+        return False
+    return (
+        unicodedata.category(ch) in _UNSAFE_CATEGORIES
+        or ch in _BLANK_LETTERS
+        or "\ufe00" <= ch <= "\ufe0f"
+        or "\U000e0100" <= ch <= "\U000e01ef"
+    )
+
+
 def printable(text: str) -> str:
-    """`text` with every control character but newline and tab shown escaped (`\\x1b`)."""
-    return _UNSAFE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+    """`text` with every such character but newline and tab shown escaped (`\\x1b`, `\\u200b`)."""
+    if text.isascii():
+        return _ASCII_UNSAFE.sub(lambda m: _escaped(m[0]), text)
+    return "".join(_escaped(ch) if _unsafe(ch) else ch for ch in text)
 
 
-def one_line(value: str) -> str:
+def one_line(value: Any) -> str:
     """A field's value on one line: its newlines and tabs shown escaped (`\\n`)."""
-    return _LINE_BREAKS.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), value)
+    return _LINE_BREAKS.sub(lambda m: _escaped(m[0]), str(value))
 
 
 class PrintableStream:
@@ -132,7 +152,7 @@ def format_trace(t: dict[str, Any]) -> str:
     inc = t["incident"]
     lines = [
         f"Incident {inc['incident_id']}  {inc['status']}  attempts={inc['attempts']}  cost={usd(inc['cost_usd'])}  duplicates={inc['duplicates']}",
-        one_line(f"  {inc['service']} / {inc['issue_type']} / {inc['severity']}: {inc['summary']}"),
+        f"  {inc['service']} / {inc['issue_type']} / {inc['severity']}: {inc['summary']}",
         f"  correlation id {inc['correlation_id']}",
     ]
     if t["status_history"]:
@@ -145,11 +165,11 @@ def format_trace(t: dict[str, Any]) -> str:
         )
         lines.append(f"      correlation_id={d.get('correlation_id')}")
         for step in d.get("reasoning_chain") or []:
-            lines.append(f"      - thought: {one_line(str(step.get('thought', '')))}")
+            lines.append(f"      - thought: {step.get('thought', '')}")
             if step.get("action"):
-                lines.append(f"        action: {one_line(str(step['action']))}")
+                lines.append(f"        action: {step['action']}")
             if step.get("observation"):
-                lines.append(f"        observation: {one_line(str(step['observation']))}")
+                lines.append(f"        observation: {step['observation']}")
         for ev in d.get("evidence") or []:
             if isinstance(ev, dict):
                 mark = "PASS" if ev.get("passed") else "FAIL"
@@ -164,7 +184,9 @@ def format_trace(t: dict[str, Any]) -> str:
     lines.append(
         f"  cost: total {usd(costs['total_usd'])}; " + ", ".join(f"{k} {usd(v)}" for k, v in costs["by_agent"].items())
     )
-    return "\n".join(lines)
+    # One line per entry: a line break inside any value (a summary, a producer's key as the
+    # correlation id, a model's reasoning) would start a forged line.
+    return "\n".join(one_line(line) for line in lines)
 
 
 def format_costs(c: dict[str, Any]) -> str:

@@ -220,7 +220,7 @@ def test_hostile_text_cannot_forge_a_row_or_hide_in_invisible_characters(deploye
         store.open_or_fold(
             incident_id=f"inc-forge{n}",
             fingerprint=f"fp-forge{n}",
-            correlation_id="corr",
+            correlation_id="key\n  [2026-11-29T00:00:00+00:00] OPERATOR  approve",  # a producer's idempotency key
             issue={"service": service, "issue_type": "latency", "severity": "low", "summary": summary},
             origin="test",
         )
