@@ -14,11 +14,13 @@ from typing import Any
 
 from selfheal_core.catalog import AGENT_TIMEOUT_S, SETTLED, TERMINAL, Status
 from selfheal_core.events import DetailType, IssueReportedV1, Metadata
-from selfheal_core.incidents import Incident, IncidentStore
+from selfheal_core.incidents import Incident
 from selfheal_core.observability import logger
 
 from . import heal, logic
 from .intake import Intake
+from .scan import CHANGE_SLACK
+from .scan import WINDOW as SCAN_WINDOW
 
 # The agent whose step moves each working status on (its timeout: catalog.AGENT_TIMEOUT_S).
 STEP_OWNER = {
@@ -47,16 +49,24 @@ def handle_scheduled_scan(
 
     A finding on a function that already has an open incident of the same type (opened by its
     alarm or a report, under another fingerprint) is that incident seen again: it is left to it,
-    before any tokens are spent on a second proposal for the same failure."""
-    watched = open_incidents(ports.incidents)
+    before any tokens are spent on a second proposal for the same failure. So is one on a function
+    a change of ours touched inside the scan's window (applied or rolled back): reserved
+    concurrency and retries do not move the LastModified the scan checks."""
+    recent = ports.incidents.list_recent(days=SCAN_DAYS, limit=SCAN_LIMIT)
+    watched = [i for i in recent if i.status not in TERMINAL]
     open_problems = {(i.service, i.issue_type) for i in watched}
-    known = [i.issue.service for i in intakes if (i.issue.service, str(i.issue.issue_type)) in open_problems]
+    touched = {str((i.change or {})["target"]) for i in recent if _changed_since(i, now - SCAN_WINDOW - CHANGE_SLACK)}
+    known = [
+        i.issue.service
+        for i in intakes
+        if (i.issue.service, str(i.issue.issue_type)) in open_problems or i.issue.service in touched
+    ]
     if known:
-        logger.info("scan: findings left to their open incidents", extra={"services": known})
+        logger.info("scan: findings left to their incidents", extra={"services": known})
     results = [
         logic.handle_intake(intake, ports, correlation_id=f"{correlation_id}:{intake.issue.service}")
         for intake in intakes
-        if (intake.issue.service, str(intake.issue.issue_type)) not in open_problems
+        if intake.issue.service not in known
     ]
     resumed = logic.resume_budget_paused(ports, watched, budget_remaining_usd=logic.resumable_budget_usd(ports))
     retried = logic.resume_after_provider_wait(ports, watched, now=now)
@@ -65,7 +75,7 @@ def handle_scheduled_scan(
     return {
         "action": "scanned",
         "results": results,
-        "left_to_open_incidents": known,
+        "left_to_their_incidents": known,
         "resumed": resumed,
         "retried": retried,
         "swept": swept,
@@ -79,9 +89,15 @@ def allowance(status: Status) -> timedelta:
     return timedelta(seconds=timeout * TRIES + RETRY_DELAYS_S + MARGIN_S)
 
 
-def open_incidents(incidents: IncidentStore) -> list[Incident]:
-    """Every incident the scheduled scan looks after, read once per scan."""
-    return [i for i in incidents.list_recent(days=SCAN_DAYS, limit=SCAN_LIMIT) if i.status not in TERMINAL]
+def _changed_since(incident: Incident, since: datetime) -> bool:
+    """Did this incident's change land, or get rolled back, after `since`?"""
+    change = incident.change or {}
+    if not change.get("target"):
+        return False
+    moments = [heal.parse_time(change.get("applied_at"))]
+    if incident.heal_phase in ("rolled_back", "rollback_failed"):
+        moments.append(heal.parse_time(incident.updated_at))
+    return any(when is not None and when > since for when in moments)
 
 
 def sweep_stuck(ports: logic.ManagerPorts, incidents: list[Incident], *, now: datetime) -> list[dict[str, Any]]:

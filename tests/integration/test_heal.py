@@ -1522,9 +1522,46 @@ def test_a_scan_finding_on_a_function_with_an_open_incident_of_its_type_is_left_
     pipeline.run()
 
     # Then orders-api's finding is left to the open incident; search-api gets its own
-    assert scan.error is None and scan.result["left_to_open_incidents"] == [FUNCTION]
+    assert scan.error is None and scan.result["left_to_their_incidents"] == [FUNCTION]
     by_service = sorted(i.service for i in pipeline.incidents())
     assert by_service == sorted([FUNCTION, "search-api"]), by_service
+
+
+def test_a_scan_finding_on_a_function_our_change_just_touched_is_left_alone(aws, monkeypatch):
+    """Reserved concurrency does not move LastModified: a resolved throttling fix applied a minute
+    ago would be judged on the throttles from before it."""
+    from lambdas.manager import handler as manager_handler
+    from lambdas.manager.scan import _breach
+    from selfheal_core.config import ScanThresholds
+
+    # Given a throttling fix (reserved 10 -> 20) applied and resolved on its metric
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": FUNCTION,
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "severity": "high",
+            "signals": {"threshold": 5.0},
+        },
+    )
+    pipeline.run()
+    traffic_after_the_change(pipeline, Throttles=0.0, Invocations=40.0)
+    pipeline.fire_due("verify", after_seconds=1000)
+    assert only_incident(pipeline).status == "RESOLVED"
+
+    # When the scan, minutes later, finds the throttles of the window the fix landed in
+    throttled = {"invocations": 200.0, "errors": 0.0, "throttles": 30.0, "duration": 100.0}
+    monkeypatch.setattr(
+        manager_handler, "scan_lambda_metrics", lambda *_a, **_k: [_breach(FUNCTION, throttled, ScanThresholds())]
+    )
+    scan = pipeline.invoke("manager", {**load_event("scheduled_event"), "id": "scan-touched"})
+    pipeline.run()
+
+    # Then nothing is reopened on them
+    assert scan.error is None and scan.result["left_to_their_incidents"] == [FUNCTION]
+    assert len(pipeline.incidents()) == 1
 
 
 def test_a_due_event_for_another_change_is_ignored(aws):
