@@ -609,7 +609,7 @@ def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
     assert only_incident(pipeline).status == "AWAITING_APPROVAL"
 
     # And once calls since it opened succeed, the next OK resolves it
-    invoked_in_a_minute_after(opened - timedelta(seconds=89), 25.0)  # a second after it opened
+    invoked_in_a_minute_after(opened - timedelta(seconds=90), 25.0)  # as it opened: never after now
     pipeline.put_raw_event({**alarm_event("OK", datapoint=0.0), "id": "ok-2"})
     pipeline.run()
     assert only_incident(pipeline).status == "RESOLVED"

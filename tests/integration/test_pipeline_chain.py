@@ -50,7 +50,8 @@ def test_issue_reported_runs_the_whole_chain_and_records_every_decision(aws):
     assert incident.status == "VERIFYING" and incident.attempts == 1
     assert pipeline.function_config("orders-api")["memory_mb"] == 1024
 
-    # And when the verify window ends with traffic and the metric under its threshold, the incident is resolved
+    # And when the verify window ends with traffic (in a minute that began after the change) and the
+    # metric under its threshold, the incident is resolved
     applied_at = datetime.fromisoformat(incident.change["applied_at"])
     boto3.client("cloudwatch").put_metric_data(
         Namespace="AWS/Lambda",
@@ -58,7 +59,7 @@ def test_issue_reported_runs_the_whole_chain_and_records_every_decision(aws):
             {
                 "MetricName": "Invocations",
                 "Dimensions": [{"Name": "FunctionName", "Value": "orders-api"}],
-                "Timestamp": applied_at + timedelta(seconds=30),
+                "Timestamp": applied_at + timedelta(seconds=90),
                 "Value": 40.0,
             }
         ],
