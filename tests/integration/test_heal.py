@@ -732,17 +732,7 @@ def test_a_rollback_does_not_overwrite_a_concurrency_someone_set_during_verifica
     verified must survive the rollback, which escalates with the values to restore instead."""
     # Given a throttling fix (reserved concurrency 10 -> 20) under verification, still throttled
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
-    pipeline.put(
-        "IssueReported",
-        {
-            "service": FUNCTION,
-            "issue_type": "throttling",
-            "summary": "throttled",
-            "severity": "high",
-            "signals": {"threshold": 5.0},
-        },
-    )
-    pipeline.run()
+    throttling_fix_applied(pipeline)
     assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
     traffic_after_the_change(pipeline, Throttles=12.0, Invocations=40.0)
     # And someone switches the function off by hand
@@ -1536,17 +1526,7 @@ def test_a_scan_finding_on_a_function_our_change_just_touched_is_left_alone(aws,
 
     # Given a throttling fix (reserved 10 -> 20) applied and resolved on its metric
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
-    pipeline.put(
-        "IssueReported",
-        {
-            "service": FUNCTION,
-            "issue_type": "throttling",
-            "summary": "throttled",
-            "severity": "high",
-            "signals": {"threshold": 5.0},
-        },
-    )
-    pipeline.run()
+    throttling_fix_applied(pipeline)
     traffic_after_the_change(pipeline, Throttles=0.0, Invocations=40.0)
     pipeline.fire_due("verify", after_seconds=1000)
     assert only_incident(pipeline).status == "RESOLVED"
