@@ -90,9 +90,11 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], em
 
     cells = [[cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
-    widths = [min(w, 60) for w in widths]
+    # Middle columns are cut at 60 characters to keep rows aligned; the last one is shown
+    # whole (nothing follows it), so a refusal's reason or a decision's text is never lost.
+    widths = [min(w, 60) for w in widths[:-1]] + widths[-1:]
     lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
+    lines.append("  ".join("-" * min(w, 60) for w in widths))
     for c in cells:
         lines.append(
             "  ".join(

@@ -233,3 +233,17 @@ def test_hostile_text_cannot_forge_a_row_or_hide_in_invisible_characters(deploye
     # Then no line starts as a forged row or decision, and the invisible characters are shown
     assert not any(line.startswith(("inc-000000000000", "  [2026-11-29T00:00:00")) for line in lines), lines
     assert any("rt-st\\u200borm\\xa0" in line for line in lines), lines
+
+
+def test_a_table_shows_its_last_column_whole_and_cuts_the_others_at_60():
+    from selfheal.output import table
+
+    reason = "field data.alarm_name: " + "a long explanation of why the event was refused; " * 4 + "end"
+    rendered = table(
+        [{"source": "s" * 80, "reason": reason}, {"source": "short", "reason": "bad"}],
+        [("source", "SOURCE"), ("reason", "REASON")],
+    )
+    header, rule, first, second = rendered.splitlines()
+    assert first.endswith(reason) and "…" in first.split(reason)[0]
+    assert first.index(reason) == header.index("REASON") == second.index("bad")
+    assert rule.split() == ["-" * 60, "-" * 60]
