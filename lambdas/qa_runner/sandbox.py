@@ -12,10 +12,12 @@ permissions). Layers, each protecting against something the others do not:
   process down with it (a double-forked `setsid` child cannot outlive the run), a private
   /proc where no outside process exists, every mount read-only except the run's own
   directories, and the command run as an unprivileged user with no capabilities;
-- a Python guard (`sitecustomize` audit hook) in every Python child: blocks sockets, reading any
-  `environ` file under /proc, spawning processes, and (in test runs) writing source or
-  configuration files outside the scratch directory `.tmp/`, so a fix cannot rewrite the tests,
-  conftest.py, pytest's configuration or bytecode while they run. Audit hooks are not a security boundary
+- a Python guard (`sitecustomize` audit hook) in every Python child: stops the run at a socket,
+  a read of any `environ` file under /proc, a spawned process, and (in test runs) a write of a
+  source or configuration file outside the scratch directory `.tmp/` (so a fix cannot rewrite
+  the tests, conftest.py, pytest's configuration or bytecode while they run). It ends the process at once (`GUARD_EXIT`) rather than raise: an
+  exception can be caught, and code that caught the denial could go on to pass, or use the
+  denial to tell a test run from production. Audit hooks are not a security boundary
   (`python -S`, ctypes, `_posixsubprocess` get past them); they only make the common case fail
   early and visibly. Where there are no namespaces (Lambda), the boundary is the runner
   function itself: its own microVM per tenant, a role that may only write logs, and a VPC
@@ -70,11 +72,18 @@ class SandboxRun:
         return self.exit_code == 0 and not self.timed_out
 
 
+# The exit code of a run the guard stopped (pytest's own codes are 0-5; signals are 128+N).
+GUARD_EXIT = 86
+GUARD_MARK = "selfheal sandbox stopped the run:"
+
 GUARD_SOURCE = '''\
 """Selfheal sandbox guard, loaded by every Python child through sitecustomize."""
 import os as _os
 import socket as _socket
 import sys as _sys
+
+# The stderr the runner reads, kept before pytest captures fd 2 for each test.
+_REPORT_FD = _os.dup(2)
 
 _ALLOW_SPAWN = _os.environ.get("SELFHEAL_SANDBOX_ALLOW_SPAWN") == "1"
 _SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
@@ -153,27 +162,35 @@ def _guard_writes(event, args):
                  for i, fd in _CHANGE_EVENTS.get(event, ()) if i < len(args)]
     for path, dir_fd in paths:
         if _protected(path, dir_fd):
-            raise PermissionError(
+            _stop(
                 f"changing {_os.fsdecode(path)}: writing source or configuration files outside the scratch"
                 " directory is blocked in the Selfheal sandbox"
             )
 
 
+def _stop(reason):
+    # Not an exception: a caller could catch it and carry on. The run ends here, visibly.
+    try:
+        _os.write(_REPORT_FD, f"\\n{GUARD_MARK} {reason}\\n".encode("utf-8", "replace"))
+    finally:
+        _os._exit({GUARD_EXIT})
+
+
 def _guard(event, args):
     if event == "socket.__new__" and args[1] != _socket.AF_UNIX:
-        raise PermissionError("network access is blocked in the Selfheal sandbox")
+        _stop("network access is blocked in the Selfheal sandbox")
     if event in _NET_EVENTS:
-        raise PermissionError("network access is blocked in the Selfheal sandbox")
+        _stop(f"network access ({event}) is blocked in the Selfheal sandbox")
     if event == "open" and args and isinstance(args[0], (str, bytes)) and _is_environ(args[0]):
-        raise PermissionError("reading process environments is blocked in the Selfheal sandbox")
+        _stop("reading process environments is blocked in the Selfheal sandbox")
     if event in _SPAWN_EVENTS and not _ALLOW_SPAWN:
-        raise PermissionError("starting processes is blocked in the Selfheal sandbox")
+        _stop(f"starting processes ({event}) is blocked in the Selfheal sandbox")
     if _SCRATCH:
         _guard_writes(event, args)
 
 
 _sys.addaudithook(_guard)
-'''
+'''.replace("{GUARD_EXIT}", str(GUARD_EXIT)).replace("{GUARD_MARK}", GUARD_MARK)
 
 NOBODY = 65534
 # Runs as the init of the new pid namespace (so not `exec`: init ignores SIGXCPU and friends;
@@ -387,6 +404,9 @@ def _kill_group(pgid: int) -> None:
 def _killed_reason(exit_code: int, timed_out: bool, stderr: str, limits: SandboxLimits) -> str | None:
     if timed_out:
         return f"wall-clock timeout ({limits.wall_seconds:g}s)"
+    if exit_code == GUARD_EXIT:
+        said = [line for line in stderr.splitlines() if line.startswith(GUARD_MARK)]
+        return (said[-1] if said else f"{GUARD_MARK} exit code {GUARD_EXIT}")[:300]
     # `unshare --fork` exits with 128+N when its child dies of signal N.
     signum = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else 0
     if signum in (signal.SIGXCPU, signal.SIGKILL) and exit_code != 0:

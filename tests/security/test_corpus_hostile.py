@@ -249,65 +249,39 @@ def test_a_fix_that_rewrites_a_test_while_the_tests_run_is_rejected(validator: C
     assert "is blocked in the Selfheal sandbox" in tests_run.excerpt
 
 
-WRITES = """
-import os
-import pytest
-
-BLOCKED = "is blocked in the Selfheal sandbox"
-
-
-@pytest.mark.parametrize("target", [
+_CONFIG_TARGETS = [
     "tests/test_existing.py", "conftest.py", "tests/conftest.py", "app.py", "new_module.py", "evil.pth",
     "pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", "__pycache__/app.cpython-311.pyc",
-])
-def test_writing_a_source_or_config_file_is_refused(target):
-    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    with pytest.raises(PermissionError, match=BLOCKED):
-        open(target, "w")
-    with pytest.raises(PermissionError, match=BLOCKED):
-        os.open(target, os.O_WRONLY | os.O_CREAT)
+]  # fmt: skip
+# Each attempt is made by a test that catches the error and carries on: the run must end anyway.
+WRITE_ATTEMPTS = [
+    *(f"open({t!r}, 'w')" for t in _CONFIG_TARGETS),
+    "os.open('conftest.py', os.O_WRONLY | os.O_CREAT)",
+    "open('tests/test_existing.py', 'a')",
+    "os.truncate('tests/test_existing.py', 0)",
+    "os.remove('tests/test_existing.py')",
+    "os.replace(staged, 'tests/test_existing.py')",
+    "os.symlink(staged, 'tests/x_test.py')",
+    "os.link(staged, 'conftest.py')",
+    "os.replace('tests/test_existing.py', staged)",
+    "os.rename('tests', tmp_path / 'orig')",
+    "os.rename('tests', 't', src_dir_fd=root, dst_dir_fd=root)",
+    "os.rmdir('tests', dir_fd=root)",
+    "os.symlink(os.path.abspath('tests/test_existing.py'), tmp_path / 'alias.txt'); open(tmp_path / 'alias.txt', 'w')",
+]
 
-
-def test_appending_truncating_or_deleting_a_test_is_refused():
-    for attempt in (lambda: open("tests/test_existing.py", "a"), lambda: os.truncate("tests/test_existing.py", 0),
-                    lambda: os.remove("tests/test_existing.py")):
-        with pytest.raises(PermissionError, match=BLOCKED):
-            attempt()
-
-
-def test_renaming_or_linking_onto_a_source_name_is_refused(tmp_path):
-    staged = tmp_path / "staged.txt"
-    staged.write_text("def test_existing():\\n    pass\\n")
-    for attempt in (lambda: os.replace(staged, "tests/test_existing.py"), lambda: os.symlink(staged, "tests/x_test.py"),
-                    lambda: os.link(staged, "conftest.py"), lambda: os.replace("tests/test_existing.py", staged)):
-        with pytest.raises(PermissionError, match=BLOCKED):
-            attempt()
-
-
-def test_renaming_or_removing_a_directory_of_the_tree_is_refused_also_through_a_directory_fd(tmp_path):
-    root = os.open(".", os.O_RDONLY)
-    for attempt in (lambda: os.rename("tests", tmp_path / "orig"), lambda: os.replace("tests", "tests_moved"),
-                    lambda: os.rename("tests", "t", src_dir_fd=root, dst_dir_fd=root),
-                    lambda: os.rmdir("tests", dir_fd=root)):
-        with pytest.raises(PermissionError, match=BLOCKED):
-            attempt()
-    assert os.path.isfile("tests/test_existing.py")
+ALLOWED_WRITES = """
+import os
+import shutil
 
 
 def test_directories_a_test_makes_come_and_go_inside_and_outside_the_scratch_dir(tmp_path):
-    import shutil
     os.makedirs("fake-project/tests")
     shutil.rmtree("fake-project")
     (tmp_path / "tests" / "src").mkdir(parents=True)
     (tmp_path / "tests" / "src" / "a.txt").write_text("x")
     shutil.rmtree(tmp_path / "tests")
     assert not os.path.exists("fake-project") and not (tmp_path / "tests").exists()
-
-
-def test_a_symlink_in_the_scratch_dir_does_not_lead_out(tmp_path):
-    os.symlink(os.path.abspath("tests/test_existing.py"), tmp_path / "alias.txt")
-    with pytest.raises(PermissionError, match=BLOCKED):
-        open(tmp_path / "alias.txt", "w")
 
 
 def test_the_scratch_dir_and_other_files_stay_writable(tmp_path):
@@ -319,8 +293,22 @@ def test_the_scratch_dir_and_other_files_stay_writable(tmp_path):
 """
 
 
+def _attempt_test(attempt: str) -> str:
+    return (
+        "import os\n\n\n"
+        "def test_attempt(tmp_path):\n"
+        "    staged = tmp_path / 'staged.txt'\n"
+        "    staged.write_text('def test_existing():\\n    pass\\n')\n"
+        "    root = os.open('.', os.O_RDONLY)\n"
+        "    try:\n"
+        f"        {attempt}\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+
+
 @pytest.mark.parametrize("isolation", ["namespaces", "guard_only"])
-def test_the_runner_refuses_writes_of_sources_and_config_outside_its_scratch_dir(
+def test_the_runner_ends_a_run_that_writes_sources_or_config_outside_its_scratch_dir(
     isolation: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the runner with its namespaces, or with its Python guard alone (as in Lambda)
@@ -328,19 +316,29 @@ def test_the_runner_refuses_writes_of_sources_and_config_outside_its_scratch_dir
     if isolation == "guard_only":
         monkeypatch.setattr(sandbox, "namespace_prefix", lambda: ())
         runner.kwargs["mode"] = lambda: "microvm"
-    # And a test file that tries to write sources and configuration of the tree it runs in
+    base = {"app.py": "VALUE = 1\n", "tests/test_existing.py": "def test_existing():\n    assert True\n"}
+    tests = {f"test_attempt_{i}.py": _attempt_test(a) for i, a in enumerate(WRITE_ATTEMPTS)}
+
+    # When each attempt runs in a pytest run of its own (four to a bundle), and the allowed writes in one more
+    steps = [
+        RunStep(check=f"attempt_{i}", argv=["python", "-m", "pytest", "-q", path], junit=True)
+        for i, path in enumerate(tests)
+    ]
+    results = []
+    for at in range(0, len(steps), 4):
+        bundle = RunBundle(files={**base, **tests}, steps=steps[at : at + 4], stop_on_failure=False)
+        results += runner.run(bundle).steps
     bundle = RunBundle(
-        files={
-            "app.py": "VALUE = 1\n",
-            "tests/test_existing.py": "def test_existing():\n    assert True\n",
-            "test_writes.py": WRITES,
-        },
-        steps=[RunStep(check="new_tests", argv=["python", "-m", "pytest", "-q", "test_writes.py"], junit=True)],
+        files={**base, "test_allowed.py": ALLOWED_WRITES},
+        steps=[RunStep(check="allowed", argv=["python", "-m", "pytest", "-q", "test_allowed.py"], junit=True)],
     )
+    [allowed] = runner.run(bundle).steps
 
-    # When the runner runs it
-    [step] = runner.run(bundle).steps
-
-    # Then every write outside .tmp/ was refused, and .tmp/ and other files stayed writable
-    outcomes = {t.id.split("::")[-1]: t.outcome for t in step.tests or []}
-    assert len(outcomes) == 17 and set(outcomes.values()) == {"passed"}, (outcomes, step.stdout_excerpt[-3000:])
+    # Then every attempt ended its run with the guard's reason (the `except` never ran), and the
+    # scratch directory, other files and directories a test makes stayed writable
+    stopped = {
+        WRITE_ATTEMPTS[int(r.check.split("_")[1])]: (r.exit_code, r.killed_reason or "", r.tests) for r in results
+    }
+    not_stopped = {a: o for a, o in stopped.items() if o[0] != sandbox.GUARD_EXIT or "outside the scratch" not in o[1]}
+    assert len(stopped) == len(WRITE_ATTEMPTS) and not not_stopped, not_stopped
+    assert allowed.ok and [t.outcome for t in allowed.tests or []] == ["passed", "passed"], allowed.stdout_excerpt

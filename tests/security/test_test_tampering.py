@@ -205,10 +205,10 @@ def test_a_new_test_that_writes_into_the_original_tree_proves_nothing(
     # When QA validates it
     result = validator.validate(answer, issue(), CASE.files)
 
-    # Then the writes had nowhere to land: without the fix the new test still passes, so the
-    # evidence is weak and the fix is rejected; every run had a tree of its own
-    assert not result.passed and result.weak_evidence, result.reason
-    assert len(runner.bundles) == 3  # patched, patched + new tests, original + new tests
+    # Then the first write outside the run's scratch directory ended the run that tried it, so
+    # the fix is rejected before its test could run on the original; every run had a tree of its own
+    assert not result.passed and "selfheal sandbox stopped the run" in result.reason, result.reason
+    assert len(runner.bundles) == 2  # patched, patched + new tests
 
 
 @pytest.mark.parametrize(
