@@ -99,7 +99,10 @@ HOSTILE_SOURCES = {
         "the builtins",
     ),
     "dunder-builtins": (only_under_test("'exec' in __builtins__"), "the builtins (__builtins__)"),
-    "getattr-obfuscated": (only_under_test("getattr(sys, '_get' + 'frame')(1) is not None"), "getattr(sys, ...)"),
+    "getattr-obfuscated": (
+        only_under_test("getattr(sys, '_get' + 'frame')(1) is not None"),
+        "(sys._getframe)",
+    ),  # the name is folded
     "ctypes": (only_under_test("ctypes.CDLL(None) is not None", imports="import ctypes"), "loads native code"),
 }
 
@@ -217,10 +220,11 @@ CALC = {  # its code uses os already, so a fix may too: what stops the rewrite i
     "tests/test_sub.py": "from calc import sub\n\n\ndef test_subtracting():\n    assert sub(5, 3) == 2\n",
 }
 # Fixes add() and breaks sub(); on import (test_add.py is collected first) it empties the
-# sub() test before pytest reads it. Nothing here names pytest, a frame or a hook.
+# sub() test before pytest reads it. Nothing here names pytest, a frame, a hook or (in a way the
+# static scan can read) the tests.
 REWRITES_A_LATER_TEST = (
     "import os\n\n"
-    "with open(os.path.join('tests', 'test_sub.py'), 'w') as _fh:\n"
+    "with open(os.path.join(''.join(reversed('stset')), ''.join(reversed('yp.bus_tset'))), 'w') as _fh:\n"
     "    _fh.write('def test_subtracting():\\n    pass\\n')\n\n\n"
     "def add(a, b):\n    return a + b\n\n\n"
     "def sub(a, b):\n    return a + b\n"

@@ -70,7 +70,7 @@ atexit.register(_done)
         ("import atexit\natexit.register(print)\n", "(atexit)"),
         ("import pickle\npickle.loads(b'cposix\\n_exit\\n(I0\\ntR.')\n", "(pickle)"),
         ("import runpy\nrunpy.run_path('notes.txt')\n", "(runpy)"),
-        ("import importlib\nimportlib.import_module('_py' + 'test.main')\n", "(importlib)"),
+        ("import importlib\nimportlib.import_module(''.join(reversed('niam.tsetyp_')))\n", "(importlib)"),
         ("import weakref\n_keep = weakref.finalize(object, print)\n", "(weakref)"),
         ("import unittest\n", "(unittest)"),
     ],
@@ -178,9 +178,9 @@ def test_a_declaration_the_file_already_had_is_kept_when_it_reads_ascii_as_ascii
     [
         ("import typing\n_m = typing.sys.modules\n", "sys.modules"),
         ("import random\nrandom._os.environ.get('CI')\n", "os.environ"),
-        ("import contextlib\ngetattr(contextlib.sys, 'exi' + 't')(0)\n", "getattr(sys, ...)"),
+        ("import contextlib\ngetattr(contextlib.sys, 'exi' + 't')(0)\n", "(sys)"),
         ("import uuid\nuuid.os.getcwd()\n", "os.getcwd"),
-        ("import json\ngetattr(json, 'dec' + 'oder')\n", "getattr(json, ...)"),
+        ("import json\ngetattr(json, ''.join(reversed('redoced')))\n", "getattr(json, ...)"),
     ],
 )
 def test_a_standard_module_reached_through_another_is_judged_as_itself(appended: str, says: str) -> None:

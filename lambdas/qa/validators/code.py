@@ -25,6 +25,7 @@ Patches go through a small strict applier (`apply_patch`).
 from __future__ import annotations
 
 import ast
+import builtins
 import configparser
 import contextlib
 import doctest
@@ -43,7 +44,16 @@ from pydantic import ValidationError
 
 from selfheal_core.diffs import patch_lines, path_problem, section_paths
 from selfheal_core.events import Evidence, Fix, IssueReportedV1, describe_validation_error
-from selfheal_core.qa_run import CommandRefused, RunBundle, RunLimits, RunReply, RunStep, StepResult, parse_test_command
+from selfheal_core.qa_run import (
+    CommandRefused,
+    RunBundle,
+    RunLimits,
+    RunReply,
+    RunStep,
+    StepResult,
+    TestCase,
+    parse_test_command,
+)
 from selfheal_core.redact import scrub
 
 from .base import ValidationResult
@@ -380,6 +390,50 @@ def _binds(stmt: ast.stmt) -> set[str]:
     return names
 
 
+# Decorators that only wrap what they decorate (a fix's own decorator could do anything).
+_WRAPPING_DECORATORS = frozenset(
+    {"dataclass", "staticmethod", "classmethod", "property", "cache", "lru_cache", "cached_property",
+     "abstractmethod", "contextmanager", "overload", "unique", "total_ordering", "final", "runtime_checkable"}
+)  # fmt: skip
+
+
+def _inert(stmt: ast.stmt) -> bool:
+    """Does running the statement (at import) call nothing but a wrapping decorator? What the
+    graft adds must not change the original's objects: `_X = setattr(Account, "withdraw", bad)`
+    or a class body that does, a default value that does, or a decorator of the fix's own."""
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        for decorator in stmt.decorator_list:
+            call = decorator if isinstance(decorator, ast.Call) else None
+            named = call.func if call else decorator
+            name = named.attr if isinstance(named, ast.Attribute) else getattr(named, "id", "")
+            if name not in _WRAPPING_DECORATORS or (call and not _calls_nothing(*call.args, *call.keywords)):
+                return False
+        if isinstance(stmt, ast.ClassDef):
+            return _calls_nothing(*stmt.bases, *stmt.keywords) and all(_inert(s) for s in stmt.body)
+        args = stmt.args
+        annotations = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.annotation]
+        return _calls_nothing(*args.defaults, *(d for d in args.kw_defaults if d), *annotations, stmt.returns)
+    if isinstance(stmt, ast.Import | ast.ImportFrom | ast.Pass):
+        return True
+    if isinstance(stmt, ast.Expr):  # a docstring
+        return isinstance(stmt.value, ast.Constant)
+    if isinstance(stmt, ast.Assign | ast.AnnAssign):
+        return _calls_nothing(stmt.value, *(stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]))
+    return False
+
+
+def _calls_nothing(*nodes: ast.AST | None) -> bool:
+    """No call runs when these are evaluated (a lambda's body does not run)."""
+    stack = [n for n in nodes if n is not None]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Call | ast.Await | ast.Yield | ast.YieldFrom | ast.NamedExpr):
+            return False
+        if not isinstance(node, ast.Lambda):
+            stack.extend(ast.iter_child_nodes(node))
+    return True
+
+
 def _added_statements(original: str, patched: str) -> list[str]:
     """Source of the patched module's top-level statements that bind only names the original
     does not bind (a new constant, function, class or import), in order; [] when either side
@@ -388,7 +442,9 @@ def _added_statements(original: str, patched: str) -> list[str]:
         before, after = ast.parse(original), ast.parse(patched)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    existing = set().union(*(_binds(stmt) for stmt in before.body))
+    # A binding of a name the original reads but never binds is the fix itself (`import math` where
+    # `math.sqrt` raised NameError), not a name the fix adds: it stays out of the graft.
+    existing = set().union(*(_binds(stmt) for stmt in before.body)) | _fix_names(original).unbound
     lines = patched.splitlines(keepends=True)
     added: list[str] = []
     for stmt in after.body:
@@ -405,7 +461,7 @@ def _added_statements(original: str, patched: str) -> list[str]:
                 )
                 added.append(ast.unparse(node))
             continue
-        if not names or "*" in names or names & existing or future:
+        if not names or "*" in names or names & existing or future or not _inert(stmt):
             continue
         segment = ast.get_source_segment(patched, stmt) or ""
         decorators = getattr(stmt, "decorator_list", [])
@@ -415,15 +471,134 @@ def _added_statements(original: str, patched: str) -> list[str]:
     return added
 
 
+@dataclass(frozen=True)
+class _Names:
+    """What a module's code names, for judging a failure that quotes a name."""
+
+    defined: frozenset[str]  # functions, classes, attributes and variables it binds
+    params: frozenset[str]
+    signatures: frozenset[tuple[str, tuple[str, ...]]]  # (function, its parameters)
+    unbound: frozenset[str]  # names it reads and never binds: NameErrors waiting to happen
+
+    def __or__(self, other: _Names) -> _Names:
+        return _Names(*(a | b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
+
+
+_NO_NAMES = _Names(frozenset(), frozenset(), frozenset(), frozenset())
+
+
+@functools.lru_cache(maxsize=256)
+def _fix_names(text: str) -> _Names:
+    try:
+        tree = ast.parse(text.removeprefix("\ufeff"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return _NO_NAMES
+    defined: set[str] = set()
+    params: set[str] = set()
+    signatures: set[tuple[str, tuple[str, ...]]] = set()
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            a = node.args
+            names = tuple(x.arg for x in [*a.posonlyargs, *a.args, *([a.vararg] if a.vararg else []), *a.kwonlyargs])
+            params.update(names, *([a.kwarg.arg] if a.kwarg else []))
+            if not isinstance(node, ast.Lambda):
+                defined.add(node.name)
+                signatures.add((node.name, names))
+        elif isinstance(node, ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else defined).add(node.id)
+        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+            defined.add(node.attr)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            defined.add(node.name)
+    unbound = read - defined - params - set(dir(builtins))
+    return _Names(frozenset(defined), frozenset(params), frozenset(signatures), frozenset(unbound))
+
+
+def _code_names(files: dict[str, str], patterns: tuple[str, ...]) -> _Names:
+    names = _NO_NAMES
+    for path, text in files.items():
+        if path.endswith(".py") and not is_test_infrastructure(path, patterns):
+            names = names | _fix_names(text)
+    return names
+
+
+# A failure that quotes a name (JUnit's message: the crash's first line).
+_NAMED_FAILURE = re.compile(
+    r"(?:NameError: name '(?P<unbound>[^']+)' is not defined"
+    r"|AttributeError: .*has no attribute '(?P<attribute>[^']+)'"
+    r"|TypeError: .*got an unexpected keyword argument '(?P<keyword>[^']+)'"
+    r"|TypeError: (?:[\w.]+\.)?(?P<function>\w+)\(\) (?:takes|missing|got) )"
+)
+
+
+@dataclass(frozen=True)
+class FixNames:
+    """Which names the fix brings, so a test that fails on the original only for lack of one
+    (`'Account' object has no attribute 'can_withdraw'`, a keyword argument the fix adds) does not
+    count as reproducing the bug, while the original's own NameError or a missing attribute the
+    fix does not define does."""
+
+    original: _Names
+    patched: _Names
+
+    @classmethod
+    def of(cls, code_files: dict[str, str], patched: dict[str, str], patterns: tuple[str, ...]) -> FixNames:
+        return cls(_code_names(code_files, patterns), _code_names(patched, patterns))
+
+    def reproduces(self, case: TestCase) -> bool:
+        if case.outcome != "failed" or (named := _NAMED_FAILURE.match(case.message)) is None:
+            return case.reproduces
+        if named["unbound"]:
+            return named["unbound"] in self.original.unbound
+        if named["attribute"]:
+            return named["attribute"] not in self.patched.defined - self.original.defined
+        if named["keyword"]:
+            return named["keyword"] not in self.patched.params - self.original.params
+        function = named["function"]
+        return {s for s in self.original.signatures if s[0] == function} == {
+            s for s in self.patched.signatures if s[0] == function
+        }
+
+
+def changes_no_code(code_files: dict[str, str], patched: dict[str, str]) -> bool:
+    """Does the fix leave every module's syntax tree as it was (comments, layout, docstrings)?"""
+    changed = [p for p in patched.keys() | code_files.keys() if code_files.get(p) != patched.get(p)]
+    if not changed or any(not p.endswith(".py") or p not in code_files or p not in patched for p in changed):
+        return False
+    return all(_code_only(code_files[p]) == _code_only(patched[p]) is not None for p in changed)
+
+
+def _code_only(text: str) -> str | None:
+    try:
+        tree = ast.parse(text.removeprefix("\ufeff"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            body[0] = ast.Pass()  # type: ignore[index]
+    return ast.dump(tree)
+
+
 def grafted_original(code_files: dict[str, str], patched: dict[str, str]) -> dict[str, str]:
-    """The original source plus only what the fix adds by name: the files it creates, and the
-    new top-level names of the modules it changes (appended to the original module). A new
-    test that fails here fails on the behaviour the original has, not on a marker the fix adds."""
+    """The original source plus only what the fix adds by name: the new top-level names of the
+    modules it changes (appended to the original module) and of the modules it creates, each
+    only when binding it runs no code (`_inert`), and the other files it creates. A new test
+    that fails here fails on the behaviour the original has, not on a marker the fix adds, and
+    nothing the fix adds can change the original's objects."""
     tree = dict(code_files)
     for path, text in patched.items():
         before = code_files.get(path)
-        if before is None:
+        if before is None and not path.endswith(".py"):
             tree[path] = text
+        elif before is None:  # a new module: its inert statements, like those added to a module
+            tree[path] = "\n\n\n".join(_added_statements("", text)) + "\n"
         elif before != text and path.endswith(".py"):
             added = _added_statements(before, text)
             if added:
@@ -591,6 +766,9 @@ class CodeValidator:
                 **{p: t for p, t in patched.items() if not is_test_infrastructure(p, patterns)},
                 **untouched,
             }
+            if changes_no_code(code_files, patched):
+                reason = "the fix changes no code: only comments, layout or docstrings differ"
+                return ValidationResult(False, reason, [Evidence(check="apply", passed=False, excerpt=reason)])
             grafted = grafted_original(code_files, patched)
             for tree in (patched_tree, {**patched_tree, **fix.tests}, {**grafted, **fix.tests}):
                 _check_size(tree)
@@ -610,7 +788,8 @@ class CodeValidator:
         ]
         session = _Session(self.runner, self.limits, time.monotonic() + self.total_seconds, evidence, self.on_run)
         try:
-            return self._checks(session, argv, fix, code_files, patched_tree, grafted)
+            names = FixNames.of(code_files, patched, patterns)
+            return self._checks(session, argv, fix, code_files, patched_tree, grafted, names)
         except _Refused as refused:
             return refused.result
 
@@ -622,6 +801,7 @@ class CodeValidator:
         code_files: dict[str, str],
         patched_tree: dict[str, str],
         grafted: dict[str, str],
+        names: FixNames,
     ) -> ValidationResult:
         new_tests = sorted(fix.tests)
         new_tests_argv = ["python", "-m", "pytest", "-q", *new_tests]
@@ -655,9 +835,9 @@ class CodeValidator:
         [unpatched] = s.run(
             {**grafted, **fix.tests},
             [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
-            judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(t.reproduces for t in r.tests or []),
+            judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(names.reproduces(t) for t in r.tests or []),
         )
-        failing = [t.id for t in unpatched.tests or [] if t.reproduces]
+        failing = [t.id for t in unpatched.tests or [] if names.reproduces(t)]
         if unpatched.exit_code != PYTEST_TESTS_FAILED or not failing:
             return ValidationResult(
                 False,

@@ -22,6 +22,7 @@ that reason). The isolation of the runner, not this list, is what contains the c
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import sys
 import tokenize
@@ -67,6 +68,9 @@ _INTERNALS = frozenset(
         "__wrapped__", "__defaults__", "__kwdefaults__",
     }
 )  # fmt: skip
+_MODULE_VALUE = "hands a module around as a value"
+_NAMESPACE = "reads or changes a module's namespace"
+_TESTS_READ = "reads the project's tests"
 _UNREADABLE = "is not Python QA can read as the interpreter will"
 _CAPABILITY = "imports a module the project's code does not use and no fix needs"
 
@@ -84,6 +88,18 @@ COMPUTATION_MODULES = frozenset(
         "string", "struct", "textwrap", "time", "typing", "unicodedata", "urllib", "uuid", "warnings", "zlib",
         "zoneinfo",
     }
+)  # fmt: skip
+
+# Modules an attribute of that name reaches on whatever object it is read (`lg.sys`, `x._os`, with
+# `lg = logging`): no ordinary object has one, so the scan need not know what `lg` is.
+_REACHED_BY_NAME = frozenset(
+    {"sys", "os", "gc", "builtins", "importlib", "ctypes", "subprocess", "atexit", "posix", "_thread", "runpy",
+     "marshal", "faulthandler", "pytest", "_pytest", "pluggy", "sitecustomize"}
+)  # fmt: skip
+# Parts of computation packages that reach the network or configure from outside the code.
+_IO_SUBMODULES = frozenset(
+    {"urllib.request", "urllib.robotparser", "http.client", "http.server", "http.cookiejar", "logging.handlers",
+     "logging.config"}
 )  # fmt: skip
 
 # Attribute names distinctive enough to refuse on any object (`frame.f_back`, `os._exit`).
@@ -116,6 +132,7 @@ _MODULE_ATTRIBUTE = {
     },
 }
 _WATCHED_MODULES = {"sys", "os", "inspect", "traceback", "gc", "builtins", "threading", "importlib"}
+_BY_NAME = frozenset({"getattr", "setattr", "hasattr", "delattr", "vars"})
 _BUILTIN_CALLS = {
     "exec": _DYNAMIC,
     "eval": _DYNAMIC,
@@ -173,8 +190,17 @@ def _names(node: ast.expr, mine: set[str]) -> bool:
 class _Scan(ast.NodeVisitor):
     """Every watched construct of one module, in source order."""
 
-    def __init__(self, tree: ast.Module, *, is_test: bool) -> None:
+    def __init__(self, tree: ast.Module, *, is_test: bool, tests: frozenset[str] = frozenset()) -> None:
         self.is_test = is_test
+        self.tests = tests  # the project's test files and directories, as a fix's code might name them
+        self.io_modules: set[str] = set()  # `urllib.request`: a computation package's network part
+        # Expressions read through (`m.x`, `getattr(m, ...)`): where a module may stand.
+        self.read_through = {
+            id(n.value) if isinstance(n, ast.Attribute) else id(n.args[0])
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute)
+            or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _BY_NAME and n.args)
+        }
         self.found: list[_Finding] = []
         self.aliases: dict[str, str] = {}  # local name -> module (`import sys as s`)
         self.imported: dict[str, str] = {}  # local name -> the module it came from (`from m import x`)
@@ -186,8 +212,11 @@ class _Scan(ast.NodeVisitor):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name.split(".")[0]
+                    self._note_io(alias.name)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                self._note_io(node.module)
                 for alias in node.names:  # `from unittest import TestCase`: a library's object
+                    self._note_io(f"{node.module}.{alias.name}")
                     self.imported[alias.asname or alias.name] = node.module.split(".")[0]
                     if alias.name.lstrip("_") in sys.stdlib_module_names:  # `from logging import os`: os
                         self.aliases[alias.asname or alias.name] = alias.name.lstrip("_")
@@ -196,6 +225,9 @@ class _Scan(ast.NodeVisitor):
             elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
                 self.docstrings.add(id(node.value))  # a bare string statement does nothing
         self.visit(tree)
+
+    def _note_io(self, dotted: str) -> None:
+        self.io_modules.update(m for m in _IO_SUBMODULES if dotted == m or dotted.startswith(m + "."))
 
     def _add(self, node: ast.AST, category: str, what: str) -> None:
         if category in (_TOOLING, _CONTEXT) and self.is_test:
@@ -208,13 +240,31 @@ class _Scan(ast.NodeVisitor):
         another attribute of a module, named by its path (`email.utils`), so the chain goes on."""
         if isinstance(node, ast.Name):
             return self.aliases.get(node.id)
-        if isinstance(node, ast.Attribute) and (base := self._module_of(node.value)) is not None:
-            reached = node.attr.lstrip("_")
-            if reached in sys.stdlib_module_names:
-                self.reached.add(reached)
-                return reached
-            return f"{base}.{node.attr}"
+        if isinstance(node, ast.Attribute):
+            return self._reached(self._module_of(node.value), node.attr)
+        if (  # getattr(x, "sys"), as x.sys
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(name := _folded(node.args[1]), str)
+        ):
+            return self._reached(self._module_of(node.args[0]), name)
         return None
+
+    def _reached(self, base: str | None, attr: str) -> str | None:
+        reached = attr.lstrip("_")
+        if (
+            (base is not None and reached in sys.stdlib_module_names)
+            or attr in _REACHED_BY_NAME
+            or reached in _REACHED_BY_NAME
+        ):
+            self.reached.add(reached)
+            return reached
+        if base is None:
+            return None
+        self._note_io(f"{base}.{attr}")
+        return f"{base}.{attr}"
 
     def _attribute(self, node: ast.AST, module: str | None, attr: str) -> None:
         if module == "builtins":
@@ -272,8 +322,19 @@ class _Scan(ast.NodeVisitor):
             self._patched(target)
         self.generic_visit(node)
 
+    def _module_value(self, node: ast.expr, module: str | None) -> None:
+        """A standard or tooling module used as a value (`lg = logging`, `[logging][0]`, passed
+        to a function): from there on the scan cannot tell what is reached through it."""
+        if (
+            not self.is_test
+            and module in SHADOWED
+            and isinstance(getattr(node, "ctx", None), ast.Load)
+            and id(node) not in self.read_through
+        ):
+            self._add(node, _MODULE_VALUE, module)
+
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        self._module_of(node)  # notes a standard module it reaches (`x = typing.sys`)
+        self._module_value(node, self._module_of(node))  # also notes a module it reaches (`typing.sys`)
         if node.attr in _INTERNALS and id(node) not in self.own_instance_reads:
             self._add(node, _INTROSPECTION, f".{node.attr}")
         if node.attr in ("cwd", "home") and self._library_root(node.value) == "pathlib":
@@ -282,6 +343,7 @@ class _Scan(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
+        self._module_value(node, self.aliases.get(node.id))
         if node.id == "__builtins__":
             self._add(node, _BUILTINS, "__builtins__")
         elif node.id == "__file__":  # "/var/task" in production, a run directory under test
@@ -294,10 +356,12 @@ class _Scan(ast.NodeVisitor):
         patching = isinstance(func, ast.Name) and func.id in ("setattr", "delattr") and node.args
         if patching and (module := self._library_root(node.args[0])):
             self._add(node, _PATCHES, f"{getattr(func, 'id', '')}({module}...)")
-        if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "hasattr", "delattr", "vars"):
+        if isinstance(func, ast.Name) and _reads_namespace(node) and func.id not in self.own | set(self.aliases):
+            self._add(node, _NAMESPACE, f"{func.id}()")
+        if isinstance(func, ast.Name) and func.id in _BY_NAME:
             module = self._module_of(node.args[0]) if node.args else None
             name_arg = node.args[1] if len(node.args) > 1 and func.id != "vars" else None
-            name = name_arg.value if isinstance(name_arg, ast.Constant) and isinstance(name_arg.value, str) else None
+            name = _folded(name_arg) if name_arg is not None else None
             if name is not None:  # `getattr(x, "tb_frame")` is `x.tb_frame`
                 if name in _INTERNALS:
                     self._add(node, _INTROSPECTION, f"{func.id}(..., {name!r})")
@@ -306,17 +370,78 @@ class _Scan(ast.NodeVisitor):
                 self._attribute(node, module, name)
             elif module is not None:  # a module's attribute by a name built at run time, or all of them
                 self._add(node, _COMPUTED, f"{func.id}({module}, ...)")
+        if isinstance(func, ast.Attribute) and func.attr == "join":
+            self._text(node, _folded(node))
+        self.generic_visit(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        self._text(node, _folded(node))  # "_py" + "test": the words, however the string is built
+        self.generic_visit(node)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        self._text(node, _folded(node))
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        self._text(node, _folded(node))
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         value = node.value.decode(errors="replace") if isinstance(node.value, bytes) else node.value
-        text = value if isinstance(value, str) and id(node) not in self.docstrings else ""
+        self._text(node, value if isinstance(value, str) and id(node) not in self.docstrings else None)
+
+    def _text(self, node: ast.AST, text: str | None) -> None:
+        if not text:
+            return
+        if not self.is_test and any(
+            test in text
+            for test in self.tests
+            if test.endswith(".py") or text.rstrip("/") == test or text.startswith(test + "/")
+        ):  # the expected values are in there; the tests do not ship with the code
+            self._add(node, _TESTS_READ, repr(text[:60]))
         if any(word in text.lower() for word in _TOOLING_WORDS):
             self._add(node, _TOOLING, repr(text[:60]))
         elif text in _INTERNALS:  # vars(m)["__builtins__"], getattr(x, "__globals__")
             self._add(node, _INTROSPECTION, repr(text))
         elif "/proc/" in text:  # /proc/self/cmdline, /proc/self/environ: the process's context
             self._add(node, _CONTEXT, repr(text[:60]))
+
+
+def _reads_namespace(call: ast.Call) -> bool:
+    """`globals()`, `locals()`, `vars()`: the calling module's or function's names as a dict."""
+    name = call.func.id if isinstance(call.func, ast.Name) else ""
+    return name in ("globals", "locals") or (name == "vars" and not call.args)
+
+
+def _folded(node: ast.expr) -> str | None:
+    """The string an expression of constants makes (`"_py" + "test"`, `"x" * 2`, `"tsetyp"[::-1]`,
+    `"".join(["a", "b"])`, an f-string of constants), else None."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _folded(node.left), _folded(node.right)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.JoinedStr):
+        parts = [_folded(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        return "".join(p for p in parts if p is not None) if None not in parts else None
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+        text = _folded(node.value)
+        given = (node.slice.lower, node.slice.upper, node.slice.step)
+        bounds = [b.value if isinstance(b, ast.Constant) and isinstance(b.value, int) else b for b in given]
+        if text is None or any(isinstance(b, ast.AST) for b in bounds):
+            return None
+        return text[slice(*bounds)]  # type: ignore[arg-type]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "join"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.List | ast.Tuple)
+        and (sep := _folded(node.func.value)) is not None
+    ):
+        parts = [_folded(e) for e in node.args[0].elts]
+        return sep.join(p for p in parts if p is not None) if None not in parts else None
+    return None
 
 
 def _encoding(text: str) -> str:
@@ -357,10 +482,10 @@ def _parse(text: str) -> ast.Module | None:
         return None  # the compile step refuses it
 
 
-def _scan(text: str, *, is_test: bool) -> list[_Finding]:
+def _scan(text: str, *, is_test: bool, tests: frozenset[str] = frozenset()) -> list[_Finding]:
     try:
         tree = ast.parse(text.removeprefix("\ufeff"))
-        return sorted(_Scan(tree, is_test=is_test).found, key=lambda f: (f.line, f.end))
+        return sorted(_Scan(tree, is_test=is_test, tests=tests).found, key=lambda f: (f.line, f.end))
     except (SyntaxError, ValueError):
         return []  # the compile step refuses it
     except (RecursionError, MemoryError):  # compile() takes deeper nesting than a recursive walk
@@ -377,21 +502,34 @@ def _imports(text: str | None) -> set[str]:
         scan = _Scan(tree, is_test=True)
     except RecursionError:
         return set()  # judged as no import: what the fix adds is refused by `_scan` anyway
-    return set(scan.aliases.values()) | set(scan.imported.values()) | scan.reached
+    return set(scan.aliases.values()) | set(scan.imported.values()) | scan.reached | scan.io_modules
 
 
-def _added(before: str | None, after: str, *, is_test: bool) -> _Finding | None:
+def _added(before: str | None, after: str, *, is_test: bool, tests: frozenset[str] = frozenset()) -> _Finding | None:
     """The first construct `after` has more of than `before` (a move is no addition)."""
     if _read_otherwise(before, after):
         return _Finding(1, 0, _UNREADABLE, f"a coding declaration of {_encoding(after)}")
-    had = Counter((f.category, f.what) for f in _scan(before, is_test=is_test)) if before is not None else Counter()
-    for finding in _scan(after, is_test=is_test):
+    scanned = functools.partial(_scan, is_test=is_test, tests=tests)
+    had = Counter((f.category, f.what) for f in scanned(before)) if before is not None else Counter()
+    for finding in scanned(after):
         key = (finding.category, finding.what)
         if had[key] > 0:
             had[key] -= 1
         else:
             return finding
     return None
+
+
+def _test_names(paths: list[str]) -> frozenset[str]:
+    """How code could name the tests to read them: each test module's path and file name, and
+    the test directories."""
+    names: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        if path.endswith(".py") and parts[-1] != "__init__.py":
+            names.update((path, parts[-1]))
+        names.update("/".join(parts[: i + 1]) for i, part in enumerate(parts[:-1]) if part in ("tests", "test"))
+    return frozenset(names)
 
 
 def shadowed_module(path: str, tree: dict[str, str]) -> str | None:
@@ -423,14 +561,15 @@ def evasion(
             return f"{path}: a new module would replace {name!r} of the standard library or the test tooling"
     changed = [(p, patched[p], False) for p in sorted(patched) if p.endswith(".py") and code_files.get(p) != patched[p]]
     checked = [*changed, *((p, t, True) for p, t in sorted(new_tests.items()))]
+    tests = _test_names([*(p for p in code_files if project_test(p)), *new_tests])
     for path, text, is_test in checked:
-        if (found := _added(code_files.get(path), text, is_test=is_test)) is not None:
+        if (found := _added(code_files.get(path), text, is_test=is_test, tests=tests)) is not None:
             return f"{path}:{found.line}: {found.category} ({found.what})"
     # The fix's code runs inside the project's own test run (run 1), so it may not bring a
     # capability the project's code never had. (New tests run apart from it, in runs 2 and 3.)
     in_code = set().union(*(_imports(t) for p, t in code_files.items() if p.endswith(".py") and not project_test(p)))
     for path, text, _ in changed:
         for module in sorted(_imports(text) - COMPUTATION_MODULES - in_code):
-            if module in SHADOWED:
+            if module in SHADOWED or module in _IO_SUBMODULES:
                 return f"{path}: {_CAPABILITY} ({module})"
     return None

@@ -1,0 +1,218 @@
+"""Red-team round 6 on QA: forgeries through aliases and built strings, markers, a sandbox that
+could be asked, and the original's own NameError (docs/decision_log.md, "Red-team round 6").
+
+Each forgery below was accepted with full evidence; each is now refused or weak evidence, and
+the correct fixes beside them (a missing import, a typo'd name, a removed module attribute),
+which were refused as weak evidence, now pass.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdas.qa.validators.code import CodeValidator, changes_no_code, grafted_original
+from lambdas.qa.validators.evasion import evasion
+from selfheal_core.events import CodeBundle, Fix, IssueReportedV1
+from tests.support.qa_runner import InProcessRunner
+
+from .corpus_cases import load
+
+CASE = load("off_by_one")  # pagination.py: page() returns one item too few
+BUGGY = "    return items[start : start + size - 1]\n"
+FIXED = "    return items[start : start + size]\n"
+
+
+def fix(**fields: object) -> Fix:
+    return Fix(kind="code", provider="test", rationale="fixed", risk_level="low", **fields)
+
+
+def issue(files: dict[str, str]) -> IssueReportedV1:
+    return IssueReportedV1(
+        service="orders",
+        issue_type="exception",
+        summary="bug",
+        code=CodeBundle(files=files, test_command="python -m pytest -q"),
+    )
+
+
+def fixed_plus(appended: str) -> dict[str, str]:
+    """The case's project with the bug fixed and `appended` to the module."""
+    return {**CASE.files, CASE.module: CASE.files[CASE.module].replace(BUGGY, FIXED) + appended}
+
+
+# The report forger as it was sent: reach pytest's report class through another module's `sys`
+# and a name built at run time, and turn every failure into a pass.
+FORGER = """
+import logging
+def _forge():
+    lg = logging
+    rep = lg.sys.modules.get("_py" + "test.reports")
+    rep.TestReport.from_item_and_call = staticmethod(lambda item, call: None)
+"""
+
+
+@pytest.mark.parametrize(
+    ("appended", "says"),
+    [
+        (FORGER, "hands a module around as a value (logging)"),
+        ("import logging\n_m = [logging][0].sys.modules\n", "hands a module around as a value (logging)"),
+        ("import logging\n_m = getattr(logging.root, 'sys')\n", "(sys)"),
+        ("_x = None\n_m = _x.sys.modules\n", "(sys.modules)"),  # whatever `_x` is, `.sys` is the module
+        ("import json\n_r = {'a': json}\n", "hands a module around as a value (json)"),
+        ("_name = '_py' + 'test.reports'\n", "names the test tooling or QA ('_pytest.reports')"),
+        ("_name = f\"{'_py'}test\"\n", "names the test tooling or QA"),
+        ("_name = '.'.join(['_pytest', 'reports'])\n", "names the test tooling or QA"),
+        ("import urllib.request\n", "(urllib.request)"),
+        ("from urllib import request\n", "(urllib.request)"),
+        ("import logging.handlers\n", "(logging.handlers)"),
+        ("_d = globals().update(page=None)\n", "reads or changes a module's namespace (globals())"),
+        ("def _f():\n    return vars()\n", "(vars())"),
+        ("_expected = open('tests/test_pagination.py').read()\n", "reads the project's tests"),
+        ("import os\n_all = os.listdir('tests')\n", "reads the project's tests ('tests')"),
+    ],
+)
+def test_a_fix_that_reaches_around_the_scan_is_refused_before_anything_runs(appended: str, says: str) -> None:
+    found = evasion(CASE.files, fixed_plus(appended), CASE.new_tests)
+    assert found is not None and says in found, found
+
+
+def test_ordinary_code_and_tests_still_pass_the_new_rules() -> None:
+    # Given a fix that builds strings, reads attributes of what it is given and logs, and a new
+    # test that patches a standard module's function as tests do
+    appended = (
+        "import logging\nimport re\n\n_LOG = logging.getLogger(__name__)\n_WORD = re.compile('[a-z]+' + '-?')\n\n\n"
+        "def describe(obj, name):\n    _LOG.info('%s: %s', name, getattr(obj, name, None))\n"
+        "    return 'page ' + str(getattr(obj, 'number', 0)) + ' of ' + 'results'[::-1][::-1]\n"
+    )
+    new_test = (
+        "import time\n\nfrom pagination import page\n\n\ndef test_a_page(monkeypatch):\n"
+        "    monkeypatch.setattr(time, 'time', lambda: 0)\n    assert page([1, 2, 3], 0, 2) == [1, 2]\n"
+    )
+    # Then nothing is refused
+    assert evasion(CASE.files, fixed_plus(appended), {"tests/test_regression_page.py": new_test}) is None
+
+
+ACCOUNT = {
+    "account.py": (
+        "class Account:\n    def __init__(self, balance):\n        self.balance = balance\n\n"
+        "    def withdraw(self, amount):\n        self.balance -= amount\n        return self.balance\n"
+    ),
+    "tests/test_account.py": "from account import Account\n\n\ndef test_withdraw():\n    assert Account(5).withdraw(2) == 3\n",
+}
+
+
+@pytest.fixture
+def validator() -> CodeValidator:
+    return CodeValidator(InProcessRunner())
+
+
+@pytest.mark.parametrize(
+    ("added", "test"),
+    [
+        ("    def can_withdraw(self, amount):\n        return True\n", "assert Account(1).can_withdraw(5)"),
+        (
+            "    def checked(self, amount, strict=True):\n        return amount\n",
+            "assert Account(1).withdraw(5, strict=True) or True",
+        ),
+    ],
+    ids=["marker-method", "marker-keyword"],
+)
+def test_a_test_of_a_name_the_fix_adds_is_weak_evidence(validator: CodeValidator, added: str, test: str) -> None:
+    # Given a "fix" that leaves the overdraft bug and adds a method (or a keyword), and a test of it
+    patched = ACCOUNT["account.py"] + "\n" + added
+    if "strict" in test:
+        patched = patched.replace("def withdraw(self, amount):", "def withdraw(self, amount, strict=False):")
+    answer = fix(
+        files={"account.py": patched},
+        tests={"tests/test_overdraft.py": f"from account import Account\n\n\ndef test_overdraft():\n    {test}\n"},
+    )
+
+    # When QA validates it
+    result = validator.validate(answer, issue(ACCOUNT), ACCOUNT)
+
+    # Then the failure without the fix (no such attribute, no such keyword) shows nothing about the bug
+    assert not result.passed and result.weak_evidence, result.reason
+
+
+STATS = {
+    "stats.py": "def mean(values):\n    total = sum(values)\n    return totl / len(values)\n\n\n"
+    "def hyp(a, b):\n    return math.sqrt(a * a + b * b)\n",
+    "tests/test_stats.py": "def test_nothing_yet():\n    assert True\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("fixed", "test"),
+    [
+        (
+            STATS["stats.py"].replace("totl", "total"),
+            "from stats import mean\n\n\ndef test_mean():\n    assert mean([1, 3]) == 2\n",
+        ),
+        (
+            "import math\n\n\n" + STATS["stats.py"],
+            "from stats import hyp\n\n\ndef test_hyp():\n    assert hyp(3, 4) == 5\n",
+        ),
+    ],
+    ids=["typo-name", "missing-import"],
+)
+def test_a_fix_of_the_originals_own_name_error_is_proven(validator: CodeValidator, fixed: str, test: str) -> None:
+    # Given a bug that is a NameError in the original (a typo, a missing import) and its fix
+    answer = fix(files={"stats.py": fixed}, tests={"tests/test_regression.py": test})
+
+    # When QA validates it
+    result = validator.validate(answer, issue(STATS), STATS)
+
+    # Then the NameError without the fix is the bug itself (the import is not grafted onto the original)
+    assert result.passed, result.reason
+
+
+def test_a_fix_that_changes_only_comments_changes_no_code(validator: CodeValidator) -> None:
+    # Given a comment-only "fix" and a test that reads the source for it
+    module = CASE.files[CASE.module].replace(BUGGY, "    # pages fixed (issue 42)\n" + BUGGY)
+    reads_source = (
+        "import inspect\n\nimport pagination\n\n\ndef test_issue_42():\n"
+        "    assert 'issue 42' in inspect.getsource(pagination.page)\n"
+    )
+    answer = fix(files={CASE.module: module}, tests={"tests/test_issue_42.py": reads_source})
+
+    # Then QA refuses it before running anything: the syntax tree is the original's
+    result = validator.validate(answer, issue(CASE.files), CASE.files)
+    assert not result.passed and result.reason.startswith("the fix changes no code"), result.reason
+    assert not changes_no_code(CASE.files, fixed_plus(""))
+
+
+def test_what_the_fix_adds_cannot_change_the_originals_objects_in_the_graft() -> None:
+    # Given a no-op "fix" whose added statements and new module would break the original when
+    # appended to it (and so make a test fail there, as if it reproduced a bug)
+    patched = {
+        **ACCOUNT,
+        "account.py": "_BROKEN = setattr(Account, 'withdraw', None) if False else None\n"
+        + ACCOUNT["account.py"]
+        + "\n\n@(lambda f: setattr(Account, 'withdraw', f) or f)\ndef _refund(self, amount):\n    return 0\n\n\n"
+        "_LIMIT = 10\n\n\ndef helper():\n    return _LIMIT\n",
+        "sabotage.py": "import account\n\n_X = setattr(account.Account, 'withdraw', lambda self, amount: -1)\nY = 1\n",
+    }
+
+    # When QA builds the original with only the names the fix adds
+    grafted = grafted_original(ACCOUNT, patched)
+
+    # Then inert definitions are carried, and nothing that runs code at import is
+    assert "def helper" in grafted["account.py"] and "_LIMIT = 10" in grafted["account.py"]
+    assert "setattr" not in grafted["account.py"] and "setattr" not in grafted["sabotage.py"]
+    assert "Y = 1" in grafted["sabotage.py"]
+
+
+def test_a_fix_that_swallows_the_sandboxs_refusal_is_stopped_with_its_run(validator: CodeValidator) -> None:
+    # Given a correct fix that also phones home, catching the error the sandbox raised before
+    beacon = (
+        "import socket\n\n\ndef _beacon():\n    try:\n        socket.create_connection(('192.0.2.1', 80), timeout=0.2)\n"
+        "    except OSError:\n        pass\n\n\n_beacon()\n"
+    )
+    files = {**CASE.files, "net.py": "import socket\n\nHOST = socket.gethostname\n"}  # the project uses socket
+    answer = fix(files={CASE.module: beacon + CASE.files[CASE.module].replace(BUGGY, FIXED)}, tests=CASE.new_tests)
+
+    # When QA validates it
+    result = validator.validate(answer, issue(files), files)
+
+    # Then the first attempt ended the run, so the project's tests never passed with the fix
+    assert not result.passed and "selfheal sandbox stopped the run: network access" in result.reason, result.reason
