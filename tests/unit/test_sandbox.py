@@ -122,7 +122,9 @@ def test_reading_the_parents_environ_is_blocked(isolation: str, tmp_path: Path, 
 
 def test_starting_other_programs_is_blocked(isolation: str, tmp_path: Path) -> None:
     # `cat /proc/<ppid>/environ` or `curl` would otherwise walk around the Python guard.
-    code = "import subprocess\ntry:\n    subprocess.run(['cat', '/proc/1/environ'])\nexcept OSError:\n    print('CAUGHT')"
+    code = (
+        "import subprocess\ntry:\n    subprocess.run(['cat', '/proc/1/environ'])\nexcept OSError:\n    print('CAUGHT')"
+    )
 
     run = run_python(tmp_path, code)
 
