@@ -279,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `selfheal trace ID | head`: the reader left, nothing more to say
+        # Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a tool whose pipe closed
     except (ClientError, BotoCoreError) as exc:  # one clear line, not a traceback
         _fail(args, f"AWS error: {exc}")
         return 1

@@ -9,7 +9,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from selfheal_core.catalog import AGENT_TIMEOUT_S
+from selfheal_core.catalog import AGENT_TIMEOUT_S, OWN_FUNCTION_PREFIX
 from selfheal_core.config import bedrock_model_id
 
 from . import constants
@@ -304,6 +304,27 @@ class PipelineStack(Stack):
                 ],
                 resources=[functions],
                 conditions={"StringEquals": {"aws:ResourceTag/selfheal:managed": "true"}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                # Selfheal never changes itself (any environment's agents), whatever tags an
+                # account-wide automation puts on them; the Manager refuses such a target first.
+                sid="NeverChangeSelfheal",
+                effect=iam.Effect.DENY,
+                actions=[
+                    "lambda:UpdateFunctionConfiguration",
+                    "lambda:PutFunctionConcurrency",
+                    "lambda:PutFunctionEventInvokeConfig",
+                ],
+                resources=[
+                    self.format_arn(
+                        service="lambda",
+                        resource="function",
+                        resource_name=f"{OWN_FUNCTION_PREFIX}*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
             )
         )
         role.add_to_policy(

@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from selfheal_core import aws
+from selfheal_core.catalog import OWN_FUNCTION_PREFIX
 from selfheal_core.events import MAX_EVIDENCE_ITEMS, MAX_INVESTIGATION_LINES, SETTINGS, Investigation, IssueReportedV1
 from selfheal_core.redact import cap, scrub
 
@@ -90,14 +91,14 @@ def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None, h
     else:
         reference, how = issue.service, "no resource reported; the service name as function name"
     split = split_qualifier(reference)
-    if split is None and how == "the reported resource":
-        return None, f"resource {reference[:80]!r} is not a function name or ARN"
+    if split is None:
+        return None, f"{how} {reference[:80]!r} is not a function name or ARN"
     elsewhere = home.elsewhere(reference) if split and reference.startswith("arn:") else None
     if elsewhere is not None:
         return None, f"{how} is a function ARN in {elsewhere}, not this Manager's ({home})"
-    if split is None:
-        return None, how
     name, qualifier = split
+    if name.startswith(OWN_FUNCTION_PREFIX):  # the pipeline itself: a person looks, whatever its tags say
+        return None, f"{how} names Selfheal's own function {name[:80]!r}, which Selfheal never changes"
     return (f"{name}:{qualifier}" if qualifier else name), how
 
 

@@ -33,7 +33,7 @@ def test_only_the_manager_changes_functions_and_only_those_tagged_managed(templa
     statements = _statements(templates["pipeline"])
 
     # When we collect every statement that grants a Lambda configuration write
-    writers = [(roles, s) for roles, s in statements if _actions(s) & WRITES]
+    writers = [(roles, s) for roles, s in statements if _actions(s) & WRITES and s["Effect"] == "Allow"]
 
     # Then exactly one statement grants them, to the Manager, conditioned on the managed tag
     assert len(writers) == 1
@@ -162,3 +162,13 @@ def test_the_bus_policy_lets_the_scheduler_role_send_as_the_manager_and_nobody_e
     roles = [arn["Fn::GetAtt"][0] for arn in spared]
     assert len(roles) == 2
     assert roles[0].startswith("ManagerAgentRole") and roles[1].startswith("HealSchedulerRole")
+
+
+def test_the_manager_may_never_change_selfheals_own_functions_whatever_their_tags(templates):
+    # Given the Manager's statements
+    statements = [s for roles, s in _statements(templates["pipeline"]) if "ManagerAgent" in roles]
+
+    # Then an explicit Deny covers every configuration write on any selfheal-* function
+    [deny] = [s for s in statements if s["Effect"] == "Deny"]
+    assert _actions(deny) == WRITES
+    assert ":function:selfheal-*" in json.dumps(deny["Resource"])

@@ -388,3 +388,33 @@ def test_recovery_is_read_from_the_first_minute_that_began_after_the_change(appl
     from lambdas.manager.heal import first_whole_minute
 
     assert first_whole_minute(applied) == first
+
+
+@pytest.mark.parametrize(
+    "origin, reference",
+    [
+        ("alarm", "selfheal-dev-analyzer"),
+        ("alarm", "selfheal-prod-manager:live"),
+        ("issue", "arn:aws:lambda:eu-west-1:123456789012:function:selfheal-dev-qa-runner"),
+        ("scan", "selfheal-dev-engineer"),
+    ],
+)
+def test_selfheals_own_functions_are_never_a_target_whatever_their_tags(origin, reference):
+    # Given an alarm, a report or a scan naming one of Selfheal's own functions (any environment)
+    issue = IssueReportedV1(
+        service=reference if origin == "scan" else "x",
+        issue_type="latency",
+        summary="s",
+        resource=reference if origin == "issue" else None,
+    )
+
+    # Then there is no target: nothing is read or changed, and the reason says why
+    target, how = target_of(issue, origin, reference if origin == "alarm" else None, HOME)
+    assert target is None and "Selfheal's own function" in how and "never changes" in how
+
+
+def test_an_alarm_dimension_that_is_no_function_name_is_quoted_in_the_reason():
+    issue = IssueReportedV1(service="x", issue_type="latency", summary="s")
+    target, how = target_of(issue, "alarm", "Orders API (prod)", HOME)
+    assert target is None
+    assert how == "the alarm's function dimension 'Orders API (prod)' is not a function name or ARN"

@@ -247,3 +247,25 @@ def test_a_table_shows_its_last_column_whole_and_cuts_the_others_at_60():
     assert first.endswith(reason) and "…" in first.split(reason)[0]
     assert first.index(reason) == header.index("REASON") == second.index("bad")
     assert rule.split() == ["-" * 60, "-" * 60]
+
+
+def test_a_reader_that_leaves_early_ends_the_cli_quietly_with_sigpipes_status():
+    import subprocess
+    import sys
+
+    # Given a verb that prints far more than a pipe holds, read by something like `head -1`
+    flood = (
+        "import argparse, sys\nfrom selfheal import cli\n"
+        "def flood(args):\n    for i in range(200_000):\n        print('line', i)\n"
+        "parser = argparse.ArgumentParser()\nparser.set_defaults(func=flood, command='flood', json=False)\n"
+        "cli.build_parser = lambda: parser\nsys.exit(cli.main([]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", flood], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+
+    # Then it ends with 141 (128 + SIGPIPE), as a shell tool does, and without a traceback
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and first == b"line 0\n"
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr

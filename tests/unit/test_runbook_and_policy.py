@@ -36,6 +36,21 @@ def test_every_runbook_fix_passes_policy(issue_type):
     assert result.passed, result.reason
 
 
+@pytest.mark.parametrize("issue_type", sorted(RUNBOOKS))
+@pytest.mark.parametrize("small", [1.0, 2.0, 3.0])
+def test_a_runbooks_first_proposal_from_a_small_value_passes_policy(issue_type, small):
+    # Given a function read with a small value of the runbook's setting (a 1 s timeout, a reservation of 2)
+    setting = RUNBOOKS[issue_type].setting
+    values = {**READ, setting: max(small, 128.0) if setting == "memory_mb" else small}
+
+    # When the runbook proposes its first change
+    fix = RunbookProvider().propose(request(issue(issue_type), investigation=investigated(**values))).fix
+
+    # Then QA's step limit holds it: no attempt is spent on a step QA must refuse
+    result = PolicyValidator(investigation=investigated(**values)).validate(fix, issue(issue_type), {})
+    assert result.passed, result.reason
+
+
 def test_runbook_uses_the_investigated_value_and_retries_more_conservatively():
     # Given a reporter who claims 4096 MB while the function was read at 512 MB
     claimed = issue(signals={"memory_mb": 4096})

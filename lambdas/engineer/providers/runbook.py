@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from selfheal_core.events import ConfigChange, Fix, IssueReportedV1, IssueType, RiskLevel, Setting
+from selfheal_core.events import MAX_STEP_UP, ConfigChange, Fix, IssueReportedV1, IssueType, RiskLevel, Setting
 
 from .base import FixRequest, ProviderError, ProviderResult
 
@@ -26,10 +26,11 @@ class Runbook:
     rationale: str
 
 
+# A floor (10 s, 10 executions) lifts small values faster, never past one step QA allows.
 RUNBOOKS: dict[str, Runbook] = {
     IssueType.HIGH_ERROR_RATE.value: Runbook(
         "timeout_s",
-        lambda cur: min(max(cur * 2, 10.0), 900.0),
+        lambda cur: min(max(cur * 2, 10.0), cur * MAX_STEP_UP, 900.0),
         RiskLevel.LOW,
         "Error bursts on Lambda are most often time-outs under load; doubling the timeout (at least 10 s) "
         "lets slow dependencies finish instead of failing the invocation.",
@@ -42,7 +43,7 @@ RUNBOOKS: dict[str, Runbook] = {
     ),
     IssueType.THROTTLING.value: Runbook(
         "reserved_concurrency",
-        lambda cur: min(max(cur * 2, 10.0), 1000.0),
+        lambda cur: min(max(cur * 2, 10.0), cur * MAX_STEP_UP, 1000.0),
         RiskLevel.MEDIUM,
         "Throttles mean demand exceeds reserved concurrency; doubling the reservation absorbs the burst.",
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfheal_core.events import ConfigChange, Evidence, Fix, Investigation, IssueReportedV1
+from selfheal_core.events import MAX_STEP_DOWN, MAX_STEP_UP, ConfigChange, Evidence, Fix, Investigation, IssueReportedV1
 
 from .base import ValidationResult
 
@@ -21,8 +21,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
 @dataclass(frozen=True)
 class BlastRadius:
     max_changes: int = 3
-    max_increase_factor: float = 4.0  # one step may at most quadruple a setting
-    max_decrease_factor: float = 0.5  # or halve it
+    max_increase_factor: float = MAX_STEP_UP
+    max_decrease_factor: float = MAX_STEP_DOWN
 
 
 class PolicyValidator:

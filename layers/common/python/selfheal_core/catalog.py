@@ -71,8 +71,12 @@ def anthropic_secret_name(env_name: str) -> str:
     return f"selfheal/{env_name}/anthropic"
 
 
+# Every Selfheal function of every environment starts with this: never a target to change.
+OWN_FUNCTION_PREFIX = "selfheal-"
+
+
 def function_name(env_name: str, agent: str) -> str:
-    return f"selfheal-{env_name}-{agent}"
+    return f"{OWN_FUNCTION_PREFIX}{env_name}-{agent}"
 
 
 def archive_name(env_name: str) -> str:

@@ -213,6 +213,11 @@ class RemediationRequestedV1(_Model):
     redrive: int = Field(default=0, ge=0, le=100, description=REDRIVE_HELP)
 
 
+# How far one configuration change may move a setting (QA's blast radius; the runbooks stay inside it).
+MAX_STEP_UP = 4.0  # at most quadruple
+MAX_STEP_DOWN = 0.5  # or halve
+
+
 class ConfigChange(_Model):
     setting: Setting
     target: str = Field(min_length=1, max_length=256, description="function or resource to change")
