@@ -216,3 +216,20 @@ def test_a_fix_that_swallows_the_sandboxs_refusal_is_stopped_with_its_run(valida
 
     # Then the first attempt ended the run, so the project's tests never passed with the fix
     assert not result.passed and "selfheal sandbox stopped the run: network access" in result.reason, result.reason
+
+
+def test_a_function_imported_by_name_is_not_taken_for_the_builtin_of_that_name() -> None:
+    # `from re import compile` is re.compile, not the builtin that builds code
+    appended = "from re import compile\n\n_WORD = compile(r'\\w+')\n"
+    assert evasion(CASE.files, fixed_plus(appended), CASE.new_tests) is None
+    assert evasion(CASE.files, fixed_plus("_code = compile('1', 'x', 'eval')\n"), CASE.new_tests) is not None
+
+
+def test_a_new_test_may_be_named_as_pytest_finds_it_by_default(validator: CodeValidator) -> None:
+    # Given the case's fix with its regression test named *_test.py (pytest's other default pattern)
+    [(path, text)] = CASE.new_tests.items()
+    answer = fix(files=fixed_plus(""), tests={path.replace("test_regression_off_by_one", "off_by_one_test"): text})
+
+    # Then it is a new test like any other
+    result = validator.validate(answer, issue(CASE.files), CASE.files)
+    assert result.passed, result.reason

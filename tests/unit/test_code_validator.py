@@ -446,3 +446,48 @@ def test_git_prefixed_paths_in_two_directories_are_a_rename_not_one_file() -> No
     moved = "--- a/src/stats.py\n+++ b/lib/stats.py\n@@ -1 +1 @@\n-x\n+y\n"
     with pytest.raises(FixError, match="renames are not supported"):
         apply_patch({"src/stats.py": "x\n"}, moved)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["backup-copy", "absolute-trees", "format-patch", "git-show", "quoted-name"],
+)
+def test_the_diff_shapes_people_and_tools_write_apply_like_git_diff(shape: str) -> None:
+    files = SERVICE
+    expected = apply_patch(SERVICE, GOOD_PATCH)["stats.py"]
+    if shape == "backup-copy":  # diff -u stats.py.orig stats.py
+        patch = GOOD_PATCH.replace("--- a/stats.py", "--- stats.py.orig\t2026-11-29").replace(
+            "+++ b/stats.py", "+++ stats.py"
+        )
+    elif shape == "absolute-trees":  # diff -u /abs/buggy/stats.py /abs/fixed/stats.py
+        patch = GOOD_PATCH.replace("--- a/stats.py", "--- /tmp/w/buggy/stats.py").replace(
+            "+++ b/stats.py", "+++ /tmp/w/fixed/stats.py"
+        )
+    elif shape == "format-patch":  # a commit message with list items, and git's signature after the diff
+        patch = (
+            "From 3f2a Mon Sep 17 00:00:00 2001\nSubject: [PATCH] average of nothing\n\n"
+            "- average([]) raised\n+ now 0.0\n---\n stats.py | 2 ++\n\n"
+            f"diff --git a/stats.py b/stats.py\nindex 1..2 100644\n{GOOD_PATCH}-- \n2.39.2\n\n"
+        )
+    elif shape == "git-show":  # an indented commit message first
+        patch = f"commit 3f2a\nAuthor: A <a@b>\n\n    Fix average()\n    \n    - of nothing\n\n{GOOD_PATCH}"
+    else:  # git's C-quoted spelling of a non-ASCII name
+        files = {"café.py": SERVICE["stats.py"]}
+        expected = apply_patch({"stats.py": SERVICE["stats.py"]}, GOOD_PATCH)["stats.py"]
+        patch = GOOD_PATCH.replace("a/stats.py", '"a/caf\\303\\251.py"').replace("b/stats.py", '"b/caf\\303\\251.py"')
+    assert apply_patch(files, patch)[next(iter(files)) if shape == "quoted-name" else "stats.py"] == expected
+
+
+def test_new_files_written_by_diff_n_and_empty_ones_written_by_git_are_created() -> None:
+    # Given `diff -ruN` (a new file is an empty one dated 1970) and git's empty new file (no hunks)
+    patch = (
+        "diff -ruN buggy/helpers.py fixed/helpers.py\n"
+        "--- buggy/helpers.py\t1970-01-01 00:00:00.000000000 +0000\n+++ fixed/helpers.py\t2026-11-29 10:00:00\n"
+        "@@ -0,0 +1,2 @@\n+def half(x):\n+    return x / 2\n"
+        "diff --git a/pkg/__init__.py b/pkg/__init__.py\nnew file mode 100644\nindex 0000000..e69de29\n"
+    )
+
+    # Then both exist after the patch, the empty one empty
+    patched = apply_patch(SERVICE, patch)
+    assert patched["helpers.py"] == "def half(x):\n    return x / 2\n"
+    assert patched["pkg/__init__.py"] == ""

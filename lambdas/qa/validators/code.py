@@ -113,30 +113,72 @@ def parse_patch(patch: str) -> list[tuple[str | None, str | None, list[_Hunk]]]:
     if any("\r" in line for line in lines):
         # Python reads a lone CR as a line break, git as text: what QA scans would not be what runs.
         raise FixError("a patch line holds a carriage return inside it")
+    lines = _diff_part(lines)
     sections: list[tuple[str | None, str | None, list[_Hunk]]] = []
+    git_header: tuple[str, str] | None = None  # `diff --git a/x b/x` not yet followed by ---/+++
     i = 0
     while i < len(lines):
         line = lines[i]
-        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            old, new = section_paths(line, lines[i + 1])
-            i += 2
-            hunks = []
-            while i < len(lines) and (header := _HUNK_HEADER.match(lines[i])):
-                hunk, i = _parse_hunk(lines, i + 1, header)
-                hunks.append(hunk)
-            if not hunks:
-                raise FixError(f"no hunks for {new or old}")
-            sections.append((old, new, hunks))
-        elif line.startswith(("GIT binary patch", "Binary files", "rename from", "copy from")):
+        if _starts_section(lines, i):
+            git_header = None
+            section, i = _parse_section(lines, i)
+            sections.append(section)
+            continue
+        if line.startswith(("GIT binary patch", "Binary files", "rename from", "copy from")):
             raise FixError(f"not supported in a patch: {line[:80]!r}")
-        elif line.startswith(("@@", "+", "-", " ")):
+        if line.startswith(("@@", "+", "-", " ")):
             # A line a hunk should have consumed: the hunk's header counts are wrong.
             raise FixError(f"line outside any hunk (wrong hunk line counts?): {line[:80]!r}")
-        else:
-            i += 1  # diff --git, index, mode lines, blank lines
+        if line.startswith("diff --git "):
+            _empty_file(sections, git_header)
+            git_header = (line, "")
+        elif git_header is not None and line.startswith(("new file mode", "deleted file mode")):
+            git_header = (git_header[0], line.split()[0])
+        i += 1  # index and mode lines, blank lines
+    _empty_file(sections, git_header)
     if not sections:
         raise FixError("the patch has no ---/+++ file sections")
     return sections
+
+
+def _parse_section(lines: list[str], i: int) -> tuple[tuple[str | None, str | None, list[_Hunk]], int]:
+    old, new = section_paths(lines[i], lines[i + 1])
+    i += 2
+    hunks = []
+    while i < len(lines) and (header := _HUNK_HEADER.match(lines[i])):
+        hunk, i = _parse_hunk(lines, i + 1, header)
+        hunks.append(hunk)
+    if not hunks:
+        raise FixError(f"no hunks for {new or old}")
+    return (old, new, hunks), i
+
+
+def _starts_section(lines: list[str], i: int) -> bool:
+    return lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
+
+
+def _diff_part(lines: list[str]) -> list[str]:
+    """From the first file header to git format-patch's signature (`-- `): a commit message
+    before it (git format-patch, git show) is prose, not a hunk."""
+    start = next(
+        (i for i, line in enumerate(lines) if line.startswith("diff --git ") or _starts_section(lines, i)), len(lines)
+    )
+    end = next((i for i in range(start, len(lines)) if lines[i] == "-- "), len(lines))
+    return lines[start:end]
+
+
+_GIT_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
+
+
+def _empty_file(sections: list[tuple[str | None, str | None, list[_Hunk]]], git_header: tuple[str, str] | None) -> None:
+    """git writes no ---/+++ lines for an empty file it creates or deletes: only `diff --git`
+    and `new file mode` (or `deleted file mode`)."""
+    if git_header is None or not git_header[1] or not (named := _GIT_HEADER.match(git_header[0])):
+        return
+    path = named[2] if named[1] == named[2] else None
+    if path is None:
+        raise FixError(f"not supported in a patch: {git_header[0][:80]!r}")
+    sections.append((None, path, []) if git_header[1] == "new" else (path, None, []))
 
 
 def _find(source: list[str], old: list[str], want: int, start: int) -> int | None:
@@ -174,6 +216,8 @@ def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
         name = new or old or "?"
         if old is not None and new is not None and old != new:
             raise FixError(f"renames are not supported ({old} -> {new})")
+        if old is not None and old not in result and all(h.old_start == 0 and not h.old for h in hunks):
+            old = None  # `diff -N`: a file that did not exist is an empty one dated 1970
         if old is None:
             if new in result:
                 raise FixError(f"{new} is created by the patch but already exists")
@@ -348,12 +392,12 @@ def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
     for path, text in sorted(fix.files.items()):
         if _outside(path) or _tampers(path, code_files.get(path), text, patterns, doctests):
             return path
-    for path in sorted(fix.tests):  # new tests are new test_*.py files, nothing else
+    for path in sorted(fix.tests):  # new tests are new test_*.py or *_test.py files, nothing else
         name = path.split("/")[-1]
         if (
             _outside(path)
             or path in code_files
-            or not (name.startswith("test_") and name.endswith(".py"))
+            or not (name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")))
             or "__pycache__" in path.split("/")
             or any(part.removesuffix(".py") in _CUSTOMIZE | _SHADOWS for part in path.split("/"))
         ):

@@ -348,7 +348,7 @@ class _Scan(ast.NodeVisitor):
             self._add(node, _BUILTINS, "__builtins__")
         elif node.id == "__file__":  # "/var/task" in production, a run directory under test
             self._add(node, _CONTEXT, "__file__")
-        elif node.id in _BUILTIN_CALLS and node.id not in self.own and node.id not in self.aliases:
+        elif node.id in _BUILTIN_CALLS and node.id not in self.own | self.aliases.keys() | self.imported.keys():
             self._add(node, _BUILTIN_CALLS[node.id], node.id)
 
     def visit_Call(self, node: ast.Call) -> None:

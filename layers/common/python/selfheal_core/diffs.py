@@ -30,22 +30,48 @@ def path_problem(path: str) -> str | None:
 
 def header_path(line: str) -> str | None:
     """The path of a `--- ` or `+++ ` line, without git's a/ or b/ prefix; None for /dev/null."""
-    path = line[4:].split("\t")[0].strip()
+    path = _unquoted(line[4:].split("\t")[0].strip())
     if path == "/dev/null":
         return None
     return path[2:] if path.startswith(("a/", "b/")) else path
 
 
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+_QUOTED_CHAR = re.compile(r'\\([0-7]{3}|[abtnvfr"\\])')
+
+
+def _unquoted(path: str) -> str:
+    """git's C-quoted spelling of a path with special or non-ASCII bytes (`"caf\\303\\251.py"`)."""
+    if len(path) < 2 or not (path.startswith('"') and path.endswith('"')):
+        return path
+    raw = _QUOTED_CHAR.sub(lambda m: chr(int(m[1], 8) if len(m[1]) == 3 else _C_ESCAPES[m[1]]), path[1:-1])
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return path  # not git's quoting: left as written, and refused as a path if it is none
+
+
+# What `diff -u name.orig name` calls the untouched copy.
+_BACKUP_SUFFIXES = (".orig", ".old", ".bak", ".original", "~")
+
+
 def section_paths(old_line: str, new_line: str) -> tuple[str | None, str | None]:
-    """A file section's old and new paths. `diff -ru buggy/ fixed/` names one file by two trees:
-    when only their first directory differs (and git's a/ b/ were not already stripped), it is
-    stripped from both (as `patch -p1` would), so every reader of the patch sees the project path."""
+    """A file section's old and new paths, as the project path they both name:
+    - `diff -ru buggy/ fixed/` (or `/abs/buggy/x.py /abs/fixed/x.py`) names one file by two trees:
+      when the two paths differ in one directory only (and git's a/ b/ were not already
+      stripped), the part below it is the path, as `patch -pN` would cut it;
+    - `diff -u x.py.orig x.py` names it by its backup copy."""
     old, new = header_path(old_line), header_path(new_line)
-    git_prefixed = old_line[4:].startswith("a/") or new_line[4:].startswith("b/")
+    git_prefixed = old_line[4:].startswith(("a/", '"a/')) or new_line[4:].startswith(("b/", '"b/'))
     if old is not None and new is not None and old != new and not git_prefixed:
-        old_rest, new_rest = old.partition("/")[2], new.partition("/")[2]
-        if old_rest and old_rest == new_rest:
-            return old_rest, new_rest
+        for a, b in ((old, new), (new, old)):
+            if a.startswith(b) and a[len(b) :] in _BACKUP_SUFFIXES:
+                return b, b
+        old_parts, new_parts = old.split("/"), new.split("/")
+        differ = [i for i, (o, n) in enumerate(zip(old_parts, new_parts, strict=False)) if o != n]
+        if len(old_parts) == len(new_parts) and len(differ) == 1 and differ[0] < len(old_parts) - 1:
+            rest = "/".join(old_parts[differ[0] + 1 :])
+            return rest, rest
     return old, new
 
 
