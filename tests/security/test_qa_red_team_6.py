@@ -233,3 +233,54 @@ def test_a_new_test_may_be_named_as_pytest_finds_it_by_default(validator: CodeVa
     # Then it is a new test like any other
     result = validator.validate(answer, issue(CASE.files), CASE.files)
     assert result.passed, result.reason
+
+
+IN_PLACE = "tests/test_pagination.py"
+
+
+def with_test_file(text: str) -> Fix:
+    return fix(files={CASE.module: fixed_plus("")[CASE.module], IN_PLACE: text})
+
+
+def test_a_fix_may_add_its_tests_to_a_test_module_the_project_has(validator: CodeValidator) -> None:
+    # Given the fix, with its regression test added to the project's own test module (as in
+    # BugsInPy and most pull requests), in a class of its own and with an import of its own
+    added = (
+        "\n\nimport math\n\n\nclass TestFullPages:\n    def test_a_full_page_has_size_items(self):\n"
+        "        assert len(page(list(range(10)), 1, 3)) == math.floor(3.5)\n"
+    )
+    answer = with_test_file(CASE.files[IN_PLACE] + added)
+
+    # When QA validates it
+    result = validator.validate(answer, issue(CASE.files), CASE.files)
+
+    # Then the added test is the new test: it fails without the fix and passes with it
+    assert result.passed, result.reason
+    assert "TestFullPages::test_a_full_page_has_size_items fail without it" in result.reason, result.reason
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "existing-test-edited",
+        "existing-test-shadowed",
+        "fixture-added",
+        "helper-added",
+    ],
+)
+def test_anything_but_added_tests_in_a_test_module_is_still_tampering(validator: CodeValidator, change: str) -> None:
+    original = CASE.files[IN_PLACE]
+    first_test = original[original.index("def test") :].split("(")[0].removeprefix("def ")
+    new_test = "\n\ndef test_new_one():\n    assert page([1, 2, 3], 0, 2) == [1, 2]\n"
+    text = {
+        "existing-test-edited": original.replace("assert ", "assert True or ", 1) + new_test,
+        "existing-test-shadowed": original + new_test + f"\n\ndef {first_test}():\n    pass\n",
+        "fixture-added": original
+        + "\n\nimport pytest\n\n\n@pytest.fixture(autouse=True)\ndef _quiet():\n    yield\n"
+        + new_test,
+        "helper-added": original + "\n\ndef helper():\n    return 1\n" + new_test,
+    }[change]
+
+    result = validator.validate(with_test_file(text), issue(CASE.files), CASE.files)
+
+    assert not result.passed and result.reason == f"tampers with tests: {IN_PLACE}", result.reason

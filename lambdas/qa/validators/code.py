@@ -375,22 +375,75 @@ def _doctest_examples(text: str) -> Counter[tuple[str, str]]:
     return found
 
 
+def added_tests(before: str, after: str) -> list[str] | None:
+    """The tests a change to a test module adds, as node id suffixes (`test_x`, `TestC::test_x`),
+    when adding test functions (and imports) is all it does, else None. The tests that were
+    there stay as they were: the project's run keeps the original file, the new ones run apart."""
+    try:
+        old, new = ast.parse(before.removeprefix("\ufeff")), ast.parse(after.removeprefix("\ufeff"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    imports = {ast.dump(s) for s in old.body if isinstance(s, ast.Import | ast.ImportFrom)}
+    classes = {s.name: s for s in old.body if isinstance(s, ast.ClassDef)}
+    found: list[str] = []
+
+    def strip(body: list[ast.stmt], had: list[ast.stmt], prefix: str) -> list[ast.stmt]:
+        names = {s.name for s in had if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+        kept: list[ast.stmt] = []
+        for stmt in body:
+            name = getattr(stmt, "name", "")
+            if (
+                isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
+                and name.startswith("test")
+                and name not in names
+            ):
+                found.append(prefix + name)
+            elif not prefix and isinstance(stmt, ast.Import | ast.ImportFrom) and ast.dump(stmt) not in imports:
+                continue
+            elif not prefix and isinstance(stmt, ast.ClassDef) and name.startswith("Test"):
+                stmt.body = strip(stmt.body, classes[name].body if name in classes else [], f"{name}::")
+                if stmt.body or name in classes:
+                    kept.append(stmt)
+            else:
+                kept.append(stmt)
+        return kept
+
+    new.body = strip(new.body, old.body, "")
+    return found if found and ast.dump(new) == ast.dump(old) else None
+
+
+def tests_added_in_place(code_files: dict[str, str], patched: dict[str, str]) -> dict[str, list[str]]:
+    """Project test modules the fix only adds tests to: path -> the added tests."""
+    patterns = project_test_patterns(code_files)
+    found = {}
+    for path, text in patched.items():
+        before = code_files.get(path)
+        test_module = path.endswith(".py") and path.split("/")[-1] != "conftest.py" and is_test_file(path, patterns)
+        if test_module and before is not None and before != text and (tests := added_tests(before, text)):
+            found[path] = tests
+    return found
+
+
 def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
-    """The first path by which the fix would change the tests or how they run, else None."""
+    """The first path by which the fix would change the tests or how they run, else None.
+    Adding test functions to a test module is no change to the tests (`added_tests`)."""
     patterns = project_test_patterns(code_files)
     doctests = _runs_doctests(code_files)
+    patched = patched_files(code_files, fix)
+    in_place = tests_added_in_place(code_files, patched)
     if fix.patch:
         sections = parse_patch(fix.patch)
         paths = sorted({p for old, new, _ in sections for p in (old, new) if p is not None})
-        for path in paths:
-            if _outside(path) or is_test_infrastructure(path, patterns):
-                return path  # a patch section always creates, changes or deletes its file
-        patched = apply_patch(code_files, fix.patch)
-        for path in paths:
-            if _tampers(path, code_files.get(path), patched.get(path), patterns, doctests):
+        for path in [p for p in paths if p not in in_place]:
+            # A patch section always creates, changes or deletes its file.
+            if (
+                _outside(path)
+                or is_test_infrastructure(path, patterns)
+                or _tampers(path, code_files.get(path), patched.get(path), patterns, doctests)
+            ):
                 return path
     for path, text in sorted(fix.files.items()):
-        if _outside(path) or _tampers(path, code_files.get(path), text, patterns, doctests):
+        if path not in in_place and (_outside(path) or _tampers(path, code_files.get(path), text, patterns, doctests)):
             return path
     for path in sorted(fix.tests):  # new tests are new test_*.py or *_test.py files, nothing else
         name = path.split("/")[-1]
@@ -799,7 +852,12 @@ class CodeValidator:
             patched = patched_files(code_files, fix)
             patterns = project_test_patterns(code_files)
             project_test = functools.partial(is_test_infrastructure, patterns=patterns)
-            if (found := evasion(code_files, patched, fix.tests, project_test)) is not None:
+            # Tests added to a project test module run like new test files, by their node ids.
+            in_place = tests_added_in_place(code_files, patched)
+            tests = {**fix.tests, **{p: patched[p] for p in in_place}}
+            test_args = [*sorted(fix.tests), *(f"{p}::{t}" for p, added in sorted(in_place.items()) for t in added)]
+            patched = {**patched, **{p: code_files[p] for p in in_place}}
+            if (found := evasion(code_files, patched, tests, project_test)) is not None:
                 reason = f"tampers with the test run: {found}; a fix must behave the same under test as in production"
                 return ValidationResult(
                     False, reason, [Evidence(check="tamper", passed=False, excerpt=reason[:EXCERPT_CHARS])]
@@ -814,7 +872,7 @@ class CodeValidator:
                 reason = "the fix changes no code: only comments, layout or docstrings differ"
                 return ValidationResult(False, reason, [Evidence(check="apply", passed=False, excerpt=reason)])
             grafted = grafted_original(code_files, patched)
-            for tree in (patched_tree, {**patched_tree, **fix.tests}, {**grafted, **fix.tests}):
+            for tree in (patched_tree, {**patched_tree, **tests}, {**grafted, **tests}):
                 _check_size(tree)
         except FixError as exc:
             return ValidationResult(
@@ -827,13 +885,13 @@ class CodeValidator:
             Evidence(
                 check="apply",
                 passed=True,
-                excerpt=f"changed or added: {', '.join([*changed, *sorted(fix.tests)])}"[:EXCERPT_CHARS],
+                excerpt=f"changed or added: {', '.join([*changed, *sorted(tests)])}"[:EXCERPT_CHARS],
             )
         ]
         session = _Session(self.runner, self.limits, time.monotonic() + self.total_seconds, evidence, self.on_run)
         try:
             names = FixNames.of(code_files, patched, patterns)
-            return self._checks(session, argv, fix, code_files, patched_tree, grafted, names)
+            return self._checks(session, argv, (tests, test_args), code_files, patched_tree, grafted, names)
         except _Refused as refused:
             return refused.result
 
@@ -841,13 +899,13 @@ class CodeValidator:
         self,
         s: _Session,
         argv: list[str],
-        fix: Fix,
+        new: tuple[dict[str, str], list[str]],
         code_files: dict[str, str],
         patched_tree: dict[str, str],
         grafted: dict[str, str],
         names: FixNames,
     ) -> ValidationResult:
-        new_tests = sorted(fix.tests)
+        tests, new_tests = new  # the files the new tests are in, and what pytest is given to run them
         new_tests_argv = ["python", "-m", "pytest", "-q", *new_tests]
         # 1. The project's own tests, untouched, over the patched source (after it compiles).
         steps = s.run(
@@ -867,7 +925,7 @@ class CodeValidator:
                 False, "weak evidence: the fix brings no new test that fails without it", s.evidence, weak_evidence=True
             )
         # 2. Every new test passes with the fix.
-        [added] = s.run({**patched_tree, **fix.tests}, [RunStep(check="new_tests", argv=new_tests_argv, junit=True)])
+        [added] = s.run({**patched_tree, **tests}, [RunStep(check="new_tests", argv=new_tests_argv, junit=True)])
         not_passing = [t.id for t in added.tests or [] if t.outcome != "passed"]
         if not added.ok or not added.tests or not_passing:
             stopped = _pytest_stopped(added)
@@ -877,7 +935,7 @@ class CodeValidator:
             )
         # 3. Without the fix (but with the names it adds) at least one new test fails on what it checks.
         [unpatched] = s.run(
-            {**grafted, **fix.tests},
+            {**grafted, **tests},
             [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
             judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(names.reproduces(t) for t in r.tests or []),
         )
