@@ -940,13 +940,15 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
     if incident.heal_phase == "rolling_back":
         return rollback(incident, ports, {}, "retry of an interrupted rollback")
     recovered, figures, chain = check_recovery(incident, ports)
+    # Judged without the alarm (reconfigured, deleted): the reasons say so.
+    note = next((f" ({s['observation']})" for s in chain[:1] if s["thought"] == ALARM_NO_EVIDENCE), "")
     if recovered is None:
         return _no_evidence(incident, ports, figures, chain)
     if recovered:
         resolved = ports.incidents.transition(
             incident.incident_id,
             Status.RESOLVED,
-            reason="recovered within the verify window",
+            reason=f"recovered within the verify window{note}",
             allowed_from=frozenset({Status.VERIFYING}),
             require={"change_id": data.change_id},
         )
@@ -956,7 +958,7 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
         if resolved.origin == "alarm":  # its alarm is OK: its next ALARM is a new occurrence
             ports.incidents.release_now(resolved.fingerprint, resolved.incident_id)
         return result
-    return rollback(incident, ports, figures, "no recovery within the verify window", chain=chain)
+    return rollback(incident, ports, figures, f"no recovery within the verify window{note}", chain=chain)
 
 
 def on_alarm_ok(resolved: Incident, alarm_figures: dict[str, float], ports: HealPorts) -> None:
@@ -1093,6 +1095,23 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
         alarm = describe_alarm(issue.resource, ports.cloud)
+        if why_not := alarm_no_evidence(alarm, incident):
+            # Not the alarm that opened the incident: judge the target's own metrics against the
+            # threshold recorded then, as for an issue without an alarm (no traffic: extend).
+            recovered, figures, chain = _metric_recovery(incident, issue, figures, ports)
+            return (
+                recovered,
+                figures,
+                [
+                    step(
+                        ALARM_NO_EVIDENCE,
+                        f"DescribeAlarms {issue.resource}",
+                        f"{why_not}: its state is no evidence either way; judge the target's metrics "
+                        "against the threshold recorded when the incident opened",
+                    ),
+                    *chain,
+                ],
+            )
         state = alarm if isinstance(alarm, str) else str(alarm.get("StateValue"))
         latest = None if isinstance(alarm, str) else _latest_datapoint(alarm)
         if latest is not None:
@@ -1121,6 +1140,30 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
             return False, figures, chain
         return (state == "OK" if shown else None), figures, chain
     return _metric_recovery(incident, issue, figures, ports)
+
+
+ALARM_NO_EVIDENCE = "Is the alarm that opened the incident still the one to judge by?"
+
+
+def alarm_no_evidence(alarm: dict[str, Any] | str, incident: Incident) -> str | None:
+    """Why the alarm as read now says nothing about recovery (None: it does): its configuration was
+    updated after the incident opened (a raised threshold turns failing calls OK, a lowered one
+    passing calls ALARM), so its state and evaluated datapoints are not about the alarm that
+    opened the incident."""
+    if not isinstance(alarm, dict):
+        return None
+    updated = alarm.get("AlarmConfigurationUpdatedTimestamp")
+    if isinstance(updated, str):
+        updated = parse_time(updated)
+    if isinstance(updated, datetime) and updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    opened = parse_time(incident.created_at)
+    if isinstance(updated, datetime) and opened is not None and updated > opened:
+        return (
+            f"the alarm was reconfigured at {updated.isoformat(timespec='seconds')}, after the incident "
+            f"opened at {opened.isoformat(timespec='seconds')}"
+        )
+    return None
 
 
 def recovery_shown(
@@ -1224,6 +1267,8 @@ def ok_unproven(incident: Incident, alarm_name: str | None, cloud: CloudPort) ->
     state = alarm if isinstance(alarm, str) else str(alarm.get("StateValue"))
     if isinstance(alarm, str) or state != "OK":
         return f"alarm is {state} now"
+    if why_not := alarm_no_evidence(alarm, incident):
+        return f"alarm is OK, but {why_not}: its OK is no proof of recovery"
     target = incident.alarm_function or (incident.investigation or {}).get("target")
     opened = parse_time(incident.created_at)
     # A period that ended after the opening is newer than what raised the ALARM (the OK that

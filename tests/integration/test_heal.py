@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
 
 from tests.conftest import load_event
 from tests.support.pipeline import Pipeline
@@ -69,6 +71,7 @@ def alarm_in_state(state: str, datapoint: float) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold",
         Dimensions=[{"Name": "FunctionName", "Value": FUNCTION}],
     )
+    configured_before_the_incident(ALARM)
     cw.set_alarm_state(
         AlarmName=ALARM,
         StateValue=state,
@@ -82,6 +85,13 @@ def alarm_in_state(state: str, datapoint: float) -> None:
             }
         ),
     )
+
+
+def configured_before_the_incident(name: str) -> None:
+    """An alarm exists, as configured, before it opens an incident: moto stamps its configuration
+    when the test creates it (after the incident), so the stamp is moved back an hour."""
+    alarm = cloudwatch_backends[ACCOUNT_ID]["us-east-1"].alarms[name]
+    alarm.configuration_updated_timestamp -= timedelta(hours=1)
 
 
 def alarm_event(state: str = "ALARM", datapoint: float = 37.0) -> dict:
@@ -586,6 +596,109 @@ def test_an_ok_set_by_hand_over_failing_calls_since_the_change_resolves_nothing(
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
     [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
     assert "breaching its threshold" in json.dumps(rollback["reasoning_chain"])
+
+
+def threshold_raised_and_evaluated(threshold: float, datapoint: float) -> None:
+    """`aws cloudwatch put-metric-alarm --threshold <threshold>`, everything else unchanged, and the
+    alarm's next evaluation: OK on a period now (after the change), holding `datapoint`."""
+    cw = boto3.client("cloudwatch")
+    cw.put_metric_alarm(
+        AlarmName=ALARM,
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        Dimensions=[{"Name": "FunctionName", "Value": FUNCTION}],
+    )
+    cw.set_alarm_state(
+        AlarmName=ALARM,
+        StateValue="OK",
+        StateReason=f"Threshold Crossed: 1 datapoint [{datapoint}] was not greater than or equal to the threshold",
+        StateReasonData=json.dumps(
+            {
+                "recentDatapoints": [datapoint],
+                "threshold": threshold,
+                "evaluatedDatapoints": [{"timestamp": datetime.now(UTC).isoformat(), "value": datapoint}],
+            }
+        ),
+    )
+
+
+def test_an_alarm_whose_threshold_was_raised_during_verification_is_no_proof_of_recovery(aws):
+    """Raising the threshold turns failing calls OK: the alarm reconfigured after the incident
+    opened is not the alarm that opened it, so the change is judged on the target's metrics
+    against the threshold recorded then (5 errors a minute)."""
+    # Given an applied fix, with every call after it still failing (23 errors a minute)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 37.0)
+    traffic_after_the_change(pipeline, Invocations=23.0, Errors=23.0)
+    # And someone raises the alarm's threshold to 1000, so it evaluates OK on a period after the change
+    threshold_raised_and_evaluated(1000.0, 23.0)
+
+    # When its OK event arrives, and the verify deadline passes
+    pipeline.put_raw_event(alarm_event("OK", datapoint=23.0))
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+    fire_verify(pipeline, 0)
+
+    # Then it is not RESOLVED: the errors since the change breach the threshold recorded at open,
+    # so the change is rolled back, and the reasons say the alarm was reconfigured
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "rolled_back"), incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    chain = json.dumps(rollback["reasoning_chain"])
+    assert "the alarm was reconfigured" in chain and "worst 23" in chain
+    rolled = next(h for h in incident.status_history if h["status"] == "ROLLED_BACK")
+    assert "the alarm was reconfigured" in rolled["reason"]
+
+
+def test_a_reconfigured_alarm_and_no_traffic_since_the_change_end_unverified_never_resolved(aws, monkeypatch):
+    """The reconfigured alarm's OK is no evidence, and neither is no traffic: the window is
+    extended, then a person decides with the change kept."""
+    # Given an applied fix, and the alarm's threshold raised during verification, with no call since the change
+    monkeypatch.setattr("lambdas.manager.heal.VERIFY_EXTENSIONS", 1)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 37.0)
+    threshold_raised_and_evaluated(1000.0, 0.0)
+
+    # When the verify deadline passes, twice
+    fire_verify(pipeline, 0)
+    assert only_incident(pipeline).status == "VERIFYING"
+    fire_verify(pipeline, 1)
+
+    # Then it ends UNVERIFIED, the change kept
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "unverified"), incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    [extend] = decisions_of(pipeline, incident.incident_id, "verify_extend")
+    assert "the alarm was reconfigured" in json.dumps(extend["reasoning_chain"])
+
+
+def test_an_ok_after_the_threshold_was_raised_before_any_change_resolves_nothing(aws):
+    # Given an incident waiting for approval, calls since it opened, and its alarm's threshold raised to 1000
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    opened = datetime.fromisoformat(only_incident(pipeline).created_at)
+    alarm_in_state("ALARM", 37.0)
+    invoked_in_a_minute_after(opened - timedelta(seconds=90), 25.0)
+    threshold_raised_and_evaluated(1000.0, 23.0)
+
+    # When the alarm's OK arrives
+    pipeline.put_raw_event(alarm_event("OK", datapoint=23.0))
+    [delivery] = pipeline.run()
+
+    # Then the incident waits on: the reconfigured alarm's OK proves nothing
+    assert delivery.result["action"] == "unconfirmed" and "reconfigured" in delivery.result["reason"]
+    assert only_incident(pipeline).status == "AWAITING_APPROVAL"
 
 
 def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
