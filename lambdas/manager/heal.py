@@ -1089,8 +1089,9 @@ def _unverified(
 
 
 def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, dict[str, float], list[dict[str, str]]]:
-    """Alarm incidents: is the alarm OK now? Others: did the describing metric stay under its
-    threshold? None: nothing to judge by (INSUFFICIENT_DATA, or no traffic since the change)."""
+    """Alarm incidents: is the alarm OK now? Others, and an alarm that is missing or was
+    reconfigured after the incident opened (`alarm_no_evidence`): did the describing metric stay
+    under its threshold? None: nothing to judge by (INSUFFICIENT_DATA, or no traffic since the change)."""
     issue = IssueReportedV1.model_validate(incident.issue)
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
@@ -1146,10 +1147,12 @@ ALARM_NO_EVIDENCE = "Is the alarm that opened the incident still the one to judg
 
 
 def alarm_no_evidence(alarm: dict[str, Any] | str, incident: Incident) -> str | None:
-    """Why the alarm as read now says nothing about recovery (None: it does): its configuration was
-    updated after the incident opened (a raised threshold turns failing calls OK, a lowered one
-    passing calls ALARM), so its state and evaluated datapoints are not about the alarm that
-    opened the incident."""
+    """Why the alarm as read now says nothing about recovery (None: it does): it is missing (deleted
+    during verification: no state is no evidence either way), or its configuration was updated
+    after the incident opened (a raised threshold turns failing calls OK, a lowered one passing
+    calls ALARM), so its state and evaluated datapoints are not about the alarm that opened it."""
+    if alarm == "MISSING":
+        return "the alarm is MISSING (deleted, or not in this account and Region)"
     if not isinstance(alarm, dict):
         return None
     updated = alarm.get("AlarmConfigurationUpdatedTimestamp")

@@ -701,6 +701,51 @@ def test_an_ok_after_the_threshold_was_raised_before_any_change_resolves_nothing
     assert only_incident(pipeline).status == "AWAITING_APPROVAL"
 
 
+def test_an_alarm_deleted_during_verification_is_no_reason_to_roll_back_a_change_that_works(aws):
+    """A missing alarm is no evidence either way: the change is judged on the target's metrics, as
+    for an issue without an alarm, and the reasons say the alarm is missing."""
+    # Given an applied fix, calls since it that succeed, and the alarm deleted during verification
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    traffic_after_the_change(pipeline, Invocations=25.0, Errors=0.0)
+    alarm_in_state("OK", 0.0)
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=[ALARM])
+
+    # When its OK event arrives (it resolves nothing), and the verify deadline passes
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [delivery] = pipeline.run()
+    assert delivery.result["action"] == "unconfirmed" and "MISSING" in delivery.result["reason"]
+    fire_verify(pipeline, 0)
+
+    # Then the change is kept and the incident RESOLVED on the function's own metrics, saying the alarm is missing
+    incident = only_incident(pipeline)
+    assert incident.status == "RESOLVED", incident.last_reason
+    assert "the alarm is MISSING" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    [verify] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert "the alarm is MISSING" in json.dumps(verify["reasoning_chain"])
+
+
+def test_an_alarm_deleted_during_verification_with_no_traffic_since_extends_the_window(aws):
+    # Given an applied fix, no call since, and the alarm deleted
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 37.0)
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=[ALARM])
+
+    # When the verify deadline passes
+    fire_verify(pipeline, 0)
+
+    # Then the change is kept and the window extended, naming the missing alarm
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    [extend] = decisions_of(pipeline, incident.incident_id, "verify_extend")
+    assert "the alarm is MISSING" in json.dumps(extend["reasoning_chain"])
+
+
 def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
     """No change made yet, traffic stopped: an OK on missing data is not a recovery. An OK with
     calls since the incident opened, and the alarm's metric under its threshold, is."""
