@@ -352,24 +352,39 @@ def _repeats(change: dict[str, Any], rolled_back: Incident) -> bool:
     return any(k in before and _same(v, float(before[k])) for k, v in change.get("proposed", {}).items())
 
 
+def _refused_during_cooldown(change: dict[str, Any], cooling: TargetCoolingDown) -> bool:
+    """After a failed rollback or an unverified change every change waits for a person; after a
+    rollback, the same change does."""
+    return cooling.needs_person or _repeats(change, cooling.holder)
+
+
 def _escalate_repeat(
     incident: Incident, change: dict[str, Any], cooling: TargetCoolingDown, sources: frozenset[Status], ports: HealPorts
 ) -> dict[str, Any]:
-    return _escalate(
-        incident,
-        ports,
-        f"{change['target']}: the same change ({cooling.holder.change_id} of incident "
-        f"{cooling.holder.incident_id}) was rolled back for no recovery; Selfheal does not make "
-        f"it again before {cooling.until}, so nothing was changed. Look at the function; to make "
-        f"it anyway: {_by_hand_values(change['target'], change['proposed'])}",
-        sources,
-        decision="wait_for_target",
-    )
+    by_hand = _by_hand_values(change["target"], change["proposed"])
+    holder = cooling.holder
+    if cooling.needs_person:
+        ended = "its rollback failed" if holder.heal_phase == "rollback_failed" else "it was kept unverified"
+        reason = (
+            f"{change['target']}: Selfheal's last change on it ({holder.change_id} of incident "
+            f"{holder.incident_id}) was left to a person ({ended}); Selfheal makes no change on it before "
+            f"{cooling.until}, so nothing was changed. Settle incident {holder.incident_id} first; to make "
+            f"this change anyway: {by_hand}"
+        )
+    else:
+        reason = (
+            f"{change['target']}: the same change ({holder.change_id} of incident "
+            f"{holder.incident_id}) was rolled back for no recovery; Selfheal does not make "
+            f"it again before {cooling.until}, so nothing was changed. Look at the function; to make "
+            f"it anyway: {by_hand}"
+        )
+    return _escalate(incident, ports, reason, sources, decision="wait_for_target")
 
 
 def refuse_repeat_before_approval(incident: Incident, fix: Fix, ports: HealPorts) -> dict[str, Any] | None:
     """A change that waits for a person and repeats one rolled back on its target within the
-    cool-down is escalated now rather than after the approval (where `apply_change` would refuse
+    cool-down, or any change on a target left to a person (a failed rollback, an unverified
+    change), is escalated now rather than after the approval (where `apply_change` would refuse
     it): nobody is asked to approve a change that will not be made. None: ask as usual (a fix
     that cannot be planned is escalated after the approval, with the reason)."""
     if fix.kind != "config":
@@ -379,7 +394,7 @@ def refuse_repeat_before_approval(incident: Incident, fix: Fix, ports: HealPorts
     except HealAbort:
         return None
     cooling = ports.incidents.cooling_down(change["target"])
-    if cooling is None or not _repeats(change, cooling.holder):
+    if cooling is None or not _refused_during_cooldown(change, cooling):
         return None
     return _escalate_repeat(incident, change, cooling, frozenset({Status.VALIDATED}), ports)
 
@@ -598,7 +613,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
         try:
             claimed = claim()
         except TargetCoolingDown as cooling:
-            if _repeats(change, cooling.holder):
+            if _refused_during_cooldown(change, cooling):
                 return _escalate_repeat(incident, change, cooling, sources, ports)
             claimed = claim(past_cooldown=True)  # another change than the one that did not help
     except TargetHeld as held:

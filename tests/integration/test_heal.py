@@ -1937,6 +1937,65 @@ def test_nobody_is_asked_to_approve_a_change_that_was_just_rolled_back(aws):
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
 
 
+def test_no_change_is_stacked_automatically_on_a_function_whose_rollback_failed(aws):
+    """A failed rollback leaves the function to a person, with the values to restore: another
+    report's automatic change would stack on what they are restoring."""
+    # Given the alarm's timeout fix (3 -> 10 s), memory changed by hand during verification, and the rollback failed
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, MemorySize=768)
+    pipeline.fire_due("verify")
+    first = only_incident(pipeline)
+    assert (first.status, first.heal_phase) == ("ESCALATED", "rollback_failed")
+
+    # When another report of the failure arrives, its change approved automatically
+    pipeline.put(
+        "IssueReported",
+        {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"},
+    )
+    pipeline.run()
+
+    # Then nothing is changed: it is escalated naming the incident a person must settle first
+    second = next(i for i in pipeline.incidents() if i.incident_id != first.incident_id)
+    assert second.status == "ESCALATED", (second.status, second.last_reason)
+    assert "left to a person (its rollback failed)" in second.last_reason
+    assert first.incident_id in second.last_reason
+    config = pipeline.function_config(FUNCTION)
+    assert (config["timeout_s"], config["memory_mb"]) == (10, 768)
+
+
+def test_nobody_is_asked_to_approve_another_change_on_a_function_whose_change_is_unverified(aws, monkeypatch):
+    """An unverified change is kept, unproven, for a person to confirm or undo: no other change is
+    made (or asked for) on the function before they do, whatever setting it touches."""
+    # Given a throttling fix (reserved concurrency 10 -> 20) kept UNVERIFIED after windows without traffic
+    monkeypatch.setattr("lambdas.manager.heal.VERIFY_EXTENSIONS", 0)
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10, "timeout": 3, "memory": 512}})
+    throttling_fix_applied(pipeline)
+    fire_verify(pipeline, 0)
+    first = only_incident(pipeline)
+    assert (first.status, first.heal_phase) == ("ESCALATED", "unverified")
+    pipeline.notifications()  # what the first incident sent
+
+    # When, with approval required, a latency report proposes another setting (memory)
+    boto3.client("ssm").put_parameter(
+        Name=f"{pipeline.env['PARAMETER_PREFIX']}automation-level", Value="manual", Type="String", Overwrite=True
+    )
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+
+    # Then it is escalated naming the unverified incident, and nobody is asked to approve it
+    second = next(i for i in pipeline.incidents() if i.incident_id != first.incident_id)
+    assert second.status == "ESCALATED", (second.status, second.last_reason)
+    assert "left to a person (it was kept unverified)" in second.last_reason
+    assert first.incident_id in second.last_reason
+    assert "AWAITING_APPROVAL" not in json.dumps(second.status_history)
+    sent = pipeline.notifications()
+    assert not any("ApprovalRequested" in body or "selfheal approve" in body for body in sent), sent
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
+
+
 def test_a_different_change_still_asks_for_approval_during_the_cool_down(aws):
     # Given the alarm's timeout fix rolled back (the target cooling down)
     pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
