@@ -649,6 +649,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             ports.cloud,
             chain=chain,
             ours_since=parse_time(attempted_at),
+            first_attempt=incident.attempted_at is None,
         )
     except HealAbort as exc:
         return _escalate(claimed, ports, exc.reason, sources, chain=chain, decision="apply")
@@ -726,14 +727,16 @@ def _write(
     *,
     chain: list[dict[str, str]],
     ours_since: datetime | None = None,
+    first_attempt: bool = False,
 ) -> dict[str, Any]:
     """Move the target from `base` to `values` (the apply, and the rollback back from it).
     Configuration first, guarded by `revision_id`; on a retry of a step whose write already landed,
     the guard fails and the values read back are ours. Settings without a revision are read first:
     one someone moved during verification (a reserved concurrency of 0 as a kill switch) is not
-    overwritten by a rollback either."""
+    overwritten by a rollback either. On the step's `first_attempt` nothing of ours can have landed,
+    so a setting without a revision that already holds its value was set by someone else."""
     lam = cloud.client("lambda")
-    _check_unguarded(lam, target, values, base)
+    _check_unguarded(lam, target, values, base, first_attempt=first_attempt)
     config = {
         k: v
         for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items()
@@ -913,25 +916,36 @@ def _by_hand_values(target: str, values: dict[str, float]) -> str:
     )
 
 
-def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
-    """Concurrency and retries have no RevisionId: read them again and refuse if someone moved them."""
-    if "reserved_concurrency" in values:
-        now_value = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
-        if not _same(now_value, base["reserved_concurrency"]) and not _same(now_value, values["reserved_concurrency"]):
+def _check_unguarded(
+    lam: Any, target: str, values: dict[str, float], base: dict[str, float], *, first_attempt: bool = False
+) -> None:
+    """Concurrency and retries have no RevisionId: read them again and refuse if someone moved them.
+    Holding `values` already is a retry of our own write, unless this is the step's first attempt:
+    then someone else set them, and Selfheal does not verify or roll back a change it did not make."""
+    for key, label in (("reserved_concurrency", "reserved concurrency"), ("max_retries", "max retries")):
+        if key not in values:
+            continue
+        now_value = _unguarded_value(lam, target, key)
+        if _same(now_value, values[key]) and not _same(now_value, base[key]) and first_attempt:
             raise HealAbort(
-                f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
+                f"{label} of {target} is already {now_value}, the value this change sets, set by someone else "
+                "before Selfheal's write: nothing was changed, and Selfheal does not verify or roll back "
+                "a change it did not make"
+            )
+        if not _same(now_value, base[key]) and not _same(now_value, values[key]):
+            raise HealAbort(
+                f"{label} of {target} is {now_value}, not the {base[key]:g} "
                 "Selfheal expected (someone changed it): fail safe, nothing was changed"
             )
-    if "max_retries" in values:
-        try:
-            now_value = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
-        except ClientError:
-            now_value = None
-        if not _same(now_value, base["max_retries"]) and not _same(now_value, values["max_retries"]):
-            raise HealAbort(
-                f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
-                "Selfheal expected (someone changed it): fail safe, nothing was changed"
-            )
+
+
+def _unguarded_value(lam: Any, target: str, key: str) -> Any:
+    if key == "reserved_concurrency":
+        return lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
+    try:
+        return lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
+    except ClientError:
+        return None
 
 
 def _same(value: Any, expected: float) -> bool:

@@ -329,6 +329,38 @@ def test_a_persons_identical_change_made_before_the_approval_is_not_taken_for_ou
     assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
 
 
+def test_a_reserved_concurrency_set_by_hand_to_the_proposed_value_before_the_approval_is_not_taken_for_ours(aws):
+    """Reserved concurrency has no RevisionId: on the apply's first attempt nothing of Selfheal's can
+    have landed, so a value already equal to the proposal was set by someone else. Adopting it would
+    make the rollback restore the old value over the operator's."""
+    # Given an incident awaiting approval of reserved concurrency 10 -> 20
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"reserved": 10}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": FUNCTION,
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "severity": "high",
+            "signals": {"threshold": 5.0},
+        },
+    )
+    pipeline.run()
+    incident = only_incident(pipeline)
+    assert incident.status == "AWAITING_APPROVAL", incident.last_reason
+
+    # When an operator sets 20 by hand, and the approval comes after it
+    boto3.client("lambda").put_function_concurrency(FunctionName=FUNCTION, ReservedConcurrentExecutions=20)
+    approve(pipeline, incident)
+
+    # Then Selfheal changes nothing, keeps no change to verify or roll back, and says why
+    after = only_incident(pipeline)
+    assert after.status == "ESCALATED", after.last_reason
+    assert "set by someone else" in after.last_reason and after.heal_phase != "applied"
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
+    assert pipeline.schedules() == []  # no verification to come, so no rollback either
+
+
 def approve(pipeline: Pipeline, incident) -> None:
     pipeline.put(
         "ApprovalGranted",
