@@ -91,6 +91,15 @@ class HealAbort(RuntimeError):
         self.reason = reason
 
 
+class SetBySomeoneElse(HealAbort):
+    """`_write`: the target already holds the values to write, and not by a write of this step's:
+    someone else set them (`detail`: when, or which setting)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.detail = detail
+
+
 def step(thought: str, action: str, observation: str) -> dict[str, str]:
     return {"thought": thought, "action": action, "observation": observation[:1000]}
 
@@ -771,10 +780,11 @@ def _write(
             # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step),
             # unless the function was changed before this change's first write was attempted.
             if all(landed[k] == int(v) for k, v in config.items()) and _changed_before(current, ours_since):
-                raise HealAbort(
+                raise SetBySomeoneElse(
                     f"{target} already has these values, set by someone else at {current.get('LastModified')} "
                     "before Selfheal's write: nothing was changed, and Selfheal does not verify or roll back "
-                    "a change it did not make"
+                    "a change it did not make",
+                    f"its configuration was last changed at {current.get('LastModified')}, before Selfheal's write",
                 ) from exc
             if not all(landed[k] == int(v) for k, v in config.items()):
                 if code == "ResourceConflictException":
@@ -927,10 +937,11 @@ def _check_unguarded(
             continue
         now_value = _unguarded_value(lam, target, key)
         if _same(now_value, values[key]) and not _same(now_value, base[key]) and first_attempt:
-            raise HealAbort(
+            raise SetBySomeoneElse(
                 f"{label} of {target} is already {now_value}, the value this change sets, set by someone else "
                 "before Selfheal's write: nothing was changed, and Selfheal does not verify or roll back "
-                "a change it did not make"
+                "a change it did not make",
+                f"{label} was already {now_value} before Selfheal's first write",
             )
         if not _same(now_value, base[key]) and not _same(now_value, values[key]):
             raise HealAbort(
@@ -1469,11 +1480,21 @@ def rollback(
 ) -> dict[str, Any]:
     change = dict(incident.change or {})
     cid = change["change_id"]
+    # As for the apply: when the restore was first attempted (kept by retries), so that values put
+    # back by hand before then are not taken for Selfheal's own restore.
+    attempted = change.get("rollback_attempted_at") or datetime.now(UTC).isoformat()
     claimed = ports.incidents.record(
         incident.incident_id,
         statuses=frozenset({Status.VERIFYING}),
         require={"change_id": cid, "heal_phase": incident.heal_phase},
-        values={"heal_phase": "rolling_back", "change": {**change, "figures": figures or change.get("figures", {})}},
+        values={
+            "heal_phase": "rolling_back",
+            "change": {
+                **change,
+                "figures": figures or change.get("figures", {}),
+                "rollback_attempted_at": attempted,
+            },
+        },
     )
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -1495,7 +1516,11 @@ def rollback(
             change.get("revision_after"),
             ports.cloud,
             chain=chain,
+            ours_since=parse_time(attempted),
+            first_attempt=incident.heal_phase != "rolling_back",
         )
+    except SetBySomeoneElse as exc:
+        return _restored_by_someone_else(claimed, ports, figures, chain, why, exc.detail)
     except HealAbort as exc:
         return _rollback_failed(claimed, ports, figures, chain, exc.reason)
     rolled = ports.incidents.transition(
@@ -1554,6 +1579,57 @@ def _finish_rollback(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             f"the change was rolled back ({_figures_text(figures)}). A person must investigate.",
         )
     return {"action": "rolled_back", "incident_id": incident.incident_id, "figures": figures}
+
+
+def _restored_by_someone_else(
+    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]], why: str, detail: str
+) -> dict[str, Any]:
+    """The previous values were back before Selfheal's restore: a person put them back. Say so,
+    rather than report a restore Selfheal did not make."""
+    change = incident.change or {}
+    target = change["target"]
+    reason = (
+        f"{why}; {target} already holds the previous values ({_describe(change['proposed'], change['previous'])}), "
+        f"restored by someone else, not by Selfheal ({detail}): Selfheal changed nothing"
+    )
+    escalated = ports.incidents.transition(
+        incident.incident_id,
+        Status.ESCALATED,
+        reason=reason,
+        allowed_from=frozenset({Status.VERIFYING}),
+        require={"change_id": change["change_id"]},
+        also_set={"heal_phase": "restored_by_hand"},
+    )
+    if escalated is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    chain.append(step("Were the previous values put back by Selfheal?", "escalate; change nothing", reason))
+    ports.monitor.record_decision(
+        "rollback",
+        chain,
+        {"change_id": change["change_id"], "figures": figures},
+        {"status": Status.ESCALATED.value, "restored": False, "restored_by": "someone else"},
+        0.9,
+        once=f"rollback#{change['change_id']}",
+    )
+    restored = _changes(change["proposed"], change["previous"])
+    _send(
+        ports,
+        escalated,
+        DetailType.FIX_ROLLED_BACK,
+        FixRolledBackV1(
+            change_id=change["change_id"],
+            service=escalated.service,
+            target=target,
+            target_arn=change.get("target_arn"),
+            changes=restored,
+            breaking_change=is_breaking(restored),
+            restored=True,
+            figures=figures,
+            summary=reason[:2000],
+        ),
+    )
+    _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
+    return {"action": "restored_by_someone_else", "incident_id": incident.incident_id}
 
 
 def _rollback_failed(

@@ -938,6 +938,52 @@ def test_a_rollback_does_not_overwrite_a_concurrency_someone_set_during_verifica
     assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 0
 
 
+def test_a_timeout_put_back_by_hand_during_verification_is_not_reported_as_selfheals_restore(aws):
+    """The rollback's write fails on its stale RevisionId and finds the previous values: that is how
+    a retry of its own restore looks, but nothing of Selfheal's restore had been attempted before."""
+    # Given the alarm's timeout fix (3 -> 10 s) under verification, still failing after the change
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    dependant = Dependant(pipeline)
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    # And an operator puts the timeout back to 3 s by hand
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, Timeout=3)
+    time.sleep(0.2)  # the rollback after the person's change, beyond the clocks' slack
+
+    # When the verify window ends without recovery
+    pipeline.fire_due("verify")
+
+    # Then Selfheal reports that someone else restored it: no restore of its own, no ROLLED_BACK
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "restored_by_hand"), incident.last_reason
+    assert "restored by someone else, not by Selfheal" in incident.last_reason
+    assert "ROLLED_BACK" not in [h["status"] for h in incident.status_history]
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    assert rollback["outputs"]["restored"] is False and rollback["outputs"]["restored_by"] == "someone else"
+    rolled = next(e for e in dependant.events() if e["type"] == "FixRolledBack")
+    assert "restored by someone else" in rolled["summary"]
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
+def test_a_concurrency_put_back_by_hand_during_verification_is_not_reported_as_selfheals_restore(aws):
+    # Given a throttling fix (reserved concurrency 10 -> 20) under verification, still throttled
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
+    throttling_fix_applied(pipeline)
+    traffic_after_the_change(pipeline, Throttles=12.0, Invocations=40.0)
+    # And an operator puts 10 back by hand
+    boto3.client("lambda").put_function_concurrency(FunctionName=FUNCTION, ReservedConcurrentExecutions=10)
+
+    # When the verify window ends without recovery
+    pipeline.fire_due("verify", after_seconds=1000)
+
+    # Then Selfheal reports that someone else restored it
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "restored_by_hand"), incident.last_reason
+    assert "reserved concurrency was already 10" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 10
+
+
 def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
     # Given a reported throttling issue (no alarm), applied (reserved concurrency 10 -> 20),
     # and Throttles above the reporter's threshold after the change

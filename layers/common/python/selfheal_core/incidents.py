@@ -158,6 +158,8 @@ class TargetHeld(RuntimeError):
 # (the function holds values nobody chose together), or nothing showed whether it helped (kept,
 # unproven). Selfheal makes no change on the function for `ATTENTION_SECONDS` after that.
 NEEDS_PERSON = frozenset({"rollback_failed", "unverified"})
+# A change undone for no recovery: by Selfheal, or by a person before Selfheal's restore.
+ROLLED_BACK_PHASES = frozenset({"rolled_back", "restored_by_hand"})
 ATTENTION_SECONDS = 24 * 3600
 
 
@@ -179,7 +181,11 @@ def _cooling(holder: Incident | None, hold_item: dict[str, Any] | None) -> Targe
     """A hold whose holder rolled its change back, or left it to a person, cools down until
     `cooldown_until`; between ROLLED_BACK and its closing write it has no end yet."""
     until = str((hold_item or {}).get("cooldown_until") or "")
-    if holder is None or holder.heal_phase not in {"rolled_back", *NEEDS_PERSON} or (until and until <= utc_now()):
+    if (
+        holder is None
+        or holder.heal_phase not in {*ROLLED_BACK_PHASES, *NEEDS_PERSON}
+        or (until and until <= utc_now())
+    ):
         return None
     return TargetCoolingDown(holder, until or "the end of its rollback")
 
@@ -714,7 +720,7 @@ class IncidentStore:
         target = (incident.change or {}).get("target")
         if not target:
             return
-        if incident.heal_phase == "rolled_back":
+        if incident.heal_phase in ROLLED_BACK_PHASES:
             self._cool_down({"pk": keys.target_pk(target), "sk": keys.HOLD}, incident.incident_id)
         elif incident.heal_phase in NEEDS_PERSON:
             self._cool_down(
