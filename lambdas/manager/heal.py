@@ -91,6 +91,15 @@ class HealAbort(RuntimeError):
         self.reason = reason
 
 
+class SetBySomeoneElse(HealAbort):
+    """`_write`: the target already holds the values to write, and not by a write of this step's:
+    someone else set them (`detail`: when, or which setting)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.detail = detail
+
+
 def step(thought: str, action: str, observation: str) -> dict[str, str]:
     return {"thought": thought, "action": action, "observation": observation[:1000]}
 
@@ -352,24 +361,39 @@ def _repeats(change: dict[str, Any], rolled_back: Incident) -> bool:
     return any(k in before and _same(v, float(before[k])) for k, v in change.get("proposed", {}).items())
 
 
+def _refused_during_cooldown(change: dict[str, Any], cooling: TargetCoolingDown) -> bool:
+    """After a failed rollback or an unverified change every change waits for a person; after a
+    rollback, the same change does."""
+    return cooling.needs_person or _repeats(change, cooling.holder)
+
+
 def _escalate_repeat(
     incident: Incident, change: dict[str, Any], cooling: TargetCoolingDown, sources: frozenset[Status], ports: HealPorts
 ) -> dict[str, Any]:
-    return _escalate(
-        incident,
-        ports,
-        f"{change['target']}: the same change ({cooling.holder.change_id} of incident "
-        f"{cooling.holder.incident_id}) was rolled back for no recovery; Selfheal does not make "
-        f"it again before {cooling.until}, so nothing was changed. Look at the function; to make "
-        f"it anyway: {_by_hand_values(change['target'], change['proposed'])}",
-        sources,
-        decision="wait_for_target",
-    )
+    by_hand = _by_hand_values(change["target"], change["proposed"])
+    holder = cooling.holder
+    if cooling.needs_person:
+        ended = "its rollback failed" if holder.heal_phase == "rollback_failed" else "it was kept unverified"
+        reason = (
+            f"{change['target']}: Selfheal's last change on it ({holder.change_id} of incident "
+            f"{holder.incident_id}) was left to a person ({ended}); Selfheal makes no change on it before "
+            f"{cooling.until}, so nothing was changed. Settle incident {holder.incident_id} first; to make "
+            f"this change anyway: {by_hand}"
+        )
+    else:
+        reason = (
+            f"{change['target']}: the same change ({holder.change_id} of incident "
+            f"{holder.incident_id}) was rolled back for no recovery; Selfheal does not make "
+            f"it again before {cooling.until}, so nothing was changed. Look at the function; to make "
+            f"it anyway: {by_hand}"
+        )
+    return _escalate(incident, ports, reason, sources, decision="wait_for_target")
 
 
 def refuse_repeat_before_approval(incident: Incident, fix: Fix, ports: HealPorts) -> dict[str, Any] | None:
     """A change that waits for a person and repeats one rolled back on its target within the
-    cool-down is escalated now rather than after the approval (where `apply_change` would refuse
+    cool-down, or any change on a target left to a person (a failed rollback, an unverified
+    change), is escalated now rather than after the approval (where `apply_change` would refuse
     it): nobody is asked to approve a change that will not be made. None: ask as usual (a fix
     that cannot be planned is escalated after the approval, with the reason)."""
     if fix.kind != "config":
@@ -379,7 +403,7 @@ def refuse_repeat_before_approval(incident: Incident, fix: Fix, ports: HealPorts
     except HealAbort:
         return None
     cooling = ports.incidents.cooling_down(change["target"])
-    if cooling is None or not _repeats(change, cooling.holder):
+    if cooling is None or not _refused_during_cooldown(change, cooling):
         return None
     return _escalate_repeat(incident, change, cooling, frozenset({Status.VALIDATED}), ports)
 
@@ -598,7 +622,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
         try:
             claimed = claim()
         except TargetCoolingDown as cooling:
-            if _repeats(change, cooling.holder):
+            if _refused_during_cooldown(change, cooling):
                 return _escalate_repeat(incident, change, cooling, sources, ports)
             claimed = claim(past_cooldown=True)  # another change than the one that did not help
     except TargetHeld as held:
@@ -634,6 +658,7 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             ports.cloud,
             chain=chain,
             ours_since=parse_time(attempted_at),
+            first_attempt=incident.attempted_at is None,
         )
     except HealAbort as exc:
         return _escalate(claimed, ports, exc.reason, sources, chain=chain, decision="apply")
@@ -711,14 +736,16 @@ def _write(
     *,
     chain: list[dict[str, str]],
     ours_since: datetime | None = None,
+    first_attempt: bool = False,
 ) -> dict[str, Any]:
     """Move the target from `base` to `values` (the apply, and the rollback back from it).
     Configuration first, guarded by `revision_id`; on a retry of a step whose write already landed,
     the guard fails and the values read back are ours. Settings without a revision are read first:
     one someone moved during verification (a reserved concurrency of 0 as a kill switch) is not
-    overwritten by a rollback either."""
+    overwritten by a rollback either. On the step's `first_attempt` nothing of ours can have landed,
+    so a setting without a revision that already holds its value was set by someone else."""
     lam = cloud.client("lambda")
-    _check_unguarded(lam, target, values, base)
+    _check_unguarded(lam, target, values, base, first_attempt=first_attempt)
     config = {
         k: v
         for k, v in {"MemorySize": values.get("memory_mb"), "Timeout": values.get("timeout_s")}.items()
@@ -753,10 +780,11 @@ def _write(
             # Values already exactly ours: our own earlier write (a retry, or a duplicate of this step),
             # unless the function was changed before this change's first write was attempted.
             if all(landed[k] == int(v) for k, v in config.items()) and _changed_before(current, ours_since):
-                raise HealAbort(
+                raise SetBySomeoneElse(
                     f"{target} already has these values, set by someone else at {current.get('LastModified')} "
                     "before Selfheal's write: nothing was changed, and Selfheal does not verify or roll back "
-                    "a change it did not make"
+                    "a change it did not make",
+                    f"its configuration was last changed at {current.get('LastModified')}, before Selfheal's write",
                 ) from exc
             if not all(landed[k] == int(v) for k, v in config.items()):
                 if code == "ResourceConflictException":
@@ -898,25 +926,37 @@ def _by_hand_values(target: str, values: dict[str, float]) -> str:
     )
 
 
-def _check_unguarded(lam: Any, target: str, values: dict[str, float], base: dict[str, float]) -> None:
-    """Concurrency and retries have no RevisionId: read them again and refuse if someone moved them."""
-    if "reserved_concurrency" in values:
-        now_value = lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
-        if not _same(now_value, base["reserved_concurrency"]) and not _same(now_value, values["reserved_concurrency"]):
+def _check_unguarded(
+    lam: Any, target: str, values: dict[str, float], base: dict[str, float], *, first_attempt: bool = False
+) -> None:
+    """Concurrency and retries have no RevisionId: read them again and refuse if someone moved them.
+    Holding `values` already is a retry of our own write, unless this is the step's first attempt:
+    then someone else set them, and Selfheal does not verify or roll back a change it did not make."""
+    for key, label in (("reserved_concurrency", "reserved concurrency"), ("max_retries", "max retries")):
+        if key not in values:
+            continue
+        now_value = _unguarded_value(lam, target, key)
+        if _same(now_value, values[key]) and not _same(now_value, base[key]) and first_attempt:
+            raise SetBySomeoneElse(
+                f"{label} of {target} is already {now_value}, the value this change sets, set by someone else "
+                "before Selfheal's write: nothing was changed, and Selfheal does not verify or roll back "
+                "a change it did not make",
+                f"{label} was already {now_value} before Selfheal's first write",
+            )
+        if not _same(now_value, base[key]) and not _same(now_value, values[key]):
             raise HealAbort(
-                f"reserved concurrency of {target} is {now_value}, not the {base['reserved_concurrency']:g} "
+                f"{label} of {target} is {now_value}, not the {base[key]:g} "
                 "Selfheal expected (someone changed it): fail safe, nothing was changed"
             )
-    if "max_retries" in values:
-        try:
-            now_value = lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
-        except ClientError:
-            now_value = None
-        if not _same(now_value, base["max_retries"]) and not _same(now_value, values["max_retries"]):
-            raise HealAbort(
-                f"max retries of {target} is {now_value}, not the {base['max_retries']:g} "
-                "Selfheal expected (someone changed it): fail safe, nothing was changed"
-            )
+
+
+def _unguarded_value(lam: Any, target: str, key: str) -> Any:
+    if key == "reserved_concurrency":
+        return lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
+    try:
+        return lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
+    except ClientError:
+        return None
 
 
 def _same(value: Any, expected: float) -> bool:
@@ -940,13 +980,15 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
     if incident.heal_phase == "rolling_back":
         return rollback(incident, ports, {}, "retry of an interrupted rollback")
     recovered, figures, chain = check_recovery(incident, ports)
+    # Judged without the alarm (reconfigured, deleted): the reasons say so.
+    note = next((f" ({s['observation']})" for s in chain[:1] if s["thought"] == ALARM_NO_EVIDENCE), "")
     if recovered is None:
         return _no_evidence(incident, ports, figures, chain)
     if recovered:
         resolved = ports.incidents.transition(
             incident.incident_id,
             Status.RESOLVED,
-            reason="recovered within the verify window",
+            reason=f"recovered within the verify window{note}",
             allowed_from=frozenset({Status.VERIFYING}),
             require={"change_id": data.change_id},
         )
@@ -956,7 +998,7 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
         if resolved.origin == "alarm":  # its alarm is OK: its next ALARM is a new occurrence
             ports.incidents.release_now(resolved.fingerprint, resolved.incident_id)
         return result
-    return rollback(incident, ports, figures, "no recovery within the verify window", chain=chain)
+    return rollback(incident, ports, figures, f"no recovery within the verify window{note}", chain=chain)
 
 
 def on_alarm_ok(resolved: Incident, alarm_figures: dict[str, float], ports: HealPorts) -> None:
@@ -1087,12 +1129,30 @@ def _unverified(
 
 
 def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, dict[str, float], list[dict[str, str]]]:
-    """Alarm incidents: is the alarm OK now? Others: did the describing metric stay under its
-    threshold? None: nothing to judge by (INSUFFICIENT_DATA, or no traffic since the change)."""
+    """Alarm incidents: is the alarm OK now? Others, and an alarm that is missing or was
+    reconfigured after the incident opened (`alarm_no_evidence`): did the describing metric stay
+    under its threshold? None: nothing to judge by (INSUFFICIENT_DATA, or no traffic since the change)."""
     issue = IssueReportedV1.model_validate(incident.issue)
     figures = _before_figures(incident)
     if incident.origin == "alarm" and issue.resource:
         alarm = describe_alarm(issue.resource, ports.cloud)
+        if why_not := alarm_no_evidence(alarm, incident):
+            # Not the alarm that opened the incident: judge the target's own metrics against the
+            # threshold recorded then, as for an issue without an alarm (no traffic: extend).
+            recovered, figures, chain = _metric_recovery(incident, issue, figures, ports)
+            return (
+                recovered,
+                figures,
+                [
+                    step(
+                        ALARM_NO_EVIDENCE,
+                        f"DescribeAlarms {issue.resource}",
+                        f"{why_not}: its state is no evidence either way; judge the target's metrics "
+                        "against the threshold recorded when the incident opened",
+                    ),
+                    *chain,
+                ],
+            )
         state = alarm if isinstance(alarm, str) else str(alarm.get("StateValue"))
         latest = None if isinstance(alarm, str) else _latest_datapoint(alarm)
         if latest is not None:
@@ -1121,6 +1181,32 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
             return False, figures, chain
         return (state == "OK" if shown else None), figures, chain
     return _metric_recovery(incident, issue, figures, ports)
+
+
+ALARM_NO_EVIDENCE = "Is the alarm that opened the incident still the one to judge by?"
+
+
+def alarm_no_evidence(alarm: dict[str, Any] | str, incident: Incident) -> str | None:
+    """Why the alarm as read now says nothing about recovery (None: it does): it is missing (deleted
+    during verification: no state is no evidence either way), or its configuration was updated
+    after the incident opened (a raised threshold turns failing calls OK, a lowered one passing
+    calls ALARM), so its state and evaluated datapoints are not about the alarm that opened it."""
+    if alarm == "MISSING":
+        return "the alarm is MISSING (deleted, or not in this account and Region)"
+    if not isinstance(alarm, dict):
+        return None
+    updated = alarm.get("AlarmConfigurationUpdatedTimestamp")
+    if isinstance(updated, str):
+        updated = parse_time(updated)
+    if isinstance(updated, datetime) and updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    opened = parse_time(incident.created_at)
+    if isinstance(updated, datetime) and opened is not None and updated > opened:
+        return (
+            f"the alarm was reconfigured at {updated.isoformat(timespec='seconds')}, after the incident "
+            f"opened at {opened.isoformat(timespec='seconds')}"
+        )
+    return None
 
 
 def recovery_shown(
@@ -1224,6 +1310,8 @@ def ok_unproven(incident: Incident, alarm_name: str | None, cloud: CloudPort) ->
     state = alarm if isinstance(alarm, str) else str(alarm.get("StateValue"))
     if isinstance(alarm, str) or state != "OK":
         return f"alarm is {state} now"
+    if why_not := alarm_no_evidence(alarm, incident):
+        return f"alarm is OK, but {why_not}: its OK is no proof of recovery"
     target = incident.alarm_function or (incident.investigation or {}).get("target")
     opened = parse_time(incident.created_at)
     # A period that ended after the opening is newer than what raised the ALARM (the OK that
@@ -1392,11 +1480,21 @@ def rollback(
 ) -> dict[str, Any]:
     change = dict(incident.change or {})
     cid = change["change_id"]
+    # As for the apply: when the restore was first attempted (kept by retries), so that values put
+    # back by hand before then are not taken for Selfheal's own restore.
+    attempted = change.get("rollback_attempted_at") or datetime.now(UTC).isoformat()
     claimed = ports.incidents.record(
         incident.incident_id,
         statuses=frozenset({Status.VERIFYING}),
         require={"change_id": cid, "heal_phase": incident.heal_phase},
-        values={"heal_phase": "rolling_back", "change": {**change, "figures": figures or change.get("figures", {})}},
+        values={
+            "heal_phase": "rolling_back",
+            "change": {
+                **change,
+                "figures": figures or change.get("figures", {}),
+                "rollback_attempted_at": attempted,
+            },
+        },
     )
     if claimed is None:
         return {"action": "stale", "incident_id": incident.incident_id}
@@ -1418,7 +1516,11 @@ def rollback(
             change.get("revision_after"),
             ports.cloud,
             chain=chain,
+            ours_since=parse_time(attempted),
+            first_attempt=incident.heal_phase != "rolling_back",
         )
+    except SetBySomeoneElse as exc:
+        return _restored_by_someone_else(claimed, ports, figures, chain, why, exc.detail)
     except HealAbort as exc:
         return _rollback_failed(claimed, ports, figures, chain, exc.reason)
     rolled = ports.incidents.transition(
@@ -1477,6 +1579,57 @@ def _finish_rollback(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             f"the change was rolled back ({_figures_text(figures)}). A person must investigate.",
         )
     return {"action": "rolled_back", "incident_id": incident.incident_id, "figures": figures}
+
+
+def _restored_by_someone_else(
+    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]], why: str, detail: str
+) -> dict[str, Any]:
+    """The previous values were back before Selfheal's restore: a person put them back. Say so,
+    rather than report a restore Selfheal did not make."""
+    change = incident.change or {}
+    target = change["target"]
+    reason = (
+        f"{why}; {target} already holds the previous values ({_describe(change['proposed'], change['previous'])}), "
+        f"restored by someone else, not by Selfheal ({detail}): Selfheal changed nothing"
+    )
+    escalated = ports.incidents.transition(
+        incident.incident_id,
+        Status.ESCALATED,
+        reason=reason,
+        allowed_from=frozenset({Status.VERIFYING}),
+        require={"change_id": change["change_id"]},
+        also_set={"heal_phase": "restored_by_hand"},
+    )
+    if escalated is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    chain.append(step("Were the previous values put back by Selfheal?", "escalate; change nothing", reason))
+    ports.monitor.record_decision(
+        "rollback",
+        chain,
+        {"change_id": change["change_id"], "figures": figures},
+        {"status": Status.ESCALATED.value, "restored": False, "restored_by": "someone else"},
+        0.9,
+        once=f"rollback#{change['change_id']}",
+    )
+    restored = _changes(change["proposed"], change["previous"])
+    _send(
+        ports,
+        escalated,
+        DetailType.FIX_ROLLED_BACK,
+        FixRolledBackV1(
+            change_id=change["change_id"],
+            service=escalated.service,
+            target=target,
+            target_arn=change.get("target_arn"),
+            changes=restored,
+            breaking_change=is_breaking(restored),
+            restored=True,
+            figures=figures,
+            summary=reason[:2000],
+        ),
+    )
+    _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
+    return {"action": "restored_by_someone_else", "incident_id": incident.incident_id}
 
 
 def _rollback_failed(

@@ -341,6 +341,8 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
         # A change is being verified: an OK on data from before it (an alarm set by hand, a lagging
         # evaluation) is no proof; the verify deadline reads the alarm and the traffic again.
         recovered, _, chain = heal.check_recovery(before, ports)
+        if chain[0]["thought"] == heal.ALARM_NO_EVIDENCE:  # reconfigured or deleted: the deadline decides
+            return {"action": "unconfirmed", "incident_id": incident_id, "reason": chain[0]["observation"]}
         if not recovered:
             return {"action": "unconfirmed", "incident_id": incident_id, "reason": chain[-1]["observation"]}
     elif unproven := heal.ok_unproven(before, intake.issue.resource, ports.cloud):

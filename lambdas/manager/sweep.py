@@ -95,7 +95,7 @@ def _changed_since(incident: Incident, since: datetime) -> bool:
     if not change.get("target"):
         return False
     moments = [heal.parse_time(change.get("applied_at"))]
-    if incident.heal_phase in ("rolled_back", "rollback_failed"):
+    if incident.heal_phase in ("rolled_back", "rollback_failed", "restored_by_hand"):
         moments.append(heal.parse_time(incident.updated_at))
     return any(when is not None and when > since for when in moments)
 

@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
 
 from tests.conftest import load_event
 from tests.support.pipeline import Pipeline
@@ -69,6 +71,7 @@ def alarm_in_state(state: str, datapoint: float) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold",
         Dimensions=[{"Name": "FunctionName", "Value": FUNCTION}],
     )
+    configured_before_the_incident(ALARM)
     cw.set_alarm_state(
         AlarmName=ALARM,
         StateValue=state,
@@ -82,6 +85,13 @@ def alarm_in_state(state: str, datapoint: float) -> None:
             }
         ),
     )
+
+
+def configured_before_the_incident(name: str) -> None:
+    """An alarm exists, as configured, before it opens an incident: moto stamps its configuration
+    when the test creates it (after the incident), so the stamp is moved back an hour."""
+    alarm = cloudwatch_backends[ACCOUNT_ID]["us-east-1"].alarms[name]
+    alarm.configuration_updated_timestamp -= timedelta(hours=1)
 
 
 def alarm_event(state: str = "ALARM", datapoint: float = 37.0) -> dict:
@@ -317,6 +327,38 @@ def test_a_persons_identical_change_made_before_the_approval_is_not_taken_for_ou
     assert after.status == "ESCALATED", after.last_reason
     assert "set by someone else" in after.last_reason and after.heal_phase != "applied"
     assert pipeline.function_config(FUNCTION)["memory_mb"] == 1024
+
+
+def test_a_reserved_concurrency_set_by_hand_to_the_proposed_value_before_the_approval_is_not_taken_for_ours(aws):
+    """Reserved concurrency has no RevisionId: on the apply's first attempt nothing of Selfheal's can
+    have landed, so a value already equal to the proposal was set by someone else. Adopting it would
+    make the rollback restore the old value over the operator's."""
+    # Given an incident awaiting approval of reserved concurrency 10 -> 20
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"reserved": 10}})
+    pipeline.put(
+        "IssueReported",
+        {
+            "service": FUNCTION,
+            "issue_type": "throttling",
+            "summary": "throttled",
+            "severity": "high",
+            "signals": {"threshold": 5.0},
+        },
+    )
+    pipeline.run()
+    incident = only_incident(pipeline)
+    assert incident.status == "AWAITING_APPROVAL", incident.last_reason
+
+    # When an operator sets 20 by hand, and the approval comes after it
+    boto3.client("lambda").put_function_concurrency(FunctionName=FUNCTION, ReservedConcurrentExecutions=20)
+    approve(pipeline, incident)
+
+    # Then Selfheal changes nothing, keeps no change to verify or roll back, and says why
+    after = only_incident(pipeline)
+    assert after.status == "ESCALATED", after.last_reason
+    assert "set by someone else" in after.last_reason and after.heal_phase != "applied"
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
+    assert pipeline.schedules() == []  # no verification to come, so no rollback either
 
 
 def approve(pipeline: Pipeline, incident) -> None:
@@ -588,6 +630,154 @@ def test_an_ok_set_by_hand_over_failing_calls_since_the_change_resolves_nothing(
     assert "breaching its threshold" in json.dumps(rollback["reasoning_chain"])
 
 
+def threshold_raised_and_evaluated(threshold: float, datapoint: float) -> None:
+    """`aws cloudwatch put-metric-alarm --threshold <threshold>`, everything else unchanged, and the
+    alarm's next evaluation: OK on a period now (after the change), holding `datapoint`."""
+    cw = boto3.client("cloudwatch")
+    cw.put_metric_alarm(
+        AlarmName=ALARM,
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        Dimensions=[{"Name": "FunctionName", "Value": FUNCTION}],
+    )
+    cw.set_alarm_state(
+        AlarmName=ALARM,
+        StateValue="OK",
+        StateReason=f"Threshold Crossed: 1 datapoint [{datapoint}] was not greater than or equal to the threshold",
+        StateReasonData=json.dumps(
+            {
+                "recentDatapoints": [datapoint],
+                "threshold": threshold,
+                "evaluatedDatapoints": [{"timestamp": datetime.now(UTC).isoformat(), "value": datapoint}],
+            }
+        ),
+    )
+
+
+def test_an_alarm_whose_threshold_was_raised_during_verification_is_no_proof_of_recovery(aws):
+    """Raising the threshold turns failing calls OK: the alarm reconfigured after the incident
+    opened is not the alarm that opened it, so the change is judged on the target's metrics
+    against the threshold recorded then (5 errors a minute)."""
+    # Given an applied fix, with every call after it still failing (23 errors a minute)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 37.0)
+    traffic_after_the_change(pipeline, Invocations=23.0, Errors=23.0)
+    # And someone raises the alarm's threshold to 1000, so it evaluates OK on a period after the change
+    threshold_raised_and_evaluated(1000.0, 23.0)
+
+    # When its OK event arrives, and the verify deadline passes
+    pipeline.put_raw_event(alarm_event("OK", datapoint=23.0))
+    pipeline.run()
+    assert only_incident(pipeline).status == "VERIFYING"
+    fire_verify(pipeline, 0)
+
+    # Then it is not RESOLVED: the errors since the change breach the threshold recorded at open,
+    # so the change is rolled back, and the reasons say the alarm was reconfigured
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "rolled_back"), incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    chain = json.dumps(rollback["reasoning_chain"])
+    assert "the alarm was reconfigured" in chain and "worst 23" in chain
+    rolled = next(h for h in incident.status_history if h["status"] == "ROLLED_BACK")
+    assert "the alarm was reconfigured" in rolled["reason"]
+
+
+def test_a_reconfigured_alarm_and_no_traffic_since_the_change_end_unverified_never_resolved(aws, monkeypatch):
+    """The reconfigured alarm's OK is no evidence, and neither is no traffic: the window is
+    extended, then a person decides with the change kept."""
+    # Given an applied fix, and the alarm's threshold raised during verification, with no call since the change
+    monkeypatch.setattr("lambdas.manager.heal.VERIFY_EXTENSIONS", 1)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 37.0)
+    threshold_raised_and_evaluated(1000.0, 0.0)
+
+    # When the verify deadline passes, twice
+    fire_verify(pipeline, 0)
+    assert only_incident(pipeline).status == "VERIFYING"
+    fire_verify(pipeline, 1)
+
+    # Then it ends UNVERIFIED, the change kept
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "unverified"), incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    [extend] = decisions_of(pipeline, incident.incident_id, "verify_extend")
+    assert "the alarm was reconfigured" in json.dumps(extend["reasoning_chain"])
+
+
+def test_an_ok_after_the_threshold_was_raised_before_any_change_resolves_nothing(aws):
+    # Given an incident waiting for approval, calls since it opened, and its alarm's threshold raised to 1000
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    opened = datetime.fromisoformat(only_incident(pipeline).created_at)
+    alarm_in_state("ALARM", 37.0)
+    invoked_in_a_minute_after(opened - timedelta(seconds=90), 25.0)
+    threshold_raised_and_evaluated(1000.0, 23.0)
+
+    # When the alarm's OK arrives
+    pipeline.put_raw_event(alarm_event("OK", datapoint=23.0))
+    [delivery] = pipeline.run()
+
+    # Then the incident waits on: the reconfigured alarm's OK proves nothing
+    assert delivery.result["action"] == "unconfirmed" and "reconfigured" in delivery.result["reason"]
+    assert only_incident(pipeline).status == "AWAITING_APPROVAL"
+
+
+def test_an_alarm_deleted_during_verification_is_no_reason_to_roll_back_a_change_that_works(aws):
+    """A missing alarm is no evidence either way: the change is judged on the target's metrics, as
+    for an issue without an alarm, and the reasons say the alarm is missing."""
+    # Given an applied fix, calls since it that succeed, and the alarm deleted during verification
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    traffic_after_the_change(pipeline, Invocations=25.0, Errors=0.0)
+    alarm_in_state("OK", 0.0)
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=[ALARM])
+
+    # When its OK event arrives (it resolves nothing), and the verify deadline passes
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [delivery] = pipeline.run()
+    assert delivery.result["action"] == "unconfirmed" and "MISSING" in delivery.result["reason"]
+    fire_verify(pipeline, 0)
+
+    # Then the change is kept and the incident RESOLVED on the function's own metrics, saying the alarm is missing
+    incident = only_incident(pipeline)
+    assert incident.status == "RESOLVED", incident.last_reason
+    assert "the alarm is MISSING" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    [verify] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert "the alarm is MISSING" in json.dumps(verify["reasoning_chain"])
+
+
+def test_an_alarm_deleted_during_verification_with_no_traffic_since_extends_the_window(aws):
+    # Given an applied fix, no call since, and the alarm deleted
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 37.0)
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=[ALARM])
+
+    # When the verify deadline passes
+    fire_verify(pipeline, 0)
+
+    # Then the change is kept and the window extended, naming the missing alarm
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    [extend] = decisions_of(pipeline, incident.incident_id, "verify_extend")
+    assert "the alarm is MISSING" in json.dumps(extend["reasoning_chain"])
+
+
 def test_an_ok_on_no_data_since_the_incident_opened_resolves_nothing(aws):
     """No change made yet, traffic stopped: an OK on missing data is not a recovery. An OK with
     calls since the incident opened, and the alarm's metric under its threshold, is."""
@@ -746,6 +936,52 @@ def test_a_rollback_does_not_overwrite_a_concurrency_someone_set_during_verifica
     assert (incident.status, incident.heal_phase) == ("ESCALATED", "rollback_failed"), incident.last_reason
     assert "ROLLBACK FAILED" in incident.last_reason and "someone changed it" in incident.last_reason
     assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 0
+
+
+def test_a_timeout_put_back_by_hand_during_verification_is_not_reported_as_selfheals_restore(aws):
+    """The rollback's write fails on its stale RevisionId and finds the previous values: that is how
+    a retry of its own restore looks, but nothing of Selfheal's restore had been attempted before."""
+    # Given the alarm's timeout fix (3 -> 10 s) under verification, still failing after the change
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    dependant = Dependant(pipeline)
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    # And an operator puts the timeout back to 3 s by hand
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, Timeout=3)
+    time.sleep(0.2)  # the rollback after the person's change, beyond the clocks' slack
+
+    # When the verify window ends without recovery
+    pipeline.fire_due("verify")
+
+    # Then Selfheal reports that someone else restored it: no restore of its own, no ROLLED_BACK
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "restored_by_hand"), incident.last_reason
+    assert "restored by someone else, not by Selfheal" in incident.last_reason
+    assert "ROLLED_BACK" not in [h["status"] for h in incident.status_history]
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    assert rollback["outputs"]["restored"] is False and rollback["outputs"]["restored_by"] == "someone else"
+    rolled = next(e for e in dependant.events() if e["type"] == "FixRolledBack")
+    assert "restored by someone else" in rolled["summary"]
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
+def test_a_concurrency_put_back_by_hand_during_verification_is_not_reported_as_selfheals_restore(aws):
+    # Given a throttling fix (reserved concurrency 10 -> 20) under verification, still throttled
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
+    throttling_fix_applied(pipeline)
+    traffic_after_the_change(pipeline, Throttles=12.0, Invocations=40.0)
+    # And an operator puts 10 back by hand
+    boto3.client("lambda").put_function_concurrency(FunctionName=FUNCTION, ReservedConcurrentExecutions=10)
+
+    # When the verify window ends without recovery
+    pipeline.fire_due("verify", after_seconds=1000)
+
+    # Then Selfheal reports that someone else restored it
+    incident = only_incident(pipeline)
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "restored_by_hand"), incident.last_reason
+    assert "reserved concurrency was already 10" in incident.last_reason
+    assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 10
 
 
 def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
@@ -1777,6 +2013,65 @@ def test_nobody_is_asked_to_approve_a_change_that_was_just_rolled_back(aws):
     sent = pipeline.notifications()
     assert not any("ApprovalRequested" in body or "selfheal approve" in body for body in sent), sent
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
+def test_no_change_is_stacked_automatically_on_a_function_whose_rollback_failed(aws):
+    """A failed rollback leaves the function to a person, with the values to restore: another
+    report's automatic change would stack on what they are restoring."""
+    # Given the alarm's timeout fix (3 -> 10 s), memory changed by hand during verification, and the rollback failed
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, MemorySize=768)
+    pipeline.fire_due("verify")
+    first = only_incident(pipeline)
+    assert (first.status, first.heal_phase) == ("ESCALATED", "rollback_failed")
+
+    # When another report of the failure arrives, its change approved automatically
+    pipeline.put(
+        "IssueReported",
+        {"service": FUNCTION, "issue_type": "high_error_rate", "summary": "errors", "severity": "high"},
+    )
+    pipeline.run()
+
+    # Then nothing is changed: it is escalated naming the incident a person must settle first
+    second = next(i for i in pipeline.incidents() if i.incident_id != first.incident_id)
+    assert second.status == "ESCALATED", (second.status, second.last_reason)
+    assert "left to a person (its rollback failed)" in second.last_reason
+    assert first.incident_id in second.last_reason
+    config = pipeline.function_config(FUNCTION)
+    assert (config["timeout_s"], config["memory_mb"]) == (10, 768)
+
+
+def test_nobody_is_asked_to_approve_another_change_on_a_function_whose_change_is_unverified(aws, monkeypatch):
+    """An unverified change is kept, unproven, for a person to confirm or undo: no other change is
+    made (or asked for) on the function before they do, whatever setting it touches."""
+    # Given a throttling fix (reserved concurrency 10 -> 20) kept UNVERIFIED after windows without traffic
+    monkeypatch.setattr("lambdas.manager.heal.VERIFY_EXTENSIONS", 0)
+    pipeline = Pipeline(functions={FUNCTION: {"reserved": 10, "timeout": 3, "memory": 512}})
+    throttling_fix_applied(pipeline)
+    fire_verify(pipeline, 0)
+    first = only_incident(pipeline)
+    assert (first.status, first.heal_phase) == ("ESCALATED", "unverified")
+    pipeline.notifications()  # what the first incident sent
+
+    # When, with approval required, a latency report proposes another setting (memory)
+    boto3.client("ssm").put_parameter(
+        Name=f"{pipeline.env['PARAMETER_PREFIX']}automation-level", Value="manual", Type="String", Overwrite=True
+    )
+    pipeline.put("IssueReported", {"service": FUNCTION, "issue_type": "latency", "summary": "slow", "severity": "high"})
+    pipeline.run()
+
+    # Then it is escalated naming the unverified incident, and nobody is asked to approve it
+    second = next(i for i in pipeline.incidents() if i.incident_id != first.incident_id)
+    assert second.status == "ESCALATED", (second.status, second.last_reason)
+    assert "left to a person (it was kept unverified)" in second.last_reason
+    assert first.incident_id in second.last_reason
+    assert "AWAITING_APPROVAL" not in json.dumps(second.status_history)
+    sent = pipeline.notifications()
+    assert not any("ApprovalRequested" in body or "selfheal approve" in body for body in sent), sent
+    assert pipeline.function_config(FUNCTION)["memory_mb"] == 512
 
 
 def test_a_different_change_still_asks_for_approval_during_the_cool_down(aws):

@@ -154,21 +154,38 @@ class TargetHeld(RuntimeError):
         self.holder = holder
 
 
+# A change that ended with these phases left the function to a person: its rollback failed
+# (the function holds values nobody chose together), or nothing showed whether it helped (kept,
+# unproven). Selfheal makes no change on the function for `ATTENTION_SECONDS` after that.
+NEEDS_PERSON = frozenset({"rollback_failed", "unverified"})
+# A change undone for no recovery: by Selfheal, or by a person before Selfheal's restore.
+ROLLED_BACK_PHASES = frozenset({"rolled_back", "restored_by_hand"})
+ATTENTION_SECONDS = 24 * 3600
+
+
 class TargetCoolingDown(RuntimeError):
-    """`IncidentStore.claim_target`: a change on the target was rolled back (no recovery) lately;
-    Selfheal does not change the function again before `until` (a person looks first)."""
+    """`IncidentStore.claim_target`: a change on the target was rolled back (no recovery) lately,
+    or ended needing a person (`NEEDS_PERSON`); Selfheal does not change the function again before
+    `until` (a person looks first): after a rollback not the same change, after a failed rollback
+    or an unverified change no change at all (`needs_person`)."""
 
     def __init__(self, holder: Incident, until: str) -> None:
-        super().__init__(f"{holder.incident_id} rolled back a change; cooling down until {until}")
+        what = "left its change to a person" if holder.heal_phase in NEEDS_PERSON else "rolled back a change"
+        super().__init__(f"{holder.incident_id} {what}; cooling down until {until}")
         self.holder = holder
         self.until = until
+        self.needs_person = holder.heal_phase in NEEDS_PERSON
 
 
 def _cooling(holder: Incident | None, hold_item: dict[str, Any] | None) -> TargetCoolingDown | None:
-    """A hold whose holder rolled its change back cools down until `cooldown_until`; between
-    ROLLED_BACK and its closing write it has no end yet."""
+    """A hold whose holder rolled its change back, or left it to a person, cools down until
+    `cooldown_until`; between ROLLED_BACK and its closing write it has no end yet."""
     until = str((hold_item or {}).get("cooldown_until") or "")
-    if holder is None or holder.heal_phase != "rolled_back" or (until and until <= utc_now()):
+    if (
+        holder is None
+        or holder.heal_phase not in {*ROLLED_BACK_PHASES, *NEEDS_PERSON}
+        or (until and until <= utc_now())
+    ):
         return None
     return TargetCoolingDown(holder, until or "the end of its rollback")
 
@@ -236,9 +253,11 @@ class IncidentStore:
         table_name: str,
         on_transition: Callable[..., None] | None = None,
         cooldown_seconds: int = COOLDOWN_SECONDS,
+        attention_seconds: int = ATTENTION_SECONDS,
     ) -> None:
         self.table_name = table_name
         self.cooldown_seconds = cooldown_seconds
+        self.attention_seconds = attention_seconds
         # Called with every status an incident enters, and on RESOLVED its cost (metrics hook:
         # `monitor.record_status`, see the handlers).
         self.on_transition = on_transition or (lambda _status, **_kw: None)
@@ -573,10 +592,10 @@ class IncidentStore:
         """Start the fingerprint's cool-down; after it, a recurrence opens a new incident."""
         self._cool_down({"pk": keys.fingerprint_pk(incident.fingerprint), "sk": keys.OPEN}, incident.incident_id)
 
-    def _cool_down(self, key: dict[str, str], incident_id: str) -> None:
-        """Mark a lock or hold item `cooldown_until` now + `cooldown_seconds` (expiring an hour
-        later), only while it still names `incident_id`."""
-        until = datetime.now(UTC) + timedelta(seconds=self.cooldown_seconds)
+    def _cool_down(self, key: dict[str, str], incident_id: str, seconds: int | None = None) -> None:
+        """Mark a lock or hold item `cooldown_until` now + `seconds` (`cooldown_seconds` unless
+        given; expiring an hour later), only while it still names `incident_id`."""
+        until = datetime.now(UTC) + timedelta(seconds=self.cooldown_seconds if seconds is None else seconds)
         try:
             self._table.update_item(
                 Key=key,
@@ -695,12 +714,18 @@ class IncidentStore:
     def _release_target(self, incident: Incident) -> None:
         """An incident that closes no longer holds its target (if it held one). One that rolled its
         change back keeps the hold, cooling down, for `cooldown_seconds`: another report of the same
-        failure (the scan's, another alarm's) would otherwise make the change that did not help again."""
+        failure (the scan's, another alarm's) would otherwise make the change that did not help again.
+        One whose rollback failed, or whose change is kept unverified, keeps it for `attention_seconds`:
+        the function is a person's until then, and another change would stack on theirs."""
         target = (incident.change or {}).get("target")
         if not target:
             return
-        if incident.heal_phase == "rolled_back":
+        if incident.heal_phase in ROLLED_BACK_PHASES:
             self._cool_down({"pk": keys.target_pk(target), "sk": keys.HOLD}, incident.incident_id)
+        elif incident.heal_phase in NEEDS_PERSON:
+            self._cool_down(
+                {"pk": keys.target_pk(target), "sk": keys.HOLD}, incident.incident_id, self.attention_seconds
+            )
         else:
             self._release_target_of(target, incident.incident_id)
 
