@@ -1235,7 +1235,7 @@ def recovery_shown(
         return None, nothing
     first = first_whole_minute(since)
     invocations = {
-        "Id": "invocations",
+        "Id": "selfheal_invocations",  # apart from the Ids of a metric-math alarm's own queries
         "MetricStat": {
             "Metric": {
                 "Namespace": "AWS/Lambda",
@@ -1246,10 +1246,18 @@ def recovery_shown(
             "Stat": "Sum",
         },
     }
-    own = _own_metric_query(alarm)
+    own = _own_metric_queries(alarm)
+    if own is None and alarm.get("StateValue") == "OK":
+        # An anomaly band or a composite: its OK cannot be held against its own figures here, and
+        # invocations alone would take an OK set by hand over failing calls for a recovery.
+        return None, (
+            "no: the alarm's OK evaluated no period since the change, and its own metric "
+            "(an anomaly band, a composite) cannot be checked here"
+        )
+    queries, own_id = own or ([], "")
     try:
         results = cloud.client("cloudwatch").get_metric_data(
-            MetricDataQueries=[invocations, *([own] if own else [])],
+            MetricDataQueries=[invocations, *queries],
             StartTime=first,
             EndTime=max(now(), first + timedelta(minutes=1)),
         )["MetricDataResults"]
@@ -1261,10 +1269,12 @@ def recovery_shown(
         ]
         for r in results
     }
-    calls = sum(series.get("invocations", []))
+    calls = sum(series.get("selfheal_invocations", []))
     if not calls:
         return None, nothing
-    own_values = series.get("alarm_metric") or []
+    own_values = series.get(own_id) or []
+    if not own_values and alarm.get("Metrics") and alarm.get("StateValue") == "OK":
+        return None, f"no: the alarm's own series ({own_id}) has no value since the change to hold its OK against"
     latest = own_values[-1] if own_values else None
     if latest is not None and alarm.get("StateValue") == "OK" and _breaches(alarm, latest):
         return False, (
@@ -1283,19 +1293,28 @@ _COMPARE = {
 }
 
 
-def _own_metric_query(alarm: dict[str, Any]) -> dict[str, Any] | None:
-    """The alarm's single metric as a GetMetricData query (None for math, anomaly or composite alarms)."""
+def _own_metric_queries(alarm: dict[str, Any]) -> tuple[list[dict[str, Any]], str] | None:
+    """The GetMetricData queries of the series the alarm compares with its threshold, and that
+    series' Id: its single metric, or its metric-math queries (the one returning data is the
+    series). None for anomaly bands (compared with a band, not a threshold) and composites."""
+    if alarm.get("ComparisonOperator") not in _COMPARE or alarm.get("Threshold") is None:
+        return None
+    if isinstance(alarm.get("Metrics"), list) and alarm["Metrics"]:
+        keys = ("Id", "MetricStat", "Expression", "Label", "ReturnData", "Period")
+        queries = [{k: q[k] for k in keys if k in q} for q in alarm["Metrics"] if isinstance(q, dict)]
+        returned = [q["Id"] for q in queries if q.get("ReturnData", True) and "Id" in q]
+        return (queries, returned[0]) if len(returned) == 1 and len(queries) == len(alarm["Metrics"]) else None
     stat = alarm.get("Statistic") or alarm.get("ExtendedStatistic")
     if not (alarm.get("MetricName") and alarm.get("Namespace") and stat and alarm.get("Period")):
-        return None
-    if alarm.get("ComparisonOperator") not in _COMPARE or alarm.get("Threshold") is None:
         return None
     metric = {
         "Namespace": alarm["Namespace"],
         "MetricName": alarm["MetricName"],
         "Dimensions": alarm.get("Dimensions") or [],
     }
-    return {"Id": "alarm_metric", "MetricStat": {"Metric": metric, "Period": int(alarm["Period"]), "Stat": stat}}
+    return [{"Id": "alarm_metric", "MetricStat": {"Metric": metric, "Period": int(alarm["Period"]), "Stat": stat}}], (
+        "alarm_metric"
+    )
 
 
 def _breaches(alarm: dict[str, Any], value: float) -> bool:

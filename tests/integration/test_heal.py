@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
 
+from lambdas.manager.heal import first_whole_minute
 from tests.conftest import load_event
 from tests.support.pipeline import Pipeline
 
@@ -2176,3 +2177,83 @@ def test_a_hold_left_by_a_closed_incident_does_not_block_the_target(aws, monkeyp
     b = next(i for i in pipeline.incidents() if i.incident_id != a.incident_id)
     assert b.status == "VERIFYING" and pipeline.function_config(FUNCTION)["memory_mb"] == 1024
     assert hold_of(pipeline, FUNCTION) == b.incident_id
+
+
+def math_or_band_alarm_set_ok_by_hand(kind: str, at: datetime) -> None:
+    """The incident's alarm as a metric-math error rate or an anomaly band, set OK by hand with
+    reason data about a period before `at`."""
+    cw = boto3.client("cloudwatch")
+    stat = lambda name, ret: {  # noqa: E731
+        "Id": name.lower(),
+        "ReturnData": ret,
+        "MetricStat": {
+            "Metric": {
+                "Namespace": "AWS/Lambda",
+                "MetricName": name,
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+            },
+            "Period": 60,
+            "Stat": "Sum",
+        },
+    }
+    if kind == "math":
+        shape = {
+            "Metrics": [
+                {"Id": "rate", "Expression": "100 * errors / invocations", "ReturnData": True},
+                stat("Errors", False),
+                stat("Invocations", False),
+            ],
+            "Threshold": 5.0,
+            "ComparisonOperator": "GreaterThanThreshold",
+        }
+    else:
+        shape = {
+            "Metrics": [stat("Errors", True), {"Id": "band", "Expression": "ANOMALY_DETECTION_BAND(errors, 2)"}],
+            "ThresholdMetricId": "band",
+            "ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold",
+        }
+    cw.put_metric_alarm(AlarmName=ALARM, EvaluationPeriods=1, **shape)
+    configured_before_the_incident(ALARM)
+    cw.set_alarm_state(
+        AlarmName=ALARM,
+        StateValue="OK",
+        StateReason="manual: testing alarm actions",
+        StateReasonData=json.dumps(
+            {"evaluatedDatapoints": [{"timestamp": (at - timedelta(minutes=2)).isoformat(), "value": 0.0}]}
+        ),
+    )
+
+
+@pytest.mark.parametrize("kind", ["math", "anomaly_band"])
+def test_an_ok_set_by_hand_on_a_math_or_band_alarm_over_failing_calls_resolves_nothing(aws, kind):
+    # Given an applied fix, calls after it that still fail (9 errors in 25 calls), and the
+    # incident's metric-math (or anomaly band) alarm set OK by hand
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    applied = datetime.fromisoformat(only_incident(pipeline).change["applied_at"])
+    in_the_first_whole_minute = first_whole_minute(applied) + timedelta(seconds=5)  # inside any query since
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": name,
+                "Dimensions": [{"Name": "FunctionName", "Value": FUNCTION}],
+                "Timestamp": in_the_first_whole_minute,
+                "Value": v,
+            }
+            for name, v in (("Invocations", 25.0), ("Errors", 9.0))
+        ],
+    )
+    math_or_band_alarm_set_ok_by_hand(kind, applied)
+
+    # When its OK event arrives
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    pipeline.run()
+
+    # Then the incident is not resolved by it: the OK evaluated no period since the change, and
+    # the calls since then are no recovery unless the alarm's own series says so
+    incident = only_incident(pipeline)
+    assert incident.status == "VERIFYING", incident.last_reason
+    decisions = json.dumps(decisions_of(pipeline, incident.incident_id, "verify"))
+    assert "RESOLVED" not in decisions
