@@ -1222,14 +1222,8 @@ def recovery_shown(
     failing calls)."""
     if since is None:
         return True, "no time of change recorded"
-    try:
-        points = json.loads(alarm.get("StateReasonData") or "{}").get("evaluatedDatapoints") or []
-    except (ValueError, AttributeError):
-        points = []
-    for point in points if isinstance(points, list) else []:
-        when = parse_time(point.get("timestamp")) if isinstance(point, dict) and "value" in point else None
-        if when is not None and when >= since:  # a missing period (no value) is no evidence
-            return True, f"the alarm evaluated the period of {when.isoformat()}, after the change"
+    if (evaluated := _evaluated_since(alarm, since)) is not None:
+        return True, f"the alarm evaluated the period of {evaluated.isoformat()}, after the change"
     nothing = "no: no datapoint or invocation since the change (no traffic is no proof)"
     if not target:
         return None, nothing
@@ -1282,6 +1276,19 @@ def recovery_shown(
             f"breaching its threshold {float(alarm['Threshold']):g} (an OK set by hand?)"
         )
     return True, f"{calls:g} invocation(s) of {target} since {first.isoformat()}"
+
+
+def _evaluated_since(alarm: dict[str, Any], since: datetime) -> datetime | None:
+    """The first period with a value the alarm's last state change evaluated that began at or after `since`."""
+    try:
+        points = json.loads(alarm.get("StateReasonData") or "{}").get("evaluatedDatapoints") or []
+    except (ValueError, AttributeError):
+        points = []
+    for point in points if isinstance(points, list) else []:
+        when = parse_time(point.get("timestamp")) if isinstance(point, dict) and "value" in point else None
+        if when is not None and when >= since:  # a missing period (no value) is no evidence
+            return when
+    return None
 
 
 # The comparisons a single value can be judged by (anomaly bands need the band's own series).
