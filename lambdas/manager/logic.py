@@ -538,7 +538,8 @@ def handle_fix_validated(
     validated, kept = heal.validated_record(incident, data, ports, fix)
     level = ports.params.automation_level
     risk = record.risk_level  # QA's record, never the event
-    auto = level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)
+    unproven = _alarm_without_data(incident)
+    auto = (level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)) and unproven is None
     if not auto and incident.status == Status.VALIDATED.value:
         refused = heal.refuse_repeat_before_approval(incident, fix, ports)
         if refused is not None:
@@ -550,7 +551,7 @@ def handle_fix_validated(
             f"record for attempt {metadata.attempt} passed; fix {record.fix_sha256[:12]} matches the event",
         ),
         step(
-            f"Automation level is {level}; fix risk is {risk}",
+            f"Automation level is {level}; fix risk is {risk}" + (f"; but {unproven}" if unproven else ""),
             "approve automatically" if auto else "ask a human to approve",
             "RemediationApproved" if auto else "ApprovalRequested sent to the alerts topic",
         ),
@@ -581,6 +582,15 @@ def handle_fix_validated(
         ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk
     )
     return {"action": "awaiting_approval", "incident_id": incident.incident_id}
+
+
+def _alarm_without_data(incident: Incident) -> str | None:
+    """Why the ALARM that opened the incident shows no breach (None when it does). CloudWatch's
+    own evaluation sends the datapoints it judged; an ALARM set by hand (`set-alarm-state`, an
+    operator testing the pager) carries none, and no change is made on it without a person."""
+    if incident.origin != "alarm" or "latest_datapoint" in (incident.issue.get("signals") or {}):
+        return None
+    return "the ALARM carried no evaluated datapoint (set by hand?), so a person decides"
 
 
 def _refusal(

@@ -2257,3 +2257,26 @@ def test_an_ok_set_by_hand_on_a_math_or_band_alarm_over_failing_calls_resolves_n
     assert incident.status == "VERIFYING", incident.last_reason
     decisions = json.dumps(decisions_of(pipeline, incident.incident_id, "verify"))
     assert "RESOLVED" not in decisions
+
+
+@pytest.mark.parametrize("automation_level", ["semi_auto", "full_auto"])
+def test_an_alarm_set_by_hand_with_no_datapoint_behind_it_changes_nothing_without_a_person(aws, automation_level):
+    # Given a healthy function whose alarm an operator sets to ALARM by hand (no reason data:
+    # `aws cloudwatch set-alarm-state --state-value ALARM --state-reason "testing the pager"`)
+    pipeline = Pipeline(
+        functions={FUNCTION: {"timeout": 3, "memory": 512}}, parameters={"automation-level": automation_level}
+    )
+    by_hand = copy.deepcopy(alarm_event())
+    del by_hand["detail"]["state"]["reasonData"]
+    by_hand["detail"]["state"]["reason"] = "testing the pager"
+
+    # When the incident it opens reaches a validated, low-risk fix
+    pipeline.put_raw_event(by_hand)
+    pipeline.run()
+
+    # Then nothing is changed automatically: a person is asked, and told why
+    incident = only_incident(pipeline)
+    assert incident.status == "AWAITING_APPROVAL", incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+    [close] = decisions_of(pipeline, incident.incident_id, "close_incident")
+    assert "set by hand?" in json.dumps(close["reasoning_chain"])

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import load_event
 from tests.integration.test_heal import alarm_in_state
-from tests.support.pipeline import Pipeline
+from tests.support.pipeline import Pipeline, throttling_runbook_asking
 
 # The functions the incidents concern, as the investigation will read them.
 FUNCTIONS = {"orders-api": {"memory": 512, "timeout": 3}, "payments-api": {"timeout": 3}}
@@ -226,8 +226,10 @@ def test_malformed_events_are_rejected_visibly_and_valid_work_carries_on(aws):
     assert incident.status == "VERIFYING"
 
 
-def test_rejected_fix_loops_back_with_feedback_until_qa_accepts(aws):
-    # Reserved concurrency 1 (as read) -> the runbook's first proposals are steps QA's blast-radius policy refuses.
+def test_rejected_fix_loops_back_with_feedback_until_qa_accepts(aws, monkeypatch):
+    # Reserved concurrency 1 (as read), and a runbook asking x10: its first proposals (10, then 6)
+    # are steps QA's blast-radius policy refuses; the third (4) is the x4 it allows.
+    throttling_runbook_asking(monkeypatch, 10)
     pipeline = Pipeline(parameters={"max-fix-attempts": "3"}, functions={"orders-api": {"reserved": 1}})
     pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled"})
     deliveries = pipeline.run()
@@ -240,7 +242,8 @@ def test_rejected_fix_loops_back_with_feedback_until_qa_accepts(aws):
     assert [int(p["inputs"]["feedback_items"]) for p in sorted(proposals, key=lambda p: p["sk"])] == [0, 1, 2]
 
 
-def test_fix_that_never_passes_ends_failed_after_max_attempts(aws):
+def test_fix_that_never_passes_ends_failed_after_max_attempts(aws, monkeypatch):
+    throttling_runbook_asking(monkeypatch, 100)  # 1 -> 100, then 50: both refused
     pipeline = Pipeline(parameters={"max-fix-attempts": "2"}, functions={"orders-api": {"reserved": 1}})
     pipeline.put("IssueReported", {"service": "orders-api", "issue_type": "throttling", "summary": "throttled"})
     deliveries = pipeline.run()

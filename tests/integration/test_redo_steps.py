@@ -12,7 +12,7 @@ from selfheal_core.bus import EventPublisher
 from selfheal_core.events import ApprovalV1, Metadata
 from tests.support.context import FakeLambdaContext
 from tests.support.faults import Killed, latency_issue
-from tests.support.pipeline import Pipeline
+from tests.support.pipeline import Pipeline, throttling_runbook_asking
 
 SENT: list[tuple[str, str]] = []  # (incident id, detail-type) of every event really published
 
@@ -78,6 +78,7 @@ def test_a_retry_after_awaiting_approval_was_written_still_asks_for_approval(aws
 
 def test_a_retry_after_failed_was_written_still_escalates(aws, monkeypatch):
     # Given a fix QA always rejects, and the Manager dying before it sends the escalation
+    throttling_runbook_asking(monkeypatch, 100)
     pipeline = Pipeline(parameters={"max-fix-attempts": "1"}, functions={"orders-api": {"reserved": 1}})
     kill_once(monkeypatch, "agentops.manager", "IncidentEscalated", after_publish=False)
     pipeline.put(

@@ -271,3 +271,16 @@ class Pipeline:
 def handler_of(agent: str) -> Any:
     module = __import__(f"lambdas.{agent}.handler", fromlist=["handler"])
     return module.handler
+
+
+def throttling_runbook_asking(monkeypatch, factor: float) -> None:
+    """The throttling runbook asking for x`factor` of the reservation read: for `factor` above 4,
+    steps QA's blast-radius policy refuses (the shipped runbooks stay inside it), each retry
+    halfway back to the value read."""
+    import dataclasses
+
+    from lambdas.engineer.providers.runbook import RUNBOOKS
+
+    monkeypatch.setitem(
+        RUNBOOKS, "throttling", dataclasses.replace(RUNBOOKS["throttling"], compute=lambda cur: cur * factor)
+    )
