@@ -133,3 +133,36 @@ def test_a_route_for_an_agent_step_without_an_event_model_is_refused_when_built(
         agent_handler(
             "manager", {"NoSuchStep": lambda call: {}}, settings=settings, monitor=Monitor(), ports=lambda context: None
         )
+
+
+def test_a_duplicate_delivered_while_the_first_runs_waits_for_its_answer_instead_of_failing(settings, lambda_context):
+    import threading
+    import time
+
+    # Given a step that takes a moment, and the same delivery arriving again while it runs
+    # (two people approving at once)
+    started = threading.Event()
+
+    def routes(ran):
+        def handle(call):
+            ran.append(call.parsed)
+            started.set()
+            time.sleep(0.6)
+            return {"action": "done"}
+
+        return {"Ping": Route(handle, parse=lambda e: e["detail"]["n"])}
+
+    handler, ran = build(settings, routes)
+    first = event("Ping", n=1)
+    answers: list[dict] = []
+    runner = threading.Thread(target=lambda: answers.append(handler(first, lambda_context)))
+    runner.start()
+    assert started.wait(10)
+
+    # When the duplicate is handled meanwhile
+    duplicate = handler(first, lambda_context)
+    runner.join(10)
+
+    # Then it returns the first one's answer (no error for Lambda to count), and the step ran once
+    assert duplicate == answers[0] == {"action": "done"}
+    assert ran == [1]

@@ -155,19 +155,40 @@ def _idempotent(run: Callable[..., Any], settings: Settings, monitor: Monitor) -
     built: list[Callable[..., Any]] = []
 
     def keyed(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
 
         if not built:
             from aws_lambda_powertools.utilities.idempotency import idempotent
 
             persistence, config = idempotency(settings, hold=monitor.hold)
             built.append(idempotent(persistence_store=persistence, config=config)(run))
-        try:
-            return built[0](event, context)
-        except IdempotencyValidationError:
-            return _CALL.get().reject(KEY_REUSED)
+        for wait in IN_PROGRESS_WAITS:
+            try:
+                return built[0](event, context)
+            except IdempotencyValidationError:
+                return _CALL.get().reject(KEY_REUSED)
+            except IdempotencyAlreadyInProgressError:
+                # A duplicate delivery (two people approving at once) while the first runs the step:
+                # its answer is usually a moment away. Still running after the waits: raised, so
+                # Lambda retries this delivery, which then reads the stored answer.
+                if wait is None or _remaining_s(context) < wait + 1:
+                    raise
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # the last wait is None
 
     return keyed
+
+
+# Seconds between tries of a step another invocation holds (None: give up, raise).
+IN_PROGRESS_WAITS = (0.25, 0.5, 1.0, 2.0, None)
+
+
+def _remaining_s(context: Any) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if callable(remaining) else 30.0
 
 
 def _no_route(detail_type: Any, table: Mapping[str, Route], name: str) -> str:
