@@ -331,7 +331,12 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     if before is not None and before.status == Status.RESOLVED.value and before.last_reason == scrub(reason)[:1000]:
         return _finish_recovery(before, intake, ports)  # a retry after the RESOLVED write: finish the step
     if before is None or Status(before.status) in TERMINAL:
-        # Closed already: the alarm is OK, so its next ALARM is a new occurrence, not a late duplicate.
+        # Closed already: an OK the service's figures bear out makes the alarm's next ALARM a new
+        # occurrence. An OK they do not (set by hand over failing calls, a flapping alarm after a
+        # rollback) keeps the fingerprint, so its next ALARM folds into the closed incident for
+        # the cool-down instead of opening one more incident (and one more page) per flap.
+        if before is not None and (unproven := heal.ok_unproven(before, intake.issue.resource, ports.cloud)):
+            return {"action": "stale", "incident_id": incident_id, "reason": f"fingerprint kept: {unproven}"}
         ports.incidents.release_now(fingerprint, incident_id)
         return {"action": "stale", "incident_id": incident_id}
     # Alarm events are not ordered (a retried OK may predate the ALARM that opened the incident):

@@ -2280,3 +2280,34 @@ def test_an_alarm_set_by_hand_with_no_datapoint_behind_it_changes_nothing_withou
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
     [close] = decisions_of(pipeline, incident.incident_id, "close_incident")
     assert "set by hand?" in json.dumps(close["reasoning_chain"])
+
+
+def test_a_flapping_alarm_after_a_rollback_folds_into_the_closed_incident_instead_of_opening_more(aws):
+    # Given an incident rolled back and escalated, the function still failing since it opened
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    pipeline.fire_due("verify")
+    closed = only_incident(pipeline)
+    assert (closed.status, closed.heal_phase) == ("ESCALATED", "rolled_back")
+    traffic_after_the_change(pipeline, Invocations=25.0, Errors=9.0)
+
+    # When its alarm is set OK by hand and goes back to ALARM, twice
+    for _ in range(2):
+        ok_on_a_period_before(datetime.now(UTC))
+        pipeline.put_raw_event(alarm_transition("OK", stamp(datetime.now(UTC)), datapoint=0.0))
+        pipeline.run()
+        pipeline.put_raw_event(
+            alarm_transition("ALARM", stamp(datetime.now(UTC) + timedelta(seconds=1)), datapoint=9.0)
+        )
+        pipeline.run()
+
+    # Then no new incident opened (nothing ran the Engineer or QA again): the ALARMs folded into it
+    assert [i.incident_id for i in pipeline.incidents()] == [closed.incident_id]
+    assert only_incident(pipeline).duplicates >= 2
+
+
+def stamp(at: datetime) -> str:
+    """A time as CloudWatch writes it in a state-change event."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
