@@ -1074,7 +1074,10 @@ def _no_evidence(
                 **change,
                 "verify_until": until.isoformat(timespec="seconds"),
                 "verify_extensions": extended + 1,
-            }
+            },
+            # What `selfheal incidents` shows: the deadline now, not the first one.
+            "last_reason": f"{cid} applied; no traffic since, so verifying until "
+            f"{until.isoformat(timespec='seconds')} (extension {extended + 1} of {VERIFY_EXTENSIONS})",
         },
     )
     if updated is None:

@@ -79,5 +79,6 @@ def approval(
             f"selfheal-{target.env}-approver policy to your IAM identity"
         )
     if status >= 400:
-        raise OperatorError(f"approval refused ({status}): {result.get('error') or result.get('Message') or result}")
+        what = "approval" if granted else "rejection"
+        raise OperatorError(f"{what} refused ({status}): {result.get('error') or result.get('Message') or result}")
     return {"incident_id": incident_id, **result, "http_status": status}

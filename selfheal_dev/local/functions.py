@@ -186,6 +186,7 @@ class InvocationResult:
     max_memory_mb: int = 0
     request_id: str = ""
     timed_out: bool = False
+    timeout_s: float | None = None  # the limit this invocation ran under (the function's may change since)
     log_stream: str = ""  # the worker's stream: where Lambda writes the invocation's REPORT line
 
 
@@ -345,6 +346,7 @@ class Worker:
                 init_ms=init_ms,
                 request_id=request_id,
                 timed_out=True,
+                timeout_s=timeout_s,
             )
         if not line:
             code = self.proc.poll()

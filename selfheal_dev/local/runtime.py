@@ -377,7 +377,7 @@ class LocalRuntime:
                 spec,
                 result.log_stream or "-",
                 f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3]
-                + f"Z {result.request_id} Task timed out after {spec.timeout_s:.2f} seconds",
+                + f"Z {result.request_id} Task timed out after {result.timeout_s or spec.timeout_s:.2f} seconds",
             )
         if result.request_id:
             self._on_output(spec, result.log_stream or "-", report_line(spec, result))

@@ -1126,6 +1126,7 @@ def test_no_traffic_is_no_proof_the_window_is_extended_then_a_person_decides_wit
     incident = only_incident(pipeline)
     assert incident.status == "VERIFYING" and incident.change["verify_extensions"] == 1
     assert incident.change["verify_until"] > first_until
+    assert incident.last_reason.endswith(f"verifying until {incident.change['verify_until']} (extension 1 of 3)")
     assert [s["Name"] for s in pipeline.schedules()] == [f"selfheal-test-verify-1-{incident.incident_id}"]
     [extended] = decisions_of(pipeline, incident.incident_id, "verify_extend")
     assert extended["outputs"]["recovered"] is None and extended["inputs"]["figures"]["after_invocations"] == 0

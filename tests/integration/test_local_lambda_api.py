@@ -419,6 +419,37 @@ def test_a_timeout_is_written_to_the_function_log_like_lambda(lam, runtime):
     assert any("Task timed out after 3.00 seconds" in line for line in lines)
 
 
+def test_a_timeout_line_names_the_limit_the_invocation_ran_under_not_a_later_one(lam, runtime):
+    import threading
+
+    # Given a request that outlives the 3 s timeout, and the timeout raised to 10 s while it runs
+    started = time.time()
+    done: list[bool] = []
+    request = threading.Thread(target=lambda: done.append(invoke(lam, {"sleep_s": 5})[0]))
+    request.start()
+    time.sleep(1)
+    lam.update_function_configuration(FunctionName=SAMPLE, Timeout=10)
+    try:
+        request.join(30)
+
+        # Then it timed out at its own 3 s, and Lambda's log line says 3 s (an investigation quotes it)
+        assert done == [False]
+        logs = runtime.client("logs")
+        lines = wait_for(
+            lambda: [
+                e["message"]
+                for e in logs.filter_log_events(
+                    logGroupName=f"/aws/lambda/{SAMPLE}",
+                    filterPattern='"Task timed out"',
+                    startTime=int(started * 1000),
+                )["events"]
+            ]
+        )
+        assert lines and all("Task timed out after 3.00 seconds" in line for line in lines), lines
+    finally:
+        lam.update_function_configuration(FunctionName=SAMPLE, Timeout=3)
+
+
 # ------------------------------------------------------------------ one-time schedules
 
 
