@@ -68,7 +68,6 @@ def _forge():
         ("_d = globals().update(page=None)\n", "reads or changes a module's namespace (globals())"),
         ("def _f():\n    return vars()\n", "(vars())"),
         ("_expected = open('tests/test_pagination.py').read()\n", "reads the project's tests"),
-        ("import os\n_all = os.listdir('tests')\n", "reads the project's tests ('tests')"),
     ],
 )
 def test_a_fix_that_reaches_around_the_scan_is_refused_before_anything_runs(appended: str, says: str) -> None:
@@ -170,8 +169,8 @@ def test_a_fix_that_changes_only_comments_changes_no_code(validator: CodeValidat
     # Given a comment-only "fix" and a test that reads the source for it
     module = CASE.files[CASE.module].replace(BUGGY, "    # pages fixed (issue 42)\n" + BUGGY)
     reads_source = (
-        "import inspect\n\nimport pagination\n\n\ndef test_issue_42():\n"
-        "    assert 'issue 42' in inspect.getsource(pagination.page)\n"
+        "import pagination\n\n\ndef test_issue_42():\n"
+        "    with open(pagination.__file__) as source:\n        assert 'issue 42' in source.read()\n"
     )
     answer = fix(files={CASE.module: module}, tests={"tests/test_issue_42.py": reads_source})
 
@@ -284,3 +283,68 @@ def test_anything_but_added_tests_in_a_test_module_is_still_tampering(validator:
     result = validator.validate(with_test_file(text), issue(CASE.files), CASE.files)
 
     assert not result.passed and result.reason == f"tampers with tests: {IN_PLACE}", result.reason
+
+
+# The second probe of this round: routes around the rules above.
+@pytest.mark.parametrize(
+    ("appended", "says"),
+    [
+        (
+            "from logging import getLogger\n_m = getattr(getLogger, '__GLOBALS__'.lower())['sys'].modules\n",
+            "special attribute",
+        ),
+        ("_n = '_pyt%s.reports' % 'est'\n", "names the test tooling or QA ('_pytest.reports')"),
+        ("_n = '{}test'.format('_py')\n", "names the test tooling or QA"),
+        ("import typing\n\n\ndef _where(m: \"__import__('sys').modules\"):\n    pass\n", "(__import__)"),
+        ("import string\n_f = string.Formatter().get_field('0.__globals__[sys]', (print,), {})\n", "special attribute"),
+        ("import operator\n_g = operator.attrgetter('__globals__.get')\n", "special attribute"),
+    ],
+)
+def test_a_name_built_or_hidden_in_a_string_is_still_read(appended: str, says: str) -> None:
+    found = evasion(CASE.files, fixed_plus(appended), CASE.new_tests)
+    assert found is not None and says in found, found
+
+
+def test_ordinary_attributes_named_like_modules_and_test_words_in_code_pass() -> None:
+    appended = "def label(device, config):\n    return f'{device.os} {config.gc}'\n\n\nSOURCE_DIRS = ('src', 'tests')\n"
+    assert evasion(CASE.files, fixed_plus(appended), CASE.new_tests) is None
+
+
+@pytest.mark.parametrize(
+    ("added_to_account", "test"),
+    [
+        ("    def can_withdraw(self, amount):\n        return True\n", "assert hasattr(Account, 'can_withdraw')"),
+        ("    LIMIT = 0\n", "assert getattr(Account, 'LIMIT', None) == 0"),
+    ],
+    ids=["method-by-hasattr", "class-attribute"],
+)
+def test_a_member_the_fix_adds_to_a_class_is_on_the_original_too(
+    validator: CodeValidator, added_to_account: str, test: str
+) -> None:
+    # Given a "fix" that only adds a member to the class, and a test that only looks for it
+    answer = fix(
+        files={"account.py": ACCOUNT["account.py"] + added_to_account},
+        tests={"tests/test_marker.py": f"from account import Account\n\n\ndef test_marker():\n    {test}\n"},
+    )
+
+    # Then the test passes on the original plus what the fix adds: weak evidence
+    result = validator.validate(answer, issue(ACCOUNT), ACCOUNT)
+    assert not result.passed and result.weak_evidence, result.reason
+
+
+def test_a_graft_never_runs_an_assignment_to_an_attribute_or_a_decorator_of_the_fixs_own() -> None:
+    patched = {
+        **ACCOUNT,
+        "account.py": ACCOUNT["account.py"]
+        + "\n\n_saved = Account.withdraw\n_off = Account.withdraw = lambda self, amount: -1\nAccount.withdraw = _saved\n\n\n"
+        "def cache(f):\n    Account.withdraw = None\n    return f\n\n\n@cache\ndef _helper():\n    return 1\n",
+    }
+    grafted = grafted_original(ACCOUNT, patched)["account.py"]
+    assert "_off =" not in grafted and "@cache" not in grafted
+    assert "_saved = Account.withdraw" in grafted and "def cache" in grafted  # inert: bound, nothing run
+
+
+def test_a_new_test_that_reads_the_source_text_is_refused() -> None:
+    reads = "import inspect\n\nimport pagination\n\n\ndef test_text():\n    assert 'size' in inspect.getsource(pagination)\n"
+    found = evasion(CASE.files, fixed_plus(""), {"tests/test_text.py": reads})
+    assert found is not None and "reads the code's source text" in found, found

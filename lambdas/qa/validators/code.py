@@ -33,6 +33,7 @@ import fnmatch
 import functools
 import re
 import shlex
+import textwrap
 import time
 import tomllib
 from collections import Counter
@@ -494,19 +495,21 @@ _WRAPPING_DECORATORS = frozenset(
 )  # fmt: skip
 
 
-def _inert(stmt: ast.stmt) -> bool:
-    """Does running the statement (at import) call nothing but a wrapping decorator? What the
-    graft adds must not change the original's objects: `_X = setattr(Account, "withdraw", bad)`
-    or a class body that does, a default value that does, or a decorator of the fix's own."""
+def _inert(stmt: ast.stmt, own: frozenset[str] = frozenset()) -> bool:
+    """Does running the statement (at import) call nothing but a wrapping decorator, and bind
+    nothing but names? What the graft adds must not change the original's objects:
+    `_X = setattr(Account, "withdraw", bad)`, `_X = Account.withdraw = bad`, a class body or a
+    default value that does, or a decorator the module defines itself (`own`)."""
     if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         for decorator in stmt.decorator_list:
             call = decorator if isinstance(decorator, ast.Call) else None
             named = call.func if call else decorator
             name = named.attr if isinstance(named, ast.Attribute) else getattr(named, "id", "")
-            if name not in _WRAPPING_DECORATORS or (call and not _calls_nothing(*call.args, *call.keywords)):
+            wrapping = name in _WRAPPING_DECORATORS and not (isinstance(named, ast.Name) and name in own)
+            if not wrapping or (call and not _calls_nothing(*call.args, *call.keywords)):
                 return False
         if isinstance(stmt, ast.ClassDef):
-            return _calls_nothing(*stmt.bases, *stmt.keywords) and all(_inert(s) for s in stmt.body)
+            return _calls_nothing(*stmt.bases, *stmt.keywords) and all(_inert(s, own) for s in stmt.body)
         args = stmt.args
         annotations = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.annotation]
         return _calls_nothing(*args.defaults, *(d for d in args.kw_defaults if d), *annotations, stmt.returns)
@@ -515,7 +518,14 @@ def _inert(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.Expr):  # a docstring
         return isinstance(stmt.value, ast.Constant)
     if isinstance(stmt, ast.Assign | ast.AnnAssign):
-        return _calls_nothing(stmt.value, *(stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]))
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        names_only = all(
+            isinstance(n, ast.Name | ast.Tuple | ast.List | ast.Starred)
+            for t in targets
+            for n in ast.walk(t)
+            if not isinstance(n, ast.expr_context)
+        )
+        return names_only and _calls_nothing(stmt.value, *targets)
     return False
 
 
@@ -542,6 +552,7 @@ def _added_statements(original: str, patched: str) -> list[str]:
     # A binding of a name the original reads but never binds is the fix itself (`import math` where
     # `math.sqrt` raised NameError), not a name the fix adds: it stays out of the graft.
     existing = set().union(*(_binds(stmt) for stmt in before.body)) | _fix_names(original).unbound
+    own = frozenset().union(*(_binds(stmt) for stmt in after.body))
     lines = patched.splitlines(keepends=True)
     added: list[str] = []
     for stmt in after.body:
@@ -558,7 +569,7 @@ def _added_statements(original: str, patched: str) -> list[str]:
                 )
                 added.append(ast.unparse(node))
             continue
-        if not names or "*" in names or names & existing or future or not _inert(stmt):
+        if not names or "*" in names or names & existing or future or not _inert(stmt, own):
             continue
         segment = ast.get_source_segment(patched, stmt) or ""
         decorators = getattr(stmt, "decorator_list", [])
@@ -683,10 +694,44 @@ def _code_only(text: str) -> str | None:
     return ast.dump(tree)
 
 
+def _with_added_members(original: str, patched: str) -> str:
+    """The original module with the members the fix adds to its classes (a new method, a class
+    attribute), when binding them runs no code: a test of such a marker (`hasattr(Account,
+    "can_withdraw")`) finds it on the original too, so it proves nothing."""
+    try:
+        before, after = ast.parse(original), ast.parse(patched)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return original
+    classes = {c.name: c for c in before.body if isinstance(c, ast.ClassDef)}
+    patched_lines = patched.splitlines(keepends=True)
+    inserts: list[tuple[int, str]] = []
+    for cls in (c for c in after.body if isinstance(c, ast.ClassDef) and c.name in classes):
+        old = classes[cls.name]
+        had = set().union(*(_binds(m) for m in old.body))
+        own = frozenset().union(*(_binds(m) for m in cls.body))
+        indent = " " * old.body[0].col_offset
+        added = ""
+        for member in cls.body:
+            names = _binds(member)
+            if names and not names & had and _inert(member, own):
+                first = min([member.lineno, *(d.lineno for d in getattr(member, "decorator_list", []))])
+                segment = "".join(patched_lines[first - 1 : member.end_lineno])
+                added += "\n" + textwrap.indent(textwrap.dedent(segment), indent).rstrip("\n") + "\n"
+        if added and old.end_lineno is not None:
+            inserts.append((old.end_lineno, added))
+    lines = original.splitlines(keepends=True)
+    for end, added in sorted(inserts, reverse=True):
+        if end and not lines[end - 1].endswith("\n"):
+            lines[end - 1] += "\n"
+        lines[end:end] = [added]
+    return "".join(lines)
+
+
 def grafted_original(code_files: dict[str, str], patched: dict[str, str]) -> dict[str, str]:
     """The original source plus only what the fix adds by name: the new top-level names of the
-    modules it changes (appended to the original module) and of the modules it creates, each
-    only when binding it runs no code (`_inert`), and the other files it creates. A new test
+    modules it changes (appended to the original module), the new members of their classes, and
+    the names of the modules it creates, each only when binding it runs no code (`_inert`), and
+    the other files it creates. A new test
     that fails here fails on the behaviour the original has, not on a marker the fix adds, and
     nothing the fix adds can change the original's objects."""
     tree = dict(code_files)
@@ -697,9 +742,9 @@ def grafted_original(code_files: dict[str, str], patched: dict[str, str]) -> dic
         elif before is None:  # a new module: its inert statements, like those added to a module
             tree[path] = "\n\n\n".join(_added_statements("", text)) + "\n"
         elif before != text and path.endswith(".py"):
+            with_members = _with_added_members(before, text)
             added = _added_statements(before, text)
-            if added:
-                tree[path] = before.rstrip("\n") + "\n\n\n" + "\n\n\n".join(added) + "\n"
+            tree[path] = (with_members.rstrip("\n") + "\n\n\n" + "\n\n\n".join(added) + "\n") if added else with_members
     return tree
 
 

@@ -69,6 +69,7 @@ _INTERNALS = frozenset(
     }
 )  # fmt: skip
 _MODULE_VALUE = "hands a module around as a value"
+_SOURCE = "reads the code's source text (a test checks what code does, not how it is written)"
 _NAMESPACE = "reads or changes a module's namespace"
 _TESTS_READ = "reads the project's tests"
 _UNREADABLE = "is not Python QA can read as the interpreter will"
@@ -92,9 +93,10 @@ COMPUTATION_MODULES = frozenset(
 
 # Modules an attribute of that name reaches on whatever object it is read (`lg.sys`, `x._os`, with
 # `lg = logging`): no ordinary object has one, so the scan need not know what `lg` is.
+# Not `os` or `gc`: `device.os`, `config.gc` are ordinary attributes.
 _REACHED_BY_NAME = frozenset(
-    {"sys", "os", "gc", "builtins", "importlib", "ctypes", "subprocess", "atexit", "posix", "_thread", "runpy",
-     "marshal", "faulthandler", "pytest", "_pytest", "pluggy", "sitecustomize"}
+    {"sys", "_sys", "_os", "_gc", "builtins", "importlib", "ctypes", "subprocess", "_thread", "runpy", "marshal",
+     "faulthandler", "pytest", "_pytest", "pluggy", "sitecustomize"}
 )  # fmt: skip
 # Parts of computation packages that reach the network or configure from outside the code.
 _IO_SUBMODULES = frozenset(
@@ -111,6 +113,7 @@ _ANY_ATTRIBUTE = {
     **dict.fromkeys(("get_objects", "get_referrers", "get_referents"), _GC),
     **dict.fromkeys(("meta_path", "path_hooks", "path_importer_cache"), _IMPORTS),
     "_exit": _EXIT,
+    **dict.fromkeys(("getsource", "getsourcelines", "getsourcefile", "findsource", "getcomments"), _SOURCE),
     **dict.fromkeys(("SkipTest", "importorskip"), _TOOLING),
 }
 # Names refused only as attributes of these modules (`self.modules`, `parser.stack` are fine).
@@ -254,11 +257,7 @@ class _Scan(ast.NodeVisitor):
 
     def _reached(self, base: str | None, attr: str) -> str | None:
         reached = attr.lstrip("_")
-        if (
-            (base is not None and reached in sys.stdlib_module_names)
-            or attr in _REACHED_BY_NAME
-            or reached in _REACHED_BY_NAME
-        ):
+        if (base is not None and reached in sys.stdlib_module_names) or attr in _REACHED_BY_NAME:
             self.reached.add(reached)
             return reached
         if base is None:
@@ -310,10 +309,6 @@ class _Scan(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        self._patched(node.target)
-        self.generic_visit(node)
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._patched(node.target)
         self.generic_visit(node)
 
@@ -370,9 +365,37 @@ class _Scan(ast.NodeVisitor):
                 self._attribute(node, module, name)
             elif module is not None:  # a module's attribute by a name built at run time, or all of them
                 self._add(node, _COMPUTED, f"{func.id}({module}, ...)")
-        if isinstance(func, ast.Attribute) and func.attr == "join":
+        if isinstance(func, ast.Attribute) and (func.attr == "join" or func.attr in _STR_METHODS):
             self._text(node, _folded(node))
         self.generic_visit(node)
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self._annotation(node.annotation)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._annotation(node.returns)
+        self.generic_visit(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._annotation(node.returns)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self._patched(node.target)
+        self._annotation(node.annotation)
+        self.generic_visit(node)
+
+    def _annotation(self, annotation: ast.expr | None) -> None:
+        """A string annotation is code `typing.get_type_hints` evaluates: scanned as code."""
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            try:
+                parsed = ast.parse(annotation.value.strip(), mode="eval")
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return
+            for node in ast.walk(parsed):
+                ast.copy_location(node, annotation)
+            self.visit(parsed)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         self._text(node, _folded(node))  # "_py" + "test": the words, however the string is built
@@ -394,17 +417,32 @@ class _Scan(ast.NodeVisitor):
         if not text:
             return
         if not self.is_test and any(
-            test in text
-            for test in self.tests
-            if test.endswith(".py") or text.rstrip("/") == test or text.startswith(test + "/")
+            test in text for test in self.tests if test.endswith(".py") or text.startswith(test + "/")
         ):  # the expected values are in there; the tests do not ship with the code
             self._add(node, _TESTS_READ, repr(text[:60]))
-        if any(word in text.lower() for word in _TOOLING_WORDS):
+        folded = text.lower()
+        if any(word in folded for word in _TOOLING_WORDS):
             self._add(node, _TOOLING, repr(text[:60]))
-        elif text in _INTERNALS:  # vars(m)["__builtins__"], getattr(x, "__globals__")
-            self._add(node, _INTROSPECTION, repr(text))
+        # vars(m)["__builtins__"], getattr(x, "__GLOBALS__".lower()), attrgetter("__globals__.get"),
+        # "{0.__globals__[sys]}": a special attribute named in a string is reached by name.
+        elif any(internal in folded for internal in _INTERNALS):
+            self._add(node, _INTROSPECTION, repr(text[:60]))
         elif "/proc/" in text:  # /proc/self/cmdline, /proc/self/environ: the process's context
             self._add(node, _CONTEXT, repr(text[:60]))
+
+
+# Methods of a constant string that make another constant string.
+_STR_METHODS = frozenset(
+    {"lower", "upper", "casefold", "title", "capitalize", "swapcase", "strip", "lstrip", "rstrip", "replace", "format"}
+)
+
+
+def _folded_args(node: ast.expr) -> str | tuple[str, ...] | None:
+    """The right side of `%`: one folded string, or a tuple of them."""
+    if isinstance(node, ast.Tuple):
+        parts = [_folded(e) for e in node.elts]
+        return tuple(p for p in parts if p is not None) if None not in parts else None
+    return _folded(node)
 
 
 def _reads_namespace(call: ast.Call) -> bool:
@@ -414,13 +452,14 @@ def _reads_namespace(call: ast.Call) -> bool:
 
 
 def _folded(node: ast.expr) -> str | None:
-    """The string an expression of constants makes (`"_py" + "test"`, `"x" * 2`, `"tsetyp"[::-1]`,
-    `"".join(["a", "b"])`, an f-string of constants), else None."""
+    """The string an expression of constants makes (`"_py" + "test"`, `"_py%s" % "test"`,
+    `"TEST".lower()`, `"tsetyp"[::-1]`, `"".join(["a", "b"])`, an f-string of constants), else None."""
     if isinstance(node, ast.Constant):
         return node.value if isinstance(node.value, str) else None
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _folded(node.left), _folded(node.right)
-        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod):
+        return _folded_operation(node)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return _folded_method(node, node.func)
     if isinstance(node, ast.JoinedStr):
         parts = [_folded(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
         return "".join(p for p in parts if p is not None) if None not in parts else None
@@ -431,17 +470,34 @@ def _folded(node: ast.expr) -> str | None:
         if text is None or any(isinstance(b, ast.AST) for b in bounds):
             return None
         return text[slice(*bounds)]  # type: ignore[arg-type]
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "join"
-        and len(node.args) == 1
-        and isinstance(node.args[0], ast.List | ast.Tuple)
-        and (sep := _folded(node.func.value)) is not None
-    ):
-        parts = [_folded(e) for e in node.args[0].elts]
-        return sep.join(p for p in parts if p is not None) if None not in parts else None
     return None
+
+
+def _folded_operation(node: ast.BinOp) -> str | None:
+    left = _folded(node.left)
+    right = _folded_args(node.right) if isinstance(node.op, ast.Mod) else _folded(node.right)
+    if left is None or right is None:
+        return None
+    try:
+        return left % right if isinstance(node.op, ast.Mod) else left + right  # type: ignore[operator]
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def _folded_method(node: ast.Call, method: ast.Attribute) -> str | None:
+    text = _folded(method.value)
+    if text is None or node.keywords:
+        return None
+    if method.attr == "join" and len(node.args) == 1 and isinstance(node.args[0], ast.List | ast.Tuple):
+        parts = [_folded(e) for e in node.args[0].elts]
+        return text.join(p for p in parts if p is not None) if None not in parts else None
+    args = [_folded(a) for a in node.args]
+    if method.attr not in _STR_METHODS or None in args:
+        return None
+    try:
+        return str(getattr(text, method.attr)(*args))
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
 
 
 def _encoding(text: str) -> str:
