@@ -1172,7 +1172,7 @@ def check_recovery(incident: Incident, ports: HealPorts) -> tuple[bool | None, d
         # Either state proves something only on the service since the change: an ALARM on the
         # period the change landed in, with no traffic since, is no more proof than such an OK.
         change = incident.change or {}
-        shown, why = recovery_shown(alarm, parse_time(change.get("applied_at")), change.get("target"), ports.cloud)
+        shown, why = recovery_shown(alarm, evidence_since(incident), change.get("target"), ports.cloud)
         chain.append(
             step(
                 f"Does the {state} rest on the service since the change?",
@@ -1350,6 +1350,29 @@ def ok_unproven(incident: Incident, alarm_name: str | None, cloud: CloudPort) ->
     return None if shown else f"alarm is OK, but {why.removeprefix('no: ')}"
 
 
+# How long after a change calls that were already running may still end the old way (a call
+# started under a 3 s timeout times out 3 s later, after a change to 10 s). Capped: a function
+# whose calls run for many minutes would leave no window to verify in.
+IN_FLIGHT_CAP_S = 120
+
+
+def evidence_since(incident: Incident) -> datetime | None:
+    """From when the service's figures are about the change: its application, plus the time a
+    call already running then could still take (the function's timeout before the change)."""
+    change = incident.change or {}
+    applied = parse_time(change.get("applied_at"))
+    if applied is None:
+        return None
+    previous = (change.get("previous") or {}).get("timeout_s")
+    read = ((incident.investigation or {}).get("values") or {}).get("timeout_s")
+    try:
+        in_flight = float(previous if previous is not None else read if read is not None else 0)
+    except (TypeError, ValueError):
+        in_flight = 0.0
+    # +1 s: applied_at is kept to the second, rounded down.
+    return applied + timedelta(seconds=min(max(in_flight, 0.0), IN_FLIGHT_CAP_S) + 1)
+
+
 def first_whole_minute(at: datetime) -> datetime:
     """The first minute that began at or after `at`. GetMetricData rounds its StartTime down to the
     minute, so a query from `at` itself would count the minute the change landed in, errors before
@@ -1423,7 +1446,7 @@ def _metric_recovery(
             "Errors": thresholds.error_rate_pct,
         }[metric]
     )
-    applied = parse_time(change.get("applied_at")) or now() - timedelta(seconds=ports.params.verify_window_seconds)
+    applied = evidence_since(incident) or now() - timedelta(seconds=ports.params.verify_window_seconds)
     start = first_whole_minute(applied)  # the minute the change landed in holds the errors that reported it
     end = max(now(), start + timedelta(minutes=1))
     dims = [{"Name": "FunctionName", "Value": target}]

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
 
-from lambdas.manager.heal import first_whole_minute
+from lambdas.manager.heal import evidence_since, first_whole_minute
 from tests.conftest import load_event
 from tests.support.pipeline import Pipeline
 
@@ -81,8 +81,11 @@ def alarm_in_state(state: str, datapoint: float) -> None:
             {
                 "recentDatapoints": [datapoint],
                 "threshold": 5.0,
-                # the period evaluated: now (after the change when the test applied one first)
-                "evaluatedDatapoints": [{"timestamp": datetime.now(UTC).isoformat(), "value": datapoint}],
+                # the period evaluated: a minute from now (after the change, and after any call
+                # in flight at the change could still end, when the test applied one first)
+                "evaluatedDatapoints": [
+                    {"timestamp": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(), "value": datapoint}
+                ],
             }
         ),
     )
@@ -2233,7 +2236,8 @@ def test_an_ok_set_by_hand_on_a_math_or_band_alarm_over_failing_calls_resolves_n
     pipeline.put_raw_event(alarm_event())
     pipeline.run()
     applied = datetime.fromisoformat(only_incident(pipeline).change["applied_at"])
-    in_the_first_whole_minute = first_whole_minute(applied) + timedelta(seconds=5)  # inside any query since
+    # Inside any query of the figures since the change (and since calls in flight at it ended).
+    in_the_first_whole_minute = first_whole_minute(evidence_since(only_incident(pipeline))) + timedelta(seconds=5)
     boto3.client("cloudwatch").put_metric_data(
         Namespace="AWS/Lambda",
         MetricData=[

@@ -418,3 +418,32 @@ def test_an_alarm_dimension_that_is_no_function_name_is_quoted_in_the_reason():
     target, how = target_of(issue, "alarm", "Orders API (prod)", HOME)
     assert target is None
     assert how == "the alarm's function dimension 'Orders API (prod)' is not a function name or ARN"
+
+
+def test_the_figures_about_a_change_start_once_calls_in_flight_at_it_could_have_ended():
+    import dataclasses
+    import json
+
+    from lambdas.manager.heal import evidence_since, recovery_shown
+    from selfheal_core.incidents import Incident
+
+    # Given a timeout change 3 -> 10 s applied two seconds before a minute ended
+    fields = {f.name: None for f in dataclasses.fields(Incident)}
+    incident = Incident(
+        **{
+            **fields,
+            "change": {"applied_at": "2026-11-29T16:34:58+00:00", "previous": {"timeout_s": 3}},
+            "investigation": {"values": {"timeout_s": 3}},
+        }
+    )
+    since = evidence_since(incident)
+    assert since == datetime(2026, 11, 29, 16, 35, 2, tzinfo=UTC)
+
+    # When the alarm's last evaluation is the 16:35 minute, in which calls started under 3 s timed out
+    def alarm(period_start: str) -> dict:
+        points = [{"timestamp": period_start, "value": 1.0}]
+        return {"StateValue": "ALARM", "StateReasonData": json.dumps({"evaluatedDatapoints": points})}
+
+    # Then that minute is no evidence about the change; the 16:36 minute is
+    assert recovery_shown(alarm("2026-11-29T16:35:00+00:00"), since, None, cloud=None)[0] is None
+    assert recovery_shown(alarm("2026-11-29T16:36:00+00:00"), since, None, cloud=None)[0] is True
