@@ -271,12 +271,15 @@ _QUERY = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 # The only rest that names one function: a single equality, nothing grouped, nothing else.
-_ONE_FUNCTION = re.compile(r"^\s*WHERE\s+\"?FunctionName\"?\s*=\s*'(?P<function>[^']+)'\s*$", re.IGNORECASE)
+_ONE_FUNCTION = re.compile(
+    r"^\s*WHERE\s+\"?(?P<key>FunctionName|function_name)\"?\s*=\s*'(?P<function>[^']+)'\s*$", re.IGNORECASE
+)
 
 
 def query_metric(expression: str) -> dict[str, Any] | None:
-    """The metric a Metrics Insights query selects, with `FunctionName` when it names exactly one
-    function (`WHERE FunctionName = 'x'`, no GROUP BY); None for math expressions."""
+    """The metric a Metrics Insights query selects, with its function dimension (`FunctionName`,
+    or LambdaInsights' `function_name`) when it names exactly one function (`WHERE FunctionName =
+    'x'`, no GROUP BY); None for math expressions."""
     query = _QUERY.match(expression[:2_048])
     if query is None:
         return None
@@ -284,7 +287,9 @@ def query_metric(expression: str) -> dict[str, Any] | None:
     return {
         "namespace": query["schema"] or query["namespace"],
         "name": query["name"],
-        "dimensions": {"FunctionName": one["function"]} if one else {},
+        "dimensions": {next(d for d in FUNCTION_DIMENSIONS if d.lower() == one["key"].lower()): one["function"]}
+        if one
+        else {},
     }
 
 

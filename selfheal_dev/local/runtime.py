@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from selfheal.output import one_line, printable
+
 from . import lambda_revisions, moto_patches
 from .alarms import AlarmEvaluator
 from .assembly import ACCOUNT, REGION, Assembly
@@ -314,7 +316,8 @@ class LocalRuntime:
         )
 
     def log_platform(self, message: str) -> None:
-        line = f"{datetime.now(UTC):%H:%M:%S} [platform] {message}"
+        # Names in it come from API callers (an alarm's name): one line, nothing the terminal obeys.
+        line = f"{datetime.now(UTC):%H:%M:%S} [platform] {printable(one_line(message))}"
         if not self.options.quiet:
             self.echo(line)
 

@@ -421,6 +421,12 @@ def insights_alarm(query: str) -> dict:
             "orders-api",
         ),
         ("SELECT SUM(Errors) FROM \"AWS/Lambda\" WHERE FunctionName='orders-api'", "high_error_rate", "orders-api"),
+        # LambdaInsights names the function `function_name`
+        (
+            "SELECT MAX(memory_utilization) FROM SCHEMA(\"LambdaInsights\", function_name) WHERE function_name = 'fli'",
+            "memory",
+            "fli",
+        ),
         # a fleet, or one function among others: no single target
         ('SELECT MAX(Duration) FROM SCHEMA("AWS/Lambda", FunctionName) GROUP BY FunctionName', "latency", None),
         ("SELECT SUM(Errors) FROM \"AWS/Lambda\" WHERE FunctionName != 'orders-api'", "high_error_rate", None),

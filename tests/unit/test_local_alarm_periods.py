@@ -143,3 +143,20 @@ def test_get_metric_data_rounds_its_start_down_as_cloudwatch_does():
     assert rounded_start(now - 48.0, now) == (now - 48.0) // 60 * 60
     assert rounded_start(now - 20 * 86_400 - 7, now) == (now - 20 * 86_400 - 7) // 300 * 300
     assert rounded_start(now - 90 * 86_400 - 7, now) == (now - 90 * 86_400 - 7) // 3_600 * 3_600
+
+
+def test_an_alarm_name_cannot_forge_lines_or_drive_the_terminal_in_the_runtime_log():
+    from types import SimpleNamespace
+
+    from selfheal_dev.local.runtime import LocalRuntime
+
+    # Given an alarm name with a newline and an escape sequence (the emulator accepts them)
+    shown: list[str] = []
+    runtime = SimpleNamespace(options=SimpleNamespace(quiet=False), echo=shown.append)
+
+    # When the runtime logs its state change
+    LocalRuntime.log_platform(runtime, "alarm x\n12:00:00 [platform] forged\x1b[2J: OK -> ALARM")  # type: ignore[arg-type]
+
+    # Then it is one line, the escape shown, not sent
+    [line] = shown
+    assert "\n" not in line and "\x1b" not in line and "\\n12:00:00" in line and "\\x1b[2J" in line
