@@ -1644,43 +1644,11 @@ def _restored_by_someone_else(
         f"{why}; {target} already holds the previous values ({_describe(change['proposed'], change['previous'])}), "
         f"restored by someone else, not by Selfheal ({detail}): Selfheal changed nothing"
     )
-    escalated = ports.incidents.transition(
-        incident.incident_id,
-        Status.ESCALATED,
-        reason=reason,
-        allowed_from=frozenset({Status.VERIFYING}),
-        require={"change_id": change["change_id"]},
-        also_set={"heal_phase": "restored_by_hand"},
-    )
-    if escalated is None:
-        return {"action": "stale", "incident_id": incident.incident_id}
     chain.append(step("Were the previous values put back by Selfheal?", "escalate; change nothing", reason))
-    ports.monitor.record_decision(
-        "rollback",
-        chain,
-        {"change_id": change["change_id"], "figures": figures},
-        {"status": Status.ESCALATED.value, "restored": False, "restored_by": "someone else"},
-        0.9,
-        once=f"rollback#{change['change_id']}",
-    )
-    restored = _changes(change["proposed"], change["previous"])
-    _send(
-        ports,
-        escalated,
-        DetailType.FIX_ROLLED_BACK,
-        FixRolledBackV1(
-            change_id=change["change_id"],
-            service=escalated.service,
-            target=target,
-            target_arn=change.get("target_arn"),
-            changes=restored,
-            breaking_change=is_breaking(restored),
-            restored=True,
-            figures=figures,
-            summary=reason[:2000],
-        ),
-    )
-    _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
+    outputs = {"restored": False, "restored_by": "someone else"}
+    # FixRolledBack says restored: the values are back, which dependants need to know.
+    if _escalate_after_rollback(incident, ports, "restored_by_hand", reason, chain, figures, outputs, 0.9) is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
     return {"action": "restored_by_someone_else", "incident_id": incident.incident_id}
 
 
@@ -1691,25 +1659,46 @@ def _rollback_failed(
     restore = _changes(change["proposed"], change["previous"])
     by_hand = _by_hand_values(change["target"], {c.setting: c.after for c in restore})
     reason = f"ROLLBACK FAILED ({error}); restore by hand: {by_hand}"
+    chain.append(step("The restore did not go through", "escalate with the exact values to restore", reason))
+    outputs = {"restored": False, "restore_by_hand": change["previous"]}
+    if _escalate_after_rollback(incident, ports, "rollback_failed", reason, chain, figures, outputs, 0.95) is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    return {"action": "rollback_failed", "incident_id": incident.incident_id}
+
+
+def _escalate_after_rollback(
+    incident: Incident,
+    ports: HealPorts,
+    phase: str,
+    reason: str,
+    chain: list[dict[str, str]],
+    figures: dict[str, float],
+    outputs: dict[str, Any],
+    confidence: float,
+) -> Incident | None:
+    """A rollback that leaves the function to a person: ESCALATED from VERIFYING in `phase`, its
+    `rollback` decision, FixRolledBack (`restored`: the previous values are back, whoever put
+    them there) and IncidentEscalated. None when the incident moved on (a retry, a duplicate)."""
+    change = incident.change or {}
     escalated = ports.incidents.transition(
         incident.incident_id,
         Status.ESCALATED,
         reason=reason,
         allowed_from=frozenset({Status.VERIFYING}),
         require={"change_id": change["change_id"]},
-        also_set={"heal_phase": "rollback_failed"},
+        also_set={"heal_phase": phase},
     )
     if escalated is None:
-        return {"action": "stale", "incident_id": incident.incident_id}
-    chain.append(step("The restore did not go through", "escalate with the exact values to restore", reason))
+        return None
     ports.monitor.record_decision(
         "rollback",
         chain,
         {"change_id": change["change_id"], "figures": figures},
-        {"status": Status.ESCALATED.value, "restored": False, "restore_by_hand": change["previous"]},
-        0.95,
+        {"status": Status.ESCALATED.value, **outputs},
+        confidence,
         once=f"rollback#{change['change_id']}",
     )
+    restored = _changes(change["proposed"], change["previous"])
     _send(
         ports,
         escalated,
@@ -1719,15 +1708,15 @@ def _rollback_failed(
             service=escalated.service,
             target=change["target"],
             target_arn=change.get("target_arn"),
-            changes=restore,
-            breaking_change=is_breaking(restore),
-            restored=False,
+            changes=restored,
+            breaking_change=is_breaking(restored),
+            restored=phase == "restored_by_hand",
             figures=figures,
             summary=reason[:2000],
         ),
     )
     _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
-    return {"action": "rollback_failed", "incident_id": incident.incident_id}
+    return escalated
 
 
 # ------------------------------------------------------------------------------ code fixes

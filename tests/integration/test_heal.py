@@ -339,17 +339,7 @@ def test_a_reserved_concurrency_set_by_hand_to_the_proposed_value_before_the_app
     make the rollback restore the old value over the operator's."""
     # Given an incident awaiting approval of reserved concurrency 10 -> 20
     pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={FUNCTION: {"reserved": 10}})
-    pipeline.put(
-        "IssueReported",
-        {
-            "service": FUNCTION,
-            "issue_type": "throttling",
-            "summary": "throttled",
-            "severity": "high",
-            "signals": {"threshold": 5.0},
-        },
-    )
-    pipeline.run()
+    report_throttling(pipeline)
     incident = only_incident(pipeline)
     assert incident.status == "AWAITING_APPROVAL", incident.last_reason
 
@@ -992,17 +982,7 @@ def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
     # Given a reported throttling issue (no alarm), applied (reserved concurrency 10 -> 20),
     # and Throttles above the reporter's threshold after the change
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
-    pipeline.put(
-        "IssueReported",
-        {
-            "service": FUNCTION,
-            "issue_type": "throttling",
-            "summary": "throttled",
-            "severity": "high",
-            "signals": {"threshold": 5.0, "throttles": 40.0},
-        },
-    )
-    pipeline.run()
+    report_throttling(pipeline, throttles=40.0)
     incident = only_incident(pipeline)
     assert incident.status == "VERIFYING" and pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
     applied_at = datetime.fromisoformat(incident.change["applied_at"])
@@ -1034,17 +1014,7 @@ def test_an_issue_without_an_alarm_is_verified_on_its_metric(aws):
 def test_an_issue_without_an_alarm_resolves_when_its_metric_stays_under_the_threshold(aws):
     pipeline = Pipeline(functions={FUNCTION: {"reserved": 10}})
     dependant = Dependant(pipeline)
-    pipeline.put(
-        "IssueReported",
-        {
-            "service": FUNCTION,
-            "issue_type": "throttling",
-            "summary": "throttled",
-            "severity": "high",
-            "signals": {"threshold": 5.0},
-        },
-    )
-    pipeline.run()
+    report_throttling(pipeline)
     incident = only_incident(pipeline)
     boto3.client("cloudwatch").put_metric_data(
         Namespace="AWS/Lambda",
@@ -1091,7 +1061,8 @@ def test_an_error_issue_without_a_threshold_is_verified_on_the_scan_error_rate(a
     assert pipeline.function_config(FUNCTION)["timeout_s"] == timeout_after
 
 
-def throttling_fix_applied(pipeline: Pipeline, dependant: Dependant | None = None) -> None:
+def report_throttling(pipeline: Pipeline, **signals: float) -> None:
+    """A high-severity throttling issue reported (no alarm) with the reporter's threshold of 5, run through."""
     pipeline.put(
         "IssueReported",
         {
@@ -1099,10 +1070,14 @@ def throttling_fix_applied(pipeline: Pipeline, dependant: Dependant | None = Non
             "issue_type": "throttling",
             "summary": "throttled",
             "severity": "high",
-            "signals": {"threshold": 5.0},
+            "signals": {"threshold": 5.0, **signals},
         },
     )
     pipeline.run()
+
+
+def throttling_fix_applied(pipeline: Pipeline, dependant: Dependant | None = None) -> None:
+    report_throttling(pipeline)
     assert only_incident(pipeline).status == "VERIFYING"
     assert pipeline.function_config(FUNCTION)["reserved_concurrency"] == 20
 

@@ -377,9 +377,7 @@ class _Scan(ast.NodeVisitor):
         self._annotation(node.returns)
         self.generic_visit(node)
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
-        self._annotation(node.returns)
-        self.generic_visit(node)
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]  # noqa: N815 - the visitor's naming
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._patched(node.target)
@@ -397,17 +395,12 @@ class _Scan(ast.NodeVisitor):
                 ast.copy_location(node, annotation)
             self.visit(parsed)
 
-    def visit_BinOp(self, node: ast.BinOp) -> None:
+    def visit_BinOp(self, node: ast.expr) -> None:
         self._text(node, _folded(node))  # "_py" + "test": the words, however the string is built
         self.generic_visit(node)
 
-    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
-        self._text(node, _folded(node))
-        self.generic_visit(node)
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        self._text(node, _folded(node))
-        self.generic_visit(node)
+    # f-strings and slices of constants fold the same way.
+    visit_JoinedStr = visit_Subscript = visit_BinOp  # type: ignore[assignment]  # noqa: N815 - the visitor's naming
 
     def visit_Constant(self, node: ast.Constant) -> None:
         value = node.value.decode(errors="replace") if isinstance(node.value, bytes) else node.value
