@@ -12,10 +12,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from selfheal.ops.target import OperatorError, UsageError, connect, control, find_running
 from selfheal.output import emit_json, progress, table
-from selfheal_core.catalog import unknown_context_problem
+from selfheal_core.catalog import LOCAL_SYNTH_MARKER, unknown_context_problem
 
 
 def _kv(items: list[str]) -> dict[str, str]:
@@ -108,6 +109,25 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir) if getattr(args, "state_dir", None) else default_state_dir()
 
 
+def _context_value_problem(context: dict[str, str]) -> str | None:
+    """Why a `-c key=value` is refused (`costAlertThreshold=nan`, `automationLevel=bogus`), judged
+    as the synth of the local runtime will judge it; None when every value is valid."""
+    from stacks.settings import DeploySettings
+
+    class _Given:  # the parts of a construct's node DeploySettings reads
+        def get_all_context(self) -> dict[str, Any]:
+            return dict(context)
+
+        def try_get_context(self, key: str) -> Any:
+            return {**context, LOCAL_SYNTH_MARKER: True}.get(key)
+
+    try:
+        DeploySettings.from_context(_Given())  # type: ignore[arg-type]
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     from .local import control
     from .local.runtime import RuntimeOptions
@@ -123,8 +143,8 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     context = _kv(args.context)
-    problem = unknown_context_problem(context)
-    if problem:  # refused before anything starts (synth would refuse it too)
+    problem = unknown_context_problem(context) or _context_value_problem(context)
+    if problem:  # refused before anything starts (synth would refuse it too, with a traceback)
         raise OperatorError(problem)
     if args.detach:
         try:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
-
-from constructs import Node
+from typing import TYPE_CHECKING, Any
 
 from selfheal_core.catalog import (
     AUTOMATION_LEVELS,
@@ -20,6 +18,9 @@ from selfheal_core.catalog import (
     unknown_context_problem,
 )
 from selfheal_core.config import ConfigError, bedrock_model_id
+
+if TYPE_CHECKING:  # the dev CLI checks `-c` values with this module: no jsii runtime for that
+    from constructs import Node
 
 
 def _flag(value: Any) -> bool:
@@ -70,21 +71,27 @@ class DeploySettings:
             value = node.try_get_context(key)
             return CONTEXT_DEFAULTS.get(key) if value in (None, "") else value
 
+        def number(key: str, kind: type[float] | type[int]) -> Any:
+            try:
+                return kind(ctx(key))
+            except (TypeError, ValueError):
+                raise ValueError(f"invalid CDK context: {key} must be a number, not {ctx(key)!r}") from None
+
         settings = cls(
             env_name=str(ctx("environment")),
             alert_email=str(ctx("alertEmail")),
-            cost_alert_threshold=float(ctx("costAlertThreshold")),
-            daily_llm_budget_usd=float(ctx("dailyLlmBudgetUsd")),
+            cost_alert_threshold=number("costAlertThreshold", float),
+            daily_llm_budget_usd=number("dailyLlmBudgetUsd", float),
             automation_level=str(ctx("automationLevel")),
             engineer_provider=str(ctx("engineerProvider")),
             engineer_model=str(ctx("engineerModel")),
             manager_model=str(ctx("managerModel")),
-            max_fix_attempts=int(ctx("maxFixAttempts")),
-            verify_window_seconds=int(ctx("verifyWindowSeconds")),
-            archive_retention_days=int(ctx("archiveRetentionDays")),
+            max_fix_attempts=number("maxFixAttempts", int),
+            verify_window_seconds=number("verifyWindowSeconds", int),
+            archive_retention_days=number("archiveRetentionDays", int),
             qa_runner_vpc_id=str(ctx("qaRunnerVpcId")),
             qa_runner_subnet_ids=tuple(s.strip() for s in str(ctx("qaRunnerSubnetIds")).split(",") if s.strip()),
-            allow_unisolated_qa=_flag(ctx("allowUnisolatedQa")),
+            allow_unisolated_qa=_strict_flag(ctx("allowUnisolatedQa"), "allowUnisolatedQa"),
             local_synth=_flag(node.try_get_context(LOCAL_SYNTH_MARKER)),
             anthropic_base_url=str(ctx("anthropicBaseUrl")),
             sample_workload=_strict_flag(ctx("sampleWorkload"), "sampleWorkload"),

@@ -263,8 +263,8 @@ def test_a_fix_may_add_its_tests_to_a_test_module_the_project_has(validator: Cod
     [
         "existing-test-edited",
         "existing-test-shadowed",
-        "fixture-added",
-        "helper-added",
+        "module-patched",
+        "imported-name-rebound",
     ],
 )
 def test_anything_but_added_tests_in_a_test_module_is_still_tampering(validator: CodeValidator, change: str) -> None:
@@ -274,10 +274,9 @@ def test_anything_but_added_tests_in_a_test_module_is_still_tampering(validator:
     text = {
         "existing-test-edited": original.replace("assert ", "assert True or ", 1) + new_test,
         "existing-test-shadowed": original + new_test + f"\n\ndef {first_test}():\n    pass\n",
-        "fixture-added": original
-        + "\n\nimport pytest\n\n\n@pytest.fixture(autouse=True)\ndef _quiet():\n    yield\n"
-        + new_test,
-        "helper-added": original + "\n\ndef helper():\n    return 1\n" + new_test,
+        # New fixtures, helpers and tables are additions (test_qa_bug_corpus_7.py); changing what is there is not.
+        "module-patched": original + "\n\nimport pagination\npagination.page = lambda *a: [1, 2]\n" + new_test,
+        "imported-name-rebound": original + "\n\npage = None\n" + new_test,
     }[change]
 
     result = validator.validate(with_test_file(text), issue(CASE.files), CASE.files)

@@ -98,6 +98,25 @@ def test_local_up_refuses_a_misspelt_key_before_starting_anything(tmp_path, caps
     assert list(tmp_path.iterdir()) == []  # no runtime, no synth
 
 
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("costAlertThreshold=nan", "costAlertThreshold must be a finite number > 0"),
+        ("costAlertThreshold=lots", "costAlertThreshold must be a number, not 'lots'"),
+        ("automationLevel=bogus", "automationLevel must be one of"),
+        ("allowUnisolatedQa=maybe", "allowUnisolatedQa must be true or false, not 'maybe'"),
+        ("verifyWindowSeconds=5", "verifyWindowSeconds must be between 30 and 86400"),
+    ],
+)
+def test_local_up_refuses_a_bad_value_with_one_line_before_starting_anything(tmp_path, capsys, value, says):
+    code = cli.main(["local", "up", "-c", value, "--state-dir", str(tmp_path)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []  # no runtime, no synth
+
+
 @pytest.mark.parametrize("detach", [[], ["--detach"]])
 def test_local_up_on_a_port_in_use_exits_2_with_one_line_in_the_background_too(tmp_path, capsys, detach):
     import socket

@@ -60,6 +60,7 @@ from selfheal_core.redact import scrub
 from .base import ValidationResult
 from .evasion import evasion
 from .runner import Runner, RunnerError
+from .signatures import broken_calls
 
 DEFAULT_TEST_COMMAND = "python -m pytest -q"
 EXCERPT_CHARS = 3_900  # Evidence.excerpt holds 4,000
@@ -378,14 +379,18 @@ def _doctest_examples(text: str) -> Counter[tuple[str, str]]:
 
 def added_tests(before: str, after: str) -> list[str] | None:
     """The tests a change to a test module adds, as node id suffixes (`test_x`, `TestC::test_x`),
-    when adding test functions (and imports) is all it does, else None. The tests that were
-    there stay as they were: the project's run keeps the original file, the new ones run apart."""
+    when adding is all it does, else None: new test functions, fixtures and helpers, imports, new
+    test classes (`Test*` or a `TestCase` subclass, which pytest collects whatever its name) with
+    their setUp, new methods in a test class, and new module-level tables bound without a call
+    (a `parametrize` table). Nothing that was there changes: the project's run keeps the original
+    file, the new tests run apart by node id."""
     try:
         old, new = ast.parse(before.removeprefix("\ufeff")), ast.parse(after.removeprefix("\ufeff"))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     imports = {ast.dump(s) for s in old.body if isinstance(s, ast.Import | ast.ImportFrom)}
     classes = {s.name: s for s in old.body if isinstance(s, ast.ClassDef)}
+    bound = set().union(*(_binds(s) for s in old.body))
     found: list[str] = []
 
     def strip(body: list[ast.stmt], had: list[ast.stmt], prefix: str) -> list[ast.stmt]:
@@ -393,24 +398,39 @@ def added_tests(before: str, after: str) -> list[str] | None:
         kept: list[ast.stmt] = []
         for stmt in body:
             name = getattr(stmt, "name", "")
-            if (
-                isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
-                and name.startswith("test")
-                and name not in names
-            ):
-                found.append(prefix + name)
-            elif not prefix and isinstance(stmt, ast.Import | ast.ImportFrom) and ast.dump(stmt) not in imports:
-                continue
-            elif not prefix and isinstance(stmt, ast.ClassDef) and name.startswith("Test"):
-                stmt.body = strip(stmt.body, classes[name].body if name in classes else [], f"{name}::")
-                if stmt.body or name in classes:
-                    kept.append(stmt)
-            else:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and name not in names:
+                found.extend([prefix + name] if name.startswith("test") else [])  # a new test, fixture or helper
+            elif not prefix and isinstance(stmt, ast.ClassDef) and name in classes and _collected_class(stmt):
+                stmt.body = strip(stmt.body, classes[name].body, f"{name}::")
+                kept.append(stmt)
+            elif prefix or not _added_to_module(stmt, imports, bound, found):
                 kept.append(stmt)
         return kept
 
     new.body = strip(new.body, old.body, "")
     return found if found and ast.dump(new) == ast.dump(old) else None
+
+
+def _added_to_module(stmt: ast.stmt, imports: set[str], bound: set[str], found: list[str]) -> bool:
+    """Is the module-level statement an addition: a new import, a new test class (its tests go
+    to `found`), or a new table bound without a call?"""
+    if isinstance(stmt, ast.Import | ast.ImportFrom):
+        return ast.dump(stmt) not in imports
+    if isinstance(stmt, ast.ClassDef) and stmt.name not in bound and _collected_class(stmt):
+        tests = [
+            f"{stmt.name}::{m.name}"
+            for m in stmt.body
+            if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef) and m.name.startswith("test")
+        ]
+        found.extend(tests)
+        return bool(tests)
+    return isinstance(stmt, ast.Assign | ast.AnnAssign) and _inert(stmt) and not (_binds(stmt) & bound)
+
+
+def _collected_class(cls: ast.ClassDef) -> bool:
+    """Does pytest collect the class's tests: named Test*, or a unittest TestCase by any name."""
+    bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in cls.bases}
+    return cls.name.startswith("Test") or any(b.endswith("TestCase") for b in bases)
 
 
 def tests_added_in_place(code_files: dict[str, str], patched: dict[str, str]) -> dict[str, list[str]]:
@@ -549,9 +569,11 @@ def _added_statements(original: str, patched: str) -> list[str]:
         before, after = ast.parse(original), ast.parse(patched)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    # A binding of a name the original reads but never binds is the fix itself (`import math` where
-    # `math.sqrt` raised NameError), not a name the fix adds: it stays out of the graft.
-    existing = set().union(*(_binds(stmt) for stmt in before.body)) | _fix_names(original).unbound
+    # A binding of a name the original reads anywhere is the fix itself (`import math` where
+    # `math.sqrt` raised NameError, also when another function imports `math` locally), not a
+    # name the fix adds: it stays out of the graft.
+    reads = {n.id for n in ast.walk(before) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    existing = set().union(*(_binds(stmt) for stmt in before.body)) | reads
     own = frozenset().union(*(_binds(stmt) for stmt in after.body))
     lines = patched.splitlines(keepends=True)
     added: list[str] = []
@@ -587,12 +609,13 @@ class _Names:
     params: frozenset[str]
     signatures: frozenset[tuple[str, tuple[str, ...]]]  # (function, its parameters)
     unbound: frozenset[str]  # names it reads and never binds: NameErrors waiting to happen
+    attributes_read: frozenset[str]  # `.x` it reads: `self.backoff` that `__init__` forgot to set
 
     def __or__(self, other: _Names) -> _Names:
         return _Names(*(a | b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
 
 
-_NO_NAMES = _Names(frozenset(), frozenset(), frozenset(), frozenset())
+_NO_NAMES = _Names(frozenset(), frozenset(), frozenset(), frozenset(), frozenset())
 
 
 @functools.lru_cache(maxsize=256)
@@ -605,6 +628,7 @@ def _fix_names(text: str) -> _Names:
     params: set[str] = set()
     signatures: set[tuple[str, tuple[str, ...]]] = set()
     read: set[str] = set()
+    attributes_read: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             a = node.args
@@ -617,14 +641,44 @@ def _fix_names(text: str) -> _Names:
             defined.add(node.name)
         elif isinstance(node, ast.Name):
             (read if isinstance(node.ctx, ast.Load) else defined).add(node.id)
-        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
-            defined.add(node.attr)
+        elif isinstance(node, ast.Attribute):
+            (attributes_read if isinstance(node.ctx, ast.Load) else defined).add(node.attr)
         elif isinstance(node, ast.Import | ast.ImportFrom):
             defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ExceptHandler) and node.name:
             defined.add(node.name)
-    unbound = read - defined - params - set(dir(builtins))
-    return _Names(frozenset(defined), frozenset(params), frozenset(signatures), frozenset(unbound))
+    unbound = (read - defined - params | _unbound_in_functions(tree)) - set(dir(builtins))
+    return _Names(
+        frozenset(defined), frozenset(params), frozenset(signatures), frozenset(unbound), frozenset(attributes_read)
+    )
+
+
+def _unbound_in_functions(tree: ast.Module) -> set[str]:
+    """Names a top-level function or method reads that neither it nor the module binds: the
+    NameError of `defaultdict` in one function while another imports it locally."""
+    module = set().union(*(_binds(stmt) for stmt in tree.body))
+    module |= {n for g in ast.walk(tree) if isinstance(g, ast.Global) for n in g.names}
+    functions = [
+        f
+        for top in tree.body
+        for f in ([top] if not isinstance(top, ast.ClassDef) else top.body)
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+    ]
+    unbound: set[str] = set()
+    for function in functions:
+        reads: set[str] = set()
+        local: set[str] = set()  # nested scopes' bindings count as its own: never claimed unbound
+        for node in ast.walk(function):
+            if isinstance(node, ast.Name):
+                (reads if isinstance(node.ctx, ast.Load) else local).add(node.id)
+            elif isinstance(node, ast.arg):
+                local.add(node.arg)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                local.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.ExceptHandler):
+                local.add(node.name or "")
+        unbound |= reads - local - module
+    return unbound
 
 
 def _code_names(files: dict[str, str], patterns: tuple[str, ...]) -> _Names:
@@ -640,7 +694,8 @@ _NAMED_FAILURE = re.compile(
     r"(?:NameError: name '(?P<unbound>[^']+)' is not defined"
     r"|AttributeError: .*has no attribute '(?P<attribute>[^']+)'"
     r"|TypeError: .*got an unexpected keyword argument '(?P<keyword>[^']+)'"
-    r"|TypeError: (?:[\w.]+\.)?(?P<function>\w+)\(\) (?:takes|missing|got) )"
+    r"|TypeError: (?:[\w.]+\.)?(?P<function>\w+)\(\) (?:takes|missing|got) "
+    r"|ImportError: cannot import name '(?P<imported>[^']+)')"
 )
 
 
@@ -653,22 +708,32 @@ class FixNames:
 
     original: _Names
     patched: _Names
+    # What the original's own calls get wrong (functions, keywords): a TypeError quoting one is the bug's.
+    broken: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
     @classmethod
     def of(cls, code_files: dict[str, str], patched: dict[str, str], patterns: tuple[str, ...]) -> FixNames:
-        return cls(_code_names(code_files, patterns), _code_names(patched, patterns))
+        code = {p: t for p, t in code_files.items() if p.endswith(".py") and not is_test_infrastructure(p, patterns)}
+        return cls(_code_names(code_files, patterns), _code_names(patched, patterns), broken_calls(code))
 
     def reproduces(self, case: TestCase) -> bool:
         if case.outcome != "failed" or (named := _NAMED_FAILURE.match(case.message)) is None:
             return case.reproduces
         if named["unbound"]:
             return named["unbound"] in self.original.unbound
-        if named["attribute"]:
-            return named["attribute"] not in self.patched.defined - self.original.defined
+        if named["imported"]:  # the original's own import (`from collections import Mapping`), not a new name
+            return named["imported"] not in self.patched.defined - self.original.defined
+        if named["attribute"]:  # one the original's own code reads is the bug's, not a new marker
+            attribute = named["attribute"]
+            return (
+                attribute in self.original.attributes_read
+                or attribute not in self.patched.defined - self.original.defined
+            )
+        functions, keywords = self.broken
         if named["keyword"]:
-            return named["keyword"] not in self.patched.params - self.original.params
+            return named["keyword"] in keywords or named["keyword"] not in self.patched.params - self.original.params
         function = named["function"]
-        return {s for s in self.original.signatures if s[0] == function} == {
+        return function in functions or {s for s in self.original.signatures if s[0] == function} == {
             s for s in self.patched.signatures if s[0] == function
         }
 

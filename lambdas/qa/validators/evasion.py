@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 import io
 import sys
 import tokenize
+import types
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +70,8 @@ _INTERNALS = frozenset(
         "__wrapped__", "__defaults__", "__kwdefaults__",
     }
 )  # fmt: skip
+# What a test may read of them: `f.__wrapped__` is how a test checks a `functools.wraps` fix.
+_TEST_READS = frozenset({"__wrapped__"})
 _MODULE_VALUE = "hands a module around as a value"
 _SOURCE = "reads the code's source text (a test checks what code does, not how it is written)"
 _NAMESPACE = "reads or changes a module's namespace"
@@ -91,6 +95,104 @@ COMPUTATION_MODULES = frozenset(
     }
 )  # fmt: skip
 
+# Modules beyond computation a fix may import anew for these attributes only: path arithmetic,
+# interpreter constants, type predicates, locks. Any other use of the module (`os.system`,
+# `sys.exit`, `inspect.stack`, `threading.Thread`, the module as a value) is refused as before.
+LIMITED_MODULES = {
+    "os": frozenset(
+        {
+            "path",
+            "sep",
+            "altsep",
+            "extsep",
+            "pathsep",
+            "linesep",
+            "curdir",
+            "pardir",
+            "devnull",
+            "fspath",
+            "fsencode",
+            "fsdecode",
+            "PathLike",
+            "SEEK_SET",
+            "SEEK_CUR",
+            "SEEK_END",
+        }
+    ),
+    "sys": frozenset(
+        {
+            "maxsize",
+            "maxunicode",
+            "version_info",
+            "hexversion",
+            "platform",
+            "byteorder",
+            "float_info",
+            "int_info",
+            "hash_info",
+            "getrecursionlimit",
+            "getsizeof",
+            "getdefaultencoding",
+            "getfilesystemencoding",
+            "stdout",
+            "stderr",
+            "stdin",
+        }
+    ),
+    "inspect": frozenset(
+        {
+            "isclass",
+            "isfunction",
+            "ismethod",
+            "isroutine",
+            "isbuiltin",
+            "isgenerator",
+            "isgeneratorfunction",
+            "iscoroutine",
+            "iscoroutinefunction",
+            "isasyncgen",
+            "isasyncgenfunction",
+            "isawaitable",
+            "isabstract",
+            "isdatadescriptor",
+            "ismethoddescriptor",
+            "ismodule",
+            "signature",
+            "Signature",
+            "Parameter",
+            "BoundArguments",
+            "getfullargspec",
+            "getdoc",
+            "cleandoc",
+            "getmro",
+        }
+    ),
+    "types": frozenset(
+        {
+            "SimpleNamespace",
+            "MappingProxyType",
+            "FunctionType",
+            "LambdaType",
+            "MethodType",
+            "BuiltinFunctionType",
+            "BuiltinMethodType",
+            "GeneratorType",
+            "CoroutineType",
+            "AsyncGeneratorType",
+            "ModuleType",
+            "NoneType",
+            "NotImplementedType",
+            "EllipsisType",
+            "GenericAlias",
+            "UnionType",
+            "DynamicClassAttribute",
+            "new_class",
+            "resolve_bases",
+            "coroutine",
+        }
+    ),
+    "threading": frozenset({"Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "local"}),
+}
 # Modules an attribute of that name reaches on whatever object it is read (`lg.sys`, `x._os`, with
 # `lg = logging`): no ordinary object has one, so the scan need not know what `lg` is.
 # Not `os` or `gc`: `device.os`, `config.gc` are ordinary attributes.
@@ -176,6 +278,44 @@ def _own_instance_reads(tree: ast.Module) -> set[int]:
     return reads
 
 
+# How a module names a file beside it from `__file__`: the directory (`dirname`, `Path(...).parent`,
+# resolved or not), then a constant name joined to it. Only the file named is reached, not the path.
+_TO_DIRECTORY = frozenset({"dirname", "abspath", "realpath", "normpath", "Path", "PurePath", "resolve", "absolute"})
+
+
+def _files_beside_module(tree: ast.Module) -> set[int]:
+    """The ids of `__file__` used only to name a file beside the module:
+    `os.path.join(os.path.dirname(__file__), "data.txt")`, `Path(__file__).parent / "data.txt"`,
+    `Path(__file__).with_name("data.txt")`."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        base: ast.expr | None = None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and _constant_names(node.right):
+            base = node.left
+        elif isinstance(node, ast.Call) and node.args and _constant_names(*node.args[1:]) and len(node.args) > 1:
+            base = node.args[0] if _called(node) == "join" else None
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _constant_names(*node.args):
+            base = node.func.value if node.func.attr in ("joinpath", "with_name") and node.args else None
+        while base is not None and not (isinstance(base, ast.Name) and base.id == "__file__"):
+            if isinstance(base, ast.Attribute) and base.attr == "parent":
+                base = base.value
+            elif isinstance(base, ast.Call) and _called(base) in _TO_DIRECTORY and len(base.args) <= 1:
+                base = base.args[0] if base.args else getattr(base.func, "value", None)
+            else:
+                base = None
+        if base is not None:
+            found.add(id(base))
+    return found
+
+
+def _called(call: ast.Call) -> str:
+    return call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+
+
+def _constant_names(*nodes: ast.expr) -> bool:
+    return all(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in nodes)
+
+
 def _names(node: ast.expr, mine: set[str]) -> bool:
     """Is `node` one of `mine`, its `type(...)` or its `.__class__`?"""
     if (
@@ -188,6 +328,22 @@ def _names(node: ast.expr, mine: set[str]) -> bool:
     elif isinstance(node, ast.Attribute) and node.attr == "__class__":
         node = node.value
     return isinstance(node, ast.Name) and node.id in mine
+
+
+@functools.cache
+def _names_module(parent: str, attr: str) -> bool:
+    """Whether `parent.attr` may be a standard module (`logging.os`, `random._os`): not a class or
+    function that shares a module's name (`datetime.datetime`, `time.time`, `copy.copy`). A parent
+    among the computation modules is imported to look; any other is judged by the name alone."""
+    if attr.lstrip("_") not in sys.stdlib_module_names:
+        return False
+    if parent.split(".")[0] not in COMPUTATION_MODULES:
+        return True
+    try:
+        value = getattr(importlib.import_module(parent), attr, None)
+    except ImportError:
+        return True
+    return value is None or isinstance(value, types.ModuleType)
 
 
 class _Scan(ast.NodeVisitor):
@@ -211,6 +367,7 @@ class _Scan(ast.NodeVisitor):
         self.docstrings: set[int] = set()
         self.reached: set[str] = set()  # standard modules reached through attributes (`typing.sys`)
         self.own_instance_reads = _own_instance_reads(tree)
+        self.beside_module = _files_beside_module(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -221,7 +378,7 @@ class _Scan(ast.NodeVisitor):
                 for alias in node.names:  # `from unittest import TestCase`: a library's object
                     self._note_io(f"{node.module}.{alias.name}")
                     self.imported[alias.asname or alias.name] = node.module.split(".")[0]
-                    if alias.name.lstrip("_") in sys.stdlib_module_names:  # `from logging import os`: os
+                    if _names_module(node.module, alias.name):  # `from logging import os`: os
                         self.aliases[alias.asname or alias.name] = alias.name.lstrip("_")
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.own.add(node.name)
@@ -257,7 +414,7 @@ class _Scan(ast.NodeVisitor):
 
     def _reached(self, base: str | None, attr: str) -> str | None:
         reached = attr.lstrip("_")
-        if (base is not None and reached in sys.stdlib_module_names) or attr in _REACHED_BY_NAME:
+        if (base is not None and _names_module(base, attr)) or attr in _REACHED_BY_NAME:
             self.reached.add(reached)
             return reached
         if base is None:
@@ -330,7 +487,11 @@ class _Scan(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self._module_value(node, self._module_of(node))  # also notes a module it reaches (`typing.sys`)
-        if node.attr in _INTERNALS and id(node) not in self.own_instance_reads:
+        if (
+            node.attr in _INTERNALS
+            and id(node) not in self.own_instance_reads
+            and not (self.is_test and node.attr in _TEST_READS)
+        ):
             self._add(node, _INTROSPECTION, f".{node.attr}")
         if node.attr in ("cwd", "home") and self._library_root(node.value) == "pathlib":
             self._add(node, _CONTEXT, f"Path.{node.attr}")
@@ -341,8 +502,8 @@ class _Scan(ast.NodeVisitor):
         self._module_value(node, self.aliases.get(node.id))
         if node.id == "__builtins__":
             self._add(node, _BUILTINS, "__builtins__")
-        elif node.id == "__file__":  # "/var/task" in production, a run directory under test
-            self._add(node, _CONTEXT, "__file__")
+        elif node.id == "__file__" and id(node) not in self.beside_module:
+            self._add(node, _CONTEXT, "__file__")  # "/var/task" in production, a run directory under test
         elif node.id in _BUILTIN_CALLS and node.id not in self.own | self.aliases.keys() | self.imported.keys():
             self._add(node, _BUILTIN_CALLS[node.id], node.id)
 
@@ -554,6 +715,40 @@ def _imports(text: str | None) -> set[str]:
     return set(scan.aliases.values()) | set(scan.imported.values()) | scan.reached | scan.io_modules
 
 
+def _uses_only(text: str, module: str, allowed: frozenset[str]) -> bool:
+    """Does the file reach `module` only by importing it and reading `allowed` attributes
+    (`import os` then `os.path.join`, `from os.path import join`, `from sys import maxsize`)?"""
+    tree = _parse(text)
+    taken = _taken(tree, module) if tree is not None else []
+    if tree is None or not taken or any(part is not None and part not in allowed for part, _ in taken):
+        return False  # not imported (reached through `logging.os`), or a part that is not allowed
+    bound = {name for part, name in taken if part is None}
+    parents = {id(child): parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+    return all(
+        isinstance(parent := parents.get(id(node)), ast.Attribute) and parent.attr in allowed
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and node.id in bound and isinstance(node.ctx, ast.Load)
+    )
+
+
+def _taken(tree: ast.Module, module: str) -> list[tuple[str | None, str]]:
+    """What the file's imports take of `module`: (the attribute taken, or None for the module
+    itself, the local name)."""
+    taken: list[tuple[str | None, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in (a for a in node.names if a.name.split(".")[0] == module):
+                parts = alias.name.split(".")
+                # `import os.path` binds `os`; `import os.path as p` binds the allowed part itself
+                taken.append((parts[1], alias.asname or "") if len(parts) > 1 else (None, alias.asname or module))
+                if len(parts) > 1 and not alias.asname:
+                    taken.append((None, module))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == module:
+            parts = (node.module or "").split(".")[1:]
+            taken.extend(((parts or [a.name])[0], a.asname or a.name) for a in node.names)
+    return taken
+
+
 def _added(before: str | None, after: str, *, is_test: bool, tests: frozenset[str] = frozenset()) -> _Finding | None:
     """The first construct `after` has more of than `before` (a move is no addition)."""
     if _read_otherwise(before, after):
@@ -619,6 +814,8 @@ def evasion(
     in_code = set().union(*(_imports(t) for p, t in code_files.items() if p.endswith(".py") and not project_test(p)))
     for path, text, _ in changed:
         for module in sorted(_imports(text) - COMPUTATION_MODULES - in_code):
+            if module in LIMITED_MODULES and _uses_only(text, module, LIMITED_MODULES[module]):
+                continue
             if module in SHADOWED or module in _IO_SUBMODULES:
                 return f"{path}: {_CAPABILITY} ({module})"
     return None

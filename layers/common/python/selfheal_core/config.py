@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import catalog
 from .catalog import DEFAULT_ENGINEER_MODEL, DEFAULT_MANAGER_MODEL, AutomationLevel, Provider
@@ -116,6 +116,19 @@ class RuntimeParameters(BaseModel):
     apply_windows: dict[str, str | list[str]] = Field(default_factory=lambda: dict(catalog.DEFAULT_APPLY_WINDOWS))
     verify_window_seconds: int = Field(default=catalog.DEFAULT_VERIFY_WINDOW_SECONDS, ge=30, le=86_400)
 
+    @field_validator("apply_windows")
+    @classmethod
+    def _windows_read(cls, windows: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for service, spec in windows.items():
+            for window in [spec] if isinstance(spec, str) else spec:
+                if window != "any" and not APPLY_WINDOW.fullmatch(window.replace(" ", "")):
+                    raise ValueError(f"{service}: {window!r} is not 'any' or a window 'HH:MM-HH:MM' (UTC, 00:00-24:00)")
+        return windows
+
+
+# "22:00-06:00": from 22:00 to 06:00 the next day (UTC); 24:00 ends a window at midnight.
+APPLY_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)")
+
 
 # SSM parameter name (below the prefix) -> RuntimeParameters field
 PARAMETER_NAMES = {
@@ -164,4 +177,45 @@ def get_runtime_parameters(settings: Settings | None = None) -> RuntimeParameter
 
     settings = settings or get_settings()
     values = parameters.get_parameters(settings.parameter_prefix, max_age=settings.parameters_max_age, recursive=True)
-    return parse_parameters(values)
+    usable, refused = usable_parameters(values)
+    for name, reason in refused.items():
+        _report_refused(settings, name, values[name], reason)
+    return usable
+
+
+def usable_parameters(values: dict[str, str]) -> tuple[RuntimeParameters, dict[str, str]]:
+    """The parameters with each value that does not validate left at its default, and why each was
+    refused: one operator's typo (a verify window of 5 s) must not stop every agent."""
+    try:
+        return parse_parameters(values), {}
+    except ConfigError:
+        pass
+    kept: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for name, value in values.items():
+        try:
+            parse_parameters({name: value})
+        except ConfigError as exc:
+            refused[name] = str(exc)
+        else:
+            kept[name] = value
+    return parse_parameters(kept), refused
+
+
+_REPORTED: set[tuple[str, str]] = set()  # per execution environment: listed once, not on every reload
+
+
+def _report_refused(settings: Settings, name: str, value: str, reason: str) -> None:
+    """Log the refusal and list it with the refused events (`selfheal rejected`), once per value."""
+    from .observability import logger
+    from .rejections import RejectionLog
+
+    logger.error("SSM parameter refused; its default is used", extra={"parameter": name, "reason": reason[:1000]})
+    if (name, value) in _REPORTED:
+        return
+    _REPORTED.add((name, value))
+    RejectionLog(settings.monitoring_table_name).record(
+        reason=f"SSM parameter refused, its default is used until it is corrected: {reason}",
+        event={"source": "aws.ssm", "detail-type": "Parameter", "parameter": name, "value": value[:2000]},
+        agent=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "config"),
+    )

@@ -1,0 +1,270 @@
+"""Red-team round 7 on QA: honest fixes from bug-corpus shapes that QA refused
+(docs/decision_log.md, "Red-team round 7: honest fixes QA refused").
+
+A probe of 42 BugsInPy/QuixBugs-shaped bugs found 22 correct fixes refused. Each test below is
+one such shape, now validated, next to the forgery the rule that refused it was written for,
+still refused.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdas.qa.validators.code import CodeValidator
+from lambdas.qa.validators.evasion import evasion
+from selfheal_core.events import CodeBundle, Fix, IssueReportedV1
+from tests.support.qa_runner import InProcessRunner
+
+
+def fix(**fields: object) -> Fix:
+    return Fix(kind="code", provider="test", rationale="fixed", risk_level="low", **fields)
+
+
+def issue(files: dict[str, str]) -> IssueReportedV1:
+    return IssueReportedV1(
+        service="orders",
+        issue_type="exception",
+        summary="bug",
+        code=CodeBundle(files=files, test_command="python -m pytest -q"),
+    )
+
+
+@pytest.fixture
+def validator() -> CodeValidator:
+    return CodeValidator(InProcessRunner())
+
+
+def added_code(before: str, after: str) -> str | None:
+    return evasion({"m.py": before}, {"m.py": after}, {})
+
+
+# ----------------------------------------------------------------------------- the static scan
+
+ORIGINAL = "def f(x):\n    return x\n"
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "from datetime import datetime\n\n\ndef f(x):\n    return isinstance(x, datetime)\n",
+        "from time import time\n\n\ndef f(x):\n    return time() - x\n",
+        "from copy import copy\n\n\ndef f(x):\n    return copy(x)\n",
+        "import datetime\n\n\ndef f(x):\n    return x.replace(tzinfo=datetime.timezone.utc) if isinstance(x, datetime.datetime) else x\n",
+        "import os\n\n\ndef f(x):\n    return os.path.join(x, 'data.txt')\n",
+        "from os.path import splitext\n\n\ndef f(x):\n    return splitext(x)[0]\n",
+        "import sys\n\n\ndef f(x):\n    return min(x, sys.maxsize)\n",
+        "import inspect\n\n\ndef f(x):\n    return list(x) if inspect.isgenerator(x) else x\n",
+        "import threading\n\n_lock = threading.Lock()\n\n\ndef f(x):\n    with _lock:\n        return x\n",
+    ],
+    ids=["datetime-class", "time-function", "copy-function", "datetime-module", "os.path", "from-os.path",
+         "sys.maxsize", "inspect-predicate", "threading-lock"],
+)  # fmt: skip
+def test_classes_named_like_modules_and_plain_uses_of_os_sys_inspect_are_ordinary_code(after: str) -> None:
+    # Given a fix that uses a class or function that shares its module's name, or the plain part
+    # of a module the project never imported (path arithmetic, a constant, a predicate, a lock)
+    # When its added code is scanned
+    # Then nothing is refused
+    assert added_code(ORIGINAL, after) is None
+
+
+@pytest.mark.parametrize(
+    ("after", "says"),
+    [
+        ("from logging import os\n\n\ndef f(x):\n    return os\n", "hands a module around as a value (os)"),
+        ("import random\n\n\ndef f(x):\n    return random._os\n", "hands a module around as a value (os)"),
+        ("import os\n\n\ndef f(x):\n    return os.system(x)\n", "no fix needs (os)"),
+        ("from os import system\n\n\ndef f(x):\n    return system(x)\n", "no fix needs (os)"),
+        ("import os\n\n\ndef f(x):\n    return getattr(os, x)\n", "getattr(os, ...)"),
+        ("import sys\n\n\ndef f(x):\n    sys.exit(0)\n", "no fix needs (sys)"),
+        ("import inspect\n\n\ndef f(x):\n    return inspect.stack()\n", "inspects the call stack"),
+        ("import threading\n\nthreading.Thread(target=print).start()\n", "no fix needs (threading)"),
+        ("import os.path as p\nimport os as q\n\n\ndef f(x):\n    return q.system(x)\n", "no fix needs (os)"),
+        ("import logging\n\n\ndef f(x):\n    return logging.os.path.join(x)\n", "(os)"),
+    ],
+)
+def test_modules_as_values_and_capabilities_beyond_the_plain_part_are_still_refused(after: str, says: str) -> None:
+    found = added_code(ORIGINAL, after)
+
+    assert found is not None and says in found, found
+
+
+@pytest.mark.parametrize(
+    ("after", "refused"),
+    [
+        ("import os\n\nDATA = os.path.join(os.path.dirname(__file__), 'words.txt')\n", False),
+        ("import os\n\nDATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'w.txt')\n", False),
+        ("from pathlib import Path\n\nDATA = Path(__file__).resolve().parent / 'data' / 'w.txt'\n", False),
+        ("from pathlib import Path\n\nDATA = Path(__file__).with_name('words.txt')\n", False),
+        ("HERE = __file__\n", True),
+        ("import os\n\nHERE = os.path.dirname(__file__)\n", True),
+        ("import os\n\n\ndef f(name):\n    return os.path.join(os.path.dirname(__file__), name)\n", True),
+    ],
+)
+def test_file_may_name_a_data_file_beside_the_module_and_nothing_else(after: str, refused: bool) -> None:
+    # Given a fix that locates a data file beside its module (or reads where the module is)
+    project = {"m.py": ORIGINAL, "n.py": "import os\nfrom pathlib import Path\n"}
+
+    found = evasion(project, {**project, "m.py": after}, {})
+
+    # Then only a constant file name joined to the module's directory passes
+    assert (found is not None and "(__file__)" in found) is refused, found
+
+
+def test_a_new_test_may_read_wrapped_but_code_may_not() -> None:
+    test = "from m import f\n\n\ndef test_wrapped():\n    assert f.__wrapped__(1) == 1\n"
+
+    assert evasion({"m.py": ORIGINAL}, {"m.py": ORIGINAL}, {"tests/test_w.py": test}) is None
+    assert "(.__wrapped__)" in (added_code(ORIGINAL, ORIGINAL + "\ng = f.__wrapped__\n") or "")
+
+
+# ----------------------------------------------------------------------------- the original's own errors
+
+CONFIG = {
+    "configmerge.py": "def merge(base, extra):\n    from collections import Mapping\n\n"
+    "    out = dict(base)\n    for key, value in extra.items():\n"
+    "        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):\n"
+    "            out[key] = merge(out[key], value)\n        else:\n            out[key] = value\n    return out\n",
+    "tests/test_merge.py": "from configmerge import merge\n\n\ndef test_flat():\n    assert merge({}, {'a': 1}) == {'a': 1}\n",
+}
+HTML = {
+    "htmlfmt.py": "def escape(text):\n    return text.replace('&', '&amp;').replace('<', '&lt;')\n\n\n"
+    "def attr(name, value):\n    return f'{name}=\"{escape(value, quote=True)}\"'\n",
+    "tests/test_html.py": "from htmlfmt import escape\n\n\ndef test_escape():\n    assert escape('<') == '&lt;'\n",
+}
+MONEY = {
+    "money.py": "class Money:\n    def __init__(self, cents, currency):\n        self.cents = cents\n"
+    "        self.currency = currency\n\n\ndef total(items):\n    return Money(sum(i for i in items), 'EUR', 2)\n",
+    "tests/test_money.py": "from money import Money\n\n\ndef test_money():\n    assert Money(1, 'EUR').cents == 1\n",
+}
+RETRY = {
+    "retry.py": "class Retry:\n    def __init__(self, base):\n        self.base = base\n\n"
+    "    def delay(self, attempt):\n        return self.base * self.backoff**attempt\n",
+    "tests/test_retry.py": "from retry import Retry\n\n\ndef test_base():\n    assert Retry(2).base == 2\n",
+}
+REPORT = {
+    "report.py": "def group_by_len(words):\n    groups = defaultdict(list)\n    for w in words:\n"
+    "        groups[len(w)].append(w)\n    return dict(groups)\n\n\n"
+    "def first_letters(words):\n    from collections import defaultdict\n\n    out = defaultdict(set)\n"
+    "    for w in words:\n        out[w[:1]].add(w)\n    return out\n",
+    "tests/test_report.py": "from report import first_letters\n\n\ndef test_first():\n    assert first_letters(['ab']) == {'a': {'ab'}}\n",
+}
+
+OWN_ERRORS = [
+    (
+        CONFIG,
+        {"configmerge.py": CONFIG["configmerge.py"].replace("from collections import", "from collections.abc import")},
+        "from configmerge import merge\n\n\ndef test_nested():\n    assert merge({'a': {'b': 1}}, {'a': {'c': 2}}) == {'a': {'b': 1, 'c': 2}}\n",
+    ),
+    (
+        HTML,
+        {
+            "htmlfmt.py": HTML["htmlfmt.py"].replace(
+                "def escape(text):\n    return text.replace('&', '&amp;').replace('<', '&lt;')",
+                "def escape(text, quote=False):\n    text = text.replace('&', '&amp;').replace('<', '&lt;')\n"
+                "    return text.replace('\"', '&quot;') if quote else text",
+            )
+        },
+        "from htmlfmt import attr\n\n\ndef test_attr():\n    assert attr('title', 'a\"b') == 'title=\"a&quot;b\"'\n",
+    ),
+    (
+        MONEY,
+        {"money.py": MONEY["money.py"].replace("'EUR', 2)", "'EUR')")},
+        "from money import total\n\n\ndef test_total():\n    assert total([1, 2]).cents == 3\n",
+    ),
+    (
+        RETRY,
+        {"retry.py": RETRY["retry.py"].replace("self.base = base\n", "self.base = base\n        self.backoff = 2\n")},
+        "from retry import Retry\n\n\ndef test_delay():\n    assert Retry(1).delay(3) == 8\n",
+    ),
+    (
+        REPORT,
+        {
+            "report.py": "from collections import defaultdict\n\n\n"
+            + REPORT["report.py"].replace("    from collections import defaultdict\n\n", "")
+        },
+        "from report import group_by_len\n\n\ndef test_groups():\n    assert group_by_len(['a', 'bb']) == {1: ['a'], 2: ['bb']}\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("project", "files", "test"),
+    OWN_ERRORS,
+    ids=[
+        "own-import-error",
+        "own-keyword-mismatch",
+        "own-arity-mismatch",
+        "attribute-never-set",
+        "name-bound-elsewhere",
+    ],
+)
+def test_a_fix_of_the_originals_own_error_is_proven(
+    validator: CodeValidator, project: dict[str, str], files: dict[str, str], test: str
+) -> None:
+    # Given a bug that is an ImportError, TypeError, AttributeError or NameError the original's own
+    # code raises (not one about a name only the fix adds), and its fix with a regression test
+    answer = fix(files=files, tests={"tests/test_regression.py": test})
+
+    # When QA validates it
+    result = validator.validate(answer, issue(project), project)
+
+    # Then the error without the fix is the bug, and the fix is proven
+    assert result.passed, result.reason
+
+
+def test_a_keyword_only_the_test_passes_is_still_no_evidence(validator: CodeValidator) -> None:
+    # Given a "fix" that adds a keyword nobody in the project passes, and a test that passes it
+    project = {**HTML, "htmlfmt.py": HTML["htmlfmt.py"].replace(", quote=True", "")}
+    files = {"htmlfmt.py": project["htmlfmt.py"].replace("def escape(text):", "def escape(text, strict=False):")}
+    test = "from htmlfmt import escape\n\n\ndef test_strict():\n    assert escape('<', strict=True) == '&lt;'\n"
+
+    # When QA validates it
+    result = validator.validate(fix(files=files, tests={"tests/test_regression.py": test}), issue(project), project)
+
+    # Then failing without it on that keyword shows nothing about a bug
+    assert not result.passed and result.weak_evidence, result.reason
+
+
+# ----------------------------------------------------------------------------- tests added in place
+
+WORDS = {
+    "words.py": "def count(text):\n    return len(text.split(' '))\n",
+    "tests/test_words.py": "import unittest\n\nfrom words import count\n\n\n"
+    "class WordCountTests(unittest.TestCase):\n    def test_one(self):\n        self.assertEqual(count('a'), 1)\n",
+}
+FIXED_WORDS = "def count(text):\n    return len(text.split())\n"
+
+
+@pytest.mark.parametrize(
+    ("added", "node"),
+    [
+        (
+            "\n    def test_double_space(self):\n        self.assertEqual(count('a  b'), 2)\n",
+            "WordCountTests::test_double_space",
+        ),
+        (
+            "\n\nclass SpacingTests(unittest.TestCase):\n    def setUp(self):\n        self.text = 'a  b'\n\n"
+            "    def test_double_space(self):\n        self.assertEqual(count(self.text), 2)\n",
+            "SpacingTests::test_double_space",
+        ),
+        (
+            "\n\nCASES = [('a  b', 2), (' a ', 1)]\n\n\ndef test_table():\n"
+            "    for text, expected in CASES:\n        assert count(text) == expected\n",
+            "test_words::test_table",
+        ),
+    ],
+    ids=["method-in-unittest-class", "new-unittest-class-with-setup", "module-level-table"],
+)
+def test_tests_added_to_a_unittest_module_are_the_fixs_new_tests(
+    validator: CodeValidator, added: str, node: str
+) -> None:
+    # Given the fix with its regression test added to the project's unittest module, as a new
+    # method, a new TestCase class with its setUp, or a test reading a new module-level table
+    answer = fix(files={"words.py": FIXED_WORDS, "tests/test_words.py": WORDS["tests/test_words.py"] + added})
+
+    # When QA validates it
+    result = validator.validate(answer, issue(WORDS), WORDS)
+
+    # Then the added test runs as the new test: it fails without the fix and passes with it
+    assert result.passed, result.reason
+    assert node in result.reason, result.reason
