@@ -339,8 +339,10 @@ def run_demo(
         say.step("checks")
         for k, v in summary["checks"].items():
             say(f"   {k}: {v}")
+        summary["total_s"] = round(time.time() - started, 1)  # the heal and roll back wait out verify windows
         say(
-            f"\ndemo finished in {summary['pipeline_s']}s after set-up ({summary['setup_s']}s); summary: {out_dir / 'summary.json'}"
+            f"\ndemo finished in {summary['total_s']}s after set-up ({summary['setup_s']}s): the injected scenario "
+            f"took {summary['pipeline_s']}s, the heal and the roll back the rest; summary: {out_dir / 'summary.json'}"
         )
     except Exception as exc:  # noqa: BLE001 - report, stop the runtime, exit non-zero
         summary["error"] = f"{type(exc).__name__}: {exc}"

@@ -75,6 +75,12 @@ def _incident_id(intake: Intake, delivery: str) -> str:
     return "inc-" + hashlib.sha256(f"{delivery}|{intake.fingerprint}".encode()).hexdigest()[:12]
 
 
+def _twin(delivery: str, correlation_id: str) -> str:
+    """The fold key of a report identical to the one that opened `delivery` (same source, time and
+    detail) but sent as another event: counted once per event, however often it is retried."""
+    return f"{delivery}|{correlation_id}"
+
+
 def fold_duplicate(
     intake: Intake,
     ports: ManagerPorts,
@@ -99,9 +105,11 @@ def fold_duplicate(
         return None
     delivery = _incident_id(intake, delivery_id or correlation_id)
     lock = ports.incidents.live_lock(intake.fingerprint)
-    if lock is None or lock[0] == delivery:
-        return None
+    if lock is None or (lock[0] == delivery and lock[1] == correlation_id):
+        return None  # none open, or this very delivery again (a Lambda retry): the open path finishes it
     incident_id, incident_correlation_id = lock
+    if incident_id == delivery:
+        delivery = _twin(delivery, correlation_id)
     ports.monitor.bind(incident_id=incident_id, correlation_id=incident_correlation_id)
     record = _fold_record(intake, incident_id, ports, delivery=delivery)
     cost_records, cost_usd = ports.monitor.held_for(context)
@@ -143,6 +151,12 @@ def handle_intake(
         fold_record=lambda into: _fold_record(intake, into, ports, delivery=incident_id),
     )
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
+    if incident.incident_id == incident_id and incident.correlation_id != correlation_id and not replayed:
+        # The same report sent again at the same second under another event id (`inject --count 5`,
+        # a producer's double send) names the same incident as the one that opened it: a duplicate.
+        record = _fold_record(intake, incident_id, ports, delivery=_twin(incident_id, correlation_id))
+        ports.incidents.fold(incident_id, record=record)
+        return {"action": "folded", "incident_id": incident_id}
     if not is_new and incident.incident_id == incident_id:
         return {"action": "stale", "incident_id": incident_id}  # this very report, delivered again; it is closed
     if not is_new:

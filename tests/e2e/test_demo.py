@@ -69,7 +69,7 @@ def test_demo_runs_to_completion_and_reports(tmp_path: Path) -> None:
     assert "$ aws lambda get-function-configuration --function-name sample-orders-dev" in output
     for kind in ("MANAGER  investigate", "MANAGER  apply", "MANAGER  verify", "MANAGER  rollback"):
         assert kind in output, kind
-    # the injected scenario settles in under three minutes once set up
-    assert summary["pipeline_s"] < 180
+    # the run says how its time was spent (figures, not asserted: tests never time the machine)
+    assert summary["total_s"] >= summary["pipeline_s"] > 0
     for d in summary["dashboards"]:
         assert Path(d["png"]).stat().st_size > 10_000

@@ -112,3 +112,52 @@ def test_the_delivery_that_opened_the_incident_is_not_its_own_duplicate(aws, mon
     assert retried.error is None and retried.result["action"] != "folded"
     [incident] = pipeline.incidents()
     assert incident.duplicates == 0
+
+
+def issue_entry(pipeline: Pipeline) -> dict[str, Any]:
+    detail = '{"service": "payments-api", "issue_type": "latency", "severity": "high", "summary": "slow", "signals": {"p95_ms": 4000}}'
+    return {
+        "Source": "com.example.probe",
+        "DetailType": "IssueReported",
+        "Detail": detail,
+        "EventBusName": pipeline.env["EVENT_BUS_NAME"],
+    }
+
+
+def test_the_same_report_sent_five_times_at_once_is_one_incident_and_four_duplicates(aws):
+    # Given a producer that sends the same report five times in one PutEvents (the same second,
+    # the same detail: only the event ids differ)
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={"payments-api": {"timeout": 3}})
+    pipeline.events.put_events(Entries=[issue_entry(pipeline)] * 5)
+
+    # When the Manager takes them, and one of them is retried by Lambda
+    deliveries = pipeline.run()
+    twin = next(d for d in deliveries if d.agent == "manager" and d.result.get("action") == "folded")
+    pipeline.invoke("manager", twin.event)
+
+    # Then one incident counts the other four once each, and the Engineer is asked once
+    [incident] = pipeline.incidents()
+    assert incident.duplicates == 4
+    assert len(folds(pipeline, incident.incident_id)) == 4
+    requested = [d for d in deliveries if d.agent == "engineer" and d.event["detail-type"] == "RemediationRequested"]
+    assert len(requested) == 1
+    assert [h["status"] for h in incident.status_history].count("REMEDIATING") == 1
+
+
+def test_a_twin_that_races_the_opening_report_is_folded_by_the_open_path(aws, monkeypatch):
+    # Given the opening report and its twin (same content, another event id), where the twin finds
+    # no lock yet when it looks (it raced the opening transaction) and meets the opened incident
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={"payments-api": {"timeout": 3}})
+    pipeline.events.put_events(Entries=[issue_entry(pipeline)] * 2)
+    first, second = (event for agent, event in pipeline._receive() if agent == "manager")
+    pipeline.invoke("manager", first)
+    from selfheal_core.incidents import IncidentStore
+
+    monkeypatch.setattr(IncidentStore, "live_lock", lambda self, fingerprint: None)
+
+    # When the twin is handled
+    answer = pipeline.invoke("manager", second).result
+
+    # Then it is counted as a duplicate, not taken for a retry that re-runs the triage
+    [incident] = pipeline.incidents()
+    assert answer["action"] == "folded" and incident.duplicates == 1, answer
