@@ -110,7 +110,7 @@ def bind_command(argv: Sequence[str]) -> list[str]:
     if is_compile(argv):
         return [sys.executable, *argv[1:]]
     try:
-        args = pytest_arguments(argv)
+        args = pytest_arguments(argv, qa_options=True)
     except CommandRefused as exc:
         raise BundleError(str(exc)) from exc
     # No cache directory written into the tree; the report path is added by the runner only.

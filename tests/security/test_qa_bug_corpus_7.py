@@ -268,3 +268,58 @@ def test_tests_added_to_a_unittest_module_are_the_fixs_new_tests(
     # Then the added test runs as the new test: it fails without the fix and passes with it
     assert result.passed, result.reason
     assert node in result.reason, result.reason
+
+
+# ----------------------------------------------------------------------------- bugs that hang
+
+BITCOUNT = {
+    "bitcount.py": "def bitcount(n):\n    count = 0\n    while n:\n        n ^= n - 1\n        count += 1\n    return count\n",
+    "tests/test_bitcount.py": "from bitcount import bitcount\n\n\ndef test_zero():\n    assert bitcount(0) == 0\n",
+}
+HANG_TEST = "from bitcount import bitcount\n\n\ndef test_127():\n    assert bitcount(127) == 7\n"
+
+
+@pytest.fixture
+def quick_validator() -> CodeValidator:
+    from selfheal_core.qa_run import RunLimits
+
+    return CodeValidator(InProcessRunner(), RunLimits(cpu_seconds=4, wall_seconds=8))
+
+
+def test_a_fix_of_a_loop_that_never_ends_is_proven_by_where_the_original_spins(quick_validator: CodeValidator) -> None:
+    # Given QuixBugs' bitcount (`n ^= n - 1` never reaches 0) and its fix with a regression test
+    answer = fix(
+        files={"bitcount.py": BITCOUNT["bitcount.py"].replace("n ^= n - 1", "n &= n - 1")},
+        tests={"tests/test_regression.py": HANG_TEST},
+    )
+
+    # When QA validates it
+    result = quick_validator.validate(answer, issue(BITCOUNT), BITCOUNT)
+
+    # Then the new test hangs without the fix inside the code the fix changes: that is the bug shown
+    assert result.passed, result.reason
+    assert "hang (at bitcount.py:" in result.reason and "in bitcount)" in result.reason, result.reason
+
+
+def test_a_test_that_spins_on_its_own_is_no_evidence(quick_validator: CodeValidator) -> None:
+    # Given a "fix" that adds a marker and leaves the bug, and a test that calls the code until the
+    # marker is there (so the run may well be inside bitcount() when the limit is near)
+    marked = BITCOUNT["bitcount.py"] + "\n\nbitcount.fixed = True\n"
+    test = (
+        "import bitcount as b\n\n\ndef test_marker():\n"
+        "    while not getattr(b.bitcount, 'fixed', False):\n        b.bitcount(2)\n"
+    )
+    answer = fix(files={"bitcount.py": marked}, tests={"tests/test_regression.py": test})
+
+    # When QA validates it
+    result = quick_validator.validate(answer, issue(BITCOUNT), BITCOUNT)
+
+    # Then a run the test's own loop keeps going proves nothing about the code
+    assert not result.passed and result.weak_evidence, result.reason
+
+
+def test_a_reporter_may_not_pass_pytest_options_qa_uses_itself() -> None:
+    from selfheal_core.qa_run import CommandRefused, parse_test_command
+
+    with pytest.raises(CommandRefused, match="'-o' is not allowed"):
+        parse_test_command("python -m pytest -o faulthandler_timeout=5")

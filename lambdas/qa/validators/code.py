@@ -843,6 +843,41 @@ def _last_line(run: StepResult) -> str:
 
 
 PYTEST_TESTS_FAILED = 1
+# faulthandler's dump of a test that outran `faulthandler_timeout`: the innermost frame first.
+_DUMPED_FRAME = re.compile(r'\(most recent call first\):\n\s+File "(?P<path>[^"]+)", line (?P<line>\d+) in (?P<fn>\S+)')
+
+
+def _runs_to_an_end(test: str) -> bool:
+    """No `while`, no endless iterator (`itertools.count`, `cycle`, `repeat`, `iter(f, sentinel)`):
+    whatever spins in such a test's run is the code it calls."""
+    try:
+        tree = ast.parse(test.removeprefix("\ufeff"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.While):
+            return False
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in ("count", "cycle", "repeat") or (name == "iter" and len(node.args) > 1):
+                return False
+    return True
+
+
+def hangs_in(run: StepResult, fixed_code: set[str]) -> str | None:
+    """Where a run the limits ended was spinning, when that is inside a module the fix changes
+    (`bitcount.py:4 in bitcount`): the original's own loop, which the fix ends. None otherwise: a
+    test waiting on a marker spins in the test file, and a run that ended by itself did not hang."""
+    if not (run.timed_out or run.killed_reason):
+        return None
+    for frame in _DUMPED_FRAME.finditer(run.stderr_excerpt):
+        path = frame["path"].replace("\\", "/")
+        module = next((p for p in sorted(fixed_code) if path == p or path.endswith("/" + p)), None)
+        if module is not None:
+            return f"{module}:{frame['line']} in {frame['fn']}"
+    return None
+
+
 # pytest's own exit codes when it could not run the tests as asked.
 _PYTEST_STOPPED = {2: "errors during collection", 3: "internal error", 4: "usage error", 5: "no tests collected"}
 _COLLECTING = re.compile(r"^_+ (ERROR collecting .+?) _+$")
@@ -925,6 +960,37 @@ class _Session:
         for result in reply.steps:
             self.evidence.append(_evidence(result, judge(result), reply.isolation))
         return reply.steps
+
+
+def _shown_without_fix(
+    s: _Session,
+    new_tests_argv: list[str],
+    tree: dict[str, str],
+    code_files: dict[str, str],
+    patched_tree: dict[str, str],
+    names: FixNames,
+    new_test_files: list[str],
+) -> tuple[str | None, StepResult]:
+    """Run the new tests on the original (plus the names the fix adds): what they show without the
+    fix (`a, b fail`, or `t.py hang (at m.py:4 in f)` inside code the fix changes: pytest's
+    faulthandler dumps where, before the limits end the run; only for tests without a loop of their
+    own that could be what spins, calling the code until a marker appears), or None when they show
+    nothing."""
+    hang_after = max(1, int(min(s.limits.cpu_seconds, s.limits.wall_seconds) / 2))
+    argv = [*new_tests_argv[:4], "-o", f"faulthandler_timeout={hang_after}", *new_tests_argv[4:]]
+    fixed_code = {p for p in patched_tree if p.endswith(".py") and code_files.get(p) != patched_tree[p]}
+
+    def failing(r: StepResult) -> list[str]:
+        return [t.id for t in r.tests or [] if names.reproduces(t)] if r.exit_code == PYTEST_TESTS_FAILED else []
+
+    [run] = s.run(
+        tree,
+        [RunStep(check="new_tests_unpatched", argv=argv, junit=True)],
+        judge=lambda r: bool(failing(r)) or hangs_in(r, fixed_code) is not None,
+    )
+    if (hang := hangs_in(run, fixed_code)) is not None and all(_runs_to_an_end(tree[p]) for p in new_test_files):
+        return f"{', '.join(new_tests_argv[4:])} hang (at {hang})", run
+    return (f"{', '.join(failing(run))} fail" if failing(run) else None), run
 
 
 class CodeValidator:
@@ -1044,13 +1110,10 @@ class CodeValidator:
                 False, f"the fix's new tests do not all pass on the patched code: {detail}", s.evidence
             )
         # 3. Without the fix (but with the names it adds) at least one new test fails on what it checks.
-        [unpatched] = s.run(
-            {**grafted, **tests},
-            [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
-            judge=lambda r: r.exit_code == PYTEST_TESTS_FAILED and any(names.reproduces(t) for t in r.tests or []),
+        shown, unpatched = _shown_without_fix(
+            s, new_tests_argv, {**grafted, **tests}, code_files, patched_tree, names, sorted(tests)
         )
-        failing = [t.id for t in unpatched.tests or [] if names.reproduces(t)]
-        if unpatched.exit_code != PYTEST_TESTS_FAILED or not failing:
+        if shown is None:
             return ValidationResult(
                 False,
                 "weak evidence: no new test fails on what it checks without the fix, on the original source "
@@ -1093,7 +1156,6 @@ class CodeValidator:
             )
         return ValidationResult(
             True,
-            f"compiles; the project's tests pass with the fix; new test(s) {', '.join(failing)[:300]} "
-            "fail without it and pass with it",
+            f"compiles; the project's tests pass with the fix; new test(s) {shown[:300]} without it and pass with it",
             s.evidence,
         )

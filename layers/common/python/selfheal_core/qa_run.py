@@ -122,7 +122,12 @@ def parse_test_command(command: str) -> list[str]:
     return ["python", "-m", "pytest", *pytest_arguments(argv)]
 
 
-def pytest_arguments(argv: list[str]) -> list[str]:
+# What QA itself may add (never a reporter: `parse_test_command` refuses it): a traceback dump of a
+# test that runs longer than N seconds, which is how a hang in the original is located.
+FAULTHANDLER_OPTION = re.compile(r"faulthandler_timeout=[1-9][0-9]{0,2}")
+
+
+def pytest_arguments(argv: list[str], *, qa_options: bool = False) -> list[str]:
     """The arguments after the pytest prefix, each checked; raises CommandRefused."""
     prefix = next((p for p in PYTEST_PREFIXES if tuple(argv[: len(p)]) == p), None)
     if prefix is None:
@@ -137,7 +142,10 @@ def pytest_arguments(argv: list[str]) -> list[str]:
         arg = args[i]
         if arg in ("-q", "-x"):
             out.append(arg)
-        elif arg == "-k" and i + 1 < len(args) and _K_EXPR.fullmatch(args[i + 1]):
+        elif i + 1 < len(args) and (
+            (arg == "-k" and _K_EXPR.fullmatch(args[i + 1]))
+            or (qa_options and arg == "-o" and FAULTHANDLER_OPTION.fullmatch(args[i + 1]))
+        ):
             out += [arg, args[i + 1]]
             i += 1
         elif _PATH.fullmatch(arg) and ".." not in arg.split("::")[0].split("/"):
