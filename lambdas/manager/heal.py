@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from selfheal_core import aws
 from selfheal_core.artifacts import ArtifactStore, too_large
 from selfheal_core.catalog import AGENT_SOURCES
 from selfheal_core.config import RuntimeParameters
@@ -42,8 +43,16 @@ from selfheal_core.events import (
     is_breaking,
     setting_named,
 )
-from selfheal_core.incidents import Incident, IncidentStore, Status, TargetCoolingDown, TargetHeld
+from selfheal_core.incidents import (
+    ROLLED_BACK_PHASES,
+    Incident,
+    IncidentStore,
+    Status,
+    TargetCoolingDown,
+    TargetHeld,
+)
 from selfheal_core.messaging import Messenger
+from selfheal_core.observability import logger
 from selfheal_core.ports import Monitor
 
 from .investigate import MANAGED_TAG, CloudPort
@@ -98,6 +107,24 @@ class SetBySomeoneElse(HealAbort):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(reason)
         self.detail = detail
+
+
+class FunctionGone(HealAbort):
+    """The target function no longer exists (deleted since it was read): nothing to change or restore."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(f"the function {target} no longer exists")
+        self.target = target
+
+
+def _lambda_error(exc: ClientError, target: str) -> None:
+    """Raise what a Lambda API error means for a heal step whatever the call: a transient one as it
+    is (the Lambda retry redoes the step, which is guarded to be redone), a deleted function as
+    FunctionGone. Returns for any other error, which the caller turns into its own HealAbort."""
+    if aws.is_transient(exc):
+        raise exc
+    if aws.error_code(exc) == "ResourceNotFoundException":
+        raise FunctionGone(target) from exc
 
 
 def step(thought: str, action: str, observation: str) -> dict[str, str]:
@@ -492,13 +519,27 @@ def _schedule(
         0.9,
         once=once,
     )
+    return _announce_scheduled(scheduled, ports)
+
+
+def _announce_scheduled(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    change = incident.change or {}
     _announce(
         ports,
-        scheduled,
+        incident,
         DetailType.REMEDIATION_APPROVED,
         f"change {change['change_id']} scheduled for {change['scheduled_for']}",
     )
     return {"action": "scheduled", "incident_id": incident.incident_id, "apply_at": change["scheduled_for"]}
+
+
+def announce_after_approval(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    """What the approving step sends about the change it applied (VERIFYING) or scheduled, sent
+    again: for a retry of that step whose first try died after the write, before its events went
+    out. Receivers de-duplicate (events are delivered at least once)."""
+    if incident.status == Status.VERIFYING.value:
+        return _announce_applied(incident, ports)
+    return _announce_scheduled(incident, ports)
 
 
 def create_schedule(ports: HealPorts, kind: str, incident: Incident, detail_type: DetailType, at: datetime) -> None:
@@ -563,7 +604,8 @@ OVERDUE = timedelta(minutes=10)
 
 
 def sweep_overdue(ports: HealPorts, incidents: list[Incident]) -> list[str]:
-    """On the scheduled scan: finish heal steps whose due event never came."""
+    """On the scheduled scan: finish heal steps whose due event never came; one incident's
+    failure never stops the others, nor the rest of the scan."""
     swept = []
     late = now() - OVERDUE
     for incident in incidents:
@@ -583,12 +625,16 @@ def sweep_overdue(ports: HealPorts, incidents: list[Incident]) -> list[str]:
         if due_at is None or due_at > late:
             continue
         ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
-        if incident.status == Status.APPROVED.value:
-            result = after_approval(incident, ports)
-        else:
-            due = DueV1(change_id=str(incident.change_id), due_at=due_at.isoformat(timespec="seconds"))
-            handle = handle_apply_due if incident.status == Status.SCHEDULED.value else handle_verify_due
-            result = handle(_metadata(incident), due, ports)
+        try:
+            if incident.status == Status.APPROVED.value:
+                result = after_approval(incident, ports)
+            else:
+                due = DueV1(change_id=str(incident.change_id), due_at=due_at.isoformat(timespec="seconds"))
+                handle = handle_apply_due if incident.status == Status.SCHEDULED.value else handle_verify_due
+                result = handle(_metadata(incident), due, ports)
+        except Exception:  # noqa: BLE001 - the next scan tries again; the others are finished now
+            logger.exception("finishing an overdue heal step failed", extra={"incident_id": incident.incident_id})
+            continue
         if result.get("action") not in ("stale", "not_due"):
             swept.append(incident.incident_id)
     return swept
@@ -660,6 +706,8 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
             ours_since=parse_time(attempted_at),
             first_attempt=incident.attempted_at is None,
         )
+    except FunctionGone as exc:
+        return _escalate(claimed, ports, f"{exc.reason}: nothing was changed", sources, chain=chain, decision="apply")
     except HealAbort as exc:
         return _escalate(claimed, ports, exc.reason, sources, chain=chain, decision="apply")
     change.update(written)
@@ -709,6 +757,16 @@ def apply_change(incident: Incident, ports: HealPorts) -> dict[str, Any]:
 def _announce_applied(incident: Incident, ports: HealPorts) -> dict[str, Any]:
     change = incident.change or {}
     changes = _changes(change["previous"], change["proposed"])
+    # A retry after the VERIFYING write: its first try's `apply` decision died with it unless it
+    # settled (a no-op then, and after apply_change's own in this invocation).
+    ports.monitor.record_decision(
+        "apply",
+        [step("A retry finishes the apply step", "record the apply from the incident", incident.last_reason)],
+        {"change_id": change["change_id"], "target": change["target"], "previous": change["previous"]},
+        {"status": incident.status, "applied": change["proposed"], "breaking_change": is_breaking(changes)},
+        0.9,
+        once=f"apply#{change['change_id']}",
+    )
     _send(
         ports,
         incident,
@@ -772,6 +830,7 @@ def _write(
             # which a duplicate delivery of this step meets while the other delivery's write runs
             # (Lambda shows the values being written). Either way, only our own values carry on.
             if code not in ("PreconditionFailedException", "ResourceConflictException"):
+                _lambda_error(exc, target)
                 raise HealAbort(
                     f"UpdateFunctionConfiguration on {target} failed ({code}); nothing was changed"
                 ) from exc
@@ -788,10 +847,9 @@ def _write(
                 ) from exc
             if not all(landed[k] == int(v) for k, v in config.items()):
                 if code == "ResourceConflictException":
-                    raise HealAbort(
-                        f"UpdateFunctionConfiguration on {target} failed ({code}: another update is in progress); "
-                        "nothing was changed"
-                    ) from exc
+                    # Someone else's update in progress: the retry sees what it left (and fails
+                    # safe on the moved revision if it changed the function).
+                    raise
                 raise HealAbort(
                     f"{target} changed since it was read (RevisionId {revision_id} is stale, now {current.get('RevisionId')}): "
                     f"fail safe, nothing was changed; values now timeout {landed['Timeout']} s, memory {landed['MemorySize']} MB"
@@ -815,6 +873,7 @@ def _write(
             lam.put_function_event_invoke_config(FunctionName=target, MaximumRetryAttempts=int(values["max_retries"]))
             done.append("max_retries")
     except ClientError as exc:
+        _lambda_error(exc, target)  # a retry redoes the whole write: what landed is recognised as ours
         code = exc.response.get("Error", {}).get("Code", "")
         undone = _undo(lam, target, done, base, result.get("revision_after"))
         raise HealAbort(
@@ -867,6 +926,7 @@ def _reread_after_wait(change: dict[str, Any], cloud: CloudPort, chain: list[dic
     try:
         current = cloud.client("lambda").get_function_configuration(FunctionName=target)
     except ClientError as exc:
+        _lambda_error(exc, target)
         raise HealAbort(
             f"{target} could not be read again after waiting ({exc.response.get('Error', {}).get('Code')}); nothing was changed"
         ) from exc
@@ -901,6 +961,7 @@ def _check_still_managed(change: dict[str, Any], cloud: CloudPort, *, by_hand: s
     try:
         tags = cloud.client("lambda").list_tags(Resource=change.get("target_arn") or change["target"]).get("Tags", {})
     except ClientError as exc:
+        _lambda_error(exc, change["target"])
         raise HealAbort(
             f"target not managed (its tags could not be read: {exc.response.get('Error', {}).get('Code')}); "
             f"make the change by hand: {by_hand}"
@@ -951,12 +1012,19 @@ def _check_unguarded(
 
 
 def _unguarded_value(lam: Any, target: str, key: str) -> Any:
-    if key == "reserved_concurrency":
-        return lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
     try:
+        if key == "reserved_concurrency":
+            return lam.get_function_concurrency(FunctionName=target).get("ReservedConcurrentExecutions")
         return lam.get_function_event_invoke_config(FunctionName=target).get("MaximumRetryAttempts")
-    except ClientError:
-        return None
+    except ClientError as exc:
+        if aws.is_transient(exc):
+            raise
+        if key == "max_retries":
+            return None  # no retry configuration (ResourceNotFound), or not readable: not the value expected
+        _lambda_error(exc, target)
+        raise HealAbort(
+            f"the reserved concurrency of {target} could not be read ({aws.error_code(exc)}); nothing was changed"
+        ) from exc
 
 
 def _same(value: Any, expected: float) -> bool:
@@ -970,8 +1038,8 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
     incident = ports.incidents.get(metadata.incident_id)
     if incident is None or incident.change_id != data.change_id:
         return {"action": "stale", "incident_id": metadata.incident_id}
-    if incident.status == Status.ROLLED_BACK.value:  # a retry after the restore: finish the escalation
-        return _finish_rollback(incident, ports)
+    if incident.status in (Status.ROLLED_BACK.value, Status.ESCALATED.value):
+        return _rollback_retried(incident, ports)
     if incident.status != Status.VERIFYING.value or incident.heal_phase not in ("applied", "rolling_back"):
         return {"action": "stale", "incident_id": metadata.incident_id}
     verify_until = parse_time((incident.change or {}).get("verify_until"))
@@ -1572,9 +1640,11 @@ def rollback(
             first_attempt=incident.heal_phase != "rolling_back",
         )
     except SetBySomeoneElse as exc:
-        return _restored_by_someone_else(claimed, ports, figures, chain, why, exc.detail)
+        return _restored_by_someone_else(claimed, ports, chain, why, exc.detail)
+    except FunctionGone as exc:
+        return _function_gone(claimed, ports, chain, why, exc)
     except HealAbort as exc:
-        return _rollback_failed(claimed, ports, figures, chain, exc.reason)
+        return _rollback_failed(claimed, ports, chain, exc.reason)
     rolled = ports.incidents.transition(
         incident.incident_id,
         Status.ROLLED_BACK,
@@ -1585,37 +1655,14 @@ def rollback(
     )
     if rolled is None:
         return {"action": "stale", "incident_id": incident.incident_id}
-    ports.monitor.record_decision(
-        "rollback",
-        chain,
-        {"change_id": cid, "figures": figures},
-        {"status": Status.ROLLED_BACK.value, "restored": change["previous"]},
-        0.9,
-        once=f"rollback#{cid}",
-    )
-    return _finish_rollback(rolled, ports)
+    return _finish_rollback(rolled, ports, chain)
 
 
-def _finish_rollback(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+def _finish_rollback(incident: Incident, ports: HealPorts, chain: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """ROLLED_BACK -> ESCALATED, FixRolledBack and IncidentEscalated, then the `rollback` decision;
+    a retry after the restore lands here too (`chain`: None, the decision told from the incident)."""
     change = incident.change or {}
-    restored = _changes(change["proposed"], change["previous"])
     figures = change.get("figures") or {}
-    _send(
-        ports,
-        incident,
-        DetailType.FIX_ROLLED_BACK,
-        FixRolledBackV1(
-            change_id=change["change_id"],
-            service=incident.service,
-            target=change["target"],
-            target_arn=change.get("target_arn"),
-            changes=restored,
-            breaking_change=is_breaking(restored),
-            restored=True,
-            figures=figures,
-            summary=f"{change['target']} did not recover; restored {_describe(change['proposed'], change['previous'])}",
-        ),
-    )
     escalated = ports.incidents.transition(
         incident.incident_id,
         Status.ESCALATED,
@@ -1623,18 +1670,90 @@ def _finish_rollback(incident: Incident, ports: HealPorts) -> dict[str, Any]:
         allowed_from=frozenset({Status.ROLLED_BACK}),
     )
     if escalated is not None:
-        _announce(
-            ports,
-            escalated,
-            DetailType.INCIDENT_ESCALATED,
-            f"{change['target']} did not recover after {_describe(change['previous'], change['proposed'])}; "
-            f"the change was rolled back ({_figures_text(figures)}). A person must investigate.",
-        )
+        _announce_rollback(escalated, ports, escalated.last_reason)
+    _record_rollback(incident, ports, chain, {"status": Status.ROLLED_BACK.value, "restored": change["previous"]}, 0.9)
     return {"action": "rolled_back", "incident_id": incident.incident_id, "figures": figures}
 
 
+# Heal phases a rollback ends ESCALATED in.
+ROLLBACK_ENDS = frozenset({"rolled_back", "restored_by_hand", "rollback_failed", "function_gone"})
+
+
+def _rollback_retried(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    """A VerifyDue after the rollback's restore. ROLLED_BACK: a retry finishes the escalation.
+    ESCALATED by the rollback: the step records its `rollback` decision after its announcements, so
+    without it the try that wrote ESCALATED died or failed before they surely went out, and this
+    retry finishes the step (the releases the closing write makes, FixRolledBack, IncidentEscalated,
+    the decision). With it, the delivery is late or a duplicate, and stale: nobody is paged twice."""
+    if incident.status == Status.ROLLED_BACK.value:
+        return _finish_rollback(incident, ports)
+    if incident.heal_phase not in ROLLBACK_ENDS or ports.monitor.recorded(f"rollback#{incident.change_id}"):
+        return {"action": "stale", "incident_id": incident.incident_id}
+    ports.incidents.release_closed(incident)
+    _announce_rollback(incident, ports, incident.last_reason)
+    _record_rollback(incident, ports, None, {"status": incident.status, "heal_phase": incident.heal_phase}, 0.9)
+    return {"action": "rollback_announced", "incident_id": incident.incident_id}
+
+
+def _record_rollback(
+    incident: Incident,
+    ports: HealPorts,
+    chain: list[dict[str, str]] | None,
+    outputs: dict[str, Any],
+    confidence: float,
+) -> None:
+    """The `rollback` decision, recorded once and after the step's announcements (see
+    `_rollback_retried`). `chain`: None for a retry whose first try's chain died with it."""
+    change = incident.change or {}
+    chain = chain or [
+        step("A retry finishes the rollback step", "record the rollback from the incident", incident.last_reason)
+    ]
+    ports.monitor.record_decision(
+        "rollback",
+        chain,
+        {"change_id": change["change_id"], "figures": change.get("figures") or {}},
+        outputs,
+        confidence,
+        once=f"rollback#{change['change_id']}",
+    )
+
+
+def _announce_rollback(incident: Incident, ports: HealPorts, reason: str) -> None:
+    """FixRolledBack (`restored`: the previous values are back, whoever put them there) and
+    IncidentEscalated of a rollback that ended ESCALATED, in one PutEvents. `reason`: what the
+    person must know (a rollback by Selfheal says it from the change)."""
+    change = incident.change or {}
+    restored = _changes(change["proposed"], change["previous"])
+    figures = change.get("figures") or {}
+    summary = escalation = reason
+    if incident.heal_phase == "rolled_back":
+        summary = f"{change['target']} did not recover; restored {_describe(change['proposed'], change['previous'])}"
+        escalation = (
+            f"{change['target']} did not recover after {_describe(change['previous'], change['proposed'])}; "
+            f"the change was rolled back ({_figures_text(figures)}). A person must investigate."
+        )
+    with ports.messenger.held():
+        _send(
+            ports,
+            incident,
+            DetailType.FIX_ROLLED_BACK,
+            FixRolledBackV1(
+                change_id=change["change_id"],
+                service=incident.service,
+                target=change["target"],
+                target_arn=change.get("target_arn"),
+                changes=restored,
+                breaking_change=is_breaking(restored),
+                restored=incident.heal_phase in ROLLED_BACK_PHASES,
+                figures=figures,
+                summary=summary[:2000],
+            ),
+        )
+        _announce(ports, incident, DetailType.INCIDENT_ESCALATED, escalation)
+
+
 def _restored_by_someone_else(
-    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]], why: str, detail: str
+    incident: Incident, ports: HealPorts, chain: list[dict[str, str]], why: str, detail: str
 ) -> dict[str, Any]:
     """The previous values were back before Selfheal's restore: a person put them back. Say so,
     rather than report a restore Selfheal did not make."""
@@ -1647,21 +1766,32 @@ def _restored_by_someone_else(
     chain.append(step("Were the previous values put back by Selfheal?", "escalate; change nothing", reason))
     outputs = {"restored": False, "restored_by": "someone else"}
     # FixRolledBack says restored: the values are back, which dependants need to know.
-    if _escalate_after_rollback(incident, ports, "restored_by_hand", reason, chain, figures, outputs, 0.9) is None:
+    if _escalate_after_rollback(incident, ports, "restored_by_hand", reason, chain, outputs, 0.9) is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     return {"action": "restored_by_someone_else", "incident_id": incident.incident_id}
 
 
-def _rollback_failed(
-    incident: Incident, ports: HealPorts, figures: dict[str, float], chain: list[dict[str, str]], error: str
+def _function_gone(
+    incident: Incident, ports: HealPorts, chain: list[dict[str, str]], why: str, gone: FunctionGone
 ) -> dict[str, Any]:
+    """The function was deleted during verification: there is nothing to restore, and no value for
+    a person to put back either (unlike a failed rollback, the function is not held for a person)."""
+    reason = f"{why}; {gone.reason}: nothing to roll back"
+    chain.append(step("Can the previous values be restored?", "escalate; change nothing", reason))
+    outputs = {"restored": False, "function_gone": True}
+    if _escalate_after_rollback(incident, ports, "function_gone", reason, chain, outputs, 0.95) is None:
+        return {"action": "stale", "incident_id": incident.incident_id}
+    return {"action": "function_gone", "incident_id": incident.incident_id}
+
+
+def _rollback_failed(incident: Incident, ports: HealPorts, chain: list[dict[str, str]], error: str) -> dict[str, Any]:
     change = incident.change or {}
     restore = _changes(change["proposed"], change["previous"])
     by_hand = _by_hand_values(change["target"], {c.setting: c.after for c in restore})
     reason = f"ROLLBACK FAILED ({error}); restore by hand: {by_hand}"
     chain.append(step("The restore did not go through", "escalate with the exact values to restore", reason))
     outputs = {"restored": False, "restore_by_hand": change["previous"]}
-    if _escalate_after_rollback(incident, ports, "rollback_failed", reason, chain, figures, outputs, 0.95) is None:
+    if _escalate_after_rollback(incident, ports, "rollback_failed", reason, chain, outputs, 0.95) is None:
         return {"action": "stale", "incident_id": incident.incident_id}
     return {"action": "rollback_failed", "incident_id": incident.incident_id}
 
@@ -1672,13 +1802,12 @@ def _escalate_after_rollback(
     phase: str,
     reason: str,
     chain: list[dict[str, str]],
-    figures: dict[str, float],
     outputs: dict[str, Any],
     confidence: float,
 ) -> Incident | None:
-    """A rollback that leaves the function to a person: ESCALATED from VERIFYING in `phase`, its
-    `rollback` decision, FixRolledBack (`restored`: the previous values are back, whoever put
-    them there) and IncidentEscalated. None when the incident moved on (a retry, a duplicate)."""
+    """A rollback that leaves the function to a person: ESCALATED from VERIFYING in `phase`,
+    FixRolledBack (`restored`: the previous values are back, whoever put them there) and
+    IncidentEscalated, then its `rollback` decision. None when the incident moved on (a retry, a duplicate)."""
     change = incident.change or {}
     escalated = ports.incidents.transition(
         incident.incident_id,
@@ -1690,32 +1819,8 @@ def _escalate_after_rollback(
     )
     if escalated is None:
         return None
-    ports.monitor.record_decision(
-        "rollback",
-        chain,
-        {"change_id": change["change_id"], "figures": figures},
-        {"status": Status.ESCALATED.value, **outputs},
-        confidence,
-        once=f"rollback#{change['change_id']}",
-    )
-    restored = _changes(change["proposed"], change["previous"])
-    _send(
-        ports,
-        escalated,
-        DetailType.FIX_ROLLED_BACK,
-        FixRolledBackV1(
-            change_id=change["change_id"],
-            service=escalated.service,
-            target=change["target"],
-            target_arn=change.get("target_arn"),
-            changes=restored,
-            breaking_change=is_breaking(restored),
-            restored=phase == "restored_by_hand",
-            figures=figures,
-            summary=reason[:2000],
-        ),
-    )
-    _announce(ports, escalated, DetailType.INCIDENT_ESCALATED, reason)
+    _announce_rollback(escalated, ports, reason)
+    _record_rollback(escalated, ports, chain, {"status": Status.ESCALATED.value, **outputs}, confidence)
     return escalated
 
 

@@ -103,6 +103,10 @@ def target_of(issue: IssueReportedV1, origin: str, alarm_function: str | None, h
 
 
 def _denied_or_missing(exc: ClientError) -> str:
+    """Why a value could not be read, for its gap. A transient error is no gap: it is raised, and
+    the Lambda retry reads again (a throttled read must not fail the incident for good)."""
+    if aws.is_transient(exc):
+        raise exc
     code = exc.response.get("Error", {}).get("Code", "Unknown")
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"):
         return "permission denied"
@@ -112,7 +116,7 @@ def _denied_or_missing(exc: ClientError) -> str:
 
 
 def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+    return aws.error_code(exc)
 
 
 def investigate(

@@ -539,30 +539,79 @@ def handle_fix_validated(
 ) -> dict[str, Any]:
     # The incident and QA's record for this attempt in one read.
     incident, record = ports.verdicts.get_with_incident(metadata.incident_id, metadata.attempt)
-    redo = incident is not None and incident.status == Status.APPROVED.value  # a retry after approval
-    # A retry after the status write: APPROVED or AWAITING_APPROVAL at this attempt finish the step.
-    # An archive replay never re-asks a person (the first delivery completed, or its retries did).
+    # A retry after the status write finishes the step: APPROVED or AWAITING_APPROVAL at this
+    # attempt, or this attempt's change applied or scheduled (its events may never have gone out).
+    # An archive replay never re-asks a person nor announces again (the first delivery completed).
     finishing = (Status.APPROVED.value,) if replayed else (Status.APPROVED.value, Status.AWAITING_APPROVAL.value)
     if (
         incident is None
-        or incident.status not in (Status.VALIDATED.value, *finishing)
+        or (incident.status not in (Status.VALIDATED.value, *finishing) and (replayed or not _changed_here(incident)))
         or incident.attempts != metadata.attempt
     ):
         return {"action": "stale", "incident_id": metadata.incident_id}
     refusal, fix = _refusal(record, data, ports)
     if refusal is not None or record is None or fix is None:
         return _refuse_validation(metadata, refusal or "no validation record", ports)
-    if redo:
-        return heal.after_approval(incident, ports)  # finish the step the crash interrupted
-    validated, kept = heal.validated_record(incident, data, ports, fix)
     level = ports.params.automation_level
     risk = record.risk_level  # QA's record, never the event
     unproven = _alarm_without_data(incident)
     auto = (level == "full_auto" or (level == "semi_auto" and risk == RiskLevel.LOW.value)) and unproven is None
+    approved_reason = f"auto-approved ({level}, risk {risk})"
+    if incident.status not in (Status.VALIDATED.value, Status.AWAITING_APPROVAL.value):  # approved already
+        if not auto:  # by a person: their ApprovalGranted step announces it
+            return (
+                heal.after_approval(incident, ports) if incident.status == Status.APPROVED.value else _stale(incident)
+            )
+        # By this step, whose first try died after the APPROVED write: its decision and
+        # announcements may be lost (recorded once; receivers de-duplicate what is sent twice).
+        _record_close(metadata, record, level, risk, auto, unproven, ports)
+        return _announce_approval(incident, ports, approved_reason)
+    validated, kept = heal.validated_record(incident, data, ports, fix)
     if not auto and incident.status == Status.VALIDATED.value:
         refused = heal.refuse_repeat_before_approval(incident, fix, ports)
         if refused is not None:
             return refused  # nobody is asked to approve a change that would not be made
+    _record_close(metadata, record, level, risk, auto, unproven, ports)
+    if auto and incident.status == Status.VALIDATED.value:
+        return _approve_and_resolve(incident, ports, reason=approved_reason, record=validated, kept=kept)
+    waiting = ports.incidents.transition(
+        incident.incident_id,
+        Status.AWAITING_APPROVAL,
+        reason="human approval required",
+        expected_attempt=metadata.attempt,
+        redo_from=frozenset({Status.AWAITING_APPROVAL}),
+        also_set={"validated_fix": kept},
+    )
+    if waiting is None:
+        return _stale(incident)
+    announce(
+        ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk
+    )
+    return {"action": "awaiting_approval", "incident_id": incident.incident_id}
+
+
+def _stale(incident: Incident) -> dict[str, Any]:
+    return {"action": "stale", "incident_id": incident.incident_id}
+
+
+def _changed_here(incident: Incident) -> bool:
+    """Is the incident's change the one planned for its current attempt, applied or scheduled?"""
+    return incident.change_id == heal.change_id_of(incident) and (incident.status, incident.heal_phase) in (
+        (Status.VERIFYING.value, "applied"),
+        (Status.SCHEDULED.value, "scheduled"),
+    )
+
+
+def _record_close(
+    metadata: Metadata,
+    record: ValidationRecord,
+    level: str,
+    risk: str,
+    auto: bool,
+    unproven: str | None,
+    ports: ManagerPorts,
+) -> None:
+    """The `close_incident` decision of this attempt: approve automatically, or ask a person."""
     chain = [
         step(
             "QA validated the fix with evidence",
@@ -583,24 +632,6 @@ def handle_fix_validated(
         0.9 if auto else 0.75,
         once=f"close_incident#{metadata.attempt}",
     )
-    if auto and incident.status == Status.VALIDATED.value:
-        return _approve_and_resolve(
-            incident, ports, reason=f"auto-approved ({level}, risk {risk})", record=validated, kept=kept
-        )
-    waiting = ports.incidents.transition(
-        incident.incident_id,
-        Status.AWAITING_APPROVAL,
-        reason="human approval required",
-        expected_attempt=metadata.attempt,
-        redo_from=frozenset({Status.AWAITING_APPROVAL}),
-        also_set={"validated_fix": kept},
-    )
-    if waiting is None:
-        return {"action": "stale", "incident_id": incident.incident_id}
-    announce(
-        ports, waiting, DetailType.APPROVAL_REQUESTED, f"approve with: selfheal approve {incident.incident_id}", risk
-    )
-    return {"action": "awaiting_approval", "incident_id": incident.incident_id}
 
 
 def _alarm_without_data(incident: Incident) -> str | None:
@@ -780,10 +811,19 @@ def _approve_and_resolve(
         return {"action": "stale", "incident_id": incident.incident_id}
     if decided is not None:
         decided()
-    # RemediationApproved goes out with what the apply step sends (FixApplied, or the escalation):
-    # one PutEvents, and still sent if the step raises.
+    return _announce_approval(approved, ports, reason, record)
+
+
+def _announce_approval(
+    approved: Incident, ports: ManagerPorts, reason: str, record: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """RemediationApproved with what the apply step sends (FixApplied, the schedule, or the
+    escalation): one PutEvents, and still sent if the step raises. A retry that finds the change
+    applied or scheduled already sends what that step sent again."""
     with ports.messenger.held():
         announce(ports, approved, DetailType.REMEDIATION_APPROVED, reason)
+        if approved.status != Status.APPROVED.value:
+            return heal.announce_after_approval(approved, ports)
         # Approval changes nothing by itself: the fix is applied, verified and kept or rolled back (heal.py).
         return heal.after_approval(approved, ports, record)
 

@@ -1308,7 +1308,7 @@ class WinnerWritesFirst:
     ("winner_values", "status", "timeout_s"),
     [
         ({"Timeout": 10}, "VERIFYING", 10),  # the other delivery of this step is writing our change
-        ({"MemorySize": 1024}, "ESCALATED", 3),  # someone else's update is in progress
+        ({"MemorySize": 1024}, "ESCALATED", 3),  # someone else's update is in progress: retried, then fail safe
     ],
 )
 def test_a_duplicate_apply_that_meets_the_other_deliverys_update_in_progress_carries_on(
@@ -1331,13 +1331,20 @@ def test_a_duplicate_apply_that_meets_the_other_deliverys_update_in_progress_car
         ),
     )
     retried = pipeline.invoke(broken.agent, broken.event)
+    if status == "ESCALATED":
+        # Someone else's update in progress is transient: the step raises and Lambda retries it
+        # once that update is done, which then finds the revision moved.
+        assert "ResourceConflictException" in str(retried.error)
+        assert only_incident(pipeline).status == "APPROVED"
+        monkeypatch.setattr(CloudPort, "client", real_client)
+        retried = pipeline.invoke(broken.agent, broken.event)
 
     # Then our own values in progress are recognised and the step finishes; anyone else's fail safe
     incident = only_incident(pipeline)
     assert incident.status == status, (incident.status, incident.last_reason, retried.result)
     assert pipeline.function_config(FUNCTION)["timeout_s"] == timeout_s
     if status == "ESCALATED":
-        assert "ResourceConflictException: another update is in progress" in incident.last_reason
+        assert "changed since it was read" in incident.last_reason
         assert "nothing was changed" in incident.last_reason
     else:
         assert retried.result["action"] == "applied"
@@ -1443,31 +1450,31 @@ def test_an_ok_between_the_restore_and_the_escalation_does_not_turn_a_rollback_i
     """Expected: once a change has been rolled back for want of recovery, the incident ends
     ESCALATED and dependants get FixRolledBack, whatever alarm event arrives in between.
 
-    Why it matters: the rollback step writes ROLLED_BACK, then sends FixRolledBack, then writes
-    ESCALATED. If the Manager dies after the first write (a PutEvents error, a time-out), the
-    restore has landed but nobody is told. The alarm's OK (often the restore's own doing, or a
+    Why it matters: the rollback step writes ROLLED_BACK, then ESCALATED, then sends FixRolledBack.
+    If the Manager dies after the first write (a DynamoDB error, a time-out), the restore has
+    landed but nobody is told. The alarm's OK (often the restore's own doing, or a
     flap) arriving before the retry resolves the incident: the retry of VerifyDue is then stale,
     FixRolledBack is never sent (dependants saw FixApplied only and believe the change stands),
     and a change that did not heal the service is reported RESOLVED with no escalation.
     """
     from lambdas.manager import heal
-    from selfheal_core.events import DetailType
+    from selfheal_core.incidents import IncidentStore, Status
 
     pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
     dependant = Dependant(pipeline)
     pipeline.put_raw_event(alarm_event())
     pipeline.run()
     alarm_in_state("ALARM", 41.0)
-    original = heal._send
+    original = IncidentStore.transition
     crashed: list[str] = []
 
-    def crash_once(ports, incident, detail_type, data):
-        if detail_type is DetailType.FIX_ROLLED_BACK and not crashed:
-            crashed.append(incident.incident_id)
-            raise RuntimeError("PutEvents failed")
-        return original(ports, incident, detail_type, data)
+    def crash_once(self, incident_id, to, **kwargs):
+        if to is Status.ESCALATED and not crashed:
+            crashed.append(incident_id)
+            raise RuntimeError("Lambda timed out")
+        return original(self, incident_id, to, **kwargs)
 
-    monkeypatch.setattr(heal, "_send", crash_once)
+    monkeypatch.setattr(IncidentStore, "transition", crash_once)
     [broken] = pipeline.fire_due("verify")
     assert broken.error and only_incident(pipeline).status == "ROLLED_BACK"
     assert pipeline.function_config(FUNCTION)["timeout_s"] == 3  # the restore landed
@@ -1808,6 +1815,236 @@ def test_a_write_failing_halfway_puts_back_what_the_step_already_wrote(aws):
     )
     after = pipeline.function_config(FUNCTION)
     assert (after["memory_mb"], after["reserved_concurrency"]) == (512, 5)
+
+
+class ThrottledOnce:
+    """A Lambda client whose named operation is throttled the first time it is called (a burst of
+    the account's control-plane calls), then answers as usual."""
+
+    def __init__(self, real, operation: str, throttled: list[str]) -> None:
+        self.real, self.operation, self.throttled = real, operation, throttled
+
+    def __getattr__(self, name):
+        if name == self.operation and not self.throttled:
+
+            def throttle(**_kwargs):
+                self.throttled.append(name)
+                raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, name)
+
+            return throttle
+        return getattr(self.real, name)
+
+
+def throttle_once(monkeypatch, operation: str) -> list[str]:
+    """The Manager's next Lambda `operation` is throttled once; returns the calls that were."""
+    from lambdas.manager.investigate import CloudPort
+
+    real_client = CloudPort.client
+    throttled: list[str] = []
+    monkeypatch.setattr(
+        CloudPort,
+        "client",
+        lambda self, service: (
+            ThrottledOnce(real_client(self, service), operation, throttled)
+            if service == "lambda"
+            else real_client(self, service)
+        ),
+    )
+    return throttled
+
+
+@pytest.mark.parametrize("operation", ["get_function", "list_tags", "update_function_configuration"])
+def test_a_throttled_lambda_call_is_retried_by_lambda_not_turned_into_a_gap_or_an_escalation(
+    aws, monkeypatch, operation
+):
+    # Given the Manager's first GetFunction (investigation), ListTags or UpdateFunctionConfiguration
+    # (apply) is throttled once
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    throttled = throttle_once(monkeypatch, operation)
+    pipeline.put_raw_event(alarm_event())
+    [broken] = [d for d in pipeline.run() if d.error]
+    assert throttled == [operation] and "TooManyRequestsException" in broken.error
+    assert only_incident(pipeline).status in ("DETECTED", "APPROVED")  # nothing decided on the throttle
+
+    # When Lambda retries the same event
+    retried = pipeline.invoke(broken.agent, broken.event)
+    pipeline.run()
+
+    # Then the step is done as if nothing had happened: no gap, applied once, verifying
+    incident = only_incident(pipeline)
+    assert retried.error is None, retried.error
+    assert (incident.status, incident.heal_phase) == ("VERIFYING", "applied"), incident.last_reason
+    assert not [gap for gap in incident.investigation["gaps"] if "GetFunction " in gap]
+    assert incident.investigation["values"]["timeout_s"] == 3
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    assert len(decisions_of(pipeline, incident.incident_id, "apply")) == 1
+
+
+def test_a_throttled_rollback_write_is_retried_and_restores_the_previous_values(aws, monkeypatch):
+    # Given an applied fix with no recovery, and the rollback's UpdateFunctionConfiguration throttled once
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    throttle_once(monkeypatch, "update_function_configuration")
+    [broken] = pipeline.fire_due("verify")
+    assert "TooManyRequestsException" in str(broken.error)
+    assert (only_incident(pipeline).status, only_incident(pipeline).heal_phase) == ("VERIFYING", "rolling_back")
+
+    # When Lambda retries the VerifyDue
+    later = datetime.now(UTC) + timedelta(days=2)
+    monkeypatch.setattr(heal, "now", lambda: later)
+    retried = pipeline.invoke(broken.agent, broken.event)
+
+    # Then the previous values are restored: a rollback, not a failed one held for a person for 24 h
+    incident = only_incident(pipeline)
+    assert retried.error is None and retried.result["action"] == "rolled_back", retried.result
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "rolled_back"), incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "setting"),
+    [({"timeout": 3}, "timeout_s"), ({"reserved": 10}, "reserved_concurrency")],
+)
+def test_a_function_deleted_during_verification_ends_escalated_with_nothing_to_roll_back(aws, spec, setting):
+    # Given an applied change (timeout 3 -> 10 s, or reserved concurrency 10 -> 20) with no recovery
+    pipeline = Pipeline(functions={FUNCTION: spec})
+    if setting == "timeout_s":
+        pipeline.put_raw_event(alarm_event())
+        pipeline.run()
+        alarm_in_state("ALARM", 41.0)
+    else:
+        throttling_fix_applied(pipeline)
+        traffic_after_the_change(pipeline, Throttles=12.0, Invocations=40.0)
+    # And its owner deletes the function meanwhile
+    boto3.client("lambda").delete_function(FunctionName=FUNCTION)
+
+    # When the verify window ends
+    [verify] = pipeline.fire_due("verify", after_seconds=2 * 86_400)
+
+    # Then the incident ends ESCALATED saying so, not as a failed rollback nor an error on every retry
+    incident = only_incident(pipeline)
+    assert verify.error is None, verify.error
+    assert (incident.status, incident.heal_phase) == ("ESCALATED", "function_gone"), incident.last_reason
+    assert f"the function {FUNCTION} no longer exists: nothing to roll back" in incident.last_reason
+    [rollback] = decisions_of(pipeline, incident.incident_id, "rollback")
+    assert rollback["outputs"]["function_gone"] is True
+
+
+def test_a_function_deleted_before_the_apply_escalates_with_nothing_changed(aws, monkeypatch):
+    # Given an APPROVED change whose step died before it touched the function, which is then deleted
+    pipeline, broken, _ = died_after_approval(monkeypatch)
+    boto3.client("lambda").delete_function(FunctionName=FUNCTION)
+
+    # When Lambda retries the step
+    retried = pipeline.invoke(broken.agent, broken.event)
+
+    # Then it ends ESCALATED naming the deleted function
+    incident = only_incident(pipeline)
+    assert retried.error is None, retried.error
+    assert incident.status == "ESCALATED"
+    assert f"the function {FUNCTION} no longer exists: nothing was changed" in incident.last_reason
+
+
+class Outbox:
+    """What the Manager really published, and a process death: from `dies_at`'s moment on,
+    nothing more of that invocation reaches the bus (its held events included)."""
+
+    def __init__(self, monkeypatch) -> None:
+        from selfheal_core.bus import EventPublisher
+
+        self.sent: list[tuple[str, str]] = []  # (detail-type, incident id)
+        self.dead = False
+        self.dies_publishing: str | None = None
+        original = EventPublisher.publish
+
+        def publish(publisher, *messages):
+            if publisher.source == "agentops.manager":
+                types = {m.detail_type for m in messages}
+                if self.dies_publishing in types:
+                    self.dies_publishing, self.dead = None, True
+                if self.dead:
+                    raise RuntimeError("Lambda timed out")
+            original(publisher, *messages)
+            self.sent.extend((m.detail_type, m.metadata.incident_id) for m in messages)
+
+        monkeypatch.setattr(EventPublisher, "publish", publish)
+
+    def count(self, detail_type: str) -> int:
+        return sum(1 for t, _ in self.sent if t == detail_type)
+
+
+@pytest.mark.parametrize("dies", ["after the APPROVED write", "publishing FixApplied"])
+def test_a_retry_of_the_approving_step_sends_what_its_dead_first_try_did_not(aws, monkeypatch, dies):
+    # Given the Manager's FixValidated step dies after the APPROVED write (before it touches the
+    # function), or after the VERIFYING write, at the PutEvents of RemediationApproved and FixApplied
+    from lambdas.manager import heal
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    outbox = Outbox(monkeypatch)
+    if dies == "publishing FixApplied":
+        outbox.dies_publishing = "FixApplied"
+    else:
+        original = heal._check_still_managed
+        died: list[str] = []
+
+        def die_once(change, cloud, *, by_hand):
+            if not died:
+                died.append(change["change_id"])
+                outbox.dead = True
+                raise RuntimeError("Lambda timed out")
+            return original(change, cloud, by_hand=by_hand)
+
+        monkeypatch.setattr(heal, "_check_still_managed", die_once)
+    pipeline.put_raw_event(alarm_event())
+    [broken] = [d for d in pipeline.run() if d.error]
+    incident = only_incident(pipeline)
+    assert incident.status == ("VERIFYING" if dies == "publishing FixApplied" else "APPROVED")
+    assert outbox.count("RemediationApproved") == outbox.count("FixApplied") == 0
+
+    # When Lambda retries the same event
+    outbox.dead = False
+    retried = pipeline.invoke(broken.agent, broken.event)
+
+    # Then the step is finished: the change made once, announced, and its decisions recorded
+    assert retried.error is None and retried.result["action"] == "applied", retried.result
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+    assert outbox.count("RemediationApproved") == outbox.count("FixApplied") == 1
+    for kind in ("close_incident", "apply"):
+        assert len(decisions_of(pipeline, incident.incident_id, kind)) == 1, kind
+
+
+@pytest.mark.parametrize("ending", ["rolled_back", "rollback_failed"])
+def test_a_retry_of_the_rollback_step_that_died_after_escalating_pages_once(aws, monkeypatch, ending):
+    # Given an applied fix with no recovery (and, for a failed rollback, memory changed by hand)
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    if ending == "rollback_failed":
+        boto3.client("lambda").update_function_configuration(FunctionName=FUNCTION, MemorySize=768)
+    # And the VerifyDue step dies after the ESCALATED write, at the PutEvents of its escalation
+    outbox = Outbox(monkeypatch)
+    outbox.dies_publishing = "IncidentEscalated"
+    [broken] = pipeline.fire_due("verify")
+    incident = only_incident(pipeline)
+    assert broken.error and (incident.status, incident.heal_phase) == ("ESCALATED", ending)
+    assert outbox.count("IncidentEscalated") == 0
+
+    # When Lambda retries the same event, and the schedule delivers it once more later
+    outbox.dead = False
+    retried = pipeline.invoke(broken.agent, broken.event)
+    again = pipeline.invoke(broken.agent, broken.event)
+
+    # Then the retry records the rollback and pages once; the late delivery is stale
+    assert retried.error is None and retried.result["action"] == "rollback_announced", retried.result
+    assert again.result["action"] == "stale"
+    assert outbox.count("IncidentEscalated") == 1 and outbox.count("FixRolledBack") >= 1
+    assert len(decisions_of(pipeline, incident.incident_id, "rollback")) == 1
 
 
 def test_a_denial_racing_an_approval_leaves_the_applied_change_to_be_verified(aws):

@@ -11,6 +11,8 @@ import json
 import uuid
 from datetime import timedelta
 
+import boto3
+
 from lambdas.engineer.providers.runbook import RunbookProvider
 from lambdas.manager import heal, logic, sweep
 from selfheal_core.bus import EventPublisher
@@ -26,6 +28,7 @@ def manual_pipeline() -> Pipeline:
 
 
 SENT: list[str] = []  # detail-types really published while a kill is in place
+ORIGINAL_PUBLISH = EventPublisher.publish
 
 
 def kill(monkeypatch, source: str, detail_type: str, *, times: int = 1_000) -> list[str]:
@@ -122,6 +125,37 @@ def test_a_request_that_never_reached_the_engineer_is_redriven_once(aws, monkeyp
     [after] = pipeline.incidents()
     assert after.status == Status.AWAITING_APPROVAL.value
     assert len(decisions_of(pipeline, incident.incident_id, "redrive")) == 1
+
+
+def test_a_heal_step_failing_on_the_scan_does_not_stop_the_sweep_of_the_other_incidents(aws, monkeypatch):
+    # Given an applied change whose VerifyDue was lost and whose verification fails (a bug we do not
+    # know yet, an error on every try), and another incident whose request never reached the Engineer
+    pipeline = Pipeline(functions={"orders-api": {"timeout": 3}, "billing-api": {"timeout": 3}})
+    pipeline.put("IssueReported", latency_issue())
+    pipeline.run()
+    [verifying] = pipeline.incidents()
+    assert verifying.status == Status.VERIFYING.value
+    for schedule in pipeline.schedules():
+        boto3.client("scheduler").delete_schedule(Name=schedule["Name"])
+
+    def broken(incident, ports):
+        raise RuntimeError("verification failed")
+
+    monkeypatch.setattr(heal, "check_recovery", broken)
+    kill(monkeypatch, "agentops.manager", "RemediationRequested")
+    pipeline.put("IssueReported", {**latency_issue(), "service": "billing-api", "resource": "billing-api"})
+    pipeline.run()
+    stuck = next(i for i in pipeline.incidents() if i.service == "billing-api")
+    assert stuck.status == Status.REMEDIATING.value
+    monkeypatch.setattr(EventPublisher, "publish", ORIGINAL_PUBLISH)
+
+    # When the scan runs well past both deadlines
+    result = scan(pipeline, monkeypatch, after=timedelta(days=1))
+
+    # Then the scan completed: the other incident was re-driven, the failing one is left to the next scan
+    assert result["swept"] == []
+    assert result["stuck"] == [f"{stuck.incident_id} redriven"]
+    assert next(i for i in pipeline.incidents() if i.service == "orders-api").status == Status.VERIFYING.value
 
 
 def test_an_incident_left_detected_is_triaged_again_by_the_sweeper(aws, monkeypatch):

@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from selfheal_core import aws
+from selfheal_core import aws, keys
 from selfheal_core.config import Settings, get_runtime_parameters, get_settings
 from selfheal_core.ddb import to_item, typed_operation
 from selfheal_core.incidents import IncidentStore
@@ -224,6 +224,13 @@ class AgentOpsMonitor:
         # Counted when written: a step run again does not record (or count) its decision twice.
         self._put(self.settings.decisions_table_name, item, once=once is not None, on_written=self.count_decision)
         return item
+
+    def recorded(self, once: str) -> bool:
+        """Is the bound incident's step decision `once` written (one read)? Then the invocation
+        that recorded it settled, and whatever it announced went out: a retry finishes only a step
+        that did not settle."""
+        key = {"pk": keys.owner_pk(self.incident_id, self.agent), "sk": records.once_sk(self.agent, once)}
+        return "Item" in aws.table(self.settings.decisions_table_name).get_item(Key=key, ConsistentRead=True)
 
     def decision_item(
         self,

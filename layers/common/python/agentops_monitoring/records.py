@@ -58,6 +58,11 @@ def _ttl(days: int) -> int:
     return int(time.time()) + days * 86_400
 
 
+def once_sk(agent: str, once: str) -> str:
+    """The sort key of a step's decision, written at most once (`record_decision(once=...)`)."""
+    return f"DECISION#ONCE#{agent}#{once}"[:1024]
+
+
 def decision_item(
     *,
     agent: str,
@@ -73,7 +78,7 @@ def decision_item(
 ) -> dict[str, Any]:
     # A step's decision has a key of its own (written once); others are keyed by time.
     uid = keys.uid()
-    sk = f"DECISION#ONCE#{agent}#{once}"[:1024] if once else f"DECISION#{now}#{uid}"
+    sk = once_sk(agent, once) if once else f"DECISION#{now}#{uid}"
     return {
         "pk": keys.owner_pk(incident_id, agent),
         "sk": sk,

@@ -81,9 +81,9 @@ def requests(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-# PutEvents reports these per entry; they pass on their own. Anything else (AccessDenied,
-# a malformed entry) fails the same way every time.
-TRANSIENT_ERRORS = frozenset({"ThrottlingException", "InternalException", "InternalFailure"})
+# PutEvents reports an entry's error code per entry; the transient ones (aws.TRANSIENT_ERRORS)
+# pass on their own. Anything else (AccessDenied, a malformed entry) fails the same way every time.
+TRANSIENT_ERRORS = aws.TRANSIENT_ERRORS
 
 
 @dataclass(frozen=True)

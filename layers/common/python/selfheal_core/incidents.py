@@ -478,8 +478,7 @@ class IncidentStore:
             raise
         incident = Incident.from_item(result["Attributes"])
         if to in TERMINAL:
-            self._release(incident)
-            self._release_target(incident)
+            self.release_closed(incident)
         elif to == Status.PATCH_READY and incident.origin != "alarm":
             # No alarm will return to OK and resolve it: the patch is a person's now, and after the
             # cool-down a new report of the service's problem opens an incident instead of folding here forever.
@@ -582,6 +581,12 @@ class IncidentStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": to_item(values),
         }
+
+    def release_closed(self, incident: Incident) -> None:
+        """What a closing transition releases: the fingerprint (cooling down) and the target's hold.
+        Called again by a retry that finds the incident closed by a try that died right after the write."""
+        self._release(incident)
+        self._release_target(incident)
 
     def _entered(self, incident: Incident) -> None:
         self.on_transition(
