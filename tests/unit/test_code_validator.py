@@ -281,7 +281,7 @@ def test_patch_creates_and_deletes_files() -> None:
             "not a file of the project",
         ),
         ("just some prose, no diff", "no ---/\\+\\+\\+ file sections"),
-        ("--- a/stats.py\n+++ b/stats2.py\n@@ -1 +1 @@\n-x\n+y\n", "renames are not supported"),
+        ("--- a/stats.py\n+++ b/stats2.py\n@@ -1 +1 @@\n-x\n+y\n", "does not match"),  # renamed, stale hunk
     ],
 )
 def test_malformed_or_stale_patches_raise_with_a_reason(patch: str, reason: str) -> None:
@@ -444,8 +444,27 @@ def test_a_form_feed_stays_inside_its_line_as_git_reads_it() -> None:
 def test_git_prefixed_paths_in_two_directories_are_a_rename_not_one_file() -> None:
     """`a/src/x.py` -> `b/lib/x.py` is git's rename; stripping a further directory would make it x.py."""
     moved = "--- a/src/stats.py\n+++ b/lib/stats.py\n@@ -1 +1 @@\n-x\n+y\n"
-    with pytest.raises(FixError, match="renames are not supported"):
-        apply_patch({"src/stats.py": "x\n"}, moved)
+
+    assert apply_patch({"src/stats.py": "x\n"}, moved) == {"lib/stats.py": "y\n"}
+    with pytest.raises(FixError, match="renamed to lib/stats.py, which already exists"):
+        apply_patch({"src/stats.py": "x\n", "lib/stats.py": "z\n"}, moved)
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_git_rename_moves_the_file_with_or_without_changes(changed: bool) -> None:
+    # Given `git diff -M` output for `git mv src/stats.py lib/stats.py` (100% similar: no ---/+++),
+    # or a rename with an edit
+    header = "diff --git a/src/stats.py b/lib/stats.py\n"
+    if changed:
+        body = "similarity index 80%\nrename from src/stats.py\nrename to lib/stats.py\nindex 1..2 100644\n"
+        body += "--- a/src/stats.py\n+++ b/lib/stats.py\n@@ -1,2 +1,2 @@\n x = 1\n-y = 2\n+y = 3\n"
+    else:
+        body = "similarity index 100%\nrename from src/stats.py\nrename to lib/stats.py\n"
+
+    patched = apply_patch({"src/stats.py": "x = 1\ny = 2\n", "a.py": ""}, header + body)
+
+    # Then the old path is gone and the new one holds the content
+    assert patched == {"lib/stats.py": "x = 1\ny = 3\n" if changed else "x = 1\ny = 2\n", "a.py": ""}
 
 
 @pytest.mark.parametrize(

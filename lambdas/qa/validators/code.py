@@ -43,7 +43,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from selfheal_core.diffs import patch_lines, path_problem, section_paths
+from selfheal_core.diffs import patch_lines, path_problem, section_paths, unquoted
 from selfheal_core.events import Evidence, Fix, IssueReportedV1, describe_validation_error
 from selfheal_core.qa_run import (
     CommandRefused,
@@ -118,26 +118,30 @@ def parse_patch(patch: str) -> list[tuple[str | None, str | None, list[_Hunk]]]:
     lines = _diff_part(lines)
     sections: list[tuple[str | None, str | None, list[_Hunk]]] = []
     git_header: tuple[str, str] | None = None  # `diff --git a/x b/x` not yet followed by ---/+++
+    renamed: dict[str, str] = {}  # its `rename from` / `rename to`: a pure rename has no ---/+++
     i = 0
     while i < len(lines):
         line = lines[i]
         if _starts_section(lines, i):
-            git_header = None
+            git_header, renamed = None, {}
             section, i = _parse_section(lines, i)
             sections.append(section)
             continue
-        if line.startswith(("GIT binary patch", "Binary files", "rename from", "copy from")):
+        if line.startswith(("GIT binary patch", "Binary files", "copy from")):
             raise FixError(f"not supported in a patch: {line[:80]!r}")
         if line.startswith(("@@", "+", "-", " ")):
             # A line a hunk should have consumed: the hunk's header counts are wrong.
             raise FixError(f"line outside any hunk (wrong hunk line counts?): {line[:80]!r}")
         if line.startswith("diff --git "):
-            _empty_file(sections, git_header)
-            git_header = (line, "")
+            _header_only(sections, git_header, renamed)
+            git_header, renamed = (line, ""), {}
         elif git_header is not None and line.startswith(("new file mode", "deleted file mode")):
             git_header = (git_header[0], line.split()[0])
-        i += 1  # index and mode lines, blank lines
-    _empty_file(sections, git_header)
+        elif git_header is not None and line.startswith(("rename from ", "rename to ")):
+            _, which, path = line.split(" ", 2)
+            renamed[which] = unquoted(path)
+        i += 1  # index, mode and similarity lines, blank lines
+    _header_only(sections, git_header, renamed)
     if not sections:
         raise FixError("the patch has no ---/+++ file sections")
     return sections
@@ -172,9 +176,17 @@ def _diff_part(lines: list[str]) -> list[str]:
 _GIT_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
 
 
-def _empty_file(sections: list[tuple[str | None, str | None, list[_Hunk]]], git_header: tuple[str, str] | None) -> None:
-    """git writes no ---/+++ lines for an empty file it creates or deletes: only `diff --git`
-    and `new file mode` (or `deleted file mode`)."""
+def _header_only(
+    sections: list[tuple[str | None, str | None, list[_Hunk]]],
+    git_header: tuple[str, str] | None,
+    renamed: dict[str, str],
+) -> None:
+    """git writes no ---/+++ lines for an empty file it creates or deletes (only `diff --git` and
+    `new file mode` or `deleted file mode`), nor for a file it renames unchanged (`rename from`,
+    `rename to`)."""
+    if "from" in renamed and "to" in renamed:
+        sections.append((renamed["from"], renamed["to"], []))
+        return
     if git_header is None or not git_header[1] or not (named := _GIT_HEADER.match(git_header[0])):
         return
     path = named[2] if named[1] == named[2] else None
@@ -216,25 +228,15 @@ def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
     result = dict(files)
     for old, new, hunks in parse_patch(patch):
         name = new or old or "?"
-        if old is not None and new is not None and old != new:
-            raise FixError(f"renames are not supported ({old} -> {new})")
+        if old is not None and new is not None and old != new and new in result:
+            raise FixError(f"{old} is renamed to {new}, which already exists")
         if old is not None and old not in result and all(h.old_start == 0 and not h.old for h in hunks):
             old = None  # `diff -N`: a file that did not exist is an empty one dated 1970
-        if old is None:
-            if new in result:
-                raise FixError(f"{new} is created by the patch but already exists")
-            source, ends_with_newline = [], True
-        else:
-            if old not in result:
-                raise FixError(f"{old} is not a file of the project")
-            text = result[old]
-            ends_with_newline = text.endswith("\n")
-            source = text.split("\n")[:-1] if ends_with_newline else text.split("\n")
-        # A CRLF file: the patch's lines were split without their CR; matched without it, joined with it.
-        body = source if ends_with_newline else source[:-1]
-        newline = "\r\n" if body and all(line.endswith("\r") for line in body) else "\n"
-        if newline == "\r\n":
-            source = [line.removesuffix("\r") for line in source]
+        if old is None and new in result:
+            raise FixError(f"{new} is created by the patch but already exists")
+        if old is not None and old not in result:
+            raise FixError(f"{old} is not a file of the project")
+        source, ends_with_newline, newline = _lines_of(result[old] if old is not None else "")
         lines = _apply_hunks(source, hunks, name)
         if new is None:
             if lines:
@@ -242,7 +244,21 @@ def apply_patch(files: dict[str, str], patch: str) -> dict[str, str]:
             del result[name]
             continue
         result[new] = newline.join(lines) + (newline if ends_with_newline and lines else "")
+        if old is not None and old != new:
+            del result[old]  # a rename: `git mv`, with or without changes
     return result
+
+
+def _lines_of(text: str) -> tuple[list[str], bool, str]:
+    """A file's lines as a patch names them, whether it ends with a newline, and its newline. A CRLF
+    file: the patch's lines were split without their CR; matched without it, joined with it."""
+    ends_with_newline = text.endswith("\n") or not text
+    source = text.split("\n")[:-1] if text.endswith("\n") else (text.split("\n") if text else [])
+    body = source if text.endswith("\n") else source[:-1]
+    newline = "\r\n" if body and all(line.endswith("\r") for line in body) else "\n"
+    if newline == "\r\n":
+        source = [line.removesuffix("\r") for line in source]
+    return source, ends_with_newline, newline
 
 
 # ---------------------------------------------------------------------- test tampering

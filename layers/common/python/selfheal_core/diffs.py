@@ -30,7 +30,7 @@ def path_problem(path: str) -> str | None:
 
 def header_path(line: str) -> str | None:
     """The path of a `--- ` or `+++ ` line, without git's a/ or b/ prefix; None for /dev/null."""
-    path = _unquoted(line[4:].split("\t")[0].strip())
+    path = unquoted(line[4:].split("\t")[0].strip())
     if path == "/dev/null":
         return None
     return path[2:] if path.startswith(("a/", "b/")) else path
@@ -40,7 +40,7 @@ _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 3
 _QUOTED_CHAR = re.compile(r'\\([0-7]{3}|[abtnvfr"\\])')
 
 
-def _unquoted(path: str) -> str:
+def unquoted(path: str) -> str:
     """git's C-quoted spelling of a path with special or non-ASCII bytes (`"caf\\303\\251.py"`)."""
     if len(path) < 2 or not (path.startswith('"') and path.endswith('"')):
         return path
