@@ -446,7 +446,7 @@ def test_git_prefixed_paths_in_two_directories_are_a_rename_not_one_file() -> No
     moved = "--- a/src/stats.py\n+++ b/lib/stats.py\n@@ -1 +1 @@\n-x\n+y\n"
 
     assert apply_patch({"src/stats.py": "x\n"}, moved) == {"lib/stats.py": "y\n"}
-    with pytest.raises(FixError, match="renamed to lib/stats.py, which already exists"):
+    with pytest.raises(FixError, match=r"renamed to lib/stats\.py, which already exists"):
         apply_patch({"src/stats.py": "x\n", "lib/stats.py": "z\n"}, moved)
 
 
