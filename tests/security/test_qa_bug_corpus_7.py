@@ -110,6 +110,22 @@ def test_file_may_name_a_data_file_beside_the_module_and_nothing_else(after: str
     assert (found is not None and "(__file__)" in found) is refused, found
 
 
+@pytest.mark.parametrize(
+    "after",
+    [
+        "import os\n\nHERE = os.path.abspath('.')\n",
+        "from os.path import abspath\n\nHERE = abspath('.')\n",
+        "import os\n\nHOME = os.path.expanduser('~')\n",
+        "import os.path\n\nHERE = os.path.realpath('data')\n",
+    ],
+)
+def test_os_path_may_not_read_the_working_directory_or_the_home(after: str) -> None:
+    # Given os.path now allowed for path arithmetic: abspath('.') is getcwd() by another name
+    found = added_code(ORIGINAL, after)
+
+    assert found is not None and "reads the process's context" in found, found
+
+
 def test_a_new_test_may_read_wrapped_but_code_may_not() -> None:
     test = "from m import f\n\n\ndef test_wrapped():\n    assert f.__wrapped__(1) == 1\n"
 

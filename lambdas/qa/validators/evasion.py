@@ -219,6 +219,8 @@ _ANY_ATTRIBUTE = {
     **dict.fromkeys(("SkipTest", "importorskip"), _TOOLING),
 }
 # Names refused only as attributes of these modules (`self.modules`, `parser.stack` are fine).
+# os.path's readers of the working directory or the home: `abspath(".")` is `getcwd()`.
+_CWD_OR_HOME = ("abspath", "realpath", "relpath", "expanduser", "expandvars")
 _MODULE_ATTRIBUTE = {
     "sys": {
         "modules": _IMPORTS,
@@ -235,6 +237,7 @@ _MODULE_ATTRIBUTE = {
             ("environ", "environb", "getenv", "getenvb", "getcwd", "getcwdb", "getpid", "getppid"), _CONTEXT
         ),
     },
+    "os.path": dict.fromkeys(_CWD_OR_HOME, _CONTEXT),
 }
 _WATCHED_MODULES = {"sys", "os", "inspect", "traceback", "gc", "builtins", "threading", "importlib"}
 _BY_NAME = frozenset({"getattr", "setattr", "hasattr", "delattr", "vars"})
@@ -284,7 +287,8 @@ _TO_DIRECTORY = frozenset({"dirname", "abspath", "realpath", "normpath", "Path",
 
 
 def _files_beside_module(tree: ast.Module) -> set[int]:
-    """The ids of `__file__` used only to name a file beside the module:
+    """The ids of `__file__` used only to name a file beside the module (and of the calls that take
+    it to its directory):
     `os.path.join(os.path.dirname(__file__), "data.txt")`, `Path(__file__).parent / "data.txt"`,
     `Path(__file__).with_name("data.txt")`."""
     found: set[int] = set()
@@ -300,6 +304,7 @@ def _files_beside_module(tree: ast.Module) -> set[int]:
             if isinstance(base, ast.Attribute) and base.attr == "parent":
                 base = base.value
             elif isinstance(base, ast.Call) and _called(base) in _TO_DIRECTORY and len(base.args) <= 1:
+                found.add(id(base.func))  # `os.path.abspath(__file__)` reads no working directory
                 base = base.args[0] if base.args else getattr(base.func, "value", None)
             else:
                 base = None
@@ -442,7 +447,7 @@ class _Scan(ast.NodeVisitor):
             self._add(node, _IMPORTED[top], f"from {node.module} import ...")
         elif node.level == 0:
             for alias in node.names:
-                self._attribute(node, top, alias.name)
+                self._attribute(node, node.module if node.module in _MODULE_ATTRIBUTE else top, alias.name)
 
     def _library_root(self, node: ast.expr) -> str | None:
         """The standard or tooling module an attribute chain starts from (`unittest.TestCase.x`)."""
@@ -495,7 +500,8 @@ class _Scan(ast.NodeVisitor):
             self._add(node, _INTROSPECTION, f".{node.attr}")
         if node.attr in ("cwd", "home") and self._library_root(node.value) == "pathlib":
             self._add(node, _CONTEXT, f"Path.{node.attr}")
-        self._attribute(node, self._module_of(node.value), node.attr)
+        if id(node) not in self.beside_module:
+            self._attribute(node, self._module_of(node.value), node.attr)
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
