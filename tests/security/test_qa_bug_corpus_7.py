@@ -97,7 +97,17 @@ def test_modules_as_values_and_capabilities_beyond_the_plain_part_are_still_refu
         ("from pathlib import Path\n\nDATA = Path(__file__).with_name('words.txt')\n", False),
         ("HERE = __file__\n", True),
         ("import os\n\nHERE = os.path.dirname(__file__)\n", True),
-        ("import os\n\n\ndef f(name):\n    return os.path.join(os.path.dirname(__file__), name)\n", True),
+        ("import os\n\n\ndef f(name):\n    return os.path.join(os.path.dirname(__file__), name)\n", False),
+        (
+            "import os\n\nHERE = os.path.dirname(os.path.abspath(__file__))\n\n\n"
+            "def load(name):\n    return open(os.path.join(HERE, name)).read()\n",
+            False,
+        ),
+        ("import os\n\nHERE = os.path.dirname(__file__)\n\n\ndef f():\n    return 'tmp' in HERE\n", True),
+        (
+            "import os\n\nHERE = os.path.dirname(__file__)\nX = os.path.join(HERE, 'a')\nY = HERE.startswith('/')\n",
+            True,
+        ),
     ],
 )
 def test_file_may_name_a_data_file_beside_the_module_and_nothing_else(after: str, refused: bool) -> None:
@@ -106,7 +116,7 @@ def test_file_may_name_a_data_file_beside_the_module_and_nothing_else(after: str
 
     found = evasion(project, {**project, "m.py": after}, {})
 
-    # Then only a constant file name joined to the module's directory passes
+    # Then only a name joined to the module's directory passes, not the directory itself
     assert (found is not None and "(__file__)" in found) is refused, found
 
 

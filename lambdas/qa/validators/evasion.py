@@ -288,37 +288,65 @@ _TO_DIRECTORY = frozenset({"dirname", "abspath", "realpath", "normpath", "Path",
 
 def _files_beside_module(tree: ast.Module) -> set[int]:
     """The ids of `__file__` used only to name a file beside the module (and of the calls that take
-    it to its directory):
-    `os.path.join(os.path.dirname(__file__), "data.txt")`, `Path(__file__).parent / "data.txt"`,
-    `Path(__file__).with_name("data.txt")`."""
+    it to its directory): `os.path.join(os.path.dirname(__file__), name)`,
+    `Path(__file__).resolve().parent / "data.txt"`, `Path(__file__).with_name(name)`, also through a
+    name bound to that directory (`HERE = os.path.dirname(os.path.abspath(__file__))`) when every
+    read of the name is such a join. The directory itself, compared or searched, is refused."""
     found: set[int] = set()
+    directories: dict[str, set[int]] = {}  # HERE -> the ids its binding would exempt
     for node in ast.walk(tree):
-        base: ast.expr | None = None
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and _constant_names(node.right):
-            base = node.left
-        elif isinstance(node, ast.Call) and node.args and _constant_names(*node.args[1:]) and len(node.args) > 1:
-            base = node.args[0] if _called(node) == "join" else None
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _constant_names(*node.args):
-            base = node.func.value if node.func.attr in ("joinpath", "with_name") and node.args else None
-        while base is not None and not (isinstance(base, ast.Name) and base.id == "__file__"):
-            if isinstance(base, ast.Attribute) and base.attr == "parent":
-                base = base.value
-            elif isinstance(base, ast.Call) and _called(base) in _TO_DIRECTORY and len(base.args) <= 1:
-                found.add(id(base.func))  # `os.path.abspath(__file__)` reads no working directory
-                base = base.args[0] if base.args else getattr(base.func, "value", None)
-            else:
-                base = None
-        if base is not None:
-            found.add(id(base))
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            root, steps = _unwrapped(node.value)
+            if steps and isinstance(root, ast.Name) and root.id == "__file__":
+                directories[node.targets[0].id] = {id(root), *steps}
+    joined: set[int] = set()  # reads of a directory name that a join consumes
+    for node in ast.walk(tree):
+        root, steps = _unwrapped(_joined_base(node))
+        if isinstance(root, ast.Name) and root.id == "__file__":
+            found |= {id(root), *steps}
+        elif isinstance(root, ast.Name) and root.id in directories:
+            joined.add(id(root))
+            found |= steps
+    for name, ids in directories.items():
+        reads = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)]
+        if reads and all(id(n) in joined for n in reads):
+            found |= ids
     return found
+
+
+def _joined_base(node: ast.AST) -> ast.expr | None:
+    """What a path is joined onto: `base / x`, `os.path.join(base, ...)`, `base.joinpath(x)`."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return node.left
+    if isinstance(node, ast.Call) and _called(node) == "join" and len(node.args) > 1:
+        return node.args[0]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("joinpath", "with_name")
+    ):
+        return node.func.value if node.args else None
+    return None
+
+
+def _unwrapped(node: ast.expr | None) -> tuple[ast.expr | None, set[int]]:
+    """`node` without the steps that take a path to its directory (`dirname`, `abspath`, `Path`,
+    `.parent`, `.resolve()`), and the ids of those steps' functions."""
+    steps: set[int] = set()
+    while node is not None:
+        if isinstance(node, ast.Attribute) and node.attr == "parent":
+            steps.add(id(node))
+            node = node.value
+        elif isinstance(node, ast.Call) and _called(node) in _TO_DIRECTORY and len(node.args) <= 1:
+            steps.add(id(node.func))  # `os.path.abspath(__file__)` reads no working directory
+            node = node.args[0] if node.args else getattr(node.func, "value", None)
+        else:
+            break
+    return node, steps
 
 
 def _called(call: ast.Call) -> str:
     return call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
-
-
-def _constant_names(*nodes: ast.expr) -> bool:
-    return all(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in nodes)
 
 
 def _names(node: ast.expr, mine: set[str]) -> bool:
