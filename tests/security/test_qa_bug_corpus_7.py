@@ -349,3 +349,33 @@ def test_a_reporter_may_not_pass_pytest_options_qa_uses_itself() -> None:
 
     with pytest.raises(CommandRefused, match="'-o' is not allowed"):
         parse_test_command("python -m pytest -o faulthandler_timeout=5")
+
+
+# ----------------------------------------------------------------------------- a commit as it is
+
+
+def commit_patch(extra_path: str) -> str:
+    """`git show` of a commit that fixes words.py and adds a test module at `extra_path`."""
+    test = ["from words import count", "", "", "def test_double_space():", "    assert count('a  b') == 2"]
+    return (
+        "commit 0123456789abcdef0123456789abcdef01234567\nAuthor: Dev <dev@example.com>\n\n    Fix double spaces\n\n"
+        "diff --git a/words.py b/words.py\nindex 1111111..2222222 100644\n--- a/words.py\n+++ b/words.py\n"
+        "@@ -1,2 +1,2 @@\n def count(text):\n-    return len(text.split(' '))\n+    return len(text.split())\n"
+        f"diff --git a/{extra_path} b/{extra_path}\nnew file mode 100644\nindex 0000000..3333333\n"
+        f"--- /dev/null\n+++ b/{extra_path}\n@@ -0,0 +1,{len(test)} @@\n" + "".join(f"+{line}\n" for line in test)
+    )
+
+
+def test_a_commit_that_brings_its_regression_test_module_is_validated_as_sent(validator: CodeValidator) -> None:
+    # Given a bug corpus's commit as it is: the fix and a new test module in one patch
+    result = validator.validate(fix(patch=commit_patch("tests/test_spacing.py")), issue(WORDS), WORDS)
+
+    # Then the new module is the fix's new test: it fails without the fix and passes with it
+    assert result.passed, result.reason
+    assert "tests.test_spacing::test_double_space" in result.reason, result.reason
+
+
+def test_a_patch_that_creates_test_configuration_is_still_tampering(validator: CodeValidator) -> None:
+    result = validator.validate(fix(patch=commit_patch("tests/conftest.py")), issue(WORDS), WORDS)
+
+    assert not result.passed and result.reason == "tampers with tests: tests/conftest.py", result.reason

@@ -467,11 +467,11 @@ def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
     patterns = project_test_patterns(code_files)
     doctests = _runs_doctests(code_files)
     patched = patched_files(code_files, fix)
-    in_place = tests_added_in_place(code_files, patched)
+    added = {**tests_added_in_place(code_files, patched), **tests_created(code_files, fix, patched)}
     if fix.patch:
         sections = parse_patch(fix.patch)
         paths = sorted({p for old, new, _ in sections for p in (old, new) if p is not None})
-        for path in [p for p in paths if p not in in_place]:
+        for path in [p for p in paths if p not in added]:
             # A patch section always creates, changes or deletes its file.
             if (
                 _outside(path)
@@ -480,19 +480,29 @@ def tampered_path(code_files: dict[str, str], fix: Fix) -> str | None:
             ):
                 return path
     for path, text in sorted(fix.files.items()):
-        if path not in in_place and (_outside(path) or _tampers(path, code_files.get(path), text, patterns, doctests)):
+        if path not in added and (_outside(path) or _tampers(path, code_files.get(path), text, patterns, doctests)):
             return path
-    for path in sorted(fix.tests):  # new tests are new test_*.py or *_test.py files, nothing else
-        name = path.split("/")[-1]
-        if (
-            _outside(path)
-            or path in code_files
-            or not (name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")))
-            or "__pycache__" in path.split("/")
-            or any(part.removesuffix(".py") in _CUSTOMIZE | _SHADOWS for part in path.split("/"))
-        ):
-            return path
-    return None
+    return next((path for path in sorted(fix.tests) if not _new_test_module(path, code_files)), None)
+
+
+def _new_test_module(path: str, code_files: dict[str, str]) -> bool:
+    """New tests are new test_*.py or *_test.py files, nothing else."""
+    name = path.split("/")[-1]
+    return not (
+        _outside(path)
+        or path in code_files
+        or not (name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")))
+        or "__pycache__" in path.split("/")
+        or any(part.removesuffix(".py") in _CUSTOMIZE | _SHADOWS for part in path.split("/"))
+    )
+
+
+def tests_created(code_files: dict[str, str], fix: Fix, patched: dict[str, str]) -> dict[str, str]:
+    """New test modules the fix's patch creates (a commit with its regression test, as `git show`
+    or BugsInPy give it): they are the fix's new tests, as if sent in `Fix.tests`."""
+    if not fix.patch:
+        return {}
+    return {p: t for p, t in patched.items() if p not in code_files and _new_test_module(p, code_files)}
 
 
 # ----------------------------------------------------------------------------- validator
@@ -1046,9 +1056,12 @@ class CodeValidator:
             project_test = functools.partial(is_test_infrastructure, patterns=patterns)
             # Tests added to a project test module run like new test files, by their node ids.
             in_place = tests_added_in_place(code_files, patched)
-            tests = {**fix.tests, **{p: patched[p] for p in in_place}}
-            test_args = [*sorted(fix.tests), *(f"{p}::{t}" for p, added in sorted(in_place.items()) for t in added)]
-            patched = {**patched, **{p: code_files[p] for p in in_place}}
+            new_files = {**tests_created(code_files, fix, patched), **fix.tests}
+            tests = {**new_files, **{p: patched[p] for p in in_place}}
+            test_args = [*sorted(new_files), *(f"{p}::{t}" for p, added in sorted(in_place.items()) for t in added)]
+            patched = {
+                p: t for p, t in {**patched, **{p: code_files[p] for p in in_place}}.items() if p not in new_files
+            }
             if (found := evasion(code_files, patched, tests, project_test)) is not None:
                 reason = f"tampers with the test run: {found}; a fix must behave the same under test as in production"
                 return ValidationResult(
