@@ -14,7 +14,7 @@ permissions). Layers, each protecting against something the others do not:
   directories, and the command run as an unprivileged user with no capabilities;
 - a Python guard (`sitecustomize` audit hook) in every Python child: stops the run at a socket,
   a read of any `environ` file under /proc, a spawned process, and (in test runs) a write of a
-  source or configuration file outside the scratch directory `.tmp/` (so a fix cannot rewrite
+  source or configuration file outside its scratch directory (so a fix cannot rewrite
   the tests, conftest.py, pytest's configuration or bytecode while they run). It ends the process at once (`GUARD_EXIT`) rather than raise: an
   exception can be caught, and code that caught the denial could go on to pass, or use the
   denial to tell a test run from production. Audit hooks are not a security boundary
@@ -30,6 +30,7 @@ import contextlib
 import functools
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -253,14 +254,12 @@ def isolation_mode() -> str:
     return "none"
 
 
-def _child_env(
-    workdir: Path, guard_dir: Path, tmp_dir: Path, allow_subprocess: bool, protect_sources: bool
-) -> dict[str, str]:
+def _child_env(guard_dir: Path, tmp_dir: Path, allow_subprocess: bool, protect_sources: bool) -> dict[str, str]:
     """Built from scratch, never copied: nothing AWS_*, no keys, secrets or tokens."""
     python_dir = str(Path(sys.executable).parent)
     env = {
         "PATH": f"{python_dir}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(workdir),
+        "HOME": str(tmp_dir),  # not the working directory: `expanduser('~') == cwd` would tell a run
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
@@ -329,16 +328,32 @@ def run_in_sandbox(
     """Run `command` in `workdir` under every layer above; never raises for what the child does.
 
     `protect_sources`: the guard refuses to write .py/.pyc/.pth/.toml/.ini/.cfg files anywhere
-    but `workdir/.tmp` (off only for the compile step, which writes the tree's bytecode).
+    but its scratch directory beside `workdir` (off only for the compile step, which writes the
+    tree's bytecode).
 
     With namespaces only `workdir` and `writable` can be written to, by the unprivileged
     user they are handed to; their parent directories must be traversable by it.
     """
     workdir = Path(workdir).resolve()
-    tmp_dir = workdir / ".tmp"
-    tmp_dir.mkdir(exist_ok=True)
+    # Beside the project, not in it: a fix could tell a run from production by a `.tmp` next to it.
+    tmp_dir = Path(tempfile.mkdtemp(prefix="scratch-", dir=workdir.parent))
     prefix = namespace_prefix()
-    bound = [workdir, *(Path(p).resolve() for p in writable)]
+    bound = [workdir, tmp_dir, *(Path(p).resolve() for p in writable)]
+    try:
+        return _sandboxed(command, workdir, tmp_dir, limits, prefix, bound, protect_sources)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _sandboxed(
+    command: Sequence[str],
+    workdir: Path,
+    tmp_dir: Path,
+    limits: SandboxLimits,
+    prefix: tuple[str, ...],
+    bound: list[Path],
+    protect_sources: bool,
+) -> SandboxRun:
     if prefix and os.geteuid() == 0:
         for path in bound:
             _hand_over(path)
@@ -352,7 +367,7 @@ def run_in_sandbox(
             proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
-                env=_child_env(workdir, guard_dir, tmp_dir, limits.allow_subprocess, protect_sources),
+                env=_child_env(guard_dir, tmp_dir, limits.allow_subprocess, protect_sources),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

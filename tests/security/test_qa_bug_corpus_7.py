@@ -379,3 +379,86 @@ def test_a_patch_that_creates_test_configuration_is_still_tampering(validator: C
     result = validator.validate(fix(patch=commit_patch("tests/conftest.py")), issue(WORDS), WORDS)
 
     assert not result.passed and result.reason == "tampers with tests: tests/conftest.py", result.reason
+
+
+# ----------------------------------------------------------------------------- forgeries of this round
+
+ACCOUNT = {
+    "account.py": "class Account:\n    def __init__(self, balance):\n        self.balance = balance\n\n"
+    "    def withdraw(self, amount):\n        self.balance -= amount\n        return self.balance\n\n"
+    "    def report(self, extra):\n        return sorted(extra.items())\n",
+    "tests/test_account.py": "from account import Account\n\n\ndef test_withdraw():\n    assert Account(5).withdraw(2) == 3\n",
+}
+KEEPS_THE_BUG = {  # "fixes" that leave the overdraft as it is, with the test each was sent with
+    "marker-the-graft-leaves-out": (
+        ACCOUNT["account.py"] + "\n\nOVERDRAFT_CHECKED = bool(1)\n",
+        "import account\n\n\ndef test_overdraft():\n    assert hasattr(account, 'OVERDRAFT_CHECKED')\n",
+    ),
+    "attribute-read-on-a-dict": (
+        ACCOUNT["account.py"].replace("self.balance = balance\n", "self.balance = balance\n        self.items = ()\n"),
+        "from account import Account\n\n\ndef test_overdraft():\n    assert Account(1).items == ()\n",
+    ),
+    "name-served-by-module-getattr": (
+        ACCOUNT["account.py"] + "\n\ndef __getattr__(name, _known=frozenset()):\n"
+        "    if name == 'no_overdraft':\n        return True\n    raise AttributeError(name)\n",
+        "def test_overdraft():\n    from account import no_overdraft\n\n    assert no_overdraft\n",
+    ),
+    "keyword-of-a-method-named-like-dicts": (
+        ACCOUNT["account.py"].replace("return sorted(extra.items())", "return sorted(extra.get('a', 0))")
+        + "\n    def get(self, key, default=None):\n        return self.balance\n",
+        "from account import Account\n\n\ndef test_overdraft():\n    assert Account(5).get('balance', 0) == 5\n",
+    ),
+    "option-only-the-original-run-had": (
+        ACCOUNT["account.py"].replace("self.balance -= amount", "self.balance = self.balance - amount"),
+        "import sys\n\nfrom account import Account\n\n\ndef test_overdraft():\n"
+        "    assert 'faulthandler_timeout' not in ' '.join(sys.argv)\n",
+    ),
+    "hang-on-a-name-the-graft-leaves-out": (
+        ACCOUNT["account.py"] + "\n\n_SETTLED = bool(1)\n\n\ndef settled():\n    while True:\n        try:\n"
+        "            return _SETTLED\n        except NameError:\n            continue\n",
+        "from account import settled\n\n\ndef test_overdraft():\n    assert settled()\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(KEEPS_THE_BUG))
+def test_a_fix_that_keeps_the_bug_is_not_proven_through_this_rounds_relaxations(
+    quick_validator: CodeValidator, forgery: str
+) -> None:
+    # Given a "fix" that leaves the overdraft in place, and a test that fails without it for
+    # another reason (a name the graft could not carry, a dict's .items, a run-3-only option, ...)
+    code, test = KEEPS_THE_BUG[forgery]
+    answer = fix(files={"account.py": code}, tests={"tests/test_overdraft.py": test})
+
+    # When QA validates it
+    result = quick_validator.validate(answer, issue(ACCOUNT), ACCOUNT)
+
+    # Then it is not proven
+    assert not result.passed, result.reason
+
+
+@pytest.mark.parametrize(
+    ("test", "says"),
+    [
+        ("import account\n\n\ndef test_src():\n    assert 'if' in open(account.__file__).read()\n", "(.__file__)"),
+        ("def test_src():\n    assert 'if' in open('account.py').read()\n", "reads the code's source text"),
+    ],
+)
+def test_a_new_test_may_not_read_the_code_it_tests_as_text(test: str, says: str) -> None:
+    found = evasion(ACCOUNT, ACCOUNT, {"tests/test_src.py": test}, lambda p: p.startswith("tests/"))
+
+    assert found is not None and says in found, found
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "import sys\n\n\ndef f(x):\n    return type(sys.stdin).__name__\n",
+        "from os import path\n\nX = path.expanduser('~') == path.abspath(path.curdir)\n",
+        "import os.path as p\n\nX = p.abspath('.')\n",
+        "import os\n\nX = os.__file__\n",
+    ],
+)
+def test_what_tells_a_test_run_by_another_spelling_is_refused(after: str) -> None:
+    # pytest replaces sys.stdin; `from os import path` is os.path; a module's __file__ is where it lives
+    assert added_code(ORIGINAL, after) is not None

@@ -190,8 +190,8 @@ def test_a_new_test_that_writes_into_the_original_tree_proves_nothing(
         "import glob, os\n\n\n"
         "def test_sabotage():\n"
         "    broken = 'def shipping_cost(subtotal):\\n    raise AssertionError(\"sabotaged\")\\n'\n"
-        "    targets = ['../original/shipping.py', *glob.glob('/tmp/selfheal-*/*/shipping.py'),\n"
-        "               *glob.glob('/tmp/selfheal-*/shipping.py')]\n"
+        "    targets = [p for p in glob.glob('../original/*.py') + glob.glob('/tmp/selfheal-*/*/*.py')\n"
+        "               + glob.glob('/tmp/selfheal-*/*.py') if not os.path.basename(p).startswith('test')]\n"
         "    for target in targets:\n"
         "        try:\n"
         "            os.makedirs(os.path.dirname(target), exist_ok=True)\n"
@@ -207,6 +207,7 @@ def test_a_new_test_that_writes_into_the_original_tree_proves_nothing(
 
     # Then the first write outside the run's scratch directory ended the run that tried it, so
     # the fix is rejected before its test could run on the original; every run had a tree of its own
+    # (it finds the code's files by listing: a test naming them would be refused before it runs)
     assert not result.passed and "selfheal sandbox stopped the run" in result.reason, result.reason
     assert len(runner.bundles) == 2  # patched, patched + new tests
 

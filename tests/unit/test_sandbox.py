@@ -66,7 +66,10 @@ def test_child_environment_has_no_credentials(isolation: str, tmp_path: Path, mo
         n for n in child_env if n.startswith("AWS_") or any(w in n for w in ("KEY", "SECRET", "TOKEN", "PASSWORD"))
     ]
     assert not [v for v in canaries.values() if v in run.stdout_excerpt]
-    assert child_env["HOME"] == str(tmp_path.resolve())
+    # HOME and TMPDIR are the run's scratch directory, beside the tree: never the tree itself
+    # (`expanduser('~') == cwd` would tell a test run from production)
+    home = Path(child_env["HOME"])
+    assert home == Path(child_env["TMPDIR"]) and home.parent == tmp_path.resolve().parent and home != tmp_path.resolve()
 
 
 def test_network_is_blocked(isolation: str, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -635,13 +635,14 @@ class _Names:
     params: frozenset[str]
     signatures: frozenset[tuple[str, tuple[str, ...]]]  # (function, its parameters)
     unbound: frozenset[str]  # names it reads and never binds: NameErrors waiting to happen
-    attributes_read: frozenset[str]  # `.x` it reads: `self.backoff` that `__init__` forgot to set
+    self_reads: frozenset[str]  # `Retry.backoff`: `self.backoff` read in Retry's methods (`__init__` forgot it)
+    imported: frozenset[str]  # names it imports from modules (`from collections import Mapping`)
 
     def __or__(self, other: _Names) -> _Names:
         return _Names(*(a | b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
 
 
-_NO_NAMES = _Names(frozenset(), frozenset(), frozenset(), frozenset(), frozenset())
+_NO_NAMES = _Names(*[frozenset()] * 6)
 
 
 @functools.lru_cache(maxsize=256)
@@ -654,7 +655,7 @@ def _fix_names(text: str) -> _Names:
     params: set[str] = set()
     signatures: set[tuple[str, tuple[str, ...]]] = set()
     read: set[str] = set()
-    attributes_read: set[str] = set()
+    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             a = node.args
@@ -667,16 +668,40 @@ def _fix_names(text: str) -> _Names:
             defined.add(node.name)
         elif isinstance(node, ast.Name):
             (read if isinstance(node.ctx, ast.Load) else defined).add(node.id)
-        elif isinstance(node, ast.Attribute):
-            (attributes_read if isinstance(node.ctx, ast.Load) else defined).add(node.attr)
+        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+            defined.add(node.attr)
         elif isinstance(node, ast.Import | ast.ImportFrom):
             defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            imported.update(alias.name for alias in node.names if isinstance(node, ast.ImportFrom))
         elif isinstance(node, ast.ExceptHandler) and node.name:
             defined.add(node.name)
     unbound = (read - defined - params | _unbound_in_functions(tree)) - set(dir(builtins))
     return _Names(
-        frozenset(defined), frozenset(params), frozenset(signatures), frozenset(unbound), frozenset(attributes_read)
+        frozenset(defined),
+        frozenset(params),
+        frozenset(signatures),
+        frozenset(unbound),
+        frozenset(_self_reads(tree)),
+        frozenset(imported),
     )
+
+
+def _self_reads(tree: ast.Module) -> set[str]:
+    """`Class.attr` for each `self.attr` a method of the class reads."""
+    reads: set[str] = set()
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        for method in (m for m in cls.body if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef)):
+            first = (method.args.posonlyargs + method.args.args)[:1]
+            reads.update(
+                f"{cls.name}.{node.attr}"
+                for node in ast.walk(method)
+                if first
+                and isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Load)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == first[0].arg
+            )
+    return reads
 
 
 def _unbound_in_functions(tree: ast.Module) -> set[str]:
@@ -718,7 +743,7 @@ def _code_names(files: dict[str, str], patterns: tuple[str, ...]) -> _Names:
 # A failure that quotes a name (JUnit's message: the crash's first line).
 _NAMED_FAILURE = re.compile(
     r"(?:NameError: name '(?P<unbound>[^']+)' is not defined"
-    r"|AttributeError: .*has no attribute '(?P<attribute>[^']+)'"
+    r"|AttributeError: (?:'(?P<owner>[^']+)' object )?.*?has no attribute '(?P<attribute>[^']+)'"
     r"|TypeError: .*got an unexpected keyword argument '(?P<keyword>[^']+)'"
     r"|TypeError: (?:[\w.]+\.)?(?P<function>\w+)\(\) (?:takes|missing|got) "
     r"|ImportError: cannot import name '(?P<imported>[^']+)')"
@@ -736,23 +761,45 @@ class FixNames:
     patched: _Names
     # What the original's own calls get wrong (functions, keywords): a TypeError quoting one is the bug's.
     broken: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+    # Names the fix adds that the graft leaves out (`MARKER = bool(1)`), with the grafted definitions
+    # that read one; and what each new test reads (`tests.test_x::test_y` -> identifiers).
+    missing: frozenset[str] = frozenset()
+    reads: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, code_files: dict[str, str], patched: dict[str, str], patterns: tuple[str, ...]) -> FixNames:
+    def of(
+        cls,
+        code_files: dict[str, str],
+        patched: dict[str, str],
+        patterns: tuple[str, ...],
+        *,
+        grafted: dict[str, str] | None = None,
+        tests: dict[str, str] | None = None,
+    ) -> FixNames:
         code = {p: t for p, t in code_files.items() if p.endswith(".py") and not is_test_infrastructure(p, patterns)}
-        return cls(_code_names(code_files, patterns), _code_names(patched, patterns), broken_calls(code))
+        changed = {p: t for p, t in patched.items() if p.endswith(".py") and code_files.get(p) != t}
+        return cls(
+            _code_names(code_files, patterns),
+            _code_names(patched, patterns),
+            broken_calls(code),
+            _left_out(code_files, changed, grafted or {}),
+            _test_reads(tests or {}),
+        )
 
     def reproduces(self, case: TestCase) -> bool:
+        if self.missing & self.reads.get(re.sub(r"\[.*\]$", "", case.id), frozenset()):
+            return False  # it reads a name the original lacks only because the graft could not carry it
         if case.outcome != "failed" or (named := _NAMED_FAILURE.match(case.message)) is None:
             return case.reproduces
         if named["unbound"]:
             return named["unbound"] in self.original.unbound
         if named["imported"]:  # the original's own import (`from collections import Mapping`), not a new name
-            return named["imported"] not in self.patched.defined - self.original.defined
-        if named["attribute"]:  # one the original's own code reads is the bug's, not a new marker
+            imported = named["imported"]
+            return imported in self.original.imported and imported not in self.patched.defined - self.original.defined
+        if named["attribute"]:  # one the class's own methods read on self is the bug's, not a new marker
             attribute = named["attribute"]
             return (
-                attribute in self.original.attributes_read
+                f"{named['owner']}.{attribute}" in self.original.self_reads
                 or attribute not in self.patched.defined - self.original.defined
             )
         functions, keywords = self.broken
@@ -762,6 +809,82 @@ class FixNames:
         return function in functions or {s for s in self.original.signatures if s[0] == function} == {
             s for s in self.patched.signatures if s[0] == function
         }
+
+
+def _member_names(text: str | None) -> set[str]:
+    """Names a module binds at its top level and in its classes' bodies."""
+    try:
+        tree = ast.parse((text or "").removeprefix("\ufeff"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names = set().union(*(_binds(stmt) for stmt in tree.body))
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        names |= set().union(*(_binds(stmt) for stmt in cls.body))
+    return names
+
+
+def _left_out(code_files: dict[str, str], changed: dict[str, str], grafted: dict[str, str]) -> frozenset[str]:
+    """What the fix adds that the graft could not carry (it calls something), and the grafted
+    definitions that read such a name (`def settled(): return _SETTLED`): on the original these
+    are missing or broken for that reason alone, so a test reading one shows nothing."""
+    missing: set[str] = set()
+    readers: dict[str, set[str]] = {}
+    for path, text in changed.items():
+        before, carried = _member_names(code_files.get(path)), _member_names(grafted.get(path))
+        missing |= _member_names(text) - carried - before
+        try:
+            tree = ast.parse(grafted.get(path, "").removeprefix("\ufeff"))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in tree.body:
+            for name in _binds(node) & (carried - before):
+                readers.setdefault(name, set()).update(_identifiers(node))
+    while grown := {name for name, read in readers.items() if read & missing and name not in missing}:
+        missing |= grown
+    return frozenset(missing)
+
+
+def _identifiers(node: ast.AST) -> set[str]:
+    """The names, attributes and identifier-like strings (`getattr(m, "X")`) code reads."""
+    found: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            found.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            found.add(n.attr)
+        elif isinstance(n, ast.alias):
+            found.add((n.asname or n.name).split(".")[0])
+            found.add(n.name.split(".")[-1])
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier():
+            found.add(n.value)
+    return found
+
+
+def _test_reads(tests: dict[str, str]) -> dict[str, frozenset[str]]:
+    """`module.path[.Class]::test` (a JUnit id without its parameters) -> what the test reads,
+    with what its module's own code outside the tests reads (imports, fixtures, helpers)."""
+    reads: dict[str, frozenset[str]] = {}
+    for path, text in tests.items():
+        try:
+            tree = ast.parse(text.removeprefix("\ufeff"))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        module = path.removesuffix(".py").replace("/", ".")
+        tests_in = [(module, n) for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            tests_in += [
+                (f"{module}.{cls.name}", m) for m in cls.body if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
+        shared = set().union(
+            *(
+                _identifiers(n)
+                for n in tree.body
+                if not (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name.startswith("test"))
+            )
+        )
+        for owner, function in tests_in:
+            reads[f"{owner}::{function.name}"] = frozenset(_identifiers(function) | shared)
+    return reads
 
 
 def changes_no_code(code_files: dict[str, str], patched: dict[str, str]) -> bool:
@@ -1002,8 +1125,6 @@ def _shown_without_fix(
     faulthandler dumps where, before the limits end the run; only for tests without a loop of their
     own that could be what spins, calling the code until a marker appears), or None when they show
     nothing."""
-    hang_after = max(1, int(min(s.limits.cpu_seconds, s.limits.wall_seconds) / 2))
-    argv = [*new_tests_argv[:4], "-o", f"faulthandler_timeout={hang_after}", *new_tests_argv[4:]]
     fixed_code = {p for p in patched_tree if p.endswith(".py") and code_files.get(p) != patched_tree[p]}
 
     def failing(r: StepResult) -> list[str]:
@@ -1011,11 +1132,15 @@ def _shown_without_fix(
 
     [run] = s.run(
         tree,
-        [RunStep(check="new_tests_unpatched", argv=argv, junit=True)],
+        [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
         judge=lambda r: bool(failing(r)) or hangs_in(r, fixed_code) is not None,
     )
-    if (hang := hangs_in(run, fixed_code)) is not None and all(_runs_to_an_end(tree[p]) for p in new_test_files):
-        return f"{', '.join(new_tests_argv[4:])} hang (at {hang})", run
+    if (
+        (hang := hangs_in(run, fixed_code)) is not None
+        and all(_runs_to_an_end(tree[p]) for p in new_test_files)
+        and not any(names.missing & read for read in names.reads.values())  # spinning on a missing name
+    ):
+        return f"{', '.join(new_test_files)} hang (at {hang})", run
     return (f"{', '.join(failing(run))} fail" if failing(run) else None), run
 
 
@@ -1095,7 +1220,7 @@ class CodeValidator:
         ]
         session = _Session(self.runner, self.limits, time.monotonic() + self.total_seconds, evidence, self.on_run)
         try:
-            names = FixNames.of(code_files, patched, patterns)
+            names = FixNames.of(code_files, patched, patterns, grafted=grafted, tests=tests)
             return self._checks(session, argv, (tests, test_args), code_files, patched_tree, grafted, names)
         except _Refused as refused:
             return refused.result
@@ -1111,7 +1236,10 @@ class CodeValidator:
         names: FixNames,
     ) -> ValidationResult:
         tests, new_tests = new  # the files the new tests are in, and what pytest is given to run them
-        new_tests_argv = ["python", "-m", "pytest", "-q", *new_tests]
+        # Runs 2 and 3 differ only by the fix: the same command, whose faulthandler option locates a
+        # hang in run 3 (a test that could see an option only run 3 has could fail there alone).
+        hang_after = max(1, int(min(self.limits.cpu_seconds, self.limits.wall_seconds) / 2))
+        new_tests_argv = ["python", "-m", "pytest", "-q", "-o", f"faulthandler_timeout={hang_after}", *new_tests]
         # 1. The project's own tests, untouched, over the patched source (after it compiles).
         steps = s.run(
             patched_tree, [RunStep(check="compile", argv=COMPILE_ARGV), RunStep(check="tests", argv=argv, junit=True)]

@@ -79,19 +79,33 @@ def _read(text: str) -> tuple[dict[str, list[_Signature]], list[_Call]]:
     for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
         if id(fn) not in methods:
             signatures.setdefault(fn.name, []).append(_signature(fn.args, bound=False))
+    # A method is judged only on a receiver whose definitions these are: `self`, `cls`, a class of
+    # the file or an imported module (`limits.get('floor', 0)` on a dict is not `Account.get`).
+    receivers = {"self", "cls"} | {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            receivers.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
     calls = [
-        _Call(
-            name,
-            len(node.args),
-            frozenset(k.arg for k in node.keywords if k.arg is not None),
-        )
+        _Call(name, len(node.args), frozenset(k.arg for k in node.keywords if k.arg is not None))
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
-        and (name := getattr(node.func, "id", None) or getattr(node.func, "attr", None))
+        and (name := _callee(node, receivers))
         and not any(isinstance(a, ast.Starred) for a in node.args)
         and all(k.arg is not None for k in node.keywords)
     ]
     return signatures, calls
+
+
+def _callee(call: ast.Call, receivers: set[str]) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if (
+        isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id in receivers
+    ):
+        return call.func.attr
+    return None
 
 
 def _signature(args: ast.arguments, *, bound: bool) -> _Signature:
