@@ -62,6 +62,15 @@ def handle_remediation_requested(
     # at this attempt (its FixProposed, QA's verdict or the verdict's reader got lost).
     redoable = {Status.REMEDIATING.value, Status.FIX_PROPOSED.value, *(PROPOSED_ALREADY if data.redrive else ())}
     if incident is None or incident.status not in redoable or incident.attempts != metadata.attempt:
+        proposed = (
+            incident is not None
+            and incident.attempts >= metadata.attempt
+            and count_status(incident, Status.FIX_PROPOSED)
+        )
+        if proposed and isinstance(stored, ProviderResult):
+            # A retry the next agents overtook: its FixProposed went out, but its decision, held
+            # until the step settled, may have died with the first try (recorded once; nothing re-sent).
+            _record_proposal(metadata, data.issue, data.feedback, stored, stored.fix, REUSED, ports)
         return {"action": "stale", "incident_id": metadata.incident_id}
     return _remediate(
         metadata,
@@ -146,6 +155,9 @@ def rejection_feedback(attempt: int, data: FixRejectedV1) -> str:
     return "\n".join(lines)[:FEEDBACK_ITEM_CHARS]
 
 
+# How a step that reuses its stored answer names its provider in the decision.
+REUSED = ("stored", "reused the answer stored for this attempt (no new model call)")
+
 # Statuses past this attempt's proposal: a re-drive re-sends it and never moves the incident back.
 PROPOSED_ALREADY = frozenset({Status.VALIDATING.value, Status.VALIDATED.value, Status.REJECTED.value})
 
@@ -178,11 +190,13 @@ def _remediate(
     answer = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed) if stored is None else stored[0]
     if answer is None and proposed_already:  # nothing to re-send, and the model is not asked again
         return {"action": "stale", "incident_id": metadata.incident_id}
+    fresh = None  # a new answer not stored yet: the runbook's, stored with its status in one write
     if answer is not None:  # a retry or replay of this step: the model is not asked twice
-        provider_name, why = "stored", "reused the answer stored for this attempt (no new model call)"
-        outcome: ProviderResult | ProviderError | BudgetRefused = answer
+        (provider_name, why), outcome = REUSED, answer
     else:
         outcome, provider_name, why = _ask(request, ports, resumed=resumed)
+        if provider_name == RunbookProvider.name and isinstance(outcome, ProviderResult):
+            fresh = outcome
     if isinstance(outcome, BudgetRefused):
         return _pause_for_budget(metadata, outcome.reason, ports)
     if isinstance(outcome, ProviderError):
@@ -194,7 +208,7 @@ def _remediate(
     fix = _claim_checked(result.fix, metadata, ports.artifacts)
     if not proposed_already:
         try:
-            moved = _mark_proposed(metadata, fix, result if answer is None else None, resumed, ports)
+            moved = _mark_proposed(metadata, fix, fresh, resumed, ports)
         except ItemRefused:  # another delivery stored its answer first: that answer goes on
             first = ports.proposals.get(metadata.incident_id, metadata.attempt, resumed)
             return _remediate(
@@ -213,6 +227,34 @@ def _remediate(
     ports.monitor.record_event(
         "code_generated", {"kind": fix.kind, "provider": fix.provider, "risk_level": fix.risk_level}
     )
+    _record_proposal(metadata, issue, feedback, result, fix, (provider_name, why), ports)
+    ports.messenger.send(
+        DetailType.FIX_PROPOSED,
+        follow_up(metadata, AGENT),
+        FixProposedV1(
+            issue=issue,
+            fix=fix,
+            fingerprint=fingerprint,
+            feedback=feedback,
+            investigation=investigation,
+            redrive=redrive,
+        ),
+    )
+    return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
+
+
+def _record_proposal(
+    metadata: Metadata,
+    issue: IssueReportedV1,
+    feedback: list[str],
+    result: ProviderResult,
+    fix: Fix,
+    chosen: tuple[str, str],
+    ports: EngineerPorts,
+) -> None:
+    """The `propose_fix` decision, once per attempt. `chosen`: the provider's name and why it
+    was chosen (REUSED for a stored answer)."""
+    provider_name, why = chosen
     chain = [
         {
             "thought": f"Attempt {metadata.attempt}: fix {issue.issue_type} on {issue.service}",
@@ -244,19 +286,6 @@ def _remediate(
         model=fix.model,
         once=f"propose_fix#{metadata.attempt}",
     )
-    ports.messenger.send(
-        DetailType.FIX_PROPOSED,
-        follow_up(metadata, AGENT),
-        FixProposedV1(
-            issue=issue,
-            fix=fix,
-            fingerprint=fingerprint,
-            feedback=feedback,
-            investigation=investigation,
-            redrive=redrive,
-        ),
-    )
-    return {"action": "proposed", "incident_id": metadata.incident_id, "provider": fix.provider}
 
 
 def _claim_checked(fix: Fix, metadata: Metadata, artifacts: ArtifactStore) -> Fix:
@@ -272,8 +301,9 @@ def _claim_checked(fix: Fix, metadata: Metadata, artifacts: ArtifactStore) -> Fi
 def _mark_proposed(
     metadata: Metadata, fix: Fix, new_answer: ProviderResult | None, resumed: int, ports: EngineerPorts
 ) -> bool:
-    """FIX_PROPOSED at this attempt (False: the incident may not move). A new answer is stored
-    in the same write; ItemRefused when another delivery stored one first."""
+    """FIX_PROPOSED at this attempt (False: the incident may not move). `new_answer` (the
+    runbook's, not stored yet) is stored in the same write; ItemRefused when another delivery
+    stored one first."""
     reason = f"{fix.kind} fix by {fix.provider}"
     if new_answer is not None:
         try:
@@ -282,7 +312,7 @@ def _mark_proposed(
             )
         except ClientError:
             # The transaction kept failing (conflicts, throttling): keep the answer on its own, so
-            # the Lambda retry moves the incident with it instead of asking the model again.
+            # the Lambda retry moves the incident with the answer already given.
             ports.proposals.put(metadata.incident_id, metadata.attempt, new_answer, resumed)
             raise
     moved = ports.incidents.transition(
@@ -299,8 +329,10 @@ def _ask(
     request: FixRequest, ports: EngineerPorts, *, resumed: int
 ) -> tuple[ProviderResult | ProviderError | BudgetRefused, str, str]:
     """This attempt's answer, the provider's name and why it was chosen; BudgetRefused when the
-    budget refused the model and no runbook can stand in. A refusal is stored here; a fix is
-    stored with its FIX_PROPOSED status (`ProposalStore.put_proposed`)."""
+    budget refused the model and no runbook can stand in. A refusal and the model's fix are
+    stored here, before anything else: a retry after a death at the status write reuses them
+    instead of paying for a second call. The runbook's fix (free, deterministic) is stored with
+    its FIX_PROPOSED status in one write (`ProposalStore.put_proposed`)."""
     provider, why = ports.choose_provider()
     provider_name = provider.name
     outcome: ProviderResult | ProviderError
@@ -315,8 +347,8 @@ def _ask(
         outcome = _propose_or_error(RunbookProvider(), request, ports)
     except ProviderError as exc:
         outcome = exc
-    if isinstance(outcome, ProviderError):
-        outcome = ports.proposals.put(request.incident_id, request.attempt, outcome, resumed)
+    if isinstance(outcome, ProviderError) or provider_name != RunbookProvider.name:
+        outcome = ports.proposals.put(request.incident_id, request.attempt, outcome, resumed)  # first writer wins
     return outcome, provider_name, why
 
 

@@ -1,5 +1,6 @@
-"""The model's answer for one (incident, attempt), stored before anything else happens with it:
-a fix with the FIX_PROPOSED status it leads to (one transaction), a refusal on its own.
+"""The provider's answer for one (incident, attempt), stored before anything else happens with
+it: the model's fix or refusal on its own, as soon as it answers; the runbook's fix (free and
+deterministic) with the FIX_PROPOSED status it leads to (one transaction).
 
 A Lambda retry or a replay of the same step reuses the stored answer: the model is called at
 most once per attempt, and its cost is counted once.
@@ -56,8 +57,8 @@ class ProposalStore:
         """Store the outcome unless one is stored already; returns the stored one (first writer wins).
 
         An unreachable provider (`provider_error`) is not an answer: it is not stored, so the
-        step resumed after the outage asks again. A fix is stored with its status instead
-        (`put_proposed`).
+        step resumed after the outage asks again. The runbook's fix is stored with its status
+        instead (`put_proposed`).
         """
         if isinstance(outcome, ProviderError) and outcome.category == "provider_error":
             return outcome

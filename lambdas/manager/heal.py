@@ -1040,6 +1040,8 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
         return {"action": "stale", "incident_id": metadata.incident_id}
     if incident.status in (Status.ROLLED_BACK.value, Status.ESCALATED.value):
         return _rollback_retried(incident, ports)
+    if incident.status == Status.RESOLVED.value and incident.last_reason.startswith(RECOVERED):
+        return _verify_retried(incident, ports)
     if incident.status != Status.VERIFYING.value or incident.heal_phase not in ("applied", "rolling_back"):
         return {"action": "stale", "incident_id": metadata.incident_id}
     verify_until = parse_time((incident.change or {}).get("verify_until"))
@@ -1056,17 +1058,31 @@ def handle_verify_due(metadata: Metadata, data: DueV1, ports: HealPorts) -> dict
         resolved = ports.incidents.transition(
             incident.incident_id,
             Status.RESOLVED,
-            reason=f"recovered within the verify window{note}",
+            reason=f"{RECOVERED}{note}",
             allowed_from=frozenset({Status.VERIFYING}),
             require={"change_id": data.change_id},
         )
         if resolved is None:
             return {"action": "stale", "incident_id": incident.incident_id}
-        result = _verified(resolved, ports, figures, chain)
-        if resolved.origin == "alarm":  # its alarm is OK: its next ALARM is a new occurrence
-            ports.incidents.release_now(resolved.fingerprint, resolved.incident_id)
-        return result
+        return _verified(resolved, ports, figures, chain)
     return rollback(incident, ports, figures, f"no recovery within the verify window{note}", chain=chain)
+
+
+# The reason of a RESOLVED written by the verify deadline (a retry of that step is told by it).
+RECOVERED = "recovered within the verify window"
+
+
+def _verify_retried(incident: Incident, ports: HealPorts) -> dict[str, Any]:
+    """A VerifyDue after its RESOLVED write. The `verify` decision is held until the step settles,
+    after FixVerified and IncidentResolved: without it, the try that wrote RESOLVED died or its
+    settle failed before they surely went out, and this retry finishes the step with the figures
+    read now (one read of the decision, then the recovery's reads). With it, the delivery is late
+    or a duplicate, and stale: nobody is told twice."""
+    if ports.monitor.recorded(f"verify#{incident.change_id}"):
+        return {"action": "stale", "incident_id": incident.incident_id}
+    _, figures, chain = check_recovery(incident, ports)
+    retry = step("A retry finishes the verify step that resolved the incident", "record it", incident.last_reason)
+    return _verified(incident, ports, figures, [retry, *chain])
 
 
 def on_alarm_ok(resolved: Incident, alarm_figures: dict[str, float], ports: HealPorts) -> None:
@@ -1112,6 +1128,9 @@ def _verified(
         DetailType.INCIDENT_RESOLVED,
         f"recovered after {change['change_id']}: {_figures_text(figures)}",
     )
+    if incident.origin == "alarm":  # its alarm is OK: its next ALARM is a new occurrence
+        # Released with the step's records when it settles: until then a retry finds the lock.
+        ports.monitor.hold(ports.incidents.release_operation(incident.fingerprint, incident.incident_id))
     return {"action": "resolved", "incident_id": incident.incident_id, "figures": figures}
 
 

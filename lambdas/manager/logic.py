@@ -259,10 +259,14 @@ def open_detected(intake: Intake, incident: Incident, ports: ManagerPorts) -> di
 
 def _investigate(intake: Intake, incident: Incident, ports: ManagerPorts) -> Investigation:
     """Read the target before anyone proposes a change to it (stored by the transition that follows)."""
-    if incident.investigation:  # a retry or replay of this step: read once, decided once
-        return Investigation.model_validate(incident.investigation)
     target, how = target_of(intake.issue, intake.origin, intake.alarm_function, ports.home)
-    inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
+    if incident.investigation:
+        # A retry or replay of this step: read once. Its decision is recorded again (once): held
+        # until the step settled, it may have died with the try that stored the investigation.
+        inv = Investigation.model_validate(incident.investigation)
+        chain = [step("Which function does this incident concern?", f"target from {how}", "read by an earlier try")]
+    else:
+        inv, chain = investigate(target, how, around=datetime.now(UTC), cloud=ports.cloud)
     gaps = "; ".join(inv.gaps)
     chain.append(
         step(
@@ -383,8 +387,9 @@ def _alarm_recovered(intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
 
 def _finish_recovery(incident: Incident, intake: Intake, ports: ManagerPorts) -> dict[str, Any]:
     """Record and announce a resolution by the alarm's OK, then release the fingerprint. The
-    release comes last: until then a retry finds the lock and finishes (records are once-only,
-    an announcement may repeat), and afterwards the next ALARM is a new occurrence."""
+    release is written with the step's records when it settles: until then (a death, a throttled
+    settle) a retry finds the lock and finishes (records are once-only, an announcement may
+    repeat), and afterwards the next ALARM is a new occurrence."""
     ports.monitor.bind(incident_id=incident.incident_id, correlation_id=incident.correlation_id)
     ports.monitor.record_decision(
         "resolve_on_recovery",
@@ -402,7 +407,7 @@ def _finish_recovery(incident: Incident, intake: Intake, ports: ManagerPorts) ->
         heal.on_alarm_ok(incident, intake.issue.signals, ports)  # verify decision, FixVerified, IncidentResolved
     else:
         announce(ports, incident, DetailType.INCIDENT_RESOLVED, "alarm returned to OK")
-    ports.incidents.release_now(incident.fingerprint, incident.incident_id)
+    ports.monitor.hold(ports.incidents.release_operation(incident.fingerprint, incident.incident_id))
     return {"action": "resolved", "incident_id": incident.incident_id}
 
 

@@ -164,7 +164,13 @@ def _conclude(
         expected_attempt=metadata.attempt,
         redo_from=frozenset({landing}),
     ):
+        # The Manager moved the incident on: the verdict went out, but its decision, held until
+        # the step settled, may have died with the first try (recorded once; nothing re-sent).
+        _record(metadata, fix, result, passed, ports)
         return {"action": "stale", "incident_id": metadata.incident_id}
+    ports.monitor.record_event(
+        "test_passed" if passed else "test_failed", {"kind": fix.kind, "attempt": metadata.attempt}
+    )
     _record(metadata, fix, result, passed, ports)
     evidence = result.evidence[:MAX_EVIDENCE_IN_EVENT]
     common: dict[str, Any] = {
@@ -189,9 +195,7 @@ def _conclude(
 
 
 def _record(metadata: Metadata, fix: Fix, result: ValidationResult, passed: bool, ports: QaPorts) -> None:
-    ports.monitor.record_event(
-        "test_passed" if passed else "test_failed", {"kind": fix.kind, "attempt": metadata.attempt}
-    )
+    """The `validate_fix` decision, once per attempt."""
     checks = ", ".join(f"{e.check}={'ok' if e.passed else 'FAIL'}" for e in result.evidence[:10])
     verdict = "weak evidence: the tests also pass without the fix" if result.weak_evidence else result.reason
     ports.monitor.record_decision(

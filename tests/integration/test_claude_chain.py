@@ -465,3 +465,51 @@ def test_in_semi_auto_qa_decides_the_risk_from_the_change_not_the_models_label(s
         [risk] = [e["excerpt"] for e in verdict["outputs"]["evidence"] if e["check"] == "risk"]
         assert assessment in risk
         assert risk.startswith(f"risk {'low' if status == 'VERIFYING' else 'medium'}:")
+
+
+@pytest.mark.parametrize("death", ["killed", "connection lost"])
+def test_the_engineer_dying_at_its_status_write_reuses_the_models_answer(pipeline, server, monkeypatch, death):
+    """The model is called at most once per attempt, even when the step dies between its answer
+    and FIX_PROPOSED (a kill, a time-out, a connection error after botocore's retries)."""
+    from boto3.dynamodb.conditions import Key
+    from botocore.client import BaseClient
+    from botocore.exceptions import EndpointConnectionError
+
+    from tests.support.faults import Killed
+
+    server.script.extend([good_fix(), good_fix()])  # a second call would be answered (and paid for)
+    original, died = BaseClient._make_api_call, []
+
+    def dies_at_fix_proposed(client, operation, params):
+        moving = operation in ("UpdateItem", "TransactWriteItems") and '"FIX_PROPOSED"' in json.dumps(
+            params, default=str
+        )
+        if moving and not died:
+            died.append(operation)
+            if death == "killed":
+                raise Killed("Task timed out after 30.00 seconds")
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+        return original(client, operation, params)
+
+    # Given the Engineer dies at the write that moves the incident to FIX_PROPOSED
+    monkeypatch.setattr(BaseClient, "_make_api_call", dies_at_fix_proposed)
+    pipeline.put("IssueReported", code_issue())
+    [broken] = [d for d in pipeline.run() if d.error]
+    assert died and broken.agent == "engineer" and len(server.requests) == 1
+    assert pipeline.incidents()[0].status == "REMEDIATING"
+
+    # When Lambda retries the same RemediationRequested
+    assert pipeline.invoke("engineer", broken.event).error is None
+    pipeline.run()
+
+    # Then the stored answer goes on: one model call, one proposal, FIX_PROPOSED and on to the patch
+    [incident] = pipeline.incidents()
+    assert len(server.requests) == 1
+    table = boto3.resource("dynamodb").Table(os.environ["DECISIONS_TABLE_NAME"])
+    proposals = table.query(
+        KeyConditionExpression=Key("pk").eq(f"INCIDENT#{incident.incident_id}") & Key("sk").begins_with("PROPOSAL#")
+    )["Items"]
+    assert len(proposals) == 1
+    history = [h["status"] for h in incident.status_history]
+    assert "FIX_PROPOSED" in history and incident.status == "PATCH_READY", history
+    assert len([d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == "propose_fix"]) == 1

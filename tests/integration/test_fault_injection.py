@@ -21,6 +21,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from tests.support.faults import expire_in_progress
 from tests.support.pipeline import Delivery, Pipeline
 
 INCIDENTS = 60
@@ -106,22 +107,11 @@ def drive(pipeline: Pipeline, faults: Faults, max_rounds: int = 200) -> list[Del
     return dead_letters
 
 
-def expire_in_progress_markers(pipeline: Pipeline) -> None:
-    """An invocation that died holds its idempotency key as INPROGRESS until its own timeout;
-    a redrive comes later than that, so those markers have expired by then."""
-    import boto3
-
-    table = boto3.resource("dynamodb").Table(pipeline.env["IDEMPOTENCY_TABLE_NAME"])
-    for item in table.scan()["Items"]:
-        if item.get("status") == "INPROGRESS":
-            table.delete_item(Key={"id": item["id"]})
-
-
 def settle(pipeline: Pipeline, faults: Faults) -> list[Delivery]:
     dead = drive(pipeline, faults)
     # The operator redrives the on-failure queues once the platform has recovered.
     faults.active = False
-    expire_in_progress_markers(pipeline)
+    expire_in_progress(pipeline)
     for delivery in dead:
         redriven = pipeline.invoke(delivery.agent, delivery.event)
         assert redriven.error is None, f"redrive of {delivery.event.get('detail-type')} failed: {redriven.error}"

@@ -2528,3 +2528,73 @@ def test_a_flapping_alarm_after_a_rollback_folds_into_the_closed_incident_instea
 def stamp(at: datetime) -> str:
     """A time as CloudWatch writes it in a state-change event."""
     return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def test_a_retry_of_the_ok_step_whose_settle_was_throttled_records_the_verification(aws, monkeypatch):
+    # Given an applied fix whose alarm returns to OK, and the OK step's settle (its decisions, its
+    # idempotency record) throttled after the RESOLVED write and the announcements
+    from botocore.client import BaseClient
+
+    from tests.support.faults import expire_in_progress
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("OK", 0.0)
+    original, throttled = BaseClient._make_api_call, []
+
+    def throttle_once(client, operation, params):
+        if operation == "TransactWriteItems" and not throttled:
+            throttled.append(operation)
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, operation)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", throttle_once)
+    pipeline.put_raw_event(alarm_event("OK", datapoint=0.0))
+    [broken] = pipeline.run()
+    incident = only_incident(pipeline)
+    assert throttled and broken.error and incident.status == "RESOLVED"
+    assert not decisions_of(pipeline, incident.incident_id, "verify")
+
+    # When Lambda retries the OK event
+    expire_in_progress(pipeline)
+    retried = pipeline.invoke(broken.agent, broken.event)
+
+    # Then the retry finds the incident (its fingerprint is released only with the records) and
+    # records the verification with its before and after figures, once
+    assert retried.error is None and retried.result["action"] == "resolved", retried.result
+    [verify] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert verify["outputs"]["figures"]["before_latest_datapoint"] == 37
+    assert verify["outputs"]["figures"]["after_latest_datapoint"] == 0
+    assert len(decisions_of(pipeline, incident.incident_id, "resolve_on_recovery")) == 1
+    from selfheal_core.incidents import IncidentStore
+
+    assert IncidentStore(pipeline.env["DECISIONS_TABLE_NAME"]).open_incident_for(incident.fingerprint) is None
+
+
+def test_a_retry_of_the_verify_deadline_that_died_after_resolving_records_the_verification(aws, monkeypatch):
+    # Given an applied fix that recovered, and the VerifyDue step dying after its RESOLVED write
+    # and its announcements, before it settles
+    from tests.support.faults import die_after_publishing
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3, "memory": 512}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("OK", 0.0)
+    die_after_publishing(monkeypatch, "agentops.manager", "IncidentResolved")
+    [broken] = pipeline.fire_due("verify")
+    incident = only_incident(pipeline)
+    assert broken.error and incident.status == "RESOLVED"
+    assert not decisions_of(pipeline, incident.incident_id, "verify")
+
+    # When Lambda retries the VerifyDue, and a duplicate of it arrives later
+    retried = pipeline.invoke(broken.agent, broken.event)
+    again = pipeline.invoke(broken.agent, broken.event)
+
+    # Then the retry records the verification with before and after figures; the duplicate is stale
+    assert retried.error is None and retried.result["action"] == "resolved", retried.result
+    assert again.result["action"] == "stale"
+    [verify] = decisions_of(pipeline, incident.incident_id, "verify")
+    assert verify["outputs"]["recovered"] is True
+    assert verify["outputs"]["figures"]["before_latest_datapoint"] == 37
+    assert "after_latest_datapoint" in verify["outputs"]["figures"]

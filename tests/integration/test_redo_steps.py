@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from selfheal_core.bus import EventPublisher
 from selfheal_core.events import ApprovalV1, Metadata
 from tests.support.context import FakeLambdaContext
-from tests.support.faults import Killed, latency_issue
+from tests.support.faults import Killed, die_after_publishing, expire_in_progress, latency_issue
 from tests.support.pipeline import Pipeline, throttling_runbook_asking
 
 SENT: list[tuple[str, str]] = []  # (incident id, detail-type) of every event really published
@@ -140,3 +142,38 @@ def test_a_retry_after_a_denial_was_written_still_escalates(aws, monkeypatch):
     metadata = Metadata(incident_id=waiting.incident_id, correlation_id="c", attempt=waiting.attempts, producer="a")
     ports = manager_handler.ports(FakeLambdaContext(function_name="selfheal-test-manager"))
     assert logic.handle_approval(metadata, carol, False, ports)["action"] == "stale" and not SENT
+
+
+@pytest.mark.parametrize(
+    "source, published, decision",
+    [
+        ("agentops.manager", "RemediationRequested", "investigate"),
+        ("agentops.engineer", "FixProposed", "propose_fix"),
+        ("agentops.qa", "FixValidated", "validate_fix"),
+    ],
+)
+def test_a_retry_the_next_agents_overtook_still_records_the_dead_steps_decision(
+    aws, monkeypatch, source, published, decision
+):
+    # Given a step that dies right after its status write and its publish, before it settles
+    # (its decision, held until then, dies with it)
+    pipeline = Pipeline(parameters={"automation-level": "manual"}, functions={"orders-api": {"timeout": 3}})
+    died = die_after_publishing(monkeypatch, source, published)
+    pipeline.put("IssueReported", latency_issue())
+    [crashed] = [d for d in pipeline.run() if d.error]
+    [incident] = pipeline.incidents()
+    assert died == [published] and incident.status == "AWAITING_APPROVAL"  # the next agents went on
+    assert not [d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == decision]
+
+    # When Lambda's retry of that delivery comes after them (twice: a retry, then a late duplicate)
+    expire_in_progress(pipeline)
+    retried = pipeline.invoke(crashed.agent, crashed.event)
+    expire_in_progress(pipeline)
+    again = pipeline.invoke(crashed.agent, crashed.event)
+
+    # Then it moves nothing back and sends nothing again, but the step's decision is recorded, once
+    assert retried.error is None and retried.result["action"] == "stale", retried.result
+    assert again.error is None
+    assert pipeline.run() == []
+    assert pipeline.incidents()[0].status == "AWAITING_APPROVAL"
+    assert len([d for d in pipeline.decisions(incident.incident_id) if d["decision_type"] == decision]) == 1

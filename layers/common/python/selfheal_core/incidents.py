@@ -621,6 +621,18 @@ class IncidentStore:
         """End the cool-down: the source says the problem is gone, so the next report is new."""
         self._delete_owned({"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}, incident_id)
 
+    def release_operation(self, fingerprint: str, incident_id: str) -> dict[str, Any]:
+        """`release_now` as a transaction operation (client shape), for a step that writes it with
+        its records (`AgentOpsMonitor.hold`): until they are written, a retry finds the lock."""
+        return {
+            "Delete": {
+                "TableName": self.table_name,
+                "Key": typed({"pk": keys.fingerprint_pk(fingerprint), "sk": keys.OPEN}),
+                "ConditionExpression": "incident_id = :id",
+                "ExpressionAttributeValues": typed({":id": incident_id}),
+            }
+        }
+
     def _delete_owned(self, key: dict[str, str], incident_id: str) -> None:
         """Delete a lock or hold item only while it still names `incident_id` (else leave it be)."""
         try:

@@ -53,6 +53,8 @@ class Monitor(EventRecorder, Protocol):
 
     def settled(self) -> None: ...
 
+    def hold(self, operation: dict[str, Any]) -> None: ...
+
     def track_llm_usage(
         self,
         model: str,
