@@ -462,3 +462,64 @@ def test_a_new_test_may_not_read_the_code_it_tests_as_text(test: str, says: str)
 def test_what_tells_a_test_run_by_another_spelling_is_refused(after: str) -> None:
     # pytest replaces sys.stdin; `from os import path` is os.path; a module's __file__ is where it lives
     assert added_code(ORIGINAL, after) is not None
+
+
+# ----------------------------------------------------------------------------- an original that cannot be imported
+
+LEGACY = {
+    "legacy.py": "from collections import Mapping\n\n\ndef depth(d):\n"
+    "    return 1 + max((depth(v) for v in d.values() if isinstance(v, Mapping)), default=0)\n",
+    "tests/test_legacy.py": "def test_nothing_imports_it_yet():\n    assert True\n",
+}
+CONFIG_PY2 = {
+    "settings.py": "import ConfigParser\n\n\ndef parser():\n    return ConfigParser.ConfigParser()\n",
+    "tests/test_settings.py": "def test_nothing_imports_it_yet():\n    assert True\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("project", "files", "test"),
+    [
+        (
+            LEGACY,
+            {"legacy.py": LEGACY["legacy.py"].replace("from collections import", "from collections.abc import")},
+            "from legacy import depth\n\n\ndef test_depth():\n    assert depth({'a': {'b': {}}}) == 3\n",
+        ),
+        (
+            CONFIG_PY2,
+            {
+                "settings.py": CONFIG_PY2["settings.py"]
+                .replace("ConfigParser.", "configparser.")
+                .replace("import ConfigParser", "import configparser")
+            },
+            "from settings import parser\n\n\ndef test_parser():\n    assert parser().sections() == []\n",
+        ),
+    ],
+    ids=["name-gone-from-the-standard-library", "python-2-module-name"],
+)
+def test_a_fix_of_a_module_that_cannot_be_imported_is_proven(
+    validator: CodeValidator, project: dict[str, str], files: dict[str, str], test: str
+) -> None:
+    # Given code whose own top-level import fails on this Python (the new test cannot even be
+    # collected on the original), and the fix of that import
+    result = validator.validate(fix(files=files, tests={"tests/test_regression.py": test}), issue(project), project)
+
+    # Then the collection error without the fix is the bug itself
+    assert result.passed, result.reason
+    assert "fail to import" in result.reason, result.reason
+
+
+def test_a_module_only_the_fix_adds_is_no_evidence_when_it_is_missing(validator: CodeValidator) -> None:
+    # Given a "fix" that leaves the bug and adds a module, and a test that imports that module
+    files = {"legacy.py": LEGACY["legacy.py"].replace("from collections import", "from collections.abc import")}
+    project = {**LEGACY, "legacy.py": files["legacy.py"]}
+    answer = fix(
+        files={**files, "legacy_checked.py": "CHECKED = True\n"},
+        tests={
+            "tests/test_regression.py": "import legacy_checked\n\n\ndef test_checked():\n    assert legacy_checked.CHECKED\n"
+        },
+    )
+
+    result = validator.validate(answer, issue(project), project)
+
+    assert not result.passed, result.reason

@@ -636,7 +636,7 @@ class _Names:
     signatures: frozenset[tuple[str, tuple[str, ...]]]  # (function, its parameters)
     unbound: frozenset[str]  # names it reads and never binds: NameErrors waiting to happen
     self_reads: frozenset[str]  # `Retry.backoff`: `self.backoff` read in Retry's methods (`__init__` forgot it)
-    imported: frozenset[str]  # names it imports from modules (`from collections import Mapping`)
+    imported: frozenset[str]  # what it imports: names (`Mapping` of `from collections import Mapping`), modules
 
     def __or__(self, other: _Names) -> _Names:
         return _Names(*(a | b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
@@ -655,7 +655,6 @@ def _fix_names(text: str) -> _Names:
     params: set[str] = set()
     signatures: set[tuple[str, tuple[str, ...]]] = set()
     read: set[str] = set()
-    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             a = node.args
@@ -672,7 +671,7 @@ def _fix_names(text: str) -> _Names:
             defined.add(node.attr)
         elif isinstance(node, ast.Import | ast.ImportFrom):
             defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-            imported.update(alias.name for alias in node.names if isinstance(node, ast.ImportFrom))
+
         elif isinstance(node, ast.ExceptHandler) and node.name:
             defined.add(node.name)
     unbound = (read - defined - params | _unbound_in_functions(tree)) - set(dir(builtins))
@@ -682,8 +681,20 @@ def _fix_names(text: str) -> _Names:
         frozenset(signatures),
         frozenset(unbound),
         frozenset(_self_reads(tree)),
-        frozenset(imported),
+        frozenset(_imported(tree)),
     )
+
+
+def _imported(tree: ast.Module) -> set[str]:
+    """The modules a module imports (absolutely) and the names it imports from them."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.update(alias.name for alias in node.names)
+            found.update([node.module] if node.module and not node.level else [])
+    return found
 
 
 def _self_reads(tree: ast.Module) -> set[str]:
@@ -746,7 +757,8 @@ _NAMED_FAILURE = re.compile(
     r"|AttributeError: (?:'(?P<owner>[^']+)' object )?.*?has no attribute '(?P<attribute>[^']+)'"
     r"|TypeError: .*got an unexpected keyword argument '(?P<keyword>[^']+)'"
     r"|TypeError: (?:[\w.]+\.)?(?P<function>\w+)\(\) (?:takes|missing|got) "
-    r"|ImportError: cannot import name '(?P<imported>[^']+)')"
+    r"|ImportError: cannot import name '(?P<imported>[^']+)'"
+    r"|ModuleNotFoundError: No module named '(?P<module>[^']+)')"
 )
 
 
@@ -793,6 +805,9 @@ class FixNames:
             return case.reproduces
         if named["unbound"]:
             return named["unbound"] in self.original.unbound
+        if named["module"]:  # a module the original imports and the fix no longer does (`import ConfigParser`)
+            module = named["module"]
+            return module in self.original.imported and module not in self.patched.imported
         if named["imported"]:  # the original's own import (`from collections import Mapping`), not a new name
             imported = named["imported"]
             return imported in self.original.imported and imported not in self.patched.defined - self.original.defined
@@ -1013,6 +1028,19 @@ def _runs_to_an_end(test: str) -> bool:
     return True
 
 
+PYTEST_INTERRUPTED = 2
+_COLLECTION_IMPORT_ERROR = re.compile(
+    r"^E\s+((?:ImportError: cannot import name|ModuleNotFoundError: No module named) '[^']+')", re.MULTILINE
+)
+
+
+def _import_errors(run: StepResult) -> list[str]:
+    """The import errors that stopped pytest's collection (the original's module failed to import)."""
+    if run.exit_code != PYTEST_INTERRUPTED:
+        return []
+    return _COLLECTION_IMPORT_ERROR.findall(run.stdout_excerpt + "\n" + run.stderr_excerpt)
+
+
 def hangs_in(run: StepResult, fixed_code: set[str]) -> str | None:
     """Where a run the limits ended was spinning, when that is inside a module the fix changes
     (`bitcount.py:4 in bitcount`): the original's own loop, which the fix ends. None otherwise: a
@@ -1133,8 +1161,12 @@ def _shown_without_fix(
     [run] = s.run(
         tree,
         [RunStep(check="new_tests_unpatched", argv=new_tests_argv, junit=True)],
-        judge=lambda r: bool(failing(r)) or hangs_in(r, fixed_code) is not None,
+        judge=lambda r: bool(failing(r) or _import_errors(r)) or hangs_in(r, fixed_code) is not None,
     )
+    if (broken := _import_errors(run)) and all(
+        names.reproduces(TestCase(id="", outcome="failed", message=line)) for line in broken
+    ):  # the original cannot even be imported: its own import, which the fix corrects
+        return f"{', '.join(new_test_files)} fail to import ({broken[0][:120]})", run
     if (
         (hang := hangs_in(run, fixed_code)) is not None
         and all(_runs_to_an_end(tree[p]) for p in new_test_files)

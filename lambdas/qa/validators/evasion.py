@@ -86,7 +86,7 @@ _CAPABILITY = "imports a module the project's code does not use and no fix needs
 COMPUTATION_MODULES = frozenset(
     {
         "__future__", "abc", "array", "ast", "base64", "binascii", "bisect", "bz2", "calendar", "cmath",
-        "collections", "colorsys", "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib",
+        "collections", "colorsys", "configparser", "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib",
         "email", "enum", "errno", "fnmatch", "fractions", "functools", "graphlib", "gzip", "hashlib", "heapq", "hmac",
         "html", "http", "io", "ipaddress", "itertools", "json", "keyword", "logging", "lzma", "math", "numbers",
         "operator", "posixpath", "pprint", "random", "re", "reprlib", "secrets", "shlex", "statistics",
