@@ -117,12 +117,18 @@ class FunctionGone(HealAbort):
         self.target = target
 
 
+def _raise_transient(exc: Exception) -> None:
+    """Raise a throttle or an AWS hiccup as it is: the Lambda retry redoes the step (and then the
+    DLQ keeps it), where treating it as an answer would decide on no reading."""
+    if isinstance(exc, ClientError) and aws.is_transient(exc):
+        raise exc
+
+
 def _lambda_error(exc: ClientError, target: str) -> None:
     """Raise what a Lambda API error means for a heal step whatever the call: a transient one as it
     is (the Lambda retry redoes the step, which is guarded to be redone), a deleted function as
     FunctionGone. Returns for any other error, which the caller turns into its own HealAbort."""
-    if aws.is_transient(exc):
-        raise exc
+    _raise_transient(exc)
     if aws.error_code(exc) == "ResourceNotFoundException":
         raise FunctionGone(target) from exc
 
@@ -1345,7 +1351,8 @@ def recovery_shown(
             StartTime=first,
             EndTime=max(now(), first + timedelta(minutes=1)),
         )["MetricDataResults"]
-    except (ClientError, KeyError):
+    except (ClientError, KeyError) as exc:
+        _raise_transient(exc)  # not "no traffic": the Lambda retry reads the figures again
         return None, nothing
     series = {
         r.get("Id"): [
@@ -1491,6 +1498,7 @@ def describe_alarm(alarm_name: str | None, cloud: CloudPort) -> dict[str, Any] |
         )
         alarms = [*found.get("MetricAlarms", []), *found.get("CompositeAlarms", [])]
     except ClientError as exc:
+        _raise_transient(exc)  # a throttle decides nothing: the Lambda retry reads the alarm again
         return f"UNREADABLE ({exc.response.get('Error', {}).get('Code')})"
     if not alarms:
         return "MISSING"
@@ -1560,6 +1568,7 @@ def _metric_recovery(
             .get("MetricDataResults", [])
         )
     except ClientError as exc:
+        _raise_transient(exc)  # a throttle is no verdict on the change: the Lambda retry reads again
         return (
             False,
             figures,

@@ -2598,3 +2598,44 @@ def test_a_retry_of_the_verify_deadline_that_died_after_resolving_records_the_ve
     assert verify["outputs"]["recovered"] is True
     assert verify["outputs"]["figures"]["before_latest_datapoint"] == 37
     assert "after_latest_datapoint" in verify["outputs"]["figures"]
+
+
+def test_a_throttled_alarm_read_at_the_deadline_decides_nothing_until_lambda_retries(aws, monkeypatch):
+    # Given an applied fix whose alarm is still in ALARM at the deadline, and the VerifyDue's first
+    # DescribeAlarms throttled (it used to read as UNREADABLE: no recovery, so a rollback)
+    operation = "describe_alarms"
+    from lambdas.manager import heal
+    from lambdas.manager.investigate import CloudPort
+
+    pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
+    pipeline.put_raw_event(alarm_event())
+    pipeline.run()
+    alarm_in_state("ALARM", 41.0)
+    real_client, throttled = CloudPort.client, []
+    monkeypatch.setattr(
+        CloudPort,
+        "client",
+        lambda self, service: (
+            ThrottledOnce(real_client(self, service), operation, throttled)
+            if service == "cloudwatch"
+            else real_client(self, service)
+        ),
+    )
+    [due] = pipeline.fire_due("verify")
+
+    # Then the throttle is no verdict: nothing rolled back, the delivery fails for Lambda to retry
+    assert throttled == [operation]
+    assert "TooManyRequestsException" in str(due.error)
+    assert only_incident(pipeline).status == "VERIFYING"
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 10
+
+    # When Lambda retries it
+    later = datetime.now(UTC) + timedelta(days=2)
+    monkeypatch.setattr(heal, "now", lambda: later)
+    retried = pipeline.invoke(due.agent, due.event)
+    assert retried.error is None, retried.error
+
+    # Then the retry judges on real readings: the alarm is in ALARM, so the change is rolled back
+    incident = only_incident(pipeline)
+    assert incident.status == "ESCALATED" and incident.heal_phase == "rolled_back", incident.last_reason
+    assert pipeline.function_config(FUNCTION)["timeout_s"] == 3
