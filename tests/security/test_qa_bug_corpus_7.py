@@ -523,3 +523,42 @@ def test_a_module_only_the_fix_adds_is_no_evidence_when_it_is_missing(validator:
     result = validator.validate(answer, issue(project), project)
 
     assert not result.passed, result.reason
+
+
+# ----------------------------------------------------------------------------- a project without tests
+
+HANDLER = {"handler.py": "def total(items):\n    return sum(items[1:])\n"}
+TOTAL_TEST = "from handler import total\n\n\ndef test_total():\n    assert total([1, 2]) == 3\n"
+
+
+def test_a_project_without_tests_is_proven_by_the_fixs_own_tests(validator: CodeValidator) -> None:
+    # Given a reporter's code with no tests of its own (a Lambda handler), and a fix with a regression test
+    answer = fix(
+        files={"handler.py": "def total(items):\n    return sum(items)\n"}, tests={"tests/test_total.py": TOTAL_TEST}
+    )
+
+    # When QA validates it
+    result = validator.validate(answer, issue(HANDLER), HANDLER)
+
+    # Then the new test, failing without the fix and passing with it, is the proof; the reason says
+    # there was nothing of the project's own to keep passing
+    assert result.passed, result.reason
+    assert "the project has no tests of its own" in result.reason
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def total(items):\n    return sum(items[1:]) + 0\n",
+        "def total(items):\n    return sum(items)\n\n\nBROKEN = (\n",
+    ],
+    ids=["keeps-the-bug", "does-not-compile"],
+)
+def test_a_project_without_tests_still_refuses_what_its_new_tests_do_not_prove(
+    validator: CodeValidator, code: str
+) -> None:
+    result = validator.validate(
+        fix(files={"handler.py": code}, tests={"tests/test_total.py": TOTAL_TEST}), issue(HANDLER), HANDLER
+    )
+
+    assert not result.passed, result.reason

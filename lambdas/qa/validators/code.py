@@ -1176,6 +1176,70 @@ def _shown_without_fix(
     return (f"{', '.join(failing(run))} fail" if failing(run) else None), run
 
 
+PYTEST_NO_TESTS = 5
+
+
+def _project_tests(
+    s: _Session, patched_tree: dict[str, str], argv: list[str], code_files: dict[str, str]
+) -> tuple[ValidationResult | None, StepResult | None]:
+    """Run 1: the refusal, or the project's own test run over the patched source (None for a project
+    that has no tests at all: then the fix's new tests alone carry the proof, runs 2 and 3)."""
+    steps = s.run(
+        patched_tree, [RunStep(check="compile", argv=COMPILE_ARGV), RunStep(check="tests", argv=argv, junit=True)]
+    )
+    if not steps[0].ok:
+        return ValidationResult(False, f"the patched code does not compile: {_last_line(steps[0])}", s.evidence), None
+    run = steps[1]
+    patterns = project_test_patterns(code_files)
+    if run.exit_code == PYTEST_NO_TESTS and not any(is_test_file(p, patterns) for p in code_files):
+        return None, None
+    if not run.ok:
+        return ValidationResult(False, f"tests fail on the patched code: {_outcome(run)}", s.evidence), None
+    if not run.tests:
+        return ValidationResult(
+            False, "the patched test run wrote no test report, so it proves nothing", s.evidence
+        ), None
+    return None, run
+
+
+def _pre_existing_tests_hold(
+    s: _Session, code_files: dict[str, str], argv: list[str], patched_run: StepResult
+) -> ValidationResult | None:
+    """Run 4: the refusal when a test the project had does not pass with the fix (or went missing)."""
+    [before] = s.run(
+        dict(code_files),
+        [RunStep(check="tests_unpatched", argv=argv, junit=True)],
+        judge=lambda r: r.tests is not None,
+    )  # a record of what failed before
+    after = {t.id: t.outcome for t in patched_run.tests or []}
+    if before.tests is None:
+        # No record of what failed before (the original hung or crashed: often the very bug), so
+        # nothing shows that a test not passing with the fix (a skip the fix raises) passed then.
+        not_passed = [t for t, outcome in after.items() if outcome != "passed"]
+        if not_passed:
+            return ValidationResult(
+                False,
+                f"weak evidence: the original run wrote no report ({_outcome(before)}), so what failed "
+                f"before is unknown, and with the fix these did not pass: {', '.join(not_passed)[:400]}",
+                s.evidence,
+                weak_evidence=True,
+            )
+    # A collection error has no test identity (its id names the module), so it may be absent after.
+    broken = [
+        t.id
+        for t in before.tests or []
+        if (t.outcome in ("passed", "failed") and after.get(t.id) != "passed")
+        or (t.outcome == "error" and after.get(t.id) not in (None, "passed"))
+    ]
+    if broken:
+        return ValidationResult(
+            False,
+            f"pre-existing tests do not pass with the fix (or are missing from its run): {', '.join(broken)[:500]}",
+            s.evidence,
+        )
+    return None
+
+
 class CodeValidator:
     def __init__(
         self,
@@ -1273,18 +1337,9 @@ class CodeValidator:
         hang_after = max(1, int(min(self.limits.cpu_seconds, self.limits.wall_seconds) / 2))
         new_tests_argv = ["python", "-m", "pytest", "-q", "-o", f"faulthandler_timeout={hang_after}", *new_tests]
         # 1. The project's own tests, untouched, over the patched source (after it compiles).
-        steps = s.run(
-            patched_tree, [RunStep(check="compile", argv=COMPILE_ARGV), RunStep(check="tests", argv=argv, junit=True)]
-        )
-        if not steps[0].ok:
-            return ValidationResult(False, f"the patched code does not compile: {_last_line(steps[0])}", s.evidence)
-        patched_run = steps[1]
-        if not patched_run.ok:
-            return ValidationResult(False, f"tests fail on the patched code: {_outcome(patched_run)}", s.evidence)
-        if not patched_run.tests:
-            return ValidationResult(
-                False, "the patched test run wrote no test report, so it proves nothing", s.evidence
-            )
+        refused, patched_run = _project_tests(s, patched_tree, argv, code_files)
+        if refused is not None:
+            return refused
         if not new_tests:
             return ValidationResult(
                 False, "weak evidence: the fix brings no new test that fails without it", s.evidence, weak_evidence=True
@@ -1312,39 +1367,11 @@ class CodeValidator:
                 weak_evidence=True,
             )
         # 4. Every pre-existing test that failed before passes after (and none went missing).
-        [before] = s.run(
-            dict(code_files),
-            [RunStep(check="tests_unpatched", argv=argv, junit=True)],
-            judge=lambda r: r.tests is not None,
-        )  # a record of what failed before
-        after = {t.id: t.outcome for t in patched_run.tests}
-        if before.tests is None:
-            # No record of what failed before (the original hung or crashed: often the very bug), so
-            # nothing shows that a test not passing with the fix (a skip the fix raises) passed then.
-            not_passed = [t for t, outcome in after.items() if outcome != "passed"]
-            if not_passed:
-                return ValidationResult(
-                    False,
-                    f"weak evidence: the original run wrote no report ({_outcome(before)}), so what failed "
-                    f"before is unknown, and with the fix these did not pass: {', '.join(not_passed)[:400]}",
-                    s.evidence,
-                    weak_evidence=True,
-                )
-        # A collection error has no test identity (its id names the module), so it may be absent after.
-        broken = [
-            t.id
-            for t in before.tests or []
-            if (t.outcome in ("passed", "failed") and after.get(t.id) != "passed")
-            or (t.outcome == "error" and after.get(t.id) not in (None, "passed"))
-        ]
-        if broken:
-            return ValidationResult(
-                False,
-                f"pre-existing tests do not pass with the fix (or are missing from its run): {', '.join(broken)[:500]}",
-                s.evidence,
-            )
+        if patched_run is not None and (refused := _pre_existing_tests_hold(s, code_files, argv, patched_run)):
+            return refused
+        own = "the project's tests pass with the fix" if patched_run else "the project has no tests of its own"
         return ValidationResult(
             True,
-            f"compiles; the project's tests pass with the fix; new test(s) {shown[:300]} without it and pass with it",
+            f"compiles; {own}; new test(s) {shown[:300]} without it and pass with it",
             s.evidence,
         )
