@@ -1007,6 +1007,8 @@ def _last_line(run: StepResult) -> str:
 
 
 PYTEST_TESTS_FAILED = 1
+PYTEST_INTERRUPTED = 2  # a collection error, among others
+PYTEST_NO_TESTS = 5
 # faulthandler's dump of a test that outran `faulthandler_timeout`: the innermost frame first.
 _DUMPED_FRAME = re.compile(r'\(most recent call first\):\n\s+File "(?P<path>[^"]+)", line (?P<line>\d+) in (?P<fn>\S+)')
 
@@ -1028,7 +1030,6 @@ def _runs_to_an_end(test: str) -> bool:
     return True
 
 
-PYTEST_INTERRUPTED = 2
 _COLLECTION_IMPORT_ERROR = re.compile(
     r"^E\s+((?:ImportError: cannot import name|ModuleNotFoundError: No module named) '[^']+')", re.MULTILINE
 )
@@ -1149,10 +1150,10 @@ def _shown_without_fix(
     new_test_files: list[str],
 ) -> tuple[str | None, StepResult]:
     """Run the new tests on the original (plus the names the fix adds): what they show without the
-    fix (`a, b fail`, or `t.py hang (at m.py:4 in f)` inside code the fix changes: pytest's
-    faulthandler dumps where, before the limits end the run; only for tests without a loop of their
-    own that could be what spins, calling the code until a marker appears), or None when they show
-    nothing."""
+    fix (`a, b fail`; `t.py fail to import (...)` on the original's own import; or `t.py hang (at
+    m.py:4 in f)` inside code the fix changes: pytest's faulthandler dumps where, before the limits
+    end the run; only for tests without a loop of their own that could be what spins, calling the
+    code until a marker appears), or None when they show nothing."""
     fixed_code = {p for p in patched_tree if p.endswith(".py") and code_files.get(p) != patched_tree[p]}
 
     def failing(r: StepResult) -> list[str]:
@@ -1174,9 +1175,6 @@ def _shown_without_fix(
     ):
         return f"{', '.join(new_test_files)} hang (at {hang})", run
     return (f"{', '.join(failing(run))} fail" if failing(run) else None), run
-
-
-PYTEST_NO_TESTS = 5
 
 
 def _project_tests(
