@@ -1835,8 +1835,8 @@ class ThrottledOnce:
         return getattr(self.real, name)
 
 
-def throttle_once(monkeypatch, operation: str) -> list[str]:
-    """The Manager's next Lambda `operation` is throttled once; returns the calls that were."""
+def throttle_once(monkeypatch, operation: str, service: str = "lambda") -> list[str]:
+    """The Manager's next `operation` of `service` is throttled once; returns the calls that were."""
     from lambdas.manager.investigate import CloudPort
 
     real_client = CloudPort.client
@@ -1844,10 +1844,8 @@ def throttle_once(monkeypatch, operation: str) -> list[str]:
     monkeypatch.setattr(
         CloudPort,
         "client",
-        lambda self, service: (
-            ThrottledOnce(real_client(self, service), operation, throttled)
-            if service == "lambda"
-            else real_client(self, service)
+        lambda self, name: (
+            ThrottledOnce(real_client(self, name), operation, throttled) if name == service else real_client(self, name)
         ),
     )
     return throttled
@@ -2605,22 +2603,12 @@ def test_a_throttled_alarm_read_at_the_deadline_decides_nothing_until_lambda_ret
     # DescribeAlarms throttled (it used to read as UNREADABLE: no recovery, so a rollback)
     operation = "describe_alarms"
     from lambdas.manager import heal
-    from lambdas.manager.investigate import CloudPort
 
     pipeline = Pipeline(functions={FUNCTION: {"timeout": 3}})
     pipeline.put_raw_event(alarm_event())
     pipeline.run()
     alarm_in_state("ALARM", 41.0)
-    real_client, throttled = CloudPort.client, []
-    monkeypatch.setattr(
-        CloudPort,
-        "client",
-        lambda self, service: (
-            ThrottledOnce(real_client(self, service), operation, throttled)
-            if service == "cloudwatch"
-            else real_client(self, service)
-        ),
-    )
+    throttled = throttle_once(monkeypatch, operation, service="cloudwatch")
     [due] = pipeline.fire_due("verify")
 
     # Then the throttle is no verdict: nothing rolled back, the delivery fails for Lambda to retry

@@ -12,21 +12,9 @@ import pytest
 
 from lambdas.qa.validators.code import CodeValidator
 from lambdas.qa.validators.evasion import evasion
-from selfheal_core.events import CodeBundle, Fix, IssueReportedV1
+from tests.support.code_fixes import code_fix as fix
+from tests.support.code_fixes import code_issue as issue
 from tests.support.qa_runner import InProcessRunner
-
-
-def fix(**fields: object) -> Fix:
-    return Fix(kind="code", provider="test", rationale="fixed", risk_level="low", **fields)
-
-
-def issue(files: dict[str, str]) -> IssueReportedV1:
-    return IssueReportedV1(
-        service="orders",
-        issue_type="exception",
-        summary="bug",
-        code=CodeBundle(files=files, test_command="python -m pytest -q"),
-    )
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import pytest
 
 from lambdas.qa.validators.code import CodeValidator, changes_no_code, grafted_original
 from lambdas.qa.validators.evasion import evasion
-from selfheal_core.events import CodeBundle, Fix, IssueReportedV1
+from selfheal_core.events import Fix
+from tests.support.code_fixes import code_fix as fix
+from tests.support.code_fixes import code_issue as issue
 from tests.support.qa_runner import InProcessRunner
 
 from .corpus_cases import load
@@ -20,19 +22,6 @@ from .corpus_cases import load
 CASE = load("off_by_one")  # pagination.py: page() returns one item too few
 BUGGY = "    return items[start : start + size - 1]\n"
 FIXED = "    return items[start : start + size]\n"
-
-
-def fix(**fields: object) -> Fix:
-    return Fix(kind="code", provider="test", rationale="fixed", risk_level="low", **fields)
-
-
-def issue(files: dict[str, str]) -> IssueReportedV1:
-    return IssueReportedV1(
-        service="orders",
-        issue_type="exception",
-        summary="bug",
-        code=CodeBundle(files=files, test_command="python -m pytest -q"),
-    )
 
 
 def fixed_plus(appended: str) -> dict[str, str]:

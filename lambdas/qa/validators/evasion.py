@@ -96,8 +96,9 @@ COMPUTATION_MODULES = frozenset(
 )  # fmt: skip
 
 # Modules beyond computation a fix may import anew for these attributes only: path arithmetic,
-# interpreter constants, type predicates, locks (not sys.stdin/stdout/stderr: pytest replaces them). Any other use of the module (`os.system`,
-# `sys.exit`, `inspect.stack`, `threading.Thread`, the module as a value) is refused as before.
+# interpreter constants (not sys.stdin/stdout/stderr: pytest replaces them), type predicates, locks.
+# Any other use (`os.system`, `sys.exit`, `inspect.stack`, `threading.Thread`, the module as a
+# value) is refused as before.
 LIMITED_MODULES = {
     "os": frozenset(
         {
@@ -280,8 +281,8 @@ def _own_instance_reads(tree: ast.Module) -> set[int]:
     return reads
 
 
-# How a module names a file beside it from `__file__`: the directory (`dirname`, `Path(...).parent`,
-# resolved or not), then a constant name joined to it. Only the file named is reached, not the path.
+# The steps that take `__file__` to the module's directory (`dirname`, `Path(...).parent`, resolved or
+# not), onto which a file name is then joined (`_files_beside_module`).
 _TO_DIRECTORY = frozenset({"dirname", "abspath", "realpath", "normpath", "Path", "PurePath", "resolve", "absolute"})
 
 
@@ -381,11 +382,11 @@ def _names_module(parent: str, attr: str) -> bool:
 class _Scan(ast.NodeVisitor):
     """Every watched construct of one module, in source order."""
 
-    def __init__(self, tree: ast.Module, *, is_test: bool, tests: frozenset[str] = frozenset()) -> None:
+    def __init__(self, tree: ast.Module, *, is_test: bool, unreadable: frozenset[str] = frozenset()) -> None:
         self.is_test = is_test
-        # The project's test files and directories, as a fix's code might name them; for a test, the
-        # project's code files, as a test might name them to read the source.
-        self.tests = tests
+        # Files this module may not name: for code, the project's tests and test directories (their
+        # expected values); for a test, the project's code files (their source text).
+        self.unreadable = unreadable
         self.io_modules: set[str] = set()  # `urllib.request`: a computation package's network part
         # Expressions read through (`m.x`, `getattr(m, ...)`): where a module may stand.
         self.read_through = {
@@ -611,9 +612,7 @@ class _Scan(ast.NodeVisitor):
     def _text(self, node: ast.AST, text: str | None) -> None:
         if not text:
             return
-        # Code naming the tests reads the expected values (the tests do not ship with the code); a
-        # test naming the code's files reads its source text. `self.tests` holds the other side's names.
-        if any(name in text for name in self.tests if name.endswith(".py") or text.startswith(name + "/")):
+        if any(name in text for name in self.unreadable if name.endswith(".py") or text.startswith(name + "/")):
             self._add(node, _SOURCE if self.is_test else _TESTS_READ, repr(text[:60]))
         folded = text.lower()
         if any(word in folded for word in _TOOLING_WORDS):
@@ -733,10 +732,10 @@ def _parse(text: str) -> ast.Module | None:
         return None  # the compile step refuses it
 
 
-def _scan(text: str, *, is_test: bool, tests: frozenset[str] = frozenset()) -> list[_Finding]:
+def _scan(text: str, *, is_test: bool, unreadable: frozenset[str] = frozenset()) -> list[_Finding]:
     try:
         tree = ast.parse(text.removeprefix("\ufeff"))
-        return sorted(_Scan(tree, is_test=is_test, tests=tests).found, key=lambda f: (f.line, f.end))
+        return sorted(_Scan(tree, is_test=is_test, unreadable=unreadable).found, key=lambda f: (f.line, f.end))
     except (SyntaxError, ValueError):
         return []  # the compile step refuses it
     except (RecursionError, MemoryError):  # compile() takes deeper nesting than a recursive walk
@@ -790,11 +789,13 @@ def _taken(tree: ast.Module, module: str) -> list[tuple[str | None, str]]:
     return taken
 
 
-def _added(before: str | None, after: str, *, is_test: bool, tests: frozenset[str] = frozenset()) -> _Finding | None:
+def _added(
+    before: str | None, after: str, *, is_test: bool, unreadable: frozenset[str] = frozenset()
+) -> _Finding | None:
     """The first construct `after` has more of than `before` (a move is no addition)."""
     if _read_otherwise(before, after):
         return _Finding(1, 0, _UNREADABLE, f"a coding declaration of {_encoding(after)}")
-    scanned = functools.partial(_scan, is_test=is_test, tests=tests)
+    scanned = functools.partial(_scan, is_test=is_test, unreadable=unreadable)
     had = Counter((f.category, f.what) for f in scanned(before)) if before is not None else Counter()
     for finding in scanned(after):
         key = (finding.category, finding.what)
@@ -852,7 +853,7 @@ def evasion(
     )
     for path, text, is_test in checked:
         if (
-            found := _added(code_files.get(path), text, is_test=is_test, tests=sources if is_test else tests)
+            found := _added(code_files.get(path), text, is_test=is_test, unreadable=sources if is_test else tests)
         ) is not None:
             return f"{path}:{found.line}: {found.category} ({found.what})"
     # The fix's code runs inside the project's own test run (run 1), so it may not bring a

@@ -206,14 +206,15 @@ _REPORTED: set[tuple[str, str]] = set()  # per execution environment: listed onc
 
 
 def _report_refused(settings: Settings, name: str, value: str, reason: str) -> None:
-    """Log the refusal and list it with the refused events (`selfheal rejected`), once per value."""
+    """Log the refusal and list it with the refused events (`selfheal rejected`), once per value
+    and execution environment."""
     from .observability import logger
     from .rejections import RejectionLog
 
-    logger.error("SSM parameter refused; its default is used", extra={"parameter": name, "reason": reason[:1000]})
     if (name, value) in _REPORTED:
-        return
+        return  # every read of the parameters (each invocation) would say it again
     _REPORTED.add((name, value))
+    logger.error("SSM parameter refused; its default is used", extra={"parameter": name, "reason": reason[:1000]})
     RejectionLog(settings.monitoring_table_name).record(
         reason=f"SSM parameter refused, its default is used until it is corrected: {reason}",
         event={"source": "aws.ssm", "detail-type": "Parameter", "parameter": name, "value": value[:2000]},
