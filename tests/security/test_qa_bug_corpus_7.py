@@ -550,3 +550,16 @@ def test_a_project_without_tests_still_refuses_what_its_new_tests_do_not_prove(
     )
 
     assert not result.passed, result.reason
+
+
+def test_a_rename_that_moves_a_test_file_is_tampering(validator: CodeValidator) -> None:
+    # Given a patch that fixes the code and renames the project's test module out of pytest's sight
+    rename = (
+        "diff --git a/tests/test_words.py b/tests/words_check.py\nsimilarity index 100%\n"
+        "rename from tests/test_words.py\nrename to tests/words_check.py\n"
+    )
+    patch = commit_patch("tests/test_spacing.py") + rename
+
+    result = validator.validate(fix(patch=patch), issue(WORDS), WORDS)
+
+    assert not result.passed and result.reason.startswith("tampers with tests: tests/"), result.reason
